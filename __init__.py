@@ -1,0 +1,3 @@
+"""diffblocks: build diffusion pipelines out of declarative blocks."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""diffblocks.blocks.stable_diffusion"""

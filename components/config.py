@@ -1,0 +1,128 @@
+"""Config-backed objects: models, schedulers, guiders and image processors remember how they were made.
+
+A class opts in by inheriting :class:`ConfigMixin` and decorating ``__init__`` with
+:func:`register_to_config`; every init argument (defaults filled in) is then in ``obj.config``, and the
+object can be rebuilt with ``type(obj).from_config(obj.config)`` or saved and loaded as a JSON file in the
+diffusers layout (``config.json``, ``scheduler_config.json``, ...).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import os
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, ClassVar, Mapping
+
+from ..modular_pipelines.errors import ConfigError
+from .files import resolve_file
+
+
+def register_to_config(init):
+    """Decorate ``__init__`` so that its bound arguments become the object's config."""
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def wrapper(self, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        ignored = set(getattr(type(self), "ignore_for_config", ()))
+        config = {}
+        for name, value in list(bound.arguments.items())[1:]:
+            kind = signature.parameters[name].kind
+            if kind is inspect.Parameter.VAR_KEYWORD or kind is inspect.Parameter.VAR_POSITIONAL:
+                continue
+            if name not in ignored:
+                config[name] = value
+        self._config = config
+        init(self, *args, **kwargs)
+
+    wrapper._registers_config = True
+    return wrapper
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
+
+
+class ConfigMixin:
+    """Adds ``config``, ``from_config``, ``load_config`` and ``save_config`` to a class."""
+
+    config_name: ClassVar[str] = "config.json"
+    ignore_for_config: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        """The init arguments this object was built with (read-only)."""
+        return MappingProxyType(getattr(self, "_config", {}))
+
+    def register_to_config(self, **values: Any) -> None:
+        """Record values computed after init (kept in saved configs)."""
+        if not hasattr(self, "_config"):
+            self._config = {}
+        self._config.update(values)
+
+    @classmethod
+    def init_params(cls) -> dict[str, inspect.Parameter]:
+        params = dict(inspect.signature(cls.__init__).parameters)
+        params.pop("self", None)
+        return {
+            k: p
+            for k, p in params.items()
+            if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+        }
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | None = None, **overrides: Any):
+        """Build an instance from a config mapping; keys the class does not take are ignored.
+
+        Keys starting with ``_`` (``_class_name``, ``_diffusers_version``) are metadata and skipped.
+        """
+        merged = {k: v for k, v in dict(config or {}).items() if not k.startswith("_")}
+        merged.update(overrides)
+        params = cls.init_params()
+        kwargs = {k: v for k, v in merged.items() if k in params}
+        return cls(**kwargs)
+
+    @classmethod
+    def load_config(
+        cls,
+        path_or_repo: str | os.PathLike,
+        subfolder: str | None = None,
+        revision: str | None = None,
+    ) -> dict[str, Any]:
+        """Read ``cls.config_name`` from a folder or Hub repo."""
+        path = resolve_file(path_or_repo, cls.config_name, subfolder=subfolder, revision=revision, what="config")
+        try:
+            return json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError.unreadable(str(path), err) from err
+
+    def to_json_dict(self) -> dict[str, Any]:
+        data = {"_class_name": type(self).__name__}
+        data.update({k: _jsonable(v) for k, v in self.config.items()})
+        return data
+
+    def save_config(self, save_directory: str | os.PathLike) -> Path:
+        """Write the config as ``save_directory/<config_name>``; returns the file's path."""
+        directory = Path(save_directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / self.config_name
+        path.write_text(json.dumps(self.to_json_dict(), indent=2, sort_keys=True) + "\n")
+        return path
+
+    def __repr__(self) -> str:
+        body = json.dumps({k: _jsonable(v) for k, v in self.config.items()}, indent=2, sort_keys=True, default=str)
+        return f"{type(self).__name__} {body}"

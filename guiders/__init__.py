@@ -1,0 +1,1 @@
+"""diffblocks.guiders"""

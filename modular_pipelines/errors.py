@@ -1,0 +1,255 @@
+"""Every exception diffblocks raises, with named constructors that word the messages.
+
+A message names where the problem is (the dotted block path and block class, the file, the component),
+what was expected and what was given, and the valid alternatives when there are any. Runtime failures
+are raised ``from`` their cause; nothing here logs.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Iterable, Sequence
+
+from .render import format_value
+
+
+def _where(path: str | None, cls_name: str | None) -> str:
+    if path and cls_name:
+        return f"block '{path}' ({cls_name})"
+    if path:
+        return f"block '{path}'"
+    return f"block {cls_name}" if cls_name else "pipeline"
+
+
+def closest(name: str, candidates: Iterable[str]) -> str | None:
+    """The candidate most similar to ``name``, or None when nothing is close."""
+    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def _listing(names: Iterable[str], limit: int = 12) -> str:
+    names = sorted(names)
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+class DiffblocksError(Exception):
+    """Base class of every diffblocks error."""
+
+
+# --- block declarations and graphs -------------------------------------------------------------
+
+
+class BlockDeclarationError(DiffblocksError, TypeError):
+    """A block class declares its params, sub-blocks or triggers inconsistently."""
+
+    @classmethod
+    def duplicate_names(cls, block_cls: str, kind: str, names: Sequence[str]) -> "BlockDeclarationError":
+        return cls(f"{block_cls} declares {kind} more than once: {', '.join(sorted(set(names)))}")
+
+    @classmethod
+    def mismatched_lengths(cls, block_cls: str, **lengths: int) -> "BlockDeclarationError":
+        parts = ", ".join(f"{k}={v}" for k, v in lengths.items())
+        return cls(f"{block_cls}: block_classes, block_names and block_trigger_inputs must have one entry per block; got {parts}")
+
+    @classmethod
+    def not_a_block(cls, owner: str, name: str, value: object) -> "BlockDeclarationError":
+        return cls(
+            f"{owner}: sub-block '{name}' must be a ModularPipelineBlocks class or instance, got {format_value(value)}"
+        )
+
+
+class PipelineValidationError(DiffblocksError, ValueError):
+    """Every problem found in a block tree, raised together."""
+
+    def __init__(self, problems: Sequence[str]):
+        self.problems = list(problems)
+        head = "1 problem" if len(self.problems) == 1 else f"{len(self.problems)} problems"
+        super().__init__(f"{head}:\n" + "\n".join(f"  - {p}" for p in self.problems))
+
+
+# --- inputs at run time ------------------------------------------------------------------------
+
+
+class MissingInputError(DiffblocksError, ValueError):
+    @classmethod
+    def required(cls, name: str, path: str | None, block_cls: str, description: str = "") -> "MissingInputError":
+        desc = f" ({description})" if description else ""
+        return cls(f"{_where(path, block_cls)} needs the required input '{name}'{desc}, but it was not given")
+
+
+class InputTypeError(DiffblocksError, TypeError):
+    @classmethod
+    def wrong_type(cls, name: str, path: str | None, block_cls: str, expected: str, value: object) -> "InputTypeError":
+        return cls(
+            f"{_where(path, block_cls)}: input '{name}' expects {expected}, got {format_value(value)}"
+        )
+
+
+class UnknownInputError(DiffblocksError, TypeError):
+    @classmethod
+    def unknown(cls, names: Sequence[str], valid: Iterable[str]) -> "UnknownInputError":
+        valid = list(valid)
+        hints = []
+        for name in names:
+            match = closest(name, valid)
+            hints.append(f"'{name}'" + (f" (did you mean {match}?)" if match else ""))
+        return cls(f"unknown input {', '.join(hints)}; this pipeline takes: {_listing(valid, limit=60)}")
+
+
+class BlockExecutionError(DiffblocksError, RuntimeError):
+    """An exception inside a block's ``__call__``, re-raised once with where it happened."""
+
+    def __init__(self, message: str, path: str | None = None, block_cls: str | None = None):
+        super().__init__(message)
+        self.path = path
+        self.block_cls = block_cls
+
+    @classmethod
+    def failed(cls, path: str, block_cls: str, inputs: dict, cause: BaseException) -> "BlockExecutionError":
+        shown = ", ".join(f"{k}={format_value(v)}" for k, v in inputs.items()) or "no inputs"
+        return cls(
+            f"{_where(path, block_cls)} failed: {type(cause).__name__}: {cause}\n  inputs: {shown}",
+            path=path,
+            block_cls=block_cls,
+        )
+
+
+class OutputNotFoundError(DiffblocksError, KeyError):
+    @classmethod
+    def missing(cls, names: Sequence[str], available: Iterable[str]) -> "OutputNotFoundError":
+        available = list(available)
+        hints = []
+        for name in names:
+            match = closest(name, available)
+            hints.append(f"'{name}'" + (f" (did you mean {match}?)" if match else ""))
+        return cls(f"the pipeline state has no value {', '.join(hints)}; it holds: {_listing(available, limit=60)}")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+# --- components ----------------------------------------------------------------------------------
+
+
+class ComponentError(DiffblocksError):
+    """A component could not be found, created or loaded."""
+
+
+class ComponentNotFoundError(ComponentError, KeyError):
+    @classmethod
+    def no_match(cls, pattern: str, available: Iterable[str], where: str = "") -> "ComponentNotFoundError":
+        return cls(f"no component matches '{pattern}'{where}; registered: {_listing(available) or 'none'}")
+
+    @classmethod
+    def unknown_name(cls, name: str, valid: Iterable[str], owner: str = "the pipeline") -> "ComponentNotFoundError":
+        valid = list(valid)
+        match = closest(name, valid)
+        hint = f" (did you mean {match}?)" if match else ""
+        return cls(f"{owner} has no component '{name}'{hint}; its components are: {_listing(valid) or 'none'}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class AmbiguousComponentError(ComponentError, ValueError):
+    @classmethod
+    def many(cls, pattern: str, matches: Iterable[str]) -> "AmbiguousComponentError":
+        return cls(f"'{pattern}' matches more than one component: {_listing(matches)}; narrow it with collection= or load_id=")
+
+
+class ComponentLoadError(ComponentError, RuntimeError):
+    @classmethod
+    def failed(cls, failures: dict[str, BaseException], loaded: Iterable[str]) -> "ComponentLoadError":
+        lines = [f"  - {name}: {type(err).__name__}: {err}" for name, err in failures.items()]
+        ok = _listing(loaded) or "none"
+        return cls(f"{len(failures)} component(s) failed to load (loaded: {ok}):\n" + "\n".join(lines))
+
+    @classmethod
+    def no_source(cls, name: str) -> "ComponentLoadError":
+        return cls(
+            f"component '{name}' has no repo to load from: set it with "
+            f"pipe.get_component_spec('{name}') and spec.repo = ..., or pass an object to update_components({name}=...)"
+        )
+
+
+class UnsupportedComponentError(ComponentError, ValueError):
+    @classmethod
+    def unknown_class(cls, library: str | None, class_name: str, supported: Iterable[str]) -> "UnsupportedComponentError":
+        return cls(
+            f"unsupported component class {library or '?'}.{class_name}; supported: {_listing(supported, limit=40)}"
+        )
+
+
+# --- files, weights and configs --------------------------------------------------------------------
+
+
+class MissingFileError(DiffblocksError, FileNotFoundError):
+    @classmethod
+    def not_found(cls, looked_for: Sequence[str], what: str = "file") -> "MissingFileError":
+        return cls(f"{what} not found; looked for: {', '.join(str(p) for p in looked_for)}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class CorruptedFileError(DiffblocksError, OSError):
+    @classmethod
+    def unreadable(cls, path: str, cause: BaseException) -> "CorruptedFileError":
+        return cls(f"cannot read weights file {path}: it is truncated or corrupted ({type(cause).__name__}: {cause})")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class WeightsMismatchError(DiffblocksError, ValueError):
+    @classmethod
+    def keys(cls, model: str, missing: Sequence[str], unexpected: Sequence[str], limit: int = 5) -> "WeightsMismatchError":
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected)):
+            if keys:
+                shown = ", ".join(sorted(keys)[:limit])
+                more = f", ... ({len(keys)} in all)" if len(keys) > limit else f" ({len(keys)})"
+                parts.append(f"{label} keys: {shown}{more}")
+        return cls(f"weights do not fit {model}: " + "; ".join(parts))
+
+    @classmethod
+    def shape(cls, model: str, key: str, expected: tuple, got: tuple) -> "WeightsMismatchError":
+        return cls(f"weights do not fit {model}: '{key}' expects shape {tuple(expected)}, the file has {tuple(got)}")
+
+
+class ConfigError(DiffblocksError, ValueError):
+    @classmethod
+    def bad_value(cls, owner: str, key: str, expected: str, value: object) -> "ConfigError":
+        return cls(f"{owner}: config '{key}' expects {expected}, got {format_value(value)}")
+
+    @classmethod
+    def unreadable(cls, path: str, cause: BaseException) -> "ConfigError":
+        return cls(f"cannot read config {path}: {type(cause).__name__}: {cause}")
+
+
+class RemoteCodeError(DiffblocksError, PermissionError):
+    @classmethod
+    def not_trusted(cls, repo: str, filename: str) -> "RemoteCodeError":
+        return cls(
+            f"{repo} defines its blocks in custom code ({filename}); read it, then load with "
+            f"trust_remote_code=True to run it"
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class GuiderError(DiffblocksError, ValueError):
+    """A guider was configured or called inconsistently."""
+
+
+class AdapterError(DiffblocksError, ValueError):
+    """An adapter (IP-Adapter, ControlNet) checkpoint or setup does not fit."""
+
+    @classmethod
+    def bad_layout(cls, path: str, expected: Iterable[str], found: Iterable[str]) -> "AdapterError":
+        return cls(
+            f"{path} is not an adapter checkpoint of the expected layout: expected keys {_listing(expected)}, "
+            f"found {_listing(found)}"
+        )
