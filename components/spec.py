@@ -1,10 +1,151 @@
-"""ComponentSpec and ConfigSpec: what a block needs, and where a component comes from."""
+"""ComponentSpec and ConfigSpec: what a block needs, and where a component comes from.
+
+A component made by :meth:`ComponentSpec.load` or :meth:`ComponentSpec.create` remembers its spec, so
+``ComponentSpec.from_component(name, obj)`` gives it back and the ComponentsManager can spot duplicates
+by ``load_id``.
+"""
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from ..modular_pipelines.errors import ComponentLoadError, ConfigError
+
 LOAD_ID_ATTR = "_diffblocks_load_id"
+SPEC_ATTR = "_diffblocks_spec"
+CREATION_METHODS = ("from_pretrained", "from_config")
 
 
 def load_id_of(component: object) -> str | None:
     """The ``"repo|subfolder|variant|revision"`` id a component was loaded with, or None if unknown."""
     return getattr(component, LOAD_ID_ATTR, None)
+
+
+def _tag(component: Any, spec: "ComponentSpec") -> Any:
+    """Remember on ``component`` the spec it was made from (skipped for objects that refuse attributes)."""
+    try:
+        object.__setattr__(component, SPEC_ATTR, spec.copy())
+        if spec.default_creation_method == "from_pretrained" and spec.repo is not None:
+            object.__setattr__(component, LOAD_ID_ATTR, spec.load_id)
+    except (AttributeError, TypeError):
+        pass
+    return component
+
+
+@dataclass
+class ComponentSpec:
+    """How to get a component: its name, class, and either a config or where to load it from.
+
+    Args:
+        name: the component's name in the pipeline (``unet``, ``guider``, ...).
+        type_hint: the class (ours for diffusers-format parts, transformers classes as they are).
+        description: one line for docs.
+        config: init arguments for ``create()`` (``from_config`` components).
+        repo, subfolder, variant, revision: where ``load()`` reads from (local folder or Hub repo).
+        default_creation_method: ``"from_pretrained"`` (weights/files) or ``"from_config"`` (built in code).
+    """
+
+    name: str | None = None
+    type_hint: Any = None
+    description: str | None = None
+    config: dict | None = None
+    repo: str | None = None
+    subfolder: str | None = ""
+    variant: str | None = None
+    revision: str | None = None
+    default_creation_method: str = "from_pretrained"
+
+    def __post_init__(self):
+        if self.default_creation_method not in CREATION_METHODS:
+            raise ConfigError.bad_value(
+                f"ComponentSpec '{self.name}'", "default_creation_method", " or ".join(CREATION_METHODS),
+                self.default_creation_method,
+            )
+        if self.config is not None:
+            self.config = dict(self.config)
+
+    @property
+    def load_id(self) -> str:
+        """``"repo|subfolder|variant|revision"``, with ``null`` for missing parts."""
+        parts = (self.repo, self.subfolder or None, self.variant, self.revision)
+        return "|".join("null" if p is None else str(p) for p in parts)
+
+    @classmethod
+    def decode_load_id(cls, load_id: str) -> dict[str, str | None]:
+        repo, subfolder, variant, revision = (None if p == "null" else p for p in load_id.split("|"))
+        return {"repo": repo, "subfolder": subfolder or "", "variant": variant, "revision": revision}
+
+    def copy(self) -> "ComponentSpec":
+        return copy.copy(self) if self.config is None else ComponentSpec(
+            **{f.name: copy.deepcopy(getattr(self, f.name)) if f.name == "config" else getattr(self, f.name)
+               for f in fields(self)}
+        )
+
+    def loading_fields(self) -> dict[str, Any]:
+        return {"repo": self.repo, "subfolder": self.subfolder, "variant": self.variant, "revision": self.revision}
+
+    def create(self, config: dict | None = None, **overrides: Any) -> Any:
+        """Build the component from ``config`` (default: the spec's) plus overrides.
+
+        The returned object remembers a spec whose config includes the overrides, so
+        ``pipe.get_component_spec("guider").create(guidance_scale=10)`` round-trips.
+        """
+        if self.type_hint is None:
+            raise ComponentLoadError(f"ComponentSpec '{self.name}' has no type_hint to create")
+        merged = dict(self.config or {}) if config is None else dict(config)
+        merged.update(overrides)
+        if hasattr(self.type_hint, "from_config"):
+            component = self.type_hint.from_config(merged)
+        else:
+            component = self.type_hint(**merged)
+        made = self.copy()
+        made.config = dict(getattr(component, "config", None) or merged)
+        made.default_creation_method = "from_config"
+        return _tag(component, made)
+
+    def load(self, **kwargs: Any) -> Any:
+        """Load the component from ``repo``/``subfolder`` (keyword arguments go to its loader)."""
+        if self.repo is None:
+            raise ComponentLoadError.no_source(self.name or "?")
+        from .loading import load_component
+
+        component = load_component(self, **kwargs)
+        made = self.copy()
+        made.default_creation_method = "from_pretrained"
+        if made.type_hint is None:
+            made.type_hint = type(component)
+        return _tag(component, made)
+
+    @classmethod
+    def from_component(cls, name: str, component: Any) -> "ComponentSpec":
+        """The spec a component was made with (renamed to ``name``), or one describing it from its config."""
+        spec = getattr(component, SPEC_ATTR, None)
+        if spec is not None:
+            spec = spec.copy()
+            spec.name = name
+            return spec
+        config = getattr(component, "config", None)
+        if config is not None and hasattr(type(component), "from_config"):
+            return cls(name=name, type_hint=type(component), config=dict(config), default_creation_method="from_config")
+        return cls(name=name, type_hint=type(component))
+
+    def __repr__(self) -> str:
+        hint = self.type_hint
+        shown = f"<class '{hint.__module__}.{hint.__qualname__}'>" if isinstance(hint, type) else repr(hint)
+        parts = [f"name={self.name!r}", f"type_hint={shown}"]
+        for f in fields(self)[2:]:
+            value = getattr(self, f.name)
+            if value not in (None, "") or f.name == "default_creation_method":
+                parts.append(f"{f.name}={value!r}")
+        return "ComponentSpec(" + ", ".join(parts) + ")"
+
+
+@dataclass(frozen=True)
+class ConfigSpec:
+    """A pipeline-level setting blocks read as ``components.<name>`` (e.g. ``force_zeros_for_empty_prompt``)."""
+
+    name: str
+    default: Any = None
+    description: str | None = field(default=None, compare=False)

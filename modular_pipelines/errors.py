@@ -115,6 +115,15 @@ class BlockExecutionError(DiffblocksError, RuntimeError):
         )
 
 
+class OutputNotSetError(DiffblocksError, RuntimeError):
+    @classmethod
+    def missing(cls, name: str, path: str | None, block_cls: str) -> "OutputNotSetError":
+        return cls(
+            f"{_where(path, block_cls)} declares the output '{name}' but did not set it on its block state; "
+            f"set block_state.{name} (None is fine) or remove it from intermediate_outputs"
+        )
+
+
 class OutputNotFoundError(DiffblocksError, KeyError):
     @classmethod
     def missing(cls, names: Sequence[str], available: Iterable[str]) -> "OutputNotFoundError":

@@ -46,3 +46,109 @@ def format_value(value: Any, max_len: int = _MAX_STR) -> str:
     if "\n" in text or len(text) > max_len:
         text = f"{type(value).__name__}(...)"
     return text
+
+
+# --- blocks: one set of section builders serves both ``repr(block)`` and ``block.doc`` -------------
+
+
+def _text(value: Any) -> str:
+    if callable(value):  # a description written as a plain method
+        value = value()
+    return (value or "").strip()
+
+
+def _type_label(type_hint: Any) -> str:
+    from .params import type_name
+
+    return type_name(type_hint)
+
+
+def _input_line(param, long: bool) -> tuple[str, str]:
+    name = param.name if param.name is not None else f"**{param.kwargs_type}"
+    if param.required:
+        flag = "required"
+    elif param.has_default:
+        flag = f"default={format_value(param.default, max_len=30)}"
+    else:
+        flag = "optional"
+    return f"{name} ({_type_label(param.type_hint)}, {flag})", param.description
+
+
+def _output_line(param, long: bool) -> tuple[str, str]:
+    return f"{param.name} ({_type_label(param.type_hint)})", param.description
+
+
+def _component_line(spec, long: bool) -> tuple[str, str]:
+    hint = spec.type_hint.__name__ if isinstance(spec.type_hint, type) else _type_label(spec.type_hint)
+    how = "" if spec.default_creation_method == "from_pretrained" else ", from_config"
+    return f"{spec.name} ({hint}{how})", spec.description or ""
+
+
+def _config_line(spec, long: bool) -> tuple[str, str]:
+    return f"{spec.name} = {format_value(spec.default, max_len=30)}", spec.description or ""
+
+
+def _section(title: str, rows: list[tuple[str, str]], indent: str, long: bool) -> list[str]:
+    if not rows:
+        return []
+    lines = [f"{indent}{title}:"]
+    width = max(len(head) for head, _ in rows)
+    for head, desc in rows:
+        if long and desc:
+            lines += [f"{indent}    {head}", f"{indent}        {desc}"]
+        elif desc:
+            lines.append(f"{indent}    {head.ljust(width)}  {desc}")
+        else:
+            lines.append(f"{indent}    {head}")
+    return lines
+
+
+def _tree(block, indent: str) -> list[str]:
+    lines = []
+    triggers = getattr(block, "trigger_map", None)
+    for i, (name, sub) in enumerate(block.sub_blocks.items()):
+        label = f"{indent}[{i}] {name} ({type(sub).__name__})"
+        if triggers is not None:
+            trigger = triggers.get(name)
+            label += "  [default]" if trigger is None else f"  [when '{trigger}' is given]"
+        lines.append(label)
+        lines += _tree(sub, indent + "    ")
+    return lines
+
+
+def _block_lines(block, long: bool, indent: str = "  ") -> list[str]:
+    lines = []
+    desc = _text(block.description)
+    if desc:
+        lines += [f"{indent}Description:"] + [f"{indent}    {line}" for line in desc.splitlines()]
+    lines += _section("Components", [_component_line(s, long) for s in block.expected_components], indent, long)
+    lines += _section("Configs", [_config_line(s, long) for s in block.expected_configs], indent, long)
+    if len(block.sub_blocks):
+        lines += [f"{indent}Sub-Blocks:"] + _tree(block, indent + "    ")
+    lines += _section("Inputs", [_input_line(p, long) for p in block.inputs], indent, long)
+    lines += _section("Outputs", [_output_line(p, long) for p in block.intermediate_outputs], indent, long)
+    return lines
+
+
+def render_block(block) -> str:
+    """``repr`` of any block: description, components, configs, sub-block tree, inputs, outputs."""
+    return "\n".join([f"{type(block).__name__}("] + _block_lines(block, long=False) + [")"])
+
+
+def render_doc(block) -> str:
+    """``block.doc``: the same sections, one param per entry with its description below it."""
+    return "\n".join([f"class {type(block).__name__}", ""] + _block_lines(block, long=True, indent=""))
+
+
+def render_pipeline(pipe) -> str:
+    """``repr`` of a ModularPipeline: its blocks' class, each component with how it is made, configs."""
+    lines = [f"ModularPipeline(blocks={type(pipe.blocks).__name__})", "  Components:"]
+    for name, spec in pipe._specs.items():
+        component = pipe._components.get(name)
+        state = "not loaded" if component is None else type(component).__name__
+        source = spec.load_id if spec.default_creation_method == "from_pretrained" else "from_config"
+        lines.append(f"    {name}: {state}  [{source}]")
+    if pipe._config_values:
+        lines.append("  Configs:")
+        lines += [f"    {k} = {format_value(v, max_len=30)}" for k, v in pipe._config_values.items()]
+    return "\n".join(lines)

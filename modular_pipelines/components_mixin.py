@@ -1,0 +1,187 @@
+"""The component side of ModularPipeline: specs, loading, updating, devices.
+
+Specs come from the blocks' ``expected_components`` and are overridden by the repo the pipeline was
+initialised from. ``from_config`` components (guider, image processors) are created at init;
+``from_pretrained`` ones load in :meth:`load_components`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable
+
+from ..components.spec import ComponentSpec
+from .errors import ComponentLoadError, ComponentNotFoundError
+
+logger = logging.getLogger("diffblocks")
+
+
+class ComponentsMixin:
+    """Holds ``_specs`` (name -> ComponentSpec), ``_components`` (name -> object or None) and config values."""
+
+    def _init_components(self, repo, manager, collection) -> None:
+        from .hub import read_pipeline_specs
+
+        self.__dict__["_components"] = {}
+        self._specs = {s.name: s.copy() for s in self.blocks.expected_components}
+        self._config_values = {c.name: c.default for c in self.blocks.expected_configs}
+        self.components_manager = manager
+        self.collection = collection
+        self.pretrained_model_name_or_path = repo
+        if repo is not None:
+            repo_specs, repo_config = read_pipeline_specs(repo, self._specs)
+            for name, spec in repo_specs.items():
+                if name in self._specs:
+                    self._specs[name] = spec
+            self._config_values.update({k: v for k, v in repo_config.items() if k in self._config_values})
+        self._components.update({name: None for name in self._specs})
+        for name, spec in self._specs.items():
+            if spec.default_creation_method == "from_config" and spec.type_hint is not None:
+                self._set_component(name, spec.create())
+
+    # --- attribute access ---------------------------------------------------------------------------
+    def __getattr__(self, name: str) -> Any:
+        data = self.__dict__
+        if name in data.get("_components", {}):
+            return data["_components"][name]
+        if name in data.get("_config_values", {}):
+            return data["_config_values"][name]
+        raise AttributeError(f"{type(self).__name__} has no attribute, component or config '{name}'")
+
+    @property
+    def components(self) -> dict[str, Any]:
+        return dict(self._components)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return dict(self._config_values)
+
+    @property
+    def component_names(self) -> list[str]:
+        return list(self._specs)
+
+    @property
+    def null_component_names(self) -> list[str]:
+        return [n for n in self._specs if self._components.get(n) is None]
+
+    @property
+    def pretrained_component_names(self) -> list[str]:
+        return [n for n, s in self._specs.items() if s.default_creation_method == "from_pretrained"]
+
+    @property
+    def config_component_names(self) -> list[str]:
+        return [n for n, s in self._specs.items() if s.default_creation_method == "from_config"]
+
+    def get_component_spec(self, name: str) -> ComponentSpec:
+        """A copy of the spec of ``name`` (edit it, then ``load()``/``create()`` or pass it to update_components)."""
+        if name not in self._specs:
+            raise ComponentNotFoundError.unknown_name(name, self._specs)
+        return self._specs[name].copy()
+
+    # --- changing components -----------------------------------------------------------------------
+    def _set_component(self, name: str, component: Any) -> None:
+        manager = self.components_manager
+        if manager is not None and component is not None and hasattr(component, "__dict__"):
+            manager.add(name, component, collection=self.collection)
+        self._components[name] = component
+
+    def _shared(self, spec: ComponentSpec) -> Any:
+        """A component with this spec's load id already in the manager, if any."""
+        manager = self.components_manager
+        if manager is None or spec.repo is None:
+            return None
+        return manager.find_by_load_id(spec.load_id) if hasattr(manager, "find_by_load_id") else None
+
+    def update_components(self, **components: Any) -> None:
+        """Replace components by objects or specs (specs are created or loaded); config values too."""
+        for name in components:
+            if name not in self._specs and name not in self._config_values:
+                raise ComponentNotFoundError.unknown_name(name, list(self._specs) + list(self._config_values))
+        for name, value in components.items():
+            if name in self._config_values:
+                self._config_values[name] = value
+                continue
+            if isinstance(value, ComponentSpec):
+                spec = value.copy()
+                spec.name = name
+                value = spec.create() if spec.default_creation_method == "from_config" else spec.load()
+            self._announce_change(name, value)
+            self._specs[name] = ComponentSpec.from_component(name, value) if value is not None else self._specs[name]
+            self._set_component(name, value)
+
+    def _announce_change(self, name: str, new: Any) -> None:
+        old = self._components.get(name)
+        old_spec = self._specs[name]
+        new_spec = ComponentSpec.from_component(name, new) if new is not None else None
+        if old is not None and new is not None and type(old) is not type(new):
+            logger.warning("ModularPipeline.update_components: adding %s with new type: %s, previous type: %s",
+                           name, type(new).__name__, type(old).__name__)
+        if new_spec is not None and new_spec.default_creation_method != old_spec.default_creation_method:
+            logger.warning("ModularPipeline.update_components: changing the default_creation_method of %s from %s to %s",
+                           name, old_spec.default_creation_method, new_spec.default_creation_method)
+
+    def load_components(self, names: str | Iterable[str] | None = None, torch_dtype=None, **kwargs: Any) -> None:
+        """Load ``from_pretrained`` components (all not yet loaded, or ``names``).
+
+        Keyword arguments named after a component go to that component's loader only; others to all.
+        A component that fails leaves the others loaded; one ComponentLoadError then lists each failure.
+        """
+        if names is None:
+            names = [n for n in self.pretrained_component_names if self._specs[n].repo is not None]
+        elif isinstance(names, str):
+            names = [names]
+        failures: dict[str, BaseException] = {}
+        for name in names:
+            if name not in self._specs:
+                raise ComponentNotFoundError.unknown_name(name, self._specs)
+            spec = self._specs[name]
+            own = kwargs.get(name, {}) if isinstance(kwargs.get(name), dict) else {}
+            shared = {k: v for k, v in kwargs.items() if k not in self._specs}
+            if torch_dtype is not None:
+                shared.setdefault("torch_dtype", torch_dtype)
+            try:
+                component = self._shared(spec) or spec.load(**{**shared, **own})
+            except Exception as err:  # collected and raised together below
+                failures[name] = err
+                continue
+            self._set_component(name, component)
+        if failures:
+            loaded = [n for n in self._specs if self._components.get(n) is not None]
+            raise ComponentLoadError.failed(failures, loaded) from next(iter(failures.values()))
+
+    def unload_components(self, names: str | Iterable[str]) -> None:
+        """Drop loaded components (specs are kept, so they can be loaded again)."""
+        for name in [names] if isinstance(names, str) else names:
+            if name not in self._specs:
+                raise ComponentNotFoundError.unknown_name(name, self._specs)
+            self._components[name] = None
+
+    # --- devices -----------------------------------------------------------------------------------
+    def _modules(self):
+        import torch
+
+        return [(n, c) for n, c in self._components.items() if isinstance(c, torch.nn.Module)]
+
+    def to(self, device=None, dtype=None):
+        """Move every model component; returns the pipeline."""
+        for _, module in self._modules():
+            module.to(device=device, dtype=dtype)
+        return self
+
+    @property
+    def device(self):
+        import torch
+
+        for _, module in self._modules():
+            for param in module.parameters():
+                return param.device
+        return torch.device("cpu")
+
+    @property
+    def dtype(self):
+        import torch
+
+        for _, module in self._modules():
+            for param in module.parameters():
+                return param.dtype
+        return torch.float32

@@ -1,0 +1,80 @@
+"""ModularPipeline: blocks bound to components, run on a PipelineState.
+
+Blocks receive the pipeline itself as ``components``: ``components.unet`` is a loaded component and
+``components.force_zeros_for_empty_prompt`` a pipeline-level config value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .block import ModularPipelineBlocks, run_block
+from .components_mixin import ComponentsMixin
+from .errors import OutputNotFoundError, UnknownInputError
+from .state import PipelineState
+
+# inputs every pipeline accepts even when no block declares them
+ALWAYS_ACCEPTED = frozenset({"generator", "output_type"})
+
+
+class ModularPipeline(ComponentsMixin):
+    """An executable pipeline: ``pipe(state=None, output=None, **inputs)``.
+
+    Args:
+        blocks: the block (usually a SequentialPipelineBlocks) to run.
+        pretrained_model_name_or_path: a modular or diffusers-format repo (local or Hub) whose
+            component specs and config values are read now; weights load in ``load_components``.
+        components_manager: shares and offloads components across pipelines.
+        collection: the manager's collection for this pipeline's components.
+    """
+
+    def __init__(self, blocks: ModularPipelineBlocks, pretrained_model_name_or_path=None,
+                 components_manager=None, collection: str | None = None):
+        self.blocks = blocks
+        self._init_components(pretrained_model_name_or_path, components_manager, collection)
+
+    @property
+    def input_names(self) -> list[str]:
+        return self.blocks.input_names
+
+    def _check_inputs(self, inputs: dict[str, Any], state: PipelineState) -> None:
+        valid = set(self.blocks.input_names) | ALWAYS_ACCEPTED
+        unknown = [k for k in inputs if k not in valid and k not in state.values]
+        if unknown:
+            raise UnknownInputError.unknown(unknown, sorted(valid))
+
+    def __call__(self, state: PipelineState | None = None, output: str | list[str] | None = None, **inputs: Any):
+        """Run the blocks.
+
+        Args:
+            state: continue from an earlier run's state (its values are kept; ``inputs`` override).
+            output: None returns the final PipelineState; a name returns that value; a list returns a dict.
+            **inputs: the blocks' inputs (``prompt``, ``generator``, ``num_inference_steps``, ...).
+
+        Raises:
+            UnknownInputError: an input no block declares (with the closest valid name).
+            MissingInputError, InputTypeError, BlockExecutionError: from the block that failed.
+        """
+        state = PipelineState() if state is None else state
+        self._check_inputs(inputs, state)
+        for name, value in inputs.items():
+            state.set(name, value)
+        run_block(self.blocks, self, state, "")
+        return self._select_output(state, output)
+
+    @staticmethod
+    def _select_output(state: PipelineState, output):
+        if output is None:
+            return state
+        names = [output] if isinstance(output, str) else list(output)
+        missing = [n for n in names if n not in state.values]
+        if missing:
+            raise OutputNotFoundError.missing(missing, state.values)
+        if isinstance(output, str):
+            return state.values[output]
+        return {n: state.values[n] for n in names}
+
+    def __repr__(self) -> str:
+        from .render import render_pipeline
+
+        return render_pipeline(self)

@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+from diffblocks.modular_pipelines import BlockState, InputParam, InsertableDict, OutputParam, PipelineState
+from diffblocks.modular_pipelines.params import NO_DEFAULT
+
+
+def test_params_are_immutable_values():
+    p = InputParam("x", type_hint=int, default=3, metadata={"ui": "slider"})
+    assert p == InputParam("x", type_hint=int, default=3)
+    with pytest.raises(AttributeError):
+        p.default = 4
+    with pytest.raises(TypeError):
+        p.metadata["ui"] = "box"
+    assert p.replace(default=5).default == 5 and p.default == 3
+
+
+def test_no_default_sentinel():
+    p = InputParam("x")
+    assert p.default is NO_DEFAULT and not p.has_default and p.default_value is None
+    assert InputParam("x", default=0).has_default
+
+
+def test_kwargs_type_collects_values():
+    state = PipelineState()
+    state.set("prompt_embeds", 1, kwargs_type="denoiser_input_fields")
+    state.set("negative_prompt_embeds", 2, kwargs_type="denoiser_input_fields")
+    state.set("other", 3)
+    assert state.get_by_kwargs("denoiser_input_fields") == {"prompt_embeds": 1, "negative_prompt_embeds": 2}
+    with pytest.raises(Exception):
+        InputParam(None)
+    assert OutputParam("a", kwargs_type="k").kwargs_type == "k"
+
+
+def test_block_state_attribute_errors_list_what_it_holds():
+    bs = BlockState(latents=torch.zeros(1))
+    with pytest.raises(AttributeError, match="no value 'latent'; it holds: latents"):
+        bs.latent
+    assert "latents: Tensor" in repr(bs)
+
+
+def test_insertable_dict():
+    d = InsertableDict([("a", 1), ("b", 2)])
+    d.insert("c", 3, 1)
+    assert list(d.items()) == [("a", 1), ("c", 3), ("b", 2)]
+    d.insert("z", 0, -1)
+    assert list(d) == ["a", "c", "b", "z"]
+    with pytest.raises(KeyError, match="already present"):
+        d.insert("a", 9, 0)
+    copy = d.copy()
+    copy.pop("a")
+    assert "a" in d and isinstance(copy, InsertableDict)
+    version = d.version
+    d["a"] = 5
+    assert d.version > version and list(d)[0] == "a"

@@ -1,0 +1,37 @@
+"""The built wheel holds every subpackage of the repository (the root is the package `diffblocks`)."""
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SKIP = {"tests", "benchmarks", "examples", "build", "dist", ".venv", ".git"}
+
+
+def source_packages():
+    found = {"diffblocks"}
+    for init in ROOT.rglob("__init__.py"):
+        rel = init.parent.relative_to(ROOT)
+        if rel.parts and (rel.parts[0] in SKIP or rel.parts[0].startswith(".")):
+            continue
+        if rel.parts:
+            found.add(".".join(("diffblocks",) + rel.parts))
+    return found
+
+
+@pytest.mark.slow
+def test_wheel_contains_every_subpackage(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)],
+        check=True, capture_output=True,
+    )
+    [wheel] = tmp_path.glob("diffblocks-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    packages = {"/".join(n.split("/")[:-1]).replace("/", ".") for n in names if n.endswith("__init__.py")}
+    missing = source_packages() - packages
+    assert not missing, f"subpackages missing from the wheel: {sorted(missing)}"
+    assert not any(n.startswith("diffblocks/tests/") for n in names)
+    assert any(n.endswith("diffblocks/modular_pipelines/block.py") for n in names)
