@@ -13,7 +13,11 @@ from ..modular_pipelines.errors import MissingFileError
 
 
 def is_local(path_or_repo: str | os.PathLike) -> bool:
-    return Path(path_or_repo).expanduser().is_dir()
+    """A folder on disk, or something that can only be a path (absolute, ./, ~, or deeper than org/name)."""
+    if isinstance(path_or_repo, os.PathLike) or Path(str(path_or_repo)).expanduser().is_dir():
+        return True
+    text = str(path_or_repo)
+    return text.startswith(("/", ".", "~")) or text.count("/") > 1 or "\\" in text
 
 
 def _describe(path_or_repo, subfolder: str | None, filename: str) -> str:

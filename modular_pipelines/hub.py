@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..components.files import try_resolve_file
+from ..components.registry import library_of
 from ..components.spec import ComponentSpec
 from .errors import ConfigError, MissingFileError
 
@@ -85,13 +86,6 @@ def read_pipeline_specs(repo: str | os.PathLike, declared: dict[str, ComponentSp
     return specs, config
 
 
-def _library_of(type_hint: Any) -> tuple[str | None, str | None]:
-    if not isinstance(type_hint, type):
-        return None, None
-    module = type_hint.__module__.split(".")[0]
-    return ("diffusers" if module == "diffblocks" else module), type_hint.__name__
-
-
 def modular_index(pipe) -> dict[str, Any]:
     """The ``modular_model_index.json`` content for a pipeline: its specs and config values."""
     index: dict[str, Any] = {"_class_name": type(pipe.blocks).__name__, "_diffblocks_version": _version()}
@@ -99,10 +93,10 @@ def modular_index(pipe) -> dict[str, Any]:
         if spec.default_creation_method != "from_pretrained":
             continue
         loaded = pipe._components.get(name)
-        library, cls = _library_of(type(loaded)) if loaded is not None else (None, None)
+        library, cls = library_of(type(loaded)) if loaded is not None else (None, None)
         index[name] = [library, cls, {
             "repo": spec.repo, "subfolder": spec.subfolder or None, "variant": spec.variant,
-            "revision": spec.revision, "type_hint": list(_library_of(spec.type_hint)) if spec.type_hint else None,
+            "revision": spec.revision, "type_hint": list(library_of(spec.type_hint)) if spec.type_hint else None,
         }]
     index.update(pipe._config_values)
     return index
@@ -112,3 +106,85 @@ def _version() -> str:
     from .. import __version__
 
     return __version__
+
+
+# --- whole pipelines ----------------------------------------------------------------------------
+
+# standard diffusers pipelines -> the preset whose AUTO_BLOCKS serve them
+STANDARD_PIPELINES = {
+    **{name: "diffblocks.presets.stable_diffusion" for name in (
+        "StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline")},
+    **{name: "diffblocks.presets.stable_diffusion_xl" for name in (
+        "StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline", "StableDiffusionXLInpaintPipeline")},
+    "DDPMPipeline": "diffblocks.presets.ddpm",
+}
+
+
+def _preset_blocks(class_name: str | None, repo):
+    import importlib
+
+    from .sequential import SequentialPipelineBlocks
+
+    if class_name not in STANDARD_PIPELINES:
+        raise ConfigError(
+            f"{repo} is a {class_name or 'pipeline'} repo, which has no diffblocks preset; "
+            f"supported: {', '.join(sorted(STANDARD_PIPELINES))}. Build blocks yourself and call blocks.init_pipeline(repo)"
+        )
+    module = importlib.import_module(STANDARD_PIPELINES[class_name])
+    preset = getattr(module, "UNCONDITIONAL_BLOCKS" if class_name == "DDPMPipeline" else "AUTO_BLOCKS")
+    return SequentialPipelineBlocks.from_blocks_dict(preset)
+
+
+def load_blocks(repo, trust_remote_code: bool = False, revision: str | None = None):
+    """The blocks a repo describes: its ``modular_config.json`` tree (custom code only when trusted), or
+    the family preset for a standard diffusers-format repo."""
+    from .remote import BLOCK_FILE, build_tree, load_custom_module, uses_custom_code
+
+    config_path = try_resolve_file(repo, MODULAR_CONFIG, revision=revision)
+    if config_path is None:
+        _, index = find_index(repo, revision)
+        return _preset_blocks(index.get("_class_name"), repo)
+    config = read_json(config_path)
+    tree = config.get("blocks")
+    auto_map = (config.get("auto_map") or {}).get("ModularPipelineBlocks")
+    custom = None
+    if auto_map or (tree is not None and uses_custom_code(tree)):
+        block_path = try_resolve_file(repo, BLOCK_FILE, revision=revision)
+        if block_path is None:
+            raise MissingFileError.not_found([f"{repo}/{BLOCK_FILE}"], what="custom block code")
+        custom = load_custom_module(block_path, repo, trust_remote_code)
+    if tree is not None:
+        from .remote import build_tree
+
+        return build_tree(tree, custom)
+    if auto_map:
+        return getattr(custom, auto_map.split(".", 1)[1])()
+    raise ConfigError(f"{repo}/{MODULAR_CONFIG} names no blocks (neither 'blocks' nor auto_map)")
+
+
+def save_pipeline(pipe, directory: str | os.PathLike) -> Path:
+    """Write a modular repo: ``modular_model_index.json``, ``modular_config.json`` and custom ``block.py``."""
+    from .remote import BLOCK_FILE, custom_source, tree_of
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    source = custom_source(pipe.blocks)
+    config: dict[str, Any] = {"_class_name": type(pipe.blocks).__name__, "blocks": tree_of(pipe.blocks)}
+    if source is not None:
+        (directory / BLOCK_FILE).write_text(source)
+        if not type(pipe.blocks).__module__.startswith("diffblocks"):
+            config["auto_map"] = {"ModularPipelineBlocks": f"block.{type(pipe.blocks).__qualname__}"}
+    (directory / MODULAR_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    (directory / MODULAR_INDEX).write_text(json.dumps(modular_index(pipe), indent=2, default=str) + "\n")
+    return directory
+
+
+def push_folder(directory: str | os.PathLike, repo_id: str, private: bool | None = None,
+                token: str | None = None, commit_message: str = "Upload with diffblocks", subfolder: str | None = None):
+    """Upload a folder to a Hub repo (created if needed) through huggingface_hub."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    return api.upload_folder(repo_id=repo_id, folder_path=str(directory), path_in_repo=subfolder,
+                             commit_message=commit_message)

@@ -33,6 +33,38 @@ class ModularPipeline(ComponentsMixin):
         self.blocks = blocks
         self._init_components(pretrained_model_name_or_path, components_manager, collection)
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, trust_remote_code: bool = False,
+                        components_manager=None, collection: str | None = None, revision: str | None = None):
+        """A pipeline from a modular repo (its blocks, custom code when trusted, specs and config) or a
+        standard diffusers-format repo (the family's AUTO_BLOCKS). Weights load in ``load_components``.
+
+        Raises:
+            RemoteCodeError: the repo ships ``block.py`` and ``trust_remote_code`` is False.
+            MissingFileError: neither ``modular_model_index.json`` nor ``model_index.json`` is there.
+        """
+        from .hub import load_blocks
+
+        blocks = load_blocks(pretrained_model_name_or_path, trust_remote_code=trust_remote_code, revision=revision)
+        return cls(blocks, pretrained_model_name_or_path, components_manager=components_manager, collection=collection)
+
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, repo_id: str | None = None, **hub_kwargs):
+        """Write a modular repo (specs, config values, block tree, custom block source); optionally upload it."""
+        from pathlib import Path
+
+        from .hub import push_folder, save_pipeline
+
+        save_pipeline(self, save_directory)
+        if push_to_hub:
+            push_folder(save_directory, repo_id or Path(save_directory).name, **hub_kwargs)
+
+    def push_to_hub(self, repo_id: str, **hub_kwargs):
+        """Save to a temporary folder and upload it to ``repo_id``."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp, push_to_hub=True, repo_id=repo_id, **hub_kwargs)
+
     @property
     def input_names(self) -> list[str]:
         return self.blocks.input_names

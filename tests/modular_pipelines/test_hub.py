@@ -1,0 +1,109 @@
+"""Saving and loading modular repos, custom code, and the Hub path (the network call stood in for)."""
+
+import json
+import sys
+
+import pytest
+from toy_components import Count, CountLoop, Plus, UsesScale, write_modular_index, write_scale_repo
+
+from diffblocks import ModularPipeline, SequentialPipelineBlocks
+from diffblocks.modular_pipelines import AutoPipelineBlocks
+from diffblocks.modular_pipelines.errors import RemoteCodeError
+
+CUSTOM_BLOCK = '''
+from diffblocks import ModularPipelineBlocks, InputParam, OutputParam
+
+class Double(ModularPipelineBlocks):
+    inputs = [InputParam("x", required=True)]
+    intermediate_outputs = [OutputParam("y")]
+
+    def __call__(self, components, state):
+        block_state = self.get_block_state(state)
+        block_state.y = 2 * block_state.x
+        self.set_block_state(state, block_state)
+        return components, state
+'''
+
+
+def custom_repo(tmp_path, index=None):
+    repo = write_modular_index(tmp_path / "custom", index or {})
+    (repo / "block.py").write_text(CUSTOM_BLOCK)
+    (repo / "modular_config.json").write_text(json.dumps({"_class_name": "Double", "auto_map": {"ModularPipelineBlocks": "block.Double"}}))
+    return repo
+
+
+def test_remote_code_is_refused_without_the_flag(tmp_path):
+    repo = custom_repo(tmp_path)
+    with pytest.raises(RemoteCodeError) as err:
+        ModularPipeline.from_pretrained(repo)
+    assert "block.py" in str(err.value) and "trust_remote_code=True" in str(err.value)
+
+
+def test_remote_code_loads_with_the_flag(tmp_path):
+    pipe = ModularPipeline.from_pretrained(custom_repo(tmp_path), trust_remote_code=True)
+    assert type(pipe.blocks).__name__ == "Double"
+    assert pipe(x=4, output="y") == 8
+
+
+def test_flag_does_not_extend_to_component_repos(tmp_path):
+    # a component repo with code of its own: loading the component never imports it
+    weights = write_scale_repo(tmp_path / "weights", 3.0)
+    (weights / "scale" / "block.py").write_text("raise SystemExit('component code ran')")
+    (weights / "scale" / "modular_config.json").write_text(json.dumps({"auto_map": {"ModularPipelineBlocks": "block.X"}}))
+    index = {"scale": [None, None, {"repo": str(weights), "subfolder": "scale"}]}
+    pipe = UsesScale().init_pipeline(write_modular_index(tmp_path / "m", index))
+    pipe.load_components()
+    assert pipe.scale.factor == 3.0
+
+
+def blocks_with_every_kind():
+    auto = AutoPipelineBlocks.from_blocks_dict({"plus": Plus}, trigger_inputs=["x"])
+    return SequentialPipelineBlocks.from_blocks_dict({
+        "scale": UsesScale, "auto": auto, "loop": CountLoop.from_blocks_dict({"a": Count, "b": Count}),
+    })
+
+
+def test_round_trip_gives_an_equal_pipeline(tmp_path):
+    weights = write_scale_repo(tmp_path / "weights", 3.0)
+    repo = write_modular_index(tmp_path / "src", {"scale": [None, None, {"repo": str(weights), "subfolder": "scale"}]})
+    pipe = blocks_with_every_kind().init_pipeline(repo)
+    pipe.load_components()
+    pipe.save_pretrained(tmp_path / "saved")
+    saved = json.loads((tmp_path / "saved" / "modular_model_index.json").read_text())
+    assert saved["scale"][2]["repo"] == str(weights) and "offset" not in saved  # from_config parts are not listed
+
+    with pytest.raises(RemoteCodeError):  # the toy blocks are custom code, saved as block.py
+        ModularPipeline.from_pretrained(tmp_path / "saved")
+    loaded = ModularPipeline.from_pretrained(tmp_path / "saved", trust_remote_code=True)
+    loaded.load_components()
+    assert repr(loaded.blocks) == repr(pipe.blocks)
+    assert {n: loaded.get_component_spec(n).load_id for n in loaded.component_names} == {
+        n: pipe.get_component_spec(n).load_id for n in pipe.component_names}
+    assert loaded.config == pipe.config
+    inputs = dict(x=2.0, num_steps=3)
+    expected = pipe(**inputs, output=["y", "z", "count"])
+    assert expected == {"y": 6.5, "z": 3.0, "count": 6}
+    assert loaded(**inputs, output=["y", "z", "count"]) == expected
+
+
+def test_save_with_push_to_hub_uploads_the_folder(tmp_path, monkeypatch):
+    calls = {}
+
+    class FakeApi:
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, private=None, exist_ok=False):
+            calls["create"] = repo_id
+
+        def upload_folder(self, repo_id, folder_path, path_in_repo=None, commit_message=""):
+            from pathlib import Path
+
+            calls["files"] = sorted(p.name for p in Path(folder_path).iterdir())
+            calls["repo"] = repo_id
+
+    monkeypatch.setattr("huggingface_hub.HfApi", FakeApi)
+    pipe = UsesScale().init_pipeline()
+    pipe.save_pretrained(tmp_path / "out", push_to_hub=True, repo_id="me/scale-pipe")
+    assert calls["create"] == calls["repo"] == "me/scale-pipe"
+    assert {"modular_model_index.json", "modular_config.json"} <= set(calls["files"])
