@@ -1,0 +1,240 @@
+"""Each guider's branches and combine step against diffusers' guider of the same name.
+
+Predictions are random (2, 4, 16, 16) float32 tensors, fresh each step, over 10 steps that cross every
+start/stop window in the cases below. Tolerance: 1e-6 absolute and relative.
+"""
+
+
+import pytest
+import torch
+
+import diffblocks.guiders as ours
+from diffblocks.guiders import fdg as our_fdg
+
+TOL = dict(atol=1e-6, rtol=1e-6)
+STEPS = 10
+NAMES = ("pred_cond", "pred_uncond", "pred_cond_skip", "pred_cond_seg")
+
+CASES = [
+    ("ClassifierFreeGuidance", {}),
+    ("ClassifierFreeGuidance", {"guidance_scale": 5.0, "start": 0.2, "stop": 0.7}),
+    ("ClassifierFreeGuidance", {"guidance_scale": 5.0, "guidance_rescale": 0.7}),
+    ("ClassifierFreeGuidance", {"guidance_scale": 3.0, "use_original_formulation": True, "stop": 0.5}),
+    ("ClassifierFreeGuidance", {"guidance_scale": 1.0}),
+    ("ClassifierFreeZeroStarGuidance", {"guidance_scale": 4.0, "zero_init_steps": 2, "stop": 0.8}),
+    ("ClassifierFreeZeroStarGuidance", {"use_original_formulation": True, "start": 0.3}),
+    ("AdaptiveProjectedGuidance", {"guidance_scale": 6.0, "adaptive_projected_guidance_momentum": -0.5, "start": 0.1, "stop": 0.9}),
+    ("AdaptiveProjectedGuidance", {"eta": 0.5, "adaptive_projected_guidance_rescale": 0.5, "adaptive_projected_guidance_norm_dim": (-1, -2)}),
+    ("AdaptiveProjectedGuidance", {"adaptive_projected_guidance_rescale": 0.0, "guidance_rescale": 0.3, "use_original_formulation": True}),
+    ("AdaptiveProjectedMixGuidance", {}),
+    ("AdaptiveProjectedMixGuidance", {"stop": 0.8, "adaptive_projected_guidance_start_step": 3, "eta": 0.3}),
+    ("AdaptiveProjectedMixGuidance", {"adaptive_projected_guidance_momentum": None, "guidance_rescale": 0.5}),
+    ("TangentialClassifierFreeGuidance", {"guidance_scale": 5.0, "stop": 0.6}),
+    ("TangentialClassifierFreeGuidance", {"use_original_formulation": True, "guidance_rescale": 0.2}),
+    ("FrequencyDecoupledGuidance", {}),
+    ("FrequencyDecoupledGuidance", {"guidance_scales": [10.0, 5.0, 2.0], "start": 0.2, "stop": 0.8,
+                                    "parallel_weights": [0.5, 1.0, 0.8], "guidance_rescale": 0.4}),
+    ("FrequencyDecoupledGuidance", {"guidance_rescale": [0.3, 0.6], "guidance_rescale_space": "freq", "use_original_formulation": True}),
+    ("MagnitudeAwareGuidance", {}),
+    ("MagnitudeAwareGuidance", {"alpha": 2.0, "use_original_formulation": True, "stop": 0.7}),
+    ("PerturbedAttentionGuidance", {"perturbed_guidance_layers": [0]}),
+    ("PerturbedAttentionGuidance", {"perturbed_guidance_layers": [0], "perturbed_guidance_start": 0.1,
+                                    "perturbed_guidance_stop": 0.6, "stop": 0.8, "guidance_rescale": 0.5}),
+    ("PerturbedAttentionGuidance", {"perturbed_guidance_layers": [0], "guidance_scale": 1.0, "perturbed_guidance_stop": 0.7}),
+    ("PerturbedAttentionGuidance", {"perturbed_guidance_layers": [0], "use_original_formulation": True, "perturbed_guidance_stop": 0.7}),
+    ("SkipLayerGuidance", {"skip_layer_guidance_layers": [0], "skip_layer_guidance_stop": 0.5, "start": 0.2}),
+    ("SkipLayerGuidance", {"skip_layer_guidance_layers": [0], "guidance_scale": 1.0, "skip_layer_guidance_stop": 0.6}),
+    ("SmoothedEnergyGuidance", {"seg_guidance_layers": [0], "seg_guidance_start": 0.2, "seg_guidance_stop": 0.7, "guidance_scale": 4.0}),
+    ("SmoothedEnergyGuidance", {"seg_guidance_layers": [0], "guidance_scale": 1.0, "use_original_formulation": False}),
+    ("AutoGuidance", {"auto_guidance_layers": [0], "dropout": 0.1, "stop": 0.5}),
+    ("AutoGuidance", {"auto_guidance_layers": [0], "dropout": 0.1, "use_original_formulation": True, "guidance_rescale": 0.3}),
+]
+
+
+@pytest.fixture
+def diffusers_fdg(monkeypatch):
+    """diffusers' FDG needs kornia; without it, give it our pyramid so that its combine logic is still compared."""
+    import diffusers.guiders.frequency_decoupled_guidance as ref_fdg
+
+    try:
+        from kornia.geometry import pyrup
+        from kornia.geometry.transform import build_laplacian_pyramid
+    except ImportError:
+        build_laplacian_pyramid = our_fdg.laplacian_pyramid
+
+        def pyrup(x):
+            return our_fdg._up(x, (2 * x.shape[-2], 2 * x.shape[-1]))
+
+    monkeypatch.setattr(ref_fdg, "_CAN_USE_KORNIA", True)
+    monkeypatch.setattr(ref_fdg, "build_laplacian_pyramid_func", build_laplacian_pyramid)
+    monkeypatch.setattr(ref_fdg, "upsample_and_blur_func", pyrup)
+
+
+def _pair(name, kwargs):
+    import diffusers.guiders as ref_mod
+
+    return getattr(ours, name)(**kwargs), getattr(ref_mod, name)(**kwargs)
+
+
+@pytest.mark.parametrize("name,kwargs", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
+def test_combine_matches_diffusers(name, kwargs, diffusers_fdg):
+    guider, ref = _pair(name, kwargs)
+    g = torch.Generator().manual_seed(0)
+    guider.reset()
+    # diffusers' MAMBO takes a Frobenius norm over dims 1.. and so only runs on 3-D (packed) predictions.
+    shape = (2, 64, 16) if name == "MagnitudeAwareGuidance" else (2, 4, 16, 16)
+    for step in range(STEPS):
+        t = torch.tensor(999 - 100 * step)
+        guider.set_state(step, STEPS, t)
+        ref.set_state(step, STEPS, t)
+        ref.prepare_inputs({})  # diffusers starts APG momentum here, on step 0
+        branches = guider.branches
+        assert len(branches) == guider.num_conditions == ref.num_conditions, f"step {step}"
+        assert branches[0].name == "pred_cond"
+        preds = {n: torch.randn(*shape, generator=g) for n in NAMES}
+        given = {b.name: preds[b.name] for b in branches}
+        got = guider.combine(given)
+        want = ref.forward(**given)
+        torch.testing.assert_close(got.pred, want.pred, **TOL, msg=lambda m: f"step {step}: {m}")
+        assert got.pred_cond is given["pred_cond"]
+
+
+def test_fdg_levels_outside_their_window_keep_cond(diffusers_fdg):
+    """diffusers puts a stale level (or raises) there; the reference below is diffusers with those levels'
+    scale set to 1 (which gives cond_l up to rounding)."""
+    import diffusers.guiders as ref_mod
+
+    kwargs = {"guidance_scales": [10.0, 5.0, 2.0], "start": [0.0, 0.2, 0.1], "stop": [0.8, 1.0, 0.5],
+              "parallel_weights": [0.5, 1.0, 0.8], "guidance_rescale": 0.4}
+    guider = ours.FrequencyDecoupledGuidance(**kwargs)
+    g = torch.Generator().manual_seed(0)
+    for step in range(STEPS):
+        guider.set_state(step, STEPS, None)
+        active = [guider._level_active(level) for level in range(3)]
+        scales = [s if a else 1.0 + 1e-8 for s, a in zip(kwargs["guidance_scales"], active)]
+        weights = [w if a else 1.0 for w, a in zip(kwargs["parallel_weights"], active)]
+        ref = ref_mod.FrequencyDecoupledGuidance(guidance_scales=scales, parallel_weights=weights, guidance_rescale=0.4)
+        ref.set_state(step, STEPS, None)
+        preds = {n: torch.randn(2, 4, 16, 16, generator=g) for n in NAMES[:2]}
+        assert len(guider.branches) == (2 if any(active) else 1)
+        if any(active):
+            torch.testing.assert_close(guider.combine(preds).pred, ref.forward(**preds).pred, **TOL)
+
+
+def test_magnitude_aware_takes_4d_predictions():
+    guider = ours.MagnitudeAwareGuidance(alpha=2.0)
+    cond, uncond = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    flat = guider.combine({"pred_cond": cond.flatten(1)[:, None], "pred_uncond": uncond.flatten(1)[:, None]}).pred
+    torch.testing.assert_close(guider.combine({"pred_cond": cond, "pred_uncond": uncond}).pred, flat.reshape(cond.shape))
+
+
+def test_cfg_branch_windows():
+    guider = ours.ClassifierFreeGuidance(guidance_scale=5.0, start=0.2, stop=0.7)
+    counts = []
+    for step in range(STEPS):
+        guider.set_state(step, STEPS, None)
+        counts.append(len(guider.branches))
+    assert counts == [1, 1, 2, 2, 2, 2, 2, 1, 1, 1]
+    guider.set_state(3, STEPS, None)
+    assert [(b.name, b.conditional) for b in guider.branches] == [("pred_cond", True), ("pred_uncond", False)]
+
+
+@pytest.mark.parametrize("cls,kwargs,name", [
+    (ours.PerturbedAttentionGuidance, {"perturbed_guidance_layers": 0}, "pred_cond_skip"),
+    (ours.SkipLayerGuidance, {"skip_layer_guidance_layers": 0}, "pred_cond_skip"),
+    (ours.SmoothedEnergyGuidance, {"seg_guidance_layers": 0}, "pred_cond_seg"),
+])
+def test_perturbed_branch_is_conditional_without_cfg(cls, kwargs, name):
+    # diffusers feeds this branch the negative prompt and applies no hooks when CFG is off.
+    guider = cls(guidance_scale=1.0, **kwargs)
+    guider.set_state(1, STEPS, None)
+    branches = guider.branches
+    assert [b.name for b in branches] == ["pred_cond", name]
+    assert branches[1].conditional and branches[1].perturbations
+
+
+def test_pag_perturbed_window_is_exclusive_at_start():
+    guider = ours.PerturbedAttentionGuidance(perturbed_guidance_layers=[0], perturbed_guidance_start=0.01, perturbed_guidance_stop=0.2)
+    names = []
+    for step in range(STEPS):
+        guider.set_state(step, STEPS, None)
+        names.append("pred_cond_skip" in [b.name for b in guider.branches])
+    assert names == [False, True] + [False] * 8
+
+
+def test_combine_leaves_out_absent_branches():
+    guider = ours.PerturbedAttentionGuidance(perturbed_guidance_layers=[0])
+    guider.set_state(1, STEPS, None)
+    cond = torch.randn(1, 4, 8, 8)
+    assert guider.combine({"pred_cond": cond}).pred is cond
+    out = guider.combine({"pred_cond": cond, "pred_uncond": cond - 1})
+    torch.testing.assert_close(out.pred, cond - 1 + 7.5)
+    with pytest.raises(ours.base.GuiderError, match="needs 'pred_cond'"):
+        guider.combine({"pred_uncond": cond})
+
+
+def test_zero_star_rescale_on_zeroed_step_is_finite():
+    guider = ours.ClassifierFreeZeroStarGuidance(guidance_rescale=0.7)
+    guider.set_state(0, STEPS, None)
+    cond = torch.randn(2, 4, 8, 8)
+    out = guider.combine({"pred_cond": cond, "pred_uncond": torch.randn_like(cond)})
+    assert torch.equal(out.pred, torch.zeros_like(cond))
+
+
+def test_disabled_guider_runs_only_the_conditional_branch():
+    for guider in (ours.ClassifierFreeGuidance(enabled=False), ours.PerturbedAttentionGuidance(perturbed_guidance_layers=0)):
+        guider.enabled = False
+        guider.reset()
+        guider.set_state(1, STEPS, None)
+        assert [b.name for b in guider.branches] == ["pred_cond"]
+        cond = torch.randn(1, 4, 8, 8)
+        assert guider.combine({"pred_cond": cond, "pred_uncond": cond + 1}).pred is cond
+        assert guider.config["enabled"] is False
+
+
+def test_reset_starts_a_new_call():
+    guider = ours.ClassifierFreeGuidance(stop=0.5)
+    for step in range(STEPS):
+        guider.set_state(step, STEPS, None)
+    assert len(guider.branches) == 1
+    guider.reset()
+    guider.set_state(0, STEPS, None)
+    assert len(guider.branches) == 2
+
+    apg = ours.AdaptiveProjectedGuidance(adaptive_projected_guidance_momentum=0.5)
+    g = torch.Generator().manual_seed(0)
+    preds = [{n: torch.randn(1, 4, 8, 8, generator=g) for n in NAMES[:2]} for _ in range(3)]
+
+    def run():
+        apg.reset()
+        out = []
+        for step, p in enumerate(preds):
+            apg.set_state(step, 3, None)
+            out.append(apg.combine(p).pred)
+        return out
+
+    first, second = run(), run()
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+
+
+def test_laplacian_pyramid_inverts_exactly_on_odd_sizes():
+    x = torch.randn(2, 4, 13, 10)
+    pyramid = our_fdg.laplacian_pyramid(x, 3)
+    assert [p.shape[-2:] for p in pyramid] == [(13, 10), (6, 5), (3, 2)]
+    torch.testing.assert_close(our_fdg.reconstruct(pyramid), x, atol=1e-5, rtol=0)
+
+
+def test_fdg_with_equal_scales_is_cfg():
+    fdg = ours.FrequencyDecoupledGuidance(guidance_scales=[4.0, 4.0])
+    cfg = ours.ClassifierFreeGuidance(guidance_scale=4.0)
+    preds = {"pred_cond": torch.randn(1, 4, 16, 16), "pred_uncond": torch.randn(1, 4, 16, 16)}
+    torch.testing.assert_close(fdg.combine(preds).pred, cfg.combine(preds).pred, atol=1e-5, rtol=1e-5)
+
+
+def test_laplacian_pyramid_matches_kornia():
+    kornia = pytest.importorskip("kornia")
+    x = torch.randn(2, 4, 32, 32)
+    want = kornia.geometry.transform.build_laplacian_pyramid(x, 3)
+    for got, ref in zip(our_fdg.laplacian_pyramid(x, 3), want):
+        torch.testing.assert_close(got, ref, atol=1e-6, rtol=1e-6)
