@@ -146,13 +146,15 @@ class BaseGuidance(ConfigMixin):
         """Whether the current step is in ``[int(start*n), int(stop*n))`` (before any step: True).
 
         ``strict_start`` excludes the first step, as the perturbed windows of SLG/PAG/SEG do (a port of the
-        SD 3.5 reference, ``step > start * n``).
+        SD 3.5 reference, ``step > start * n``), except for ``start == 0``, which includes step 0 (diffusers
+        skips it, so a PAG window starting at 0 could never reproduce the classic PAG pipelines).
         """
         if self._num_inference_steps is None or self._step is None:
             return True
         first = int(start * self._num_inference_steps)
         last = int(stop * self._num_inference_steps)
-        started = self._step > first if strict_start else self._step >= first
+        # a zero start means "from the first step", also for windows that otherwise exclude their start
+        started = self._step > first if strict_start and start > 0 else self._step >= first
         return started and self._step < last
 
     def _guides(self, scale: float, use_original_formulation: bool) -> bool:

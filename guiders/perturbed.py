@@ -65,10 +65,9 @@ class _PerturbedGuidance(BaseGuidance):
             terms.append((self.guidance_scale, pred_cond - pred_uncond))
         if perturbed is not None:
             terms.append((self.perturbed_scale, pred_cond - perturbed))
-        if self.use_original_formulation or not terms:
-            base = pred_cond
-        else:
-            base = pred_uncond if pred_uncond is not None else perturbed
+        # without CFG the base is the conditional prediction, as in the papers and the classic PAG pipelines
+        # (pred = cond + s (cond - perturbed)); diffusers' modular guiders start from the perturbed one instead
+        base = pred_uncond if pred_uncond is not None and not self.use_original_formulation else pred_cond
         pred = guide(base, *terms)
         if self.guidance_rescale > 0.0:
             pred = rescale_noise_cfg(pred, pred_cond, self.guidance_rescale)
