@@ -1,1 +1,34 @@
-"""diffblocks.components.models"""
+"""diffblocks' own implementations of the diffusers-format models (no diffusers needed at run time).
+
+Weight names, config keys and numerics follow diffusers, so ``from_pretrained`` reads diffusers folders and
+Hub repos and ``save_pretrained`` writes folders diffusers reads.
+"""
+
+from .attention import Attention, AttentionProcessorMixin, AttnProcessor, SpatialSelfAttention
+from .autoencoder_kl import AutoencoderKL
+from .distributions import DiagonalGaussianDistribution, randn_tensor
+from .modeling import FrozenConfig, ModelMixin
+from .outputs import AutoencoderKLOutput, DecoderOutput, UNet2DConditionOutput, UNet2DOutput
+from .transformer_2d import BasicTransformerBlock, Transformer2DModel
+from .unet_2d import UNet2DModel
+from .unet_2d_condition import UNet2DConditionModel
+
+__all__ = [
+    "Attention",
+    "AttentionProcessorMixin",
+    "AttnProcessor",
+    "AutoencoderKL",
+    "AutoencoderKLOutput",
+    "BasicTransformerBlock",
+    "DecoderOutput",
+    "DiagonalGaussianDistribution",
+    "FrozenConfig",
+    "ModelMixin",
+    "SpatialSelfAttention",
+    "Transformer2DModel",
+    "UNet2DConditionModel",
+    "UNet2DConditionOutput",
+    "UNet2DModel",
+    "UNet2DOutput",
+    "randn_tensor",
+]

@@ -1,0 +1,232 @@
+"""Weight files in the diffusers layout: find, read and write ``diffusion_pytorch_model[.variant].safetensors``,
+sharded or not.
+
+Reading memory-maps safetensors files when no dtype conversion is needed: the tensors returned are views
+of the file's pages, so loading makes no copy until a device move needs one. When tensors must be
+converted, they are read and converted one at a time instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from ...modular_pipelines.errors import CorruptedFileError, MissingFileError
+from ..files import resolve_file, try_resolve_file
+
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+WEIGHTS_INDEX_NAME = "diffusion_pytorch_model.safetensors.index.json"
+PICKLE_WEIGHTS_NAME = "diffusion_pytorch_model.bin"
+DEFAULT_MAX_SHARD_SIZE = "10GB"
+
+
+def with_variant(filename: str, variant: str | None) -> str:
+    """``a.b.ext`` -> ``a.b.<variant>.ext`` (the variant goes before the last extension, as diffusers names it)."""
+    if not variant:
+        return filename
+    stem, ext = filename.rsplit(".", 1)
+    return f"{stem}.{variant}.{ext}"
+
+
+def candidate_names(variant: str | None = None) -> list[str]:
+    """Weight file names to look for, in order: single safetensors file, sharded index, legacy pickle."""
+    names = [with_variant(WEIGHTS_NAME, variant), with_variant(WEIGHTS_INDEX_NAME, variant)]
+    if variant:  # the spelling some repos use for variant indexes
+        names.append(f"diffusion_pytorch_model.{variant}.safetensors.index.json")
+    names.append(with_variant(PICKLE_WEIGHTS_NAME, variant))
+    return names
+
+
+def _describe(path_or_repo: str | os.PathLike, subfolder: str | None, name: str) -> str:
+    return "/".join([str(path_or_repo)] + ([subfolder] if subfolder else []) + [name])
+
+
+def find_weight_files(
+    path_or_repo: str | os.PathLike,
+    subfolder: str | None = None,
+    variant: str | None = None,
+    revision: str | None = None,
+) -> list[Path]:
+    """The local paths of a model's weight files (one file, or every shard named by the index).
+
+    Raises:
+        MissingFileError: no weight file, or a shard named by the index, is there; names every path looked for.
+        CorruptedFileError: the shard index is not valid JSON.
+    """
+    names = candidate_names(variant)
+    for name in names:
+        found = try_resolve_file(path_or_repo, name, subfolder=subfolder, revision=revision)
+        if found is None:
+            continue
+        if not name.endswith(".json"):
+            return [found]
+        shards = _read_index(found)
+        return [resolve_file(path_or_repo, shard, subfolder=subfolder, revision=revision, what="weights shard") for shard in shards]
+    raise MissingFileError.not_found([_describe(path_or_repo, subfolder, n) for n in names], what="weights")
+
+
+def _read_index(path: Path) -> list[str]:
+    """The shard file names of a sharded checkpoint's index, in first-seen order."""
+    try:
+        weight_map = json.loads(path.read_text())["weight_map"]
+        return list(dict.fromkeys(weight_map.values()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise CorruptedFileError.unreadable(str(path), err) from err
+
+
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+    "F8_E4M3": getattr(torch, "float8_e4m3fn", None), "F8_E5M2": getattr(torch, "float8_e5m2", None),
+}
+
+
+def read_weights(paths: Iterable[Path], dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """All tensors of the given files.
+
+    A safetensors file whose floating-point tensors already have ``dtype`` (or any file when ``dtype`` is
+    None) is memory-mapped: no copy. Otherwise its tensors are read one at a time and converted, so the peak
+    is the converted weights plus one tensor, not the whole file plus the converted weights. Legacy ``.bin``
+    files are mmap-loaded by ``torch.load`` (weights only) and not converted here.
+
+    Raises:
+        CorruptedFileError: a file is truncated, corrupted or not a weights file; names the file.
+    """
+    state_dict: dict[str, torch.Tensor] = {}
+    for path in map(Path, paths):
+        if path.suffix != ".safetensors":
+            state_dict.update(_read_pickle(path))
+            continue
+        entries, data_start = _read_header(path)
+        if dtype is not None and any(_needs_conversion(e["dtype"], dtype) for e in entries.values()):
+            state_dict.update(_read_converted(path, entries, data_start, dtype))
+        else:
+            state_dict.update(_read_mapped(path))
+    return state_dict
+
+
+def _needs_conversion(file_dtype: torch.dtype, dtype: torch.dtype) -> bool:
+    return file_dtype.is_floating_point and file_dtype != dtype
+
+
+def _read_header(path: Path) -> tuple[dict[str, dict], int]:
+    """The tensor entries (dtype as a torch dtype, shape, offsets) of a safetensors file, checked against
+    the file's size, and where its data starts."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            if length > size - 8:
+                raise ValueError(f"header of {length} bytes in a {size}-byte file")
+            header = json.loads(f.read(length))
+        header.pop("__metadata__", None)
+        entries = {key: _check_entry(key, value, size - 8 - length) for key, value in header.items()}
+    except (OSError, ValueError, TypeError, KeyError, struct.error) as err:
+        raise CorruptedFileError.unreadable(str(path), err) from err
+    return entries, 8 + length
+
+
+def _check_entry(key: str, entry: dict, data_size: int) -> dict:
+    dtype = _SAFETENSORS_DTYPES.get(entry["dtype"])
+    if dtype is None:
+        raise ValueError(f"tensor '{key}' has unknown dtype {entry['dtype']!r}")
+    begin, end = entry["data_offsets"]
+    numel = 1
+    for dim in entry["shape"]:
+        numel *= dim
+    itemsize = dtype.itemsize
+    if not 0 <= begin <= end <= data_size or end - begin != numel * itemsize:
+        raise ValueError(f"tensor '{key}' has offsets {begin}..{end} outside the {data_size} bytes of data or of the wrong size")
+    return {"dtype": dtype, "shape": list(entry["shape"]), "begin": begin, "end": end}
+
+
+def _read_mapped(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        from safetensors.torch import load_file
+
+        return load_file(str(path), device="cpu")
+    except Exception as err:  # safetensors raises its own error types
+        raise CorruptedFileError.unreadable(str(path), err) from err
+
+
+def _read_converted(path: Path, entries: dict[str, dict], data_start: int, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Read each tensor, in file order, into one reused scratch buffer and convert floating-point ones to
+    ``dtype`` (others are copied out): the only new memory is the converted tensors."""
+    sizes = [entry["end"] - entry["begin"] for entry in entries.values()]
+    scratch = torch.empty(max(sizes, default=0), dtype=torch.uint8)
+    tensors = {}
+    with open(path, "rb") as f:
+        for key, entry in sorted(entries.items(), key=lambda item: item[1]["begin"]):
+            nbytes = entry["end"] - entry["begin"]
+            f.seek(data_start + entry["begin"])
+            if f.readinto(scratch[:nbytes].numpy()) != nbytes:
+                raise CorruptedFileError.unreadable(str(path), EOFError(f"tensor '{key}' is cut short"))
+            raw = scratch[:nbytes].view(entry["dtype"]).reshape(entry["shape"])
+            tensors[key] = raw.to(dtype) if _needs_conversion(entry["dtype"], dtype) else raw.clone()
+    return tensors
+
+
+def _read_pickle(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        try:
+            loaded = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # files from before torch's zip format cannot be memory-mapped
+            loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle and zip readers raise many types
+        raise CorruptedFileError.unreadable(str(path), err) from err
+    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise CorruptedFileError.unreadable(str(path), TypeError("not a dict of tensors"))
+    return loaded
+
+
+def save_weights(
+    state_dict: dict[str, torch.Tensor],
+    directory: str | os.PathLike,
+    variant: str | None = None,
+    max_shard_size: int | str | None = None,
+) -> list[Path]:
+    """Write ``state_dict`` as one safetensors file, or as shards plus an index when it exceeds
+    ``max_shard_size`` (default 10GB); removes weight files of the other layout left by an earlier save.
+
+    Returns:
+        The paths written.
+    """
+    from huggingface_hub import split_torch_state_dict_into_shards
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    pattern = with_variant(WEIGHTS_NAME, variant).replace(".safetensors", "{suffix}.safetensors")
+    split = split_torch_state_dict_into_shards(
+        state_dict, filename_pattern=pattern, max_shard_size=max_shard_size or DEFAULT_MAX_SHARD_SIZE
+    )
+    _remove_stale(directory, variant, keep=set(split.filename_to_tensors))
+    written = []
+    for filename, keys in split.filename_to_tensors.items():
+        shard = {key: state_dict[key].detach().contiguous() for key in keys}
+        save_file(shard, str(directory / filename), metadata={"format": "pt"})
+        written.append(directory / filename)
+    if split.is_sharded:
+        index = {"metadata": dict(split.metadata), "weight_map": dict(split.tensor_to_filename)}
+        index_path = directory / with_variant(WEIGHTS_INDEX_NAME, variant)
+        index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        written.append(index_path)
+    return written
+
+
+def _remove_stale(directory: Path, variant: str | None, keep: set[str]) -> None:
+    """Delete this variant's single file, index and shards that the new save does not rewrite."""
+    single = with_variant(WEIGHTS_NAME, variant)
+    stem = single[: -len(".safetensors")]
+    shard = re.compile(re.escape(stem) + r"-\d{5}-of-\d{5}\.safetensors")
+    stale_names = {single, with_variant(WEIGHTS_INDEX_NAME, variant)}
+    for path in directory.iterdir() if directory.is_dir() else ():
+        if path.name in keep or not path.is_file():
+            continue
+        if path.name in stale_names or shard.fullmatch(path.name):
+            path.unlink()
