@@ -6,6 +6,8 @@ Hub repos and ``save_pretrained`` writes folders diffusers reads.
 
 from .attention import Attention, AttentionProcessorMixin, AttnProcessor, SpatialSelfAttention
 from .autoencoder_kl import AutoencoderKL
+from .controlnet import ControlNetModel, ControlNetOutput
+from .controlnet_multi import MultiControlNetModel
 from .distributions import DiagonalGaussianDistribution, randn_tensor
 from .modeling import FrozenConfig, ModelMixin
 from .outputs import AutoencoderKLOutput, DecoderOutput, UNet2DConditionOutput, UNet2DOutput
@@ -20,6 +22,9 @@ __all__ = [
     "AutoencoderKL",
     "AutoencoderKLOutput",
     "BasicTransformerBlock",
+    "ControlNetModel",
+    "ControlNetOutput",
+    "MultiControlNetModel",
     "DecoderOutput",
     "DiagonalGaussianDistribution",
     "FrozenConfig",
