@@ -6,6 +6,7 @@ Blocks receive the pipeline itself as ``components``: ``components.unet`` is a l
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from .block import ModularPipelineBlocks, run_block
@@ -31,6 +32,8 @@ class ModularPipeline(ComponentsMixin):
     def __init__(self, blocks: ModularPipelineBlocks, pretrained_model_name_or_path=None,
                  components_manager=None, collection: str | None = None):
         self.blocks = blocks
+        self._progress_bar_config: dict[str, Any] = {}
+        self._interrupt = threading.Event()
         self._init_components(pretrained_model_name_or_path, components_manager, collection)
 
     @classmethod
@@ -89,10 +92,29 @@ class ModularPipeline(ComponentsMixin):
         """
         state = PipelineState() if state is None else state
         self._check_inputs(inputs, state)
+        self._interrupt.clear()
         for name, value in inputs.items():
             state.set(name, value)
         run_block(self.blocks, self, state, "")
         return self._select_output(state, output)
+
+    # --- progress and interruption, read by loops ------------------------------------------------------
+    def set_progress_bar_config(self, **kwargs: Any) -> None:
+        """Options for the tqdm progress bar of loops (``disable=True`` turns it off)."""
+        self._progress_bar_config.update(kwargs)
+
+    def progress_bar(self, iterable=None, total: int | None = None):
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, total=total, **self._progress_bar_config)
+
+    def interrupt(self) -> None:
+        """Ask the running call to stop at the next loop step (safe from another thread)."""
+        self._interrupt.set()
+
+    @property
+    def interrupted(self) -> bool:
+        return self._interrupt.is_set()
 
     @staticmethod
     def _select_output(state: PipelineState, output):

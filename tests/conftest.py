@@ -1,5 +1,6 @@
 import pytest
 import torch
+from tiny_models import make_sd_repo, make_sdxl_repo
 
 
 def pytest_collection_modifyitems(config, items):
@@ -9,3 +10,19 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+# tiny standard-format repos, built once per test session (diffusers is the test-only reference)
+@pytest.fixture(scope="session")
+def sd_repo(tmp_path_factory):
+    return make_sd_repo(tmp_path_factory.mktemp("sd"))
+
+
+@pytest.fixture(scope="session")
+def sd_inpaint_repo(tmp_path_factory):
+    return make_sd_repo(tmp_path_factory.mktemp("sd9"), in_channels=9)
+
+
+@pytest.fixture(scope="session")
+def sdxl_repo(tmp_path_factory):
+    return make_sdxl_repo(tmp_path_factory.mktemp("sdxl"))

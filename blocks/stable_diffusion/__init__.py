@@ -1,1 +1,41 @@
-"""diffblocks.blocks.stable_diffusion"""
+"""Stable Diffusion 1.x / 2.x step blocks."""
+
+from .before_denoise import (
+    StableDiffusionAutoPrepareLatentsStep,
+    StableDiffusionAutoSetTimestepsStep,
+    StableDiffusionImg2ImgPrepareLatentsStep,
+    StableDiffusionImg2ImgSetTimestepsStep,
+    StableDiffusionInpaintPrepareLatentsStep,
+    StableDiffusionInpaintSetTimestepsStep,
+    StableDiffusionInputStep,
+    StableDiffusionPrepareLatentsStep,
+    StableDiffusionSetTimestepsStep,
+)
+from .controlnet import (
+    StableDiffusionAutoControlNetDenoiseStep,
+    StableDiffusionAutoControlNetInputStep,
+    StableDiffusionControlNetDenoiseStep,
+    StableDiffusionControlNetInputStep,
+    StableDiffusionControlNetLoopDenoiser,
+    StableDiffusionInpaintControlNetDenoiseStep,
+)
+from .decoders import StableDiffusionDecodeStep
+from .denoise import (
+    StableDiffusionAutoDenoiseStep,
+    StableDiffusionDenoiseLoopWrapper,
+    StableDiffusionDenoiseStep,
+    StableDiffusionInpaintDenoiseStep,
+    StableDiffusionInpaintLoopAfterDenoiser,
+    StableDiffusionInpaintLoopBeforeDenoiser,
+    StableDiffusionLoopAfterDenoiser,
+    StableDiffusionLoopBeforeDenoiser,
+    StableDiffusionLoopDenoiser,
+)
+from .encoders import (
+    StableDiffusionAutoVaeEncoderStep,
+    StableDiffusionInpaintVaeEncoderStep,
+    StableDiffusionTextEncoderStep,
+    StableDiffusionVaeEncoderStep,
+)
+
+__all__ = [name for name in dir() if name.startswith("StableDiffusion")]

@@ -1,1 +1,45 @@
-"""diffblocks.blocks.stable_diffusion_xl"""
+"""Stable Diffusion XL step blocks."""
+
+from .before_denoise import (
+    StableDiffusionXLAutoPrepareAdditionalConditioningStep,
+    StableDiffusionXLAutoPrepareLatentsStep,
+    StableDiffusionXLAutoSetTimestepsStep,
+    StableDiffusionXLImg2ImgPrepareAdditionalConditioningStep,
+    StableDiffusionXLImg2ImgPrepareLatentsStep,
+    StableDiffusionXLImg2ImgSetTimestepsStep,
+    StableDiffusionXLInpaintPrepareLatentsStep,
+    StableDiffusionXLInpaintSetTimestepsStep,
+    StableDiffusionXLInputStep,
+    StableDiffusionXLPrepareAdditionalConditioningStep,
+    StableDiffusionXLPrepareLatentsStep,
+    StableDiffusionXLSetTimestepsStep,
+)
+from .controlnet import (
+    StableDiffusionXLAutoControlNetDenoiseStep,
+    StableDiffusionXLAutoControlNetInputStep,
+    StableDiffusionXLControlNetDenoiseStep,
+    StableDiffusionXLControlNetInputStep,
+    StableDiffusionXLControlNetLoopDenoiser,
+    StableDiffusionXLInpaintControlNetDenoiseStep,
+)
+from .decoders import StableDiffusionXLDecodeStep
+from .denoise import (
+    StableDiffusionXLAutoDenoiseStep,
+    StableDiffusionXLDenoiseLoopAfterDenoiser,
+    StableDiffusionXLDenoiseLoopWrapper,
+    StableDiffusionXLDenoiseStep,
+    StableDiffusionXLInpaintDenoiseStep,
+    StableDiffusionXLInpaintLoopAfterDenoiser,
+    StableDiffusionXLInpaintLoopBeforeDenoiser,
+    StableDiffusionXLLoopAfterDenoiser,
+    StableDiffusionXLLoopBeforeDenoiser,
+    StableDiffusionXLLoopDenoiser,
+)
+from .encoders import (
+    StableDiffusionXLAutoVaeEncoderStep,
+    StableDiffusionXLInpaintVaeEncoderStep,
+    StableDiffusionXLTextEncoderStep,
+    StableDiffusionXLVaeEncoderStep,
+)
+
+__all__ = [name for name in dir() if name.startswith("StableDiffusionXL")]

@@ -1,0 +1,198 @@
+"""ControlNet for Stable Diffusion 1.x/2.x: prepare the control image(s), then a denoiser that feeds the
+ControlNet residuals to the UNet. The ControlNet runs in the same batch as the UNet's guidance branches
+(every guider works); in guess mode it sees only the conditional rows and the others get zero residuals.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ...components.image_processor import VaeImageProcessor
+from ...components.models.controlnet import ControlNetModel, MultiControlNetModel
+from ...components.spec import ComponentSpec
+from ...modular_pipelines import AutoPipelineBlocks, InputParam, ModularPipelineBlocks, OutputParam
+from ..common import execution_device, image_processor_for, vae_scale_factor
+from ..guidance import guided_forward
+from .denoise import (
+    StableDiffusionDenoiseLoopWrapper,
+    StableDiffusionDenoiseStep,
+    StableDiffusionInpaintLoopAfterDenoiser,
+    StableDiffusionInpaintLoopBeforeDenoiser,
+    StableDiffusionLoopAfterDenoiser,
+    StableDiffusionLoopBeforeDenoiser,
+    StableDiffusionLoopDenoiser,
+)
+
+CONTROLNET = ComponentSpec("controlnet", ControlNetModel)
+CONTROL_PROCESSOR = ComponentSpec("control_image_processor", VaeImageProcessor,
+                                  config={"do_convert_rgb": True, "do_normalize": False},
+                                  default_creation_method="from_config")
+
+
+def _per_net(value: Any, count: int) -> list:
+    values = list(value) if isinstance(value, (list, tuple)) else [value] * count
+    if len(values) != count:
+        raise ValueError(f"got {len(values)} values for {count} ControlNets")
+    return values
+
+
+def keep_schedule(num_steps: int, starts: list[float], ends: list[float]) -> list[list[float]]:
+    """Per step and per ControlNet: 1.0 inside ``[start, end]`` (as fractions of the steps), else 0.0."""
+    return [[1.0 - float(i / num_steps < s or (i + 1) / num_steps > e) for s, e in zip(starts, ends)]
+            for i in range(num_steps)]
+
+
+class StableDiffusionControlNetInputStep(ModularPipelineBlocks):
+    """Preprocess the control image(s) to the latents' size and schedule each ControlNet's strength."""
+
+    model_name = "stable-diffusion"
+    expected_components = [CONTROLNET, CONTROL_PROCESSOR]
+    inputs = [
+        InputParam("control_image", required=True, description="the conditioning image (a list for several ControlNets)"),
+        InputParam("controlnet_conditioning_scale", default=1.0, description="residual scale (per ControlNet)"),
+        InputParam("control_guidance_start", default=0.0, description="fraction of steps before the ControlNet acts"),
+        InputParam("control_guidance_end", default=1.0, description="fraction of steps after which it stops"),
+        InputParam("guess_mode", type_hint=bool, default=False, description="the ControlNet sees no prompt difference"),
+        InputParam("latents", type_hint=torch.Tensor, required=True),
+        InputParam("timesteps", type_hint=torch.Tensor, required=True),
+        InputParam("num_images_per_prompt", type_hint=int, default=1),
+        InputParam("dtype", type_hint=torch.dtype),
+    ]
+    intermediate_outputs = [
+        OutputParam("controlnet_cond", description="the preprocessed control image(s), one row per image"),
+        OutputParam("conditioning_scale", description="scale per ControlNet"),
+        OutputParam("controlnet_keep", type_hint=list, description="per step: 1.0 while each ControlNet acts"),
+        OutputParam("guess_mode", type_hint=bool),
+    ]
+
+    def __call__(self, components, state):
+        bs = self.get_block_state(state)
+        controlnet = components.controlnet
+        if controlnet is None:
+            raise ValueError(
+                "control_image was given but no ControlNet is loaded: pipe.update_components("
+                "controlnet=ComponentSpec('controlnet', ControlNetModel, repo=...).load())"
+            )
+        multi = isinstance(controlnet, MultiControlNetModel)
+        nets = controlnet.nets if multi else [controlnet]
+        images = bs.control_image if multi else [bs.control_image]
+        if len(images) != len(nets):
+            raise ValueError(f"got {len(images)} control images for {len(nets)} ControlNets")
+        factor = vae_scale_factor(components)
+        height, width = bs.latents.shape[-2] * factor, bs.latents.shape[-1] * factor
+        batch = bs.latents.shape[0]
+        prepared = [self.prepare_image(components, image, height, width, batch, bs.num_images_per_prompt, bs.dtype)
+                    for image in images]
+        bs.controlnet_cond = prepared if multi else prepared[0]
+        scales = _per_net(bs.controlnet_conditioning_scale, len(nets))
+        bs.conditioning_scale = scales if multi else scales[0]
+        keep = keep_schedule(len(bs.timesteps), _per_net(bs.control_guidance_start, len(nets)),
+                             _per_net(bs.control_guidance_end, len(nets)))
+        bs.controlnet_keep = keep if multi else [k[0] for k in keep]
+        bs.guess_mode = bool(bs.guess_mode or any(getattr(n.config, "global_pool_conditions", False) for n in nets))
+        self.set_block_state(state, bs)
+        return components, state
+
+    @staticmethod
+    def prepare_image(components, image, height, width, batch, per_prompt, dtype) -> torch.Tensor:
+        processor = image_processor_for(components, "control_image_processor")
+        image = processor.preprocess(image, height=height, width=width).to(dtype=torch.float32)
+        image = image.repeat_interleave(batch if image.shape[0] == 1 else per_prompt, dim=0)
+        return image.to(device=execution_device(components), dtype=dtype or image.dtype)
+
+
+class StableDiffusionAutoControlNetInputStep(AutoPipelineBlocks):
+    """Prepare ControlNet inputs when `control_image` is given; skipped otherwise."""
+
+    block_classes = [StableDiffusionControlNetInputStep]
+    block_names = ["controlnet_input"]
+    block_trigger_inputs = ["control_image"]
+
+
+def _rows(branches, per_branch: int, conditional: bool) -> torch.Tensor:
+    picked = [i for i, b in enumerate(branches) if b.conditional == conditional]
+    return torch.tensor([i * per_branch + r for i in picked for r in range(per_branch)], dtype=torch.long)
+
+
+def _select(value, rows):
+    if isinstance(value, dict):
+        return {k: _select(v, rows) for k, v in value.items()}
+    return value[rows] if isinstance(value, torch.Tensor) else value
+
+
+class StableDiffusionControlNetLoopDenoiser(StableDiffusionLoopDenoiser):
+    """Predict the noise: the ControlNet's residuals go into the UNet, in one batch with every guidance branch."""
+
+    expected_components = StableDiffusionLoopDenoiser.expected_components + [CONTROLNET]
+    inputs = StableDiffusionLoopDenoiser.inputs + [
+        InputParam("controlnet_cond", required=True),
+        InputParam("conditioning_scale", required=True),
+        InputParam("controlnet_keep", type_hint=list, required=True),
+        InputParam("guess_mode", type_hint=bool, default=False),
+    ]
+
+    def __call__(self, components, block_state, i, t):
+        keep = block_state.controlnet_keep[i]
+        scale = block_state.conditioning_scale
+        scale = [s * k for s, k in zip(scale, keep)] if isinstance(scale, list) else scale * keep
+        forward = self.controlled_forward(components, block_state.controlnet_cond, scale, block_state.guess_mode)
+        block_state.noise_pred = guided_forward(
+            components.guider, components.unet, block_state.scaled_latents, t, self.conditioning(block_state),
+            self.shared_inputs(components, block_state), split=block_state.split_guidance_batches, forward=forward,
+        )
+        return components, block_state
+
+    @staticmethod
+    def controlled_forward(components, control, scale, guess_mode):
+        """A forward of ControlNet then UNet over a batch of guidance branches."""
+        controlnet, unet = components.controlnet, components.unet
+
+        def forward(sample, timestep, branches, encoder_hidden_states, added_cond_kwargs=None, **kwargs):
+            per_branch = sample.shape[0] // len(branches)
+            rows = _rows(branches, per_branch, True) if guess_mode else torch.arange(sample.shape[0])
+            cond = [c.repeat(len(rows) // c.shape[0], 1, 1, 1) for c in control] if isinstance(control, list) \
+                else control.repeat(len(rows) // control.shape[0], 1, 1, 1)
+            down, mid = controlnet(
+                sample[rows], timestep, encoder_hidden_states=encoder_hidden_states[rows], controlnet_cond=cond,
+                conditioning_scale=scale, guess_mode=guess_mode, added_cond_kwargs=_select(added_cond_kwargs, rows),
+                return_dict=False,
+            )
+            if len(rows) != sample.shape[0]:  # guess mode: zero residuals for the unconditional rows
+                down = [_scatter(d, rows, sample.shape[0]) for d in down]
+                mid = _scatter(mid, rows, sample.shape[0])
+            return unet(sample, timestep, encoder_hidden_states=encoder_hidden_states, added_cond_kwargs=added_cond_kwargs,
+                        down_block_additional_residuals=down, mid_block_additional_residual=mid, **kwargs)
+
+        return forward
+
+
+def _scatter(values: torch.Tensor, rows: torch.Tensor, total: int) -> torch.Tensor:
+    full = values.new_zeros((total, *values.shape[1:]))
+    full[rows] = values
+    return full
+
+
+class StableDiffusionControlNetDenoiseStep(StableDiffusionDenoiseLoopWrapper):
+    """The denoise loop with ControlNet."""
+
+    block_classes = [StableDiffusionLoopBeforeDenoiser, StableDiffusionControlNetLoopDenoiser,
+                     StableDiffusionLoopAfterDenoiser]
+    block_names = ["before_denoiser", "denoiser", "after_denoiser"]
+
+
+class StableDiffusionInpaintControlNetDenoiseStep(StableDiffusionDenoiseLoopWrapper):
+    """The inpainting denoise loop with ControlNet."""
+
+    block_classes = [StableDiffusionInpaintLoopBeforeDenoiser, StableDiffusionControlNetLoopDenoiser,
+                     StableDiffusionInpaintLoopAfterDenoiser]
+    block_names = ["before_denoiser", "denoiser", "after_denoiser"]
+
+
+class StableDiffusionAutoControlNetDenoiseStep(AutoPipelineBlocks):
+    """Denoise: the ControlNet loop when `control_image` is given, else the plain loop."""
+
+    block_classes = [StableDiffusionControlNetDenoiseStep, StableDiffusionDenoiseStep]
+    block_names = ["controlnet_denoise", "denoise"]
+    block_trigger_inputs = ["control_image", None]

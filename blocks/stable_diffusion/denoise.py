@@ -1,0 +1,194 @@
+"""Stable Diffusion 1.x/2.x denoise loop: a wrapper and its before / denoiser / after sub-blocks.
+
+The wrapper resets the guider once per call, tells it the step before each iteration, shows a progress
+bar, calls an optional ``step_callback(step, timestep, latents)`` (return False to stop early) and stops
+when the pipeline is interrupted.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ...components.models import UNet2DConditionModel
+from ...components.schedulers import DDIMScheduler
+from ...components.spec import ComponentSpec
+from ...guiders import ClassifierFreeGuidance
+from ...modular_pipelines import (
+    AutoPipelineBlocks,
+    InputParam,
+    LoopSequentialPipelineBlocks,
+    ModularPipelineBlocks,
+    OutputParam,
+)
+from ..common import guidance_scale_embedding, step_kwargs
+from ..guidance import guided_forward
+
+GUIDER = ComponentSpec("guider", ClassifierFreeGuidance, config={"guidance_scale": 7.5},
+                       default_creation_method="from_config")
+LATENTS = InputParam("latents", type_hint=torch.Tensor, required=True, description="the latents being denoised")
+
+
+class StableDiffusionLoopBeforeDenoiser(ModularPipelineBlocks):
+    """Scale the latents for the current timestep."""
+
+    model_name = "stable-diffusion"
+    expected_components = [ComponentSpec("scheduler", DDIMScheduler)]
+    inputs = [LATENTS]
+    intermediate_outputs = [OutputParam("scaled_latents", type_hint=torch.Tensor, description="the UNet's input")]
+
+    def __call__(self, components, block_state, i, t):
+        block_state.scaled_latents = components.scheduler.scale_model_input(block_state.latents, t)
+        return components, block_state
+
+
+class StableDiffusionInpaintLoopBeforeDenoiser(StableDiffusionLoopBeforeDenoiser):
+    """Scale the latents; a 9-channel UNet also gets the mask and the masked-image latents."""
+
+    inputs = [LATENTS, InputParam("mask", type_hint=torch.Tensor), InputParam("masked_image_latents", type_hint=torch.Tensor)]
+
+    def __call__(self, components, block_state, i, t):
+        scaled = components.scheduler.scale_model_input(block_state.latents, t)
+        if components.unet.config.in_channels == 9:
+            scaled = torch.cat([scaled, block_state.mask, block_state.masked_image_latents], dim=1)
+        block_state.scaled_latents = scaled
+        return components, block_state
+
+
+class StableDiffusionLoopDenoiser(ModularPipelineBlocks):
+    """Predict the noise: every guidance branch in one batched UNet forward, combined by the guider."""
+
+    model_name = "stable-diffusion"
+    expected_components = [GUIDER, ComponentSpec("unet", UNet2DConditionModel)]
+    inputs = [
+        InputParam("scaled_latents", type_hint=torch.Tensor, required=True),
+        InputParam("prompt_embeds", type_hint=torch.Tensor, required=True),
+        InputParam("negative_prompt_embeds", type_hint=torch.Tensor),
+        InputParam("timestep_cond", type_hint=torch.Tensor),
+        InputParam("cross_attention_kwargs", type_hint=dict, description="passed to the attention processors"),
+        InputParam("split_guidance_batches", type_hint=bool, default=False,
+                   description="run each guidance branch as its own forward (less memory, same result)"),
+    ]
+    intermediate_outputs = [OutputParam("noise_pred", type_hint=torch.Tensor, description="the guided prediction")]
+
+    def conditioning(self, block_state) -> dict:
+        return {"encoder_hidden_states": (block_state.prompt_embeds, block_state.negative_prompt_embeds)}
+
+    def shared_inputs(self, components, block_state) -> dict:
+        return {"timestep_cond": block_state.timestep_cond,
+                "cross_attention_kwargs": block_state.cross_attention_kwargs, "return_dict": False}
+
+    def __call__(self, components, block_state, i, t):
+        block_state.noise_pred = guided_forward(
+            components.guider, components.unet, block_state.scaled_latents, t, self.conditioning(block_state),
+            self.shared_inputs(components, block_state), split=block_state.split_guidance_batches,
+        )
+        return components, block_state
+
+
+class StableDiffusionLoopAfterDenoiser(ModularPipelineBlocks):
+    """Take one scheduler step."""
+
+    model_name = "stable-diffusion"
+    expected_components = [ComponentSpec("scheduler", DDIMScheduler)]
+    inputs = [
+        LATENTS,
+        InputParam("noise_pred", type_hint=torch.Tensor, required=True),
+        InputParam("generator", type_hint=torch.Generator | list[torch.Generator]),
+        InputParam("eta", type_hint=float, default=0.0, description="DDIM's eta (0: deterministic)"),
+    ]
+    intermediate_outputs = [OutputParam("latents", type_hint=torch.Tensor, description="the denoised latents")]
+
+    def __call__(self, components, block_state, i, t):
+        dtype = block_state.latents.dtype
+        kwargs = step_kwargs(components.scheduler, block_state.generator, block_state.eta)
+        latents = components.scheduler.step(block_state.noise_pred, t, block_state.latents, return_dict=False, **kwargs)[0]
+        block_state.latents = latents.to(dtype)
+        return components, block_state
+
+
+class StableDiffusionInpaintLoopAfterDenoiser(StableDiffusionLoopAfterDenoiser):
+    """Take one scheduler step; a 4-channel UNet then keeps the unmasked region from the noised image."""
+
+    inputs = StableDiffusionLoopAfterDenoiser.inputs + [
+        InputParam("mask", type_hint=torch.Tensor),
+        InputParam("image_latents", type_hint=torch.Tensor),
+        InputParam("noise", type_hint=torch.Tensor),
+        InputParam("timesteps", type_hint=torch.Tensor, required=True),
+    ]
+
+    def __call__(self, components, block_state, i, t):
+        components, block_state = super().__call__(components, block_state, i, t)
+        if components.unet.config.in_channels == 4:
+            known = block_state.image_latents
+            if i < len(block_state.timesteps) - 1:
+                next_t = block_state.timesteps[i + 1]
+                known = components.scheduler.add_noise(known, block_state.noise, torch.tensor([next_t]))
+            block_state.latents = (1 - block_state.mask) * known + block_state.mask * block_state.latents
+        return components, block_state
+
+
+class StableDiffusionDenoiseLoopWrapper(LoopSequentialPipelineBlocks):
+    """Iterate over the timesteps, running the sub-blocks once per step."""
+
+    model_name = "stable-diffusion"
+    loop_expected_components = [GUIDER, ComponentSpec("scheduler", DDIMScheduler),
+                                ComponentSpec("unet", UNet2DConditionModel)]
+    loop_inputs = [
+        InputParam("timesteps", type_hint=torch.Tensor, required=True),
+        InputParam("num_inference_steps", type_hint=int, required=True),
+        InputParam("step_callback", description="fn(step, timestep, latents) after each step; return False to stop"),
+    ]
+
+    @torch.no_grad()
+    def __call__(self, components, state):
+        block_state = self.get_block_state(state)
+        guider = components.guider
+        guider.reset()
+        block_state.timestep_cond = self.timestep_cond(components, block_state)
+        timesteps = block_state.timesteps
+        with components.progress_bar(total=len(timesteps)) as bar:
+            for i, t in enumerate(timesteps):
+                if components.interrupted:
+                    break
+                guider.set_state(step=i, num_inference_steps=block_state.num_inference_steps, timestep=t)
+                components, block_state = self.loop_step(components, block_state, i=i, t=t)
+                bar.update()
+                callback = block_state.step_callback
+                if callback is not None and callback(i, t, block_state.latents) is False:
+                    break
+        self.set_block_state(state, block_state)
+        return components, state
+
+    @staticmethod
+    def timestep_cond(components, block_state):
+        """LCM-style UNets (``time_cond_proj_dim``) are conditioned on the guidance scale."""
+        dim = components.unet.config.time_cond_proj_dim
+        if dim is None:
+            return None
+        scale = getattr(components.guider, "guidance_scale", 1.0)
+        batch = block_state.latents.shape[0]
+        emb = guidance_scale_embedding(torch.tensor(scale - 1).repeat(batch), dim)
+        return emb.to(device=block_state.latents.device, dtype=block_state.latents.dtype)
+
+
+class StableDiffusionDenoiseStep(StableDiffusionDenoiseLoopWrapper):
+    """The text-to-image / image-to-image denoise loop."""
+
+    block_classes = [StableDiffusionLoopBeforeDenoiser, StableDiffusionLoopDenoiser, StableDiffusionLoopAfterDenoiser]
+    block_names = ["before_denoiser", "denoiser", "after_denoiser"]
+
+
+class StableDiffusionInpaintDenoiseStep(StableDiffusionDenoiseLoopWrapper):
+    """The inpainting denoise loop (9-channel UNets get the mask; 4-channel ones blend it in)."""
+
+    block_classes = [StableDiffusionInpaintLoopBeforeDenoiser, StableDiffusionLoopDenoiser,
+                     StableDiffusionInpaintLoopAfterDenoiser]
+    block_names = ["before_denoiser", "denoiser", "after_denoiser"]
+
+
+class StableDiffusionAutoDenoiseStep(AutoPipelineBlocks):
+    """Denoise: the inpainting loop when `mask_image` is given, else the plain loop."""
+
+    block_classes = [StableDiffusionInpaintDenoiseStep, StableDiffusionDenoiseStep]
+    block_names = ["inpaint", "denoise"]
+    block_trigger_inputs = ["mask_image", None]

@@ -1,0 +1,227 @@
+"""Stable Diffusion XL steps before the denoise loop: the SD ones, plus pooled embeds and size conditioning."""
+
+from __future__ import annotations
+
+import torch
+
+from ...components.models import UNet2DConditionModel
+from ...components.noise import randn_tensor
+from ...components.schedulers import EulerDiscreteScheduler
+from ...components.spec import ComponentSpec, ConfigSpec
+from ...modular_pipelines import AutoPipelineBlocks, InputParam, ModularPipelineBlocks, OutputParam
+from ..common import repeat_to, vae_scale_factor
+from ..stable_diffusion.before_denoise import (
+    StableDiffusionImg2ImgPrepareLatentsStep,
+    StableDiffusionImg2ImgSetTimestepsStep,
+    StableDiffusionInpaintPrepareLatentsStep,
+    StableDiffusionInputStep,
+    StableDiffusionPrepareLatentsStep,
+    StableDiffusionSetTimestepsStep,
+)
+from .encoders import encode_image_upcast
+
+SCHEDULER = ComponentSpec("scheduler", EulerDiscreteScheduler)
+DENOISING_START = InputParam("denoising_start", type_hint=float,
+                             description="start at this fraction: the refiner's half of base+refiner")
+
+
+def _with_default(params, name, default):
+    return [p.replace(default=default) if p.name == name else p for p in params]
+
+
+def _with_scheduler(components):
+    return [SCHEDULER if c.name == "scheduler" else c for c in components]
+
+
+class StableDiffusionXLInputStep(StableDiffusionInputStep):
+    """Expand text and pooled embeddings to ``num_images_per_prompt`` images per prompt."""
+
+    model_name = "stable-diffusion-xl"
+    inputs = StableDiffusionInputStep.inputs + [
+        InputParam("pooled_prompt_embeds", type_hint=torch.Tensor, required=True),
+        InputParam("negative_pooled_prompt_embeds", type_hint=torch.Tensor),
+    ]
+    intermediate_outputs = StableDiffusionInputStep.intermediate_outputs + [
+        OutputParam("pooled_prompt_embeds", type_hint=torch.Tensor, kwargs_type="denoiser_input_fields"),
+        OutputParam("negative_pooled_prompt_embeds", type_hint=torch.Tensor, kwargs_type="denoiser_input_fields"),
+    ]
+
+    def __call__(self, components, state):
+        block_state = self.get_block_state(state)
+        n = block_state.num_images_per_prompt
+        block_state.batch_size = block_state.prompt_embeds.shape[0]
+        block_state.dtype = block_state.prompt_embeds.dtype
+        for name in ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds"):
+            value = getattr(block_state, name)
+            if value is not None:
+                setattr(block_state, name, value.repeat_interleave(n, dim=0))
+        self.set_block_state(state, block_state)
+        return components, state
+
+
+class StableDiffusionXLSetTimestepsStep(StableDiffusionSetTimestepsStep):
+    """Set the scheduler's timesteps (``denoising_end`` stops early for base+refiner)."""
+
+    model_name = "stable-diffusion-xl"
+    expected_components = [SCHEDULER]
+
+
+class StableDiffusionXLImg2ImgSetTimestepsStep(StableDiffusionImg2ImgSetTimestepsStep):
+    """Timesteps by ``strength`` (default 0.3) or from ``denoising_start``."""
+
+    model_name = "stable-diffusion-xl"
+    expected_components = [SCHEDULER]
+    inputs = _with_default(StableDiffusionImg2ImgSetTimestepsStep.inputs, "strength", 0.3)
+
+
+class StableDiffusionXLInpaintSetTimestepsStep(StableDiffusionImg2ImgSetTimestepsStep):
+    """Timesteps for inpainting (default ``strength`` 0.9999)."""
+
+    model_name = "stable-diffusion-xl"
+    expected_components = [SCHEDULER]
+    inputs = _with_default(StableDiffusionImg2ImgSetTimestepsStep.inputs, "strength", 0.9999)
+
+
+class StableDiffusionXLPrepareLatentsStep(StableDiffusionPrepareLatentsStep):
+    """Draw the initial noise for text-to-image."""
+
+    model_name = "stable-diffusion-xl"
+    expected_components = _with_scheduler(StableDiffusionPrepareLatentsStep.expected_components)
+
+
+class StableDiffusionXLImg2ImgPrepareLatentsStep(StableDiffusionImg2ImgPrepareLatentsStep):
+    """Noise the image latents to the first timestep; with ``denoising_start`` use them as they are."""
+
+    model_name = "stable-diffusion-xl"
+    expected_components = [SCHEDULER]
+    inputs = StableDiffusionImg2ImgPrepareLatentsStep.inputs + [DENOISING_START]
+
+    def __call__(self, components, state):
+        if state.get("denoising_start") is None or state.get("latents") is not None:
+            return super().__call__(components, state)
+        block_state = self.get_block_state(state)
+        batch = block_state.batch_size * block_state.num_images_per_prompt
+        block_state.latents = repeat_to(block_state.image_latents.to(dtype=block_state.dtype), batch)
+        self.set_block_state(state, block_state)
+        return components, state
+
+
+class StableDiffusionXLInpaintPrepareLatentsStep(StableDiffusionInpaintPrepareLatentsStep):
+    """Inpainting latents, noise and mask latents; with ``denoising_start`` the image latents are kept."""
+
+    model_name = "stable-diffusion-xl"
+    encode = staticmethod(encode_image_upcast)
+    expected_components = _with_scheduler(StableDiffusionInpaintPrepareLatentsStep.expected_components)
+    inputs = _with_default(StableDiffusionInpaintPrepareLatentsStep.inputs, "strength", 0.9999) + [DENOISING_START]
+
+    @staticmethod
+    def initial_latents(components, block_state, shape, device, dtype):
+        if block_state.denoising_start is None or block_state.latents is not None:
+            return StableDiffusionInpaintPrepareLatentsStep.initial_latents(components, block_state, shape, device, dtype)
+        noise = randn_tensor(shape, generator=block_state.generator, device=device, dtype=dtype)
+        return block_state.image_latents.to(device), noise
+
+
+SIZE_INPUTS = [
+    InputParam("original_size", type_hint=tuple, description="(height, width) the model is told the source had"),
+    InputParam("target_size", type_hint=tuple, description="(height, width) the model is told to make"),
+    InputParam("crops_coords_top_left", type_hint=tuple, default=(0, 0), description="crop offset conditioning"),
+    InputParam("negative_original_size", type_hint=tuple),
+    InputParam("negative_target_size", type_hint=tuple),
+    InputParam("negative_crops_coords_top_left", type_hint=tuple, default=(0, 0)),
+]
+
+
+class StableDiffusionXLPrepareAdditionalConditioningStep(ModularPipelineBlocks):
+    """SDXL's micro-conditioning: size and crop time ids (and their negatives)."""
+
+    model_name = "stable-diffusion-xl"
+    expected_components = [ComponentSpec("unet", UNet2DConditionModel)]
+    inputs = SIZE_INPUTS + [
+        InputParam("latents", type_hint=torch.Tensor, required=True),
+        InputParam("pooled_prompt_embeds", type_hint=torch.Tensor, required=True),
+    ]
+    intermediate_outputs = [
+        OutputParam("add_time_ids", type_hint=torch.Tensor, kwargs_type="denoiser_input_fields"),
+        OutputParam("negative_add_time_ids", type_hint=torch.Tensor, kwargs_type="denoiser_input_fields"),
+    ]
+
+    def uses_aesthetic_score(self, components) -> bool:
+        return False
+
+    def time_ids(self, bs, size, negative: bool, aesthetic: bool = False) -> list[float]:
+        original = (bs.negative_original_size if negative else None) or bs.original_size or size
+        target = (bs.negative_target_size if negative else None) or bs.target_size or size
+        crops = bs.negative_crops_coords_top_left if negative and bs.negative_original_size else bs.crops_coords_top_left
+        return list(original) + list(crops) + list(target)
+
+    def __call__(self, components, state):
+        bs = self.get_block_state(state)
+        factor = vae_scale_factor(components)
+        size = (bs.latents.shape[-2] * factor, bs.latents.shape[-1] * factor)
+        batch, dtype, device = bs.latents.shape[0], bs.pooled_prompt_embeds.dtype, bs.latents.device
+        aesthetic = self.uses_aesthetic_score(components)
+        positive, negative = self.time_ids(bs, size, False, aesthetic), self.time_ids(bs, size, True, aesthetic)
+        _check_embedding_width(components.unet, len(positive), bs.pooled_prompt_embeds.shape[-1])
+        bs.add_time_ids = torch.tensor([positive], dtype=dtype).to(device).repeat(batch, 1)
+        bs.negative_add_time_ids = torch.tensor([negative], dtype=dtype).to(device).repeat(batch, 1)
+        self.set_block_state(state, bs)
+        return components, state
+
+
+def _check_embedding_width(unet, num_ids: int, pooled_dim: int) -> None:
+    expected = unet.add_embedding.linear_1.in_features
+    given = unet.config.addition_time_embed_dim * num_ids + pooled_dim
+    if given != expected:
+        raise ValueError(
+            f"the UNet's added embedding takes {expected} features but {num_ids} time ids and pooled embeddings of "
+            f"width {pooled_dim} give {given}; check requires_aesthetics_score and text_encoder_2"
+        )
+
+
+class StableDiffusionXLImg2ImgPrepareAdditionalConditioningStep(StableDiffusionXLPrepareAdditionalConditioningStep):
+    """Micro-conditioning for img2img / inpaint; refiners (``requires_aesthetics_score``) get aesthetic scores."""
+
+    expected_configs = [ConfigSpec("requires_aesthetics_score", False)]
+    inputs = StableDiffusionXLPrepareAdditionalConditioningStep.inputs + [
+        InputParam("aesthetic_score", type_hint=float, default=6.0),
+        InputParam("negative_aesthetic_score", type_hint=float, default=2.5),
+    ]
+
+    def uses_aesthetic_score(self, components) -> bool:
+        return bool(components.requires_aesthetics_score)
+
+    def time_ids(self, bs, size, negative: bool, aesthetic: bool = False) -> list[float]:
+        if not aesthetic:
+            return super().time_ids(bs, size, negative)
+        original = (bs.negative_original_size if negative else None) or bs.original_size or size
+        crops = bs.negative_crops_coords_top_left if negative and bs.negative_original_size else bs.crops_coords_top_left
+        score = bs.negative_aesthetic_score if negative else bs.aesthetic_score
+        return list(original) + list(crops) + [score]
+
+
+class StableDiffusionXLAutoSetTimestepsStep(AutoPipelineBlocks):
+    """Timesteps: by `strength` when `image` is given (inpaint: `mask_image` too), else the full schedule."""
+
+    block_classes = [StableDiffusionXLInpaintSetTimestepsStep, StableDiffusionXLImg2ImgSetTimestepsStep,
+                     StableDiffusionXLSetTimestepsStep]
+    block_names = ["inpaint", "img2img", "text2img"]
+    block_trigger_inputs = ["mask_image", "image", None]
+
+
+class StableDiffusionXLAutoPrepareLatentsStep(AutoPipelineBlocks):
+    """Initial latents: inpaint when `mask_image` is given, img2img when `image` is, else noise."""
+
+    block_classes = [StableDiffusionXLInpaintPrepareLatentsStep, StableDiffusionXLImg2ImgPrepareLatentsStep,
+                     StableDiffusionXLPrepareLatentsStep]
+    block_names = ["inpaint", "img2img", "text2img"]
+    block_trigger_inputs = ["mask_image", "image", None]
+
+
+class StableDiffusionXLAutoPrepareAdditionalConditioningStep(AutoPipelineBlocks):
+    """Micro-conditioning: the img2img form (aesthetic scores for refiners) when `image` is given."""
+
+    block_classes = [StableDiffusionXLImg2ImgPrepareAdditionalConditioningStep,
+                     StableDiffusionXLPrepareAdditionalConditioningStep]
+    block_names = ["img2img", "text2img"]
+    block_trigger_inputs = ["image", None]

@@ -1,0 +1,63 @@
+"""ControlNet for Stable Diffusion XL: the SD ControlNet steps with SDXL's pooled embeds and time ids."""
+
+from __future__ import annotations
+
+from ...modular_pipelines import AutoPipelineBlocks
+from ..stable_diffusion.controlnet import StableDiffusionControlNetInputStep, StableDiffusionControlNetLoopDenoiser
+from .denoise import (
+    StableDiffusionXLDenoiseLoopWrapper,
+    StableDiffusionXLDenoiseStep,
+    StableDiffusionXLInpaintLoopAfterDenoiser,
+    StableDiffusionXLInpaintLoopBeforeDenoiser,
+    StableDiffusionXLLoopAfterDenoiser,
+    StableDiffusionXLLoopBeforeDenoiser,
+    StableDiffusionXLLoopDenoiser,
+)
+
+_CONTROL_INPUTS = [p for p in StableDiffusionControlNetLoopDenoiser.inputs if p not in StableDiffusionXLLoopDenoiser.inputs]
+
+
+class StableDiffusionXLControlNetInputStep(StableDiffusionControlNetInputStep):
+    """Preprocess the control image(s) to the latents' size and schedule each ControlNet's strength."""
+
+    model_name = "stable-diffusion-xl"
+
+
+class StableDiffusionXLAutoControlNetInputStep(AutoPipelineBlocks):
+    """Prepare ControlNet inputs when `control_image` is given; skipped otherwise."""
+
+    block_classes = [StableDiffusionXLControlNetInputStep]
+    block_names = ["controlnet_input"]
+    block_trigger_inputs = ["control_image"]
+
+
+class StableDiffusionXLControlNetLoopDenoiser(StableDiffusionControlNetLoopDenoiser):
+    """Predict the noise with ControlNet residuals, pooled embeds and time ids; all guidance branches batched."""
+
+    model_name = "stable-diffusion-xl"
+    inputs = StableDiffusionXLLoopDenoiser.inputs + _CONTROL_INPUTS
+    conditioning = StableDiffusionXLLoopDenoiser.conditioning
+
+
+class StableDiffusionXLControlNetDenoiseStep(StableDiffusionXLDenoiseLoopWrapper):
+    """The denoise loop with ControlNet."""
+
+    block_classes = [StableDiffusionXLLoopBeforeDenoiser, StableDiffusionXLControlNetLoopDenoiser,
+                     StableDiffusionXLLoopAfterDenoiser]
+    block_names = ["before_denoiser", "denoiser", "after_denoiser"]
+
+
+class StableDiffusionXLInpaintControlNetDenoiseStep(StableDiffusionXLDenoiseLoopWrapper):
+    """The inpainting denoise loop with ControlNet."""
+
+    block_classes = [StableDiffusionXLInpaintLoopBeforeDenoiser, StableDiffusionXLControlNetLoopDenoiser,
+                     StableDiffusionXLInpaintLoopAfterDenoiser]
+    block_names = ["before_denoiser", "denoiser", "after_denoiser"]
+
+
+class StableDiffusionXLAutoControlNetDenoiseStep(AutoPipelineBlocks):
+    """Denoise: the ControlNet loop when `control_image` is given, else the plain loop."""
+
+    block_classes = [StableDiffusionXLControlNetDenoiseStep, StableDiffusionXLDenoiseStep]
+    block_names = ["controlnet_denoise", "denoise"]
+    block_trigger_inputs = ["control_image", None]

@@ -1,0 +1,25 @@
+"""Stable Diffusion XL decode: the SD decode, in float32 when an fp16 VAE asks for upcasting."""
+
+from __future__ import annotations
+
+import torch
+
+from ..stable_diffusion.decoders import StableDiffusionDecodeStep, decode_latents
+
+
+def decode_latents_upcast(vae, latents: torch.Tensor, generator=None) -> torch.Tensor:
+    """Decode in float32 when the VAE is fp16 with ``force_upcast`` (SDXL's VAE overflows in fp16)."""
+    if vae.dtype != torch.float16 or not vae.config.force_upcast:
+        return decode_latents(vae, latents, generator)
+    vae.to(torch.float32)
+    try:
+        return decode_latents(vae, latents.float(), generator)
+    finally:
+        vae.to(torch.float16)
+
+
+class StableDiffusionXLDecodeStep(StableDiffusionDecodeStep):
+    """Decode the latents with the VAE (upcast when needed) and postprocess them."""
+
+    model_name = "stable-diffusion-xl"
+    decode = staticmethod(decode_latents_upcast)

@@ -1,0 +1,74 @@
+"""Stable Diffusion 1.x / 2.x presets: ordered dicts of block classes to copy, edit and build from.
+
+``SequentialPipelineBlocks.from_blocks_dict(TEXT2IMAGE_BLOCKS)`` gives the text-to-image pipeline;
+``AUTO_BLOCKS`` runs inpainting when ``mask_image`` is given, image-to-image when ``image`` is, and
+text-to-image otherwise.
+"""
+
+from ..blocks.stable_diffusion import (
+    StableDiffusionAutoDenoiseStep,
+    StableDiffusionAutoPrepareLatentsStep,
+    StableDiffusionAutoSetTimestepsStep,
+    StableDiffusionAutoVaeEncoderStep,
+    StableDiffusionDecodeStep,
+    StableDiffusionDenoiseStep,
+    StableDiffusionImg2ImgPrepareLatentsStep,
+    StableDiffusionImg2ImgSetTimestepsStep,
+    StableDiffusionInpaintDenoiseStep,
+    StableDiffusionInpaintPrepareLatentsStep,
+    StableDiffusionInpaintSetTimestepsStep,
+    StableDiffusionInpaintVaeEncoderStep,
+    StableDiffusionInputStep,
+    StableDiffusionPrepareLatentsStep,
+    StableDiffusionSetTimestepsStep,
+    StableDiffusionTextEncoderStep,
+    StableDiffusionVaeEncoderStep,
+)
+from ..blocks.stable_diffusion import StableDiffusionControlNetDenoiseStep, StableDiffusionControlNetInputStep
+from ..modular_pipelines import InsertableDict
+
+TEXT2IMAGE_BLOCKS = InsertableDict([
+    ("text_encoder", StableDiffusionTextEncoderStep),
+    ("input", StableDiffusionInputStep),
+    ("set_timesteps", StableDiffusionSetTimestepsStep),
+    ("prepare_latents", StableDiffusionPrepareLatentsStep),
+    ("denoise", StableDiffusionDenoiseStep),
+    ("decode", StableDiffusionDecodeStep),
+])
+
+IMAGE2IMAGE_BLOCKS = InsertableDict([
+    ("text_encoder", StableDiffusionTextEncoderStep),
+    ("image_encoder", StableDiffusionVaeEncoderStep),
+    ("input", StableDiffusionInputStep),
+    ("set_timesteps", StableDiffusionImg2ImgSetTimestepsStep),
+    ("prepare_latents", StableDiffusionImg2ImgPrepareLatentsStep),
+    ("denoise", StableDiffusionDenoiseStep),
+    ("decode", StableDiffusionDecodeStep),
+])
+
+INPAINT_BLOCKS = InsertableDict([
+    ("text_encoder", StableDiffusionTextEncoderStep),
+    ("image_encoder", StableDiffusionInpaintVaeEncoderStep),
+    ("input", StableDiffusionInputStep),
+    ("set_timesteps", StableDiffusionInpaintSetTimestepsStep),
+    ("prepare_latents", StableDiffusionInpaintPrepareLatentsStep),
+    ("denoise", StableDiffusionInpaintDenoiseStep),
+    ("decode", StableDiffusionDecodeStep),
+])
+
+AUTO_BLOCKS = InsertableDict([
+    ("text_encoder", StableDiffusionTextEncoderStep),
+    ("image_encoder", StableDiffusionAutoVaeEncoderStep),
+    ("input", StableDiffusionInputStep),
+    ("set_timesteps", StableDiffusionAutoSetTimestepsStep),
+    ("prepare_latents", StableDiffusionAutoPrepareLatentsStep),
+    ("denoise", StableDiffusionAutoDenoiseStep),
+    ("decode", StableDiffusionDecodeStep),
+])
+
+# text-to-image with a ControlNet (load one: pipe.update_components(controlnet=ComponentSpec(...).load()))
+CONTROLNET_BLOCKS = TEXT2IMAGE_BLOCKS.copy()
+CONTROLNET_BLOCKS.insert("controlnet_input", StableDiffusionControlNetInputStep, list(CONTROLNET_BLOCKS).index("denoise"))
+CONTROLNET_BLOCKS["denoise"] = StableDiffusionControlNetDenoiseStep
+
+__all__ = ["TEXT2IMAGE_BLOCKS", "IMAGE2IMAGE_BLOCKS", "INPAINT_BLOCKS", "AUTO_BLOCKS", "CONTROLNET_BLOCKS"]

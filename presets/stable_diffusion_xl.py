@@ -1,0 +1,80 @@
+"""Stable Diffusion XL presets: ordered dicts of block classes to copy, edit and build from.
+
+``AUTO_BLOCKS`` runs inpainting when ``mask_image`` is given, image-to-image when ``image`` is, and
+text-to-image otherwise.
+"""
+
+from ..blocks.stable_diffusion_xl import (
+    StableDiffusionXLAutoDenoiseStep,
+    StableDiffusionXLAutoPrepareAdditionalConditioningStep,
+    StableDiffusionXLAutoPrepareLatentsStep,
+    StableDiffusionXLAutoSetTimestepsStep,
+    StableDiffusionXLAutoVaeEncoderStep,
+    StableDiffusionXLDecodeStep,
+    StableDiffusionXLDenoiseStep,
+    StableDiffusionXLImg2ImgPrepareAdditionalConditioningStep,
+    StableDiffusionXLImg2ImgPrepareLatentsStep,
+    StableDiffusionXLImg2ImgSetTimestepsStep,
+    StableDiffusionXLInpaintDenoiseStep,
+    StableDiffusionXLInpaintPrepareLatentsStep,
+    StableDiffusionXLInpaintSetTimestepsStep,
+    StableDiffusionXLInpaintVaeEncoderStep,
+    StableDiffusionXLInputStep,
+    StableDiffusionXLPrepareAdditionalConditioningStep,
+    StableDiffusionXLPrepareLatentsStep,
+    StableDiffusionXLSetTimestepsStep,
+    StableDiffusionXLTextEncoderStep,
+    StableDiffusionXLVaeEncoderStep,
+)
+from ..blocks.stable_diffusion_xl import StableDiffusionXLControlNetDenoiseStep, StableDiffusionXLControlNetInputStep
+from ..modular_pipelines import InsertableDict
+
+TEXT2IMAGE_BLOCKS = InsertableDict([
+    ("text_encoder", StableDiffusionXLTextEncoderStep),
+    ("input", StableDiffusionXLInputStep),
+    ("set_timesteps", StableDiffusionXLSetTimestepsStep),
+    ("prepare_latents", StableDiffusionXLPrepareLatentsStep),
+    ("prepare_add_cond", StableDiffusionXLPrepareAdditionalConditioningStep),
+    ("denoise", StableDiffusionXLDenoiseStep),
+    ("decode", StableDiffusionXLDecodeStep),
+])
+
+IMAGE2IMAGE_BLOCKS = InsertableDict([
+    ("text_encoder", StableDiffusionXLTextEncoderStep),
+    ("image_encoder", StableDiffusionXLVaeEncoderStep),
+    ("input", StableDiffusionXLInputStep),
+    ("set_timesteps", StableDiffusionXLImg2ImgSetTimestepsStep),
+    ("prepare_latents", StableDiffusionXLImg2ImgPrepareLatentsStep),
+    ("prepare_add_cond", StableDiffusionXLImg2ImgPrepareAdditionalConditioningStep),
+    ("denoise", StableDiffusionXLDenoiseStep),
+    ("decode", StableDiffusionXLDecodeStep),
+])
+
+INPAINT_BLOCKS = InsertableDict([
+    ("text_encoder", StableDiffusionXLTextEncoderStep),
+    ("image_encoder", StableDiffusionXLInpaintVaeEncoderStep),
+    ("input", StableDiffusionXLInputStep),
+    ("set_timesteps", StableDiffusionXLInpaintSetTimestepsStep),
+    ("prepare_latents", StableDiffusionXLInpaintPrepareLatentsStep),
+    ("prepare_add_cond", StableDiffusionXLImg2ImgPrepareAdditionalConditioningStep),
+    ("denoise", StableDiffusionXLInpaintDenoiseStep),
+    ("decode", StableDiffusionXLDecodeStep),
+])
+
+AUTO_BLOCKS = InsertableDict([
+    ("text_encoder", StableDiffusionXLTextEncoderStep),
+    ("image_encoder", StableDiffusionXLAutoVaeEncoderStep),
+    ("input", StableDiffusionXLInputStep),
+    ("set_timesteps", StableDiffusionXLAutoSetTimestepsStep),
+    ("prepare_latents", StableDiffusionXLAutoPrepareLatentsStep),
+    ("prepare_add_cond", StableDiffusionXLAutoPrepareAdditionalConditioningStep),
+    ("denoise", StableDiffusionXLAutoDenoiseStep),
+    ("decode", StableDiffusionXLDecodeStep),
+])
+
+# text-to-image with a ControlNet (load one: pipe.update_components(controlnet=ComponentSpec(...).load()))
+CONTROLNET_BLOCKS = TEXT2IMAGE_BLOCKS.copy()
+CONTROLNET_BLOCKS.insert("controlnet_input", StableDiffusionXLControlNetInputStep, list(CONTROLNET_BLOCKS).index("denoise"))
+CONTROLNET_BLOCKS["denoise"] = StableDiffusionXLControlNetDenoiseStep
+
+__all__ = ["TEXT2IMAGE_BLOCKS", "IMAGE2IMAGE_BLOCKS", "INPAINT_BLOCKS", "AUTO_BLOCKS", "CONTROLNET_BLOCKS"]
