@@ -1,0 +1,49 @@
+"""The quickstart's Differential Diffusion pipeline: built from presets, a zero change map keeps the input,
+a full map is image-to-image at strength 1."""
+
+import sys
+from pathlib import Path
+
+import torch
+from PIL import Image
+from tiny_models import make_image
+
+from diffblocks import SequentialPipelineBlocks
+from diffblocks.presets.stable_diffusion_xl import IMAGE2IMAGE_BLOCKS
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+from differential_diffusion import DIFFDIFF_BLOCKS  # noqa: E402
+
+
+def run(pipe, change, **kwargs):
+    return pipe(prompt="a pear", image=make_image(), diffdiff_map=change, generator=torch.Generator().manual_seed(0),
+                num_inference_steps=5, **kwargs)
+
+
+def test_blocks_are_the_preset_with_three_swaps():
+    blocks = SequentialPipelineBlocks.from_blocks_dict(DIFFDIFF_BLOCKS)
+    assert list(blocks.sub_blocks) == list(IMAGE2IMAGE_BLOCKS)
+    assert "strength" not in blocks.input_names and "diffdiff_map" in blocks.input_names
+    assert type(blocks.sub_blocks["denoise"].sub_blocks["before_denoiser"]).__name__ == "SDXLDiffDiffLoopBeforeDenoiser"
+
+
+def test_zero_map_keeps_the_input_and_full_map_is_img2img(sdxl_repo):
+    pipe = SequentialPipelineBlocks.from_blocks_dict(DIFFDIFF_BLOCKS).init_pipeline(sdxl_repo)
+    pipe.load_components()
+    pipe.set_progress_bar_config(disable=True)
+    half = torch.zeros(32, 32, dtype=torch.uint8)
+    half[:, 16:] = 255  # left half kept, right half repainted
+    state = run(pipe, Image.fromarray(half.numpy()), output_type="latent")
+    latents, clean = state.get("latents"), state.get("image_latents")
+    kept = (latents - clean)[..., :6].abs().max()
+    changed = (latents - clean)[..., 10:].abs().max()
+    # the kept half only sees the last step's small noise level; the repainted half is far from the input
+    assert kept < 0.3 and changed > 5.0, (kept, changed)
+
+    img2img = SequentialPipelineBlocks.from_blocks_dict(IMAGE2IMAGE_BLOCKS).init_pipeline(sdxl_repo)
+    img2img.load_components()
+    img2img.set_progress_bar_config(disable=True)
+    full = run(pipe, Image.new("L", (32, 32), 255), output_type="pt", output="images")
+    plain = img2img(prompt="a pear", image=make_image(), strength=1.0, generator=torch.Generator().manual_seed(0),
+                    num_inference_steps=5, output_type="pt", output="images")
+    assert (full - plain).abs().max() <= 1e-5
