@@ -28,6 +28,13 @@ GUIDER = ComponentSpec("guider", ClassifierFreeGuidance, config={"guidance_scale
 LATENTS = InputParam("latents", type_hint=torch.Tensor, required=True, description="the latents being denoised")
 
 
+def ip_adapter_conditioning(block_state) -> dict:
+    """IP-Adapter image embeddings as UNet ``added_cond_kwargs``, when an IP-Adapter step produced them."""
+    if getattr(block_state, "ip_adapter_embeds", None) is None:
+        return {}
+    return {"added_cond_kwargs.image_embeds": (block_state.ip_adapter_embeds, block_state.negative_ip_adapter_embeds)}
+
+
 class StableDiffusionLoopBeforeDenoiser(ModularPipelineBlocks):
     """Scale the latents for the current timestep."""
 
@@ -67,11 +74,14 @@ class StableDiffusionLoopDenoiser(ModularPipelineBlocks):
         InputParam("cross_attention_kwargs", type_hint=dict, description="passed to the attention processors"),
         InputParam("split_guidance_batches", type_hint=bool, default=False,
                    description="run each guidance branch as its own forward (less memory, same result)"),
+        InputParam("ip_adapter_embeds", type_hint=list, description="IP-Adapter image embeddings, one per adapter"),
+        InputParam("negative_ip_adapter_embeds", type_hint=list),
     ]
     intermediate_outputs = [OutputParam("noise_pred", type_hint=torch.Tensor, description="the guided prediction")]
 
     def conditioning(self, block_state) -> dict:
-        return {"encoder_hidden_states": (block_state.prompt_embeds, block_state.negative_prompt_embeds)}
+        return {"encoder_hidden_states": (block_state.prompt_embeds, block_state.negative_prompt_embeds),
+                **ip_adapter_conditioning(block_state)}
 
     def shared_inputs(self, components, block_state) -> dict:
         return {"timestep_cond": block_state.timestep_cond,

@@ -12,6 +12,7 @@ from ..stable_diffusion.denoise import (
     StableDiffusionLoopAfterDenoiser,
     StableDiffusionLoopBeforeDenoiser,
     StableDiffusionLoopDenoiser,
+    ip_adapter_conditioning,
 )
 from .before_denoise import SCHEDULER
 
@@ -50,6 +51,7 @@ class StableDiffusionXLLoopDenoiser(StableDiffusionLoopDenoiser):
             "encoder_hidden_states": (block_state.prompt_embeds, block_state.negative_prompt_embeds),
             "added_cond_kwargs.text_embeds": (block_state.pooled_prompt_embeds, block_state.negative_pooled_prompt_embeds),
             "added_cond_kwargs.time_ids": (block_state.add_time_ids, block_state.negative_add_time_ids),
+            **ip_adapter_conditioning(block_state),
         }
 
 
