@@ -206,6 +206,12 @@ class ModularPipelineBlocks:
 
         validate(self, inputs=inputs)
 
+    def input_schema(self) -> dict:
+        """The inputs as a JSON schema (types, defaults, descriptions, required), e.g. for a node UI."""
+        from .schema import input_schema
+
+        return input_schema(self)
+
     def to_mermaid(self) -> str:
         from .graph import to_mermaid
 
