@@ -156,3 +156,63 @@ def test_progress_bar_can_be_turned_on_and_off(sd_pipe, capsys):
     sd_pipe.set_progress_bar_config(disable=True)
     run(sd_pipe)
     assert capsys.readouterr().err == ""
+
+
+def test_auto_offload_through_a_pipeline_evicts_and_keeps_outputs(sd_repo):
+    """A simulated device that holds about one model at a time: the manager must evict as blocks call
+    models (the VAE through encode/decode, not forward), and the images stay the same."""
+    from diffblocks.components.offload import module_size_bytes
+
+    manager = ComponentsManager()
+    pipe = ModularPipeline.from_pretrained(sd_repo, components_manager=manager)
+    pipe.load_components()
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(prompt="a cat", generator=gen(), num_inference_steps=2, output_type="pt", output="images")
+    biggest = max(module_size_bytes(m) for m in (pipe.unet, pipe.vae, pipe.text_encoder))
+    state = {"free": biggest + 10}
+
+    def probe(device):  # free memory shrinks by what the offloader has placed on the "device"
+        resident = manager.offloader.resident_ids if manager.offloader is not None else []
+        return state["free"] - sum(module_size_bytes(manager.components[i]) for i in resident)
+
+    manager.enable_auto_cpu_offload(device="cpu", memory_reserve_margin=0, memory_probe=probe)
+    evicted = []
+    original = manager.offloader.prepare
+
+    def spy(*args, **kwargs):
+        result = original(*args, **kwargs)
+        evicted.extend(manager.offloader.last_evicted)
+        return result
+
+    manager.offloader.prepare = spy
+    got = pipe(prompt="a cat", generator=gen(), num_inference_steps=2, output_type="pt", output="images")
+    assert torch.equal(got, expected)
+    assert any(i.startswith("unet") for i in evicted) and any(i.startswith("text_encoder") for i in evicted)
+
+
+def test_unload_components_keeps_specs(sd_pipe):
+    sd_pipe.unload_components(["unet", "vae"])
+    assert {"unet", "vae"} <= set(sd_pipe.null_component_names) and sd_pipe.unet is None
+    sd_pipe.load_components(names="unet")
+    assert sd_pipe.unet is not None and "vae" in sd_pipe.null_component_names
+
+
+def test_hub_repo_ids_go_through_huggingface_hub(sd_repo, monkeypatch):
+    """A repo id is resolved file by file with hf_hub_download (stood in for here: no network)."""
+    import huggingface_hub
+
+    asked = []
+
+    def fake_download(repo_id, filename, subfolder=None, revision=None, **kwargs):
+        asked.append((repo_id, subfolder, filename))
+        path = sd_repo / (subfolder or "") / filename
+        if not path.is_file():
+            raise huggingface_hub.errors.EntryNotFoundError(f"{filename} not in {repo_id}")
+        return str(path)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    pipe = ModularPipeline.from_pretrained("someone/tiny-sd")
+    assert pipe.get_component_spec("unet").load_id == "someone/tiny-sd|unet|null|null"
+    pipe.load_components(names=["unet", "vae", "scheduler"])
+    assert ("someone/tiny-sd", "unet", "config.json") in asked
+    assert type(pipe.unet).__name__ == "UNet2DConditionModel" and pipe.scheduler is not None
