@@ -21,8 +21,11 @@ setup: $(STAMP)
 test: setup
 	$(VENV)/bin/pytest
 
+# the SD 1.5 text-to-image preset on the embedded tiny digits model: a 2x5 grid of the ten digits
+DIGITS := zero one two three four five six seven eight nine
 demo: setup
-	$(PY) examples/block_tour.py
+	$(VENV)/bin/diffblocks run $(foreach d,$(DIGITS),--prompt "a handwritten digit $(d)") \
+		--rows 2 --upscale 4 --steps 25 --seed 0 --out demo.png
 
 bench: setup
 	$(PY) benchmarks/bench_framework.py

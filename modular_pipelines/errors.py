@@ -262,3 +262,7 @@ class AdapterError(DiffblocksError, ValueError):
             f"{path} is not an adapter checkpoint of the expected layout: expected keys {_listing(expected)}, "
             f"found {_listing(found)}"
         )
+
+
+class UsageError(DiffblocksError, ValueError):
+    """A command-line argument that cannot work (the CLI prints it as one line)."""

@@ -1,1 +1,5 @@
 """diffblocks.presets"""
+
+from .embedded import embedded_model_path
+
+__all__ = ["embedded_model_path"]

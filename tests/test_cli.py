@@ -1,0 +1,133 @@
+"""The ``diffblocks`` command: run and inspect, and one-line errors with exit code 2."""
+
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from diffblocks.cli import main
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, *fragments):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("diffblocks: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_inspect_prints_tree_and_mermaid(capsys):
+    code, out, _ = run_cli(capsys, "inspect", "sd15-text2image")
+    assert code == 0
+    assert "StableDiffusionDenoiseStep" in out and "Inputs:" in out and "Outputs:" in out
+    assert "flowchart" in out and "-->" in out
+
+
+@pytest.mark.parametrize("preset", ["sd15-controlnet", "sdxl-auto"])
+def test_inspect_other_presets(capsys, preset):
+    code, out, _ = run_cli(capsys, "inspect", preset)
+    assert code == 0 and "flowchart" in out
+
+
+def test_inspect_doc(capsys):
+    code, out, _ = run_cli(capsys, "inspect", "sd15-auto", "--doc")
+    assert code == 0 and "mask_image" in out
+
+
+def test_run_embedded_model(capsys, tmp_path):
+    out_file = tmp_path / "seven.png"
+    code, out, _ = run_cli(capsys, "run", "--prompt", "a handwritten digit seven", "--steps", "4", "--seed", "1",
+                           "--out", str(out_file), "--no-progress")
+    assert code == 0
+    assert str(out_file) in out
+    assert Image.open(out_file).size == (32, 32)
+
+
+def test_run_grid_with_guider(capsys, tmp_path):
+    out_file = tmp_path / "grid.png"
+    prompts = [arg for d in range(4) for arg in ("--prompt", f"the number {d}")]
+    code, _, _ = run_cli(capsys, "run", *prompts, "--rows", "2", "--upscale", "2", "--steps", "3",
+                         "--guider", "pag", "--guidance-scale", "4", "--out", str(out_file), "--no-progress")
+    assert code == 0
+    assert Image.open(out_file).size == (2 * 64 + 4, 2 * 64 + 4)  # 2x2 tiles of 64 px, gaps of 4 px
+
+
+def test_run_image2image_on_the_embedded_model(capsys, tmp_path):
+    from tiny_models import make_image
+
+    make_image(size=32).save(tmp_path / "in.png")
+    code, _, _ = run_cli(capsys, "run", "--prompt", "the number 2", "--preset", "sd15-image2image", "--image",
+                         str(tmp_path / "in.png"), "--steps", "4", "--out", str(tmp_path / "out.png"), "--no-progress")
+    assert code == 0 and Image.open(tmp_path / "out.png").size == (32, 32)
+
+
+@pytest.mark.slow
+def test_run_sdxl_preset_on_a_given_model(capsys, tmp_path):
+    from tiny_models import make_sdxl_repo
+
+    repo = make_sdxl_repo(tmp_path / "sdxl")
+    code, _, err = run_cli(capsys, "run", "--prompt", "a cat", "--preset", "sdxl-text2image", "--model", str(repo),
+                           "--steps", "2", "--out", str(tmp_path / "cat.png"), "--no-progress")
+    assert code == 0, err
+    assert Image.open(tmp_path / "cat.png").size == (32, 32)
+
+
+def test_progress_bar_is_shown_unless_disabled(capsys, tmp_path):
+    _, _, err = run_cli(capsys, "run", "--prompt", "1", "--steps", "3", "--out", str(tmp_path / "a.png"))
+    assert "3/3" in err
+    _, _, err = run_cli(capsys, "run", "--prompt", "1", "--steps", "3", "--out", str(tmp_path / "b.png"),
+                        "--no-progress")
+    assert "3/3" not in err
+
+
+@pytest.mark.parametrize("argv, fragments", [
+    (["run", "--prompt", "x", "--preset", "sd16-text2image"], ["unknown preset 'sd16-text2image'", "sd15-text2image"]),
+    (["inspect", "nope"], ["unknown preset 'nope'"]),
+    (["run", "--prompt", "x", "--model", "/no/such/folder"], ["model folder not found: /no/such/folder"]),
+    (["run", "--prompt", "x", "--height", "30", "--steps", "2"], ["multiples of 4", "30x32"]),
+    (["run", "--prompt", "x", "--width", "-8"], ["--width must be a positive number"]),
+    (["run", "--prompt", "x", "--guider", "nope"], ["unknown guider 'nope'", "pag"]),
+    (["run", "--prompt", "x", "--preset", "sdxl-text2image"], ["give --model"]),
+    (["run", "--prompt", "x", "--preset", "sd15-image2image", "--image", "/no/such.png"], ["image not found"]),
+    (["run", "--prompt", "x", "--preset", "sd15-image2image", "--image", __file__], ["cannot read image"]),
+    (["run", "--prompt", "x", "--device", "nope"], ["cannot use device 'nope'"]),
+])
+def test_user_errors_are_one_line(capsys, tmp_path, argv, fragments):
+    code, _, err = run_cli(capsys, *argv, "--no-progress", "--out", str(tmp_path / "x.png")) if argv[0] == "run" \
+        else run_cli(capsys, *argv)
+    assert_one_line_error(code, err, *fragments)
+
+
+def test_unknown_output_format_is_one_line(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "run", "--prompt", "x", "--out", str(tmp_path / "x.nope"))
+    assert_one_line_error(code, err, "cannot tell the image format")
+
+
+def test_missing_sdxl_module_is_a_clear_error(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "diffblocks.presets.stable_diffusion_xl", None)
+    code, _, err = run_cli(capsys, "inspect", "sdxl-text2image")
+    assert_one_line_error(code, err, "diffblocks.presets.stable_diffusion_xl", "cannot be imported")
+
+
+def test_bad_arguments_are_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--steps", "3"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--prompt" in err[0]
+
+
+def test_console_entry_point_exits_2_without_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "diffblocks.cli", "run", "--prompt", "x", "--model",
+                             str(tmp_path / "missing")], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("diffblocks: error: model folder not found")
