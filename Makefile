@@ -19,7 +19,7 @@ $(STAMP): $(PY) pyproject.toml
 setup: $(STAMP)
 
 test: setup
-	$(VENV)/bin/pytest
+	$(PY) -m pytest
 
 # the SD 1.5 text-to-image preset on the embedded tiny digits model: a 2x5 grid of the ten digits
 DIGITS := zero one two three four five six seven eight nine
