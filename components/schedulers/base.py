@@ -283,6 +283,14 @@ class SchedulerMixin(ConfigMixin):
 class SigmaSchedulerMixin(SchedulerMixin):
     """Schedulers that keep a ``sigmas`` array (one per timestep plus the final one) and index it by step."""
 
+    def scale_model_input(self, sample: torch.Tensor, timestep) -> torch.Tensor:
+        """Divide the sample by ``sqrt(sigma^2 + 1)`` so the model sees unit variance (Euler-type samplers)."""
+        if self._step_index is None:
+            self._init_step_index(timestep)
+        sigma = self.sigmas[self._step_index]
+        self.is_scale_input_called = True
+        return sample / ((sigma**2 + 1) ** 0.5)
+
     def _noise_scales(self, sigma: torch.Tensor) -> tuple[Any, torch.Tensor]:
         """``(alpha, sigma)`` multiplying x0 and the noise at VE noise level ``sigma``."""
         return 1.0, sigma

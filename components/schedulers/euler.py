@@ -105,14 +105,6 @@ class EulerDiscreteScheduler(SigmaSchedulerMixin):
             return max_sigma
         return (max_sigma**2 + 1) ** 0.5
 
-    def scale_model_input(self, sample: torch.Tensor, timestep) -> torch.Tensor:
-        """Divide the sample by ``sqrt(sigma^2 + 1)`` so the model sees unit variance."""
-        if self._step_index is None:
-            self._init_step_index(timestep)
-        sigma = self.sigmas[self._step_index]
-        self.is_scale_input_called = True
-        return sample / ((sigma**2 + 1) ** 0.5)
-
     def set_timesteps(self, num_inference_steps=None, device=None, timesteps=None, sigmas=None) -> None:
         """Choose the inference schedule: a step count, or custom ``timesteps``, or custom ``sigmas``.
 
