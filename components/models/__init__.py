@@ -8,7 +8,7 @@ from .attention import Attention, AttentionProcessorMixin, AttnProcessor, Spatia
 from .autoencoder_kl import AutoencoderKL
 from .controlnet import ControlNetModel, ControlNetOutput
 from .controlnet_multi import MultiControlNetModel
-from .distributions import DiagonalGaussianDistribution, randn_tensor
+from .distributions import DiagonalGaussianDistribution
 from .modeling import FrozenConfig, ModelMixin
 from .outputs import AutoencoderKLOutput, DecoderOutput, UNet2DConditionOutput, UNet2DOutput
 from .transformer_2d import BasicTransformerBlock, Transformer2DModel
@@ -35,5 +35,4 @@ __all__ = [
     "UNet2DConditionOutput",
     "UNet2DModel",
     "UNet2DOutput",
-    "randn_tensor",
 ]

@@ -1,42 +1,11 @@
-"""The VAE posterior, and seeded noise drawn the way diffusers draws it (so seeded runs match)."""
+"""The VAE posterior; its samples draw noise the way diffusers does (so seeded runs match)."""
 
 from __future__ import annotations
 
-from typing import Sequence
 
 import torch
 
-
-def randn_tensor(
-    shape: Sequence[int],
-    generator: torch.Generator | Sequence[torch.Generator] | None = None,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype | None = None,
-) -> torch.Tensor:
-    """Standard normal noise of ``shape`` on ``device``, consuming ``generator`` exactly as diffusers does.
-
-    A CPU generator draws on the CPU and the result is moved to ``device``; a list of generators draws one
-    batch element from each.
-
-    Raises:
-        ValueError: a CUDA generator was given for a tensor on another device.
-    """
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    shape = tuple(shape)
-    if isinstance(generator, (list, tuple)) and len(generator) == 1:
-        generator = generator[0]
-    first = generator[0] if isinstance(generator, (list, tuple)) else generator
-    rand_device = device
-    if first is not None and first.device.type != device.type:
-        if first.device.type != "cpu":
-            raise ValueError(f"cannot draw a {device} tensor from a generator on {first.device}")
-        rand_device = torch.device("cpu")
-    if isinstance(generator, (list, tuple)):
-        if len(generator) < shape[0]:
-            raise ValueError(f"got {len(generator)} generators for a batch of {shape[0]}; pass one per batch element")
-        parts = [torch.randn((1,) + shape[1:], generator=generator[i], device=rand_device, dtype=dtype) for i in range(shape[0])]
-        return torch.cat(parts, dim=0).to(device)
-    return torch.randn(shape, generator=generator, device=rand_device, dtype=dtype).to(device)
+from ..noise import randn_tensor
 
 
 class DiagonalGaussianDistribution:

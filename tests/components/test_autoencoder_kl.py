@@ -10,7 +10,7 @@ import torch
 diffusers = pytest.importorskip("diffusers")
 
 from diffblocks.components.models import AutoencoderKL, DiagonalGaussianDistribution  # noqa: E402
-from diffblocks.components.models.distributions import randn_tensor  # noqa: E402
+from diffblocks.components.noise import randn_tensor  # noqa: E402
 
 ATOL = 1e-5
 CONFIG = dict(
