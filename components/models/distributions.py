@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-
 import torch
 
 from ..noise import randn_tensor
