@@ -11,9 +11,19 @@ from __future__ import annotations
 
 import torch
 
-from diffblocks import ComponentSpec, InputParam, ModularPipelineBlocks, OutputParam, SequentialPipelineBlocks
+from diffblocks import (
+    AutoPipelineBlocks,
+    ComponentSpec,
+    InputParam,
+    ModularPipelineBlocks,
+    OutputParam,
+    SequentialPipelineBlocks,
+)
 from diffblocks.blocks.common import repeat_to
 from diffblocks.blocks.stable_diffusion_xl import (
+    StableDiffusionXLAutoControlNetInputStep,
+    StableDiffusionXLControlNetLoopDenoiser,
+    StableDiffusionXLDenoiseLoopAfterDenoiser,
     StableDiffusionXLDenoiseLoopWrapper,
     StableDiffusionXLLoopAfterDenoiser,
     StableDiffusionXLLoopDenoiser,
@@ -98,6 +108,31 @@ DIFFDIFF_BLOCKS = IMAGE2IMAGE_BLOCKS.copy()
 DIFFDIFF_BLOCKS["set_timesteps"] = TEXT2IMAGE_BLOCKS["set_timesteps"]
 DIFFDIFF_BLOCKS["prepare_latents"] = SDXLDiffDiffPrepareLatentsStep
 DIFFDIFF_BLOCKS["denoise"] = SDXLDiffDiffDenoiseStep
+
+
+# --- adding workflows: ControlNet, and an Auto block that picks it when `control_image` is given --------
+
+
+class SDXLDiffDiffControlNetDenoiseStep(StableDiffusionXLDenoiseLoopWrapper):
+    block_classes = [SDXLDiffDiffLoopBeforeDenoiser, StableDiffusionXLControlNetLoopDenoiser,
+                     StableDiffusionXLDenoiseLoopAfterDenoiser]
+    block_names = ["before_denoiser", "denoiser", "after_denoiser"]
+
+
+class SDXLDiffDiffAutoDenoiseStep(AutoPipelineBlocks):
+    """Differential Diffusion denoise: with ControlNet when `control_image` is given."""
+
+    block_classes = [SDXLDiffDiffControlNetDenoiseStep, SDXLDiffDiffDenoiseStep]
+    block_names = ["controlnet_denoise", "denoise"]
+    block_trigger_inputs = ["control_image", None]
+
+
+DIFFDIFF_AUTO_BLOCKS = IMAGE2IMAGE_BLOCKS.copy()
+DIFFDIFF_AUTO_BLOCKS["prepare_latents"] = SDXLDiffDiffPrepareLatentsStep
+DIFFDIFF_AUTO_BLOCKS["set_timesteps"] = TEXT2IMAGE_BLOCKS["set_timesteps"]
+DIFFDIFF_AUTO_BLOCKS["denoise"] = SDXLDiffDiffAutoDenoiseStep
+DIFFDIFF_AUTO_BLOCKS.insert("controlnet_input", StableDiffusionXLAutoControlNetInputStep,
+                            list(DIFFDIFF_AUTO_BLOCKS).index("denoise"))
 
 
 def main(repo: str) -> None:

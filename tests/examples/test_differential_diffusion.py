@@ -47,3 +47,37 @@ def test_zero_map_keeps_the_input_and_full_map_is_img2img(sdxl_repo):
     plain = img2img(prompt="a pear", image=make_image(), strength=1.0, generator=torch.Generator().manual_seed(0),
                     num_inference_steps=5, output_type="pt", output="images")
     assert (full - plain).abs().max() <= 1e-5
+
+
+def test_auto_pipeline_runs_controlnet_only_when_control_image_is_given(sdxl_repo, tmp_path):
+    import diffusers
+
+    from diffblocks import ComponentSpec
+    from diffblocks.components.models import ControlNetModel
+    from differential_diffusion import DIFFDIFF_AUTO_BLOCKS, SDXLDiffDiffControlNetDenoiseStep, SDXLDiffDiffDenoiseStep
+
+    blocks = SequentialPipelineBlocks.from_blocks_dict(DIFFDIFF_AUTO_BLOCKS)
+    assert {"control_image", "diffdiff_map"} <= set(blocks.input_names) and "controlnet" in blocks.component_names
+    assert isinstance(blocks.get_execution_blocks("control_image").sub_blocks["denoise"], SDXLDiffDiffControlNetDenoiseStep)
+    assert isinstance(blocks.get_execution_blocks().sub_blocks["denoise"], SDXLDiffDiffDenoiseStep)
+    assert "controlnet_input" not in blocks.get_execution_blocks().sub_blocks
+
+    unet = diffusers.UNet2DConditionModel.from_pretrained(sdxl_repo, subfolder="unet")
+    torch.manual_seed(0)
+    net = diffusers.ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32))
+    for p in net.parameters():
+        p.data += 0.05 * torch.randn_like(p)
+    net.save_pretrained(tmp_path / "cn")
+    pipe = blocks.init_pipeline(sdxl_repo)
+    pipe.load_components()
+    pipe.update_components(controlnet=ComponentSpec("controlnet", ControlNetModel, repo=str(tmp_path / "cn")).load())
+    pipe.set_progress_bar_config(disable=True)
+    plain_blocks = SequentialPipelineBlocks.from_blocks_dict(DIFFDIFF_BLOCKS).init_pipeline(sdxl_repo)
+    plain_blocks.load_components()
+    plain_blocks.set_progress_bar_config(disable=True)
+    ramp = Image.linear_gradient("L").resize((32, 32))
+    without = run(pipe, ramp, output_type="pt", output="images")
+    assert torch.equal(without, run(plain_blocks, ramp, output_type="pt", output="images"))
+    controlled = run(pipe, ramp, control_image=make_image(5), controlnet_conditioning_scale=0.8, output_type="pt",
+                     output="images")
+    assert (controlled - without).abs().max() > 1e-3
