@@ -10,7 +10,9 @@ from ..blocks.stable_diffusion import (
     StableDiffusionAutoPrepareLatentsStep,
     StableDiffusionAutoSetTimestepsStep,
     StableDiffusionAutoVaeEncoderStep,
+    StableDiffusionAutoDecodeStep,
     StableDiffusionDecodeStep,
+    StableDiffusionInpaintDecodeStep,
     StableDiffusionDenoiseStep,
     StableDiffusionImg2ImgPrepareLatentsStep,
     StableDiffusionImg2ImgSetTimestepsStep,
@@ -53,7 +55,7 @@ INPAINT_BLOCKS = InsertableDict([
     ("set_timesteps", StableDiffusionInpaintSetTimestepsStep),
     ("prepare_latents", StableDiffusionInpaintPrepareLatentsStep),
     ("denoise", StableDiffusionInpaintDenoiseStep),
-    ("decode", StableDiffusionDecodeStep),
+    ("decode", StableDiffusionInpaintDecodeStep),
 ])
 
 AUTO_BLOCKS = InsertableDict([
@@ -63,7 +65,7 @@ AUTO_BLOCKS = InsertableDict([
     ("set_timesteps", StableDiffusionAutoSetTimestepsStep),
     ("prepare_latents", StableDiffusionAutoPrepareLatentsStep),
     ("denoise", StableDiffusionAutoDenoiseStep),
-    ("decode", StableDiffusionDecodeStep),
+    ("decode", StableDiffusionAutoDecodeStep),
 ])
 
 # text-to-image with a ControlNet (load one: pipe.update_components(controlnet=ComponentSpec(...).load()))

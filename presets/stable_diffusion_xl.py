@@ -10,7 +10,9 @@ from ..blocks.stable_diffusion_xl import (
     StableDiffusionXLAutoPrepareLatentsStep,
     StableDiffusionXLAutoSetTimestepsStep,
     StableDiffusionXLAutoVaeEncoderStep,
+    StableDiffusionXLAutoDecodeStep,
     StableDiffusionXLDecodeStep,
+    StableDiffusionXLInpaintDecodeStep,
     StableDiffusionXLDenoiseStep,
     StableDiffusionXLImg2ImgPrepareAdditionalConditioningStep,
     StableDiffusionXLImg2ImgPrepareLatentsStep,
@@ -58,7 +60,7 @@ INPAINT_BLOCKS = InsertableDict([
     ("prepare_latents", StableDiffusionXLInpaintPrepareLatentsStep),
     ("prepare_add_cond", StableDiffusionXLImg2ImgPrepareAdditionalConditioningStep),
     ("denoise", StableDiffusionXLInpaintDenoiseStep),
-    ("decode", StableDiffusionXLDecodeStep),
+    ("decode", StableDiffusionXLInpaintDecodeStep),
 ])
 
 AUTO_BLOCKS = InsertableDict([
@@ -69,7 +71,7 @@ AUTO_BLOCKS = InsertableDict([
     ("prepare_latents", StableDiffusionXLAutoPrepareLatentsStep),
     ("prepare_add_cond", StableDiffusionXLAutoPrepareAdditionalConditioningStep),
     ("denoise", StableDiffusionXLAutoDenoiseStep),
-    ("decode", StableDiffusionXLDecodeStep),
+    ("decode", StableDiffusionXLAutoDecodeStep),
 ])
 
 # text-to-image with a ControlNet (load one: pipe.update_components(controlnet=ComponentSpec(...).load()))

@@ -19,7 +19,7 @@ from .controlnet import (
     StableDiffusionControlNetLoopDenoiser,
     StableDiffusionInpaintControlNetDenoiseStep,
 )
-from .decoders import StableDiffusionDecodeStep
+from .decoders import StableDiffusionAutoDecodeStep, StableDiffusionDecodeStep, StableDiffusionInpaintDecodeStep
 from .denoise import (
     StableDiffusionAutoDenoiseStep,
     StableDiffusionDenoiseLoopWrapper,

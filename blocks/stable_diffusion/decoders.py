@@ -9,7 +9,7 @@ import torch
 from ...components.image_processor import VaeImageProcessor
 from ...components.models import AutoencoderKL
 from ...components.spec import ComponentSpec
-from ...modular_pipelines import InputParam, ModularPipelineBlocks, OutputParam
+from ...modular_pipelines import AutoPipelineBlocks, InputParam, ModularPipelineBlocks, OutputParam
 from ..common import image_processor_for
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
@@ -61,3 +61,31 @@ class StableDiffusionDecodeStep(ModularPipelineBlocks):
                 pixels, output_type=output_type, do_denormalize=[True] * pixels.shape[0])
         self.set_block_state(state, block_state)
         return components, state
+
+
+class StableDiffusionInpaintDecodeStep(StableDiffusionDecodeStep):
+    """Decode, then paste a repainted crop (``padding_mask_crop``) back into the original image (PIL output)."""
+
+    inputs = StableDiffusionDecodeStep.inputs + [
+        InputParam("image", description="the original image the crop is pasted into"),
+        InputParam("mask_image"),
+        InputParam("padding_mask_crop", type_hint=int),
+        InputParam("crops_coords", type_hint=tuple),
+    ]
+
+    def __call__(self, components, state):
+        components, state = super().__call__(components, state)
+        crop = state.get("crops_coords")
+        if state.get("padding_mask_crop") is not None and crop is not None and state.get("output_type") in (None, "pil"):
+            processor = image_processor_for(components)
+            image, mask = state.get("image"), state.get("mask_image")
+            state.set("images", [processor.apply_overlay(mask, image, out, crop) for out in state.get("images")])
+        return components, state
+
+
+class StableDiffusionAutoDecodeStep(AutoPipelineBlocks):
+    """Decode; paste the repainted crop back when `padding_mask_crop` is given."""
+
+    block_classes = [StableDiffusionInpaintDecodeStep, StableDiffusionDecodeStep]
+    block_names = ["inpaint", "decode"]
+    block_trigger_inputs = ["padding_mask_crop", None]

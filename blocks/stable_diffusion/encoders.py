@@ -141,9 +141,12 @@ class StableDiffusionInpaintVaeEncoderStep(ModularPipelineBlocks):
         InputParam("mask_image", required=True, description="white where the image is repainted"),
         HEIGHT, WIDTH, GENERATOR,
         InputParam("strength", type_hint=float, default=1.0, description="how much of the image is repainted"),
+        InputParam("padding_mask_crop", type_hint=int,
+                   description="repaint only a crop around the mask, padded by this many pixels, then paste it back"),
         InputParam("dtype", type_hint=torch.dtype),
     ]
     intermediate_outputs = [
+        OutputParam("crops_coords", type_hint=tuple, description="the crop repainted (None: the whole image)"),
         OutputParam("image_latents", type_hint=torch.Tensor, description="scaled VAE latents (None when unused)"),
         OutputParam("init_image", type_hint=torch.Tensor, description="the preprocessed image, [-1, 1]"),
         OutputParam("mask_condition", type_hint=torch.Tensor, description="the preprocessed mask, {0, 1}"),
@@ -152,12 +155,18 @@ class StableDiffusionInpaintVaeEncoderStep(ModularPipelineBlocks):
     @torch.no_grad()
     def __call__(self, components, state):
         block_state = self.get_block_state(state)
-        images = image_processor_for(components)
+        images, masks = image_processor_for(components), image_processor_for(components, "mask_processor")
         height, width = default_size(components, block_state.height, block_state.width)
-        init_image = images.preprocess(block_state.image, height=height, width=width).to(dtype=torch.float32)
+        crop, resize_mode = None, "default"
+        if block_state.padding_mask_crop is not None:  # repaint a crop around the mask, pasted back at decode
+            crop = masks.get_crop_region(block_state.mask_image, width, height, pad=block_state.padding_mask_crop)
+            resize_mode = "fill"
+        init_image = images.preprocess(block_state.image, height=height, width=width, crops_coords=crop,
+                                       resize_mode=resize_mode).to(dtype=torch.float32)
         height, width = init_image.shape[-2:]
-        block_state.mask_condition = image_processor_for(components, "mask_processor").preprocess(
-            block_state.mask_image, height=height, width=width)
+        block_state.mask_condition = masks.preprocess(block_state.mask_image, height=height, width=width,
+                                                      resize_mode=resize_mode, crops_coords=crop)
+        block_state.crops_coords = crop
         block_state.init_image = init_image
         block_state.image_latents = None
         if components.unet.config.in_channels == 4 or block_state.strength < 1.0:

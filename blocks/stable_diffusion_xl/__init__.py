@@ -22,7 +22,7 @@ from .controlnet import (
     StableDiffusionXLControlNetLoopDenoiser,
     StableDiffusionXLInpaintControlNetDenoiseStep,
 )
-from .decoders import StableDiffusionXLDecodeStep
+from .decoders import StableDiffusionXLAutoDecodeStep, StableDiffusionXLDecodeStep, StableDiffusionXLInpaintDecodeStep
 from .denoise import (
     StableDiffusionXLAutoDenoiseStep,
     StableDiffusionXLDenoiseLoopAfterDenoiser,

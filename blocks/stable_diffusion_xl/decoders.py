@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..stable_diffusion.decoders import StableDiffusionDecodeStep, decode_latents
+from ...modular_pipelines import AutoPipelineBlocks
+from ..stable_diffusion.decoders import StableDiffusionDecodeStep, StableDiffusionInpaintDecodeStep, decode_latents
 
 
 def decode_latents_upcast(vae, latents: torch.Tensor, generator=None) -> torch.Tensor:
@@ -23,3 +24,18 @@ class StableDiffusionXLDecodeStep(StableDiffusionDecodeStep):
 
     model_name = "stable-diffusion-xl"
     decode = staticmethod(decode_latents_upcast)
+
+
+class StableDiffusionXLInpaintDecodeStep(StableDiffusionInpaintDecodeStep):
+    """Decode (upcast when needed), then paste a repainted crop back into the original image."""
+
+    model_name = "stable-diffusion-xl"
+    decode = staticmethod(decode_latents_upcast)
+
+
+class StableDiffusionXLAutoDecodeStep(AutoPipelineBlocks):
+    """Decode; paste the repainted crop back when `padding_mask_crop` is given."""
+
+    block_classes = [StableDiffusionXLInpaintDecodeStep, StableDiffusionXLDecodeStep]
+    block_names = ["inpaint", "decode"]
+    block_trigger_inputs = ["padding_mask_crop", None]

@@ -145,3 +145,20 @@ def test_sdxl_base_and_refiner_split_with_denoising_end_and_start(sdxl_repo):
     b = reference("sdxl", "Img2Img", sdxl_repo)("a cat", image=ref_latents, generator=gen(), denoising_start=0.5,
                                                  output_type="pt", **kwargs)
     compare(a, b)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_inpaint_padding_mask_crop_pastes_the_repainted_crop_back(request, family):
+    import numpy as np
+
+    repo = request.getfixturevalue(FAMILIES[family].repo)
+    kwargs = dict(num_inference_steps=STEPS, strength=0.9, padding_mask_crop=4)
+    ours_images = ours(FAMILIES[family].preset.INPAINT_BLOCKS, repo)(
+        prompt="a cat", image=make_image(), mask_image=make_mask(), generator=gen(), output="images", **kwargs)
+    ref_images = reference(family, "Inpaint", repo)("a cat", image=make_image(), mask_image=make_mask(), generator=gen(),
+                                                    **kwargs)
+    a, b = (np.asarray(images[0], dtype=int) for images in (ours_images, ref_images))
+    assert a.shape == b.shape == (32, 32, 3)
+    assert np.abs(a - b).max() <= 1  # uint8 pixels, after the same overlay
+    outside = np.asarray(make_mask()) == 0
+    assert np.abs(a[outside] - np.asarray(make_image(), dtype=int)[outside]).max() <= 1  # unmasked pixels kept
