@@ -22,6 +22,7 @@ from diffblocks import (
 from diffblocks.blocks.common import repeat_to
 from diffblocks.blocks.stable_diffusion_xl import (
     StableDiffusionXLAutoControlNetInputStep,
+    StableDiffusionXLAutoIPAdapterStep,
     StableDiffusionXLControlNetLoopDenoiser,
     StableDiffusionXLDenoiseLoopAfterDenoiser,
     StableDiffusionXLDenoiseLoopWrapper,
@@ -131,6 +132,7 @@ DIFFDIFF_AUTO_BLOCKS = IMAGE2IMAGE_BLOCKS.copy()
 DIFFDIFF_AUTO_BLOCKS["prepare_latents"] = SDXLDiffDiffPrepareLatentsStep
 DIFFDIFF_AUTO_BLOCKS["set_timesteps"] = TEXT2IMAGE_BLOCKS["set_timesteps"]
 DIFFDIFF_AUTO_BLOCKS["denoise"] = SDXLDiffDiffAutoDenoiseStep
+DIFFDIFF_AUTO_BLOCKS.insert("ip_adapter", StableDiffusionXLAutoIPAdapterStep, 0)
 DIFFDIFF_AUTO_BLOCKS.insert("controlnet_input", StableDiffusionXLAutoControlNetInputStep,
                             list(DIFFDIFF_AUTO_BLOCKS).index("denoise"))
 

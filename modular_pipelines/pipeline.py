@@ -98,6 +98,14 @@ class ModularPipeline(ComponentsMixin):
         run_block(self.blocks, self, state, "")
         return self._select_output(state, output)
 
+    @property
+    def loader(self):
+        """Adapter loading for this pipeline: ``pipe.loader.load_ip_adapter(...)``, ``set_ip_adapter_scale``,
+        ``unload_ip_adapter``."""
+        from .loader import PipelineLoader
+
+        return PipelineLoader(self)
+
     # --- progress and interruption, read by loops ------------------------------------------------------
     def set_progress_bar_config(self, **kwargs: Any) -> None:
         """Options for the tqdm progress bar of loops (``disable=True`` turns it off)."""

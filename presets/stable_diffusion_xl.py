@@ -28,7 +28,7 @@ from ..blocks.stable_diffusion_xl import (
     StableDiffusionXLTextEncoderStep,
     StableDiffusionXLVaeEncoderStep,
 )
-from ..blocks.stable_diffusion_xl import StableDiffusionXLControlNetDenoiseStep, StableDiffusionXLControlNetInputStep
+from ..blocks.stable_diffusion_xl import StableDiffusionXLAutoIPAdapterStep, StableDiffusionXLControlNetDenoiseStep, StableDiffusionXLControlNetInputStep
 from ..modular_pipelines import InsertableDict
 
 TEXT2IMAGE_BLOCKS = InsertableDict([
@@ -79,4 +79,10 @@ CONTROLNET_BLOCKS = TEXT2IMAGE_BLOCKS.copy()
 CONTROLNET_BLOCKS.insert("controlnet_input", StableDiffusionXLControlNetInputStep, list(CONTROLNET_BLOCKS).index("denoise"))
 CONTROLNET_BLOCKS["denoise"] = StableDiffusionXLControlNetDenoiseStep
 
-__all__ = ["TEXT2IMAGE_BLOCKS", "IMAGE2IMAGE_BLOCKS", "INPAINT_BLOCKS", "AUTO_BLOCKS", "CONTROLNET_BLOCKS"]
+# text-to-image with an IP-Adapter step first (load one: pipe.loader.load_ip_adapter(...)); it runs when
+# ip_adapter_image (or ip_adapter_embeds) is given
+IP_ADAPTER_BLOCKS = TEXT2IMAGE_BLOCKS.copy()
+IP_ADAPTER_BLOCKS.insert("ip_adapter", StableDiffusionXLAutoIPAdapterStep, 0)
+
+__all__ = ["TEXT2IMAGE_BLOCKS", "IMAGE2IMAGE_BLOCKS", "INPAINT_BLOCKS", "AUTO_BLOCKS", "CONTROLNET_BLOCKS",
+           "IP_ADAPTER_BLOCKS"]

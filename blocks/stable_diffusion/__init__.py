@@ -38,4 +38,6 @@ from .encoders import (
     StableDiffusionVaeEncoderStep,
 )
 
+from .ip_adapter import StableDiffusionAutoIPAdapterStep, StableDiffusionIPAdapterStep
+
 __all__ = [name for name in dir() if name.startswith("StableDiffusion")]

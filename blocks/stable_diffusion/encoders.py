@@ -184,3 +184,7 @@ class StableDiffusionAutoVaeEncoderStep(AutoPipelineBlocks):
     block_classes = [StableDiffusionInpaintVaeEncoderStep, StableDiffusionVaeEncoderStep]
     block_names = ["inpaint", "img2img"]
     block_trigger_inputs = ["mask_image", "image"]
+
+
+# the design document imports the IP-Adapter step from the encoders module; it needs this module first
+from .ip_adapter import StableDiffusionAutoIPAdapterStep, StableDiffusionIPAdapterStep  # noqa: E402,F401

@@ -42,4 +42,6 @@ from .encoders import (
     StableDiffusionXLVaeEncoderStep,
 )
 
+from .ip_adapter import StableDiffusionXLAutoIPAdapterStep, StableDiffusionXLIPAdapterStep
+
 __all__ = [name for name in dir() if name.startswith("StableDiffusionXL")]

@@ -246,7 +246,8 @@ class UNet2DConditionModel(ModelMixin, AttentionProcessorMixin):
             timestep_cond: Guidance embedding added to the time features (``time_cond_proj_dim`` models).
             attention_mask: ``(batch, tokens)`` keep-mask (or additive bias) for self-attention keys.
             cross_attention_kwargs: Extra keywords passed to every attention processor.
-            added_cond_kwargs: ``{"text_embeds", "time_ids"}`` for ``addition_embed_type="text_time"`` (SDXL).
+            added_cond_kwargs: ``{"text_embeds", "time_ids"}`` for ``addition_embed_type="text_time"`` (SDXL);
+                ``"image_embeds"`` (one tensor per adapter) when IP-Adapters are loaded.
             down_block_additional_residuals: One tensor per skip connection, added to them (ControlNet).
             mid_block_additional_residual: Added to the mid-block output (ControlNet).
             encoder_attention_mask: ``(batch, tokens)`` keep-mask (or additive bias) over ``encoder_hidden_states``.
@@ -256,7 +257,7 @@ class UNet2DConditionModel(ModelMixin, AttentionProcessorMixin):
             MissingInputError: an input the config needs (class labels, SDXL's added conditions) is missing.
         """
         context = dict(
-            encoder_hidden_states=self._project_encoder_states(encoder_hidden_states),
+            encoder_hidden_states=self._project_encoder_states(encoder_hidden_states, added_cond_kwargs),
             attention_mask=mask_to_bias(attention_mask, sample.dtype),
             encoder_attention_mask=mask_to_bias(encoder_attention_mask, sample.dtype),
             cross_attention_kwargs=cross_attention_kwargs,
@@ -309,8 +310,21 @@ class UNet2DConditionModel(ModelMixin, AttentionProcessorMixin):
         time_embeds = self.add_time_proj(added["time_ids"].flatten()).reshape(text_embeds.shape[0], -1)
         return self.add_embedding(torch.concat([text_embeds, time_embeds], dim=-1).to(dtype))
 
-    def _project_encoder_states(self, encoder_hidden_states: torch.Tensor) -> torch.Tensor:
+    def _project_encoder_states(self, encoder_hidden_states: torch.Tensor, added_cond_kwargs=None):
+        if self.config.encoder_hid_dim_type == "ip_image_proj":  # IP-Adapters loaded (components/ip_adapter.py)
+            return self._with_image_tokens(encoder_hidden_states, added_cond_kwargs)
         return self.encoder_hid_proj(encoder_hidden_states) if self.encoder_hid_proj is not None else encoder_hidden_states
+
+    def _with_image_tokens(self, encoder_hidden_states: torch.Tensor, added_cond_kwargs):
+        """``(text states, [image tokens per adapter])`` for the IP-Adapter processors; the text states alone
+        when no ``added_cond_kwargs["image_embeds"]`` is given."""
+        text_projection = getattr(self, "text_encoder_hid_proj", None)
+        if text_projection is not None:
+            encoder_hidden_states = text_projection(encoder_hidden_states)
+        image_embeds = (added_cond_kwargs or {}).get("image_embeds")
+        if image_embeds is None:
+            return encoder_hidden_states
+        return encoder_hidden_states, self.encoder_hid_proj(image_embeds)
 
     def _needs_sizes(self, sample: torch.Tensor) -> bool:
         """Whether upsamplers must be told their output sizes (the input is not a multiple of 2**ups)."""

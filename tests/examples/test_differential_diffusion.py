@@ -57,7 +57,9 @@ def test_auto_pipeline_runs_controlnet_only_when_control_image_is_given(sdxl_rep
     from differential_diffusion import DIFFDIFF_AUTO_BLOCKS, SDXLDiffDiffControlNetDenoiseStep, SDXLDiffDiffDenoiseStep
 
     blocks = SequentialPipelineBlocks.from_blocks_dict(DIFFDIFF_AUTO_BLOCKS)
-    assert {"control_image", "diffdiff_map"} <= set(blocks.input_names) and "controlnet" in blocks.component_names
+    assert {"control_image", "diffdiff_map", "ip_adapter_image"} <= set(blocks.input_names)
+    assert {"controlnet", "image_encoder", "feature_extractor"} <= set(blocks.component_names)
+    assert "ip_adapter_image" in repr(blocks) and "image_encoder" in repr(blocks)
     assert isinstance(blocks.get_execution_blocks("control_image").sub_blocks["denoise"], SDXLDiffDiffControlNetDenoiseStep)
     assert isinstance(blocks.get_execution_blocks().sub_blocks["denoise"], SDXLDiffDiffDenoiseStep)
     assert "controlnet_input" not in blocks.get_execution_blocks().sub_blocks
@@ -81,3 +83,23 @@ def test_auto_pipeline_runs_controlnet_only_when_control_image_is_given(sdxl_rep
     controlled = run(pipe, ramp, control_image=make_image(5), controlnet_conditioning_scale=0.8, output_type="pt",
                      output="images")
     assert (controlled - without).abs().max() > 1e-3
+
+
+def test_auto_pipeline_adds_the_ip_adapter_when_its_image_is_given(sdxl_repo, tmp_path):
+    from tiny_ip_adapter import make_ip_adapter_repo
+
+    from differential_diffusion import DIFFDIFF_AUTO_BLOCKS
+
+    adapter = make_ip_adapter_repo(tmp_path / "ip", sdxl_repo)
+    pipe = SequentialPipelineBlocks.from_blocks_dict(DIFFDIFF_AUTO_BLOCKS).init_pipeline(sdxl_repo)
+    pipe.load_components()
+    pipe.set_progress_bar_config(disable=True)
+    ramp = Image.linear_gradient("L").resize((32, 32))
+    without = run(pipe, ramp, output_type="pt", output="images")
+    pipe.loader.load_ip_adapter(str(adapter), subfolder="", weight_name="ip-adapter.bin")
+    pipe.loader.set_ip_adapter_scale(0.6)
+    with_adapter = run(pipe, ramp, ip_adapter_image=make_image(3), output_type="pt", output="images")
+    assert (with_adapter - without).abs().max() > 1e-3
+    pipe.loader.set_ip_adapter_scale(0.0)
+    torch.testing.assert_close(run(pipe, ramp, ip_adapter_image=make_image(3), output_type="pt", output="images"),
+                               without, atol=1e-5, rtol=0)
