@@ -82,3 +82,40 @@ def test_controlnet_matches_classic(request, controlnets, family, img2img, guess
     without = pipe(prompt="a cat", control_image=control, generator=torch.Generator().manual_seed(0), output="images",
                    **{**kwargs, "controlnet_conditioning_scale": [0.0, 0.0] if multi else 0.0})
     assert (a - without).abs().max() > 1e-3  # the ControlNet mattered
+
+
+def sd_controlnet_pipe(request, controlnets):
+    pipe = controlnet_blocks(stable_diffusion, "StableDiffusion", False).init_pipeline(request.getfixturevalue("sd_repo"))
+    pipe.load_components()
+    pipe.update_components(controlnet=ComponentSpec("controlnet", ControlNetModel, repo=str(controlnets["sd", 0])).load())
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_control_image_of_another_size_is_resized_like_diffusers(request, controlnets):
+    pipe = sd_controlnet_pipe(request, controlnets)
+    state = pipe(prompt="a cat", control_image=make_image(7, size=48), num_inference_steps=2, output_type="pt",
+                 generator=torch.Generator().manual_seed(0))
+    assert state.get("controlnet_cond").shape[-2:] == state.get("images").shape[-2:] == (32, 32)
+
+
+def test_controlnet_with_pag_matches_the_classic_controlnet_pag_pipeline(request, controlnets):
+    import diffusers
+
+    from diffblocks.guiders import LayerSkipConfig, PerturbedAttentionGuidance
+
+    pipe = sd_controlnet_pipe(request, controlnets)
+    config = LayerSkipConfig(indices=[0], fqn="mid_block.attentions.0.transformer_blocks", skip_attention=False,
+                             skip_attention_scores=True, skip_ff=False)
+    pipe.update_components(guider=PerturbedAttentionGuidance(guidance_scale=7.5, perturbed_guidance_scale=3.0,
+                                                             perturbed_guidance_start=0.0, perturbed_guidance_stop=1.0,
+                                                             perturbed_guidance_config=config))
+    ref = diffusers.StableDiffusionControlNetPAGPipeline.from_pretrained(
+        request.getfixturevalue("sd_repo"), controlnet=diffusers.ControlNetModel.from_pretrained(controlnets["sd", 0]),
+        pag_applied_layers=["mid"])
+    ref.set_progress_bar_config(disable=True)
+    kwargs = dict(num_inference_steps=4, output_type="pt", controlnet_conditioning_scale=0.7)
+    a = pipe(prompt="a cat", control_image=make_image(7), generator=torch.Generator().manual_seed(0), output="images", **kwargs)
+    b = ref("a cat", image=make_image(7), guidance_scale=7.5, pag_scale=3.0, generator=torch.Generator().manual_seed(0),
+            **kwargs).images
+    assert (a - b).abs().max() <= TOL
