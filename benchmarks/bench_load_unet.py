@@ -28,6 +28,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import references  # noqa: E402  (diffusers, the reference, is imported only under tests/)
+
 SD15_UNET = dict(
     sample_size=64, in_channels=4, out_channels=4, center_input_sample=False, flip_sin_to_cos=True, freq_shift=0,
     down_block_types=["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
@@ -47,10 +50,8 @@ def status(key):
 
 which, path, dtype = sys.argv[1], sys.argv[2], getattr(torch, sys.argv[3])
 t_import = time.perf_counter()
-if which == "diffusers":
-    from diffusers import UNet2DConditionModel
-else:
-    from diffblocks.components.models import UNet2DConditionModel
+import importlib
+UNet2DConditionModel = importlib.import_module(which).UNet2DConditionModel
 base = status("VmRSS")
 t0 = time.perf_counter()
 t_import = t0 - t_import
@@ -70,10 +71,8 @@ def build_checkpoint(directory: Path) -> int:
     """Save an SD 1.5-sized UNet with random fp16 weights via diffusers; returns its parameter count."""
     import torch
     from accelerate import init_empty_weights
-    from diffusers import UNet2DConditionModel
-
     with init_empty_weights():
-        model = UNet2DConditionModel(**SD15_UNET)
+        model = references.unet_class()(**SD15_UNET)
     gen = torch.Generator().manual_seed(0)
     state = {k: (torch.randn(v.shape, generator=gen) * 0.02).to(torch.float16) for k, v in model.state_dict().items()}
     model.load_state_dict(state, assign=True)
@@ -82,7 +81,8 @@ def build_checkpoint(directory: Path) -> int:
 
 
 def load_once(which: str, path: Path, dtype: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, which, str(path), dtype], capture_output=True, text=True, check=True)
+    module = {"diffusers": "diffusers", "diffblocks": "diffblocks.components.models"}[which]
+    out = subprocess.run([sys.executable, "-c", CHILD, module, str(path), dtype], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

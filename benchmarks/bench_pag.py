@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import references  # noqa: E402
 from tiny_models import make_sdxl_repo  # noqa: E402
 
 from diffblocks import SequentialPipelineBlocks  # noqa: E402
@@ -41,18 +42,11 @@ class Counter:
 
 
 def load(repo: Path):
-    from diffusers import LayerSkipConfig as RefLayerSkip
-    from diffusers import PerturbedAttentionGuidance as RefPAG
-    from diffusers.modular_pipelines.stable_diffusion_xl import StableDiffusionXLAutoBlocks
-
     ours = SequentialPipelineBlocks.from_blocks_dict(TEXT2IMAGE_BLOCKS).init_pipeline(repo)
     ours.load_components()
     ours.set_progress_bar_config(disable=True)
     ours.update_components(guider=PerturbedAttentionGuidance(**PAG, perturbed_guidance_config=LayerSkipConfig(**LAYERS)))
-    ref = StableDiffusionXLAutoBlocks().init_pipeline(str(repo))
-    ref.load_components(torch_dtype=torch.float32)
-    ref.set_progress_bar_config(disable=True)
-    ref.update_components(guider=RefPAG(**PAG, perturbed_guidance_config=RefLayerSkip(**LAYERS)))
+    ref = references.modular_sdxl(repo, guider_kwargs=PAG, layer_skip=LAYERS)
     return {
         "diffblocks": (ours.unet, lambda: ours(prompt="a cat", generator=torch.Generator().manual_seed(0), **KWARGS)),
         "diffusers-modular": (ref.unet, lambda: ref(prompt="a cat", generator=torch.Generator().manual_seed(0), **KWARGS)),

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import references  # noqa: E402
 from tiny_models import make_sdxl_repo  # noqa: E402
 
 from diffblocks import SequentialPipelineBlocks  # noqa: E402
@@ -26,17 +27,11 @@ KWARGS = dict(num_inference_steps=20, height=64, width=64, output_type="pt")
 
 
 def load_all(repo: Path):
-    import diffusers
-    from diffusers.modular_pipelines.stable_diffusion_xl import StableDiffusionXLAutoBlocks
-
     ours = SequentialPipelineBlocks.from_blocks_dict(TEXT2IMAGE_BLOCKS).init_pipeline(repo)
     ours.load_components()
     ours.set_progress_bar_config(disable=True)
-    classic = diffusers.StableDiffusionXLPipeline.from_pretrained(repo)
-    classic.set_progress_bar_config(disable=True)
-    modular = StableDiffusionXLAutoBlocks().init_pipeline(str(repo))  # its loader needs a str
-    modular.load_components(torch_dtype=torch.float32)  # it reports (and skips) the optional parts the repo lacks
-    modular.set_progress_bar_config(disable=True)
+    classic = references.classic_pipeline("StableDiffusionXLPipeline", repo)
+    modular = references.modular_sdxl(repo)
     return {
         "diffblocks": lambda g: ours(prompt="a cat", generator=g, output="images", **KWARGS),
         "classic": lambda g: classic("a cat", guidance_scale=7.5, generator=g, **KWARGS).images,
