@@ -29,18 +29,20 @@ def vae_scale_factor(components) -> int:
     return 2 ** (len(vae.config.block_out_channels) - 1)
 
 
-_PROCESSORS: dict[tuple[int, int], Any] = {}
+_PROCESSORS: dict[tuple, Any] = {}
 
 
 def image_processor_for(components, name: str = "image_processor"):
-    """The pipeline's image processor, rebuilt for the loaded VAE's scale factor when they differ."""
+    """The pipeline's image processor, rebuilt for the loaded VAE's scale factor when they differ
+    (cached by class and config, so equal processors share one rebuilt copy)."""
     processor = getattr(components, name)
     factor = vae_scale_factor(components)
     if processor.config.get("vae_scale_factor") == factor:
         return processor
-    key = (id(processor), factor)
+    config = {**processor.config, "vae_scale_factor": factor}
+    key = (type(processor), repr(sorted(config.items())))
     if key not in _PROCESSORS:
-        _PROCESSORS[key] = type(processor).from_config({**processor.config, "vae_scale_factor": factor})
+        _PROCESSORS[key] = type(processor).from_config(config)
     return _PROCESSORS[key]
 
 
