@@ -29,28 +29,8 @@ _ORIGINALS = "_ip_adapter_original_processors"
 
 __all__ = [
     "IPAdapterCheckpoint", "cross_attention_layers", "ip_adapter_count", "ip_image_projections", "load_ip_adapters",
-    "missing_image_encoder_error", "no_adapter_error", "read_ip_adapter", "set_ip_adapter_scale", "unload_ip_adapters",
+    "read_ip_adapter", "set_ip_adapter_scale", "unload_ip_adapters",
 ]
-
-
-def missing_image_encoder_error(reason: str) -> AdapterError:
-    """The error for an IP-Adapter image that cannot be encoded: ``reason``, then how to give an encoder."""
-    return AdapterError(
-        f"IP-Adapter: no image encoder ({reason}). Load one with "
-        "pipe.loader.load_ip_adapter(repo, subfolder=..., weight_name=..., image_encoder_folder='<folder of a "
-        "CLIPVisionModelWithProjection, e.g. models/image_encoder>'), or give it: "
-        "pipe.update_components(image_encoder=CLIPVisionModelWithProjection.from_pretrained(repo, subfolder=...)); "
-        "or pass precomputed ip_adapter_embeds instead of ip_adapter_image"
-    )
-
-
-def no_adapter_error(what: str) -> AdapterError:
-    """The error for ``what`` (e.g. "ip_adapter_image was given") when the UNet has no IP-Adapter."""
-    return AdapterError(
-        f"{what} but no IP-Adapter is loaded in the UNet: call "
-        "pipe.loader.load_ip_adapter(repo, subfolder=..., weight_name=...) first "
-        "(e.g. 'h94/IP-Adapter', subfolder='sdxl_models', weight_name='ip-adapter_sdxl.bin')"
-    )
 
 
 def cross_attention_layers(unet: nn.Module) -> dict[str, Attention]:
@@ -158,7 +138,7 @@ def set_ip_adapter_scale(unet: nn.Module, scale: float | Mapping | Sequence[floa
     processors = {name: layer.processor for name, layer in cross_attention_layers(unet).items()
                   if isinstance(layer.processor, IPAdapterAttnProcessor)}
     if not processors:
-        raise no_adapter_error("set_ip_adapter_scale was called")
+        raise AdapterError.no_adapter("set_ip_adapter_scale was called")
     count = len(next(iter(processors.values())).scale)
     configs = list(scale) if isinstance(scale, (list, tuple)) else [scale]
     if len(configs) == 1:

@@ -257,6 +257,24 @@ class AdapterError(DiffblocksError, ValueError):
     """An adapter (IP-Adapter, ControlNet) checkpoint or setup does not fit."""
 
     @classmethod
+    def missing_image_encoder(cls, reason: str) -> "AdapterError":
+        return cls(
+            f"IP-Adapter: no image encoder ({reason}). Load one with "
+            "pipe.loader.load_ip_adapter(repo, subfolder=..., weight_name=..., image_encoder_folder='<folder of a "
+            "CLIPVisionModelWithProjection, e.g. models/image_encoder>'), or give it: "
+            "pipe.update_components(image_encoder=CLIPVisionModelWithProjection.from_pretrained(repo, subfolder=...)); "
+            "or pass precomputed ip_adapter_embeds instead of ip_adapter_image"
+        )
+
+    @classmethod
+    def no_adapter(cls, what: str) -> "AdapterError":
+        return cls(
+            f"{what} but no IP-Adapter is loaded in the UNet: call "
+            "pipe.loader.load_ip_adapter(repo, subfolder=..., weight_name=...) first "
+            "(e.g. 'h94/IP-Adapter', subfolder='sdxl_models', weight_name='ip-adapter_sdxl.bin')"
+        )
+
+    @classmethod
     def bad_layout(cls, path: str, expected: Iterable[str], found: Iterable[str]) -> "AdapterError":
         return cls(
             f"{path} is not an adapter checkpoint of the expected layout: expected keys {_listing(expected)}, "

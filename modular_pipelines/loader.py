@@ -15,7 +15,6 @@ from typing import Any, Mapping, Sequence
 from ..components.files import try_resolve_file
 from ..components.ip_adapter import (
     load_ip_adapters,
-    missing_image_encoder_error,
     read_ip_adapter,
     set_ip_adapter_scale,
     unload_ip_adapters,
@@ -125,11 +124,11 @@ class PipelineLoader:
                             "pass ip_adapter_embeds when running")
             return
         if isinstance(source, Mapping):
-            raise missing_image_encoder_error("the adapter was given as a state dict, so there is no folder to load an "
+            raise AdapterError.missing_image_encoder("the adapter was given as a state dict, so there is no folder to load an "
                                               "image encoder from")
         location = folder if "/" in folder else str(PurePosixPath(subfolder or "", folder))
         if try_resolve_file(source, "config.json", subfolder=location, revision=revision) is None:
-            raise missing_image_encoder_error(f"there is no image encoder in {source}/{location}")
+            raise AdapterError.missing_image_encoder(f"there is no image encoder in {source}/{location}")
         from transformers import CLIPVisionModelWithProjection
 
         from ..components.spec import ComponentSpec

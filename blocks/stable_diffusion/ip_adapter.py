@@ -25,7 +25,7 @@ try:  # transformers 5: CLIPImageProcessor needs torchvision; its PIL variant co
 except ImportError:  # transformers 4: CLIPImageProcessor is the PIL / numpy one
     from transformers import CLIPImageProcessor
 
-from ...components.ip_adapter import ip_image_projections, missing_image_encoder_error, no_adapter_error
+from ...components.ip_adapter import ip_image_projections
 from ...components.models import UNet2DConditionModel
 from ...components.spec import ComponentSpec
 from ...modular_pipelines import AutoPipelineBlocks, InputParam, ModularPipelineBlocks, OutputParam
@@ -62,7 +62,7 @@ def to_rows(embeds: torch.Tensor, rows: int, num_images_per_prompt: int) -> torc
 def _encoder(components):
     encoder = components.image_encoder
     if encoder is None:
-        raise missing_image_encoder_error("the pipeline's image_encoder component is empty")
+        raise AdapterError.missing_image_encoder("the pipeline's image_encoder component is empty")
     return encoder
 
 
@@ -148,7 +148,7 @@ class StableDiffusionIPAdapterStep(ModularPipelineBlocks):
             return components, state
         projections = ip_image_projections(components.unet) if components.unet is not None else []
         if not projections:
-            raise no_adapter_error("ip_adapter_image (or ip_adapter_embeds) was given")
+            raise AdapterError.no_adapter("ip_adapter_image (or ip_adapter_embeds) was given")
         device = execution_device(components)
         if bs.ip_adapter_embeds is None:
             positive, negative = encode_ip_images(components, bs.ip_adapter_image, projections, device)
