@@ -284,7 +284,9 @@ class ComponentsManager:
 
         Other models are moved back to CPU only when the incoming one would not fit in the free device
         memory minus ``memory_reserve_margin`` (see :func:`~diffblocks.components.offload.choose_offload`).
-        Components added later are hooked too; removed ones are unhooked.
+        A model whose forward (or ``apply_forward_hook`` entry point, such as ``decode``) runs in any thread is
+        never moved; a model that needs its room waits for that forward to end. Components added later are
+        hooked too; removed ones are unhooked (one running goes back to CPU when its forward ends).
 
         Args:
             device: The execution device.

@@ -18,7 +18,8 @@ from torch import nn
 
 from ...modular_pipelines.errors import ConfigError, WeightsMismatchError
 from ..config import ConfigMixin
-from .weights import find_weight_files, read_weights, save_weights
+from ..config import staged_files
+from .weights import find_weight_files, read_weights, remove_stale_weights, stage_weights
 
 
 # The initialisers nn.Linear, nn.Conv2d, the norms and nn.Embedding call in reset_parameters, captured at
@@ -51,14 +52,17 @@ def empty_weights():
 
 def runs_forward_hooks(method: Callable) -> Callable:
     """Make a method other than ``forward`` (``encode``, ``decode``) run the accelerate hook's ``pre_forward``
-    first, so that offloading hooks put the weights on the execution device for it too."""
+    first, so that offloading hooks put the weights on the execution device for it too; an auto-offload hook
+    also keeps the model from being moved by another thread until the method returns (its ``running``)."""
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         hook = getattr(self, "_hf_hook", None)
-        if hook is not None and hasattr(hook, "pre_forward"):
-            hook.pre_forward(self)
-        return method(self, *args, **kwargs)
+        running = getattr(hook, "running", None)
+        with running(self) if running is not None else contextlib.nullcontext():
+            if hook is not None and hasattr(hook, "pre_forward"):
+                hook.pre_forward(self)
+            return method(self, *args, **kwargs)
 
     return wrapper
 
@@ -223,6 +227,10 @@ class ModelMixin(nn.Module, ConfigMixin):
         """Write ``config.json`` and the weights (safetensors; sharded with an index above ``max_shard_size``,
         default 10GB) in the layout diffusers reads.
 
+        The files are written beside the old ones under temporary names and swapped in together once all
+        are written; old weight files the new layout does not use are removed only then. A save that fails
+        midway leaves the folder as it was.
+
         Args:
             save_directory: Folder to write into (created if needed).
             variant: Weight variant in the file names (``diffusion_pytorch_model.<variant>.safetensors``).
@@ -233,6 +241,8 @@ class ModelMixin(nn.Module, ConfigMixin):
         """
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.save_config(directory)
-        save_weights(self.state_dict(), directory, variant=variant, max_shard_size=max_shard_size)
+        with staged_files(directory) as staged:
+            names = stage_weights(self.state_dict(), staged, variant=variant, max_shard_size=max_shard_size)
+            staged.write_text(self.config_name, self.config_json())
+        remove_stale_weights(directory, variant, keep=set(names))
         return directory

@@ -2,6 +2,7 @@ import threading
 
 import pytest
 import torch
+from accelerate.hooks import ModelHook, add_hook_to_module
 
 from diffblocks.components.manager import ComponentsManager
 from diffblocks.components.offload import (
@@ -12,6 +13,7 @@ from diffblocks.components.offload import (
     choose_offload,
     module_size_bytes,
     parse_size,
+    should_wait,
 )
 from diffblocks.modular_pipelines.errors import ConfigError
 
@@ -71,6 +73,26 @@ def c(name, size, last_used):
 )
 def test_choose_offload(needed, free, reserve, candidates, expected):
     assert choose_offload(needed, free, reserve, candidates) == expected
+
+
+def busy(name, size, last_used):
+    return Candidate(name, size, last_used, in_use=True)
+
+
+@pytest.mark.parametrize(
+    "needed, free, candidates, evict, wait",
+    [
+        pytest.param(10, 5, [busy("a", 6, 1), c("b", 6, 2)], ["b"], False, id="skips-the-running-one"),
+        pytest.param(10, 5, [busy("a", 5, 1), c("b", 3, 2)], ["b"], True, id="idle-not-enough-waits"),
+        pytest.param(10, 0, [busy("a", 50, 1)], [], True, id="only-a-running-one"),
+        pytest.param(10, 20, [busy("a", 50, 1)], [], False, id="fits-no-wait"),
+        pytest.param(100, 5, [c("a", 30, 2), c("b", 20, 1)], ["b", "a"], False, id="nothing-running-over-budget"),
+        pytest.param(10, 5, [], [], False, id="nothing-on-device"),
+    ],
+)
+def test_running_models_are_never_chosen_and_make_others_wait(needed, free, candidates, evict, wait):
+    assert choose_offload(needed, free, 0, candidates) == evict
+    assert should_wait(needed, free, 0, candidates) is wait
 
 
 def test_choose_offload_many_candidates_is_greedy_but_sufficient():
@@ -194,6 +216,20 @@ def test_apply_forward_hook_places_the_model_for_other_entry_points():
     manager.enable_auto_cpu_offload("cpu", 0, memory_probe=lambda d: 10**6)
     decoder.decode(torch.randn(1, 4))
     assert manager.offloader.resident_ids == [cid]
+
+
+def test_apply_forward_hook_runs_other_hooks_pre_forward():
+    class Double(ModelHook):
+        def pre_forward(self, module, *args, **kwargs):
+            return tuple(2 * a for a in args), kwargs
+
+    class Decoder(torch.nn.Module):
+        @apply_forward_hook
+        def decode(self, x):
+            return x + 1
+
+    decoder = add_hook_to_module(Decoder(), Double())
+    assert decoder.decode(torch.ones(1)).item() == 3
 
 
 def test_enable_rejects_a_device_it_cannot_query():
