@@ -46,6 +46,17 @@ class PipelineState:
     def __contains__(self, name: str) -> bool:
         return name in self.values
 
+    def __getattr__(self, name: str) -> Any:
+        """``state.images`` is ``state.get("images")`` for a value the run holds."""
+        if name.startswith("__") or name in PipelineState.__slots__:
+            raise AttributeError(name)
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(
+                f"PipelineState has no value '{name}'; it holds: {', '.join(sorted(self.values)) or 'nothing'}"
+            ) from None
+
     def __repr__(self) -> str:
         lines = [f"    {k!r}: {format_value(v)}" for k, v in self.values.items()]
         body = "\n".join(lines)

@@ -53,3 +53,14 @@ def test_insertable_dict():
     version = d.version
     d["a"] = 5
     assert d.version > version and list(d)[0] == "a"
+
+
+def test_state_values_read_as_attributes():
+    state = PipelineState({"images": [1, 2]})
+    assert state.images == [1, 2] and state.images is state.get("images")
+    with pytest.raises(AttributeError, match="no value 'latents'; it holds: images"):
+        state.latents
+    import copy
+    import pickle
+
+    assert copy.copy(state).values == state.values and pickle.loads(pickle.dumps(state)).images == [1, 2]
