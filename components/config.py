@@ -8,10 +8,12 @@ diffusers layout (``config.json``, ``scheduler_config.json``, ...).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
 import os
+import uuid
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar, Mapping
@@ -43,18 +45,69 @@ def register_to_config(init):
     return wrapper
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``value`` with config objects (``to_dict``), tuples and arrays turned into plain JSON types."""
     if hasattr(value, "to_dict"):
         return value.to_dict()
     if isinstance(value, tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, list):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if hasattr(value, "tolist"):
         return value.tolist()
     return value
+
+
+class StagedFiles:
+    """Files written under temporary names beside their targets, swapped in together by :meth:`commit`.
+
+    A save that fails midway leaves the old files as they were (only the temporaries are removed), so a
+    folder that loaded before a failed save still loads, bit for bit the same.
+    """
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = Path(directory)
+        self._staged: dict[Path, Path] = {}  # target -> temporary, in the order they were staged
+
+    def path(self, name: str) -> Path:
+        """Where to write the file that will become ``directory/name``."""
+        target = self.directory / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
+        if target in self._staged:  # staged twice: the later write wins
+            self._staged.pop(target).unlink(missing_ok=True)
+        self._staged[target] = temporary
+        return temporary
+
+    def write_text(self, name: str, text: str) -> None:
+        self.path(name).write_text(text)
+
+    def commit(self) -> list[Path]:
+        """Move every staged file onto its target (``os.replace``), in staging order; returns the targets."""
+        for target, temporary in self._staged.items():
+            os.replace(temporary, target)
+        targets, self._staged = list(self._staged), {}
+        return targets
+
+    def discard(self) -> None:
+        for temporary in self._staged.values():
+            temporary.unlink(missing_ok=True)
+        self._staged = {}
+
+
+@contextlib.contextmanager
+def staged_files(directory: str | os.PathLike):
+    """``with staged_files(d) as staged: ...``: commit what was staged when the block succeeds, discard it
+    when it raises."""
+    staged = StagedFiles(directory)
+    try:
+        yield staged
+    except BaseException:
+        staged.discard()
+        raise
+    staged.commit()
 
 
 class ConfigMixin:
@@ -112,17 +165,20 @@ class ConfigMixin:
 
     def to_json_dict(self) -> dict[str, Any]:
         data = {"_class_name": type(self).__name__}
-        data.update({k: _jsonable(v) for k, v in self.config.items()})
+        data.update({k: jsonable(v) for k, v in self.config.items()})
         return data
 
+    def config_json(self) -> str:
+        """The text ``save_config`` writes."""
+        return json.dumps(self.to_json_dict(), indent=2, sort_keys=True) + "\n"
+
     def save_config(self, save_directory: str | os.PathLike) -> Path:
-        """Write the config as ``save_directory/<config_name>``; returns the file's path."""
-        directory = Path(save_directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / self.config_name
-        path.write_text(json.dumps(self.to_json_dict(), indent=2, sort_keys=True) + "\n")
-        return path
+        """Write the config as ``save_directory/<config_name>`` (written beside it, then swapped in);
+        returns the file's path."""
+        with staged_files(save_directory) as staged:
+            staged.write_text(self.config_name, self.config_json())
+        return Path(save_directory) / self.config_name
 
     def __repr__(self) -> str:
-        body = json.dumps({k: _jsonable(v) for k, v in self.config.items()}, indent=2, sort_keys=True, default=str)
+        body = json.dumps({k: jsonable(v) for k, v in self.config.items()}, indent=2, sort_keys=True, default=str)
         return f"{type(self).__name__} {body}"

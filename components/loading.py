@@ -1,6 +1,8 @@
 """Loading one component from a spec: our classes for diffusers-format parts, transformers' as they are.
 
-Nothing here runs code from a repo: transformers classes are loaded with ``trust_remote_code=False``.
+Nothing here runs code from a repo unless told to: every transformers class (models, ``Auto*`` classes,
+tokenizers, processors) gets ``trust_remote_code`` explicitly, False unless the caller passed
+``trust_remote_code=True``, so transformers never asks on the terminal.
 """
 
 from __future__ import annotations
@@ -41,18 +43,37 @@ def _accepted(loader, kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if k in params}
 
 
+def _is_transformers(cls: type) -> bool:
+    return cls.__module__.split(".")[0] == "transformers"
+
+
+def _is_model(cls: type) -> bool:
+    """A class whose ``from_pretrained`` takes ``torch_dtype``: an ``nn.Module`` or a transformers AutoModel."""
+    import torch
+
+    if issubclass(cls, torch.nn.Module):
+        return True
+    if not _is_transformers(cls):
+        return False
+    from transformers.models.auto.auto_factory import _BaseAutoModelClass
+
+    return issubclass(cls, _BaseAutoModelClass)
+
+
 def load_component(spec, **kwargs: Any) -> Any:
-    """``type_hint.from_pretrained(repo, subfolder=..., variant=..., revision=..., **kwargs)``."""
+    """``type_hint.from_pretrained(repo, subfolder=..., variant=..., revision=..., **kwargs)``.
+
+    ``trust_remote_code`` is given to transformers classes only, and is True only when passed as True.
+    """
     cls = spec.type_hint if isinstance(spec.type_hint, type) else _class_from_files(spec)
     if not hasattr(cls, "from_pretrained"):
         raise ComponentLoadError(f"component '{spec.name}': {cls.__name__} has no from_pretrained to load it with")
-    import torch
-
     module_kwargs = dict(kwargs)
-    if not issubclass(cls, torch.nn.Module):
+    trusted = module_kwargs.pop("trust_remote_code", False) is True
+    if not _is_model(cls):
         module_kwargs.pop("torch_dtype", None)
-    elif cls.__module__.startswith("transformers"):
-        module_kwargs["trust_remote_code"] = False
+    if _is_transformers(cls):
+        module_kwargs["trust_remote_code"] = trusted
     options = {"subfolder": spec.subfolder or None, "revision": spec.revision}
     if spec.variant is not None:
         options["variant"] = spec.variant

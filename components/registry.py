@@ -41,7 +41,8 @@ def supported_names() -> list[str]:
 
 
 def resolve_class(library: str | None, class_name: str) -> Any:
-    """The class for ``[library, class_name]`` from an index.
+    """The class for ``[library, class_name]`` from an index (always a class: names of functions or other
+    attributes of a library are refused).
 
     Raises:
         UnsupportedComponentError: the pair is not one diffblocks can load (the message lists those it can).
@@ -51,10 +52,10 @@ def resolve_class(library: str | None, class_name: str) -> Any:
         found = getattr(module, class_name, None)
         if found is not None:
             return found
-    if library in PASS_THROUGH_LIBRARIES:
+    if library in PASS_THROUGH_LIBRARIES and class_name.isidentifier():
         module = importlib.import_module(library)
         found = getattr(module, class_name, None)
-        if found is not None:
+        if isinstance(found, type):  # a class, never a function an index could make us call
             return found
     raise UnsupportedComponentError.unknown_class(library, class_name, supported_names())
 

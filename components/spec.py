@@ -106,7 +106,11 @@ class ComponentSpec:
         return _tag(component, made)
 
     def load(self, **kwargs: Any) -> Any:
-        """Load the component from ``repo``/``subfolder`` (keyword arguments go to its loader)."""
+        """Load the component from ``repo``/``subfolder`` (keyword arguments go to its loader).
+
+        A transformers class may run code its repo ships (``auto_map``) only when given
+        ``trust_remote_code=True``; otherwise it is told False, so it refuses instead of asking on the terminal.
+        """
         if self.repo is None:
             raise ComponentLoadError.no_source(self.name or "?")
         from .loading import load_component

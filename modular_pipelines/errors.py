@@ -236,6 +236,20 @@ class ConfigError(DiffblocksError, ValueError):
     def unreadable(cls, path: str, cause: BaseException) -> "ConfigError":
         return cls(f"cannot read config {path}: {type(cause).__name__}: {cause}")
 
+    @classmethod
+    def unsaveable_blocks(cls, classes: Sequence[str], reason: str) -> "ConfigError":
+        return cls(
+            f"cannot save the custom blocks {', '.join(classes)}: {reason}. Custom block classes are saved from "
+            f"their source, so they must be defined at the top level of a .py file (import them from it)"
+        )
+
+    @classmethod
+    def unsaveable_component(cls, name: str, type_name: str, reason: str) -> "ConfigError":
+        return cls(
+            f"cannot save component '{name}' ({type_name}): {reason}; give it as a ComponentSpec with a repo "
+            f"(pipe.update_components({name}=ComponentSpec('{name}', ..., repo=...)))"
+        )
+
 
 class RemoteCodeError(DiffblocksError, PermissionError):
     @classmethod
@@ -245,12 +259,31 @@ class RemoteCodeError(DiffblocksError, PermissionError):
             f"trust_remote_code=True to run it"
         )
 
+    @classmethod
+    def untrusted_refs(cls, config_file: str, refs: Sequence[str]) -> "RemoteCodeError":
+        return cls(
+            f"{config_file} names block classes that are not diffblocks' own: {', '.join(refs)}. Code from a repo "
+            f"(its block.py, or any module named there) runs only with trust_remote_code=True: read it, then load "
+            f"with trust_remote_code=True to run it"
+        )
+
+    @classmethod
+    def not_a_block(cls, config_file: str, ref: str) -> "RemoteCodeError":
+        return cls(
+            f"{config_file}: '{ref}' does not name a ModularPipelineBlocks subclass; a block tree names only block "
+            f"classes (diffblocks' own as 'module:Class', the repo's block.py classes as 'block:Class')"
+        )
+
     def __str__(self) -> str:
         return str(self.args[0])
 
 
 class GuiderError(DiffblocksError, ValueError):
     """A guider was configured or called inconsistently."""
+
+    @classmethod
+    def not_in_model(cls, guider: str, key: str, cause: BaseException) -> "GuiderError":
+        return cls(f"{guider} {key}: {cause}")
 
 
 class AdapterError(DiffblocksError, ValueError):
@@ -284,3 +317,93 @@ class AdapterError(DiffblocksError, ValueError):
 
 class UsageError(DiffblocksError, ValueError):
     """A command-line argument that cannot work (the CLI prints it as one line)."""
+
+
+class InputValueError(InputTypeError, ValueError):
+    """An input of an accepted type whose value cannot work: outside its declared range, not finite, of the
+    wrong shape, or at odds with another input. A ValueError, and an InputTypeError so that every handler
+    of located input errors passes it through unchanged."""
+
+    @classmethod
+    def invalid(cls, name: str, path: str | None, block_cls: str, problem: str, value: object) -> "InputValueError":
+        """``problem`` says what the value must be ("must be > 0", "must be finite (it holds 3 NaN)")."""
+        return cls(f"{_where(path, block_cls)}: input '{name}' {problem}, got {format_value(value)}")
+
+    @classmethod
+    def conflict(cls, names: Sequence[str], path: str | None, block_cls: str, problem: str) -> "InputValueError":
+        """Several inputs that each pass but do not fit together; ``problem`` gives their values and the rule."""
+        listed = ", ".join(f"'{n}'" for n in names[:-1]) + f" and '{names[-1]}'" if len(names) > 1 else f"'{names[0]}'"
+        return cls(f"{_where(path, block_cls)}: inputs {listed} do not fit together: {problem}")
+
+
+class ComponentTypeError(ComponentError, TypeError):
+    """``update_components`` was given an object that is not what the component's spec expects."""
+
+    @classmethod
+    def wrong_type(cls, refused: Sequence[tuple[str, str, object]]) -> "ComponentTypeError":
+        """``refused``: (component name, expected type, given value) for each refused value."""
+        lines = [
+            f"component '{name}' expects {expected}, got {format_value(value)} ({type(value).__name__})"
+            for name, expected, value in refused
+        ]
+        return cls(
+            "update_components: " + "; ".join(lines) + ". Nothing was changed; pass an object of the expected "
+            "type, a ComponentSpec, or None to unset the component"
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class FlagError(UsageError):
+    """A ``diffblocks`` command-line flag whose value cannot work; the message starts with the flag."""
+
+    @classmethod
+    def bad_value(cls, flag: str, expected: str, value: object) -> "FlagError":
+        return cls(f"{flag} must be {expected}, got {format_value(value)}")
+
+    @classmethod
+    def needs(cls, flag: str, other: str) -> "FlagError":
+        return cls(f"{flag} needs {other}")
+
+    @classmethod
+    def unknown_choice(cls, what: str, value: str, choices: Iterable[str], flag: str | None = None) -> "FlagError":
+        choices = list(choices)
+        match = closest(value, choices)
+        hint = f" (did you mean {match}?)" if match else ""
+        return cls(f"{flag + ': ' if flag else ''}unknown {what} '{value}'{hint}; {what}s: {', '.join(choices)}")
+
+    @classmethod
+    def not_an_input(cls, flag: str, preset: str, hint: str = "") -> "FlagError":
+        return cls(f"preset '{preset}' takes no {flag}" + (f"; {hint}" if hint else ""))
+
+    @classmethod
+    def unusable(cls, flag: str, value: str, problem: str) -> "FlagError":
+        """``problem`` says what is wrong with the file, folder, repo or device ``value`` names."""
+        return cls(f"{flag} {value}: {problem}")
+
+    @classmethod
+    def failed(cls, flag: str, value: str, cause: BaseException) -> "FlagError":
+        """Loading what ``flag`` names raised ``cause``; its first line is kept."""
+        text = str(cause).strip()
+        return cls.unusable(flag, value, text.splitlines()[0] if text else type(cause).__name__)
+
+
+class HubUnreachableError(MissingFileError):
+    """A Hub repo is needed, the Hub cannot be reached (or HF_HUB_OFFLINE is set) and the repo is not cached."""
+
+    @classmethod
+    def not_cached(cls, repo: str, looked_for: str, endpoint: str, cache_dir: str, offline: bool,
+                   cause: BaseException | None = None) -> "HubUnreachableError":
+        if offline:
+            why = "HF_HUB_OFFLINE is set"
+            fix = "unset HF_HUB_OFFLINE to download it"
+        else:
+            detail = f" ({type(cause).__name__}: {cause})" if cause is not None else ""
+            why = f"the Hub ({endpoint}) cannot be reached{detail}"
+            fix = ("connect to the network, or download it once while online and then set HF_HUB_OFFLINE=1 to use "
+                   "the cached copy")
+        return cls(
+            f"{why} and the repo '{repo}' is not in the local cache ({cache_dir}; looked for {looked_for}); {fix}, "
+            "or pass the path of a local folder instead of a Hub id"
+        )

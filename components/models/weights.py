@@ -18,6 +18,7 @@ from typing import Iterable
 import torch
 
 from ...modular_pipelines.errors import CorruptedFileError, MissingFileError
+from ..config import StagedFiles, staged_files
 from ..files import resolve_file, try_resolve_file
 
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
@@ -192,35 +193,50 @@ def save_weights(
     max_shard_size: int | str | None = None,
 ) -> list[Path]:
     """Write ``state_dict`` as one safetensors file, or as shards plus an index when it exceeds
-    ``max_shard_size`` (default 10GB); removes weight files of the other layout left by an earlier save.
+    ``max_shard_size`` (default 10GB).
+
+    Every file is written beside its target under a temporary name and all are swapped in only once all
+    are written; weight files of this variant that the new save does not rewrite (the other layout, extra
+    shards) are removed only after that. A save that fails midway leaves the old files as they were.
 
     Returns:
         The paths written.
     """
+    with staged_files(directory) as staged:
+        names = stage_weights(state_dict, staged, variant=variant, max_shard_size=max_shard_size)
+    remove_stale_weights(Path(directory), variant, keep=set(names))
+    return [Path(directory) / name for name in names]
+
+
+def stage_weights(
+    state_dict: dict[str, torch.Tensor],
+    staged: StagedFiles,
+    variant: str | None = None,
+    max_shard_size: int | str | None = None,
+) -> list[str]:
+    """Write the weight files into ``staged`` (see :func:`save_weights`); returns their names, shards
+    before the index, so the index is swapped in last."""
     from huggingface_hub import split_torch_state_dict_into_shards
     from safetensors.torch import save_file
 
-    directory = Path(directory)
     pattern = with_variant(WEIGHTS_NAME, variant).replace(".safetensors", "{suffix}.safetensors")
     split = split_torch_state_dict_into_shards(
         state_dict, filename_pattern=pattern, max_shard_size=max_shard_size or DEFAULT_MAX_SHARD_SIZE
     )
-    _remove_stale(directory, variant, keep=set(split.filename_to_tensors))
-    written = []
+    names = []
     for filename, keys in split.filename_to_tensors.items():
         shard = {key: state_dict[key].detach().contiguous() for key in keys}
-        save_file(shard, str(directory / filename), metadata={"format": "pt"})
-        written.append(directory / filename)
+        save_file(shard, str(staged.path(filename)), metadata={"format": "pt"})
+        names.append(filename)
     if split.is_sharded:
         index = {"metadata": dict(split.metadata), "weight_map": dict(split.tensor_to_filename)}
-        index_path = directory / with_variant(WEIGHTS_INDEX_NAME, variant)
-        index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
-        written.append(index_path)
-    return written
+        names.append(with_variant(WEIGHTS_INDEX_NAME, variant))
+        staged.write_text(names[-1], json.dumps(index, indent=2, sort_keys=True) + "\n")
+    return names
 
 
-def _remove_stale(directory: Path, variant: str | None, keep: set[str]) -> None:
-    """Delete this variant's single file, index and shards that the new save does not rewrite."""
+def remove_stale_weights(directory: Path, variant: str | None, keep: set[str]) -> None:
+    """Delete this variant's single file, index and shards that the new save did not rewrite."""
     single = with_variant(WEIGHTS_NAME, variant)
     stem = single[: -len(".safetensors")]
     shard = re.compile(re.escape(stem) + r"-\d{5}-of-\d{5}\.safetensors")

@@ -107,3 +107,30 @@ def test_save_with_push_to_hub_uploads_the_folder(tmp_path, monkeypatch):
     pipe.save_pretrained(tmp_path / "out", push_to_hub=True, repo_id="me/scale-pipe")
     assert calls["create"] == calls["repo"] == "me/scale-pipe"
     assert {"modular_model_index.json", "modular_config.json"} <= set(calls["files"])
+
+
+def test_changed_from_config_part_is_saved_and_read_back_from_the_hub(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from toy_components import Scale
+
+    weights = write_scale_repo(tmp_path / "weights", 3.0)
+    repo = write_modular_index(tmp_path / "src", {"scale": [None, None, {"repo": str(weights), "subfolder": "scale"}]})
+    pipe = UsesScale().init_pipeline(repo)
+    pipe.update_components(offset=Scale(factor=4.0))
+    pipe.save_pretrained(tmp_path / "saved")
+    entry = json.loads((tmp_path / "saved" / "modular_model_index.json").read_text())["offset"]
+    assert entry[2]["default_creation_method"] == "from_config" and entry[2]["repo"] == "."
+    assert json.loads((tmp_path / "saved" / "offset" / "config.json").read_text())["factor"] == 4.0
+
+    def fake_download(repo_id, filename, subfolder=None, revision=None, **kwargs):
+        path = tmp_path / "saved" / (subfolder or "") / filename
+        if repo_id != "me/scale-pipe" or not path.is_file():
+            raise huggingface_hub.errors.EntryNotFoundError(f"{filename} not in {repo_id}")
+        return str(path)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    loaded = ModularPipeline.from_pretrained("me/scale-pipe", trust_remote_code=True)
+    assert loaded.offset.factor == 4.0  # "." is the pipeline's own Hub repo
+    loaded.load_components()
+    assert loaded(x=2.0, output="y") == 10.0
