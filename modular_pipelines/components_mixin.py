@@ -7,11 +7,15 @@ initialised from. ``from_config`` components (guider, image processors) are crea
 
 from __future__ import annotations
 
+import functools
 import logging
+import types
+import typing
 from typing import Any, Iterable
 
 from ..components.spec import ComponentSpec
-from .errors import ComponentLoadError, ComponentNotFoundError
+from .errors import ComponentLoadError, ComponentNotFoundError, ComponentTypeError, UnsupportedComponentError
+from .params import type_name
 
 logger = logging.getLogger("diffblocks")
 
@@ -93,10 +97,22 @@ class ComponentsMixin:
         return manager.find_by_load_id(spec.load_id) if hasattr(manager, "find_by_load_id") else None
 
     def update_components(self, **components: Any) -> None:
-        """Replace components by objects or specs (specs are created or loaded); config values too."""
+        """Replace components by objects or specs (specs are created or loaded); config values too.
+
+        An object must fit the type its spec expects (a subclass is fine, and so is any other member of the
+        same kind: any scheduler for a scheduler, any guider for a guider, any torch module for a model);
+        None unsets the component.
+
+        Raises:
+            ComponentNotFoundError: a name that is neither a component nor a config value.
+            ComponentTypeError: an object of the wrong type (every refused value is listed, nothing changes).
+        """
         for name in components:
             if name not in self._specs and name not in self._config_values:
                 raise ComponentNotFoundError.unknown_name(name, list(self._specs) + list(self._config_values))
+        refused = self._refused(components)
+        if refused:  # checked before anything changes
+            raise ComponentTypeError.wrong_type(refused)
         for name, value in components.items():
             if name in self._config_values:
                 self._config_values[name] = value
@@ -108,6 +124,17 @@ class ComponentsMixin:
             self._announce_change(name, value)
             self._specs[name] = ComponentSpec.from_component(name, value) if value is not None else self._specs[name]
             self._set_component(name, value)
+
+    def _refused(self, components: dict[str, Any]) -> list[tuple[str, str, Any]]:
+        """(name, expected type, value) of each given object its spec's current type_hint does not admit."""
+        refused = []
+        for name, value in components.items():
+            if name in self._config_values or isinstance(value, ComponentSpec):
+                continue
+            hint = self._specs[name].type_hint
+            if not fits(hint, value):
+                refused.append((name, _expected(hint), value))
+        return refused
 
     def _announce_change(self, name: str, new: Any) -> None:
         old = self._components.get(name)
@@ -185,3 +212,75 @@ class ComponentsMixin:
             for param in module.parameters():
                 return param.dtype
         return torch.float32
+
+
+# --- what update_components accepts ----------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _kinds() -> tuple[type, ...]:
+    """Base classes within which one component may stand in for another (imported on first use)."""
+    import torch
+    import transformers
+
+    from ..components.schedulers.base import SchedulerMixin
+    from ..guiders.base import BaseGuidance
+
+    return (SchedulerMixin, BaseGuidance, torch.nn.Module, transformers.PreTrainedTokenizerBase,
+            transformers.ImageProcessingMixin, transformers.FeatureExtractionMixin)
+
+
+def _kind(cls: type) -> type | None:
+    return next((base for base in _kinds() if issubclass(cls, base)), None)
+
+
+def _members(hint: Any) -> tuple | None:
+    """The alternatives of a union or tuple hint, or None for a single hint."""
+    if isinstance(hint, tuple):
+        return hint
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return typing.get_args(hint)
+    return None
+
+
+def _named_class(name: str) -> type | None:
+    from ..components.registry import resolve_class
+
+    for library in ("diffusers", "transformers"):
+        try:
+            return resolve_class(library, name)
+        except UnsupportedComponentError:  # not a class that library has: try the next one
+            continue
+    return None
+
+
+def fits(hint: Any, value: Any) -> bool:
+    """Whether ``value`` may be the component whose spec has type ``hint`` (None: anything fits)."""
+    if hint is None or hint is Any or value is None:
+        return True
+    members = _members(hint)
+    if members is not None:
+        return any(fits(member, value) for member in members)
+    if isinstance(hint, str):
+        name = hint.rsplit(".", 1)[-1]
+        if any(cls.__name__ == name for cls in type(value).__mro__):
+            return True
+        hint = _named_class(name)
+        return hint is not None and fits(hint, value)
+    if not isinstance(hint, type):
+        return True  # a typing construct we do not check
+    kind = _kind(hint)
+    return isinstance(value, hint) or (kind is not None and isinstance(value, kind))
+
+
+def _expected(hint: Any) -> str:
+    """``hint`` as a message says it, with the kind any member of which is also accepted."""
+    members = _members(hint)
+    if members is not None:
+        return " or ".join(_expected(m) for m in members)
+    kind = _kind(hint) if isinstance(hint, type) else None
+    if kind is None or kind is hint:
+        return type_name(hint)
+    root = kind.__module__.split(".")[0]
+    shown = {"torch": "torch.nn.Module", "diffblocks": kind.__name__}.get(root, f"{root}.{kind.__name__}")
+    return f"{type_name(hint)} (or any {shown})"

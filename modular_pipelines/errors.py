@@ -363,8 +363,16 @@ class FlagError(UsageError):
         return cls(f"{flag} must be {expected}, got {format_value(value)}")
 
     @classmethod
-    def needs(cls, flag: str, other: str) -> "FlagError":
-        return cls(f"{flag} needs {other}")
+    def needs(cls, flag: str, other: str, why: str = "") -> "FlagError":
+        return cls(f"{flag} needs {other}" + (f": {why}" if why else ""))
+
+    @classmethod
+    def unsupported(cls, flag: str, preset: str, supported: Iterable[str]) -> "FlagError":
+        return cls(f"{flag} works with the {', '.join(supported)} workflows, not preset '{preset}'")
+
+    @classmethod
+    def preset_unavailable(cls, preset: str, module: str, cause: BaseException) -> "FlagError":
+        return cls(f"preset '{preset}' needs {module}, which cannot be imported: {cause}")
 
     @classmethod
     def unknown_choice(cls, what: str, value: str, choices: Iterable[str], flag: str | None = None) -> "FlagError":

@@ -154,3 +154,46 @@ def make_block(name, inputs=(), outputs=(), fn=None):
     return type(name, (ModularPipelineBlocks,), {
         "inputs": params, "intermediate_outputs": outs, "__call__": call, "description": f"toy {name}",
     })
+
+
+def make_step(name, requires=(), optional=(), outputs=(), defaults=None):
+    """A leaf block class that requires ``requires``, reads ``optional`` (and ``defaults``: name -> default)
+    and sets each output to the string ``"<name>.<output>"``."""
+    params = [InputParam(n, required=True) for n in requires] + [InputParam(n) for n in optional]
+    params += [InputParam(n, default=v) for n, v in (defaults or {}).items()]
+
+    def fn(block_state):
+        for out in outputs:
+            setattr(block_state, out, f"{name}.{out}")
+
+    return make_block(name, inputs=params, outputs=outputs, fn=fn)
+
+
+def make_loop_step(name, requires=(), outputs=()):
+    """A loop sub-block class: refuses a missing required value as ``get_block_state`` would, sets outputs."""
+    from diffblocks.modular_pipelines.errors import MissingInputError
+
+    def call(self, components, block_state, **kwargs):
+        for n in requires:
+            if getattr(block_state, n, None) is None:
+                raise MissingInputError.required(n, None, name)
+        for out in outputs:
+            setattr(block_state, out, f"{name}.{out}")
+        return components, block_state
+
+    return type(name, (ModularPipelineBlocks,), {
+        "inputs": [InputParam(n, required=True) for n in requires],
+        "intermediate_outputs": [OutputParam(o) for o in outputs],
+        "__call__": call, "description": f"toy loop step {name}",
+    })
+
+
+class TwiceLoop(LoopSequentialPipelineBlocks):
+    """Runs its sub-blocks twice over one block state."""
+
+    def __call__(self, components, state):
+        block_state = self.get_block_state(state)
+        for i in range(2):
+            components, block_state = self.loop_step(components, block_state, i=i)
+        self.set_block_state(state, block_state)
+        return components, state

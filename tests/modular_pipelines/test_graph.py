@@ -1,12 +1,30 @@
 """The data-flow graph (networkx), validate() and the mermaid rendering, over several tree shapes."""
 
+import importlib
+import importlib.util
+import itertools
+import re
+from pathlib import Path
+
 import networkx as nx
 import pytest
-from toy_blocks import AutoImageBlocks, InputBlock, ImageEncoderBlock, LoopBlock, LoopWrapper, make_block
+from toy_blocks import (
+    AutoImageBlocks,
+    ImageEncoderBlock,
+    InputBlock,
+    LoopBlock,
+    LoopWrapper,
+    TwiceLoop,
+    make_block,
+    make_loop_step,
+    make_step,
+)
 
-from diffblocks.modular_pipelines import AutoPipelineBlocks, InputParam, SequentialPipelineBlocks
-from diffblocks.modular_pipelines.errors import PipelineValidationError
+from diffblocks.modular_pipelines import AutoPipelineBlocks, InputParam, InsertableDict, SequentialPipelineBlocks
+from diffblocks.modular_pipelines.errors import MissingInputError, PipelineValidationError
 from diffblocks.modular_pipelines.graph import SOURCE
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def sequential():
@@ -58,13 +76,19 @@ def test_validate_collects_every_problem_at_once():
     blocks = SequentialPipelineBlocks.from_blocks_dict(
         {"needs": Needs, "makes": shared, "again": shared, "encode": auto, "use": UsesImage}
     )
+    # 'latents' is a pipeline input (required), so the tree runs when the user gives it: only the given
+    # inputs below make its late production a problem
     with pytest.raises(PipelineValidationError) as err:
-        blocks.validate()
+        blocks.validate(inputs=[])
     text = str(err.value)
     assert text.startswith("3 problems:")
-    assert "'latents' is required by 'needs' (Needs) but is only produced after it runs" in text
+    assert "'latents' is required by 'needs' (Needs) but no block before it produces it (it is made by 'makes'" in text
     assert "auto block 'encode': branches output different names; 'image_latents' is required by 'use' but branch txt" in text
     assert "is used at more than one place" in text
+    with pytest.raises(PipelineValidationError) as err:
+        blocks.validate()
+    assert str(err.value).startswith("2 problems:") and "'latents'" not in str(err.value)
+    assert "branch txt does not output it (when 'image' is not given)" in str(err.value)
 
 
 def test_validate_with_given_inputs_reports_what_nobody_gives():
@@ -74,3 +98,193 @@ def test_validate_with_given_inputs_reports_what_nobody_gives():
     with pytest.raises(PipelineValidationError, match="'prompt' is required by 'needs'.*not given"):
         SequentialPipelineBlocks.from_blocks_dict({"needs": Needs}).validate(inputs=["seed"])
     SequentialPipelineBlocks.from_blocks_dict({"needs": Needs}).validate(inputs=["prompt"])
+
+
+# --- validate() is exact: a table of trees that run and trees that cannot ------------------------------
+
+def seq(**blocks):
+    return SequentialPipelineBlocks.from_blocks_dict(blocks)
+
+
+def auto(branches):
+    """``{name: (block, trigger)}`` -> an Auto block."""
+    return AutoPipelineBlocks.from_blocks_dict({n: b for n, (b, _) in branches.items()},
+                                               trigger_inputs=[t for _, t in branches.values()])
+
+
+def block_tour_blocks():
+    spec = importlib.util.spec_from_file_location("block_tour", EXAMPLES / "block_tour.py")
+    tour = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tour)
+    preset = InsertableDict([("tokenize", tour.Tokenize), ("join", tour.Join)])
+    preset.insert("shout", tour.MaybeShout, 1)
+    return SequentialPipelineBlocks.from_blocks_dict(preset)
+
+
+def encoder_and_latents(inpaint_encoder_trigger="mask_image"):
+    """The SD AUTO_BLOCKS pattern: an image encoder that may be skipped, then latents chosen by the same triggers."""
+    return seq(
+        encode=auto({
+            "inpaint": (make_step("InpaintEnc", ["image", "mask_image"], outputs=["image_latents", "mask"]),
+                        inpaint_encoder_trigger),
+            "img2img": (make_step("ImgEnc", ["image"], outputs=["image_latents"]), "image"),
+        }),
+        prepare=auto({
+            "inpaint": (make_step("InpaintLat", ["image_latents", "mask"], outputs=["latents"]), "mask_image"),
+            "img2img": (make_step("ImgLat", ["image_latents"], outputs=["latents"]), "image"),
+            "text2img": (make_step("TxtLat", outputs=["latents"]), None),
+        }),
+        decode=make_step("Decode", ["latents"], outputs=["images"]),
+    )
+
+
+def nested_autos(plain_outputs):
+    inner = auto({"mask": (make_step("Masked", ["lat", "mask"], outputs=["lat2"]), "mask"),
+                  "plain": (make_step("Plain", ["lat"], outputs=plain_outputs), None)})
+    outer = auto({"img": (seq(enc=make_step("Enc", ["image"], outputs=["lat"]), inner=inner), "image"),
+                  "txt": (make_step("Txt", outputs=["lat2"]), None)})
+    return seq(outer=outer, use=make_step("Use", ["lat2"], outputs=["out"]))
+
+
+def loop_with_auto(plain_outputs):
+    body = {"pick": auto({"masked": (make_loop_step("MaskStep", ["mask"], ["mask_lat"]), "mask"),
+                          "plain": (make_loop_step("PlainStep", [], plain_outputs), None)}),
+            "blend": make_loop_step("Blend", ["mask_lat"], ["lat"])}
+    return seq(loop=TwiceLoop.from_blocks_dict(body), decode=make_step("Decode", ["lat"], outputs=["images"]))
+
+
+RUNS = {
+    "sequential": lambda: seq(a=make_step("A", ["prompt"], outputs=["x"]), b=make_step("B", ["x"], outputs=["y"])),
+    "block_tour": block_tour_blocks,
+    "skippable_auto_after_a_producer": lambda: seq(
+        p=make_step("P", outputs=["lat"]), maybe=auto({"img": (make_step("Img", ["image"], outputs=["lat"]), "image")}),
+        c=make_step("C", ["lat"])),
+    "every_branch_outputs_it": lambda: seq(
+        enc=auto({"img": (make_step("Img", outputs=["lat"]), "image"),
+                  "txt": (make_step("Txt", outputs=["lat"]), None)}),
+        c=make_step("C", ["lat"])),
+    "same_triggers_twice": encoder_and_latents,
+    "branch_requires_its_trigger": lambda: auto({"inpaint": (make_step("Inpaint", ["mask_image"]), "mask_image")}),
+    "trigger_made_earlier": lambda: seq(
+        p=make_step("P", outputs=["flag"]), on=auto({"on": (make_step("On", ["flag"], outputs=["out"]), "flag")}),
+        c=make_step("C", ["out"])),
+    "trigger_set_by_an_earlier_default": lambda: seq(
+        a=make_step("A", defaults={"k": 3}), on=auto({"on": (make_step("On", ["k"], outputs=["out"]), "k")}),
+        c=make_step("C", ["out"])),
+    "nested_autos": lambda: nested_autos(plain_outputs=["lat2"]),
+    "loop": lambda: seq(
+        p=make_step("P", outputs=["lat"]),
+        loop=TwiceLoop.from_blocks_dict({"scale": make_loop_step("Scale", ["lat"], ["scaled"]),
+                                         "step": make_loop_step("Step", ["scaled"], ["lat"])}),
+        decode=make_step("Decode", ["lat"], outputs=["images"])),
+    "loop_with_auto": lambda: loop_with_auto(plain_outputs=["mask_lat"]),
+}
+
+# each: (tree, substrings of what validate() says); the names it reports are the ones real runs miss
+CANNOT_RUN = {
+    "default_branch_lacks_an_output": (
+        lambda: seq(enc=auto({"img": (make_step("Img", outputs=["lat"]), "image"), "txt": (make_step("Txt"), None)}),
+                    c=make_step("C", ["lat"])),
+        ["auto block 'enc'", "'lat' is required by 'c' but branch txt does not output it (when 'image' is not given)"]),
+    "skippable_auto_without_earlier_producer": (
+        lambda: seq(maybe=auto({"shout": (make_step("Shout", outputs=["tokens"]), "loud")}),
+                    c=make_step("C", ["tokens"])),
+        ["auto block 'maybe'", "'tokens' is required by 'c' but it runs no branch (when 'loud' is not given)"]),
+    "same_triggers_mismatched": (
+        lambda: encoder_and_latents(inpaint_encoder_trigger="image_mask"),
+        ["2 problems", "auto block 'encode'",
+         "'mask' is required by 'prepare.inpaint' but branch img2img does not output it (when 'image_mask' is not "
+         "given and 'image' is given and 'mask_image' is given)",
+         "'image_latents' is required by 'prepare.inpaint' but it runs no branch (when 'image_mask' is not given "
+         "and 'image' is not given and 'mask_image' is given)"]),
+    "trigger_made_by_a_skipped_branch": (
+        lambda: seq(mk=auto({"mk": (make_step("Mk", outputs=["flag"]), "a")}),
+                    on=auto({"on": (make_step("On", outputs=["out"]), "flag")}), c=make_step("C", ["out"])),
+        ["auto block 'on'", "'out' is required by 'c' but it runs no branch (when 'a' is not given)"]),
+    "nested_autos_mismatched": (
+        lambda: nested_autos(plain_outputs=["x"]),
+        ["auto block 'outer.img.inner'", "'lat2' is required by 'use' but branch plain does not output it",
+         "(when 'image' is given and 'mask' is not given)"]),
+    "loop_with_auto_mismatched": (
+        lambda: loop_with_auto(plain_outputs=[]),
+        ["auto block 'loop.pick'", "'mask_lat' is required by 'loop.blend' but branch plain does not output it"]),
+}
+
+
+def _triggers(blocks):
+    autos = [b for _, b in [("", blocks), *_walk(blocks)] if isinstance(b, AutoPipelineBlocks)]
+    return sorted({t for a in autos for t in a.triggers if t is not None} & set(blocks.input_names))
+
+
+def _walk(blocks):
+    return blocks.walk() if hasattr(blocks, "walk") else []
+
+
+def run_missing(blocks, given):
+    """The input a run with ``given`` (name -> non-None value) misses, or None when it runs."""
+    try:
+        blocks.init_pipeline()(**given)
+    except MissingInputError as err:
+        return re.search(r"needs the required input '([^']+)'", str(err)).group(1)
+    return None
+
+
+def structural_failures(blocks):
+    """Run once per subset of the trigger inputs, every other input given: the inputs missed that the user
+    cannot give (they are not the pipeline's inputs), and whether some run got through."""
+    triggers, names = _triggers(blocks), blocks.input_names
+    missed, ran = set(), False
+    for k in range(len(triggers) + 1):
+        for chosen in itertools.combinations(triggers, k):
+            missing = run_missing(blocks, {n: n for n in names if n not in triggers or n in chosen})
+            ran |= missing is None
+            if missing is not None and missing not in names:
+                missed.add(missing)
+    return missed, ran
+
+
+@pytest.mark.parametrize("shape", list(RUNS))
+def test_validate_passes_trees_that_run(shape):
+    blocks = RUNS[shape]()
+    blocks.validate()
+    missed, ran = structural_failures(blocks)
+    assert missed == set() and ran
+
+
+@pytest.mark.parametrize("shape", list(CANNOT_RUN))
+def test_validate_reports_trees_that_cannot_run(shape):
+    build, expected = CANNOT_RUN[shape]
+    blocks = build()
+    with pytest.raises(PipelineValidationError) as err:
+        blocks.validate()
+    text = str(err.value)
+    for part in expected:
+        assert part in text
+    reported = {re.search(r"'(\w+)' is required by", p).group(1) for p in err.value.problems}
+    missed, _ = structural_failures(blocks)  # each problem is real: some run misses a value nobody can give
+    assert missed == reported
+
+
+@pytest.mark.parametrize("given, problem", [
+    (["image", "mask_image"], None),
+    (["image"], None),
+    ([], None),
+    (["mask_image"], "'image' is required by 'encode.inpaint' (InpaintEnc) but nothing produces it and it is not given"),
+])
+def test_validate_with_inputs_is_one_run(given, problem):
+    blocks = encoder_and_latents()
+    missing = run_missing(blocks, {n: n for n in given})
+    if problem is None:
+        blocks.validate(inputs=given)
+        assert missing is None
+    else:
+        with pytest.raises(PipelineValidationError) as err:
+            blocks.validate(inputs=given)
+        assert err.value.problems == [problem] and missing == "image"
+
+
+@pytest.mark.parametrize("preset", ["stable_diffusion", "stable_diffusion_xl"])
+def test_shipped_auto_blocks_validate(preset):
+    module = importlib.import_module(f"diffblocks.presets.{preset}")
+    for name in ("AUTO_BLOCKS", "TEXT2IMAGE_BLOCKS", "IMAGE2IMAGE_BLOCKS", "INPAINT_BLOCKS"):
+        SequentialPipelineBlocks.from_blocks_dict(getattr(module, name)).validate()

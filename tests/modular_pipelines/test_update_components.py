@@ -1,0 +1,120 @@
+"""update_components checks each given object against the type its spec expects, before changing anything."""
+
+import pytest
+from transformers import CLIPTokenizer
+
+from diffblocks import ComponentSpec, ModularPipelineBlocks, SequentialPipelineBlocks
+from diffblocks.components.image_processor import MaskImageProcessor, VaeImageProcessor
+from diffblocks.components.schedulers import DDIMScheduler, EulerDiscreteScheduler
+from diffblocks.guiders import ClassifierFreeGuidance, PerturbedAttentionGuidance
+from diffblocks.modular_pipelines.errors import ComponentTypeError
+from diffblocks.presets import embedded_model_path, stable_diffusion, stable_diffusion_xl
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    """The SD 1.5 AUTO_BLOCKS on the embedded model, every component loaded."""
+    pipe = SequentialPipelineBlocks.from_blocks_dict(stable_diffusion.AUTO_BLOCKS).init_pipeline(embedded_model_path())
+    pipe.load_components()
+    return pipe
+
+
+@pytest.fixture
+def pipe(loaded):
+    """A fresh pipeline sharing the loaded components (tests change its components freely)."""
+    fresh = SequentialPipelineBlocks.from_blocks_dict(stable_diffusion.AUTO_BLOCKS).init_pipeline(embedded_model_path())
+    fresh.update_components(**{n: c for n, c in loaded.components.items() if c is not None})
+    return fresh
+
+
+def test_a_string_as_unet_is_refused_and_named(pipe):
+    unet = pipe.unet
+    with pytest.raises(ComponentTypeError) as err:
+        pipe.update_components(unet="not a model")
+    text = str(err.value)
+    assert "component 'unet' expects UNet2DConditionModel (or any torch.nn.Module), got 'not a model' (str)" in text
+    assert "Nothing was changed" in text
+    assert pipe.unet is unet
+
+
+def test_a_scheduler_as_vae_is_refused(pipe):
+    expected = r"'vae' expects AutoencoderKL \(or any torch.nn.Module\), got DDIMScheduler\(\.\.\.\) \(DDIMScheduler\)"
+    with pytest.raises(ComponentTypeError, match=expected):
+        pipe.update_components(vae=DDIMScheduler.from_config(pipe.scheduler.config))
+    assert pipe.get_component_spec("vae").type_hint.__name__ == "AutoencoderKL"
+
+
+def test_nothing_changes_when_one_value_is_refused(pipe):
+    guider, scheduler = pipe.guider, pipe.scheduler
+    euler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    with pytest.raises(ComponentTypeError) as err:
+        pipe.update_components(guider=ClassifierFreeGuidance(guidance_scale=3.0), scheduler=euler, unet=1,
+                               tokenizer=pipe.unet)
+    text = str(err.value)
+    assert "'unet' expects UNet2DConditionModel" in text and "got 1 (int)" in text
+    assert "'tokenizer' expects CLIPTokenizer (or any transformers.PreTrainedTokenizerBase)" in text
+    assert "'guider'" not in text and "'scheduler'" not in text  # only the refused ones are listed
+    assert pipe.guider is guider and pipe.scheduler is scheduler
+    assert pipe.get_component_spec("scheduler").type_hint is DDIMScheduler
+
+
+def test_another_scheduler_or_guider_class_is_a_fine_swap_and_back(pipe):
+    pipe.update_components(scheduler=EulerDiscreteScheduler.from_config(pipe.scheduler.config))
+    assert isinstance(pipe.scheduler, EulerDiscreteScheduler)
+    pipe.update_components(scheduler=DDIMScheduler.from_config(pipe.scheduler.config))  # spec is Euler's now
+    assert isinstance(pipe.scheduler, DDIMScheduler)
+    pipe.update_components(guider=PerturbedAttentionGuidance(perturbed_guidance_layers=[0]))
+    pipe.update_components(guider=ClassifierFreeGuidance(guidance_scale=5.0))
+    assert pipe.guider.guidance_scale == 5.0
+    with pytest.raises(ComponentTypeError, match="'guider' expects ClassifierFreeGuidance \\(or any BaseGuidance\\)"):
+        pipe.update_components(guider=pipe.scheduler)
+
+
+def test_subclasses_none_and_specs_are_accepted(pipe):
+    pipe.update_components(image_processor=MaskImageProcessor(vae_scale_factor=8))  # a VaeImageProcessor subclass
+    assert isinstance(pipe.image_processor, MaskImageProcessor)
+    with pytest.raises(ComponentTypeError, match="'mask_processor' expects MaskImageProcessor, got"):
+        pipe.update_components(mask_processor=VaeImageProcessor(vae_scale_factor=8))  # not the other way round
+    pipe.update_components(unet=None)
+    assert pipe.unet is None and "unet" in pipe.null_component_names
+    spec = pipe.get_component_spec("guider")
+    pipe.update_components(guider=spec)
+    assert isinstance(pipe.guider, ClassifierFreeGuidance)
+
+
+def test_config_values_are_not_type_checked():
+    pipe = SequentialPipelineBlocks.from_blocks_dict(stable_diffusion_xl.TEXT2IMAGE_BLOCKS).init_pipeline()
+    pipe.update_components(force_zeros_for_empty_prompt=False)
+    assert pipe.force_zeros_for_empty_prompt is False
+
+
+class UsesThings(ModularPipelineBlocks):
+    """A block whose specs use every kind of type hint."""
+
+    expected_components = [
+        ComponentSpec("by_name", "DDIMScheduler"),
+        ComponentSpec("tokenizer_by_name", "transformers.CLIPTokenizer"),
+        ComponentSpec("either", (int, str)),
+        ComponentSpec("union", int | CLIPTokenizer),
+        ComponentSpec("anything"),
+    ]
+
+    def __call__(self, components, state):
+        return components, state
+
+
+@pytest.mark.parametrize("name, good, bad", [
+    ("by_name", lambda p: EulerDiscreteScheduler(), VaeImageProcessor()),
+    ("tokenizer_by_name", lambda p: p.tokenizer, DDIMScheduler()),
+    ("either", lambda p: "text", 1.5),
+    ("union", lambda p: 3, "text"),
+    ("union", lambda p: p.tokenizer, 1.5),
+])
+def test_string_tuple_and_union_hints(loaded, name, good, bad):
+    pipe = UsesThings().init_pipeline()
+    good = good(loaded)
+    pipe.update_components(**{name: good})
+    assert pipe.components[name] is good
+    with pytest.raises(ComponentTypeError, match=f"'{name}' expects"):
+        pipe.update_components(**{name: bad})
+    pipe.update_components(anything=object())
