@@ -35,6 +35,8 @@ class AutoGuidance(_CFGLike):
         ConfigError: unless exactly one of layers and config is given, or with layers but no dropout.
     """
 
+    perturbation_keys = ("auto_guidance_layers", "auto_guidance_config")
+
     @register_to_config
     def __init__(
         self,

@@ -20,7 +20,9 @@ Branches may also be run in several forwards: ``perturb`` only touches the branc
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
+import numbers
 import os
 import tempfile
 from dataclasses import dataclass
@@ -28,10 +30,11 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterator, Mapping
 
 import torch
+from torch import nn
 
 from ..components.config import ConfigMixin
 from ..modular_pipelines.errors import ConfigError, GuiderError
-from .hooks import apply_perturbations, rows_covered
+from .hooks import apply_perturbations, perturbation_edits, rows_covered
 
 COND = "pred_cond"
 UNCOND = "pred_uncond"
@@ -73,6 +76,36 @@ def check_window(owner: str, start: float, stop: float, keys: tuple[str, str] = 
         raise ConfigError.bad_value(owner, keys[1], f"a fraction in [{keys[0]}={start}, 1]", stop)
 
 
+def check_finite(owner: str, config: Mapping[str, Any]) -> None:
+    """Every number in ``config`` (also inside lists and tuples) is finite: no NaN or infinite scale.
+
+    Raises:
+        ConfigError: naming the first key with a NaN or infinite number.
+    """
+    for key, value in config.items():
+        items = value if isinstance(value, (list, tuple)) else (value,)
+        if any(isinstance(v, numbers.Real) and not math.isfinite(v) for v in items):
+            expected = "finite numbers" if isinstance(value, (list, tuple)) else "a finite number"
+            raise ConfigError.bad_value(owner, key, expected, value)
+
+
+def _models_in(value: Any, seen: set[int] | None = None) -> list[nn.Module]:
+    """The ``nn.Module`` objects reachable from ``value`` through containers and plain objects' attributes."""
+    seen = set() if seen is None else seen
+    if id(value) in seen or isinstance(value, (str, bytes, numbers.Number, torch.Tensor)) or value is None:
+        return []
+    seen.add(id(value))
+    if isinstance(value, nn.Module):
+        return [value]
+    if isinstance(value, Mapping):
+        children = list(value.values())
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        children = list(value)
+    else:
+        children = list(getattr(value, "__dict__", {}).values())
+    return [m for child in children for m in _models_in(child, seen)]
+
+
 class BaseGuidance(ConfigMixin):
     """Base of every guider: step state, the branch/perturb/combine contract and config I/O.
 
@@ -86,8 +119,13 @@ class BaseGuidance(ConfigMixin):
     """
 
     config_name: ClassVar[str] = "guider_config.json"
+    # Every model change some branch of this guider may run under, and the config keys it comes from
+    # (the first that is set names it in errors).
+    perturbations: tuple = ()
+    perturbation_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, start: float = 0.0, stop: float = 1.0, enabled: bool = True):
+        check_finite(type(self).__name__, self.config)
         check_window(type(self).__name__, start, stop)
         self._start = start
         self._stop = stop
@@ -224,6 +262,36 @@ class BaseGuidance(ConfigMixin):
     def new(self, **overrides: Any) -> "BaseGuidance":
         """A fresh guider of the same class and config, with ``overrides`` applied."""
         return type(self).from_config(self.config, **overrides)
+
+    def for_call(self) -> "BaseGuidance":
+        """An independent copy of this guider for one pipeline call, with fresh per-call state.
+
+        The copy keeps everything set on this guider, also after construction (``enabled``, attributes);
+        it shares no mutable state with it, except the models it references, which are shared, not copied.
+        This guider is not touched: calls running at the same time each step their own copy.
+        """
+        shared = {id(m): m for m in _models_in(vars(self))}
+        clone = copy.deepcopy(self, shared)
+        clone.reset()
+        return clone
+
+    def check_model(self, model: torch.nn.Module) -> None:
+        """Check that ``model`` has every module any perturbation of this guider may need, on any step.
+
+        The denoise loop calls this before step 0, so a bad layer fails at once rather than at the first
+        step inside a perturbed window. Guiders without perturbations accept any model.
+
+        Raises:
+            GuiderError: naming this guider, its config key and the missing block list, index or submodule.
+        """
+        if not self.perturbations:
+            return
+        key = next((k for k in self.perturbation_keys if self.config.get(k) is not None), "perturbations")
+        for perturbation in self.perturbations:
+            try:
+                perturbation_edits(model, slice(0, 1), perturbation, 1)
+            except GuiderError as err:
+                raise GuiderError.not_in_model(type(self).__name__, key, err) from err
 
     # --- saving and loading --------------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
-"""Apply a branch's perturbations to that branch's batch rows only, for one forward.
+"""Apply a branch's perturbations to that branch's batch rows only, for one forward of one call.
 
-The denoiser runs every branch of a guider in one batched forward. :func:`apply_perturbations` installs
-PyTorch forward hooks on the selected submodules of that model, each of which edits only the rows of its
-branch, and removes them all when the ``with`` block ends (also when the forward raises):
+The denoiser runs every branch of a guider in one batched forward. :func:`apply_perturbations` turns a plan
+(rows, perturbation) into edits of the selected submodules of that model, each of which changes only the
+rows of its branch, and makes them active for the calling context only (:mod:`.dispatch`: the model may
+be shared by calls running in other threads, which must not see them) until the ``with`` block ends:
 
 - ``skip_attention_scores`` (PAG) and smoothed-energy query blur: a :class:`torch.overrides.TorchFunctionMode`
   is active during the forward of each selected self-attention module and intercepts
@@ -21,14 +22,15 @@ from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
 from ..modular_pipelines.errors import GuiderError, closest
+from .dispatch import Edit, FrameMode, activate
 from .perturbations import LayerSkipConfig, Perturbation, SmoothedEnergyGuidanceConfig
 
 # Tried in order for fqn="auto": DiT stacks first, then the mid block of a diffusers-layout UNet.
@@ -163,11 +165,17 @@ def _skip_rows(output: Any, args: tuple, kwargs: dict, rows: slice, batch: int, 
     return edit(output)
 
 
-def _skip_hook(module: nn.Module, rows: slice, batch: int, dropout: float, where: str):
-    def hook(mod, args, kwargs, output):
-        return _skip_rows(output, args, kwargs, rows, batch, dropout, where)
+@dataclass(frozen=True, eq=False)
+class _RowSkip(Edit):
+    """The module's output rows become its input rows (or are dropped out when ``dropout < 1``)."""
 
-    return module.register_forward_hook(hook, with_kwargs=True)
+    rows: slice
+    batch: int
+    dropout: float
+    where: str
+
+    def after(self, module, args, kwargs, output, state):
+        return _skip_rows(output, args, kwargs, self.rows, self.batch, self.dropout, self.where)
 
 
 # --- attention edits -------------------------------------------------------------------------------
@@ -218,13 +226,12 @@ def _sdpa_arg(args: list, kwargs: dict, index: int, name: str) -> torch.Tensor:
     return kwargs[name] if name in kwargs else args[index]
 
 
-class _AttentionRows(TorchFunctionMode):
+class _AttentionRows(FrameMode):
     """Edits the rows of every ``scaled_dot_product_attention`` call made while it is active."""
 
-    def __init__(self, rows: slice, batch: int, where: str, identity: bool = False, blur=None, grid_probe=None):
+    def __init__(self, edit: "_RowAttention", grid: tuple[int, int] | None):
         super().__init__()
-        self.rows, self.batch, self.where = rows, batch, where
-        self.identity, self.blur, self.grid_probe = identity, blur, grid_probe
+        self.edit, self.grid = edit, grid
         self.calls = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -232,98 +239,99 @@ class _AttentionRows(TorchFunctionMode):
         if func is not F.scaled_dot_product_attention:
             return func(*args, **kwargs)
         self.calls += 1
-        args = list(args)
+        edit, args = self.edit, list(args)
         query = _sdpa_arg(args, kwargs, 0, "query")
         value = _sdpa_arg(args, kwargs, 2, "value")
-        _check_rows(query, self.batch, self.where)
-        if self.blur is not None:
-            grid = self.grid_probe.grid if self.grid_probe is not None else None
-            blurred = _set_rows(query, self.rows, blur_queries(query[self.rows], self.blur, grid))
+        _check_rows(query, edit.batch, edit.where)
+        if edit.blur is not None:
+            blurred = _set_rows(query, edit.rows, blur_queries(query[edit.rows], edit.blur, self.grid))
             if "query" in kwargs:
                 kwargs["query"] = blurred
             else:
                 args[0] = blurred
         out = func(*args, **kwargs)
         # Identity attention needs as many keys as queries; cross-shaped calls are left alone (as diffusers does).
-        if self.identity and value.shape == out.shape:
-            out = _set_rows(out, self.rows, value[self.rows])
+        if edit.identity and value.shape == out.shape:
+            out = _set_rows(out, edit.rows, value[edit.rows])
         return out
 
-
-class _GridProbe:
-    """Remembers the ``(h, w)`` of the last 4-D input of a module (the token grid of a UNet transformer)."""
-
-    def __init__(self):
-        self.grid: tuple[int, int] | None = None
-
-    def __call__(self, module, args, kwargs):
-        x = kwargs.get("hidden_states", args[0] if args else None)
-        if isinstance(x, torch.Tensor) and x.ndim == 4:
-            self.grid = (int(x.shape[-2]), int(x.shape[-1]))
-
-
-def _mode_hooks(module: nn.Module, mode: _AttentionRows) -> list:
-    """Keep ``mode`` active exactly during ``module``'s forward, also when the forward raises.
-
-    The leaving hook is prepended so that two modes on one module are left in reverse order of entry. A
-    forward that finishes without calling ``scaled_dot_product_attention`` could not be perturbed: an error.
-    """
-    depth = [0]
-
-    def enter(mod, args):
-        mode.calls = 0
-        mode.__enter__()
-        depth[0] += 1
-
-    def leave(mod, args, output):
-        if not depth[0]:
-            return
-        depth[0] -= 1
-        mode.__exit__(None, None, None)
-        if output is not None and mode.calls == 0:
+    def left(self, module):
+        # A forward that never called scaled_dot_product_attention could not be perturbed: an error, not a no-op.
+        if self.calls == 0:
             raise GuiderError(
-                f"'{mode.where}' ({type(mod).__name__}) did not call F.scaled_dot_product_attention, so its "
-                f"attention cannot be perturbed; give it an SDPA attention processor"
+                f"'{self.edit.where}' ({type(module).__name__}) did not call F.scaled_dot_product_attention, so "
+                f"its attention cannot be perturbed; give it an SDPA attention processor"
             )
 
-    return [
-        module.register_forward_pre_hook(enter),
-        module.register_forward_hook(leave, always_call=True, prepend=True),
-    ]
+
+class _GridProbe(Edit):
+    """Remembers the ``(h, w)`` of the module's 4-D input (the token grid of a UNet transformer) for this call."""
+
+    def before(self, module, args, kwargs, state):
+        x = kwargs.get("hidden_states", args[0] if args else None)
+        if isinstance(x, torch.Tensor) and x.ndim == 4:
+            state.values[self] = (int(x.shape[-2]), int(x.shape[-1]))
 
 
-# --- installing ------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class _RowAttention(Edit):
+    """Identity attention and/or query blur on ``rows``, by a mode active during the module's forward."""
+
+    rows: slice
+    batch: int
+    where: str
+    identity: bool = False
+    blur: SmoothedEnergyGuidanceConfig | None = None
+    probe: _GridProbe | None = None
+
+    def before(self, module, args, kwargs, state):
+        state.enter(_AttentionRows(self, state.values.get(self.probe) if self.probe is not None else None))
 
 
-def _install_layer_skip(model: nn.Module, rows: slice, config: LayerSkipConfig, batch: int) -> list:
-    handles: list = []
+# --- planning --------------------------------------------------------------------------------------
+
+
+def _layer_skip_edits(model: nn.Module, rows: slice, config: LayerSkipConfig, batch: int) -> list:
+    edits: list = []
     for name, block in select_blocks(model, config.fqn, config.indices):
         if config.skip_attention and config.skip_ff:
-            handles.append(_skip_hook(block, rows, batch, config.dropout, name))
+            edits.append((block, _RowSkip(rows, batch, config.dropout, name)))
             continue
         if config.skip_attention_scores:
-            for where, attn in self_attentions(name, block):
-                handles += _mode_hooks(attn, _AttentionRows(rows, batch, where, identity=True))
+            edits += [(a, _RowAttention(rows, batch, where, identity=True)) for where, a in self_attentions(name, block)]
         elif config.skip_attention:
-            for where, attn in self_attentions(name, block):
-                handles.append(_skip_hook(attn, rows, batch, config.dropout, where))
+            edits += [(a, _RowSkip(rows, batch, config.dropout, where)) for where, a in self_attentions(name, block)]
         if config.skip_ff:
-            for where, ff in feed_forwards(name, block):
-                handles.append(_skip_hook(ff, rows, batch, config.dropout, where))
-    return handles
+            edits += [(ff, _RowSkip(rows, batch, config.dropout, where)) for where, ff in feed_forwards(name, block)]
+    return edits
 
 
-def _install_query_blur(model: nn.Module, rows: slice, config: SmoothedEnergyGuidanceConfig, batch: int) -> list:
-    handles: list = []
+def _query_blur_edits(model: nn.Module, rows: slice, config: SmoothedEnergyGuidanceConfig, batch: int) -> list:
+    edits: list = []
     probe = None
     fqn = resolve_fqn(model, config.fqn)
     if not config.is_infinite and "." in fqn:
         probe = _GridProbe()
-        handles.append(model.get_submodule(fqn.rsplit(".", 1)[0]).register_forward_pre_hook(probe, with_kwargs=True))
+        edits.append((model.get_submodule(fqn.rsplit(".", 1)[0]), probe))
     for name, block in select_blocks(model, fqn, config.indices):
         for where, attn in self_attentions(name, block):
-            handles += _mode_hooks(attn, _AttentionRows(rows, batch, where, blur=config, grid_probe=probe))
-    return handles
+            edits.append((attn, _RowAttention(rows, batch, where, blur=config, probe=probe)))
+    return edits
+
+
+def perturbation_edits(
+    model: nn.Module, rows: slice, perturbation: Perturbation, batch: int
+) -> list[tuple[nn.Module, Edit]]:
+    """The ``(module, edit)`` pairs that apply ``perturbation`` to ``rows`` of a ``batch``-row forward of ``model``.
+
+    Raises:
+        GuiderError: when a block list, index or submodule the perturbation needs is not in ``model``.
+    """
+    if isinstance(perturbation, LayerSkipConfig):
+        return _layer_skip_edits(model, rows, perturbation, batch)
+    if isinstance(perturbation, SmoothedEnergyGuidanceConfig):
+        return _query_blur_edits(model, rows, perturbation, batch)
+    raise GuiderError(f"unknown perturbation {type(perturbation).__name__}")
 
 
 def rows_covered(slices: Iterable[slice]) -> int:
@@ -341,7 +349,11 @@ def rows_covered(slices: Iterable[slice]) -> int:
 def apply_perturbations(
     model: nn.Module, plan: Sequence[tuple[slice, Perturbation]], batch: int | None = None
 ) -> Iterator[None]:
-    """Apply each ``(rows, perturbation)`` of ``plan`` to ``model`` inside the ``with`` block.
+    """Apply each ``(rows, perturbation)`` of ``plan`` to ``model`` for the forwards this call runs in the block.
+
+    Only the calling context (this thread, this task) sees the perturbations: other threads may run
+    ``model`` at the same time, plain or under their own plans. Every module is found before anything is
+    installed; whatever ends the block, nothing of this plan is left behind (see :mod:`.dispatch`).
 
     Args:
         model: The denoiser (a diffusers-layout UNet or DiT).
@@ -353,16 +365,12 @@ def apply_perturbations(
     """
     covered = rows_covered(rows for rows, _ in plan)
     batch = covered if batch is None else batch
-    handles: list = []
-    try:
-        for rows, perturbation in plan:
-            if isinstance(perturbation, LayerSkipConfig):
-                handles += _install_layer_skip(model, rows, perturbation, batch)
-            elif isinstance(perturbation, SmoothedEnergyGuidanceConfig):
-                handles += _install_query_blur(model, rows, perturbation, batch)
-            else:
-                raise GuiderError(f"unknown perturbation {type(perturbation).__name__}")
+    edits: dict[nn.Module, list[Edit]] = {}
+    for rows, perturbation in plan:
+        for module, edit in perturbation_edits(model, rows, perturbation, batch):
+            edits.setdefault(module, []).append(edit)
+    if not edits:
         yield
-    finally:
-        for handle in reversed(handles):
-            handle.remove()
+        return
+    with activate(edits):
+        yield

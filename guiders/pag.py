@@ -40,6 +40,8 @@ class PerturbedAttentionGuidance(_PerturbedGuidance):
         ConfigError: unless exactly one of layers and config is given.
     """
 
+    perturbation_keys = ("perturbed_guidance_layers", "perturbed_guidance_config")
+
     @register_to_config
     def __init__(
         self,

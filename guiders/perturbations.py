@@ -117,8 +117,10 @@ class SmoothedEnergyGuidanceConfig:
         object.__setattr__(self, "indices", _as_indices(name, self.indices))
         if not isinstance(self.fqn, str) or not self.fqn:
             raise ConfigError.bad_value(name, "fqn", "a dotted module name or 'auto'", self.fqn)
-        if not float(self.blur_sigma) > 0:
-            raise ConfigError.bad_value(name, "blur_sigma", "a positive number", self.blur_sigma)
+        if not 0 < float(self.blur_sigma) < math.inf:
+            raise ConfigError.bad_value(name, "blur_sigma", "a finite positive number", self.blur_sigma)
+        if not math.isfinite(float(self.blur_threshold_inf)):
+            raise ConfigError.bad_value(name, "blur_threshold_inf", "a finite number", self.blur_threshold_inf)
 
     @property
     def is_infinite(self) -> bool:

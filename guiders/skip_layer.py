@@ -36,6 +36,8 @@ class SkipLayerGuidance(_PerturbedGuidance):
         ConfigError: unless exactly one of layers and config is given.
     """
 
+    perturbation_keys = ("skip_layer_guidance_layers", "skip_layer_config")
+
     @register_to_config
     def __init__(
         self,

@@ -40,6 +40,7 @@ class SmoothedEnergyGuidance(_PerturbedGuidance):
     """
 
     perturbed_name = "pred_cond_seg"
+    perturbation_keys = ("seg_guidance_layers", "seg_guidance_config")
 
     @register_to_config
     def __init__(
