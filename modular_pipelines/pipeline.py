@@ -10,6 +10,7 @@ import threading
 from typing import Any
 
 from .block import ModularPipelineBlocks, run_block
+from .call import CallComponents, RunningCalls, check_given_inputs
 from .components_mixin import ComponentsMixin
 from .errors import OutputNotFoundError, UnknownInputError
 from .state import PipelineState
@@ -33,7 +34,7 @@ class ModularPipeline(ComponentsMixin):
                  components_manager=None, collection: str | None = None):
         self.blocks = blocks
         self._progress_bar_config: dict[str, Any] = {}
-        self._interrupt = threading.Event()
+        self._running = RunningCalls()
         self._init_components(pretrained_model_name_or_path, components_manager, collection)
 
     @classmethod
@@ -72,30 +73,48 @@ class ModularPipeline(ComponentsMixin):
     def input_names(self) -> list[str]:
         return self.blocks.input_names
 
-    def _check_inputs(self, inputs: dict[str, Any], state: PipelineState) -> None:
+    def _guider_knobs(self, inputs: dict[str, Any], state: PipelineState) -> dict[str, Any]:
+        """Take the per-call guider settings out of ``inputs`` (``guidance_scale=9``: a config key of the
+        pipeline's guider that no block declares); refuse names that are neither those nor block inputs."""
         valid = set(self.blocks.input_names) | ALWAYS_ACCEPTED
+        guider = self._components.get("guider")
+        knobs = {k for k in getattr(guider, "config", {}) if not k.startswith("_")} - valid
+        overrides = {k: inputs.pop(k) for k in list(inputs) if k in knobs}
         unknown = [k for k in inputs if k not in valid and k not in state.values]
         if unknown:
-            raise UnknownInputError.unknown(unknown, sorted(valid))
+            raise UnknownInputError.unknown(unknown, sorted(valid | knobs))
+        return overrides
 
-    def __call__(self, state: PipelineState | None = None, output: str | list[str] | None = None, **inputs: Any):
+    def __call__(self, state: PipelineState | None = None, output: str | list[str] | None = None,
+                 interrupt_event: threading.Event | None = None, **inputs: Any):
         """Run the blocks.
 
+        Calls are independent: several threads may call one pipeline (or pipelines sharing components) at
+        once; each call has its own scheduler and guider state, and the state it is given is not changed.
+
         Args:
-            state: continue from an earlier run's state (its values are kept; ``inputs`` override).
+            state: continue from an earlier run's state (a copy of it: its values are kept, ``inputs``
+                override, and ``state`` itself is left as it was).
             output: None returns the final PipelineState; a name returns that value; a list returns a dict.
-            **inputs: the blocks' inputs (``prompt``, ``generator``, ``num_inference_steps``, ...).
+            interrupt_event: a ``threading.Event`` that stops this call alone at its next loop step when set
+                (``pipe.interrupt()`` stops every running call).
+            **inputs: the blocks' inputs (``prompt``, ``generator``, ``num_inference_steps``, ...), and settings of
+                the pipeline's guider for this call only (``guidance_scale=9``), unless a block declares that name.
 
         Raises:
             UnknownInputError: an input no block declares (with the closest valid name).
-            MissingInputError, InputTypeError, BlockExecutionError: from the block that failed.
+            ConfigError: a guider setting the guider refuses.
+            InputTypeError: a given value no declaration of its name accepts (before any block runs).
+            MissingInputError, BlockExecutionError: from the block that failed.
         """
-        state = PipelineState() if state is None else state
-        self._check_inputs(inputs, state)
-        self._interrupt.clear()
-        for name, value in inputs.items():
-            state.set(name, value)
-        run_block(self.blocks, self, state, "")
+        state = PipelineState() if state is None else state.copy()
+        guider_settings = self._guider_knobs(inputs, state)
+        check_given_inputs(self.blocks, inputs)
+        with self._running.track(interrupt_event or threading.Event()) as stop:
+            components = CallComponents(self, stop, {"guider": guider_settings} if guider_settings else None)
+            for name, value in inputs.items():
+                state.set(name, value)
+            run_block(self.blocks, components, state, "")
         return self._select_output(state, output)
 
     @property
@@ -105,6 +124,29 @@ class ModularPipeline(ComponentsMixin):
         from .loader import PipelineLoader
 
         return PipelineLoader(self)
+
+    # --- offload, as diffusers pipelines spell it -------------------------------------------------------
+    def enable_model_cpu_offload(self, device: str | int = "cuda", memory_reserve_margin: str | int = "3GB",
+                                 memory_probe=None) -> None:
+        """Keep the models on CPU and move each to ``device`` right before it runs; others leave the device
+        only when it would not fit (the ComponentsManager's auto offload; a private manager when the pipeline
+        has none). Arguments as :meth:`ComponentsManager.enable_auto_cpu_offload`."""
+        if self.components_manager is None:
+            from ..components.manager import ComponentsManager
+
+            self.components_manager = ComponentsManager()
+            for name, component in self._components.items():
+                if component is not None:
+                    self._set_component(name, component)
+        self.components_manager.enable_auto_cpu_offload(device, memory_reserve_margin, memory_probe)
+
+    def enable_sequential_cpu_offload(self, device: str | int = "cuda") -> None:
+        """Keep every model's weights on CPU and stream each submodule's to ``device`` for its forward
+        (accelerate's ``cpu_offload``): the least memory, the slowest."""
+        from accelerate import cpu_offload
+
+        for _, module in self._modules():
+            cpu_offload(module, execution_device=device)
 
     # --- progress and interruption, read by loops ------------------------------------------------------
     def set_progress_bar_config(self, **kwargs: Any) -> None:
@@ -117,12 +159,8 @@ class ModularPipeline(ComponentsMixin):
         return tqdm(iterable, total=total, **self._progress_bar_config)
 
     def interrupt(self) -> None:
-        """Ask the running call to stop at the next loop step (safe from another thread)."""
-        self._interrupt.set()
-
-    @property
-    def interrupted(self) -> bool:
-        return self._interrupt.is_set()
+        """Stop every running call at its next loop step (safe from another thread); later calls run."""
+        self._running.stop_all()
 
     @staticmethod
     def _select_output(state: PipelineState, output):

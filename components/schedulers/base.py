@@ -8,6 +8,7 @@ the next switch, and ``config_name`` is ``scheduler_config.json``.
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import os
@@ -161,6 +162,11 @@ class SchedulerMixin(ConfigMixin):
 
     def __len__(self) -> int:
         return self.config.num_train_timesteps
+
+    def for_call(self) -> "SchedulerMixin":
+        """An independent copy for one pipeline call: ``set_timesteps`` and ``step`` on it (timesteps, step
+        index, solver history) leave this scheduler, and every other call's copy, as they were."""
+        return copy.deepcopy(self)
 
     # --- training noise schedule ---------------------------------------------------------------------------
 
