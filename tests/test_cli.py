@@ -1,4 +1,6 @@
-"""The ``diffblocks`` command: run and inspect, and one-line errors with exit code 2."""
+"""The ``diffblocks`` command: run and inspect, the console script, --version.
+
+Mistakes are in test_cli_errors.py, the new run flags in test_cli_flags.py and test_cli_adapters.py."""
 
 import subprocess
 import sys
@@ -88,29 +90,6 @@ def test_progress_bar_is_shown_unless_disabled(capsys, tmp_path):
     assert "3/3" not in err
 
 
-@pytest.mark.parametrize("argv, fragments", [
-    (["run", "--prompt", "x", "--preset", "sd16-text2image"], ["unknown preset 'sd16-text2image'", "sd15-text2image"]),
-    (["inspect", "nope"], ["unknown preset 'nope'"]),
-    (["run", "--prompt", "x", "--model", "/no/such/folder"], ["model folder not found: /no/such/folder"]),
-    (["run", "--prompt", "x", "--height", "30", "--steps", "2"], ["multiples of 4", "30x32"]),
-    (["run", "--prompt", "x", "--width", "-8"], ["--width must be a positive number"]),
-    (["run", "--prompt", "x", "--guider", "nope"], ["unknown guider 'nope'", "pag"]),
-    (["run", "--prompt", "x", "--preset", "sdxl-text2image"], ["give --model"]),
-    (["run", "--prompt", "x", "--preset", "sd15-image2image", "--image", "/no/such.png"], ["image not found"]),
-    (["run", "--prompt", "x", "--preset", "sd15-image2image", "--image", __file__], ["cannot read image"]),
-    (["run", "--prompt", "x", "--device", "nope"], ["cannot use device 'nope'"]),
-])
-def test_user_errors_are_one_line(capsys, tmp_path, argv, fragments):
-    code, _, err = run_cli(capsys, *argv, "--no-progress", "--out", str(tmp_path / "x.png")) if argv[0] == "run" \
-        else run_cli(capsys, *argv)
-    assert_one_line_error(code, err, *fragments)
-
-
-def test_unknown_output_format_is_one_line(capsys, tmp_path):
-    code, _, err = run_cli(capsys, "run", "--prompt", "x", "--out", str(tmp_path / "x.nope"))
-    assert_one_line_error(code, err, "cannot tell the image format")
-
-
 def test_missing_sdxl_module_is_a_clear_error(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "diffblocks.presets.stable_diffusion_xl", None)
     code, _, err = run_cli(capsys, "inspect", "sdxl-text2image")
@@ -130,4 +109,16 @@ def test_console_entry_point_exits_2_without_traceback(tmp_path):
                              str(tmp_path / "missing")], capture_output=True, text=True)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert result.stderr.strip().startswith("diffblocks: error: model folder not found")
+    assert result.stderr.strip().startswith("diffblocks: error: --model ")
+    assert "no such folder" in result.stderr
+
+
+def test_version_subprocess():
+    result = subprocess.run([sys.executable, "-m", "diffblocks.cli", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    import torch
+
+    from diffblocks import __version__
+
+    line = result.stdout.strip()
+    assert line.startswith(f"diffblocks {__version__} ") and f"torch {torch.__version__}" in line

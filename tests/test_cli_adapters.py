@@ -1,0 +1,168 @@
+"""``diffblocks run --controlnet`` and ``--ip-adapter`` on the embedded model with tiny adapters built in code:
+the same image as the Python API with the same adapter, a different one than without it, and scale 0 gives
+the image without it."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_cli import assert_one_line_error, run_cli
+from tiny_ip_adapter import make_ip_adapter_repo
+from tiny_models import make_image
+
+from diffblocks import SequentialPipelineBlocks, cli
+from diffblocks.blocks import stable_diffusion as sd_blocks
+from diffblocks.components import ControlNetModel, UNet2DConditionModel
+from diffblocks.presets import embedded_model_path, stable_diffusion
+
+STEPS = 3
+PROMPT = "a handwritten digit four"
+
+
+@pytest.fixture(scope="module")
+def controlnet(tmp_path_factory) -> str:
+    """A ControlNet made from the embedded UNet, its control encoder downsampling 4x like the embedded VAE."""
+    unet = UNet2DConditionModel.from_pretrained(embedded_model_path(), subfolder="unet")
+    torch.manual_seed(0)
+    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16, 32))
+    with torch.no_grad():
+        for p in net.parameters():  # from_unet zero-initialises the output convolutions: make them matter
+            p.add_(0.05 * torch.randn_like(p))
+    path = tmp_path_factory.mktemp("controlnet")
+    net.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def ip_adapter(tmp_path_factory):
+    """A folder like h94/IP-Adapter's models/: image_encoder/ and three adapters fitting the embedded UNet."""
+    return make_ip_adapter_repo(tmp_path_factory.mktemp("ip_adapter"), embedded_model_path())
+
+
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pictures")
+    make_image(7, size=32).save(root / "control.png")
+    make_image(8, size=32).save(root / "style.png")
+    make_image(9, size=32).save(root / "in.png")
+    return root
+
+
+def load(path) -> Image.Image:
+    return Image.open(path).convert("RGB")
+
+
+def cli_pixels(capsys, tmp_path, *argv) -> np.ndarray:
+    out = tmp_path / f"cli{len(list(tmp_path.iterdir()))}.png"
+    code, _, err = run_cli(capsys, "run", "--prompt", PROMPT, "--steps", str(STEPS), "--no-progress",
+                           "--out", str(out), *argv)
+    assert code == 0, err
+    return np.asarray(Image.open(out).convert("RGB"))
+
+
+def api_pixels(blocks, setup=lambda pipe: None, **inputs) -> np.ndarray:
+    pipe = SequentialPipelineBlocks.from_blocks_dict(blocks).init_pipeline(str(embedded_model_path()))
+    pipe.load_components()
+    setup(pipe)
+    pipe.set_progress_bar_config(disable=True)
+    image = pipe(prompt=PROMPT, num_inference_steps=STEPS, generator=torch.Generator().manual_seed(0),
+                 output="images", **inputs)[0]
+    return np.asarray(image)
+
+
+def with_controlnet(path):
+    return lambda pipe: pipe.update_components(controlnet=ControlNetModel.from_pretrained(path))
+
+
+def test_controlnet_matches_the_api_controlnet_preset(capsys, tmp_path, controlnet, pictures):
+    control = ["--controlnet", controlnet, "--control-image", str(pictures / "control.png")]
+    got = cli_pixels(capsys, tmp_path, *control)
+    expected = api_pixels(stable_diffusion.CONTROLNET_BLOCKS, with_controlnet(controlnet),
+                          control_image=load(pictures / "control.png"))
+    assert np.array_equal(got, expected)
+    plain = cli_pixels(capsys, tmp_path)
+    assert not np.array_equal(got, plain)
+    assert np.array_equal(cli_pixels(capsys, tmp_path, *control, "--controlnet-scale", "0"), plain)
+    assert np.array_equal(cli_pixels(capsys, tmp_path, "--preset", "sd15-controlnet", *control), got)
+
+
+def test_controlnet_with_image_is_controlnet_image2image(capsys, tmp_path, controlnet, pictures):
+    got = cli_pixels(capsys, tmp_path, "--controlnet", controlnet, "--control-image", str(pictures / "control.png"),
+                     "--image", str(pictures / "in.png"), "--strength", "0.8", "--controlnet-scale", "0.7")
+    blocks = stable_diffusion.IMAGE2IMAGE_BLOCKS.copy()
+    blocks.insert("controlnet_input", sd_blocks.StableDiffusionControlNetInputStep, list(blocks).index("denoise"))
+    blocks["denoise"] = sd_blocks.StableDiffusionControlNetDenoiseStep
+    expected = api_pixels(blocks, with_controlnet(controlnet), control_image=load(pictures / "control.png"),
+                          image=load(pictures / "in.png"), strength=0.8, controlnet_conditioning_scale=0.7)
+    assert np.array_equal(got, expected)
+
+
+def test_a_broken_controlnet_names_the_flag(capsys, tmp_path, pictures):
+    (tmp_path / "cn").mkdir()
+    (tmp_path / "cn" / "config.json").write_text('{"_class_name": "ControlNetModel"}')
+    code, _, err = run_cli(capsys, "run", "--prompt", "x", "--controlnet", str(tmp_path / "cn"), "--control-image",
+                           str(pictures / "control.png"), "--out", str(tmp_path / "x.png"), "--no-progress")
+    assert_one_line_error(code, err, f"--controlnet {tmp_path / 'cn'}: ")
+
+
+def test_ip_adapter_matches_the_api_ip_adapter_preset(capsys, tmp_path, ip_adapter, pictures):
+    adapter = ["--ip-adapter", str(ip_adapter / "ip-adapter.bin"), "--ip-adapter-image", str(pictures / "style.png")]
+    got = cli_pixels(capsys, tmp_path, *adapter, "--ip-adapter-scale", "0.6")
+
+    def load_adapter(pipe):
+        pipe.loader.load_ip_adapter(str(ip_adapter), subfolder="", weight_name="ip-adapter.bin")
+        pipe.loader.set_ip_adapter_scale(0.6)
+
+    expected = api_pixels(stable_diffusion.IP_ADAPTER_BLOCKS, load_adapter, ip_adapter_image=load(pictures / "style.png"))
+    assert np.array_equal(got, expected)
+    plain = cli_pixels(capsys, tmp_path)
+    assert not np.array_equal(got, plain)
+    assert not np.array_equal(cli_pixels(capsys, tmp_path, *adapter), got)  # the default scale is 1.0
+    assert np.array_equal(cli_pixels(capsys, tmp_path, *adapter, "--ip-adapter-scale", "0"), plain)
+
+
+def test_ip_adapter_from_a_folder_with_one_weights_file(capsys, tmp_path, ip_adapter, pictures):
+    import shutil
+
+    folder = tmp_path / "one"
+    shutil.copytree(ip_adapter / "image_encoder", folder / "image_encoder")
+    shutil.copy(ip_adapter / "ip-adapter-plus.safetensors", folder)
+    by_folder = cli_pixels(capsys, tmp_path, "--ip-adapter", str(folder), "--ip-adapter-image", str(pictures / "style.png"))
+    by_file = cli_pixels(capsys, tmp_path, "--ip-adapter", str(ip_adapter / "ip-adapter-plus.safetensors"),
+                         "--ip-adapter-image", str(pictures / "style.png"))
+    assert np.array_equal(by_folder, by_file)
+
+
+def test_ip_adapter_and_controlnet_together(capsys, tmp_path, ip_adapter, controlnet, pictures):
+    both = cli_pixels(capsys, tmp_path, "--ip-adapter", str(ip_adapter / "ip-adapter.bin"), "--ip-adapter-image",
+                      str(pictures / "style.png"), "--controlnet", controlnet, "--control-image",
+                      str(pictures / "control.png"))
+    only_control = cli_pixels(capsys, tmp_path, "--controlnet", controlnet, "--control-image",
+                              str(pictures / "control.png"))
+    assert both.shape == (32, 32, 3) and not np.array_equal(both, only_control)
+
+
+def test_an_adapter_that_does_not_fit_names_the_flag(capsys, tmp_path, ip_adapter, pictures):
+    import shutil
+
+    folder = tmp_path / "bad"
+    shutil.copytree(ip_adapter / "image_encoder", folder / "image_encoder")
+    torch.save({"something": {"else": torch.zeros(1)}}, folder / "bad.bin")
+    code, _, err = run_cli(capsys, "run", "--prompt", "x", "--ip-adapter", str(folder / "bad.bin"), "--ip-adapter-image",
+                           str(pictures / "style.png"), "--out", str(tmp_path / "x.png"), "--no-progress")
+    assert_one_line_error(code, err, f"--ip-adapter {folder / 'bad.bin'}: ")
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("h94/IP-Adapter/models/ip-adapter_sd15.bin", ("h94/IP-Adapter", "models", "ip-adapter_sd15.bin")),
+    ("h94/IP-Adapter/sdxl_models/a/b.safetensors", ("h94/IP-Adapter", "sdxl_models/a", "b.safetensors")),
+    ("me/adapter/ip.bin", ("me/adapter", "", "ip.bin")),
+])
+def test_ip_adapter_hub_paths(value, expected):
+    assert cli.ip_adapter_source(value) == expected
+
+
+def test_ip_adapter_preset_with_the_flag(capsys, tmp_path, ip_adapter, pictures):
+    adapter = ["--ip-adapter", str(ip_adapter / "ip-adapter.bin"), "--ip-adapter-image", str(pictures / "style.png")]
+    assert np.array_equal(cli_pixels(capsys, tmp_path, "--preset", "sd15-ip-adapter", *adapter),
+                          cli_pixels(capsys, tmp_path, *adapter))

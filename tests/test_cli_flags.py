@@ -1,0 +1,117 @@
+"""``diffblocks run`` flags on the embedded model: each gives the image the Python API gives for the same
+inputs (bitwise: the same computation, saved as PNG), and a different image than without it."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_cli import run_cli
+from tiny_models import make_image, make_mask
+
+from diffblocks import SequentialPipelineBlocks, cli
+from diffblocks.components.schedulers import SCHEDULERS, EulerDiscreteScheduler
+from diffblocks.presets import embedded_model_path, stable_diffusion
+
+STEPS = 3
+
+
+def cli_pixels(capsys, tmp_path, *argv) -> np.ndarray:
+    out = tmp_path / f"cli{len(list(tmp_path.iterdir()))}.png"
+    code, _, err = run_cli(capsys, "run", "--prompt", "a handwritten digit seven", "--steps", str(STEPS),
+                           "--seed", "3", "--no-progress", "--out", str(out), *argv)
+    assert code == 0, err
+    return np.asarray(Image.open(out).convert("RGB"))
+
+
+def api_pixels(blocks=stable_diffusion.TEXT2IMAGE_BLOCKS, scheduler=None, **inputs) -> np.ndarray:
+    pipe = SequentialPipelineBlocks.from_blocks_dict(blocks).init_pipeline(str(embedded_model_path()))
+    pipe.load_components()
+    pipe.set_progress_bar_config(disable=True)
+    if scheduler is not None:
+        pipe.update_components(scheduler=scheduler.from_config(pipe.scheduler.config))
+    image = pipe(prompt="a handwritten digit seven", num_inference_steps=STEPS,
+                 generator=torch.Generator().manual_seed(3), output="images", **inputs)[0]
+    return np.asarray(image)
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    return api_pixels()
+
+
+@pytest.fixture
+def pictures(tmp_path):
+    make_image(5, size=32).save(tmp_path / "in.png")
+    make_mask(size=32).save(tmp_path / "mask.png")
+    return tmp_path
+
+
+def test_no_flags_is_the_api_text2image(capsys, tmp_path, plain):
+    assert np.array_equal(cli_pixels(capsys, tmp_path), plain)
+
+
+def test_negative_prompt(capsys, tmp_path, plain):
+    got = cli_pixels(capsys, tmp_path, "--negative-prompt", "a handwritten digit one")
+    assert np.array_equal(got, api_pixels(negative_prompt="a handwritten digit one"))
+    assert not np.array_equal(got, plain)
+
+
+def test_scheduler_euler_is_the_api_with_euler_discrete(capsys, tmp_path, plain):
+    got = cli_pixels(capsys, tmp_path, "--scheduler", "euler")
+    assert np.array_equal(got, api_pixels(scheduler=EulerDiscreteScheduler))
+    assert not np.array_equal(got, plain)  # the embedded model's own scheduler is DDIM
+
+
+@pytest.mark.parametrize("name, class_name", [
+    ("ddim", "DDIMScheduler"), ("euler", "EulerDiscreteScheduler"), ("euler-a", "EulerAncestralDiscreteScheduler"),
+    ("Euler_A", "EulerAncestralDiscreteScheduler"), ("dpm++", "DPMSolverMultistepScheduler"),
+    ("unipc", "UniPCMultistepScheduler"), ("lcm", "LCMScheduler"), ("ddpm", "DDPMScheduler"),
+    ("UniPCMultistepScheduler", "UniPCMultistepScheduler"), ("eulerdiscretescheduler", "EulerDiscreteScheduler"),
+    ("EulerDiscrete", "EulerDiscreteScheduler"),
+])
+def test_scheduler_names(name, class_name):
+    assert cli.scheduler_class(name) is SCHEDULERS[class_name]
+
+
+@pytest.mark.parametrize("name", sorted(cli.SCHEDULER_NAMES))
+def test_every_scheduler_name_runs(capsys, tmp_path, name):
+    assert cli_pixels(capsys, tmp_path, "--scheduler", name).shape == (32, 32, 3)
+
+
+def test_strength_picks_image2image_and_matches_the_api(capsys, tmp_path, pictures):
+    image = Image.open(pictures / "in.png").convert("RGB")
+    got = cli_pixels(capsys, tmp_path, "--image", str(pictures / "in.png"), "--strength", "0.7")
+    blocks = stable_diffusion.IMAGE2IMAGE_BLOCKS
+    assert np.array_equal(got, api_pixels(blocks, image=image, strength=0.7))
+    assert not np.array_equal(got, api_pixels(blocks, image=image, strength=1.0))
+    explicit = cli_pixels(capsys, tmp_path, "--preset", "sd15-image2image", "--image", str(pictures / "in.png"),
+                          "--strength", "0.7")
+    assert np.array_equal(explicit, got)
+
+
+def test_mask_image_picks_inpaint_and_matches_the_api(capsys, tmp_path, pictures):
+    image, mask = (Image.open(pictures / name).convert("RGB") for name in ("in.png", "mask.png"))
+    got = cli_pixels(capsys, tmp_path, "--image", str(pictures / "in.png"), "--mask-image", str(pictures / "mask.png"),
+                     "--strength", "0.9")
+    assert np.array_equal(got, api_pixels(stable_diffusion.INPAINT_BLOCKS, image=image, mask_image=mask, strength=0.9))
+
+
+def test_guidance_scale_and_size(capsys, tmp_path, plain):
+    from diffblocks.guiders import ClassifierFreeGuidance
+
+    got = cli_pixels(capsys, tmp_path, "--guidance-scale", "2.5", "--height", "40", "--width", "24")
+    pipe = SequentialPipelineBlocks.from_blocks_dict(stable_diffusion.TEXT2IMAGE_BLOCKS).init_pipeline(
+        str(embedded_model_path()))
+    pipe.load_components()
+    pipe.update_components(guider=ClassifierFreeGuidance(guidance_scale=2.5))
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(prompt="a handwritten digit seven", num_inference_steps=STEPS, height=40, width=24,
+                    generator=torch.Generator().manual_seed(3), output="images")[0]
+    assert got.shape == (40, 24, 3) and np.array_equal(got, np.asarray(expected))
+
+
+def test_version_in_process(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith("diffblocks ")
