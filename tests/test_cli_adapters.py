@@ -10,8 +10,9 @@ from test_cli import assert_one_line_error, run_cli
 from tiny_ip_adapter import make_ip_adapter_repo
 from tiny_models import make_image
 
-from diffblocks import SequentialPipelineBlocks, cli
+from diffblocks import SequentialPipelineBlocks
 from diffblocks.blocks import stable_diffusion as sd_blocks
+from diffblocks.cli.files import ip_adapter_source
 from diffblocks.components import ControlNetModel, UNet2DConditionModel
 from diffblocks.presets import embedded_model_path, stable_diffusion
 
@@ -159,7 +160,7 @@ def test_an_adapter_that_does_not_fit_names_the_flag(capsys, tmp_path, ip_adapte
     ("me/adapter/ip.bin", ("me/adapter", "", "ip.bin")),
 ])
 def test_ip_adapter_hub_paths(value, expected):
-    assert cli.ip_adapter_source(value) == expected
+    assert ip_adapter_source(value) == expected
 
 
 def test_ip_adapter_preset_with_the_flag(capsys, tmp_path, ip_adapter, pictures):

@@ -7,7 +7,8 @@ import pytest
 from test_cli import assert_one_line_error, run_cli
 from tiny_models import make_image
 
-from diffblocks import cli
+from diffblocks.cli import run as run_command
+from diffblocks.cli.messages import cli_message
 from diffblocks.modular_pipelines.errors import BlockExecutionError, InputValueError, MissingInputError
 
 
@@ -20,7 +21,7 @@ def no_model(monkeypatch):
     from diffblocks.components.models.controlnet import ControlNetModel
     from diffblocks.modular_pipelines.pipeline import ModularPipeline
 
-    monkeypatch.setattr(cli, "build_pipeline", refuse)
+    monkeypatch.setattr(run_command, "build_pipeline", refuse)
     monkeypatch.setattr(ModularPipeline, "load_components", refuse)
     monkeypatch.setattr(ControlNetModel, "from_pretrained", refuse)
 
@@ -147,7 +148,7 @@ def test_too_few_steps_for_the_strength_names_the_flags(capsys, tmp_path):
 ])
 def test_pipeline_errors_name_the_flag_when_the_cli_lets_them_through(capsys, tmp_path, files, monkeypatch, argv,
                                                                      fragments):
-    monkeypatch.setattr(cli, "check_numbers", lambda args: None)  # let the pipeline see the bad value
+    monkeypatch.setattr(run_command, "check_numbers", lambda args: None)  # let the pipeline see the bad value
     code, _, err = run_cli(capsys, *PROMPT, *[a.format(d=files) for a in argv], "--out", str(tmp_path / "x.png"))
     assert_one_line_error(code, err, *fragments)
     assert "num_inference_steps" not in err and "'strength'" not in err
@@ -170,7 +171,7 @@ def test_pipeline_errors_name_the_flag_when_the_cli_lets_them_through(capsys, tm
      "block 'decode' (Decode) failed: RuntimeError: the image height is odd"),
 ])
 def test_cli_message_rewords_input_names_as_flags(error, expected):
-    assert cli.cli_message(error) == expected
+    assert cli_message(error) == expected
 
 
 def test_inspect_unknown_preset(capsys):

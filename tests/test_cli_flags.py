@@ -9,6 +9,7 @@ from test_cli import run_cli
 from tiny_models import make_image, make_mask
 
 from diffblocks import SequentialPipelineBlocks, cli
+from diffblocks.cli.choices import SCHEDULER_NAMES, scheduler_class
 from diffblocks.components.schedulers import SCHEDULERS, EulerDiscreteScheduler
 from diffblocks.presets import embedded_model_path, stable_diffusion
 
@@ -70,10 +71,10 @@ def test_scheduler_euler_is_the_api_with_euler_discrete(capsys, tmp_path, plain)
     ("EulerDiscrete", "EulerDiscreteScheduler"),
 ])
 def test_scheduler_names(name, class_name):
-    assert cli.scheduler_class(name) is SCHEDULERS[class_name]
+    assert scheduler_class(name) is SCHEDULERS[class_name]
 
 
-@pytest.mark.parametrize("name", sorted(cli.SCHEDULER_NAMES))
+@pytest.mark.parametrize("name", sorted(SCHEDULER_NAMES))
 def test_every_scheduler_name_runs(capsys, tmp_path, name):
     assert cli_pixels(capsys, tmp_path, "--scheduler", name).shape == (32, 32, 3)
 

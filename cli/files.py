@@ -1,0 +1,96 @@
+"""Flags that name files: the output image, input images, and model folders or Hub repos."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from ..modular_pipelines.errors import FlagError
+
+REPO_ID = re.compile(r"^[\w][\w.-]*/[\w.-]+$")
+WEIGHTS = (".bin", ".safetensors")
+
+
+def output_path(out: str) -> Path:
+    """``--out`` as a path whose folder exists: a missing folder is refused rather than created, so that a
+    typo in it is caught before rendering, as ``cp`` or ``convert`` would."""
+    from PIL import Image
+
+    path = Path(out).expanduser()
+    if path.is_dir():
+        raise FlagError.unusable("--out", out, f"names a folder; give a file name, e.g. {path / 'out.png'}")
+    extensions = Image.registered_extensions()
+    if extensions.get(path.suffix.lower()) not in Image.SAVE:
+        raise FlagError.unusable("--out", out, "cannot tell the image format; end it with .png, .jpg or .webp")
+    folder = path.parent
+    if not folder.is_dir():
+        raise FlagError.unusable("--out", out, f"the folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise FlagError.unusable("--out", out, f"cannot write in the folder {folder}")
+    return path
+
+
+def open_image(flag: str, path: str | None):
+    """The image ``flag`` names, as RGB, or None when the flag is not given."""
+    if path is None:
+        return None
+    from PIL import Image
+
+    if not Path(path).is_file():
+        raise FlagError.unusable(flag, path, "is a folder, not an image" if Path(path).is_dir() else "file not found")
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise FlagError.unusable(flag, path, f"cannot read the image: {err}") from err
+
+
+def local_or_repo(flag: str, value: str, what: str) -> str:
+    """A local folder holding ``config.json`` (or ``model_index.json``), else a Hub repo id."""
+    path = Path(value).expanduser()
+    if path.is_file():
+        raise FlagError.unusable(flag, value, f"is a file; give the {what}'s folder")
+    if path.is_dir():
+        if not any((path / name).is_file() for name in ("config.json", "model_index.json")):
+            raise FlagError.unusable(flag, value, f"has no config.json or model_index.json; give the {what}'s folder")
+        return str(path)
+    if REPO_ID.match(value) and not value.startswith("."):
+        return value
+    raise FlagError.unusable(flag, value, "no such folder (nor a Hub repo id like owner/name)")
+
+
+def resolve_model(model: str | None, preset: str) -> str:
+    """The model folder or Hub repo: the embedded model by default (SD 1.5 presets only)."""
+    if model is None:
+        if not preset.startswith("sd15-"):
+            raise FlagError.needs(f"preset '{preset}'", "--model", "the embedded model is a Stable Diffusion 1.5 model")
+        from ..presets import embedded_model_path
+
+        return str(embedded_model_path())
+    return local_or_repo("--model", model, "model")
+
+
+def ip_adapter_source(value: str | None) -> tuple[str, str, str] | None:
+    """``(folder or repo, subfolder, weights file)`` of ``--ip-adapter``: a local weights file with
+    ``image_encoder/`` beside it, a local folder holding one weights file, or ``REPO/SUBFOLDER/FILE`` on the Hub
+    (as in ``h94/IP-Adapter/models/ip-adapter_sd15.bin``, whose image encoder is ``models/image_encoder``)."""
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if path.is_dir():
+        files = sorted(p.name for p in path.iterdir() if p.suffix in WEIGHTS)
+        if len(files) != 1:
+            raise FlagError.unusable("--ip-adapter", value, f"holds {len(files)} weights files "
+                                     f"({', '.join(files) or 'no .bin or .safetensors'}); name one")
+        path = path / files[0]
+    if path.is_file():
+        if not (path.parent / "image_encoder" / "config.json").is_file():
+            raise FlagError.unusable("--ip-adapter", value, f"no image encoder beside it (looked for "
+                                     f"{path.parent / 'image_encoder' / 'config.json'})")
+        return str(path.parent), "", path.name
+    parts = value.split("/")
+    if len(parts) >= 3 and REPO_ID.match("/".join(parts[:2])) and value.endswith(WEIGHTS) and value[0] not in "./~":
+        return "/".join(parts[:2]), "/".join(parts[2:-1]), parts[-1]
+    raise FlagError.unusable("--ip-adapter", value, "not found; give a weights file (.bin or .safetensors), a folder "
+                             "holding one, or REPO/SUBFOLDER/FILE on the Hub")

@@ -1,0 +1,53 @@
+"""Flag tables and the checks on flag values that need neither files nor a model."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..modular_pipelines.errors import FlagError
+
+# flag -> the pipeline input it sets (to check a preset takes it, and to word the pipeline's errors)
+FLAG_INPUTS = {"--prompt": "prompt", "--negative-prompt": "negative_prompt", "--steps": "num_inference_steps",
+               "--height": "height", "--width": "width", "--strength": "strength", "--image": "image",
+               "--mask-image": "mask_image", "--control-image": "control_image",
+               "--controlnet-scale": "controlnet_conditioning_scale", "--ip-adapter-image": "ip_adapter_image"}
+IMAGE_FLAGS = ("--image", "--mask-image", "--control-image", "--ip-adapter-image")
+# a flag that means nothing without another one
+NEEDS = [("--strength", "--image"), ("--mask-image", "--image"), ("--control-image", "--controlnet"),
+         ("--controlnet", "--control-image"), ("--controlnet-scale", "--controlnet"),
+         ("--ip-adapter-image", "--ip-adapter"), ("--ip-adapter", "--ip-adapter-image"),
+         ("--ip-adapter-scale", "--ip-adapter")]
+
+
+def value_of(args, flag: str) -> Any:
+    """The parsed value of ``flag`` (``--mask-image`` -> ``args.mask_image``)."""
+    return getattr(args, flag[2:].replace("-", "_"))
+
+
+def given(args, flag: str) -> bool:
+    """Whether ``flag`` was given (flags without a default parse to None when left out)."""
+    return value_of(args, flag) is not None
+
+
+def check_numbers(args) -> None:
+    """Counts positive, sizes multiples of 8 (every Stable Diffusion VAE divides by 8), strength in (0, 1],
+    scales finite."""
+    for flag in ("--steps", "--rows", "--upscale"):
+        if given(args, flag) and value_of(args, flag) <= 0:
+            raise FlagError.bad_value(flag, "a positive number", value_of(args, flag))
+    for flag in ("--height", "--width"):
+        if given(args, flag) and (value_of(args, flag) <= 0 or value_of(args, flag) % 8):
+            raise FlagError.bad_value(flag, "a positive multiple of 8", value_of(args, flag))
+    if given(args, "--strength") and not 0 < args.strength <= 1:  # NaN fails this too; 0 would leave no steps
+        raise FlagError.bad_value("--strength", "in (0, 1]", args.strength)
+    for flag in ("--guidance-scale", "--controlnet-scale", "--ip-adapter-scale"):
+        if given(args, flag) and not math.isfinite(value_of(args, flag)):
+            raise FlagError.bad_value(flag, "a finite number", value_of(args, flag))
+
+
+def check_pairs(args) -> None:
+    """Every flag that means nothing alone comes with the flag it needs (``--strength`` with ``--image``)."""
+    for flag, other in NEEDS:
+        if given(args, flag) and not given(args, other):
+            raise FlagError.needs(flag, other)

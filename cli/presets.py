@@ -1,0 +1,76 @@
+"""The CLI's preset names (``sd15-text2image``, ...), and the blocks a preset and the flags compose."""
+
+from __future__ import annotations
+
+import importlib
+
+from ..modular_pipelines.errors import FlagError
+from .flags import FLAG_INPUTS, given
+
+WORKFLOWS = {"text2image": "TEXT2IMAGE_BLOCKS", "image2image": "IMAGE2IMAGE_BLOCKS", "inpaint": "INPAINT_BLOCKS",
+             "auto": "AUTO_BLOCKS", "controlnet": "CONTROLNET_BLOCKS", "ip-adapter": "IP_ADAPTER_BLOCKS"}
+FAMILIES = {"sd15": "stable_diffusion", "sdxl": "stable_diffusion_xl"}
+PREFIXES = {"sd15": "StableDiffusion", "sdxl": "StableDiffusionXL"}  # block class names in diffblocks.blocks.*
+PRESETS = {f"{family}-{workflow}": (module, name)
+           for family, module in FAMILIES.items() for workflow, name in WORKFLOWS.items()}
+# the denoise step --controlnet puts into each workflow (after the family's prefix)
+CONTROLNET_DENOISE = {"text2image": "ControlNetDenoiseStep", "image2image": "ControlNetDenoiseStep",
+                      "inpaint": "InpaintControlNetDenoiseStep", "ip-adapter": "ControlNetDenoiseStep"}
+WORKFLOW_NEEDS = {"image2image": ["--image"], "inpaint": ["--image", "--mask-image"], "controlnet": ["--controlnet"],
+                  "ip-adapter": ["--ip-adapter"]}
+
+
+def load_preset(name: str):
+    """The preset's ``InsertableDict`` of blocks, imported only now (SDXL may be absent from a build)."""
+    if name not in PRESETS:
+        raise FlagError.unknown_choice("preset", name, PRESETS)
+    module_name, attr = PRESETS[name]
+    try:
+        module = importlib.import_module(f"diffblocks.presets.{module_name}")
+    except ImportError as err:
+        raise FlagError.preset_unavailable(name, f"diffblocks.presets.{module_name}", err) from err
+    if not hasattr(module, attr):
+        raise FlagError.preset_unavailable(name, f"diffblocks.presets.{module_name}.{attr}", AttributeError("not defined"))
+    return getattr(module, attr)
+
+
+def choose_preset(args) -> str:
+    """``--preset``, or for a family alone (default ``sd15``) the workflow the image flags ask for."""
+    name = args.preset or "sd15"
+    if name in FAMILIES:
+        workflow = "inpaint" if args.mask_image else "image2image" if args.image else "text2image"
+        return f"{name}-{workflow}"
+    if name not in PRESETS:
+        raise FlagError.unknown_choice("preset", name, [*PRESETS, *FAMILIES], flag="--preset")
+    return name
+
+
+def compose_blocks(preset: str, args):
+    """The preset's blocks, with the ControlNet denoise loop for ``--controlnet`` and the IP-Adapter step
+    first for ``--ip-adapter``."""
+    from .. import SequentialPipelineBlocks
+
+    family, workflow = preset.split("-", 1)
+    blocks = load_preset(preset).copy()
+    steps = importlib.import_module(f"diffblocks.blocks.{FAMILIES[family]}")
+    prefix = PREFIXES[family]
+    if args.controlnet is not None and workflow != "controlnet":
+        if workflow not in CONTROLNET_DENOISE:
+            raise FlagError.unsupported("--controlnet", preset, ("text2image", "image2image", "inpaint"))
+        blocks.insert("controlnet_input", getattr(steps, f"{prefix}ControlNetInputStep"), list(blocks).index("denoise"))
+        blocks["denoise"] = getattr(steps, prefix + CONTROLNET_DENOISE[workflow])
+    if args.ip_adapter is not None and "ip_adapter" not in blocks:
+        blocks.insert("ip_adapter", getattr(steps, f"{prefix}AutoIPAdapterStep"), 0)
+    return SequentialPipelineBlocks.from_blocks_dict(blocks)
+
+
+def check_flags_fit(preset: str, blocks, args) -> None:
+    """Every flag given sets an input of the blocks, and the workflow has the flags it needs."""
+    for flag in WORKFLOW_NEEDS.get(preset.split("-", 1)[1], []):
+        if not given(args, flag):
+            raise FlagError.needs(f"preset '{preset}'", flag)
+    takes = set(blocks.input_names)
+    hint = "leave out --preset (or give only sd15 / sdxl) to pick the workflow from the flags"
+    for flag, name in FLAG_INPUTS.items():
+        if given(args, flag) and name not in takes:
+            raise FlagError.not_an_input(flag, preset, hint if args.preset not in (None, *FAMILIES) else "")

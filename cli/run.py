@@ -1,0 +1,166 @@
+"""``diffblocks run``: check every flag, load the pipeline they describe, render the prompts to ``--out``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from ..modular_pipelines.errors import DiffblocksError, FlagError
+from .choices import GUIDERS, SCHEDULER_NAMES, make_guider, pick_device, scheduler_class
+from .files import ip_adapter_source, local_or_repo, open_image, output_path, resolve_model
+from .flags import FLAG_INPUTS, IMAGE_FLAGS, check_numbers, check_pairs, value_of
+from .presets import PRESETS, check_flags_fit, choose_preset, compose_blocks
+
+
+@dataclass
+class Plan:
+    """Everything ``diffblocks run`` loads and sets, checked before any model loads."""
+
+    blocks: Any
+    model: str
+    controlnet: str | None
+    ip_adapter: tuple[str, str, str] | None
+    scheduler: type | None
+    guider: Any
+    device: str
+
+
+def plan_run(args) -> Plan:
+    """The blocks, model and components the flags ask for; raises ``FlagError`` before anything loads."""
+    preset = choose_preset(args)
+    blocks = compose_blocks(preset, args)
+    check_flags_fit(preset, blocks, args)
+    return Plan(blocks=blocks, model=resolve_model(args.model, preset),
+                controlnet=None if args.controlnet is None else local_or_repo("--controlnet", args.controlnet, "ControlNet"),
+                ip_adapter=ip_adapter_source(args.ip_adapter), scheduler=scheduler_class(args.scheduler),
+                guider=make_guider(args.guider, args.guidance_scale), device=pick_device(args.device))
+
+
+@contextmanager
+def quiet():
+    """No warning that a component's type changes: the user asked for it."""
+    log = logging.getLogger("diffblocks")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def add_adapters(pipe, plan: Plan, args) -> None:
+    """Load the ControlNet and the IP-Adapter the flags name; their errors name the flag."""
+    if plan.controlnet is not None:
+        from ..components import ControlNetModel
+
+        try:
+            with quiet():
+                pipe.update_components(controlnet=ControlNetModel.from_pretrained(plan.controlnet))
+        except (DiffblocksError, OSError, ValueError) as err:
+            raise FlagError.failed("--controlnet", args.controlnet, err) from err
+    if plan.ip_adapter is not None:
+        source, subfolder, weight_name = plan.ip_adapter
+        try:
+            pipe.loader.load_ip_adapter(source, subfolder=subfolder, weight_name=weight_name)
+        except (DiffblocksError, OSError, ValueError) as err:
+            raise FlagError.failed("--ip-adapter", args.ip_adapter, err) from err
+        if args.ip_adapter_scale is not None:
+            pipe.loader.set_ip_adapter_scale(args.ip_adapter_scale)
+
+
+def build_pipeline(args, plan: Plan):
+    """Load the planned pipeline with its adapters, scheduler and guider, on the planned device."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    pipe = plan.blocks.init_pipeline(plan.model)
+    pipe.load_components()
+    add_adapters(pipe, plan, args)
+    with quiet():
+        if plan.scheduler is not None:
+            pipe.update_components(scheduler=plan.scheduler.from_config(pipe.scheduler.config))
+        if plan.guider is not None:
+            pipe.update_components(guider=plan.guider)
+    try:
+        pipe.to(plan.device)
+    except (RuntimeError, AssertionError) as err:
+        raise FlagError.failed("--device", plan.device, err) from err
+    pipe.set_progress_bar_config(disable=args.no_progress, desc="denoising")
+    return pipe
+
+
+def grid(images: list, rows: int, upscale: int):
+    """Tile ``images`` (PIL, all one size) into ``rows`` rows, each enlarged ``upscale`` times, with white
+    gaps of ``2 * upscale`` pixels between them."""
+    from PIL import Image
+
+    rows = max(1, min(rows, len(images)))
+    cols = -(-len(images) // rows)
+    w, h = images[0].size
+    w, h, gap = w * upscale, h * upscale, 2 * upscale
+    sheet = Image.new("RGB", (cols * (w + gap) - gap, rows * (h + gap) - gap), "white")
+    for i, image in enumerate(images):
+        x, y = (i % cols) * (w + gap), (i // cols) * (h + gap)
+        sheet.paste(image.resize((w, h), Image.Resampling.BICUBIC), (x, y))
+    return sheet
+
+
+def run(args) -> int:
+    """``diffblocks run``: render the prompts (one image each, tiled when several) to ``--out``."""
+    import torch
+
+    start = time.time()
+    check_numbers(args)
+    check_pairs(args)
+    out = output_path(args.out)
+    inputs = {FLAG_INPUTS[flag]: open_image(flag, value_of(args, flag)) for flag in IMAGE_FLAGS}
+    plan = plan_run(args)
+    pipe = build_pipeline(args, plan)
+    for flag in ("--prompt", "--negative-prompt", "--height", "--width", "--steps", "--strength", "--controlnet-scale"):
+        inputs[FLAG_INPUTS[flag]] = value_of(args, flag)
+    inputs = {k: v for k, v in inputs.items() if v is not None}
+    generators = [torch.Generator().manual_seed(args.seed) for _ in args.prompt]
+    images = pipe(generator=generators, output_type="pil", output="images", **inputs)
+    picture = grid(images, args.rows, args.upscale) if len(images) > 1 or args.upscale > 1 else images[0]
+    picture.save(out)
+    w, h = images[0].size
+    print(f"wrote {out.resolve()} ({len(images)} image(s) of {w}x{h} in {time.time() - start:.1f}s)")
+    return 0
+
+
+def add_parser(commands) -> None:
+    """Add the ``run`` subcommand and its flags to ``commands`` (an argparse subparsers action)."""
+    r = commands.add_parser("run", help="render prompts with a preset (default: the embedded digits model)")
+    r.add_argument("--prompt", action="append", required=True, help="what to draw; repeat for several images")
+    r.add_argument("--negative-prompt", help="what to steer away from")
+    r.add_argument("--preset", help=f"one of: {', '.join(PRESETS)}; or sd15 / sdxl to pick the workflow from the "
+                                    "flags (default: sd15)")
+    r.add_argument("--model", help="model folder or Hub repo (default: the embedded tiny digits model)")
+    r.add_argument("--steps", type=int, help="denoising steps (default: the preset's)")
+    r.add_argument("--seed", type=int, default=0, help="noise seed, the same for every prompt (default 0)")
+    r.add_argument("--guidance-scale", type=float, help="guidance strength (default: the guider's)")
+    r.add_argument("--guider", help=f"one of: {', '.join(GUIDERS)} (default: cfg)")
+    r.add_argument("--scheduler", help=f"one of: {', '.join(SCHEDULER_NAMES)}, or a scheduler class name "
+                                       "(default: the model's)")
+    r.add_argument("--height", type=int, help="image height in pixels, a multiple of 8 (default: the model's)")
+    r.add_argument("--width", type=int, help="image width in pixels, a multiple of 8 (default: the model's)")
+    r.add_argument("--image", help="input image (image-to-image; inpaint with --mask-image)")
+    r.add_argument("--mask-image", help="inpainting mask, white where the image is repainted")
+    r.add_argument("--strength", type=float, help="how much of --image is repainted, in (0, 1] (default: the preset's)")
+    r.add_argument("--controlnet", metavar="PATH_OR_REPO", help="a ControlNet model folder or Hub repo")
+    r.add_argument("--control-image", help="the image the ControlNet follows (edges, depth, pose...)")
+    r.add_argument("--controlnet-scale", type=float, help="how strongly the ControlNet steers (default 1.0)")
+    r.add_argument("--ip-adapter", metavar="PATH_OR_REPO", help="an IP-Adapter weights file with image_encoder/ "
+                   "beside it, or REPO/SUBFOLDER/FILE on the Hub (e.g. h94/IP-Adapter/models/ip-adapter_sd15.bin)")
+    r.add_argument("--ip-adapter-image", help="the image whose look the IP-Adapter carries over")
+    r.add_argument("--ip-adapter-scale", type=float, help="how strongly the IP-Adapter steers (default 1.0)")
+    r.add_argument("--rows", type=int, default=1, help="rows of the grid when there are several prompts")
+    r.add_argument("--upscale", type=int, default=1, help="enlarge the saved picture this many times")
+    r.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    r.add_argument("--out", default="out.png", help="the image file to write, in an existing folder (default out.png)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.set_defaults(func=run)
