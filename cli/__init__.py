@@ -20,6 +20,7 @@ reworded to name flags).
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 from importlib import metadata
@@ -71,3 +72,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DiffblocksError as err:
         print(f"diffblocks: error: {cli_message(err)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`diffblocks inspect ... | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit stays quiet
+        return 0

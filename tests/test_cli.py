@@ -122,3 +122,16 @@ def test_version_subprocess():
 
     line = result.stdout.strip()
     assert line.startswith(f"diffblocks {__version__} ") and f"torch {torch.__version__}" in line
+
+
+def test_a_reader_that_stops_early_gets_no_traceback():
+    """``diffblocks inspect ... | head -1``: the closed pipe ends the command quietly."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "diffblocks.cli", "inspect", "sd15-auto"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()  # as `head -1` does once it has its line
+    assert proc.wait(timeout=120) == 0
+    assert b"Traceback" not in proc.stderr.read()
