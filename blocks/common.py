@@ -47,15 +47,11 @@ def image_processor_for(components, name: str = "image_processor"):
 
 
 def default_size(components, height: int | None, width: int | None) -> tuple[int, int]:
-    """``unet.sample_size * vae_scale_factor`` for whichever of height and width is not given."""
+    """``unet.sample_size * vae_scale_factor`` for whichever of height and width is None."""
     sample = components.unet.config.sample_size
     sample_h, sample_w = (sample, sample) if isinstance(sample, int) else sample
     factor = vae_scale_factor(components)
-    height = height or sample_h * factor
-    width = width or sample_w * factor
-    if height % factor or width % factor:
-        raise ConfigError(f"height and width must be multiples of {factor} (the VAE's scale factor), got {height}x{width}")
-    return height, width
+    return (sample_h * factor if height is None else height), (sample_w * factor if width is None else width)
 
 
 def set_scheduler_timesteps(scheduler, num_inference_steps=None, device=None, timesteps=None, sigmas=None):

@@ -11,6 +11,7 @@ from ..components.spec import ComponentSpec
 from ..modular_pipelines import InputParam, LoopSequentialPipelineBlocks, ModularPipelineBlocks, OutputParam
 from .common import execution_device, set_scheduler_timesteps, step_kwargs
 from .stable_diffusion.decoders import OUTPUT_TYPES
+from .stable_diffusion.inputs import POSITIVE_INT, STEPS
 
 UNET = ComponentSpec("unet", UNet2DModel)
 SCHEDULER = ComponentSpec("scheduler", DDPMScheduler)
@@ -20,7 +21,7 @@ class DDPMSetTimestepsStep(ModularPipelineBlocks):
     """Set the scheduler's timesteps."""
 
     expected_components = [SCHEDULER]
-    inputs = [InputParam("num_inference_steps", type_hint=int, default=1000)]
+    inputs = [STEPS.replace(default=1000)]
     intermediate_outputs = [OutputParam("timesteps", type_hint=torch.Tensor), OutputParam("num_inference_steps", type_hint=int)]
 
     def __call__(self, components, state):
@@ -35,7 +36,7 @@ class DDPMPrepareNoiseStep(ModularPipelineBlocks):
 
     expected_components = [UNET]
     inputs = [
-        InputParam("batch_size", type_hint=int, default=1, description="how many images"),
+        InputParam("batch_size", type_hint=POSITIVE_INT, default=1, description="how many images"),
         InputParam("generator", type_hint=torch.Generator | list[torch.Generator]),
     ]
     intermediate_outputs = [OutputParam("sample", type_hint=torch.Tensor, description="the noisy images")]

@@ -4,6 +4,11 @@
 same rounding, same nearest-neighbour interpolation for arrays), so encoded latents and decoded images
 match a diffusers pipeline. :class:`MaskImageProcessor` is the inpainting mask variant (grayscale, no
 normalisation, binarised at 0.5).
+
+Where diffusers hands the VAE something it cannot take, these processors differ: a PIL image of any mode
+other than RGB and L (RGBA, P, LA, CMYK, 16-bit, ...) is first converted to RGB (to L for masks), 16-bit
+images scaled to 8 bits; a one-channel image comes out with three channels (unless the processor is
+grayscale); and arrays or tensors with a channel count no VAE takes (2, 4 as a numpy array, ...) are refused.
 """
 
 from __future__ import annotations
@@ -119,6 +124,19 @@ def resize_and_crop(image: PIL.Image.Image, width: int, height: int, resample) -
     return res
 
 
+def to_mode(image: PIL.Image.Image, mode: str) -> PIL.Image.Image:
+    """``image`` as ``mode`` ("RGB" or "L"), as image libraries convert: alpha dropped, palettes expanded,
+    CMYK to RGB, 16-bit (``I;16``, and ``I`` above 255) scaled to 8 bits rather than clipped."""
+    if image.mode == mode:
+        return image
+    if image.mode.startswith("I;16") or image.mode == "I":
+        pixels = np.asarray(image, dtype=np.float64)
+        if image.mode.startswith("I;16") or pixels.max() > 255:
+            pixels = pixels / 257.0  # 65535 -> 255
+        image = PIL.Image.fromarray(np.clip(pixels.round(), 0, 255).astype(np.uint8), mode="L")
+    return image.convert(mode)
+
+
 class VaeImageProcessor(ConfigMixin):
     """Convert images to and from the VAE's pixel space.
 
@@ -129,7 +147,8 @@ class VaeImageProcessor(ConfigMixin):
         do_resize: resize to the default (or requested) height and width.
         do_normalize: map [0, 1] to [-1, 1] in ``preprocess`` and back in ``postprocess``.
         do_binarize: threshold at 0.5 to {0, 1} (masks).
-        do_convert_rgb: convert PIL inputs to RGB.
+        do_convert_rgb: convert PIL inputs to RGB (diffusers' switch; every non-grayscale processor gives RGB,
+            since the VAE takes three channels).
         do_convert_grayscale: convert PIL inputs to one channel ("L").
         reducing_gap: PIL ``reducing_gap`` optimisation for resizing (None: exact resampling).
 
@@ -276,12 +295,13 @@ class VaeImageProcessor(ConfigMixin):
         Args:
             image: PIL image, HWC/NHWC array in [0, 1], CHW/NCHW tensor in [0, 1], or a list of those.
                 A tensor with ``vae_latent_channels`` channels is returned unchanged (already latents).
+                The result has three channels (one for a grayscale processor).
             height, width: target size (default: the first image's, rounded down).
             resize_mode: ``default`` (stretch), ``fill`` or ``crop`` (PIL only).
             crops_coords: crop PIL images to this box first.
 
         Raises:
-            ConfigError: an input of an unsupported type or shape.
+            ConfigError: an input of an unsupported type, shape or channel count.
         """
         image = self._as_batch_list(image)
         if isinstance(image[0], PIL.Image.Image):
@@ -289,17 +309,36 @@ class VaeImageProcessor(ConfigMixin):
         else:
             if isinstance(image[0], np.ndarray):
                 batch = np.concatenate(image, axis=0) if image[0].ndim == 4 else np.stack(image, axis=0)
-                image = self.numpy_to_pt(batch)
+                image = self.numpy_to_pt(batch if self.config.do_convert_grayscale else self._gray_to_rgb(batch))
             else:
                 image = torch.cat(image, dim=0) if image[0].ndim == 4 else torch.stack(image, dim=0)
                 if self.config.do_convert_grayscale and image.ndim == 3:
                     image = image.unsqueeze(1)
-                if image.shape[1] == self.config.vae_latent_channels:
+                if image.ndim == 4 and image.shape[1] == self.config.vae_latent_channels:
                     return image
+            self._check_channels(image)
             height, width = self.get_default_height_width(image, height, width)
             if self.config.do_resize:
                 image = self.resize(image, height, width)
+        if not self.config.do_convert_grayscale and image.shape[1] == 1:
+            image = image.repeat(1, 3, 1, 1)  # a grayscale tensor to RGB, as PIL's L -> RGB conversion
         return self._normalize_and_binarize(image)
+
+    @staticmethod
+    def _gray_to_rgb(batch: np.ndarray) -> np.ndarray:
+        """An NHW or NHW1 batch with its one channel repeated three times (NHWC arrays as they are)."""
+        if batch.ndim == 3:
+            batch = batch[..., None]
+        return np.repeat(batch, 3, axis=-1) if batch.shape[-1] == 1 else batch
+
+    def _check_channels(self, image: torch.Tensor) -> None:
+        allowed = (1,) if self.config.do_convert_grayscale else (1, 3)
+        if image.ndim != 4 or image.shape[1] not in allowed:
+            raise ConfigError(
+                f"{type(self).__name__}.preprocess takes images with {' or '.join(map(str, allowed))} channel(s) "
+                f"(HW, HWC or NHWC arrays, CHW or NCHW tensors); got a batch of shape {tuple(image.shape)} "
+                "(drop an alpha channel with image[..., :3] for arrays, image[:, :3] for tensors)"
+            )
 
     def _as_batch_list(self, image) -> list:
         if self.config.do_convert_grayscale and isinstance(image, (torch.Tensor, np.ndarray)) and image.ndim == 3:
@@ -319,15 +358,19 @@ class VaeImageProcessor(ConfigMixin):
         return image if isinstance(image, list) else [image]
 
     def _preprocess_pil(self, images, height, width, resize_mode, crops_coords) -> torch.Tensor:
+        # modes other than RGB and L are converted before resizing (resampling a palette or alpha would mix
+        # in what the conversion drops); RGB and L follow diffusers' order: resize, then convert
+        target = "L" if self.config.do_convert_grayscale else "RGB"
+        images = [i if i.mode in ("RGB", "L") else to_mode(i, target) for i in images]
         if crops_coords is not None:
             images = [i.crop(crops_coords) for i in images]
         if self.config.do_resize:
             height, width = self.get_default_height_width(images[0], height, width)
             images = [self.resize(i, height, width, resize_mode=resize_mode) for i in images]
-        if self.config.do_convert_rgb:
-            images = [self.convert_to_rgb(i) for i in images]
-        elif self.config.do_convert_grayscale:
+        if self.config.do_convert_grayscale:
             images = [self.convert_to_grayscale(i) for i in images]
+        else:  # with do_convert_rgb as diffusers; without it only L images change, the VAE needs three channels
+            images = [self.convert_to_rgb(i) for i in images]
         return self.numpy_to_pt(self.pil_to_numpy(images))
 
     def _normalize_and_binarize(self, image: torch.Tensor) -> torch.Tensor:

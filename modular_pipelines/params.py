@@ -7,8 +7,8 @@ default reads as ``None``; a required input may not have a default (that would m
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Any, Mapping
+from types import MappingProxyType, UnionType
+from typing import Annotated, Any, Iterable, Literal, Mapping, Union, get_args, get_origin
 
 from .errors import BlockDeclarationError
 
@@ -116,14 +116,61 @@ class OutputParam:
         object.__setattr__(self, "metadata", _frozen(self.metadata))
 
 
+def constraint_phrases(metadata: Iterable[Any]) -> list[str]:
+    """Readable constraints of ``Annotated`` metadata: ``["> 0"]``, ``["in [0, 1]"]``, ``["finite"]``.
+
+    Understands pydantic's ``Field(gt=..., ge=..., lt=..., le=..., min_length=..., allow_inf_nan=False)``,
+    the ``annotated_types`` markers those become, and validators carrying a ``constraint`` label.
+    """
+    bounds: dict[str, Any] = {}
+    phrases: list[str] = []
+    for item in metadata:
+        for meta in getattr(item, "metadata", None) or [item]:  # a FieldInfo holds its constraints in .metadata
+            for key in ("gt", "ge", "lt", "le"):
+                if getattr(meta, key, None) is not None:
+                    bounds[key] = getattr(meta, key)
+            if getattr(meta, "min_length", None):
+                phrases.append("non-empty" if meta.min_length == 1 else f"at least {meta.min_length} items")
+            if getattr(meta, "allow_inf_nan", None) is False:
+                phrases.append("finite")
+            label = getattr(getattr(meta, "func", None), "constraint", None)
+            if label:
+                phrases.append(label)
+    return ([_bounds_phrase(bounds)] if bounds else []) + phrases
+
+
+def _bounds_phrase(bounds: dict[str, Any]) -> str:
+    low = ("(", bounds["gt"]) if "gt" in bounds else ("[", bounds["ge"]) if "ge" in bounds else None
+    high = (")", bounds["lt"]) if "lt" in bounds else ("]", bounds["le"]) if "le" in bounds else None
+    if low and high:
+        return f"in {low[0]}{low[1]}, {high[1]}{high[0]}"
+    if low:
+        return f"{'>' if low[0] == '(' else '>='} {low[1]}"
+    return f"{'<' if high[0] == ')' else '<='} {high[1]}"
+
+
 def type_name(type_hint: Any) -> str:
-    """A readable name for a type hint (``Tensor``, ``str | list[str]``, ``'PIL.Image'``)."""
-    if type_hint is None:
+    """A readable name for a type hint (``Tensor``, ``str | list[str]``, ``int > 0``, ``Tensor, finite``)."""
+    if type_hint is None or type_hint is Any:
         return "Any"
     if isinstance(type_hint, str):
         return type_hint
+    if type_hint is type(None):
+        return "None"
+    origin, args = get_origin(type_hint), get_args(type_hint)
+    if origin is Annotated:  # bounds follow the type ("int > 0", "float in [0, 1]"), other constraints a comma
+        text = type_name(args[0])
+        for phrase in constraint_phrases(type_hint.__metadata__):
+            text += f" {phrase}" if phrase[0] in "<>" or phrase.startswith("in ") else f", {phrase}"
+        return text
+    if origin in (Union, UnionType):
+        return " | ".join(type_name(arg) for arg in args)
     if isinstance(type_hint, type):
         return type_hint.__name__
+    if origin is Literal:
+        return f"Literal[{', '.join(repr(arg) for arg in args)}]"
+    if isinstance(origin, type) and args:
+        return f"{origin.__name__}[{', '.join('...' if a is Ellipsis else type_name(a) for a in args)}]"
     text = repr(type_hint)
     for prefix in ("typing.", "torch.", "PIL.Image."):
         text = text.replace(prefix, "")

@@ -1,31 +1,52 @@
 """A block's inputs as a JSON schema (for node UIs), built with pydantic from its InputParams.
 
-Types pydantic can describe (int, float, str, lists, unions, ...) become JSON types; others (tensors,
-generators, images) become an unconstrained field tagged with ``x-python-type`` so a UI can offer a socket.
+Types pydantic can describe (int, float, str, lists, unions, ...) become JSON types, with the constraints
+declared in an ``Annotated`` hint (``exclusiveMinimum``, ``minimum``, ``maximum``, ``minItems``); others
+(tensors, generators, images) become an unconstrained field tagged with ``x-python-type`` (the type without
+its constraints, so a UI can offer a socket) and ``x-constraints`` (``["finite"]``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import warnings
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import ConfigDict, Field, PydanticSchemaGenerationError, create_model
 from pydantic.errors import PydanticInvalidForJsonSchema
 from pydantic.json_schema import PydanticJsonSchemaWarning
 
-from .params import InputParam, type_name
+from .params import InputParam, constraint_phrases, type_name
 
 _CONFIG = ConfigDict(arbitrary_types_allowed=True)
+
+
+def _describable(hint: Any) -> bool:
+    """Whether pydantic can show ``hint`` whole: it silently drops union members it cannot show (a tensor
+    in ``Tensor | list[int]``), so each member is tried alone."""
+    origin = get_origin(hint)
+    if origin is Annotated:
+        return _describable(get_args(hint)[0])
+    if origin in (Union, UnionType):
+        return all(_describable(arg) for arg in get_args(hint))
+    try:
+        create_model("_Probe", value=(hint, ...), __config__=_CONFIG).model_json_schema()
+        return True
+    except (PydanticSchemaGenerationError, PydanticInvalidForJsonSchema, TypeError, ValueError):
+        return False
 
 
 def _json_type(hint: Any) -> tuple[Any, dict]:
     """The annotation to give pydantic, and extra JSON-schema keys for hints it cannot describe."""
     if hint is None or isinstance(hint, str):
         return Any, ({"x-python-type": hint} if hint else {})
-    try:
-        create_model("_Probe", value=(hint, ...), __config__=_CONFIG).model_json_schema()
+    if _describable(hint):
         return hint, {}
-    except (PydanticSchemaGenerationError, PydanticInvalidForJsonSchema, TypeError, ValueError):
+    if get_origin(hint) is not Annotated:
         return Any, {"x-python-type": type_name(hint)}
+    extra = {"x-python-type": type_name(get_args(hint)[0])}
+    phrases = constraint_phrases(hint.__metadata__)
+    return Any, {**extra, "x-constraints": phrases} if phrases else extra
 
 
 def _field(param: InputParam) -> tuple[Any, Any]:
@@ -46,8 +67,6 @@ def _jsonable(value: Any) -> bool:
 
 def input_schema(block) -> dict[str, Any]:
     """JSON schema of ``block.inputs``: properties with types, defaults and descriptions; ``required``."""
-    import warnings
-
     fields = {p.name: _field(p) for p in block.inputs if p.name is not None}
     model = create_model(type(block).__name__ + "Inputs", __config__=_CONFIG, **fields)
     with warnings.catch_warnings():

@@ -10,6 +10,7 @@ from ...components.noise import randn_tensor
 from ...components.schedulers import DDIMScheduler
 from ...components.spec import ComponentSpec
 from ...modular_pipelines import AutoPipelineBlocks, InputParam, ModularPipelineBlocks, OutputParam
+from ..checks import FINITE_TENSOR, batch_text, check_latents, check_multiple, check_rows, conflict
 from ..common import (
     default_size,
     denoising_end_timesteps,
@@ -20,12 +21,18 @@ from ..common import (
     strength_timesteps,
     vae_scale_factor,
 )
-from .encoders import GENERATOR, HEIGHT, WIDTH
+from .inputs import (
+    DENOISING_END,
+    DENOISING_START,
+    GENERATOR,
+    HEIGHT,
+    NUM_IMAGES,
+    STEPS,
+    STRENGTH,
+    USER_LATENTS,
+    WIDTH,
+)
 
-NUM_IMAGES = InputParam("num_images_per_prompt", type_hint=int, default=1, description="images made per prompt")
-STEPS = InputParam("num_inference_steps", type_hint=int, default=50, description="denoising steps")
-STRENGTH = InputParam("strength", type_hint=float, default=0.8,
-                      description="how much of the image is re-noised (1.0 ignores the image)")
 LATENTS_OUT = OutputParam("latents", type_hint=torch.Tensor, description="the initial latents of the denoise loop")
 
 
@@ -66,7 +73,7 @@ class StableDiffusionSetTimestepsStep(ModularPipelineBlocks):
         STEPS,
         InputParam("timesteps", type_hint=torch.Tensor | list[int], description="custom timesteps"),
         InputParam("sigmas", type_hint=torch.Tensor | list[float], description="custom sigmas"),
-        InputParam("denoising_end", type_hint=float, description="stop early at this fraction (base of base+refiner)"),
+        DENOISING_END,
     ]
     intermediate_outputs = [
         OutputParam("timesteps", type_hint=torch.Tensor, description="the timesteps the loop runs"),
@@ -78,10 +85,17 @@ class StableDiffusionSetTimestepsStep(ModularPipelineBlocks):
         scheduler = components.scheduler
         timesteps, n = set_scheduler_timesteps(scheduler, block_state.num_inference_steps,
                                                execution_device(components), block_state.timesteps, block_state.sigmas)
-        block_state.timesteps, block_state.num_inference_steps = denoising_end_timesteps(
-            scheduler, timesteps, n, block_state.denoising_end)
+        block_state.timesteps, block_state.num_inference_steps = self.cut_end(scheduler, timesteps, n, block_state)
         self.set_block_state(state, block_state)
         return components, state
+
+    def cut_end(self, scheduler, timesteps, n: int, block_state):
+        """The schedule up to ``denoising_end``; refused when that leaves no step."""
+        timesteps, kept = denoising_end_timesteps(scheduler, timesteps, n, block_state.denoising_end)
+        if kept < 1:
+            raise conflict(self, ["denoising_end", "num_inference_steps"],
+                           f"denoising_end={block_state.denoising_end} keeps none of the {n} steps; raise either")
+        return timesteps, kept
 
 
 class StableDiffusionImg2ImgSetTimestepsStep(StableDiffusionSetTimestepsStep):
@@ -89,7 +103,7 @@ class StableDiffusionImg2ImgSetTimestepsStep(StableDiffusionSetTimestepsStep):
 
     inputs = StableDiffusionSetTimestepsStep.inputs + [
         STRENGTH,
-        InputParam("denoising_start", type_hint=float, description="start at this fraction (refiner of base+refiner)"),
+        DENOISING_START,
         InputParam("batch_size", type_hint=int, required=True),
         NUM_IMAGES,
     ]
@@ -100,17 +114,27 @@ class StableDiffusionImg2ImgSetTimestepsStep(StableDiffusionSetTimestepsStep):
     def __call__(self, components, state):
         block_state = self.get_block_state(state)
         scheduler = components.scheduler
-        _, n = set_scheduler_timesteps(scheduler, block_state.num_inference_steps, execution_device(components),
-                                       block_state.timesteps, block_state.sigmas)
-        timesteps, n = strength_timesteps(scheduler, n, block_state.strength, block_state.denoising_start)
+        _, total = set_scheduler_timesteps(scheduler, block_state.num_inference_steps, execution_device(components),
+                                           block_state.timesteps, block_state.sigmas)
+        timesteps, n = strength_timesteps(scheduler, total, block_state.strength, block_state.denoising_start)
         if n < 1:
-            raise ValueError(f"strength={block_state.strength} leaves {n} denoising steps; raise strength or steps")
-        timesteps, n = denoising_end_timesteps(scheduler, timesteps, n, block_state.denoising_end)
-        block_state.timesteps, block_state.num_inference_steps = timesteps, n
+            raise self.no_steps_error(block_state, total)
+        block_state.timesteps, block_state.num_inference_steps = self.cut_end(scheduler, timesteps, n, block_state)
         batch = block_state.batch_size * block_state.num_images_per_prompt
         block_state.latent_timestep = timesteps[:1].repeat(batch)
         self.set_block_state(state, block_state)
         return components, state
+
+    def no_steps_error(self, block_state, total: int):
+        """The error for ``strength`` (or ``denoising_start``) leaving no step of the schedule."""
+        start = block_state.denoising_start
+        if start is not None:
+            return conflict(self, ["denoising_start", "num_inference_steps"],
+                            f"denoising_start={start} leaves none of the {total} steps; lower it or raise the steps")
+        strength = block_state.strength
+        return conflict(self, ["strength", "num_inference_steps"],
+                        f"strength={strength} with num_inference_steps={total} leaves int({total} x {strength}) = 0 "
+                        "denoising steps; raise either")
 
 
 class StableDiffusionInpaintSetTimestepsStep(StableDiffusionImg2ImgSetTimestepsStep):
@@ -120,13 +144,15 @@ class StableDiffusionInpaintSetTimestepsStep(StableDiffusionImg2ImgSetTimestepsS
 
 
 class StableDiffusionPrepareLatentsStep(ModularPipelineBlocks):
-    """Draw the initial noise (or scale given ``latents``) for text-to-image."""
+    """Draw the initial noise (or scale given ``latents``) for text-to-image.
+
+    Given ``latents`` set the size; ``height`` / ``width`` given with them must agree with their shape.
+    """
 
     model_name = "stable-diffusion"
     expected_components = [ComponentSpec("scheduler", DDIMScheduler), ComponentSpec("unet", UNet2DConditionModel)]
     inputs = [
-        HEIGHT, WIDTH, GENERATOR, NUM_IMAGES,
-        InputParam("latents", type_hint=torch.Tensor, description="start from these latents instead of noise"),
+        HEIGHT, WIDTH, GENERATOR, NUM_IMAGES, USER_LATENTS,
         InputParam("batch_size", type_hint=int, required=True),
         InputParam("dtype", type_hint=torch.dtype),
     ]
@@ -134,24 +160,56 @@ class StableDiffusionPrepareLatentsStep(ModularPipelineBlocks):
 
     def __call__(self, components, state):
         block_state = self.get_block_state(state)
-        height, width = default_size(components, block_state.height, block_state.width)
-        factor = vae_scale_factor(components)
-        batch = block_state.batch_size * block_state.num_images_per_prompt
-        shape = (batch, components.unet.config.in_channels, height // factor, width // factor)
-        _check_generators(block_state.generator, batch)
+        check_generators(self, block_state)
+        shape = self.latents_shape(components, block_state)
         device = execution_device(components)
         if block_state.latents is None:
             latents = randn_tensor(shape, generator=block_state.generator, device=device, dtype=block_state.dtype)
         else:
+            check_latents(self, block_state.latents, shape, ["prompt", "num_images_per_prompt"],
+                          f"{batch_text(block_state.batch_size, block_state.num_images_per_prompt)} and the UNet's "
+                          f"{shape[1]} channels")
             latents = block_state.latents.to(device)
         block_state.latents = latents * components.scheduler.init_noise_sigma
         self.set_block_state(state, block_state)
         return components, state
 
+    def latents_shape(self, components, block_state) -> tuple[int, int, int, int]:
+        """``(batch, channels, height / f, width / f)``; the size from ``height`` / ``width``, else from the
+        given latents, else the UNet's default."""
+        factor = vae_scale_factor(components)
+        height, width = block_state.height, block_state.width
+        latents = block_state.latents
+        if latents is not None and latents.ndim == 4:
+            size = {"height": latents.shape[-2] * factor, "width": latents.shape[-1] * factor}
+            asked = {"height": height, "width": width}
+            wrong = [name for name, value in asked.items() if value not in (None, size[name])]
+            if wrong:
+                given = " and ".join(f"{name}={asked[name]}" for name in wrong)
+                raise conflict(self, [*wrong, "latents"],
+                               f"{given}, but latents of shape {tuple(latents.shape)} make {size['height']}x"
+                               f"{size['width']} images (VAE scale factor {factor}); drop {'/'.join(wrong)} or give "
+                               "latents of the size wanted")
+            height, width = size["height"], size["width"]
+        height, width = default_size(components, height, width)
+        check_multiple(self, height, width, factor)
+        batch = block_state.batch_size * block_state.num_images_per_prompt
+        return batch, components.unet.config.in_channels, height // factor, width // factor
 
-def _check_generators(generator, batch: int) -> None:
+
+def check_generators(block, block_state) -> None:
+    """A list of generators has one per image (``prompt`` count x ``num_images_per_prompt``)."""
+    generator = block_state.generator
+    batch = block_state.batch_size * block_state.num_images_per_prompt
     if isinstance(generator, list) and len(generator) != batch:
-        raise ValueError(f"got {len(generator)} generators for a batch of {batch} images; give one per image")
+        raise conflict(block, ["generator", "prompt", "num_images_per_prompt"],
+                       f"{len(generator)} generator(s) for "
+                       f"{batch_text(block_state.batch_size, block_state.num_images_per_prompt)}; give one per image")
+
+
+def check_image_rows(block, block_state, image_rows: int) -> None:
+    """The images (or their latents) can be repeated to the batch: 1, one per prompt or a divisor of it."""
+    check_rows(block, "image", image_rows, block_state.batch_size, block_state.num_images_per_prompt)
 
 
 class StableDiffusionImg2ImgPrepareLatentsStep(ModularPipelineBlocks):
@@ -160,8 +218,7 @@ class StableDiffusionImg2ImgPrepareLatentsStep(ModularPipelineBlocks):
     model_name = "stable-diffusion"
     expected_components = [ComponentSpec("scheduler", DDIMScheduler)]
     inputs = [
-        GENERATOR, NUM_IMAGES,
-        InputParam("latents", type_hint=torch.Tensor),
+        GENERATOR, NUM_IMAGES, USER_LATENTS.replace(description="start from these latents instead of the noised image"),
         InputParam("image_latents", type_hint=torch.Tensor, required=True),
         InputParam("latent_timestep", type_hint=torch.Tensor, required=True),
         InputParam("batch_size", type_hint=int, required=True),
@@ -171,12 +228,18 @@ class StableDiffusionImg2ImgPrepareLatentsStep(ModularPipelineBlocks):
 
     def __call__(self, components, state):
         block_state = self.get_block_state(state)
+        check_image_rows(self, block_state, block_state.image_latents.shape[0])
+        batch = block_state.batch_size * block_state.num_images_per_prompt
         if block_state.latents is None:
-            batch = block_state.batch_size * block_state.num_images_per_prompt
+            check_generators(self, block_state)
             image_latents = repeat_to(block_state.image_latents.to(dtype=block_state.dtype), batch)
             noise = randn_tensor(image_latents.shape, generator=block_state.generator, device=image_latents.device,
                                  dtype=block_state.dtype)
             block_state.latents = components.scheduler.add_noise(image_latents, noise, block_state.latent_timestep)
+        else:
+            shape = (batch, *block_state.image_latents.shape[1:])
+            check_latents(self, block_state.latents, shape, ["image", "prompt"],
+                          f"the image and {batch_text(block_state.batch_size, block_state.num_images_per_prompt)}")
         self.set_block_state(state, block_state)
         return components, state
 
@@ -190,11 +253,11 @@ class StableDiffusionInpaintPrepareLatentsStep(ModularPipelineBlocks):
                            ComponentSpec("unet", UNet2DConditionModel)]
     inputs = [
         GENERATOR, NUM_IMAGES, STRENGTH.replace(default=1.0),
-        InputParam("latents", type_hint=torch.Tensor),
+        USER_LATENTS.replace(description="the initial noise (instead of drawing it)"),
         InputParam("image_latents", type_hint=torch.Tensor),
         InputParam("init_image", type_hint=torch.Tensor, required=True),
         InputParam("mask_condition", type_hint=torch.Tensor, required=True),
-        InputParam("masked_image_latents", type_hint=torch.Tensor, description="precomputed masked-image latents"),
+        InputParam("masked_image_latents", type_hint=FINITE_TENSOR, description="precomputed masked-image latents"),
         InputParam("latent_timestep", type_hint=torch.Tensor, required=True),
         InputParam("batch_size", type_hint=int, required=True),
         InputParam("dtype", type_hint=torch.dtype),
@@ -212,16 +275,29 @@ class StableDiffusionInpaintPrepareLatentsStep(ModularPipelineBlocks):
         block_state = self.get_block_state(state)
         batch = block_state.batch_size * block_state.num_images_per_prompt
         dtype, device = block_state.dtype, execution_device(components)
-        _check_generators(block_state.generator, batch)
+        self.check_counts(block_state)
         height, width = block_state.init_image.shape[-2:]
         factor = vae_scale_factor(components)
         shape = (batch, components.vae.config.latent_channels, height // factor, width // factor)
+        if block_state.latents is not None:
+            check_latents(self, block_state.latents, shape, ["image", "prompt"],
+                          f"the image and {batch_text(block_state.batch_size, block_state.num_images_per_prompt)}")
         if block_state.image_latents is not None:
             block_state.image_latents = repeat_to(block_state.image_latents.to(device=device, dtype=dtype), batch)
         block_state.latents, block_state.noise = self.initial_latents(components, block_state, shape, device, dtype)
         self._mask_latents(components, block_state, batch, (height // factor, width // factor), device, dtype)
         self.set_block_state(state, block_state)
         return components, state
+
+    def check_counts(self, block_state) -> None:
+        """Images and masks each repeat to the batch; several of both must pair up one to one."""
+        check_generators(self, block_state)
+        images, masks = block_state.init_image.shape[0], block_state.mask_condition.shape[0]
+        if images > 1 and masks > 1 and images != masks:
+            raise conflict(self, ["image", "mask_image"],
+                           f"{images} images and {masks} masks; give one mask, one image, or as many of both")
+        check_image_rows(self, block_state, images)
+        check_rows(self, "mask_image", masks, block_state.batch_size, block_state.num_images_per_prompt, "masks")
 
     @staticmethod
     def initial_latents(components, block_state, shape, device, dtype):

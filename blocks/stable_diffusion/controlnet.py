@@ -5,7 +5,7 @@ ControlNet residuals to the UNet. The ControlNet runs in the same batch as the U
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
 
 import torch
 
@@ -13,6 +13,8 @@ from ...components.image_processor import VaeImageProcessor
 from ...components.models.controlnet import ControlNetModel, MultiControlNetModel
 from ...components.spec import ComponentSpec
 from ...modular_pipelines import AutoPipelineBlocks, InputParam, ModularPipelineBlocks, OutputParam
+from ...modular_pipelines.checks import Finite
+from ..checks import FINITE_TENSOR, IMAGE_TYPE, conflict
 from ..common import execution_device, image_processor_for, vae_scale_factor
 from ..guidance import guided_forward
 from .denoise import (
@@ -24,18 +26,15 @@ from .denoise import (
     StableDiffusionLoopBeforeDenoiser,
     StableDiffusionLoopDenoiser,
 )
+from .inputs import FRACTION, NUM_IMAGES
 
 CONTROLNET = ComponentSpec("controlnet", ControlNetModel)
+# one value for every ControlNet, or one per ControlNet
+PER_NET_FRACTION = FRACTION | list[FRACTION] | tuple[FRACTION, ...]
+PER_NET_SCALE = Annotated[float | list[float] | tuple[float, ...], Finite]
 CONTROL_PROCESSOR = ComponentSpec("control_image_processor", VaeImageProcessor,
                                   config={"do_convert_rgb": True, "do_normalize": False},
                                   default_creation_method="from_config")
-
-
-def _per_net(value: Any, count: int) -> list:
-    values = list(value) if isinstance(value, (list, tuple)) else [value] * count
-    if len(values) != count:
-        raise ValueError(f"got {len(values)} values for {count} ControlNets")
-    return values
 
 
 def keep_schedule(num_steps: int, starts: list[float], ends: list[float]) -> list[list[float]]:
@@ -50,14 +49,18 @@ class StableDiffusionControlNetInputStep(ModularPipelineBlocks):
     model_name = "stable-diffusion"
     expected_components = [CONTROLNET, CONTROL_PROCESSOR]
     inputs = [
-        InputParam("control_image", required=True, description="the conditioning image (a list for several ControlNets)"),
-        InputParam("controlnet_conditioning_scale", default=1.0, description="residual scale (per ControlNet)"),
-        InputParam("control_guidance_start", default=0.0, description="fraction of steps before the ControlNet acts"),
-        InputParam("control_guidance_end", default=1.0, description="fraction of steps after which it stops"),
+        InputParam("control_image", type_hint=IMAGE_TYPE, required=True,
+                   description="the conditioning image (a list for several ControlNets)"),
+        InputParam("controlnet_conditioning_scale", type_hint=PER_NET_SCALE, default=1.0,
+                   description="residual scale (per ControlNet)"),
+        InputParam("control_guidance_start", type_hint=PER_NET_FRACTION, default=0.0,
+                   description="fraction of steps before the ControlNet acts (per ControlNet)"),
+        InputParam("control_guidance_end", type_hint=PER_NET_FRACTION, default=1.0,
+                   description="fraction of steps after which it stops (per ControlNet)"),
         InputParam("guess_mode", type_hint=bool, default=False, description="the ControlNet sees no prompt difference"),
-        InputParam("latents", type_hint=torch.Tensor, required=True),
+        InputParam("latents", type_hint=FINITE_TENSOR, required=True),
         InputParam("timesteps", type_hint=torch.Tensor, required=True),
-        InputParam("num_images_per_prompt", type_hint=int, default=1),
+        NUM_IMAGES,
         InputParam("dtype", type_hint=torch.dtype),
     ]
     intermediate_outputs = [
@@ -79,21 +82,35 @@ class StableDiffusionControlNetInputStep(ModularPipelineBlocks):
         nets = controlnet.nets if multi else [controlnet]
         images = bs.control_image if multi else [bs.control_image]
         if len(images) != len(nets):
-            raise ValueError(f"got {len(images)} control images for {len(nets)} ControlNets")
+            raise conflict(self, ["control_image", "controlnet"], f"{len(images)} control images for {len(nets)} "
+                                                                  "ControlNets; give one (or a list) per ControlNet")
         factor = vae_scale_factor(components)
         height, width = bs.latents.shape[-2] * factor, bs.latents.shape[-1] * factor
         batch = bs.latents.shape[0]
         prepared = [self.prepare_image(components, image, height, width, batch, bs.num_images_per_prompt, bs.dtype)
                     for image in images]
         bs.controlnet_cond = prepared if multi else prepared[0]
-        scales = _per_net(bs.controlnet_conditioning_scale, len(nets))
+        scales = self.per_net(bs, "controlnet_conditioning_scale", len(nets))
         bs.conditioning_scale = scales if multi else scales[0]
-        keep = keep_schedule(len(bs.timesteps), _per_net(bs.control_guidance_start, len(nets)),
-                             _per_net(bs.control_guidance_end, len(nets)))
+        starts = self.per_net(bs, "control_guidance_start", len(nets))
+        ends = self.per_net(bs, "control_guidance_end", len(nets))
+        for start, end in zip(starts, ends):
+            if start >= end:
+                raise conflict(self, ["control_guidance_start", "control_guidance_end"],
+                               f"start {start} is not before end {end}; the ControlNet would never act")
+        keep = keep_schedule(len(bs.timesteps), starts, ends)
         bs.controlnet_keep = keep if multi else [k[0] for k in keep]
         bs.guess_mode = bool(bs.guess_mode or any(getattr(n.config, "global_pool_conditions", False) for n in nets))
         self.set_block_state(state, bs)
         return components, state
+
+    def per_net(self, block_state, name: str, count: int) -> list:
+        """One value of input ``name`` per ControlNet (a single value is used for all)."""
+        value = getattr(block_state, name)
+        values = list(value) if isinstance(value, (list, tuple)) else [value] * count
+        if len(values) != count:
+            raise conflict(self, [name, "controlnet"], f"{len(values)} values of {name} for {count} ControlNets")
+        return values
 
     @staticmethod
     def prepare_image(components, image, height, width, batch, per_prompt, dtype) -> torch.Tensor:

@@ -10,7 +10,9 @@ from ...components.image_processor import VaeImageProcessor
 from ...components.models import AutoencoderKL
 from ...components.spec import ComponentSpec
 from ...modular_pipelines import AutoPipelineBlocks, InputParam, ModularPipelineBlocks, OutputParam
+from ..checks import FINITE_TENSOR
 from ..common import image_processor_for
+from .inputs import IMAGE, MASK_IMAGE, PADDING_MASK_CROP
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
@@ -40,7 +42,7 @@ class StableDiffusionDecodeStep(ModularPipelineBlocks):
                       default_creation_method="from_config"),
     ]
     inputs = [
-        InputParam("latents", type_hint=torch.Tensor, required=True),
+        InputParam("latents", type_hint=FINITE_TENSOR, required=True),
         InputParam("output_type", type_hint=str, default="pil", description="pil, np, pt or latent"),
         InputParam("generator", type_hint=torch.Generator | list[torch.Generator]),
     ]
@@ -67,9 +69,9 @@ class StableDiffusionInpaintDecodeStep(StableDiffusionDecodeStep):
     """Decode, then paste a repainted crop (``padding_mask_crop``) back into the original image (PIL output)."""
 
     inputs = StableDiffusionDecodeStep.inputs + [
-        InputParam("image", description="the original image the crop is pasted into"),
-        InputParam("mask_image"),
-        InputParam("padding_mask_crop", type_hint=int),
+        IMAGE.replace(required=False, description="the original image the crop is pasted into"),
+        MASK_IMAGE.replace(required=False),
+        PADDING_MASK_CROP,
         InputParam("crops_coords", type_hint=tuple),
     ]
 

@@ -20,12 +20,14 @@ from ...modular_pipelines import (
     ModularPipelineBlocks,
     OutputParam,
 )
+from ..checks import FINITE_TENSOR
 from ..common import guidance_scale_embedding, step_kwargs
 from ..guidance import guided_forward
+from .inputs import ETA, STEPS
 
 GUIDER = ComponentSpec("guider", ClassifierFreeGuidance, config={"guidance_scale": 7.5},
                        default_creation_method="from_config")
-LATENTS = InputParam("latents", type_hint=torch.Tensor, required=True, description="the latents being denoised")
+LATENTS = InputParam("latents", type_hint=FINITE_TENSOR, required=True, description="the latents being denoised")
 
 
 def ip_adapter_conditioning(block_state) -> dict:
@@ -104,7 +106,7 @@ class StableDiffusionLoopAfterDenoiser(ModularPipelineBlocks):
         LATENTS,
         InputParam("noise_pred", type_hint=torch.Tensor, required=True),
         InputParam("generator", type_hint=torch.Generator | list[torch.Generator]),
-        InputParam("eta", type_hint=float, default=0.0, description="DDIM's eta (0: deterministic)"),
+        ETA,
     ]
     intermediate_outputs = [OutputParam("latents", type_hint=torch.Tensor, description="the denoised latents")]
 
@@ -145,7 +147,7 @@ class StableDiffusionDenoiseLoopWrapper(LoopSequentialPipelineBlocks):
                                 ComponentSpec("unet", UNet2DConditionModel)]
     loop_inputs = [
         InputParam("timesteps", type_hint=torch.Tensor, required=True),
-        InputParam("num_inference_steps", type_hint=int, required=True),
+        STEPS.replace(default=None, required=True),
         InputParam("step_callback", description="fn(step, timestep, latents) after each step; return False to stop"),
     ]
 

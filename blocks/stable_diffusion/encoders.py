@@ -9,12 +9,21 @@ from ...components.image_processor import MaskImageProcessor, VaeImageProcessor
 from ...components.models import AutoencoderKL
 from ...components.spec import ComponentSpec
 from ...modular_pipelines import AutoPipelineBlocks, InputParam, ModularPipelineBlocks, OutputParam
-from ..common import default_size, encode_image, execution_device, image_processor_for
-
-PROMPT = InputParam("prompt", type_hint=str | list[str], description="what to draw (one or a list of prompts)")
-NEGATIVE_PROMPT = InputParam("negative_prompt", type_hint=str | list[str], description="what to steer away from")
-GENERATOR = InputParam("generator", type_hint=torch.Generator | list[torch.Generator],
-                       description="seeds the noise (one, or one per image)")
+from ..checks import FINITE_TENSOR, check_multiple, conflict
+from ..common import default_size, encode_image, execution_device, image_processor_for, vae_scale_factor
+from .inputs import (
+    CLIP_SKIP,
+    GENERATOR,
+    HEIGHT,
+    IMAGE,
+    IMG2IMG_IMAGE,
+    MASK_IMAGE,
+    NEGATIVE_PROMPT,
+    PADDING_MASK_CROP,
+    PROMPT,
+    STRENGTH,
+    WIDTH,
+)
 
 
 def as_list(prompt, batch: int | None = None) -> list[str]:
@@ -38,6 +47,29 @@ def clip_embeds(tokenizer, text_encoder, prompts: list[str], device, clip_skip: 
     return text_encoder.text_model.final_layer_norm(hidden)
 
 
+def prompt_count(block_state) -> int | None:
+    """How many prompts: from ``prompt``, else the rows of ``prompt_embeds`` (None when neither is given)."""
+    if block_state.prompt_embeds is not None:
+        return block_state.prompt_embeds.shape[0]
+    return None if block_state.prompt is None else len(as_list(block_state.prompt))
+
+
+def check_prompt_counts(block, block_state, pairs=(("negative_prompt", "negative_prompt_embeds"),)) -> None:
+    """Before encoding: each prompt-like input is one text (a string or one-item list) or one per prompt, and
+    precomputed negative embeddings have the shape of the prompt embeddings (as diffusers' check_inputs)."""
+    count = prompt_count(block_state)
+    source = "prompt_embeds" if block_state.prompt_embeds is not None else "prompt"
+    for name, embeds_name in pairs:
+        value, embeds = getattr(block_state, name, None), getattr(block_state, embeds_name, None)
+        if count is not None and value is not None and embeds is None and len(as_list(value)) not in (1, count):
+            raise conflict(block, [source, name], f"{count} prompt(s) but {len(as_list(value))} {name} entries; "
+                                                  f"give one {name} or one per prompt")
+    positive, negative = block_state.prompt_embeds, block_state.negative_prompt_embeds
+    if positive is not None and negative is not None and positive.shape != negative.shape:
+        raise conflict(block, ["prompt_embeds", "negative_prompt_embeds"],
+                       f"shapes {tuple(positive.shape)} and {tuple(negative.shape)} differ; they must be equal")
+
+
 class StableDiffusionTextEncoderStep(ModularPipelineBlocks):
     """Encode the prompt and the negative prompt with CLIP.
 
@@ -50,9 +82,9 @@ class StableDiffusionTextEncoderStep(ModularPipelineBlocks):
     inputs = [
         PROMPT,
         NEGATIVE_PROMPT,
-        InputParam("prompt_embeds", type_hint=torch.Tensor, description="precomputed prompt embeddings"),
-        InputParam("negative_prompt_embeds", type_hint=torch.Tensor, description="precomputed negative embeddings"),
-        InputParam("clip_skip", type_hint=int, description="take CLIP's hidden state this many layers from the end"),
+        InputParam("prompt_embeds", type_hint=FINITE_TENSOR, description="precomputed prompt embeddings"),
+        InputParam("negative_prompt_embeds", type_hint=FINITE_TENSOR, description="precomputed negative embeddings"),
+        CLIP_SKIP,
     ]
     intermediate_outputs = [
         OutputParam("prompt_embeds", type_hint=torch.Tensor, kwargs_type="denoiser_input_fields",
@@ -65,6 +97,7 @@ class StableDiffusionTextEncoderStep(ModularPipelineBlocks):
     def __call__(self, components, state):
         block_state = self.get_block_state(state)
         device = execution_device(components)
+        check_prompt_counts(self, block_state)
         if block_state.prompt_embeds is None:
             if block_state.prompt is None:
                 raise ValueError("give `prompt` or `prompt_embeds`")
@@ -74,8 +107,6 @@ class StableDiffusionTextEncoderStep(ModularPipelineBlocks):
         embeds = block_state.prompt_embeds
         if block_state.negative_prompt_embeds is None:
             negative = as_list(block_state.negative_prompt or "", embeds.shape[0])
-            if len(negative) != embeds.shape[0]:
-                raise ValueError(f"negative_prompt has {len(negative)} entries for {embeds.shape[0]} prompts")
             block_state.negative_prompt_embeds = clip_embeds(
                 components.tokenizer, components.text_encoder, negative, device, max_length=embeds.shape[1]
             )
@@ -84,11 +115,6 @@ class StableDiffusionTextEncoderStep(ModularPipelineBlocks):
         block_state.negative_prompt_embeds = block_state.negative_prompt_embeds.to(device=device, dtype=dtype)
         self.set_block_state(state, block_state)
         return components, state
-
-
-IMAGE = InputParam("image", required=True, description="the input image (PIL, numpy or tensor; or a list)")
-HEIGHT = InputParam("height", type_hint=int, description="output height in pixels")
-WIDTH = InputParam("width", type_hint=int, description="output width in pixels")
 
 
 class StableDiffusionVaeEncoderStep(ModularPipelineBlocks):
@@ -101,7 +127,7 @@ class StableDiffusionVaeEncoderStep(ModularPipelineBlocks):
         ComponentSpec("image_processor", VaeImageProcessor, config={"vae_scale_factor": 8},
                       default_creation_method="from_config"),
     ]
-    inputs = [IMAGE, HEIGHT, WIDTH, GENERATOR, InputParam("dtype", type_hint=torch.dtype)]
+    inputs = [IMG2IMG_IMAGE, HEIGHT, WIDTH, GENERATOR, InputParam("dtype", type_hint=torch.dtype)]
     intermediate_outputs = [OutputParam("image_latents", type_hint=torch.Tensor, description="scaled VAE latents")]
 
     @torch.no_grad()
@@ -138,11 +164,10 @@ class StableDiffusionInpaintVaeEncoderStep(ModularPipelineBlocks):
     ]
     inputs = [
         IMAGE,
-        InputParam("mask_image", required=True, description="white where the image is repainted"),
+        MASK_IMAGE,
         HEIGHT, WIDTH, GENERATOR,
-        InputParam("strength", type_hint=float, default=1.0, description="how much of the image is repainted"),
-        InputParam("padding_mask_crop", type_hint=int,
-                   description="repaint only a crop around the mask, padded by this many pixels, then paste it back"),
+        STRENGTH.replace(default=1.0, description="how much of the image is repainted"),
+        PADDING_MASK_CROP,
         InputParam("dtype", type_hint=torch.dtype),
     ]
     intermediate_outputs = [
@@ -157,6 +182,7 @@ class StableDiffusionInpaintVaeEncoderStep(ModularPipelineBlocks):
         block_state = self.get_block_state(state)
         images, masks = image_processor_for(components), image_processor_for(components, "mask_processor")
         height, width = default_size(components, block_state.height, block_state.width)
+        check_multiple(self, height, width, vae_scale_factor(components))
         crop, resize_mode = None, "default"
         if block_state.padding_mask_crop is not None:  # repaint a crop around the mask, pasted back at decode
             crop = masks.get_crop_region(block_state.mask_image, width, height, pad=block_state.padding_mask_crop)

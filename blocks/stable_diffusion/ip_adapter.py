@@ -31,14 +31,15 @@ from ...components.spec import ComponentSpec
 from ...modular_pipelines import AutoPipelineBlocks, InputParam, ModularPipelineBlocks, OutputParam
 from ...modular_pipelines.errors import AdapterError
 from ..common import execution_device
-from .encoders import PROMPT, as_list  # (encoders.py may re-export this module's steps at its end)
+from ..checks import FINITE_LIST, FINITE_TENSOR, IMAGE_TYPE
+from .encoders import as_list  # (encoders.py may re-export this module's steps at its end)
+from .inputs import NUM_IMAGES, PROMPT
 
 IMAGE_ENCODER = ComponentSpec("image_encoder", CLIPVisionModelWithProjection,
                               description="CLIP vision model of the IP-Adapter (filled by pipe.loader.load_ip_adapter)")
 FEATURE_EXTRACTOR = ComponentSpec("feature_extractor", CLIPImageProcessor, config={"size": 224, "crop_size": 224},
                                   description="resizes and normalises images for the image encoder",
                                   default_creation_method="from_config")
-NUM_IMAGES = InputParam("num_images_per_prompt", type_hint=int, default=1, description="images made per prompt")
 EMBEDS_DOC = "one tensor per IP-Adapter: (rows, images, dim) for base adapters, (rows, images, tokens, dim) for plus"
 
 
@@ -125,11 +126,12 @@ class StableDiffusionIPAdapterStep(ModularPipelineBlocks):
                    "pipe.loader.load_ip_adapter(...), scale them with pipe.loader.set_ip_adapter_scale(...))")
     expected_components = [IMAGE_ENCODER, FEATURE_EXTRACTOR, ComponentSpec("unet", UNet2DConditionModel)]
     inputs = [
-        InputParam("ip_adapter_image", description="the image prompt: an image, or one image (list) per IP-Adapter"),
-        InputParam("ip_adapter_embeds", type_hint=list, description="precomputed image embeddings, " + EMBEDS_DOC),
-        InputParam("negative_ip_adapter_embeds", type_hint=list, description="precomputed negative image embeddings"),
+        InputParam("ip_adapter_image", type_hint=IMAGE_TYPE,
+                   description="the image prompt: an image, or one image (list) per IP-Adapter"),
+        InputParam("ip_adapter_embeds", type_hint=FINITE_LIST, description="precomputed image embeddings, " + EMBEDS_DOC),
+        InputParam("negative_ip_adapter_embeds", type_hint=FINITE_LIST, description="precomputed negative image embeddings"),
         PROMPT,
-        InputParam("prompt_embeds", type_hint=torch.Tensor, description="precomputed prompt embeddings"),
+        InputParam("prompt_embeds", type_hint=FINITE_TENSOR, description="precomputed prompt embeddings"),
         NUM_IMAGES,
     ]
     intermediate_outputs = [

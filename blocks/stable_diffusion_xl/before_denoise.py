@@ -9,6 +9,7 @@ from ...components.noise import randn_tensor
 from ...components.schedulers import EulerDiscreteScheduler
 from ...components.spec import ComponentSpec, ConfigSpec
 from ...modular_pipelines import AutoPipelineBlocks, InputParam, ModularPipelineBlocks, OutputParam
+from ..checks import FINITE_FLOAT, FINITE_TENSOR
 from ..common import repeat_to, vae_scale_factor
 from ..stable_diffusion.before_denoise import (
     StableDiffusionImg2ImgPrepareLatentsStep,
@@ -17,12 +18,12 @@ from ..stable_diffusion.before_denoise import (
     StableDiffusionInputStep,
     StableDiffusionPrepareLatentsStep,
     StableDiffusionSetTimestepsStep,
+    check_image_rows,
 )
+from ..stable_diffusion.inputs import DENOISING_START
 from .encoders import encode_image_upcast
 
 SCHEDULER = ComponentSpec("scheduler", EulerDiscreteScheduler)
-DENOISING_START = InputParam("denoising_start", type_hint=float,
-                             description="start at this fraction: the refiner's half of base+refiner")
 
 
 def _with_default(params, name, default):
@@ -100,6 +101,7 @@ class StableDiffusionXLImg2ImgPrepareLatentsStep(StableDiffusionImg2ImgPrepareLa
         if state.get("denoising_start") is None or state.get("latents") is not None:
             return super().__call__(components, state)
         block_state = self.get_block_state(state)
+        check_image_rows(self, block_state, block_state.image_latents.shape[0])
         batch = block_state.batch_size * block_state.num_images_per_prompt
         block_state.latents = repeat_to(block_state.image_latents.to(dtype=block_state.dtype), batch)
         self.set_block_state(state, block_state)
@@ -138,7 +140,7 @@ class StableDiffusionXLPrepareAdditionalConditioningStep(ModularPipelineBlocks):
     model_name = "stable-diffusion-xl"
     expected_components = [ComponentSpec("unet", UNet2DConditionModel)]
     inputs = SIZE_INPUTS + [
-        InputParam("latents", type_hint=torch.Tensor, required=True),
+        InputParam("latents", type_hint=FINITE_TENSOR, required=True),
         InputParam("pooled_prompt_embeds", type_hint=torch.Tensor, required=True),
     ]
     intermediate_outputs = [
@@ -184,8 +186,9 @@ class StableDiffusionXLImg2ImgPrepareAdditionalConditioningStep(StableDiffusionX
 
     expected_configs = [ConfigSpec("requires_aesthetics_score", False)]
     inputs = StableDiffusionXLPrepareAdditionalConditioningStep.inputs + [
-        InputParam("aesthetic_score", type_hint=float, default=6.0),
-        InputParam("negative_aesthetic_score", type_hint=float, default=2.5),
+        InputParam("aesthetic_score", type_hint=FINITE_FLOAT, default=6.0,
+                   description="refiners: the aesthetic score the model is told the image has"),
+        InputParam("negative_aesthetic_score", type_hint=FINITE_FLOAT, default=2.5),
     ]
 
     def uses_aesthetic_score(self, components) -> bool:

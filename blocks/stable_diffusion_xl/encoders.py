@@ -7,14 +7,19 @@ from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokeniz
 
 from ...components.spec import ComponentSpec, ConfigSpec
 from ...modular_pipelines import AutoPipelineBlocks, InputParam, ModularPipelineBlocks, OutputParam
+from ..checks import FINITE_TENSOR, conflict
 from ..common import execution_device, retrieve_latents
 from ..stable_diffusion.encoders import (
-    NEGATIVE_PROMPT,
-    PROMPT,
     StableDiffusionInpaintVaeEncoderStep,
     StableDiffusionVaeEncoderStep,
     as_list,
+    check_prompt_counts,
 )
+from ..stable_diffusion.inputs import CLIP_SKIP, NEGATIVE_PROMPT, PROMPT, PROMPTS
+
+# prompt-like inputs checked against the prompt count, each with the embeddings that make it unused
+TEXT_INPUTS = (("prompt_2", "prompt_embeds"), ("negative_prompt", "negative_prompt_embeds"),
+               ("negative_prompt_2", "negative_prompt_embeds"))
 
 
 def sdxl_embeds(pairs, prompts_per_encoder, device, clip_skip=None, max_length=None):
@@ -49,12 +54,12 @@ class StableDiffusionXLTextEncoderStep(ModularPipelineBlocks):
     ]
     expected_configs = [ConfigSpec("force_zeros_for_empty_prompt", True)]
     inputs = [
-        PROMPT, InputParam("prompt_2", type_hint=str | list[str], description="prompt for the second encoder"),
-        NEGATIVE_PROMPT, InputParam("negative_prompt_2", type_hint=str | list[str]),
-        InputParam("prompt_embeds", type_hint=torch.Tensor), InputParam("negative_prompt_embeds", type_hint=torch.Tensor),
-        InputParam("pooled_prompt_embeds", type_hint=torch.Tensor),
-        InputParam("negative_pooled_prompt_embeds", type_hint=torch.Tensor),
-        InputParam("clip_skip", type_hint=int),
+        PROMPT, InputParam("prompt_2", type_hint=PROMPTS, description="prompt for the second encoder"),
+        NEGATIVE_PROMPT, InputParam("negative_prompt_2", type_hint=PROMPTS),
+        InputParam("prompt_embeds", type_hint=FINITE_TENSOR), InputParam("negative_prompt_embeds", type_hint=FINITE_TENSOR),
+        InputParam("pooled_prompt_embeds", type_hint=FINITE_TENSOR),
+        InputParam("negative_pooled_prompt_embeds", type_hint=FINITE_TENSOR),
+        CLIP_SKIP,
     ]
     intermediate_outputs = [
         OutputParam(name, type_hint=torch.Tensor, kwargs_type="denoiser_input_fields") for name in (
@@ -65,12 +70,13 @@ class StableDiffusionXLTextEncoderStep(ModularPipelineBlocks):
     def __call__(self, components, state):
         bs = self.get_block_state(state)
         device = execution_device(components)
+        self.check_inputs(bs)
         pairs = _encoders(components)
         if bs.prompt_embeds is None:
             if bs.prompt is None:
                 raise ValueError("give `prompt` or `prompt_embeds` (with `pooled_prompt_embeds`)")
             prompts = as_list(bs.prompt)
-            prompts_2 = as_list(bs.prompt_2) if bs.prompt_2 is not None else prompts
+            prompts_2 = as_list(bs.prompt_2, len(prompts)) if bs.prompt_2 is not None else prompts
             per_encoder = [prompts, prompts_2][-len(pairs):]
             bs.prompt_embeds, bs.pooled_prompt_embeds = sdxl_embeds(pairs, per_encoder, device, bs.clip_skip)
         batch = bs.prompt_embeds.shape[0]
@@ -90,6 +96,15 @@ class StableDiffusionXLTextEncoderStep(ModularPipelineBlocks):
             setattr(bs, name, None if value is None else value.to(device=device, dtype=dtype))
         self.set_block_state(state, bs)
         return components, state
+
+    def check_inputs(self, bs) -> None:
+        """Before encoding: counts of the prompt-like inputs, and pooled embeddings with given embeddings."""
+        check_prompt_counts(self, bs, TEXT_INPUTS)
+        for embeds, pooled in (("prompt_embeds", "pooled_prompt_embeds"),
+                               ("negative_prompt_embeds", "negative_pooled_prompt_embeds")):
+            if getattr(bs, embeds) is not None and getattr(bs, pooled) is None:
+                raise conflict(self, [embeds, pooled], f"{embeds} was given without {pooled}; SDXL's UNet needs "
+                                                       "both (they come from the same text encoders)")
 
 
 def encode_image_upcast(vae, image: torch.Tensor, generator=None) -> torch.Tensor:

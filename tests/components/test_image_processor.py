@@ -94,12 +94,11 @@ def test_pil_resize_modes_and_filters(resample, resize_mode):
 
 
 def test_preprocess_options():
-    rgba, gray = rgb_image(mode="RGBA"), rgb_image(mode="L")
     for config, image in (
-        ({"do_convert_rgb": True}, rgba),
+        ({"do_convert_rgb": True}, rgb_image()),
+        ({"do_convert_rgb": True}, rgb_image(mode="L")),
         ({"do_convert_grayscale": True}, rgb_image()),
         ({"do_resize": False}, rgb_image()),
-        ({"do_normalize": False}, gray),
     ):
         ours, theirs = both(config)
         assert_same(ours.preprocess(image), theirs.preprocess(image))
@@ -108,6 +107,54 @@ def test_preprocess_options():
     assert_same(ours.preprocess(rgb_image(), crops_coords=box), theirs.preprocess(rgb_image(), crops_coords=box))
     latents = torch.randn(1, 4, 8, 8)
     assert ours.preprocess(latents) is not None and torch.equal(ours.preprocess(latents), latents)
+
+
+# --- where we differ from diffusers on purpose: what no VAE takes is converted or refused -----------------
+
+
+def pil_modes():
+    rgb = rgb_image(seed=4)
+    sixteen = PIL.Image.fromarray((np.asarray(rgb.convert("L"), dtype=np.uint16) * 257))
+    return {
+        "RGBA": (rgb_image(seed=4, mode="RGBA"), lambda im: im.convert("RGB")),
+        "P": (rgb.convert("P"), lambda im: im.convert("RGB")),
+        "LA": (rgb.convert("LA"), lambda im: im.convert("RGB")),
+        "CMYK": (rgb.convert("CMYK"), lambda im: im.convert("RGB")),
+        "I;16": (sixteen, lambda im: rgb.convert("L").convert("RGB")),  # scaled to 8 bits, not clipped
+    }
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "P", "LA", "CMYK", "I;16"])
+@pytest.mark.parametrize("config", [{}, {"do_convert_rgb": True}], ids=["default", "convert_rgb"])
+def test_other_pil_modes_are_converted_to_rgb_before_resizing(mode, config):
+    image, as_rgb = pil_modes()[mode]
+    ours = VaeImageProcessor(**config)
+    result = ours.preprocess(image, height=24, width=40)
+    assert result.shape == (1, 3, 24, 40)
+    assert torch.equal(result, Reference(**config).preprocess(as_rgb(image), height=24, width=40))
+
+
+def test_grayscale_image_gives_three_equal_channels():
+    gray = rgb_image(mode="L")
+    result = VaeImageProcessor().preprocess(gray, height=24, width=40)
+    assert result.shape == (1, 3, 24, 40)
+    assert torch.equal(result, Reference(do_convert_rgb=True).preprocess(gray, height=24, width=40))
+    array = np.asarray(gray).astype(np.float32)[..., None] / 255.0
+    assert VaeImageProcessor().preprocess(array).shape[1] == 3
+
+
+def test_mask_processor_converts_other_modes_to_l():
+    mask = mask_image()
+    ours = MaskImageProcessor().preprocess(mask.convert("RGBA"), height=64, width=48)
+    assert torch.equal(ours, Reference(**MASK_CONFIG).preprocess(mask.convert("RGBA").convert("L"), height=64, width=48))
+
+
+@pytest.mark.parametrize("image", [np.zeros((16, 16, 4), np.float32), np.zeros((2, 16, 16, 2), np.float32),
+                                   torch.zeros(1, 2, 16, 16), torch.zeros(16, 16)],
+                         ids=["np-rgba", "np-2ch", "pt-2ch", "pt-hw"])
+def test_channel_counts_no_vae_takes_are_refused(image):
+    with pytest.raises(ConfigError, match=r"takes images with 1 or 3 channel\(s\).*got a batch of shape"):
+        VaeImageProcessor().preprocess(image)
 
 
 @pytest.mark.parametrize("kind", ["pil", "np_hw", "np_hw1", "pt_hw", "pt_nhw", "pt_n1hw"])
