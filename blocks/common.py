@@ -13,12 +13,15 @@ from ..modular_pipelines.errors import ConfigError
 def execution_device(components) -> torch.device:
     """Where the denoiser runs: the UNet's device when it is loaded, else the pipeline's."""
     unet = getattr(components, "unet", None)
-    if unet is not None:
-        hook = getattr(unet, "_hf_hook", None)
-        if hook is not None and getattr(hook, "execution_device", None) is not None:
-            return torch.device(hook.execution_device)
-        return next(unet.parameters()).device
-    return components.device
+    if unet is None:
+        return components.device
+    # an offload hook names it: on the model itself (model offload) or on its submodules (sequential offload,
+    # whose weights wait on the meta device)
+    for module in unet.modules():
+        device = getattr(getattr(module, "_hf_hook", None), "execution_device", None)
+        if device is not None:
+            return torch.device(device)
+    return next(unet.parameters()).device
 
 
 def vae_scale_factor(components) -> int:

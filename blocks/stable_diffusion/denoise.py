@@ -156,6 +156,7 @@ class StableDiffusionDenoiseLoopWrapper(LoopSequentialPipelineBlocks):
         block_state = self.get_block_state(state)
         guider = components.guider
         guider.reset()
+        guider.check_model(components.unet)  # a perturbation naming a layer the UNet lacks fails before step 0
         block_state.timestep_cond = self.timestep_cond(components, block_state)
         timesteps = block_state.timesteps
         with components.progress_bar(total=len(timesteps)) as bar:

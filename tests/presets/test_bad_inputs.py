@@ -280,3 +280,18 @@ def test_controlnet_bad_input_gets_one_error_naming_it(controlnet_pipe, inputs, 
 def test_controlnet_grayscale_control_image_runs(controlnet_pipe):
     gray = make_image().convert("L")
     assert torch.equal(run(controlnet_pipe, control_image=gray), run(controlnet_pipe, control_image=gray.convert("RGB")))
+
+
+def test_a_guider_layer_the_unet_lacks_fails_before_the_first_step(sd):
+    from diffblocks.guiders import PerturbedAttentionGuidance
+    from diffblocks.modular_pipelines.errors import BlockExecutionError, GuiderError
+
+    pipe = build(stable_diffusion.TEXT2IMAGE_BLOCKS, embedded_model_path())
+    # the perturbed window opens only at the last of 4 steps: before, the layer was looked up only there
+    pipe.update_components(guider=PerturbedAttentionGuidance(perturbed_guidance_layers=[99],
+                                                             perturbed_guidance_start=0.75, perturbed_guidance_stop=1.0))
+    steps = []
+    with pytest.raises(BlockExecutionError, match=r"'denoise'.*PerturbedAttentionGuidance perturbed_guidance_layers"
+                                                  r".*indices \[99\]") as err:
+        run(pipe, num_inference_steps=4, step_callback=lambda i, t, latents: steps.append(i))
+    assert isinstance(err.value.__cause__, GuiderError) and steps == []
