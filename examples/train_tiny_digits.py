@@ -13,8 +13,9 @@ The result is a standard diffusers-format ``StableDiffusionPipeline`` folder (we
 loaded as float32) that ``SequentialPipelineBlocks.from_blocks_dict(TEXT2IMAGE_BLOCKS).init_pipeline(folder)``
 loads. Usage::
 
-    python examples/train_tiny_digits.py                      # writes presets/tiny_digits
+    python examples/train_tiny_digits.py                      # writes ./tiny_digits_retrained
     python examples/train_tiny_digits.py --out /tmp/digits --unet-steps 500
+    python examples/train_tiny_digits.py --replace-shipped    # overwrites presets/tiny_digits
 """
 
 from __future__ import annotations
@@ -304,9 +305,13 @@ def write_readme(out: Path, command: str, seed: int, seconds: float) -> None:
     ))
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; the shipped model's folder only with ``--replace-shipped``."""
     parser = argparse.ArgumentParser(description="Train the tiny digits text-to-image model.")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="model folder to write")
+    parser.add_argument("--out", type=Path, default=Path("tiny_digits_retrained"),
+                        help="model folder to write (default: ./tiny_digits_retrained)")
+    parser.add_argument("--replace-shipped", action="store_true",
+                        help=f"write into {DEFAULT_OUT.relative_to(ROOT)}, replacing the model the package ships")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--vae-steps", type=int, default=500)
     parser.add_argument("--unet-steps", type=int, default=1500)
@@ -314,6 +319,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1 is robust on a shared or busy machine; results depend on it)")
     args = parser.parse_args(argv)
+    shipped = args.out.resolve() == DEFAULT_OUT.resolve()
+    if shipped and not args.replace_shipped:
+        parser.error(f"--out {args.out} is the shipped model; add --replace-shipped to overwrite it")
+    if args.replace_shipped:
+        args.out = DEFAULT_OUT
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # tiny weights late in training would otherwise slow the CPU down
     hf_logging.disable_progress_bar()

@@ -1,0 +1,20 @@
+"""Every Python snippet in README.md runs as written, on its own (a fresh namespace each), in a scratch folder."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+SNIPPETS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def test_the_readme_has_python_snippets():
+    assert len(SNIPPETS) >= 8
+
+
+@pytest.mark.parametrize("index", range(len(SNIPPETS)))
+def test_snippet_runs_on_its_own(index, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = compile(SNIPPETS[index], f"README.md python snippet {index + 1}", "exec")
+    exec(code, {"__name__": f"readme_snippet_{index + 1}"})
