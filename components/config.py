@@ -15,8 +15,7 @@ import json
 import os
 import uuid
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Iterable, Mapping
 
 from ..modular_pipelines.errors import ConfigError
 from .files import resolve_file
@@ -39,6 +38,7 @@ def register_to_config(init):
             if name not in ignored:
                 config[name] = value
         self._config = config
+        self.__dict__.pop("_frozen_config", None)
         init(self, *args, **kwargs)
 
     wrapper._registers_config = True
@@ -110,6 +110,34 @@ def staged_files(directory: str | os.PathLike):
     staged.commit()
 
 
+class FrozenConfig(dict):
+    """A read-only dict with attribute access (``unet.config.in_channels``), the ``config`` of every
+    config-backed object (models, schedulers, guiders, image processors), like diffusers' configs.
+
+    ``defaulted`` names the keys that took their default value when the object was built (diffusers'
+    ``_use_default_values``); a scheduler's ``from_config`` does not carry those over.
+    """
+
+    def __init__(self, values: Mapping[str, Any] = (), defaulted: Iterable[str] = ()):
+        super().__init__(values)
+        object.__setattr__(self, "defaulted", frozenset(defaulted))
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"config has no key '{name}'") from None
+
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("a config is read-only; build a new object with from_config(config, key=value)")
+
+    __setitem__ = __delitem__ = __setattr__ = __delattr__ = _read_only  # type: ignore[assignment]
+    update = pop = popitem = clear = setdefault = __ior__ = _read_only  # type: ignore[assignment]
+
+    def __reduce__(self):
+        return (FrozenConfig, (dict(self), self.defaulted))
+
+
 class ConfigMixin:
     """Adds ``config``, ``from_config``, ``load_config`` and ``save_config`` to a class."""
 
@@ -117,15 +145,21 @@ class ConfigMixin:
     ignore_for_config: ClassVar[tuple[str, ...]] = ()
 
     @property
-    def config(self) -> Mapping[str, Any]:
-        """The init arguments this object was built with (read-only)."""
-        return MappingProxyType(getattr(self, "_config", {}))
+    def config(self) -> FrozenConfig:
+        """The init arguments this object was built with (plus values recorded since), read-only, with
+        attribute access; built once and rebuilt after :meth:`register_to_config`."""
+        frozen = self.__dict__.get("_frozen_config")
+        if frozen is None:
+            frozen = FrozenConfig(getattr(self, "_config", {}), getattr(self, "_defaulted", ()))
+            self.__dict__["_frozen_config"] = frozen
+        return frozen
 
     def register_to_config(self, **values: Any) -> None:
         """Record values computed after init (kept in saved configs)."""
-        if not hasattr(self, "_config"):
+        if "_config" not in self.__dict__:
             self._config = {}
         self._config.update(values)
+        self.__dict__.pop("_frozen_config", None)
 
     @classmethod
     def init_params(cls) -> dict[str, inspect.Parameter]:

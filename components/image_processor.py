@@ -24,7 +24,6 @@ from PIL import ImageFilter, ImageOps
 
 from ..modular_pipelines.errors import ConfigError
 from .config import ConfigMixin, register_to_config
-from .schedulers.base import FrozenConfig
 
 PIL_RESAMPLING = {
     "linear": PIL.Image.Resampling.BILINEAR,
@@ -174,11 +173,6 @@ class VaeImageProcessor(ConfigMixin):
             raise ConfigError(f"{owner}: do_convert_rgb and do_convert_grayscale cannot both be True")
         if resample not in PIL_RESAMPLING:
             raise ConfigError.bad_value(owner, "resample", f"one of {', '.join(PIL_RESAMPLING)}", resample)
-
-    @property
-    def config(self) -> FrozenConfig:
-        """The init arguments, read-only, with attribute access (``processor.config.vae_scale_factor``)."""
-        return FrozenConfig(getattr(self, "_config", {}))
 
     # --- conversions ---------------------------------------------------------------------------------
 

@@ -9,7 +9,8 @@ from .autoencoder_kl import AutoencoderKL
 from .controlnet import ControlNetModel, ControlNetOutput
 from .controlnet_multi import MultiControlNetModel
 from .distributions import DiagonalGaussianDistribution
-from .modeling import FrozenConfig, ModelMixin
+from ..config import FrozenConfig
+from .modeling import ModelMixin
 from .outputs import AutoencoderKLOutput, DecoderOutput, UNet2DConditionOutput, UNet2DOutput
 from .transformer_2d import BasicTransformerBlock, Transformer2DModel
 from .unet_2d import UNet2DModel

@@ -9,8 +9,7 @@ import functools
 import itertools
 import os
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, Callable, ClassVar, Iterator, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import torch
 from accelerate import init_empty_weights
@@ -67,36 +66,6 @@ def runs_forward_hooks(method: Callable) -> Callable:
     return wrapper
 
 
-class FrozenConfig(Mapping):
-    """A read-only config: ``config["in_channels"]`` or ``config.in_channels``."""
-
-    def __init__(self, values: Mapping[str, Any]):
-        object.__setattr__(self, "_values", MappingProxyType(values) if isinstance(values, dict) else dict(values))
-
-    def __getitem__(self, key: str) -> Any:
-        return self._values[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        try:
-            return self._values[name]
-        except KeyError:
-            raise AttributeError(f"config has no key '{name}'") from None
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("config is read-only; build a new model with from_config(config, **overrides)")
-
-    def __repr__(self) -> str:
-        return f"FrozenConfig({dict(self._values)!r})"
-
-
 class ModelMixin(nn.Module, ConfigMixin):
     """Base of diffblocks' models: ``config`` (from the init arguments), ``dtype``, ``device``,
     ``from_pretrained`` and ``save_pretrained`` in the diffusers layout.
@@ -108,11 +77,6 @@ class ModelMixin(nn.Module, ConfigMixin):
 
     config_name: ClassVar[str] = "config.json"
     legacy_key_renames: ClassVar[dict[str, str]] = {}
-
-    @property
-    def config(self) -> FrozenConfig:
-        """The init arguments this model was built with (read-only; attribute or item access)."""
-        return FrozenConfig(getattr(self, "_config", {}))
 
     @property
     def dtype(self) -> torch.dtype:

@@ -19,35 +19,8 @@ from typing import Any, ClassVar, Iterable, Mapping
 import torch
 
 from ...modular_pipelines.errors import ConfigError
-from ..config import ConfigMixin, register_to_config
+from ..config import ConfigMixin, FrozenConfig, register_to_config
 from .schedules import alphas_cumprod_from_betas, make_betas, rescale_zero_terminal_snr
-
-
-class FrozenConfig(dict):
-    """A read-only dict with attribute access (``scheduler.config.num_train_timesteps``), like diffusers' configs.
-
-    ``defaulted`` names the keys that took their default value when the scheduler was built (diffusers'
-    ``_use_default_values``); :meth:`SchedulerMixin.from_config` does not carry those over.
-    """
-
-    def __init__(self, values: Mapping[str, Any] = (), defaulted: Iterable[str] = ()):
-        super().__init__(values)
-        object.__setattr__(self, "defaulted", frozenset(defaulted))
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(f"config has no key '{name}'") from None
-
-    def _read_only(self, *args, **kwargs):
-        raise TypeError("a config is read-only; build a new object with from_config(config, key=value)")
-
-    __setitem__ = __delitem__ = __setattr__ = __delattr__ = _read_only  # type: ignore[assignment]
-    update = pop = popitem = clear = setdefault = __ior__ = _read_only  # type: ignore[assignment]
-
-    def __reduce__(self):
-        return (FrozenConfig, (dict(self), self.defaulted))
 
 
 SchedulerConfig = FrozenConfig  # what a scheduler's ``config`` is
@@ -87,7 +60,6 @@ def register_scheduler_config(init):
     def wrapper(self, *args, **kwargs):
         explicit = set(signature.bind(self, *args, **kwargs).arguments) - {"self"}
         self._defaulted = frozenset(n for n in names if n not in explicit)
-        self._frozen_config = None
         registered(self, *args, **kwargs)
 
     wrapper._registers_config = True
@@ -109,18 +81,10 @@ class SchedulerMixin(ConfigMixin):
 
     # --- config ------------------------------------------------------------------------------------------
 
-    @property
-    def config(self) -> FrozenConfig:
-        """The init arguments (plus keys kept for other scheduler types), read-only, with attribute access."""
-        if getattr(self, "_frozen_config", None) is None:
-            self._frozen_config = FrozenConfig(getattr(self, "_config", {}), getattr(self, "_defaulted", ()))
-        return self._frozen_config
-
     def register_to_config(self, **values: Any) -> None:
         """Record or change config values after init (they are saved with the config)."""
-        super().register_to_config(**values)
         self._defaulted = frozenset(getattr(self, "_defaulted", ())) - set(values)
-        self._frozen_config = None
+        super().register_to_config(**values)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | ConfigMixin | None = None, **overrides: Any):
@@ -142,7 +106,6 @@ class SchedulerMixin(ConfigMixin):
         hidden = {k: v for k, v in config.items() if k not in params and k not in skipped and not k.startswith("_")}
         if hidden:
             super(SchedulerMixin, scheduler).register_to_config(**hidden)
-            scheduler._frozen_config = None
         return scheduler
 
     @classmethod
