@@ -17,6 +17,7 @@ _SCHEDULERS = ("SCHEDULERS", "DDIMScheduler", "DDPMScheduler", "DPMSolverMultist
 
 # public name -> module (relative to this package) that defines it
 _EXPORTS: dict[str, str] = {
+    "AutoModel": ".auto_model",
     "ComponentSpec": ".spec",
     "ConfigSpec": ".spec",
     "ComponentsManager": ".manager",

@@ -128,7 +128,7 @@ class ComponentsManager:
         if component_id in members:
             return
         for old_id in [cid for cid in self._entries if cid in members and self._entries[cid].name == name]:
-            logger.warning(
+            logger.info(  # routine: a pipeline swapped its scheduler or guider, or shares another's
                 "ComponentsManager: replacing '%s' in collection '%s' with '%s'", old_id, collection, component_id
             )
             self.remove_from_collection(old_id, collection)

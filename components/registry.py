@@ -30,6 +30,7 @@ DIFFUSERS_CLASSES: dict[str, str] = {
         "AutoGuidance",
     )},
     **{name: _IMAGES for name in ("VaeImageProcessor", "MaskImageProcessor")},
+    "AutoModel": "diffblocks.components.auto_model",  # a type_hint meaning "the class the config names"
 }
 
 OUR_LIBRARIES = (None, "diffusers", "diffblocks")

@@ -39,9 +39,12 @@ class ComponentsMixin:
                     self._specs[name] = spec
             self._config_values.update({k: v for k, v in repo_config.items() if k in self._config_values})
         self._components.update({name: None for name in self._specs})
-        for name, spec in self._specs.items():
+        for name, spec in list(self._specs.items()):
             if spec.default_creation_method == "from_config" and spec.type_hint is not None:
-                self._set_component(name, spec.create())
+                component = spec.create()
+                # the spec shows the whole config the component was made with, defaults included
+                self._specs[name] = ComponentSpec.from_component(name, component)
+                self._set_component(name, component)
 
     # --- attribute access ---------------------------------------------------------------------------
     def __getattr__(self, name: str) -> Any:
@@ -137,15 +140,24 @@ class ComponentsMixin:
         return refused
 
     def _announce_change(self, name: str, new: Any) -> None:
-        old = self._components.get(name)
-        old_spec = self._specs[name]
-        new_spec = ComponentSpec.from_component(name, new) if new is not None else None
-        if old is not None and new is not None and type(old) is not type(new):
-            logger.warning("ModularPipeline.update_components: adding %s with new type: %s, previous type: %s",
-                           name, type(new).__name__, type(old).__name__)
-        if new_spec is not None and new_spec.default_creation_method != old_spec.default_creation_method:
-            logger.warning("ModularPipeline.update_components: changing the default_creation_method of %s from %s to %s",
-                           name, old_spec.default_creation_method, new_spec.default_creation_method)
+        """Log a swap. Routine ones (another scheduler or guider, a part made from a config instead of loaded
+        from files, or the reverse) are INFO, in the design document's words; a model replaced by one of a
+        class the blocks do not expect is a WARNING."""
+        old, old_spec = self._components.get(name), self._specs[name]
+        if new is None:
+            return
+        if old is not None and type(old) is not type(new):
+            expected = old_spec.type_hint if isinstance(old_spec.type_hint, type) else type(old)
+            if _unexpected_model(expected, new):
+                logger.warning("ModularPipeline.update_components: '%s' is now a %s, but the blocks expect a %s; "
+                               "the blocks that use it may fail", name, type(new).__name__, type_name(expected))
+            else:
+                logger.info("ModularPipeline.update_components: adding %s with new type: %s, previous type: %s",
+                            name, type(new).__name__, type(old).__name__)
+        method = ComponentSpec.from_component(name, new).default_creation_method
+        if method != old_spec.default_creation_method:
+            logger.info("ModularPipeline.update_components: changing the default_creation_method of %s from %s to %s",
+                        name, old_spec.default_creation_method, method)
 
     def load_components(self, names: str | Iterable[str] | None = None, torch_dtype=None, **kwargs: Any) -> None:
         """Load ``from_pretrained`` components (all not yet loaded, or ``names``).
@@ -271,6 +283,14 @@ def fits(hint: Any, value: Any) -> bool:
         return True  # a typing construct we do not check
     kind = _kind(hint)
     return isinstance(value, hint) or (kind is not None and isinstance(value, kind))
+
+
+def _unexpected_model(expected: type, new: Any) -> bool:
+    """Whether ``new`` is a model not of the ``expected`` class: any torch module fits a model's spec, so this
+    is allowed, but rarely meant. ``torch.compile`` wrappers are unwrapped."""
+    import torch
+
+    return isinstance(new, torch.nn.Module) and not isinstance(getattr(new, "_orig_mod", new), expected)
 
 
 def _expected(hint: Any) -> str:

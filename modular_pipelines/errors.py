@@ -415,3 +415,22 @@ class HubUnreachableError(MissingFileError):
             f"{why} and the repo '{repo}' is not in the local cache ({cache_dir}; looked for {looked_for}); {fix}, "
             "or pass the path of a local folder instead of a Hub id"
         )
+
+
+class LoopInputMissingError(MissingInputError):
+    """A loop sub-block's required input is absent from the loop's shared block state when the sub-block runs."""
+
+    @classmethod
+    def not_set(cls, name: str, path: str | None, block_cls: str, description: str = "") -> "LoopInputMissingError":
+        desc = f" ({description})" if description else ""
+        return cls(f"{_where(path, block_cls)} needs the required input '{name}'{desc}, but it was not given and "
+                   "no earlier sub-block of the loop set it on the block state")
+
+
+class UnknownComponentClassError(ComponentLoadError):
+    """No config file of a component's folder names the class that loads it."""
+
+    @classmethod
+    def in_folder(cls, name: str, where: str, looked_for: Sequence[str]) -> "UnknownComponentClassError":
+        return cls(f"cannot tell which class component '{name}' is: no config in {where} names one (looked for "
+                   f"{', '.join(looked_for)}); give the spec a type_hint, or load it with its own class")

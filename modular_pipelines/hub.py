@@ -156,12 +156,15 @@ def _version() -> str:
 
 # --- whole pipelines ----------------------------------------------------------------------------
 
-# standard diffusers pipelines -> the preset whose AUTO_BLOCKS serve them
+# an index's ``_class_name`` -> the preset whose AUTO_BLOCKS serve it: the standard diffusers pipelines, and
+# the modular pipeline names a diffusers modular repo without ``modular_config.json`` is saved with
 STANDARD_PIPELINES = {
     **{name: "diffblocks.presets.stable_diffusion" for name in (
-        "StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline")},
+        "StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline",
+        "StableDiffusionModularPipeline")},
     **{name: "diffblocks.presets.stable_diffusion_xl" for name in (
-        "StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline", "StableDiffusionXLInpaintPipeline")},
+        "StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline", "StableDiffusionXLInpaintPipeline",
+        "StableDiffusionXLModularPipeline")},
     "DDPMPipeline": "diffblocks.presets.ddpm",
 }
 

@@ -65,13 +65,66 @@ def _type_label(type_hint: Any) -> str:
 
 def _input_line(param, long: bool) -> tuple[str, str]:
     name = param.name if param.name is not None else f"**{param.kwargs_type}"
+    shown = _workflow_outcomes(param)
+    defaults = [outcome for outcome, _ in shown if outcome != "required"]
     if param.required:
         flag = "required"
     elif param.has_default:
         flag = f"default={format_value(param.default, max_len=30)}"
+    elif len(set(defaults)) > 1:
+        flag = "default " + " or ".join(dict.fromkeys(d.removeprefix("default ") for d in defaults))
     else:
         flag = "optional"
-    return f"{name} ({_type_label(param.type_hint)}, {flag})", param.description
+    description = param.description
+    if shown:
+        note = _workflow_note(shown)
+        description = f"{description}; {note}" if description else note
+    return f"{name} ({_type_label(param.type_hint)}, {flag})", description
+
+
+def _workflow_outcomes(param) -> list[tuple[str, tuple]]:
+    """``(outcome, condition)`` per workflow where an aggregated input is demanded or defaulted differently
+    (see :mod:`.composite`), in the order they apply; empty when one flag says it all."""
+    from .composite import VARIANTS
+    from .params import NO_DEFAULT
+
+    shown = []
+    for when, required, default in (param.metadata or {}).get(VARIANTS, ()):
+        if (param.name, True) in when:
+            continue  # the input is given there: how it would be defaulted or demanded does not matter
+        if required:
+            shown.append(("required", when))
+        elif default is not NO_DEFAULT:
+            shown.append((f"default {format_value(default, max_len=30)}", when))
+    simple = "required" if param.required else f"default {format_value(param.default, max_len=30)}"
+    return [] if {outcome for outcome, _ in shown} <= {simple} else shown
+
+
+def _workflow_note(shown: list[tuple[str, tuple]]) -> str:
+    """``default 1.0 when 'mask_image' is given, else 0.8 when 'image' is given``."""
+    groups: list[tuple[str, list[tuple]]] = []
+    for outcome, when in shown:
+        if groups and groups[-1][0] == outcome:
+            groups[-1][1].append(when)
+        else:
+            groups.append((outcome, [when]))
+    parts = []
+    for i, (outcome, conditions) in enumerate(groups):
+        if i and outcome.startswith("default ") and groups[i - 1][0].startswith("default "):
+            outcome = outcome.removeprefix("default ")
+        parts.append(f"{outcome} {_when_text(conditions)}")
+    return ", else ".join(parts)
+
+
+def _when_text(conditions: list[tuple]) -> str:
+    phrases = []
+    for when in conditions:
+        given = [f"'{name}'" for name, is_given in when if is_given]
+        if not given:
+            return "otherwise"
+        phrases.append(" and ".join(given))
+    verb = "are" if len(phrases) == 1 and len(phrases[0].split(" and ")) > 1 else "is"
+    return f"when {' or '.join(phrases)} {verb} given"
 
 
 def _output_line(param, long: bool) -> tuple[str, str]:

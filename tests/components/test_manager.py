@@ -185,7 +185,7 @@ def test_same_name_same_collection_replaces(caplog):
     manager = ComponentsManager()
     old, new = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
     old_id = manager.add("unet", old, collection="sdxl")
-    with caplog.at_level("WARNING", logger="diffblocks.components.manager"):
+    with caplog.at_level("INFO", logger="diffblocks.components.manager"):  # a routine swap: logged at INFO
         new_id = manager.add("unet", new, collection="sdxl")
     assert f"replacing '{old_id}' in collection 'sdxl' with '{new_id}'" in caplog.text
     assert list(manager.components) == [new_id]
@@ -292,6 +292,128 @@ def test_remove_releases_the_component(offload):
     del unet
     assert ref() is None  # freed by reference counting alone: no cycle left behind
     gc.collect()
+
+
+class CriticalSection:
+    """Shows whether two threads are ever inside the manager's registry at once, without relying on timing.
+
+    The first thread to enter stays inside until a second thread either enters too (no mutual exclusion:
+    recorded in ``most``) or is found waiting for the manager's lock (exclusion works), whichever comes first.
+    """
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.inside: set[int] = set()
+        self.waiting: set[int] = set()
+        self.first: int | None = None
+        self.most = 0
+
+    def enter(self):
+        me = threading.get_ident()
+        with self.cond:
+            self.inside.add(me)
+            self.most = max(self.most, len(self.inside))
+            self.cond.notify_all()
+            if self.first is None:
+                self.first = me
+                others = lambda: (self.inside | self.waiting) - {me}  # noqa: E731
+                assert self.cond.wait_for(others, timeout=60), "the second thread never reached the manager"
+
+    def leave(self):
+        with self.cond:
+            self.inside.discard(threading.get_ident())
+            self.cond.notify_all()
+
+    def blocked(self):
+        with self.cond:
+            self.waiting.add(threading.get_ident())
+            self.cond.notify_all()
+
+
+class WatchedLock:
+    """The manager's lock, telling ``section`` when a thread finds it held by another and waits for it."""
+
+    def __init__(self, inner, section: CriticalSection):
+        self.inner, self.section = inner, section
+
+    def __enter__(self):
+        acquire = getattr(self.inner, "acquire", None)
+        if acquire is None:  # not a lock (a stand-in that excludes nothing): nothing to watch
+            return self.inner.__enter__()
+        if not acquire(blocking=False):
+            self.section.blocked()
+            acquire()
+        return self
+
+    def __exit__(self, *exc):
+        release = getattr(self.inner, "release", None)
+        return release() if release is not None else self.inner.__exit__(*exc)
+
+
+class WatchedEntries(dict):
+    """The manager's registry; each write (and the snapshot's read) is the critical section."""
+
+    def __init__(self, entries, section: CriticalSection):
+        super().__init__(entries)
+        self.section = section
+
+    def _inside(self, method, *args):
+        self.section.enter()
+        try:
+            return method(*args)
+        finally:
+            self.section.leave()
+
+    def __setitem__(self, key, value):
+        self._inside(super().__setitem__, key, value)
+
+    def __delitem__(self, key):
+        self._inside(super().__delitem__, key)
+
+    def items(self):
+        return self._inside(super().items)
+
+
+OPERATIONS = {
+    "add": lambda manager, ids, n: manager.add(f"new{n}", torch.nn.Linear(1, 1), collection="c"),
+    "remove": lambda manager, ids, n: manager.remove(ids[n]),
+    "snapshot": lambda manager, ids, n: manager.components,
+}
+
+
+@pytest.mark.parametrize("first, second", [("add", "add"), ("remove", "remove"), ("add", "remove"),
+                                           ("snapshot", "add"), ("remove", "snapshot")])
+def test_one_thread_at_a_time_in_the_registry(first, second):
+    """The second thread starts only once the first is inside the registry, which it leaves only when the
+    second is inside too (the lock is missing: the test fails) or waits for the lock (the test passes)."""
+    manager = ComponentsManager()
+    ids = [manager.add(f"old{n}", torch.nn.Linear(1, 1)) for n in range(2)]
+    section = CriticalSection()
+    manager._entries = WatchedEntries(manager._entries, section)
+    manager._lock = WatchedLock(manager._lock, section)
+    errors = []
+
+    def run(operation, n):
+        try:
+            OPERATIONS[operation](manager, ids, n)
+        except BaseException as err:  # reported by the main thread
+            errors.append(err)
+            with section.cond:  # let the first thread go on
+                section.waiting.add(threading.get_ident())
+                section.cond.notify_all()
+
+    threads = [threading.Thread(target=run, args=(op, n)) for n, op in enumerate((first, second))]
+    threads[0].start()
+    with section.cond:
+        assert section.cond.wait_for(lambda: section.inside or errors, timeout=60)
+    threads[1].start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    assert section.most == 1, "two threads were inside the manager's registry at once"
+    assert section.waiting, "the second thread never waited for the first"
+    expected = 2 + [first, second].count("add") - [first, second].count("remove")
+    assert len(manager.components) == expected
 
 
 @pytest.mark.filterwarnings("ignore:ComponentsManager")

@@ -9,6 +9,7 @@ from diffblocks.modular_pipelines import (
     OutputParam,
     SequentialPipelineBlocks,
 )
+from diffblocks.modular_pipelines.composite import variants
 
 Producer = make_block("Producer", inputs=["seed"], outputs=["latents"], fn=lambda s: setattr(s, "latents", s.seed * 2))
 Consumer = make_block("Consumer", inputs=[InputParam("latents", required=True)], outputs=["out"],
@@ -95,3 +96,73 @@ def test_outputs_and_components_are_unions():
     B = make_block("B", outputs=[OutputParam("x", description="from b"), OutputParam("y")])
     blocks = SequentialPipelineBlocks.from_blocks_dict({"a": A, "b": B})
     assert [(o.name, o.description) for o in blocks.intermediate_outputs] == [("x", "from a"), ("y", "")]
+
+
+# --- which declaration applies depends on the triggers given -------------------------------------------------
+
+
+def test_auto_without_default_branch_requires_nothing():
+    # the whole block is skipped when no trigger is given, so no input is required of it
+    A = make_block("A", inputs=[InputParam("image", required=True), InputParam("x", required=True)])
+    B = make_block("B", inputs=[InputParam("image", required=True), InputParam("x", required=True)])
+    auto = AutoPipelineBlocks.from_blocks_dict({"a": A, "b": B}, trigger_inputs=["mask", "image"])
+    assert auto.required_input_names == []
+    with_default = AutoPipelineBlocks.from_blocks_dict({"a": A, "b": B}, trigger_inputs=["mask", None])
+    assert with_default.required_input_names == ["image", "x"]
+
+
+def test_auto_branches_with_different_defaults_claim_none():
+    A = make_block("A", inputs=[InputParam("strength", default=1.0)])
+    B = make_block("B", inputs=[InputParam("strength", default=0.8)])
+    C = make_block("C", inputs=[])
+    auto = AutoPipelineBlocks.from_blocks_dict({"a": A, "b": B, "c": C}, trigger_inputs=["mask", "image", None])
+    [param] = [p for p in auto.inputs if p.name == "strength"]
+    assert not param.has_default and not param.required
+    assert [(dict(v.when), v.default) for v in variants(param)] == [
+        ({"mask": True}, 1.0), ({"mask": False, "image": True}, 0.8)]
+    # the same default in every branch that reads it stays the default
+    same = AutoPipelineBlocks.from_blocks_dict({"a": A, "c": C}, trigger_inputs=["mask", None])
+    assert next(p for p in same.inputs if p.name == "strength").default == 1.0
+
+
+def test_sequence_of_autos_keeps_the_declaration_that_applies_first():
+    # as in the presets: the image encoder reads strength only for inpainting, set_timesteps for both workflows
+    Encode = make_block("Encode", inputs=[InputParam("strength", default=1.0)])
+    Plain = make_block("Plain", inputs=[])
+    Img2Img = make_block("Img2Img", inputs=[InputParam("strength", default=0.3)])
+    encoder = AutoPipelineBlocks.from_blocks_dict({"inpaint": Encode, "img2img": Plain}, trigger_inputs=["mask", "image"])
+    timesteps = AutoPipelineBlocks.from_blocks_dict({"inpaint": Encode, "img2img": Img2Img, "text": Plain},
+                                                    trigger_inputs=["mask", "image", None])
+    blocks = SequentialPipelineBlocks.from_blocks_dict({"encoder": encoder, "timesteps": timesteps})
+    [param] = [p for p in blocks.inputs if p.name == "strength"]
+    assert not param.has_default
+    assert [v.default for v in variants(param)] == [1.0, 0.3]
+
+
+def test_plain_declaration_after_a_conditional_one_applies_elsewhere():
+    Reads = make_block("Reads", inputs=[InputParam("x", required=True)])
+    Needs = make_block("Needs", inputs=[InputParam("x", required=True)])
+    Skip = make_block("Skip", inputs=[])
+    auto = AutoPipelineBlocks.from_blocks_dict({"t": Reads, "other": Skip}, trigger_inputs=["t", None])
+    blocks = SequentialPipelineBlocks.from_blocks_dict({"auto": auto, "needs": Needs})
+    assert blocks.required_input_names == ["x"]  # required on both ways: by 'auto.t' or by 'needs'
+    Optional = make_block("Optional", inputs=[InputParam("x")])
+    loose = SequentialPipelineBlocks.from_blocks_dict({"auto": auto, "opt": Optional})
+    assert loose.required_input_names == []
+
+
+def test_branch_whose_trigger_an_earlier_branch_has_never_applies():
+    A = make_block("A", inputs=[InputParam("x", default=1)])
+    B = make_block("B", inputs=[InputParam("x", default=2)])
+    auto = AutoPipelineBlocks.from_blocks_dict({"a": A, "b": B}, trigger_inputs=["t", "t"])
+    assert [v.default for v in variants(next(p for p in auto.inputs if p.name == "x"))] == [1]
+
+
+def test_nested_auto_conditions_combine():
+    Inner = make_block("Inner", inputs=[InputParam("x", default=5)])
+    inner = AutoPipelineBlocks.from_blocks_dict({"inner": Inner}, trigger_inputs=["b"])
+    outer = AutoPipelineBlocks.from_blocks_dict({"seq": SequentialPipelineBlocks.from_blocks_dict({"i": inner})},
+                                                trigger_inputs=["a"])
+    [param] = [p for p in outer.inputs if p.name == "x"]
+    assert [dict(v.when) for v in variants(param)] == [{"a": True, "b": True}]
+    assert param.default == 5 and not param.required

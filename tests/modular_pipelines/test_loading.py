@@ -60,7 +60,7 @@ def test_update_components_with_objects_specs_and_creation_method_change(tmp_pat
     pipe.update_components(offset=spec)
     assert pipe.offset.factor == 10
     other = write_scale_repo(tmp_path / "other", 7.0, subfolder="off")
-    with caplog.at_level(logging.WARNING, logger="diffblocks"):
+    with caplog.at_level(logging.INFO, logger="diffblocks"):
         pipe.update_components(offset=ComponentSpec("offset", Scale, repo=str(other), subfolder="off"))
     assert "changing the default_creation_method of offset from from_config to from_pretrained" in caplog.text
     assert pipe.offset.factor == 7.0 and pipe.pretrained_component_names == ["scale", "offset"]

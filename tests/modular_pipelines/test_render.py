@@ -34,3 +34,40 @@ def test_sub_block_tree_and_triggers():
     assert "[2] text2img (TextToImageBlock)  [default]" in text
     assert "[0] b (LoopBlock)" in text
     assert repr(AutoImageBlocks()).count("Inputs:") == 1
+
+
+def test_defaults_that_depend_on_the_workflow_are_shown_per_trigger():
+    from diffblocks.modular_pipelines import AutoPipelineBlocks
+
+    A = make_block("A", inputs=[InputParam("strength", type_hint=float, default=1.0, description="how much"),
+                                InputParam("image", required=True)])
+    B = make_block("B", inputs=[InputParam("strength", type_hint=float, default=0.8), InputParam("image", required=True),
+                                InputParam("extra", required=True)])
+    auto = AutoPipelineBlocks.from_blocks_dict({"a": A, "b": B}, trigger_inputs=["mask", "image"])
+    text = repr(auto)
+    assert "strength (float, default 1.0 or 0.8)" in text
+    assert "how much; default 1.0 when 'mask' is given, else 0.8 when 'image' is given" in text
+    # required only on some ways; "required when 'image' is given" says nothing, so it is left out
+    assert "image (Any, optional)" in text and "required when 'mask' is given" in text
+    assert "extra (Any, optional)" in text and "required when 'image' is given" in text
+
+
+def sd_and_sdxl_auto():
+    from diffblocks.presets import stable_diffusion, stable_diffusion_xl
+
+    return [(SequentialPipelineBlocks.from_blocks_dict(m.AUTO_BLOCKS), strengths)
+            for m, strengths in ((stable_diffusion, ("1.0", "0.8")), (stable_diffusion_xl, ("0.9999", "0.3")))]
+
+
+def test_auto_presets_show_what_applies_per_workflow():
+    for blocks, (inpaint, img2img) in sd_and_sdxl_auto():
+        inputs = repr(blocks).split("  Inputs:")[1].split("  Outputs:")[0]
+        lines = {line.split(" (")[0].strip(): line for line in inputs.splitlines() if " (" in line}
+        assert "required)" not in inputs  # text-to-image needs none of them
+        assert ", optional)" in lines["image"] and "required when 'mask_image' is given" in lines["image"]
+        assert f"default {inpaint} or {img2img})" in lines["strength"]
+        assert f"default {inpaint} when 'mask_image' is given, else {img2img} when 'image' is given" in lines["strength"]
+        assert "num_inference_steps (int > 0, default=50)" in lines["num_inference_steps"]
+        doc = blocks.doc.splitlines()
+        i = next(n for n, line in enumerate(doc) if line.strip().startswith("strength ("))
+        assert f"else {img2img} when 'image' is given" in doc[i + 1]

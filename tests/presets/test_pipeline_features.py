@@ -89,7 +89,7 @@ def test_switching_and_tuning_guiders(sd_pipe, caplog):
     spec.config["guidance_scale"] = 7.5
     sd_pipe.update_components(guider=spec)
     assert torch.equal(run(sd_pipe), base)
-    with caplog.at_level(logging.WARNING, logger="diffblocks"):
+    with caplog.at_level(logging.INFO, logger="diffblocks"):
         sd_pipe.update_components(guider=PerturbedAttentionGuidance(perturbed_guidance_layers=[0]))
     assert "adding guider with new type: PerturbedAttentionGuidance, previous type: ClassifierFreeGuidance" in caplog.text
 
@@ -100,7 +100,7 @@ def test_guider_saved_in_a_modular_repo_loads_as_a_pretrained_component(sd_pipe,
     spec.default_creation_method = "from_pretrained"
     spec.repo, spec.subfolder = str(tmp_path / "g"), "pag_guider"
     spec.type_hint = PerturbedAttentionGuidance
-    with caplog.at_level(logging.WARNING, logger="diffblocks"):
+    with caplog.at_level(logging.INFO, logger="diffblocks"):
         sd_pipe.update_components(guider=spec.load())
     assert "default_creation_method of guider from from_config to from_pretrained" in caplog.text
     sd_pipe.save_pretrained(tmp_path / "modular")
