@@ -18,6 +18,50 @@ SPEC_ATTR = "_diffblocks_spec"
 CREATION_METHODS = ("from_pretrained", "from_config")
 
 
+class LazyClass:
+    """A class named by its module and name, imported the first time a spec's ``type_hint`` is read.
+
+    Blocks declare transformers components this way (``LazyClass("transformers", "CLIPTextModel")``), so that
+    importing a preset does not import transformers; the first name that the module has wins (for classes
+    renamed between library versions).
+    """
+
+    def __init__(self, module: str, *names: str):
+        self.module, self.names = module, names
+
+    @property
+    def name(self) -> str:
+        return self.names[0]
+
+    def resolve(self) -> type:
+        import importlib
+
+        module = importlib.import_module(self.module)
+        for name in self.names:
+            found = getattr(module, name, None)
+            if found is not None:
+                return found
+        raise ComponentLoadError(f"{self.module} has none of {', '.join(self.names)}")
+
+    def __repr__(self) -> str:
+        return f"LazyClass({self.module}.{self.name})"
+
+
+class _TypeHint:
+    """The ``type_hint`` field: a :class:`LazyClass` given to it becomes its class when first read."""
+
+    def __get__(self, spec, owner=None):
+        if spec is None:
+            return None  # the dataclass default
+        hint = spec.__dict__.get("_type_hint")
+        if isinstance(hint, LazyClass):
+            hint = spec.__dict__["_type_hint"] = hint.resolve()
+        return hint
+
+    def __set__(self, spec, value) -> None:
+        spec.__dict__["_type_hint"] = value
+
+
 def load_id_of(component: object) -> str | None:
     """The ``"repo|subfolder|variant|revision"`` id a component was loaded with, or None if unknown."""
     return getattr(component, LOAD_ID_ATTR, None)
@@ -40,7 +84,8 @@ class ComponentSpec:
 
     Args:
         name: the component's name in the pipeline (``unet``, ``guider``, ...).
-        type_hint: the class (ours for diffusers-format parts, transformers classes as they are).
+        type_hint: the class (ours for diffusers-format parts, transformers classes as they are), or a
+            :class:`LazyClass` naming it, imported when first needed.
         description: one line for docs.
         config: init arguments for ``create()`` (``from_config`` components).
         repo, subfolder, variant, revision: where ``load()`` reads from (local folder or Hub repo).
@@ -48,7 +93,7 @@ class ComponentSpec:
     """
 
     name: str | None = None
-    type_hint: Any = None
+    type_hint: Any = _TypeHint()
     description: str | None = None
     config: dict | None = None
     repo: str | None = None
@@ -77,11 +122,19 @@ class ComponentSpec:
         repo, subfolder, variant, revision = (None if p == "null" else p for p in load_id.split("|"))
         return {"repo": repo, "subfolder": subfolder or "", "variant": variant, "revision": revision}
 
+    @property
+    def type_label(self) -> str:
+        """The class name, without importing a lazily declared class."""
+        hint = self.__dict__.get("_type_hint")
+        if isinstance(hint, LazyClass):
+            return hint.name
+        return getattr(hint, "__name__", None) or ("Any" if hint is None else str(hint))
+
     def copy(self) -> "ComponentSpec":
-        return copy.copy(self) if self.config is None else ComponentSpec(
-            **{f.name: copy.deepcopy(getattr(self, f.name)) if f.name == "config" else getattr(self, f.name)
-               for f in fields(self)}
-        )
+        made = copy.copy(self)  # the lazy type stays lazy
+        if self.config is not None:
+            made.config = copy.deepcopy(self.config)
+        return made
 
     def loading_fields(self) -> dict[str, Any]:
         return {"repo": self.repo, "subfolder": self.subfolder, "variant": self.variant, "revision": self.revision}

@@ -132,7 +132,7 @@ def _output_line(param, long: bool) -> tuple[str, str]:
 
 
 def _component_line(spec, long: bool) -> tuple[str, str]:
-    hint = spec.type_hint.__name__ if isinstance(spec.type_hint, type) else _type_label(spec.type_hint)
+    hint = spec.type_label
     how = "" if spec.default_creation_method == "from_pretrained" else ", from_config"
     return f"{spec.name} ({hint}{how})", spec.description or ""
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import torch
-from transformers import CLIPTextModel, CLIPTokenizer
 
 from ...components.image_processor import MaskImageProcessor, VaeImageProcessor
 from ...components.models import AutoencoderKL
-from ...components.spec import ComponentSpec
+from ...components.spec import ComponentSpec, LazyClass
 from ...modular_pipelines import AutoPipelineBlocks, InputParam, ModularPipelineBlocks, OutputParam
 from ..checks import FINITE_TENSOR, check_multiple, conflict
 from ..common import default_size, encode_image, execution_device, image_processor_for, vae_scale_factor
@@ -25,6 +24,10 @@ from .inputs import (
     WIDTH,
 )
 
+
+# transformers classes, imported when a pipeline first needs them (not when a preset is imported)
+CLIP_TEXT_MODEL = LazyClass("transformers", "CLIPTextModel")
+CLIP_TOKENIZER = LazyClass("transformers", "CLIPTokenizer")
 
 def as_list(prompt, batch: int | None = None) -> list[str]:
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
@@ -78,7 +81,7 @@ class StableDiffusionTextEncoderStep(ModularPipelineBlocks):
     """
 
     model_name = "stable-diffusion"
-    expected_components = [ComponentSpec("text_encoder", CLIPTextModel), ComponentSpec("tokenizer", CLIPTokenizer)]
+    expected_components = [ComponentSpec("text_encoder", CLIP_TEXT_MODEL), ComponentSpec("tokenizer", CLIP_TOKENIZER)]
     inputs = [
         PROMPT,
         NEGATIVE_PROMPT,

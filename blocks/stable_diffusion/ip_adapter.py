@@ -18,16 +18,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
-from transformers import CLIPVisionModelWithProjection
-
-try:  # transformers 5: CLIPImageProcessor needs torchvision; its PIL variant computes the same pixels without it
-    from transformers import CLIPImageProcessorPil as CLIPImageProcessor
-except ImportError:  # transformers 4: CLIPImageProcessor is the PIL / numpy one
-    from transformers import CLIPImageProcessor
-
 from ...components.ip_adapter import ip_image_projections
 from ...components.models import UNet2DConditionModel
-from ...components.spec import ComponentSpec
+from ...components.spec import ComponentSpec, LazyClass
 from ...modular_pipelines import AutoPipelineBlocks, InputParam, ModularPipelineBlocks, OutputParam
 from ...modular_pipelines.errors import AdapterError
 from ..common import execution_device
@@ -35,9 +28,11 @@ from ..checks import FINITE_LIST, FINITE_TENSOR, IMAGE_TYPE
 from .encoders import as_list  # (encoders.py may re-export this module's steps at its end)
 from .inputs import NUM_IMAGES, PROMPT
 
-IMAGE_ENCODER = ComponentSpec("image_encoder", CLIPVisionModelWithProjection,
+IMAGE_ENCODER = ComponentSpec("image_encoder", LazyClass("transformers", "CLIPVisionModelWithProjection"),
                               description="CLIP vision model of the IP-Adapter (filled by pipe.loader.load_ip_adapter)")
-FEATURE_EXTRACTOR = ComponentSpec("feature_extractor", CLIPImageProcessor, config={"size": 224, "crop_size": 224},
+# transformers 5: CLIPImageProcessor needs torchvision; its PIL variant computes the same pixels without it
+# (transformers 4: CLIPImageProcessor is the PIL / numpy one)
+FEATURE_EXTRACTOR = ComponentSpec("feature_extractor", LazyClass("transformers", "CLIPImageProcessorPil", "CLIPImageProcessor"), config={"size": 224, "crop_size": 224},
                                   description="resizes and normalises images for the image encoder",
                                   default_creation_method="from_config")
 EMBEDS_DOC = "one tensor per IP-Adapter: (rows, images, dim) for base adapters, (rows, images, tokens, dim) for plus"

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import torch
-from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-from ...components.spec import ComponentSpec, ConfigSpec
+from ...components.spec import ComponentSpec, ConfigSpec, LazyClass
 from ...modular_pipelines import AutoPipelineBlocks, InputParam, ModularPipelineBlocks, OutputParam
 from ..checks import FINITE_TENSOR, conflict
 from ..common import execution_device, retrieve_latents
 from ..stable_diffusion.encoders import (
+    CLIP_TEXT_MODEL,
+    CLIP_TOKENIZER,
     StableDiffusionInpaintVaeEncoderStep,
     StableDiffusionVaeEncoderStep,
     as_list,
@@ -49,8 +50,9 @@ class StableDiffusionXLTextEncoderStep(ModularPipelineBlocks):
 
     model_name = "stable-diffusion-xl"
     expected_components = [
-        ComponentSpec("text_encoder", CLIPTextModel), ComponentSpec("text_encoder_2", CLIPTextModelWithProjection),
-        ComponentSpec("tokenizer", CLIPTokenizer), ComponentSpec("tokenizer_2", CLIPTokenizer),
+        ComponentSpec("text_encoder", CLIP_TEXT_MODEL),
+        ComponentSpec("text_encoder_2", LazyClass("transformers", "CLIPTextModelWithProjection")),
+        ComponentSpec("tokenizer", CLIP_TOKENIZER), ComponentSpec("tokenizer_2", CLIP_TOKENIZER),
     ]
     expected_configs = [ConfigSpec("force_zeros_for_empty_prompt", True)]
     inputs = [
