@@ -16,7 +16,7 @@ import torch
 
 from ..modular_pipelines.block import current_path
 from ..modular_pipelines.checks import Finite, non_finite, value_check
-from ..modular_pipelines.errors import InputValueError
+from ..components.errors import InputValueError
 
 
 def _items(value: Any, at: tuple[int, ...] = ()) -> list[tuple[str, Any]]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ..modular_pipelines.errors import ConfigError
+from ..components.errors import ConfigError
 
 
 def execution_device(components) -> torch.device:

@@ -26,7 +26,7 @@ import sys
 from importlib import metadata
 from typing import Sequence
 
-from ..modular_pipelines.errors import DiffblocksError
+from ..components.errors import DiffblocksError
 from . import inspect, run
 from .messages import cli_message
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..modular_pipelines.errors import FlagError
+from ..components.errors import FlagError
 
 # short name -> (guider class, extra arguments); layer-perturbing guiders perturb the UNet's mid-block layer 0
 GUIDERS = {

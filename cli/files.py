@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-from ..modular_pipelines.errors import FlagError
+from ..components.errors import FlagError
 
 REPO_ID = re.compile(r"^[\w][\w.-]*/[\w.-]+$")
 WEIGHTS = (".bin", ".safetensors")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..modular_pipelines.errors import FlagError
+from ..components.errors import FlagError
 
 # flag -> the pipeline input it sets (to check a preset takes it, and to word the pipeline's errors)
 FLAG_INPUTS = {"--prompt": "prompt", "--negative-prompt": "negative_prompt", "--steps": "num_inference_steps",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..modular_pipelines.errors import FlagError
+from ..components.errors import FlagError
 from .flags import FLAG_INPUTS, given
 
 WORKFLOWS = {"text2image": "TEXT2IMAGE_BLOCKS", "image2image": "IMAGE2IMAGE_BLOCKS", "inpaint": "INPAINT_BLOCKS",

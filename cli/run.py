@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from ..modular_pipelines.errors import DiffblocksError, FlagError
+from ..components.errors import DiffblocksError, FlagError
 from .choices import GUIDERS, SCHEDULER_NAMES, make_guider, pick_device, scheduler_class
 from .files import ip_adapter_source, local_or_repo, open_image, output_path, resolve_model
 from .flags import FLAG_INPUTS, IMAGE_FLAGS, check_numbers, check_pairs, value_of

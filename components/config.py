@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Mapping
 
-from ..modular_pipelines.errors import ConfigError
+from .errors import ConfigError
 from .files import resolve_file
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..modular_pipelines.errors import HubUnreachableError, MissingFileError
+from .errors import HubUnreachableError, MissingFileError
 
 # endpoints that answered in this process: their later look-ups skip the reachability check
 _ANSWERED: set[str] = set()

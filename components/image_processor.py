@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from PIL import ImageFilter, ImageOps
 
-from ..modular_pipelines.errors import ConfigError
+from .errors import ConfigError
 from .config import ConfigMixin, register_to_config
 
 PIL_RESAMPLING = {

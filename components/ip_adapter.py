@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 from torch import nn
 
-from ..modular_pipelines.errors import AdapterError, ConfigError, WeightsMismatchError
+from .errors import AdapterError, ConfigError, WeightsMismatchError
 from .ip_adapter_checkpoint import IPAdapterCheckpoint, build_image_projection, ip_weight_pairs, read_ip_adapter
 from .ip_adapter_projection import MultiIPAdapterImageProjection
 from .models.attention import Attention, AttnProcessor

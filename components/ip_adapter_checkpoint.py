@@ -19,7 +19,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from ..modular_pipelines.errors import AdapterError, CorruptedFileError, WeightsMismatchError
+from .errors import AdapterError, CorruptedFileError, WeightsMismatchError
 from .files import resolve_file
 from .ip_adapter_projection import ImageProjection, IPAdapterPlusImageProjection
 

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Iterator
 
-from ..modular_pipelines.errors import (
+from .errors import (
     ComponentLoadError,
     ConfigError,
     UnknownComponentClassError,

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
-from ..modular_pipelines.errors import AmbiguousComponentError, ComponentNotFoundError, ConfigError
+from .errors import AmbiguousComponentError, ComponentNotFoundError, ConfigError
 from .offload import AutoOffloader, MemoryProbe, device_free_memory, module_size_bytes, parse_size
 from .spec import load_id_of
 

@@ -27,7 +27,7 @@ import torch
 from accelerate.hooks import ModelHook, add_hook_to_module, remove_hook_from_module
 from accelerate.utils import send_to_device
 
-from ..modular_pipelines.errors import ConfigError
+from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

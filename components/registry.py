@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ..modular_pipelines.errors import UnsupportedComponentError
+from .errors import UnsupportedComponentError
 
 _MODELS = "diffblocks.components.models"
 _SCHEDULERS = "diffblocks.components.schedulers"

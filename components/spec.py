@@ -11,7 +11,7 @@ import copy
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ..modular_pipelines.errors import ComponentLoadError, ConfigError
+from .errors import ComponentLoadError, ConfigError
 
 LOAD_ID_ATTR = "_diffblocks_load_id"
 SPEC_ATTR = "_diffblocks_spec"

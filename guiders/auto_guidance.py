@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..components.config import register_to_config
-from ..modular_pipelines.errors import ConfigError
+from ..components.errors import ConfigError
 from .base import UNCOND, GuidanceBranch
 from .cfg import _CFGLike
 from .perturbations import LayerSkipConfig, config_value, layers_or_configs

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from ..components.config import ConfigMixin
-from ..modular_pipelines.errors import ConfigError, GuiderError
+from ..components.errors import ConfigError, GuiderError
 from .hooks import apply_perturbations, perturbation_edits, rows_covered
 
 COND = "pred_cond"

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ..components.config import register_to_config
-from ..modular_pipelines.errors import ConfigError
+from ..components.errors import ConfigError
 from .base import COND, UNCOND, GuiderOutput
 from .cfg import _CFGLike
 from .functional import guide, project, rescale_noise_cfg

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..modular_pipelines.errors import GuiderError, closest
+from ..components.errors import GuiderError, closest
 from .dispatch import Edit, FrameMode, activate
 from .perturbations import LayerSkipConfig, Perturbation, SmoothedEnergyGuidanceConfig
 

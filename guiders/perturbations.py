@@ -16,7 +16,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence, TypeVar, Union
 
-from ..modular_pipelines.errors import ConfigError
+from ..components.errors import ConfigError
 
 
 def _as_indices(owner: str, value: Any) -> tuple[int, ...]:

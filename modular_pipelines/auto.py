@@ -10,7 +10,7 @@ from typing import Any, Iterable, Mapping
 
 from .block import LOCATED_ERRORS, ModularPipelineBlocks, brief_inputs, child_path, run_block
 from .composite import CompositeBlocks, auto_inputs
-from .errors import BlockDeclarationError, BlockExecutionError
+from ..components.errors import BlockDeclarationError, BlockExecutionError
 from .params import InputParam
 from .state import BlockState, PipelineState
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..components.spec import ComponentSpec, ConfigSpec
 from .checks import check_declaration, check_input_type
-from .errors import (
+from ..components.errors import (
     BlockDeclarationError,
     BlockExecutionError,
     DiffblocksError,

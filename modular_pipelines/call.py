@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 from .checks import check_input_type
 from .composite import CompositeBlocks
-from .errors import DiffblocksError
+from ..components.errors import DiffblocksError
 from .loop import LoopSequentialPipelineBlocks
 
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 from pydantic import AfterValidator, ConfigDict, PydanticSchemaGenerationError, TypeAdapter, ValidationError
 
-from .errors import BlockDeclarationError, InputTypeError, InputValueError
+from ..components.errors import BlockDeclarationError, InputTypeError, InputValueError
 from .params import InputParam, OutputParam, constraint_phrases, type_name
 
 _STRICT = ConfigDict(strict=True, arbitrary_types_allowed=True)

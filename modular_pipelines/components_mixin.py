@@ -14,7 +14,7 @@ import typing
 from typing import Any, Iterable
 
 from ..components.spec import ComponentSpec
-from .errors import ComponentLoadError, ComponentNotFoundError, ComponentTypeError, UnsupportedComponentError
+from ..components.errors import ComponentLoadError, ComponentNotFoundError, ComponentTypeError, UnsupportedComponentError
 from .params import type_name
 
 logger = logging.getLogger("diffblocks")

@@ -179,7 +179,7 @@ class CompositeBlocks(ModularPipelineBlocks):
         super().__init__()
 
     def _check_lengths(self) -> None:
-        from .errors import BlockDeclarationError
+        from ..components.errors import BlockDeclarationError
 
         if len(self.block_classes) != len(self.block_names):
             raise BlockDeclarationError.mismatched_lengths(

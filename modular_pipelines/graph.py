@@ -19,7 +19,7 @@ import networkx as nx
 from .auto import AutoPipelineBlocks
 from .block import ModularPipelineBlocks
 from .composite import CompositeBlocks
-from .errors import PipelineValidationError
+from ..components.errors import PipelineValidationError
 from .loop import LoopSequentialPipelineBlocks
 
 SOURCE = "inputs"

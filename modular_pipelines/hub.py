@@ -21,7 +21,7 @@ from ..components.config import ConfigMixin, jsonable, staged_files
 from ..components.files import is_local, resolve_file, try_resolve_file
 from ..components.registry import library_of
 from ..components.spec import ComponentSpec, load_id_of
-from .errors import ConfigError, MissingFileError, UnsupportedComponentError
+from ..components.errors import ConfigError, MissingFileError, UnsupportedComponentError
 
 MODULAR_INDEX = "modular_model_index.json"
 STANDARD_INDEX = "model_index.json"

@@ -76,7 +76,7 @@ class InsertableDict(dict):
         return type(self)(self.items())
 
     def __repr__(self) -> str:
-        from .render import format_value
+        from ..components.formatting import format_value
 
         lines = [f"  {i}: ({k!r}, {format_value(v)})" for i, (k, v) in enumerate(self.items())]
         return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)" if lines else f"{type(self).__name__}()"

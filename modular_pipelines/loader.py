@@ -19,7 +19,7 @@ from ..components.ip_adapter import (
     set_ip_adapter_scale,
     unload_ip_adapters,
 )
-from .errors import AdapterError
+from ..components.errors import AdapterError
 
 logger = logging.getLogger("diffblocks")
 

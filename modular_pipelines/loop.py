@@ -21,7 +21,7 @@ from typing import Any
 from ..components.spec import ComponentSpec, ConfigSpec
 from .block import LOCATED_ERRORS, brief_inputs, child_path, current_path
 from .composite import CompositeBlocks, sequential_inputs, union_by_name
-from .errors import BlockExecutionError, LoopInputMissingError, MissingInputError
+from ..components.errors import BlockExecutionError, LoopInputMissingError, MissingInputError
 from .params import InputParam, OutputParam
 from .state import BlockState
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType, UnionType
 from typing import Annotated, Any, Iterable, Literal, Mapping, Union, get_args, get_origin
 
-from .errors import BlockDeclarationError
+from ..components.errors import BlockDeclarationError
 
 
 class _NoDefault:

@@ -12,7 +12,7 @@ from typing import Any
 from .block import ModularPipelineBlocks, run_block
 from .call import CallComponents, RunningCalls, check_given_inputs
 from .components_mixin import ComponentsMixin
-from .errors import OutputNotFoundError, UnknownInputError
+from ..components.errors import OutputNotFoundError, UnknownInputError
 from .state import PipelineState
 
 # inputs every pipeline accepts even when no block declares them

@@ -31,7 +31,7 @@ from typing import Any
 from .auto import AutoPipelineBlocks
 from .block import ModularPipelineBlocks
 from .composite import CompositeBlocks
-from .errors import ConfigError, RemoteCodeError
+from ..components.errors import ConfigError, RemoteCodeError
 
 BLOCK_FILE = "block.py"
 CUSTOM_PREFIX = "block:"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from .render import format_value
+from ..components.formatting import format_value
 
 
 class PipelineState:

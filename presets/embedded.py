@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..modular_pipelines.errors import MissingFileError
+from ..components.errors import MissingFileError
 
 EMBEDDED_MODEL = "tiny_digits"
 

@@ -22,7 +22,7 @@ from ...components.ip_adapter import ip_image_projections
 from ...components.models import UNet2DConditionModel
 from ...components.spec import ComponentSpec, LazyClass
 from ...modular_pipelines import AutoPipelineBlocks, InputParam, ModularPipelineBlocks, OutputParam
-from ...modular_pipelines.errors import AdapterError
+from ...components.errors import AdapterError
 from ..common import execution_device
 from ..checks import FINITE_LIST, FINITE_TENSOR, IMAGE_TYPE
 from .encoders import as_list  # (encoders.py may re-export this module's steps at its end)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...modular_pipelines.errors import ConfigError
+from ..errors import ConfigError
 
 
 @functools.lru_cache(maxsize=256)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...modular_pipelines.errors import ConfigError, MissingInputError
+from ..errors import ConfigError, MissingInputError
 from ..config import register_to_config
 from .attention import AttentionProcessorMixin, mask_to_bias
 from .embeddings import TimestepEmbedding, Timesteps, make_class_embedding

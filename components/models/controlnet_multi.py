@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ...modular_pipelines.errors import AdapterError, MissingFileError
+from ..errors import AdapterError, MissingFileError
 from .controlnet import ControlNetModel, ControlNetOutput
 
 

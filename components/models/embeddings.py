@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from ...modular_pipelines.errors import ConfigError
+from ..errors import ConfigError
 from .activations import get_activation
 
 

@@ -15,7 +15,7 @@ import torch
 from accelerate import init_empty_weights
 from torch import nn
 
-from ...modular_pipelines.errors import ConfigError, WeightsMismatchError
+from ..errors import ConfigError, WeightsMismatchError
 from ..config import ConfigMixin
 from ..config import staged_files
 from .weights import find_weight_files, read_weights, remove_stale_weights, stage_weights

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...modular_pipelines.errors import ConfigError
+from ..errors import ConfigError
 from .activations import get_activation
 
 

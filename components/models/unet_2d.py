@@ -8,7 +8,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ...modular_pipelines.errors import ConfigError, MissingInputError
+from ..errors import ConfigError, MissingInputError
 from ..config import register_to_config
 from .attention import LEGACY_ATTENTION_KEYS, AttentionProcessorMixin
 from .embeddings import GaussianFourierProjection, TimestepEmbedding, Timesteps, make_class_embedding

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ...modular_pipelines.errors import ConfigError, MissingInputError
+from ..errors import ConfigError, MissingInputError
 from ..config import register_to_config
 from .activations import get_activation
 from .attention import AttentionProcessorMixin, mask_to_bias

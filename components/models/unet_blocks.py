@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ...modular_pipelines.errors import ConfigError
+from ..errors import ConfigError
 from .attention import SpatialSelfAttention
 from .resnet import Downsample2D, ResnetBlock2D, Upsample2D
 from .transformer_2d import Transformer2DModel

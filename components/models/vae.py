@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ...modular_pipelines.errors import ConfigError
+from ..errors import ConfigError
 from .activations import get_activation
 from .mid_blocks import UNetMidBlock2D
 from .resnet import Downsample2D, Upsample2D

@@ -17,7 +17,7 @@ from typing import Iterable
 
 import torch
 
-from ...modular_pipelines.errors import CorruptedFileError, MissingFileError
+from ..errors import CorruptedFileError, MissingFileError
 from ..config import StagedFiles, staged_files
 from ..files import resolve_file, try_resolve_file
 

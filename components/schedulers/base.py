@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Iterable, Mapping
 
 import torch
 
-from ...modular_pipelines.errors import ConfigError
+from ..errors import ConfigError
 from ..config import ConfigMixin, FrozenConfig, register_to_config
 from .schedules import alphas_cumprod_from_betas, make_betas, rescale_zero_terminal_snr
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ...modular_pipelines.errors import ConfigError
+from ..errors import ConfigError
 from ..noise import randn_tensor
 from .base import SigmaSchedulerMixin, register_scheduler_config
 from .schedules import spaced_timesteps, training_sigmas

@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import torch
 
-from ...modular_pipelines.errors import ConfigError
+from ..errors import ConfigError
 from ..noise import randn_tensor
 from .base import SchedulerMixin, register_scheduler_config
 from .ddim import check_step_count

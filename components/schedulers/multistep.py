@@ -12,7 +12,7 @@ from typing import Sequence
 
 import torch
 
-from ...modular_pipelines.errors import ConfigError
+from ..errors import ConfigError
 
 DPM_ALGORITHMS = ("dpmsolver++", "dpmsolver", "sde-dpmsolver++", "sde-dpmsolver")
 

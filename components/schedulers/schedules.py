@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ...modular_pipelines.errors import ConfigError
+from ..errors import ConfigError
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 TIMESTEP_SPACINGS = ("linspace", "leading", "trailing")

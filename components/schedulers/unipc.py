@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ...modular_pipelines.errors import ConfigError
+from ..errors import ConfigError
 from .base import SigmaSchedulerMixin, register_scheduler_config
 from .euler import check_one_sigma_schedule, convert_sigmas
 from .multistep import unipc_correct, unipc_predict

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ...modular_pipelines.errors import ConfigError
+from ..errors import ConfigError
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 
