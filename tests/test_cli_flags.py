@@ -24,12 +24,14 @@ def cli_pixels(capsys, tmp_path, *argv) -> np.ndarray:
     return np.asarray(Image.open(out).convert("RGB"))
 
 
-def api_pixels(blocks=stable_diffusion.TEXT2IMAGE_BLOCKS, scheduler=None, **inputs) -> np.ndarray:
+def api_pixels(blocks=stable_diffusion.TEXT2IMAGE_BLOCKS, scheduler=None, guider=None, **inputs) -> np.ndarray:
     pipe = SequentialPipelineBlocks.from_blocks_dict(blocks).init_pipeline(str(embedded_model_path()))
     pipe.load_components()
     pipe.set_progress_bar_config(disable=True)
     if scheduler is not None:
         pipe.update_components(scheduler=scheduler.from_config(pipe.scheduler.config))
+    if guider is not None:
+        pipe.update_components(guider=guider)
     image = pipe(prompt="a handwritten digit seven", num_inference_steps=STEPS,
                  generator=torch.Generator().manual_seed(3), output="images", **inputs)[0]
     return np.asarray(image)
@@ -109,6 +111,27 @@ def test_guidance_scale_and_size(capsys, tmp_path, plain):
     expected = pipe(prompt="a handwritten digit seven", num_inference_steps=STEPS, height=40, width=24,
                     generator=torch.Generator().manual_seed(3), output="images")[0]
     assert got.shape == (40, 24, 3) and np.array_equal(got, np.asarray(expected))
+
+
+# guiders whose image differs from CFG's within STEPS steps (PAG, SEG and SLG perturb from 1% to 20% of the steps:
+# none of 3; APG's defaults rescale nothing here, so it equals CFG)
+GUIDER_CASES = {
+    "tcfg": (["--guider", "tcfg"], lambda g: g.TangentialClassifierFreeGuidance()),
+    "cfg-zero-star": (["--guider", "cfg-zero-star"], lambda g: g.ClassifierFreeZeroStarGuidance()),
+    "mag-scale": (["--guider", "mag", "--guidance-scale", "3"], lambda g: g.MagnitudeAwareGuidance(guidance_scale=3.0)),
+    "cfg-scale": (["--guider", "cfg", "--guidance-scale", "3"], lambda g: g.ClassifierFreeGuidance(guidance_scale=3.0)),
+    "scale-only": (["--guidance-scale", "1.5"], lambda g: g.ClassifierFreeGuidance(guidance_scale=1.5)),
+}
+
+
+@pytest.mark.parametrize("case", GUIDER_CASES)
+def test_guider_and_guidance_scale_are_the_api_with_that_guider(capsys, tmp_path, plain, case):
+    from diffblocks import guiders
+
+    argv, make = GUIDER_CASES[case]
+    got = cli_pixels(capsys, tmp_path, *argv)
+    assert np.array_equal(got, api_pixels(guider=make(guiders)))
+    assert not np.array_equal(got, plain)  # the default is CFG at 7.5
 
 
 def test_version_in_process(capsys):

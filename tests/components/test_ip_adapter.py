@@ -127,6 +127,26 @@ def test_scale_zero_for_one_adapter_leaves_the_other(models):
     assert torch.equal(run(both, sample, states, added, embeds), run(second, sample, states, added, embeds[1:]))
 
 
+@pytest.mark.parametrize("kinds, scale", [(["base"], 0.5), (["plus"], 0.5), (["base", "plus"], [0.5, 0.25])],
+                         ids=["base", "plus", "base+plus"])
+def test_a_scale_of_one_half_matches_diffusers(models, kinds, scale):
+    """The scale weighs each adapter's attention (``text + scale * image``): at 0.5 the output is diffusers'
+    at 0.5, and neither the output at 1 nor the one without the adapter."""
+    from diffusers.loaders.ip_adapter import IPAdapterMixin
+
+    ours, reference = fresh(models), fresh(models, ours=False)
+    load_ip_adapters(ours, checkpoints(models, kinds))
+    reference._load_ip_adapter_weights([models.adapters[k] for k in kinds], low_cpu_mem_usage=False)
+    sample, states, added, embeds = inputs(models, kinds)
+    full = run(ours, sample, states, added, embeds)
+    set_ip_adapter_scale(ours, scale)
+    IPAdapterMixin.set_ip_adapter_scale(SimpleNamespace(unet=reference), scale)
+    half = run(ours, sample, states, added, embeds)
+    assert (half - run(reference, sample, states, added, embeds)).abs().max() <= ATOL
+    assert (half - full).abs().max() > 1e-3
+    assert (half - run(ours, sample, states, added)).abs().max() > 1e-3
+
+
 def test_unload_restores_processors_and_config(models):
     plain, ours = fresh(models), fresh(models)
     custom = AttnProcessor()

@@ -297,15 +297,16 @@ def test_remove_releases_the_component(offload):
 class CriticalSection:
     """Shows whether two threads are ever inside the manager's registry at once, without relying on timing.
 
-    The first thread to enter stays inside until a second thread either enters too (no mutual exclusion:
-    recorded in ``most``) or is found waiting for the manager's lock (exclusion works), whichever comes first.
+    The first thread to enter stays inside until a second thread arrives: either it enters too (no mutual
+    exclusion: recorded in ``most``) or it is found waiting for the manager's lock (exclusion works).
     """
 
     def __init__(self):
         self.cond = threading.Condition()
         self.inside: set[int] = set()
-        self.waiting: set[int] = set()
         self.first: int | None = None
+        self.second_arrived = False
+        self.second_waited = False
         self.most = 0
 
     def enter(self):
@@ -313,20 +314,27 @@ class CriticalSection:
         with self.cond:
             self.inside.add(me)
             self.most = max(self.most, len(self.inside))
-            self.cond.notify_all()
             if self.first is None:
                 self.first = me
-                others = lambda: (self.inside | self.waiting) - {me}  # noqa: E731
-                assert self.cond.wait_for(others, timeout=60), "the second thread never reached the manager"
+                self.cond.notify_all()
+                arrived = self.cond.wait_for(lambda: self.second_arrived, timeout=60)
+                assert arrived, "the second thread never reached the manager"
+            else:
+                self.arrive()
 
     def leave(self):
         with self.cond:
             self.inside.discard(threading.get_ident())
-            self.cond.notify_all()
 
     def blocked(self):
         with self.cond:
-            self.waiting.add(threading.get_ident())
+            if threading.get_ident() != self.first:
+                self.second_waited = True
+                self.arrive()
+
+    def arrive(self):
+        with self.cond:
+            self.second_arrived = True
             self.cond.notify_all()
 
 
@@ -398,20 +406,18 @@ def test_one_thread_at_a_time_in_the_registry(first, second):
             OPERATIONS[operation](manager, ids, n)
         except BaseException as err:  # reported by the main thread
             errors.append(err)
-            with section.cond:  # let the first thread go on
-                section.waiting.add(threading.get_ident())
-                section.cond.notify_all()
+            section.arrive()  # the first thread need not wait any longer
 
     threads = [threading.Thread(target=run, args=(op, n)) for n, op in enumerate((first, second))]
     threads[0].start()
     with section.cond:
-        assert section.cond.wait_for(lambda: section.inside or errors, timeout=60)
+        assert section.cond.wait_for(lambda: section.first is not None or errors, timeout=60)
     threads[1].start()
     for thread in threads:
         thread.join(timeout=120)
     assert not errors, errors
     assert section.most == 1, "two threads were inside the manager's registry at once"
-    assert section.waiting, "the second thread never waited for the first"
+    assert section.second_waited, "the second thread never waited for the first"
     expected = 2 + [first, second].count("add") - [first, second].count("remove")
     assert len(manager.components) == expected
 

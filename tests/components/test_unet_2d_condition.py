@@ -87,11 +87,10 @@ def test_forward_matches_diffusers(pair):
     assert max_diff(got, expected) <= ATOL
 
 
+@pytest.mark.parametrize("pair", ["sd1"], indirect=True)
 def test_scalar_timesteps_match_diffusers(pair):
     """Ints, floats and 0-d tensors (the timestep handling is shared, so one config is enough)."""
     name, reference, ours = pair
-    if name != "sd1":
-        pytest.skip("covered by the sd1 config")
     (sample, _, states), _ = make_inputs(CONFIGS[name], batch=1)
     with torch.no_grad():
         for timestep in (500, 3.5, torch.tensor(10)):

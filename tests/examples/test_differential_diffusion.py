@@ -4,6 +4,7 @@ a full map is image-to-image at strength 1."""
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from PIL import Image
 from tiny_models import make_image
@@ -49,6 +50,7 @@ def test_zero_map_keeps_the_input_and_full_map_is_img2img(sdxl_repo):
     assert (full - plain).abs().max() <= 1e-5
 
 
+@pytest.mark.slow  # SDXL runs with ControlNet / IP-Adapter: 10-30 s each on a CPU
 def test_auto_pipeline_runs_controlnet_only_when_control_image_is_given(sdxl_repo, tmp_path):
     import diffusers
 
@@ -85,6 +87,7 @@ def test_auto_pipeline_runs_controlnet_only_when_control_image_is_given(sdxl_rep
     assert (controlled - without).abs().max() > 1e-3
 
 
+@pytest.mark.slow  # SDXL runs with ControlNet / IP-Adapter: 10-30 s each on a CPU
 def test_auto_pipeline_adds_the_ip_adapter_when_its_image_is_given(sdxl_repo, tmp_path):
     from tiny_ip_adapter import make_ip_adapter_repo
 

@@ -52,22 +52,10 @@ CASES = [
 
 
 @pytest.fixture
-def diffusers_fdg(monkeypatch):
-    """diffusers' FDG needs kornia; without it, give it our pyramid so that its combine logic is still compared."""
-    import diffusers.guiders.frequency_decoupled_guidance as ref_fdg
-
-    try:
-        from kornia.geometry import pyrup
-        from kornia.geometry.transform import build_laplacian_pyramid
-    except ImportError:
-        build_laplacian_pyramid = our_fdg.laplacian_pyramid
-
-        def pyrup(x):
-            return our_fdg._up(x, (2 * x.shape[-2], 2 * x.shape[-1]))
-
-    monkeypatch.setattr(ref_fdg, "_CAN_USE_KORNIA", True)
-    monkeypatch.setattr(ref_fdg, "build_laplacian_pyramid_func", build_laplacian_pyramid)
-    monkeypatch.setattr(ref_fdg, "upsample_and_blur_func", pyrup)
+def diffusers_fdg():
+    """diffusers' FDG builds its pyramid with kornia: without kornia there is no reference to compare with
+    (substituting our pyramid would compare it with itself), so the FDG comparisons are skipped."""
+    pytest.importorskip("kornia")
 
 
 def _pair(name, kwargs):
@@ -85,7 +73,9 @@ def _perturbed_from_zero(kwargs) -> bool:
 
 
 @pytest.mark.parametrize("name,kwargs", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
-def test_combine_matches_diffusers(name, kwargs, diffusers_fdg):
+def test_combine_matches_diffusers(name, kwargs, request):
+    if name == "FrequencyDecoupledGuidance":
+        request.getfixturevalue("diffusers_fdg")
     guider, ref = _pair(name, kwargs)
     g = torch.Generator().manual_seed(0)
     guider.reset()
@@ -116,7 +106,8 @@ def test_combine_matches_diffusers(name, kwargs, diffusers_fdg):
         assert got.pred_cond is given["pred_cond"]
 
 
-def test_fdg_levels_outside_their_window_keep_cond(diffusers_fdg):
+@pytest.mark.usefixtures("diffusers_fdg")
+def test_fdg_levels_outside_their_window_keep_cond():
     """diffusers puts a stale level (or raises) there; the reference below is diffusers with those levels'
     scale set to 1 (which gives cond_l up to rounding)."""
     import diffusers.guiders as ref_mod
@@ -154,6 +145,26 @@ def test_cfg_branch_windows():
     assert counts == [1, 1, 2, 2, 2, 2, 2, 1, 1, 1]
     guider.set_state(3, STEPS, None)
     assert [(b.name, b.conditional) for b in guider.branches] == [("pred_cond", True), ("pred_uncond", False)]
+
+
+def test_fractional_windows_truncate_like_diffusers():
+    """A window bound that falls between steps is truncated: the first step is ``int(start * n)`` and the
+    first step without guidance ``int(stop * n)`` (rounding would move both, here to 2 and 4 for n = 10)."""
+    import diffusers.guiders as ref_mod
+
+    kwargs = {"guidance_scale": 5.0, "start": 0.15, "stop": 0.35}
+    guider, ref = ours.ClassifierFreeGuidance(**kwargs), ref_mod.ClassifierFreeGuidance(**kwargs)
+    pag = ours.PerturbedAttentionGuidance(perturbed_guidance_layers=[0], perturbed_guidance_start=0.15,
+                                          perturbed_guidance_stop=0.35)
+    counts, ref_counts, perturbed = [], [], []
+    for step in range(STEPS):
+        for g in (guider, ref, pag):
+            g.set_state(step, STEPS, None)
+        counts.append(len(guider.branches))
+        ref_counts.append(ref.num_conditions)
+        perturbed.append("pred_cond_skip" in [b.name for b in pag.branches])
+    assert counts == ref_counts == [1, 2, 2] + [1] * 7  # guided on steps 1 and 2 (int(1.5), int(3.5))
+    assert perturbed == [False, False, True] + [False] * 7  # PAG's perturbed window also excludes its start
 
 
 @pytest.mark.parametrize("cls,kwargs,name", [

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from diffblocks.modular_pipelines import BlockState, InputParam, InsertableDict, OutputParam, PipelineState
+from diffblocks.modular_pipelines.errors import BlockDeclarationError
 from diffblocks.modular_pipelines.params import NO_DEFAULT
 
 
@@ -27,9 +28,19 @@ def test_kwargs_type_collects_values():
     state.set("negative_prompt_embeds", 2, kwargs_type="denoiser_input_fields")
     state.set("other", 3)
     assert state.get_by_kwargs("denoiser_input_fields") == {"prompt_embeds": 1, "negative_prompt_embeds": 2}
-    with pytest.raises(Exception):
+    with pytest.raises(BlockDeclarationError, match="InputParam needs a name or a kwargs_type"):
         InputParam(None)
     assert OutputParam("a", kwargs_type="k").kwargs_type == "k"
+
+
+def test_set_none_overwrites_an_earlier_value():
+    """None is a value like any other: ``pipe(state=earlier, image=None)`` must forget the earlier image."""
+    state = PipelineState({"image": "an image", "strength": 0.5})
+    state.set("image", None)
+    assert "image" in state and state.get("image", "absent") is None and state.values["image"] is None
+    state.set("mask", None, kwargs_type="inputs")
+    assert "mask" in state and state.get_by_kwargs("inputs") == {"mask": None}
+    assert state.get(["image", "strength"]) == {"image": None, "strength": 0.5}
 
 
 def test_block_state_attribute_errors_list_what_it_holds():
@@ -50,9 +61,8 @@ def test_insertable_dict():
     copy = d.copy()
     copy.pop("a")
     assert "a" in d and isinstance(copy, InsertableDict)
-    version = d.version
     d["a"] = 5
-    assert d.version > version and list(d)[0] == "a"
+    assert list(d)[0] == "a" and d["a"] == 5
 
 
 def test_state_values_read_as_attributes():

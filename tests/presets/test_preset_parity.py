@@ -101,6 +101,30 @@ def test_auto_blocks_pick_the_workflow_and_match(request, family):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+def test_auto_blocks_take_an_image_given_as_none_as_no_image(request, family):
+    """Callers pass optional inputs through as None: that must be text-to-image, not image-to-image."""
+    fam = FAMILIES[family]
+    repo = request.getfixturevalue(fam.repo)
+    kwargs = dict(num_inference_steps=STEPS, output_type="pt")
+    state = ours(fam.preset.AUTO_BLOCKS, repo)(prompt="a cat", image=None, mask_image=None, generator=gen(), **kwargs)
+    assert state.get("image_latents") is None  # no image encoder ran
+    compare(state.get("images"), reference(family, "", repo)("a cat", generator=gen(), **kwargs))
+
+
+def test_ddim_eta_reaches_the_scheduler_as_in_diffusers(sd_repo):
+    """eta scales DDIM's fresh noise (eta=0: deterministic DDIM, eta=1: DDPM-like); both match diffusers."""
+    pipe = ours(stable_diffusion.TEXT2IMAGE_BLOCKS, sd_repo)
+    assert type(pipe.scheduler).__name__ == "DDIMScheduler"  # the tiny SD repo's own scheduler
+    ref = reference("sd", "", sd_repo)
+    kwargs = dict(num_inference_steps=STEPS, output_type="pt")
+    images = {}
+    for eta in (0.0, 1.0):
+        images[eta] = pipe(prompt="a cat", eta=eta, generator=gen(), output="images", **kwargs)
+        compare(images[eta], ref("a cat", eta=eta, generator=gen(), **kwargs))
+    assert (images[0.0] - images[1.0]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_batch_matches_single_runs(request, family):
     fam = FAMILIES[family]
     pipe = ours(fam.preset.TEXT2IMAGE_BLOCKS, request.getfixturevalue(fam.repo))

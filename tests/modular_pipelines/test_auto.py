@@ -1,0 +1,63 @@
+"""AutoPipelineBlocks picks its branch by which trigger inputs are given, and a value given as None is not given.
+
+``pipe(prompt=..., image=None)`` must run text-to-image, as ``pipe(prompt=...)`` does: callers pass optional
+inputs through as None (a UI with an empty image slot, a CLI flag left out).
+"""
+
+import pytest
+import torch
+from toy_blocks import AutoImageBlocks, TwiceLoop, make_loop_step
+
+from diffblocks.modular_pipelines import AutoPipelineBlocks, InputParam, PipelineState
+
+
+@pytest.mark.parametrize("given, ran", [
+    ({}, "text2img"),
+    ({"image": None}, "text2img"),
+    ({"image": None, "mask": None}, "text2img"),
+    ({"image": "an image"}, "img2img"),
+    ({"image": "an image", "mask": None}, "img2img"),
+    ({"image": "an image", "mask": "a mask"}, "inpaint"),
+])
+def test_a_trigger_given_as_none_is_not_given(given, ran):
+    pipe = AutoImageBlocks().init_pipeline()
+    assert pipe(prompt="a cat", output="ran", **given) == ran
+
+
+def test_a_trigger_set_to_none_in_an_earlier_state_is_not_given():
+    pipe = AutoImageBlocks().init_pipeline()
+    earlier = pipe(prompt="a cat", image="an image")
+    assert earlier.get("ran") == "img2img"
+    assert pipe(state=earlier, image=None, output="ran") == "text2img"
+
+
+def test_select_reads_values_as_given_only_when_not_none():
+    auto = AutoImageBlocks()
+    assert auto.select({"image": None, "mask": None})[0] == "text2img"
+    assert auto.select({"image": 0, "mask": None})[0] == "img2img"  # a falsy value is still given
+    assert auto.select({"image"})[0] == "img2img"  # a set of names: each is given
+    assert type(auto.get_execution_blocks("image")).__name__ == "ImageToImageBlock"
+    assert type(auto.get_execution_blocks(image=None, mask=None)).__name__ == "TextToImageBlock"
+
+
+def test_without_a_default_a_trigger_given_as_none_skips_the_block():
+    Mark = make_loop_step("Mark", outputs=["marked"])
+    auto = AutoPipelineBlocks.from_blocks_dict({"mark": Mark}, trigger_inputs=["flag"])
+    assert auto.select({"flag": None}) is None
+    assert auto.select({"flag": torch.zeros(0)})[0] == "mark"
+
+
+def test_inside_a_loop_a_trigger_left_none_on_the_block_state_is_not_given():
+    """Inside a loop the Auto block reads the shared BlockState, which holds every declared input (None if absent)."""
+    Flagged = make_loop_step("Flagged", outputs=["path"])
+    Plain = make_loop_step("Plain", outputs=["path"])
+    auto = AutoPipelineBlocks.from_blocks_dict({"flagged": Flagged, "plain": Plain}, trigger_inputs=["flag", None])
+
+    class Loop(TwiceLoop):
+        loop_inputs = [InputParam("flag")]
+
+    pipe = Loop.from_blocks_dict({"choose": auto}).init_pipeline()
+    assert pipe(output="path") == "Plain.path"
+    assert pipe(flag=None, output="path") == "Plain.path"
+    assert pipe(flag=1, output="path") == "Flagged.path"
+    assert pipe(state=PipelineState({"flag": 1}), flag=None, output="path") == "Plain.path"
