@@ -16,7 +16,7 @@ import torch
 
 from ..modular_pipelines.block import current_path
 from ..modular_pipelines.checks import Finite, non_finite, value_check
-from ..components.errors import InputValueError
+from ..components.errors import InputValueError, MissingInputError
 
 
 def _items(value: Any, at: tuple[int, ...] = ()) -> list[tuple[str, Any]]:
@@ -127,6 +127,11 @@ def conflict(block, names: Sequence[str], problem: str) -> InputValueError:
 def invalid(block, name: str, problem: str, value: Any) -> InputValueError:
     """The error for one input of ``block`` whose value the block cannot use (``problem``: "must ...")."""
     return InputValueError.invalid(name, current_path(), type(block).__name__, problem, value)
+
+
+def missing_one_of(block, names: Sequence[str]) -> MissingInputError:
+    """The error for ``block`` (the one running) needing one of the inputs ``names`` and given none."""
+    return MissingInputError.one_of(names, current_path(), type(block).__name__)
 
 
 def check_multiple(block, height: int, width: int, factor: int) -> None:

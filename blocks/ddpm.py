@@ -9,7 +9,9 @@ from ..components.noise import randn_tensor
 from ..components.schedulers import DDPMScheduler
 from ..components.spec import ComponentSpec
 from ..modular_pipelines import InputParam, LoopSequentialPipelineBlocks, ModularPipelineBlocks, OutputParam
-from .common import execution_device, set_scheduler_timesteps, step_kwargs
+from .checks import invalid
+from .common import execution_device
+from .scheduling import set_scheduler_timesteps, step_kwargs
 from .stable_diffusion.decoders import OUTPUT_TYPES
 from .stable_diffusion.inputs import POSITIVE_INT, STEPS
 
@@ -25,9 +27,10 @@ class DDPMSetTimestepsStep(ModularPipelineBlocks):
     intermediate_outputs = [OutputParam("timesteps", type_hint=torch.Tensor), OutputParam("num_inference_steps", type_hint=int)]
 
     def __call__(self, components, state):
-        bs = self.get_block_state(state)
-        bs.timesteps, bs.num_inference_steps = set_scheduler_timesteps(components.scheduler, bs.num_inference_steps)
-        self.set_block_state(state, bs)
+        block_state = self.get_block_state(state)
+        block_state.timesteps, block_state.num_inference_steps = set_scheduler_timesteps(
+            components.scheduler, block_state.num_inference_steps)
+        self.set_block_state(state, block_state)
         return components, state
 
 
@@ -42,13 +45,13 @@ class DDPMPrepareNoiseStep(ModularPipelineBlocks):
     intermediate_outputs = [OutputParam("sample", type_hint=torch.Tensor, description="the noisy images")]
 
     def __call__(self, components, state):
-        bs = self.get_block_state(state)
+        block_state = self.get_block_state(state)
         config = components.unet.config
         size = (config.sample_size,) * 2 if isinstance(config.sample_size, int) else tuple(config.sample_size)
-        shape = (bs.batch_size, config.in_channels, *size)
-        bs.sample = randn_tensor(shape, generator=bs.generator, device=execution_device(components),
+        shape = (block_state.batch_size, config.in_channels, *size)
+        block_state.sample = randn_tensor(shape, generator=block_state.generator, device=execution_device(components),
                                  dtype=components.unet.dtype)
-        self.set_block_state(state, bs)
+        self.set_block_state(state, block_state)
         return components, state
 
 
@@ -79,21 +82,12 @@ class DDPMLoopStep(ModularPipelineBlocks):
 
 
 class DDPMDenoiseStep(LoopSequentialPipelineBlocks):
-    """Iterate over the timesteps with a progress bar (interruptible)."""
+    """Iterate over the timesteps (the core loop driver: progress bar, interrupt, callbacks on ``sample``)."""
 
+    latents_name = "sample"
     loop_inputs = [InputParam("timesteps", type_hint=torch.Tensor, required=True)]
     block_classes = [DDPMLoopDenoiser, DDPMLoopStep]
     block_names = ["denoiser", "step"]
-
-    @torch.no_grad()
-    def __call__(self, components, state):
-        bs = self.get_block_state(state)
-        for i, t in enumerate(components.progress_bar(bs.timesteps)):
-            if components.interrupted:
-                break
-            components, bs = self.loop_step(components, bs, i=i, t=t)
-        self.set_block_state(state, bs)
-        return components, state
 
 
 class DDPMDecodeStep(ModularPipelineBlocks):
@@ -106,14 +100,14 @@ class DDPMDecodeStep(ModularPipelineBlocks):
     def __call__(self, components, state):
         from PIL import Image
 
-        bs = self.get_block_state(state)
-        if bs.output_type not in OUTPUT_TYPES[:3]:
-            raise ValueError(f"output_type must be one of pil, np, pt; got {bs.output_type!r}")
-        images = (bs.sample / 2 + 0.5).clamp(0, 1)
-        if bs.output_type != "pt":
+        block_state = self.get_block_state(state)
+        if block_state.output_type not in OUTPUT_TYPES[:3]:
+            raise invalid(self, "output_type", f"must be one of {', '.join(OUTPUT_TYPES[:3])}", block_state.output_type)
+        images = (block_state.sample / 2 + 0.5).clamp(0, 1)
+        if block_state.output_type != "pt":
             images = images.cpu().permute(0, 2, 3, 1).float().numpy()
-            if bs.output_type == "pil":
+            if block_state.output_type == "pil":
                 images = [Image.fromarray((img * 255).round().astype("uint8").squeeze()) for img in images]
-        bs.images = images
-        self.set_block_state(state, bs)
+        block_state.images = images
+        self.set_block_state(state, block_state)
         return components, state

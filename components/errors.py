@@ -53,6 +53,16 @@ class BlockDeclarationError(DiffblocksError, TypeError):
         return cls(f"{block_cls}: block_classes, block_names and block_trigger_inputs must have one entry per block; got {parts}")
 
     @classmethod
+    def bad_triggers(cls, block_cls: str, branches: int, triggers: Sequence[str | None]) -> "BlockDeclarationError":
+        return cls(f"{block_cls}: needs one trigger input per branch ({branches}), with at most one None (the "
+                   f"default branch); got {list(triggers)}")
+
+    @classmethod
+    def bad_choices(cls, block_cls: str, choices: object) -> "BlockDeclarationError":
+        return cls(f"{block_cls}: choices must map each branch name to a (block, trigger input or None) pair, "
+                   f"got {format_value(choices)}")
+
+    @classmethod
     def not_a_block(cls, owner: str, name: str, value: object) -> "BlockDeclarationError":
         return cls(
             f"{owner}: sub-block '{name}' must be a ModularPipelineBlocks class or instance, got {format_value(value)}"
@@ -76,6 +86,12 @@ class MissingInputError(DiffblocksError, ValueError):
     def required(cls, name: str, path: str | None, block_cls: str, description: str = "") -> "MissingInputError":
         desc = f" ({description})" if description else ""
         return cls(f"{_where(path, block_cls)} needs the required input '{name}'{desc}, but it was not given")
+
+    @classmethod
+    def one_of(cls, names: Sequence[str], path: str | None, block_cls: str) -> "MissingInputError":
+        """None of ``names`` was given, and the block needs one of them (``prompt`` or ``prompt_embeds``)."""
+        listed = " or ".join(f"'{n}'" for n in names)
+        return cls(f"{_where(path, block_cls)} needs {listed}, but none of them was given")
 
 
 class InputTypeError(DiffblocksError, TypeError):
@@ -198,17 +214,16 @@ class MissingFileError(DiffblocksError, FileNotFoundError):
     def not_found(cls, looked_for: Sequence[str], what: str = "file") -> "MissingFileError":
         return cls(f"{what} not found; looked for: {', '.join(str(p) for p in looked_for)}")
 
-    def __str__(self) -> str:
-        return str(self.args[0])
-
 
 class CorruptedFileError(DiffblocksError, OSError):
     @classmethod
     def unreadable(cls, path: str, cause: BaseException) -> "CorruptedFileError":
         return cls(f"cannot read weights file {path}: it is truncated or corrupted ({type(cause).__name__}: {cause})")
 
-    def __str__(self) -> str:
-        return str(self.args[0])
+    @classmethod
+    def bad_entry(cls, path: str, problem: str) -> "CorruptedFileError":
+        """A safetensors header that contradicts itself or the file (``problem`` says how)."""
+        return cls(f"cannot read weights file {path}: it is truncated or corrupted ({problem})")
 
 
 class WeightsMismatchError(DiffblocksError, ValueError):
@@ -244,6 +259,25 @@ class ConfigError(DiffblocksError, ValueError):
         )
 
     @classmethod
+    def custom_schedule(cls, scheduler: str, timesteps: bool, sigmas: bool) -> "ConfigError":
+        """Custom ``timesteps`` and ``sigmas`` both given, or one the scheduler's ``set_timesteps`` does not take."""
+        if timesteps and sigmas:
+            return cls("give either custom timesteps or custom sigmas, not both")
+        return cls(f"{scheduler} does not take custom {'timesteps' if timesteps else 'sigmas'}")
+
+    @classmethod
+    def batch_repeat(cls, rows: int, batch: int) -> "ConfigError":
+        return cls(f"cannot repeat a batch of {rows} to {batch}: give 1 row or a number of rows that divides {batch}")
+
+    @classmethod
+    def embedding_width(cls, expected: int, num_ids: int, pooled_dim: int, given: int) -> "ConfigError":
+        """SDXL's UNet added embedding does not fit its time ids and pooled text embeddings."""
+        return cls(
+            f"the UNet's added embedding takes {expected} features but {num_ids} time ids and pooled embeddings of "
+            f"width {pooled_dim} give {given}; check requires_aesthetics_score and text_encoder_2"
+        )
+
+    @classmethod
     def unsaveable_component(cls, name: str, type_name: str, reason: str) -> "ConfigError":
         return cls(
             f"cannot save component '{name}' ({type_name}): {reason}; give it as a ComponentSpec with a repo "
@@ -273,9 +307,6 @@ class RemoteCodeError(DiffblocksError, PermissionError):
             f"{config_file}: '{ref}' does not name a ModularPipelineBlocks subclass; a block tree names only block "
             f"classes (diffblocks' own as 'module:Class', the repo's block.py classes as 'block:Class')"
         )
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 class GuiderError(DiffblocksError, ValueError):
@@ -308,6 +339,24 @@ class AdapterError(DiffblocksError, ValueError):
         )
 
     @classmethod
+    def no_controlnet(cls, what: str) -> "AdapterError":
+        return cls(
+            f"{what} but no ControlNet is loaded: pipe.update_components("
+            "controlnet=ComponentSpec('controlnet', ControlNetModel, repo=...).load())"
+        )
+
+    @classmethod
+    def wrong_count(cls, owner: str, noun: str, given: int, loaded: int, hint: str = "") -> "AdapterError":
+        """``owner`` got ``given`` ``noun`` (scales, embeddings, ...) where ``loaded`` IP-Adapters need one each."""
+        adapters = "IP-Adapter" if loaded == 1 else "IP-Adapters"
+        return cls(f"{owner}: {given} {noun} for {loaded} loaded {adapters}" + (f"; {hint}" if hint else ""))
+
+    @classmethod
+    def bad_embeds(cls, name: str, problem: str) -> "AdapterError":
+        """Precomputed IP-Adapter embeddings ``name`` that cannot work (``problem``: what is wrong, what would do)."""
+        return cls(f"{name}: {problem}")
+
+    @classmethod
     def bad_layout(cls, path: str, expected: Iterable[str], found: Iterable[str]) -> "AdapterError":
         return cls(
             f"{path} is not an adapter checkpoint of the expected layout: expected keys {_listing(expected)}, "
@@ -335,6 +384,18 @@ class InputValueError(InputTypeError, ValueError):
         listed = ", ".join(f"'{n}'" for n in names[:-1]) + f" and '{names[-1]}'" if len(names) > 1 else f"'{names[0]}'"
         return cls(f"{_where(path, block_cls)}: inputs {listed} do not fit together: {problem}")
 
+    @classmethod
+    def unknown_names(cls, name: str, path: str | None, block_cls: str, unknown: Sequence[str],
+                      available: Iterable[str]) -> "InputValueError":
+        """Input ``name`` lists names (of values) the block does not hold; ``available`` are the ones it does."""
+        available = list(available)
+        hints = []
+        for item in unknown:
+            match = closest(item, available)
+            hints.append(f"'{item}'" + (f" (did you mean {match}?)" if match else ""))
+        return cls(f"{_where(path, block_cls)}: input '{name}' names {', '.join(hints)}, not a value the block "
+                   f"holds; it holds: {_listing(available, limit=40)}")
+
 
 class ComponentTypeError(ComponentError, TypeError):
     """``update_components`` was given an object that is not what the component's spec expects."""
@@ -350,9 +411,6 @@ class ComponentTypeError(ComponentError, TypeError):
             "update_components: " + "; ".join(lines) + ". Nothing was changed; pass an object of the expected "
             "type, a ComponentSpec, or None to unset the component"
         )
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 class FlagError(UsageError):
@@ -434,3 +492,39 @@ class UnknownComponentClassError(ComponentLoadError):
     def in_folder(cls, name: str, where: str, looked_for: Sequence[str]) -> "UnknownComponentClassError":
         return cls(f"cannot tell which class component '{name}' is: no config in {where} names one (looked for "
                    f"{', '.join(looked_for)}); give the spec a type_hint, or load it with its own class")
+
+
+class ModelInputError(DiffblocksError, ValueError):
+    """A model's forward was given inputs that do not fit the model (a shape, a count, a missing tensor)."""
+
+    @classmethod
+    def bad_shape(cls, owner: str, name: str, expected: str, shape: Sequence[int]) -> "ModelInputError":
+        return cls(f"{owner}: {name} must be {expected}, got shape {tuple(shape)}")
+
+    @classmethod
+    def missing(cls, owner: str, name: str, why: str) -> "ModelInputError":
+        return cls(f"{owner}: {why}; pass {name}")
+
+    @classmethod
+    def wrong_count(cls, owner: str, name: str, given: int, expected: int, unit: str) -> "ModelInputError":
+        return cls(f"{owner}: {name} has {given} tensors, but the model has {expected} {unit} (one tensor each)")
+
+
+class DeviceError(DiffblocksError, ValueError):
+    """Tensors, generators or models on devices that cannot work together."""
+
+    @classmethod
+    def generator(cls, target: str, generator_device: str) -> "DeviceError":
+        return cls(f"cannot draw a {target} tensor from a generator on {generator_device}: give a generator on "
+                   f"{target} or on cpu")
+
+
+class DuplicateKeyError(DiffblocksError, KeyError):
+    """``InsertableDict.insert`` was given a key the dict already holds."""
+
+    @classmethod
+    def already_present(cls, key: object, position: int) -> "DuplicateKeyError":
+        return cls(f"'{key}' is already present at position {position}; assign to replace it, or pop it first")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])

@@ -19,6 +19,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .errors import AdapterError
 from .models.activations import FeedForward
 from .models.attention import Attention
 
@@ -118,9 +119,8 @@ class MultiIPAdapterImageProjection(nn.Module):
         if isinstance(image_embeds, torch.Tensor):
             image_embeds = [image_embeds]
         if len(image_embeds) != len(self.image_projection_layers):
-            raise ValueError(
-                f"got image embeddings for {len(image_embeds)} IP-Adapters, but {self.num_ip_adapters} are loaded"
-            )
+            raise AdapterError.wrong_count(type(self).__name__, "image-embedding tensors", len(image_embeds),
+                                           self.num_ip_adapters)
         projected = []
         for embeds, projection in zip(image_embeds, self.image_projection_layers):
             batch, images = embeds.shape[:2]

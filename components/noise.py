@@ -10,6 +10,8 @@ from typing import Sequence
 
 import torch
 
+from .errors import DeviceError
+
 
 def _generator_device_type(generator: torch.Generator | Sequence[torch.Generator]) -> str:
     first = generator[0] if isinstance(generator, (list, tuple)) else generator
@@ -20,7 +22,7 @@ def _draw_device(device: torch.device | None, target: torch.device, generator) -
     """Where to draw: on the CPU for a CPU generator (or a Neuron target), else on the requested device."""
     gen_type = _generator_device_type(generator) if generator is not None else target.type
     if gen_type != target.type and gen_type == "cuda":
-        raise ValueError(f"cannot draw a {target} tensor from a generator on {gen_type}")
+        raise DeviceError.generator(str(target), gen_type)
     if gen_type != target.type and gen_type == "cpu":
         return "cpu"
     return torch.device("cpu") if target.type == "neuron" else device
@@ -47,7 +49,7 @@ def randn_tensor(
         layout: tensor layout (default strided).
 
     Raises:
-        ValueError: a CUDA generator for a tensor on another device type.
+        DeviceError: a CUDA generator for a tensor on another device type (a ValueError).
     """
     if isinstance(device, str):
         device = torch.device(device)

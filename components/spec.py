@@ -117,11 +117,6 @@ class ComponentSpec:
         parts = (self.repo, self.subfolder or None, self.variant, self.revision)
         return "|".join("null" if p is None else str(p) for p in parts)
 
-    @classmethod
-    def decode_load_id(cls, load_id: str) -> dict[str, str | None]:
-        repo, subfolder, variant, revision = (None if p == "null" else p for p in load_id.split("|"))
-        return {"repo": repo, "subfolder": subfolder or "", "variant": variant, "revision": revision}
-
     @property
     def type_label(self) -> str:
         """The class name, without importing a lazily declared class."""
@@ -135,9 +130,6 @@ class ComponentSpec:
         if self.config is not None:
             made.config = copy.deepcopy(self.config)
         return made
-
-    def loading_fields(self) -> dict[str, Any]:
-        return {"repo": self.repo, "subfolder": self.subfolder, "variant": self.variant, "revision": self.revision}
 
     def create(self, config: dict | None = None, **overrides: Any) -> Any:
         """Build the component from ``config`` (default: the spec's) plus overrides.

@@ -174,12 +174,6 @@ class BaseGuidance(ConfigMixin):
         self._enabled = bool(value)
         self.register_to_config(enabled=self._enabled)
 
-    def enable(self) -> None:
-        self.enabled = True
-
-    def disable(self) -> None:
-        self.enabled = False
-
     def in_window(self, start: float, stop: float, strict_start: bool = False) -> bool:
         """Whether the current step is in ``[int(start*n), int(stop*n))`` (before any step: True).
 

@@ -2,6 +2,12 @@
 
 ``block_trigger_inputs`` has one entry per branch; ``None`` marks the default. The first branch whose
 trigger input is provided (not None) runs; otherwise the default; with no default the block is skipped.
+
+A subclass declares its branches once, as ``choices = {name: (block, trigger)}``, in the order they are
+tried; ``block_classes``, ``block_names`` and ``block_trigger_inputs`` are made from it::
+
+    class AutoDenoiseStep(AutoPipelineBlocks):
+        choices = {"inpaint": (InpaintDenoiseStep, "mask_image"), "denoise": (DenoiseStep, None)}
 """
 
 from __future__ import annotations
@@ -12,13 +18,25 @@ from .block import LOCATED_ERRORS, ModularPipelineBlocks, brief_inputs, child_pa
 from .composite import CompositeBlocks, auto_inputs
 from ..components.errors import BlockDeclarationError, BlockExecutionError
 from .params import InputParam
-from .state import BlockState, PipelineState
+from .state import BlockState
 
 
 class AutoPipelineBlocks(CompositeBlocks):
     """Chooses one sub-block to run from the inputs given (e.g. inpaint / img2img / text2img)."""
 
     block_trigger_inputs: list[str | None] = []
+    choices: Mapping[str, tuple[Any, str | None]] | None = None
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        choices = cls.__dict__.get("choices")
+        if choices is None:
+            return
+        if any(not isinstance(pair, tuple) or len(pair) != 2 for pair in choices.values()):
+            raise BlockDeclarationError.bad_choices(cls.__name__, choices)
+        cls.block_names = list(choices)
+        cls.block_classes = [block for block, _ in choices.values()]
+        cls.block_trigger_inputs = [trigger for _, trigger in choices.values()]
 
     def __init__(self):
         self.triggers = list(self.block_trigger_inputs)
@@ -32,7 +50,8 @@ class AutoPipelineBlocks(CompositeBlocks):
                 block_trigger_inputs=len(self.block_trigger_inputs),
             )
         if list(self.block_trigger_inputs).count(None) > 1:
-            raise BlockDeclarationError(f"{type(self).__name__}: at most one default branch (trigger None)")
+            raise BlockDeclarationError.bad_triggers(type(self).__name__, len(self.block_names),
+                                                     self.block_trigger_inputs)
 
     @classmethod
     def from_blocks_dict(cls, blocks_dict: Mapping[str, Any] | Iterable[tuple[str, Any]],
@@ -41,10 +60,7 @@ class AutoPipelineBlocks(CompositeBlocks):
         instance = super().from_blocks_dict(blocks_dict, description=description)
         triggers = list(trigger_inputs if trigger_inputs is not None else cls.block_trigger_inputs)
         if len(triggers) != len(instance.sub_blocks) or triggers.count(None) > 1:
-            raise BlockDeclarationError(
-                f"{cls.__name__}: need one trigger per branch ({len(instance.sub_blocks)}) with at most one None, "
-                f"got {triggers}"
-            )
+            raise BlockDeclarationError.bad_triggers(cls.__name__, len(instance.sub_blocks), triggers)
         instance.triggers = triggers
         return instance
 

@@ -129,10 +129,6 @@ class ModularPipelineBlocks:
     def component_names(self) -> list[str]:
         return [c.name for c in self.expected_components]
 
-    @property
-    def config_names(self) -> list[str]:
-        return [c.name for c in self.expected_configs]
-
     def get_execution_blocks(self, *trigger_inputs: str, **inputs: Any) -> "ModularPipelineBlocks":
         """The blocks that would run given these inputs (a leaf always runs)."""
         provided = set(trigger_inputs) | {k for k, v in inputs.items() if v is not None}

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
+from ..components.errors import DuplicateKeyError
+
 
 class InsertableDict(dict):
     """An insertion-ordered dict with ``insert(key, value, index)``.
 
-    ``version`` increases on every change, so owners can cache what they derive from the contents.
+    Every value that goes in passes ``_check`` (subclasses validate or convert there), whichever way it is put.
     """
 
     def __init__(self, items: Mapping | Iterable[tuple[Any, Any]] = ()):
         super().__init__()
-        self.version = 0
         pairs = items.items() if isinstance(items, Mapping) else items
         for key, value in pairs:
             self[key] = value
@@ -24,20 +25,16 @@ class InsertableDict(dict):
 
     def __setitem__(self, key: Any, value: Any) -> None:
         super().__setitem__(key, self._check(key, value))
-        self.version += 1
-
-    def __delitem__(self, key: Any) -> None:
-        super().__delitem__(key)
-        self.version += 1
 
     def insert(self, key: Any, value: Any, index: int) -> None:
         """Put ``key`` at position ``index`` (negative counts from the end; past the end appends).
 
         Raises:
-            KeyError: ``key`` is already present (pop it first, or assign to replace it in place).
+            DuplicateKeyError: ``key`` is already present (pop it first, or assign to replace it in place);
+                a KeyError.
         """
         if key in self:
-            raise KeyError(f"'{key}' is already present at position {list(self).index(key)}; assign to replace it")
+            raise DuplicateKeyError.already_present(key, list(self).index(key))
         items = list(self.items())
         if index < 0:
             index = max(len(items) + index + 1, 0)
@@ -45,23 +42,6 @@ class InsertableDict(dict):
         super().clear()
         for k, v in items:
             super().__setitem__(k, v)
-        self.version += 1
-
-    def pop(self, key: Any, *default: Any) -> Any:
-        had = key in self
-        value = super().pop(key, *default)
-        if had:
-            self.version += 1
-        return value
-
-    def popitem(self) -> tuple[Any, Any]:
-        item = super().popitem()
-        self.version += 1
-        return item
-
-    def clear(self) -> None:
-        super().clear()
-        self.version += 1
 
     def update(self, *args: Any, **kwargs: Any) -> None:
         for key, value in dict(*args, **kwargs).items():

@@ -78,9 +78,6 @@ class BlockState:
     def __init__(self, **values: Any):
         self.__dict__.update(values)
 
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
     def __getattr__(self, name: str) -> Any:
         # only called when the attribute is absent
         if name.startswith("__"):

@@ -11,16 +11,9 @@ from ...components.schedulers import DDIMScheduler
 from ...components.spec import ComponentSpec
 from ...modular_pipelines import AutoPipelineBlocks, InputParam, ModularPipelineBlocks, OutputParam
 from ..checks import FINITE_TENSOR, batch_text, check_latents, check_multiple, check_rows, conflict
-from ..common import (
-    default_size,
-    denoising_end_timesteps,
-    encode_image,
-    execution_device,
-    repeat_to,
-    set_scheduler_timesteps,
-    strength_timesteps,
-    vae_scale_factor,
-)
+from ..common import default_size, execution_device, repeat_to, vae_scale_factor
+from ..scheduling import denoising_end_timesteps, set_scheduler_timesteps, strength_timesteps
+from ..vae import encode_image
 from .inputs import (
     DENOISING_END,
     DENOISING_START,
@@ -248,7 +241,7 @@ class StableDiffusionInpaintPrepareLatentsStep(ModularPipelineBlocks):
     """Initial latents, noise, latent mask and masked-image latents for inpainting."""
 
     model_name = "stable-diffusion"
-    encode = staticmethod(encode_image)
+    upcast_vae = False  # encode in float32 when the VAE asks for it (see blocks.vae)
     expected_components = [ComponentSpec("scheduler", DDIMScheduler), ComponentSpec("vae", AutoencoderKL),
                            ComponentSpec("unet", UNet2DConditionModel)]
     inputs = [
@@ -316,7 +309,7 @@ class StableDiffusionInpaintPrepareLatentsStep(ModularPipelineBlocks):
         masked = block_state.masked_image_latents
         if masked is None:
             masked_image = (block_state.init_image * (block_state.mask_condition < 0.5)).to(device=device, dtype=dtype)
-            masked = self.encode(components.vae, masked_image, block_state.generator)
+            masked = encode_image(components.vae, masked_image, block_state.generator, upcast=self.upcast_vae)
         block_state.mask = repeat_to(mask, batch)
         block_state.masked_image_latents = repeat_to(masked.to(device=device, dtype=dtype), batch)
 
@@ -324,16 +317,18 @@ class StableDiffusionInpaintPrepareLatentsStep(ModularPipelineBlocks):
 class StableDiffusionAutoSetTimestepsStep(AutoPipelineBlocks):
     """Timesteps: by `strength` when `image` is given (inpaint: `mask_image` too), else the full schedule."""
 
-    block_classes = [StableDiffusionInpaintSetTimestepsStep, StableDiffusionImg2ImgSetTimestepsStep,
-                     StableDiffusionSetTimestepsStep]
-    block_names = ["inpaint", "img2img", "text2img"]
-    block_trigger_inputs = ["mask_image", "image", None]
+    choices = {
+        "inpaint": (StableDiffusionInpaintSetTimestepsStep, "mask_image"),
+        "img2img": (StableDiffusionImg2ImgSetTimestepsStep, "image"),
+        "text2img": (StableDiffusionSetTimestepsStep, None),
+    }
 
 
 class StableDiffusionAutoPrepareLatentsStep(AutoPipelineBlocks):
     """Initial latents: inpaint when `mask_image` is given, img2img when `image` is, else noise."""
 
-    block_classes = [StableDiffusionInpaintPrepareLatentsStep, StableDiffusionImg2ImgPrepareLatentsStep,
-                     StableDiffusionPrepareLatentsStep]
-    block_names = ["inpaint", "img2img", "text2img"]
-    block_trigger_inputs = ["mask_image", "image", None]
+    choices = {
+        "inpaint": (StableDiffusionInpaintPrepareLatentsStep, "mask_image"),
+        "img2img": (StableDiffusionImg2ImgPrepareLatentsStep, "image"),
+        "text2img": (StableDiffusionPrepareLatentsStep, None),
+    }

@@ -9,13 +9,15 @@ from typing import Annotated
 
 import torch
 
+from ...components.errors import AdapterError
 from ...components.image_processor import VaeImageProcessor
 from ...components.models.controlnet import ControlNetModel, MultiControlNetModel
 from ...components.spec import ComponentSpec
 from ...modular_pipelines import AutoPipelineBlocks, InputParam, ModularPipelineBlocks, OutputParam
 from ...modular_pipelines.checks import Finite
 from ..checks import FINITE_TENSOR, IMAGE_TYPE, conflict
-from ..common import execution_device, image_processor_for, vae_scale_factor
+from ..common import execution_device, vae_scale_factor
+from ..processors import image_processor_for
 from ..guidance import guided_forward
 from .denoise import (
     StableDiffusionDenoiseLoopWrapper,
@@ -71,37 +73,35 @@ class StableDiffusionControlNetInputStep(ModularPipelineBlocks):
     ]
 
     def __call__(self, components, state):
-        bs = self.get_block_state(state)
+        block_state = self.get_block_state(state)
         controlnet = components.controlnet
         if controlnet is None:
-            raise ValueError(
-                "control_image was given but no ControlNet is loaded: pipe.update_components("
-                "controlnet=ComponentSpec('controlnet', ControlNetModel, repo=...).load())"
-            )
+            raise AdapterError.no_controlnet("control_image was given")
         multi = isinstance(controlnet, MultiControlNetModel)
         nets = controlnet.nets if multi else [controlnet]
-        images = bs.control_image if multi else [bs.control_image]
+        images = block_state.control_image if multi else [block_state.control_image]
         if len(images) != len(nets):
             raise conflict(self, ["control_image", "controlnet"], f"{len(images)} control images for {len(nets)} "
                                                                   "ControlNets; give one (or a list) per ControlNet")
         factor = vae_scale_factor(components)
-        height, width = bs.latents.shape[-2] * factor, bs.latents.shape[-1] * factor
-        batch = bs.latents.shape[0]
-        prepared = [self.prepare_image(components, image, height, width, batch, bs.num_images_per_prompt, bs.dtype)
-                    for image in images]
-        bs.controlnet_cond = prepared if multi else prepared[0]
-        scales = self.per_net(bs, "controlnet_conditioning_scale", len(nets))
-        bs.conditioning_scale = scales if multi else scales[0]
-        starts = self.per_net(bs, "control_guidance_start", len(nets))
-        ends = self.per_net(bs, "control_guidance_end", len(nets))
+        height, width = block_state.latents.shape[-2] * factor, block_state.latents.shape[-1] * factor
+        batch = block_state.latents.shape[0]
+        prepared = [self.prepare_image(components, image, height, width, batch, block_state.num_images_per_prompt,
+                                       block_state.dtype) for image in images]
+        block_state.controlnet_cond = prepared if multi else prepared[0]
+        scales = self.per_net(block_state, "controlnet_conditioning_scale", len(nets))
+        block_state.conditioning_scale = scales if multi else scales[0]
+        starts = self.per_net(block_state, "control_guidance_start", len(nets))
+        ends = self.per_net(block_state, "control_guidance_end", len(nets))
         for start, end in zip(starts, ends):
             if start >= end:
                 raise conflict(self, ["control_guidance_start", "control_guidance_end"],
                                f"start {start} is not before end {end}; the ControlNet would never act")
-        keep = keep_schedule(len(bs.timesteps), starts, ends)
-        bs.controlnet_keep = keep if multi else [k[0] for k in keep]
-        bs.guess_mode = bool(bs.guess_mode or any(getattr(n.config, "global_pool_conditions", False) for n in nets))
-        self.set_block_state(state, bs)
+        keep = keep_schedule(len(block_state.timesteps), starts, ends)
+        block_state.controlnet_keep = keep if multi else [k[0] for k in keep]
+        pooled = any(getattr(n.config, "global_pool_conditions", False) for n in nets)
+        block_state.guess_mode = bool(block_state.guess_mode or pooled)
+        self.set_block_state(state, block_state)
         return components, state
 
     def per_net(self, block_state, name: str, count: int) -> list:
@@ -123,9 +123,9 @@ class StableDiffusionControlNetInputStep(ModularPipelineBlocks):
 class StableDiffusionAutoControlNetInputStep(AutoPipelineBlocks):
     """Prepare ControlNet inputs when `control_image` is given; skipped otherwise."""
 
-    block_classes = [StableDiffusionControlNetInputStep]
-    block_names = ["controlnet_input"]
-    block_trigger_inputs = ["control_image"]
+    choices = {
+        "controlnet_input": (StableDiffusionControlNetInputStep, "control_image"),
+    }
 
 
 def _rows(branches, per_branch: int, conditional: bool) -> torch.Tensor:
@@ -196,7 +196,6 @@ class StableDiffusionControlNetDenoiseStep(StableDiffusionDenoiseLoopWrapper):
 
     block_classes = [StableDiffusionLoopBeforeDenoiser, StableDiffusionControlNetLoopDenoiser,
                      StableDiffusionLoopAfterDenoiser]
-    block_names = ["before_denoiser", "denoiser", "after_denoiser"]
 
 
 class StableDiffusionInpaintControlNetDenoiseStep(StableDiffusionDenoiseLoopWrapper):
@@ -204,12 +203,12 @@ class StableDiffusionInpaintControlNetDenoiseStep(StableDiffusionDenoiseLoopWrap
 
     block_classes = [StableDiffusionInpaintLoopBeforeDenoiser, StableDiffusionControlNetLoopDenoiser,
                      StableDiffusionInpaintLoopAfterDenoiser]
-    block_names = ["before_denoiser", "denoiser", "after_denoiser"]
 
 
 class StableDiffusionAutoControlNetDenoiseStep(AutoPipelineBlocks):
     """Denoise: the ControlNet loop when `control_image` is given, else the plain loop."""
 
-    block_classes = [StableDiffusionControlNetDenoiseStep, StableDiffusionDenoiseStep]
-    block_names = ["controlnet_denoise", "denoise"]
-    block_trigger_inputs = ["control_image", None]
+    choices = {
+        "controlnet_denoise": (StableDiffusionControlNetDenoiseStep, "control_image"),
+        "denoise": (StableDiffusionDenoiseStep, None),
+    }

@@ -2,45 +2,24 @@
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 
-from ...components.image_processor import VaeImageProcessor
-from ...components.models import AutoencoderKL
-from ...components.spec import ComponentSpec
 from ...modular_pipelines import AutoPipelineBlocks, InputParam, ModularPipelineBlocks, OutputParam
-from ..checks import FINITE_TENSOR
-from ..common import image_processor_for
+from ..checks import FINITE_TENSOR, invalid
+from ..processors import image_processor_for
+from ..vae import decode_latents
+from .encoders import IMAGE_PROCESSOR, VAE
 from .inputs import IMAGE, MASK_IMAGE, PADDING_MASK_CROP
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
-
-
-def decode_latents(vae, latents: torch.Tensor, generator=None) -> torch.Tensor:
-    """VAE pixels in [-1, 1] for scaled latents (undoing ``shift_factor`` / ``latents_mean`` when set)."""
-    config = vae.config
-    mean, std = getattr(config, "latents_mean", None), getattr(config, "latents_std", None)
-    if mean is not None and std is not None:
-        mean = torch.tensor(mean).view(1, -1, 1, 1).to(latents)
-        std = torch.tensor(std).view(1, -1, 1, 1).to(latents)
-        latents = latents * std / config.scaling_factor + mean
-    else:
-        latents = latents / config.scaling_factor + (getattr(config, "shift_factor", None) or 0.0)
-    kwargs = {"generator": generator} if "generator" in inspect.signature(vae.decode).parameters else {}
-    return vae.decode(latents, return_dict=False, **kwargs)[0]
 
 
 class StableDiffusionDecodeStep(ModularPipelineBlocks):
     """Decode the latents with the VAE and postprocess them."""
 
     model_name = "stable-diffusion"
-    decode = staticmethod(decode_latents)
-    expected_components = [
-        ComponentSpec("vae", AutoencoderKL),
-        ComponentSpec("image_processor", VaeImageProcessor, config={"vae_scale_factor": 8},
-                      default_creation_method="from_config"),
-    ]
+    upcast_vae = False  # decode in float32 when an fp16 VAE asks for it (see blocks.vae)
+    expected_components = [VAE, IMAGE_PROCESSOR]
     inputs = [
         InputParam("latents", type_hint=FINITE_TENSOR, required=True),
         InputParam("output_type", type_hint=str, default="pil", description="pil, np, pt or latent"),
@@ -53,12 +32,13 @@ class StableDiffusionDecodeStep(ModularPipelineBlocks):
         block_state = self.get_block_state(state)
         output_type = block_state.output_type
         if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
+            raise invalid(self, "output_type", f"must be one of {', '.join(OUTPUT_TYPES)}", output_type)
         if output_type == "latent":
             block_state.images = block_state.latents
         else:
             vae = components.vae
-            pixels = self.decode(vae, block_state.latents.to(vae.dtype), block_state.generator)
+            latents = block_state.latents.to(vae.dtype)
+            pixels = decode_latents(vae, latents, block_state.generator, upcast=self.upcast_vae)
             block_state.images = image_processor_for(components).postprocess(
                 pixels, output_type=output_type, do_denormalize=[True] * pixels.shape[0])
         self.set_block_state(state, block_state)
@@ -88,6 +68,7 @@ class StableDiffusionInpaintDecodeStep(StableDiffusionDecodeStep):
 class StableDiffusionAutoDecodeStep(AutoPipelineBlocks):
     """Decode; paste the repainted crop back when `padding_mask_crop` is given."""
 
-    block_classes = [StableDiffusionInpaintDecodeStep, StableDiffusionDecodeStep]
-    block_names = ["inpaint", "decode"]
-    block_trigger_inputs = ["padding_mask_crop", None]
+    choices = {
+        "inpaint": (StableDiffusionInpaintDecodeStep, "padding_mask_crop"),
+        "decode": (StableDiffusionDecodeStep, None),
+    }

@@ -1,8 +1,8 @@
 """Stable Diffusion 1.x/2.x denoise loop: a wrapper and its before / denoiser / after sub-blocks.
 
-The wrapper resets the guider once per call, tells it the step before each iteration, shows a progress
-bar, calls an optional ``step_callback(step, timestep, latents)`` (return False to stop early) and stops
-when the pipeline is interrupted.
+The core loop driver runs the steps (progress bar, interrupt, ``step_callback`` and ``callback_on_step_end``:
+see :class:`~diffblocks.modular_pipelines.LoopSequentialPipelineBlocks`); the wrapper's hooks reset the guider
+once per call and tell it the step before each iteration.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from ...modular_pipelines import (
     OutputParam,
 )
 from ..checks import FINITE_TENSOR
-from ..common import guidance_scale_embedding, step_kwargs
+from ..common import guidance_scale_embedding
+from ..scheduling import step_kwargs
 from ..guidance import guided_forward
 from .inputs import ETA, STEPS
 
@@ -143,34 +144,22 @@ class StableDiffusionDenoiseLoopWrapper(LoopSequentialPipelineBlocks):
     """Iterate over the timesteps, running the sub-blocks once per step."""
 
     model_name = "stable-diffusion"
+    block_names = ["before_denoiser", "denoiser", "after_denoiser"]  # a subclass gives the three block_classes
     loop_expected_components = [GUIDER, ComponentSpec("scheduler", DDIMScheduler),
                                 ComponentSpec("unet", UNet2DConditionModel)]
     loop_inputs = [
         InputParam("timesteps", type_hint=torch.Tensor, required=True),
         STEPS.replace(default=None, required=True),
-        InputParam("step_callback", description="fn(step, timestep, latents) after each step; return False to stop"),
     ]
 
-    @torch.no_grad()
-    def __call__(self, components, state):
-        block_state = self.get_block_state(state)
+    def before_loop(self, components, block_state) -> None:
         guider = components.guider
         guider.reset()
         guider.check_model(components.unet)  # a perturbation naming a layer the UNet lacks fails before step 0
         block_state.timestep_cond = self.timestep_cond(components, block_state)
-        timesteps = block_state.timesteps
-        with components.progress_bar(total=len(timesteps)) as bar:
-            for i, t in enumerate(timesteps):
-                if components.interrupted:
-                    break
-                guider.set_state(step=i, num_inference_steps=block_state.num_inference_steps, timestep=t)
-                components, block_state = self.loop_step(components, block_state, i=i, t=t)
-                bar.update()
-                callback = block_state.step_callback
-                if callback is not None and callback(i, t, block_state.latents) is False:
-                    break
-        self.set_block_state(state, block_state)
-        return components, state
+
+    def before_step(self, components, block_state, i, t) -> None:
+        components.guider.set_state(step=i, num_inference_steps=block_state.num_inference_steps, timestep=t)
 
     @staticmethod
     def timestep_cond(components, block_state):
@@ -188,7 +177,6 @@ class StableDiffusionDenoiseStep(StableDiffusionDenoiseLoopWrapper):
     """The text-to-image / image-to-image denoise loop."""
 
     block_classes = [StableDiffusionLoopBeforeDenoiser, StableDiffusionLoopDenoiser, StableDiffusionLoopAfterDenoiser]
-    block_names = ["before_denoiser", "denoiser", "after_denoiser"]
 
 
 class StableDiffusionInpaintDenoiseStep(StableDiffusionDenoiseLoopWrapper):
@@ -196,12 +184,12 @@ class StableDiffusionInpaintDenoiseStep(StableDiffusionDenoiseLoopWrapper):
 
     block_classes = [StableDiffusionInpaintLoopBeforeDenoiser, StableDiffusionLoopDenoiser,
                      StableDiffusionInpaintLoopAfterDenoiser]
-    block_names = ["before_denoiser", "denoiser", "after_denoiser"]
 
 
 class StableDiffusionAutoDenoiseStep(AutoPipelineBlocks):
     """Denoise: the inpainting loop when `mask_image` is given, else the plain loop."""
 
-    block_classes = [StableDiffusionInpaintDenoiseStep, StableDiffusionDenoiseStep]
-    block_names = ["inpaint", "denoise"]
-    block_trigger_inputs = ["mask_image", None]
+    choices = {
+        "inpaint": (StableDiffusionInpaintDenoiseStep, "mask_image"),
+        "denoise": (StableDiffusionDenoiseStep, None),
+    }

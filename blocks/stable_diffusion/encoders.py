@@ -8,8 +8,10 @@ from ...components.image_processor import MaskImageProcessor, VaeImageProcessor
 from ...components.models import AutoencoderKL
 from ...components.spec import ComponentSpec, LazyClass
 from ...modular_pipelines import AutoPipelineBlocks, InputParam, ModularPipelineBlocks, OutputParam
-from ..checks import FINITE_TENSOR, check_multiple, conflict
-from ..common import default_size, encode_image, execution_device, image_processor_for, vae_scale_factor
+from ..checks import FINITE_TENSOR, check_multiple, conflict, missing_one_of
+from ..common import default_size, execution_device, vae_scale_factor
+from ..processors import image_processor_for
+from ..vae import encode_image
 from .inputs import (
     CLIP_SKIP,
     GENERATOR,
@@ -28,6 +30,11 @@ from .inputs import (
 # transformers classes, imported when a pipeline first needs them (not when a preset is imported)
 CLIP_TEXT_MODEL = LazyClass("transformers", "CLIPTextModel")
 CLIP_TOKENIZER = LazyClass("transformers", "CLIPTokenizer")
+# the VAE and its image processor, as the encode and decode steps declare them
+VAE = ComponentSpec("vae", AutoencoderKL)
+IMAGE_PROCESSOR = ComponentSpec("image_processor", VaeImageProcessor, config={"vae_scale_factor": 8},
+                                default_creation_method="from_config")
+
 
 def as_list(prompt, batch: int | None = None) -> list[str]:
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
@@ -103,7 +110,7 @@ class StableDiffusionTextEncoderStep(ModularPipelineBlocks):
         check_prompt_counts(self, block_state)
         if block_state.prompt_embeds is None:
             if block_state.prompt is None:
-                raise ValueError("give `prompt` or `prompt_embeds`")
+                raise missing_one_of(self, ["prompt", "prompt_embeds"])
             prompts = as_list(block_state.prompt)
             block_state.prompt_embeds = clip_embeds(components.tokenizer, components.text_encoder, prompts, device,
                                                     block_state.clip_skip)
@@ -124,12 +131,8 @@ class StableDiffusionVaeEncoderStep(ModularPipelineBlocks):
     """Encode the input image into scaled VAE latents (image-to-image)."""
 
     model_name = "stable-diffusion"
-    encode = staticmethod(encode_image)
-    expected_components = [
-        ComponentSpec("vae", AutoencoderKL),
-        ComponentSpec("image_processor", VaeImageProcessor, config={"vae_scale_factor": 8},
-                      default_creation_method="from_config"),
-    ]
+    upcast_vae = False  # encode in float32 when the VAE asks for it (see blocks.vae)
+    expected_components = [VAE, IMAGE_PROCESSOR]
     inputs = [IMG2IMG_IMAGE, HEIGHT, WIDTH, GENERATOR, InputParam("dtype", type_hint=torch.dtype)]
     intermediate_outputs = [OutputParam("image_latents", type_hint=torch.Tensor, description="scaled VAE latents")]
 
@@ -144,7 +147,8 @@ class StableDiffusionVaeEncoderStep(ModularPipelineBlocks):
         if image.shape[1] == components.vae.config.latent_channels:  # already latents (e.g. from a base model)
             block_state.image_latents = image
         else:
-            block_state.image_latents = self.encode(components.vae, image, block_state.generator)
+            block_state.image_latents = encode_image(components.vae, image, block_state.generator,
+                                                     upcast=self.upcast_vae)
         self.set_block_state(state, block_state)
         return components, state
 
@@ -157,11 +161,10 @@ class StableDiffusionInpaintVaeEncoderStep(ModularPipelineBlocks):
     """
 
     model_name = "stable-diffusion"
-    encode = staticmethod(encode_image)
+    upcast_vae = False  # encode in float32 when the VAE asks for it (see blocks.vae)
     expected_components = [
-        ComponentSpec("vae", AutoencoderKL),
-        ComponentSpec("image_processor", VaeImageProcessor, config={"vae_scale_factor": 8},
-                      default_creation_method="from_config"),
+        VAE,
+        IMAGE_PROCESSOR,
         ComponentSpec("mask_processor", MaskImageProcessor, config={"vae_scale_factor": 8},
                       default_creation_method="from_config"),
     ]
@@ -201,8 +204,8 @@ class StableDiffusionInpaintVaeEncoderStep(ModularPipelineBlocks):
         if components.unet.config.in_channels == 4 or block_state.strength < 1.0:
             dtype = block_state.dtype or components.vae.dtype
             device = execution_device(components)
-            block_state.image_latents = self.encode(components.vae, init_image.to(device=device, dtype=dtype),
-                                                    block_state.generator)
+            block_state.image_latents = encode_image(components.vae, init_image.to(device=device, dtype=dtype),
+                                                     block_state.generator, upcast=self.upcast_vae)
         self.set_block_state(state, block_state)
         return components, state
 
@@ -210,9 +213,10 @@ class StableDiffusionInpaintVaeEncoderStep(ModularPipelineBlocks):
 class StableDiffusionAutoVaeEncoderStep(AutoPipelineBlocks):
     """Encode images: inpaint when `mask_image` is given, image-to-image when `image` is, else skipped."""
 
-    block_classes = [StableDiffusionInpaintVaeEncoderStep, StableDiffusionVaeEncoderStep]
-    block_names = ["inpaint", "img2img"]
-    block_trigger_inputs = ["mask_image", "image"]
+    choices = {
+        "inpaint": (StableDiffusionInpaintVaeEncoderStep, "mask_image"),
+        "img2img": (StableDiffusionVaeEncoderStep, "image"),
+    }
 
 
 # the design document imports the IP-Adapter step from the encoders module; it needs this module first

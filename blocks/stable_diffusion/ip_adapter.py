@@ -52,7 +52,7 @@ def to_rows(embeds: torch.Tensor, rows: int, num_images_per_prompt: int) -> torc
         return embeds.expand(rows, *embeds.shape[1:]).contiguous()
     if have * num_images_per_prompt == rows:
         return embeds.repeat_interleave(num_images_per_prompt, dim=0)
-    raise AdapterError(f"IP-Adapter embeddings have {have} rows; expected 1, the number of prompts or {rows}")
+    raise AdapterError.bad_embeds("IP-Adapter embeddings", f"{have} rows; expected 1, the number of prompts or {rows}")
 
 
 def _encoder(components):
@@ -74,10 +74,8 @@ def encode_ip_images(components, images: Any, projections: Sequence, device) -> 
     if len(projections) == 1 and len(per_adapter) > 1 and not any(isinstance(i, (list, tuple)) for i in per_adapter):
         per_adapter = [list(per_adapter)]  # several images for the one adapter
     if len(per_adapter) != len(projections):
-        raise AdapterError(
-            f"ip_adapter_image has {len(per_adapter)} entries for {len(projections)} loaded IP-Adapters; "
-            "give one image (or list of images) per adapter"
-        )
+        raise AdapterError.wrong_count("ip_adapter_image", "entries", len(per_adapter), len(projections),
+                                       "give one image (or list of images) per adapter")
     encoder = _encoder(components)
     positive, negative = [], []
     for image, projection in zip(per_adapter, projections):
@@ -100,8 +98,8 @@ def negative_like(components, embeds: torch.Tensor, projection) -> torch.Tensor:
         return torch.zeros_like(embeds)
     encoder = components.image_encoder
     if encoder is None:
-        raise AdapterError("ip_adapter_embeds for a plus IP-Adapter need negative_ip_adapter_embeds too "
-                           "(or an image_encoder to encode a black image)")
+        raise AdapterError.bad_embeds("ip_adapter_embeds", "for a plus IP-Adapter need negative_ip_adapter_embeds "
+                                                           "too (or an image_encoder to encode a black image)")
     size = encoder.config.image_size
     black = torch.zeros(1, 3, size, size, device=embeds.device, dtype=encoder.dtype)
     uncond = _features(encoder, black, "hidden_states").to(embeds.dtype)
@@ -138,47 +136,48 @@ class StableDiffusionIPAdapterStep(ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(self, components, state):
-        bs = self.get_block_state(state)
-        if bs.ip_adapter_image is None and bs.ip_adapter_embeds is None:
-            bs.negative_ip_adapter_embeds = None  # nothing to do: the UNet runs without image tokens
-            self.set_block_state(state, bs)
+        block_state = self.get_block_state(state)
+        if block_state.ip_adapter_image is None and block_state.ip_adapter_embeds is None:
+            block_state.negative_ip_adapter_embeds = None  # nothing to do: the UNet runs without image tokens
+            self.set_block_state(state, block_state)
             return components, state
         projections = ip_image_projections(components.unet) if components.unet is not None else []
         if not projections:
             raise AdapterError.no_adapter("ip_adapter_image (or ip_adapter_embeds) was given")
         device = execution_device(components)
-        if bs.ip_adapter_embeds is None:
-            positive, negative = encode_ip_images(components, bs.ip_adapter_image, projections, device)
+        if block_state.ip_adapter_embeds is None:
+            positive, negative = encode_ip_images(components, block_state.ip_adapter_image, projections, device)
         else:
-            positive, negative = self._precomputed(components, bs, projections)
-        rows = _batch_rows(bs.prompt, bs.prompt_embeds, bs.num_images_per_prompt)
-        n = bs.num_images_per_prompt
-        bs.ip_adapter_embeds = [to_rows(e, rows, n).to(device) for e in positive]
-        bs.negative_ip_adapter_embeds = [to_rows(e, rows, n).to(device) for e in negative]
-        self.set_block_state(state, bs)
+            positive, negative = self._precomputed(components, block_state, projections)
+        rows = _batch_rows(block_state.prompt, block_state.prompt_embeds, block_state.num_images_per_prompt)
+        n = block_state.num_images_per_prompt
+        block_state.ip_adapter_embeds = [to_rows(e, rows, n).to(device) for e in positive]
+        block_state.negative_ip_adapter_embeds = [to_rows(e, rows, n).to(device) for e in negative]
+        self.set_block_state(state, block_state)
         return components, state
 
     @staticmethod
-    def _precomputed(components, bs, projections) -> tuple[list, list]:
-        positive = list(bs.ip_adapter_embeds)
+    def _precomputed(components, block_state, projections) -> tuple[list, list]:
+        positive = list(block_state.ip_adapter_embeds)
         if len(positive) != len(projections):
-            raise AdapterError(f"ip_adapter_embeds has {len(positive)} tensors for {len(projections)} loaded IP-Adapters")
+            raise AdapterError.wrong_count("ip_adapter_embeds", "tensors", len(positive), len(projections))
         for embeds, projection in zip(positive, projections):
             ndim = 4 if projection.image_features == "hidden_states" else 3
             if embeds.ndim != ndim:
-                raise AdapterError(f"ip_adapter_embeds: expected {ndim}-D tensors ({EMBEDS_DOC}), got shape "
-                                   f"{tuple(embeds.shape)}")
-        negative = bs.negative_ip_adapter_embeds
+                raise AdapterError.bad_embeds("ip_adapter_embeds", f"expected {ndim}-D tensors ({EMBEDS_DOC}), got "
+                                                                   f"shape {tuple(embeds.shape)}")
+        negative = block_state.negative_ip_adapter_embeds
         if negative is None:
             negative = [negative_like(components, e, p) for e, p in zip(positive, projections)]
         if len(negative) != len(positive):
-            raise AdapterError(f"negative_ip_adapter_embeds has {len(negative)} tensors for {len(positive)} adapters")
+            raise AdapterError.wrong_count("negative_ip_adapter_embeds", "tensors", len(negative), len(positive))
         return positive, list(negative)
 
 
 class StableDiffusionAutoIPAdapterStep(AutoPipelineBlocks):
     """IP-Adapter: runs when ``ip_adapter_image`` (or precomputed ``ip_adapter_embeds``) is given, else skipped."""
 
-    block_classes = [StableDiffusionIPAdapterStep, StableDiffusionIPAdapterStep]
-    block_names = ["ip_adapter", "from_embeds"]
-    block_trigger_inputs = ["ip_adapter_image", "ip_adapter_embeds"]
+    choices = {
+        "ip_adapter": (StableDiffusionIPAdapterStep, "ip_adapter_image"),
+        "from_embeds": (StableDiffusionIPAdapterStep, "ip_adapter_embeds"),
+    }

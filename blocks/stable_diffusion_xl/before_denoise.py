@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ...components.models import UNet2DConditionModel
+from ...components.errors import ConfigError
 from ...components.noise import randn_tensor
 from ...components.schedulers import EulerDiscreteScheduler
 from ...components.spec import ComponentSpec, ConfigSpec
@@ -21,7 +22,6 @@ from ..stable_diffusion.before_denoise import (
     check_image_rows,
 )
 from ..stable_diffusion.inputs import DENOISING_START
-from .encoders import encode_image_upcast
 
 SCHEDULER = ComponentSpec("scheduler", EulerDiscreteScheduler)
 
@@ -112,7 +112,7 @@ class StableDiffusionXLInpaintPrepareLatentsStep(StableDiffusionInpaintPrepareLa
     """Inpainting latents, noise and mask latents; with ``denoising_start`` the image latents are kept."""
 
     model_name = "stable-diffusion-xl"
-    encode = staticmethod(encode_image_upcast)
+    upcast_vae = True
     expected_components = _with_scheduler(StableDiffusionInpaintPrepareLatentsStep.expected_components)
     inputs = _with_default(StableDiffusionInpaintPrepareLatentsStep.inputs, "strength", 0.9999) + [DENOISING_START]
 
@@ -151,34 +151,39 @@ class StableDiffusionXLPrepareAdditionalConditioningStep(ModularPipelineBlocks):
     def uses_aesthetic_score(self, components) -> bool:
         return False
 
-    def time_ids(self, bs, size, negative: bool, aesthetic: bool = False) -> list[float]:
-        original = (bs.negative_original_size if negative else None) or bs.original_size or size
-        target = (bs.negative_target_size if negative else None) or bs.target_size or size
-        crops = bs.negative_crops_coords_top_left if negative and bs.negative_original_size else bs.crops_coords_top_left
-        return list(original) + list(crops) + list(target)
+    def time_ids(self, block_state, size, negative: bool, aesthetic: bool = False) -> list[float]:
+        target = (block_state.negative_target_size if negative else None) or block_state.target_size or size
+        return _original_and_crops(block_state, size, negative) + list(target)
 
     def __call__(self, components, state):
-        bs = self.get_block_state(state)
+        block_state = self.get_block_state(state)
         factor = vae_scale_factor(components)
-        size = (bs.latents.shape[-2] * factor, bs.latents.shape[-1] * factor)
-        batch, dtype, device = bs.latents.shape[0], bs.pooled_prompt_embeds.dtype, bs.latents.device
+        latents = block_state.latents
+        size = (latents.shape[-2] * factor, latents.shape[-1] * factor)
+        batch, dtype, device = latents.shape[0], block_state.pooled_prompt_embeds.dtype, latents.device
         aesthetic = self.uses_aesthetic_score(components)
-        positive, negative = self.time_ids(bs, size, False, aesthetic), self.time_ids(bs, size, True, aesthetic)
-        _check_embedding_width(components.unet, len(positive), bs.pooled_prompt_embeds.shape[-1])
-        bs.add_time_ids = torch.tensor([positive], dtype=dtype).to(device).repeat(batch, 1)
-        bs.negative_add_time_ids = torch.tensor([negative], dtype=dtype).to(device).repeat(batch, 1)
-        self.set_block_state(state, bs)
+        positive = self.time_ids(block_state, size, False, aesthetic)
+        negative = self.time_ids(block_state, size, True, aesthetic)
+        _check_embedding_width(components.unet, len(positive), block_state.pooled_prompt_embeds.shape[-1])
+        block_state.add_time_ids = torch.tensor([positive], dtype=dtype).to(device).repeat(batch, 1)
+        block_state.negative_add_time_ids = torch.tensor([negative], dtype=dtype).to(device).repeat(batch, 1)
+        self.set_block_state(state, block_state)
         return components, state
+
+
+def _original_and_crops(block_state, size, negative: bool) -> list:
+    """The original size and crop offset time ids (the negative ones when ``negative`` and they are given)."""
+    original = (block_state.negative_original_size if negative else None) or block_state.original_size or size
+    use_negative = negative and block_state.negative_original_size
+    crops = block_state.negative_crops_coords_top_left if use_negative else block_state.crops_coords_top_left
+    return list(original) + list(crops)
 
 
 def _check_embedding_width(unet, num_ids: int, pooled_dim: int) -> None:
     expected = unet.add_embedding.linear_1.in_features
     given = unet.config.addition_time_embed_dim * num_ids + pooled_dim
     if given != expected:
-        raise ValueError(
-            f"the UNet's added embedding takes {expected} features but {num_ids} time ids and pooled embeddings of "
-            f"width {pooled_dim} give {given}; check requires_aesthetics_score and text_encoder_2"
-        )
+        raise ConfigError.embedding_width(expected, num_ids, pooled_dim, given)
 
 
 class StableDiffusionXLImg2ImgPrepareAdditionalConditioningStep(StableDiffusionXLPrepareAdditionalConditioningStep):
@@ -194,37 +199,37 @@ class StableDiffusionXLImg2ImgPrepareAdditionalConditioningStep(StableDiffusionX
     def uses_aesthetic_score(self, components) -> bool:
         return bool(components.requires_aesthetics_score)
 
-    def time_ids(self, bs, size, negative: bool, aesthetic: bool = False) -> list[float]:
+    def time_ids(self, block_state, size, negative: bool, aesthetic: bool = False) -> list[float]:
         if not aesthetic:
-            return super().time_ids(bs, size, negative)
-        original = (bs.negative_original_size if negative else None) or bs.original_size or size
-        crops = bs.negative_crops_coords_top_left if negative and bs.negative_original_size else bs.crops_coords_top_left
-        score = bs.negative_aesthetic_score if negative else bs.aesthetic_score
-        return list(original) + list(crops) + [score]
+            return super().time_ids(block_state, size, negative)
+        score = block_state.negative_aesthetic_score if negative else block_state.aesthetic_score
+        return _original_and_crops(block_state, size, negative) + [score]
 
 
 class StableDiffusionXLAutoSetTimestepsStep(AutoPipelineBlocks):
     """Timesteps: by `strength` when `image` is given (inpaint: `mask_image` too), else the full schedule."""
 
-    block_classes = [StableDiffusionXLInpaintSetTimestepsStep, StableDiffusionXLImg2ImgSetTimestepsStep,
-                     StableDiffusionXLSetTimestepsStep]
-    block_names = ["inpaint", "img2img", "text2img"]
-    block_trigger_inputs = ["mask_image", "image", None]
+    choices = {
+        "inpaint": (StableDiffusionXLInpaintSetTimestepsStep, "mask_image"),
+        "img2img": (StableDiffusionXLImg2ImgSetTimestepsStep, "image"),
+        "text2img": (StableDiffusionXLSetTimestepsStep, None),
+    }
 
 
 class StableDiffusionXLAutoPrepareLatentsStep(AutoPipelineBlocks):
     """Initial latents: inpaint when `mask_image` is given, img2img when `image` is, else noise."""
 
-    block_classes = [StableDiffusionXLInpaintPrepareLatentsStep, StableDiffusionXLImg2ImgPrepareLatentsStep,
-                     StableDiffusionXLPrepareLatentsStep]
-    block_names = ["inpaint", "img2img", "text2img"]
-    block_trigger_inputs = ["mask_image", "image", None]
+    choices = {
+        "inpaint": (StableDiffusionXLInpaintPrepareLatentsStep, "mask_image"),
+        "img2img": (StableDiffusionXLImg2ImgPrepareLatentsStep, "image"),
+        "text2img": (StableDiffusionXLPrepareLatentsStep, None),
+    }
 
 
 class StableDiffusionXLAutoPrepareAdditionalConditioningStep(AutoPipelineBlocks):
     """Micro-conditioning: the img2img form (aesthetic scores for refiners) when `image` is given."""
 
-    block_classes = [StableDiffusionXLImg2ImgPrepareAdditionalConditioningStep,
-                     StableDiffusionXLPrepareAdditionalConditioningStep]
-    block_names = ["img2img", "text2img"]
-    block_trigger_inputs = ["image", None]
+    choices = {
+        "img2img": (StableDiffusionXLImg2ImgPrepareAdditionalConditioningStep, "image"),
+        "text2img": (StableDiffusionXLPrepareAdditionalConditioningStep, None),
+    }

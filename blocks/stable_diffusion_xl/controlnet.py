@@ -26,9 +26,9 @@ class StableDiffusionXLControlNetInputStep(StableDiffusionControlNetInputStep):
 class StableDiffusionXLAutoControlNetInputStep(AutoPipelineBlocks):
     """Prepare ControlNet inputs when `control_image` is given; skipped otherwise."""
 
-    block_classes = [StableDiffusionXLControlNetInputStep]
-    block_names = ["controlnet_input"]
-    block_trigger_inputs = ["control_image"]
+    choices = {
+        "controlnet_input": (StableDiffusionXLControlNetInputStep, "control_image"),
+    }
 
 
 class StableDiffusionXLControlNetLoopDenoiser(StableDiffusionControlNetLoopDenoiser):
@@ -44,7 +44,6 @@ class StableDiffusionXLControlNetDenoiseStep(StableDiffusionXLDenoiseLoopWrapper
 
     block_classes = [StableDiffusionXLLoopBeforeDenoiser, StableDiffusionXLControlNetLoopDenoiser,
                      StableDiffusionXLLoopAfterDenoiser]
-    block_names = ["before_denoiser", "denoiser", "after_denoiser"]
 
 
 class StableDiffusionXLInpaintControlNetDenoiseStep(StableDiffusionXLDenoiseLoopWrapper):
@@ -52,12 +51,12 @@ class StableDiffusionXLInpaintControlNetDenoiseStep(StableDiffusionXLDenoiseLoop
 
     block_classes = [StableDiffusionXLInpaintLoopBeforeDenoiser, StableDiffusionXLControlNetLoopDenoiser,
                      StableDiffusionXLInpaintLoopAfterDenoiser]
-    block_names = ["before_denoiser", "denoiser", "after_denoiser"]
 
 
 class StableDiffusionXLAutoControlNetDenoiseStep(AutoPipelineBlocks):
     """Denoise: the ControlNet loop when `control_image` is given, else the plain loop."""
 
-    block_classes = [StableDiffusionXLControlNetDenoiseStep, StableDiffusionXLDenoiseStep]
-    block_names = ["controlnet_denoise", "denoise"]
-    block_trigger_inputs = ["control_image", None]
+    choices = {
+        "controlnet_denoise": (StableDiffusionXLControlNetDenoiseStep, "control_image"),
+        "denoise": (StableDiffusionXLDenoiseStep, None),
+    }

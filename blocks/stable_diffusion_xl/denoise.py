@@ -80,7 +80,6 @@ class StableDiffusionXLDenoiseStep(StableDiffusionXLDenoiseLoopWrapper):
     """The text-to-image / image-to-image denoise loop."""
 
     block_classes = [StableDiffusionXLLoopBeforeDenoiser, StableDiffusionXLLoopDenoiser, StableDiffusionXLLoopAfterDenoiser]
-    block_names = ["before_denoiser", "denoiser", "after_denoiser"]
 
 
 class StableDiffusionXLInpaintDenoiseStep(StableDiffusionXLDenoiseLoopWrapper):
@@ -88,15 +87,15 @@ class StableDiffusionXLInpaintDenoiseStep(StableDiffusionXLDenoiseLoopWrapper):
 
     block_classes = [StableDiffusionXLInpaintLoopBeforeDenoiser, StableDiffusionXLLoopDenoiser,
                      StableDiffusionXLInpaintLoopAfterDenoiser]
-    block_names = ["before_denoiser", "denoiser", "after_denoiser"]
 
 
 class StableDiffusionXLAutoDenoiseStep(AutoPipelineBlocks):
     """Denoise: the inpainting loop when `mask_image` is given, else the plain loop."""
 
-    block_classes = [StableDiffusionXLInpaintDenoiseStep, StableDiffusionXLDenoiseStep]
-    block_names = ["inpaint", "denoise"]
-    block_trigger_inputs = ["mask_image", None]
+    choices = {
+        "inpaint": (StableDiffusionXLInpaintDenoiseStep, "mask_image"),
+        "denoise": (StableDiffusionXLDenoiseStep, None),
+    }
 
 
 # the name the design document's ControlNet example uses for the after-denoiser

@@ -6,8 +6,8 @@ import torch
 
 from ...components.spec import ComponentSpec, ConfigSpec, LazyClass
 from ...modular_pipelines import AutoPipelineBlocks, InputParam, ModularPipelineBlocks, OutputParam
-from ..checks import FINITE_TENSOR, conflict
-from ..common import execution_device, retrieve_latents
+from ..checks import FINITE_TENSOR, conflict, missing_one_of
+from ..common import execution_device
 from ..stable_diffusion.encoders import (
     CLIP_TEXT_MODEL,
     CLIP_TOKENIZER,
@@ -70,75 +70,55 @@ class StableDiffusionXLTextEncoderStep(ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(self, components, state):
-        bs = self.get_block_state(state)
+        block_state = self.get_block_state(state)
         device = execution_device(components)
-        self.check_inputs(bs)
+        self.check_inputs(block_state)
         pairs = _encoders(components)
-        if bs.prompt_embeds is None:
-            if bs.prompt is None:
-                raise ValueError("give `prompt` or `prompt_embeds` (with `pooled_prompt_embeds`)")
-            prompts = as_list(bs.prompt)
-            prompts_2 = as_list(bs.prompt_2, len(prompts)) if bs.prompt_2 is not None else prompts
-            per_encoder = [prompts, prompts_2][-len(pairs):]
-            bs.prompt_embeds, bs.pooled_prompt_embeds = sdxl_embeds(pairs, per_encoder, device, bs.clip_skip)
-        batch = bs.prompt_embeds.shape[0]
-        if bs.negative_prompt_embeds is None:
-            if bs.negative_prompt is None and components.force_zeros_for_empty_prompt:
-                bs.negative_prompt_embeds = torch.zeros_like(bs.prompt_embeds)
-                bs.negative_pooled_prompt_embeds = torch.zeros_like(bs.pooled_prompt_embeds)
-            else:
-                negative = as_list(bs.negative_prompt or "", batch)
-                negative_2 = as_list(bs.negative_prompt_2, batch) if bs.negative_prompt_2 is not None else negative
-                bs.negative_prompt_embeds, bs.negative_pooled_prompt_embeds = sdxl_embeds(
-                    pairs, [negative, negative_2][-len(pairs):], device, max_length=bs.prompt_embeds.shape[1])
+        if block_state.prompt_embeds is None:
+            if block_state.prompt is None:
+                raise missing_one_of(self, ["prompt", "prompt_embeds"])
+            prompts = as_list(block_state.prompt)
+            prompts_2 = as_list(block_state.prompt_2, len(prompts)) if block_state.prompt_2 is not None else prompts
+            block_state.prompt_embeds, block_state.pooled_prompt_embeds = sdxl_embeds(
+                pairs, [prompts, prompts_2][-len(pairs):], device, block_state.clip_skip)
+        if block_state.negative_prompt_embeds is None:
+            self.encode_negative(components, block_state, pairs, device)
         encoder = components.text_encoder_2 or components.text_encoder
-        dtype = encoder.dtype if encoder is not None else bs.prompt_embeds.dtype
+        dtype = encoder.dtype if encoder is not None else block_state.prompt_embeds.dtype
         for name in ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds"):
-            value = getattr(bs, name)
-            setattr(bs, name, None if value is None else value.to(device=device, dtype=dtype))
-        self.set_block_state(state, bs)
+            value = getattr(block_state, name)
+            setattr(block_state, name, None if value is None else value.to(device=device, dtype=dtype))
+        self.set_block_state(state, block_state)
         return components, state
 
-    def check_inputs(self, bs) -> None:
+    @staticmethod
+    def encode_negative(components, block_state, pairs, device) -> None:
+        """Negative embeddings: zeros for no negative prompt (``force_zeros_for_empty_prompt``), else encoded."""
+        if block_state.negative_prompt is None and components.force_zeros_for_empty_prompt:
+            block_state.negative_prompt_embeds = torch.zeros_like(block_state.prompt_embeds)
+            block_state.negative_pooled_prompt_embeds = torch.zeros_like(block_state.pooled_prompt_embeds)
+            return
+        batch = block_state.prompt_embeds.shape[0]
+        negative = as_list(block_state.negative_prompt or "", batch)
+        negative_2 = negative if block_state.negative_prompt_2 is None else as_list(block_state.negative_prompt_2, batch)
+        block_state.negative_prompt_embeds, block_state.negative_pooled_prompt_embeds = sdxl_embeds(
+            pairs, [negative, negative_2][-len(pairs):], device, max_length=block_state.prompt_embeds.shape[1])
+
+    def check_inputs(self, block_state) -> None:
         """Before encoding: counts of the prompt-like inputs, and pooled embeddings with given embeddings."""
-        check_prompt_counts(self, bs, TEXT_INPUTS)
+        check_prompt_counts(self, block_state, TEXT_INPUTS)
         for embeds, pooled in (("prompt_embeds", "pooled_prompt_embeds"),
                                ("negative_prompt_embeds", "negative_pooled_prompt_embeds")):
-            if getattr(bs, embeds) is not None and getattr(bs, pooled) is None:
+            if getattr(block_state, embeds) is not None and getattr(block_state, pooled) is None:
                 raise conflict(self, [embeds, pooled], f"{embeds} was given without {pooled}; SDXL's UNet needs "
                                                        "both (they come from the same text encoders)")
-
-
-def encode_image_upcast(vae, image: torch.Tensor, generator=None) -> torch.Tensor:
-    """Like :func:`encode_image`, encoding in float32 when the VAE asks for it (``force_upcast``)."""
-    dtype = image.dtype
-    upcast = bool(getattr(vae.config, "force_upcast", False)) and vae.dtype != torch.float32
-    if upcast:
-        vae.to(torch.float32)
-    image = image.float() if vae.config.force_upcast else image
-    try:
-        if isinstance(generator, list):
-            latents = torch.cat([retrieve_latents(vae.encode(image[i:i + 1]), generator[i]) for i in range(image.shape[0])])
-        else:
-            latents = retrieve_latents(vae.encode(image), generator)
-    finally:
-        if upcast:
-            vae.to(dtype)
-    config = vae.config
-    mean, std = getattr(config, "latents_mean", None), getattr(config, "latents_std", None)
-    latents = latents.to(dtype)
-    if mean is not None and std is not None:
-        mean = torch.tensor(mean).view(1, -1, 1, 1).to(latents)
-        std = torch.tensor(std).view(1, -1, 1, 1).to(latents)
-        return (latents - mean) * config.scaling_factor / std
-    return config.scaling_factor * latents
 
 
 class StableDiffusionXLVaeEncoderStep(StableDiffusionVaeEncoderStep):
     """Encode the input image into scaled VAE latents (float32 when the VAE needs upcasting)."""
 
     model_name = "stable-diffusion-xl"
-    encode = staticmethod(encode_image_upcast)
+    upcast_vae = True
 
 
 class StableDiffusionXLInpaintVaeEncoderStep(StableDiffusionInpaintVaeEncoderStep):
@@ -148,16 +128,17 @@ class StableDiffusionXLInpaintVaeEncoderStep(StableDiffusionInpaintVaeEncoderSte
     """
 
     model_name = "stable-diffusion-xl"
-    encode = staticmethod(encode_image_upcast)
+    upcast_vae = True
     inputs = [p.replace(default=0.9999) if p.name == "strength" else p for p in StableDiffusionInpaintVaeEncoderStep.inputs]
 
 
 class StableDiffusionXLAutoVaeEncoderStep(AutoPipelineBlocks):
     """Encode images: inpaint when `mask_image` is given, image-to-image when `image` is, else skipped."""
 
-    block_classes = [StableDiffusionXLInpaintVaeEncoderStep, StableDiffusionXLVaeEncoderStep]
-    block_names = ["inpaint", "img2img"]
-    block_trigger_inputs = ["mask_image", "image"]
+    choices = {
+        "inpaint": (StableDiffusionXLInpaintVaeEncoderStep, "mask_image"),
+        "img2img": (StableDiffusionXLVaeEncoderStep, "image"),
+    }
 
 
 # the design document imports the IP-Adapter step from the encoders module

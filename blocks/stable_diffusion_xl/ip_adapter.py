@@ -21,6 +21,7 @@ class StableDiffusionXLIPAdapterStep(StableDiffusionIPAdapterStep):
 class StableDiffusionXLAutoIPAdapterStep(AutoPipelineBlocks):
     """IP-Adapter: runs when ``ip_adapter_image`` (or precomputed ``ip_adapter_embeds``) is given, else skipped."""
 
-    block_classes = [StableDiffusionXLIPAdapterStep, StableDiffusionXLIPAdapterStep]
-    block_names = ["ip_adapter", "from_embeds"]
-    block_trigger_inputs = ["ip_adapter_image", "ip_adapter_embeds"]
+    choices = {
+        "ip_adapter": (StableDiffusionXLIPAdapterStep, "ip_adapter_image"),
+        "from_embeds": (StableDiffusionXLIPAdapterStep, "ip_adapter_embeds"),
+    }

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelInputError
 from .activations import get_activation
 
 
@@ -35,7 +35,7 @@ def timestep_embedding(
         A float32 tensor ``(len(timesteps), dim)``.
     """
     if timesteps.ndim != 1:
-        raise ValueError(f"timesteps must be 1-D, got shape {tuple(timesteps.shape)}")
+        raise ModelInputError.bad_shape("timestep embedding", "timesteps", "1-D", timesteps.shape)
     half = dim // 2
     exponent = -math.log(max_period) * torch.arange(0, half, dtype=torch.float32, device=timesteps.device)
     freqs = torch.exp(exponent / (half - downscale_freq_shift))

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import AdapterError
 from .attention import Attention
 
 
@@ -44,7 +45,7 @@ class IPAdapterAttnProcessor(nn.Module):
         count = len(self.num_tokens)
         self.scale = list(scale) if isinstance(scale, (list, tuple)) else [float(scale)] * count
         if len(self.scale) != count:
-            raise ValueError(f"IPAdapterAttnProcessor: {len(self.scale)} scales for {count} adapters")
+            raise AdapterError.wrong_count("IPAdapterAttnProcessor", "scales", len(self.scale), count)
         self.to_k_ip = nn.ModuleList([nn.Linear(cross_attention_dim, hidden_size, bias=False) for _ in range(count)])
         self.to_v_ip = nn.ModuleList([nn.Linear(cross_attention_dim, hidden_size, bias=False) for _ in range(count)])
 
@@ -72,10 +73,8 @@ class IPAdapterAttnProcessor(nn.Module):
     def _add_image_attention(self, attn: Attention, query: torch.Tensor, out: torch.Tensor,
                              image_tokens: Sequence[torch.Tensor]) -> torch.Tensor:
         if len(image_tokens) != len(self.to_k_ip):
-            raise ValueError(
-                f"got image tokens for {len(image_tokens)} IP-Adapters, but {len(self.to_k_ip)} are loaded; "
-                "give one ip_adapter_image (or embedding) per adapter"
-            )
+            raise AdapterError.wrong_count("IPAdapterAttnProcessor", "image-token tensors", len(image_tokens),
+                                           len(self.to_k_ip), "give one ip_adapter_image (or embedding) per adapter")
         for tokens, scale, to_k, to_v in zip(image_tokens, self.scale, self.to_k_ip, self.to_v_ip):
             if scale == 0:
                 continue

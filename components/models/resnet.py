@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelInputError
 from .activations import get_activation
 
 
@@ -131,7 +131,8 @@ class ResnetBlock2D(nn.Module):
             temb = None
         if self.time_embedding_norm == "scale_shift":
             if temb is None:
-                raise ValueError("ResnetBlock2D with time_embedding_norm='scale_shift' needs a time embedding")
+                raise ModelInputError.missing("ResnetBlock2D", "temb",
+                                              "time_embedding_norm='scale_shift' needs a time embedding")
             scale, shift = torch.chunk(temb, 2, dim=1)
             return self.norm2(hidden_states) * (1 + scale) + shift
         if temb is not None:

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ..errors import ConfigError, MissingInputError
+from ..errors import ConfigError, MissingInputError, ModelInputError
 from ..config import register_to_config
 from .activations import get_activation
 from .attention import AttentionProcessorMixin, mask_to_bias
@@ -338,7 +338,8 @@ class UNet2DConditionModel(ModelMixin, AttentionProcessorMixin):
             skips += block_skips
         if residuals is not None:
             if len(residuals) != len(skips):
-                raise ValueError(f"down_block_additional_residuals has {len(residuals)} tensors; the UNet has {len(skips)} skips")
+                raise ModelInputError.wrong_count(_OWNER, "down_block_additional_residuals", len(residuals),
+                                                  len(skips), "skip connections")
             skips = tuple(skip + residual for skip, residual in zip(skips, residuals))
         return hidden, skips
 

@@ -124,26 +124,29 @@ def _read_header(path: Path) -> tuple[dict[str, dict], int]:
         with open(path, "rb") as f:
             (length,) = struct.unpack("<Q", f.read(8))
             if length > size - 8:
-                raise ValueError(f"header of {length} bytes in a {size}-byte file")
+                raise CorruptedFileError.bad_entry(str(path), f"header of {length} bytes in a {size}-byte file")
             header = json.loads(f.read(length))
         header.pop("__metadata__", None)
-        entries = {key: _check_entry(key, value, size - 8 - length) for key, value in header.items()}
+        entries = {key: _check_entry(path, key, value, size - 8 - length) for key, value in header.items()}
+    except CorruptedFileError:
+        raise
     except (OSError, ValueError, TypeError, KeyError, struct.error) as err:
         raise CorruptedFileError.unreadable(str(path), err) from err
     return entries, 8 + length
 
 
-def _check_entry(key: str, entry: dict, data_size: int) -> dict:
+def _check_entry(path: Path, key: str, entry: dict, data_size: int) -> dict:
     dtype = _SAFETENSORS_DTYPES.get(entry["dtype"])
     if dtype is None:
-        raise ValueError(f"tensor '{key}' has unknown dtype {entry['dtype']!r}")
+        raise CorruptedFileError.bad_entry(str(path), f"tensor '{key}' has unknown dtype {entry['dtype']!r}")
     begin, end = entry["data_offsets"]
     numel = 1
     for dim in entry["shape"]:
         numel *= dim
     itemsize = dtype.itemsize
     if not 0 <= begin <= end <= data_size or end - begin != numel * itemsize:
-        raise ValueError(f"tensor '{key}' has offsets {begin}..{end} outside the {data_size} bytes of data or of the wrong size")
+        raise CorruptedFileError.bad_entry(
+            str(path), f"tensor '{key}' has offsets {begin}..{end} outside the {data_size} bytes of data or of the wrong size")
     return {"dtype": dtype, "shape": list(entry["shape"]), "begin": begin, "end": end}
 
 

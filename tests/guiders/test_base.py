@@ -43,7 +43,7 @@ def test_for_call_copies_config_and_later_settings_with_fresh_state(name):
     assert dict(call.config) == dict(guider.config)
     assert call.enabled is False and call.config["enabled"] is False
     assert call._step is None and guider._step == 3
-    call.enable()
+    call.enabled = True
     call.set_state(0, 10)
     assert guider.enabled is False and guider.config["enabled"] is False and guider._step == 3
     fresh = _guider(name)

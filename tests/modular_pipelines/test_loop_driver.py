@@ -1,0 +1,178 @@
+"""The core loop driver (LoopSequentialPipelineBlocks.__call__): steps over the timesteps with hooks, a progress
+bar, the interrupt check, ``step_callback`` and diffusers' ``callback_on_step_end``."""
+
+import threading
+
+import pytest
+import torch
+
+from diffblocks.modular_pipelines import InputParam, LoopSequentialPipelineBlocks, ModularPipelineBlocks, OutputParam
+from diffblocks.modular_pipelines.call import CallComponents
+from diffblocks.modular_pipelines.errors import InputTypeError, InputValueError, UnknownInputError
+
+TIMESTEPS = torch.tensor([3.0, 2.0, 1.0])
+
+
+class AddTimestep(ModularPipelineBlocks):
+    """One step: ``latents += t``; records the step in ``events`` when given."""
+
+    inputs = [InputParam("latents", required=True), InputParam("events", type_hint=list)]
+    intermediate_outputs = [OutputParam("latents"), OutputParam("last_t")]
+
+    def __call__(self, components, block_state, i, t):
+        block_state.latents = block_state.latents + t
+        block_state.last_t = t
+        if block_state.events is not None:
+            block_state.events.append(("step", i, float(t)))
+        return components, block_state
+
+
+class Loop(LoopSequentialPipelineBlocks):
+    """A loop on the core driver, recording its hooks."""
+
+    loop_inputs = [InputParam("timesteps", required=True)]
+    block_classes = [AddTimestep]
+    block_names = ["add"]
+
+    def before_loop(self, components, block_state):
+        if block_state.events is not None:
+            block_state.events.append("before_loop")
+
+    def before_step(self, components, block_state, i, t):
+        if block_state.events is not None:
+            block_state.events.append(("before_step", i))
+
+
+class SampleLoop(Loop):
+    latents_name = "sample"  # as DDPM's loop: the callbacks see this value as the latents
+    loop_inputs = [InputParam("timesteps", required=True), InputParam("sample")]
+
+
+class OwnCallLoop(LoopSequentialPipelineBlocks):
+    """A loop that drives itself: it does not take the driver's callbacks."""
+
+    block_classes = [AddTimestep]
+    block_names = ["add"]
+
+    def __call__(self, components, state):
+        block_state = self.get_block_state(state)
+        for i, t in enumerate(TIMESTEPS):
+            components, block_state = self.loop_step(components, block_state, i=i, t=t)
+        self.set_block_state(state, block_state)
+        return components, state
+
+
+@pytest.fixture
+def pipe():
+    pipe = Loop().init_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def run(pipe, **inputs):
+    return pipe(timesteps=TIMESTEPS, latents=torch.zeros(1), output="latents", **inputs)
+
+
+def test_each_timestep_runs_once_after_the_hooks(pipe):
+    events = []
+    assert run(pipe, events=events).item() == 6.0
+    assert events == ["before_loop", ("before_step", 0), ("step", 0, 3.0), ("before_step", 1), ("step", 1, 2.0),
+                      ("before_step", 2), ("step", 2, 1.0)]
+
+
+def test_the_progress_bar_counts_the_steps(pipe, capsys):
+    pipe.set_progress_bar_config(disable=False)
+    run(pipe)
+    assert "3/3" in capsys.readouterr().err
+
+
+def test_step_callback_sees_each_step_and_false_stops(pipe):
+    seen = []
+    run(pipe, step_callback=lambda i, t, latents: seen.append((i, float(t), latents.item())))
+    assert seen == [(0, 3.0, 3.0), (1, 2.0, 5.0), (2, 1.0, 6.0)]
+    assert run(pipe, step_callback=lambda i, t, latents: i < 1).item() == 5.0
+
+
+def test_callback_on_step_end_sees_every_step_with_its_index_timestep_and_the_pipe(pipe):
+    seen = []
+
+    def callback(call_pipe, step_index, timestep, callback_kwargs):
+        assert isinstance(call_pipe, CallComponents) and not call_pipe.interrupted
+        seen.append((step_index, float(timestep), {k: v.item() for k, v in callback_kwargs.items()}))
+        return callback_kwargs
+
+    assert {"callback_on_step_end", "callback_on_step_end_tensor_inputs", "step_callback"} <= set(pipe.input_names)
+    assert run(pipe, callback_on_step_end=callback).item() == 6.0
+    assert seen == [(0, 3.0, {"latents": 3.0}), (1, 2.0, {"latents": 5.0}), (2, 1.0, {"latents": 6.0})]
+
+
+def test_returned_values_replace_the_loop_s_values(pipe):
+    """Zeroing the latents after step 1 leaves what the last step alone makes from zeros."""
+    def zero_after_step_1(call_pipe, step_index, timestep, callback_kwargs):
+        return {"latents": torch.zeros(1)} if step_index == 1 else None
+
+    edited = run(pipe, callback_on_step_end=zero_after_step_1)
+    last_step_alone = pipe(timesteps=TIMESTEPS[2:], latents=torch.zeros(1), output="latents")
+    assert torch.equal(edited, last_step_alone) and edited.item() == 1.0
+
+
+def test_callback_kwargs_hold_the_named_values(pipe):
+    seen = []
+    run(pipe, callback_on_step_end=lambda p, i, t, kwargs: seen.append(sorted(kwargs)),
+        callback_on_step_end_tensor_inputs=["latents", "last_t", "timesteps"])
+    assert seen == [["last_t", "latents", "timesteps"]] * 3
+
+
+def test_the_default_tensor_input_is_the_loop_s_latents_name():
+    pipe = SampleLoop().init_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    seen = []
+    pipe(timesteps=TIMESTEPS, latents=torch.zeros(1), sample=torch.ones(1),
+         callback_on_step_end=lambda p, i, t, kwargs: seen.append(sorted(kwargs)),
+         step_callback=lambda i, t, latents: seen.append(latents.item()))
+    assert seen == [["sample"], 1.0] * 3
+
+
+def test_unknown_tensor_inputs_are_refused_before_the_loop_starts(pipe):
+    events = []
+    with pytest.raises(InputValueError) as err:
+        run(pipe, events=events, callback_on_step_end=lambda *args: None,
+            callback_on_step_end_tensor_inputs=["latents", "latnts"])
+    message = str(err.value)
+    assert "'callback_on_step_end_tensor_inputs' names 'latnts' (did you mean latents?)" in message
+    assert "block Loop" in message and "it holds: " in message and "timesteps" in message and "last_t" in message
+    assert events == []  # not even before_loop ran
+
+
+def test_a_returned_name_outside_the_tensor_inputs_is_refused(pipe):
+    with pytest.raises(InputValueError, match=r"'callback_on_step_end' must return None or a dict whose keys are "
+                                              r"among callback_on_step_end_tensor_inputs \(latents\), got \['noise'\]"):
+        run(pipe, callback_on_step_end=lambda p, i, t, kwargs: {"noise": torch.zeros(1)})
+
+
+def test_a_callback_that_is_not_callable_is_refused_before_the_run(pipe):
+    with pytest.raises(InputTypeError, match="'callback_on_step_end' expects Callable"):
+        run(pipe, callback_on_step_end="not a function")
+
+
+def test_setting_the_interrupt_event_inside_the_callback_stops_before_the_next_step(pipe):
+    stop = threading.Event()
+    steps = []
+
+    def callback(call_pipe, step_index, timestep, callback_kwargs):
+        steps.append(step_index)
+        if step_index == 0:
+            stop.set()  # diffusers' ``pipe._interrupt = True``
+        return callback_kwargs
+
+    assert run(pipe, interrupt_event=stop, callback_on_step_end=callback).item() == 3.0
+    assert steps == [0]
+    assert run(pipe, callback_on_step_end=callback).item() == 6.0  # the next call has its own event
+
+
+def test_a_loop_with_its_own_call_does_not_take_the_driver_s_callbacks():
+    assert [p.name for p in OwnCallLoop().loop_inputs] == []
+    pipe = OwnCallLoop().init_pipeline()
+    assert pipe(latents=torch.zeros(1), output="latents").item() == 6.0
+    with pytest.raises(UnknownInputError, match="'step_callback'"):
+        pipe(latents=torch.zeros(1), step_callback=lambda *args: None)
