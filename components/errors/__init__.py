@@ -1,0 +1,48 @@
+"""Every exception diffblocks raises, with named constructors that word the messages.
+
+A message names where the problem is (the dotted block path and block class, the file, the component),
+what was expected and what was given, and the valid alternatives when there are any. Runtime failures
+are raised ``from`` their cause; nothing here logs.
+
+The classes are grouped by what goes wrong: ``base`` (and usage), ``blocks``, ``components``, ``files``; import
+them from here."""
+
+from .base import closest, DiffblocksError, UsageError, FlagError  # noqa: F401
+from .blocks import BlockDeclarationError, PipelineValidationError, MissingInputError, InputTypeError, UnknownInputError, BlockExecutionError, OutputNotSetError, OutputNotFoundError, InputValueError, LoopInputMissingError, DuplicateKeyError  # noqa: F401
+from .components import ComponentError, ComponentNotFoundError, AmbiguousComponentError, ComponentLoadError, UnsupportedComponentError, ComponentTypeError, UnknownComponentClassError, ModelInputError, DeviceError, GuiderError, AdapterError  # noqa: F401
+from .files import MissingFileError, CorruptedFileError, WeightsMismatchError, ConfigError, RemoteCodeError, HubUnreachableError  # noqa: F401
+
+__all__ = [
+    "AdapterError",
+    "AmbiguousComponentError",
+    "BlockDeclarationError",
+    "BlockExecutionError",
+    "ComponentError",
+    "ComponentLoadError",
+    "ComponentNotFoundError",
+    "ComponentTypeError",
+    "ConfigError",
+    "CorruptedFileError",
+    "DeviceError",
+    "DiffblocksError",
+    "DuplicateKeyError",
+    "FlagError",
+    "GuiderError",
+    "HubUnreachableError",
+    "InputTypeError",
+    "InputValueError",
+    "LoopInputMissingError",
+    "MissingFileError",
+    "MissingInputError",
+    "ModelInputError",
+    "OutputNotFoundError",
+    "OutputNotSetError",
+    "PipelineValidationError",
+    "RemoteCodeError",
+    "UnknownComponentClassError",
+    "UnknownInputError",
+    "UnsupportedComponentError",
+    "UsageError",
+    "WeightsMismatchError",
+    "closest",
+]

@@ -1,0 +1,162 @@
+"""Errors of components: finding, loading and swapping them, models' inputs and devices, guiders, adapters."""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+from ..formatting import format_value
+from .base import DiffblocksError, _listing, closest
+
+
+class ComponentError(DiffblocksError):
+    """A component could not be found, created or loaded."""
+
+
+class ComponentNotFoundError(ComponentError, KeyError):
+    @classmethod
+    def no_match(cls, pattern: str, available: Iterable[str], where: str = "") -> "ComponentNotFoundError":
+        return cls(f"no component matches '{pattern}'{where}; registered: {_listing(available) or 'none'}")
+
+    @classmethod
+    def unknown_name(cls, name: str, valid: Iterable[str], owner: str = "the pipeline") -> "ComponentNotFoundError":
+        valid = list(valid)
+        match = closest(name, valid)
+        hint = f" (did you mean {match}?)" if match else ""
+        return cls(f"{owner} has no component '{name}'{hint}; its components are: {_listing(valid) or 'none'}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class AmbiguousComponentError(ComponentError, ValueError):
+    @classmethod
+    def many(cls, pattern: str, matches: Iterable[str]) -> "AmbiguousComponentError":
+        return cls(f"'{pattern}' matches more than one component: {_listing(matches)}; narrow it with collection= or load_id=")
+
+
+class ComponentLoadError(ComponentError, RuntimeError):
+    @classmethod
+    def failed(cls, failures: dict[str, BaseException], loaded: Iterable[str]) -> "ComponentLoadError":
+        lines = [f"  - {name}: {type(err).__name__}: {err}" for name, err in failures.items()]
+        ok = _listing(loaded) or "none"
+        return cls(f"{len(failures)} component(s) failed to load (loaded: {ok}):\n" + "\n".join(lines))
+
+    @classmethod
+    def no_source(cls, name: str) -> "ComponentLoadError":
+        return cls(
+            f"component '{name}' has no repo to load from: set it with "
+            f"pipe.get_component_spec('{name}') and spec.repo = ..., or pass an object to update_components({name}=...)"
+        )
+
+
+class UnsupportedComponentError(ComponentError, ValueError):
+    @classmethod
+    def unknown_class(cls, library: str | None, class_name: str, supported: Iterable[str]) -> "UnsupportedComponentError":
+        return cls(
+            f"unsupported component class {library or '?'}.{class_name}; supported: {_listing(supported, limit=40)}"
+        )
+
+
+class ComponentTypeError(ComponentError, TypeError):
+    """``update_components`` was given an object that is not what the component's spec expects."""
+
+    @classmethod
+    def wrong_type(cls, refused: Sequence[tuple[str, str, object]]) -> "ComponentTypeError":
+        """``refused``: (component name, expected type, given value) for each refused value."""
+        lines = [
+            f"component '{name}' expects {expected}, got {format_value(value)} ({type(value).__name__})"
+            for name, expected, value in refused
+        ]
+        return cls(
+            "update_components: " + "; ".join(lines) + ". Nothing was changed; pass an object of the expected "
+            "type, a ComponentSpec, or None to unset the component"
+        )
+
+
+class UnknownComponentClassError(ComponentLoadError):
+    """No config file of a component's folder names the class that loads it."""
+
+    @classmethod
+    def in_folder(cls, name: str, where: str, looked_for: Sequence[str]) -> "UnknownComponentClassError":
+        return cls(f"cannot tell which class component '{name}' is: no config in {where} names one (looked for "
+                   f"{', '.join(looked_for)}); give the spec a type_hint, or load it with its own class")
+
+
+class ModelInputError(DiffblocksError, ValueError):
+    """A model's forward was given inputs that do not fit the model (a shape, a count, a missing tensor)."""
+
+    @classmethod
+    def bad_shape(cls, owner: str, name: str, expected: str, shape: Sequence[int]) -> "ModelInputError":
+        return cls(f"{owner}: {name} must be {expected}, got shape {tuple(shape)}")
+
+    @classmethod
+    def missing(cls, owner: str, name: str, why: str) -> "ModelInputError":
+        return cls(f"{owner}: {why}; pass {name}")
+
+    @classmethod
+    def wrong_count(cls, owner: str, name: str, given: int, expected: int, unit: str) -> "ModelInputError":
+        return cls(f"{owner}: {name} has {given} tensors, but the model has {expected} {unit} (one tensor each)")
+
+
+class DeviceError(DiffblocksError, ValueError):
+    """Tensors, generators or models on devices that cannot work together."""
+
+    @classmethod
+    def generator(cls, target: str, generator_device: str) -> "DeviceError":
+        return cls(f"cannot draw a {target} tensor from a generator on {generator_device}: give a generator on "
+                   f"{target} or on cpu")
+
+
+class GuiderError(DiffblocksError, ValueError):
+    """A guider was configured or called inconsistently."""
+
+    @classmethod
+    def not_in_model(cls, guider: str, key: str, cause: BaseException) -> "GuiderError":
+        return cls(f"{guider} {key}: {cause}")
+
+
+class AdapterError(DiffblocksError, ValueError):
+    """An adapter (IP-Adapter, ControlNet) checkpoint or setup does not fit."""
+
+    @classmethod
+    def missing_image_encoder(cls, reason: str) -> "AdapterError":
+        return cls(
+            f"IP-Adapter: no image encoder ({reason}). Load one with "
+            "pipe.loader.load_ip_adapter(repo, subfolder=..., weight_name=..., image_encoder_folder='<folder of a "
+            "CLIPVisionModelWithProjection, e.g. models/image_encoder>'), or give it: "
+            "pipe.update_components(image_encoder=CLIPVisionModelWithProjection.from_pretrained(repo, subfolder=...)); "
+            "or pass precomputed ip_adapter_embeds instead of ip_adapter_image"
+        )
+
+    @classmethod
+    def no_adapter(cls, what: str) -> "AdapterError":
+        return cls(
+            f"{what} but no IP-Adapter is loaded in the UNet: call "
+            "pipe.loader.load_ip_adapter(repo, subfolder=..., weight_name=...) first "
+            "(e.g. 'h94/IP-Adapter', subfolder='sdxl_models', weight_name='ip-adapter_sdxl.bin')"
+        )
+
+    @classmethod
+    def no_controlnet(cls, what: str) -> "AdapterError":
+        return cls(
+            f"{what} but no ControlNet is loaded: pipe.update_components("
+            "controlnet=ComponentSpec('controlnet', ControlNetModel, repo=...).load())"
+        )
+
+    @classmethod
+    def wrong_count(cls, owner: str, noun: str, given: int, loaded: int, hint: str = "") -> "AdapterError":
+        """``owner`` got ``given`` ``noun`` (scales, embeddings, ...) where ``loaded`` IP-Adapters need one each."""
+        adapters = "IP-Adapter" if loaded == 1 else "IP-Adapters"
+        return cls(f"{owner}: {given} {noun} for {loaded} loaded {adapters}" + (f"; {hint}" if hint else ""))
+
+    @classmethod
+    def bad_embeds(cls, name: str, problem: str) -> "AdapterError":
+        """Precomputed IP-Adapter embeddings ``name`` that cannot work (``problem``: what is wrong, what would do)."""
+        return cls(f"{name}: {problem}")
+
+    @classmethod
+    def bad_layout(cls, path: str, expected: Iterable[str], found: Iterable[str]) -> "AdapterError":
+        return cls(
+            f"{path} is not an adapter checkpoint of the expected layout: expected keys {_listing(expected)}, "
+            f"found {_listing(found)}"
+        )
