@@ -1,5 +1,6 @@
 """The built wheel holds every subpackage of the repository (the root is the package `diffblocks`)."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -24,6 +25,8 @@ def source_packages():
 
 @pytest.mark.slow
 def test_wheel_contains_every_subpackage(tmp_path):
+    # setuptools reuses ROOT/build, where a module deleted from the tree would linger and ship
+    shutil.rmtree(ROOT / "build", ignore_errors=True)
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)],
         check=True, capture_output=True,
@@ -35,3 +38,6 @@ def test_wheel_contains_every_subpackage(tmp_path):
     assert not missing, f"subpackages missing from the wheel: {sorted(missing)}"
     assert not any(n.startswith("diffblocks/tests/") for n in names)
     assert any(n.endswith("diffblocks/modular_pipelines/block.py") for n in names)
+    stale = [n for n in names if n.startswith("diffblocks/") and n.endswith(".py")
+             and not (ROOT / n.removeprefix("diffblocks/")).is_file()]
+    assert not stale, f"modules in the wheel that the tree no longer has: {stale}"
