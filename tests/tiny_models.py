@@ -126,3 +126,14 @@ def make_mask(size: int = 32):
     mask = torch.zeros(size, size, dtype=torch.uint8)
     mask[size // 4: 3 * size // 4, size // 4: 3 * size // 4] = 255
     return Image.fromarray(mask.numpy())
+
+
+def build_pipeline(blocks, repo, components_manager=None, collection=None):
+    """A pipeline of ``blocks`` (a preset dict) on ``repo``, components loaded, progress bars off."""
+    from diffblocks import SequentialPipelineBlocks
+
+    pipe = SequentialPipelineBlocks.from_blocks_dict(blocks).init_pipeline(
+        repo, components_manager=components_manager, collection=collection)
+    pipe.load_components()
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

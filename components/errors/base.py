@@ -22,6 +22,18 @@ def closest(name: str, candidates: Iterable[str]) -> str | None:
     return matches[0] if matches else None
 
 
+def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """``" (did you mean X?)"`` for the candidate closest to ``name``, or ``""``."""
+    match = closest(name, candidates)
+    return f" (did you mean {match}?)" if match else ""
+
+
+def _quoted_hints(names: Iterable[str], candidates: Iterable[str]) -> str:
+    """``'a' (did you mean b?), 'c'``: each name quoted, with its closest candidate."""
+    candidates = list(candidates)
+    return ", ".join(f"'{name}'" + _did_you_mean(name, candidates) for name in names)
+
+
 def _listing(names: Iterable[str], limit: int = 12) -> str:
     names = sorted(names)
     shown = ", ".join(names[:limit])
@@ -58,8 +70,7 @@ class FlagError(UsageError):
     @classmethod
     def unknown_choice(cls, what: str, value: str, choices: Iterable[str], flag: str | None = None) -> "FlagError":
         choices = list(choices)
-        match = closest(value, choices)
-        hint = f" (did you mean {match}?)" if match else ""
+        hint = _did_you_mean(value, choices)
         return cls(f"{flag + ': ' if flag else ''}unknown {what} '{value}'{hint}; {what}s: {', '.join(choices)}")
 
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 from ..formatting import format_value
-from .base import DiffblocksError, _listing, _where, closest
+from .base import DiffblocksError, _listing, _quoted_hints, _where
 
 
 class BlockDeclarationError(DiffblocksError, TypeError):
@@ -71,11 +71,7 @@ class UnknownInputError(DiffblocksError, TypeError):
     @classmethod
     def unknown(cls, names: Sequence[str], valid: Iterable[str]) -> "UnknownInputError":
         valid = list(valid)
-        hints = []
-        for name in names:
-            match = closest(name, valid)
-            hints.append(f"'{name}'" + (f" (did you mean {match}?)" if match else ""))
-        return cls(f"unknown input {', '.join(hints)}; this pipeline takes: {_listing(valid, limit=60)}")
+        return cls(f"unknown input {_quoted_hints(names, valid)}; this pipeline takes: {_listing(valid, limit=60)}")
 
 
 class BlockExecutionError(DiffblocksError, RuntimeError):
@@ -109,11 +105,7 @@ class OutputNotFoundError(DiffblocksError, KeyError):
     @classmethod
     def missing(cls, names: Sequence[str], available: Iterable[str]) -> "OutputNotFoundError":
         available = list(available)
-        hints = []
-        for name in names:
-            match = closest(name, available)
-            hints.append(f"'{name}'" + (f" (did you mean {match}?)" if match else ""))
-        return cls(f"the pipeline state has no value {', '.join(hints)}; it holds: {_listing(available, limit=60)}")
+        return cls(f"the pipeline state has no value {_quoted_hints(names, available)}; it holds: {_listing(available, limit=60)}")
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
@@ -140,11 +132,7 @@ class InputValueError(InputTypeError, ValueError):
                       available: Iterable[str]) -> "InputValueError":
         """Input ``name`` lists names (of values) the block does not hold; ``available`` are the ones it does."""
         available = list(available)
-        hints = []
-        for item in unknown:
-            match = closest(item, available)
-            hints.append(f"'{item}'" + (f" (did you mean {match}?)" if match else ""))
-        return cls(f"{_where(path, block_cls)}: input '{name}' names {', '.join(hints)}, not a value the block "
+        return cls(f"{_where(path, block_cls)}: input '{name}' names {_quoted_hints(unknown, available)}, not a value the block "
                    f"holds; it holds: {_listing(available, limit=40)}")
 
 

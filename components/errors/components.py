@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 from ..formatting import format_value
-from .base import DiffblocksError, _listing, closest
+from .base import DiffblocksError, _did_you_mean, _listing
 
 
 class ComponentError(DiffblocksError):
@@ -20,8 +20,7 @@ class ComponentNotFoundError(ComponentError, KeyError):
     @classmethod
     def unknown_name(cls, name: str, valid: Iterable[str], owner: str = "the pipeline") -> "ComponentNotFoundError":
         valid = list(valid)
-        match = closest(name, valid)
-        hint = f" (did you mean {match}?)" if match else ""
+        hint = _did_you_mean(name, valid)
         return cls(f"{owner} has no component '{name}'{hint}; its components are: {_listing(valid) or 'none'}")
 
     def __str__(self) -> str:

@@ -4,6 +4,7 @@ import threading
 
 import pytest
 import torch
+from tiny_models import build_pipeline
 
 from diffblocks import SequentialPipelineBlocks
 from diffblocks.blocks.stable_diffusion import StableDiffusionDecodeStep
@@ -15,10 +16,7 @@ STEPS = 3
 
 @pytest.fixture(scope="module")
 def sd_pipe(sd_repo):
-    pipe = SequentialPipelineBlocks.from_blocks_dict(stable_diffusion.TEXT2IMAGE_BLOCKS).init_pipeline(sd_repo)
-    pipe.load_components()
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return build_pipeline(stable_diffusion.TEXT2IMAGE_BLOCKS, sd_repo)
 
 
 def run(pipe, **kwargs):

@@ -8,9 +8,8 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from tiny_models import make_image, make_mask
+from tiny_models import build_pipeline, make_image, make_mask
 
-from diffblocks import SequentialPipelineBlocks
 from diffblocks.blocks.checks import image_problem
 from diffblocks.modular_pipelines.errors import InputValueError
 from diffblocks.presets import embedded_model_path, stable_diffusion, stable_diffusion_xl
@@ -18,23 +17,16 @@ from diffblocks.presets import embedded_model_path, stable_diffusion, stable_dif
 NAN, INF = float("nan"), float("inf")
 
 
-def build(blocks, repo):
-    pipe = SequentialPipelineBlocks.from_blocks_dict(blocks).init_pipeline(repo)
-    pipe.load_components()
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
 @pytest.fixture(scope="module")
 def sd():
     repo = embedded_model_path()
-    return {kind: build(getattr(stable_diffusion, f"{kind.upper()}_BLOCKS"), repo)
+    return {kind: build_pipeline(getattr(stable_diffusion, f"{kind.upper()}_BLOCKS"), repo)
             for kind in ("text2image", "image2image", "inpaint")}
 
 
 @pytest.fixture(scope="module")
 def sdxl(sdxl_repo):
-    return {kind: build(getattr(stable_diffusion_xl, f"{kind.upper()}_BLOCKS"), sdxl_repo)
+    return {kind: build_pipeline(getattr(stable_diffusion_xl, f"{kind.upper()}_BLOCKS"), sdxl_repo)
             for kind in ("text2image", "image2image", "inpaint")}
 
 
@@ -256,7 +248,7 @@ def controlnet_pipe(sd_repo, tmp_path_factory):
     unet = diffusers.UNet2DConditionModel.from_pretrained(sd_repo, subfolder="unet")
     path = tmp_path_factory.mktemp("controlnet")
     diffusers.ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32)).save_pretrained(path)
-    pipe = build(stable_diffusion.CONTROLNET_BLOCKS, sd_repo)
+    pipe = build_pipeline(stable_diffusion.CONTROLNET_BLOCKS, sd_repo)
     pipe.update_components(controlnet=ComponentSpec("controlnet", ControlNetModel, repo=str(path)).load())
     return pipe
 
@@ -286,7 +278,7 @@ def test_a_guider_layer_the_unet_lacks_fails_before_the_first_step(sd):
     from diffblocks.guiders import PerturbedAttentionGuidance
     from diffblocks.modular_pipelines.errors import BlockExecutionError, GuiderError
 
-    pipe = build(stable_diffusion.TEXT2IMAGE_BLOCKS, embedded_model_path())
+    pipe = build_pipeline(stable_diffusion.TEXT2IMAGE_BLOCKS, embedded_model_path())
     # the perturbed window opens only at the last of 4 steps: before, the layer was looked up only there
     pipe.update_components(guider=PerturbedAttentionGuidance(perturbed_guidance_layers=[99],
                                                              perturbed_guidance_start=0.75, perturbed_guidance_stop=1.0))

@@ -3,8 +3,8 @@ pipeline's guider as it was."""
 
 import pytest
 import torch
+from tiny_models import build_pipeline
 
-from diffblocks import SequentialPipelineBlocks
 from diffblocks.guiders import ClassifierFreeGuidance, PerturbedAttentionGuidance
 from diffblocks.modular_pipelines.errors import UnknownInputError
 from diffblocks.presets import stable_diffusion
@@ -12,10 +12,7 @@ from diffblocks.presets import stable_diffusion
 
 @pytest.fixture
 def pipe(sd_repo):
-    pipe = SequentialPipelineBlocks.from_blocks_dict(stable_diffusion.TEXT2IMAGE_BLOCKS).init_pipeline(sd_repo)
-    pipe.load_components()
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return build_pipeline(stable_diffusion.TEXT2IMAGE_BLOCKS, sd_repo)
 
 
 def run(pipe, **kwargs):

@@ -10,8 +10,9 @@ import threading
 
 import pytest
 import torch
+from tiny_models import build_pipeline
 
-from diffblocks import ComponentsManager, ModularPipeline, PipelineState, SequentialPipelineBlocks
+from diffblocks import ComponentsManager, ModularPipeline, PipelineState
 from diffblocks.components.schedulers import DPMSolverMultistepScheduler, EulerDiscreteScheduler
 from diffblocks.guiders import ClassifierFreeGuidance, PerturbedAttentionGuidance
 from diffblocks.presets import stable_diffusion
@@ -20,11 +21,7 @@ TRIALS = 3
 
 
 def make_pipe(repo, manager=None, collection=None):
-    pipe = SequentialPipelineBlocks.from_blocks_dict(stable_diffusion.TEXT2IMAGE_BLOCKS).init_pipeline(
-        repo, components_manager=manager, collection=collection)
-    pipe.load_components()
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return build_pipeline(stable_diffusion.TEXT2IMAGE_BLOCKS, repo, manager, collection)
 
 
 def call(pipe, steps, seed, **kwargs):

@@ -6,6 +6,7 @@ import logging
 
 import pytest
 import torch
+from tiny_models import build_pipeline
 
 from diffblocks import ComponentsManager, ModularPipeline, SequentialPipelineBlocks
 from diffblocks.guiders import ClassifierFreeGuidance, PerturbedAttentionGuidance
@@ -24,10 +25,7 @@ def run(pipe, **kwargs):
 
 @pytest.fixture
 def sd_pipe(sd_repo):
-    pipe = SequentialPipelineBlocks.from_blocks_dict(stable_diffusion.TEXT2IMAGE_BLOCKS).init_pipeline(sd_repo)
-    pipe.load_components()
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return build_pipeline(stable_diffusion.TEXT2IMAGE_BLOCKS, sd_repo)
 
 
 def test_standard_repo_picks_the_family_auto_blocks(sd_repo, sdxl_repo):

@@ -3,17 +3,14 @@ the manager's offload and accelerate's; on CPU the device is the CPU itself, and
 
 import pytest
 import torch
+from tiny_models import build_pipeline
 
-from diffblocks import SequentialPipelineBlocks
 from diffblocks.presets import stable_diffusion
 
 
 @pytest.fixture
 def pipe(sd_repo):
-    pipe = SequentialPipelineBlocks.from_blocks_dict(stable_diffusion.TEXT2IMAGE_BLOCKS).init_pipeline(sd_repo)
-    pipe.load_components()
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return build_pipeline(stable_diffusion.TEXT2IMAGE_BLOCKS, sd_repo)
 
 
 def run(pipe):
