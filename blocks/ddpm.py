@@ -13,7 +13,7 @@ from .checks import invalid
 from .common import execution_device
 from .scheduling import set_scheduler_timesteps, step_kwargs
 from .stable_diffusion.decoders import OUTPUT_TYPES
-from .stable_diffusion.inputs import POSITIVE_INT, STEPS
+from .stable_diffusion.inputs import IMAGE, POSITIVE_INT, STEPS
 
 UNET = ComponentSpec("unet", UNet2DModel)
 SCHEDULER = ComponentSpec("scheduler", DDPMScheduler)
@@ -95,7 +95,7 @@ class DDPMDecodeStep(ModularPipelineBlocks):
 
     inputs = [InputParam("sample", type_hint=torch.Tensor, required=True),
               InputParam("output_type", type_hint=str, default="pil", description="pil, np or pt")]
-    intermediate_outputs = [OutputParam("images")]
+    intermediate_outputs = [OutputParam("images", type_hint=IMAGE.type_hint, description="the generated images")]
 
     def __call__(self, components, state):
         from PIL import Image

@@ -5,14 +5,10 @@ from __future__ import annotations
 import importlib
 
 from ..components.errors import FlagError
+from ..presets.names import FAMILIES, PRESETS
 from .flags import FLAG_INPUTS, given
 
-WORKFLOWS = {"text2image": "TEXT2IMAGE_BLOCKS", "image2image": "IMAGE2IMAGE_BLOCKS", "inpaint": "INPAINT_BLOCKS",
-             "auto": "AUTO_BLOCKS", "controlnet": "CONTROLNET_BLOCKS", "ip-adapter": "IP_ADAPTER_BLOCKS"}
-FAMILIES = {"sd15": "stable_diffusion", "sdxl": "stable_diffusion_xl"}
 PREFIXES = {"sd15": "StableDiffusion", "sdxl": "StableDiffusionXL"}  # block class names in diffblocks.blocks.*
-PRESETS = {f"{family}-{workflow}": (module, name)
-           for family, module in FAMILIES.items() for workflow, name in WORKFLOWS.items()}
 # the denoise step --controlnet puts into each workflow (after the family's prefix)
 CONTROLNET_DENOISE = {"text2image": "ControlNetDenoiseStep", "image2image": "ControlNetDenoiseStep",
                       "inpaint": "InpaintControlNetDenoiseStep", "ip-adapter": "ControlNetDenoiseStep"}

@@ -25,7 +25,7 @@ class StableDiffusionDecodeStep(ModularPipelineBlocks):
         InputParam("output_type", type_hint=str, default="pil", description="pil, np, pt or latent"),
         InputParam("generator", type_hint=torch.Generator | list[torch.Generator]),
     ]
-    intermediate_outputs = [OutputParam("images", description="the generated images (list of PIL, array or tensor)")]
+    intermediate_outputs = [OutputParam("images", type_hint=IMAGE.type_hint, description="the generated images (list of PIL, array or tensor)")]
 
     @torch.no_grad()
     def __call__(self, components, state):

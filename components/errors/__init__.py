@@ -10,9 +10,14 @@ them from here."""
 from .base import closest, DiffblocksError, UsageError, FlagError  # noqa: F401
 from .blocks import BlockDeclarationError, PipelineValidationError, MissingInputError, InputTypeError, UnknownInputError, BlockExecutionError, OutputNotSetError, OutputNotFoundError, InputValueError, LoopInputMissingError, DuplicateKeyError  # noqa: F401
 from .components import ComponentError, ComponentNotFoundError, AmbiguousComponentError, ComponentLoadError, UnsupportedComponentError, ComponentTypeError, UnknownComponentClassError, ModelInputError, DeviceError, GuiderError, AdapterError  # noqa: F401
+from .nodes import WorkflowError, NodeRunError, Interrupted, ArtifactError  # noqa: F401
 from .files import MissingFileError, CorruptedFileError, WeightsMismatchError, ConfigError, RemoteCodeError, HubUnreachableError  # noqa: F401
 
 __all__ = [
+    "ArtifactError",
+    "Interrupted",
+    "NodeRunError",
+    "WorkflowError",
     "AdapterError",
     "AmbiguousComponentError",
     "BlockDeclarationError",

@@ -1,5 +1,6 @@
 """The layers import downwards only: components (the bottom, with the errors) imports none of the others,
-guiders only components, the core (modular_pipelines) neither blocks nor presets."""
+guiders only components, the core (modular_pipelines) neither blocks nor presets, the node engine nothing above it
+(no server, no CLI)."""
 
 import ast
 from pathlib import Path
@@ -7,11 +8,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-LAYERS = ["components", "guiders", "modular_pipelines", "blocks", "presets", "cli"]
+LAYERS = ["components", "guiders", "modular_pipelines", "blocks", "presets", "nodes", "server", "cli"]
 ALLOWED = {
     "components": set(),
     "guiders": {"components"},
     "modular_pipelines": {"components", "guiders"},
+    "nodes": {"components", "guiders", "modular_pipelines", "blocks", "presets"},
 }
 
 

@@ -1,0 +1,135 @@
+"""Content-addressed artifact files: images the node engine reads (``LoadImage``) and the server serves.
+
+An artifact is a file named by the sha256 hex digest of its bytes, so the same image stored twice is one file
+and an id says nothing but which bytes it names. Ids are checked to be exactly 64 lowercase hex characters
+before any path is built from them, so no id can reach outside the store's folder. Images are decoded with a
+pixel limit that is checked on the header, before any pixel is decompressed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import shutil
+import tempfile
+import weakref
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from ..components.errors.nodes import ArtifactError
+
+_SHA = re.compile(r"[0-9a-f]{64}")
+# formats whose decoders are plain pixel codecs; EPS and friends can call out to other programs
+READABLE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
+_FORMATS_TEXT = "PNG, JPEG, WebP, BMP or GIF"
+_PNG_MODES = {"1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16"}
+
+
+def _kind(error: ArtifactError, kind: str) -> ArtifactError:
+    """Tag ``error`` with what went wrong (``malformed``, ``missing``, ``not_image``, ``too_large``), which the
+    server turns into a status code."""
+    error.kind = kind
+    return error
+
+
+def encode_png(image: Image.Image) -> bytes:
+    """``image`` as PNG bytes; the same pixels always give the same bytes (no timestamps or metadata)."""
+    if image.mode not in _PNG_MODES:
+        image = image.convert("RGBA" if "A" in image.mode else "RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=6)
+    return buffer.getvalue()
+
+
+class ArtifactStore:
+    """Files addressed by the sha256 of their bytes, under one folder.
+
+    Args:
+        root: the folder; ``None`` makes a temporary one that the store deletes when it is garbage collected.
+        max_pixels: the largest image (width x height) ``check_image_bytes`` and ``open_image`` decode.
+    """
+
+    def __init__(self, root: str | Path | None = None, max_pixels: int = 4096 * 4096):
+        if root is None:
+            root = tempfile.mkdtemp(prefix="diffblocks-artifacts-")
+            self._cleanup = weakref.finalize(self, shutil.rmtree, root, True)
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.max_pixels = int(max_pixels)
+
+    def __repr__(self) -> str:
+        return f"ArtifactStore(root='{self.root}', max_pixels={self.max_pixels})"
+
+    def path(self, sha: str) -> Path:
+        """The file of artifact ``sha``; raises ``ArtifactError`` unless ``sha`` is 64 lowercase hex characters."""
+        if not isinstance(sha, str) or not _SHA.fullmatch(sha):
+            raise _kind(ArtifactError.bad_id(sha), "malformed")
+        return self.root / sha[:2] / sha
+
+    def has(self, sha: str) -> bool:
+        """Whether artifact ``sha`` is stored (False for a malformed id)."""
+        try:
+            return self.path(sha).is_file()
+        except ArtifactError:
+            return False
+
+    def media_type(self, sha: str) -> str:
+        """The media type the artifact was stored with (``image/png`` unless told otherwise)."""
+        side = self.path(sha).with_suffix(".type")
+        return side.read_text().strip() if side.is_file() else "image/png"
+
+    def put_bytes(self, data: bytes, media_type: str = "image/png") -> str:
+        """Store ``data`` (once: the same bytes give the same id) and return its sha256 hex id."""
+        sha = hashlib.sha256(data).hexdigest()
+        target = self.path(sha)
+        if target.is_file():
+            return sha
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if media_type != "image/png":
+            target.with_suffix(".type").write_text(media_type)
+        # write then rename, so a reader never sees half a file under a valid id
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, target)
+        return sha
+
+    def put_image(self, image: Image.Image) -> str:
+        """Store ``image`` as PNG (deterministically encoded) and return its id."""
+        return self.put_bytes(encode_png(image), "image/png")
+
+    def check_image_bytes(self, data: bytes, what: str = "the upload") -> Image.Image:
+        """Decode ``data`` as an image, within the pixel limit.
+
+        Raises:
+            ArtifactError: the bytes are not a PNG, JPEG, WebP, BMP or GIF image, are corrupt, or the image has
+                more than ``max_pixels`` pixels (checked before decoding the pixels).
+        """
+        try:
+            image = Image.open(io.BytesIO(data), formats=READABLE_FORMATS)
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+            raise _kind(ArtifactError.not_an_image(f"{what} is not a {_FORMATS_TEXT} file"), "not_image") from err
+        if image.width * image.height > self.max_pixels:
+            raise _kind(ArtifactError.too_many_pixels(image.width, image.height, self.max_pixels), "too_large")
+        try:
+            image.load()
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            raise _kind(ArtifactError.not_an_image(f"{what} is corrupt ({err})"), "not_image") from err
+        return image
+
+    def open_image(self, sha: str) -> Image.Image:
+        """The image stored as artifact ``sha``; raises ``ArtifactError`` if the id is malformed or unknown."""
+        path = self.path(sha)
+        if not path.is_file():
+            raise _kind(ArtifactError.missing(sha), "missing")
+        return self.check_image_bytes(path.read_bytes(), what=f"artifact {sha}")
+
+    def read_bytes(self, sha: str) -> bytes:
+        """The stored bytes of artifact ``sha``; raises ``ArtifactError`` if the id is malformed or unknown."""
+        path = self.path(sha)
+        if not path.is_file():
+            raise _kind(ArtifactError.missing(sha), "missing")
+        return path.read_bytes()

@@ -1,0 +1,148 @@
+"""A block as a node: its declared inputs are widgets or sockets, its expected components are sockets (filled
+from the ``components`` bundle when not wired), its declared outputs are the node's outputs.
+
+Runs as ``ModularPipeline.__call__`` runs the same block: the given inputs are checked against every
+declaration, each run gets its own scheduler and guider copies (``CallComponents``), which it outputs as it
+left them (wire ``scheduler`` from the timesteps node onward, as one pipeline call shares it), its own stop signal,
+and the loop driver's progress bar and step callback become ``node.progress`` and ``node.preview`` events.
+``seed`` stands in for ``generator``; a node that takes a generator also outputs it, advanced by the block, so
+wiring it onward continues the same random stream, as one pipeline call would.
+"""
+
+from __future__ import annotations
+
+from typing import Any, get_origin
+
+from ..components.errors import DiffblocksError, InputTypeError
+from ..modular_pipelines.block import run_block
+from ..modular_pipelines.call import CallComponents, check_given_inputs
+from ..modular_pipelines.loop import DRIVER_INPUTS
+from ..modular_pipelines.checks import check_input_type
+from ..modular_pipelines.schema import input_schema
+from ..modular_pipelines.state import PipelineState
+from .bundle import ComponentsBundle, NodeBinding, component_socket
+from .node_type import NodeInput, NodeOutput, NodeType, RunContext, source_version
+from .sockets import input_socket, members, output_socket
+from .values import artifact_ref, clone_generator, generator_from_seed
+
+STATEFUL = ("scheduler", "guider")
+HIDDEN = {p.name for p in DRIVER_INPUTS}  # callables and their options: not a value a workflow can hold
+SEED = NodeInput({"type": "integer", "minimum": 0, "maximum": 2**63 - 1,
+                  "description": "random seed; stands in for generator"})
+COMPONENTS = NodeInput({"description": "the components bundle (LoadComponents); fills every component not wired"},
+                       socket="components")
+
+
+class BlockNode(NodeType):
+    """The node type of one block (class or composed preset), named ``name``."""
+
+    def __init__(self, name: str, make_block, category: str, description: str | None = None, version: str | None = None):
+        self.name = name
+        self.block = make_block()
+        self.category = category
+        self.description = description or _description(self.block)
+        self._version = version  # computed on first use: reading sources is the slow part of the catalog
+        self._params = {p.name: p for p in self.block.inputs if p.name is not None and p.name not in HIDDEN}
+        self.takes_generator = "generator" in self._params
+        self.inputs = self._declared_inputs()
+        self.outputs = {p.name: NodeOutput(output_socket(p.type_hint)) for p in self.block.intermediate_outputs}
+        if self.takes_generator:
+            self.outputs["generator"] = NodeOutput("generator")
+        self.component_names = [c.name for c in self.block.expected_components]
+        # a scheduler or guider leaves the block changed (timesteps set, steps taken): the node outputs its
+        # copy, so the next block continues from it as it would in one pipeline call
+        self.stateful = [c.name for c in self.block.expected_components if component_socket(c) in STATEFUL]
+        self.outputs.update({name: NodeOutput(component_socket(spec)) for spec in self.block.expected_components
+                             if (name := spec.name) in self.stateful and name not in self.outputs})
+
+    def _declared_inputs(self) -> dict[str, NodeInput]:
+        schema = input_schema(self.block)
+        properties, required = schema.get("properties", {}), set(schema.get("required", []))
+        inputs: dict[str, NodeInput] = {}
+        for name, param in self._params.items():
+            socket = input_socket(param.type_hint)
+            inputs[name] = NodeInput(properties.get(name, {}), name in required, socket)
+        if self.takes_generator:
+            inputs["generator"] = NodeInput({"description": "a generator wired from an earlier node"},
+                                            socket="generator")
+            inputs["seed"] = SEED
+        for spec in self.block.expected_components:
+            inputs[spec.name] = NodeInput({"description": spec.description or f"the {spec.name} component"},
+                                          socket=component_socket(spec))
+        inputs["components"] = COMPONENTS
+        return inputs
+
+    def version(self) -> str:
+        if self._version is None:
+            self._version = source_version(self.block)
+        return self._version
+
+    def check_value(self, name: str, value: Any) -> str | None:
+        socket = self.inputs[name].socket
+        if socket == "image" and isinstance(value, dict):
+            return None if artifact_ref(value) else "an image constant must be an artifact reference {\"artifact\": sha256}"
+        if name == "seed":
+            ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
+            return None if ok else f"must be an integer from 0 to 2**63-1, got {value!r}"
+        param = self._params.get(name)
+        if param is None:
+            return f"takes no constant value (socket '{socket}'): wire an output into it"
+        try:
+            check_input_type(param, from_json(param, value), None, type(self.block).__name__)
+        except InputTypeError as err:  # InputValueError is one too
+            return str(err)
+        return None
+
+    def run(self, ctx: RunContext, values: dict[str, Any]) -> dict[str, Any]:
+        bundle: ComponentsBundle | None = values.pop("components", None)
+        components = dict(bundle.components) if bundle is not None else {}
+        for name in self.component_names:
+            if values.get(name) is not None:
+                components[name] = values.pop(name)
+            values.pop(name, None)
+        config = {c.name: c.default for c in self.block.expected_configs}
+        if bundle is not None:
+            config.update({k: v for k, v in bundle.config.items() if k in config})
+        _create_missing(self.block, components)
+        values = {name: from_json(self._params[name], v) if name in self._params else v for name, v in values.items()}
+        seed = values.pop("seed", None)
+        if values.get("generator") is not None:
+            values["generator"] = clone_generator(values["generator"])
+        elif seed is not None:
+            values["generator"] = generator_from_seed(seed)
+        if "step_callback" in self.block.input_names:
+            values["step_callback"] = ctx.extra.get("step_callback")
+        inputs = {k: v for k, v in values.items() if v is not None}
+        check_given_inputs(self.block, inputs)
+        call = CallComponents(NodeBinding(components, config, ctx), ctx.stop)
+        state = PipelineState()
+        for name, value in inputs.items():
+            state.set(name, value)
+        run_block(self.block, call, state, ctx.node)
+        produced = {n: state.values[n] for n in self.outputs if n in state.values and n != "generator"}
+        produced.update({name: getattr(call, name) for name in self.stateful if getattr(call, name, None) is not None})
+        if self.takes_generator and inputs.get("generator") is not None:
+            produced["generator"] = clone_generator(state.values["generator"])
+        return produced
+
+
+def from_json(param, value: Any) -> Any:
+    """A JSON array as the tuple a param's type hint asks for (JSON has no tuples)."""
+    if isinstance(value, list) and any(m is tuple or get_origin(m) is tuple for m in members(param.type_hint)):
+        return tuple(value)
+    return value
+
+
+def _description(block) -> str:
+    text = block.description() if callable(block.description) else block.description
+    return (text or "").strip()
+
+
+def _create_missing(block, components: dict[str, Any]) -> None:
+    """Components made in code (guider, image processors) that neither a wire nor the bundle gave."""
+    for spec in block.expected_components:
+        if components.get(spec.name) is None and spec.default_creation_method == "from_config":
+            try:
+                components[spec.name] = spec.create()
+            except DiffblocksError:
+                continue

@@ -1,0 +1,221 @@
+"""Running workflows: validate, order, then for each node either take its outputs from the cache or run it.
+
+A node's cache key (:mod:`.keys`) is computed just before it would run, from its type, constants, the keys of
+its inputs' sources and the components it receives, so changing one widget re-runs that node and what reads
+from it, and an identical run executes nothing. A node that is interrupted or fails is not cached. When two
+runs need the same key at once, one computes and the other waits for it.
+
+Events (plain dicts, see the package contract) go to ``on_event`` as they happen; :meth:`Executor.stream` yields
+them instead.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+from typing import Any, Callable, Iterator
+
+from ..components.errors import DiffblocksError, Interrupted, NodeRunError
+from .cache import OutputCache
+from .catalog import node_type
+from .keys import identities, node_key
+from .node_type import RunContext
+from .preview import latents_to_image
+from .validation import check
+from .values import artifact_ref
+from .workflow import Link, Workflow
+
+Event = dict[str, Any]
+
+
+class Executor:
+    """Runs workflows over shared components.
+
+    Args:
+        components_manager: where loaded components live and are shared (a new one when None).
+        device: where loaders put models (``"cpu"``, ``"cuda:0"``).
+        artifacts: an ArtifactStore for image references (``LoadImage``, image constants).
+        cache_bytes: the output cache's budget.
+        preview_every: a preview event every this many loop steps (0: none).
+        allow_remote_code: let ``LoadComponents`` run a modular repo's custom block code.
+    """
+
+    def __init__(self, components_manager=None, device: str = "cpu", artifacts=None, cache_bytes: int = 2 * 1024**3,
+                 preview_every: int = 1, allow_remote_code: bool = False):
+        if components_manager is None:
+            from ..components.manager import ComponentsManager
+
+            components_manager = ComponentsManager()
+        self.components_manager = components_manager
+        self.device = device
+        self.artifacts = artifacts
+        self.cache = OutputCache(cache_bytes)
+        self.preview_every = preview_every
+        self.allow_remote_code = allow_remote_code
+        self._inflight: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def free(self) -> None:
+        """Drop every cached output."""
+        self.cache.free()
+
+    def cache_info(self) -> dict[str, int]:
+        return self.cache.info()
+
+    def stream(self, workflow, **kwargs: Any) -> Iterator[Event]:
+        """Run in a thread and yield its events until the job ends (finished, failed or cancelled)."""
+        events: queue.Queue = queue.Queue()
+        thread = threading.Thread(target=self._run_quietly, args=(workflow, events.put, kwargs), daemon=True)
+        thread.start()
+        while True:
+            event = events.get()
+            yield event
+            if event["type"] in ("job.finished", "job.failed", "job.cancelled"):
+                break
+        thread.join()
+
+    def _run_quietly(self, workflow, emit, kwargs) -> None:
+        try:
+            self.run(workflow, on_event=emit, **kwargs)
+        except DiffblocksError as err:
+            if not getattr(err, "_reported", False):
+                emit({"type": "job.failed", "job": kwargs.get("job"), "node": None, "input": None, "message": str(err)})
+
+    def run(self, workflow: Workflow | dict, on_event: Callable[[Event], None] | None = None,
+            stop_event: threading.Event | None = None, job: str | None = None,
+            targets: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Run ``workflow`` (only what ``targets`` need, when given); returns ``{node: {output: value}}``.
+
+        Raises:
+            WorkflowError: the workflow's problems, before anything runs.
+            NodeRunError: a node failed (``node``, ``input``, ``message``).
+            Interrupted: ``stop_event`` was set; the node that was running is not cached.
+        """
+        workflow = check(workflow)
+        job = job or uuid.uuid4().hex[:12]
+        run = _Run(self, workflow, job, on_event or (lambda event: None), stop_event or threading.Event())
+        return run.execute(workflow.order(targets))
+
+    # --- one computation per key at a time ---------------------------------------------------------------
+    def _claim(self, key: str) -> threading.Event | None:
+        """None when this caller computes ``key``; else the event the computing caller sets when done."""
+        with self._lock:
+            if key in self._inflight:
+                return self._inflight[key]
+            self._inflight[key] = threading.Event()
+            return None
+
+    def _release(self, key: str) -> None:
+        with self._lock:
+            self._inflight.pop(key).set()
+
+
+class _Run:
+    """One job's pass over its nodes."""
+
+    def __init__(self, executor: Executor, workflow: Workflow, job: str, emit, stop: threading.Event):
+        self.executor, self.workflow, self.job, self.emit, self.stop = executor, workflow, job, emit, stop
+        self.results: dict[str, dict[str, Any]] = {}
+        self.keys: dict[str, str] = {}
+        self.executed: list[str] = []
+        self.cached: list[str] = []
+
+    def execute(self, order: list[str]) -> dict[str, dict[str, Any]]:
+        started = time.perf_counter()
+        self.emit({"type": "job.started", "job": self.job, "node": None, "nodes": order})
+        for node_id in order:
+            if self.stop.is_set():
+                self._cancelled(node_id)
+            self._node(node_id)
+        self.emit({"type": "job.finished", "job": self.job, "node": None, "executed": self.executed,
+                   "cached": self.cached, "seconds": time.perf_counter() - started})
+        return {n: self.results[n] for n in order}
+
+    def _node(self, node_id: str) -> None:
+        spec = self.workflow.nodes[node_id]
+        node = node_type(spec.type)
+        values, links = self._inputs(node_id, spec)
+        constants = {n: v for n, v in spec.constants().items() if v is not None}
+        key = node_key(node.name, node.version(), constants, links, identities(values))
+        self.keys[node_id] = key
+        while True:
+            hit = self.executor.cache.get(key)
+            if hit is not None:
+                self.results[node_id] = hit
+                self.cached.append(node_id)
+                self.emit({"type": "node.cached", "job": self.job, "node": node_id})
+                return
+            waiting = self.executor._claim(key)
+            if waiting is None:
+                break
+            waiting.wait()  # another run computes this key; take its result (or compute, if it failed)
+        try:
+            self._compute(node_id, node, values, key)
+        finally:
+            self.executor._release(key)
+
+    def _compute(self, node_id, node, values, key) -> None:
+        self.emit({"type": "node.started", "job": self.job, "node": node_id})
+        ctx = self._context(node_id)
+        started = time.perf_counter()
+        try:
+            outputs = node.run(ctx, values)
+        except DiffblocksError as err:
+            if self.stop.is_set():
+                self._cancelled(node_id)
+            self._failed(node_id, NodeRunError.failed(node_id, node.name, err), err)
+        except Exception as err:  # a block's own bug still names the node; the cause is chained
+            self._failed(node_id, NodeRunError.failed(node_id, node.name, err), err)
+        if self.stop.is_set():
+            self._cancelled(node_id)
+        seconds = time.perf_counter() - started
+        self.executor.cache.put(key, outputs, seconds)
+        self.results[node_id] = outputs
+        self.executed.append(node_id)
+        self.emit({"type": "node.finished", "job": self.job, "node": node_id, "seconds": seconds})
+
+    def _inputs(self, node_id: str, spec) -> tuple[dict[str, Any], dict[str, str]]:
+        """The node's input values (links resolved, image references opened) and its links as key parts."""
+        values, links = {}, {}
+        for name, value in spec.inputs.items():
+            if isinstance(value, Link):
+                values[name] = self.results[value.node].get(value.output)
+                links[name] = f"{self.keys[value.node]}:{value.output}"
+            elif (sha := artifact_ref(value)) is not None:
+                if self.executor.artifacts is None:
+                    raise NodeRunError(node_id, "an image reference needs an artifact store (Executor(artifacts=...))", name)
+                values[name] = self.executor.artifacts.open_image(sha)
+            else:
+                values[name] = value
+        return values, links
+
+    def _context(self, node_id: str) -> RunContext:
+        ex = self.executor
+        ctx = RunContext(node_id, self.job, self.stop, self.emit, ex.components_manager, ex.device, ex.artifacts,
+                         ex.allow_remote_code, ex.preview_every)
+        if ex.preview_every:
+            ctx.extra["step_callback"] = _previewer(ctx)
+        return ctx
+
+    def _failed(self, node_id: str, error: NodeRunError, cause: BaseException) -> None:
+        self.emit({"type": "job.failed", "job": self.job, **error.error_json()})
+        error._reported = True
+        raise error from cause
+
+    def _cancelled(self, node_id: str | None) -> None:
+        self.emit({"type": "job.cancelled", "job": self.job, "node": node_id})
+        error = Interrupted(node_id)
+        error._reported = True
+        raise error
+
+
+def _previewer(ctx: RunContext):
+    """A loop ``step_callback`` that emits a preview every ``ctx.preview_every`` steps (never stops the loop)."""
+
+    def step_callback(i: int, t: Any, latents: Any) -> None:
+        if latents is not None and (i + 1) % ctx.preview_every == 0:
+            ctx.event("node.preview", step=i + 1, image=latents_to_image(latents))
+
+    return step_callback

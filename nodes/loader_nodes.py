@@ -1,0 +1,77 @@
+"""Nodes that bring things in: ``LoadComponents`` (a model folder, Hub id or the embedded model, through the
+executor's ComponentsManager so that every workflow shares one copy) and ``LoadImage`` (an uploaded artifact)."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from .bundle import ComponentsBundle
+from .node_type import NodeInput, NodeOutput, NodeType, RunContext
+from .values import artifact_ref
+
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+ARTIFACT_SCHEMA = {"type": "object", "properties": {"artifact": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
+                   "required": ["artifact"], "description": "an uploaded image: {\"artifact\": sha256}"}
+
+
+class LoadComponents(NodeType):
+    name = "LoadComponents"
+    category = "loaders"
+    description = ("Load a model's components (a folder, a Hub id, or 'embedded' for the shipped digits model) "
+                   "into the shared ComponentsManager; outputs each component and the bundle.")
+    open_outputs = True
+
+    def __init__(self, component_names: Iterable[str]):
+        self.inputs = {
+            "repo": NodeInput({"type": "string", "default": "embedded", "minLength": 1,
+                               "description": "model folder, Hub repo id, or 'embedded'"}, required=True),
+            "dtype": NodeInput({"type": "string", "enum": list(DTYPES), "default": "auto",
+                                "description": "weights dtype ('auto': as the model is stored)"}),
+        }
+        self.outputs = {"components": NodeOutput("components")}
+        self.outputs.update({name: NodeOutput(socket) for name, socket in component_names})
+
+    def check_value(self, name: str, value: Any) -> str | None:
+        if name == "repo" and not (isinstance(value, str) and value):
+            return f"must be a non-empty string, got {value!r}"
+        if name == "dtype" and value not in DTYPES:
+            return f"must be one of {', '.join(DTYPES)}, got {value!r}"
+        return None
+
+    def run(self, ctx: RunContext, values: dict[str, Any]) -> dict[str, Any]:
+        import torch
+
+        from ..modular_pipelines.pipeline import ModularPipeline
+        from ..presets import embedded_model_path
+
+        repo = values.get("repo") or "embedded"
+        source = str(embedded_model_path()) if repo == "embedded" else repo
+        pipe = ModularPipeline.from_pretrained(source, trust_remote_code=ctx.allow_remote_code,
+                                               components_manager=ctx.components_manager, collection=f"nodes:{repo}")
+        dtype = values.get("dtype") or "auto"
+        pipe.load_components(torch_dtype=None if dtype == "auto" else getattr(torch, dtype))
+        if ctx.device != "cpu" and not _offloaded(ctx.components_manager):
+            pipe.to(ctx.device)
+        components = {name: c for name, c in pipe.components.items() if c is not None}
+        bundle = ComponentsBundle(components, pipe.config, repo)
+        return {"components": bundle, **components}
+
+
+def _offloaded(manager) -> bool:
+    return manager is not None and getattr(manager, "offloader", None) is not None
+
+
+class LoadImage(NodeType):
+    name = "LoadImage"
+    category = "loaders"
+    description = "An uploaded image (an artifact reference) as a PIL image."
+
+    def __init__(self):
+        self.inputs = {"image": NodeInput(ARTIFACT_SCHEMA, required=True)}
+        self.outputs = {"image": NodeOutput("image")}
+
+    def check_value(self, name: str, value: Any) -> str | None:
+        return None if artifact_ref(value) else "must be an artifact reference {\"artifact\": sha256 hex}"
+
+    def run(self, ctx: RunContext, values: dict[str, Any]) -> dict[str, Any]:
+        return {"image": values["image"]}  # the executor resolved the reference to the image

@@ -1,0 +1,101 @@
+"""ArtifactStore: content addressing, validated ids (no traversal), bounded and checked image decoding."""
+
+import hashlib
+import io
+
+import pytest
+from PIL import Image
+
+from diffblocks.components.errors import ArtifactError
+from diffblocks.nodes.artifacts import ArtifactStore, encode_png
+
+
+def png_bytes(size=(8, 6), color=(10, 200, 30), fmt="PNG"):
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def store(tmp_path):
+    return ArtifactStore(tmp_path / "artifacts", max_pixels=64 * 64)
+
+
+def test_put_bytes_is_content_addressed(store):
+    data = png_bytes()
+    sha = store.put_bytes(data)
+    assert sha == hashlib.sha256(data).hexdigest()
+    assert store.put_bytes(data) == sha  # stored once
+    assert store.has(sha) and store.path(sha).read_bytes() == data
+    assert store.media_type(sha) == "image/png"
+
+
+def test_put_image_is_deterministic_and_roundtrips_pixels(store):
+    image = Image.new("RGB", (5, 7), (1, 2, 3))
+    image.putpixel((2, 3), (250, 0, 9))
+    sha = store.put_image(image)
+    assert store.put_image(image.copy()) == sha
+    assert hashlib.sha256(encode_png(image)).hexdigest() == sha
+    opened = store.open_image(sha)
+    assert opened.size == (5, 7) and list(opened.getdata()) == list(image.getdata())
+
+
+def test_other_media_type_is_remembered(store):
+    sha = store.put_bytes(b'{"a": 1}', media_type="application/json")
+    assert store.media_type(sha) == "application/json"
+
+
+@pytest.mark.parametrize("bad", ["../../etc/passwd", "A" * 64, "a" * 63, "a" * 65, "g" * 64, "", "..", "a" * 62 + "/x", None, 12])
+def test_malformed_ids_never_build_a_path(store, bad):
+    with pytest.raises(ArtifactError, match="must be 64 lowercase hex characters") as info:
+        store.path(bad)
+    assert info.value.kind == "malformed"
+    assert not store.has(bad)
+
+
+def test_missing_artifact_is_named(store):
+    with pytest.raises(ArtifactError, match="no artifact " + "ab" * 32 + "; upload it first") as info:
+        store.open_image("ab" * 32)
+    assert info.value.kind == "missing"
+
+
+def test_check_image_bytes_accepts_common_formats(store):
+    for fmt in ("PNG", "JPEG", "BMP", "GIF", "WEBP"):
+        assert store.check_image_bytes(png_bytes(fmt=fmt)).size == (8, 6)
+
+
+def test_shell_script_named_png_is_not_an_image(store):
+    with pytest.raises(ArtifactError, match="not an image this server accepts: the upload is not a PNG, JPEG") as info:
+        store.check_image_bytes(b"#!/bin/sh\nrm -rf /\n")
+    assert info.value.kind == "not_image"
+
+
+def test_truncated_png_is_rejected(store):
+    data = png_bytes(size=(32, 32))
+    with pytest.raises(ArtifactError, match="the upload is corrupt") as info:
+        store.check_image_bytes(data[: len(data) // 2])
+    assert info.value.kind == "not_image"
+
+
+def test_pixel_limit_is_checked_before_decoding(store):
+    with pytest.raises(ArtifactError, match="65x64 pixels is over the limit of 4096 pixels") as info:
+        store.check_image_bytes(png_bytes(size=(65, 64)))
+    assert info.value.kind == "too_large"
+    assert store.check_image_bytes(png_bytes(size=(64, 64))).size == (64, 64)
+
+
+def test_eps_is_refused_without_running_anything(store):
+    with pytest.raises(ArtifactError, match="not an image"):
+        store.check_image_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n")
+
+
+def test_temporary_root_is_removed_with_the_store():
+    store = ArtifactStore()
+    root = store.root
+    store.put_bytes(b"x")
+    assert root.is_dir()
+    del store
+    import gc
+
+    gc.collect()
+    assert not root.exists()
