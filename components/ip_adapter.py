@@ -23,6 +23,7 @@ from .ip_adapter_checkpoint import IPAdapterCheckpoint, build_image_projection, 
 from .ip_adapter_projection import MultiIPAdapterImageProjection
 from .models.attention import Attention, AttnProcessor
 from .models.ip_attention import IPAdapterAttnProcessor
+from .spec import mark_changed
 
 IP_PROJECTION_TYPE = "ip_image_proj"
 _ORIGINALS = "_ip_adapter_original_processors"
@@ -81,6 +82,7 @@ def load_ip_adapters(unet: nn.Module, checkpoints: Sequence[IPAdapterCheckpoint]
     _detach_projection(unet)
     unet.encoder_hid_proj = projection.to(device=device, dtype=dtype)
     unet.register_to_config(encoder_hid_dim_type=IP_PROJECTION_TYPE)
+    mark_changed(unet)
 
 
 def _processor(name: str, layer: Attention, weights, checkpoints) -> IPAdapterAttnProcessor:
@@ -107,6 +109,7 @@ def unload_ip_adapters(unet: nn.Module) -> None:
     """Remove every IP-Adapter: the processors from before :func:`load_ip_adapters` come back, the image
     projection goes, and ``encoder_hid_dim_type`` returns to what it was (None, or ``"text_proj"``)."""
     originals = unet.__dict__.pop(_ORIGINALS, {})
+    mark_changed(unet)
     for name, layer in cross_attention_layers(unet).items():
         if isinstance(layer.processor, IPAdapterAttnProcessor):
             original = originals.get(name)
@@ -146,6 +149,7 @@ def set_ip_adapter_scale(unet: nn.Module, scale: float | Mapping | Sequence[floa
     if len(configs) != count:
         raise AdapterError(f"set_ip_adapter_scale got {len(configs)} scales for {count} loaded IP-Adapters")
     expanded = [expand_scale(unet, config) for config in configs]
+    mark_changed(unet)
     for name, processor in processors.items():
         for adapter, config in enumerate(expanded):
             processor.scale[adapter] = config if not isinstance(config, dict) else _layer_scale(config, name)

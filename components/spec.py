@@ -67,6 +67,19 @@ def load_id_of(component: object) -> str | None:
     return getattr(component, LOAD_ID_ATTR, None)
 
 
+REVISION_ATTR = "_diffblocks_revision"
+
+
+def mark_changed(component: object) -> None:
+    """Count a change made to ``component`` in place (adapters, processors, their scales): caches keyed by a
+    component's identity (the node engine's) see it as another component afterwards."""
+    object.__setattr__(component, REVISION_ATTR, getattr(component, REVISION_ATTR, 0) + 1)
+
+
+def revision_of(component: object) -> int:
+    return getattr(component, REVISION_ATTR, 0)
+
+
 def _tag(component: Any, spec: "ComponentSpec") -> Any:
     """Remember on ``component`` the spec it was made from (skipped for objects that refuse attributes)."""
     try:

@@ -21,7 +21,7 @@ from ..modular_pipelines.checks import check_input_type
 from ..modular_pipelines.schema import input_schema
 from ..modular_pipelines.state import PipelineState
 from .bundle import ComponentsBundle, NodeBinding, component_socket
-from .node_type import NodeInput, NodeOutput, NodeType, RunContext, source_version
+from .node_type import NodeInput, NodeOutput, NodeType, RunContext
 from .sockets import input_socket, members, output_socket
 from .values import artifact_ref, clone_generator, generator_from_seed
 
@@ -41,7 +41,7 @@ class BlockNode(NodeType):
         self.block = make_block()
         self.category = category
         self.description = description or _description(self.block)
-        self._version = version  # computed on first use: reading sources is the slow part of the catalog
+        self._source_version = version  # computed on first use: reading sources is the slow part of the catalog
         self._params = {p.name: p for p in self.block.inputs if p.name is not None and p.name not in HIDDEN}
         self.takes_generator = "generator" in self._params
         self.inputs = self._declared_inputs()
@@ -71,11 +71,6 @@ class BlockNode(NodeType):
                                           socket=component_socket(spec))
         inputs["components"] = COMPONENTS
         return inputs
-
-    def version(self) -> str:
-        if self._version is None:
-            self._version = source_version(self.block)
-        return self._version
 
     def check_value(self, name: str, value: Any) -> str | None:
         socket = self.inputs[name].socket

@@ -17,6 +17,7 @@ from typing import Any, Iterable
 
 from ..components.errors import BlockDeclarationError
 from ..modular_pipelines.block import ModularPipelineBlocks
+from .adapter_nodes import LoadControlNet, LoadIPAdapter
 from .block_nodes import BlockNode
 from .bundle import component_socket
 from .config_nodes import GuiderNode, SchedulerNode
@@ -87,6 +88,8 @@ def _build() -> dict[str, NodeType]:
     for cls in SCHEDULERS.values():
         types[cls.__name__] = SchedulerNode(cls, "schedulers")
     types["LoadImage"] = LoadImage()
+    types["LoadControlNet"] = LoadControlNet()
+    types["LoadIPAdapter"] = LoadIPAdapter()
     types["LoadComponents"] = LoadComponents(_component_outputs(types.values()))
     return types
 

@@ -50,11 +50,7 @@ class _ConfigNode(NodeType):
         self.description = (inspect.getdoc(cls) or "").split("\n\n")[0]
         self.inputs, self._adapters = _signature_inputs(cls)
         self.outputs = {self.output: NodeOutput(self.output)}
-
-    def version(self) -> str:
-        from .node_type import source_version
-
-        return source_version(self.cls)
+        self._source_version = None  # of the guider or scheduler class, read on first use
 
     def check_value(self, name: str, value: Any) -> str | None:
         adapter = self._adapters.get(name)

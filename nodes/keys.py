@@ -28,7 +28,7 @@ def node_key(type_name: str, version: str, constants: dict[str, Any], links: dic
 def component_identity(component: Any) -> str | None:
     """What a model component is, for keys: its load id (or a token for objects made in memory) and the
     adapters active on it; None for values that are not components."""
-    from ..components.spec import load_id_of
+    from ..components.spec import load_id_of, revision_of
 
     try:
         import torch
@@ -37,7 +37,7 @@ def component_identity(component: Any) -> str | None:
     if not isinstance(component, torch.nn.Module):
         return None
     base = load_id_of(component) or _token(component)
-    return f"{base}|{_adapters(component)}|{getattr(component, '_diffblocks_revision', 0)}"
+    return f"{base}|{_adapters(component)}|{revision_of(component)}"
 
 
 def identities(values: dict[str, Any]) -> dict[str, str]:
@@ -63,15 +63,10 @@ def _token(obj: Any) -> str:
 
 
 def _adapters(module: Any) -> str:
-    """Adapters injected with PEFT (names, active set) and attention processors other than the default."""
-    parts = []
+    """Adapters injected with PEFT (names and the active set); other in-place changes (IP-Adapter processors and
+    scales) count in the component's revision (``components.spec.mark_changed``)."""
     config = getattr(module, "peft_config", None)
-    if config:
-        parts.append("peft=" + ",".join(sorted(config)))
-        active = getattr(module, "active_adapters", None)
-        parts.append("active=" + ",".join(active() if callable(active) else (active or [])))
-    processors = getattr(module, "attn_processors", None)
-    if isinstance(processors, dict):
-        kinds = sorted({type(p).__name__ for p in processors.values()})
-        parts.append("attn=" + ",".join(kinds))
-    return ";".join(parts)
+    if not config:
+        return ""
+    active = getattr(module, "active_adapters", None)
+    return "peft=" + ",".join(sorted(config)) + ";active=" + ",".join(active() if callable(active) else (active or []))

@@ -55,11 +55,14 @@ class RunContext:
 
 
 def source_version(obj: Any) -> str:
-    """A short hash of the source of ``obj``'s class and its bases within diffblocks or user code: a changed
-    block re-runs instead of returning outputs computed by its old code."""
-    cls = obj if isinstance(obj, type) else type(obj)
+    """A short hash of the source of ``obj``'s class and its bases (and, for a composite block, of every
+    sub-block's class): a changed block re-runs instead of returning outputs computed by its old code."""
+    classes = [obj if isinstance(obj, type) else type(obj)]
+    walk = getattr(obj, "walk", None)
+    if callable(walk) and not isinstance(obj, type):
+        classes += [type(sub) for _, sub in walk()]
     digest = hashlib.sha256()
-    for klass in cls.__mro__:
+    for klass in dict.fromkeys(k for cls in classes for k in cls.__mro__):
         if klass.__module__ in ("builtins", "abc"):
             continue
         try:
@@ -81,7 +84,10 @@ class NodeType:
     open_outputs: bool = False
 
     def version(self) -> str:
-        return source_version(self)
+        cached = self.__dict__.get("_source_version")
+        if cached is None:
+            cached = self.__dict__["_source_version"] = source_version(getattr(self, "cls", None) or getattr(self, "block", self))
+        return cached
 
     def check_value(self, name: str, value: Any) -> str | None:
         """The problem with constant ``value`` for input ``name``, or None when it is fine."""

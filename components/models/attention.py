@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..spec import mark_changed
 
 
 @functools.lru_cache(maxsize=256)
@@ -255,6 +256,7 @@ class AttentionProcessorMixin:
             ConfigError: the dict's keys differ from :attr:`attn_processors`' keys.
         """
         layers = self._attention_layers()
+        mark_changed(self)
         if not isinstance(processor, Mapping):
             for layer in layers.values():
                 layer.set_processor(processor)

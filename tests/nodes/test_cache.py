@@ -61,3 +61,12 @@ def test_models_in_outputs_count_nothing():
     cache = OutputCache(budget=100)
     assert cache.put("load", {"unet": torch.nn.Linear(100, 100)}, seconds=1.0)
     assert cache.info()["bytes"] == 0
+
+
+def test_a_change_marked_on_a_component_gives_it_a_new_identity():
+    from diffblocks.components.spec import mark_changed
+
+    model = torch.nn.Linear(2, 2)
+    before = component_identity(model)
+    mark_changed(model)  # what loading or rescaling an IP-Adapter, or swapping attention processors, does
+    assert component_identity(model) != before

@@ -1,0 +1,105 @@
+"""Nodes that add to a model: ``LoadControlNet`` (a ControlNet to wire into the ControlNet blocks) and
+``LoadIPAdapter`` (a components bundle whose UNet carries IP-Adapters).
+
+An adapter changes the UNet it goes into, and the UNet in the ComponentsManager is shared by every workflow, so
+``LoadIPAdapter`` installs the adapters into a copy of the UNet's modules that shares its weights (no memory for
+weights; the original UNet, and every workflow reading it, is left as it was).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from .bundle import ComponentsBundle
+from .node_type import NodeInput, NodeOutput, NodeType, RunContext
+
+STRING = {"type": "string"}
+
+
+def _load_shared(ctx: RunContext, spec) -> Any:
+    """The component of ``spec`` from the manager when already loaded there, else loaded and added."""
+    manager = ctx.components_manager
+    found = manager.find_by_load_id(spec.load_id) if manager is not None else None
+    if found is not None:
+        return found
+    component = spec.load()
+    if manager is not None:
+        manager.add(spec.name, component, collection="nodes:adapters")
+    return component
+
+
+class LoadControlNet(NodeType):
+    name = "LoadControlNet"
+    category = "loaders"
+    description = "Load a ControlNet (a folder or Hub id) into the shared ComponentsManager."
+
+    def __init__(self):
+        self.inputs = {"repo": NodeInput({**STRING, "minLength": 1, "description": "ControlNet folder or Hub repo id"},
+                                         required=True),
+                       "subfolder": NodeInput({**STRING, "default": "", "description": "folder inside the repo"})}
+        self.outputs = {"controlnet": NodeOutput("ControlNetModel")}
+
+    def run(self, ctx: RunContext, values: dict[str, Any]) -> dict[str, Any]:
+        from ..components.models import ControlNetModel
+        from ..components.spec import ComponentSpec
+
+        spec = ComponentSpec("controlnet", ControlNetModel, repo=values["repo"], subfolder=values.get("subfolder") or None)
+        controlnet = _load_shared(ctx, spec)
+        if ctx.device != "cpu":
+            controlnet.to(ctx.device)
+        return {"controlnet": controlnet}
+
+
+def weight_sharing_copy(module):
+    """A copy of ``module``'s module tree whose parameters and buffers are the original's tensors."""
+    shared = {id(t): t for t in [*module.parameters(), *module.buffers()]}
+    return copy.deepcopy(module, shared)
+
+
+class LoadIPAdapter(NodeType):
+    name = "LoadIPAdapter"
+    category = "loaders"
+    description = ("IP-Adapters for the bundle's UNet (original checkpoints, .bin or .safetensors), with the image "
+                   "encoder from the adapter's repo; outputs the bundle with the adapted UNet.")
+
+    def __init__(self):
+        self.inputs = {
+            "components": NodeInput({"description": "the bundle whose UNet gets the adapter"}, required=True,
+                                    socket="components"),
+            "repo": NodeInput({**STRING, "minLength": 1, "description": "adapter folder or Hub repo id"}, required=True),
+            "weight_name": NodeInput({**STRING, "description": "weights file, e.g. ip-adapter_sd15.bin"}, required=True),
+            "subfolder": NodeInput({**STRING, "default": "", "description": "where the weights are in the repo"}),
+            "image_encoder_folder": NodeInput({**STRING, "default": "image_encoder",
+                                               "description": "the image encoder's folder in the repo"}),
+            "scale": NodeInput({"type": "number", "default": 1.0, "minimum": 0, "description": "adapter strength"}),
+        }
+        self.outputs = {"components": NodeOutput("components"), "unet": NodeOutput("UNet2DConditionModel"),
+                        "image_encoder": NodeOutput("CLIPVisionModelWithProjection")}
+
+    def check_value(self, name: str, value: Any) -> str | None:
+        if name == "scale" and not (isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0):
+            return f"must be a number >= 0, got {value!r}"
+        if name in ("repo", "weight_name", "subfolder", "image_encoder_folder") and not isinstance(value, str):
+            return f"must be a string, got {value!r}"
+        return None
+
+    def run(self, ctx: RunContext, values: dict[str, Any]) -> dict[str, Any]:
+        from ..blocks.stable_diffusion import StableDiffusionIPAdapterStep
+        from ..components.spec import LOAD_ID_ATTR, load_id_of
+        from ..modular_pipelines.pipeline import ModularPipeline
+
+        bundle: ComponentsBundle = values["components"]
+        unet = weight_sharing_copy(bundle.components["unet"])
+        where = f"{values['repo']}/{values.get('subfolder') or ''}/{values['weight_name']}@{values.get('scale', 1.0)}"
+        object.__setattr__(unet, LOAD_ID_ATTR, f"{load_id_of(unet) or 'memory'}+ip-adapter:{where}")
+        carrier = ModularPipeline(StableDiffusionIPAdapterStep())
+        carrier.update_components(unet=unet, **{n: c for n, c in bundle.components.items()
+                                                if n in ("image_encoder", "feature_extractor") and c is not None})
+        carrier.loader.load_ip_adapter(values["repo"], subfolder=values.get("subfolder") or None,
+                                       weight_name=values["weight_name"],
+                                       image_encoder_folder=values.get("image_encoder_folder", "image_encoder") or None)
+        carrier.loader.set_ip_adapter_scale(float(values.get("scale", 1.0)))
+        adapted = {n: c for n, c in carrier.components.items() if c is not None}
+        return {"components": ComponentsBundle({**bundle.components, **adapted}, bundle.config, bundle.source),
+                "unet": unet, "image_encoder": adapted.get("image_encoder")}

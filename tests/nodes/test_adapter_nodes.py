@@ -1,0 +1,86 @@
+"""ControlNet and IP-Adapter workflows equal the pipeline calls with the same adapters bitwise (tolerance 0),
+and an IP-Adapter loaded by a workflow leaves the shared UNet, and other workflows, as they were."""
+
+import pytest
+import torch
+from node_workflows import link, preset_text2image
+from tiny_ip_adapter import make_ip_adapter_repo
+from tiny_models import build_pipeline, make_image
+
+from diffblocks import ComponentSpec
+from diffblocks.components.models.controlnet import ControlNetModel
+from diffblocks.nodes import ArtifactStore, Executor
+from diffblocks.presets import stable_diffusion
+
+STEPS = 3
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def controlnet_path(sd_repo, tmp_path_factory):
+    import diffusers
+
+    unet = diffusers.UNet2DConditionModel.from_pretrained(sd_repo, subfolder="unet")
+    torch.manual_seed(10)
+    net = diffusers.ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32))
+    for p in net.parameters():  # from_unet zero-initialises the output convs: make them matter
+        p.data += 0.05 * torch.randn_like(p)
+    path = tmp_path_factory.mktemp("controlnet")
+    net.save_pretrained(path)
+    return path
+
+
+def with_image(workflow, store, node_input, seed):
+    sha = store.put_image(make_image(seed))
+    workflow["nodes"][f"image_{seed}"] = {"type": "LoadImage", "inputs": {"image": {"artifact": sha}}}
+    node, name = node_input
+    workflow["nodes"][node]["inputs"][name] = link(f"image_{seed}", "image")
+    return store.open_image(sha)
+
+
+def test_controlnet_workflow_equals_the_pipeline(sd_repo, controlnet_path, tmp_path):
+    store = ArtifactStore(tmp_path)
+    workflow = preset_text2image(str(sd_repo), steps=STEPS, preset="sd15-controlnet", controlnet_conditioning_scale=0.7)
+    workflow["nodes"]["cn"] = {"type": "LoadControlNet", "inputs": {"repo": str(controlnet_path)}}
+    workflow["nodes"]["run"]["inputs"]["controlnet"] = link("cn", "controlnet")
+    control = with_image(workflow, store, ("run", "control_image"), seed=4)
+    outputs = Executor(artifacts=store).run(workflow)
+
+    pipe = build_pipeline(stable_diffusion.CONTROLNET_BLOCKS, sd_repo)
+    pipe.update_components(controlnet=ComponentSpec("controlnet", ControlNetModel, repo=str(controlnet_path)).load())
+    expected = pipe(prompt="a cat", num_inference_steps=STEPS, generator=torch.Generator().manual_seed(0),
+                    control_image=control, controlnet_conditioning_scale=0.7, output_type="pt", output="images")
+    assert torch.equal(outputs["run"]["images"], expected)
+
+
+def test_ip_adapter_workflow_equals_the_pipeline_and_leaves_the_shared_unet_alone(sd_repo, tmp_path):
+    store = ArtifactStore(tmp_path / "artifacts")
+    folder = make_ip_adapter_repo(tmp_path / "ip", sd_repo)
+    executor = Executor(artifacts=store)
+    plain = preset_text2image(str(sd_repo), steps=STEPS)
+    before = executor.run(plain)["run"]["images"]
+
+    workflow = preset_text2image(str(sd_repo), steps=STEPS, preset="sd15-ip-adapter")
+    workflow["nodes"]["ipa"] = {"type": "LoadIPAdapter", "inputs": {
+        "components": link("load", "components"), "repo": str(folder), "weight_name": "ip-adapter.bin", "scale": 0.6}}
+    workflow["nodes"]["run"]["inputs"]["components"] = link("ipa", "components")
+    reference_image = with_image(workflow, store, ("run", "ip_adapter_image"), seed=1)
+    outputs = executor.run(workflow)
+
+    pipe = build_pipeline(stable_diffusion.IP_ADAPTER_BLOCKS, sd_repo)
+    pipe.loader.load_ip_adapter(str(folder), subfolder="", weight_name="ip-adapter.bin")
+    pipe.loader.set_ip_adapter_scale(0.6)
+    expected = pipe(prompt="a cat", num_inference_steps=STEPS, generator=torch.Generator().manual_seed(0),
+                    ip_adapter_image=reference_image, output_type="pt", output="images")
+    assert torch.equal(outputs["run"]["images"], expected)
+    assert not torch.equal(expected, before)
+
+    executor.free()  # the plain workflow computes again, on the shared UNet, and gets its old image
+    assert torch.equal(executor.run(plain)["run"]["images"], before)
