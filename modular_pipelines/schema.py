@@ -65,12 +65,36 @@ def _jsonable(value: Any) -> bool:
     return isinstance(value, (int, float, str, bool, list, tuple, dict, type(None)))
 
 
-def input_schema(block) -> dict[str, Any]:
-    """JSON schema of ``block.inputs``: properties with types, defaults and descriptions; ``required``."""
-    fields = {p.name: _field(p) for p in block.inputs if p.name is not None}
-    model = create_model(type(block).__name__ + "Inputs", __config__=_CONFIG, **fields)
+_PROPERTIES: dict[int, tuple[InputParam, dict[str, Any], dict[str, Any]]] = {}
+
+
+def _property(param: InputParam) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The JSON schema of one param (and the ``$defs`` it refers to), made once per param object: blocks share
+    their param declarations, and pydantic models are the slow part of a schema."""
+    cached = _PROPERTIES.get(id(param))
+    if cached is not None and cached[0] is param:
+        return cached[1], cached[2]
+    model = create_model("Input", __config__=_CONFIG, value=_field(param))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PydanticJsonSchemaWarning)
         schema = model.model_json_schema()
+    prop = {**schema["properties"]["value"], "title": param.name.replace("_", " ").title()}
+    _PROPERTIES[id(param)] = (param, prop, schema.get("$defs", {}))
+    return prop, schema.get("$defs", {})
+
+
+def input_schema(block) -> dict[str, Any]:
+    """JSON schema of ``block.inputs``: properties with types, defaults and descriptions; ``required``."""
+    params = [p for p in block.inputs if p.name is not None]
+    properties, defs = {}, {}
+    for param in params:
+        properties[param.name], param_defs = _property(param)
+        defs.update(param_defs)
+    schema: dict[str, Any] = {"properties": properties, "title": type(block).__name__ + "Inputs", "type": "object"}
+    required = [p.name for p in params if p.required]
+    if required:
+        schema["required"] = required
+    if defs:
+        schema["$defs"] = defs
     schema["description"] = (block.description() if callable(block.description) else block.description) or ""
     return schema

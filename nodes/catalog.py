@@ -141,16 +141,21 @@ def register(block: type[ModularPipelineBlocks] | ModularPipelineBlocks, name: s
 
 
 def register_repo(repo: str, trust_remote_code: bool = False) -> list[str]:
-    """Add the blocks of a modular repo (its whole tree as ``repo:<repo>``, and each custom block class)."""
+    """Add the blocks of a modular repo: its whole tree as ``repo:<repo>``, and each block class it ships (custom
+    code runs only with ``trust_remote_code=True``, as for pipelines). Returns the names added.
+
+    Raises:
+        RemoteCodeError: the repo ships code and ``trust_remote_code`` is False.
+    """
     from ..modular_pipelines.hub import load_blocks
 
     blocks = load_blocks(repo, trust_remote_code=trust_remote_code)
     names = [register(blocks, name=f"repo:{repo}", category="custom")]
     walk = blocks.walk() if hasattr(blocks, "walk") else []
-    for _, sub in walk:
+    for sub in [blocks, *(sub for _, sub in walk)]:
         if not type(sub).__module__.startswith("diffblocks.") and _runs_alone(type(sub)):
             names.append(register(type(sub)))
-    return names
+    return list(dict.fromkeys(names))
 
 
 def _structure(block) -> list[tuple[str, str]]:

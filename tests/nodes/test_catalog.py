@@ -94,3 +94,22 @@ def test_a_registered_block_joins_the_catalog():
     assert entry["category"] == "custom" and entry["description"] == "add a constant to the latents"
     assert entry["inputs"]["amount"]["schema"]["default"] == 0.1
     assert isinstance(node_type(name), BlockNode)
+
+
+def test_a_trusted_modular_repo_adds_its_blocks(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    from diffblocks.components.errors import RemoteCodeError
+    from diffblocks.nodes import Executor, register_repo
+
+    spec = importlib.util.spec_from_file_location("hub_tests", Path(__file__).parents[1] / "modular_pipelines" / "test_hub.py")
+    hub_tests = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hub_tests)
+    repo = hub_tests.custom_repo(tmp_path)
+    with pytest.raises(RemoteCodeError):
+        register_repo(str(repo))
+    names = register_repo(str(repo), trust_remote_code=True)
+    assert names == [f"repo:{repo}", "Double"] and set(names) <= set(catalog())
+    outputs = Executor().run({"nodes": {"d": {"type": "Double", "inputs": {"x": 4}}}})
+    assert outputs["d"]["y"] == 8

@@ -107,16 +107,25 @@ def test_a_partial_run_runs_only_what_the_target_needs(sd_repo):
 
 def test_an_interrupt_stops_within_a_step_and_the_node_is_not_cached(executor, pipe, sd_repo):
     workflow = leaf_text2image(str(sd_repo), prompt="a bird", seed=11, steps=STEPS)
-    stop = threading.Event()
+    stop, at_step_one, stopped = threading.Event(), threading.Event(), threading.Event()
     events = []
 
     def on_event(event):
         events.append(event)
         if event["type"] == "node.progress" and event["step"] == 1:
-            stop.set()  # as another thread would, while the loop runs
+            at_step_one.set()
+            stopped.wait()  # the loop goes on only once the other thread has asked it to stop
 
+    def interrupter():
+        at_step_one.wait()
+        stop.set()
+        stopped.set()
+
+    other = threading.Thread(target=interrupter)
+    other.start()
     with pytest.raises(Interrupted, match="denoise"):
         executor.run(workflow, on_event=on_event, stop_event=stop)
+    other.join()
     steps = [e["step"] for e in events if e["type"] == "node.progress"]
     assert steps == [1] and events[-1] == {"type": "job.cancelled", "job": events[0]["job"], "node": "denoise"}
     outputs, events = run(executor, workflow)
