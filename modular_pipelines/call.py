@@ -15,8 +15,10 @@ from typing import Any, Iterator
 
 from .checks import check_input_type
 from .composite import CompositeBlocks
-from ..components.errors import DiffblocksError
+from ..components.errors import DiffblocksError, MissingInputError
 from .loop import LoopSequentialPipelineBlocks
+from .sequential import SequentialPipelineBlocks
+from .auto import AutoPipelineBlocks
 
 
 def call_copy(component: Any) -> Any:
@@ -135,3 +137,48 @@ def check_given_inputs(blocks, inputs: dict[str, Any]) -> None:
             break
         if first_error is not None:
             raise first_error
+
+
+def first_missing_input(block, provided: set[str], path: str = ""):
+    """The first required input that nothing gives when ``block`` runs with ``provided`` (names of the values
+    that are not None), as ``(param, block path, block class)``; None when every one is there.
+
+    Walks the blocks that would run, in order: an Auto block's chosen branch, a sequence's blocks (each adding
+    its outputs), a loop wrapper's own ``loop_inputs`` (its sub-blocks' are checked as they run, see :mod:`.loop`).
+    ``provided`` is extended with the outputs on the way.
+    """
+    if isinstance(block, AutoPipelineBlocks):
+        chosen = block.select(provided)
+        if chosen is None:
+            return None
+        return first_missing_input(chosen[1], provided, f"{path}.{chosen[0]}" if path else chosen[0])
+    if isinstance(block, SequentialPipelineBlocks):
+        for name, sub in block.sub_blocks.items():
+            missing = first_missing_input(sub, provided, f"{path}.{name}" if path else name)
+            if missing is not None:
+                return missing
+        return None
+    is_loop = isinstance(block, LoopSequentialPipelineBlocks)
+    inputs = block.inputs
+    for param in block.loop_inputs if is_loop else inputs:
+        if param.required and param.name not in provided and param.name is not None:
+            return param, path, type(block).__name__
+    for param in block.intermediate_outputs:
+        provided.add(param.name)
+    # an input left unset gets its default, which the block writes back to the state for later blocks
+    for param in inputs:
+        if param.name is not None and param.default is not None and param.has_default:
+            provided.add(param.name)
+    return None
+
+
+def check_required_inputs(blocks, values: dict[str, Any]) -> None:
+    """Refuse, before any block runs, a call that leaves a required input of a block that would run unset.
+
+    Raises:
+        MissingInputError: naming the input, the block path and class, and what the input is for.
+    """
+    missing = first_missing_input(blocks, {name for name, value in values.items() if value is not None})
+    if missing is not None:
+        param, path, cls_name = missing
+        raise MissingInputError.required(param.name, path, cls_name, param.description)

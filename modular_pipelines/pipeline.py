@@ -10,7 +10,7 @@ import threading
 from typing import Any
 
 from .block import ModularPipelineBlocks, run_block
-from .call import CallComponents, RunningCalls, check_given_inputs
+from .call import CallComponents, RunningCalls, check_given_inputs, check_required_inputs
 from .components_mixin import ComponentsMixin
 from ..components.errors import OutputNotFoundError, UnknownInputError
 from .state import PipelineState
@@ -105,11 +105,13 @@ class ModularPipeline(ComponentsMixin):
             UnknownInputError: an input no block declares (with the closest valid name).
             ConfigError: a guider setting the guider refuses.
             InputTypeError: a given value no declaration of its name accepts (before any block runs).
-            MissingInputError, BlockExecutionError: from the block that failed.
+            MissingInputError: a required input of a block that would run is not given (before any block runs).
+            BlockExecutionError: from the block that failed.
         """
         state = PipelineState() if state is None else state.copy()
         guider_settings = self._guider_knobs(inputs, state)
         check_given_inputs(self.blocks, inputs)
+        check_required_inputs(self.blocks, {**state.values, **inputs})
         with self._running.track(interrupt_event or threading.Event()) as stop:
             components = CallComponents(self, stop, {"guider": guider_settings} if guider_settings else None)
             for name, value in inputs.items():

@@ -15,7 +15,7 @@ from typing import Any, get_origin
 
 from ..components.errors import DiffblocksError, InputTypeError
 from ..modular_pipelines.block import run_block
-from ..modular_pipelines.call import CallComponents, check_given_inputs
+from ..modular_pipelines.call import CallComponents, check_given_inputs, check_required_inputs
 from ..modular_pipelines.loop import DRIVER_INPUTS
 from ..modular_pipelines.checks import check_input_type
 from ..modular_pipelines.schema import input_schema
@@ -109,6 +109,7 @@ class BlockNode(NodeType):
             values["step_callback"] = ctx.extra.get("step_callback")
         inputs = {k: v for k, v in values.items() if v is not None}
         check_given_inputs(self.block, inputs)
+        check_required_inputs(self.block, inputs)
         call = CallComponents(NodeBinding(components, config, ctx), ctx.stop)
         state = PipelineState()
         for name, value in inputs.items():
