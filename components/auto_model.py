@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .errors import NotInstantiableError
+
 
 class _AnyComponent(type):
     """``isinstance(obj, AutoModel)`` holds for whatever AutoModel can load (models and schedulers), so a spec
@@ -28,7 +30,7 @@ class AutoModel(metaclass=_AnyComponent):
     """Loads the class a component folder's config names; never instantiated itself."""
 
     def __init__(self, *args: Any, **kwargs: Any):
-        raise TypeError("AutoModel is not instantiated: use AutoModel.from_pretrained(path_or_repo, subfolder=...)")
+        raise NotInstantiableError.auto_model()
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, subfolder: str | None = None,

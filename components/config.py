@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Mapping
 
-from .errors import ConfigError
+from .errors import ConfigError, ReadOnlyConfigError
 from .files import resolve_file
 
 
@@ -129,7 +129,7 @@ class FrozenConfig(dict):
             raise AttributeError(f"config has no key '{name}'") from None
 
     def _read_only(self, *args, **kwargs):
-        raise TypeError("a config is read-only; build a new object with from_config(config, key=value)")
+        raise ReadOnlyConfigError.frozen()
 
     __setitem__ = __delitem__ = __setattr__ = __delattr__ = _read_only  # type: ignore[assignment]
     update = pop = popitem = clear = setdefault = __ior__ = _read_only  # type: ignore[assignment]

@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..components.errors import GuiderError, closest
+from ..components.errors import GuiderError
+from ..components.errors.base import _did_you_mean
 from .dispatch import Edit, FrameMode, activate
 from .perturbations import LayerSkipConfig, Perturbation, SmoothedEnergyGuidanceConfig
 
@@ -79,12 +80,8 @@ def select_blocks(model: nn.Module, fqn: str, indices: Sequence[int]) -> list[tu
     blocks = _submodule(model, name)
     if not isinstance(blocks, (nn.ModuleList, nn.Sequential)):
         lists = _module_lists(model)
-        hint = closest(name, lists)
-        raise GuiderError(
-            f"'{name}' is not a module list of {type(model).__name__}"
-            + (f" (did you mean {hint}?)" if hint else "")
-            + f"; block lists there: {', '.join(lists[:8]) or 'none'}"
-        )
+        raise GuiderError(f"'{name}' is not a module list of {type(model).__name__}{_did_you_mean(name, lists)}; "
+                          f"block lists there: {', '.join(lists[:8]) or 'none'}")
     count = len(blocks)
     bad = [i for i in indices if not -count <= i < count]
     if bad:

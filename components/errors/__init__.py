@@ -9,9 +9,9 @@ them from here."""
 
 from .base import closest, DiffblocksError, UsageError, FlagError  # noqa: F401
 from .blocks import BlockDeclarationError, PipelineValidationError, MissingInputError, InputTypeError, UnknownInputError, BlockExecutionError, OutputNotSetError, OutputNotFoundError, InputValueError, LoopInputMissingError, DuplicateKeyError  # noqa: F401
-from .components import ComponentError, ComponentNotFoundError, AmbiguousComponentError, ComponentLoadError, UnsupportedComponentError, ComponentTypeError, UnknownComponentClassError, ModelInputError, DeviceError, GuiderError, AdapterError  # noqa: F401
+from .components import ComponentError, ComponentNotFoundError, AmbiguousComponentError, ComponentLoadError, UnsupportedComponentError, NotInstantiableError, ComponentTypeError, UnknownComponentClassError, ModelInputError, DeviceError, GuiderError, AdapterError  # noqa: F401
 from .nodes import WorkflowError, NodeRunError, Interrupted, ArtifactError  # noqa: F401
-from .files import MissingFileError, CorruptedFileError, WeightsMismatchError, ConfigError, RemoteCodeError, HubUnreachableError  # noqa: F401
+from .files import ReadOnlyConfigError, MissingFileError, CorruptedFileError, WeightsMismatchError, ConfigError, RemoteCodeError, HubUnreachableError  # noqa: F401
 
 __all__ = [
     "ArtifactError",
@@ -40,9 +40,11 @@ __all__ = [
     "MissingFileError",
     "MissingInputError",
     "ModelInputError",
+    "NotInstantiableError",
     "OutputNotFoundError",
     "OutputNotSetError",
     "PipelineValidationError",
+    "ReadOnlyConfigError",
     "RemoteCodeError",
     "UnknownComponentClassError",
     "UnknownInputError",

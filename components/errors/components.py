@@ -48,6 +48,12 @@ class ComponentLoadError(ComponentError, RuntimeError):
         )
 
 
+class NotInstantiableError(ComponentError, TypeError):
+    @classmethod
+    def auto_model(cls) -> "NotInstantiableError":
+        return cls("AutoModel is not instantiated: use AutoModel.from_pretrained(path_or_repo, subfolder=...)")
+
+
 class UnsupportedComponentError(ComponentError, ValueError):
     @classmethod
     def unknown_class(cls, library: str | None, class_name: str, supported: Iterable[str]) -> "UnsupportedComponentError":

@@ -84,6 +84,14 @@ class ConfigError(DiffblocksError, ValueError):
         )
 
 
+class ReadOnlyConfigError(DiffblocksError, TypeError):
+    """A component's config was written to; configs are frozen."""
+
+    @classmethod
+    def frozen(cls) -> "ReadOnlyConfigError":
+        return cls("a config is read-only; build a new object with from_config(config, key=value)")
+
+
 class RemoteCodeError(DiffblocksError, PermissionError):
     @classmethod
     def not_trusted(cls, repo: str, filename: str) -> "RemoteCodeError":

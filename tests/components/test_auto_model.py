@@ -9,7 +9,7 @@ import transformers
 from diffblocks.components import AutoModel, ComponentSpec, ComponentsManager
 from diffblocks.components.models import AutoencoderKL, UNet2DConditionModel
 from diffblocks.components.schedulers import DDIMScheduler
-from diffblocks.modular_pipelines.errors import ComponentLoadError, UnsupportedComponentError
+from diffblocks.modular_pipelines.errors import ComponentLoadError, NotInstantiableError, UnsupportedComponentError
 from diffblocks.presets import embedded_model_path
 
 
@@ -72,5 +72,5 @@ def test_a_folder_whose_config_names_no_class_is_a_clear_error(tmp_path):
 
 
 def test_is_not_instantiated():
-    with pytest.raises(TypeError, match="AutoModel.from_pretrained"):
+    with pytest.raises(NotInstantiableError, match="AutoModel.from_pretrained"):
         AutoModel()

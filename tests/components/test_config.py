@@ -2,6 +2,7 @@
 
 import pytest
 from diffblocks.components.config import FrozenConfig
+from diffblocks.components.errors import ReadOnlyConfigError
 from diffblocks.components.image_processor import VaeImageProcessor
 from diffblocks.components.models import UNet2DConditionModel
 from diffblocks.components.schedulers import DDIMScheduler
@@ -23,9 +24,9 @@ def test_every_config_is_the_one_frozen_type(component):
     assert type(config) is FrozenConfig and config is component.config  # built once
     key = next(iter(config))
     assert getattr(config, key) is config[key]
-    with pytest.raises(TypeError, match="read-only"):
+    with pytest.raises(ReadOnlyConfigError, match="read-only"):
         config[key] = 1
-    with pytest.raises(TypeError, match="read-only"):
+    with pytest.raises(ReadOnlyConfigError, match="read-only"):
         config.update({key: 1})
     with pytest.raises(AttributeError, match="no key 'nope'"):
         config.nope
