@@ -62,19 +62,20 @@ class SDXLDiffDiffPrepareLatentsStep(ModularPipelineBlocks):
     ]
 
     def __call__(self, components, state):
-        bs = self.get_block_state(state)
-        batch = bs.batch_size * bs.num_images_per_prompt
-        image_latents = repeat_to(bs.image_latents.to(dtype=bs.dtype), batch)
-        noise = randn_tensor(image_latents.shape, generator=bs.generator, device=image_latents.device, dtype=bs.dtype)
+        block_state = self.get_block_state(state)
+        batch = block_state.batch_size * block_state.num_images_per_prompt
+        image_latents = repeat_to(block_state.image_latents.to(dtype=block_state.dtype), batch)
+        noise = randn_tensor(image_latents.shape, generator=block_state.generator, device=image_latents.device, dtype=block_state.dtype)
         scheduler = components.scheduler
-        bs.original_latents = torch.stack([scheduler.add_noise(image_latents, noise, t.reshape(1)) for t in bs.timesteps])
+        block_state.original_latents = torch.stack([scheduler.add_noise(image_latents, noise, t.reshape(1)) for t in block_state.timesteps])
         height, width = image_latents.shape[-2:]
-        change = components.mask_processor.preprocess(bs.diffdiff_map, height=height, width=width).to(image_latents)
-        thresholds = torch.arange(bs.num_inference_steps, dtype=change.dtype) / bs.num_inference_steps
-        keep = (1 - change) > (thresholds + (bs.denoising_start or 0)).view(-1, 1, 1, 1, 1)
-        bs.diffdiff_masks = keep.to(image_latents.dtype)
-        bs.latents = bs.original_latents[0]
-        self.set_block_state(state, bs)
+        change = components.mask_processor.preprocess(block_state.diffdiff_map, height=height,
+                                                      width=width).to(image_latents)
+        thresholds = torch.arange(block_state.num_inference_steps, dtype=change.dtype) / block_state.num_inference_steps
+        keep = (1 - change) > (thresholds + (block_state.denoising_start or 0)).view(-1, 1, 1, 1, 1)
+        block_state.diffdiff_masks = keep.to(image_latents.dtype)
+        block_state.latents = block_state.original_latents[0]
+        self.set_block_state(state, block_state)
         return components, state
 
 
@@ -123,9 +124,8 @@ class SDXLDiffDiffControlNetDenoiseStep(StableDiffusionXLDenoiseLoopWrapper):
 class SDXLDiffDiffAutoDenoiseStep(AutoPipelineBlocks):
     """Differential Diffusion denoise: with ControlNet when `control_image` is given."""
 
-    block_classes = [SDXLDiffDiffControlNetDenoiseStep, SDXLDiffDiffDenoiseStep]
-    block_names = ["controlnet_denoise", "denoise"]
-    block_trigger_inputs = ["control_image", None]
+    choices = {"controlnet_denoise": (SDXLDiffDiffControlNetDenoiseStep, "control_image"),
+               "denoise": (SDXLDiffDiffDenoiseStep, None)}
 
 
 DIFFDIFF_AUTO_BLOCKS = IMAGE2IMAGE_BLOCKS.copy()
