@@ -62,6 +62,11 @@ class CallComponents:
         """Whether this call was asked to stop."""
         return self._stop.is_set()
 
+    def interrupt(self) -> None:
+        """Stop this call (only) at its next loop step: what a ``callback_on_step_end`` calls on the ``pipe`` it
+        is given to end the run early."""
+        self._stop.set()
+
     def __repr__(self) -> str:
         return f"CallComponents({', '.join(self.components)})"
 

@@ -106,6 +106,16 @@ def test_callback_on_step_end_sees_every_step_with_its_index_timestep_and_the_pi
     assert seen == [(0, 3.0, {"latents": 3.0}), (1, 2.0, {"latents": 5.0}), (2, 1.0, {"latents": 6.0})]
 
 
+def test_a_callback_ends_its_own_call_with_pipe_interrupt(pipe):
+    """diffusers' callbacks stop a run through the pipe they get; here that stops this call and no other."""
+    def stop_after_step_0(call_pipe, step_index, timestep, callback_kwargs):
+        if step_index == 0:
+            call_pipe.interrupt()
+
+    assert run(pipe, callback_on_step_end=stop_after_step_0).item() == 3.0  # only step 0 ran
+    assert run(pipe).item() == 6.0
+
+
 def test_returned_values_replace_the_loop_s_values(pipe):
     """Zeroing the latents after step 1 leaves what the last step alone makes from zeros."""
     def zero_after_step_1(call_pipe, step_index, timestep, callback_kwargs):
