@@ -46,11 +46,17 @@ class PipelineValidationError(DiffblocksError, ValueError):
         super().__init__(f"{head}:\n" + "\n".join(f"  - {p}" for p in self.problems))
 
 
+def _about(error: DiffblocksError, name: str) -> DiffblocksError:
+    """``error`` with ``input_name`` set: the input it is about, for callers that point at it (a node UI)."""
+    error.input_name = name
+    return error
+
+
 class MissingInputError(DiffblocksError, ValueError):
     @classmethod
     def required(cls, name: str, path: str | None, block_cls: str, description: str = "") -> "MissingInputError":
         desc = f" ({description})" if description else ""
-        return cls(f"{_where(path, block_cls)} needs the required input '{name}'{desc}, but it was not given")
+        return _about(cls(f"{_where(path, block_cls)} needs the required input '{name}'{desc}, but it was not given"), name)
 
     @classmethod
     def one_of(cls, names: Sequence[str], path: str | None, block_cls: str) -> "MissingInputError":
@@ -62,9 +68,7 @@ class MissingInputError(DiffblocksError, ValueError):
 class InputTypeError(DiffblocksError, TypeError):
     @classmethod
     def wrong_type(cls, name: str, path: str | None, block_cls: str, expected: str, value: object) -> "InputTypeError":
-        return cls(
-            f"{_where(path, block_cls)}: input '{name}' expects {expected}, got {format_value(value)}"
-        )
+        return _about(cls(f"{_where(path, block_cls)}: input '{name}' expects {expected}, got {format_value(value)}"), name)
 
 
 class UnknownInputError(DiffblocksError, TypeError):
@@ -119,13 +123,13 @@ class InputValueError(InputTypeError, ValueError):
     @classmethod
     def invalid(cls, name: str, path: str | None, block_cls: str, problem: str, value: object) -> "InputValueError":
         """``problem`` says what the value must be ("must be > 0", "must be finite (it holds 3 NaN)")."""
-        return cls(f"{_where(path, block_cls)}: input '{name}' {problem}, got {format_value(value)}")
+        return _about(cls(f"{_where(path, block_cls)}: input '{name}' {problem}, got {format_value(value)}"), name.split("[")[0])
 
     @classmethod
     def conflict(cls, names: Sequence[str], path: str | None, block_cls: str, problem: str) -> "InputValueError":
         """Several inputs that each pass but do not fit together; ``problem`` gives their values and the rule."""
         listed = ", ".join(f"'{n}'" for n in names[:-1]) + f" and '{names[-1]}'" if len(names) > 1 else f"'{names[0]}'"
-        return cls(f"{_where(path, block_cls)}: inputs {listed} do not fit together: {problem}")
+        return _about(cls(f"{_where(path, block_cls)}: inputs {listed} do not fit together: {problem}"), names[0])
 
     @classmethod
     def unknown_names(cls, name: str, path: str | None, block_cls: str, unknown: Sequence[str],

@@ -180,3 +180,13 @@ def test_from_pipeline_runs_to_the_same_image_and_converts_back_to_blocks(pipe, 
     blocks = Workflow.from_json(workflow.to_json()).to_blocks()
     assert list(blocks.sub_blocks) == list(pipe.blocks.sub_blocks)
     assert [type(b) for b in blocks.sub_blocks.values()] == [type(b) for b in pipe.blocks.sub_blocks.values()]
+
+
+def test_a_failure_about_one_input_names_that_input(executor, sd_repo):
+    workflow = leaf_text2image(str(sd_repo), steps=STEPS)
+    workflow["nodes"]["latents"]["inputs"]["latents"] = link("text", "prompt_embeds")  # a tensor of the wrong shape
+    events = []
+    with pytest.raises(NodeRunError) as info:
+        executor.run(workflow, on_event=events.append)
+    assert (info.value.node, info.value.input) == ("latents", "latents")
+    assert events[-1] == {"type": "job.failed", "job": events[0]["job"], **info.value.error_json()}
