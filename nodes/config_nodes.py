@@ -8,6 +8,7 @@ and the widgets given override it (``DDIMScheduler`` with the model's betas), as
 from __future__ import annotations
 
 import inspect
+import json
 import typing
 from typing import Any
 
@@ -33,11 +34,19 @@ def _signature_inputs(cls: type) -> tuple[dict[str, NodeInput], dict[str, TypeAd
             schema = adapter.json_schema()
         except Exception:
             continue  # a config object no widget can hold (a layer-skip config): set it in Python
-        if default is not None or param.default is None:
+        if _json_safe(default):  # JSON has no infinities: such an argument shows no default (the class's applies)
             schema["default"] = default
         inputs[name] = NodeInput(schema)
         adapters[name] = adapter
     return inputs, adapters
+
+
+def _json_safe(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+        return True
+    except (TypeError, ValueError):
+        return False
 
 
 class _ConfigNode(NodeType):

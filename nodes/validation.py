@@ -68,7 +68,24 @@ def _node_problems(workflow: Workflow, node_id: str, node: NodeType, types: dict
         if missing:
             found.append(problem(node_id, "components", f"needs the components {', '.join(missing)}: wire a "
                                  "LoadComponents 'components' output (or each component) into it"))
+    if isinstance(node, BlockNode):
+        found += _stateful_wires(workflow, node_id, node, types)
     return found
+
+
+def _stateful_wires(workflow: Workflow, node_id: str, node: BlockNode, types) -> list[dict]:
+    """A node reading timesteps from another node must also read the scheduler that node set them on: the
+    loaded scheduler (from the bundle) has no timesteps set, and the run would fail at its first step."""
+    spec = workflow.nodes[node_id]
+    timesteps = spec.inputs.get("timesteps")
+    if "scheduler" not in node.stateful or spec.inputs.get("scheduler") is not None or not isinstance(timesteps, Link):
+        return []
+    source = workflow.nodes.get(timesteps.node)
+    source_type = types.get(source.type) if source is not None else None
+    if source_type is None or "scheduler" not in source_type.outputs:
+        return []
+    return [problem(node_id, "scheduler", f"wire the 'scheduler' output of node '{timesteps.node}' into it: that is "
+                    "the scheduler its timesteps were set on (the loaded one has none set)")]
 
 
 def _link_problems(workflow, node_id, name, link: Link, entry, types) -> list[dict]:

@@ -133,14 +133,14 @@ def test_an_interrupt_stops_within_a_step_and_the_node_is_not_cached(executor, p
     assert torch.equal(outputs["decode"]["images"], reference(pipe, prompt="a bird", seed=11))
 
 
-def test_a_failing_node_is_named_and_reported(executor, sd_repo):
-    workflow = leaf_text2image(str(sd_repo), steps=STEPS)
-    del workflow["nodes"]["denoise"]["inputs"]["scheduler"]  # the loaded scheduler has no timesteps set
+def test_a_failing_node_is_named_and_reported(executor, tmp_path):
+    workflow = leaf_text2image(str(tmp_path / "no-such-model"), steps=STEPS)
     events = []
-    with pytest.raises(NodeRunError, match="set_timesteps") as info:
+    with pytest.raises(NodeRunError, match="no-such-model") as info:
         executor.run(workflow, on_event=events.append)
-    assert info.value.node == "denoise"
-    assert events[-1]["type"] == "job.failed" and events[-1]["node"] == "denoise"
+    assert info.value.node == "load" and "LoadComponents failed" in info.value.message
+    assert events[-1]["type"] == "job.failed" and events[-1]["node"] == "load"
+    assert not any(e["type"] == "node.started" and e["node"] != "load" for e in events)
 
 
 def test_concurrent_runs_equal_the_same_runs_alone(sd_repo):

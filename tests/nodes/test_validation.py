@@ -32,6 +32,8 @@ CASES = {
     "cycle": (broken("text", prompt_embeds=link("decode", "images")), "text", None, "cycle"),
     "no components": (broken("steps", components=None), "steps", "components", "scheduler"),
     "seed": (broken("latents", seed=-3), "latents", "seed", "integer"),
+    "unset scheduler": (broken("denoise", scheduler=None), "denoise", "scheduler",
+                        "wire the 'scheduler' output of node 'steps'"),
     "image reference": (with_node("img", {"type": "LoadImage", "inputs": {"image": {"artifact": "../etc/passwd"}}}),
                         "img", "image", "artifact reference"),
 }
