@@ -73,6 +73,11 @@ class DDIMScheduler(SchedulerMixin):
         check_step_count(type(self).__name__, num_inference_steps, cfg.num_train_timesteps)
         self.num_inference_steps = num_inference_steps
         steps = spaced_timesteps(cfg.timestep_spacing, cfg.num_train_timesteps, num_inference_steps, cfg.steps_offset)
+        if len(steps) and steps.max() >= cfg.num_train_timesteps:  # diffusers fails later, with an IndexError
+            raise ConfigError(
+                f"{type(self).__name__}: {num_inference_steps} steps with steps_offset={cfg.steps_offset} and "
+                f"'{cfg.timestep_spacing}' spacing reach timestep {int(steps.max())}, past the last training "
+                f"timestep {cfg.num_train_timesteps - 1}; use fewer steps")
         self.timesteps = torch.from_numpy(steps.astype(np.int64)).to(device)
         self._reset_step_index()
 

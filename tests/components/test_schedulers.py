@@ -467,3 +467,14 @@ def test_step_parity_on_cuda(name):
     sample = torch.randn(SHAPE, generator=torch.Generator().manual_seed(3)).cuda() * theirs.init_noise_sigma
     result = run_parity(ours, theirs, theirs.timesteps, sample)
     assert result.device.type == "cuda"
+
+
+def test_ddim_refuses_a_step_count_that_runs_past_the_training_timesteps():
+    from diffblocks.components.errors import ConfigError
+    from diffblocks.components.schedulers import DDIMScheduler
+
+    scheduler = DDIMScheduler(steps_offset=1, timestep_spacing="leading")
+    scheduler.set_timesteps(999)
+    assert int(scheduler.timesteps.max()) == 999
+    with pytest.raises(ConfigError, match="1000 steps with steps_offset=1 .* reach timestep 1000"):
+        scheduler.set_timesteps(1000)
