@@ -54,7 +54,7 @@ def clip_embeds(tokenizer, text_encoder, prompts: list[str], device, clip_skip: 
     if clip_skip is None:
         return text_encoder(ids, attention_mask=mask)[0]
     hidden = text_encoder(ids, attention_mask=mask, output_hidden_states=True).hidden_states[-(clip_skip + 1)]
-    return text_encoder.text_model.final_layer_norm(hidden)
+    return getattr(text_encoder, "text_model", text_encoder).final_layer_norm(hidden)  # transformers 5: no text_model
 
 
 def prompt_count(block_state) -> int | None:
