@@ -8,7 +8,7 @@ from ..components.errors import FlagError
 from ..presets.names import FAMILIES, PRESETS
 from .flags import FLAG_INPUTS, given
 
-PREFIXES = {"sd15": "StableDiffusion", "sdxl": "StableDiffusionXL"}  # block class names in diffblocks.blocks.*
+PREFIXES = {"sd15": "StableDiffusion", "sdxl": "StableDiffusionXL", "flux": "Flux"}  # block class names in diffblocks.blocks.*
 # the denoise step --controlnet puts into each workflow (after the family's prefix)
 CONTROLNET_DENOISE = {"text2image": "ControlNetDenoiseStep", "image2image": "ControlNetDenoiseStep",
                       "inpaint": "InpaintControlNetDenoiseStep", "ip-adapter": "ControlNetDenoiseStep"}

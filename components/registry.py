@@ -18,10 +18,11 @@ _IMAGES = "diffblocks.components.image_processor"
 
 # diffusers class name -> module holding diffblocks' class of the same name
 DIFFUSERS_CLASSES: dict[str, str] = {
-    **{name: _MODELS for name in ("UNet2DConditionModel", "UNet2DModel", "AutoencoderKL", "ControlNetModel")},
+    **{name: _MODELS for name in ("UNet2DConditionModel", "UNet2DModel", "AutoencoderKL", "ControlNetModel",
+                                  "FluxTransformer2DModel")},
     **{name: _SCHEDULERS for name in (
         "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler", "DDIMScheduler", "DDPMScheduler",
-        "DPMSolverMultistepScheduler", "LCMScheduler", "UniPCMultistepScheduler",
+        "DPMSolverMultistepScheduler", "LCMScheduler", "UniPCMultistepScheduler", "FlowMatchEulerDiscreteScheduler",
     )},
     **{name: _GUIDERS for name in (
         "ClassifierFreeGuidance", "ClassifierFreeZeroStarGuidance", "AdaptiveProjectedGuidance",

@@ -166,6 +166,7 @@ STANDARD_PIPELINES = {
         "StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline", "StableDiffusionXLInpaintPipeline",
         "StableDiffusionXLModularPipeline")},
     "DDPMPipeline": "diffblocks.presets.ddpm",
+    **{name: "diffblocks.presets.flux" for name in ("FluxPipeline", "FluxImg2ImgPipeline", "FluxInpaintPipeline")},
 }
 
 

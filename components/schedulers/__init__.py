@@ -12,6 +12,7 @@ from .ddpm import DDPMScheduler
 from .dpm_solver import DPMSolverMultistepScheduler
 from .euler import EulerDiscreteScheduler
 from .euler_ancestral import EulerAncestralDiscreteScheduler
+from .flow_match_euler import FlowMatchEulerDiscreteScheduler
 from .lcm import LCMScheduler
 from .unipc import UniPCMultistepScheduler
 
@@ -25,6 +26,7 @@ SCHEDULERS: dict[str, type[SchedulerMixin]] = {
         DPMSolverMultistepScheduler,
         LCMScheduler,
         UniPCMultistepScheduler,
+        FlowMatchEulerDiscreteScheduler,
     )
 }
 

@@ -70,3 +70,4 @@ def test_a_change_marked_on_a_component_gives_it_a_new_identity():
     before = component_identity(model)
     mark_changed(model)  # what loading or rescaling an IP-Adapter, or swapping attention processors, does
     assert component_identity(model) != before
+

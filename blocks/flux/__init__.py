@@ -1,0 +1,24 @@
+"""FLUX.1 step blocks (dev and schnell): text encoders, packed latents and the resolution-shifted
+flow-matching schedule, the transformer denoise loop with the distilled guidance and optional true CFG,
+image-to-image and inpainting, unpack and decode."""
+
+from .before_denoise import FluxImg2ImgSetTimestepsStep, FluxInputStep, FluxPrepareLatentsStep, FluxSetTimestepsStep
+from .decoders import FluxAutoDecodeStep, FluxDecodeStep, FluxInpaintDecodeStep
+from .denoise import (
+    FluxAutoDenoiseStep,
+    FluxDenoiseLoopWrapper,
+    FluxDenoiseStep,
+    FluxInpaintDenoiseStep,
+    FluxInpaintLoopAfterDenoiser,
+    FluxLoopAfterDenoiser,
+    FluxLoopDenoiser,
+)
+from .encoders import FluxAutoVaeEncoderStep, FluxInpaintVaeEncoderStep, FluxTextEncoderStep, FluxVaeEncoderStep
+from .image_latents import (
+    FluxAutoPrepareLatentsStep,
+    FluxAutoSetTimestepsStep,
+    FluxImg2ImgPrepareLatentsStep,
+    FluxInpaintPrepareLatentsStep,
+)
+
+__all__ = [name for name in dir() if name.startswith("Flux")]

@@ -1,0 +1,166 @@
+"""FLUX.1 denoise loop: a wrapper on the core loop driver and its denoiser / after-denoiser sub-blocks.
+
+The wrapper resets the guider once per call and tells it each step; the denoiser runs the transformer, with
+the distilled guidance of dev models, on every branch the guider asks for in one batched forward (true CFG:
+the conditional and the negative-prompt branch); the after-denoiser takes the Euler step.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+
+from ...modular_pipelines import (
+    AutoPipelineBlocks,
+    InputParam,
+    LoopSequentialPipelineBlocks,
+    ModularPipelineBlocks,
+    OutputParam,
+)
+from ..checks import FINITE_TENSOR
+from ..guidance import guided_forward
+from .inputs import FLUX_STEPS, GUIDANCE_SCALE, GUIDER, MODEL_NAME, SCHEDULER, TRANSFORMER
+
+LATENTS = InputParam("latents", type_hint=FINITE_TENSOR, required=True, description="the packed latents being denoised")
+
+
+def transformer_forward(transformer, img_ids, txt_ids, hidden_states, t, branches=None, **kwargs):
+    """One FLUX forward as :func:`~diffblocks.blocks.guidance.guided_forward` calls it: the timestep
+    ``t`` (in ``[0, 1000]``) per row scaled to the flow time, the ids shared by every row."""
+    timestep = t.expand(hidden_states.shape[0]).to(hidden_states.dtype) / 1000
+    return transformer(hidden_states=hidden_states, timestep=timestep, img_ids=img_ids, txt_ids=txt_ids,
+                       return_dict=False, **kwargs)
+
+
+def distilled_guidance(transformer, scale: float, latents: torch.Tensor) -> torch.Tensor | None:
+    """``scale`` for every row, float32, for a transformer with a guidance embedding (FLUX.1-dev); else None."""
+    if not transformer.config.guidance_embeds:
+        return None
+    return torch.full([1], scale, device=latents.device, dtype=torch.float32).expand(latents.shape[0])
+
+
+class FluxLoopDenoiser(ModularPipelineBlocks):
+    """Predict the velocity: the guider's branches in one batched transformer forward, combined by the guider.
+
+    Without negative embeddings a plain guider (CFG) is skipped and only the conditional prediction runs
+    (FluxPipeline's true CFG, too, needs a negative prompt); a perturbed guider (skip-layer, PAG) still runs
+    its branches, its unconditional one on the prompt.
+    """
+
+    model_name = MODEL_NAME
+    expected_components = [GUIDER, TRANSFORMER]
+    inputs = [
+        LATENTS,
+        InputParam("prompt_embeds", type_hint=torch.Tensor, required=True),
+        InputParam("pooled_prompt_embeds", type_hint=torch.Tensor, required=True),
+        InputParam("negative_prompt_embeds", type_hint=torch.Tensor),
+        InputParam("negative_pooled_prompt_embeds", type_hint=torch.Tensor),
+        InputParam("text_ids", type_hint=torch.Tensor, required=True),
+        InputParam("latent_image_ids", type_hint=torch.Tensor, required=True),
+        GUIDANCE_SCALE,
+        InputParam("joint_attention_kwargs", type_hint=dict, description="passed to the attention processors"),
+        InputParam("split_guidance_batches", type_hint=bool, default=False,
+                   description="run each guidance branch as its own forward (less memory, same result)"),
+    ]
+    intermediate_outputs = [OutputParam("noise_pred", type_hint=torch.Tensor, description="the guided velocity")]
+
+    def __call__(self, components, block_state, i, t):
+        transformer = components.transformer
+        forward = partial(transformer_forward, transformer, block_state.latent_image_ids, block_state.text_ids)
+        guidance = distilled_guidance(transformer, block_state.guidance_scale, block_state.latents)
+        shared = {"guidance": guidance, "joint_attention_kwargs": block_state.joint_attention_kwargs}
+        guider = components.guider
+        negatives = block_state.negative_prompt_embeds, block_state.negative_pooled_prompt_embeds
+        if any(n is None for n in negatives) and not guider.perturbations:
+            out = forward(block_state.latents, t, encoder_hidden_states=block_state.prompt_embeds,
+                          pooled_projections=block_state.pooled_prompt_embeds, **shared)
+            block_state.noise_pred = out[0]
+            return components, block_state
+        if any(n is None for n in negatives):  # a perturbed guider's unconditional branch: the prompt itself
+            negatives = (None, None)
+        conditioning = {
+            "encoder_hidden_states": (block_state.prompt_embeds, negatives[0]),
+            "pooled_projections": (block_state.pooled_prompt_embeds, negatives[1]),
+        }
+        block_state.noise_pred = guided_forward(
+            guider, transformer, block_state.latents, t, conditioning, shared,
+            split=block_state.split_guidance_batches, forward=forward,
+            parallel=getattr(components, "guidance_parallel", None))
+        return components, block_state
+
+
+class FluxLoopAfterDenoiser(ModularPipelineBlocks):
+    """Take one scheduler step (keeping the latents' dtype)."""
+
+    model_name = MODEL_NAME
+    expected_components = [SCHEDULER]
+    inputs = [LATENTS, InputParam("noise_pred", type_hint=torch.Tensor, required=True)]
+    intermediate_outputs = [OutputParam("latents", type_hint=torch.Tensor, description="the denoised packed latents")]
+
+    def __call__(self, components, block_state, i, t):
+        dtype = block_state.latents.dtype
+        latents = components.scheduler.step(block_state.noise_pred, t, block_state.latents, return_dict=False)[0]
+        block_state.latents = latents.to(dtype)
+        return components, block_state
+
+
+class FluxDenoiseLoopWrapper(LoopSequentialPipelineBlocks):
+    """Iterate over the timesteps, running the sub-blocks once per step."""
+
+    model_name = MODEL_NAME
+    block_names = ["denoiser", "after_denoiser"]  # a subclass gives the block_classes
+    loop_expected_components = [GUIDER, SCHEDULER, TRANSFORMER]
+    loop_inputs = [
+        InputParam("timesteps", type_hint=torch.Tensor, required=True),
+        FLUX_STEPS.replace(default=None, required=True),
+    ]
+
+    def before_loop(self, components, block_state) -> None:
+        guider = components.guider
+        guider.reset()
+        guider.check_model(components.transformer)  # a layer the transformer lacks fails before step 0
+
+    def before_step(self, components, block_state, i, t) -> None:
+        components.guider.set_state(step=i, num_inference_steps=block_state.num_inference_steps, timestep=t)
+
+
+class FluxDenoiseStep(FluxDenoiseLoopWrapper):
+    """The text-to-image denoise loop."""
+
+    block_classes = [FluxLoopDenoiser, FluxLoopAfterDenoiser]
+
+
+class FluxInpaintLoopAfterDenoiser(FluxLoopAfterDenoiser):
+    """Take one scheduler step, then put back the unmasked region: the image latents noised to the next
+    timestep (none after the last step)."""
+
+    inputs = FluxLoopAfterDenoiser.inputs + [
+        InputParam("mask", type_hint=torch.Tensor, required=True),
+        InputParam("image_latents", type_hint=torch.Tensor, required=True),
+        InputParam("noise", type_hint=torch.Tensor, required=True),
+        InputParam("timesteps", type_hint=torch.Tensor, required=True),
+    ]
+
+    def __call__(self, components, block_state, i, t):
+        components, block_state = super().__call__(components, block_state, i, t)
+        known = block_state.image_latents
+        if i < len(block_state.timesteps) - 1:
+            known = components.scheduler.scale_noise(known, block_state.timesteps[i + 1:i + 2], block_state.noise)
+        block_state.latents = (1 - block_state.mask) * known + block_state.mask * block_state.latents
+        return components, block_state
+
+
+class FluxInpaintDenoiseStep(FluxDenoiseLoopWrapper):
+    """The inpainting denoise loop (the unmasked region follows the noised image)."""
+
+    block_classes = [FluxLoopDenoiser, FluxInpaintLoopAfterDenoiser]
+
+
+class FluxAutoDenoiseStep(AutoPipelineBlocks):
+    """Denoise: the inpainting loop when `mask_image` is given, else the plain loop."""
+
+    choices = {
+        "inpaint": (FluxInpaintDenoiseStep, "mask_image"),
+        "denoise": (FluxDenoiseStep, None),
+    }

@@ -1,0 +1,68 @@
+"""Tiny random FLUX.1 repos (a standard ``FluxPipeline`` folder) built with diffusers, saved to disk.
+
+Nothing is downloaded: the CLIP tokenizer is tiny_models' byte-level one, the T5 tokenizer a character-level
+unigram vocabulary written here. ``dev=True`` gives the transformer a guidance embedding (FLUX.1-dev),
+``dev=False`` none (schnell); the scheduler shifts with the image size as FLUX.1-dev's does.
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+import torch
+from tiny_models import SEED, tiny_clip, write_tiny_tokenizer
+
+TRANSFORMER = dict(patch_size=1, in_channels=64, num_layers=1, num_single_layers=2, attention_head_dim=16,
+                   num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=(4, 6, 6))
+SCHEDULER = dict(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256,
+                 max_image_seq_len=4096)
+VAE = dict(block_out_channels=(16, 32), in_channels=3, out_channels=3, latent_channels=16, norm_num_groups=8,
+           down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, sample_size=32,
+           scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False)
+
+
+def tiny_t5_tokenizer():
+    """A T5 tokenizer over single characters (pad 0, eos 1, unk 2), no sentencepiece model needed."""
+    from transformers import T5TokenizerFast
+
+    chars = "▁" + string.ascii_letters + string.digits + string.punctuation
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [(c, -1.0) for c in chars]
+    return T5TokenizerFast(vocab=vocab, extra_ids=0)
+
+
+def tiny_t5(tokenizer, d_model: int = 32):
+    from transformers import T5Config, T5EncoderModel
+
+    config = T5Config(vocab_size=len(tokenizer), d_model=d_model, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
+                      relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=1)
+    return T5EncoderModel(config).eval()
+
+
+def tiny_transformer(dev: bool = True, **overrides):
+    from diffusers import FluxTransformer2DModel
+
+    return FluxTransformer2DModel(**{**TRANSFORMER, "guidance_embeds": dev, **overrides}).eval()
+
+
+def tiny_flux_vae(**overrides):
+    """A two-level VAE with FLUX's scaling and shift (and, like FLUX's, no quant convs)."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(**{**VAE, **overrides}).eval()
+
+
+def make_flux_repo(path: Path, dev: bool = True) -> Path:
+    """A standard FluxPipeline repo at ``path``: 16 latent channels (64-channel tokens), a 2-level VAE."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
+
+    torch.manual_seed(SEED)
+    tokenizer = write_tiny_tokenizer(path / "_tok")
+    tokenizer_2 = tiny_t5_tokenizer()
+    pipe = FluxPipeline(
+        transformer=tiny_transformer(dev), vae=tiny_flux_vae(), text_encoder=tiny_clip(tokenizer),
+        tokenizer=tokenizer, text_encoder_2=tiny_t5(tokenizer_2), tokenizer_2=tokenizer_2,
+        scheduler=FlowMatchEulerDiscreteScheduler(**SCHEDULER),
+    )
+    pipe.save_pretrained(path)
+    return path
