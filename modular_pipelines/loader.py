@@ -1,4 +1,4 @@
-"""``pipe.loader``: adapters that change a pipeline's components in place (IP-Adapter).
+"""``pipe.loader``: adapters that change a pipeline's components in place (IP-Adapter, LoRA, textual inversion).
 
 The loader is a thin layer: reading checkpoints and installing them into the UNet live in
 ``components/ip_adapter*.py``; here the pipeline's ``image_encoder`` and ``feature_extractor`` components
@@ -19,7 +19,7 @@ from ..components.ip_adapter import (
     set_ip_adapter_scale,
     unload_ip_adapters,
 )
-from ..components.errors import AdapterError
+from ..components.errors import AdapterError, LoraError, TextualInversionError
 
 logger = logging.getLogger("diffblocks")
 
@@ -100,6 +100,150 @@ class PipelineLoader:
         unload_ip_adapters(self._unet())
         if "image_encoder" in self.pipeline.component_names:
             self.pipeline.unload_components("image_encoder")
+
+    # --- LoRA ----------------------------------------------------------------------------------------------
+    def load_lora_weights(self, repo_or_path: Source, weight_name: str | None = None,
+                          adapter_name: str | None = None) -> str:
+        """Load a LoRA into the UNet and the text encoder(s); it becomes the active adapter, at weight 1.0.
+
+        Reads diffusers / PEFT files (``lora_A`` / ``lora_B``, or the older ``lora.down`` / ``lora.up``) and kohya /
+        A1111 files (``lora_unet_...lora_down.weight`` with ``.alpha``, LoCon conv layers, SDXL's original block
+        names), ``.safetensors`` or ``.bin`` (read with ``weights_only``). Every key is matched first: a LoRA that
+        does not fit changes nothing.
+
+        Args:
+            repo_or_path: A folder, a Hub repo id, a file, or a state dict.
+            weight_name: The file in the folder or repo (default ``pytorch_lora_weights.safetensors``).
+            adapter_name: The adapter's name (default ``default_<n>``).
+
+        Returns:
+            The adapter's name.
+
+        Raises:
+            LoraError: keys that fit no module (the message names the first ones), or a taken adapter name.
+        """
+        from ..components.lora import load_lora
+
+        models = self._lora_models()
+        skip = tuple(n for n in ("text_encoder", "text_encoder_2") if n not in self.pipeline.component_names)
+        return load_lora(models, repo_or_path, weight_name, adapter_name, skip=skip)
+
+    def set_adapters(self, adapter_names: str | Sequence[str], weights: Any = None) -> None:
+        """Activate exactly ``adapter_names``, each at its weight: a number, one per adapter, or a dict per
+        component (``{"unet": 0.8, "text_encoder": 0.5}``; components left out get 1.0)."""
+        from ..components.lora import set_weights
+        from ..components.lora.scales import weights_per_component
+
+        names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
+        models = self._lora_models(loaded_only=True)
+        loaded = self._lora_names(models)
+        unknown = [n for n in names if n not in loaded]
+        if unknown:
+            raise LoraError.unknown_adapters(unknown, loaded)
+        for component, component_weights in weights_per_component(names, weights, list(models)).items():
+            set_weights(models[component], component_weights)
+
+    def get_active_adapters(self) -> list[str]:
+        """The active LoRA adapters (of the first model that has any)."""
+        from ..components.lora import active_adapters
+
+        return next((a for a in map(active_adapters, self._lora_models(loaded_only=True).values()) if a), [])
+
+    def get_list_adapters(self) -> dict[str, list[str]]:
+        """The loaded LoRA adapters per component."""
+        from ..components.lora import loaded_adapters
+
+        return {n: loaded_adapters(m) for n, m in self._lora_models(loaded_only=True).items()}
+
+    def enable_lora(self) -> None:
+        """Switch the LoRA layers back on (after :meth:`disable_lora`)."""
+        self._each_lora_model("enable", True)
+
+    def disable_lora(self) -> None:
+        """Compute as without LoRA, keeping the adapters loaded (a fused LoRA is unfused first)."""
+        self._each_lora_model("enable", False)
+
+    def fuse_lora(self, lora_scale: float = 1.0) -> None:
+        """Add the active adapters into the weights (times ``lora_scale``): steps then cost what they cost
+        without LoRA. The original weights are kept; :meth:`unfuse_lora` restores them exactly."""
+        self._each_lora_model("fuse", lora_scale)
+
+    def unfuse_lora(self) -> None:
+        """Give fused layers their original weights back (bitwise)."""
+        self._each_lora_model("unfuse")
+
+    def delete_adapters(self, adapter_names: str | Sequence[str]) -> None:
+        """Remove the named adapters from every model."""
+        names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
+        loaded = self._lora_names(self._lora_models(loaded_only=True))
+        unknown = [n for n in names if n not in loaded]
+        if unknown:
+            raise LoraError.unknown_adapters(unknown, loaded)
+        self._each_lora_model("delete_adapters", names)
+
+    def unload_lora_weights(self) -> None:
+        """Remove every LoRA: the models get their original modules and weight tensors back."""
+        self._each_lora_model("unload")
+
+    def _lora_models(self, loaded_only: bool = False) -> dict:
+        from ..components.lora import loaded_adapters
+
+        components = self.pipeline.components
+        models = {n: components.get(n) for n in ("unet", "text_encoder", "text_encoder_2")
+                  if components.get(n) is not None}
+        if not models:
+            raise LoraError.no_model()
+        return {n: m for n, m in models.items() if loaded_adapters(m)} if loaded_only else models
+
+    @staticmethod
+    def _lora_names(models: Mapping) -> list[str]:
+        from ..components.lora import loaded_adapters
+
+        return list(dict.fromkeys(name for model in models.values() for name in loaded_adapters(model)))
+
+    def _each_lora_model(self, operation: str, *args) -> None:
+        from ..components import lora
+
+        for model in self._lora_models().values():
+            getattr(lora, operation)(model, *args)
+
+    # --- textual inversion -----------------------------------------------------------------------------
+    def load_textual_inversion(self, path_or_repo: Source | Any, token: str | None = None,
+                               weight_name: str | None = None) -> list[str]:
+        """Add a textual-inversion embedding as a new token of the tokenizer(s) and text encoder(s).
+
+        Reads A1111 ``.pt`` / ``.safetensors`` embeddings (``string_to_param``, ``emb_params``), SDXL embeddings
+        (``clip_l`` / ``clip_g``, one per text encoder) and diffusers' ``learned_embeds.bin`` / ``.safetensors``.
+        A multi-vector embedding becomes ``token``, ``token_1``, ...; prompts naming ``token`` are expanded.
+
+        Args:
+            path_or_repo: A folder, a Hub repo id, a file, a state dict or a tensor (then ``token`` is needed).
+            token: The token to use in prompts (default: the one the file names).
+            weight_name: The file in the folder or repo (default ``learned_embeds.safetensors`` / ``.bin``).
+
+        Returns:
+            The tokens added.
+
+        Raises:
+            TextualInversionError: not an embedding, the token is taken, or the vectors do not fit the encoder.
+        """
+        from ..components.textual_inversion import load_textual_inversion
+
+        return load_textual_inversion(self._text_pairs(), path_or_repo, token, weight_name)
+
+    def unload_textual_inversion(self) -> None:
+        """Remove every loaded embedding: tokenizers and embedding tables are exactly as before."""
+        from ..components.textual_inversion import unload_textual_inversion
+
+        unload_textual_inversion([encoder for _, encoder in self._text_pairs()])
+
+    def _text_pairs(self) -> list[tuple]:
+        components = self.pipeline.components
+        pairs = [(components.get(t), components.get(e)) for t, e in
+                 (("tokenizer", "text_encoder"), ("tokenizer_2", "text_encoder_2"))]
+        if pairs[0][0] is None or pairs[0][1] is None:
+            raise TextualInversionError.no_encoder("the pipeline's tokenizer or text_encoder is not loaded")
+        return [p for p in pairs if p[0] is not None and p[1] is not None]
 
     # --- helpers ---------------------------------------------------------------------------------------
     def _unet(self):

@@ -18,6 +18,7 @@ from typing import Any, Iterable
 from ..components.errors import BlockDeclarationError
 from ..modular_pipelines.block import ModularPipelineBlocks
 from .adapter_nodes import LoadControlNet, LoadIPAdapter
+from .lora_nodes import LoadLoRA
 from .block_nodes import BlockNode
 from .bundle import component_socket
 from .config_nodes import GuiderNode, SchedulerNode
@@ -90,6 +91,7 @@ def _build() -> dict[str, NodeType]:
     types["LoadImage"] = LoadImage()
     types["LoadControlNet"] = LoadControlNet()
     types["LoadIPAdapter"] = LoadIPAdapter()
+    types["LoadLoRA"] = LoadLoRA()
     types["LoadComponents"] = LoadComponents(_component_outputs(types.values()))
     return types
 

@@ -39,5 +39,6 @@ from .encoders import (
 )
 
 from .ip_adapter import StableDiffusionAutoIPAdapterStep, StableDiffusionIPAdapterStep
+from .weighted_encoders import StableDiffusionWeightedTextEncoderStep
 
 __all__ = [name for name in dir() if name.startswith("StableDiffusion")]

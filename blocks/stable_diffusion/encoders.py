@@ -7,6 +7,7 @@ import torch
 from ...components.image_processor import MaskImageProcessor, VaeImageProcessor
 from ...components.models import AutoencoderKL
 from ...components.spec import ComponentSpec, LazyClass
+from ...components.textual_inversion import expand_prompts
 from ...modular_pipelines import AutoPipelineBlocks, InputParam, ModularPipelineBlocks, OutputParam
 from ..checks import FINITE_TENSOR, check_multiple, conflict, missing_one_of
 from ..common import default_size, execution_device, vae_scale_factor
@@ -47,6 +48,7 @@ def clip_embeds(tokenizer, text_encoder, prompts: list[str], device, clip_skip: 
                 max_length: int | None = None) -> torch.Tensor:
     """CLIP hidden states for ``prompts`` (padded to ``max_length``); ``clip_skip`` takes an earlier layer
     and applies the final layer norm, as Stable Diffusion does."""
+    prompts = expand_prompts(tokenizer, prompts)  # multi-vector textual-inversion tokens
     tokens = tokenizer(prompts, padding="max_length", max_length=max_length or tokenizer.model_max_length,
                        truncation=True, return_tensors="pt")
     mask = tokens.attention_mask.to(device) if getattr(text_encoder.config, "use_attention_mask", False) else None

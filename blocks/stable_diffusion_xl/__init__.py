@@ -43,5 +43,6 @@ from .encoders import (
 )
 
 from .ip_adapter import StableDiffusionXLAutoIPAdapterStep, StableDiffusionXLIPAdapterStep
+from .weighted_encoders import StableDiffusionXLWeightedTextEncoderStep
 
 __all__ = [name for name in dir() if name.startswith("StableDiffusionXL")]

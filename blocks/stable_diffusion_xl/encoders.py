@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ...components.spec import ComponentSpec, ConfigSpec, LazyClass
+from ...components.textual_inversion import expand_prompts
 from ...modular_pipelines import AutoPipelineBlocks, InputParam, ModularPipelineBlocks, OutputParam
 from ..checks import FINITE_TENSOR, conflict, missing_one_of
 from ..common import execution_device
@@ -27,6 +28,7 @@ def sdxl_embeds(pairs, prompts_per_encoder, device, clip_skip=None, max_length=N
     """Concatenated penultimate hidden states of every encoder, and the pooled output of the last one."""
     hidden, pooled = [], None
     for (tokenizer, encoder), prompts in zip(pairs, prompts_per_encoder):
+        prompts = expand_prompts(tokenizer, prompts)  # multi-vector textual-inversion tokens
         tokens = tokenizer(prompts, padding="max_length", max_length=max_length or tokenizer.model_max_length,
                            truncation=True, return_tensors="pt")
         out = encoder(tokens.input_ids.to(device), output_hidden_states=True)

@@ -1,0 +1,186 @@
+"""Reading LoRA files and sorting their keys into layers, per component.
+
+Three layouts are read:
+
+- diffusers / PEFT: ``unet.<module>.lora_A.weight`` / ``lora_B`` (``text_encoder.``, ``text_encoder_2.`` for the
+  text encoders; keys without a component prefix belong to the UNet);
+- the older diffusers layout: ``<module>.lora.down.weight`` / ``.lora.up``, ``.lora_linear_layer.down``, and the
+  attention-processor form ``attn1.processor.to_q_lora.down.weight`` (text encoders: ``self_attn.to_q_lora``);
+- kohya / A1111 (``lora_unet_<module_with_underscores>.lora_down.weight``, ``.lora_up.weight``, ``.alpha``;
+  ``lora_te_`` / ``lora_te1_`` / ``lora_te2_`` for the text encoders), LoCon conv layers included.
+
+Module names are kept as the file writes them; :mod:`.mapping` finds them in a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import torch
+
+from ..errors import CorruptedFileError, MissingFileError
+from ..files import is_local, resolve_file
+
+COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
+DEFAULT_WEIGHT_NAMES = ["pytorch_lora_weights.safetensors", "pytorch_lora_weights.bin"]
+_KOHYA_PREFIXES = {"lora_unet_": "unet", "lora_te_": "text_encoder", "lora_te1_": "text_encoder",
+                   "lora_te2_": "text_encoder_2"}
+_KOHYA_ROLES = {"lora_down.weight": "down", "lora_up.weight": "up", "alpha": "alpha"}
+# attention-processor LoRA names of the older diffusers layout -> the projection they adapt
+_PROCESSOR_NAMES = {"to_q": "to_q", "to_k": "to_k", "to_v": "to_v", "to_out": "to_out.0"}
+_TEXT_PROCESSOR_NAMES = {"to_q": "q_proj", "to_k": "k_proj", "to_v": "v_proj", "to_out": "out_proj"}
+_DIFFUSERS_ROLE = re.compile(
+    r"^(?P<path>.+?)(?:\.lora_(?P<ab>[AB])(?:\.[^.]+)?\.weight|(?:\.lora|\.lora_linear_layer|_lora)\.(?P<du>down|up)"
+    r"\.weight|\.(?P<alpha>alpha))$")
+_PROCESSOR = re.compile(r"^(?P<parent>.*?)\.(?:processor\.)?(?P<proj>to_q|to_k|to_v|to_out)$")
+
+
+@dataclass
+class LayerLora:
+    """One adapted layer: ``down`` (lora_A), ``up`` (lora_B), ``alpha`` (None: the rank, scale 1)."""
+
+    key: str
+    down: torch.Tensor | None = None
+    up: torch.Tensor | None = None
+    alpha: float | None = None
+
+    @property
+    def rank(self) -> int:
+        return self.down.shape[0]
+
+
+@dataclass
+class ParsedLora:
+    """A LoRA file's layers per component; ``kohya``: module names use underscores for dots."""
+
+    layers: dict[str, dict[str, LayerLora]] = field(default_factory=dict)
+    kohya: bool = False
+    unread: list[str] = field(default_factory=list)
+
+    def layer(self, component: str, name: str, key: str) -> LayerLora:
+        return self.layers.setdefault(component, {}).setdefault(name, LayerLora(key))
+
+
+def read_lora_file(source: str | os.PathLike | Mapping, weight_name: str | None = None) -> tuple[dict, dict, str]:
+    """The state dict, the safetensors metadata and a label naming where it came from.
+
+    ``source``: a state dict, a ``.safetensors`` / ``.bin`` file, or a folder / Hub repo (with ``weight_name``,
+    default ``pytorch_lora_weights.safetensors`` then ``.bin``).
+    """
+    return read_weights(source, weight_name, DEFAULT_WEIGHT_NAMES, "LoRA weights")
+
+
+def read_weights(source, weight_name: str | None, defaults: list[str], what: str) -> tuple[dict, dict, str]:
+    """A weights file given as a state dict, a file, or a folder / Hub repo with ``weight_name`` (else the first
+    of ``defaults`` there, or the folder's only ``.safetensors`` file). ``.bin`` / ``.pt`` files are read with
+    ``torch.load(weights_only=True)``: plain tensors only, no pickled code.
+
+    Raises:
+        MissingFileError: no such file (the message names every path looked for).
+        CorruptedFileError: the file cannot be read.
+    """
+    if isinstance(source, Mapping):
+        return dict(source), {}, "(state dict)"
+    if weight_name is None and is_local(source) and Path(source).is_file():
+        path = Path(source)
+    else:
+        path = resolve_file(source, [weight_name] if weight_name else defaults + _single_safetensors(source), what=what)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as handle:
+                return {k: handle.get_tensor(k) for k in handle.keys()}, handle.metadata() or {}, str(path)
+        return torch.load(path, map_location="cpu", weights_only=True), {}, str(path)
+    except FileNotFoundError as err:
+        raise MissingFileError(f"{what} {path} not found") from err
+    except Exception as err:  # a truncated file, or a pickle that is not plain tensors
+        raise CorruptedFileError.unreadable(str(path), err) from err
+
+
+def _single_safetensors(source) -> list[str]:
+    """A local folder holding exactly one ``.safetensors`` file: that file (as downloaded LoRAs often come)."""
+    if not (is_local(source) and Path(source).is_dir()):
+        return []
+    found = sorted(p.name for p in Path(source).glob("*.safetensors"))
+    return found if len(found) == 1 else []
+
+
+def parse_lora(state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> ParsedLora:
+    """Sort ``state_dict``'s keys into layers per component (keys no layout reads go to ``unread``)."""
+    kohya = any(key.startswith(tuple(_KOHYA_PREFIXES)) for key in state_dict)
+    parsed = ParsedLora(kohya=kohya)
+    for key, value in state_dict.items():
+        read = _read_kohya_key if kohya else _read_diffusers_key
+        if not isinstance(value, torch.Tensor) or not read(parsed, key, value):
+            parsed.unread.append(key)
+    if not kohya:
+        _apply_metadata_alphas(parsed, metadata or {})
+    return parsed
+
+
+def _read_kohya_key(parsed: ParsedLora, key: str, value: torch.Tensor) -> bool:
+    name, _, suffix = key.partition(".")
+    prefix = next((p for p in _KOHYA_PREFIXES if name.startswith(p)), None)
+    role = _KOHYA_ROLES.get(suffix)
+    if prefix is None or role is None:
+        return False
+    _set(parsed.layer(_KOHYA_PREFIXES[prefix], name[len(prefix):], key), role, value)
+    return True
+
+
+def _read_diffusers_key(parsed: ParsedLora, key: str, value: torch.Tensor) -> bool:
+    component, path = _component_of(key.removeprefix("base_model.model."))
+    match = _DIFFUSERS_ROLE.match(path)
+    if match is None:
+        return False
+    role = "alpha" if match["alpha"] else ("down" if match["ab"] == "A" or match["du"] == "down" else "up")
+    module = _module_of(match["path"], component)
+    _set(parsed.layer(component, module, key), role, value)
+    return True
+
+
+def _component_of(key: str) -> tuple[str, str]:
+    head, _, rest = key.partition(".")
+    return (head, rest) if head in COMPONENTS else ("unet", key)
+
+
+def _module_of(path: str, component: str) -> str:
+    """The module a diffusers-layout key adapts (``attn1.processor.to_q`` -> ``attn1.to_q``, ``to_out`` ->
+    ``to_out.0``; in text encoders ``self_attn.to_q`` -> ``self_attn.q_proj``)."""
+    for suffix in (".down.weight", ".lora", ".lora_linear_layer", "_lora"):  # alpha keys of the older layout
+        path = path.removesuffix(suffix)
+    match = _PROCESSOR.match(path)
+    if match is None:
+        return path
+    names = _PROCESSOR_NAMES if component == "unet" else _TEXT_PROCESSOR_NAMES
+    return f"{match['parent']}.{names[match['proj']]}"
+
+
+def _set(layer: LayerLora, role: str, value: torch.Tensor) -> None:
+    if role == "alpha":
+        layer.alpha = float(value.item() if isinstance(value, torch.Tensor) else value)
+    else:
+        setattr(layer, role, value)
+
+
+def _apply_metadata_alphas(parsed: ParsedLora, metadata: Mapping[str, str]) -> None:
+    """diffusers writes each component's LoraConfig into the safetensors metadata (``lora_adapter_metadata``);
+    its ``lora_alpha`` / ``alpha_pattern`` give the layers' alphas."""
+    text = metadata.get("lora_adapter_metadata")
+    if not text:
+        return
+    config = json.loads(text)
+    for component, layers in parsed.layers.items():
+        alpha = config.get(f"{component}.lora_alpha")
+        patterns = config.get(f"{component}.alpha_pattern") or {}
+        for name, layer in layers.items():
+            if layer.alpha is not None:
+                continue
+            found = next((v for p, v in patterns.items() if re.search(rf"(^|\.){p}$", name)), None)
+            layer.alpha = float(found if found is not None else alpha) if (found or alpha) is not None else None

@@ -1,0 +1,163 @@
+"""LoRA layers on any torch module, with PEFT's layer classes: adding adapters, their scales, fusing, unloading.
+
+PEFT's ``lora.Linear`` / ``lora.Conv2d`` wrap the original module (kept as ``base_layer``) and add
+``base(x) + scale * up(down(x))``; we place them ourselves (``dispatch_default``) instead of going through
+transformers' or diffusers' PEFT integrations, so the UNet and the text encoders are handled alike.
+
+Fusing does not add into the original weight: the fused weight is a new tensor and the original is kept, so
+unfusing and unloading give back the exact original tensors (and weight-sharing copies, as the node engine makes,
+never change the model they share weights with).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import torch
+from torch import nn
+
+from ..spec import mark_changed
+from .mapping import Target
+
+LOADED_ATTR = "_diffblocks_lora_adapters"  # adapter name -> the names of the modules it adapts
+_ORIGINAL = "_diffblocks_unfused_weight"
+
+
+def lora_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The PEFT LoRA layers in ``model``, by name."""
+    from peft.tuners.lora import LoraLayer
+
+    return [(name, module) for name, module in model.named_modules() if isinstance(module, LoraLayer)]
+
+
+def loaded_adapters(model: nn.Module) -> list[str]:
+    return list(getattr(model, LOADED_ATTR, {}))
+
+
+def active_adapters(model: nn.Module) -> list[str]:
+    layers = lora_layers(model)
+    return list(layers[0][1].active_adapters) if layers else []
+
+
+def add_adapter(model: nn.Module, adapter_name: str, targets: Sequence[Target]) -> None:
+    """Wrap each target module in a PEFT LoRA layer (or add ``adapter_name`` to the one already there) and
+    fill in the LoRA's weights; ``adapter_name`` becomes the only active adapter, at scale 1 (as diffusers)."""
+    from peft import LoraConfig
+    from peft.tuners.lora import LoraLayer
+    from peft.tuners.lora.layer import dispatch_default
+
+    config = LoraConfig(r=1, lora_alpha=1, lora_dropout=0.0, init_lora_weights=False, inference_mode=True)
+    unfuse(model)  # fused weights hold the adapters of before; the new set is fused again on request
+    for target in targets:
+        rank, alpha = target.down.shape[0], target.lora.alpha or target.down.shape[0]
+        parent_name, _, child = target.name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        module = getattr(parent, child)
+        with torch.device("meta"):  # PEFT's random init and dtype moves would be thrown away: skip them
+            if isinstance(module, LoraLayer):
+                module.update_layer(adapter_name, rank, lora_alpha=alpha, config=config)
+            else:
+                module = dispatch_default(module, adapter_name, config, r=rank, lora_alpha=alpha)
+        setattr(parent, child, module)
+        weight = module.get_base_layer().weight
+        for layers, value in ((module.lora_A, target.down), (module.lora_B, target.up)):
+            layers[adapter_name].weight = nn.Parameter(value.to(device=weight.device, dtype=weight.dtype, copy=True),
+                                                       requires_grad=False)
+    loaded = dict(getattr(model, LOADED_ATTR, {}))
+    loaded[adapter_name] = [t.name for t in targets]
+    object.__setattr__(model, LOADED_ATTR, loaded)
+    set_weights(model, {adapter_name: 1.0})
+
+
+def set_weights(model: nn.Module, weights: dict[str, float]) -> None:
+    """Make exactly the adapters of ``weights`` active, each at its weight (its ``alpha / rank`` times the weight);
+    adapters a layer does not have are skipped there. A fused model is unfused first (fuse again to keep the
+    new weights fused)."""
+    unfuse(model)
+    names = list(weights)
+    for _, layer in lora_layers(model):
+        layer.set_adapter(names, inference_mode=True)
+        for name, weight in weights.items():
+            layer.set_scale(name, weight)
+    mark_changed(model)
+
+
+def enable(model: nn.Module, enabled: bool) -> None:
+    """Switch the LoRA layers on or off (off: the model computes as without them)."""
+    if not lora_layers(model):
+        return
+    if not enabled:
+        unfuse(model)
+    for _, layer in lora_layers(model):
+        layer.enable_adapters(enabled)
+    mark_changed(model)
+
+
+def fuse(model: nn.Module, lora_scale: float = 1.0) -> None:
+    """Add the active adapters into the weights (times ``lora_scale``), so a step costs what it costs without
+    LoRA. The original weights are kept for :func:`unfuse`; a fused model is unfused first."""
+    if not lora_layers(model):
+        return
+    unfuse(model)
+    for _, layer in lora_layers(model):
+        base = layer.get_base_layer()
+        layer.__dict__[_ORIGINAL] = base.weight  # in __dict__: kept, but not a parameter of the layer
+        base.weight = nn.Parameter(base.weight.detach().clone(), requires_grad=False)
+        scaling = dict(layer.scaling)
+        layer.scale_layer(lora_scale)
+        layer.merge()
+        layer.scaling.update(scaling)  # the adapters' own scales, exactly as before fusing
+    mark_changed(model)
+
+
+def unfuse(model: nn.Module) -> None:
+    """Give fused layers their original weight tensors back (no subtraction: bitwise the original)."""
+    restored = False
+    for _, layer in lora_layers(model):
+        original = layer.__dict__.pop(_ORIGINAL, None)
+        if original is not None:
+            layer.get_base_layer().weight = original
+            layer.merged_adapters.clear()
+            restored = True
+    if restored:
+        mark_changed(model)
+
+
+def is_fused(model: nn.Module) -> bool:
+    return any(_ORIGINAL in layer.__dict__ for _, layer in lora_layers(model))
+
+
+def delete_adapters(model: nn.Module, names: Iterable[str]) -> None:
+    """Remove adapters; a layer left with none is replaced by its original module."""
+    names = set(names)
+    active = [n for n in active_adapters(model) if n not in names]
+    unfuse(model)
+    for name, layer in lora_layers(model):
+        for adapter in names & set(layer.lora_A):
+            layer.delete_adapter(adapter)
+        if not layer.lora_A:
+            _restore(model, name, layer)
+    loaded = {n: m for n, m in getattr(model, LOADED_ATTR, {}).items() if n not in names}
+    if loaded:
+        object.__setattr__(model, LOADED_ATTR, loaded)
+        set_weights(model, {n: 1.0 for n in active} if active else {})
+    elif hasattr(model, LOADED_ATTR):
+        object.__delattr__(model, LOADED_ATTR)
+    mark_changed(model)
+
+
+def unload(model: nn.Module) -> None:
+    """Remove every LoRA layer: the model gets its original modules and weight tensors back."""
+    if not lora_layers(model) and not hasattr(model, LOADED_ATTR):
+        return
+    unfuse(model)
+    for name, layer in lora_layers(model):
+        _restore(model, name, layer)
+    if hasattr(model, LOADED_ATTR):
+        object.__delattr__(model, LOADED_ATTR)
+    mark_changed(model)
+
+
+def _restore(model: nn.Module, name: str, layer: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name), child, layer.get_base_layer())

@@ -1,0 +1,76 @@
+"""``LoadLoRA``: a components bundle whose UNet and text encoders carry a LoRA.
+
+The models in the ComponentsManager are shared by every workflow, so the LoRA goes into weight-sharing copies
+of their module trees (as ``LoadIPAdapter`` does): no memory for the weights, and the shared models, and every
+workflow reading them, stay as they were. Chained ``LoadLoRA`` nodes stack: each keeps the adapters before it
+active at their scales.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .adapter_nodes import STRING, weight_sharing_copy
+from .bundle import ComponentsBundle
+from .node_type import NodeInput, NodeOutput, NodeType, RunContext
+
+LORA_MODELS = ("unet", "text_encoder", "text_encoder_2")
+_SCALES = "_diffblocks_lora_node_scales"  # adapter -> scale, set by the LoadLoRA nodes before this copy
+
+
+class LoadLoRA(NodeType):
+    name = "LoadLoRA"
+    category = "loaders"
+    description = ("A LoRA (diffusers/PEFT or kohya/A1111 file, .safetensors or .bin) for the bundle's UNet and text "
+                   "encoders; outputs the bundle with the adapted models.")
+
+    def __init__(self):
+        self.inputs = {
+            "components": NodeInput({"description": "the bundle whose models get the LoRA"}, required=True,
+                                    socket="components"),
+            "repo": NodeInput({**STRING, "minLength": 1, "description": "LoRA file, folder or Hub repo id"}, required=True),
+            "weight_name": NodeInput({**STRING, "default": "", "description": "file in the folder or repo"}),
+            "adapter_name": NodeInput({**STRING, "default": "", "description": "adapter name (default: default_<n>)"}),
+            "scale": NodeInput({"type": "number", "default": 1.0, "description": "LoRA strength"}),
+        }
+        self.outputs = {"components": NodeOutput("components"), "unet": NodeOutput("UNet2DConditionModel"),
+                        "text_encoder": NodeOutput("CLIPTextModel")}
+
+    def check_value(self, name: str, value: Any) -> str | None:
+        if name == "scale" and not (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            return f"must be a number, got {value!r}"
+        if name in ("repo", "weight_name", "adapter_name") and not isinstance(value, str):
+            return f"must be a string, got {value!r}"
+        return None
+
+    def run(self, ctx: RunContext, values: dict[str, Any]) -> dict[str, Any]:
+        from ..components.lora import load_lora, set_weights
+
+        bundle: ComponentsBundle = values["components"]
+        scale = float(values.get("scale", 1.0))
+        models = {n: self._copy(bundle.components[n], values, scale) for n in LORA_MODELS
+                  if bundle.components.get(n) is not None}
+        skip = tuple(n for n in LORA_MODELS[1:] if n not in models)
+        adapter = load_lora(models, values["repo"], values.get("weight_name") or None,
+                            values.get("adapter_name") or None, skip=skip)
+        for model in models.values():
+            scales = {**getattr(model, _SCALES, {}), adapter: scale}
+            object.__setattr__(model, _SCALES, scales)
+            set_weights(model, {name: s for name, s in scales.items() if name in _loaded(model)})
+        return {"components": ComponentsBundle({**bundle.components, **models}, bundle.config, bundle.source),
+                "unet": models.get("unet"), "text_encoder": models.get("text_encoder")}
+
+    @staticmethod
+    def _copy(model, values: dict[str, Any], scale: float):
+        from ..components.spec import LOAD_ID_ATTR, load_id_of
+
+        twin = weight_sharing_copy(model)
+        where = f"{values['repo']}/{values.get('weight_name') or ''}#{values.get('adapter_name') or ''}@{scale}"
+        object.__setattr__(twin, LOAD_ID_ATTR, f"{load_id_of(model) or 'memory'}+lora:{where}")
+        return twin
+
+
+def _loaded(model) -> list[str]:
+    from ..components.lora import loaded_adapters
+
+    return loaded_adapters(model)
