@@ -4,7 +4,8 @@ The denoisers of every family call :func:`guided_forward`. Conditioning that dif
 positive and the negative branch is given as ``{field: (positive, negative)}``; a dotted field such as
 ``"added_cond_kwargs.text_embeds"`` lands in a nested keyword argument. All branches run as **one**
 batched forward (the guider's perturbations touch only their own rows) unless ``split`` is set, when each
-branch runs alone (less memory, same numbers).
+branch runs alone (less memory, same numbers), and each process of a guidance-parallel run
+(``pipe.enable_guidance_parallel``) runs only some branches.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def guided_forward(
     shared: Mapping[str, Any] | None = None,
     split: bool = False,
     forward: Callable | None = None,
+    parallel: Any = None,
 ) -> torch.Tensor:
     """The guided prediction for ``sample`` at ``timestep``.
 
@@ -63,15 +65,21 @@ def guided_forward(
         split: run each branch as its own forward instead of one batched forward.
         forward: called instead of ``model`` (e.g. ControlNet then UNet), with the extra keyword
             ``branches`` (the branches in this batch, in row order); perturbations still go on ``model``.
+        parallel: shares the branches out among processes (``pipe.enable_guidance_parallel``): called as
+            ``parallel.run(branches, run, device)``, where ``run(some_branches)`` runs their forward here and
+            returns their predictions by name; returns every branch's prediction.
     """
-    branches = guider.branches
     shared = dict(shared or {})
-    if split and len(branches) > 1:
-        preds = {}
-        for branch in branches:
-            preds[branch.name] = _run(guider, model, forward, [branch], sample, timestep, conditioning, shared)[branch.name]
-        return guider.combine(preds).pred
-    return guider.combine(_run(guider, model, forward, branches, sample, timestep, conditioning, shared)).pred
+
+    def run(branches) -> dict[str, torch.Tensor]:
+        preds: dict[str, torch.Tensor] = {}
+        for batch in ([b] for b in branches) if split else [branches]:
+            preds.update(_run(guider, model, forward, batch, sample, timestep, conditioning, shared))
+        return preds
+
+    branches = guider.branches
+    preds = run(branches) if parallel is None else parallel.run(branches, run, sample.device)
+    return guider.combine(preds).pred
 
 
 def _run(guider, model, forward, branches, sample, timestep, conditioning, shared) -> dict[str, torch.Tensor]:

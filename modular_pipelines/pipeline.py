@@ -150,6 +150,22 @@ class ModularPipeline(ComponentsMixin):
         for _, module in self._modules():
             cpu_offload(module, execution_device=device)
 
+    def enable_guidance_parallel(self, group=None) -> None:
+        """Run the guider's branches (cond / uncond / perturbed) on different ranks of a torch.distributed
+        process group, each rank the model forward of its own branches, gathered before the guider combines
+        them (:mod:`diffblocks.distributed.guidance`). Every rank must make the same calls with the same
+        inputs, one call at a time; ``pipe.guidance_parallel = None`` turns it off.
+
+        Args:
+            group: the process group (None: the default group).
+
+        Raises:
+            DistributedError: torch.distributed is not initialised.
+        """
+        from ..distributed.guidance import enable_guidance_parallel
+
+        enable_guidance_parallel(self, group)
+
     # --- progress and interruption, read by loops ------------------------------------------------------
     def set_progress_bar_config(self, **kwargs: Any) -> None:
         """Options for the tqdm progress bar of loops (``disable=True`` turns it off)."""

@@ -158,6 +158,7 @@ class StableDiffusionControlNetLoopDenoiser(StableDiffusionLoopDenoiser):
         block_state.noise_pred = guided_forward(
             components.guider, components.unet, block_state.scaled_latents, t, self.conditioning(block_state),
             self.shared_inputs(components, block_state), split=block_state.split_guidance_batches, forward=forward,
+            parallel=getattr(components, "guidance_parallel", None),
         )
         return components, block_state
 

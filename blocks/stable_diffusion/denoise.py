@@ -94,6 +94,7 @@ class StableDiffusionLoopDenoiser(ModularPipelineBlocks):
         block_state.noise_pred = guided_forward(
             components.guider, components.unet, block_state.scaled_latents, t, self.conditioning(block_state),
             self.shared_inputs(components, block_state), split=block_state.split_guidance_batches,
+            parallel=getattr(components, "guidance_parallel", None),
         )
         return components, block_state
 

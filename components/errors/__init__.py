@@ -12,6 +12,8 @@ from .blocks import BlockDeclarationError, PipelineValidationError, MissingInput
 from .components import ComponentError, ComponentNotFoundError, AmbiguousComponentError, ComponentLoadError, UnsupportedComponentError, NotInstantiableError, ComponentTypeError, UnknownComponentClassError, ModelInputError, DeviceError, GuiderError, AdapterError  # noqa: F401
 from .nodes import WorkflowError, NodeRunError, Interrupted, ArtifactError  # noqa: F401
 from .files import ReadOnlyConfigError, MissingFileError, CorruptedFileError, WeightsMismatchError, ConfigError, RemoteCodeError, HubUnreachableError  # noqa: F401
+from .server import ServerError, RequestError, JobError, ServerSetupError  # noqa: F401
+from .distributed import BatchError, BatchItemError, DistributedError  # noqa: F401
 from .adapters import LoraError, TextualInversionError  # noqa: F401
 from .prompts import PromptSyntaxError  # noqa: F401
 

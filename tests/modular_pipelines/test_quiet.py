@@ -55,6 +55,8 @@ def test_transformers_progress_bars_are_only_quiet_inside_our_loads(capfd):
 
     from diffblocks.components import AutoModel
 
+    # as in a fresh process (the CLI's commands, run in this one by other tests, turn them off for good)
+    transformers.utils.logging.enable_progress_bar()
     AutoModel.from_pretrained(embedded_model_path(), subfolder="text_encoder")
     assert "Loading weights" not in capfd.readouterr().err
     transformers.CLIPTextModel.from_pretrained(embedded_model_path(), subfolder="text_encoder")

@@ -1,6 +1,6 @@
 """The layers import downwards only: components (the bottom, with the errors) imports none of the others,
 guiders only components, the core (modular_pipelines) neither blocks nor presets, the node engine nothing above it
-(no server, no CLI)."""
+(no server, no CLI), the server nothing above it (no CLI)."""
 
 import ast
 from pathlib import Path
@@ -14,6 +14,7 @@ ALLOWED = {
     "guiders": {"components"},
     "modular_pipelines": {"components", "guiders"},
     "nodes": {"components", "guiders", "modular_pipelines", "blocks", "presets"},
+    "server": {"components", "guiders", "modular_pipelines", "blocks", "presets", "nodes"},
 }
 
 

@@ -1,0 +1,276 @@
+"""The node server under load, next to the engine called directly in the same run.
+
+Targets (issue 19): catalog answered <= 2 s after start; <= 5 % overhead per job over the engine (ComfyUI 0.8.0
+spends 12.4 ms per job outside the sampler; target <= 6 ms); an identical job back in <= 3 ms; an interrupt
+stops within one step; 8 clients x 40 four-step jobs faster than 13.5 jobs/s with previews on; memory flat after
+POST /free; malformed JSON and a shell script uploaded as a PNG answered 4xx.
+
+    python benchmarks/bench_server.py [--clients 8] [--jobs 40] [--steps 4]
+
+Starts ``diffblocks serve`` on a free port (CPU, a temporary data folder) and talks to it as clients would:
+HTTP for requests, one WebSocket per client for events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import httpx
+from websockets.sync.client import connect
+
+TERMINAL = ("job.finished", "job.failed", "job.cancelled")
+
+
+def workflow(seed: int, steps: int) -> dict:
+    return {"nodes": {
+        "load": {"type": "LoadComponents", "inputs": {"repo": "embedded"}},
+        "t2i": {"type": "preset:sd15-text2image", "inputs": {"components": {"node": "load", "output": "components"},
+                "prompt": "a handwritten digit seven", "num_inference_steps": steps, "seed": seed}}}}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(data_dir: str) -> tuple[subprocess.Popen, str, float]:
+    """Start ``diffblocks serve``; returns the process, its URL and the seconds until GET /api/nodes answered."""
+    port = free_port()
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "diffblocks.cli", "serve", "--port", str(port), "--device", "cpu",
+                             "--data-dir", data_dir], stdout=subprocess.PIPE, text=True)
+    if not proc.stdout.readline():  # the banner, printed once the server answers
+        raise RuntimeError(f"diffblocks serve exited with {proc.wait()} before answering")
+    url = f"http://127.0.0.1:{port}"
+    response = httpx.get(f"{url}/api/nodes", timeout=60)
+    response.raise_for_status()
+    return proc, url, time.perf_counter() - started
+
+
+def wait_for(ws, jobs: set[str], events: list[dict] | None = None) -> list[dict]:
+    """Read the WebSocket until every job in ``jobs`` has ended."""
+    events = [] if events is None else events
+    left = set(jobs)
+    while left:
+        event = json.loads(ws.recv(timeout=600))
+        event["_at"] = time.perf_counter()
+        events.append(event)
+        if event["type"] in TERMINAL and event["job"] in left:
+            left.discard(event["job"])
+    return events
+
+
+def check_stream(events: list[dict], jobs: set[str], steps: int) -> list[str]:
+    """What is wrong with one client's event stream: lost, duplicated or out-of-order events."""
+    problems = []
+    seqs = [e["seq"] for e in events]
+    if seqs != sorted(seqs) or len(set(seqs)) != len(seqs):
+        problems.append("seq not strictly increasing")
+    for job in jobs:
+        kinds = [e["type"] for e in events if e["job"] == job]
+        if kinds.count("job.queued") != 1 or kinds.count("job.started") != 1 or kinds.count("job.finished") != 1:
+            problems.append(f"{job}: {kinds.count('job.queued')} queued, {kinds.count('job.started')} started, "
+                            f"{kinds.count('job.finished')} finished")
+            continue
+        if kinds[0] != "job.queued" or kinds[1] != "job.started" or kinds[-1] != "job.finished":
+            problems.append(f"{job}: out of order {kinds[:3]}...{kinds[-1]}")
+        progress = [e["step"] for e in events if e["job"] == job and e["type"] == "node.progress"]
+        if progress != list(range(1, steps + 1)):
+            problems.append(f"{job}: progress {progress}")
+    return problems
+
+
+def load_test(url: str, clients: int, jobs: int, steps: int) -> dict:
+    """``clients`` threads, each listening on its own WebSocket, submit ``jobs`` jobs between them."""
+    stack = contextlib.ExitStack()
+    sockets = [stack.enter_context(connect(url.replace("http", "ws") + "/api/events")) for _ in range(clients)]
+    barrier, lock = threading.Barrier(clients), threading.Lock()
+    submitted: set[str] = set()
+    first_submit, results = [], [None] * clients
+
+    def client(index: int) -> None:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            barrier.wait()
+            with lock:
+                first_submit.append(time.perf_counter())
+            mine = [http.post("/api/jobs", json={"workflow": workflow(1000 + index * 1000 + i, steps)}).json()["job"]
+                    for i in range(jobs // clients)]
+            with lock:
+                submitted.update(mine)
+        barrier.wait()
+        events = wait_for(sockets[index], set(submitted))
+        results[index] = (events, time.perf_counter())
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stack.close()
+    problems = [p for events, _ in results for p in check_stream(events, submitted, steps)]
+    wall = max(end for _, end in results) - min(first_submit)
+    previews = sum(e["type"] == "node.preview" for events, _ in results for e in events)
+    return {"jobs": len(submitted), "wall": wall, "problems": problems, "previews": previews}
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system, every thread) of process ``pid`` (this one when None): on a machine shared with
+    other work, a fairer measure of what the server costs than wall time."""
+    if pid is None:
+        return time.process_time()
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def direct(jobs: int, steps: int, executor, first_seed: int) -> float:
+    """Seconds to run as many jobs (new seeds: nothing cached) on an Executor in this process, components loaded."""
+    started = time.perf_counter()
+    for i in range(jobs):
+        executor.run(workflow(first_seed + i, steps))
+    return time.perf_counter() - started
+
+
+def paired(url: str, pid: int, executor, jobs: int, steps: int) -> dict[str, list[float]]:
+    """Per job, direct and through the server (POST to job.finished on the WebSocket): wall seconds, and CPU
+    seconds (of this process for the direct run, of the server process for the served one). One pair at a time,
+    so both sides of a pair see the same load on a shared machine."""
+    out: dict[str, list[float]] = {"direct": [], "server": [], "direct_cpu": [], "server_cpu": []}
+    with httpx.Client(base_url=url, timeout=60) as http, connect(url.replace("http", "ws") + "/api/events") as ws:
+        for i in range(jobs):
+            cpu = cpu_seconds()
+            out["direct"].append(direct(1, steps, executor, 70_000 + i))
+            out["direct_cpu"].append(cpu_seconds() - cpu)
+            started, cpu = time.perf_counter(), cpu_seconds(pid)
+            wait_for(ws, {http.post("/api/jobs", json={"workflow": workflow(80_000 + i, steps)}).json()["job"]})
+            out["server"].append(time.perf_counter() - started)
+            out["server_cpu"].append(cpu_seconds(pid) - cpu)
+    return out
+
+
+def identical_jobs(url: str, count: int = 30) -> list[float]:
+    """Milliseconds from POST /api/jobs to its job.finished on the WebSocket, for a job served from the cache."""
+    times = []
+    with httpx.Client(base_url=url, timeout=60) as http, connect(url.replace("http", "ws") + "/api/events") as ws:
+        for _ in range(count + 3):
+            started = time.perf_counter()
+            job = http.post("/api/jobs", json={"workflow": workflow(0, 4)}).json()["job"]
+            wait_for(ws, {job})
+            times.append((time.perf_counter() - started) * 1000)
+    return times[3:]
+
+
+def interrupt(url: str) -> dict:
+    """A 500-step job interrupted at its first progress event: how long until job.cancelled, and steps after."""
+    with httpx.Client(base_url=url, timeout=60) as http, connect(url.replace("http", "ws") + "/api/events") as ws:
+        job = http.post("/api/jobs", json={"workflow": workflow(7, 500)}).json()["job"]
+        while (event := json.loads(ws.recv(timeout=120)))["type"] != "node.progress":
+            pass
+        started = time.perf_counter()
+        http.delete(f"/api/jobs/{job}")
+        answered = time.perf_counter()
+        after = wait_for(ws, {job})
+        seconds = time.perf_counter() - started
+    steps = [e["step"] for e in after if e["type"] == "node.progress"]
+    return {"ms": seconds * 1000, "delete_ms": (answered - started) * 1000, "steps_after": len(steps),
+            "status": after[-1]["type"], "step_ms": step_ms(after)}
+
+
+def step_ms(events: list[dict]) -> float | None:
+    """The median time between two progress events a client saw (one denoising step, as delivered)."""
+    stamps = [e["_at"] for e in events if e["type"] == "node.progress"]
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    return statistics.median(gaps) * 1000 if gaps else None
+
+
+def refusals(url: str) -> dict:
+    with httpx.Client(base_url=url, timeout=60) as http:
+        bad_json = http.post("/api/jobs", content=b"{nope", headers={"content-type": "application/json"})
+        script = http.post("/api/uploads", files={"file": ("x.png", b"#!/bin/sh\necho hi\n", "image/png")})
+    return {"malformed JSON": bad_json.status_code, "shell script as PNG": script.status_code}
+
+
+def rss(url: str) -> int:
+    return httpx.get(f"{url}/api/system", timeout=60).json()["memory"]["rss_bytes"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--jobs", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--pairs", type=int, default=20, help="jobs run one at a time, direct then served")
+    args = parser.parse_args()
+    from diffblocks.nodes import Executor
+
+    load_start = os.getloadavg()[0]
+
+    with tempfile.TemporaryDirectory() as data_dir:
+        proc, url, first_start = start_server(data_dir)  # builds the catalog and stores it
+        proc.terminate()
+        proc.wait(60)
+        proc, url, catalog_seconds = start_server(data_dir)  # a restart: the stored catalog answers
+        try:
+            with httpx.Client(base_url=url, timeout=120) as http, connect(url.replace("http", "ws") + "/api/events") as ws:
+                wait_for(ws, {http.post("/api/jobs", json={"workflow": workflow(0, args.steps)}).json()["job"]})
+            executor = Executor()
+            direct(2, args.steps, executor, 90_000)  # load and warm up
+            rss_before = rss(url)
+            cpu = cpu_seconds()
+            direct_a = direct(args.jobs, args.steps, executor, 50_000)
+            direct_cpu = cpu_seconds() - cpu
+            cpu = cpu_seconds(proc.pid)
+            load = load_test(url, args.clients, args.jobs, args.steps)
+            load_cpu = cpu_seconds(proc.pid) - cpu
+            direct_b = direct(args.jobs, args.steps, executor, 60_000)
+            pairs = paired(url, proc.pid, executor, args.pairs, args.steps)
+            rss_loaded = rss(url)
+            freed = httpx.post(f"{url}/api/free", timeout=60).json()
+            identical = identical_jobs(url)
+            stop = interrupt(url)
+            refused = refusals(url)
+        finally:
+            proc.terminate()
+            proc.wait(60)
+    engine = (direct_a + direct_b) / 2
+    overheads = [(server - engine_s) * 1000 for engine_s, server in zip(pairs["direct"], pairs["server"])]
+    cpu_overheads = [(server - engine_s) * 1000 for engine_s, server in zip(pairs["direct_cpu"], pairs["server_cpu"])]
+    print(f"time to catalog after start     {catalog_seconds:8.2f} s     (target <= 2 s; ComfyUI 6.35 s); "
+          f"first start ever (no stored catalog) {first_start:.2f} s")
+    print(f"{load['jobs']} jobs, {args.clients} clients, {args.steps} steps: {load['wall']:6.2f} s = "
+          f"{load['jobs'] / load['wall']:.1f} jobs/s (ComfyUI 13.5), {load['previews']} previews delivered")
+    print(f"engine direct, as many jobs     {direct_a:8.2f} s, {direct_b:.2f} s (before, after the load): "
+          f"{load['wall'] / engine:.3f} x the engine's time for the load test")
+    print(f"  in CPU time: server {load_cpu:.2f} s (8 clients, previews) / engine {direct_cpu:.2f} s = "
+          f"{load_cpu / direct_cpu:.3f}")
+    print(f"one job at a time, paired       wall: server {sum(pairs['server']):.2f} s / engine "
+          f"{sum(pairs['direct']):.2f} s = {sum(pairs['server']) / sum(pairs['direct']):.3f}; CPU: server "
+          f"{sum(pairs['server_cpu']):.2f} s / engine {sum(pairs['direct_cpu']):.2f} s = "
+          f"{sum(pairs['server_cpu']) / sum(pairs['direct_cpu']):.3f}   (target <= 1.05)")
+    print(f"overhead per job                {statistics.median(overheads):8.2f} ms wall, "
+          f"{statistics.median(cpu_overheads):.2f} ms CPU, medians over {len(overheads)} pairs (engine "
+          f"{statistics.median(pairs['direct']) * 1000:.1f} ms wall per job; target <= 6 ms; ComfyUI 12.4 ms)")
+    print(f"identical job, POST to finished {statistics.median(identical):8.2f} ms    median of {len(identical)} "
+          f"(min {min(identical):.2f}; target <= 3 ms; ComfyUI 3.1 ms)")
+    print(f"interrupt to job.cancelled      {stop['ms']:8.2f} ms    (DELETE answered in {stop['delete_ms']:.1f} ms; "
+          f"{stop['steps_after']} progress events after it; {stop['status']})")
+    print(f"server RSS before / loaded / after POST /free: {rss_before / 2**20:.0f} / {rss_loaded / 2**20:.0f} / "
+          f"{freed['rss_after'] / 2**20:.0f} MiB ({len(freed['removed_components'])} components dropped)")
+    print(f"refusals                        {refused}")
+    print(f"lost, duplicated or out-of-order events: {load['problems'] or 'none'}")
+    print(f"load average (1 min) at start / end: {load_start:.2f} / {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+
+
+if __name__ == "__main__":
+    main()

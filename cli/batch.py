@@ -1,0 +1,117 @@
+"""``diffblocks batch``: render every prompt of a file to its own PNG, on one process or under a launcher.
+
+    diffblocks batch prompts.txt --out-dir out/                                   # one process
+    torchrun --nproc_per_node 4 -m diffblocks.cli batch prompts.jsonl --out-dir out/ --seed 100
+    accelerate launch --num_processes 8 -m diffblocks.cli batch prompts.txt --out-dir out/       # 8 GPUs
+
+The flags that pick the pipeline are ``run``'s, checked and loaded by the same code (``run.plan_run``,
+``run.build_pipeline``); the work itself is :func:`diffblocks.distributed.batch.run_batch`. On CPUs, launch
+with ``torchrun`` (gloo): ``accelerate launch`` without a multi-CPU config starts a single CPU process.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from ..components.errors import BatchError, BatchItemError, FlagError
+from .choices import GUIDERS, SCHEDULER_NAMES, pick_device
+from .flags import check_numbers
+from .presets import PRESETS
+from .run import build_pipeline, plan_run
+
+# flags of `run` that `batch` does not take: absent, as if left out (run's checks read them)
+RUN_ONLY = ("prompt", "image", "mask_image", "control_image", "strength", "controlnet", "controlnet_scale",
+            "ip_adapter", "ip_adapter_image", "ip_adapter_scale", "rows", "upscale")
+# flags whose value is every item's default for a pipeline input (a JSONL line may set its own)
+DEFAULT_INPUTS = {"steps": "num_inference_steps", "negative_prompt": "negative_prompt", "height": "height",
+                  "width": "width"}
+
+
+def _state(device: str | None):
+    """accelerate's PartialState: gloo on CPU (``--device cpu`` or no CUDA), else the launcher's backend."""
+    import torch
+    from accelerate import PartialState
+
+    cpu = (device or "").startswith("cpu") or not torch.cuda.is_available()
+    return PartialState(cpu=cpu)
+
+
+def _device(args, state) -> str:
+    """This rank's device (``cuda:<local rank>`` under a launcher) for no ``--device`` or a bare
+    ``--device cuda``; else ``--device`` as given."""
+    if args.device is None or (args.device == "cuda" and state.device.type == "cuda"):
+        return "cpu" if state.device.type == "cpu" else str(state.device)
+    return pick_device(args.device)
+
+
+def _valid_inputs(pipe) -> set[str]:
+    guider = pipe.components.get("guider")
+    return set(pipe.input_names) | {k for k in getattr(guider, "config", {}) if not k.startswith("_")}
+
+
+def batch(args) -> int:
+    """``diffblocks batch``: render the items not yet in ``--out-dir``; rank 0 prints the summary."""
+    try:
+        return _batch(args)
+    except (BatchError, BatchItemError) as err:  # inputs as the prompts file spells them, not as flags
+        print(f"diffblocks: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _batch(args) -> int:
+    from ..distributed.batch import run_batch
+    from ..distributed.manifest import check_inputs, read_items
+
+    check_numbers(args)
+    if args.batch_size <= 0:
+        raise FlagError.bad_value("--batch-size", "a positive number", args.batch_size)
+    defaults = {name: getattr(args, flag) for flag, name in DEFAULT_INPUTS.items() if getattr(args, flag) is not None}
+    items = read_items(args.prompts, args.seed, defaults)
+    out_dir = Path(args.out_dir).expanduser()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FlagError.unusable("--out-dir", args.out_dir, "is a file; give a folder")
+    plan = plan_run(args)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = _state(args.device)
+    try:
+        pipe = build_pipeline(args, replace(plan, device=_device(args, state)))
+        pipe.set_progress_bar_config(disable=True)  # one bar for the whole batch, not one per image
+        check_inputs(items, _valid_inputs(pipe), args.prompts)
+        report = run_batch(pipe, items, out_dir, state, args.batch_size, progress=not args.no_progress,
+                           images_dir=Path(args.prompts).parent)
+    finally:
+        if state.num_processes > 1:
+            state.destroy_process_group()
+    if state.process_index == 0:
+        images = f"{report.total} image{'s' * (report.total != 1)}"
+        print(f"wrote {images} to {out_dir.resolve()} ({report.rendered} rendered, {report.skipped} already done; "
+              f"{state.num_processes} process(es), {report.seconds:.1f}s)")
+    return 0
+
+
+def add_parser(commands) -> None:
+    """Add the ``batch`` subcommand and its flags to ``commands`` (an argparse subparsers action)."""
+    b = commands.add_parser("batch", help="render every prompt of a file to its own PNG (also under torchrun / "
+                                          "accelerate launch)")
+    b.add_argument("prompts", metavar="PROMPTS", help="a text file, one prompt a line, or a .jsonl file, one "
+                   "{\"prompt\": ..., <pipeline input>: ...} object a line (blank lines are skipped)")
+    b.add_argument("--out-dir", required=True, help="folder for {index:06d}.png and manifest.jsonl (created if "
+                                                    "missing); a rerun skips the images already there")
+    b.add_argument("--preset", help=f"one of: {', '.join(PRESETS)}; or sd15 / sdxl (default: sd15)")
+    b.add_argument("--model", help="model folder or Hub repo (default: the embedded tiny digits model)")
+    b.add_argument("--steps", type=int, help="denoising steps (default: the preset's)")
+    b.add_argument("--seed", type=int, default=0, help="item i is rendered with seed SEED + i (default 0)")
+    b.add_argument("--batch-size", type=int, default=1, help="items a process renders between progress updates; "
+                   "items render one by one, so the images do not depend on it (default 1)")
+    b.add_argument("--guidance-scale", type=float, help="guidance strength (default: the guider's)")
+    b.add_argument("--guider", help=f"one of: {', '.join(GUIDERS)} (default: cfg)")
+    b.add_argument("--scheduler", help=f"one of: {', '.join(SCHEDULER_NAMES)}, or a scheduler class name")
+    b.add_argument("--negative-prompt", help="what to steer away from (every item's default)")
+    b.add_argument("--height", type=int, help="image height in pixels, a multiple of 8 (default: the model's)")
+    b.add_argument("--width", type=int, help="image width in pixels, a multiple of 8 (default: the model's)")
+    b.add_argument("--device", help="cpu, cuda, ... (default: this process's device under a launcher, else cuda "
+                                    "when available)")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.set_defaults(func=batch, **dict.fromkeys(RUN_ONLY))

@@ -1,0 +1,109 @@
+"""``diffblocks serve``: the node server (HTTP and WebSocket over the node engine) on 127.0.0.1 by default.
+
+    diffblocks serve                                  # http://127.0.0.1:8188, the CPU or every CUDA device
+    diffblocks serve --device cuda:0,cuda:1 --model embedded --data-dir ~/diffblocks-jobs
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..components.errors import FlagError
+from ..components.errors.server import ServerSetupError
+from .files import local_or_repo
+
+QUEUES = ("sqlite",)
+
+
+def default_data_dir() -> Path:
+    """Where the job queue, history and artifacts live unless ``--data-dir`` says otherwise."""
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "diffblocks" / "serve"
+
+
+def pick_devices(value: str) -> list[str]:
+    """``--device``: ``auto`` (every CUDA device, else the CPU) or a comma-separated list, each checked."""
+    import torch
+
+    from .choices import pick_device
+
+    if value == "auto":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return [f"cuda:{i}" for i in range(count)] or ["cpu"]
+    devices = [name.strip() for name in value.split(",") if name.strip()]
+    if not devices:
+        raise FlagError.bad_value("--device", "auto, cpu, or a list like cuda:0,cuda:1", value)
+    if len(set(devices)) != len(devices):
+        raise FlagError.unusable("--device", value, "names a device twice")
+    return [pick_device(name) for name in devices]
+
+
+def check_queue(value: str | None) -> None:
+    """``--queue``: only the SQLite queue in the data folder exists so far."""
+    if value is not None and value.split(":", 1)[0] not in QUEUES:
+        raise FlagError.bad_value("--queue", "sqlite (the queue in --data-dir; other queues are not available yet)",
+                                  value)
+
+
+def settings_from(args):
+    """The server's settings from the flags; raises ``FlagError`` before anything starts."""
+    from ..server.settings import ServerSettings
+
+    check_queue(args.queue)
+    model = args.model
+    if model is not None and model != "embedded":
+        model = local_or_repo("--model", model, "model")
+    if not 0 < args.port < 65536:
+        raise FlagError.bad_value("--port", "a port number (1-65535)", args.port)
+    data_dir = Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()
+    if data_dir.exists() and not data_dir.is_dir():
+        raise FlagError.unusable("--data-dir", str(args.data_dir), "is a file; give a folder")
+    return ServerSettings(data_dir=data_dir, devices=pick_devices(args.device),
+                          model=model,
+                          allow_remote_code=args.allow_remote_code, cors_origins=list(args.cors_origin or []))
+
+
+def serve(args) -> int:
+    """``diffblocks serve``: check the flags, print the address, run until interrupted."""
+    try:
+        import uvicorn
+
+        from ..server import create_app
+    except ImportError as err:
+        raise ServerSetupError.missing_extra(err) from err
+    settings = settings_from(args)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    banner = (f"diffblocks serve: http://{host}:{args.port} (devices {', '.join(settings.devices)}; "
+              f"jobs and images in {settings.data_dir})")
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        banner += f"\ndiffblocks serve: listening on {args.host}: anyone who can reach it can run jobs"
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None):
+            await super().startup(sockets=sockets)
+            if self.started:  # the address is printed once it answers, so a script may wait for this line
+                print(banner, flush=True)
+
+    config = uvicorn.Config(create_app(settings), host=args.host, port=args.port, log_level="warning")
+    try:
+        Server(config).run()
+    except KeyboardInterrupt:  # uvicorn shuts down cleanly, then raises the Ctrl-C again: that is the normal end
+        pass
+    return 0
+
+
+def add_parser(commands) -> None:
+    """Add the ``serve`` subcommand to ``commands`` (an argparse subparsers action)."""
+    s = commands.add_parser("serve", help="serve the node engine over HTTP and WebSocket (a node UI's backend)")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=int, default=8188, help="port (default 8188)")
+    s.add_argument("--model", metavar="PATH_OR_REPO", help="load this model at start ('embedded' for the shipped one)")
+    s.add_argument("--device", default="auto", help="auto (default), cpu, or a list like cuda:0,cuda:1: one worker each")
+    s.add_argument("--data-dir", metavar="DIR", help=f"job queue, history and images (default {default_data_dir()})")
+    s.add_argument("--allow-remote-code", action="store_true",
+                   help="let workflows run code that model repos ship (off by default)")
+    s.add_argument("--cors-origin", action="append", metavar="ORIGIN",
+                   help="allow a web page served from ORIGIN to call the API (repeatable; none by default)")
+    s.add_argument("--queue", metavar="URL", help="the job queue: sqlite (default, in --data-dir)")
+    s.set_defaults(func=serve)

@@ -1,0 +1,68 @@
+"""Errors of the node server (``diffblocks serve``): requests it refuses and jobs it cannot act on.
+
+Each carries the HTTP ``status`` the server answers with; the message is the body's ``detail``."""
+
+from __future__ import annotations
+
+from .base import UsageError
+
+
+class ServerError(UsageError):
+    """A request the server refuses; ``status`` is the HTTP status code of the answer."""
+
+    status = 400
+
+    def _with_status(self, status: int) -> "ServerError":
+        self.status = status
+        return self
+
+
+class RequestError(ServerError):
+    """A request that is malformed, too large or not allowed."""
+
+    @classmethod
+    def too_large(cls, what: str, size: int | None, limit: int) -> "RequestError":
+        got = f" ({size} bytes)" if size is not None else ""
+        return cls(f"{what} is too large{got}: the limit is {limit} bytes")._with_status(413)
+
+    @classmethod
+    def malformed_json(cls, problem: str) -> "RequestError":
+        return cls(f"the request body is not valid JSON: {problem}")._with_status(400)
+
+    @classmethod
+    def bad_fields(cls, problems: list[str]) -> "RequestError":
+        shown = "; ".join(problems[:5]) + (f"; ... ({len(problems)} in all)" if len(problems) > 5 else "")
+        return cls(f"the request does not fit the endpoint: {shown}")._with_status(422)
+
+    @classmethod
+    def remote_code(cls, node: str, input_name: str) -> "RequestError":
+        return cls(
+            f"node '{node}' asks for remote code ('{input_name}'), which this server does not run; "
+            f"start it with --allow-remote-code to allow it"
+        )._with_status(403)
+
+    @classmethod
+    def origin(cls, origin: str) -> "RequestError":
+        return cls(f"origin {origin} is not allowed; start the server with --cors-origin {origin}")._with_status(403)
+
+
+class JobError(ServerError):
+    """A job id that is unknown, or a job in a state that cannot do what was asked."""
+
+    @classmethod
+    def unknown(cls, job_id: str) -> "JobError":
+        shown = job_id if len(job_id) <= 64 else job_id[:61] + "..."
+        return cls(f"no job '{shown}' (GET /api/jobs lists them)")._with_status(404)
+
+    @classmethod
+    def already(cls, job_id: str, status: str) -> "JobError":
+        return cls(f"job '{job_id}' is already {status}; only queued or running jobs can be cancelled")._with_status(409)
+
+
+class ServerSetupError(ServerError):
+    """The server cannot start as asked."""
+
+    @classmethod
+    def missing_extra(cls, cause: BaseException) -> "ServerSetupError":
+        return cls(f"diffblocks serve needs the server extra ({cause}); install it with: "
+                   f"pip install 'diffblocks[server]'")

@@ -1,0 +1,148 @@
+"""The event bus: numbers the engine's events, keeps the last few for reconnecting clients, and hands them to
+every WebSocket client through a bounded buffer, so a slow client never blocks a worker.
+
+Each event is serialised once, when published. A client's buffer that fills up drops its oldest preview first,
+then its oldest progress event; when neither is left to drop, the client is cut off (``Overflow``) and can
+reconnect with ``?since=<last seq>`` to catch up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections import deque
+from typing import Any, Callable
+
+DROPPABLE = ("node.preview", "node.progress")  # in the order they are dropped
+
+
+class Overflow(Exception):
+    """The client fell so far behind that only lifecycle events were left in its buffer."""
+
+
+class Subscription:
+    """One client's view of the bus: ``await get()`` returns the next serialised event (None once closed)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, size: int):
+        self._loop, self._size = loop, size
+        self._items: deque[tuple[int, str, str]] = deque()  # (seq, type, text)
+        self._lock = threading.Lock()
+        self._wake = asyncio.Event()
+        self._waiting = False
+        self._closed = False
+        self.overflowed = False
+        self.dropped = 0
+        self.last_seq = 0  # of the last event handed to the client
+
+    def push(self, seq: int, kind: str, text: str) -> None:
+        """Queue one event (any thread); never blocks."""
+        with self._lock:
+            if self._closed:
+                return
+            if len(self._items) >= self._size and not self._drop_one():
+                self.overflowed = self._closed = True
+            else:
+                self._items.append((seq, kind, text))
+            self._wake_locked()
+
+    def _drop_one(self) -> bool:
+        for kind in DROPPABLE:
+            for index, item in enumerate(self._items):
+                if item[1] == kind:
+                    del self._items[index]
+                    self.dropped += 1
+                    return True
+        return False
+
+    def close(self) -> None:
+        """End the subscription: ``get`` returns None once the buffer is drained."""
+        with self._lock:
+            self._closed = True
+            self._wake_locked()
+
+    def _wake_locked(self) -> None:
+        if self._waiting:
+            self._waiting = False
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def get(self) -> str | None:
+        """The next event's JSON text; None when closed; raises ``Overflow`` when the client fell behind."""
+        while True:
+            with self._lock:
+                if self.overflowed:
+                    raise Overflow()
+                if self._items:
+                    self.last_seq, _, text = self._items.popleft()
+                    return text
+                if self._closed:
+                    return None
+                self._wake.clear()
+                self._waiting = True
+            await self._wake.wait()
+
+
+class EventBus:
+    """Numbers events with a per-server increasing ``seq`` and fans them out to subscriptions.
+
+    Args:
+        snapshot: returns the jobs to describe to a client whose ``since`` is out of the replay window.
+        replay: how many past events are kept for ``subscribe(since=...)``.
+        client_buffer: the size of each subscription's buffer.
+    """
+
+    def __init__(self, snapshot: Callable[[], list[dict[str, Any]]], replay: int = 4096, client_buffer: int = 512):
+        self._snapshot = snapshot
+        self._history: deque[tuple[int, str, str]] = deque(maxlen=replay)
+        self._subscriptions: set[Subscription] = set()
+        self._lock = threading.Lock()
+        self._client_buffer = client_buffer
+        self.seq = 0
+
+    def publish(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Number ``event`` (a JSON-serialisable dict with ``type``), store it for replay and send it to every
+        subscription; returns the event with its ``seq``. Thread-safe; never waits on a client."""
+        with self._lock:
+            self.seq += 1
+            numbered = {"seq": self.seq, "job": None, "node": None, **event}
+            item = (self.seq, numbered["type"], json.dumps(numbered, separators=(",", ":")))
+            self._history.append(item)
+            for subscription in self._subscriptions:
+                subscription.push(*item)
+        return numbered
+
+    def subscribe(self, since: int | None = None, loop: asyncio.AbstractEventLoop | None = None) -> Subscription:
+        """A new subscription to the events after this moment.
+
+        With ``since``, the events numbered after it come first when the replay window still holds them all;
+        otherwise (too old, or from before a restart) one ``snapshot`` event lists the running and queued jobs."""
+        subscription = Subscription(loop or asyncio.get_running_loop(), self._client_buffer)
+        with self._lock:
+            if since is not None:
+                oldest = self._history[0][0] if self._history else self.seq + 1
+                if oldest - 1 <= since <= self.seq:
+                    backlog = [item for item in self._history if item[0] > since]
+                else:
+                    snapshot = {"seq": self.seq, "type": "snapshot", "job": None, "node": None, "jobs": self._snapshot()}
+                    backlog = [(self.seq, "snapshot", json.dumps(snapshot, separators=(",", ":")))]
+                # the backlog is never dropped: it is bounded by the replay window, not the client buffer
+                subscription._items.extend(backlog)
+            self._subscriptions.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """Stop sending to ``subscription`` and close it."""
+        with self._lock:
+            self._subscriptions.discard(subscription)
+        subscription.close()
+
+    def close(self) -> None:
+        """Close every subscription (their ``get`` returns None once drained)."""
+        with self._lock:
+            subscriptions, self._subscriptions = list(self._subscriptions), set()
+        for subscription in subscriptions:
+            subscription.close()
+
+    @property
+    def clients(self) -> int:
+        """How many subscriptions are open."""
+        return len(self._subscriptions)

@@ -1,0 +1,75 @@
+"""Memory the server holds: the process's resident size, CUDA memory, and components nothing uses any more."""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import os
+import sys
+from typing import Any
+
+
+def rss_bytes() -> int:
+    """The process's resident set size now (not its peak)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        try:
+            import psutil
+
+            return psutil.Process().memory_info().rss
+        except ImportError:
+            import resource
+
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def cuda_memory() -> dict[str, dict[str, int]]:
+    """Allocated and reserved bytes per CUDA device; empty without CUDA (torch is not imported for this)."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available():
+        return {}
+    return {f"cuda:{i}": {"allocated": torch.cuda.memory_allocated(i), "reserved": torch.cuda.memory_reserved(i)}
+            for i in range(torch.cuda.device_count())}
+
+
+def _references(manager) -> dict[str, int]:
+    snapshot = manager.components
+    return {cid: sys.getrefcount(snapshot[cid]) for cid in list(snapshot)}
+
+
+def unused_components(manager) -> list[str]:
+    """Ids of the components only ``manager`` refers to (no pipeline, cached output or running job does).
+
+    The count of references the manager and this function hold is measured on a fresh manager of the same
+    class, so it follows the manager's internals rather than a constant written here."""
+    gc.collect()
+    probe_manager = type(manager)()
+    probe_manager.add("probe", _Probe())  # held by the manager alone, as an unused component is
+    baseline = next(iter(_references(probe_manager).values()))
+    return [cid for cid, count in _references(manager).items() if count <= baseline]
+
+
+class _Probe:
+    pass
+
+
+def release_memory() -> None:
+    """Give freed memory back: collect cycles, empty the CUDA cache, and trim glibc's heap."""
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
+
+
+def component_rows(manager) -> list[dict[str, Any]]:
+    """``{"id", "class", "collections"}`` for each component in ``manager``."""
+    collections = manager.collections
+    return [{"id": cid, "class": type(obj).__name__,
+             "collections": sorted(name for name, ids in collections.items() if cid in ids)}
+            for cid, obj in manager.components.items()]

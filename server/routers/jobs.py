@@ -1,0 +1,64 @@
+"""``/api/jobs``: queue a workflow, list jobs, read one (status, outputs, timings, error), cancel one."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query
+
+from ...components.errors.nodes import WorkflowError
+from ...components.errors.server import JobError
+from ..models import CancelResponse, JobCreated, JobInfo, JobList, JobRequest, JobStatus, JobSummary
+from ..queue import Job
+from ..state import ServerState, server_state
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+_ERRORS = {404: {"description": "no such job"}, 409: {"description": "the job already finished"}}
+
+
+@router.post("", response_model=JobCreated, status_code=201, responses={422: {"description": "workflow problems"}},
+             summary="Queue a workflow; answers with the job id at once")
+async def submit(body: JobRequest, state: ServerState = Depends(server_state)) -> JobCreated:
+    workflow = body.workflow.model_dump()
+    errors = state.engine.validate(workflow)
+    if errors:
+        raise WorkflowError(errors)
+    job = state.queue.submit(workflow, body.priority)
+    state.bus.publish({"type": "job.queued", "job": job.id, "node": None, "priority": job.priority})
+    return JobCreated(job=job.id)
+
+
+@router.get("", response_model=JobList, summary="Jobs, newest first")
+async def list_jobs(status: JobStatus | None = None, limit: int = Query(100, ge=1, le=1000),
+                    state: ServerState = Depends(server_state)) -> JobList:
+    return JobList(jobs=[summary(job) for job in state.queue.list(status, limit)])
+
+
+@router.get("/{job_id}", response_model=JobInfo, responses=_ERRORS, summary="One job: status, outputs, timings, error")
+async def get_job(job_id: str, state: ServerState = Depends(server_state)) -> JobInfo:
+    job = state.queue.get(job_id)
+    if job is None:
+        raise JobError.unknown(job_id)
+    return JobInfo(**summary(job).model_dump(by_alias=True), workflow=job.workflow,
+                   outputs=job.result.get("outputs", {}), executed=job.result.get("executed", []),
+                   cached=job.result.get("cached", []))
+
+
+@router.delete("/{job_id}", response_model=CancelResponse, responses=_ERRORS,
+               summary="Cancel a queued job, or interrupt a running one")
+async def cancel_job(job_id: str, state: ServerState = Depends(server_state)) -> CancelResponse:
+    if state.queue.cancel_queued(job_id):
+        state.bus.publish({"type": "job.cancelled", "job": job_id, "node": None})
+        return CancelResponse(job=job_id, status="cancelled")
+    job = state.queue.get(job_id)
+    if job is None:
+        raise JobError.unknown(job_id)
+    if job.status != "running":
+        raise JobError.already(job_id, job.status)
+    state.pool.cancel_running(job_id)
+    return CancelResponse(job=job_id, status="cancelling")
+
+
+def summary(job: Job) -> JobSummary:
+    timings = {"created": job.created, "started": job.started, "finished": job.finished,
+               "seconds": job.result.get("seconds"), "nodes": job.result.get("node_seconds", {})}
+    return JobSummary(job=job.id, status=job.status, priority=job.priority, device=job.device, timings=timings,
+                      error=job.error)

@@ -1,0 +1,38 @@
+"""What a server is started with: devices, folders, limits and what it allows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class ServerSettings:
+    """Everything ``create_app`` needs to know; ``diffblocks serve`` fills it from its flags.
+
+    Args:
+        data_dir: holds ``jobs.sqlite`` (the queue and history) and ``artifacts/``; ``None`` makes a temporary one.
+        devices: one worker thread per device (``"cpu"``, ``"cuda:0"``, ...).
+        model: a model folder, Hub id or ``"embedded"`` to load at start, so the first job finds it loaded.
+        allow_remote_code: let workflows load code from model repos (off unless the server is started so).
+        cors_origins: origins allowed to call the API from a browser page served elsewhere (none by default).
+        max_json_bytes / max_upload_bytes: request body limits (413 past them).
+        max_pixels: the largest image an upload or artifact may decode to.
+        replay_events: how many past events a reconnecting client can catch up on.
+        client_buffer: events queued per WebSocket client before previews, then progress, are dropped.
+        cache_bytes: the engine's output cache budget, per device.
+        previews: forward the engine's preview images to clients.
+    """
+
+    data_dir: Path | None = None
+    devices: list[str] = field(default_factory=lambda: ["cpu"])
+    model: str | None = None
+    allow_remote_code: bool = False
+    cors_origins: list[str] = field(default_factory=list)
+    max_json_bytes: int = 2 * 1024 * 1024
+    max_upload_bytes: int = 32 * 1024 * 1024
+    max_pixels: int = 4096 * 4096
+    replay_events: int = 4096
+    client_buffer: int = 512
+    cache_bytes: int = 2 * 1024**3
+    previews: bool = True

@@ -1,0 +1,107 @@
+"""What the routes share while the server runs: settings, engine, queue, bus, workers and artifacts."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request, WebSocket
+
+from ..nodes.artifacts import ArtifactStore
+from .bus import EventBus
+from .outputs import OutputEncoder
+from .queue import Job, JobQueue
+from .settings import ServerSettings
+from .workers import WorkerPool
+
+
+@dataclass
+class ServerState:
+    """One running server's parts; the lifespan opens it (``open``) and closes it (``close``)."""
+
+    settings: ServerSettings
+    engine: Any
+    artifacts: ArtifactStore
+    queue: JobQueue
+    bus: EventBus
+    pool: WorkerPool
+    data_dir: Path
+    _tmp: Any = field(default=None, repr=False)
+    catalog_body: bytes | None = None  # GET /api/nodes, serialised once
+    catalog_thread: threading.Thread | None = None  # builds the catalog when a stored one is served meanwhile
+
+    @classmethod
+    def open(cls, settings: ServerSettings, engine) -> "ServerState":
+        """Open the queue and artifacts under the data folder; the pool makes one executor per device when it
+        starts."""
+        tmp = None
+        if settings.data_dir is None:
+            tmp = tempfile.TemporaryDirectory(prefix="diffblocks-serve-")
+        data_dir = Path(settings.data_dir or tmp.name)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        artifacts = ArtifactStore(data_dir / "artifacts", max_pixels=settings.max_pixels)
+        queue = JobQueue(data_dir / "jobs.sqlite")
+        bus = EventBus(lambda: [job_snapshot(job) for job in queue.active()], settings.replay_events,
+                       settings.client_buffer)
+
+        def make_executors():  # imports torch: run by the pool in a thread, after the server answers
+            manager = engine.components_manager()
+            return manager, {device: engine.executor(device, manager, artifacts, settings.cache_bytes,
+                                                     settings.allow_remote_code, settings.previews)
+                             for device in settings.devices}
+
+        warmup = None
+        if settings.model:
+            warmup = {"nodes": {"load": {"type": "LoadComponents", "inputs": {"repo": settings.model}}}}
+        pool = WorkerPool(make_executors, queue, bus, OutputEncoder(artifacts), settings.previews, warmup)
+        return cls(settings, engine, artifacts, queue, bus, pool, data_dir, tmp)
+
+    @property
+    def manager(self):
+        """The components manager every executor shares (None until the workers have started)."""
+        return self.pool.manager
+
+    def serve_catalog(self) -> None:
+        """Have ``GET /api/nodes`` answer now: from the catalog a previous start stored when there is one (the
+        node types are then built in a thread, and replace it when ready), else built here."""
+        stored = getattr(self.engine, "stored_catalog", lambda: None)()
+        if stored is None:
+            self.catalog_body = _serialise(self.engine.catalog())
+            return
+
+        def build() -> None:
+            self.catalog_body = _serialise(self.engine.catalog())
+
+        self.catalog_body = _serialise(stored)
+        self.catalog_thread = threading.Thread(target=build, name="diffblocks-catalog", daemon=True)
+        self.catalog_thread.start()
+
+    def close(self) -> None:
+        """Stop the workers (running jobs are queued again at the next start), close clients and the queue."""
+        self.pool.stop()
+        self.bus.close()
+        self.queue.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+def _serialise(catalog: dict[str, Any]) -> bytes:
+    return json.dumps(catalog, separators=(",", ":")).encode()
+
+
+def job_snapshot(job: Job) -> dict[str, Any]:
+    """A running or queued job as a ``snapshot`` event lists it."""
+    return {"job": job.id, "status": job.status, "priority": job.priority, "device": job.device}
+
+
+def server_state(request: Request) -> ServerState:
+    """FastAPI dependency: the running server's state."""
+    return request.app.state.server
+
+
+def socket_state(websocket: WebSocket) -> ServerState:
+    return websocket.app.state.server

@@ -1,0 +1,189 @@
+"""``diffblocks batch`` on the embedded model: 1 vs 2 processes (torchrun, gloo on CPU), batch sizes, a
+killed run resumed, JSONL inputs.
+
+Every process uses one torch thread: CPU kernels split their sums by thread, so the bytes of an image are
+the same for any number of processes and any batch size, given the same thread count per process.
+"""
+
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from diffblocks.cli import main
+from diffblocks.distributed.manifest import done_entries, read_items
+
+STEPS = ["--steps", "2"]
+PROMPTS = [f"a handwritten {word}" for word in ("zero", "one", "two", "three", "four", "five", "six", "seven")] * 3
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def child_env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def batch(*argv) -> int:
+    return main(["batch", *map(str, argv), *STEPS, "--device", "cpu", "--no-progress"])
+
+
+def images(out_dir: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out_dir.glob("*.png"))}
+
+
+def manifest(out_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (out_dir / "manifest.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def prompts(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("prompts") / "prompts.txt"
+    path.write_text("\n".join(PROMPTS[:12]) + "\n\n" + "\n".join(PROMPTS[12:]) + "\n")  # a blank line is skipped
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(prompts, tmp_path_factory) -> Path:
+    """One process, batch size 1."""
+    out = tmp_path_factory.mktemp("reference")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert batch(prompts, "--out-dir", out, "--seed", 40) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def test_one_process_writes_a_png_and_an_entry_per_item(reference, prompts):
+    entries = manifest(reference)
+    assert len(images(reference)) == len(PROMPTS) == len(entries)
+    assert [(e["item"], e["prompt"], e["seed"], e["file"]) for e in entries] == \
+        [(i, p, 40 + i, f"{i:06d}.png") for i, p in enumerate(PROMPTS)]
+    for entry in entries:
+        assert hashlib.sha256((reference / entry["file"]).read_bytes()).hexdigest() == entry["sha256"]
+        assert entry["inputs"] == {"num_inference_steps": 2} and entry["rank"] == 0 and entry["seconds"] > 0
+    assert not list(reference.glob("manifest.part-*"))
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_same_bytes(reference, prompts, tmp_path):
+    out = tmp_path / "out"
+    run = subprocess.run([BIN / "torchrun", "--nproc_per_node", "2", "-m", "diffblocks.cli", "batch", prompts,
+                          "--out-dir", out, "--seed", "40", "--batch-size", "3", *STEPS, "--device", "cpu"],
+                         env=child_env(), capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert images(out) == images(reference)
+    entries = manifest(out)
+    assert [e["item"] for e in entries] == list(range(len(PROMPTS)))          # merged, in item order
+    assert {e["rank"] for e in entries} == {0, 1}
+    assert not list(out.glob("manifest.part-*"))
+    assert f"{len(PROMPTS)}/{len(PROMPTS)}" in run.stderr                         # rank 0's one bar covers all
+    assert run.stdout.count("wrote 24 images") == 1 and "2 process(es)" in run.stdout
+
+
+def test_batch_size_does_not_change_the_bytes(reference, prompts, tmp_path, one_thread):
+    assert batch(prompts, "--out-dir", tmp_path, "--seed", 40, "--batch-size", 5) == 0
+    assert images(tmp_path) == images(reference)
+
+
+def _wait_for_images(process, out: Path, count: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while len(list(out.glob("*.png"))) < count:
+        assert process.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline, "no images appeared"
+        time.sleep(0.02)  # polling the folder, not waiting for the run
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_without_redoing_what_was_done(reference, prompts, tmp_path, capsys, one_thread):
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "diffblocks.cli", "batch", prompts, "--out-dir", out,
+                                "--seed", "40", *STEPS, "--device", "cpu", "--no-progress"],
+                               env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_images(process, out, 2)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    items = read_items(prompts, 40, {"num_inference_steps": 2})
+    done = done_entries(items, out)
+    assert 0 < len(done) < len(PROMPTS) and not (out / "manifest.jsonl").exists()
+    before = {e["file"]: (out / e["file"]).stat().st_mtime_ns for e in done.values()}
+    capsys.readouterr()
+    assert batch(prompts, "--out-dir", out, "--seed", 40) == 0
+    assert f"({len(PROMPTS) - len(done)} rendered, {len(done)} already done" in capsys.readouterr().out
+    assert {name: (out / name).stat().st_mtime_ns for name in before} == before     # not written again
+    assert images(out) == images(reference)
+    assert [e["item"] for e in manifest(out)] == list(range(len(PROMPTS)))
+
+
+def _png(image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_jsonl_inputs_reach_the_pipeline(tmp_path, one_thread):
+    from diffblocks import SequentialPipelineBlocks
+    from diffblocks.presets import embedded_model_path
+    from diffblocks.presets.stable_diffusion import TEXT2IMAGE_BLOCKS
+
+    lines = [{"prompt": "a seven", "num_inference_steps": 3, "guidance_scale": 2.0},
+             {"prompt": "a one", "negative_prompt": "a seven", "height": 16, "width": 24}]
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    assert batch(path, "--out-dir", tmp_path / "out", "--seed", 5) == 0
+    pipe = SequentialPipelineBlocks.from_blocks_dict(TEXT2IMAGE_BLOCKS).init_pipeline(str(embedded_model_path()))
+    pipe.load_components()
+    pipe.set_progress_bar_config(disable=True)
+    for index, line in enumerate(lines):
+        inputs = {"num_inference_steps": 2, **line}
+        expected = pipe(generator=torch.Generator().manual_seed(5 + index), output="images", **inputs)[0]
+        assert (tmp_path / "out" / f"{index:06d}.png").read_bytes() == _png(expected)
+    assert [e["inputs"] for e in manifest(tmp_path / "out")] == \
+        [{"num_inference_steps": 3, "guidance_scale": 2.0},
+         {"num_inference_steps": 2, "negative_prompt": "a seven", "height": 16, "width": 24}]
+
+
+def test_an_unknown_jsonl_input_stops_before_rendering(tmp_path, capsys):
+    path = tmp_path / "prompts.jsonl"
+    path.write_text('{"prompt": "a seven"}\n{"prompt": "a one", "num_inference_step": 3}\n')
+    assert batch(path, "--out-dir", tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert "line 2: 'num_inference_step' (did you mean num_inference_steps?)" in err
+    assert not list((tmp_path / "out").glob("*.png"))
+
+
+def test_bad_flags_are_refused_before_loading(tmp_path, capsys):
+    (tmp_path / "p.txt").write_text("a seven\n")
+    assert batch(tmp_path / "p.txt", "--out-dir", tmp_path / "out", "--batch-size", 0) == 2
+    assert "--batch-size must be a positive number, got 0" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert batch(tmp_path / "p.txt", "--out-dir", tmp_path / "file") == 2
+    assert "--out-dir" in capsys.readouterr().err
+
+
+def test_a_failing_item_is_named_and_what_was_done_is_kept(tmp_path, capsys, one_thread):
+    path = tmp_path / "prompts.jsonl"
+    path.write_text('{"prompt": "a seven"}\n\n{"prompt": "a one", "num_inference_steps": -1}\n{"prompt": "a two"}\n')
+    assert batch(path, "--out-dir", tmp_path / "out") == 2
+    assert ("item 1 (line 3 of the prompts file) failed: block 'set_timesteps' (StableDiffusionSetTimestepsStep): "
+            "input 'num_inference_steps' must be > 0, got -1") in capsys.readouterr().err
+    assert set(done_entries(read_items(path, 0, {"num_inference_steps": 2}), tmp_path / "out")) == {0}

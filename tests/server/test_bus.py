@@ -1,0 +1,81 @@
+"""The event bus: numbering, replay with ?since, snapshots, and slow clients that never block publishers."""
+
+import asyncio
+import json
+
+import pytest
+
+from diffblocks.server.bus import EventBus, Overflow
+
+pytestmark = pytest.mark.anyio
+
+
+def make_bus(**kw):
+    return EventBus(lambda: [{"job": "j1", "status": "running"}], **kw)
+
+
+async def drain(subscription):
+    out = []
+    while subscription._items:
+        out.append(json.loads(await subscription.get()))
+    return out
+
+
+async def test_events_are_numbered_in_order_with_job_and_node():
+    bus = make_bus()
+    live = bus.subscribe()
+    for kind in ("job.queued", "job.started", "node.started"):
+        bus.publish({"type": kind, "job": "j1"})
+    events = await drain(live)
+    assert [(e["seq"], e["type"], e["node"]) for e in events] == [
+        (1, "job.queued", None), (2, "job.started", None), (3, "node.started", None)]
+
+
+async def test_since_replays_what_was_missed_then_goes_live():
+    bus = make_bus(replay=10)
+    for i in range(5):
+        bus.publish({"type": "node.progress", "job": "j", "step": i})
+    late = bus.subscribe(since=3)
+    bus.publish({"type": "job.finished", "job": "j"})
+    assert [e["seq"] for e in await drain(late)] == [4, 5, 6]
+    assert await drain(bus.subscribe(since=6)) == []
+
+
+@pytest.mark.parametrize("since", [1, 99])  # fell out of the window; from another server's numbering
+async def test_since_out_of_the_window_gets_a_snapshot(since):
+    bus = make_bus(replay=3)
+    for _ in range(6):
+        bus.publish({"type": "node.progress", "job": "j1"})
+    events = await drain(bus.subscribe(since=since))
+    assert events == [{"seq": 6, "type": "snapshot", "job": None, "node": None,
+                       "jobs": [{"job": "j1", "status": "running"}]}]
+
+
+async def test_slow_client_loses_previews_first_then_progress_then_is_cut_off():
+    bus = make_bus(client_buffer=4)
+    slow = bus.subscribe()
+    for kind in ("job.started", "node.progress", "node.preview", "node.preview"):
+        bus.publish({"type": kind, "job": "j"})
+    bus.publish({"type": "node.finished", "job": "j"})  # full: the oldest preview goes
+    bus.publish({"type": "job.finished", "job": "j"})  # the other preview goes
+    assert slow.dropped == 2
+    bus.publish({"type": "job.queued", "job": "k"})  # then the progress event
+    kinds = [json.loads(item[2])["type"] for item in slow._items]
+    assert kinds == ["job.started", "node.finished", "job.finished", "job.queued"]
+    bus.publish({"type": "job.started", "job": "k"})  # nothing left to drop
+    with pytest.raises(Overflow):
+        await slow.get()
+    fast = bus.subscribe()
+    bus.publish({"type": "job.finished", "job": "k"})
+    assert [e["type"] for e in await drain(fast)] == ["job.finished"]
+
+
+async def test_publishing_from_threads_wakes_a_waiting_client():
+    bus = make_bus()
+    client = bus.subscribe()
+    waiting = asyncio.create_task(client.get())
+    await asyncio.sleep(0)  # usually lets the task reach its wait; the result is the same if not
+    await asyncio.to_thread(bus.publish, {"type": "job.queued", "job": "j"})
+    assert json.loads(await asyncio.wait_for(waiting, 5))["type"] == "job.queued"
+    bus.close()
+    assert await client.get() is None

@@ -1,0 +1,60 @@
+"""``diffblocks serve``: flags checked before anything starts, the address printed once it answers."""
+
+import signal
+import socket
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from diffblocks.cli import main
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--queue", "redis://localhost:6379"], "--queue must be sqlite"),
+    (["--device", "cpu,cpu"], "--device cpu,cpu: names a device twice"),
+    (["--device", "tpu:0"], "--device tpu:0"),
+    (["--port", "0"], "--port must be a port number"),
+    (["--model", "/no/such/folder"], "--model /no/such/folder: no such folder"),
+])
+def test_bad_flags_are_one_line_errors(capsys, argv, words):
+    assert main(["serve", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("diffblocks: error: ") and words in err and len(err.strip().splitlines()) == 1
+
+
+def test_flags_become_settings(tmp_path):
+    from diffblocks.cli import build_parser
+    from diffblocks.cli.serve import settings_from
+
+    args = build_parser().parse_args(["serve", "--device", "cpu", "--data-dir", str(tmp_path), "--model", "embedded",
+                                      "--queue", "sqlite", "--cors-origin", "http://a.example", "--allow-remote-code"])
+    settings = settings_from(args)
+    assert settings.devices == ["cpu"] and settings.data_dir == tmp_path and settings.model == "embedded"
+    assert settings.cors_origins == ["http://a.example"] and settings.allow_remote_code is True
+    defaults = settings_from(build_parser().parse_args(["serve"]))
+    assert defaults.allow_remote_code is False and defaults.cors_origins == [] and defaults.model is None
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_serve_prints_its_address_once_it_answers(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "diffblocks.cli", "serve", "--port", str(port), "--device", "cpu",
+                             "--data-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith(f"diffblocks serve: http://127.0.0.1:{port} (devices cpu; jobs and images in {tmp_path})")
+        nodes = httpx.get(f"http://127.0.0.1:{port}/api/nodes", timeout=60).json()
+        assert "LoadComponents" in nodes
+        assert (tmp_path / "jobs.sqlite").is_file()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in err

@@ -1,0 +1,169 @@
+"""Jobs over the fake engine: queue, run, outputs as JSON and artifacts, cache, failure, cancel, priority, restart."""
+
+import io
+
+import pytest
+from PIL import Image
+from server_helpers import events_until, fake_server, workflow
+
+pytestmark = pytest.mark.anyio
+
+IMAGE = workflow(n=("Number", {"value": 7}), img=("Image", {"value": {"node": "n", "output": "value"}, "steps": 2}))
+
+
+async def submit(client, wf, priority=0):
+    response = await client.post("/api/jobs", json={"workflow": wf, "priority": priority})
+    assert response.status_code == 201, response.text
+    return response.json()["job"]
+
+
+async def test_job_runs_and_its_events_come_in_order(tmp_path):
+    async with fake_server(tmp_path) as client:
+        events = client.state.bus.subscribe()
+        job = await submit(client, IMAGE)
+        seen = await events_until(events, job, "job.finished")
+        kinds = [e["type"] for e in seen if e["job"] == job]
+        assert kinds == ["job.queued", "job.started", "node.started", "node.finished", "node.started",
+                         "node.progress", "node.preview", "node.progress", "node.preview", "node.finished",
+                         "job.finished"]
+        seqs = [e["seq"] for e in seen]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+        preview = next(e for e in seen if e["type"] == "node.preview")
+        assert preview["image"].startswith("data:image/png;base64,") and preview["step"] == 1
+        assert "outputs" not in next(e for e in seen if e["type"] == "node.finished")
+
+        info = (await client.get(f"/api/jobs/{job}")).json()
+        assert info["status"] == "done" and info["error"] is None
+        assert info["executed"] == ["n", "img"] and info["cached"] == []
+        assert info["outputs"]["n"] == {"value": 7}
+        sha = info["outputs"]["img"]["image"]["artifact"]
+        assert info["outputs"]["img"]["images"] == [{"artifact": sha}, {"artifact": sha}]
+        assert info["outputs"]["img"]["latents"] == {"socket": "tensor", "dtype": "float32", "shape": [1, 4, 3, 2]}
+        assert info["timings"]["started"] >= info["timings"]["created"] and set(info["timings"]["nodes"]) == {"n", "img"}
+
+        png = await client.get(f"/api/artifacts/{sha}")
+        assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+        assert Image.open(io.BytesIO(png.content)).getpixel((0, 0)) == (7, 100, 200)
+
+
+async def test_identical_job_comes_from_the_cache_and_a_change_reruns_downstream(tmp_path):
+    async with fake_server(tmp_path) as client:
+        events = client.state.bus.subscribe()
+        first = await submit(client, IMAGE)
+        await events_until(events, first, "job.finished")
+        again = await submit(client, IMAGE)
+        last = (await events_until(events, again, "job.finished"))[-1]
+        assert last["executed"] == [] and last["cached"] == ["n", "img"]
+        info = (await client.get(f"/api/jobs/{again}")).json()
+        assert info["cached"] == ["n", "img"] and info["outputs"]["n"] == {"value": 7}
+        changed = workflow(n=("Number", {"value": 7}), m=("Number", {"value": 1}),
+                           add=("Add", {"a": {"node": "n", "output": "value"}, "b": {"node": "m", "output": "value"}}))
+        job = await submit(client, changed)
+        await events_until(events, job, "job.finished")
+        info = (await client.get(f"/api/jobs/{job}")).json()
+        assert info["cached"] == ["n"] and info["executed"] == ["m", "add"] and info["outputs"]["add"] == {"value": 8}
+
+
+async def test_failing_node_fails_the_job_and_the_server_keeps_serving(tmp_path):
+    async with fake_server(tmp_path) as client:
+        events = client.state.bus.subscribe()
+        job = await submit(client, workflow(bad=("Fail", {"value": 1})))
+        failed = (await events_until(events, job, "job.failed"))[-1]
+        assert failed["node"] == "bad" and failed["input"] == "value" and "on purpose" in failed["message"]
+        info = (await client.get(f"/api/jobs/{job}")).json()
+        assert info["status"] == "failed"
+        assert info["error"]["node"] == "bad" and info["error"]["message"] == "Fail failed: on purpose"
+        ok = await submit(client, IMAGE)
+        await events_until(events, ok, "job.finished")
+        assert (await client.get(f"/api/jobs/{ok}")).json()["status"] == "done"
+
+
+async def test_cancel_running_and_queued_jobs(tmp_path):
+    async with fake_server(tmp_path) as client:
+        events = client.state.bus.subscribe()
+        running = await submit(client, workflow(w=("Wait", {})))
+        await events_until(events, running, "node.started")
+        queued = await submit(client, IMAGE)
+        answer = await client.delete(f"/api/jobs/{queued}")
+        assert answer.json() == {"job": queued, "status": "cancelled"}
+        answer = await client.delete(f"/api/jobs/{running}")
+        assert answer.json() == {"job": running, "status": "cancelling"}
+        cancelled = (await events_until(events, running, "job.cancelled"))[-1]
+        assert cancelled["node"] == "w"
+        assert (await client.get(f"/api/jobs/{running}")).json()["status"] == "cancelled"
+        assert (await client.get(f"/api/jobs/{queued}")).json()["status"] == "cancelled"
+        again = await client.delete(f"/api/jobs/{running}")
+        assert again.status_code == 409 and "already cancelled" in again.json()["detail"]
+        unknown = await client.delete("/api/jobs/nope")
+        assert unknown.status_code == 404 and "no job 'nope'" in unknown.json()["detail"]
+        assert client.engine.executors[0].runs == 1  # the queued job never ran
+
+
+async def test_higher_priority_runs_first(tmp_path):
+    async with fake_server(tmp_path) as client:
+        events = client.state.bus.subscribe()
+        blocker = await submit(client, workflow(w=("Wait", {})))
+        await events_until(events, blocker, "node.started")
+        low = await submit(client, workflow(n=("Number", {"value": 1})))
+        high = await submit(client, workflow(n=("Number", {"value": 2})), priority=5)
+        await client.delete(f"/api/jobs/{blocker}")
+        seen = await events_until(events, low, "job.finished")
+        started = [e["job"] for e in seen if e["type"] == "job.started"]
+        assert started == [high, low]
+        listed = (await client.get("/api/jobs")).json()["jobs"]
+        assert [j["job"] for j in listed] == [high, low, blocker]  # newest first
+
+
+async def test_queued_jobs_run_after_a_restart(tmp_path):
+    async with fake_server(tmp_path, devices=[]) as client:  # no worker: jobs stay queued
+        jobs = [await submit(client, workflow(n=("Number", {"value": i}))) for i in range(3)]
+        assert (await client.get("/api/system")).json()["queue"] == {"queued": 3, "running": 0}
+    async with fake_server(tmp_path) as client:
+        events = client.state.bus.subscribe(since=0)
+        for job in jobs:
+            if (await client.get(f"/api/jobs/{job}")).json()["status"] != "done":
+                await events_until(events, job, "job.finished")
+        outputs = [(await client.get(f"/api/jobs/{j}")).json()["outputs"]["n"]["value"] for j in jobs]
+        assert outputs == [0, 1, 2]
+
+
+async def test_a_job_running_at_shutdown_runs_again_after_the_restart(tmp_path):
+    async with fake_server(tmp_path) as client:
+        events = client.state.bus.subscribe()
+        job = await submit(client, workflow(w=("Wait", {})))
+        await events_until(events, job, "node.started")
+    async with fake_server(tmp_path) as client:
+        events = client.state.bus.subscribe(since=0)
+        await events_until(events, job, "node.started")  # started again
+        assert (await client.get(f"/api/jobs/{job}")).json()["status"] == "running"
+        await client.delete(f"/api/jobs/{job}")
+        await events_until(events, job, "job.cancelled")
+
+
+async def test_a_workflow_the_engine_refuses_at_run_time_fails_with_every_problem(tmp_path):
+    async with fake_server(tmp_path) as client:
+        client.engine.validate = lambda workflow: []  # accepted when queued (say, an artifact deleted since)
+        events = client.state.bus.subscribe()
+        job = await submit(client, workflow(x=("Nope", {})))
+        failed = (await events_until(events, job, "job.failed"))[-1]
+        assert failed["node"] == "x" and failed["message"] == "unknown node type 'Nope'"
+        error = (await client.get(f"/api/jobs/{job}")).json()["error"]
+        assert error["errors"] == [{"node": "x", "input": None, "message": "unknown node type 'Nope'"}]
+
+
+async def test_an_engine_crash_fails_the_job_not_the_worker(tmp_path):
+    async with fake_server(tmp_path) as client:
+        executor = client.engine.executors[0]
+        real_run = executor.run
+
+        def crash_once(workflow, **kwargs):
+            executor.run = real_run
+            raise RuntimeError("engine bug")
+
+        executor.run = crash_once
+        events = client.state.bus.subscribe()
+        job = await submit(client, IMAGE)
+        failed = (await events_until(events, job, "job.failed"))[-1]
+        assert failed["message"] == "RuntimeError: engine bug" and failed["node"] is None
+        ok = await submit(client, IMAGE)
+        await events_until(events, ok, "job.finished")

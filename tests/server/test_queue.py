@@ -1,0 +1,68 @@
+"""The SQLite job queue: priority order, atomic claims, persistence across a restart."""
+
+import threading
+
+from diffblocks.server.queue import JobQueue
+
+
+def test_priority_then_submission_order(tmp_path):
+    queue = JobQueue(tmp_path / "q.sqlite")
+    ids = [queue.submit({"n": i}, priority=p).id for i, p in enumerate([0, 5, 0, 5, -1])]
+    order = [queue.claim("cpu", timeout=0).id for _ in ids]
+    assert order == [ids[1], ids[3], ids[0], ids[2], ids[4]]
+    assert queue.claim("cpu", timeout=0) is None
+
+
+def test_each_job_is_claimed_exactly_once_by_concurrent_workers(tmp_path):
+    queue = JobQueue(tmp_path / "q.sqlite")
+    submitted = {queue.submit({"n": i}).id for i in range(200)}
+    claimed, lock = [], threading.Lock()
+
+    def worker():
+        while (job := queue.claim("cpu", timeout=0)) is not None:
+            with lock:
+                claimed.append(job.id)
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(claimed) == sorted(submitted)
+
+
+def test_restart_keeps_queued_jobs_and_history_and_requeues_running_ones(tmp_path):
+    queue = JobQueue(tmp_path / "q.sqlite")
+    done, running, waiting = (queue.submit({"n": i}) for i in range(3))
+    queue.claim("cpu", timeout=0)
+    queue.finish(done.id, "done", {"outputs": {"a": {"b": 1}}})
+    queue.claim("cuda:0", timeout=0)
+    queue.close()
+    reopened = JobQueue(tmp_path / "q.sqlite")
+    assert reopened.get(done.id).status == "done" and reopened.get(done.id).result["outputs"] == {"a": {"b": 1}}
+    assert reopened.get(running.id).status == "queued" and reopened.get(running.id).device is None
+    assert [job.id for job in reopened.active()] == [running.id, waiting.id]
+    assert reopened.claim("cpu", timeout=0).workflow == {"n": 1}
+
+
+def test_cancel_only_touches_queued_jobs(tmp_path):
+    queue = JobQueue(":memory:")
+    first, second = queue.submit({}), queue.submit({})
+    queue.claim("cpu", timeout=0)
+    assert not queue.cancel_queued(first.id) and queue.cancel_queued(second.id)
+    assert not queue.cancel_queued(second.id) and not queue.cancel_queued("nope")
+    assert queue.get(second.id).status == "cancelled" and queue.get(second.id).finished is not None
+
+
+def test_claim_waits_for_a_submission_and_close_wakes_it(tmp_path):
+    queue = JobQueue(tmp_path / "q.sqlite")
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(queue.claim("cpu")))
+    waiter.start()
+    job = queue.submit({"x": 1})
+    waiter.join(10)
+    assert got[0].id == job.id
+    closer = threading.Thread(target=lambda: got.append(queue.claim("cpu")))
+    closer.start()
+    queue.stop_claims()
+    closer.join(10)
+    assert got[1] is None

@@ -1,0 +1,157 @@
+"""Every bad request is a 4xx JSON answer naming the problem; catalog, validation, uploads, system, page, CORS."""
+
+import io
+
+import pytest
+from fake_node_engine import CATALOG
+from PIL import Image
+from server_helpers import fake_server, workflow
+
+pytestmark = pytest.mark.anyio
+
+GOOD = workflow(n=("Number", {"value": 1}))
+
+
+def png(size=(6, 4), color=(1, 2, 3), fmt="PNG"):
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+async def test_catalog_and_validation(tmp_path):
+    async with fake_server(tmp_path) as client:
+        assert (await client.get("/api/nodes")).json() == CATALOG
+        good = await client.post("/api/validate", json={"workflow": GOOD})
+        assert good.json() == {"ok": True, "errors": []}
+        bad = await client.post("/api/validate", json={"workflow": workflow(x=("Nope", {}))})
+        assert bad.status_code == 200
+        assert bad.json() == {"ok": False, "errors": [{"node": "x", "input": None, "message": "unknown node type 'Nope'"}]}
+
+
+async def test_openapi_document_lists_every_endpoint_and_model(tmp_path):
+    async with fake_server(tmp_path) as client:
+        document = (await client.get("/openapi.json")).json()
+    paths = document["paths"]
+    assert set(paths) >= {"/api/nodes", "/api/validate", "/api/jobs", "/api/jobs/{job_id}", "/api/uploads",
+                          "/api/artifacts/{artifact_id}", "/api/system", "/api/free"}
+    assert set(paths["/api/jobs/{job_id}"]) == {"get", "delete"}
+    schemas = document["components"]["schemas"]
+    assert {"JobInfo", "JobRequest", "Workflow", "NodeSpec", "SystemInfo", "UploadResponse", "ValidateResponse"} <= set(schemas)
+    assert "schema" in schemas["NodeInputSpec"]["properties"]
+    assert paths["/api/jobs/{job_id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/JobInfo"}
+
+
+@pytest.mark.parametrize("body, status, words", [
+    (b'{"workflow": {"nodes": ', 400, "not valid JSON"),
+    (b'{"priority": 1}', 422, "workflow: Field required"),
+    (b'{"workflow": {"nodes": {"a": {"inputs": {}}}}}', 422, "workflow.nodes.a.type: Field required"),
+    (b'{"workflow": {"nodes": {"a": {"type": "Nope"}}}}', 422, "node 'a': unknown node type 'Nope'"),
+    (b'{"workflow": {"nodes": {}}, "priority": 99999}', 422, "priority: Input should be less than or equal to 1000"),
+])
+async def test_bad_job_requests_are_4xx_naming_the_problem(tmp_path, body, status, words):
+    async with fake_server(tmp_path) as client:
+        response = await client.post("/api/jobs", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == status
+    assert words in response.json()["detail"]
+
+
+async def test_workflow_errors_come_as_a_list(tmp_path):
+    async with fake_server(tmp_path) as client:
+        response = await client.post("/api/jobs", json={"workflow": workflow(
+            a=("Nope", {}), b=("Add", {"a": {"node": "ghost", "output": "value"}}))})
+    assert response.status_code == 422
+    assert response.json()["errors"] == [{"node": "a", "input": None, "message": "unknown node type 'Nope'"},
+                                         {"node": "b", "input": "a", "message": "no node 'ghost'"}]
+
+
+async def test_oversize_bodies_are_413(tmp_path):
+    async with fake_server(tmp_path, max_json_bytes=1000, max_upload_bytes=2000) as client:
+        big = {"workflow": workflow(n=("Number", {"value": 1, "pad": "x" * 2000}))}
+        response = await client.post("/api/jobs", json=big)
+        assert response.status_code == 413 and "the request body is too large" in response.json()["detail"]
+
+        async def chunks():  # no Content-Length: counted as it arrives
+            for _ in range(10):
+                yield b" " * 300
+        response = await client.post("/api/validate", content=chunks(), headers={"content-type": "application/json"})
+        assert response.status_code == 413 and "limit is 1000 bytes" in response.json()["detail"]
+        response = await client.post("/api/uploads", files={"file": ("big.png", b"\0" * 5000, "image/png")})
+        assert response.status_code == 413 and "the upload is too large" in response.json()["detail"]
+
+
+async def test_upload_roundtrip_and_refusals(tmp_path):
+    async with fake_server(tmp_path, max_pixels=100) as client:
+        response = await client.post("/api/uploads", files={"file": ("a.jpg", png(fmt="BMP"), "image/bmp")})
+        assert response.status_code == 201
+        body = response.json()
+        assert body["width"] == 6 and body["height"] == 4
+        stored = await client.get(f"/api/artifacts/{body['artifact']}")
+        assert stored.headers["content-type"] == "image/png"
+        assert Image.open(io.BytesIO(stored.content)).getpixel((5, 3)) == (1, 2, 3)
+
+        script = await client.post("/api/uploads", files={"file": ("evil.png", b"#!/bin/sh\nrm -rf ~\n", "image/png")})
+        assert script.status_code == 415 and "'evil.png' is not a PNG, JPEG" in script.json()["detail"]
+        huge = await client.post("/api/uploads", files={"file": ("big.png", png(size=(11, 10)), "image/png")})
+        assert huge.status_code == 413 and "11x10 pixels is over the limit of 100" in huge.json()["detail"]
+        missing = await client.post("/api/uploads", data={"other": "x"})
+        assert missing.status_code == 422 and "file: Field required" in missing.json()["detail"]
+        assert len(list((tmp_path / "artifacts").rglob("*"))) == 2  # one folder, one file: nothing refused was kept
+
+
+@pytest.mark.parametrize("artifact_id, status", [
+    ("A" * 64, 400), ("a" * 63, 400), ("..%2F..%2Fetc%2Fpasswd", 404), ("%2E%2E", 400), ("b" * 64, 404)])
+async def test_artifact_ids_are_validated(tmp_path, artifact_id, status):
+    async with fake_server(tmp_path) as client:
+        response = await client.get(f"/api/artifacts/{artifact_id}")
+    assert response.status_code == status
+    detail = response.json()["detail"]
+    assert ("64 lowercase hex" in detail) if status == 400 else ("Not Found" in detail or "no artifact" in detail)
+
+
+async def test_unknown_job_and_route(tmp_path):
+    async with fake_server(tmp_path) as client:
+        assert (await client.get("/api/jobs/abc")).json() == {"detail": "no job 'abc' (GET /api/jobs lists them)"}
+        assert (await client.get("/api/nothing")).status_code == 404
+        assert (await client.get("/api/jobs?status=weird")).status_code == 422
+
+
+async def test_system_and_free(tmp_path):
+    async with fake_server(tmp_path) as client:
+        manager = client.state.manager
+        kept = object.__new__(type("Kept", (), {}))
+        manager.add("kept", kept)
+        manager.add("unused", type("Unused", (), {})())
+        info = (await client.get("/api/system")).json()
+        assert info["devices"] == [{"device": "cpu", "job": None}]
+        assert info["memory"]["rss_bytes"] > 0 and info["allow_remote_code"] is False
+        assert sorted(c["class"] for c in info["components"]) == ["Kept", "Unused"]
+        assert info["cache"] == {"entries": 0, "bytes": 0, "budget": 10_000}
+        client.engine.executors[0].cache["x"] = {}
+        assert (await client.get("/api/system")).json()["cache"]["entries"] == 1
+        freed = (await client.post("/api/free")).json()
+        assert [cid.split("_")[0] for cid in freed["removed_components"]] == ["unused"]
+        assert freed["cache"]["entries"] == 0
+        assert [c["class"] for c in (await client.get("/api/system")).json()["components"]] == ["Kept"]
+
+
+async def test_page_is_served_when_built(tmp_path):
+    async with fake_server(tmp_path) as client:
+        response = await client.get("/")
+        assert response.status_code == 200 and "the web page is not built" in response.text
+    page = tmp_path / "static"
+    page.mkdir()
+    (page / "index.html").write_text("<html>editor</html>")
+    async with fake_server(tmp_path, static_dir=page) as client:
+        assert (await client.get("/")).text == "<html>editor</html>"
+        assert (await client.get("/api/nodes")).status_code == 200
+
+
+async def test_cors_is_closed_unless_an_origin_is_allowed(tmp_path):
+    headers = {"origin": "http://elsewhere.example", "access-control-request-method": "POST"}
+    async with fake_server(tmp_path) as client:
+        response = await client.options("/api/jobs", headers=headers)
+        assert "access-control-allow-origin" not in response.headers
+    async with fake_server(tmp_path, cors_origins=["http://elsewhere.example"]) as client:
+        response = await client.options("/api/jobs", headers=headers)
+        assert response.headers["access-control-allow-origin"] == "http://elsewhere.example"

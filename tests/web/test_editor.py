@@ -1,0 +1,280 @@
+"""The node editor in a real browser against a real `diffblocks serve` (see conftest.py for the set-up)."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import time
+import urllib.request
+
+import numpy as np
+from PIL import Image
+
+DEFAULT_NODES = ["load", "text", "input", "steps", "latents", "denoise", "decode", "output"]
+
+# records, from the first paint on, every progress value and node state the page shows, so a test can
+# assert that progress appeared however quickly the tiny model runs
+WATCH = """
+window.__seen = {progress: 0, states: {}};
+new MutationObserver(() => {
+  for (const bar of document.querySelectorAll('[role=progressbar]')) {
+    window.__seen.progress = Math.max(window.__seen.progress, Number(bar.getAttribute('aria-valuenow')) || 0);
+  }
+  for (const node of document.querySelectorAll('[data-node-id][data-state]')) {
+    const seen = window.__seen.states[node.dataset.nodeId] = window.__seen.states[node.dataset.nodeId] || [];
+    if (seen[seen.length - 1] !== node.dataset.state) seen.push(node.dataset.state);
+  }
+}).observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
+"""
+
+
+def expect(locator):
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(locator)
+
+
+def node(page, node_id):
+    return page.locator(f'.react-flow__node[data-id="{node_id}"]')
+
+
+def widget(page, node_id, name, kind="input[type=number]"):
+    return node(page, node_id).locator(f'[data-input="{name}"] {kind}')
+
+
+def open_editor(page, server):
+    page.add_init_script(WATCH)
+    started = time.monotonic()
+    page.goto(server.url)
+    expect(node(page, "decode").locator(".node-title")).to_have_text("Decode")
+    expect(page.get_by_test_id("connection")).to_have_text("connected")
+    return time.monotonic() - started
+
+
+def run(page, expected="done"):
+    """Press Run; return the job id once the page shows the job `expected` (done, failed, cancelled)."""
+    page.get_by_role("button", name="Run", exact=True).click()
+    status = page.get_by_test_id("run-status")
+    expect(status).to_have_attribute("data-status", re.compile("^(done|failed|cancelled|invalid|lost)$"),
+                                      timeout=180_000)
+    assert status.get_attribute("data-status") == expected, status.inner_text()
+    return status.get_attribute("data-job")
+
+
+def shown_image(page):
+    image = page.locator('[data-testid="output-images"] img.output-image')
+    expect(image).to_have_count(1)
+    return image.get_attribute("data-artifact")
+
+
+def pixels(server, sha):
+    with urllib.request.urlopen(f"{server.url}/api/artifacts/{sha}", timeout=60) as response:
+        return np.asarray(Image.open(io.BytesIO(response.read())).convert("RGB"))
+
+
+def drag(page, source, target):
+    """Press on `source`, move to `target` in steps (React Flow follows pointer moves), release."""
+    start, end = source.bounding_box(), target.bounding_box()
+    page.mouse.move(start["x"] + start["width"] / 2, start["y"] + start["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(end["x"] + end["width"] / 2, end["y"] + end["height"] / 2, steps=12)
+    page.mouse.up()
+
+
+def test_page_loads_without_console_errors_and_shows_the_default_workflow(page, server, shots):
+    seconds = open_editor(page, server)
+    for node_id in DEFAULT_NODES:
+        expect(node(page, node_id)).to_be_visible()
+    expect(node(page, "text").locator('[data-input="prompt"] textarea')).to_have_value("a handwritten digit seven")
+    expect(widget(page, "steps", "num_inference_steps")).to_have_value("4")
+    workflow = page.evaluate("window.diffblocks.workflow()")
+    assert workflow["nodes"]["denoise"]["inputs"]["latents"] == {"node": "latents", "output": "latents"}
+    expect(page.locator(".react-flow__edge")).to_have_count(sum(
+        isinstance(value, dict) and "node" in value for spec in workflow["nodes"].values()
+        for value in spec["inputs"].values()) + 1)  # + the wire into the Output node
+    expect(page.locator('.palette-item[data-type="StableDiffusionTextEncoderStep"]')).to_be_visible()
+    expect(page.locator('.palette-item[data-type="DDIMScheduler"]')).to_be_hidden()  # its group starts folded
+    page.get_by_placeholder("Search nodes…").fill("ddim")
+    expect(page.locator('.palette-item[data-type="DDIMScheduler"]')).to_be_visible()
+    expect(page.locator('.palette-item[data-type="StableDiffusionTextEncoderStep"]')).to_have_count(0)
+    page.get_by_placeholder("Search nodes…").fill("")
+    page.screenshot(path=str(shots / "01-load.png"))
+    assert page.problems == []
+    print(f"page load to a ready editor: {seconds:.2f} s")
+
+
+def test_run_shows_progress_and_the_image_the_api_computes(page, server, shots):
+    open_editor(page, server)
+    job = run(page)
+    sha = shown_image(page)
+    seen = page.evaluate("window.__seen")
+    assert seen["progress"] >= 1, seen
+    assert "running" in seen["states"]["denoise"], seen
+    expect(node(page, "decode").get_by_test_id("node-state")).to_have_text(re.compile(r"^done"))
+    expect(page.locator(".gallery img")).to_have_count(1)
+    page.screenshot(path=str(shots / "02-run.png"))
+
+    # the same workflow through the API alone, computed afresh
+    server.request("POST", "/api/free")
+    info = server.run_job(page.evaluate("window.diffblocks.workflow()"))
+    assert info["status"] == "done", info
+    assert info["job"] != job
+    api_sha = info["outputs"]["decode"]["images"][0]["artifact"]
+    np.testing.assert_array_equal(pixels(server, sha), pixels(server, api_sha))
+    assert page.problems == []
+
+    # timing, models loaded and the prompt encoded: a seed each run has not seen, so both compute the
+    # latents, the denoise loop and the decode
+    widget(page, "latents", "seed").fill("21")
+    started = time.monotonic()
+    timed_job = run(page)
+    shown_image(page)
+    page_seconds = time.monotonic() - started
+    page_job = server.request("GET", f"/api/jobs/{timed_job}").get("timings", {}).get("seconds")
+    workflow = page.evaluate("window.diffblocks.workflow()")
+    workflow["nodes"]["latents"]["inputs"]["seed"] = 22
+    started = time.monotonic()
+    info = server.run_job(workflow)
+    api_seconds = time.monotonic() - started
+    assert info["status"] == "done"
+    print(f"Run to image: page {page_seconds:.2f} s (the job itself {page_job} s), "
+          f"API alone {api_seconds:.2f} s (the job itself {info.get('timings', {}).get('seconds')} s)")
+
+
+def test_a_new_seed_reruns_from_the_latents_and_keeps_the_text_encoding(page, server, shots):
+    open_editor(page, server)
+    run(page)
+    first = shown_image(page)
+    widget(page, "latents", "seed").fill("1")
+    run(page)
+    expect(node(page, "text").get_by_test_id("node-state")).to_have_text("cached")
+    expect(node(page, "latents").get_by_test_id("node-state")).to_have_text(re.compile(r"^done"))
+    expect(node(page, "denoise").get_by_test_id("node-state")).to_have_text(re.compile(r"^done"))
+    second = shown_image(page)
+    assert second != first
+    assert not np.array_equal(pixels(server, first), pixels(server, second))
+    expect(page.locator(".gallery img")).to_have_count(2)
+    page.screenshot(path=str(shots / "03-new-seed.png"))
+
+
+def test_a_bad_value_is_marked_on_its_node_and_input_before_running(page, server, shots):
+    open_editor(page, server)
+    widget(page, "steps", "num_inference_steps").fill("0")
+    row = node(page, "steps").locator('[data-input="num_inference_steps"]')
+    expect(row.locator(".input-error")).to_contain_text("num_inference_steps")
+    expect(row).to_have_class(re.compile("has-error"))
+    expect(node(page, "steps").locator(".block-node")).to_have_class(re.compile("has-error"))
+    page.get_by_role("button", name="Run", exact=True).click()
+    expect(page.get_by_test_id("run-status")).to_have_attribute("data-status", "invalid")
+    assert page.get_by_test_id("run-status").get_attribute("data-job") == ""
+    page.screenshot(path=str(shots / "04-invalid.png"))
+
+    widget(page, "steps", "num_inference_steps").fill("3")
+    expect(row.locator(".input-error")).to_have_count(0)
+
+
+def test_a_node_from_the_palette_is_wired_and_a_wrong_wire_is_refused(page, server, shots):
+    open_editor(page, server)
+    page.get_by_placeholder("Search nodes…").fill("preview")
+    page.locator('.palette-item[data-type="PreviewImage"]').drag_to(
+        page.locator(".react-flow__pane"), target_position={"x": 40, "y": 560})
+    added = node(page, "preview_image")
+    expect(added).to_be_visible()
+    edges = page.locator(".react-flow__edge")
+    count = edges.count()
+
+    # a components bundle into an image input: refused
+    drag(page, node(page, "load").locator('[data-output="components"] .react-flow__handle'),
+         added.locator('[data-input="images"] .react-flow__handle'))
+    expect(edges).to_have_count(count)
+    # the decoded images into it: taken
+    drag(page, node(page, "decode").locator('[data-output="images"] .react-flow__handle'),
+         added.locator('[data-input="images"] .react-flow__handle'))
+    expect(edges).to_have_count(count + 1)
+    expect(added.locator(".io-link")).to_have_text("← decode.images")
+    run(page)
+    expect(added.locator("img.output-image")).to_have_count(1)
+    page.screenshot(path=str(shots / "05-palette-node.png"))
+
+
+def test_an_uploaded_image_becomes_the_load_image_input(page, server, tmp_path):
+    open_editor(page, server)
+    page.locator('.palette-item[data-type="LoadImage"]').dblclick()
+    added = node(page, "load_image")
+    expect(added).to_be_visible()
+    expect(added.locator('[data-input="image"] .input-error')).to_have_count(1)  # required, not yet given
+    picture = tmp_path / "three.png"
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(picture)
+    added.locator('[data-input="image"] input[type=file]').set_input_files(str(picture))
+    expect(added.locator('[data-input="image"] img')).to_be_visible()
+    expect(added.locator('[data-input="image"] .input-error')).to_have_count(0)
+    value = page.evaluate("window.diffblocks.workflow()")["nodes"]["load_image"]["inputs"]["image"]
+    assert np.array_equal(pixels(server, value["artifact"]), np.asarray(Image.open(picture).convert("RGB")))
+
+
+def test_a_node_that_fails_shows_its_message(page, server, tmp_path, shots):
+    open_editor(page, server)
+    missing = tmp_path / "no-such-model"
+    node(page, "load").locator('[data-input="repo"] input[type=text]').fill(str(missing))
+    run(page, expected="failed")
+    load = node(page, "load")
+    expect(load.get_by_test_id("node-state")).to_have_text("failed")
+    expect(load.locator(".node-error, .input-error")).to_contain_text(str(missing))
+    expect(node(page, "decode").get_by_test_id("node-state")).to_have_count(0)  # never ran
+    page.screenshot(path=str(shots / "06-failed.png"))
+
+
+def test_cancel_stops_a_running_job(page, server, shots):
+    open_editor(page, server)
+    # many steps and a seed no other test uses, so the denoise loop runs long enough to be cancelled
+    widget(page, "steps", "num_inference_steps").fill("500")
+    widget(page, "latents", "seed").fill("77")
+    page.get_by_role("button", name="Run", exact=True).click()
+    expect(node(page, "denoise").get_by_test_id("node-state")).to_have_text(re.compile(r"^running \d+/500"))
+    page.screenshot(path=str(shots / "07-running.png"))
+    page.get_by_role("button", name="Cancel").click()
+    status = page.get_by_test_id("run-status")
+    expect(status).to_have_attribute("data-status", "cancelled")
+    expect(node(page, "denoise").get_by_test_id("node-state")).to_have_text("cancelled")
+    assert server.request("GET", f"/api/jobs/{status.get_attribute('data-job')}")["status"] == "cancelled"
+    page.screenshot(path=str(shots / "08-cancelled.png"))
+
+
+def test_save_then_load_brings_back_the_same_graph(page, server, tmp_path):
+    open_editor(page, server)
+    node(page, "text").locator('[data-input="prompt"] textarea').fill("a handwritten digit three")
+    widget(page, "latents", "seed").fill("5")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Save").click()
+    saved = tmp_path / "workflow.json"
+    download.value.save_as(saved)
+    document = json.loads(saved.read_text())
+    assert document["nodes"]["text"]["inputs"]["prompt"] == "a handwritten digit three"
+
+    page.reload()
+    expect(node(page, "text").locator('[data-input="prompt"] textarea')).to_have_value("a handwritten digit seven")
+    page.get_by_test_id("load-input").set_input_files(str(saved))
+    expect(node(page, "text").locator('[data-input="prompt"] textarea')).to_have_value("a handwritten digit three")
+    assert page.evaluate("window.diffblocks.document()") == document
+    expect(page.locator(".react-flow__edge")).to_have_count(len(page.evaluate("window.diffblocks.state().edges")))
+
+
+def test_the_page_reconnects_after_a_server_restart(page, make_server, tmp_path, shots):
+    own = make_server(tmp_path).start()  # its own server: this test stops it
+    try:
+        open_editor(page, own)
+        prompt = node(page, "text").locator('[data-input="prompt"] textarea')
+        prompt.fill("a handwritten digit two")
+        own.stop()
+        expect(page.get_by_test_id("connection")).to_have_text("reconnecting…")
+        page.screenshot(path=str(shots / "09-reconnecting.png"))
+        own.start()
+        expect(page.get_by_test_id("connection")).to_have_text("connected", timeout=60_000)
+        expect(prompt).to_have_value("a handwritten digit two")
+        run(page)
+        shown_image(page)
+        page.screenshot(path=str(shots / "10-reconnected.png"))
+    finally:
+        own.stop()
+

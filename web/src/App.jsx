@@ -1,0 +1,136 @@
+// The page: toolbar, node palette, the React Flow canvas and the gallery, around the one store.
+import {
+  Background, Controls, ReactFlow, ReactFlowProvider, useReactFlow,
+} from '@xyflow/react';
+import { useCallback, useEffect, useRef } from 'react';
+
+import { api, followEvents } from './api.js';
+import BlockNode from './components/BlockNode.jsx';
+import Gallery from './components/Gallery.jsx';
+import Palette, { DRAG_TYPE } from './components/Palette.jsx';
+import PreviewNode from './components/PreviewNode.jsx';
+import Toolbar from './components/Toolbar.jsx';
+import { useStore } from './store.js';
+
+const NODE_TYPES = { block: BlockNode, preview: PreviewNode };
+const CATALOG_RETRY_MS = 1000;
+
+function useServer() {
+  useEffect(() => {
+    const store = useStore.getState();
+    let cancelled = false;
+    let timer = null;
+    const loadCatalog = async () => {
+      try {
+        const catalog = await api.nodes();
+        if (!cancelled) store.setCatalog(catalog);
+      } catch (error) {
+        if (cancelled) return;
+        store.setBanner(`waiting for the server: ${error.message}`);
+        timer = setTimeout(loadCatalog, CATALOG_RETRY_MS);
+      }
+    };
+    loadCatalog();
+    const stop = followEvents({
+      lastSeq: () => useStore.getState().lastSeq,
+      onEvent: (event) => useStore.getState().handleEvent(event),
+      onStatus: (status, reconnected) => {
+        const state = useStore.getState();
+        state.setConnection(status);
+        if (status === 'connected' && reconnected) {
+          // a restarted server may list other node types (a new version, other plugins)
+          loadCatalog();
+          state.resync();
+          state.validate();
+        }
+      },
+    });
+    return () => {
+      cancelled = true;
+      clearTimeout(timer);
+      stop();
+    };
+  }, []);
+}
+
+function Banner() {
+  const banner = useStore((state) => state.banner);
+  const general = useStore((state) => state.errors.general);
+  const catalog = useStore((state) => state.catalog);
+  const setBanner = useStore((state) => state.setBanner);
+  const messages = [...(banner && !(catalog && banner.startsWith('waiting')) ? [banner] : []), ...general];
+  if (!messages.length) return null;
+  return (
+    <div className="banner" role="alert">
+      {messages.map((message) => <div key={message}>{message}</div>)}
+      {banner && <button type="button" className="button small" onClick={() => setBanner(null)}>dismiss</button>}
+    </div>
+  );
+}
+
+function Canvas() {
+  const nodes = useStore((state) => state.nodes);
+  const edges = useStore((state) => state.edges);
+  const { onNodesChange, onEdgesChange, onConnect, isValidConnection, addNode } = useStore.getState();
+  const { screenToFlowPosition, fitView } = useReactFlow();
+  const wrapper = useRef(null);
+  const graphVersion = useStore((state) => state.graphVersion);
+
+  // a new graph (the default, a loaded file, Reset) is shown whole
+  useEffect(() => {
+    if (graphVersion) requestAnimationFrame(() => fitView({ padding: 0.04 }));
+  }, [graphVersion, fitView]);
+
+  const onDragOver = useCallback((event) => {
+    event.preventDefault();
+    event.dataTransfer.dropEffect = 'move';
+  }, []);
+  const onDrop = useCallback((event) => {
+    event.preventDefault();
+    const type = event.dataTransfer.getData(DRAG_TYPE);
+    if (type) addNode(type, screenToFlowPosition({ x: event.clientX, y: event.clientY }));
+  }, [addNode, screenToFlowPosition]);
+
+  return (
+    <div className="canvas" ref={wrapper}>
+      <Banner />
+      <ReactFlow
+        nodes={nodes} edges={edges} nodeTypes={NODE_TYPES}
+        onNodesChange={onNodesChange} onEdgesChange={onEdgesChange} onConnect={onConnect}
+        isValidConnection={isValidConnection} onDrop={onDrop} onDragOver={onDragOver}
+        minZoom={0.2} maxZoom={2} proOptions={{ hideAttribution: true }} deleteKeyCode={['Delete', 'Backspace']}
+      >
+        <Background gap={20} size={1} />
+        <Controls showInteractive={false} />
+      </ReactFlow>
+    </div>
+  );
+}
+
+function Editor() {
+  useServer();
+  const { screenToFlowPosition } = useReactFlow();
+  const addAtCenter = useCallback((type) => {
+    const canvas = document.querySelector('.canvas').getBoundingClientRect();
+    const at = screenToFlowPosition({ x: canvas.left + canvas.width / 2, y: canvas.top + canvas.height / 2 });
+    useStore.getState().addNode(type, at);
+  }, [screenToFlowPosition]);
+  return (
+    <div className="app">
+      <Toolbar />
+      <main className="workspace">
+        <Palette onAdd={addAtCenter} />
+        <Canvas />
+        <Gallery />
+      </main>
+    </div>
+  );
+}
+
+export default function App() {
+  return (
+    <ReactFlowProvider>
+      <Editor />
+    </ReactFlowProvider>
+  );
+}

@@ -1,0 +1,73 @@
+// Run, Cancel, Save, Load, and what the server and the current job are doing.
+import { useRef } from 'react';
+
+import { DEFAULT_WORKFLOW } from '../graph.js';
+import { useStore } from '../store.js';
+
+const ACTIVE = new Set(['validating', 'submitting', 'queued', 'running']);
+
+function RunStatus({ run }) {
+  const text = {
+    idle: '',
+    invalid: 'fix the marked inputs to run',
+    validating: 'checking…',
+    submitting: 'queuing…',
+    queued: 'queued',
+    running: 'running…',
+    done: run.seconds ? `done in ${run.seconds.toFixed(2)} s` : 'done',
+    failed: `failed: ${run.message || ''}`,
+    cancelled: 'cancelled',
+    lost: 'lost (server restarted)',
+  }[run.status];
+  return <span className={`run-status run-${run.status}`} data-testid="run-status" data-status={run.status} data-job={run.job || ''} title={text}>{text}</span>;
+}
+
+function download(name, document) {
+  const blob = new Blob([JSON.stringify(document, null, 2)], { type: 'application/json' });
+  const url = URL.createObjectURL(blob);
+  const link = window.document.createElement('a');
+  link.href = url;
+  link.download = name;
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+export default function Toolbar() {
+  const run = useStore((state) => state.run);
+  const connection = useStore((state) => state.connection);
+  const { runWorkflow, cancel, loadDocument, setBanner } = useStore.getState();
+  const fileInput = useRef(null);
+  const active = ACTIVE.has(run.status);
+
+  const open = async (event) => {
+    const file = event.target.files && event.target.files[0];
+    event.target.value = '';
+    if (!file) return;
+    try {
+      loadDocument(JSON.parse(await file.text()));
+    } catch (error) {
+      setBanner(`could not load ${file.name}: ${error.message}`);
+    }
+  };
+
+  return (
+    <header className="toolbar">
+      <span className="brand">diffblocks</span>
+      <button type="button" className="button primary" onClick={runWorkflow} disabled={active || connection !== 'connected'}>
+        Run
+      </button>
+      <button type="button" className="button" onClick={cancel} disabled={!active || !run.job}>Cancel</button>
+      <span className="separator" />
+      <button type="button" className="button" onClick={() => download('workflow.json', useStore.getState().document())}>
+        Save
+      </button>
+      <button type="button" className="button" onClick={() => fileInput.current.click()}>Load</button>
+      <input ref={fileInput} type="file" accept="application/json,.json" hidden onChange={open} data-testid="load-input" />
+      <button type="button" className="button" onClick={() => loadDocument(DEFAULT_WORKFLOW)}>Reset</button>
+      <RunStatus run={run} />
+      <span className={`connection connection-${connection}`} data-testid="connection">
+        {connection === 'connected' ? 'connected' : connection === 'connecting' ? 'connecting…' : 'reconnecting…'}
+      </span>
+    </header>
+  );
+}

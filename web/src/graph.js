@@ -1,0 +1,199 @@
+// Workflow JSON (API.md "Nodes") <-> React Flow nodes and edges, the default workflow, and a simple layout.
+
+// The page-only node that shows the final image; it never reaches the server.
+export const PREVIEW_TYPE = 'PreviewImage';
+export const PREVIEW_SPEC = {
+  inputs: { images: { schema: {}, required: true, socket: 'image' } },
+  outputs: {},
+  category: 'output',
+  description: 'Shows the images it is wired to after each run (kept by the page, not sent to the server).',
+};
+
+const LINK = (node, output) => ({ node, output });
+
+/** The text-to-image workflow on the embedded model, from leaf blocks so per-node caching shows. */
+export const DEFAULT_WORKFLOW = {
+  nodes: {
+    load: { type: 'LoadComponents', inputs: { repo: 'embedded' } },
+    text: {
+      type: 'StableDiffusionTextEncoderStep',
+      inputs: { components: LINK('load', 'components'), prompt: 'a handwritten digit seven' },
+    },
+    input: {
+      type: 'StableDiffusionInputStep',
+      inputs: {
+        prompt_embeds: LINK('text', 'prompt_embeds'),
+        negative_prompt_embeds: LINK('text', 'negative_prompt_embeds'),
+      },
+    },
+    steps: {
+      type: 'StableDiffusionSetTimestepsStep',
+      inputs: { components: LINK('load', 'components'), num_inference_steps: 4 },
+    },
+    latents: {
+      type: 'StableDiffusionPrepareLatentsStep',
+      inputs: {
+        components: LINK('load', 'components'),
+        batch_size: LINK('input', 'batch_size'),
+        dtype: LINK('input', 'dtype'),
+        seed: 0,
+      },
+    },
+    denoise: {
+      type: 'StableDiffusionDenoiseStep',
+      inputs: {
+        components: LINK('load', 'components'),
+        // the scheduler whose timesteps were set (the bundle's own has none set)
+        scheduler: LINK('steps', 'scheduler'),
+        timesteps: LINK('steps', 'timesteps'),
+        num_inference_steps: LINK('steps', 'num_inference_steps'),
+        latents: LINK('latents', 'latents'),
+        prompt_embeds: LINK('input', 'prompt_embeds'),
+        negative_prompt_embeds: LINK('input', 'negative_prompt_embeds'),
+      },
+    },
+    decode: {
+      type: 'StableDiffusionDecodeStep',
+      inputs: { components: LINK('load', 'components'), latents: LINK('denoise', 'latents') },
+    },
+  },
+  ui: {
+    previews: { output: LINK('decode', 'images') },
+    // columns left to right in the order the data flows; hand-placed so wires rarely cross
+    positions: {
+      load: { x: 0, y: 160 },
+      text: { x: 290, y: 0 },
+      steps: { x: 290, y: 320 },
+      input: { x: 580, y: 0 },
+      latents: { x: 580, y: 240 },
+      denoise: { x: 870, y: 60 },
+      decode: { x: 1160, y: 60 },
+      output: { x: 1160, y: 320 },
+    },
+  },
+};
+
+export const isLink = (value) =>
+  Boolean(value) && typeof value === 'object' && !Array.isArray(value) && typeof value.node === 'string' &&
+  typeof value.output === 'string' && Object.keys(value).length === 2;
+
+export const edgeId = (source, output, target, input) => `${source}.${output}->${target}.${input}`;
+
+export function makeEdge(source, output, target, input) {
+  return { id: edgeId(source, output, target, input), source, sourceHandle: output, target, targetHandle: input };
+}
+
+/** The workflow JSON the server runs (page-only preview nodes and positions left out). */
+export function toWorkflow(nodes, edges) {
+  const result = {};
+  for (const node of nodes) {
+    if (node.type !== 'block') continue;
+    const inputs = { ...node.data.values };
+    result[node.id] = { type: node.data.nodeType, inputs };
+  }
+  for (const edge of edges) {
+    if (result[edge.target]) result[edge.target].inputs[edge.targetHandle] = LINK(edge.source, edge.sourceHandle);
+  }
+  return { nodes: result };
+}
+
+/** The workflow plus what only the page needs (preview nodes, positions): what Save writes. */
+export function toDocument(nodes, edges) {
+  const workflow = toWorkflow(nodes, edges);
+  const previews = {};
+  const positions = {};
+  for (const node of nodes) {
+    positions[node.id] = { x: Math.round(node.position.x), y: Math.round(node.position.y) };
+    if (node.type !== 'preview') continue;
+    const edge = edges.find((e) => e.target === node.id);
+    previews[node.id] = edge ? LINK(edge.source, edge.sourceHandle) : null;
+  }
+  return { ...workflow, ui: { previews, positions } };
+}
+
+/** React Flow nodes and edges from a saved document or a bare workflow (laid out when it has no positions). */
+export function fromDocument(document) {
+  if (!document || typeof document !== 'object' || !document.nodes || typeof document.nodes !== 'object') {
+    throw new Error('not a workflow: expected {"nodes": {"<id>": {"type": ..., "inputs": {...}}}}');
+  }
+  const nodes = [];
+  const edges = [];
+  for (const [id, spec] of Object.entries(document.nodes)) {
+    if (!spec || typeof spec.type !== 'string') throw new Error(`node "${id}" has no "type"`);
+    const values = {};
+    for (const [name, value] of Object.entries(spec.inputs || {})) {
+      if (isLink(value)) edges.push(makeEdge(value.node, value.output, id, name));
+      else values[name] = value;
+    }
+    nodes.push({ id, type: 'block', position: { x: 0, y: 0 }, data: { nodeType: spec.type, values } });
+  }
+  const ui = document.ui || {};
+  for (const [id, source] of Object.entries(ui.previews || {})) {
+    nodes.push({ id, type: 'preview', position: { x: 0, y: 0 }, data: { nodeType: PREVIEW_TYPE, values: {} } });
+    if (source) edges.push(makeEdge(source.node, source.output, id, 'images'));
+  }
+  const positions = ui.positions || {};
+  const placed = nodes.every((node) => positions[node.id]);
+  const laidOut = placed ? positions : layout(nodes, edges);
+  return { nodes: nodes.map((node) => ({ ...node, position: { ...laidOut[node.id] } })), edges };
+}
+
+/** Columns by longest path from the sources, stacked top to bottom: {id: {x, y}}. */
+export function layout(nodes, edges) {
+  const depth = {};
+  const parents = {};
+  nodes.forEach((node) => (parents[node.id] = []));
+  edges.forEach((edge) => parents[edge.target] && parents[edge.target].push(edge.source));
+  const visit = (id, trail = new Set()) => {
+    if (id in depth) return depth[id];
+    if (trail.has(id) || !(id in parents)) return 0;
+    trail.add(id);
+    depth[id] = parents[id].reduce((most, parent) => Math.max(most, visit(parent, trail) + 1), 0);
+    return depth[id];
+  };
+  nodes.forEach((node) => visit(node.id));
+  const rows = {};
+  const result = {};
+  for (const node of nodes) {
+    const column = depth[node.id] || 0;
+    rows[column] = rows[column] || 0;
+    result[node.id] = { x: column * 290, y: rows[column] };
+    rows[column] += 300;
+  }
+  return result;
+}
+
+// words of a class name; names that are one word despite their capitals stay whole
+const WORDS = /LoRA|ControlNet|Img2Img|[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z0-9]+|[A-Z0-9]+/g;
+
+/** A short title for a node type: "StableDiffusionTextEncoderStep" -> "Text Encoder". */
+export function shortTitle(type) {
+  const bare = type.replace(/^preset:/, '').replace(/^StableDiffusion/, '').replace(/Step$/, '') || type;
+  if (type.startsWith('preset:')) return bare;
+  return (bare.match(WORDS) || [bare]).join(' ');
+}
+
+/** A fresh node id for a node of `type` that no node in `nodes` has. */
+export function freshId(type, nodes) {
+  const stem = shortTitle(type).toLowerCase().replace(/[^a-z0-9]+/g, '_').replace(/^_|_$/g, '') || 'node';
+  const taken = new Set(nodes.map((node) => node.id));
+  if (!taken.has(stem)) return stem;
+  let n = 2;
+  while (taken.has(`${stem}${n}`)) n += 1;
+  return `${stem}${n}`;
+}
+
+/** Whether adding source -> target would close a cycle. */
+export function makesCycle(edges, source, target) {
+  if (source === target) return true;
+  const stack = [target];
+  const seen = new Set();
+  while (stack.length) {
+    const id = stack.pop();
+    if (id === source) return true;
+    if (seen.has(id)) continue;
+    seen.add(id);
+    edges.forEach((edge) => edge.source === id && stack.push(edge.target));
+  }
+  return false;
+}
