@@ -85,7 +85,9 @@ def serve(args) -> int:
             if self.started:  # the address is printed once it answers, so a script may wait for this line
                 print(banner, flush=True)
 
-    config = uvicorn.Config(create_app(settings), host=args.host, port=args.port, log_level="warning")
+    # no per-message deflate: previews are PNGs already, and compressing every event costs the workers CPU
+    config = uvicorn.Config(create_app(settings), host=args.host, port=args.port, log_level="warning",
+                            ws_per_message_deflate=False)
     try:
         Server(config).run()
     except KeyboardInterrupt:  # uvicorn shuts down cleanly, then raises the Ctrl-C again: that is the normal end
