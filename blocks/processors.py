@@ -45,3 +45,12 @@ def image_processor_for(components, name: str = "image_processor"):
     if processor.config.get("vae_scale_factor") == factor:
         return processor
     return _rebuilt(type(processor), _ConfigKey({**processor.config, "vae_scale_factor": factor}))
+
+
+def paste_repainted_crops(state, processor) -> None:
+    """Paste each decoded image (a repainted ``padding_mask_crop`` crop) back into the original image, for PIL
+    output; other outputs and runs without a crop are left as they are."""
+    crop = state.get("crops_coords")
+    if state.get("padding_mask_crop") is not None and crop is not None and state.get("output_type") in (None, "pil"):
+        image, mask = state.get("image"), state.get("mask_image")
+        state.set("images", [processor.apply_overlay(mask, image, out, crop) for out in state.get("images")])

@@ -12,6 +12,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads; on a busy machine their spin-waits dominate the run
+    (use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # tiny standard-format repos, built once per test session (diffusers is the test-only reference)
 @pytest.fixture(scope="session")
 def sd_repo(tmp_path_factory):

@@ -6,8 +6,9 @@ import torch
 
 from ...modular_pipelines import AutoPipelineBlocks, InputParam, ModularPipelineBlocks, OutputParam
 from ..checks import FINITE_TENSOR, invalid
-from ..stable_diffusion.decoders import OUTPUT_TYPES
-from ..stable_diffusion.inputs import IMAGE, MASK_IMAGE, PADDING_MASK_CROP
+from ..processors import paste_repainted_crops
+from ..stable_diffusion.decoders import CROP_PASTE_INPUTS, OUTPUT_TYPES
+from ..stable_diffusion.inputs import IMAGE
 from ..vae import decode_latents
 from .inputs import IMAGE_PROCESSOR, MODEL_NAME, VAE, flux_processor, latent_size, unpack_latents, vae_scale_factor
 
@@ -48,20 +49,11 @@ class FluxDecodeStep(ModularPipelineBlocks):
 class FluxInpaintDecodeStep(FluxDecodeStep):
     """Decode, then paste a repainted crop (``padding_mask_crop``) back into the original image (PIL output)."""
 
-    inputs = FluxDecodeStep.inputs + [
-        IMAGE.replace(required=False, description="the original image the crop is pasted into"),
-        MASK_IMAGE.replace(required=False),
-        PADDING_MASK_CROP,
-        InputParam("crops_coords", type_hint=tuple),
-    ]
+    inputs = FluxDecodeStep.inputs + CROP_PASTE_INPUTS
 
     def __call__(self, components, state):
         components, state = super().__call__(components, state)
-        crop = state.get("crops_coords")
-        if state.get("padding_mask_crop") is not None and crop is not None and state.get("output_type") in (None, "pil"):
-            processor = flux_processor(components)
-            image, mask = state.get("image"), state.get("mask_image")
-            state.set("images", [processor.apply_overlay(mask, image, out, crop) for out in state.get("images")])
+        paste_repainted_crops(state, flux_processor(components))
         return components, state
 
 

@@ -6,12 +6,20 @@ import torch
 
 from ...modular_pipelines import AutoPipelineBlocks, InputParam, ModularPipelineBlocks, OutputParam
 from ..checks import FINITE_TENSOR, invalid
-from ..processors import image_processor_for
+from ..processors import image_processor_for, paste_repainted_crops
 from ..vae import decode_latents
 from .encoders import IMAGE_PROCESSOR, VAE
 from .inputs import IMAGE, MASK_IMAGE, PADDING_MASK_CROP
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+
+# what the inpaint decode steps read to paste a repainted crop back into the original image
+CROP_PASTE_INPUTS = [
+    IMAGE.replace(required=False, description="the original image the crop is pasted into"),
+    MASK_IMAGE.replace(required=False),
+    PADDING_MASK_CROP,
+    InputParam("crops_coords", type_hint=tuple),
+]
 
 
 class StableDiffusionDecodeStep(ModularPipelineBlocks):
@@ -48,20 +56,11 @@ class StableDiffusionDecodeStep(ModularPipelineBlocks):
 class StableDiffusionInpaintDecodeStep(StableDiffusionDecodeStep):
     """Decode, then paste a repainted crop (``padding_mask_crop``) back into the original image (PIL output)."""
 
-    inputs = StableDiffusionDecodeStep.inputs + [
-        IMAGE.replace(required=False, description="the original image the crop is pasted into"),
-        MASK_IMAGE.replace(required=False),
-        PADDING_MASK_CROP,
-        InputParam("crops_coords", type_hint=tuple),
-    ]
+    inputs = StableDiffusionDecodeStep.inputs + CROP_PASTE_INPUTS
 
     def __call__(self, components, state):
         components, state = super().__call__(components, state)
-        crop = state.get("crops_coords")
-        if state.get("padding_mask_crop") is not None and crop is not None and state.get("output_type") in (None, "pil"):
-            processor = image_processor_for(components)
-            image, mask = state.get("image"), state.get("mask_image")
-            state.set("images", [processor.apply_overlay(mask, image, out, crop) for out in state.get("images")])
+        paste_repainted_crops(state, image_processor_for(components))
         return components, state
 
 

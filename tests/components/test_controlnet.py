@@ -46,13 +46,7 @@ UNET_KEYS = ("block_out_channels", "down_block_types", "cross_attention_dim", "a
 UP_TYPES = {"DownBlock2D": "UpBlock2D", "CrossAttnDownBlock2D": "CrossAttnUpBlock2D"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads; on a busy machine their spin-waits dominate the run."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: threads cost more than they give
 
 
 def perturb(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

@@ -41,12 +41,7 @@ SDXL = dict(
 CONFIGS = {"sd": SD, "sdxl": SDXL}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: threads cost more than they give
 
 
 @pytest.fixture(scope="module", params=sorted(CONFIGS))

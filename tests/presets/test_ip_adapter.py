@@ -35,12 +35,7 @@ ADAPTERS = {"base": ["ip-adapter.bin"], "plus": ["ip-adapter-plus.safetensors"],
 KWARGS = dict(num_inference_steps=STEPS, output_type="pt")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: threads cost more than they give
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,7 @@ TOL = 1e-4
 CALL = dict(num_inference_steps=2, height=32, width=32, output_type="pt")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: threads cost more than they give
 
 
 def ours_image(pipe, prompt):
