@@ -74,3 +74,30 @@ def test_state_values_read_as_attributes():
     import pickle
 
     assert copy.copy(state).values == state.values and pickle.loads(pickle.dumps(state)).images == [1, 2]
+
+
+def test_get_gives_the_default_for_absent_names_one_or_many():
+    state = PipelineState({"a": 1, "b": None})
+    assert state.get("a", 5) == 1 and state.get("missing", 5) == 5 and state.get("b", 5) is None
+    assert state.get(["a", "missing"], 0) == {"a": 1, "missing": 0}
+
+
+def test_get_by_kwargs_keeps_the_order_values_were_tagged_in():
+    state = PipelineState()
+    for name in ("z", "a", "m"):
+        state.set(name, name.upper(), "denoiser_input_fields")
+    state.set("other", 1, "elsewhere")
+    assert list(state.get_by_kwargs("denoiser_input_fields").items()) == [("z", "Z"), ("a", "A"), ("m", "M")]
+    assert state.get_by_kwargs("nothing") == {}
+
+
+def test_reprs_show_every_value_briefly_and_the_kwargs_groups():
+    state = PipelineState()
+    state.set("latents", torch.zeros(1, 4, 8, 8), "denoiser_input_fields")
+    state.set("prompt", "a cat")
+    shown = repr(state)
+    assert "'latents': Tensor(dtype=torch.float32, shape=(1, 4, 8, 8))" in shown and "'prompt': 'a cat'" in shown
+    assert "kwargs_mapping={" in shown and "'denoiser_input_fields': ['latents']" in shown
+    assert "kwargs_mapping" not in repr(PipelineState({"x": 1}))
+    block = repr(BlockState(strength=0.5, image=None))
+    assert block.startswith("BlockState(\n") and "    strength: 0.5" in block and "    image: None" in block
