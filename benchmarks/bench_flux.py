@@ -26,7 +26,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from tiny_flux import make_flux_repo, tiny_transformer  # noqa: E402  (diffusers is imported only under tests/)
+import references  # noqa: E402  (diffusers is imported only under tests/)
+from tiny_flux import make_flux_repo, tiny_transformer  # noqa: E402
 
 from diffblocks import SequentialPipelineBlocks  # noqa: E402
 from diffblocks.components import FluxTransformer2DModel  # noqa: E402
@@ -56,7 +57,7 @@ def interleaved(cases: dict, repeats: int) -> dict[str, list[float]]:
 
 
 def bench_load(directory: Path, repeats: int) -> None:
-    from diffusers import FluxTransformer2DModel as Reference
+    Reference = references.model_class("FluxTransformer2DModel")
 
     torch.manual_seed(0)
     model = tiny_transformer(dev=True, **LOAD_CONFIG)
@@ -78,8 +79,6 @@ def bench_load(directory: Path, repeats: int) -> None:
 
 
 def bench_run(directory: Path, repeats: int) -> None:
-    from diffusers import FluxPipeline
-
     repo = make_flux_repo(directory, dev=True)
     ours = SequentialPipelineBlocks.from_blocks_dict(TEXT2IMAGE_BLOCKS).init_pipeline(repo)
     ours.load_components()
@@ -88,8 +87,7 @@ def bench_run(directory: Path, repeats: int) -> None:
     cfg.load_components()
     cfg.set_progress_bar_config(disable=True)
     cfg.update_components(guider=ClassifierFreeGuidance(guidance_scale=4.0))
-    reference = FluxPipeline.from_pretrained(repo)
-    reference.set_progress_bar_config(disable=True)
+    reference = references.classic_pipeline("FluxPipeline", repo)
     gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     times = interleaved({
         "diffblocks": lambda: ours(prompt="a cat", generator=gen(), output="images", **RUN),

@@ -13,6 +13,13 @@ def unet_class():
     return UNet2DConditionModel
 
 
+def model_class(class_name: str):
+    """A diffusers model class by name (e.g. ``FluxTransformer2DModel``)."""
+    import diffusers
+
+    return getattr(diffusers, class_name)
+
+
 def classic_pipeline(class_name: str, repo, **kwargs):
     """A classic diffusers pipeline (e.g. ``StableDiffusionXLPipeline``) with its progress bar off."""
     import diffusers
