@@ -12,14 +12,14 @@ WEB_DEPS := web/node_modules/.ci-stamp
 WEB_SRC  := web/package.json web/index.html web/vite.config.js $(shell find web/src -type f 2>/dev/null)
 PAGE     := server/static/index.html
 
-.PHONY: setup browser test demo bench clean
+.PHONY: setup browser redis test demo bench clean
 
 $(PY):
 	python3 -m venv --system-site-packages $(VENV)
 
 $(STAMP): $(PY) pyproject.toml
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e ".[test,server]" playwright
+	$(PY) -m pip install -q -e ".[test,server,queue]" playwright
 	touch $(STAMP)
 
 # Debian's chromium drives the browser tests (Playwright's own browser download is not reachable); where it
@@ -34,6 +34,18 @@ browser:
 	      || echo "could not install chromium: the browser tests (tests/web) will skip"; \
 	  fi; }
 
+# Debian's redis-server backs the tests of the Redis queue (tests/server/test_redis.py starts its own on a free
+# port); where it cannot be installed those tests skip and say why
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "apt-get not found: redis-server not installed, the Redis queue tests (tests/server/test_redis.py) will skip"; \
+	  else \
+	    SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+	    { $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; } \
+	      || echo "could not install redis-server: the Redis queue tests (tests/server/test_redis.py) will skip"; \
+	  fi; }
+
 $(WEB_DEPS): web/package-lock.json
 	@if command -v npm >/dev/null 2>&1; then \
 	  cd web && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.ci-stamp; \
@@ -42,7 +54,7 @@ $(WEB_DEPS): web/package-lock.json
 $(PAGE): $(WEB_DEPS) $(WEB_SRC)
 	@if [ -f $(WEB_DEPS) ]; then cd web && npm run build --silent; fi
 
-setup: $(STAMP) browser $(PAGE)
+setup: $(STAMP) browser redis $(PAGE)
 
 test: setup
 	$(PY) -m pytest

@@ -27,10 +27,10 @@ from importlib import metadata
 from typing import Sequence
 
 from ..components.errors import DiffblocksError
-from . import batch, inspect, run, serve
+from . import batch, inspect, run, serve, worker
 from .messages import cli_message
 
-COMMANDS = (run, batch, inspect, serve)  # in the order --help lists them
+COMMANDS = (run, batch, inspect, serve, worker)  # in the order --help lists them
 
 
 class Parser(argparse.ArgumentParser):

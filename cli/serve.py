@@ -13,7 +13,7 @@ from ..components.errors import FlagError
 from ..components.errors.server import ServerSetupError
 from .files import local_or_repo
 
-QUEUES = ("sqlite",)
+QUEUES = ("sqlite", "redis", "rediss", "unix")  # unix: a Redis socket (unix:///run/redis.sock?db=0)
 
 
 def default_data_dir() -> Path:
@@ -39,18 +39,30 @@ def pick_devices(value: str) -> list[str]:
     return [pick_device(name) for name in devices]
 
 
-def check_queue(value: str | None) -> None:
-    """``--queue``: only the SQLite queue in the data folder exists so far."""
-    if value is not None and value.split(":", 1)[0] not in QUEUES:
-        raise FlagError.bad_value("--queue", "sqlite (the queue in --data-dir; other queues are not available yet)",
+def check_queue(value: str | None) -> str | None:
+    """``--queue``: ``sqlite`` (the queue in the data folder; None is returned) or a Redis URL, which must answer."""
+    if value is None or value == "sqlite":
+        return None
+    if value.split(":", 1)[0] not in QUEUES[1:] or "://" not in value:
+        raise FlagError.bad_value("--queue", "sqlite (the queue in --data-dir) or a Redis URL (redis://HOST:PORT/DB)",
                                   value)
+    try:
+        import redis
+    except ImportError as err:
+        raise ServerSetupError.missing_queue_extra(err) from err
+    try:
+        with redis.Redis.from_url(value, socket_connect_timeout=5) as client:
+            client.ping()
+    except (redis.RedisError, ValueError) as err:
+        raise ServerSetupError.queue_unreachable(value, err) from err
+    return value
 
 
 def settings_from(args):
     """The server's settings from the flags; raises ``FlagError`` before anything starts."""
     from ..server.settings import ServerSettings
 
-    check_queue(args.queue)
+    queue = check_queue(args.queue)
     model = args.model
     if model is not None and model != "embedded":
         model = local_or_repo("--model", model, "model")
@@ -60,7 +72,7 @@ def settings_from(args):
     if data_dir.exists() and not data_dir.is_dir():
         raise FlagError.unusable("--data-dir", str(args.data_dir), "is a file; give a folder")
     return ServerSettings(data_dir=data_dir, devices=pick_devices(args.device),
-                          model=model,
+                          model=model, queue=queue,
                           allow_remote_code=args.allow_remote_code, cors_origins=list(args.cors_origin or []))
 
 
@@ -76,6 +88,9 @@ def serve(args) -> int:
     host = f"[{args.host}]" if ":" in args.host else args.host
     banner = (f"diffblocks serve: http://{host}:{args.port} (devices {', '.join(settings.devices)}; "
               f"jobs and images in {settings.data_dir})")
+    if settings.queue:
+        banner = (f"diffblocks serve: http://{host}:{args.port} (jobs, events and images in {settings.queue}; "
+                  f"start workers with: diffblocks worker --queue {settings.queue})")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         banner += f"\ndiffblocks serve: listening on {args.host}: anyone who can reach it can run jobs"
 
@@ -107,5 +122,7 @@ def add_parser(commands) -> None:
                    help="let workflows run code that model repos ship (off by default)")
     s.add_argument("--cors-origin", action="append", metavar="ORIGIN",
                    help="allow a web page served from ORIGIN to call the API (repeatable; none by default)")
-    s.add_argument("--queue", metavar="URL", help="the job queue: sqlite (default, in --data-dir)")
+    s.add_argument("--queue", metavar="URL",
+                   help="the job queue: sqlite (default, in --data-dir) or redis://HOST:PORT/DB, for "
+                        "'diffblocks worker' processes on any host (this process then runs no job)")
     s.set_defaults(func=serve)

@@ -22,6 +22,10 @@ class ServerSettings:
         client_buffer: events queued per WebSocket client before previews, then progress, are dropped.
         cache_bytes: the engine's output cache budget, per device.
         previews: forward the engine's preview images to clients.
+        queue: ``redis://HOST:PORT/DB`` to keep jobs, events and images in Redis for ``diffblocks worker``
+            processes on any host (this process then runs no job); None keeps them in ``data_dir`` (SQLite).
+        lease_seconds: with Redis, how long a job stays with a worker that stopped answering before it is
+            queued again.
     """
 
     data_dir: Path | None = None
@@ -36,3 +40,5 @@ class ServerSettings:
     client_buffer: int = 512
     cache_bytes: int = 2 * 1024**3
     previews: bool = True
+    queue: str | None = None
+    lease_seconds: float = 30.0

@@ -43,22 +43,21 @@ class ServerState:
             tmp = tempfile.TemporaryDirectory(prefix="diffblocks-serve-")
         data_dir = Path(settings.data_dir or tmp.name)
         data_dir.mkdir(parents=True, exist_ok=True)
+        if settings.queue:  # Redis: `diffblocks worker` processes run the jobs, this one only serves
+            from .redis_bus import RedisArtifactStore, RedisEventBus
+            from .redis_queue import RedisJobQueue, RemotePool
+
+            artifacts = RedisArtifactStore(settings.queue, data_dir / "artifacts", max_pixels=settings.max_pixels)
+            queue = RedisJobQueue(settings.queue, settings.lease_seconds)
+            bus = RedisEventBus(settings.queue, lambda: [job_snapshot(job) for job in queue.active()],
+                                settings.replay_events, settings.client_buffer)
+            return cls(settings, engine, artifacts, queue, bus, RemotePool(queue), data_dir, tmp)
         artifacts = ArtifactStore(data_dir / "artifacts", max_pixels=settings.max_pixels)
         queue = JobQueue(data_dir / "jobs.sqlite")
         bus = EventBus(lambda: [job_snapshot(job) for job in queue.active()], settings.replay_events,
                        settings.client_buffer)
-
-        def make_executors():  # imports torch: run by the pool in a thread, after the server answers
-            manager = engine.components_manager()
-            return manager, {device: engine.executor(device, manager, artifacts, settings.cache_bytes,
-                                                     settings.allow_remote_code, settings.previews)
-                             for device in settings.devices}
-
-        warmup = None
-        if settings.model:
-            warmup = {"nodes": {"load": {"type": "LoadComponents", "inputs": {"repo": settings.model}}}}
-        pool = WorkerPool(make_executors, queue, bus, OutputEncoder(artifacts), settings.previews, warmup)
-        return cls(settings, engine, artifacts, queue, bus, pool, data_dir, tmp)
+        return cls(settings, engine, artifacts, queue, bus, worker_pool(settings, engine, artifacts, queue, bus),
+                   data_dir, tmp)
 
     @property
     def manager(self):
@@ -87,6 +86,21 @@ class ServerState:
         self.queue.close()
         if self._tmp is not None:
             self._tmp.cleanup()
+
+
+def worker_pool(settings: ServerSettings, engine, artifacts: ArtifactStore, queue, bus) -> WorkerPool:
+    """One worker per device of ``settings``, taking jobs from ``queue`` and publishing on ``bus``."""
+
+    def make_executors():  # imports torch: run by the pool in a thread, after the server answers
+        manager = engine.components_manager()
+        return manager, {device: engine.executor(device, manager, artifacts, settings.cache_bytes,
+                                                 settings.allow_remote_code, settings.previews)
+                         for device in settings.devices}
+
+    warmup = None
+    if settings.model:
+        warmup = {"nodes": {"load": {"type": "LoadComponents", "inputs": {"repo": settings.model}}}}
+    return WorkerPool(make_executors, queue, bus, OutputEncoder(artifacts), settings.previews, warmup)
 
 
 def _serialise(catalog: dict[str, Any]) -> bytes:

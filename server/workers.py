@@ -70,11 +70,13 @@ class Worker(threading.Thread):
         super().__init__(name=f"diffblocks-worker-{device}", daemon=True)
         self.device, self.executor, self.pool = device, executor, pool
         self.cancel = threading.Event()
+        self.warm = threading.Event()  # set once the start-up model is loaded and jobs are taken
         self.current: str | None = None
 
     def run(self) -> None:
         if self.pool.warmup is not None:
             self.warm_up(self.pool.warmup)
+        self.warm.set()
         while True:
             job = self.pool.queue.claim(self.device)
             if job is None:
@@ -116,7 +118,8 @@ class Worker(threading.Thread):
             status, result = "failed", run.result(None)
             error = {"node": None, "input": None, "message": f"{type(err).__name__}: {err}"}
             last = run.ending("job.failed", **error)
-        self.pool.queue.finish(job.id, status, result, error)
+        if self.pool.queue.finish(job.id, status, result, error) is False:  # a lost lease: another claim has it
+            return
         self.pool.bus.publish(last)
 
 

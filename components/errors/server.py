@@ -66,3 +66,13 @@ class ServerSetupError(ServerError):
     def missing_extra(cls, cause: BaseException) -> "ServerSetupError":
         return cls(f"diffblocks serve needs the server extra ({cause}); install it with: "
                    f"pip install 'diffblocks[server]'")
+
+    @classmethod
+    def missing_queue_extra(cls, cause: BaseException) -> "ServerSetupError":
+        return cls(f"a Redis queue needs the queue extra ({cause}); install it with: "
+                   f"pip install 'diffblocks[queue]'")
+
+    @classmethod
+    def queue_unreachable(cls, url: str, cause: BaseException) -> "ServerSetupError":
+        return cls(f"--queue {url}: no Redis server answers there ({type(cause).__name__}: {cause}); "
+                   f"start one (redis-server --port PORT) or fix the address")

@@ -12,7 +12,7 @@ from diffblocks.cli import main
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["--queue", "redis://localhost:6379"], "--queue must be sqlite"),
+    (["--queue", "postgres://db"], "--queue must be sqlite"),
     (["--device", "cpu,cpu"], "--device cpu,cpu: names a device twice"),
     (["--device", "tpu:0"], "--device tpu:0"),
     (["--port", "0"], "--port must be a port number"),
