@@ -61,3 +61,31 @@ def test_inside_a_loop_a_trigger_left_none_on_the_block_state_is_not_given():
     assert pipe(flag=None, output="path") == "Plain.path"
     assert pipe(flag=1, output="path") == "Flagged.path"
     assert pipe(state=PipelineState({"flag": 1}), flag=None, output="path") == "Plain.path"
+
+
+@pytest.mark.parametrize("triggers", [[None, None], ["image"], ["image", "mask", None]])
+def test_from_blocks_dict_refuses_triggers_that_do_not_fit_naming_them(triggers):
+    from toy_blocks import make_step
+
+    from diffblocks.modular_pipelines.errors import BlockDeclarationError
+
+    branches = {"a": make_step("A", outputs=["x"]), "b": make_step("B", outputs=["x"])}
+    with pytest.raises(BlockDeclarationError, match="at most one None") as info:
+        AutoPipelineBlocks.from_blocks_dict(branches, trigger_inputs=triggers)
+    assert f"got {triggers}" in str(info.value) and "(2)" in str(info.value)
+
+
+def test_from_blocks_dict_keeps_the_description_and_nested_autos_see_what_is_provided():
+    from toy_blocks import make_step
+
+    from diffblocks import SequentialPipelineBlocks
+
+    inner = AutoPipelineBlocks.from_blocks_dict(
+        {"masked": make_step("Masked", outputs=["y"]), "plain": make_step("Plain", outputs=["y"])},
+        trigger_inputs=["mask", None])
+    outer = AutoPipelineBlocks.from_blocks_dict(
+        {"with_image": SequentialPipelineBlocks.from_blocks_dict({"inner": inner}), "none": make_step("None_")},
+        trigger_inputs=["image", None], description="picks by image, then by mask")
+    assert outer.description == "picks by image, then by mask"
+    chosen = outer.get_execution_blocks("image", "mask")
+    assert [type(b).__name__ for b in chosen.sub_blocks.values()] == ["Masked"]
