@@ -107,6 +107,7 @@ class BlockNode(NodeType):
             values["generator"] = generator_from_seed(seed)
         if "step_callback" in self.block.input_names:
             values["step_callback"] = ctx.extra.get("step_callback")
+            ctx.extra["vae"] = components.get("vae")  # previews in this VAE's colours
         inputs = {k: v for k, v in values.items() if v is not None}
         check_given_inputs(self.block, inputs)
         check_required_inputs(self.block, inputs)

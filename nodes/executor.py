@@ -216,6 +216,6 @@ def _previewer(ctx: RunContext):
 
     def step_callback(i: int, t: Any, latents: Any) -> None:
         if latents is not None and (i + 1) % ctx.preview_every == 0:
-            ctx.event("node.preview", step=i + 1, image=latents_to_image(latents))
+            ctx.event("node.preview", step=i + 1, image=latents_to_image(latents, ctx.extra.get("vae")))
 
     return step_callback
