@@ -25,12 +25,16 @@ _fit_lock = threading.Lock()
 
 def rgb_map(vae):
     """``(weights [channels, 3], bias [3])`` mapping this VAE's scaled latents to RGB in [-1, 1] (fitted on first
-    use, then kept for as long as the VAE lives)."""
+    use, then kept for as long as the VAE lives); None for a VAE under an offload hook (fitting would move it
+    to the device in the middle of a run) or one the fit fails on: a preview never costs the run anything."""
     with _fit_lock:
-        fitted = _fits.get(vae)
-        if fitted is None:
-            fitted = _fits[vae] = _fit(vae)
-        return fitted
+        if vae not in _fits:
+            offloaded = any(hasattr(module, "_hf_hook") for module in vae.modules())
+            try:
+                _fits[vae] = None if offloaded else _fit(vae)
+            except Exception:  # a preview is a nicety: fall back to the fixed map
+                _fits[vae] = None
+        return _fits[vae]
 
 
 def _fit(vae):
@@ -59,9 +63,9 @@ def latents_to_image(latents, vae=None):
     from PIL import Image
 
     sample = _unpacked(latents[0].detach().float().cpu())
-    if vae is not None and sample.shape[0] == vae.config.latent_channels:
-        weights, bias = rgb_map(vae)
-        rgb = torch.einsum("chw,cr->rhw", sample, weights) + bias[:, None, None]
+    fitted = rgb_map(vae) if vae is not None and sample.shape[0] == vae.config.latent_channels else None
+    if fitted is not None:
+        rgb = torch.einsum("chw,cr->rhw", sample, fitted[0]) + fitted[1][:, None, None]
     elif sample.shape[0] == 4:
         rgb = torch.einsum("chw,cr->rhw", sample, torch.tensor(SD_LATENT_RGB))
     else:

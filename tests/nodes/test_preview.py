@@ -36,3 +36,14 @@ def test_a_vae_fitted_preview_follows_the_decoded_image():
     fitted, fixed = correlation(latents_to_image(latents, pipe.vae)), correlation(latents_to_image(latents))
     assert fitted > 0.7 and fitted > fixed + 0.1, (fitted, fixed)
     assert rgb_map(pipe.vae) is rgb_map(pipe.vae)  # fitted once per VAE
+
+
+def test_a_vae_under_an_offload_hook_is_not_fitted():
+    from diffblocks.components.models import AutoencoderKL
+    from diffblocks.nodes.preview import rgb_map
+    from diffblocks.presets import embedded_model_path
+
+    vae = AutoencoderKL.from_pretrained(embedded_model_path(), subfolder="vae")
+    vae.decoder._hf_hook = object()  # as accelerate's offload leaves it
+    assert rgb_map(vae) is None
+    assert latents_to_image(torch.randn(1, 4, 8, 8), vae).size == (64, 64)  # the fixed map instead
