@@ -6,7 +6,6 @@ the routes, queue and workers without a model."""
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -70,11 +69,7 @@ class NodeEngine:
 
     def executor(self, device: str, manager, artifacts, cache_bytes: int, allow_remote_code: bool,
                  previews: bool = True):
-        """An ``Executor`` for ``device``; ``allow_remote_code`` and ``previews`` are passed on where the engine
-        takes them."""
-        kwargs: dict[str, Any] = {"components_manager": manager, "device": device, "artifacts": artifacts,
-                                  "cache_bytes": cache_bytes}
-        optional = {"allow_remote_code": allow_remote_code, "preview_every": 1 if previews else 0}
-        accepted = inspect.signature(self._nodes.Executor).parameters
-        kwargs.update({name: value for name, value in optional.items() if name in accepted})
-        return self._nodes.Executor(**kwargs)
+        """An ``Executor`` for ``device`` sharing ``manager`` and ``artifacts``."""
+        return self._nodes.Executor(components_manager=manager, device=device, artifacts=artifacts,
+                                    cache_bytes=cache_bytes, allow_remote_code=allow_remote_code,
+                                    preview_every=1 if previews else 0)
