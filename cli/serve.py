@@ -58,6 +58,18 @@ def check_queue(value: str | None) -> str | None:
     return value
 
 
+def check_preview_interval(value: float) -> float:
+    """``--preview-interval``: seconds, 0 or more."""
+    if not value >= 0:
+        raise FlagError.bad_value("--preview-interval", "a number of seconds, 0 or more (0: a preview every step)",
+                                  value)
+    return value
+
+
+PREVIEW_INTERVAL_HELP = ("the least time between two previews of one job, in seconds (default 0.1; 0: one every "
+                         "denoising step)")
+
+
 def settings_from(args):
     """The server's settings from the flags; raises ``FlagError`` before anything starts."""
     from ..server.settings import ServerSettings
@@ -73,7 +85,8 @@ def settings_from(args):
         raise FlagError.unusable("--data-dir", str(args.data_dir), "is a file; give a folder")
     return ServerSettings(data_dir=data_dir, devices=pick_devices(args.device),
                           model=model, queue=queue,
-                          allow_remote_code=args.allow_remote_code, cors_origins=list(args.cors_origin or []))
+                          allow_remote_code=args.allow_remote_code, cors_origins=list(args.cors_origin or []),
+                          preview_interval=check_preview_interval(args.preview_interval))
 
 
 def serve(args) -> int:
@@ -122,6 +135,7 @@ def add_parser(commands) -> None:
                    help="let workflows run code that model repos ship (off by default)")
     s.add_argument("--cors-origin", action="append", metavar="ORIGIN",
                    help="allow a web page served from ORIGIN to call the API (repeatable; none by default)")
+    s.add_argument("--preview-interval", type=float, default=0.1, metavar="SECONDS", help=PREVIEW_INTERVAL_HELP)
     s.add_argument("--queue", metavar="URL",
                    help="the job queue: sqlite (default, in --data-dir) or redis://HOST:PORT/DB, for "
                         "'diffblocks worker' processes on any host (this process then runs no job)")

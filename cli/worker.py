@@ -17,7 +17,7 @@ from pathlib import Path
 from ..components.errors import FlagError
 from ..components.errors.server import ServerSetupError
 from .files import local_or_repo
-from .serve import check_queue, default_data_dir, pick_devices
+from .serve import PREVIEW_INTERVAL_HELP, check_preview_interval, check_queue, default_data_dir, pick_devices
 
 
 def default_cache_dir() -> Path:
@@ -42,7 +42,8 @@ def settings_from(args):
         raise FlagError.bad_value("--lease", "a number of seconds above 0", args.lease)
     return ServerSettings(data_dir=data_dir, devices=pick_devices(args.device), model=model, queue=queue,
                           lease_seconds=args.lease, allow_remote_code=args.allow_remote_code,
-                          previews=not args.no_previews)
+                          previews=not args.no_previews,
+                          preview_interval=check_preview_interval(args.preview_interval))
 
 
 def worker(args) -> int:
@@ -94,4 +95,5 @@ def add_parser(commands) -> None:
     w.add_argument("--allow-remote-code", action="store_true",
                    help="let workflows run code that model repos ship (off by default)")
     w.add_argument("--no-previews", action="store_true", help="do not send preview images while denoising")
+    w.add_argument("--preview-interval", type=float, default=0.1, metavar="SECONDS", help=PREVIEW_INTERVAL_HELP)
     w.set_defaults(func=worker)

@@ -39,11 +39,13 @@ class Executor:
         artifacts: an ArtifactStore for image references (``LoadImage``, image constants).
         cache_bytes: the output cache's budget.
         preview_every: a preview event every this many loop steps (0: none).
+        preview_interval: and at least this many seconds after the node's previous preview: a preview per step
+            of a fast model costs more than it shows, so a server sends a few a second (0: no such limit).
         allow_remote_code: let ``LoadComponents`` run a modular repo's custom block code.
     """
 
     def __init__(self, components_manager=None, device: str = "cpu", artifacts=None, cache_bytes: int = 2 * 1024**3,
-                 preview_every: int = 1, allow_remote_code: bool = False):
+                 preview_every: int = 1, allow_remote_code: bool = False, preview_interval: float = 0.0):
         if components_manager is None:
             from ..components.manager import ComponentsManager
 
@@ -52,7 +54,7 @@ class Executor:
         self.device = device
         self.artifacts = artifacts
         self.cache = OutputCache(cache_bytes)
-        self.preview_every = preview_every
+        self.preview_every, self.preview_interval = preview_every, preview_interval
         self.allow_remote_code = allow_remote_code
         self._inflight: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
@@ -196,7 +198,7 @@ class _Run:
         ctx = RunContext(node_id, self.job, self.stop, self.emit, ex.components_manager, ex.device, ex.artifacts,
                          ex.allow_remote_code, ex.preview_every)
         if ex.preview_every:
-            ctx.extra["step_callback"] = _previewer(ctx)
+            ctx.extra["step_callback"] = _previewer(ctx, ex.preview_interval)
         return ctx
 
     def _failed(self, node_id: str, error: NodeRunError, cause: BaseException) -> None:
@@ -211,11 +213,19 @@ class _Run:
         raise error
 
 
-def _previewer(ctx: RunContext):
-    """A loop ``step_callback`` that emits a preview every ``ctx.preview_every`` steps (never stops the loop)."""
+def _previewer(ctx: RunContext, interval: float, clock: Callable[[], float] = time.monotonic):
+    """A loop ``step_callback`` that emits a preview every ``ctx.preview_every`` steps, at least ``interval``
+    seconds apart (never stops the loop)."""
+    last: float | None = None
 
     def step_callback(i: int, t: Any, latents: Any) -> None:
-        if latents is not None and (i + 1) % ctx.preview_every == 0:
-            ctx.event("node.preview", step=i + 1, image=latents_to_image(latents, ctx.extra.get("vae")))
+        nonlocal last
+        if latents is None or (i + 1) % ctx.preview_every:
+            return
+        now = clock()
+        if last is not None and now - last < interval:
+            return
+        last = now
+        ctx.event("node.preview", step=i + 1, image=latents_to_image(latents, ctx.extra.get("vae")))
 
     return step_callback

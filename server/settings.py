@@ -22,6 +22,8 @@ class ServerSettings:
         client_buffer: events queued per WebSocket client before previews, then progress, are dropped.
         cache_bytes: the engine's output cache budget, per device.
         previews: forward the engine's preview images to clients.
+        preview_interval: the least time, in seconds, between two previews of one job (0: one every step). Ten
+            a second is smooth to watch; a preview per step of a fast model costs the steps more than it shows.
         queue: ``redis://HOST:PORT/DB`` to keep jobs, events and images in Redis for ``diffblocks worker``
             processes on any host (this process then runs no job); None keeps them in ``data_dir`` (SQLite).
         lease_seconds: with Redis, how long a job stays with a worker that stopped answering before it is
@@ -40,5 +42,6 @@ class ServerSettings:
     client_buffer: int = 512
     cache_bytes: int = 2 * 1024**3
     previews: bool = True
+    preview_interval: float = 0.1
     queue: str | None = None
     lease_seconds: float = 30.0

@@ -94,7 +94,8 @@ def worker_pool(settings: ServerSettings, engine, artifacts: ArtifactStore, queu
     def make_executors():  # imports torch: run by the pool in a thread, after the server answers
         manager = engine.components_manager()
         return manager, {device: engine.executor(device, manager, artifacts, settings.cache_bytes,
-                                                 settings.allow_remote_code, settings.previews)
+                                                 settings.allow_remote_code, settings.previews,
+                                                 settings.preview_interval)
                          for device in settings.devices}
 
     warmup = None

@@ -51,6 +51,17 @@ def test_leaf_workflow_equals_the_pipeline_call_bitwise(executor, pipe, sd_repo)
     assert len(previews) == STEPS and all(e["node"] == "denoise" and max(e["image"].size) <= 128 for e in previews)
 
 
+def test_previews_keep_their_interval_and_the_image_does_not_change(sd_repo):
+    workflow = leaf_text2image(str(sd_repo), steps=STEPS)
+    every, sparse = Executor(preview_interval=0.0), Executor(preview_interval=3600.0)
+    out_every, events_every = run(every, workflow)
+    out_sparse, events_sparse = run(sparse, workflow)
+    assert [e["step"] for e in events_every if e["type"] == "node.preview"] == list(range(1, STEPS + 1))
+    assert [e["step"] for e in events_sparse if e["type"] == "node.preview"] == [1]  # the next is an hour away
+    assert sum(e["type"] == "node.progress" for e in events_sparse) == STEPS
+    assert torch.equal(out_every["decode"]["images"], out_sparse["decode"]["images"])
+
+
 def test_preset_workflow_equals_the_pipeline_call_bitwise(executor, pipe, sd_repo):
     outputs, _ = run(executor, preset_text2image(str(sd_repo), prompt="a dog", seed=3, steps=STEPS))
     assert torch.equal(outputs["run"]["images"], reference(pipe, prompt="a dog", seed=3))

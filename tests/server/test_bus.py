@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from diffblocks.server.bus import EventBus, Overflow
+from diffblocks.server.bus import EventBus, Overflow, Subscription
 
 pytestmark = pytest.mark.anyio
 
@@ -79,3 +79,51 @@ async def test_publishing_from_threads_wakes_a_waiting_client():
     assert json.loads(await asyncio.wait_for(waiting, 5))["type"] == "job.queued"
     bus.close()
     assert await client.get() is None
+
+
+class CountingLoop:
+    """The running loop, counting how often another thread wakes it."""
+
+    def __init__(self, loop):
+        self.loop, self.wakes = loop, 0
+
+    def call_soon_threadsafe(self, *args):
+        self.wakes += 1
+        return self.loop.call_soon_threadsafe(*args)
+
+
+async def test_progress_comes_batched_and_lifecycle_events_at_once():
+    loop = CountingLoop(asyncio.get_running_loop())
+    client = Subscription(loop, size=64, batch_seconds=0.5)
+    got = []
+
+    async def read(count):
+        for _ in range(count):
+            got.append((json.loads(await client.get())["step"], asyncio.get_running_loop().time()))
+
+    reader = asyncio.create_task(read(1))
+    await asyncio.sleep(0.01)
+    client.push(1, "node.progress", json.dumps({"step": 1}))  # the first goes out at once
+    await asyncio.wait_for(reader, 5)
+    reader = asyncio.create_task(read(10))
+    await asyncio.sleep(0.01)
+    start = asyncio.get_running_loop().time()
+    for step in range(2, 11):  # within the batch: they wait for it, without waking the reader
+        await asyncio.to_thread(client.push, step, "node.progress", json.dumps({"step": step}))
+    assert loop.wakes == 1 and len(got) == 1
+    await asyncio.to_thread(client.push, 11, "job.finished", json.dumps({"step": "end"}))  # at once, with the rest
+    await asyncio.wait_for(reader, 5)
+    assert [step for step, _ in got] == [1, *range(2, 11), "end"] and loop.wakes == 2
+    assert got[-1][1] - start < 0.4  # the job's end cut the batch short
+
+
+async def test_a_batch_ends_by_itself():
+    client = Subscription(asyncio.get_running_loop(), size=64, batch_seconds=0.05)
+    client.push(1, "node.progress", "1")
+    assert await client.get() == "1"
+    reader = asyncio.create_task(client.get())
+    await asyncio.sleep(0.01)
+    client.push(2, "node.preview", "2")  # inside the batch: no wake, the batch's end delivers it
+    assert await asyncio.wait_for(reader, 5) == "2"
+    client.close()
+    assert await asyncio.wait_for(client.get(), 5) is None

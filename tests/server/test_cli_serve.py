@@ -17,6 +17,7 @@ from diffblocks.cli import main
     (["--device", "tpu:0"], "--device tpu:0"),
     (["--port", "0"], "--port must be a port number"),
     (["--model", "/no/such/folder"], "--model /no/such/folder: no such folder"),
+    (["--preview-interval", "-1"], "--preview-interval must be a number of seconds, 0 or more"),
 ])
 def test_bad_flags_are_one_line_errors(capsys, argv, words):
     assert main(["serve", *argv]) == 2
@@ -29,12 +30,15 @@ def test_flags_become_settings(tmp_path):
     from diffblocks.cli.serve import settings_from
 
     args = build_parser().parse_args(["serve", "--device", "cpu", "--data-dir", str(tmp_path), "--model", "embedded",
-                                      "--queue", "sqlite", "--cors-origin", "http://a.example", "--allow-remote-code"])
+                                      "--queue", "sqlite", "--cors-origin", "http://a.example", "--allow-remote-code",
+                                      "--preview-interval", "0"])
     settings = settings_from(args)
     assert settings.devices == ["cpu"] and settings.data_dir == tmp_path and settings.model == "embedded"
     assert settings.cors_origins == ["http://a.example"] and settings.allow_remote_code is True
+    assert settings.preview_interval == 0
     defaults = settings_from(build_parser().parse_args(["serve"]))
     assert defaults.allow_remote_code is False and defaults.cors_origins == [] and defaults.model is None
+    assert defaults.preview_interval == 0.1
 
 
 def free_port():

@@ -23,8 +23,9 @@ def test_executors_get_remote_code_and_preview_flags():
     engine = NodeEngine()
     manager = engine.components_manager()
     strict = engine.executor("cpu", manager, None, 1000, allow_remote_code=False, previews=False)
-    trusting = engine.executor("cpu", manager, None, 1000, allow_remote_code=True)
+    trusting = engine.executor("cpu", manager, None, 1000, allow_remote_code=True, preview_interval=0.25)
     assert strict.allow_remote_code is False and strict.preview_every == 0
+    assert trusting.preview_every == 1 and trusting.preview_interval == 0.25
     assert trusting.allow_remote_code is True and trusting.components_manager is manager
     assert strict.cache_info()["budget"] == 1000
 

@@ -167,3 +167,8 @@ async def test_an_engine_crash_fails_the_job_not_the_worker(tmp_path):
         assert failed["message"] == "RuntimeError: engine bug" and failed["node"] is None
         ok = await submit(client, IMAGE)
         await events_until(events, ok, "job.finished")
+
+
+async def test_the_preview_interval_setting_reaches_every_executor(tmp_path):
+    async with fake_server(tmp_path, preview_interval=0.3, devices=["cpu", "cpu:1"]) as client:
+        assert [e.preview_interval for e in client.engine.executors] == [0.3, 0.3]

@@ -35,7 +35,8 @@ def leaf_workflow(seed):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    settings = ServerSettings(data_dir=tmp_path_factory.mktemp("serve"), max_upload_bytes=256 * 1024)
+    settings = ServerSettings(data_dir=tmp_path_factory.mktemp("serve"), max_upload_bytes=256 * 1024,
+                              preview_interval=0)  # a preview every step, to count them
     with LiveServer(settings) as live:
         with httpx.Client(base_url=live.url, timeout=120) as client:
             live.client = client

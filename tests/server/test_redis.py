@@ -154,9 +154,10 @@ def test_serve_and_worker_flags_take_a_redis_url(url, tmp_path):
     front = serve.settings_from(build_parser().parse_args(["serve", "--queue", url, "--device", "cpu"]))
     assert front.queue == url
     args = build_parser().parse_args(["worker", "--queue", url, "--device", "cpu", "--lease", "2.5",
-                                      "--data-dir", str(tmp_path), "--no-previews"])
+                                      "--data-dir", str(tmp_path), "--no-previews", "--preview-interval", "0.5"])
     settings = worker.settings_from(args)
     assert (settings.queue, settings.lease_seconds, settings.data_dir, settings.previews) == (url, 2.5, tmp_path, False)
+    assert settings.preview_interval == 0.5
     embedded = serve.settings_from(build_parser().parse_args(["serve", "--queue", "sqlite", "--device", "cpu"]))
     assert embedded.queue is None
 
