@@ -267,7 +267,8 @@ def main() -> None:
           f"{load_cpu / direct_cpu:.3f}")
     print(f"one job at a time, {args.round_steps} steps, medians of {len(pairs['server'])} each way:")
     print(f"  served, POST to job.finished  {ms['server']:8.2f} ms = {ms['server'] / ms['direct']:.3f} x the engine "
-          f"called directly ({ms['direct']:.2f} ms; target <= 1.05); CPU {sum(pairs['server_cpu']) / sum(pairs['direct_cpu']):.3f} x")
+          f"called directly ({ms['direct']:.2f} ms; target <= 1.05); CPU "
+          f"{sum(pairs['server_cpu']) / sum(pairs['direct_cpu']):.3f} x")
     print(f"  outside the engine            {outside:8.2f} ms per job (served time less the engine's own time "
           f"in the server; target <= 6 ms; ComfyUI 12.4 ms outside its sampler)")
     print(f"  the engine inside the server  {ms['engine']:8.2f} ms ({ms['engine'] - ms['direct']:+.2f} ms: events "
