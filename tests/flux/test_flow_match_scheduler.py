@@ -70,6 +70,9 @@ def test_scale_noise_from_the_begin_index_matches():
     t = reference.timesteps[1:2].repeat(2)
     assert torch.allclose(ours.scale_noise(image, t, noise), reference.scale_noise(image, t, noise), atol=TOL)
     assert torch.equal(ours.add_noise(image, noise, t), ours.scale_noise(image, t, noise))
+    half = ours.scale_noise(image.bfloat16(), t, noise.bfloat16())  # sigmas follow the sample's dtype
+    assert half.dtype == torch.bfloat16
+    assert torch.equal(half, reference.scale_noise(image.bfloat16(), t, noise.bfloat16()))
 
 
 def test_flux_mu_is_the_linear_shift_of_flux_pipeline():

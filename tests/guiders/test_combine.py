@@ -205,8 +205,10 @@ def test_zero_star_rescale_on_zeroed_step_is_finite():
     guider = ours.ClassifierFreeZeroStarGuidance(guidance_rescale=0.7)
     guider.set_state(0, STEPS, None)
     cond = torch.randn(2, 4, 8, 8)
-    out = guider.combine({"pred_cond": cond, "pred_uncond": torch.randn_like(cond)})
+    uncond = torch.randn_like(cond)
+    out = guider.combine({"pred_cond": cond, "pred_uncond": uncond})
     assert torch.equal(out.pred, torch.zeros_like(cond))
+    assert out.pred_cond is cond and out.pred_uncond is uncond  # both branches stay visible to callbacks
 
 
 def test_disabled_guider_runs_only_the_conditional_branch():

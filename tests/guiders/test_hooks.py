@@ -224,6 +224,19 @@ def test_auto_fqn():
         resolve_fqn(torch.nn.Linear(2, 2), "auto")
 
 
+def test_auto_fqn_names_the_block_lists_there_are():
+    from diffblocks.guiders.hooks import resolve_fqn
+
+    model = torch.nn.Module()
+    model.stage = torch.nn.Module()
+    model.stage.layers = torch.nn.ModuleList([torch.nn.Identity()])  # a block list: named so, a ModuleList
+    model.extra = torch.nn.ModuleList([torch.nn.Identity()])  # a list, not named as blocks
+    model.head_blocks = torch.nn.Sequential(torch.nn.Identity())  # named as blocks, not a list
+    with pytest.raises(GuiderError) as err:
+        resolve_fqn(model, "auto")
+    assert str(err.value).endswith("name one with LayerSkipConfig(fqn=...), e.g. one of: stage.layers")
+
+
 class _UNetLike(torch.nn.Module):
     def __init__(self):
         super().__init__()

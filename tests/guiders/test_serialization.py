@@ -130,6 +130,15 @@ def test_push_to_hub_uploads_the_saved_folder(monkeypatch):
     assert kwargs["repo_id"] == "me/guiders" and kwargs["path_in_repo"] == "pag_guider"
     assert files == ["guider_config.json"]
     assert config["_class_name"] == "PerturbedAttentionGuidance"
+    assert kwargs["commit_message"] == "Upload PerturbedAttentionGuidance" and kwargs["create_pr"] is False
+    assert (kwargs["token"], kwargs["revision"], calls["create"][1]["token"], calls["create"][1]["private"]) == (
+        None, None, None, None)
+
+    _pag().push_to_hub("me/guiders", commit_message="tune", private=True, token="t", revision="dev", create_pr=True)
+    kwargs = calls["upload"][0]
+    assert calls["create"][1] == {"token": "t", "private": True, "exist_ok": True}
+    assert (kwargs["commit_message"], kwargs["token"], kwargs["revision"], kwargs["create_pr"]) == ("tune", "t", "dev", True)
+    assert kwargs["path_in_repo"] is None
 
 
 def test_layer_skip_config_value_object():
@@ -147,6 +156,19 @@ def test_layer_skip_config_value_object():
         gd.LayerSkipConfig([])
     with pytest.raises(ConfigError, match="unknown keys bogus"):
         gd.LayerSkipConfig.from_dict({"indices": [0], "bogus": 1})
+
+
+def test_layer_skip_config_from_dict_skips_metadata_and_names_every_problem():
+    # diffusers writes _-prefixed metadata into these dicts
+    written = {"indices": [2], "fqn": "blocks", "_query_proj_identifiers": ["to_q"], "_class_name": "x"}
+    assert gd.LayerSkipConfig.from_dict(written) == gd.LayerSkipConfig(2, fqn="blocks")
+    with pytest.raises(ConfigError) as err:
+        gd.LayerSkipConfig.from_dict([1])
+    assert str(err.value) == "LayerSkipConfig: config 'from_dict' expects a mapping, got [1]"
+    with pytest.raises(ConfigError) as err:
+        gd.LayerSkipConfig.from_dict({"indices": [0], "zz": 1, "bogus": 2})
+    fields = ", ".join(sorted(f.name for f in dataclasses.fields(gd.LayerSkipConfig)))
+    assert str(err.value) == f"LayerSkipConfig: unknown keys bogus, zz; it takes {fields}"
 
 
 @pytest.mark.parametrize("make,message", [

@@ -52,6 +52,8 @@ def check(hint, value):
     (Annotated[np.ndarray, Finite], np.array([np.inf]), "must be finite (it holds 1 inf), got ndarray"),
     (Annotated[list, Finite], [torch.ones(2), torch.full((2,), float("nan"))], "must be finite (it holds 2 NaN) (item 1)"),
     (STRENGTH | list[STRENGTH], [0.5, 2.0], "input 'x[1]' must be in [0, 1], got [0.5, 2.0]"),
+    (Annotated[float, Field(ge=0), Finite], -1.0, "must be >= 0 and finite, got -1.0"),  # every declared rule
+    (Annotated[list[int], Field(max_length=2)], [1, 2, 3], "at most 2 items"),  # none to phrase: pydantic's words
 ])
 def test_a_refused_constraint_names_block_input_rule_and_value(hint, value, expected):
     with pytest.raises(InputValueError) as info:

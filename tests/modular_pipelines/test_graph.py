@@ -51,6 +51,58 @@ def test_nested_loop_and_auto_graph():
     assert nx.is_directed_acyclic_graph(g)
 
 
+def edges(graph):
+    return {(a, b): names for a, b, names in graph.edges(data="names")}
+
+
+def auto_tree(triggers, txt_outputs):
+    """prep makes latents; an Auto block's image branch makes latents and image_latents, its other branch
+    ``txt_outputs``; ``use`` reads all three."""
+    auto = AutoPipelineBlocks.from_blocks_dict({
+        "img": make_block("ImgEnc", inputs=["image"], outputs=["latents", "image_latents"]),
+        "txt": make_block("TxtEnc", outputs=txt_outputs),
+    }, trigger_inputs=triggers)
+    return SequentialPipelineBlocks.from_blocks_dict({
+        "prep": make_block("Prep", outputs=["latents"]), "enc": auto,
+        "use": make_block("Use", inputs=["latents", "image_latents", "text"]),
+    })
+
+
+def test_an_output_only_some_branches_make_comes_from_them_or_from_before():
+    graph = auto_tree(["image", None], ["text"]).graph()
+    assert edges(graph) == {
+        (SOURCE, "enc.img"): ["image"],
+        ("enc.img", "use"): ["latents", "image_latents"],
+        ("prep", "use"): ["latents"],  # the text branch leaves prep's latents
+        (SOURCE, "use"): ["image_latents", "text"],  # or the user's, when the branch that makes them does not run
+        ("enc.txt", "use"): ["text"],
+    }
+    assert graph.nodes["enc.img"] == {"kind": "block", "cls": "ImgEnc"} and graph.nodes[SOURCE]["kind"] == "inputs"
+
+
+def test_an_output_every_branch_makes_hides_earlier_producers_unless_the_block_may_be_skipped():
+    always = auto_tree(["image", None], ["latents"]).graph()
+    assert edges(always)[("enc.img", "use")] == ["latents", "image_latents"]
+    assert edges(always)[("enc.txt", "use")] == ["latents"]
+    assert ("prep", "use") not in edges(always)
+    maybe = auto_tree(["image", "mask"], ["latents"]).graph()  # no default branch: may run neither
+    assert edges(maybe)[("prep", "use")] == ["latents"]
+
+
+def test_mermaid_text_of_a_small_tree():
+    assert sequential().to_mermaid().splitlines() == [
+        "flowchart TD",
+        "    n0([inputs])",
+        '    n1["input<br/>InputBlock"]',
+        '    n2["image_encoder<br/>ImageEncoderBlock"]',
+        "    n0 -->|prompt, num_images_per_prompt| n1",
+        "    n0 -->|image| n2",
+        "    n1 -->|batch_size| n2",
+    ]
+    loop = LoopWrapper.from_blocks_dict({"a": LoopBlock}).to_mermaid().splitlines()
+    assert loop[2] == '    n1{{"LoopWrapper<br/>LoopWrapper"}}' and loop[3] == '    n2["a<br/>LoopBlock"]'
+
+
 @pytest.mark.parametrize("shape", ["sequential", "loop", "auto"])
 def test_mermaid_lists_every_node(shape):
     blocks = {

@@ -101,3 +101,24 @@ def test_reprs_show_every_value_briefly_and_the_kwargs_groups():
     assert "kwargs_mapping" not in repr(PipelineState({"x": 1}))
     block = repr(BlockState(strength=0.5, image=None))
     assert block.startswith("BlockState(\n") and "    strength: 0.5" in block and "    image: None" in block
+
+
+def test_reprs_line_by_line():
+    state = PipelineState({"steps": 4})
+    state.set("prompt", "a cat", "guider_input_fields")
+    assert repr(state).splitlines() == [
+        "PipelineState(", "  values={", "    'steps': 4", "    'prompt': 'a cat'", "  },",
+        "  kwargs_mapping={", "    'guider_input_fields': ['prompt']", "  },", ")"]
+    assert repr(PipelineState({"steps": 4})).splitlines() == ["PipelineState(", "  values={", "    'steps': 4", "  },", ")"]
+    assert repr(BlockState(strength=0.5, image=None)).splitlines() == [
+        "BlockState(", "    strength: 0.5", "    image: None", ")"]
+
+
+def test_a_state_copy_has_its_own_values_and_kwargs_groups():
+    state = PipelineState()
+    state.set("prompt", "a cat", "guider_input_fields")
+    copy = state.copy()
+    assert copy.get_by_kwargs("guider_input_fields") == {"prompt": "a cat"}
+    copy.set("negative", "blurry", "guider_input_fields")
+    copy.set("prompt", "a dog")
+    assert state.get_by_kwargs("guider_input_fields") == {"prompt": "a cat"}
