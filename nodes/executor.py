@@ -213,7 +213,7 @@ class _Run:
         raise error
 
 
-def _previewer(ctx: RunContext, interval: float, clock: Callable[[], float] = time.monotonic):
+def _previewer(ctx: RunContext, interval: float):
     """A loop ``step_callback`` that emits a preview every ``ctx.preview_every`` steps, at least ``interval``
     seconds apart (never stops the loop)."""
     last: float | None = None
@@ -222,7 +222,7 @@ def _previewer(ctx: RunContext, interval: float, clock: Callable[[], float] = ti
         nonlocal last
         if latents is None or (i + 1) % ctx.preview_every:
             return
-        now = clock()
+        now = time.monotonic()
         if last is not None and now - last < interval:
             return
         last = now

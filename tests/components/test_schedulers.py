@@ -47,6 +47,7 @@ VARIANTS = [
     ("EulerDiscreteScheduler", {"prediction_type": "v_prediction", "timestep_type": "continuous"}, {}, STEPS),
     ("EulerDiscreteScheduler", {**SD, "sigma_min": 0.1, "sigma_max": 10.0, "use_karras_sigmas": True}, {}, STEPS),
     ("EulerDiscreteScheduler", SD, {"s_churn": 1.0, "s_tmin": 0.5, "s_tmax": 10.0}, STEPS),
+    ("EulerDiscreteScheduler", SD, {"s_churn": 40.0, "s_tmin": 0.0, "s_tmax": 1e9}, STEPS),  # churn at its cap
     ("EulerAncestralDiscreteScheduler", {**SD, **ZSNR}, {}, STEPS),
     ("EulerAncestralDiscreteScheduler", {**SD, "timestep_spacing": "leading", "steps_offset": 1}, {}, STEPS),
     ("DDIMScheduler", {**SD, "clip_sample": False, "set_alpha_to_one": False, "steps_offset": 1}, {}, STEPS),
@@ -58,6 +59,7 @@ VARIANTS = [
     ("DDPMScheduler", {"variance_type": "fixed_large", "timestep_spacing": "linspace"}, {}, STEPS),
     ("DDPMScheduler", {"variance_type": "fixed_small_log", "beta_schedule": "sigmoid"}, {}, STEPS),
     ("DDPMScheduler", {"thresholding": True, "beta_schedule": "squaredcos_cap_v2"}, {}, STEPS),
+    ("DDPMScheduler", {"beta_schedule": "laplace"}, {}, STEPS),
     ("DPMSolverMultistepScheduler", {**SD, "use_karras_sigmas": True}, {}, STEPS),
     ("DPMSolverMultistepScheduler", {**SD, "algorithm_type": "dpmsolver", "final_sigmas_type": "sigma_min"}, {}, STEPS),
     ("DPMSolverMultistepScheduler", {**SD, "solver_order": 1}, {}, STEPS),
@@ -319,6 +321,29 @@ def test_lcm_warns_about_custom_timesteps_off_its_grid(caplog):
     assert [r.getMessage() for r in caplog.records] == [
         "LCMScheduler: timesteps [760, 258] are not on the distillation grid; results may degrade"]
     assert lcm.timesteps.dtype == torch.long
+
+
+@pytest.mark.parametrize("variance_type", ["learned", "learned_range"])
+def test_ddpm_learned_variance_takes_it_from_the_second_half_of_the_output(variance_type):
+    ours, theirs = make_pair("DDPMScheduler", {**SD, "variance_type": variance_type})
+    ours.set_timesteps(10)
+    theirs.set_timesteps(10)
+    x_ours = x_theirs = torch.randn(SHAPE, generator=torch.Generator().manual_seed(0))
+    gen_ours, gen_theirs = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    for i, t in enumerate(theirs.timesteps):
+        output = torch.randn(SHAPE[0], SHAPE[1] * 2, *SHAPE[2:], generator=torch.Generator().manual_seed(100 + i))
+        half = output[:, SHAPE[1]:]  # "learned": the variance itself; "learned_range": a fraction between bounds
+        output[:, SHAPE[1]:] = half.abs() * 0.01 if variance_type == "learned" else half.clamp(-1, 1)
+        x_theirs = theirs.step(output, t, x_theirs, generator=gen_theirs).prev_sample
+        x_ours = ours.step(output, t, x_ours, generator=gen_ours).prev_sample
+        assert_close(x_ours, x_theirs, f"prev_sample at step {i}")
+
+
+def test_a_multistep_solver_treats_a_timestep_off_its_schedule_as_the_last():
+    ours, theirs = make_pair("DPMSolverMultistepScheduler", SD)
+    ours.set_timesteps(STEPS)
+    theirs.set_timesteps(STEPS)
+    assert ours.index_for_timestep(torch.tensor(12345)) == theirs.index_for_timestep(torch.tensor(12345)) == STEPS - 1
 
 
 def test_unsupported_custom_schedules_raise():

@@ -268,3 +268,21 @@ def test_laplacian_pyramid_matches_kornia():
     want = kornia.geometry.transform.build_laplacian_pyramid(x, 3)
     for got, ref in zip(our_fdg.laplacian_pyramid(x, 3), want):
         torch.testing.assert_close(got, ref, atol=1e-6, rtol=1e-6)
+
+
+def test_combined_outputs_keep_both_branches():
+    cond, uncond = torch.randn(1, 4, 8, 8), torch.randn(1, 4, 8, 8)
+    pag = ours.PerturbedAttentionGuidance(perturbed_guidance_layers=[0])
+    pag.set_state(1, STEPS, None)
+    out = pag.combine({"pred_cond": cond, "pred_uncond": uncond, "pred_cond_skip": cond - 1})
+    assert out.pred_cond is cond and out.pred_uncond is uncond
+    alone = ours.ClassifierFreeGuidance()
+    alone.set_state(0, 1, None)  # one step is a valid run
+    out = alone.combine({"pred_cond": cond})
+    assert out.pred is cond and out.pred_cond is cond and out.pred_uncond is None
+
+
+def test_layer_skip_config_bounds_and_index_types():
+    assert ours.LayerSkipConfig(0, dropout=0.0).dropout == 0.0  # both ends of the probability are allowed
+    with pytest.raises(ours.base.ConfigError, match="'indices' expects an int or a list of ints, got '3'"):
+        ours.LayerSkipConfig("3")

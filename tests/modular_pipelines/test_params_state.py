@@ -1,5 +1,6 @@
 import pytest
 import torch
+from toy_blocks import make_block
 
 from diffblocks.modular_pipelines import BlockState, InputParam, InsertableDict, OutputParam, PipelineState
 from diffblocks.modular_pipelines.errors import BlockDeclarationError
@@ -122,3 +123,12 @@ def test_a_state_copy_has_its_own_values_and_kwargs_groups():
     copy.set("negative", "blurry", "guider_input_fields")
     copy.set("prompt", "a dog")
     assert state.get_by_kwargs("guider_input_fields") == {"prompt": "a cat"}
+
+
+def test_an_input_a_block_replaces_goes_back_in_its_kwargs_group():
+    block = make_block("Scale", inputs=[InputParam("embeds", kwargs_type="denoiser_input_fields")])()
+    state = PipelineState({"embeds": 1})
+    block_state = block.get_block_state(state)
+    block_state.embeds = 2
+    block.set_block_state(state, block_state)
+    assert state.get_by_kwargs("denoiser_input_fields") == {"embeds": 2}
