@@ -275,7 +275,15 @@ CUSTOM = [
         "UniPCMultistepScheduler",
         {"use_flow_sigmas": True, "prediction_type": "flow_prediction"},
         {"sigmas": np.array([1.0, 0.8, 0.6, 0.4, 0.25, 0.1])},
-    ),
+    ),    *[
+        (
+            "UniPCMultistepScheduler",
+            {"use_flow_sigmas": True, "prediction_type": "flow_prediction", "use_dynamic_shifting": True,
+             "time_shift_type": shift},
+            {"num_inference_steps": 8, "mu": 0.8},
+        )
+        for shift in ("exponential", "linear")  # the resolution-dependent shift, both forms
+    ],
 ]
 
 
