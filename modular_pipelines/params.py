@@ -149,6 +149,15 @@ def _bounds_phrase(bounds: dict[str, Any]) -> str:
     return f"{'<' if high[0] == ')' else '<='} {high[1]}"
 
 
+def _arg_name(arg: Any) -> str:
+    """One argument of a generic: ``...``, a ``Callable``'s parameter list, or a type hint."""
+    if arg is Ellipsis:
+        return "..."
+    if isinstance(arg, list):
+        return f"[{', '.join(type_name(a) for a in arg)}]"
+    return type_name(arg)
+
+
 def type_name(type_hint: Any) -> str:
     """A readable name for a type hint (``Tensor``, ``str | list[str]``, ``int > 0``, ``Tensor, finite``)."""
     if type_hint is None or type_hint is Any:
@@ -170,7 +179,7 @@ def type_name(type_hint: Any) -> str:
     if origin is Literal:
         return f"Literal[{', '.join(repr(arg) for arg in args)}]"
     if isinstance(origin, type) and args:
-        return f"{origin.__name__}[{', '.join('...' if a is Ellipsis else type_name(a) for a in args)}]"
+        return f"{origin.__name__}[{', '.join(_arg_name(a) for a in args)}]"
     text = repr(type_hint)
     for prefix in ("typing.", "torch.", "PIL.Image."):
         text = text.replace(prefix, "")

@@ -1,6 +1,6 @@
 """Constraints declared in an input's type hint: checked at run time, shown in reprs, docs and the JSON schema."""
 
-from typing import Annotated
+from typing import Annotated, Callable, Literal
 
 import numpy as np
 import pytest
@@ -106,6 +106,10 @@ def test_value_check_marker_uses_its_message_and_label():
     (FINITE_TENSOR, "Tensor, finite"),
     (torch.Tensor | list[int], "Tensor | list[int]"),
     (torch.Generator | list[torch.Generator], "Generator | list[Generator]"),
+    (None, "Any"), ("PIL.Image", "PIL.Image"), (type(None), "None"), (int | None, "int | None"),
+    (tuple[int, ...], "tuple[int, ...]"), (dict[str, list[float]], "dict[str, list[float]]"),
+    (Literal["pil", "pt"], "Literal['pil', 'pt']"), (list, "list"),
+    (Callable[[int], str], "Callable[[int], str]"),  # not a type and no class origin: its repr, shortened
 ])
 def test_type_name_renders_constraints(hint, name):
     assert type_name(hint) == name
