@@ -9,6 +9,7 @@ from toy_components import Count, CountLoop, Plus, UsesScale, write_modular_inde
 from diffblocks import ModularPipeline, SequentialPipelineBlocks
 from diffblocks.modular_pipelines import AutoPipelineBlocks
 from diffblocks.modular_pipelines.errors import RemoteCodeError
+from diffblocks.modular_pipelines.hub import _located
 
 CUSTOM_BLOCK = '''
 from diffblocks import ModularPipelineBlocks, InputParam, OutputParam
@@ -134,3 +135,22 @@ def test_changed_from_config_part_is_saved_and_read_back_from_the_hub(tmp_path, 
     assert loaded.offset.factor == 4.0  # "." is the pipeline's own Hub repo
     loaded.load_components()
     assert loaded(x=2.0, output="y") == 10.0
+
+
+@pytest.mark.parametrize("loading, repo, revision, expected", [
+    ({"repo": "owner/unet", "subfolder": "unet", "revision": "r1"}, "owner/pipe", "main", ("owner/unet", "unet", "r1")),
+    ({"repo": "owner/unet"}, "owner/pipe", "main", ("owner/unet", "", None)),  # another repo: its own revision
+    ({"repo": None}, "owner/pipe", "main", (None, "", None)),
+    ({"repo": ".", "subfolder": "unet"}, "owner/pipe", "main", ("owner/pipe", "unet", "main")),  # the index's repo
+    ({"repo": ".", "subfolder": "unet", "revision": "r2"}, "owner/pipe", "main", ("owner/pipe", "unet", "r2")),
+    ({"repo": "./parts", "subfolder": "vae"}, "owner/pipe", None, ("owner/pipe", "parts/vae", None)),
+    ({"repo": "."}, "owner/pipe", None, ("owner/pipe", "", None)),
+])
+def test_an_index_entry_is_located_relative_to_its_index(loading, repo, revision, expected):
+    assert _located(loading, repo, revision) == expected
+
+
+def test_an_index_entry_in_a_local_folder_is_an_absolute_path_without_revision(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pipe").mkdir()
+    assert _located({"repo": "./unet", "revision": "r1"}, "pipe", "main") == (str(tmp_path / "pipe"), "unet", None)
