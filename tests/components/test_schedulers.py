@@ -103,6 +103,8 @@ VARIANTS = [
     # paths mutation testing found no parity case for: SDE second order with heun, epsilon from the other
     # prediction types for the non-++ solver, UniPC's flow schedule stretched to a terminal
     ("DPMSolverMultistepScheduler", {**SD, "algorithm_type": "sde-dpmsolver++", "solver_type": "heun"}, {}, STEPS),
+    ("DPMSolverMultistepScheduler", {**SD, "algorithm_type": "dpmsolver", "thresholding": True,
+                                     "final_sigmas_type": "sigma_min"}, {}, STEPS),
     ("DPMSolverMultistepScheduler", {**SD, "algorithm_type": "dpmsolver", "prediction_type": "v_prediction", "final_sigmas_type": "sigma_min"},
      {}, STEPS),
     ("DPMSolverMultistepScheduler", {**SD, "algorithm_type": "dpmsolver", "prediction_type": "sample", "final_sigmas_type": "sigma_min"},
@@ -344,6 +346,18 @@ def test_ddpm_learned_variance_takes_it_from_the_second_half_of_the_output(varia
         output[:, SHAPE[1]:] = half.abs() * 0.01 if variance_type == "learned" else half.clamp(-1, 1)
         x_theirs = theirs.step(output, t, x_theirs, generator=gen_theirs).prev_sample
         x_ours = ours.step(output, t, x_ours, generator=gen_ours).prev_sample
+        assert_close(x_ours, x_theirs, f"prev_sample at step {i}")
+
+
+def test_dpm_solver_keeps_the_noise_half_of_a_learned_variance_output():
+    ours, theirs = make_pair("DPMSolverMultistepScheduler", {**SD, "variance_type": "learned_range"})
+    ours.set_timesteps(10)
+    theirs.set_timesteps(10)
+    x_ours = x_theirs = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))  # IF: 3 channels
+    for i, t in enumerate(theirs.timesteps):
+        output = torch.randn(1, 6, 8, 8, generator=torch.Generator().manual_seed(100 + i))
+        x_theirs = theirs.step(output, t, x_theirs).prev_sample
+        x_ours = ours.step(output, t, x_ours).prev_sample
         assert_close(x_ours, x_theirs, f"prev_sample at step {i}")
 
 
