@@ -8,7 +8,6 @@ ideal denoiser for a fixed clean sample plus seeded noise, so trajectories stay 
 
 from __future__ import annotations
 
-import inspect
 import json
 
 import numpy as np
@@ -19,12 +18,10 @@ diffusers = pytest.importorskip("diffusers")
 
 from diffblocks.components.schedulers import SCHEDULERS, SchedulerOutput  # noqa: E402
 from diffblocks.modular_pipelines.errors import ConfigError  # noqa: E402
+from scheduler_parity import (  # noqa: E402
+    SD, SHAPE, STEPS, ZSNR, assert_close, assert_same_schedule, make_pair, run_parity, toy_model,
+)
 
-ATOL = 1e-6  # max abs difference allowed per step (measured: 0.0, the updates are bit-for-bit equal)
-STEPS = 30
-SHAPE = (2, 4, 8, 8)
-SD = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
-ZSNR = {"rescale_betas_zero_snr": True, "timestep_spacing": "trailing", "prediction_type": "v_prediction"}
 
 PREDICTIONS = {
     "EulerDiscreteScheduler": ("epsilon", "v_prediction", "sample"),
@@ -173,61 +170,6 @@ def _case_id(case):
     return name.replace("Scheduler", "") + "[" + ",".join(parts) + "]"
 
 
-def make_pair(name, config):
-    """Our scheduler and diffusers' one, built from the same config."""
-    return SCHEDULERS[name](**config), getattr(diffusers, name)(**config)
-
-
-def toy_model(x_in, t, reference, target, step):
-    """Ideal model output for clean sample ``target`` at timestep ``t``, plus a little seeded noise."""
-    cfg = reference.config
-    wobble = 0.05 * torch.randn(x_in.shape, generator=torch.Generator().manual_seed(1000 + step)).to(x_in.device)
-    if cfg.get("use_flow_sigmas"):
-        sigma = float(t) / cfg.num_train_timesteps
-        return (x_in - target) / max(sigma, 1e-3) + wobble
-    acp = reference.alphas_cumprod.double().numpy()
-    a = float(np.interp(float(t), np.arange(len(acp)), acp))
-    eps = (x_in - a**0.5 * target) / (1 - a) ** 0.5
-    kind = cfg.prediction_type
-    out = {"epsilon": eps, "sample": target, "v_prediction": a**0.5 * eps - (1 - a) ** 0.5 * target}[kind]
-    return (out + wobble).float()
-
-
-def assert_close(ours, theirs, what):
-    diff = (ours - theirs).abs().max().item()
-    assert diff <= ATOL, f"{what}: max abs diff {diff:.3g} > {ATOL}"
-
-
-def assert_same_schedule(ours, theirs):
-    assert ours.timesteps.dtype == theirs.timesteps.dtype
-    assert torch.equal(ours.timesteps, theirs.timesteps), (ours.timesteps, theirs.timesteps)
-    if hasattr(theirs, "sigmas"):
-        assert torch.equal(ours.sigmas, theirs.sigmas)
-    assert float(ours.init_noise_sigma) == float(theirs.init_noise_sigma)
-
-
-def run_parity(ours, theirs, timesteps, sample, step_kw=None, seed=0):
-    """Step both schedulers over ``timesteps`` from ``sample``; compare every step."""
-    target = torch.randn(SHAPE, generator=torch.Generator().manual_seed(7)).clamp(-1.5, 1.5).to(sample.device)
-    x_ours, x_theirs = sample.clone(), sample.clone()
-    gen_ours, gen_theirs = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
-    takes_generator = "generator" in inspect.signature(theirs.step).parameters
-    for i, t in enumerate(timesteps):
-        in_ours, in_theirs = ours.scale_model_input(x_ours, t), theirs.scale_model_input(x_theirs, t)
-        assert_close(in_ours, in_theirs, f"scale_model_input at step {i}")
-        output = toy_model(in_theirs, t, theirs, target, i)
-        extra = {"generator": gen_theirs} if takes_generator else {}
-        res_theirs = theirs.step(output, t, x_theirs, **(step_kw or {}), **extra)
-        res_ours = ours.step(output, t, x_ours, generator=gen_ours, **(step_kw or {}))
-        assert torch.isfinite(res_theirs.prev_sample).all(), "the reference itself diverged; pick another config"
-        assert_close(res_ours.prev_sample, res_theirs.prev_sample, f"prev_sample at step {i} (t={t})")
-        x0_theirs = getattr(res_theirs, "pred_original_sample", getattr(res_theirs, "denoised", None))
-        if x0_theirs is not None:
-            assert_close(res_ours.pred_original_sample, x0_theirs, f"pred_original_sample at step {i}")
-        x_ours, x_theirs = res_ours.prev_sample, res_theirs.prev_sample
-    return x_ours
-
-
 @pytest.mark.parametrize("case", PREDICTION_CASES + VARIANTS, ids=_case_id)
 def test_step_parity(case):
     name, config, step_kw, steps = case
@@ -298,74 +240,6 @@ def test_custom_timesteps_and_sigmas(case):
     assert_same_schedule(ours, theirs)
     sample = torch.randn(SHAPE, generator=torch.Generator().manual_seed(3)) * theirs.init_noise_sigma
     run_parity(ours, theirs, theirs.timesteps, sample)
-
-
-@pytest.mark.parametrize("strength", [1.0, 0.5, 0.3])
-def test_lcm_custom_timesteps_with_strength_follow_diffusers(strength):
-    ours, theirs = make_pair("LCMScheduler", {})
-    kwargs = {"timesteps": [999, 759, 499, 259], "strength": strength}
-    ours.set_timesteps(**kwargs)
-    theirs.set_timesteps(**kwargs)
-    assert_same_schedule(ours, theirs)
-    assert ours.num_inference_steps == theirs.num_inference_steps == 4 and ours.custom_timesteps is True
-
-
-@pytest.mark.parametrize("timesteps, words", [
-    ([999, 999, 499], "strictly descending, got [999, 999, 499]"),  # equal neighbours
-    ([759, 999, 499], "strictly descending, got [759, 999, 499]"),  # the first pair
-    ([1000, 759], "must start below 1000"),
-])
-def test_lcm_refuses_custom_timesteps_it_cannot_run(timesteps, words):
-    with pytest.raises(ConfigError) as err:
-        SCHEDULERS["LCMScheduler"]().set_timesteps(timesteps=timesteps)
-    assert str(err.value).startswith("LCMScheduler: custom timesteps must") and words in str(err.value)
-
-
-def test_lcm_warns_about_custom_timesteps_off_its_grid(caplog):
-    lcm = SCHEDULERS["LCMScheduler"]()
-    with caplog.at_level("WARNING"):
-        lcm.set_timesteps(timesteps=[999, 759, 499, 259])  # on the 50-step distillation grid
-    assert caplog.records == []
-    with caplog.at_level("WARNING"):
-        lcm.set_timesteps(timesteps=[998, 760, 499, 258])  # the first is not checked: a start may be off the grid
-    assert [r.getMessage() for r in caplog.records] == [
-        "LCMScheduler: timesteps [760, 258] are not on the distillation grid; results may degrade"]
-    assert lcm.timesteps.dtype == torch.long
-
-
-@pytest.mark.parametrize("variance_type", ["learned", "learned_range"])
-def test_ddpm_learned_variance_takes_it_from_the_second_half_of_the_output(variance_type):
-    ours, theirs = make_pair("DDPMScheduler", {**SD, "variance_type": variance_type})
-    ours.set_timesteps(10)
-    theirs.set_timesteps(10)
-    x_ours = x_theirs = torch.randn(SHAPE, generator=torch.Generator().manual_seed(0))
-    gen_ours, gen_theirs = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
-    for i, t in enumerate(theirs.timesteps):
-        output = torch.randn(SHAPE[0], SHAPE[1] * 2, *SHAPE[2:], generator=torch.Generator().manual_seed(100 + i))
-        half = output[:, SHAPE[1]:]  # "learned": the variance itself; "learned_range": a fraction between bounds
-        output[:, SHAPE[1]:] = half.abs() * 0.01 if variance_type == "learned" else half.clamp(-1, 1)
-        x_theirs = theirs.step(output, t, x_theirs, generator=gen_theirs).prev_sample
-        x_ours = ours.step(output, t, x_ours, generator=gen_ours).prev_sample
-        assert_close(x_ours, x_theirs, f"prev_sample at step {i}")
-
-
-def test_dpm_solver_keeps_the_noise_half_of_a_learned_variance_output():
-    ours, theirs = make_pair("DPMSolverMultistepScheduler", {**SD, "variance_type": "learned_range"})
-    ours.set_timesteps(10)
-    theirs.set_timesteps(10)
-    x_ours = x_theirs = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))  # IF: 3 channels
-    for i, t in enumerate(theirs.timesteps):
-        output = torch.randn(1, 6, 8, 8, generator=torch.Generator().manual_seed(100 + i))
-        x_theirs = theirs.step(output, t, x_theirs).prev_sample
-        x_ours = ours.step(output, t, x_ours).prev_sample
-        assert_close(x_ours, x_theirs, f"prev_sample at step {i}")
-
-
-def test_a_multistep_solver_treats_a_timestep_off_its_schedule_as_the_last():
-    ours, theirs = make_pair("DPMSolverMultistepScheduler", SD)
-    ours.set_timesteps(STEPS)
-    theirs.set_timesteps(STEPS)
-    assert ours.index_for_timestep(torch.tensor(12345)) == theirs.index_for_timestep(torch.tensor(12345)) == STEPS - 1
 
 
 def test_unsupported_custom_schedules_raise():

@@ -1,0 +1,82 @@
+"""Scheduler branches that mutation testing found without a parity case: LCM's custom timesteps (strength,
+refusals, the off-grid warning), learned variances (DDPM, and DPM-Solver on DeepFloyd-style outputs), and the
+multistep fallback for a timestep off the schedule. Tolerance: ``ATOL`` per step, as in ``test_schedulers``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("diffusers")
+
+from diffblocks.components.schedulers import SCHEDULERS  # noqa: E402
+from diffblocks.modular_pipelines.errors import ConfigError  # noqa: E402
+from scheduler_parity import SD, SHAPE, STEPS, assert_close, assert_same_schedule, make_pair  # noqa: E402
+
+
+@pytest.mark.parametrize("strength", [1.0, 0.5, 0.3])
+def test_lcm_custom_timesteps_with_strength_follow_diffusers(strength):
+    ours, theirs = make_pair("LCMScheduler", {})
+    kwargs = {"timesteps": [999, 759, 499, 259], "strength": strength}
+    ours.set_timesteps(**kwargs)
+    theirs.set_timesteps(**kwargs)
+    assert_same_schedule(ours, theirs)
+    assert ours.num_inference_steps == theirs.num_inference_steps == 4 and ours.custom_timesteps is True
+
+
+@pytest.mark.parametrize("timesteps, words", [
+    ([999, 999, 499], "strictly descending, got [999, 999, 499]"),  # equal neighbours
+    ([759, 999, 499], "strictly descending, got [759, 999, 499]"),  # the first pair
+    ([1000, 759], "must start below 1000"),
+])
+def test_lcm_refuses_custom_timesteps_it_cannot_run(timesteps, words):
+    with pytest.raises(ConfigError) as err:
+        SCHEDULERS["LCMScheduler"]().set_timesteps(timesteps=timesteps)
+    assert str(err.value).startswith("LCMScheduler: custom timesteps must") and words in str(err.value)
+
+
+def test_lcm_warns_about_custom_timesteps_off_its_grid(caplog):
+    lcm = SCHEDULERS["LCMScheduler"]()
+    with caplog.at_level("WARNING"):
+        lcm.set_timesteps(timesteps=[999, 759, 499, 259])  # on the 50-step distillation grid
+    assert caplog.records == []
+    with caplog.at_level("WARNING"):
+        lcm.set_timesteps(timesteps=[998, 760, 499, 258])  # the first is not checked: a start may be off the grid
+    assert [r.getMessage() for r in caplog.records] == [
+        "LCMScheduler: timesteps [760, 258] are not on the distillation grid; results may degrade"]
+    assert lcm.timesteps.dtype == torch.long
+
+
+@pytest.mark.parametrize("variance_type", ["learned", "learned_range"])
+def test_ddpm_learned_variance_takes_it_from_the_second_half_of_the_output(variance_type):
+    ours, theirs = make_pair("DDPMScheduler", {**SD, "variance_type": variance_type})
+    ours.set_timesteps(10)
+    theirs.set_timesteps(10)
+    x_ours = x_theirs = torch.randn(SHAPE, generator=torch.Generator().manual_seed(0))
+    gen_ours, gen_theirs = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    for i, t in enumerate(theirs.timesteps):
+        output = torch.randn(SHAPE[0], SHAPE[1] * 2, *SHAPE[2:], generator=torch.Generator().manual_seed(100 + i))
+        half = output[:, SHAPE[1]:]  # "learned": the variance itself; "learned_range": a fraction between bounds
+        output[:, SHAPE[1]:] = half.abs() * 0.01 if variance_type == "learned" else half.clamp(-1, 1)
+        x_theirs = theirs.step(output, t, x_theirs, generator=gen_theirs).prev_sample
+        x_ours = ours.step(output, t, x_ours, generator=gen_ours).prev_sample
+        assert_close(x_ours, x_theirs, f"prev_sample at step {i}")
+
+
+def test_dpm_solver_keeps_the_noise_half_of_a_learned_variance_output():
+    ours, theirs = make_pair("DPMSolverMultistepScheduler", {**SD, "variance_type": "learned_range"})
+    ours.set_timesteps(10)
+    theirs.set_timesteps(10)
+    x_ours = x_theirs = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))  # IF: 3 channels
+    for i, t in enumerate(theirs.timesteps):
+        output = torch.randn(1, 6, 8, 8, generator=torch.Generator().manual_seed(100 + i))
+        x_theirs = theirs.step(output, t, x_theirs).prev_sample
+        x_ours = ours.step(output, t, x_ours).prev_sample
+        assert_close(x_ours, x_theirs, f"prev_sample at step {i}")
+
+
+def test_a_multistep_solver_treats_a_timestep_off_its_schedule_as_the_last():
+    ours, theirs = make_pair("DPMSolverMultistepScheduler", SD)
+    ours.set_timesteps(STEPS)
+    theirs.set_timesteps(STEPS)
+    assert ours.index_for_timestep(torch.tensor(12345)) == theirs.index_for_timestep(torch.tensor(12345)) == STEPS - 1
