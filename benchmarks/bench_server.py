@@ -86,7 +86,7 @@ def check_stream(events: list[dict], jobs: set[str], steps: int) -> list[str]:
         if kinds[0] != "job.queued" or kinds[1] != "job.started" or kinds[-1] != "job.finished":
             problems.append(f"{job}: out of order {kinds[:3]}...{kinds[-1]}")
         progress = [e["step"] for e in events if e["job"] == job and e["type"] == "node.progress"]
-        if progress != list(range(1, steps + 1)):
+        if not progress or progress[-1] != steps or progress != sorted(set(progress)):  # stale steps are superseded
             problems.append(f"{job}: progress {progress}")
     return problems
 
@@ -148,7 +148,8 @@ def paired(url: str, pid: int, executor, rounds: int, per: int, steps: int) -> d
     the server's for the served ones), and for each served job the engine's own time inside the server (what
     ``GET /api/jobs/{id}`` reports), so that what the server adds around the engine can be told apart from the
     engine running slower next to it. Rounds alternate so that both sides see the same load on a shared machine."""
-    out: dict[str, list[float]] = {"direct": [], "server": [], "engine": [], "direct_cpu": [], "server_cpu": []}
+    out: dict[str, list[float]] = {"direct": [], "server": [], "engine": [], "direct_cpu": [], "server_cpu": [],
+                                   "messages": []}
     seed = 70_000
     with httpx.Client(base_url=url, timeout=60) as http, connect(url.replace("http", "ws") + "/api/events") as ws:
         for _ in range(rounds):
@@ -159,7 +160,7 @@ def paired(url: str, pid: int, executor, rounds: int, per: int, steps: int) -> d
             for i in range(per):
                 started = time.perf_counter()
                 jobs.append(http.post("/api/jobs", json={"workflow": workflow(seed + per + i, steps)}).json()["job"])
-                wait_for(ws, {jobs[-1]})
+                out["messages"].append(len(wait_for(ws, {jobs[-1]})))
                 out["server"].append(time.perf_counter() - started)
             out["server_cpu"].append(cpu_seconds(pid) - cpu)
             out["engine"].extend(http.get(f"/api/jobs/{job}").json()["timings"]["seconds"] for job in jobs)
@@ -180,7 +181,8 @@ def identical_jobs(url: str, count: int = 30) -> list[float]:
 
 
 def interrupt(url: str) -> dict:
-    """A 500-step job interrupted at its first progress event: how long until job.cancelled, and steps after."""
+    """A 500-step job interrupted at its first progress event: how long until job.cancelled, and how many steps
+    ran after the DELETE (the last step a progress event reported, less the step seen before it)."""
     with httpx.Client(base_url=url, timeout=60) as http, connect(url.replace("http", "ws") + "/api/events") as ws:
         job = http.post("/api/jobs", json={"workflow": workflow(7, 500)}).json()["job"]
         while (event := json.loads(ws.recv(timeout=120)))["type"] != "node.progress":
@@ -191,15 +193,8 @@ def interrupt(url: str) -> dict:
         after = wait_for(ws, {job})
         seconds = time.perf_counter() - started
     steps = [e["step"] for e in after if e["type"] == "node.progress"]
-    return {"ms": seconds * 1000, "delete_ms": (answered - started) * 1000, "steps_after": len(steps),
-            "status": after[-1]["type"], "step_ms": step_ms(after)}
-
-
-def step_ms(events: list[dict]) -> float | None:
-    """The median time between two progress events a client saw (one denoising step, as delivered)."""
-    stamps = [e["_at"] for e in events if e["type"] == "node.progress"]
-    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
-    return statistics.median(gaps) * 1000 if gaps else None
+    return {"ms": seconds * 1000, "delete_ms": (answered - started) * 1000,
+            "steps_after": max(steps, default=event["step"]) - event["step"], "status": after[-1]["type"]}
 
 
 def refusals(url: str) -> dict:
@@ -255,7 +250,7 @@ def main() -> None:
             proc.terminate()
             proc.wait(60)
     engine = (direct_a + direct_b) / 2
-    ms = {key: statistics.median(values) * 1000 for key, values in pairs.items() if not key.endswith("_cpu")}
+    ms = {key: statistics.median(pairs[key]) * 1000 for key in ("direct", "server", "engine")}
     outside = statistics.median(served - engine_s for served, engine_s in zip(pairs["server"], pairs["engine"])) * 1000
     print(f"time to catalog after start     {catalog_seconds:8.2f} s     (target <= 2 s; ComfyUI 6.35 s); "
           f"first start ever (no stored catalog) {first_start:.2f} s")
@@ -272,11 +267,12 @@ def main() -> None:
     print(f"  outside the engine            {outside:8.2f} ms per job (served time less the engine's own time "
           f"in the server; target <= 6 ms; ComfyUI 12.4 ms outside its sampler)")
     print(f"  the engine inside the server  {ms['engine']:8.2f} ms ({ms['engine'] - ms['direct']:+.2f} ms: events "
-          f"and previews sent while it runs share the CPU with it)")
+          f"and previews sent while it runs share the CPU with it; "
+          f"{statistics.median(pairs['messages']):.0f} WebSocket messages per job)")
     print(f"identical job, POST to finished {statistics.median(identical):8.2f} ms    median of {len(identical)} "
           f"(min {min(identical):.2f}; target <= 3 ms; ComfyUI 3.1 ms)")
     print(f"interrupt to job.cancelled      {stop['ms']:8.2f} ms    (DELETE answered in {stop['delete_ms']:.1f} ms; "
-          f"{stop['steps_after']} progress events after it; {stop['status']})")
+          f"{stop['steps_after']} steps ran after it; {stop['status']})")
     print(f"server RSS before / loaded / after POST /free: {rss_before / 2**20:.0f} / {rss_loaded / 2**20:.0f} / "
           f"{freed['rss_after'] / 2**20:.0f} MiB ({len(freed['removed_components'])} components dropped)")
     print(f"refusals                        {refused}")

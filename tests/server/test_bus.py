@@ -34,7 +34,7 @@ async def test_events_are_numbered_in_order_with_job_and_node():
 async def test_since_replays_what_was_missed_then_goes_live():
     bus = make_bus(replay=10)
     for i in range(5):
-        bus.publish({"type": "node.progress", "job": "j", "step": i})
+        bus.publish({"type": "node.started", "job": "j", "node": f"n{i}"})
     late = bus.subscribe(since=3)
     bus.publish({"type": "job.finished", "job": "j"})
     assert [e["seq"] for e in await drain(late)] == [4, 5, 6]
@@ -54,8 +54,8 @@ async def test_since_out_of_the_window_gets_a_snapshot(since):
 async def test_slow_client_loses_previews_first_then_progress_then_is_cut_off():
     bus = make_bus(client_buffer=4)
     slow = bus.subscribe()
-    for kind in ("job.started", "node.progress", "node.preview", "node.preview"):
-        bus.publish({"type": kind, "job": "j"})
+    for kind, node in (("job.started", None), ("node.progress", "a"), ("node.preview", "a"), ("node.preview", "b")):
+        bus.publish({"type": kind, "job": "j", "node": node})
     bus.publish({"type": "node.finished", "job": "j"})  # full: the oldest preview goes
     bus.publish({"type": "job.finished", "job": "j"})  # the other preview goes
     assert slow.dropped == 2
@@ -127,3 +127,40 @@ async def test_a_batch_ends_by_itself():
     assert await asyncio.wait_for(reader, 5) == "2"
     client.close()
     assert await asyncio.wait_for(client.get(), 5) is None
+
+
+async def test_a_waiting_progress_event_or_preview_is_superseded_by_the_next_for_its_job_and_node():
+    bus = make_bus()
+    client = bus.subscribe()
+    published = [("node.progress", "j", "a", 1), ("node.preview", "j", "a", 1), ("node.progress", "j", "b", 1),
+                 ("node.progress", "k", "a", 1), ("node.progress", "j", "a", 2), ("node.started", "j", "c", None),
+                 ("node.preview", "j", "a", 2), ("node.progress", "j", "a", 3)]
+    for kind, job, node, step in published:
+        bus.publish({"type": kind, "job": job, "node": node, "step": step})
+    got = [(e["type"], e["job"], e["node"], e["step"]) for e in await drain(client)]
+    # the newest of each (type, job, node) in its own place; every other event as it came
+    assert got == [("node.progress", "j", "b", 1), ("node.progress", "k", "a", 1), ("node.started", "j", "c", None),
+                   ("node.preview", "j", "a", 2), ("node.progress", "j", "a", 3)]
+    assert client.superseded == 3 and client.dropped == 0
+    bus.publish({"type": "node.progress", "job": "j", "node": "a", "step": 4})  # the last one went: nothing to replace
+    assert [e["step"] for e in await drain(client)] == [4]
+
+
+async def test_lifecycle_events_are_never_superseded():
+    bus = make_bus()
+    client = bus.subscribe()
+    for _ in range(3):
+        bus.publish({"type": "node.started", "job": "j", "node": "a"})
+    assert len(await drain(client)) == 3 and client.superseded == 0
+
+
+async def test_a_replayed_backlog_keeps_only_the_latest_progress_of_each_node():
+    bus = make_bus(replay=20)
+    bus.publish({"type": "job.started", "job": "j"})
+    for step in (1, 2, 3):
+        bus.publish({"type": "node.progress", "job": "j", "node": "a", "step": step})
+    bus.publish({"type": "node.finished", "job": "j", "node": "a"})
+    events = await drain(bus.subscribe(since=0))
+    assert [(e["type"], e.get("step")) for e in events] == [("job.started", None), ("node.progress", 3),
+                                                            ("node.finished", None)]
+    assert [e["seq"] for e in events] == [1, 4, 5]
