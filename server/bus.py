@@ -10,7 +10,7 @@ meanwhile together; every other event goes out at once, with whatever waited bef
 preview still waiting when a newer one for the same job and node comes is superseded: the newer one takes its
 turn at the end, so a client gets the latest step and image, never a stale one, and every lifecycle event. Waking
 the event loop and sending a message for each denoising step of a fast model costs the steps more than a
-progress bar shows (on a 2-core machine, 28 messages for a 20-step job instead of 10)."""
+progress bar shows (a 20-step job of the embedded model on 2 cores: 12 messages instead of 28)."""
 
 from __future__ import annotations
 
