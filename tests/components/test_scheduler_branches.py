@@ -11,7 +11,7 @@ pytest.importorskip("diffusers")
 
 from diffblocks.components.schedulers import SCHEDULERS  # noqa: E402
 from diffblocks.modular_pipelines.errors import ConfigError  # noqa: E402
-from scheduler_parity import SD, SHAPE, STEPS, assert_close, assert_same_schedule, make_pair  # noqa: E402
+from scheduler_parity import SD, STEPS, assert_close, assert_same_schedule, make_pair  # noqa: E402
 
 
 @pytest.mark.parametrize("strength", [1.0, 0.5, 0.3])
@@ -52,19 +52,21 @@ def test_ddpm_learned_variance_takes_it_from_the_second_half_of_the_output(varia
     ours, theirs = make_pair("DDPMScheduler", {**SD, "variance_type": variance_type})
     ours.set_timesteps(10)
     theirs.set_timesteps(10)
-    x_ours = x_theirs = torch.randn(SHAPE, generator=torch.Generator().manual_seed(0))
+    shape = (2, 3, 16, 16)  # IF-like: no other dimension equals twice the channels
+    x_ours = x_theirs = torch.randn(shape, generator=torch.Generator().manual_seed(0))
     gen_ours, gen_theirs = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
     for i, t in enumerate(theirs.timesteps):
-        output = torch.randn(SHAPE[0], SHAPE[1] * 2, *SHAPE[2:], generator=torch.Generator().manual_seed(100 + i))
-        half = output[:, SHAPE[1]:]  # "learned": the variance itself; "learned_range": a fraction between bounds
-        output[:, SHAPE[1]:] = half.abs() * 0.01 if variance_type == "learned" else half.clamp(-1, 1)
+        output = torch.randn(shape[0], shape[1] * 2, *shape[2:], generator=torch.Generator().manual_seed(100 + i))
+        half = output[:, shape[1]:]  # "learned": the variance itself; "learned_range": a fraction between bounds
+        output[:, shape[1]:] = half.abs() * 0.01 if variance_type == "learned" else half.clamp(-1, 1)
         x_theirs = theirs.step(output, t, x_theirs, generator=gen_theirs).prev_sample
         x_ours = ours.step(output, t, x_ours, generator=gen_ours).prev_sample
         assert_close(x_ours, x_theirs, f"prev_sample at step {i}")
 
 
-def test_dpm_solver_keeps_the_noise_half_of_a_learned_variance_output():
-    ours, theirs = make_pair("DPMSolverMultistepScheduler", {**SD, "variance_type": "learned_range"})
+@pytest.mark.parametrize("variance_type", ["learned", "learned_range"])
+def test_dpm_solver_keeps_the_noise_half_of_a_learned_variance_output(variance_type):
+    ours, theirs = make_pair("DPMSolverMultistepScheduler", {**SD, "variance_type": variance_type})
     ours.set_timesteps(10)
     theirs.set_timesteps(10)
     x_ours = x_theirs = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))  # IF: 3 channels
