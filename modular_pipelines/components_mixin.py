@@ -23,7 +23,7 @@ logger = logging.getLogger("diffblocks")
 class ComponentsMixin:
     """Holds ``_specs`` (name -> ComponentSpec), ``_components`` (name -> object or None) and config values."""
 
-    def _init_components(self, repo, manager, collection) -> None:
+    def _init_components(self, repo, manager, collection, revision: str | None = None) -> None:
         from .hub import read_pipeline_specs
 
         self.__dict__["_components"] = {}
@@ -33,7 +33,7 @@ class ComponentsMixin:
         self.collection = collection
         self.pretrained_model_name_or_path = repo
         if repo is not None:
-            repo_specs, repo_config = read_pipeline_specs(repo, self._specs)
+            repo_specs, repo_config = read_pipeline_specs(repo, self._specs, revision)
             for name, spec in repo_specs.items():
                 if name in self._specs:
                     self._specs[name] = spec

@@ -28,14 +28,15 @@ class ModularPipeline(ComponentsMixin):
             component specs and config values are read now; weights load in ``load_components``.
         components_manager: shares and offloads components across pipelines.
         collection: the manager's collection for this pipeline's components.
+        revision: the repo's revision (branch, tag or commit) to read the specs and config from.
     """
 
     def __init__(self, blocks: ModularPipelineBlocks, pretrained_model_name_or_path=None,
-                 components_manager=None, collection: str | None = None):
+                 components_manager=None, collection: str | None = None, revision: str | None = None):
         self.blocks = blocks
         self._progress_bar_config: dict[str, Any] = {}
         self._running = RunningCalls()
-        self._init_components(pretrained_model_name_or_path, components_manager, collection)
+        self._init_components(pretrained_model_name_or_path, components_manager, collection, revision)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, trust_remote_code: bool = False,
@@ -50,7 +51,8 @@ class ModularPipeline(ComponentsMixin):
         from .hub import load_blocks
 
         blocks = load_blocks(pretrained_model_name_or_path, trust_remote_code=trust_remote_code, revision=revision)
-        return cls(blocks, pretrained_model_name_or_path, components_manager=components_manager, collection=collection)
+        return cls(blocks, pretrained_model_name_or_path, components_manager=components_manager, collection=collection,
+                   revision=revision)
 
     def save_pretrained(self, save_directory, push_to_hub: bool = False, repo_id: str | None = None, **hub_kwargs):
         """Write a modular repo (specs, config values, block tree, custom block source); optionally upload it."""

@@ -1,12 +1,11 @@
 """Saving and loading modular repos, custom code, and the Hub path (the network call stood in for)."""
 
 import json
-import sys
 
 import pytest
-from toy_components import Count, CountLoop, Plus, UsesScale, write_modular_index, write_scale_repo
+from toy_components import Count, CountLoop, Plus, Scale, UsesScale, write_modular_index, write_scale_repo
 
-from diffblocks import ModularPipeline, SequentialPipelineBlocks
+from diffblocks import ComponentSpec, ModularPipeline, ModularPipelineBlocks, SequentialPipelineBlocks
 from diffblocks.modular_pipelines import AutoPipelineBlocks
 from diffblocks.modular_pipelines.errors import RemoteCodeError
 from diffblocks.modular_pipelines.hub import _located
@@ -37,7 +36,8 @@ def test_remote_code_is_refused_without_the_flag(tmp_path):
     repo = custom_repo(tmp_path)
     with pytest.raises(RemoteCodeError) as err:
         ModularPipeline.from_pretrained(repo)
-    assert "block.py" in str(err.value) and "trust_remote_code=True" in str(err.value)
+    assert str(err.value).startswith(f"{repo} defines its blocks in custom code (block.py)")
+    assert "trust_remote_code=True" in str(err.value)
 
 
 def test_remote_code_loads_with_the_flag(tmp_path):
@@ -113,8 +113,6 @@ def test_save_with_push_to_hub_uploads_the_folder(tmp_path, monkeypatch):
 def test_changed_from_config_part_is_saved_and_read_back_from_the_hub(tmp_path, monkeypatch):
     import huggingface_hub
 
-    from toy_components import Scale
-
     weights = write_scale_repo(tmp_path / "weights", 3.0)
     repo = write_modular_index(tmp_path / "src", {"scale": [None, None, {"repo": str(weights), "subfolder": "scale"}]})
     pipe = UsesScale().init_pipeline(repo)
@@ -154,3 +152,154 @@ def test_an_index_entry_in_a_local_folder_is_an_absolute_path_without_revision(t
     monkeypatch.chdir(tmp_path)
     (tmp_path / "pipe").mkdir()
     assert _located({"repo": "./unet", "revision": "r1"}, "pipe", "main") == (str(tmp_path / "pipe"), "unet", None)
+
+
+def test_push_passes_its_arguments_to_the_hub(tmp_path, monkeypatch):
+    calls = []
+
+    class FakeApi:  # huggingface_hub's defaults: exist_ok=False, so a second push would fail without it
+        def __init__(self, token=None):
+            calls.append(("api", token))
+
+        def create_repo(self, repo_id, private=None, exist_ok=False):
+            calls.append(("create", repo_id, private, exist_ok))
+
+        def upload_folder(self, repo_id, folder_path, path_in_repo=None, commit_message=None):
+            calls.append(("upload", repo_id, folder_path, path_in_repo, commit_message))
+
+    monkeypatch.setattr("huggingface_hub.HfApi", FakeApi)
+    pipe = UsesScale().init_pipeline()
+    pipe.save_pretrained(tmp_path / "scale-pipe", push_to_hub=True, token="hf_abc", private=True,
+                         commit_message="first version", subfolder="v1")
+    assert calls == [("api", "hf_abc"), ("create", "scale-pipe", True, True),  # the folder's name as repo id
+                     ("upload", "scale-pipe", str(tmp_path / "scale-pipe"), "v1", "first version")]
+    calls.clear()
+    pipe.save_pretrained(tmp_path / "out", push_to_hub=True, repo_id="me/pipe")
+    assert calls == [("api", None), ("create", "me/pipe", None, True),
+                     ("upload", "me/pipe", str(tmp_path / "out"), None, "Upload with diffblocks")]
+
+
+def serve_hub(monkeypatch, folders):
+    """Stand in for the Hub: ``{(repo_id, revision): folder}``; returns the (repo, file, revision) asked for."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    asked = []
+
+    def fake_download(repo_id, filename, subfolder=None, revision=None, **kwargs):
+        asked.append((repo_id, f"{subfolder}/{filename}" if subfolder else filename, revision))
+        folder = folders.get((repo_id, revision))
+        path = folder / (subfolder or "") / filename if folder is not None else None
+        if path is None or not path.is_file():
+            raise huggingface_hub.errors.EntryNotFoundError(f"{filename} not in {repo_id}@{revision}")
+        return str(path)
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # no reachability probe: the fake is the Hub
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    return asked
+
+
+def test_entries_of_a_hub_index_are_read_at_its_revision(tmp_path, monkeypatch):
+    from diffblocks.modular_pipelines.hub import read_pipeline_specs
+
+    v2 = write_modular_index(tmp_path / "v2", {
+        "scale": [None, "Scale", {"repo": ".", "subfolder": "scale", "variant": "fp16"}],
+        "offset": [None, "Scale", {"repo": ".", "subfolder": "offset", "default_creation_method": "from_config"}],
+    })
+    Scale(factor=7.0).save_pretrained(v2 / "offset")
+    asked = serve_hub(monkeypatch, {("me/pipe", "v2"): v2})
+    declared = {s.name: s for s in UsesScale().expected_components}
+    specs, _ = read_pipeline_specs("me/pipe", declared, revision="v2")
+    scale = specs["scale"]
+    assert (scale.repo, scale.subfolder, scale.revision, scale.variant) == ("me/pipe", "scale", "v2", "fp16")
+    assert specs["offset"].config == {"factor": 7.0} and specs["offset"].default_creation_method == "from_config"
+    assert ("me/pipe", "offset/config.json", "v2") in asked and {rev for _, _, rev in asked} == {"v2"}
+
+
+def test_block_py_is_read_at_the_revision_asked_for(tmp_path, monkeypatch):
+    folders = {}
+    for revision, factor in (("main", 1), ("v2", 2)):
+        folders["me/custom", revision] = folder = write_modular_index(tmp_path / revision, {})
+        (folder / "modular_config.json").write_text(json.dumps({"auto_map": {"ModularPipelineBlocks": "block.Double"}}))
+        (folder / "block.py").write_text(CUSTOM_BLOCK.replace("2 * block_state.x", f"{factor} * block_state.x"))
+    folders["me/custom", None] = folders["me/custom", "main"]
+    asked = serve_hub(monkeypatch, folders)
+    pipe = ModularPipeline.from_pretrained("me/custom", trust_remote_code=True, revision="v2")
+    assert ("me/custom", "block.py", "v2") in asked
+    assert pipe(x=4, output="y") == 8
+
+
+def test_from_pretrained_reads_the_index_at_the_revision_asked_for(tmp_path, monkeypatch):
+    from diffblocks.modular_pipelines import hub
+
+    v2 = write_modular_index(tmp_path / "v2", {"scale": [None, "Scale", {"repo": ".", "subfolder": "scale"}]})
+    asked = serve_hub(monkeypatch, {("me/pipe", "v2"): v2})  # nothing at the default branch
+    monkeypatch.setattr(hub, "load_blocks", lambda repo, trust_remote_code, revision: UsesScale())
+    pipe = ModularPipeline.from_pretrained("me/pipe", revision="v2")
+    assert ("me/pipe", "modular_model_index.json", "v2") in asked and {rev for _, _, rev in asked} == {"v2"}
+    assert (pipe._specs["scale"].repo, pipe._specs["scale"].revision) == ("me/pipe", "v2")
+
+
+# --- from_config entries: which file, which class -------------------------------------------------
+
+
+class ScaleWithOwnFile(Scale):
+    config_name = "scale_config.json"
+
+
+class Plain:
+    """A from_config part without ConfigMixin: no config_name, no from_config."""
+
+    def __init__(self, factor=0.5):
+        self.factor = factor
+
+
+class UsesParts(ModularPipelineBlocks):
+    expected_components = [
+        ComponentSpec("own", ScaleWithOwnFile, config={"factor": 0.5}, default_creation_method="from_config"),
+        ComponentSpec("plain", Plain, config={"factor": 0.5}, default_creation_method="from_config"),
+    ]
+
+    def __call__(self, components, state):
+        return components, state
+
+
+def parts_repo(root, own_entry=None, own_class="ScaleWithOwnFile"):
+    entry = {"repo": ".", "subfolder": "own", "default_creation_method": "from_config", **(own_entry or {})}
+    repo = write_modular_index(root, {
+        "own": [None, own_class, entry],
+        "plain": [None, "Plain", {"repo": ".", "subfolder": "plain", "default_creation_method": "from_config"}],
+    })
+    for name, text in (("own/scale_config.json", '{"factor": 3.0}'), ("own/config.json", '{"factor": 98.0}'),
+                       ("own/chosen.json", '{"factor": 5.0}'), ("outside.json", '{"factor": 99.0}'),
+                       ("plain/config.json", '{"_class_name": "Plain", "factor": 4.0}')):
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text)
+    return repo
+
+
+def test_from_config_entries_read_the_file_their_class_writes(tmp_path):
+    pipe = UsesParts().init_pipeline(parts_repo(tmp_path / "repo"))
+    assert (type(pipe.own), pipe.own.factor) == (ScaleWithOwnFile, 3.0)  # scale_config.json, not config.json
+    assert (type(pipe.plain), pipe.plain.factor) == (Plain, 4.0)  # a class without config_name: config.json
+
+
+def test_from_config_entry_reads_the_config_file_it_names(tmp_path):
+    pipe = UsesParts().init_pipeline(parts_repo(tmp_path / "repo", {"config_file": "chosen.json"}))
+    assert pipe.own.factor == 5.0
+
+
+@pytest.mark.parametrize("config_file", ["../outside.json", "own/chosen.json", 7])
+def test_config_file_must_be_a_plain_file_name(tmp_path, config_file):
+    from diffblocks.modular_pipelines.errors import ConfigError
+
+    repo = parts_repo(tmp_path / "repo", {"config_file": config_file})
+    with pytest.raises(ConfigError, match="entry 'own': config 'config_file' expects a file name"):
+        UsesParts().init_pipeline(repo)
+
+
+def test_from_config_entry_of_an_unknown_class_is_refused(tmp_path):
+    from diffblocks.components.errors import UnsupportedComponentError
+
+    with pytest.raises(UnsupportedComponentError, match="Mystery"):
+        UsesParts().init_pipeline(parts_repo(tmp_path / "repo", own_class="Mystery"))
