@@ -270,3 +270,115 @@ def test_unknown_diffblocks_module_is_refused(tmp_path):
     repo = repo_with_tree(tmp_path / "repo", {"class": "diffblocks.blocks.no_such_module:Step"})
     with pytest.raises(RemoteCodeError, match="no_such_module:Step' does not name a ModularPipelineBlocks subclass"):
         ModularPipeline.from_pretrained(repo)
+
+
+# --- errors name the file; references that name no class import nothing ---------------------------
+
+
+@pytest.mark.parametrize("tree", [
+    {"class": 5}, {"sub_blocks": {}}, "not a node",
+    {"class": SEQUENTIAL, "sub_blocks": {"x": {"class": 5}}},
+    {"class": SEQUENTIAL, "sub_blocks": {"x": {"class": SEQUENTIAL, "sub_blocks": {"y": ["nope"]}}}},
+])
+def test_malformed_tree_is_a_config_error_naming_the_file(tmp_path, tree):
+    repo = repo_with_tree(tmp_path / "repo", tree)
+    with pytest.raises(ConfigError, match="every block node needs a 'class' string") as err:
+        ModularPipeline.from_pretrained(repo)
+    assert str(err.value).startswith(f"{repo}/modular_config.json: ")
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_unknown_block_class_error_names_the_file(tmp_path, nested):
+    ref = "diffblocks.blocks.stable_diffusion:NoSuchStep"
+    tree = {"class": SEQUENTIAL, "sub_blocks": {"a": {"class": SEQUENTIAL, "sub_blocks": {"b": {"class": ref}}}}} \
+        if nested else {"class": ref}
+    repo = repo_with_tree(tmp_path / "repo", tree)
+    with pytest.raises(RemoteCodeError) as err:
+        ModularPipeline.from_pretrained(repo)
+    assert str(err.value).startswith(f"{repo}/modular_config.json: '{ref}' does not name a ModularPipelineBlocks")
+
+
+def test_build_tree_is_untrusted_unless_told(evil_on_path):
+    with pytest.raises(RemoteCodeError, match="trust_remote_code=True"):
+        build_tree({"class": "evil_blocks:EvilBlock"})
+    assert not (evil_on_path / "MARKER").exists() and "evil_blocks" not in sys.modules
+
+
+def test_trusted_reference_without_a_class_imports_nothing(evil_on_path):
+    repo = repo_with_tree(evil_on_path / "repo", {"class": "evil_blocks"})
+    with pytest.raises(RemoteCodeError, match="'evil_blocks' does not name a ModularPipelineBlocks subclass"):
+        ModularPipeline.from_pretrained(repo, trust_remote_code=True)
+    assert not (evil_on_path / "MARKER").exists() and "evil_blocks" not in sys.modules
+
+
+@pytest.mark.parametrize("ref", ["os:path:join", "block:Missing", "block:Outer.missing"])
+def test_trusted_reference_to_nothing_is_refused_as_not_a_block(tmp_path, ref):
+    repo = repo_with_tree(tmp_path / "repo", {"class": ref})
+    (repo / "block.py").write_text("class Outer:\n    pass\n")
+    with pytest.raises(RemoteCodeError) as err:
+        ModularPipeline.from_pretrained(repo, trust_remote_code=True)
+    assert str(err.value).startswith(f"{repo}/modular_config.json: '{ref}' does not name a ModularPipelineBlocks")
+
+
+def test_a_nested_class_of_block_py_is_found_by_its_qualname(tmp_path):
+    repo = repo_with_tree(tmp_path / "repo", {"class": "block:Outer.Inner"})
+    (repo / "block.py").write_text(
+        "from diffblocks import ModularPipelineBlocks\n\nclass Outer:\n    class Inner(ModularPipelineBlocks):\n"
+        "        def __call__(self, components, state):\n            return components, state\n")
+    pipe = ModularPipeline.from_pretrained(repo, trust_remote_code=True)
+    assert type(pipe.blocks).__qualname__ == "Outer.Inner"
+
+
+def test_auto_map_naming_no_block_class_names_the_file(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "modular_model_index.json").write_text("{}")
+    (repo / "modular_config.json").write_text(json.dumps({"auto_map": {"ModularPipelineBlocks": "block.helper"}}))
+    (repo / "block.py").write_text("def helper():\n    raise SystemExit('called')\n")
+    with pytest.raises(RemoteCodeError, match=f"{repo}/modular_config.json: 'block:helper' does not name"):
+        ModularPipeline.from_pretrained(repo, trust_remote_code=True)
+
+
+# --- block.py modules: one module per file, nothing left behind by a failing one --------------------
+
+MULTIPLY = '''
+from diffblocks import InputParam, ModularPipelineBlocks, OutputParam
+
+class Multiply(ModularPipelineBlocks):
+    inputs = [InputParam("x", required=True)]
+    intermediate_outputs = [OutputParam("y")]
+
+    def __call__(self, components, state):
+        block_state = self.get_block_state(state)
+        block_state.y = FACTOR * block_state.x
+        self.set_block_state(state, block_state)
+        return components, state
+'''
+
+
+def multiply_repo(root, factor):
+    root.mkdir(parents=True)
+    (root / "modular_model_index.json").write_text("{}")
+    (root / "modular_config.json").write_text(json.dumps({"auto_map": {"ModularPipelineBlocks": "block.Multiply"}}))
+    (root / "block.py").write_text(f"FACTOR = {factor}\n" + MULTIPLY)
+    return root
+
+
+def test_two_repos_block_py_stay_apart_and_resave_from_their_own_file(tmp_path):
+    double = ModularPipeline.from_pretrained(multiply_repo(tmp_path / "double", 2), trust_remote_code=True)
+    triple = ModularPipeline.from_pretrained(multiply_repo(tmp_path / "triple", 3), trust_remote_code=True)
+    assert (double(x=5, output="y"), triple(x=5, output="y")) == (10, 15)
+    assert type(double.blocks).__module__ != type(triple.blocks).__module__
+    double.save_pretrained(tmp_path / "resaved")  # block.py is written from the file the class came from
+    assert "FACTOR = 2" in (tmp_path / "resaved" / "block.py").read_text()
+    again = ModularPipeline.from_pretrained(tmp_path / "resaved", trust_remote_code=True)
+    assert again(x=5, output="y") == 10
+
+
+def test_block_py_that_fails_raises_its_error_and_leaves_no_module(tmp_path):
+    repo = multiply_repo(tmp_path / "broken", 2)
+    (repo / "block.py").write_text("raise ZeroDivisionError('block.py failed')\n")
+    before = {name for name in sys.modules if name.startswith("diffblocks_remote_")}
+    with pytest.raises(ZeroDivisionError, match="block.py failed"):
+        ModularPipeline.from_pretrained(repo, trust_remote_code=True)
+    assert {name for name in sys.modules if name.startswith("diffblocks_remote_")} == before
