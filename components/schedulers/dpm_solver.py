@@ -106,7 +106,7 @@ class DPMSolverMultistepScheduler(SigmaSchedulerMixin):
 
         Raises:
             ConfigError: not exactly one of ``num_inference_steps``/``timesteps``, custom ``sigmas``, or custom
-                timesteps combined with a Karras/Lu/exponential/beta schedule.
+                timesteps combined with a Karras/Lu/exponential/beta/flow schedule (which would replace them).
         """
         owner = type(self).__name__
         if mu is not None:
@@ -115,7 +115,8 @@ class DPMSolverMultistepScheduler(SigmaSchedulerMixin):
             raise ConfigError(f"{owner}.set_timesteps needs exactly one of num_inference_steps or timesteps")
         special = [
             k
-            for k in ("use_karras_sigmas", "use_lu_lambdas", "use_exponential_sigmas", "use_beta_sigmas")
+            for k in ("use_karras_sigmas", "use_lu_lambdas", "use_exponential_sigmas", "use_beta_sigmas",
+                      "use_flow_sigmas")
             if self.config[k]
         ]
         if timesteps is not None and special:

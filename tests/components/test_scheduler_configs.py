@@ -301,6 +301,8 @@ def test_dpm_solver_sde_noise_form_has_no_third_order():
     (DPM, lambda: SCHEDULERS[DPM]().set_timesteps(4, sigmas=[14.6, 5.0, 1.0, 0.1]), "needs exactly one of"),
     (DPM, lambda: SCHEDULERS[DPM](use_karras_sigmas=True).set_timesteps(timesteps=[999, 500]),
      "custom timesteps cannot be combined with use_karras_sigmas=True"),
+    (DPM, lambda: SCHEDULERS[DPM](use_flow_sigmas=True, prediction_type="flow_prediction").set_timesteps(
+        timesteps=[999, 500]), "custom timesteps cannot be combined with use_flow_sigmas=True"),  # were dropped
     (UNIPC, lambda: SCHEDULERS[UNIPC]().set_timesteps(timesteps=[999, 500]), "does not take custom timesteps"),
     (LCM, lambda: SCHEDULERS[LCM]().set_timesteps(), "needs exactly one of"),
     (LCM, lambda: SCHEDULERS[LCM]().set_timesteps(4, timesteps=[999, 759, 499, 259]), "needs exactly one of"),
