@@ -48,6 +48,18 @@ CASES = [
     ("SmoothedEnergyGuidance", {"seg_guidance_layers": [0], "guidance_scale": 1.0, "use_original_formulation": False}),
     ("AutoGuidance", {"auto_guidance_layers": [0], "dropout": 0.1, "stop": 0.5}),
     ("AutoGuidance", {"auto_guidance_layers": [0], "dropout": 0.1, "use_original_formulation": True, "guidance_rescale": 0.3}),
+    # scales at or next to a formulation's identity scale (1, or 0 with use_original_formulation)
+    ("FrequencyDecoupledGuidance", {"guidance_scales": [1.0, 1.0], "use_original_formulation": True}),
+    ("FrequencyDecoupledGuidance", {"guidance_scales": [0.0, 3.0]}),
+    ("FrequencyDecoupledGuidance", {"guidance_scales": [0.0, 0.0]}),
+    ("FrequencyDecoupledGuidance", {"guidance_scales": [2.0, 2.0], "parallel_weights": [2.0, 0.5]}),
+    ("AdaptiveProjectedMixGuidance", {"adaptive_projected_guidance_scale": 1.0, "use_original_formulation": True,
+                                      "adaptive_projected_guidance_start_step": 3}),
+    ("AdaptiveProjectedMixGuidance", {"adaptive_projected_guidance_scale": 0.0, "adaptive_projected_guidance_start_step": 3}),
+    ("AdaptiveProjectedMixGuidance", {"adaptive_projected_guidance_scale": 2.0, "adaptive_projected_guidance_start_step": 3}),
+    ("AdaptiveProjectedGuidance", {"adaptive_projected_guidance_norm_dim": -1, "adaptive_projected_guidance_rescale": 0.5}),
+    ("PerturbedAttentionGuidance", {"perturbed_guidance_layers": [0], "guidance_scale": 1.0, "use_original_formulation": True}),
+    ("PerturbedAttentionGuidance", {"perturbed_guidance_layers": [0], "perturbed_guidance_scale": 1.0}),
 ]
 
 
@@ -118,7 +130,9 @@ def test_fdg_levels_outside_their_window_keep_cond():
     g = torch.Generator().manual_seed(0)
     for step in range(STEPS):
         guider.set_state(step, STEPS, None)
-        active = [guider._level_active(level) for level in range(3)]
+        # a level is guided in steps int(start * n) <= step < int(stop * n) (none of the scales is 1)
+        active = [int(a * STEPS) <= step < int(b * STEPS) for a, b in zip(kwargs["start"], kwargs["stop"])]
+        assert active == [guider._level_active(level) for level in range(3)]
         scales = [s if a else 1.0 + 1e-8 for s, a in zip(kwargs["guidance_scales"], active)]
         weights = [w if a else 1.0 for w, a in zip(kwargs["parallel_weights"], active)]
         ref = ref_mod.FrequencyDecoupledGuidance(guidance_scales=scales, parallel_weights=weights, guidance_rescale=0.4)
@@ -286,3 +300,66 @@ def test_layer_skip_config_bounds_and_index_types():
     assert ours.LayerSkipConfig(0, dropout=0.0).dropout == 0.0  # both ends of the probability are allowed
     with pytest.raises(ours.base.ConfigError, match="'indices' expects an int or a list of ints, got '3'"):
         ours.LayerSkipConfig("3")
+
+
+def test_laplacian_pyramid_of_video_latents_is_the_pyramid_of_each_frame():
+    """(B, C, F, H, W) latents: every (H, W) plane on its own, as kornia builds it for (B, C, H, W)."""
+    kornia = pytest.importorskip("kornia")
+    x = torch.randn(1, 3, 3, 16, 8)  # 9 planes of 16x8
+    frames = x.permute(0, 2, 1, 3, 4).reshape(3, 3, 16, 8)
+    pyramid = our_fdg.laplacian_pyramid(x, 3)
+    assert [tuple(p.shape) for p in pyramid] == [(1, 3, 3, 16, 8), (1, 3, 3, 8, 4), (1, 3, 3, 4, 2)]
+    for got, want in zip(pyramid, kornia.geometry.transform.build_laplacian_pyramid(frames, 3)):
+        torch.testing.assert_close(got.permute(0, 2, 1, 3, 4).reshape(want.shape), want, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(our_fdg.reconstruct(pyramid), x, atol=1e-5, rtol=0)
+
+
+def test_inactive_guiders_pass_cond_through_and_keep_uncond():
+    cond, uncond = torch.randn(1, 4, 8, 8), torch.randn(1, 4, 8, 8)
+    for guider in (ours.FrequencyDecoupledGuidance(stop=0.5), ours.AdaptiveProjectedMixGuidance(stop=0.5)):
+        guider.reset()
+        guider.set_state(8, STEPS, None)  # outside the window: a pred_uncond given anyway is not used
+        out = guider.combine({"pred_cond": cond, "pred_uncond": uncond})
+        assert out.pred is cond and out.pred_cond is cond and out.pred_uncond is uncond, type(guider).__name__
+    mix = ours.AdaptiveProjectedMixGuidance()
+    mix.reset()
+    mix.set_state(1, STEPS, None)
+    out = mix.combine({"pred_cond": cond, "pred_uncond": uncond})
+    torch.testing.assert_close(out.pred, uncond + 3.5 * (cond - uncond))
+    assert out.pred_uncond is uncond
+
+
+def test_perturbed_combine_uses_only_the_active_terms():
+    cond, uncond, skip = torch.randn(1, 4, 8, 8), torch.randn(1, 4, 8, 8), torch.randn(1, 4, 8, 8)
+    preds = {"pred_cond": cond, "pred_uncond": uncond, "pred_cond_skip": skip}
+    no_cfg = ours.PerturbedAttentionGuidance(perturbed_guidance_layers=[0], guidance_scale=4.0, stop=0.5,
+                                             perturbed_guidance_scale=2.0, perturbed_guidance_stop=1.0)
+    no_cfg.set_state(8, STEPS, None)  # CFG's window is over, the perturbed one is not
+    torch.testing.assert_close(no_cfg.combine(preds).pred, cond + 2.0 * (cond - skip))
+    no_skip = ours.PerturbedAttentionGuidance(perturbed_guidance_layers=[0], guidance_scale=4.0, perturbed_guidance_stop=0.5)
+    no_skip.set_state(8, STEPS, None)
+    torch.testing.assert_close(no_skip.combine(preds).pred, uncond + 4.0 * (cond - uncond))
+
+
+def test_branches_say_which_conditioning_they_get():
+    pag = ours.PerturbedAttentionGuidance(perturbed_guidance_layers=[0])
+    auto = ours.AutoGuidance(auto_guidance_layers=[0], dropout=0.1)
+    for guider in (pag, auto):
+        guider.set_state(1, STEPS, None)
+    assert [(b.name, b.conditional) for b in pag.branches] == [("pred_cond", True), ("pred_uncond", False), ("pred_cond_skip", True)]
+    assert [(b.name, b.conditional, b.perturbations) for b in auto.branches] == [
+        ("pred_cond", True, ()), ("pred_uncond", False, (ours.LayerSkipConfig(0, dropout=0.1),)),
+    ]
+    assert all(type(b.conditional) is bool for b in pag.branches + auto.branches)
+
+
+def test_zero_star_scale_matches_diffusers_for_a_near_zero_uncond():
+    from diffusers.guiders.classifier_free_zero_star_guidance import cfg_zero_star_scale
+
+    from diffblocks.guiders.functional import zero_star_alpha
+
+    cond = torch.randn(3, 4)
+    uncond = torch.tensor([[1e-4, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.5, -1.0, 2.0, 0.1]])  # |u|^2 ~ eps, 0, 5
+    got = zero_star_alpha(cond, uncond)
+    torch.testing.assert_close(got.flatten(), cfg_zero_star_scale(cond, uncond).flatten(), atol=1e-6, rtol=1e-6)
+    assert got.abs().max() < 1e5

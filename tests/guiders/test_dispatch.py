@@ -302,3 +302,21 @@ def test_an_error_inside_a_perturbed_module_leaves_its_mode_at_once(unet, unet_i
 
 def _raise_runtime():
     raise RuntimeError("caught by the model")
+
+
+# --- the dispatcher called directly -----------------------------------------------------------------------
+
+
+class _Double(dispatch.Edit):
+    def after(self, module, args, kwargs, output, state):
+        return output * 2
+
+
+def test_the_post_dispatcher_takes_either_calling_convention_without_an_open_frame():
+    """A post-hook met without its pre-hook (no frame opened), called with or without kwargs, still edits."""
+    module, x = torch.nn.Identity(), torch.ones(2)
+    with dispatch.activate({module: [_Double()]}):
+        assert torch.equal(dispatch._after(module, (x,), x), 2 * x)
+        assert torch.equal(dispatch._after(module, (x,), {}, x), 2 * x)
+        assert dispatch._after(torch.nn.Identity(), (x,), {}, x) is None  # a module without edits: untouched
+    assert dispatch.dispatched_modules() == 0

@@ -184,3 +184,80 @@ def test_layer_skip_config_from_dict_skips_metadata_and_names_every_problem():
 def test_bad_configs_are_config_errors(make, message):
     with pytest.raises(ConfigError, match=message):
         make()
+
+
+# --- config checks name the class and key ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: gd.LayerSkipConfig([1.5]), "LayerSkipConfig: config 'indices' expects a non-empty int or list of ints, got [1.5]"),
+    (lambda: gd.LayerSkipConfig([0, True]), "LayerSkipConfig: config 'indices' expects a non-empty int or list of ints"),
+    (lambda: gd.LayerSkipConfig(0, fqn=""), "LayerSkipConfig: config 'fqn' expects a dotted module name or 'auto'"),
+    (lambda: gd.LayerSkipConfig(0, fqn=3), "LayerSkipConfig: config 'fqn' expects a dotted module name or 'auto'"),
+    (lambda: gd.LayerSkipConfig(0, dropout=1.5), "LayerSkipConfig: config 'dropout' expects a probability in [0, 1]"),
+    (lambda: gd.SmoothedEnergyGuidanceConfig([True]), "SmoothedEnergyGuidanceConfig: config 'indices' expects"),
+    (lambda: gd.SmoothedEnergyGuidanceConfig(0, fqn=""), "SmoothedEnergyGuidanceConfig: config 'fqn' expects"),
+    (lambda: gd.SmoothedEnergyGuidanceConfig(0, blur_sigma=0.0), "SmoothedEnergyGuidanceConfig: config 'blur_sigma' expects a finite positive number"),
+    (lambda: gd.SmoothedEnergyGuidanceConfig(0, blur_sigma=float("inf")), "SmoothedEnergyGuidanceConfig: config 'blur_sigma' expects a finite positive number"),
+    (lambda: gd.SkipLayerGuidance(skip_layer_config=3), "SkipLayerGuidance: config 'skip_layer_config' expects a LayerSkipConfig, a dict, or a list of them, got 3"),
+    (lambda: gd.SkipLayerGuidance(skip_layer_guidance_layers=[]), "SkipLayerGuidance: config 'indices' expects a non-empty int or list of ints"),
+    (lambda: gd.PerturbedAttentionGuidance(perturbed_guidance_layers=[0], perturbed_guidance_start=1.5),
+     "PerturbedAttentionGuidance: config 'perturbed_guidance_start' expects a fraction in [0, 1)"),
+])
+def test_config_errors_name_the_class_and_key(make, message):
+    with pytest.raises(ConfigError) as err:
+        make()
+    assert str(err.value).startswith(message)
+
+
+# --- which class a saved config loads as ------------------------------------------------------------------
+
+
+def _saved(tmp_path, class_name):
+    gd.ClassifierFreeGuidance(guidance_scale=3.0).save_pretrained(tmp_path)
+    path = tmp_path / "guider_config.json"
+    config = json.loads(path.read_text())
+    if class_name is None:
+        del config["_class_name"]
+    else:
+        config["_class_name"] = class_name
+    path.write_text(json.dumps(config))
+    return tmp_path
+
+
+def test_a_config_without_class_name_loads_as_the_class_asked_for(tmp_path):
+    folder = _saved(tmp_path, None)
+    assert gd.ClassifierFreeGuidance.from_pretrained(folder).guidance_scale == 3.0
+    with pytest.raises(GuiderError) as err:
+        gd.BaseGuidance.from_pretrained(folder)
+    assert str(err.value).startswith(f"{folder} holds a guider without _class_name, not a BaseGuidance")
+
+
+def test_an_unknown_class_name_lists_the_known_guiders(tmp_path):
+    folder = _saved(tmp_path, "NoSuchGuidance")
+    with pytest.raises(GuiderError) as err:
+        gd.BaseGuidance.from_pretrained(folder)
+    assert str(err.value).startswith(f"{folder}: unknown guider class 'NoSuchGuidance'; known guiders: ")
+    assert "AdaptiveProjectedGuidance, AdaptiveProjectedMixGuidance, AutoGuidance, ClassifierFreeGuidance" in str(err.value)
+    assert "_CFGLike" not in str(err.value) and "_PerturbedGuidance" not in str(err.value)
+    with pytest.raises(GuiderError) as err:
+        gd.ClassifierFreeGuidance.from_pretrained(folder)
+    assert str(err.value).startswith(f"{folder} holds a NoSuchGuidance, not a ClassifierFreeGuidance")
+
+
+def test_from_pretrained_asks_the_hub_for_the_revision(tmp_path, monkeypatch):
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    gd.ClassifierFreeGuidance(guidance_scale=2.0).save_pretrained(tmp_path)
+    asked = []
+
+    def download(repo, filename, subfolder=None, revision=None, **kwargs):
+        asked.append((repo, filename, subfolder, revision))
+        return str(tmp_path / filename)
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    guider = gd.BaseGuidance.from_pretrained("someone/guiders", subfolder="cfg", revision="v2")
+    assert isinstance(guider, gd.ClassifierFreeGuidance) and guider.guidance_scale == 2.0
+    assert asked == [("someone/guiders", "guider_config.json", "cfg", "v2")]
