@@ -8,6 +8,8 @@ by ``load_id``.
 from __future__ import annotations
 
 import copy
+import threading
+import weakref
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -62,9 +64,37 @@ class _TypeHint:
         spec.__dict__["_type_hint"] = value
 
 
+# Tags (spec, load id, revision) of components that write their whole ``__dict__`` into their saved config and
+# repr: transformers' image processors and tokenizers. Kept here by id until the component is collected.
+_ASIDE: dict[int, dict[str, Any]] = {}
+_aside_lock = threading.Lock()
+
+
+def _kept_aside(component: object) -> bool:
+    return type(component).__module__.startswith("transformers.") and not hasattr(component, "state_dict")
+
+
+def _set_tag(component: object, attr: str, value: Any) -> None:
+    if not _kept_aside(component):
+        object.__setattr__(component, attr, value)
+        return
+    key = id(component)
+    with _aside_lock:
+        if key not in _ASIDE:
+            weakref.finalize(component, _ASIDE.pop, key, None)
+            _ASIDE[key] = {}
+        _ASIDE[key][attr] = value
+
+
+def _tag_of(component: object, attr: str, default: Any = None) -> Any:
+    if _kept_aside(component):
+        return _ASIDE.get(id(component), {}).get(attr, default)
+    return getattr(component, attr, default)
+
+
 def load_id_of(component: object) -> str | None:
     """The ``"repo|subfolder|variant|revision"`` id a component was loaded with, or None if unknown."""
-    return getattr(component, LOAD_ID_ATTR, None)
+    return _tag_of(component, LOAD_ID_ATTR)
 
 
 REVISION_ATTR = "_diffblocks_revision"
@@ -73,19 +103,19 @@ REVISION_ATTR = "_diffblocks_revision"
 def mark_changed(component: object) -> None:
     """Count a change made to ``component`` in place (adapters, processors, their scales): caches keyed by a
     component's identity (the node engine's) see it as another component afterwards."""
-    object.__setattr__(component, REVISION_ATTR, getattr(component, REVISION_ATTR, 0) + 1)
+    _set_tag(component, REVISION_ATTR, revision_of(component) + 1)
 
 
 def revision_of(component: object) -> int:
-    return getattr(component, REVISION_ATTR, 0)
+    return _tag_of(component, REVISION_ATTR, 0)
 
 
 def _tag(component: Any, spec: "ComponentSpec") -> Any:
     """Remember on ``component`` the spec it was made from (skipped for objects that refuse attributes)."""
     try:
-        object.__setattr__(component, SPEC_ATTR, spec.copy())
+        _set_tag(component, SPEC_ATTR, spec.copy())
         if spec.default_creation_method == "from_pretrained" and spec.repo is not None:
-            object.__setattr__(component, LOAD_ID_ATTR, spec.load_id)
+            _set_tag(component, LOAD_ID_ATTR, spec.load_id)
     except (AttributeError, TypeError):
         pass
     return component
@@ -183,7 +213,7 @@ class ComponentSpec:
     @classmethod
     def from_component(cls, name: str, component: Any) -> "ComponentSpec":
         """The spec a component was made with (renamed to ``name``), or one describing it from its config."""
-        spec = getattr(component, SPEC_ATTR, None)
+        spec = _tag_of(component, SPEC_ATTR)
         if spec is not None:
             spec = spec.copy()
             spec.name = name

@@ -100,3 +100,28 @@ def test_unsupported_class_lists_supported(tmp_path):
 
     with pytest.raises(UnsupportedComponentError, match="diffusers.PNDMScheduler; supported: .*EulerDiscreteScheduler"):
         resolve_class("diffusers", "PNDMScheduler")
+
+
+def test_a_transformers_processor_keeps_its_spec_out_of_its_saved_config(tmp_path):
+    """Image processors write their whole ``__dict__`` into ``preprocessor_config.json`` (and their repr): the
+    spec and load id a component remembers must not land there, yet ``from_component`` still finds them."""
+    from transformers import CLIPImageProcessorPil
+
+    from diffblocks.components.spec import load_id_of, mark_changed, revision_of
+
+    spec = ComponentSpec(name="feature_extractor", type_hint=CLIPImageProcessorPil, config={"crop_size": 96},
+                         default_creation_method="from_config")
+    made = spec.create()
+    assert "crop_size" in repr(made)
+    made.save_pretrained(tmp_path / "fe")
+    saved = json.loads((tmp_path / "fe" / "preprocessor_config.json").read_text())
+    assert not [key for key in saved if key.startswith("_diffblocks")] and saved["crop_size"]["height"] == 96
+    back = ComponentSpec.from_component("fe", made)
+    assert (back.name, back.type_hint, back.default_creation_method) == ("fe", CLIPImageProcessorPil, "from_config")
+
+    loaded = ComponentSpec(name="fe", type_hint=CLIPImageProcessorPil, repo=str(tmp_path), subfolder="fe").load()
+    assert load_id_of(loaded) == ComponentSpec.from_component("fe", loaded).load_id and load_id_of(made) is None
+    mark_changed(loaded)
+    assert (revision_of(loaded), revision_of(made)) == (1, 0)
+    loaded.save_pretrained(tmp_path / "again")
+    assert "_diffblocks" not in (tmp_path / "again" / "preprocessor_config.json").read_text()
