@@ -89,3 +89,11 @@ def test_from_blocks_dict_keeps_the_description_and_nested_autos_see_what_is_pro
     assert outer.description == "picks by image, then by mask"
     chosen = outer.get_execution_blocks("image", "mask")
     assert [type(b).__name__ for b in chosen.sub_blocks.values()] == ["Masked"]
+
+
+def test_from_blocks_dict_without_triggers_takes_the_class_s():
+    from toy_blocks import make_block
+
+    auto = AutoImageBlocks.from_blocks_dict({"a": make_block("A"), "b": make_block("B"), "c": make_block("C")})
+    assert auto.trigger_map == {"a": "mask", "b": "image", "c": None}
+    assert auto.select({"image"})[0] == "b" and auto.select(set())[0] == "c"

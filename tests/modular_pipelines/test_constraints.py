@@ -1,8 +1,10 @@
 """Constraints declared in an input's type hint: checked at run time, shown in reprs, docs and the JSON schema."""
 
-from typing import Annotated, Callable, Literal
+import typing
+from typing import Annotated, Callable, ClassVar, Literal
 
 import numpy as np
+import PIL.Image
 import pytest
 import torch
 from pydantic import Field
@@ -109,7 +111,10 @@ def test_value_check_marker_uses_its_message_and_label():
     (None, "Any"), ("PIL.Image", "PIL.Image"), (type(None), "None"), (int | None, "int | None"),
     (tuple[int, ...], "tuple[int, ...]"), (dict[str, list[float]], "dict[str, list[float]]"),
     (Literal["pil", "pt"], "Literal['pil', 'pt']"), (list, "list"),
-    (Callable[[int], str], "Callable[[int], str]"),  # not a type and no class origin: its repr, shortened
+    (Callable[[int], str], "Callable[[int], str]"),  # collections.abc.Callable is a class origin
+    (Annotated[float, Field(lt=1)], "float < 1"), (Annotated[int, Field(le=10)], "int <= 10"),  # upper bound only
+    # not a type and no class origin with arguments: the repr, without the module prefixes
+    (typing.List, "List"), (ClassVar[torch.Tensor], "ClassVar[Tensor]"), (ClassVar[PIL.Image.Image], "ClassVar[Image]"),
 ])
 def test_type_name_renders_constraints(hint, name):
     assert type_name(hint) == name

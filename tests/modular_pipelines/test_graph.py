@@ -340,3 +340,77 @@ def test_shipped_auto_blocks_validate(preset):
     module = importlib.import_module(f"diffblocks.presets.{preset}")
     for name in ("AUTO_BLOCKS", "TEXT2IMAGE_BLOCKS", "IMAGE2IMAGE_BLOCKS", "INPAINT_BLOCKS"):
         SequentialPipelineBlocks.from_blocks_dict(getattr(module, name)).validate()
+
+
+# --- exact graphs and messages for the less common shapes ----------------------------------------------
+
+def test_graph_of_a_root_leaf_kwargs_inputs_nested_sequences_and_loop_outputs():
+    from diffblocks.modular_pipelines import OutputParam
+
+    solo = make_block("Solo", inputs=[InputParam(None, kwargs_type="extra"), "x"])()
+    assert list(solo.graph().nodes) == [SOURCE, "Solo"] and edges(solo.graph()) == {(SOURCE, "Solo"): ["x"]}
+
+    class OutLoop(TwiceLoop):
+        loop_intermediate_outputs = [OutputParam("lat")]
+
+    blocks = seq(outer=seq(p=make_step("P", outputs=["lat"])),
+                 loop=OutLoop.from_blocks_dict({"step": make_loop_step("Step", ["lat"], ["lat"])}),
+                 use=make_step("Use", ["lat"]))
+    assert edges(blocks.graph()) == {("outer.p", "loop.step"): ["lat"], ("loop", "use"): ["lat"]}
+    assert list(AutoPipelineBlocks.from_blocks_dict({}, trigger_inputs=[]).graph().nodes) == [SOURCE]
+
+
+def problems_of(blocks, inputs=None):
+    with pytest.raises(PipelineValidationError) as err:
+        blocks.validate(inputs=inputs)
+    return err.value.problems
+
+
+def test_problems_name_the_root_leaf_and_a_loop_by_path_and_class():
+    assert problems_of(make_step("Solo", ["x"], outputs=["x"])(), inputs=[]) == [
+        "'x' is required by 'Solo' (Solo) but nothing produces it and it is not given"]
+
+    class NeedsLoop(TwiceLoop):
+        loop_inputs = [InputParam("num", required=True)]
+
+    assert problems_of(seq(loop=NeedsLoop.from_blocks_dict({"s": make_loop_step("S")})), inputs=[]) == [
+        "'num' is required by 'loop' (NeedsLoop) but nothing produces it and it is not given"]
+
+
+def test_each_branch_way_is_followed_and_named_by_its_path():
+    lat = dict(outputs=["lat"])
+    # a branch tried first that lacks the output: its way is kept after the later branches are followed
+    first = seq(enc=auto({"a": (make_step("A"), "x"), "b": (make_step("B", **lat), "y"), "c": (make_step("C", **lat), None)}),
+                use=make_step("Use", ["lat"]))
+    assert problems_of(first) == ["auto block 'enc': branches output different names; 'lat' is required by 'use' but "
+                                  "branch a does not output it (when 'x' is given)"]
+    # a default branch listed first still runs only when no trigger is given
+    default_first = seq(enc=auto({"c": (make_step("C"), None), "b": (make_step("B", **lat), "y")}), use=make_step("Use", ["lat"]))
+    assert problems_of(default_first) == ["auto block 'enc': branches output different names; 'lat' is required by 'use' "
+                                          "but branch c does not output it (when 'y' is not given)"]
+    # a problem inside the default branch names it by its full path
+    in_default = seq(enc=auto({"b": (make_step("B"), "y"), "c": (make_step("C", ["q"]), None)}))
+    assert problems_of(in_default, inputs=[]) == ["'q' is required by 'enc.c' (C) but nothing produces it and it is not given"]
+
+
+def test_a_trigger_set_or_decided_earlier_decides_the_later_auto_block():
+    made_earlier = seq(p=make_step("P", outputs=["flag"]), on=auto({"on": (make_step("On"), "flag")}), c=make_step("C", ["out"]))
+    assert problems_of(made_earlier, inputs=[]) == ["'out' is required by 'c' (C) but nothing produces it and it is not given"]
+    decided_earlier = seq(a=auto({"x": (make_step("X"), "t")}), b=auto({"y": (make_step("Y", outputs=["out"]), "t")}),
+                          c=make_step("C", ["out"]))
+    assert problems_of(decided_earlier) == ["auto block 'b': branches output different names; 'out' is required by 'c' "
+                                            "but it runs no branch (when 't' is not given)"]
+
+
+def test_the_auto_block_is_blamed_only_when_another_branch_outputs_the_name_and_the_consumer_is_outside_the_branch():
+    inside = seq(enc=auto({"img": (seq(use=make_step("Use", ["lat"])), "image"), "txt": (make_step("Txt", outputs=["lat"]), None)}))
+    assert problems_of(inside, inputs=["image"]) == [
+        "'lat' is required by 'enc.img.use' (Use) but no block before it produces it (it is made by 'enc.txt') and it "
+        "is not given"]
+    direct = seq(enc=auto({"img": (make_step("Use", ["lat"]), "image"), "txt": (make_step("Txt", outputs=["lat"]), None)}))
+    assert problems_of(direct, inputs=["image"]) == [
+        "'lat' is required by 'enc.img' (Use) but no block before it produces it (it is made by 'enc.txt') and it is "
+        "not given"]
+    no_branch_outputs_it = seq(maybe=auto({"x": (make_step("X"), "t")}), c=make_step("C", ["lat"]))
+    assert problems_of(no_branch_outputs_it, inputs=[]) == [
+        "'lat' is required by 'c' (C) but nothing produces it and it is not given"]

@@ -186,3 +186,21 @@ def test_a_loop_with_its_own_call_does_not_take_the_driver_s_callbacks():
     assert pipe(latents=torch.zeros(1), output="latents").item() == 6.0
     with pytest.raises(UnknownInputError, match="'step_callback'"):
         pipe(latents=torch.zeros(1), step_callback=lambda *args: None)
+
+
+def test_a_subclass_s_own_loop_inputs_are_joined_by_its_intermediate_inputs_and_the_driver_s():
+    from diffblocks.modular_pipelines.loop import DRIVER_INPUTS
+
+    class Declared(LoopSequentialPipelineBlocks):  # made here: the class statement is what is tested
+        loop_inputs = [InputParam("timesteps", required=True)]
+        loop_intermediate_inputs = [InputParam("offset")]
+        block_classes = [AddTimestep]
+        block_names = ["add"]
+
+    assert [p.name for p in Declared().loop_inputs] == ["timesteps", "offset", *(p.name for p in DRIVER_INPUTS)]
+
+
+@pytest.mark.parametrize("returned, shown", [(5, "got 5"), (("latents",), r"got \('latents',\)")])
+def test_a_callback_returning_no_dict_is_refused_showing_what_it_returned(pipe, returned, shown):
+    with pytest.raises(InputValueError, match=r"'callback_on_step_end' must return None or a dict .*" + shown):
+        run(pipe, callback_on_step_end=lambda p, i, t, kwargs: returned)

@@ -15,6 +15,10 @@ def test_params_are_immutable_values():
     with pytest.raises(TypeError):
         p.metadata["ui"] = "box"
     assert p.replace(default=5).default == 5 and p.default == 3
+    out = OutputParam("y", metadata={"ui": "image"})
+    assert out.metadata == {"ui": "image"} and OutputParam("z").metadata is None
+    with pytest.raises(TypeError):
+        out.metadata["ui"] = "box"
 
 
 def test_no_default_sentinel():

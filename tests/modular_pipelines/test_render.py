@@ -71,3 +71,95 @@ def test_auto_presets_show_what_applies_per_workflow():
         doc = blocks.doc.splitlines()
         i = next(n for n, line in enumerate(doc) if line.strip().startswith("strength ("))
         assert f"else {img2img} when 'image' is given" in doc[i + 1]
+
+
+def given(*names):
+    return tuple((n, True) for n in names)
+
+
+def varied(name, *entries, **kwargs):
+    """An input declared differently per workflow (as aggregation makes them): entries (when, required, default)."""
+    from diffblocks.modular_pipelines.composite import VARIANTS, Variant
+
+    return InputParam(name, metadata={VARIANTS: tuple(Variant(*e) for e in entries)}, **kwargs)
+
+
+def documented():
+    from diffblocks.modular_pipelines import ModularPipelineBlocks
+    from diffblocks.modular_pipelines.params import NO_DEFAULT as NO
+
+    class Documented(ModularPipelineBlocks):
+        description = "first line\nsecond line"
+        expected_components = [ComponentSpec("unet", type_hint=dict, description="the denoiser"),
+                               ComponentSpec("feature_extractor", type_hint=list, default_creation_method="from_config")]
+        expected_configs = [ConfigSpec("force_zeros", True, description="zeros for an empty prompt"), ConfigSpec("size", 64)]
+        inputs = [
+            InputParam("prompt", type_hint=str, required=True, description="the prompt"),
+            varied("mixed", (given("a"), True, NO), (given("b"), False, 0.8)),  # one default: still "optional"
+            varied("grouped", (given("a"), True, NO), (given("e"), True, NO), (given("b"), False, 1.0),
+                   (given("c"), False, 1.0), ((), False, 0.5), description="how much"),
+            varied("both", (given("a", "b"), False, 1.0), (given("c"), False, 0.5)),
+            varied("itself", (given("itself"), True, NO), (given("b"), False, 0.8)),  # given where it is required
+            varied("always", (given("a"), True, NO), (given("b"), True, NO), required=True),  # the flag says it all
+        ]
+        intermediate_outputs = [OutputParam("embeds", type_hint=list, description="text embeddings"), OutputParam("mask")]
+
+    return Documented()
+
+
+INPUT_HEADS = [
+    ("prompt (str, required)", "the prompt"),
+    ("mixed (Any, optional)", "required when 'a' is given, else default 0.8 when 'b' is given"),
+    ("grouped (Any, default 1.0 or 0.5)", "how much; required when 'a' or 'e' is given, else default 1.0 when 'b' or "
+                                          "'c' is given, else 0.5 otherwise"),
+    ("both (Any, default 1.0 or 0.5)", "default 1.0 when 'a' and 'b' are given, else 0.5 when 'c' is given"),
+    ("itself (Any, optional)", "default 0.8 when 'b' is given"),
+    ("always (Any, required)", ""),
+]
+
+
+def test_repr_is_exact_section_by_section():
+    inputs = [f"      {head.ljust(33)}  {desc}".rstrip() for head, desc in INPUT_HEADS]
+    assert repr(documented()).splitlines() == [
+        "Documented(",
+        "  Description:", "      first line", "      second line",
+        "  Components:",
+        "      unet (dict)                            the denoiser",
+        "      feature_extractor (list, from_config)",
+        "  Configs:", "      force_zeros = True  zeros for an empty prompt", "      size = 64",
+        "  Inputs:", *inputs,
+        "  Outputs:", "      embeds (list)  text embeddings", "      mask (Any)",
+        ")",
+    ]
+
+
+def test_doc_is_exact_with_each_description_below_its_entry():
+    inputs = [line for head, desc in INPUT_HEADS for line in ([f"    {head}", f"        {desc}"] if desc else [f"    {head}"])]
+    assert documented().doc.splitlines() == [
+        "class Documented", "",
+        "Description:", "    first line", "    second line",
+        "Components:", "    unet (dict)", "        the denoiser", "    feature_extractor (list, from_config)",
+        "Configs:", "    force_zeros = True", "        zeros for an empty prompt", "    size = 64",
+        "Inputs:", *inputs,
+        "Outputs:", "    embeds (list)", "        text embeddings", "    mask (Any)",
+    ]
+
+
+def test_nested_sub_blocks_are_indented_one_level_deeper():
+    blocks = SequentialPipelineBlocks.from_blocks_dict({"loop": LoopWrapper.from_blocks_dict({"b": LoopBlock})})
+    lines = repr(blocks).splitlines()
+    i = lines.index("  Sub-Blocks:")
+    assert lines[i + 1:i + 3] == ["      [0] loop (LoopWrapper)", "          [0] b (LoopBlock)"]
+
+
+def test_pipeline_repr_shows_each_component_state_and_source(tmp_path):
+    from toy_components import UsesScale, write_modular_index, write_scale_repo
+
+    weights = write_scale_repo(tmp_path / "weights", 3.0)
+    index = {"scale": [None, None, {"repo": str(weights), "subfolder": "scale", "variant": None, "revision": None}]}
+    pipe = UsesScale().init_pipeline(write_modular_index(tmp_path / "modular", index))
+    load_id = f"{tmp_path / 'weights'}|scale|null|null"
+    assert repr(pipe).splitlines() == ["ModularPipeline(blocks=UsesScale)", "  Components:",
+                                       f"    scale: not loaded  [{load_id}]", "    offset: Scale  [from_config]"]
+    pipe.load_components()
+    assert f"    scale: Scale  [{load_id}]" in repr(pipe).splitlines()

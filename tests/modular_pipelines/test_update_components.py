@@ -118,3 +118,25 @@ def test_string_tuple_and_union_hints(loaded, name, good, bad):
     with pytest.raises(ComponentTypeError, match=f"'{name}' expects"):
         pipe.update_components(**{name: bad})
     pipe.update_components(anything=object())
+
+
+@pytest.mark.parametrize("name, bad, expected", [
+    ("either", 1.5, "'either' expects int or str, got 1.5 (float)."),
+    ("union", "text", "'union' expects int or CLIPTokenizer (or any transformers.PreTrainedTokenizerBase), got 'text' (str)."),
+    ("by_name", VaeImageProcessor(), "'by_name' expects DDIMScheduler, got VaeImageProcessor(...) (VaeImageProcessor)."),
+])
+def test_the_refusal_names_each_accepted_type(name, bad, expected):
+    with pytest.raises(ComponentTypeError) as err:
+        UsesThings().init_pipeline().update_components(**{name: bad})
+    assert f"update_components: component {expected} Nothing was changed" in str(err.value)
+
+
+def test_a_class_named_by_a_string_is_looked_up_in_diffusers_then_transformers():
+    import torch
+
+    from diffblocks.modular_pipelines.components_mixin import fits
+
+    # not the named class, but of its kind (any torch module may stand in for a model)
+    assert fits("CLIPVisionModelWithProjection", torch.nn.Linear(1, 1))  # a transformers class
+    assert fits("AutoencoderKL", torch.nn.Linear(1, 1))  # a diffusers class
+    assert not fits("CLIPVisionModelWithProjection", "text") and not fits("NoSuchClass", torch.nn.Linear(1, 1))
