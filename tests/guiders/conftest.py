@@ -28,13 +28,23 @@ def unet():
     return _tiny_unet()
 
 
-@pytest.fixture(scope="session")
-def unet_inputs():
-    """One sample: latents (1, 4, 8, 8) -> a 4x4 token grid in the mid block; prompt and negative embeds."""
-    g = torch.Generator().manual_seed(1)
+def latent_inputs(height: int, width: int, seed: int) -> dict:
+    """One sample for the tiny UNet: latents (1, 4, height, width), a timestep, prompt and negative embeds."""
+    g = torch.Generator().manual_seed(seed)
     return {
-        "latents": torch.randn(1, 4, 8, 8, generator=g),
+        "latents": torch.randn(1, 4, height, width, generator=g),
         "timestep": torch.tensor(10),
         "cond": torch.randn(1, 5, 8, generator=g),
         "uncond": torch.randn(1, 5, 8, generator=g),
     }
+
+
+@pytest.fixture(scope="session")
+def make_latent_inputs():
+    return latent_inputs
+
+
+@pytest.fixture(scope="session")
+def unet_inputs():
+    """Latents of 8x8: a 4x4 token grid in the mid block."""
+    return latent_inputs(8, 8, seed=1)

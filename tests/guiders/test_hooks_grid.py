@@ -49,15 +49,9 @@ def _query_blur_hook(h, w, sigma):
 
 
 @pytest.fixture(scope="module")
-def wide_inputs():
+def wide_inputs(make_latent_inputs):
     """Latents of 8x12: token grids of 8x12 in the first down block and 4x6 in the mid block."""
-    g = torch.Generator().manual_seed(3)
-    return {
-        "latents": torch.randn(1, 4, 8, 12, generator=g),
-        "timestep": torch.tensor(10),
-        "cond": torch.randn(1, 5, 8, generator=g),
-        "uncond": torch.randn(1, 5, 8, generator=g),
-    }
+    return make_latent_inputs(8, 12, seed=3)
 
 
 def _forward(unet, inputs, embeds):
