@@ -45,6 +45,7 @@ VARIANTS = [
     ("EulerDiscreteScheduler", {**SD, "sigma_min": 0.1, "sigma_max": 10.0, "use_karras_sigmas": True}, {}, STEPS),
     ("EulerDiscreteScheduler", SD, {"s_churn": 1.0, "s_tmin": 0.5, "s_tmax": 10.0}, STEPS),
     ("EulerDiscreteScheduler", SD, {"s_churn": 40.0, "s_tmin": 0.0, "s_tmax": 1e9}, STEPS),  # churn at its cap
+    ("EulerDiscreteScheduler", SD, {"s_churn": 2.0, "s_noise": 0.7}, STEPS),  # default window, scaled noise
     ("EulerAncestralDiscreteScheduler", {**SD, **ZSNR}, {}, STEPS),
     ("EulerAncestralDiscreteScheduler", {**SD, "timestep_spacing": "leading", "steps_offset": 1}, {}, STEPS),
     ("DDIMScheduler", {**SD, "clip_sample": False, "set_alpha_to_one": False, "steps_offset": 1}, {}, STEPS),

@@ -97,3 +97,53 @@ def test_from_blocks_dict_without_triggers_takes_the_class_s():
     auto = AutoImageBlocks.from_blocks_dict({"a": make_block("A"), "b": make_block("B"), "c": make_block("C")})
     assert auto.trigger_map == {"a": "mask", "b": "image", "c": None}
     assert auto.select({"image"})[0] == "b" and auto.select(set())[0] == "c"
+
+
+def test_an_auto_block_inside_a_loop_runs_its_choice_with_the_loop_arguments():
+    from toy_components import Count, CountLoop
+
+    from diffblocks import ModularPipelineBlocks, OutputParam
+    from diffblocks.modular_pipelines.call import CallComponents
+    from diffblocks.modular_pipelines.errors import BlockExecutionError
+
+    seen = []
+
+    class Boosted(ModularPipelineBlocks):
+        inputs = [InputParam("count", default=0), InputParam("boost")]
+        intermediate_outputs = [OutputParam("count")]
+
+        def __call__(self, components, block_state, i):
+            seen.append((components, i))
+            if block_state.boost == "boom":
+                raise ValueError("no boost")
+            block_state.count += 10 * i
+            return components, block_state
+
+    class Choose(AutoPipelineBlocks):
+        block_classes = [Boosted, Count]
+        block_names = ["boosted", "plain"]
+        block_trigger_inputs = ["boost", None]
+
+    pipe = CountLoop.from_blocks_dict({"step": Choose}).init_pipeline()
+    assert pipe(num_steps=3, boost=1, output="count") == 0 + 10 + 20
+    assert [i for _, i in seen] == [0, 1, 2] and all(isinstance(c, CallComponents) for c, _ in seen)
+    assert pipe(num_steps=3, output="count") == 0 + 1 + 2  # the default branch
+    with pytest.raises(BlockExecutionError) as caught:
+        pipe(num_steps=2, boost="boom")
+    assert "'boosted' (Boosted) failed: ValueError: no boost\n  inputs: count=0, boost='boom'" in str(caught.value)
+
+
+def test_an_auto_block_with_a_trigger_per_block_missing_says_how_many_of_each():
+    from toy_components import Count, Plus
+
+    from diffblocks.modular_pipelines.errors import BlockDeclarationError
+
+    class Uneven(AutoPipelineBlocks):
+        block_classes = [Count, Plus]
+        block_names = ["count", "plus"]
+        block_trigger_inputs = ["x"]
+
+    with pytest.raises(BlockDeclarationError) as caught:
+        Uneven()
+    assert str(caught.value) == ("Uneven: block_classes, block_names and block_trigger_inputs must have one entry per "
+                                 "block; got block_classes=2, block_names=2, block_trigger_inputs=1")

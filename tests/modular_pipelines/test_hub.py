@@ -222,10 +222,10 @@ def test_block_py_is_read_at_the_revision_asked_for(tmp_path, monkeypatch):
         folders["me/custom", revision] = folder = write_modular_index(tmp_path / revision, {})
         (folder / "modular_config.json").write_text(json.dumps({"auto_map": {"ModularPipelineBlocks": "block.Double"}}))
         (folder / "block.py").write_text(CUSTOM_BLOCK.replace("2 * block_state.x", f"{factor} * block_state.x"))
-    folders["me/custom", None] = folders["me/custom", "main"]
     asked = serve_hub(monkeypatch, folders)
     pipe = ModularPipeline.from_pretrained("me/custom", trust_remote_code=True, revision="v2")
-    assert ("me/custom", "block.py", "v2") in asked
+    assert ("me/custom", "block.py", "v2") in asked and ("me/custom", "modular_config.json", "v2") in asked
+    assert {rev for _, _, rev in asked} == {"v2"}  # nothing read from the default branch
     assert pipe(x=4, output="y") == 8
 
 

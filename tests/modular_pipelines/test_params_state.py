@@ -70,6 +70,28 @@ def test_insertable_dict():
     assert list(d)[0] == "a" and d["a"] == 5
 
 
+@pytest.mark.parametrize("index, order", [
+    (-1, ["a", "b", "c", "x"]),  # -1 is after the last
+    (-2, ["a", "b", "x", "c"]),
+    (-3, ["a", "x", "b", "c"]),
+    (-9, ["x", "a", "b", "c"]),  # before the first, however far back
+    (9, ["a", "b", "c", "x"]),
+])
+def test_insert_at_a_negative_index_counts_from_the_end(index, order):
+    d = InsertableDict([("a", 1), ("b", 2), ("c", 3)])
+    d.insert("x", 0, index)
+    assert list(d) == order
+
+
+def test_inserting_a_non_block_into_sub_blocks_names_the_key():
+    from diffblocks.modular_pipelines.block import BlockDict
+
+    blocks = BlockDict("MyBlocks", [("first", make_block("First", inputs=["x"], outputs=["y"]))])
+    with pytest.raises(BlockDeclarationError, match="MyBlocks: sub-block 'second' must be a ModularPipelineBlocks"):
+        blocks.insert("second", 42, 0)
+    assert list(blocks) == ["first"]
+
+
 def test_state_values_read_as_attributes():
     state = PipelineState({"images": [1, 2]})
     assert state.images == [1, 2] and state.images is state.get("images")
