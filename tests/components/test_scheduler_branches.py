@@ -1,6 +1,6 @@
 """Scheduler branches that mutation testing found without a parity case: LCM's custom timesteps (strength,
 refusals, the off-grid warning), learned variances (DDPM, and DPM-Solver on DeepFloyd-style outputs), and the
-multistep fallback for a timestep off the schedule. Tolerance: ``ATOL`` per step, as in ``test_schedulers``."""
+multistep fallback for a timestep off the schedule, Euler's step count on a custom schedule. Tolerance: ``ATOL`` per step, as in ``test_schedulers``."""
 
 from __future__ import annotations
 
@@ -82,3 +82,12 @@ def test_a_multistep_solver_treats_a_timestep_off_its_schedule_as_the_last():
     ours.set_timesteps(STEPS)
     theirs.set_timesteps(STEPS)
     assert ours.index_for_timestep(torch.tensor(12345)) == theirs.index_for_timestep(torch.tensor(12345)) == STEPS - 1
+
+
+@pytest.mark.parametrize("custom", [{"timesteps": [999, 700, 400, 100]}, {"sigmas": [14.6, 6.0, 2.0, 0.5, 0.0]}])
+def test_euler_custom_schedules_count_their_steps_as_diffusers_does(custom):
+    ours, theirs = make_pair("EulerDiscreteScheduler", SD)
+    ours.set_timesteps(**custom)
+    theirs.set_timesteps(**custom)
+    assert_same_schedule(ours, theirs)
+    assert ours.num_inference_steps == theirs.num_inference_steps == 4
