@@ -1,6 +1,7 @@
 """Scheduler branches that mutation testing found without a parity case: LCM's custom timesteps (strength,
-refusals, the off-grid warning), learned variances (DDPM, and DPM-Solver on DeepFloyd-style outputs), and the
-multistep fallback for a timestep off the schedule, Euler's step count on a custom schedule. Tolerance: ``ATOL`` per step, as in ``test_schedulers``."""
+refusals, the off-grid warning), learned variances (DDPM, and DPM-Solver on DeepFloyd-style outputs), the
+multistep fallback for a timestep off the schedule, and Euler's step count on a custom schedule. Tolerance:
+``ATOL`` per step, as in ``test_schedulers``."""
 
 from __future__ import annotations
 
