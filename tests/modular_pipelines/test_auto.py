@@ -147,3 +147,27 @@ def test_an_auto_block_with_a_trigger_per_block_missing_says_how_many_of_each():
         Uneven()
     assert str(caught.value) == ("Uneven: block_classes, block_names and block_trigger_inputs must have one entry per "
                                  "block; got block_classes=2, block_names=2, block_trigger_inputs=1")
+
+
+def test_an_error_in_the_block_an_auto_block_chose_names_its_full_path():
+    from toy_components import Plus
+
+    from diffblocks import ModularPipelineBlocks, SequentialPipelineBlocks
+    from diffblocks.modular_pipelines.errors import BlockExecutionError
+
+    class Fails(ModularPipelineBlocks):
+        inputs = [InputParam("boom")]
+
+        def __call__(self, components, state):
+            raise ValueError("it broke")
+
+    class Choose(AutoPipelineBlocks):
+        block_classes = [Fails, Plus]
+        block_names = ["fails", "plus"]
+        block_trigger_inputs = ["boom", None]
+
+    pipe = SequentialPipelineBlocks.from_blocks_dict({"choose": Choose}).init_pipeline()
+    with pytest.raises(BlockExecutionError) as caught:
+        pipe(boom=1, x=1)
+    assert (caught.value.path, caught.value.block_cls) == ("choose.fails", "Fails")
+    assert str(caught.value).startswith("block 'choose.fails' (Fails) failed: ValueError: it broke")
