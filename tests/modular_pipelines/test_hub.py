@@ -40,6 +40,15 @@ def test_remote_code_is_refused_without_the_flag(tmp_path):
     assert "trust_remote_code=True" in str(err.value)
 
 
+def test_load_blocks_refuses_remote_code_unless_told(tmp_path):
+    from diffblocks.modular_pipelines.hub import load_blocks
+
+    repo = custom_repo(tmp_path)
+    with pytest.raises(RemoteCodeError, match="trust_remote_code=True"):
+        load_blocks(repo)  # the default is the safe one
+    assert type(load_blocks(repo, trust_remote_code=True)).__name__ == "Double"
+
+
 def test_remote_code_loads_with_the_flag(tmp_path):
     pipe = ModularPipeline.from_pretrained(custom_repo(tmp_path), trust_remote_code=True)
     assert type(pipe.blocks).__name__ == "Double"
