@@ -34,7 +34,7 @@ def toy_model(x_in, t, reference, target, step):
     acp = reference.alphas_cumprod.double().numpy()
     a = float(np.interp(float(t), np.arange(len(acp)), acp))
     eps = (x_in - a**0.5 * target) / (1 - a) ** 0.5
-    kind = cfg.prediction_type
+    kind = "sample" if cfg.prediction_type == "original_sample" else cfg.prediction_type
     out = {"epsilon": eps, "sample": target, "v_prediction": a**0.5 * eps - (1 - a) ** 0.5 * target}[kind]
     return (out + wobble).float()
 

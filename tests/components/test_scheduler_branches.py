@@ -12,7 +12,7 @@ pytest.importorskip("diffusers")
 
 from diffblocks.components.schedulers import SCHEDULERS  # noqa: E402
 from diffblocks.modular_pipelines.errors import ConfigError  # noqa: E402
-from scheduler_parity import SD, STEPS, assert_close, assert_same_schedule, make_pair  # noqa: E402
+from scheduler_parity import SD, SHAPE, STEPS, assert_close, assert_same_schedule, make_pair  # noqa: E402
 
 
 @pytest.mark.parametrize("strength", [1.0, 0.5, 0.3])
@@ -92,3 +92,23 @@ def test_euler_custom_schedules_count_their_steps_as_diffusers_does(custom):
     theirs.set_timesteps(**custom)
     assert_same_schedule(ours, theirs)
     assert ours.num_inference_steps == theirs.num_inference_steps == 4
+
+
+def test_a_repeated_timestep_is_found_at_its_second_place_as_in_diffusers():
+    ours, theirs = make_pair("DPMSolverMultistepScheduler", SD)
+    ours.set_timesteps(4)
+    theirs.set_timesteps(4)
+    schedule = torch.tensor([999, 600, 600, 0])  # passed in, not the scheduler's own (which has no 600)
+    found = [ours.index_for_timestep(torch.tensor(t), schedule) for t in (999, 600, 0)]
+    assert found == [theirs.index_for_timestep(torch.tensor(t), schedule) for t in (999, 600, 0)] == [0, 2, 3]
+
+
+def test_euler_started_mid_schedule_finds_its_place_from_the_timestep():
+    ours, theirs = make_pair("EulerDiscreteScheduler", SD)
+    ours.set_timesteps(10)
+    theirs.set_timesteps(10)
+    t = theirs.timesteps[4]  # no begin index: the first step looks the timestep up
+    sample = torch.randn(SHAPE, generator=torch.Generator().manual_seed(0))
+    output = torch.randn(SHAPE, generator=torch.Generator().manual_seed(1))
+    assert_close(ours.step(output, t, sample).prev_sample, theirs.step(output, t, sample).prev_sample, "prev_sample")
+    assert ours.step_index == theirs.step_index == 5

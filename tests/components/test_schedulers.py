@@ -46,6 +46,8 @@ VARIANTS = [
     ("EulerDiscreteScheduler", SD, {"s_churn": 1.0, "s_tmin": 0.5, "s_tmax": 10.0}, STEPS),
     ("EulerDiscreteScheduler", SD, {"s_churn": 40.0, "s_tmin": 0.0, "s_tmax": 1e9}, STEPS),  # churn at its cap
     ("EulerDiscreteScheduler", SD, {"s_churn": 2.0, "s_noise": 0.7}, STEPS),  # default window, scaled noise
+    ("EulerDiscreteScheduler", {**SD, "prediction_type": "v_prediction"}, {"s_churn": 1.0}, STEPS),  # v at sigma, not sigma_hat
+    ("EulerDiscreteScheduler", {**SD, "prediction_type": "original_sample"}, {}, STEPS),  # diffusers' alias of "sample"
     ("EulerAncestralDiscreteScheduler", {**SD, **ZSNR}, {}, STEPS),
     ("EulerAncestralDiscreteScheduler", {**SD, "timestep_spacing": "leading", "steps_offset": 1}, {}, STEPS),
     ("DDIMScheduler", {**SD, "clip_sample": False, "set_alpha_to_one": False, "steps_offset": 1}, {}, STEPS),
@@ -254,7 +256,7 @@ def test_unsupported_custom_schedules_raise():
         SCHEDULERS["DPMSolverMultistepScheduler"](algorithm_type="dpmsolver")
     with pytest.raises(ConfigError, match="beta_schedule"):
         SCHEDULERS["DDIMScheduler"](beta_schedule="cubic")
-    with pytest.raises(ConfigError, match="loop index"):
+    with pytest.raises(ConfigError, match="not the loop index 3"):
         euler = SCHEDULERS["EulerDiscreteScheduler"]()
         euler.set_timesteps(4)
         euler.step(torch.zeros(SHAPE), 3, torch.zeros(SHAPE))

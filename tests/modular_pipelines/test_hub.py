@@ -7,7 +7,7 @@ from toy_components import Count, CountLoop, Plus, Scale, UsesScale, write_modul
 
 from diffblocks import ComponentSpec, ModularPipeline, ModularPipelineBlocks, SequentialPipelineBlocks
 from diffblocks.modular_pipelines import AutoPipelineBlocks
-from diffblocks.modular_pipelines.errors import RemoteCodeError
+from diffblocks.modular_pipelines.errors import ConfigError, RemoteCodeError
 from diffblocks.modular_pipelines.hub import _located
 
 CUSTOM_BLOCK = '''
@@ -247,6 +247,22 @@ def test_from_pretrained_reads_the_index_at_the_revision_asked_for(tmp_path, mon
     pipe = ModularPipeline.from_pretrained("me/pipe", revision="v2")
     assert ("me/pipe", "modular_model_index.json", "v2") in asked and {rev for _, _, rev in asked} == {"v2"}
     assert (pipe._specs["scale"].repo, pipe._specs["scale"].revision) == ("me/pipe", "v2")
+
+
+def test_a_standard_repo_is_read_at_the_revision_asked_for(tmp_path, monkeypatch):
+    from diffblocks.modular_pipelines.hub import load_blocks
+
+    folders = {}
+    for revision, class_name in (("main", "NoSuchPipeline"), ("v2", "DDPMPipeline")):
+        folders["me/std", revision] = folder = tmp_path / revision
+        folder.mkdir()
+        (folder / "model_index.json").write_text(json.dumps({"_class_name": class_name}))
+    asked = serve_hub(monkeypatch, folders)
+    blocks = load_blocks("me/std", revision="v2")
+    assert "denoise" in blocks.sub_blocks and {rev for _, _, rev in asked} == {"v2"}
+    with pytest.raises(ConfigError, match=r"^me/std is a NoSuchPipeline repo, which has no diffblocks preset; supported: "
+                                          r"DDPMPipeline, "):
+        load_blocks("me/std", revision="main")
 
 
 # --- from_config entries: which file, which class -------------------------------------------------
