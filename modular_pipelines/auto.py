@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from .block import LOCATED_ERRORS, ModularPipelineBlocks, brief_inputs, child_path, run_block
+from .block import ModularPipelineBlocks, child_path, run_block, run_loop_block
 from .composite import CompositeBlocks, auto_inputs
-from ..components.errors import BlockDeclarationError, BlockExecutionError
+from ..components.errors import BlockDeclarationError
 from .params import InputParam
 from .state import BlockState
 
@@ -90,14 +90,7 @@ class AutoPipelineBlocks(CompositeBlocks):
             if chosen is None:
                 return components, state
             name, block = chosen
-            try:
-                return block(components, state, **loop_kwargs)
-            except LOCATED_ERRORS:
-                raise
-            except Exception as err:
-                raise BlockExecutionError.failed(
-                    child_path(name), type(block).__name__, brief_inputs(block, state.__dict__), err
-                ) from err
+            return run_loop_block(block, components, state, child_path(name), **loop_kwargs)
         chosen = self.select(state.values)
         if chosen is not None:
             run_block(chosen[1], components, state, child_path(chosen[0]))

@@ -18,7 +18,6 @@ from .checks import check_declaration, check_input_type
 from ..components.errors import (
     BlockDeclarationError,
     BlockExecutionError,
-    DiffblocksError,
     InputTypeError,
     MissingInputError,
     OutputNotSetError,
@@ -56,6 +55,22 @@ def run_block(block: "ModularPipelineBlocks", components: Any, state: PipelineSt
         raise
     except Exception as err:
         raise BlockExecutionError.failed(path, type(block).__name__, brief_inputs(block, state.values), err) from err
+    finally:
+        _current_path.reset(token)
+
+
+def run_loop_block(block: "ModularPipelineBlocks", components: Any, block_state: BlockState, path: str,
+                   **loop_kwargs: Any) -> tuple[Any, BlockState]:
+    """Run ``block`` inside a loop step, on the loop's ``block_state``, as the block at ``path``: what it
+    returns; an exception becomes one located error."""
+    token = _current_path.set(path)
+    try:
+        return block(components, block_state, **loop_kwargs)
+    except LOCATED_ERRORS:
+        raise
+    except Exception as err:
+        raise BlockExecutionError.failed(path, type(block).__name__, brief_inputs(block, block_state.__dict__),
+                                         err) from err
     finally:
         _current_path.reset(token)
 

@@ -28,9 +28,9 @@ from contextvars import ContextVar
 from typing import Any, Iterable
 
 from ..components.spec import ComponentSpec, ConfigSpec
-from .block import LOCATED_ERRORS, brief_inputs, child_path, current_path
+from .block import child_path, current_path, run_loop_block
 from .composite import CompositeBlocks, sequential_inputs, union_by_name
-from ..components.errors import BlockExecutionError, InputValueError, LoopInputMissingError, MissingInputError
+from ..components.errors import InputValueError, LoopInputMissingError, MissingInputError
 from .params import InputParam, OutputParam
 from .state import BlockState
 
@@ -139,14 +139,7 @@ class LoopSequentialPipelineBlocks(CompositeBlocks):
         """
         for name, block in self.sub_blocks.items():
             _check_required(block, block_state, name)
-            try:
-                components, block_state = block(components, block_state, **kwargs)
-            except LOCATED_ERRORS:
-                raise
-            except Exception as err:
-                raise BlockExecutionError.failed(
-                    child_path(name), type(block).__name__, brief_inputs(block, block_state.__dict__), err
-                ) from err
+            components, block_state = run_loop_block(block, components, block_state, child_path(name), **kwargs)
         return components, block_state
 
     # --- the loop driver --------------------------------------------------------------------------

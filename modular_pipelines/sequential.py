@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .block import ModularPipelineBlocks, child_path, run_block
+from .block import child_path, run_block
 from .composite import CompositeBlocks, sequential_inputs
 from .params import InputParam
 from .state import PipelineState

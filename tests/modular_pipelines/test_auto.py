@@ -102,7 +102,7 @@ def test_from_blocks_dict_without_triggers_takes_the_class_s():
 def test_an_auto_block_inside_a_loop_runs_its_choice_with_the_loop_arguments():
     from toy_components import Count, CountLoop
 
-    from diffblocks import ModularPipelineBlocks, OutputParam
+    from diffblocks import ModularPipelineBlocks, OutputParam, SequentialPipelineBlocks
     from diffblocks.modular_pipelines.call import CallComponents
     from diffblocks.modular_pipelines.errors import BlockExecutionError
 
@@ -130,7 +130,11 @@ def test_an_auto_block_inside_a_loop_runs_its_choice_with_the_loop_arguments():
     assert pipe(num_steps=3, output="count") == 0 + 1 + 2  # the default branch
     with pytest.raises(BlockExecutionError) as caught:
         pipe(num_steps=2, boost="boom")
-    assert "'boosted' (Boosted) failed: ValueError: no boost\n  inputs: count=0, boost='boom'" in str(caught.value)
+    assert str(caught.value).startswith(
+        "block 'step.boosted' (Boosted) failed: ValueError: no boost\n  inputs: count=0, boost='boom'")
+    nested = SequentialPipelineBlocks.from_blocks_dict({"denoise": CountLoop.from_blocks_dict({"step": Choose})})
+    with pytest.raises(BlockExecutionError, match=r"^block 'denoise\.step\.boosted' \(Boosted\) failed"):
+        nested.init_pipeline()(num_steps=2, boost="boom")  # the full path, however deep the loop is
 
 
 def test_an_auto_block_with_a_trigger_per_block_missing_says_how_many_of_each():
