@@ -142,12 +142,13 @@ class ComponentsMixin:
     def _announce_change(self, name: str, new: Any) -> None:
         """Log a swap. Routine ones (another scheduler or guider, a part made from a config instead of loaded
         from files, or the reverse) are INFO, in the design document's words; a model replaced by one of a
-        class the blocks do not expect is a WARNING."""
+        class the blocks do not expect (the class they declare, else the one replaced) is a WARNING."""
         old, old_spec = self._components.get(name), self._specs[name]
         if new is None:
             return
         if old is not None and type(old) is not type(new):
-            expected = old_spec.type_hint if isinstance(old_spec.type_hint, type) else type(old)
+            declared = next((s.type_hint for s in self.blocks.expected_components if s.name == name), None)
+            expected = declared if isinstance(declared, type) else type(old)
             if _unexpected_model(expected, new):
                 logger.warning("ModularPipeline.update_components: '%s' is now a %s, but the blocks expect a %s; "
                                "the blocks that use it may fail", name, type(new).__name__, type_name(expected))

@@ -74,3 +74,28 @@ def test_guider_spec_shows_its_whole_config():
             "stop": 1.0}.items() <= spec.config.items()
     assert "'guidance_rescale': 0.0" in repr(spec) and "'stop': 1.0" in repr(spec)
     assert spec.create(guidance_scale=10).guidance_rescale == 0.0
+
+
+def test_a_swap_is_told_when_the_class_changes_and_warns_against_the_declared_class(caplog):
+    from diffblocks import ComponentSpec, ModularPipelineBlocks
+
+    class UsesNets(ModularPipelineBlocks):
+        expected_components = [ComponentSpec("net", torch.nn.Linear), ComponentSpec("free")]  # "free": no class
+
+        def __call__(self, components, state):
+            return components, state
+
+    pipe = UsesNets().init_pipeline()
+    with caplog.at_level(logging.INFO):
+        pipe.update_components(net=torch.nn.Linear(1, 1), free=torch.nn.Linear(1, 1))  # nothing there before
+        pipe.update_components(net=torch.nn.Linear(2, 2))  # the same class again
+        assert "type" not in caplog.text and "expect" not in caplog.text
+        pipe.update_components(net=torch.nn.Conv1d(1, 1, 1))
+        caplog.clear()
+        pipe.update_components(net=torch.nn.Conv2d(1, 1, 1), free=torch.nn.Conv1d(1, 1, 1))
+    warnings_ = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings_ == [  # against the declared class, not the Conv1d there; without one, against the one there
+        "ModularPipeline.update_components: 'net' is now a Conv2d, but the blocks expect a Linear; "
+        "the blocks that use it may fail",
+        "ModularPipeline.update_components: 'free' is now a Conv1d, but the blocks expect a Linear; "
+        "the blocks that use it may fail"]
