@@ -140,3 +140,17 @@ def test_a_class_named_by_a_string_is_looked_up_in_diffusers_then_transformers()
     assert fits("CLIPVisionModelWithProjection", torch.nn.Linear(1, 1))  # a transformers class
     assert fits("AutoencoderKL", torch.nn.Linear(1, 1))  # a diffusers class
     assert not fits("CLIPVisionModelWithProjection", "text") and not fits("NoSuchClass", torch.nn.Linear(1, 1))
+
+
+def test_a_class_named_by_a_string_fits_an_object_of_that_name_or_a_subclass_before_any_lookup():
+    from diffblocks.modular_pipelines.components_mixin import fits
+
+    class Tokenizer:  # in no library: only the names in its class hierarchy can match
+        pass
+
+    class Special(Tokenizer):
+        pass
+
+    assert fits("Tokenizer", Tokenizer()) and fits("Special", Special()) and fits("Tokenizer", Special())
+    assert fits("some.module.path.Tokenizer", Tokenizer())  # a dotted path: its last part is the name
+    assert not fits("Special", Tokenizer()) and not fits("Tokenizer.Special", Tokenizer())
