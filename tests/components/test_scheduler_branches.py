@@ -112,3 +112,33 @@ def test_euler_started_mid_schedule_finds_its_place_from_the_timestep():
     output = torch.randn(SHAPE, generator=torch.Generator().manual_seed(1))
     assert_close(ours.step(output, t, sample).prev_sample, theirs.step(output, t, sample).prev_sample, "prev_sample")
     assert ours.step_index == theirs.step_index == 5
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"num_inference_steps": 4, "timesteps": [999, 500]},
+    {"num_inference_steps": 4, "sigmas": [1.0, 0.5]},
+    {},
+])
+def test_ddim_takes_a_step_count_and_nothing_else(kwargs):
+    with pytest.raises(ConfigError, match=r"^DDIMScheduler\.set_timesteps takes num_inference_steps only$"):
+        SCHEDULERS["DDIMScheduler"]().set_timesteps(**kwargs)
+    with pytest.raises(ConfigError, match=r"^DDIMScheduler: "):
+        SCHEDULERS["DDIMScheduler"]().set_timesteps(2000)
+
+
+def test_ddim_draws_noise_only_when_eta_is_positive_and_uses_the_noise_given():
+    ours, theirs = make_pair("DDIMScheduler", SD)
+    ours.set_timesteps(10)
+    theirs.set_timesteps(10)
+    t = ours.timesteps[2]
+    sample = torch.randn(SHAPE, generator=torch.Generator().manual_seed(0))
+    output = torch.randn(SHAPE, generator=torch.Generator().manual_seed(1))
+    noise = torch.randn(SHAPE, generator=torch.Generator().manual_seed(2))
+    generator = torch.Generator().manual_seed(3)
+    before = generator.get_state()
+    ours.step(output, t, sample, eta=0.0, generator=generator)
+    assert torch.equal(generator.get_state(), before)  # eta 0 is deterministic: nothing drawn
+    with pytest.raises(ConfigError, match="pass either generator or variance_noise, not both"):
+        ours.step(output, t, sample, eta=0.5, generator=generator, variance_noise=noise)
+    mine = ours.step(output, t, sample, eta=0.5, variance_noise=noise).prev_sample
+    assert_close(mine, theirs.step(output, t, sample, eta=0.5, variance_noise=noise).prev_sample, "prev_sample")

@@ -55,6 +55,9 @@ VARIANTS = [
     ("DDIMScheduler", {**SD, "timestep_spacing": "trailing", "clip_sample": False}, {"eta": 1.0}, STEPS),
     ("DDIMScheduler", {"timestep_spacing": "linspace", "thresholding": True}, {"eta": 0.5}, STEPS),
     ("DDIMScheduler", SD, {"eta": 0.3, "use_clipped_model_output": True}, STEPS),
+    # a dynamic threshold above 1 (at 1 it equals clipping to [-1, 1], which clip_sample does by default)
+    ("DDIMScheduler", {**SD, "thresholding": True, "sample_max_value": 2.0, "clip_sample": False}, {}, STEPS),
+    ("DDPMScheduler", {**SD, "thresholding": True, "sample_max_value": 2.0}, {}, STEPS),
     ("DDPMScheduler", {**SD, **ZSNR}, {}, STEPS),
     ("DDPMScheduler", {"variance_type": "fixed_large", "timestep_spacing": "linspace"}, {}, STEPS),
     ("DDPMScheduler", {"variance_type": "fixed_small_log", "beta_schedule": "sigmoid"}, {}, STEPS),

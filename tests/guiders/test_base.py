@@ -202,3 +202,23 @@ def test_guiders_without_perturbations_accept_any_model(name):
 def _clean(model):
     hooks = [m for m in model.modules() if m._forward_hooks or m._forward_pre_hooks]
     return not hooks and dispatch.dispatched_modules() == 0
+
+
+def test_a_disabled_guider_passes_the_conditional_prediction_through():
+    guider = gd.ClassifierFreeGuidance(guidance_scale=5.0)
+    guider.enabled = False
+    guider.set_state(0, 10, torch.tensor(999))
+    cond, uncond = torch.randn(1, 4, 8, 8), torch.randn(1, 4, 8, 8)
+    out = guider.combine({"pred_cond": cond, "pred_uncond": uncond})
+    assert out.pred is cond and out.pred_cond is cond and out.pred_uncond is uncond
+    assert [b.name for b in guider.branches] == ["pred_cond"]
+
+
+@pytest.mark.parametrize("scale, original, branches", [
+    (0.0, True, 1), (1.0, True, 2),  # the original formulation's identity scale is 0
+    (1.0, False, 1), (0.0, False, 2),
+])
+def test_cfg_runs_the_unconditional_branch_unless_its_scale_is_the_formulations_identity(scale, original, branches):
+    guider = gd.ClassifierFreeGuidance(guidance_scale=scale, use_original_formulation=original)
+    guider.set_state(0, 10, torch.tensor(999))
+    assert len(guider.branches) == branches

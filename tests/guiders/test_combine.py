@@ -115,7 +115,7 @@ def test_combine_matches_diffusers(name, kwargs, request):
             # classic PAG pipelines' formula); diffusers' modular guiders use perturbed + s (cond - perturbed)
             want = type(want)(pred=want.pred + given["pred_cond"] - given[perturbed[0]])
         torch.testing.assert_close(got.pred, want.pred, **TOL, msg=lambda m: f"step {step}: {m}")
-        assert got.pred_cond is given["pred_cond"]
+        assert got.pred_cond is given["pred_cond"] and got.pred_uncond is given.get("pred_uncond")
 
 
 @pytest.mark.usefixtures("diffusers_fdg")

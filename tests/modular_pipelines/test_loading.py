@@ -88,6 +88,8 @@ def test_same_manager_shares_components(tmp_path):
     second = ModularPipeline(UsesScale(), repo, components_manager=manager, collection="b")
     second.load_components()
     assert second.scale is first.scale
+    scale_id = manager.get_ids("scale")[0]
+    assert scale_id in manager.collections["a"] and scale_id in manager.collections["b"]  # each pipeline's tag
 
 
 def test_missing_index_names_what_was_looked_for(tmp_path):

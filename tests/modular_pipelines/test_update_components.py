@@ -154,3 +154,41 @@ def test_a_class_named_by_a_string_fits_an_object_of_that_name_or_a_subclass_bef
     assert fits("Tokenizer", Tokenizer()) and fits("Special", Special()) and fits("Tokenizer", Special())
     assert fits("some.module.path.Tokenizer", Tokenizer())  # a dotted path: its last part is the name
     assert not fits("Special", Tokenizer()) and not fits("Tokenizer.Special", Tokenizer())
+
+
+def test_config_values_and_components_are_checked_and_changed_in_one_call_in_any_order():
+    from diffblocks import ConfigSpec
+
+    class Configured(ModularPipelineBlocks):
+        expected_components = [ComponentSpec("scheduler", DDIMScheduler, default_creation_method="from_config"),
+                               ComponentSpec("guider", ClassifierFreeGuidance, default_creation_method="from_config")]
+        expected_configs = [ConfigSpec("size", 64)]
+
+        def __call__(self, components, state):
+            return components, state
+
+    pipe = Configured().init_pipeline()
+    euler = EulerDiscreteScheduler()
+    with pytest.raises(ComponentTypeError, match="'guider' expects"):  # a config value first: still checked
+        pipe.update_components(size=32, scheduler=euler, guider=euler)
+    assert pipe.size == 64 and pipe.scheduler is not euler
+    pipe.update_components(size=32, scheduler=euler)  # a config value first: the component is set too
+    assert pipe.size == 32 and pipe.scheduler is euler
+    made = ComponentSpec("another_name", ClassifierFreeGuidance, config={"guidance_scale": 2.0},
+                         default_creation_method="from_config")
+    pipe.update_components(guider=made)  # a spec is made under the component's name, not its own
+    assert pipe.guider.guidance_scale == 2.0 and pipe.get_component_spec("guider").name == "guider"
+
+
+def test_a_typing_construct_as_a_hint_is_not_checked():
+    import typing
+
+    from diffblocks.modular_pipelines.components_mixin import fits
+
+    assert fits(list[int], [1]) and fits(typing.Callable, print) and fits(dict[str, int], "unchecked")
+
+
+def test_the_progress_bar_wraps_an_iterable_as_tqdm_does(pipe):
+    pipe.set_progress_bar_config(disable=True)
+    assert list(pipe.progress_bar(range(3))) == [0, 1, 2]
+    assert pipe.progress_bar(total=5).total == 5
