@@ -127,3 +127,17 @@ def test_a_transformers_processor_keeps_its_spec_out_of_its_saved_config(tmp_pat
     assert (revision_of(loaded), revision_of(made)) == (1, 0)
     loaded.save_pretrained(tmp_path / "again")
     assert "_diffblocks" not in (tmp_path / "again" / "preprocessor_config.json").read_text()
+
+
+def test_load_components_gives_shared_and_per_component_arguments_to_each_loader():
+    import torch
+
+    from diffblocks import SequentialPipelineBlocks
+    from diffblocks.presets import embedded_model_path, stable_diffusion
+
+    pipe = SequentialPipelineBlocks.from_blocks_dict(stable_diffusion.TEXT2IMAGE_BLOCKS).init_pipeline(
+        embedded_model_path())
+    pipe.load_components(names=["vae", "unet"], torch_dtype=torch.float16, unet={"torch_dtype": torch.bfloat16})
+    assert pipe.vae.dtype == torch.float16 and pipe.unet.dtype == torch.bfloat16  # its own arguments win
+    pipe.load_components(names="text_encoder", vae={"torch_dtype": torch.float16}, text_encoder=None)
+    assert pipe.text_encoder.dtype == torch.float32  # another's arguments, or a value that is no dict: not given
