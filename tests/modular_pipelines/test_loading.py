@@ -78,6 +78,14 @@ def test_failed_load_keeps_the_others_and_says_which_failed(tmp_path):
         pipe.load_components()
     assert "offset: MissingFileError" in str(err.value) and "loaded: scale" in str(err.value)
     assert pipe.scale.factor == 3.0
+    # the first one failing: the ones after it still load
+    write_scale_repo(tmp_path / "good", 7.0, subfolder="x")
+    index["scale"], index["offset"] = index["offset"], [None, None, {"repo": str(tmp_path / "good"), "subfolder": "x"}]
+    (repo / "modular_model_index.json").write_text(json.dumps(index))
+    pipe = UsesScale().init_pipeline(repo)
+    with pytest.raises(ComponentLoadError) as err:
+        pipe.load_components()
+    assert "scale: MissingFileError" in str(err.value) and pipe.offset.factor == 7.0
 
 
 def test_same_manager_shares_components(tmp_path):
