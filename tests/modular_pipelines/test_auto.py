@@ -153,6 +153,22 @@ def test_an_auto_block_with_a_trigger_per_block_missing_says_how_many_of_each():
                                  "block; got block_classes=2, block_names=2, block_trigger_inputs=1")
 
 
+def test_a_sequence_with_more_classes_than_names_says_how_many_of_each():
+    from toy_components import Count, Plus
+
+    from diffblocks import SequentialPipelineBlocks
+    from diffblocks.modular_pipelines.errors import BlockDeclarationError
+
+    class Uneven(SequentialPipelineBlocks):
+        block_classes = [Count, Plus]
+        block_names = ["count"]
+
+    with pytest.raises(BlockDeclarationError) as caught:
+        Uneven()
+    assert str(caught.value) == ("Uneven: block_classes, block_names and block_trigger_inputs must have one entry per "
+                                 "block; got block_classes=2, block_names=1")
+
+
 def test_an_error_in_the_block_an_auto_block_chose_names_its_full_path():
     from toy_components import Plus
 

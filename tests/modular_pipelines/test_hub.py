@@ -265,6 +265,21 @@ def test_a_standard_repo_is_read_at_the_revision_asked_for(tmp_path, monkeypatch
         load_blocks("me/std", revision="main")
 
 
+def test_a_standard_index_names_the_class_to_load_and_an_unknown_one_keeps_the_declared(tmp_path):
+    import shutil
+
+    from diffblocks.components.schedulers import DDIMScheduler, EulerDiscreteScheduler
+    from diffblocks.presets import embedded_model_path, stable_diffusion
+
+    repo = shutil.copytree(embedded_model_path(), tmp_path / "repo")
+    index = json.loads((repo / "model_index.json").read_text())
+    blocks = SequentialPipelineBlocks.from_blocks_dict(stable_diffusion.TEXT2IMAGE_BLOCKS)
+    for scheduler, expected in ((["diffusers", "EulerDiscreteScheduler"], EulerDiscreteScheduler),
+                                (["diffusers", "NoSuchScheduler"], DDIMScheduler)):  # what the blocks declare
+        (repo / "model_index.json").write_text(json.dumps({**index, "scheduler": scheduler}))
+        assert blocks.init_pipeline(repo).get_component_spec("scheduler").type_hint is expected
+
+
 # --- from_config entries: which file, which class -------------------------------------------------
 
 
