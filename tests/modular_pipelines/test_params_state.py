@@ -56,6 +56,7 @@ def test_block_state_attribute_errors_list_what_it_holds():
 
 
 def test_insertable_dict():
+    assert list(InsertableDict({"a": 1, "b": 2}).items()) == [("a", 1), ("b", 2)]  # from a mapping, in its order
     d = InsertableDict([("a", 1), ("b", 2)])
     d.insert("c", 3, 1)
     assert list(d.items()) == [("a", 1), ("c", 3), ("b", 2)]

@@ -192,3 +192,15 @@ def test_the_progress_bar_wraps_an_iterable_as_tqdm_does(pipe):
     pipe.set_progress_bar_config(disable=True)
     assert list(pipe.progress_bar(range(3))) == [0, 1, 2]
     assert pipe.progress_bar(total=5).total == 5
+
+
+def test_a_pipeline_not_yet_initialised_has_no_component_attributes():
+    import copy
+
+    from diffblocks import ModularPipeline
+
+    blank = ModularPipeline.__new__(ModularPipeline)  # as copy and pickle make one, before any state is set
+    assert not hasattr(blank, "unet") and not hasattr(blank, "guidance_scale")
+    pipe = SequentialPipelineBlocks.from_blocks_dict(stable_diffusion.TEXT2IMAGE_BLOCKS).init_pipeline(
+        embedded_model_path())
+    assert copy.copy(pipe).get_component_spec("unet") == pipe.get_component_spec("unet")  # copy asks first
