@@ -142,3 +142,11 @@ def test_ddim_draws_noise_only_when_eta_is_positive_and_uses_the_noise_given():
         ours.step(output, t, sample, eta=0.5, generator=generator, variance_noise=noise)
     mine = ours.step(output, t, sample, eta=0.5, variance_noise=noise).prev_sample
     assert_close(mine, theirs.step(output, t, sample, eta=0.5, variance_noise=noise).prev_sample, "prev_sample")
+
+
+@pytest.mark.parametrize("name", ["DDIMScheduler", "EulerDiscreteScheduler"])
+def test_trained_betas_replace_the_schedule_as_in_diffusers(name):
+    betas = torch.linspace(0.001, 0.03, 1000).tolist()
+    ours, theirs = make_pair(name, {"trained_betas": betas})
+    assert torch.equal(ours.alphas_cumprod, theirs.alphas_cumprod)
+    assert not torch.equal(ours.alphas_cumprod, SCHEDULERS[name]().alphas_cumprod)

@@ -222,3 +222,10 @@ def test_cfg_runs_the_unconditional_branch_unless_its_scale_is_the_formulations_
     guider = gd.ClassifierFreeGuidance(guidance_scale=scale, use_original_formulation=original)
     guider.set_state(0, 10, torch.tensor(999))
     assert len(guider.branches) == branches
+
+
+def test_before_any_step_a_guider_is_in_its_window():
+    guider = gd.ClassifierFreeGuidance(guidance_scale=5.0, start=0.5)
+    assert guider.num_conditions == 2  # no step set yet: in every window
+    guider.set_state(0, 10, torch.tensor(999))
+    assert guider.num_conditions == 1

@@ -51,6 +51,7 @@ def check(hint, value):
     (PROMPTS, [], "must be non-empty, got []"),
     (Annotated[float, Finite], float("nan"), "must be finite, got nan"),
     (FINITE_TENSOR, torch.tensor([1.0, float("nan"), float("inf")]), "must be finite (it holds 1 NaN and 1 inf), got Tensor"),
+    (FINITE_TENSOR, torch.tensor([1.0, float("nan")]), "must be finite (it holds 1 NaN), got Tensor"),  # just one
     (Annotated[np.ndarray, Finite], np.array([np.inf]), "must be finite (it holds 1 inf), got ndarray"),
     (Annotated[list, Finite], [torch.ones(2), torch.full((2,), float("nan"))], "must be finite (it holds 2 NaN) (item 1)"),
     (STRENGTH | list[STRENGTH], [0.5, 2.0], "input 'x[1]' must be in [0, 1], got [0.5, 2.0]"),

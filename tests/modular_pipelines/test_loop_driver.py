@@ -204,3 +204,20 @@ def test_a_subclass_s_own_loop_inputs_are_joined_by_its_intermediate_inputs_and_
 def test_a_callback_returning_no_dict_is_refused_showing_what_it_returned(pipe, returned, shown):
     with pytest.raises(InputValueError, match=r"'callback_on_step_end' must return None or a dict .*" + shown):
         run(pipe, callback_on_step_end=lambda p, i, t, kwargs: returned)
+
+
+def test_callbacks_get_none_for_a_value_the_loop_does_not_hold_yet():
+    class Declares(AddTimestep):
+        intermediate_outputs = AddTimestep.intermediate_outputs + [OutputParam("never_set")]
+
+    class NoLatents(Loop):
+        block_classes = [Declares]
+        latents_name = "not_a_value"  # the loop holds nothing by this name
+
+    pipe = NoLatents().init_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    seen = []
+    pipe(timesteps=TIMESTEPS, latents=torch.zeros(1), callback_on_step_end_tensor_inputs=["never_set"],
+         callback_on_step_end=lambda p, i, t, kwargs: seen.append(kwargs),
+         step_callback=lambda i, t, latents: seen.append(latents))
+    assert seen == [{"never_set": None}, None] * 3
