@@ -229,3 +229,15 @@ def test_before_any_step_a_guider_is_in_its_window():
     assert guider.num_conditions == 2  # no step set yet: in every window
     guider.set_state(0, 10, torch.tensor(999))
     assert guider.num_conditions == 1
+
+
+def test_a_per_call_copy_shares_the_models_it_reaches_copies_the_rest_and_survives_cycles():
+    model = torch.nn.Linear(1, 1)
+    cycle = []
+    cycle.append(cycle)
+    guider = gd.ClassifierFreeGuidance()
+    guider.extra = {"model": model, "nested": [("text", 3, None, torch.ones(1), model)], "cycle": cycle}
+    call = guider.for_call()
+    assert call.extra["model"] is model and call.extra["nested"][0][4] is model  # shared, wherever it sits
+    assert call.extra is not guider.extra and call.extra["nested"][0][3] is not guider.extra["nested"][0][3]
+    assert call.extra["cycle"][0] is call.extra["cycle"] and call.extra["cycle"] is not cycle

@@ -40,7 +40,7 @@ class Loop(LoopSequentialPipelineBlocks):
 
     def before_step(self, components, block_state, i, t):
         if block_state.events is not None:
-            block_state.events.append(("before_step", i))
+            block_state.events.append(("before_step", i, float(t)))
 
 
 class SampleLoop(Loop):
@@ -76,8 +76,8 @@ def run(pipe, **inputs):
 def test_each_timestep_runs_once_after_the_hooks(pipe):
     events = []
     assert run(pipe, events=events).item() == 6.0
-    assert events == ["before_loop", ("before_step", 0), ("step", 0, 3.0), ("before_step", 1), ("step", 1, 2.0),
-                      ("before_step", 2), ("step", 2, 1.0)]
+    assert events == ["before_loop", ("before_step", 0, 3.0), ("step", 0, 3.0), ("before_step", 1, 2.0),
+                      ("step", 1, 2.0), ("before_step", 2, 1.0), ("step", 2, 1.0)]
 
 
 def test_the_progress_bar_counts_the_steps(pipe, capsys):
@@ -221,3 +221,24 @@ def test_callbacks_get_none_for_a_value_the_loop_does_not_hold_yet():
          callback_on_step_end=lambda p, i, t, kwargs: seen.append(kwargs),
          step_callback=lambda i, t, latents: seen.append(latents))
     assert seen == [{"never_set": None}, None] * 3
+    assert pipe(timesteps=TIMESTEPS, latents=torch.zeros(1), output="latents").item() == 6.0  # no callbacks: no check
+
+
+def test_a_required_loop_input_an_earlier_block_left_none_is_named_before_the_loop_starts():
+    from diffblocks import SequentialPipelineBlocks
+    from diffblocks.modular_pipelines.errors import MissingInputError
+
+    class NoSchedule(ModularPipelineBlocks):
+        intermediate_outputs = [OutputParam("timesteps")]
+
+        def __call__(self, components, state):
+            block_state = self.get_block_state(state)
+            block_state.timesteps = None  # e.g. a scheduler block that made no schedule
+            self.set_block_state(state, block_state)
+            return components, state
+
+    pipe = SequentialPipelineBlocks.from_blocks_dict({"schedule": NoSchedule, "loop": Loop}).init_pipeline()
+    events = []
+    with pytest.raises(MissingInputError, match=r"^block 'loop' \(Loop\) needs the required input 'timesteps'"):
+        pipe(latents=torch.zeros(1), events=events)
+    assert events == []  # not even before_loop ran
