@@ -242,3 +242,17 @@ def test_a_required_loop_input_an_earlier_block_left_none_is_named_before_the_lo
     with pytest.raises(MissingInputError, match=r"^block 'loop' \(Loop\) needs the required input 'timesteps'"):
         pipe(latents=torch.zeros(1), events=events)
     assert events == []  # not even before_loop ran
+
+
+def test_loop_items_gets_the_components_of_the_call():
+    from diffblocks import ConfigSpec
+
+    class FromComponents(Loop):
+        expected_configs = [ConfigSpec("step_values", (5.0, 4.0))]
+
+        def loop_items(self, components, block_state):
+            return components.step_values  # a config value of the pipeline, not the timesteps
+
+    pipe = FromComponents().init_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe(timesteps=TIMESTEPS, latents=torch.zeros(1), output="latents").item() == 9.0
