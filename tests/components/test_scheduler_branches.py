@@ -151,3 +151,27 @@ def test_trained_betas_replace_the_schedule_as_in_diffusers(name):
     for attribute in ("betas", "alphas", "alphas_cumprod"):
         assert torch.equal(getattr(ours, attribute), getattr(theirs, attribute)), attribute
     assert not torch.equal(ours.alphas_cumprod, SCHEDULERS[name]().alphas_cumprod)
+
+
+def test_trailing_spacing_with_a_step_per_training_timestep_ends_at_0_as_in_diffusers():
+    ours, theirs = make_pair("DDIMScheduler", {**SD, "timestep_spacing": "trailing"})
+    ours.set_timesteps(1000)
+    theirs.set_timesteps(1000)
+    assert_same_schedule(ours, theirs)
+    assert len(ours.timesteps) == 1000 and int(ours.timesteps[-1]) == 0
+
+
+def test_per_call_copies_of_a_multistep_solver_keep_their_own_history():
+    shared = SCHEDULERS["DPMSolverMultistepScheduler"](**SD)
+    first, second = shared.for_call(), shared.for_call()
+    first.set_timesteps(10)
+    second.set_timesteps(10)
+    sample = torch.randn(SHAPE, generator=torch.Generator().manual_seed(0))
+    for t in first.timesteps[:3]:
+        sample = first.step(torch.randn(SHAPE, generator=torch.Generator().manual_seed(int(t))), t, sample).prev_sample
+    assert second.step_index is None and all(out is None for out in second.model_outputs)
+    assert shared.num_inference_steps is None
+    shared.set_timesteps(10)  # a copy of a scheduler already set up, stepped without setting it up again
+    third = shared.for_call()
+    third.step(torch.randn(SHAPE), third.timesteps[0], sample)
+    assert shared.step_index is None and all(out is None for out in shared.model_outputs)

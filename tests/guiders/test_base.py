@@ -236,8 +236,27 @@ def test_a_per_call_copy_shares_the_models_it_reaches_copies_the_rest_and_surviv
     cycle = []
     cycle.append(cycle)
     guider = gd.ClassifierFreeGuidance()
-    guider.extra = {"model": model, "nested": [("text", 3, None, torch.ones(1), model)], "cycle": cycle}
+    from types import SimpleNamespace
+
+    guider.extra = {"model": model, "nested": [("text", 3, None, torch.ones(1), model)], "cycle": cycle,
+                    "holder": SimpleNamespace(only_here=torch.nn.Linear(1, 1)), "opaque": object()}  # no __dict__
     call = guider.for_call()
     assert call.extra["model"] is model and call.extra["nested"][0][4] is model  # shared, wherever it sits
+    holder = guider.extra["holder"]
+    assert call.extra["holder"].only_here is holder.only_here and call.extra["holder"] is not holder
     assert call.extra is not guider.extra and call.extra["nested"][0][3] is not guider.extra["nested"][0][3]
     assert call.extra["cycle"][0] is call.extra["cycle"] and call.extra["cycle"] is not cycle
+
+
+def test_a_window_may_be_empty_but_not_reach_past_the_last_step():
+    empty = gd.ClassifierFreeGuidance(guidance_scale=5.0, start=0.5, stop=0.5)
+    empty.set_state(5, 10)
+    assert empty.num_conditions == 1  # an empty window never guides
+    with pytest.raises(ConfigError, match="stop"):
+        gd.ClassifierFreeGuidance(stop=1.5)
+
+
+@pytest.mark.parametrize("step, steps", [(-1, 10), (0, 0)])
+def test_set_state_refuses_a_negative_step_or_no_steps(step, steps):
+    with pytest.raises(GuiderError, match=f"got step={step}, num_inference_steps={steps}"):
+        gd.ClassifierFreeGuidance().set_state(step, steps)
