@@ -159,3 +159,23 @@ def test_an_input_a_block_replaces_goes_back_in_its_kwargs_group():
     block_state.embeds = 2
     block.set_block_state(state, block_state)
     assert state.get_by_kwargs("denoiser_input_fields") == {"embeds": 2}
+
+
+def test_a_kwargs_input_gets_every_value_tagged_with_its_group_and_only_changed_inputs_are_written_back():
+    from diffblocks import SequentialPipelineBlocks
+
+    def make(block_state):
+        block_state.a, block_state.b, block_state.plain = 1, 2, 3
+
+    seen = {}
+    blocks = SequentialPipelineBlocks.from_blocks_dict({
+        "make": make_block("Make", outputs=[OutputParam("a", kwargs_type="extras"),
+                                            OutputParam("b", kwargs_type="extras"), "plain"], fn=make),
+        # reads "plain" as one of its group without changing it: "plain" does not join the group
+        "look": make_block("Look", inputs=[InputParam("plain", kwargs_type="extras"), InputParam(None, kwargs_type="extras")],
+                           fn=lambda bs: seen.update(look=(bs.a, bs.b, bs.extras))),
+        "use": make_block("Use", inputs=[InputParam(None, kwargs_type="extras")], fn=lambda bs: seen.update(use=bs.extras)),
+    })
+    state = blocks.init_pipeline()()
+    assert seen == {"look": (1, 2, {"a": 1, "b": 2}), "use": {"a": 1, "b": 2}}
+    assert state.get_by_kwargs("extras") == {"a": 1, "b": 2} and state.get("plain") == 3
