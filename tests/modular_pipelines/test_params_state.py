@@ -172,10 +172,14 @@ def test_a_kwargs_input_gets_every_value_tagged_with_its_group_and_only_changed_
         "make": make_block("Make", outputs=[OutputParam("a", kwargs_type="extras"),
                                             OutputParam("b", kwargs_type="extras"), "plain"], fn=make),
         # reads "plain" as one of its group without changing it: "plain" does not join the group
-        "look": make_block("Look", inputs=[InputParam("plain", kwargs_type="extras"), InputParam(None, kwargs_type="extras")],
-                           fn=lambda bs: seen.update(look=(bs.a, bs.b, bs.extras))),
+        "look": make_block("Look", inputs=[InputParam(None, kwargs_type="extras"), InputParam("plain", kwargs_type="extras")],
+                           fn=lambda bs: seen.update(look=(bs.a, bs.b, bs.extras, bs.plain))),
         "use": make_block("Use", inputs=[InputParam(None, kwargs_type="extras")], fn=lambda bs: seen.update(use=bs.extras)),
     })
     state = blocks.init_pipeline()()
-    assert seen == {"look": (1, 2, {"a": 1, "b": 2}), "use": {"a": 1, "b": 2}}
+    assert seen == {"look": (1, 2, {"a": 1, "b": 2}, 3), "use": {"a": 1, "b": 2}}
     assert state.get_by_kwargs("extras") == {"a": 1, "b": 2} and state.get("plain") == 3
+
+
+def test_a_default_of_none_is_no_default():
+    assert not InputParam("x", default=None).has_default and InputParam("x", default=None) == InputParam("x")

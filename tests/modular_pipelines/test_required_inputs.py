@@ -40,3 +40,21 @@ def test_inputs_from_an_earlier_state_or_an_earlier_block_count_as_given():
     assert calls == ["first"] and state.get("out") == "Plain.out"
     pipe(state=state)  # everything needed is in the state
     assert calls == ["first", "first"]
+
+
+def test_an_earlier_block_s_default_counts_as_given_and_its_optional_input_without_one_does_not():
+    from diffblocks import InputParam
+
+    calls = []
+    without = SequentialPipelineBlocks.from_blocks_dict({
+        "first": make_block("First", inputs=["seed"], fn=lambda bs: calls.append("first")),
+        "needs": make_step("Needs", requires=["seed"]),
+    })
+    with pytest.raises(MissingInputError, match=r"block 'needs' \(Needs\) needs the required input 'seed'"):
+        without.init_pipeline()()
+    assert calls == []  # before any block ran
+    with_default = SequentialPipelineBlocks.from_blocks_dict({
+        "first": make_block("First", inputs=[InputParam("seed", default=3)]),
+        "needs": make_step("Needs", requires=["seed"], outputs=["out"]),
+    })
+    assert with_default.init_pipeline()(output="out") == "Needs.out"
