@@ -166,3 +166,11 @@ def test_nested_auto_conditions_combine():
     [param] = [p for p in outer.inputs if p.name == "x"]
     assert [dict(v.when) for v in variants(param)] == [{"a": True, "b": True}]
     assert param.default == 5 and not param.required
+
+
+def test_branches_with_equal_defaults_that_are_not_the_same_object_keep_the_default():
+    A = make_block("A", inputs=[InputParam("sizes", default=[512, 512])])
+    B = make_block("B", inputs=[InputParam("sizes", default=[512, 512])])  # equal, another list
+    auto = AutoPipelineBlocks.from_blocks_dict({"a": A, "b": B}, trigger_inputs=["mask", None])
+    [param] = [p for p in auto.inputs if p.name == "sizes"]
+    assert param.default == [512, 512] and param.metadata is None  # a plain param: no per-workflow variants

@@ -153,3 +153,18 @@ def test_the_block_refuses_before_its_body_runs():
     state.set("num_inference_steps", 3)
     Constrained()(None, state)
     assert state.get("ran") is True
+
+
+def test_given_values_are_all_checked_whatever_comes_before_them_and_pass_if_any_declaration_takes_them():
+    from toy_blocks import make_block
+
+    from diffblocks import AutoPipelineBlocks, SequentialPipelineBlocks
+
+    Ints = make_block("Ints", inputs=[InputParam("size", type_hint=int), InputParam("steps", type_hint=STEPS)])
+    Strs = make_block("Strs", inputs=[InputParam("size", type_hint=str)])
+    pipe = SequentialPipelineBlocks.from_blocks_dict({
+        "pick": AutoPipelineBlocks.from_blocks_dict({"ints": Ints, "strs": Strs}, trigger_inputs=["flag", None]),
+    }).init_pipeline()
+    with pytest.raises(InputValueError, match="steps"):
+        pipe(flag=None, size=1, steps=0)  # after a None and after an accepted value
+    pipe(size="big")  # refused by Ints, taken by Strs: not refused

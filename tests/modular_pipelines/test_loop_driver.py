@@ -256,3 +256,24 @@ def test_loop_items_gets_the_components_of_the_call():
     pipe = FromComponents().init_pipeline()
     pipe.set_progress_bar_config(disable=True)
     assert pipe(timesteps=TIMESTEPS, latents=torch.zeros(1), output="latents").item() == 9.0
+
+
+def test_loop_inputs_as_a_list_or_a_property_read_on_the_class_or_on_an_instance():
+    from diffblocks.modular_pipelines.loop import DRIVER_INPUTS
+
+    driver = [p.name for p in DRIVER_INPUTS]
+
+    class Listed(Loop):
+        loop_intermediate_inputs = [InputParam("carry")]
+
+    class Computed(Loop):
+        @property
+        def loop_inputs(self):
+            return [InputParam("timesteps", required=True), InputParam("extra")]
+
+    def names(params):
+        return [p.name for p in params]
+
+    assert names(Listed.loop_inputs) == names(Listed().loop_inputs) == ["timesteps", "carry", *driver]
+    assert isinstance(Computed.loop_inputs, property)  # on the class: the property itself, as Python gives it
+    assert names(Computed().loop_inputs) == ["timesteps", "extra", *driver]
