@@ -229,6 +229,8 @@ def test_before_any_step_a_guider_is_in_its_window():
     assert guider.num_conditions == 2  # no step set yet: in every window
     guider.set_state(0, 10, torch.tensor(999))
     assert guider.num_conditions == 1
+    guider.reset()  # a new call: no step set again
+    assert guider.num_conditions == 2
 
 
 def test_a_per_call_copy_shares_the_models_it_reaches_copies_the_rest_and_survives_cycles():

@@ -174,3 +174,26 @@ def test_branches_with_equal_defaults_that_are_not_the_same_object_keep_the_defa
     auto = AutoPipelineBlocks.from_blocks_dict({"a": A, "b": B}, trigger_inputs=["mask", None])
     [param] = [p for p in auto.inputs if p.name == "sizes"]
     assert param.default == [512, 512] and param.metadata is None  # a plain param: no per-workflow variants
+
+
+def test_branches_with_tensor_defaults_claim_none_and_a_param_keeps_its_own_metadata():
+    import torch
+
+    A = make_block("A", inputs=[InputParam("noise", default=torch.zeros(2), metadata={"widget": "tensor"})])
+    B = make_block("B", inputs=[InputParam("noise", default=torch.ones(2))])
+    auto = AutoPipelineBlocks.from_blocks_dict({"a": A, "b": B}, trigger_inputs=["mask", None])
+    [param] = [p for p in auto.inputs if p.name == "noise"]
+    assert not param.has_default and len(variants(param)) == 2  # tensors: only the same object is the same
+    assert param.metadata["widget"] == "tensor"
+
+
+@pytest.mark.parametrize("declared", [{"required": True}, {"default": 2}])
+def test_a_conditional_declaration_completed_by_a_later_plain_one_becomes_a_plain_param(declared):
+    Reads = make_block("Reads", inputs=[InputParam("x", metadata={"widget": "slider"}, **declared)])
+    Later = make_block("Later", inputs=[InputParam("x", **declared)])
+    auto = AutoPipelineBlocks.from_blocks_dict({"t": Reads}, trigger_inputs=["t"])  # reads x only when t is given
+    assert next(p for p in auto.inputs if p.name == "x").metadata  # per-workflow variants
+    blocks = SequentialPipelineBlocks.from_blocks_dict({"auto": auto, "later": Later})
+    [param] = [p for p in blocks.inputs if p.name == "x"]
+    assert param == InputParam("x", **declared)  # the same in every workflow: no variants left
+    assert dict(param.metadata) == {"widget": "slider"}  # its own metadata kept, the variants dropped
