@@ -175,3 +175,35 @@ def test_per_call_copies_of_a_multistep_solver_keep_their_own_history():
     third = shared.for_call()
     third.step(torch.randn(SHAPE), third.timesteps[0], sample)
     assert shared.step_index is None and all(out is None for out in shared.model_outputs)
+
+
+@pytest.mark.parametrize("name", ["DDPMScheduler", "DDIMScheduler"])
+def test_get_velocity_is_the_v_prediction_target_as_in_diffusers(name):
+    ours, theirs = make_pair(name, SD)
+    sample = torch.randn(SHAPE, generator=torch.Generator().manual_seed(0))
+    noise = torch.randn(SHAPE, generator=torch.Generator().manual_seed(1))
+    timesteps = torch.tensor([999, 10])
+    assert_close(ours.get_velocity(sample, noise, timesteps), theirs.get_velocity(sample, noise, timesteps), "v")
+
+
+def test_set_shift_changes_the_later_schedules_as_in_diffusers():
+    ours, theirs = make_pair("FlowMatchEulerDiscreteScheduler", {})
+    ours.set_shift(3.0)
+    theirs.set_shift(3.0)
+    ours.set_timesteps(10)
+    theirs.set_timesteps(10)
+    assert torch.equal(ours.timesteps, theirs.timesteps) and torch.equal(ours.sigmas, theirs.sigmas)
+    unshifted = SCHEDULERS["FlowMatchEulerDiscreteScheduler"]()
+    unshifted.set_timesteps(10)
+    assert not torch.equal(ours.sigmas, unshifted.sigmas)
+
+
+@pytest.mark.parametrize("update", ["karras", "vp"])
+def test_the_update_functions_refuse_an_unknown_prediction_type_naming_it(update):
+    from diffblocks.components.schedulers.updates import karras_denoised, vp_denoised
+
+    x = torch.zeros(1)
+    with pytest.raises(ConfigError, match=r": config 'prediction_type' expects one of epsilon, sample, v_prediction, "
+                                          r"got 'nope'$") as err:
+        karras_denoised("nope", x, x, x) if update == "karras" else vp_denoised("nope", x, x, x, "Mine")
+    assert str(err.value).startswith("EulerDiscreteScheduler:" if update == "karras" else "Mine:")

@@ -183,3 +183,47 @@ def test_a_kwargs_input_gets_every_value_tagged_with_its_group_and_only_changed_
 
 def test_a_default_of_none_is_no_default():
     assert not InputParam("x", default=None).has_default and InputParam("x", default=None) == InputParam("x")
+
+
+def test_insertable_dict_update_setdefault_and_repr():
+    d = InsertableDict()
+    assert repr(d) == "InsertableDict()"
+    d.update({"a": 1}, b=2)
+    assert d.setdefault("c", 3) == 3 and d.setdefault("a", 9) == 1
+    assert list(d.items()) == [("a", 1), ("b", 2), ("c", 3)]
+    assert repr(d) == "InsertableDict(\n  0: ('a', 1)\n  1: ('b', 2)\n  2: ('c', 3)\n)"
+
+
+def test_a_copy_of_sub_blocks_is_its_own_and_still_refuses_non_blocks_in_the_owner_s_name():
+    from diffblocks.modular_pipelines.block import BlockDict
+
+    blocks = BlockDict("MyBlocks", [("first", make_block("First", inputs=["x"], outputs=["y"]))])
+    copy = blocks.copy()
+    copy.pop("first")
+    assert list(blocks) == ["first"] and isinstance(copy, BlockDict)
+    with pytest.raises(BlockDeclarationError, match="MyBlocks: sub-block 'second'"):
+        copy["second"] = 42
+
+
+def test_block_state_membership_no_default_and_the_base_call():
+    from diffblocks import ModularPipelineBlocks
+
+    assert "x" in BlockState(x=None) and "y" not in BlockState(x=1)
+    assert not NO_DEFAULT and repr(NO_DEFAULT) == "NO_DEFAULT"
+
+    class Unfinished(ModularPipelineBlocks):
+        pass
+
+    with pytest.raises(NotImplementedError, match=r"^Unfinished must implement __call__\(self, components, state\)$"):
+        Unfinished()(None, PipelineState())
+
+
+def test_call_components_show_what_they_hold():
+    import threading
+
+    from diffblocks.modular_pipelines.call import CallComponents
+
+    from types import SimpleNamespace
+
+    pipe = SimpleNamespace(_components={"unet": 1, "vae": 2}, components={"unet": 1, "vae": 2})
+    assert repr(CallComponents(pipe, threading.Event())) == "CallComponents(unet, vae)"
