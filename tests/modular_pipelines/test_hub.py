@@ -186,6 +186,10 @@ def test_push_passes_its_arguments_to_the_hub(tmp_path, monkeypatch):
     pipe.save_pretrained(tmp_path / "out", push_to_hub=True, repo_id="me/pipe")
     assert calls == [("api", None), ("create", "me/pipe", None, True),
                      ("upload", "me/pipe", str(tmp_path / "out"), None, "Upload with diffblocks")]
+    calls.clear()
+    pipe.push_to_hub("me/direct", token="hf_x", commit_message="straight up")  # saved in a temporary folder
+    assert [c[:2] for c in calls] == [("api", "hf_x"), ("create", "me/direct"), ("upload", "me/direct")]
+    assert calls[2][3:] == (None, "straight up")
 
 
 def serve_hub(monkeypatch, folders):

@@ -227,6 +227,22 @@ def test_fuse_lora_adds_the_adapter_at_its_weight_by_default():
     assert torch.allclose(pipe.unet(X), with_lora, atol=1e-6)
 
 
+def test_delete_adapters_removes_the_named_ones_from_every_model_and_refuses_unknown_names():
+    from diffblocks.components.errors import LoraError
+
+    pipe = lora_pipeline("unet", "text_encoder")
+    plain = pipe.unet(X)
+    pipe.loader.load_lora_weights(toy_lora("unet", "text_encoder"), adapter_name="a")
+    pipe.loader.load_lora_weights(toy_lora("unet", seed=1), adapter_name="b")
+    with pytest.raises(LoraError, match="^no LoRA adapter named c; loaded: a, b$"):
+        pipe.loader.delete_adapters(["a", "c"])  # one unknown: nothing deleted
+    assert pipe.loader.get_list_adapters() == {"unet": ["a", "b"], "text_encoder": ["a"]}
+    pipe.loader.delete_adapters("a")  # one name as a string
+    assert pipe.loader.get_list_adapters() == {"unet": ["b"]}  # gone from both models
+    pipe.loader.delete_adapters(["b"])
+    assert torch.allclose(pipe.unet(X), plain)
+
+
 @pytest.fixture
 def text_pipeline(monkeypatch):
     """Tokenizers and text encoders as markers; what the loader hands to load_textual_inversion is recorded."""
