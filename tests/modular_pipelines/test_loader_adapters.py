@@ -232,12 +232,12 @@ def test_delete_adapters_removes_the_named_ones_from_every_model_and_refuses_unk
 
     pipe = lora_pipeline("unet", "text_encoder")
     plain = pipe.unet(X)
-    pipe.loader.load_lora_weights(toy_lora("unet", "text_encoder"), adapter_name="a")
+    pipe.loader.load_lora_weights(toy_lora("unet", "text_encoder"), adapter_name="style")
     pipe.loader.load_lora_weights(toy_lora("unet", seed=1), adapter_name="b")
-    with pytest.raises(LoraError, match="^no LoRA adapter named c; loaded: a, b$"):
-        pipe.loader.delete_adapters(["a", "c"])  # one unknown: nothing deleted
-    assert pipe.loader.get_list_adapters() == {"unet": ["a", "b"], "text_encoder": ["a"]}
-    pipe.loader.delete_adapters("a")  # one name as a string
+    with pytest.raises(LoraError, match="^no LoRA adapter named c; loaded: b, style$"):
+        pipe.loader.delete_adapters(["style", "c"])  # one unknown: nothing deleted
+    assert pipe.loader.get_list_adapters() == {"unet": ["style", "b"], "text_encoder": ["style"]}
+    pipe.loader.delete_adapters("style")  # one name as a string
     assert pipe.loader.get_list_adapters() == {"unet": ["b"]}  # gone from both models
     pipe.loader.delete_adapters(["b"])
     assert torch.allclose(pipe.unet(X), plain)
