@@ -125,3 +125,17 @@ def test_branches_are_cut_in_contiguous_chunks_one_per_rank(world, names, chunks
     runner = object.__new__(GuidanceParallel)
     runner.world = world
     assert runner.chunks(names.split()) == chunks
+
+
+def test_the_pipeline_method_hands_its_process_group_on(monkeypatch):
+    from diffblocks import SequentialPipelineBlocks
+    from diffblocks.distributed import guidance
+    from diffblocks.presets import embedded_model_path, stable_diffusion
+
+    pipe = SequentialPipelineBlocks.from_blocks_dict(stable_diffusion.TEXT2IMAGE_BLOCKS).init_pipeline(
+        embedded_model_path())
+    seen = []
+    monkeypatch.setattr(guidance, "enable_guidance_parallel", lambda *args: seen.append(args))
+    pipe.enable_guidance_parallel()
+    pipe.enable_guidance_parallel(group="a subgroup")
+    assert seen == [(pipe, None), (pipe, "a subgroup")]
