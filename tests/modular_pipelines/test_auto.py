@@ -137,36 +137,23 @@ def test_an_auto_block_inside_a_loop_runs_its_choice_with_the_loop_arguments():
         nested.init_pipeline()(num_steps=2, boost="boom")  # the full path, however deep the loop is
 
 
-def test_an_auto_block_with_a_trigger_per_block_missing_says_how_many_of_each():
-    from toy_components import Count, Plus
-
-    from diffblocks.modular_pipelines.errors import BlockDeclarationError
-
-    class Uneven(AutoPipelineBlocks):
-        block_classes = [Count, Plus]
-        block_names = ["count", "plus"]
-        block_trigger_inputs = ["x"]
-
-    with pytest.raises(BlockDeclarationError) as caught:
-        Uneven()
-    assert str(caught.value) == ("Uneven: block_classes, block_names and block_trigger_inputs must have one entry per "
-                                 "block; got block_classes=2, block_names=2, block_trigger_inputs=1")
-
-
-def test_a_sequence_with_more_classes_than_names_says_how_many_of_each():
+@pytest.mark.parametrize("kind, declared, counts", [
+    ("auto", {"block_names": ["count", "plus"], "block_trigger_inputs": ["x"]},
+     "block_classes=2, block_names=2, block_trigger_inputs=1"),
+    ("sequence", {"block_names": ["count"]}, "block_classes=2, block_names=1"),
+])
+def test_uneven_declarations_say_how_many_of_each(kind, declared, counts):
     from toy_components import Count, Plus
 
     from diffblocks import SequentialPipelineBlocks
     from diffblocks.modular_pipelines.errors import BlockDeclarationError
 
-    class Uneven(SequentialPipelineBlocks):
-        block_classes = [Count, Plus]
-        block_names = ["count"]
-
+    base = AutoPipelineBlocks if kind == "auto" else SequentialPipelineBlocks
+    uneven = type("Uneven", (base,), {"block_classes": [Count, Plus], **declared})
     with pytest.raises(BlockDeclarationError) as caught:
-        Uneven()
+        uneven()
     assert str(caught.value) == ("Uneven: block_classes, block_names and block_trigger_inputs must have one entry per "
-                                 "block; got block_classes=2, block_names=1")
+                                 f"block; got {counts}")
 
 
 def test_an_error_in_the_block_an_auto_block_chose_names_its_full_path():
