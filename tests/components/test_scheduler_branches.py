@@ -122,7 +122,10 @@ def test_euler_started_mid_schedule_finds_its_place_from_the_timestep():
 def test_ddim_takes_a_step_count_and_nothing_else(kwargs):
     with pytest.raises(ConfigError, match=r"^DDIMScheduler\.set_timesteps takes num_inference_steps only$"):
         SCHEDULERS["DDIMScheduler"]().set_timesteps(**kwargs)
-    with pytest.raises(ConfigError, match=r"^DDIMScheduler: "):
+
+
+def test_ddim_refuses_more_steps_than_training_timesteps_naming_itself():
+    with pytest.raises(ConfigError, match=r"^DDIMScheduler: num_inference_steps=2000 is more than the 1000 "):
         SCHEDULERS["DDIMScheduler"]().set_timesteps(2000)
 
 
