@@ -23,19 +23,21 @@ def default_data_dir() -> Path:
 
 
 def pick_devices(value: str) -> list[str]:
-    """``--device``: ``auto`` (every CUDA device, else the CPU) or a comma-separated list, each checked."""
-    import torch
+    """``--device``: ``auto`` (every CUDA device, else the CPU: decided when the workers start, so the server
+    answers before torch is imported) or a comma-separated list, each checked (``cpu`` without importing torch)."""
+    from ..server.settings import AUTO_DEVICES
 
-    from .choices import pick_device
-
-    if value == "auto":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        return [f"cuda:{i}" for i in range(count)] or ["cpu"]
+    if value == AUTO_DEVICES:
+        return [AUTO_DEVICES]
     devices = [name.strip() for name in value.split(",") if name.strip()]
     if not devices:
         raise FlagError.bad_value("--device", "auto, cpu, or a list like cuda:0,cuda:1", value)
     if len(set(devices)) != len(devices):
         raise FlagError.unusable("--device", value, "names a device twice")
+    if devices == ["cpu"]:
+        return devices
+    from .choices import pick_device
+
     return [pick_device(name) for name in devices]
 
 
@@ -99,7 +101,8 @@ def serve(args) -> int:
         raise ServerSetupError.missing_extra(err) from err
     settings = settings_from(args)
     host = f"[{args.host}]" if ":" in args.host else args.host
-    banner = (f"diffblocks serve: http://{host}:{args.port} (devices {', '.join(settings.devices)}; "
+    devices = "auto: every CUDA device, else the CPU" if settings.devices == ["auto"] else ", ".join(settings.devices)
+    banner = (f"diffblocks serve: http://{host}:{args.port} (devices {devices}; "
               f"jobs and images in {settings.data_dir})")
     if settings.queue:
         banner = (f"diffblocks serve: http://{host}:{args.port} (jobs, events and images in {settings.queue}; "

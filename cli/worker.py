@@ -69,7 +69,7 @@ def worker(args) -> int:
     for thread in pool.workers:
         thread.warm.wait()
     if pool.workers:  # printed once the model is loaded and jobs are taken, so a script may wait for this line
-        print(f"diffblocks worker: {', '.join(f'{device}@{queue.name}' for device in settings.devices)} "
+        print(f"diffblocks worker: {', '.join(f'{device}@{queue.name}' for device in pool.executors)} "
               f"taking jobs from {settings.queue}", flush=True)
     try:
         while pool.workers and not stop.wait(1.0):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+AUTO_DEVICES = "auto"
+
 
 @dataclass
 class ServerSettings:
@@ -12,7 +14,8 @@ class ServerSettings:
 
     Args:
         data_dir: holds ``jobs.sqlite`` (the queue and history) and ``artifacts/``; ``None`` makes a temporary one.
-        devices: one worker thread per device (``"cpu"``, ``"cuda:0"``, ...).
+        devices: one worker thread per device (``"cpu"``, ``"cuda:0"``, ...); ``["auto"]`` for every CUDA device, else
+            the CPU, decided when the workers start (so torch is imported after the server answers, not before).
         model: a model folder, Hub id or ``"embedded"`` to load at start, so the first job finds it loaded.
         allow_remote_code: let workflows load code from model repos (off unless the server is started so).
         cors_origins: origins allowed to call the API from a browser page served elsewhere (none by default).
@@ -45,3 +48,14 @@ class ServerSettings:
     preview_interval: float = 0.1
     queue: str | None = None
     lease_seconds: float = 30.0
+
+
+def resolve_devices(devices: list[str]) -> list[str]:
+    """``devices`` as the workers run on them: ``["auto"]`` becomes every CUDA device, else ``["cpu"]`` (this
+    imports torch); any other list is returned as it is."""
+    if list(devices) != [AUTO_DEVICES]:
+        return list(devices)
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return [f"cuda:{i}" for i in range(count)] or ["cpu"]

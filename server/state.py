@@ -15,7 +15,7 @@ from ..nodes.artifacts import ArtifactStore
 from .bus import EventBus
 from .outputs import OutputEncoder
 from .queue import Job, JobQueue
-from .settings import ServerSettings
+from .settings import ServerSettings, resolve_devices
 from .workers import WorkerPool
 
 
@@ -96,7 +96,7 @@ def worker_pool(settings: ServerSettings, engine, artifacts: ArtifactStore, queu
         return manager, {device: engine.executor(device, manager, artifacts, settings.cache_bytes,
                                                  settings.allow_remote_code, settings.previews,
                                                  settings.preview_interval)
-                         for device in settings.devices}
+                         for device in resolve_devices(settings.devices)}
 
     warmup = None
     if settings.model:
@@ -113,8 +113,9 @@ def job_snapshot(job: Job) -> dict[str, Any]:
     return {"job": job.id, "status": job.status, "priority": job.priority, "device": job.device}
 
 
-def server_state(request: Request) -> ServerState:
-    """FastAPI dependency: the running server's state."""
+async def server_state(request: Request) -> ServerState:
+    """FastAPI dependency: the running server's state (a coroutine: a plain function would be run in the thread
+    pool, a thread hop on every request)."""
     return request.app.state.server
 
 

@@ -37,8 +37,32 @@ def test_flags_become_settings(tmp_path):
     assert settings.cors_origins == ["http://a.example"] and settings.allow_remote_code is True
     assert settings.preview_interval == 0
     defaults = settings_from(build_parser().parse_args(["serve"]))
+    assert defaults.devices == ["auto"]  # decided when the workers start
     assert defaults.allow_remote_code is False and defaults.cors_origins == [] and defaults.model is None
     assert defaults.preview_interval == 0.1
+
+
+def test_auto_devices_are_every_cuda_device_else_the_cpu():
+    import torch
+
+    from diffblocks.server.settings import resolve_devices
+
+    cuda = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    assert resolve_devices(["auto"]) == (cuda or ["cpu"])
+    assert resolve_devices(["cpu", "cuda:1"]) == ["cpu", "cuda:1"]
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu"])
+def test_the_server_answers_before_torch_is_imported(device, tmp_path):
+    """Importing torch takes about a second: the flags, the app and the stored catalog need none of it (the
+    workers import it in a thread once the server answers)."""
+    code = (f"import sys; from diffblocks.cli import build_parser; from diffblocks.cli.serve import settings_from; "
+            f"from diffblocks.server import create_app; "
+            f"create_app(settings_from(build_parser().parse_args(['serve', '--device', {device!r}, "
+            f"'--data-dir', {str(tmp_path)!r}]))); print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def free_port():

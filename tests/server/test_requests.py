@@ -116,6 +116,14 @@ async def test_unknown_job_and_route(tmp_path):
         assert (await client.get("/api/jobs?status=weird")).status_code == 422
 
 
+async def test_auto_devices_are_decided_when_the_workers_start(tmp_path):
+    from diffblocks.server.settings import resolve_devices
+
+    async with fake_server(tmp_path, devices=["auto"]) as client:
+        info = (await client.get("/api/system")).json()
+        assert [row["device"] for row in info["devices"]] == resolve_devices(["auto"])
+
+
 async def test_system_and_free(tmp_path):
     async with fake_server(tmp_path) as client:
         manager = client.state.manager
