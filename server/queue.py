@@ -35,6 +35,10 @@ ACTIVE = ("queued", "running")
 FINISHED = ("done", "failed", "cancelled")
 
 
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
 @dataclass
 class Job:
     """One job as stored: its workflow, where it stands, and (once finished) its result or error."""
@@ -76,9 +80,10 @@ class JobQueue:
             self._db.executescript(_SCHEMA)
             self._db.execute("UPDATE jobs SET status = 'queued', started = NULL, device = NULL WHERE status = 'running'")
 
-    def submit(self, workflow: dict[str, Any], priority: int = 0) -> Job:
-        """Queue ``workflow``; returns the new job (status ``queued``)."""
-        job = Job(id=uuid.uuid4().hex, status="queued", priority=int(priority), workflow=workflow, created=time.time())
+    def submit(self, workflow: dict[str, Any], priority: int = 0, job_id: str | None = None) -> Job:
+        """Queue ``workflow`` (as ``job_id``, or a new id); returns the new job (status ``queued``)."""
+        job = Job(id=job_id or new_job_id(), status="queued", priority=int(priority), workflow=workflow,
+                  created=time.time())
         with self._ready:
             self._db.execute("INSERT INTO jobs (id, status, priority, workflow, created) VALUES (?, ?, ?, ?, ?)",
                              (job.id, job.status, job.priority, json.dumps(workflow), job.created))

@@ -25,7 +25,7 @@ from typing import Any
 
 import redis
 
-from .queue import ACTIVE, FINISHED, Job
+from .queue import ACTIVE, FINISHED, Job, new_job_id
 
 logger = logging.getLogger("diffblocks.server")
 
@@ -133,9 +133,10 @@ class RedisJobQueue:
     def _run(self, script: str, *args: Any):
         return self._scripts[script](args=[self.prefix, *args])
 
-    def submit(self, workflow: dict[str, Any], priority: int = 0) -> Job:
-        """Queue ``workflow``; returns the new job (status ``queued``)."""
-        job = Job(id=uuid.uuid4().hex, status="queued", priority=int(priority), workflow=workflow, created=time.time())
+    def submit(self, workflow: dict[str, Any], priority: int = 0, job_id: str | None = None) -> Job:
+        """Queue ``workflow`` (as ``job_id``, or a new id); returns the new job (status ``queued``)."""
+        job = Job(id=job_id or new_job_id(), status="queued", priority=int(priority), workflow=workflow,
+                  created=time.time())
         self._run("submit", job.id, job.priority, json.dumps(workflow), repr(job.created))
         return job
 

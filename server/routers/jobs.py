@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Query
 from ...components.errors.nodes import WorkflowError
 from ...components.errors.server import JobError
 from ..models import CancelResponse, JobCreated, JobInfo, JobList, JobRequest, JobStatus, JobSummary
-from ..queue import Job
+from ..queue import Job, new_job_id
 from ..state import ServerState, server_state
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -21,9 +21,16 @@ async def submit(body: JobRequest, state: ServerState = Depends(server_state)) -
     errors = state.engine.validate(workflow)
     if errors:
         raise WorkflowError(errors)
-    job = state.queue.submit(workflow, body.priority)
-    state.bus.publish({"type": "job.queued", "job": job.id, "node": None, "priority": job.priority})
-    return JobCreated(job=job.id)
+    # announced before it can be claimed, so job.queued always comes before the worker's job.started
+    job_id = new_job_id()
+    state.bus.publish({"type": "job.queued", "job": job_id, "node": None, "priority": body.priority})
+    try:
+        state.queue.submit(workflow, body.priority, job_id=job_id)
+    except Exception as err:  # the queue's storage failed: say so on the stream, then answer the error
+        state.bus.publish({"type": "job.failed", "job": job_id, "node": None, "input": None,
+                           "message": f"could not be queued: {type(err).__name__}: {err}"})
+        raise
+    return JobCreated(job=job_id)
 
 
 @router.get("", response_model=JobList, summary="Jobs, newest first")

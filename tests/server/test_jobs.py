@@ -1,6 +1,9 @@
 """Jobs over the fake engine: queue, run, outputs as JSON and artifacts, cache, failure, cancel, priority, restart."""
 
+import asyncio
 import io
+import json
+import time
 
 import pytest
 from PIL import Image
@@ -49,6 +52,43 @@ async def test_job_runs_and_its_events_come_in_order(tmp_path):
         png = await client.get(f"/api/artifacts/{sha}")
         assert png.status_code == 200 and png.headers["content-type"] == "image/png"
         assert Image.open(io.BytesIO(png.content)).getpixel((0, 0)) == (7, 100, 200)
+
+
+async def test_queued_comes_before_started_even_when_a_worker_claims_at_once(tmp_path):
+    """A worker may claim a job the moment it is stored, before the request that queued it goes on: here the
+    queue waits for the job to finish before ``submit`` returns, the widest such gap."""
+    async with fake_server(tmp_path) as client:
+        queue, events = client.state.queue, client.state.bus.subscribe()
+        submit_now = queue.submit
+
+        def submit_and_let_it_run(*args, **kwargs):
+            job = submit_now(*args, **kwargs)
+            deadline = time.monotonic() + 30
+            while queue.get(job.id).status != "done" and time.monotonic() < deadline:
+                time.sleep(0.005)
+            return job
+
+        queue.submit = submit_and_let_it_run
+        job = await submit(client, IMAGE)
+        seen = [e["type"] for e in await events_until(events, job, "job.finished") if e["job"] == job]
+        assert seen[:2] == ["job.queued", "job.started"] and seen.count("job.queued") == 1
+
+
+async def test_a_queue_that_cannot_store_the_job_fails_it_on_the_stream(tmp_path):
+    async with fake_server(tmp_path) as client:
+        events = client.state.bus.subscribe()
+
+        def broken(*args, **kwargs):
+            raise OSError("disk full")
+
+        client.state.queue.submit = broken
+        with pytest.raises(OSError):
+            await client.post("/api/jobs", json={"workflow": IMAGE})
+        queued = json.loads(await asyncio.wait_for(events.get(), 10))
+        failed = json.loads(await asyncio.wait_for(events.get(), 10))
+        assert queued["type"] == "job.queued" and failed["type"] == "job.failed" and failed["job"] == queued["job"]
+        assert failed["message"] == "could not be queued: OSError: disk full"
+        assert (await client.get(f"/api/jobs/{queued['job']}")).status_code == 404
 
 
 async def test_identical_job_comes_from_the_cache_and_a_change_reruns_downstream(tmp_path):
