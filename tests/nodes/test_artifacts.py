@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from PIL import Image
@@ -28,6 +29,29 @@ def test_put_bytes_is_content_addressed(store):
     assert store.put_bytes(data) == sha  # stored once
     assert store.has(sha) and store.path(sha).read_bytes() == data
     assert store.media_type(sha) == "image/png"
+
+
+def test_puts_from_threads_store_each_image_once_and_leave_no_temporary_file(store):
+    images = [png_bytes(color=(i, 0, 0)) for i in range(12)]
+    with ThreadPoolExecutor(6) as pool:  # each image put by two threads at once, into folders not made yet
+        shas = list(pool.map(store.put_bytes, images + images))
+    assert shas == [hashlib.sha256(data).hexdigest() for data in images + images]
+    assert all(store.read_bytes(sha) == data for sha, data in zip(shas, images))
+    files = [path for path in store.root.rglob("*") if path.is_file()]
+    assert sorted(path.name for path in files) == sorted(set(shas))  # no ".incoming-" file left
+
+
+def test_a_failed_write_leaves_nothing_behind(store, monkeypatch):
+    def full_disk(fd, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.write", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        store.put_bytes(png_bytes())
+    monkeypatch.undo()
+    assert [path for path in store.root.rglob("*") if path.is_file()] == []
+    sha = store.put_bytes(png_bytes())  # and the next put works
+    assert store.read_bytes(sha) == png_bytes()
 
 
 def test_put_image_is_deterministic_and_roundtrips_pixels(store):
