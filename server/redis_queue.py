@@ -270,6 +270,10 @@ class RemotePool:
     def stop(self, timeout: float = 10.0) -> None:
         self.stopping = True
 
+    def interrupt(self, job_id: str) -> bool:
+        """No job runs in this process: False (``cancel_running`` asks the worker through Redis)."""
+        return False
+
     def cancel_running(self, job_id: str) -> None:
         """Ask the worker running ``job_id`` to interrupt it."""
         self.queue.request_cancel(job_id)

@@ -189,15 +189,25 @@ class WorkerPool:
         with self._lock:
             worker.current = None
 
+    def interrupt(self, job_id: str) -> bool:
+        """Set the cancel event of the worker running ``job_id`` now; False when none is (in memory only, so a
+        cancel reaches a running job before anything is read from the queue)."""
+        with self._lock:
+            return self._interrupt_locked(job_id)
+
     def cancel_running(self, job_id: str) -> None:
         """Interrupt ``job_id`` (known to be running): set its worker's cancel event, or remember the request
         for the moment a worker starts it."""
         with self._lock:
-            for worker in self.workers:
-                if worker.current == job_id:
-                    worker.cancel.set()
-                    return
-            self._cancel_requested.add(job_id)
+            if not self._interrupt_locked(job_id):
+                self._cancel_requested.add(job_id)
+
+    def _interrupt_locked(self, job_id: str) -> bool:
+        for worker in self.workers:
+            if worker.current == job_id:
+                worker.cancel.set()
+                return True
+        return False
 
     def running(self) -> dict[str, str | None]:
         """Device -> the job running there (None when idle)."""

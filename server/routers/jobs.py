@@ -52,6 +52,8 @@ async def get_job(job_id: str, state: ServerState = Depends(server_state)) -> Jo
 @router.delete("/{job_id}", response_model=CancelResponse, responses=_ERRORS,
                summary="Cancel a queued job, or interrupt a running one")
 async def cancel_job(job_id: str, state: ServerState = Depends(server_state)) -> CancelResponse:
+    if state.pool.interrupt(job_id):  # running here: stopped within the step it is in, before any query
+        return CancelResponse(job=job_id, status="cancelling")
     if state.queue.cancel_queued(job_id):
         state.bus.publish({"type": "job.cancelled", "job": job_id, "node": None})
         return CancelResponse(job=job_id, status="cancelled")

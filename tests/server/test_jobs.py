@@ -123,6 +123,21 @@ async def test_failing_node_fails_the_job_and_the_server_keeps_serving(tmp_path)
         assert (await client.get(f"/api/jobs/{ok}")).json()["status"] == "done"
 
 
+async def test_cancelling_a_running_job_reads_nothing_from_the_queue_first(tmp_path):
+    """The running job's worker is told at once: a query of a busy queue would let it run on meanwhile."""
+    async with fake_server(tmp_path) as client:
+        events = client.state.bus.subscribe()
+        running = await submit(client, workflow(w=("Wait", {})))
+        await events_until(events, running, "node.started")
+        queue, asked = client.state.queue, []
+        for name in ("cancel_queued", "get"):
+            method = getattr(queue, name)
+            setattr(queue, name, lambda *args, method=method, name=name: asked.append(name) or method(*args))
+        answer = await client.delete(f"/api/jobs/{running}")
+        assert answer.json() == {"job": running, "status": "cancelling"} and asked == []
+        await events_until(events, running, "job.cancelled")
+
+
 async def test_cancel_running_and_queued_jobs(tmp_path):
     async with fake_server(tmp_path) as client:
         events = client.state.bus.subscribe()
