@@ -91,6 +91,9 @@ class CountingLoop:
         self.wakes += 1
         return self.loop.call_soon_threadsafe(*args)
 
+    def call_later(self, *args):
+        return self.loop.call_later(*args)
+
 
 async def test_progress_comes_batched_and_lifecycle_events_at_once():
     loop = CountingLoop(asyncio.get_running_loop())
