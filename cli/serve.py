@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from ..components.errors import FlagError
@@ -110,20 +111,30 @@ def serve(args) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         banner += f"\ndiffblocks serve: listening on {args.host}: anyone who can reach it can run jobs"
 
+    app = create_app(settings)
+
     class Server(uvicorn.Server):
         async def startup(self, sockets=None):
             await super().startup(sockets=sockets)
             if self.started:  # the address is printed once it answers, so a script may wait for this line
                 print(banner, flush=True)
+                if settings.devices == ["auto"]:
+                    threading.Thread(target=say_devices, args=(app.state.server.pool,), daemon=True).start()
 
     # no per-message deflate: previews are PNGs already, and compressing every event costs the workers CPU
-    config = uvicorn.Config(create_app(settings), host=args.host, port=args.port, log_level="warning",
-                            ws_per_message_deflate=False)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", ws_per_message_deflate=False)
     try:
         Server(config).run()
     except KeyboardInterrupt:  # uvicorn shuts down cleanly, then raises the Ctrl-C again: that is the normal end
         pass
     return 0
+
+
+def say_devices(pool) -> None:
+    """Print the devices ``--device auto`` chose, once the workers run."""
+    pool.ready.wait()
+    if pool.executors:
+        print(f"diffblocks serve: workers on {', '.join(pool.executors)}", flush=True)
 
 
 def add_parser(commands) -> None:

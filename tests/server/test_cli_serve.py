@@ -86,3 +86,19 @@ def test_serve_prints_its_address_once_it_answers(tmp_path):
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0 and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_serve_with_auto_devices_says_which_it_chose_once_the_workers_run(tmp_path):
+    from diffblocks.server.settings import resolve_devices
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "diffblocks.cli", "serve", "--port", str(port),
+                             "--data-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "(devices auto: every CUDA device, else the CPU;" in proc.stdout.readline()
+        assert proc.stdout.readline() == f"diffblocks serve: workers on {', '.join(resolve_devices(['auto']))}\n"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in err
