@@ -145,24 +145,26 @@ def direct(jobs: int, steps: int, executor, first_seed: int) -> float:
 def paired(url: str, pid: int, executor, rounds: int, per: int, steps: int) -> dict[str, list[float]]:
     """Rounds of ``per`` jobs run directly, then ``per`` through the server (POST to job.finished on the
     WebSocket), new seeds each: wall seconds per job, CPU seconds per round (this process for the direct jobs,
-    the server's for the served ones), and for each served job the engine's own time inside the server (what
-    ``GET /api/jobs/{id}`` reports), so that what the server adds around the engine can be told apart from the
-    engine running slower next to it. Rounds alternate so that both sides see the same load on a shared machine."""
+    the server's for the served ones, and this process's meanwhile: the client's), and for each served job the
+    engine's own time inside the server (what ``GET /api/jobs/{id}`` reports), so that what the server adds
+    around the engine can be told apart from the engine running slower next to it. Rounds alternate so that
+    both sides see the same load on a shared machine."""
     out: dict[str, list[float]] = {"direct": [], "server": [], "engine": [], "direct_cpu": [], "server_cpu": [],
-                                   "messages": []}
+                                   "client_cpu": [], "messages": []}
     seed = 70_000
     with httpx.Client(base_url=url, timeout=60) as http, connect(url.replace("http", "ws") + "/api/events") as ws:
         for _ in range(rounds):
             cpu = cpu_seconds()
             out["direct"].extend(direct(1, steps, executor, seed + i) for i in range(per))
             out["direct_cpu"].append(cpu_seconds() - cpu)
-            jobs, cpu = [], cpu_seconds(pid)
+            jobs, cpu, client_cpu = [], cpu_seconds(pid), cpu_seconds()
             for i in range(per):
                 started = time.perf_counter()
                 jobs.append(http.post("/api/jobs", json={"workflow": workflow(seed + per + i, steps)}).json()["job"])
                 out["messages"].append(len(wait_for(ws, {jobs[-1]})))
                 out["server"].append(time.perf_counter() - started)
             out["server_cpu"].append(cpu_seconds(pid) - cpu)
+            out["client_cpu"].append(cpu_seconds() - client_cpu)
             out["engine"].extend(http.get(f"/api/jobs/{job}").json()["timings"]["seconds"] for job in jobs)
             seed += 2 * per
     return out
@@ -251,6 +253,9 @@ def main() -> None:
             proc.wait(60)
     engine = (direct_a + direct_b) / 2
     ms = {key: statistics.median(pairs[key]) * 1000 for key in ("direct", "server", "engine")}
+    jobs_each_way = len(pairs["server"])
+    server_extra = (sum(pairs["server_cpu"]) - sum(pairs["direct_cpu"])) / jobs_each_way * 1000
+    client_ms = sum(pairs["client_cpu"]) / jobs_each_way * 1000
     outside = statistics.median(served - engine_s for served, engine_s in zip(pairs["server"], pairs["engine"])) * 1000
     print(f"time to catalog after start     {catalog_seconds:8.2f} s     (target <= 2 s; ComfyUI 6.35 s); "
           f"first start ever (no stored catalog) {first_start:.2f} s")
@@ -269,6 +274,8 @@ def main() -> None:
     print(f"  the engine inside the server  {ms['engine']:8.2f} ms ({ms['engine'] - ms['direct']:+.2f} ms: events "
           f"and previews sent while it runs share the CPU with it; "
           f"{statistics.median(pairs['messages']):.0f} WebSocket messages per job)")
+    print(f"  CPU per job besides the engine: the server's {server_extra:.1f} ms, this client's {client_ms:.1f} ms "
+          f"(HTTP, WebSocket), both on the cores the engine fills")
     print(f"identical job, POST to finished {statistics.median(identical):8.2f} ms    median of {len(identical)} "
           f"(min {min(identical):.2f}; target <= 3 ms; ComfyUI 3.1 ms)")
     print(f"interrupt to job.cancelled      {stop['ms']:8.2f} ms    (DELETE answered in {stop['delete_ms']:.1f} ms; "
