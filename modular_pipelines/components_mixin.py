@@ -14,7 +14,8 @@ import typing
 from typing import Any, Iterable
 
 from ..components.spec import ComponentSpec
-from ..components.errors import ComponentLoadError, ComponentNotFoundError, ComponentTypeError, UnsupportedComponentError
+from ..components.errors import (ComponentLoadError, ComponentNotFoundError, ComponentTypeError, LoaderArgumentsError,
+                                 UnsupportedComponentError)
 from .params import type_name
 
 logger = logging.getLogger("diffblocks")
@@ -163,19 +164,23 @@ class ComponentsMixin:
     def load_components(self, names: str | Iterable[str] | None = None, torch_dtype=None, **kwargs: Any) -> None:
         """Load ``from_pretrained`` components (all not yet loaded, or ``names``).
 
-        Keyword arguments named after a component go to that component's loader only; others to all.
+        A keyword argument named after a component is a dict of arguments for that component's loader only
+        (anything else is refused before loading); other keyword arguments go to every loader.
         A component that fails leaves the others loaded; one ComponentLoadError then lists each failure.
         """
         if names is None:
             names = [n for n in self.pretrained_component_names if self._specs[n].repo is not None]
         elif isinstance(names, str):
             names = [names]
+        for name, value in kwargs.items():  # refused before anything loads
+            if name in self._specs and not isinstance(value, dict):
+                raise LoaderArgumentsError.not_a_dict(name, value)
         failures: dict[str, BaseException] = {}
         for name in names:
             if name not in self._specs:
                 raise ComponentNotFoundError.unknown_name(name, self._specs)
             spec = self._specs[name]
-            own = kwargs.get(name, {}) if isinstance(kwargs.get(name), dict) else {}
+            own = kwargs.get(name, {})
             shared = {k: v for k, v in kwargs.items() if k not in self._specs}
             if torch_dtype is not None:
                 shared.setdefault("torch_dtype", torch_dtype)

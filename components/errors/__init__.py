@@ -9,7 +9,7 @@ them from here."""
 
 from .base import closest, DiffblocksError, UsageError, FlagError  # noqa: F401
 from .blocks import BlockDeclarationError, PipelineValidationError, MissingInputError, InputTypeError, UnknownInputError, BlockExecutionError, OutputNotSetError, OutputNotFoundError, InputValueError, LoopInputMissingError, DuplicateKeyError  # noqa: F401
-from .components import ComponentError, ComponentNotFoundError, AmbiguousComponentError, ComponentLoadError, UnsupportedComponentError, NotInstantiableError, ComponentTypeError, UnknownComponentClassError, ModelInputError, DeviceError, GuiderError, AdapterError  # noqa: F401
+from .components import ComponentError, ComponentNotFoundError, AmbiguousComponentError, ComponentLoadError, UnsupportedComponentError, NotInstantiableError, ComponentTypeError, LoaderArgumentsError, UnknownComponentClassError, ModelInputError, DeviceError, GuiderError, AdapterError  # noqa: F401
 from .nodes import WorkflowError, NodeRunError, Interrupted, ArtifactError  # noqa: F401
 from .files import ReadOnlyConfigError, MissingFileError, CorruptedFileError, WeightsMismatchError, ConfigError, RemoteCodeError, HubUnreachableError  # noqa: F401
 from .server import ServerError, RequestError, JobError, ServerSetupError  # noqa: F401
@@ -30,6 +30,7 @@ __all__ = [
     "ComponentLoadError",
     "ComponentNotFoundError",
     "ComponentTypeError",
+    "LoaderArgumentsError",
     "ConfigError",
     "CorruptedFileError",
     "DeviceError",

@@ -78,6 +78,16 @@ class ComponentTypeError(ComponentError, TypeError):
         )
 
 
+class LoaderArgumentsError(ComponentError, TypeError):
+    """``load_components`` was given, under a component's name, something other than that loader's arguments."""
+
+    @classmethod
+    def not_a_dict(cls, name: str, value: object) -> "LoaderArgumentsError":
+        return cls(f"load_components: {name}= takes a dict of the arguments for loading '{name}' (e.g. "
+                   f"{name}={{'torch_dtype': torch.float16}}), got {format_value(value)} ({type(value).__name__}); "
+                   f"nothing was loaded. To set the component itself, use update_components({name}=...)")
+
+
 class UnknownComponentClassError(ComponentLoadError):
     """No config file of a component's folder names the class that loads it."""
 

@@ -147,5 +147,22 @@ def test_load_components_gives_shared_and_per_component_arguments_to_each_loader
         embedded_model_path())
     pipe.load_components(names=["vae", "unet"], torch_dtype=torch.float16, unet={"torch_dtype": torch.bfloat16})
     assert pipe.vae.dtype == torch.float16 and pipe.unet.dtype == torch.bfloat16  # its own arguments win
-    pipe.load_components(names="text_encoder", vae={"torch_dtype": torch.float16}, text_encoder=None)
-    assert pipe.text_encoder.dtype == torch.float32  # another's arguments, or a value that is no dict: not given
+    pipe.load_components(names="text_encoder", vae={"torch_dtype": torch.float16})
+    assert pipe.text_encoder.dtype == torch.float32  # another's arguments are not given
+
+
+@pytest.mark.parametrize("value", [None, "fp16"])
+def test_load_components_refuses_a_component_argument_that_is_not_a_dict_before_loading(value):
+    from diffblocks import SequentialPipelineBlocks
+    from diffblocks.components.errors import LoaderArgumentsError
+    from diffblocks.presets import embedded_model_path, stable_diffusion
+
+    pipe = SequentialPipelineBlocks.from_blocks_dict(stable_diffusion.TEXT2IMAGE_BLOCKS).init_pipeline(
+        embedded_model_path())
+    with pytest.raises(LoaderArgumentsError) as caught:
+        pipe.load_components(names=["vae", "text_encoder"], text_encoder=value)
+    assert str(caught.value) == (
+        f"load_components: text_encoder= takes a dict of the arguments for loading 'text_encoder' (e.g. "
+        f"text_encoder={{'torch_dtype': torch.float16}}), got {value!r} ({type(value).__name__}); nothing was "
+        f"loaded. To set the component itself, use update_components(text_encoder=...)")
+    assert pipe.vae is None and pipe.text_encoder is None  # nothing loaded
