@@ -8,7 +8,8 @@ POST /free; malformed JSON and a shell script uploaded as a PNG answered 4xx.
     python benchmarks/bench_server.py [--clients 8] [--jobs 40] [--steps 4]
 
 Starts ``diffblocks serve`` on a free port (CPU, a temporary data folder) and talks to it as clients would:
-HTTP for requests, one WebSocket per client for events.
+HTTP for requests, one WebSocket per client for events. The engine called directly runs in a second process
+started alike (this script with ``--direct-engine``), so that neither side has the other's start-up order.
 """
 
 from __future__ import annotations
@@ -134,18 +135,55 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def direct(jobs: int, steps: int, executor, first_seed: int) -> float:
-    """Seconds to run as many jobs (new seeds: nothing cached) on an Executor in this process, components loaded."""
-    started = time.perf_counter()
-    for i in range(jobs):
-        executor.run(workflow(first_seed + i, steps))
-    return time.perf_counter() - started
+class DirectEngine:
+    """The engine called directly, in a process of its own started like the server's (``--direct-engine``): both
+    sides then start, import and warm up alike. (Run inside this process, next to the clients' threads, the
+    same engine came out 4 % faster or slower than the server's depending on which process warmed up first.)"""
+
+    def __init__(self):
+        self.proc = subprocess.Popen([sys.executable, __file__, "--direct-engine"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"the direct engine exited with {self.proc.wait()} before it was ready")
+        self.pid = self.proc.pid
+
+    def run(self, jobs: int, steps: int, first_seed: int) -> float:
+        """Seconds to run ``jobs`` jobs (new seeds: nothing cached) there, one after another."""
+        self.proc.stdin.write(f"{jobs} {steps} {first_seed}\n")
+        self.proc.stdin.flush()
+        return float(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(60)
 
 
-def paired(url: str, pid: int, executor, rounds: int, per: int, steps: int) -> dict[str, list[float]]:
+def serve_direct_engine() -> None:
+    """``--direct-engine``: an ``Executor`` with the server's engine settings, its components loaded, running
+    ``JOBS STEPS FIRST_SEED`` lines from stdin and answering each with the seconds they took."""
+    from diffblocks.nodes import Executor
+    from diffblocks.server import ServerSettings
+
+    executor = Executor(preview_interval=ServerSettings().preview_interval)
+    executor.run(workflow(90_000, 4))  # load the model
+    print("ready", flush=True)
+    for line in sys.stdin:
+        jobs, steps, first_seed = map(int, line.split())
+        started = time.perf_counter()
+        for i in range(jobs):
+            executor.run(workflow(first_seed + i, steps))
+        print(time.perf_counter() - started, flush=True)
+
+
+def direct(jobs: int, steps: int, engine: DirectEngine, first_seed: int) -> float:
+    """Seconds to run as many jobs (new seeds: nothing cached) on the engine directly, components loaded."""
+    return engine.run(jobs, steps, first_seed)
+
+
+def paired(url: str, pid: int, engine: DirectEngine, rounds: int, per: int, steps: int) -> dict[str, list[float]]:
     """Rounds of ``per`` jobs run directly, then ``per`` through the server (POST to job.finished on the
-    WebSocket), new seeds each: wall seconds per job, CPU seconds per round (this process for the direct jobs,
-    the server's for the served ones, and this process's meanwhile: the client's), and for each served job the
+    WebSocket), new seeds each: wall seconds per job, CPU seconds per round (the direct engine's process for the
+    direct jobs, the server's for the served ones, and this process's meanwhile: the client's), and for each served job the
     engine's own time inside the server (what ``GET /api/jobs/{id}`` reports), so that what the server adds
     around the engine can be told apart from the engine running slower next to it. Rounds alternate so that
     both sides see the same load on a shared machine."""
@@ -154,9 +192,9 @@ def paired(url: str, pid: int, executor, rounds: int, per: int, steps: int) -> d
     seed = 70_000
     with httpx.Client(base_url=url, timeout=60) as http, connect(url.replace("http", "ws") + "/api/events") as ws:
         for _ in range(rounds):
-            cpu = cpu_seconds()
-            out["direct"].extend(direct(1, steps, executor, seed + i) for i in range(per))
-            out["direct_cpu"].append(cpu_seconds() - cpu)
+            cpu = cpu_seconds(engine.pid)
+            out["direct"].extend(direct(1, steps, engine, seed + i) for i in range(per))
+            out["direct_cpu"].append(cpu_seconds(engine.pid) - cpu)
             jobs, cpu, client_cpu = [], cpu_seconds(pid), cpu_seconds()
             for i in range(per):
                 started = time.perf_counter()
@@ -218,10 +256,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=12, help="rounds of jobs run one at a time, direct then served")
     parser.add_argument("--per-round", type=int, default=3, help="jobs each way per round")
     parser.add_argument("--round-steps", type=int, default=20, help="steps of those jobs (ComfyUI was measured at 20)")
+    parser.add_argument("--direct-engine", action="store_true", help="(for this script) be the direct engine's process")
     args = parser.parse_args()
-    from diffblocks.nodes import Executor
-    from diffblocks.server import ServerSettings
-
+    if args.direct_engine:
+        return serve_direct_engine()
     load_start = os.getloadavg()[0]
 
     with tempfile.TemporaryDirectory() as data_dir:
@@ -229,26 +267,27 @@ def main() -> None:
         proc.terminate()
         proc.wait(60)
         proc, url, catalog_seconds = start_server(data_dir)  # a restart: the stored catalog answers
+        engine_proc = DirectEngine()
         try:
             with httpx.Client(base_url=url, timeout=120) as http, connect(url.replace("http", "ws") + "/api/events") as ws:
                 wait_for(ws, {http.post("/api/jobs", json={"workflow": workflow(0, args.steps)}).json()["job"]})
-            executor = Executor(preview_interval=ServerSettings().preview_interval)  # the server's engine settings
-            direct(2, args.steps, executor, 90_000)  # load and warm up
+            direct(2, args.steps, engine_proc, 90_000)  # warm up
             rss_before = rss(url)
-            cpu = cpu_seconds()
-            direct_a = direct(args.jobs, args.steps, executor, 50_000)
-            direct_cpu = cpu_seconds() - cpu
+            cpu = cpu_seconds(engine_proc.pid)
+            direct_a = direct(args.jobs, args.steps, engine_proc, 50_000)
+            direct_cpu = cpu_seconds(engine_proc.pid) - cpu
             cpu = cpu_seconds(proc.pid)
             load = load_test(url, args.clients, args.jobs, args.steps)
             load_cpu = cpu_seconds(proc.pid) - cpu
-            direct_b = direct(args.jobs, args.steps, executor, 60_000)
-            pairs = paired(url, proc.pid, executor, args.rounds, args.per_round, args.round_steps)
+            direct_b = direct(args.jobs, args.steps, engine_proc, 60_000)
+            pairs = paired(url, proc.pid, engine_proc, args.rounds, args.per_round, args.round_steps)
             rss_loaded = rss(url)
             freed = httpx.post(f"{url}/api/free", timeout=60).json()
             identical = identical_jobs(url)
             stop = interrupt(url)
             refused = refusals(url)
         finally:
+            engine_proc.close()
             proc.terminate()
             proc.wait(60)
     engine = (direct_a + direct_b) / 2
