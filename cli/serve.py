@@ -98,11 +98,13 @@ def serve(args) -> int:
         import uvicorn
 
         from ..server import create_app
+        from ..server.settings import AUTO_DEVICES
     except ImportError as err:
         raise ServerSetupError.missing_extra(err) from err
     settings = settings_from(args)
     host = f"[{args.host}]" if ":" in args.host else args.host
-    devices = "auto: every CUDA device, else the CPU" if settings.devices == ["auto"] else ", ".join(settings.devices)
+    auto = settings.devices == [AUTO_DEVICES]
+    devices = f"{AUTO_DEVICES}: every CUDA device, else the CPU" if auto else ", ".join(settings.devices)
     banner = (f"diffblocks serve: http://{host}:{args.port} (devices {devices}; "
               f"jobs and images in {settings.data_dir})")
     if settings.queue:
@@ -118,7 +120,7 @@ def serve(args) -> int:
             await super().startup(sockets=sockets)
             if self.started:  # the address is printed once it answers, so a script may wait for this line
                 print(banner, flush=True)
-                if settings.devices == ["auto"]:
+                if auto:
                     threading.Thread(target=say_devices, args=(app.state.server.pool,), daemon=True).start()
 
     # no per-message deflate: previews are PNGs already, and compressing every event costs the workers CPU
