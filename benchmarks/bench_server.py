@@ -175,25 +175,20 @@ def serve_direct_engine() -> None:
         print(time.perf_counter() - started, flush=True)
 
 
-def direct(jobs: int, steps: int, engine: DirectEngine, first_seed: int) -> float:
-    """Seconds to run as many jobs (new seeds: nothing cached) on the engine directly, components loaded."""
-    return engine.run(jobs, steps, first_seed)
-
-
 def paired(url: str, pid: int, engine: DirectEngine, rounds: int, per: int, steps: int) -> dict[str, list[float]]:
     """Rounds of ``per`` jobs run directly, then ``per`` through the server (POST to job.finished on the
-    WebSocket), new seeds each: wall seconds per job, CPU seconds per round (the direct engine's process for the
-    direct jobs, the server's for the served ones, and this process's meanwhile: the client's), and for each served job the
-    engine's own time inside the server (what ``GET /api/jobs/{id}`` reports), so that what the server adds
-    around the engine can be told apart from the engine running slower next to it. Rounds alternate so that
-    both sides see the same load on a shared machine."""
+    WebSocket), new seeds each: wall seconds per job, CPU seconds per round (the direct engine's process for
+    the direct jobs, the server's for the served ones, and this process's meanwhile: the client's), and for each
+    served job the engine's own time inside the server (what ``GET /api/jobs/{id}`` reports), so that what the
+    server adds around the engine can be told apart from the engine running slower next to it. Rounds alternate
+    so that both sides see the same load on a shared machine."""
     out: dict[str, list[float]] = {"direct": [], "server": [], "engine": [], "direct_cpu": [], "server_cpu": [],
                                    "client_cpu": [], "messages": []}
     seed = 70_000
     with httpx.Client(base_url=url, timeout=60) as http, connect(url.replace("http", "ws") + "/api/events") as ws:
         for _ in range(rounds):
             cpu = cpu_seconds(engine.pid)
-            out["direct"].extend(direct(1, steps, engine, seed + i) for i in range(per))
+            out["direct"].extend(engine.run(1, steps, seed + i) for i in range(per))
             out["direct_cpu"].append(cpu_seconds(engine.pid) - cpu)
             jobs, cpu, client_cpu = [], cpu_seconds(pid), cpu_seconds()
             for i in range(per):
@@ -271,15 +266,15 @@ def main() -> None:
         try:
             with httpx.Client(base_url=url, timeout=120) as http, connect(url.replace("http", "ws") + "/api/events") as ws:
                 wait_for(ws, {http.post("/api/jobs", json={"workflow": workflow(0, args.steps)}).json()["job"]})
-            direct(2, args.steps, engine_proc, 90_000)  # warm up
+            engine_proc.run(2, args.steps, 90_000)  # warm up
             rss_before = rss(url)
             cpu = cpu_seconds(engine_proc.pid)
-            direct_a = direct(args.jobs, args.steps, engine_proc, 50_000)
+            direct_a = engine_proc.run(args.jobs, args.steps, 50_000)
             direct_cpu = cpu_seconds(engine_proc.pid) - cpu
             cpu = cpu_seconds(proc.pid)
             load = load_test(url, args.clients, args.jobs, args.steps)
             load_cpu = cpu_seconds(proc.pid) - cpu
-            direct_b = direct(args.jobs, args.steps, engine_proc, 60_000)
+            direct_b = engine_proc.run(args.jobs, args.steps, 60_000)
             pairs = paired(url, proc.pid, engine_proc, args.rounds, args.per_round, args.round_steps)
             rss_loaded = rss(url)
             freed = httpx.post(f"{url}/api/free", timeout=60).json()
