@@ -91,25 +91,7 @@ class ArtifactStore:
         if media_type != "image/png":
             target.parent.mkdir(parents=True, exist_ok=True)
             target.with_suffix(".type").write_text(media_type)
-        # write then rename, so a reader never sees half a file under a valid id; in as few system calls as can
-        # be (a server stores a job's images between the engine's end and the job's last event)
-        tmp = target.parent / f".incoming-{uuid.uuid4().hex}"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileNotFoundError:  # the first artifact in its folder
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-            finally:
-                os.close(fd)
-            os.replace(tmp, target)
-        except BaseException:  # a full disk: no half-written file left behind
-            tmp.unlink(missing_ok=True)
-            raise
+        write_new(target, data)
         return sha
 
     def put_image(self, image: Image.Image) -> str:
@@ -148,3 +130,26 @@ class ArtifactStore:
         if not path.is_file():
             raise _kind(ArtifactError.missing(sha), "missing")
         return path.read_bytes()
+
+
+def write_new(target: Path, data: bytes) -> None:
+    """Write ``data`` to ``target``, making its folder if needed: written then renamed, so a reader never sees half
+    a file under a valid id, and in as few system calls as can be (a server stores a job's images between the
+    engine's end and the job's last event). A failed write (a full disk) leaves nothing behind."""
+    tmp = target.parent / f".incoming-{uuid.uuid4().hex}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileNotFoundError:  # the first file in its folder
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

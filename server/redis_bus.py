@@ -13,15 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Callable
 
 import redis
 
-from ..nodes.artifacts import ArtifactStore
+from ..nodes.artifacts import ArtifactStore, write_new
 from .bus import EventBus
 
 logger = logging.getLogger("diffblocks.server")
@@ -118,10 +116,7 @@ class RedisArtifactStore(ArtifactStore):
         data, media_type = self.redis.hmget(f"{self.prefix}:artifact:{sha}", ["data", "type"])
         if data is None or hashlib.sha256(data).hexdigest() != sha:
             return
-        target.parent.mkdir(parents=True, exist_ok=True)
         if media_type and media_type != b"image/png":
+            target.parent.mkdir(parents=True, exist_ok=True)
             target.with_suffix(".type").write_bytes(media_type)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")  # never half a file under an id
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, target)
+        write_new(target, data)
