@@ -175,17 +175,17 @@ class ComponentsMixin:
         for name, value in kwargs.items():  # refused before anything loads
             if name in self._specs and not isinstance(value, dict):
                 raise LoaderArgumentsError.not_a_dict(name, value)
+        for_all = {k: v for k, v in kwargs.items() if k not in self._specs}
+        if torch_dtype is not None:
+            for_all.setdefault("torch_dtype", torch_dtype)
         failures: dict[str, BaseException] = {}
         for name in names:
             if name not in self._specs:
                 raise ComponentNotFoundError.unknown_name(name, self._specs)
             spec = self._specs[name]
             own = kwargs.get(name, {})
-            shared = {k: v for k, v in kwargs.items() if k not in self._specs}
-            if torch_dtype is not None:
-                shared.setdefault("torch_dtype", torch_dtype)
             try:
-                component = self._shared(spec) or spec.load(**{**shared, **own})
+                component = self._shared(spec) or spec.load(**{**for_all, **own})
             except Exception as err:  # collected and raised together below
                 failures[name] = err
                 continue
