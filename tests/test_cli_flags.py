@@ -1,5 +1,6 @@
 """``diffblocks run`` flags on the embedded model: each gives the image the Python API gives for the same
-inputs (bitwise: the same computation, saved as PNG), and a different image than without it."""
+inputs (bitwise: the same computation on the CPU, saved as PNG; without --device the CLI would take
+CUDA where there is one), and a different image than without it."""
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ STEPS = 3
 def cli_pixels(capsys, tmp_path, *argv) -> np.ndarray:
     out = tmp_path / f"cli{len(list(tmp_path.iterdir()))}.png"
     code, _, err = run_cli(capsys, "run", "--prompt", "a handwritten digit seven", "--steps", str(STEPS),
-                           "--seed", "3", "--no-progress", "--out", str(out), *argv)
+                           "--seed", "3", "--no-progress", "--device", "cpu", "--out", str(out), *argv)
     assert code == 0, err
     return np.asarray(Image.open(out).convert("RGB"))
 

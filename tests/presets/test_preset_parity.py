@@ -186,3 +186,32 @@ def test_inpaint_padding_mask_crop_pastes_the_repainted_crop_back(request, famil
     assert np.abs(a - b).max() <= 1  # uint8 pixels, after the same overlay
     outside = np.asarray(make_mask()) == 0
     assert np.abs(a[outside] - np.asarray(make_image(), dtype=int)[outside]).max() <= 1  # unmasked pixels kept
+
+
+# float32 on CUDA: the same kernels on both sides but reductions may be ordered differently; float16 rounds each
+# layer's output to 11 bits, so the two pipelines' images are compared at 2e-3 (as the UNet's float16 test)
+CUDA_TOL = {torch.float32: 1e-4, torch.float16: 2e-3}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", CUDA_TOL, ids=str)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_text2image_on_cuda_matches_diffusers(request, family, dtype):
+    """Both pipelines moved to CUDA with their weights in ``dtype``; the noise comes from a CPU generator."""
+    import diffusers
+
+    fam = FAMILIES[family]
+    repo = request.getfixturevalue(fam.repo)
+    pipe = SequentialPipelineBlocks.from_blocks_dict(fam.preset.TEXT2IMAGE_BLOCKS).init_pipeline(repo)
+    pipe.load_components(torch_dtype=dtype)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.to("cuda")
+    reference = getattr(diffusers, fam.ref.format("")).from_pretrained(repo, torch_dtype=dtype).to("cuda")
+    reference.set_progress_bar_config(disable=True)
+    kwargs = dict(num_inference_steps=STEPS, output_type="pt", negative_prompt="blurry", **fam.extra)
+    a = pipe(prompt="a cat", generator=gen(), output="images", **kwargs)
+    b = reference("a cat", generator=gen(), guidance_scale=7.5, **kwargs).images
+    assert a.device.type == b.device.type == "cuda" and a.dtype == b.dtype
+    assert torch.isfinite(a).all()
+    diff = (a.float() - b.float()).abs().max().item()
+    assert diff <= CUDA_TOL[dtype], f"max abs diff {diff}"

@@ -148,6 +148,7 @@ def test_upload_an_image_and_run_image_to_image(server):
 
 def test_reconnecting_with_since_replays_what_was_missed(server):
     with connect(server.ws_url) as ws:
+        until(ws, submit(server, T2I))  # (run here too: with pytest-xdist this module's tests may be split)
         job = submit(server, T2I)  # identical: every node from the cache
         events = until(ws, job)
     assert events[-1]["cached"] == ["load", "t2i"]
