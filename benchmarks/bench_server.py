@@ -5,9 +5,9 @@ spends 12.4 ms per job outside the sampler; target <= 6 ms); an identical job ba
 stops within one step; 8 clients x 40 four-step jobs faster than 13.5 jobs/s with previews on; memory flat after
 POST /free; malformed JSON and a shell script uploaded as a PNG answered 4xx.
 
-    python benchmarks/bench_server.py [--clients 8] [--jobs 40] [--steps 4]
+    python benchmarks/bench_server.py [--clients 8] [--jobs 40] [--steps 4] [--device cpu|cuda:0]
 
-Starts ``diffblocks serve`` on a free port (CPU, a temporary data folder) and talks to it as clients would:
+Starts ``diffblocks serve`` on a free port (``--device``, a temporary data folder) and talks to it as clients would:
 HTTP for requests, one WebSocket per client for events. The engine called directly runs in a second process
 started alike (this script with ``--direct-engine``), so that neither side has the other's start-up order.
 """
@@ -45,11 +45,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(data_dir: str) -> tuple[subprocess.Popen, str, float]:
+def start_server(data_dir: str, device: str) -> tuple[subprocess.Popen, str, float]:
     """Start ``diffblocks serve``; returns the process, its URL and the seconds until GET /api/nodes answered."""
     port = free_port()
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "diffblocks.cli", "serve", "--port", str(port), "--device", "cpu",
+    proc = subprocess.Popen([sys.executable, "-m", "diffblocks.cli", "serve", "--port", str(port), "--device", device,
                              "--data-dir", data_dir], stdout=subprocess.PIPE, text=True)
     if not proc.stdout.readline():  # the banner, printed once the server answers
         raise RuntimeError(f"diffblocks serve exited with {proc.wait()} before answering")
@@ -140,8 +140,8 @@ class DirectEngine:
     sides then start, import and warm up alike. (Run inside this process, next to the clients' threads, the
     same engine came out 4 % faster or slower than the server's depending on which process warmed up first.)"""
 
-    def __init__(self):
-        self.proc = subprocess.Popen([sys.executable, __file__, "--direct-engine"], stdin=subprocess.PIPE,
+    def __init__(self, device: str):
+        self.proc = subprocess.Popen([sys.executable, __file__, "--direct-engine", "--device", device], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True)
         if self.proc.stdout.readline().strip() != "ready":
             raise RuntimeError(f"the direct engine exited with {self.proc.wait()} before it was ready")
@@ -158,13 +158,13 @@ class DirectEngine:
         self.proc.wait(60)
 
 
-def serve_direct_engine() -> None:
+def serve_direct_engine(device: str) -> None:
     """``--direct-engine``: an ``Executor`` with the server's engine settings, its components loaded, running
     ``JOBS STEPS FIRST_SEED`` lines from stdin and answering each with the seconds they took."""
     from diffblocks.nodes import Executor
     from diffblocks.server import ServerSettings
 
-    executor = Executor(preview_interval=ServerSettings().preview_interval)
+    executor = Executor(device=device, preview_interval=ServerSettings().preview_interval)
     executor.run(workflow(90_000, 4))  # load the model
     print("ready", flush=True)
     for line in sys.stdin:
@@ -251,18 +251,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=12, help="rounds of jobs run one at a time, direct then served")
     parser.add_argument("--per-round", type=int, default=3, help="jobs each way per round")
     parser.add_argument("--round-steps", type=int, default=20, help="steps of those jobs (ComfyUI was measured at 20)")
+    parser.add_argument("--device", default="cpu", help="where the server's worker and the direct engine run")
     parser.add_argument("--direct-engine", action="store_true", help="(for this script) be the direct engine's process")
     args = parser.parse_args()
     if args.direct_engine:
-        return serve_direct_engine()
+        return serve_direct_engine(args.device)
     load_start = os.getloadavg()[0]
 
     with tempfile.TemporaryDirectory() as data_dir:
-        proc, url, first_start = start_server(data_dir)  # builds the catalog and stores it
+        proc, url, first_start = start_server(data_dir, args.device)  # builds the catalog and stores it
         proc.terminate()
         proc.wait(60)
-        proc, url, catalog_seconds = start_server(data_dir)  # a restart: the stored catalog answers
-        engine_proc = DirectEngine()
+        proc, url, catalog_seconds = start_server(data_dir, args.device)  # a restart: the stored catalog answers
+        engine_proc = DirectEngine(args.device)
         try:
             with httpx.Client(base_url=url, timeout=120) as http, connect(url.replace("http", "ws") + "/api/events") as ws:
                 wait_for(ws, {http.post("/api/jobs", json={"workflow": workflow(0, args.steps)}).json()["job"]})
@@ -297,7 +298,7 @@ def main() -> None:
           f"{load['jobs'] / load['wall']:.1f} jobs/s (ComfyUI 13.5), {load['previews']} previews delivered")
     print(f"engine direct, as many jobs     {direct_a:8.2f} s, {direct_b:.2f} s (before, after the load): "
           f"{load['wall'] / engine:.3f} x the engine's time for the load test")
-    print(f"  in CPU time: server {load_cpu:.2f} s (8 clients, previews) / engine {direct_cpu:.2f} s = "
+    print(f"  in CPU time: server {load_cpu:.2f} s ({args.clients} clients, previews) / engine {direct_cpu:.2f} s = "
           f"{load_cpu / direct_cpu:.3f}")
     print(f"one job at a time, {args.round_steps} steps, medians of {len(pairs['server'])} each way:")
     print(f"  served, POST to job.finished  {ms['server']:8.2f} ms = {ms['server'] / ms['direct']:.3f} x the engine "
@@ -318,7 +319,8 @@ def main() -> None:
           f"{freed['rss_after'] / 2**20:.0f} MiB ({len(freed['removed_components'])} components dropped)")
     print(f"refusals                        {refused}")
     print(f"lost, duplicated or out-of-order events: {load['problems'] or 'none'}")
-    print(f"load average (1 min) at start / end: {load_start:.2f} / {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    print(f"load average (1 min) at start / end: {load_start:.2f} / {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; "
+          f"engine on {args.device}")
 
 
 if __name__ == "__main__":
