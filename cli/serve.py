@@ -24,8 +24,9 @@ def default_data_dir() -> Path:
 
 
 def pick_devices(value: str) -> list[str]:
-    """``--device``: ``auto`` (every CUDA device, else the CPU: decided when the workers start, so the server
-    answers before torch is imported) or a comma-separated list, each checked (``cpu`` without importing torch)."""
+    """``--device``: ``auto`` (every CUDA device, else the CPU) or a comma-separated list. Whether the devices
+    exist is checked when the workers start (``resolve_devices``): that needs torch and CUDA, seconds that the
+    server spends answering instead; ``serve`` stops with the error if one is missing."""
     from ..server.settings import AUTO_DEVICES
 
     if value == AUTO_DEVICES:
@@ -35,11 +36,7 @@ def pick_devices(value: str) -> list[str]:
         raise FlagError.bad_value("--device", "auto, cpu, or a list like cuda:0,cuda:1", value)
     if len(set(devices)) != len(devices):
         raise FlagError.unusable("--device", value, "names a device twice")
-    if devices == ["cpu"]:
-        return devices
-    from .choices import pick_device
-
-    return [pick_device(name) for name in devices]
+    return devices
 
 
 def check_queue(value: str | None) -> str | None:
@@ -114,14 +111,15 @@ def serve(args) -> int:
         banner += f"\ndiffblocks serve: listening on {args.host}: anyone who can reach it can run jobs"
 
     app = create_app(settings)
+    failed: list[Exception] = []
 
     class Server(uvicorn.Server):
         async def startup(self, sockets=None):
             await super().startup(sockets=sockets)
             if self.started:  # the address is printed once it answers, so a script may wait for this line
                 print(banner, flush=True)
-                if auto:
-                    threading.Thread(target=say_devices, args=(app.state.server.pool,), daemon=True).start()
+                threading.Thread(target=watch_workers, args=(app.state.server.pool, self, auto, failed),
+                                 daemon=True).start()
 
     # no per-message deflate: previews are PNGs already, and compressing every event costs the workers CPU
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", ws_per_message_deflate=False)
@@ -129,13 +127,19 @@ def serve(args) -> int:
         Server(config).run()
     except KeyboardInterrupt:  # uvicorn shuts down cleanly, then raises the Ctrl-C again: that is the normal end
         pass
+    if failed:
+        raise failed[0]
     return 0
 
 
-def say_devices(pool) -> None:
-    """Print the devices ``--device auto`` chose, once the workers run."""
+def watch_workers(pool, server, auto: bool, failed: list) -> None:
+    """Once the workers start: print the devices ``--device auto`` chose, or stop the server when they cannot
+    run as asked (a device this machine does not have), leaving the error in ``failed`` for ``serve`` to raise."""
     pool.ready.wait()
-    if pool.executors:
+    if isinstance(pool.error, ServerSetupError):
+        failed.append(pool.error)
+        server.should_exit = True
+    elif auto and pool.executors:
         print(f"diffblocks serve: workers on {', '.join(pool.executors)}", flush=True)
 
 

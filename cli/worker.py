@@ -66,6 +66,10 @@ def worker(args) -> int:
         signal.signal(signum, lambda *_: stop.set())
     pool.start()
     pool.ready.wait()
+    if isinstance(pool.error, ServerSetupError):  # a device this machine does not have
+        queue.close()
+        bus.close()
+        raise pool.error
     for thread in pool.workers:
         thread.warm.wait()
     if pool.workers:  # printed once the model is loaded and jobs are taken, so a script may wait for this line

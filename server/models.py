@@ -157,6 +157,8 @@ class SystemInfo(BaseModel):
     queue: QueueInfo
     clients: int = Field(description="WebSocket clients listening to /api/events")
     allow_remote_code: bool
+    workers_error: str | None = Field(None, description="why no worker runs (a device this machine lacks, say); "
+                                                        "null while they start or run")
 
 
 class FreeResponse(BaseModel):

@@ -260,6 +260,7 @@ class RemotePool:
 
     def __init__(self, queue: RedisJobQueue):
         self.queue, self.manager, self.executors, self.workers = queue, None, {}, []
+        self.error = None
         self.ready = threading.Event()
         self.ready.set()
         self.stopping = False

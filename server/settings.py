@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..components.errors import ServerSetupError
+
 AUTO_DEVICES = "auto"
 
 
@@ -51,11 +53,30 @@ class ServerSettings:
 
 
 def resolve_devices(devices: list[str]) -> list[str]:
-    """``devices`` as the workers run on them: ``["auto"]`` becomes every CUDA device, else ``["cpu"]`` (this
-    imports torch); any other list is returned as it is."""
-    if list(devices) != [AUTO_DEVICES]:
-        return list(devices)
+    """``devices`` as the workers run on them: ``["auto"]`` becomes every CUDA device, else ``["cpu"]``; any other
+    list is checked, each device one torch knows and this machine has (``ServerSetupError`` names the first that
+    is not). This imports torch and starts CUDA (seconds): the workers' start thread calls it, once the server
+    answers."""
     import torch
 
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    return [f"cuda:{i}" for i in range(count)] or ["cpu"]
+    if list(devices) == [AUTO_DEVICES]:
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return [f"cuda:{i}" for i in range(count)] or ["cpu"]
+    for name in devices:
+        _check_device(torch, name)
+    return list(devices)
+
+
+def _check_device(torch, name: str) -> None:
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError) as err:
+        raise ServerSetupError.bad_device(name, str(err).strip().splitlines()[0]) from err
+    if device.type != "cuda":
+        return
+    if not torch.cuda.is_available():
+        raise ServerSetupError.bad_device(name, "CUDA is not available on this machine")
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        raise ServerSetupError.bad_device(name, f"this machine has {count} CUDA device{'s' if count > 1 else ''} "
+                                                f"(cuda:0{f' to cuda:{count - 1}' if count > 1 else ''})")

@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Any, Callable
 
+from ..components.errors import UsageError
 from ..components.errors.nodes import Interrupted, NodeRunError, WorkflowError
 from .bus import EventBus
 from .outputs import OutputEncoder, preview_data_url
@@ -128,13 +129,15 @@ class WorkerPool:
 
     ``make_executors()`` returns the shared components manager and ``{device: executor}``; it runs in a thread
     at ``start``, so the server answers (the catalog, the queue) while torch and the models' code import.
-    ``ready`` is set once the workers run."""
+    ``ready`` is set once the workers run, or once it is known they cannot: ``error`` then says why
+    (``GET /api/system`` shows it; ``diffblocks serve`` stops with it)."""
 
     def __init__(self, make_executors: Callable[[], tuple[Any, dict[str, Any]]], queue: JobQueue, bus: EventBus,
                  encoder: OutputEncoder, previews: bool = True, warmup: dict[str, Any] | None = None):
         self.queue, self.bus, self.encoder, self.previews, self.warmup = queue, bus, encoder, previews, warmup
         self._make_executors = make_executors
         self.manager, self.executors, self.workers = None, {}, []
+        self.error: Exception | None = None  # why no worker runs, when make_executors failed
         self.ready = threading.Event()
         self._starter = threading.Thread(target=self._start_workers, name="diffblocks-start", daemon=True)
         self._lock = threading.Lock()
@@ -154,8 +157,10 @@ class WorkerPool:
                     self.workers = [Worker(device, executor, self) for device, executor in executors.items()]
                     for worker in self.workers:
                         worker.start()
-        except Exception:  # no worker runs; the server still answers, and jobs stay queued for the next start
-            logger.exception("the executors could not be made; no job will run")
+        except Exception as err:  # no worker runs; the server still answers, and jobs stay queued for the next start
+            self.error = err  # a UsageError (a device this machine lacks) is for the starter to report
+            if not isinstance(err, UsageError):
+                logger.exception("the executors could not be made; no job will run")
         finally:
             self.ready.set()
 

@@ -73,6 +73,10 @@ class ServerSetupError(ServerError):
                    f"pip install 'diffblocks[queue]'")
 
     @classmethod
+    def bad_device(cls, name: str, problem: str) -> "ServerSetupError":
+        return cls(f"--device {name}: {problem}")
+
+    @classmethod
     def queue_unreachable(cls, url: str, cause: BaseException) -> "ServerSetupError":
         return cls(f"--queue {url}: no Redis server answers there ({type(cause).__name__}: {cause}); "
                    f"start one (redis-server --port PORT) or fix the address")

@@ -32,7 +32,8 @@ async def system(state: ServerState = Depends(server_state)) -> dict[str, Any]:
             "cache": cache_total(state),
             "queue": {"queued": sum(job.status == "queued" for job in active),
                       "running": sum(job.status == "running" for job in active)},
-            "clients": state.bus.clients, "allow_remote_code": state.settings.allow_remote_code}
+            "clients": state.bus.clients, "allow_remote_code": state.settings.allow_remote_code,
+            "workers_error": str(state.pool.error) if state.pool.error is not None else None}
 
 
 @router.post("/free", response_model=FreeResponse,

@@ -14,7 +14,7 @@ from diffblocks.cli import main
 @pytest.mark.parametrize("argv, words", [
     (["--queue", "postgres://db"], "--queue must be sqlite"),
     (["--device", "cpu,cpu"], "--device cpu,cpu: names a device twice"),
-    (["--device", "tpu:0"], "--device tpu:0"),
+    (["--device", " , "], "--device must be auto, cpu, or a list"),
     (["--port", "0"], "--port must be a port number"),
     (["--model", "/no/such/folder"], "--model /no/such/folder: no such folder"),
     (["--preview-interval", "-1"], "--preview-interval must be a number of seconds, 0 or more"),
@@ -49,10 +49,32 @@ def test_auto_devices_are_every_cuda_device_else_the_cpu():
 
     cuda = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
     assert resolve_devices(["auto"]) == (cuda or ["cpu"])
-    assert resolve_devices(["cpu", "cuda:1"]) == ["cpu", "cuda:1"]
+    assert resolve_devices(["cpu", *cuda]) == ["cpu", *cuda]
 
 
-@pytest.mark.parametrize("device", ["auto", "cpu"])
+@pytest.mark.parametrize("devices, cuda_count, words", [
+    (["tpu:0"], 0, "--device tpu:0: Expected one of"),
+    (["cpu", "cuda:0"], 0, "--device cuda:0: CUDA is not available on this machine"),
+    (["cuda"], 0, "--device cuda: CUDA is not available on this machine"),
+    (["cuda:0", "cuda:1"], 1, "--device cuda:1: this machine has 1 CUDA device (cuda:0)"),
+    (["cuda:4"], 2, "--device cuda:4: this machine has 2 CUDA devices (cuda:0 to cuda:1)"),
+])
+def test_devices_the_machine_lacks_are_named(monkeypatch, devices, cuda_count, words):
+    import torch
+
+    from diffblocks.components.errors import ServerSetupError
+    from diffblocks.server.settings import resolve_devices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda_count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: cuda_count)
+    with pytest.raises(ServerSetupError) as refused:
+        resolve_devices(devices)
+    assert str(refused.value).startswith(words)
+    if cuda_count:
+        assert resolve_devices(devices[:1] if devices != ["cuda:4"] else ["cuda:1"])  # the ones it has pass
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda:0"])
 def test_the_server_answers_before_torch_is_imported(device, tmp_path):
     """Importing torch takes about a second: the flags, the app and the stored catalog need none of it (the
     workers import it in a thread once the server answers)."""
@@ -102,3 +124,19 @@ def test_serve_with_auto_devices_says_which_it_chose_once_the_workers_run(tmp_pa
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0 and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_serve_on_a_device_the_machine_lacks_answers_then_stops_with_one_error(tmp_path):
+    """The devices are checked once the server answers (torch and CUDA take seconds to start); one that is not
+    there stops it: a one-line error and exit code 2, as for any bad flag."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "diffblocks.cli", "serve", "--port", str(port), "--device", "tpu:0",
+                             "--data-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert out.startswith(f"diffblocks serve: http://127.0.0.1:{port} (devices tpu:0;")
+    assert proc.returncode == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("diffblocks: error: --device tpu:0: Expected one of")

@@ -148,6 +148,12 @@ def test_bad_queue_flags_are_one_line_errors(capsys, argv, words):
     assert err.startswith("diffblocks: error: ") and words in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_worker_on_a_device_the_machine_lacks_stops_with_one_error(capsys, url, tmp_path):
+    assert main(["worker", "--queue", url, "--device", "tpu:0", "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("diffblocks: error: --device tpu:0: Expected one of") and len(err.strip().splitlines()) == 1
+
+
 def test_serve_and_worker_flags_take_a_redis_url(url, tmp_path):
     from diffblocks.cli import build_parser, serve, worker
 

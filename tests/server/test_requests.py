@@ -124,6 +124,14 @@ async def test_auto_devices_are_decided_when_the_workers_start(tmp_path):
         assert [row["device"] for row in info["devices"]] == resolve_devices(["auto"])
 
 
+async def test_a_device_the_machine_lacks_is_reported_and_jobs_wait(tmp_path):
+    async with fake_server(tmp_path, devices=["cpu", "tpu:0"]) as client:
+        info = (await client.get("/api/system")).json()
+        assert info["devices"] == [] and info["workers_error"].startswith("--device tpu:0: Expected one of")
+        job = (await client.post("/api/jobs", json={"workflow": GOOD})).json()["job"]
+        assert (await client.get(f"/api/jobs/{job}")).json()["status"] == "queued"  # for a restart that can run it
+
+
 async def test_system_and_free(tmp_path):
     async with fake_server(tmp_path) as client:
         manager = client.state.manager
@@ -132,7 +140,7 @@ async def test_system_and_free(tmp_path):
         manager.add("unused", type("Unused", (), {})())
         info = (await client.get("/api/system")).json()
         assert info["devices"] == [{"device": "cpu", "job": None}]
-        assert info["memory"]["rss_bytes"] > 0 and info["allow_remote_code"] is False
+        assert info["memory"]["rss_bytes"] > 0 and info["allow_remote_code"] is False and info["workers_error"] is None
         assert sorted(c["class"] for c in info["components"]) == ["Kept", "Unused"]
         assert info["cache"] == {"entries": 0, "bytes": 0, "budget": 10_000}
         client.engine.executors[0].cache["x"] = {}
