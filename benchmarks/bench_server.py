@@ -30,13 +30,15 @@ import httpx
 from websockets.sync.client import connect
 
 TERMINAL = ("job.finished", "job.failed", "job.cancelled")
+SIZE: int | None = None  # --size: the images' side in pixels (None: the model's own, 32)
 
 
 def workflow(seed: int, steps: int) -> dict:
+    size = {"height": SIZE, "width": SIZE} if SIZE else {}
     return {"nodes": {
         "load": {"type": "LoadComponents", "inputs": {"repo": "embedded"}},
         "t2i": {"type": "preset:sd15-text2image", "inputs": {"components": {"node": "load", "output": "components"},
-                "prompt": "a handwritten digit seven", "num_inference_steps": steps, "seed": seed}}}}
+                "prompt": "a handwritten digit seven", "num_inference_steps": steps, "seed": seed, **size}}}}
 
 
 def free_port() -> int:
@@ -141,7 +143,8 @@ class DirectEngine:
     same engine came out 4 % faster or slower than the server's depending on which process warmed up first.)"""
 
     def __init__(self, device: str):
-        self.proc = subprocess.Popen([sys.executable, __file__, "--direct-engine", "--device", device], stdin=subprocess.PIPE,
+        size = ["--size", str(SIZE)] if SIZE else []
+        self.proc = subprocess.Popen([sys.executable, __file__, "--direct-engine", "--device", device, *size], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True)
         if self.proc.stdout.readline().strip() != "ready":
             raise RuntimeError(f"the direct engine exited with {self.proc.wait()} before it was ready")
@@ -252,8 +255,12 @@ def main() -> None:
     parser.add_argument("--per-round", type=int, default=3, help="jobs each way per round")
     parser.add_argument("--round-steps", type=int, default=20, help="steps of those jobs (ComfyUI was measured at 20)")
     parser.add_argument("--device", default="cpu", help="where the server's worker and the direct engine run")
+    parser.add_argument("--size", type=int, default=None, help="image side in pixels (default: the model's, 32); "
+                        "larger gives a GPU work to wait on")
     parser.add_argument("--direct-engine", action="store_true", help="(for this script) be the direct engine's process")
     args = parser.parse_args()
+    global SIZE
+    SIZE = args.size
     if args.direct_engine:
         return serve_direct_engine(args.device)
     load_start = os.getloadavg()[0]
@@ -320,7 +327,7 @@ def main() -> None:
     print(f"refusals                        {refused}")
     print(f"lost, duplicated or out-of-order events: {load['problems'] or 'none'}")
     print(f"load average (1 min) at start / end: {load_start:.2f} / {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; "
-          f"engine on {args.device}")
+          f"engine on {args.device}, images {SIZE or 32} px")
 
 
 if __name__ == "__main__":
