@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
+from ...components.errors import UsageError
 from ..memory import component_rows, cuda_memory, release_memory, rss_bytes, unused_components
 from ..models import FreeResponse, SystemInfo
 from ..state import ServerState, server_state
@@ -33,7 +34,13 @@ async def system(state: ServerState = Depends(server_state)) -> dict[str, Any]:
             "queue": {"queued": sum(job.status == "queued" for job in active),
                       "running": sum(job.status == "running" for job in active)},
             "clients": state.bus.clients, "allow_remote_code": state.settings.allow_remote_code,
-            "workers_error": str(state.pool.error) if state.pool.error is not None else None}
+            "workers_error": workers_error(state.pool.error)}
+
+
+def workers_error(error: Exception | None) -> str | None:
+    if error is None:
+        return None
+    return str(error) if isinstance(error, UsageError) else f"{type(error).__name__}: {error}"
 
 
 @router.post("/free", response_model=FreeResponse,

@@ -132,6 +132,18 @@ async def test_a_device_the_machine_lacks_is_reported_and_jobs_wait(tmp_path):
         assert (await client.get(f"/api/jobs/{job}")).json()["status"] == "queued"  # for a restart that can run it
 
 
+async def test_workers_that_fail_to_start_are_reported_with_the_error_type(tmp_path):
+    from fake_node_engine import FakeEngine
+
+    class Broken(FakeEngine):
+        def executor(self, *args, **kwargs):
+            raise RuntimeError("out of memory while loading")
+
+    async with fake_server(tmp_path, engine=Broken()) as client:
+        info = (await client.get("/api/system")).json()
+        assert info["devices"] == [] and info["workers_error"] == "RuntimeError: out of memory while loading"
+
+
 async def test_system_and_free(tmp_path):
     async with fake_server(tmp_path) as client:
         manager = client.state.manager
