@@ -67,6 +67,19 @@ def test_preset_workflow_equals_the_pipeline_call_bitwise(executor, pipe, sd_rep
     assert torch.equal(outputs["run"]["images"], reference(pipe, prompt="a dog", seed=3))
 
 
+@pytest.mark.gpu
+def test_preset_workflow_on_cuda_equals_the_pipeline_on_cuda_bitwise(sd_repo):
+    """The loader puts the models on the executor's device; the seed's generator stays on the CPU, as in the
+    pipeline call; previews are drawn from the CUDA latents."""
+    on_cuda = build_pipeline(stable_diffusion.TEXT2IMAGE_BLOCKS, sd_repo).to("cuda")
+    outputs, events = run(Executor(device="cuda", preview_every=1),
+                          preset_text2image(str(sd_repo), prompt="a dog", seed=3, steps=STEPS))
+    images = outputs["run"]["images"]
+    assert images.device.type == "cuda"
+    assert torch.equal(images, reference(on_cuda, prompt="a dog", seed=3))
+    assert sum(e["type"] == "node.preview" for e in events) == STEPS
+
+
 def test_image2image_from_an_uploaded_artifact_equals_the_pipeline(sd_repo, tmp_path):
     store = ArtifactStore(tmp_path)
     image = make_image(1)
