@@ -48,8 +48,12 @@ class Mode(enum.Enum):
 
 
 def fresh_block():
-    """Made per test: the schema of a param is cached per param object, so a test of how it is built needs
-    params no earlier schema has seen."""
+    """Made per test, with the schema caches emptied: a param's schema is cached per distinct declaration, so a
+    test of how it is built needs declarations no earlier schema has seen."""
+    from diffblocks.modular_pipelines import schema
+
+    schema._PROPERTIES.clear()
+    schema._DESCRIBABLE.clear()
 
     class Fresh(ModularPipelineBlocks):
         description = "fresh"
@@ -99,3 +103,24 @@ def test_each_kind_of_input_gets_its_exact_schema_fragment_and_the_cached_one_is
         again = block.input_schema()  # every param's schema now comes from the cache
     assert first == FRESH_SCHEMA and again == FRESH_SCHEMA
     assert list(first["properties"]) == [p.name for p in block.inputs]
+
+
+def test_blocks_declaring_the_same_input_share_its_schema_but_not_the_dicts():
+    class A(ModularPipelineBlocks):
+        inputs = [InputParam("steps", type_hint=int, default=4, description="how many")]
+
+    class B(ModularPipelineBlocks):
+        inputs = [InputParam("steps", type_hint=int, default=4, description="how many"),
+                  InputParam("other", type_hint=int, default=5, description="how many")]
+
+    class C(ModularPipelineBlocks):
+        inputs = [InputParam("steps", type_hint=int, default=8, description="how many")]
+
+    a = A().input_schema()
+    a["properties"]["steps"]["default"] = 99  # a caller's change stays in its own copy
+    a["properties"]["steps"]["anyOf"].append({"type": "string"})
+    b, c = B().input_schema(), C().input_schema()
+    assert b["properties"]["steps"] == {"anyOf": [{"type": "integer"}, {"type": "null"}], "default": 4,
+                                        "description": "how many", "title": "Steps"}
+    assert b["properties"]["other"]["default"] == 5 and b["properties"]["other"]["title"] == "Other"
+    assert c["properties"]["steps"]["default"] == 8  # another default is another declaration
