@@ -6,7 +6,10 @@ transformers' or diffusers' PEFT integrations, so the UNet and the text encoders
 
 Fusing does not add into the original weight: the fused weight is a new tensor and the original is kept, so
 unfusing and unloading give back the exact original tensors (and weight-sharing copies, as the node engine makes,
-never change the model they share weights with).
+never change the model they share weights with). A fused layer also steps out of the module tree, leaving its
+base module (with the fused weight) in its place: PEFT's wrapper would still cost a call of its own per layer,
+which on a GPU, where a step is mostly such calls, made a fused rank-64 LoRA on SD 1.5's 192 layers 15 % slower
+than no LoRA. Unfusing puts the wrappers back.
 """
 
 from __future__ import annotations
@@ -21,13 +24,15 @@ from .mapping import Target
 
 LOADED_ATTR = "_diffblocks_lora_adapters"  # adapter name -> the names of the modules it adapts
 _ORIGINAL = "_diffblocks_unfused_weight"
+_FUSED = "_diffblocks_fused_layers"  # name -> the PEFT layer a fused model holds outside its module tree
 
 
 def lora_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The PEFT LoRA layers in ``model``, by name."""
+    """The PEFT LoRA layers of ``model``, by name (those of a fused model too, which are outside its tree)."""
     from peft.tuners.lora import LoraLayer
 
-    return [(name, module) for name, module in model.named_modules() if isinstance(module, LoraLayer)]
+    fused = list(getattr(model, _FUSED, {}).items())
+    return fused + [(name, module) for name, module in model.named_modules() if isinstance(module, LoraLayer)]
 
 
 def loaded_adapters(model: nn.Module) -> list[str]:
@@ -99,7 +104,8 @@ def fuse(model: nn.Module, lora_scale: float = 1.0) -> None:
     if not lora_layers(model):
         return
     unfuse(model)
-    for _, layer in lora_layers(model):
+    fused = {}
+    for name, layer in lora_layers(model):
         base = layer.get_base_layer()
         layer.__dict__[_ORIGINAL] = base.weight  # in __dict__: kept, but not a parameter of the layer
         base.weight = nn.Parameter(base.weight.detach().clone(), requires_grad=False)
@@ -107,12 +113,20 @@ def fuse(model: nn.Module, lora_scale: float = 1.0) -> None:
         layer.scale_layer(lora_scale)
         layer.merge()
         layer.scaling.update(scaling)  # the adapters' own scales, exactly as before fusing
+        _place(model, name, base)
+        fused[name] = layer
+    object.__setattr__(model, _FUSED, fused)
     mark_changed(model)
 
 
 def unfuse(model: nn.Module) -> None:
-    """Give fused layers their original weight tensors back (no subtraction: bitwise the original)."""
+    """Give fused layers their original weight tensors back (no subtraction: bitwise the original), and their
+    places in the module tree."""
     restored = False
+    for name, layer in getattr(model, _FUSED, {}).items():
+        _place(model, name, layer)
+    if hasattr(model, _FUSED):
+        object.__delattr__(model, _FUSED)
     for _, layer in lora_layers(model):
         original = layer.__dict__.pop(_ORIGINAL, None)
         if original is not None:
@@ -159,5 +173,9 @@ def unload(model: nn.Module) -> None:
 
 
 def _restore(model: nn.Module, name: str, layer: nn.Module) -> None:
+    _place(model, name, layer.get_base_layer())
+
+
+def _place(model: nn.Module, name: str, module: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent_name), child, layer.get_base_layer())
+    setattr(model.get_submodule(parent_name), child, module)

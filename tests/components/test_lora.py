@@ -5,6 +5,7 @@ The pipelines' numbers against diffusers are in tests/presets/test_lora_parity.p
 
 import pytest
 import torch
+from peft.tuners.lora import LoraLayer
 from torch import nn
 from tiny_lora import to_sgm
 
@@ -85,11 +86,17 @@ def test_fuse_unfuse_unload_give_back_the_original_tensors_and_modules():
         plain = model(X)
         load(model, toy_lora())
         unfused = model(X)
+        active = lora.active_adapters(model)
         lora.fuse(model)
-        assert model.proj.base_layer.weight is not weight and torch.equal(weight, before)  # fused into a copy
+        assert model.proj.weight is not weight and torch.equal(weight, before)  # fused into a copy
+        # the PEFT wrappers step out of the tree: a fused step calls the plain modules, as without LoRA
+        assert model.proj is proj and not any(isinstance(m, LoraLayer) for m in model.modules())
+        assert lora.is_fused(model) and lora.active_adapters(model) == active
         assert torch.allclose(model(X), unfused, atol=1e-5)
         lora.unfuse(model)
+        assert isinstance(model.proj, LoraLayer) and model.proj.base_layer is proj
         assert model.proj.base_layer.weight is weight and torch.equal(model(X), unfused)
+        assert not lora.is_fused(model) and lora.active_adapters(model) == active
         lora.fuse(model)
         lora.unload(model)
         assert model.proj is proj and model.proj.weight is weight and model.conv.weight is conv_weight
