@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import socket
@@ -264,12 +265,15 @@ def main() -> None:
     if args.direct_engine:
         return serve_direct_engine(args.device)
     load_start = os.getloadavg()[0]
+    say = functools.partial(print, flush=True)  # each result as soon as it is measured: a run cut short keeps them
 
     with tempfile.TemporaryDirectory() as data_dir:
         proc, url, first_start = start_server(data_dir, args.device)  # builds the catalog and stores it
         proc.terminate()
         proc.wait(60)
         proc, url, catalog_seconds = start_server(data_dir, args.device)  # a restart: the stored catalog answers
+        say(f"time to catalog after start     {catalog_seconds:8.2f} s     (target <= 2 s; ComfyUI 6.35 s); "
+            f"first start ever (no stored catalog) {first_start:.2f} s")
         engine_proc = DirectEngine(args.device)
         try:
             with httpx.Client(base_url=url, timeout=120) as http, connect(url.replace("http", "ws") + "/api/events") as ws:
@@ -283,31 +287,45 @@ def main() -> None:
             load = load_test(url, args.clients, args.jobs, args.steps)
             load_cpu = cpu_seconds(proc.pid) - cpu
             direct_b = engine_proc.run(args.jobs, args.steps, 60_000)
-            pairs = paired(url, proc.pid, engine_proc, args.rounds, args.per_round, args.round_steps)
+            say_load(args, load, load_cpu, direct_a, direct_b, direct_cpu)
+            say_pairs(args, paired(url, proc.pid, engine_proc, args.rounds, args.per_round, args.round_steps))
             rss_loaded = rss(url)
             freed = httpx.post(f"{url}/api/free", timeout=60).json()
             identical = identical_jobs(url)
+            say(f"identical job, POST to finished {statistics.median(identical):8.2f} ms    median of {len(identical)} "
+                f"(min {min(identical):.2f}; target <= 3 ms; ComfyUI 3.1 ms)")
             stop = interrupt(url)
-            refused = refusals(url)
+            say(f"interrupt to job.cancelled      {stop['ms']:8.2f} ms    (DELETE answered in {stop['delete_ms']:.1f} "
+                f"ms; {stop['steps_after']} steps ran after it; {stop['status']})")
+            say(f"server RSS before / loaded / after POST /free: {rss_before / 2**20:.0f} / {rss_loaded / 2**20:.0f} / "
+                f"{freed['rss_after'] / 2**20:.0f} MiB ({len(freed['removed_components'])} components dropped)")
+            say(f"refusals                        {refusals(url)}")
+            say(f"lost, duplicated or out-of-order events: {load['problems'] or 'none'}")
         finally:
             engine_proc.close()
             proc.terminate()
             proc.wait(60)
+    say(f"load average (1 min) at start / end: {load_start:.2f} / {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; "
+        f"engine on {args.device}, images {SIZE or 32} px")
+
+
+def say_load(args, load: dict, load_cpu: float, direct_a: float, direct_b: float, direct_cpu: float) -> None:
     engine = (direct_a + direct_b) / 2
-    ms = {key: statistics.median(pairs[key]) * 1000 for key in ("direct", "server", "engine")}
-    jobs_each_way = len(pairs["server"])
-    server_extra = (sum(pairs["server_cpu"]) - sum(pairs["direct_cpu"])) / jobs_each_way * 1000
-    client_ms = sum(pairs["client_cpu"]) / jobs_each_way * 1000
-    outside = statistics.median(served - engine_s for served, engine_s in zip(pairs["server"], pairs["engine"])) * 1000
-    print(f"time to catalog after start     {catalog_seconds:8.2f} s     (target <= 2 s; ComfyUI 6.35 s); "
-          f"first start ever (no stored catalog) {first_start:.2f} s")
     print(f"{load['jobs']} jobs, {args.clients} clients, {args.steps} steps: {load['wall']:6.2f} s = "
           f"{load['jobs'] / load['wall']:.1f} jobs/s (ComfyUI 13.5), {load['previews']} previews delivered")
     print(f"engine direct, as many jobs     {direct_a:8.2f} s, {direct_b:.2f} s (before, after the load): "
           f"{load['wall'] / engine:.3f} x the engine's time for the load test")
     print(f"  in CPU time: server {load_cpu:.2f} s ({args.clients} clients, previews) / engine {direct_cpu:.2f} s = "
-          f"{load_cpu / direct_cpu:.3f}")
-    print(f"one job at a time, {args.round_steps} steps, medians of {len(pairs['server'])} each way:")
+          f"{load_cpu / direct_cpu:.3f}", flush=True)
+
+
+def say_pairs(args, pairs: dict[str, list[float]]) -> None:
+    ms = {key: statistics.median(pairs[key]) * 1000 for key in ("direct", "server", "engine")}
+    jobs_each_way = len(pairs["server"])
+    server_extra = (sum(pairs["server_cpu"]) - sum(pairs["direct_cpu"])) / jobs_each_way * 1000
+    client_ms = sum(pairs["client_cpu"]) / jobs_each_way * 1000
+    outside = statistics.median(served - engine_s for served, engine_s in zip(pairs["server"], pairs["engine"])) * 1000
+    print(f"one job at a time, {args.round_steps} steps, medians of {jobs_each_way} each way:")
     print(f"  served, POST to job.finished  {ms['server']:8.2f} ms = {ms['server'] / ms['direct']:.3f} x the engine "
           f"called directly ({ms['direct']:.2f} ms; target <= 1.05); CPU "
           f"{sum(pairs['server_cpu']) / sum(pairs['direct_cpu']):.3f} x")
@@ -317,18 +335,7 @@ def main() -> None:
           f"and previews sent while it runs share the CPU with it; "
           f"{statistics.median(pairs['messages']):.0f} WebSocket messages per job)")
     print(f"  CPU per job besides the engine: the server's {server_extra:.1f} ms, this client's {client_ms:.1f} ms "
-          f"(HTTP, WebSocket), both on the cores the engine fills")
-    print(f"identical job, POST to finished {statistics.median(identical):8.2f} ms    median of {len(identical)} "
-          f"(min {min(identical):.2f}; target <= 3 ms; ComfyUI 3.1 ms)")
-    print(f"interrupt to job.cancelled      {stop['ms']:8.2f} ms    (DELETE answered in {stop['delete_ms']:.1f} ms; "
-          f"{stop['steps_after']} steps ran after it; {stop['status']})")
-    print(f"server RSS before / loaded / after POST /free: {rss_before / 2**20:.0f} / {rss_loaded / 2**20:.0f} / "
-          f"{freed['rss_after'] / 2**20:.0f} MiB ({len(freed['removed_components'])} components dropped)")
-    print(f"refusals                        {refused}")
-    print(f"lost, duplicated or out-of-order events: {load['problems'] or 'none'}")
-    print(f"load average (1 min) at start / end: {load_start:.2f} / {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; "
-          f"engine on {args.device}, images {SIZE or 32} px")
-
+          f"(HTTP, WebSocket), both on the cores the engine fills", flush=True)
 
 if __name__ == "__main__":
     main()
