@@ -56,6 +56,7 @@ def test_auto_devices_are_every_cuda_device_else_the_cpu():
     (["tpu:0"], 0, "--device tpu:0: Expected one of", ["cpu"]),
     (["cpu", "cuda:0"], 0, "--device cuda:0: CUDA is not available on this machine", ["cpu"]),
     (["cuda"], 0, "--device cuda: CUDA is not available on this machine", ["cpu"]),
+    (["xpu:0"], 0, "--device xpu:0: XPU is not available on this machine", ["cpu"]),
     (["cuda:0", "cuda:1"], 1, "--device cuda:1: this machine has 1 CUDA device (cuda:0)", ["cuda", "cuda:0"]),
     (["cuda:4"], 2, "--device cuda:4: this machine has 2 CUDA devices (cuda:0 to cuda:1)", ["cpu", "cuda:1"]),
 ])
@@ -66,6 +67,7 @@ def test_devices_the_machine_lacks_are_named(monkeypatch, devices, cuda_count, w
     from diffblocks.server.settings import resolve_devices
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda_count > 0)
+    monkeypatch.setattr(torch.xpu, "is_available", lambda: False)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: cuda_count)
     with pytest.raises(ServerSetupError) as refused:
         resolve_devices(devices)
