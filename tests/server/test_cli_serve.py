@@ -94,11 +94,17 @@ def free_port():
         return sock.getsockname()[1]
 
 
+def serve_process(data_dir, *flags):
+    """``diffblocks serve`` on a free port with ``flags``, its output piped; returns the process and the port."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "diffblocks.cli", "serve", "--port", str(port), "--data-dir",
+                             str(data_dir), *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc, port
+
+
 @pytest.mark.slow
 def test_serve_prints_its_address_once_it_answers(tmp_path):
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "diffblocks.cli", "serve", "--port", str(port), "--device", "cpu",
-                             "--data-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc, port = serve_process(tmp_path, "--device", "cpu")
     try:
         line = proc.stdout.readline()
         assert line.startswith(f"diffblocks serve: http://127.0.0.1:{port} (devices cpu; jobs and images in {tmp_path})")
@@ -115,9 +121,7 @@ def test_serve_prints_its_address_once_it_answers(tmp_path):
 def test_serve_with_auto_devices_says_which_it_chose_once_the_workers_run(tmp_path):
     from diffblocks.server.settings import resolve_devices
 
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "diffblocks.cli", "serve", "--port", str(port),
-                             "--data-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc, _ = serve_process(tmp_path)
     try:
         assert "(devices auto: every CUDA device, else the CPU;" in proc.stdout.readline()
         assert proc.stdout.readline() == f"diffblocks serve: workers on {', '.join(resolve_devices(['auto']))}\n"
@@ -131,9 +135,7 @@ def test_serve_with_auto_devices_says_which_it_chose_once_the_workers_run(tmp_pa
 def test_serve_on_a_device_the_machine_lacks_answers_then_stops_with_one_error(tmp_path):
     """The devices are checked once the server answers (torch and CUDA take seconds to start); one that is not
     there stops it: a one-line error and exit code 2, as for any bad flag."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "diffblocks.cli", "serve", "--port", str(port), "--device", "tpu:0",
-                             "--data-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc, port = serve_process(tmp_path, "--device", "tpu:0")
     try:
         out, err = proc.communicate(timeout=120)
     finally:
