@@ -1,5 +1,6 @@
 """``diffblocks serve``: flags checked before anything starts, the address printed once it answers."""
 
+import contextlib
 import signal
 import socket
 import subprocess
@@ -102,33 +103,35 @@ def serve_process(data_dir, *flags):
     return proc, port
 
 
+@contextlib.contextmanager
+def serving(data_dir, *flags):
+    """``serve_process`` stopped with Ctrl-C at the end, which it must take as a normal end."""
+    proc, port = serve_process(data_dir, *flags)
+    try:
+        yield proc, port
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in err
+
+
 @pytest.mark.slow
 def test_serve_prints_its_address_once_it_answers(tmp_path):
-    proc, port = serve_process(tmp_path, "--device", "cpu")
-    try:
+    with serving(tmp_path, "--device", "cpu") as (proc, port):
         line = proc.stdout.readline()
         assert line.startswith(f"diffblocks serve: http://127.0.0.1:{port} (devices cpu; jobs and images in {tmp_path})")
         nodes = httpx.get(f"http://127.0.0.1:{port}/api/nodes", timeout=60).json()
         assert "LoadComponents" in nodes
         assert (tmp_path / "jobs.sqlite").is_file()
-    finally:
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0 and "Traceback" not in err
 
 
 @pytest.mark.slow
 def test_serve_with_auto_devices_says_which_it_chose_once_the_workers_run(tmp_path):
     from diffblocks.server.settings import resolve_devices
 
-    proc, _ = serve_process(tmp_path)
-    try:
+    with serving(tmp_path) as (proc, _):
         assert "(devices auto: every CUDA device, else the CPU;" in proc.stdout.readline()
         assert proc.stdout.readline() == f"diffblocks serve: workers on {', '.join(resolve_devices(['auto']))}\n"
-    finally:
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0 and "Traceback" not in err
 
 
 @pytest.mark.slow
