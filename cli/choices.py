@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..components.devices import device_problem
 from ..components.errors import FlagError
 
 # short name -> (guider class, extra arguments); layer-perturbing guiders perturb the UNet's mid-block layer 0
@@ -54,10 +55,7 @@ def pick_device(name: str | None) -> str:
 
     if name is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError) as err:
-        raise FlagError.failed("--device", name, err) from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise FlagError.unusable("--device", name, "CUDA is not available on this machine")
+    problem = device_problem(name)
+    if problem is not None:
+        raise FlagError.unusable("--device", name, problem)
     return name

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..components.devices import device_problem
 from ..components.errors import ServerSetupError
 
 AUTO_DEVICES = "auto"
@@ -63,32 +64,7 @@ def resolve_devices(devices: list[str]) -> list[str]:
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         return [f"cuda:{i}" for i in range(count)] or ["cpu"]
     for name in devices:
-        _check_device(torch, name)
+        problem = device_problem(name)
+        if problem is not None:
+            raise ServerSetupError.bad_device(name, problem)
     return list(devices)
-
-
-def _available(torch, kind: str) -> bool:
-    """Whether torch says this machine has the ``kind`` backend (``cuda``, ``mps``, ``xpu``, ...); True for one
-    it cannot ask about (the first job then says)."""
-    for module in (getattr(torch, kind, None), getattr(torch.backends, kind, None)):
-        is_available = getattr(module, "is_available", None)
-        if callable(is_available):
-            return bool(is_available())
-    return True
-
-
-def _check_device(torch, name: str) -> None:
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError) as err:
-        raise ServerSetupError.bad_device(name, str(err).strip().splitlines()[0]) from err
-    if device.type == "cpu":
-        return
-    if not _available(torch, device.type):
-        raise ServerSetupError.bad_device(name, f"{device.type.upper()} is not available on this machine")
-    if device.type != "cuda":
-        return
-    count = torch.cuda.device_count()
-    if device.index is not None and device.index >= count:
-        raise ServerSetupError.bad_device(name, f"this machine has {count} CUDA device{'s' if count > 1 else ''} "
-                                                f"(cuda:0{f' to cuda:{count - 1}' if count > 1 else ''})")

@@ -129,6 +129,9 @@ def test_cuda_without_cuda_is_refused_before_loading(capsys, tmp_path, no_model,
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     code, _, err = run_cli(capsys, *PROMPT, "--device", "cuda", "--out", str(tmp_path / "x.png"))
     assert_one_line_error(code, err, "--device cuda: CUDA is not available")
+    monkeypatch.setattr(torch.mps, "is_available", lambda: False)
+    code, _, err = run_cli(capsys, *PROMPT, "--device", "mps", "--out", str(tmp_path / "x.png"))
+    assert_one_line_error(code, err, "--device mps: MPS is not available")  # the check serve makes too
 
 
 # --- the pipeline's own checks, worded with flags -----------------------------------------------------
