@@ -5,7 +5,7 @@ spends 12.4 ms per job outside the sampler; target <= 6 ms); an identical job ba
 stops within one step; 8 clients x 40 four-step jobs faster than 13.5 jobs/s with previews on; memory flat after
 POST /free; malformed JSON and a shell script uploaded as a PNG answered 4xx.
 
-    python benchmarks/bench_server.py [--clients 8] [--jobs 40] [--steps 4] [--device cpu|cuda:0]
+    python benchmarks/bench_server.py [--clients 8] [--jobs 40] [--steps 4] [--device cpu|cuda:0] [--engine-process]
 
 Starts ``diffblocks serve`` on a free port (``--device``, a temporary data folder) and talks to it as clients would:
 HTTP for requests, one WebSocket per client for events. The engine called directly runs in a second process
@@ -32,6 +32,7 @@ from websockets.sync.client import connect
 
 TERMINAL = ("job.finished", "job.failed", "job.cancelled")
 SIZE: int | None = None  # --size: the images' side in pixels (None: the model's own, 32)
+SERVE_FLAGS: list[str] = []  # --engine-process passed on to diffblocks serve
 
 
 def workflow(seed: int, steps: int) -> dict:
@@ -53,7 +54,7 @@ def start_server(data_dir: str, device: str) -> tuple[subprocess.Popen, str, flo
     port = free_port()
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "diffblocks.cli", "serve", "--port", str(port), "--device", device,
-                             "--data-dir", data_dir], stdout=subprocess.PIPE, text=True)
+                             "--data-dir", data_dir, *SERVE_FLAGS], stdout=subprocess.PIPE, text=True)
     if not proc.stdout.readline():  # the banner, printed once the server answers
         raise RuntimeError(f"diffblocks serve exited with {proc.wait()} before answering")
     url = f"http://127.0.0.1:{port}"
@@ -129,13 +130,29 @@ def load_test(url: str, clients: int, jobs: int, steps: int) -> dict:
 
 
 def cpu_seconds(pid: int | None = None) -> float:
-    """CPU time (user + system, every thread) of process ``pid`` (this one when None): on a machine shared with
-    other work, a fairer measure of what the server costs than wall time."""
+    """CPU time (user + system, every thread) of process ``pid`` and its children (the engine's process, with
+    ``--engine-process``), or of this process when None: on a machine shared with other work, a fairer measure
+    of what the server costs than wall time."""
     if pid is None:
         return time.process_time()
-    with open(f"/proc/{pid}/stat") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for candidate in [pid, *children(pid)]:
+        try:
+            with open(f"/proc/{candidate}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:  # it ended meanwhile
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def children(pid: int) -> list[int]:
+    """The processes ``pid`` started (one level)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            return [int(child) for child in handle.read().split()]
+    except OSError:
+        return []
 
 
 class DirectEngine:
@@ -258,10 +275,13 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="where the server's worker and the direct engine run")
     parser.add_argument("--size", type=int, default=None, help="image side in pixels (default: the model's, 32); "
                         "larger gives a GPU work to wait on")
+    parser.add_argument("--engine-process", action="store_true",
+                        help="serve with --engine-process: the workers in a process of their own")
     parser.add_argument("--direct-engine", action="store_true", help="(for this script) be the direct engine's process")
     args = parser.parse_args()
     global SIZE
     SIZE = args.size
+    SERVE_FLAGS[:] = ["--engine-process"] if args.engine_process else []
     if args.direct_engine:
         return serve_direct_engine(args.device)
     load_start = os.getloadavg()[0]
@@ -306,7 +326,7 @@ def main() -> None:
             proc.terminate()
             proc.wait(60)
     say(f"load average (1 min) at start / end: {load_start:.2f} / {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; "
-        f"engine on {args.device}, images {SIZE or 32} px")
+        f"engine on {args.device}{' in its own process' if args.engine_process else ''}, images {SIZE or 32} px")
 
 
 def say_load(args, load: dict, load_cpu: float, direct_a: float, direct_b: float, direct_cpu: float) -> None:

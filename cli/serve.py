@@ -74,6 +74,9 @@ def settings_from(args):
     """The server's settings from the flags; raises ``FlagError`` before anything starts."""
     from ..server.settings import ServerSettings
 
+    if args.engine_process and args.queue not in (None, "sqlite"):
+        raise FlagError.needs("--engine-process", "the SQLite queue", "with a Redis --queue this process runs no job; "
+                              "'diffblocks worker' processes do")
     queue = check_queue(args.queue)
     model = args.model
     if model is not None and model != "embedded":
@@ -86,7 +89,8 @@ def settings_from(args):
     return ServerSettings(data_dir=data_dir, devices=pick_devices(args.device),
                           model=model, queue=queue,
                           allow_remote_code=args.allow_remote_code, cors_origins=list(args.cors_origin or []),
-                          preview_interval=check_preview_interval(args.preview_interval))
+                          preview_interval=check_preview_interval(args.preview_interval),
+                          engine_process=args.engine_process)
 
 
 def serve(args) -> int:
@@ -139,8 +143,8 @@ def watch_workers(pool, server, auto: bool, failed: list) -> None:
     if isinstance(pool.error, ServerSetupError):
         failed.append(pool.error)
         server.should_exit = True
-    elif auto and pool.executors:
-        print(f"diffblocks serve: workers on {', '.join(pool.executors)}", flush=True)
+    elif auto and pool.devices:
+        print(f"diffblocks serve: workers on {', '.join(pool.devices)}", flush=True)
 
 
 def add_parser(commands) -> None:
@@ -159,4 +163,7 @@ def add_parser(commands) -> None:
     s.add_argument("--queue", metavar="URL",
                    help="the job queue: sqlite (default, in --data-dir) or redis://HOST:PORT/DB, for "
                         "'diffblocks worker' processes on any host (this process then runs no job)")
+    s.add_argument("--engine-process", action="store_true",
+                   help="run the workers in a process of their own: the server's requests and events never take "
+                        "the engine's turn at Python (GPUs), and a crash there fails one job, not the server")
     s.set_defaults(func=serve)

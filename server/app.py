@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 
+from ..components.errors.server import EngineError
 from . import limits
 from .routers import artifacts, events, jobs, nodes, system
 from .settings import ServerSettings
@@ -31,6 +32,8 @@ def create_app(settings: ServerSettings | None = None, engine=None, static_dir: 
         static_dir: the built web page (``server/static`` unless given), served at ``/`` when it has an index.html.
     """
     settings = settings or ServerSettings()
+    if settings.engine_process and engine is not None:
+        raise EngineError.not_in_child()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -141,6 +141,7 @@ class EventBus:
         self._lock = threading.Lock()
         self._client_buffer = client_buffer
         self.seq = 0
+        self.on_clients: Callable[[int], None] | None = None  # told the number of subscriptions when it changes
 
     def publish(self, event: dict[str, Any]) -> dict[str, Any]:
         """Number ``event`` (a JSON-serialisable dict with ``type``), store it for replay and send it to every
@@ -175,13 +176,21 @@ class EventBus:
                     subscription._supersede(item)
                     subscription._items.append(item)
             self._subscriptions.add(subscription)
+            count = len(self._subscriptions)
+        self._clients_changed(count)
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
         """Stop sending to ``subscription`` and close it."""
         with self._lock:
             self._subscriptions.discard(subscription)
+            count = len(self._subscriptions)
         subscription.close()
+        self._clients_changed(count)
+
+    def _clients_changed(self, count: int) -> None:
+        if self.on_clients is not None:
+            self.on_clients(count)
 
     def close(self) -> None:
         """Close every subscription (their ``get`` returns None once drained)."""

@@ -73,3 +73,36 @@ def component_rows(manager) -> list[dict[str, Any]]:
     return [{"id": cid, "class": type(obj).__name__,
              "collections": sorted(name for name, ids in collections.items() if cid in ids)}
             for cid, obj in manager.components.items()]
+
+
+def cache_total(executors) -> dict[str, int]:
+    """The output caches of ``executors`` (``{device: Executor}``), added up."""
+    total = {"entries": 0, "bytes": 0, "budget": 0}
+    for executor in executors.values():
+        for key, value in executor.cache_info().items():
+            if key in total:
+                total[key] += int(value)
+    return total
+
+
+def engine_info(pool) -> dict[str, Any]:
+    """What ``pool`` (a ``WorkerPool``, or the Redis front's ``RemotePool``) holds, as ``GET /api/system`` shows it: each device and
+    the job running there, the loaded components, the output caches, CUDA memory and this process's size."""
+    return {"devices": [{"device": device, "job": job} for device, job in pool.running().items()],
+            "components": component_rows(pool.manager) if pool.manager is not None else [],
+            "cache": cache_total(pool.executors), "cuda": cuda_memory(), "rss_bytes": rss_bytes()}
+
+
+def free_engine(pool) -> dict[str, Any]:
+    """``POST /api/free`` on ``pool``: drop every output cache and the components nothing refers to any more,
+    then give the memory back; what was removed and this process's size before and after."""
+    pool.ready.wait()
+    before = rss_bytes()
+    for executor in pool.executors.values():
+        executor.free()
+    removed = unused_components(pool.manager) if pool.manager is not None else []
+    for component_id in removed:
+        pool.manager.remove(component_id)
+    release_memory()
+    return {"removed_components": removed, "cache": cache_total(pool.executors), "rss_before": before,
+            "rss_after": rss_bytes()}

@@ -13,7 +13,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -65,10 +65,12 @@ class Job:
 class JobQueue:
     """Jobs in a SQLite file (``":memory:"`` for none); every method is thread-safe.
 
-    ``claim`` blocks until a job is queued or the queue is closed."""
+    ``claim`` blocks until a job is queued here or ``poke`` says one was queued by another process, or the queue
+    is closed. ``on_submit`` (when set) is called with each job once it is stored."""
 
     def __init__(self, path: str | Path):
         self.path = str(path)
+        self.on_submit: Callable[[Job], None] | None = None
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.Lock()
@@ -88,7 +90,14 @@ class JobQueue:
             self._db.execute("INSERT INTO jobs (id, status, priority, workflow, created) VALUES (?, ?, ?, ?, ?)",
                              (job.id, job.status, job.priority, json.dumps(workflow), job.created))
             self._ready.notify()
+        if self.on_submit is not None:
+            self.on_submit(job)
         return job
+
+    def poke(self) -> None:
+        """Wake the waiting ``claim`` calls to look again: another process sharing the file queued a job."""
+        with self._ready:
+            self._ready.notify_all()
 
     def claim(self, device: str, timeout: float | None = None) -> Job | None:
         """Take the next queued job for ``device`` (marking it running); None when closed or after ``timeout``."""

@@ -25,6 +25,7 @@ from typing import Any
 
 import redis
 
+from .memory import engine_info, free_engine
 from .queue import ACTIVE, FINISHED, Job, new_job_id
 
 logger = logging.getLogger("diffblocks.server")
@@ -260,10 +261,14 @@ class RemotePool:
 
     def __init__(self, queue: RedisJobQueue):
         self.queue, self.manager, self.executors, self.workers = queue, None, {}, []
+        self.devices: list[str] = []
         self.error = None
         self.ready = threading.Event()
         self.ready.set()
         self.stopping = False
+
+    info = engine_info  # nothing loaded here: the running jobs (from the queue) and this process's size
+    free = free_engine
 
     def start(self) -> None:
         """Nothing to start: ``diffblocks worker`` processes run the jobs."""

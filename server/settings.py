@@ -34,6 +34,8 @@ class ServerSettings:
             processes on any host (this process then runs no job); None keeps them in ``data_dir`` (SQLite).
         lease_seconds: with Redis, how long a job stays with a worker that stopped answering before it is
             queued again.
+        engine_process: run the workers in a child process (``server/engine_process.py``), so the event loop
+            never takes the engine's turn at Python, and a crash there fails one job instead of the server.
     """
 
     data_dir: Path | None = None
@@ -51,6 +53,7 @@ class ServerSettings:
     preview_interval: float = 0.1
     queue: str | None = None
     lease_seconds: float = 30.0
+    engine_process: bool = False
 
 
 def resolve_devices(devices: list[str]) -> list[str]:

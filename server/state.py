@@ -56,8 +56,13 @@ class ServerState:
         queue = JobQueue(data_dir / "jobs.sqlite")
         bus = EventBus(lambda: [job_snapshot(job) for job in queue.active()], settings.replay_events,
                        settings.client_buffer)
-        return cls(settings, engine, artifacts, queue, bus, worker_pool(settings, engine, artifacts, queue, bus),
-                   data_dir, tmp)
+        if settings.engine_process:
+            from .engine_process import EngineProcess
+
+            pool = EngineProcess(settings, queue, bus, artifacts.root)
+        else:
+            pool = worker_pool(settings, engine, artifacts, queue, bus)
+        return cls(settings, engine, artifacts, queue, bus, pool, data_dir, tmp)
 
     @property
     def manager(self):

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from ..components.errors import UsageError
 from ..components.errors.nodes import Interrupted, NodeRunError, WorkflowError
 from .bus import EventBus
+from .memory import engine_info, free_engine
 from .outputs import OutputEncoder, preview_data_url
 from .queue import Job, JobQueue
 
@@ -137,12 +138,16 @@ class WorkerPool:
         self.queue, self.bus, self.encoder, self.previews, self.warmup = queue, bus, encoder, previews, warmup
         self._make_executors = make_executors
         self.manager, self.executors, self.workers = None, {}, []
+        self.devices: list[str] = []  # where the workers run, once they do
         self.error: Exception | None = None  # why no worker runs, when make_executors failed
         self.ready = threading.Event()
         self._starter = threading.Thread(target=self._start_workers, name="diffblocks-start", daemon=True)
         self._lock = threading.Lock()
         self._cancel_requested: set[str] = set()
         self.stopping = False
+
+    info = engine_info  # GET /api/system's devices, components, caches and memory
+    free = free_engine  # POST /api/free
 
     def start(self) -> None:
         """Make the executors and start one worker per device, in a thread; returns at once."""
@@ -153,7 +158,7 @@ class WorkerPool:
             manager, executors = self._make_executors()
             with self._lock:
                 if not self.stopping:
-                    self.manager, self.executors = manager, executors
+                    self.manager, self.executors, self.devices = manager, executors, list(executors)
                     self.workers = [Worker(device, executor, self) for device, executor in executors.items()]
                     for worker in self.workers:
                         worker.start()

@@ -1,5 +1,6 @@
 """A real uvicorn serving the app on 127.0.0.1 (a free port) in a thread, for tests and the benchmark."""
 
+import json
 import socket
 import threading
 
@@ -42,3 +43,13 @@ class LiveServer:
         self.server.should_exit = True
         self.thread.join(60)
         self.sock.close()
+
+
+def events_until(ws, job, kinds=("job.finished", "job.failed", "job.cancelled")):
+    """Events from the WebSocket ``ws`` up to ``job``'s end (or its first event of ``kinds``)."""
+    seen = []
+    while True:
+        event = json.loads(ws.recv(timeout=300))
+        seen.append(event)
+        if event["job"] == job and event["type"] in kinds:
+            return seen

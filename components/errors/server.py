@@ -80,3 +80,21 @@ class ServerSetupError(ServerError):
     def queue_unreachable(cls, url: str, cause: BaseException) -> "ServerSetupError":
         return cls(f"--queue {url}: no Redis server answers there ({type(cause).__name__}: {cause}); "
                    f"start one (redis-server --port PORT) or fix the address")
+
+
+class EngineError(ServerError):
+    """The engine's own process (``diffblocks serve --engine-process``) stopped, or cannot be given what was asked."""
+
+    @classmethod
+    def stopped(cls, why: str) -> "EngineError":
+        return cls(f"the engine's process is not running ({why}); GET /api/system says whether it starts "
+                   f"again")._with_status(503)
+
+    @classmethod
+    def died(cls, exit_reason: str) -> "EngineError":
+        return cls(f"the engine's process stopped ({exit_reason})")
+
+    @classmethod
+    def not_in_child(cls) -> "EngineError":
+        return cls("engine_process=True runs the node engine in a child process, which imports it itself: "
+                   "create_app(engine=...) cannot send another one there")

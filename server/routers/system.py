@@ -7,30 +7,19 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from ...components.errors import UsageError
-from ..memory import component_rows, cuda_memory, release_memory, rss_bytes, unused_components
 from ..models import FreeResponse, SystemInfo
 from ..state import ServerState, server_state
 
 router = APIRouter(tags=["system"])
 
 
-def cache_total(state: ServerState) -> dict[str, int]:
-    """The output caches of every device's executor, added up."""
-    total = {"entries": 0, "bytes": 0, "budget": 0}
-    for executor in state.pool.executors.values():
-        for key, value in executor.cache_info().items():
-            if key in total:
-                total[key] += int(value)
-    return total
-
-
+# plain functions, run in the thread pool: with --engine-process the answer comes from the engine's process
 @router.get("/system", response_model=SystemInfo, summary="Devices, memory, loaded components and cache size")
-async def system(state: ServerState = Depends(server_state)) -> dict[str, Any]:
+def system(state: ServerState = Depends(server_state)) -> dict[str, Any]:
     active = state.queue.active()
-    return {"devices": [{"device": device, "job": job} for device, job in state.pool.running().items()],
-            "memory": {"rss_bytes": rss_bytes(), "cuda": cuda_memory()},
-            "components": component_rows(state.manager) if state.manager is not None else [],
-            "cache": cache_total(state),
+    info = state.pool.info()
+    return {"devices": info["devices"], "memory": {"rss_bytes": info["rss_bytes"], "cuda": info["cuda"]},
+            "components": info["components"], "cache": info["cache"],
             "queue": {"queued": sum(job.status == "queued" for job in active),
                       "running": sum(job.status == "running" for job in active)},
             "clients": state.bus.clients, "allow_remote_code": state.settings.allow_remote_code,
@@ -46,12 +35,4 @@ def workers_error(error: Exception | None) -> str | None:
 @router.post("/free", response_model=FreeResponse,
              summary="Drop cached outputs and the components nothing refers to any more")
 def free(state: ServerState = Depends(server_state)) -> dict[str, Any]:
-    state.pool.ready.wait()
-    before = rss_bytes()
-    for executor in state.pool.executors.values():
-        executor.free()
-    removed = unused_components(state.manager) if state.manager is not None else []
-    for component_id in removed:
-        state.manager.remove(component_id)
-    release_memory()
-    return {"removed_components": removed, "cache": cache_total(state), "rss_before": before, "rss_after": rss_bytes()}
+    return state.pool.free()

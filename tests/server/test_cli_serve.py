@@ -19,6 +19,7 @@ from diffblocks.cli import main
     (["--port", "0"], "--port must be a port number"),
     (["--model", "/no/such/folder"], "--model /no/such/folder: no such folder"),
     (["--preview-interval", "-1"], "--preview-interval must be a number of seconds, 0 or more"),
+    (["--engine-process", "--queue", "redis://127.0.0.1:1/0"], "--engine-process needs the SQLite queue"),
 ])
 def test_bad_flags_are_one_line_errors(capsys, argv, words):
     assert main(["serve", *argv]) == 2
@@ -32,15 +33,16 @@ def test_flags_become_settings(tmp_path):
 
     args = build_parser().parse_args(["serve", "--device", "cpu", "--data-dir", str(tmp_path), "--model", "embedded",
                                       "--queue", "sqlite", "--cors-origin", "http://a.example", "--allow-remote-code",
-                                      "--preview-interval", "0"])
+                                      "--preview-interval", "0", "--engine-process"])
     settings = settings_from(args)
+    assert settings.engine_process is True
     assert settings.devices == ["cpu"] and settings.data_dir == tmp_path and settings.model == "embedded"
     assert settings.cors_origins == ["http://a.example"] and settings.allow_remote_code is True
     assert settings.preview_interval == 0
     defaults = settings_from(build_parser().parse_args(["serve"]))
     assert defaults.devices == ["auto"]  # decided when the workers start
     assert defaults.allow_remote_code is False and defaults.cors_origins == [] and defaults.model is None
-    assert defaults.preview_interval == 0.1
+    assert defaults.preview_interval == 0.1 and defaults.engine_process is False
 
 
 def test_auto_devices_are_every_cuda_device_else_the_cpu():
@@ -126,19 +128,21 @@ def test_serve_prints_its_address_once_it_answers(tmp_path):
 
 
 @pytest.mark.slow
-def test_serve_with_auto_devices_says_which_it_chose_once_the_workers_run(tmp_path):
+@pytest.mark.parametrize("flags", [[], ["--engine-process"]])
+def test_serve_with_auto_devices_says_which_it_chose_once_the_workers_run(tmp_path, flags):
     from diffblocks.server.settings import resolve_devices
 
-    with serving(tmp_path) as (proc, _):
+    with serving(tmp_path, *flags) as (proc, _):
         assert "(devices auto: every CUDA device, else the CPU;" in proc.stdout.readline()
         assert proc.stdout.readline() == f"diffblocks serve: workers on {', '.join(resolve_devices(['auto']))}\n"
 
 
 @pytest.mark.slow
-def test_serve_on_a_device_the_machine_lacks_answers_then_stops_with_one_error(tmp_path):
+@pytest.mark.parametrize("flags", [[], ["--engine-process"]])
+def test_serve_on_a_device_the_machine_lacks_answers_then_stops_with_one_error(tmp_path, flags):
     """The devices are checked once the server answers (torch and CUDA take seconds to start); one that is not
-    there stops it: a one-line error and exit code 2, as for any bad flag."""
-    proc, port = serve_process(tmp_path, "--device", "tpu:0")
+    there stops it: a one-line error and exit code 2, as for any bad flag (found in the engine's process too)."""
+    proc, port = serve_process(tmp_path, "--device", "tpu:0", *flags)
     try:
         out, err = proc.communicate(timeout=120)
     finally:

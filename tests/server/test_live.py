@@ -8,6 +8,7 @@ import httpx
 import numpy as np
 import pytest
 from live_server import LiveServer
+from live_server import events_until as until
 from PIL import Image
 from websockets.sync.client import connect
 
@@ -33,24 +34,16 @@ def leaf_workflow(seed):
         "decode": {"type": "StableDiffusionDecodeStep", "inputs": {"components": comps, "latents": {"node": "denoise", "output": "latents"}}}}}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@pytest.fixture(scope="module", params=[False, True], ids=["in-process", "engine-process"])
+def server(tmp_path_factory, request):
+    """Every test here runs against both: the workers as threads of the server, and in a process of their own."""
     settings = ServerSettings(data_dir=tmp_path_factory.mktemp("serve"), max_upload_bytes=256 * 1024,
-                              preview_interval=0)  # a preview every step, to count them
+                              preview_interval=0,  # a preview every step, to count them
+                              engine_process=request.param)
     with LiveServer(settings) as live:
         with httpx.Client(base_url=live.url, timeout=120) as client:
             live.client = client
             yield live
-
-
-def until(ws, job, kinds=("job.finished", "job.failed", "job.cancelled")):
-    """Events from the WebSocket up to this job's end (or the first of ``kinds``)."""
-    seen = []
-    while True:
-        event = json.loads(ws.recv(timeout=300))
-        seen.append(event)
-        if event["job"] == job and event["type"] in kinds:
-            return seen
 
 
 def submit(server, workflow):

@@ -66,3 +66,20 @@ def test_claim_waits_for_a_submission_and_close_wakes_it(tmp_path):
     queue.stop_claims()
     closer.join(10)
     assert got[1] is None
+
+
+def test_a_claim_on_another_connection_to_the_file_wakes_at_poke_and_on_submit_is_called(tmp_path):
+    """Two processes share the file with ``engine_process``: the server's queue stores a job and calls
+    ``on_submit``, which pokes the engine's queue; its waiting claim takes the job then, not at its timeout."""
+    server, engine = JobQueue(tmp_path / "q.sqlite"), JobQueue(tmp_path / "q.sqlite")
+    told = []
+    server.on_submit = lambda job: (told.append(job.id), engine.poke())
+    claimed = []
+    waiter = threading.Thread(target=lambda: claimed.append(engine.claim("cpu", timeout=60)))
+    waiter.start()
+    job = server.submit({"n": 1})
+    waiter.join(10)
+    assert not waiter.is_alive() and claimed[0].id == job.id == told[0]
+    assert server.get(job.id).status == "running"
+    unpoked = engine.claim("cpu", timeout=0.2)  # nothing queued: poke or not, None once the timeout passes
+    assert unpoked is None
