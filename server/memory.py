@@ -86,8 +86,9 @@ def cache_total(executors) -> dict[str, int]:
 
 
 def engine_info(pool) -> dict[str, Any]:
-    """What ``pool`` (a ``WorkerPool``, or the Redis front's ``RemotePool``) holds, as ``GET /api/system`` shows it: each device and
-    the job running there, the loaded components, the output caches, CUDA memory and this process's size."""
+    """What ``pool`` (a ``WorkerPool``, or the Redis front's ``RemotePool``) holds, as ``GET /api/system`` shows
+    it: each device and the job running there, the loaded components, the output caches, CUDA memory and this
+    process's size."""
     return {"devices": [{"device": device, "job": job} for device, job in pool.running().items()],
             "components": component_rows(pool.manager) if pool.manager is not None else [],
             "cache": cache_total(pool.executors), "cuda": cuda_memory(), "rss_bytes": rss_bytes()}
