@@ -33,6 +33,7 @@ from typing import Any
 from ..components.errors import ServerSetupError
 from ..components.errors.server import EngineError
 from .memory import rss_bytes
+from .workers import TERMINAL
 
 logger = logging.getLogger("diffblocks.server")
 CALL_SECONDS = 120.0  # the longest GET /api/system or POST /api/free waits for the engine's process
@@ -42,8 +43,7 @@ class EngineProcess:
     """The server's stand-in for ``workers.WorkerPool`` when the workers run in a child process.
 
     ``ready`` and ``error`` mean what they mean for ``WorkerPool``: set once the child has made its executors, or
-    found it cannot (a device the machine lacks). ``interrupt`` knows no running job (they run elsewhere), so a
-    cancel goes to the child by ``cancel_running`` once the queue says the job runs."""
+    found it cannot (a device the machine lacks)."""
 
     def __init__(self, settings, queue, bus, artifacts_root: Path):
         self.settings, self.queue, self.bus, self.artifacts_root = settings, queue, bus, Path(artifacts_root)
@@ -58,6 +58,7 @@ class EngineProcess:
         self._send_lock = threading.Lock()
         self._calls: dict[int, list] = {}  # call id -> [done event, answer]
         self._call_ids = itertools.count()
+        self._running: set[str] = set()  # jobs the child's events say have started and not ended
 
     # --- the child's life ------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -87,6 +88,10 @@ class EngineProcess:
                 conn.close()
                 break
             if kind == "event":
+                if payload["type"] == "job.started":
+                    self._running.add(payload["job"])
+                elif payload["type"] in TERMINAL:
+                    self._running.discard(payload["job"])
                 self.bus.publish(payload)
             elif kind == "answer":
                 call_id, answer = payload
@@ -111,6 +116,7 @@ class EngineProcess:
         """The child's pipe closed: if the server is not stopping, fail what it ran and start another."""
         for waiting in list(self._calls.values()):
             waiting[0].set()  # their answers stay None: the callers say the engine stopped
+        self._running.clear()
         if self.stopping:
             return
         died = EngineError.died(_exit_reason(process.returncode))
@@ -153,8 +159,12 @@ class EngineProcess:
 
     # --- what WorkerPool answers ------------------------------------------------------------------------------
     def interrupt(self, job_id: str) -> bool:
-        """No job runs in this process: False (``cancel_running`` then asks the child)."""
-        return False
+        """Ask the child to interrupt ``job_id`` if its events say it runs, before any query of the queue; False
+        otherwise (a job claimed but not started yet gets ``cancel_running`` once the queue says it runs)."""
+        if job_id not in self._running:
+            return False
+        self._send("cancel", job_id)
+        return True
 
     def cancel_running(self, job_id: str) -> None:
         """Ask the child to interrupt ``job_id`` (or to cancel it as it starts)."""

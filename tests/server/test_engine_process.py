@@ -98,3 +98,14 @@ def test_free_from_an_engine_process_that_could_not_start_is_a_503_naming_why(tm
             system = client.get("/api/system").json()
     assert freed.status_code == 503 and "the engine's process is not running (--device tpu:0:" in freed.json()["detail"]
     assert system["workers_error"].startswith("--device tpu:0: Expected one of") and system["devices"] == []
+
+
+def test_interrupt_reaches_a_running_job_without_asking_the_queue(live):
+    """The server knows from the child's events which jobs run there, so DELETE interrupts one at once."""
+    with connect(live.ws_url) as ws:
+        job = submit(live.client, preset_text2image("embedded", steps=500))
+        events_until(ws, job, kinds=("node.progress",))
+        assert live.pool.interrupt(job) is True
+        ended = events_until(ws, job)[-1]
+    assert ended["type"] == "job.cancelled" and live.pool.interrupt(job) is False
+    assert live.client.get(f"/api/jobs/{job}").json()["status"] == "cancelled"
