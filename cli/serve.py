@@ -107,7 +107,8 @@ def serve(args) -> int:
     auto = settings.devices == [AUTO_DEVICES]
     devices = f"{AUTO_DEVICES}: every CUDA device, else the CPU" if auto else ", ".join(settings.devices)
     banner = (f"diffblocks serve: http://{host}:{args.port} (devices {devices}; "
-              f"jobs and images in {settings.data_dir})")
+              f"jobs and images in {settings.data_dir}"
+              f"{'; the workers in a process of their own' if settings.engine_process else ''})")
     if settings.queue:
         banner = (f"diffblocks serve: http://{host}:{args.port} (jobs, events and images in {settings.queue}; "
                   f"start workers with: diffblocks worker --queue {settings.queue})")

@@ -47,7 +47,7 @@ class EngineProcess:
 
     def __init__(self, settings, queue, bus, artifacts_root: Path):
         self.settings, self.queue, self.bus, self.artifacts_root = settings, queue, bus, Path(artifacts_root)
-        self.manager, self.executors, self.workers = None, {}, []  # all of them live in the child
+        self.manager = None  # the components manager lives in the child
         self.devices: list[str] = []
         self.ready = threading.Event()
         self.error: Exception | None = None
@@ -169,10 +169,6 @@ class EngineProcess:
     def cancel_running(self, job_id: str) -> None:
         """Ask the child to interrupt ``job_id`` (or to cancel it as it starts)."""
         self._send("cancel", job_id)
-
-    def running(self) -> dict[str, str | None]:
-        """Device -> the job running there."""
-        return {row["device"]: row["job"] for row in self.info()["devices"]}
 
     def info(self) -> dict[str, Any]:
         """``GET /api/system``'s engine part, from the child; ``rss_bytes`` counts both processes."""

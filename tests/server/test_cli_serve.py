@@ -133,7 +133,9 @@ def test_serve_with_auto_devices_says_which_it_chose_once_the_workers_run(tmp_pa
     from diffblocks.server.settings import resolve_devices
 
     with serving(tmp_path, *flags) as (proc, _):
-        assert "(devices auto: every CUDA device, else the CPU;" in proc.stdout.readline()
+        banner = proc.stdout.readline()
+        assert "(devices auto: every CUDA device, else the CPU;" in banner
+        assert banner.endswith("; the workers in a process of their own)\n") == bool(flags)
         assert proc.stdout.readline() == f"diffblocks serve: workers on {', '.join(resolve_devices(['auto']))}\n"
 
 
