@@ -1,7 +1,8 @@
 # `make test` and `make demo` work on a fresh clone: they create (or reuse) .venv, install torch only
 # when none is importable (the pinned CPU wheel; an unpinned torch would pull GBs of CUDA packages),
 # install the package with its test and server extras and Playwright, install Debian's chromium for the
-# browser tests when it is missing, build the web page (web/ -> server/static/), then run.
+# browser tests when it is missing, build the web page (web/ -> server/static/) and the node catalog
+# (server/catalog.json, which a server's first start answers from), then run.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
@@ -12,7 +13,7 @@ WEB_DEPS := web/node_modules/.ci-stamp
 WEB_SRC  := web/package.json web/index.html web/vite.config.js $(shell find web/src -type f 2>/dev/null)
 PAGE     := server/static/index.html
 
-.PHONY: setup browser redis test demo bench clean
+.PHONY: setup browser redis catalog test demo bench clean
 
 $(PY):
 	python3 -m venv --system-site-packages $(VENV)
@@ -54,7 +55,11 @@ $(WEB_DEPS): web/package-lock.json
 $(PAGE): $(WEB_DEPS) $(WEB_SRC)
 	@if [ -f $(WEB_DEPS) ]; then cd web && npm run build --silent; fi
 
-setup: $(STAMP) browser redis $(PAGE)
+# the node types' catalog for GET /api/nodes, keyed by the sources' contents (a no-op when it is current)
+catalog: $(STAMP)
+	@$(PY) -c "from diffblocks.server.engine import build_catalog; print(build_catalog())"
+
+setup: $(STAMP) browser redis $(PAGE) catalog
 
 test: setup
 	$(PY) -m pytest
@@ -69,4 +74,4 @@ bench: setup
 	$(PY) benchmarks/bench_framework.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info web/node_modules server/static
+	rm -rf $(VENV) build dist *.egg-info web/node_modules server/static server/catalog.json

@@ -1,22 +1,60 @@
 """The engine seam: the catalog stored for the next start, keyed by the sources; executors get the flags."""
 
 import json
+import os
 import threading
 
 import pytest
 
-from diffblocks.server.engine import NodeEngine
+from diffblocks.server.engine import NodeEngine, build_catalog
 
 
 def test_catalog_is_stored_for_the_next_start_of_the_same_sources(tmp_path, monkeypatch):
     # the real fingerprint changes whenever someone edits the package, as others may while tests run
     monkeypatch.setattr("diffblocks.server.engine.source_fingerprint", lambda: "f" * 24)
+    monkeypatch.setattr("diffblocks.server.engine.BUILT_CATALOG", tmp_path / "none.json")
     first = NodeEngine(tmp_path)
     assert first.stored_catalog() is None
     catalog = first.catalog()
     assert NodeEngine(tmp_path).stored_catalog() == json.loads(json.dumps(catalog))
-    assert [p.name for p in tmp_path.iterdir()] == ["catalog-" + "f" * 24 + ".json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["catalog.json"]
     assert NodeEngine(None).stored_catalog() is None
+    monkeypatch.setattr("diffblocks.server.engine.source_fingerprint", lambda: "e" * 24)  # a source changed
+    assert NodeEngine(tmp_path).stored_catalog() is None
+
+
+def test_a_first_start_answers_from_the_catalog_built_at_setup_while_it_is_of_these_sources(tmp_path, monkeypatch):
+    """``make setup`` builds the catalog next to the server's code (``build_catalog``); a server starting with an
+    empty data folder serves it, unless the sources changed since."""
+    from diffblocks.nodes import catalog
+
+    built = tmp_path / "built.json"
+    monkeypatch.setattr("diffblocks.server.engine.BUILT_CATALOG", built)
+    assert "node types" in build_catalog(built) and build_catalog(built).endswith(": up to date")
+    data = tmp_path / "data"
+    data.mkdir()
+    assert NodeEngine(data).stored_catalog() == json.loads(json.dumps(catalog()))
+    monkeypatch.setattr("diffblocks.server.engine.source_fingerprint", lambda: "e" * 24)
+    assert NodeEngine(data).stored_catalog() is None
+    assert "node types" in build_catalog(built)  # built again for the changed sources
+
+
+def test_the_fingerprint_follows_the_contents_of_the_sources(tmp_path, monkeypatch):
+    """Copies and checkouts of the same sources (new modification times) share it; one changed byte does not."""
+    import shutil
+
+    from diffblocks.server import engine
+
+    for folder in engine._SOURCES:
+        (tmp_path / folder).mkdir()
+    shutil.copy(engine._ROOT / "nodes" / "catalog.py", tmp_path / "nodes" / "catalog.py")
+    monkeypatch.setattr(engine, "_ROOT", tmp_path)
+    before = engine.source_fingerprint()
+    os.utime(tmp_path / "nodes" / "catalog.py", (0, 0))
+    assert engine.source_fingerprint() == before
+    path = tmp_path / "nodes" / "catalog.py"
+    path.write_text(path.read_text() + "#")
+    assert engine.source_fingerprint() != before
 
 
 def test_executors_get_remote_code_and_preview_flags():
