@@ -70,13 +70,36 @@ PREVIEW_INTERVAL_HELP = ("the least time between two previews of one job, in sec
                          "denoising step)")
 
 
+def check_retention(args, redis_queue: bool) -> dict:
+    """``--keep-jobs`` and ``--artifact-ttl`` (hours), which only a Redis queue has: the settings they give."""
+    given = {}
+    if getattr(args, "keep_jobs", None) is not None:
+        if not args.keep_jobs >= 1:
+            raise FlagError.bad_value("--keep-jobs", "a number of jobs, 1 or more", args.keep_jobs)
+        given["keep_jobs"] = args.keep_jobs
+    if args.artifact_ttl is not None:
+        if not args.artifact_ttl > 0:
+            raise FlagError.bad_value("--artifact-ttl", "a number of hours above 0", args.artifact_ttl)
+        given["artifact_ttl"] = args.artifact_ttl * 3600
+    if given and not redis_queue:
+        flag = "--keep-jobs" if "keep_jobs" in given else "--artifact-ttl"
+        raise FlagError.needs(flag, "a Redis --queue", "the SQLite queue keeps every job and image on disk")
+    return given
+
+
+ARTIFACT_TTL_HELP = ("with a Redis queue: hours an image stays in Redis after it was last stored or fetched "
+                     "(default 24); the front keeps its own copy of every finished job's images")
+
+
 def settings_from(args):
     """The server's settings from the flags; raises ``FlagError`` before anything starts."""
     from ..server.settings import ServerSettings
 
-    if args.engine_process and args.queue not in (None, "sqlite"):
+    redis_queue = args.queue not in (None, "sqlite")
+    if args.engine_process and redis_queue:
         raise FlagError.needs("--engine-process", "the SQLite queue", "with a Redis --queue this process runs no job; "
                               "'diffblocks worker' processes do")
+    retention = check_retention(args, redis_queue)
     queue = check_queue(args.queue)
     model = args.model
     if model is not None and model != "embedded":
@@ -90,7 +113,7 @@ def settings_from(args):
                           model=model, queue=queue,
                           allow_remote_code=args.allow_remote_code, cors_origins=list(args.cors_origin or []),
                           preview_interval=check_preview_interval(args.preview_interval),
-                          engine_process=args.engine_process)
+                          engine_process=args.engine_process, **retention)
 
 
 def serve(args) -> int:
@@ -164,6 +187,9 @@ def add_parser(commands) -> None:
     s.add_argument("--queue", metavar="URL",
                    help="the job queue: sqlite (default, in --data-dir) or redis://HOST:PORT/DB, for "
                         "'diffblocks worker' processes on any host (this process then runs no job)")
+    s.add_argument("--keep-jobs", type=int, metavar="N",
+                   help="with a Redis queue: how many finished jobs the history keeps (default 10000; oldest first)")
+    s.add_argument("--artifact-ttl", type=float, metavar="HOURS", help=ARTIFACT_TTL_HELP)
     s.add_argument("--engine-process", action="store_true",
                    help="run the workers in a process of their own: the server's requests and events never take "
                         "the engine's turn at Python (GPUs), and a crash there fails one job, not the server")

@@ -17,7 +17,8 @@ from pathlib import Path
 from ..components.errors import FlagError
 from ..components.errors.server import ServerSetupError
 from .files import local_or_repo
-from .serve import PREVIEW_INTERVAL_HELP, check_preview_interval, check_queue, default_data_dir, pick_devices
+from .serve import (ARTIFACT_TTL_HELP, PREVIEW_INTERVAL_HELP, check_preview_interval, check_queue, check_retention,
+                    default_data_dir, pick_devices)
 
 
 def default_cache_dir() -> Path:
@@ -31,6 +32,7 @@ def settings_from(args):
 
     if args.queue == "sqlite":
         raise FlagError.bad_value("--queue", "a Redis URL (redis://HOST:PORT/DB), the one the front serves", args.queue)
+    retention = check_retention(args, True)
     queue = check_queue(args.queue)
     model = args.model
     if model is not None and model != "embedded":
@@ -43,7 +45,8 @@ def settings_from(args):
     return ServerSettings(data_dir=data_dir, devices=pick_devices(args.device), model=model, queue=queue,
                           lease_seconds=args.lease, allow_remote_code=args.allow_remote_code,
                           previews=not args.no_previews,
-                          preview_interval=check_preview_interval(args.preview_interval))
+                          preview_interval=check_preview_interval(args.preview_interval),
+                          **retention)
 
 
 def worker(args) -> int:
@@ -57,7 +60,8 @@ def worker(args) -> int:
         raise ServerSetupError.missing_extra(err) from err
     settings = settings_from(args)
     queue = RedisJobQueue(settings.queue, settings.lease_seconds)
-    artifacts = RedisArtifactStore(settings.queue, settings.data_dir / "artifacts", settings.max_pixels)
+    artifacts = RedisArtifactStore(settings.queue, settings.data_dir / "artifacts", settings.max_pixels,
+                                   ttl_seconds=settings.artifact_ttl)
     bus = RedisEventPublisher(settings.queue)
     pool = worker_pool(settings, NodeEngine(None), artifacts, queue, bus)
     queue.on_cancel = pool.cancel_running
@@ -100,4 +104,5 @@ def add_parser(commands) -> None:
                    help="let workflows run code that model repos ship (off by default)")
     w.add_argument("--no-previews", action="store_true", help="do not send preview images while denoising")
     w.add_argument("--preview-interval", type=float, default=0.1, metavar="SECONDS", help=PREVIEW_INTERVAL_HELP)
+    w.add_argument("--artifact-ttl", type=float, metavar="HOURS", help=ARTIFACT_TTL_HELP)
     w.set_defaults(func=worker)

@@ -102,6 +102,10 @@ class ArtifactStore:
         write_new(target, data)
         return sha
 
+    def share(self, shas) -> None:
+        """Make artifacts ``shas`` readable by every process that runs jobs: nothing to do when they all read this
+        folder (``RedisArtifactStore`` puts them back in Redis)."""
+
     def put_image(self, image: Image.Image) -> str:
         """Store ``image`` as PNG (deterministically encoded) and return its id."""
         return self.put_bytes(encode_png(image), "image/png")

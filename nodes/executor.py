@@ -18,6 +18,7 @@ import uuid
 from typing import Any, Callable, Iterator
 
 from ..components.errors import DiffblocksError, Interrupted, NodeRunError
+from ..components.errors.nodes import ArtifactError
 from .cache import OutputCache
 from .catalog import node_type
 from .keys import identities, node_key
@@ -194,7 +195,10 @@ class _Run:
             elif (sha := artifact_ref(value)) is not None:
                 if self.executor.artifacts is None:
                     raise NodeRunError(node_id, "an image reference needs an artifact store (Executor(artifacts=...))", name)
-                values[name] = self.executor.artifacts.open_image(sha)
+                try:
+                    values[name] = self.executor.artifacts.open_image(sha)
+                except ArtifactError as err:  # gone from this store (or, with Redis, from every copy)
+                    raise NodeRunError(node_id, str(err), name) from err
             else:
                 values[name] = value
         return values, links

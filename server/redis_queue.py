@@ -8,8 +8,9 @@ jobs every fraction of a second; a claim first puts back every job whose lease r
 it runs elsewhere. ``finish`` only records a result that carries the job's current token while it is running:
 a late result from a worker presumed dead changes nothing, and a job is done once.
 
-Keys (under ``prefix``): ``job:<id>`` (a hash), ``queued``, ``leases`` and ``history`` (sorted sets), ``n``
-(the submission counter), ``wake`` (a list idle workers block on), ``cancel:<id>`` (a running job to interrupt).
+Keys (under ``prefix``): ``job:<id>`` (a hash), ``queued``, ``leases`` and ``history`` (sorted sets; ``trim``
+keeps the newest finished jobs), ``n`` (the submission counter), ``wake`` (a list idle workers block on),
+``cancel:<id>`` (a running job to interrupt).
 The scripts build job keys from the prefix, so the queue needs one Redis server, not a cluster."""
 
 from __future__ import annotations
@@ -90,6 +91,21 @@ if redis.call('HGET', key, 'status') ~= 'running' or redis.call('HGET', key, 'to
 requeue(ARGV[1], ARGV[2])
 return 1
 """
+# ARGV: prefix, keep -> how many finished jobs were deleted: the oldest beyond the newest ``keep`` (active jobs stay)
+_TRIM = """
+local p, excess = ARGV[1], redis.call('ZCARD', ARGV[1] .. ':history') - tonumber(ARGV[2])
+if excess <= 0 then return 0 end
+local removed = 0
+for _, id in ipairs(redis.call('ZRANGE', p .. ':history', 0, excess - 1)) do
+  local status = redis.call('HGET', p .. ':job:' .. id, 'status')
+  if status ~= 'queued' and status ~= 'running' then
+    redis.call('DEL', p .. ':job:' .. id)
+    redis.call('ZREM', p .. ':history', id)
+    removed = removed + 1
+  end
+end
+return removed
+"""
 # ARGV: prefix, id, finished
 _CANCEL_QUEUED = """
 if redis.call('ZREM', ARGV[1] .. ':queued', ARGV[2]) == 0 then return 0 end
@@ -120,7 +136,7 @@ class RedisJobQueue:
         self.on_cancel = None  # called with a held job's id when a client asks to interrupt it
         self._scripts = {name: self.redis.register_script(code) for name, code in (
             ("submit", _SUBMIT), ("claim", _CLAIM), ("renew", _RENEW), ("finish", _FINISH), ("release", _RELEASE),
-            ("cancel_queued", _CANCEL_QUEUED))}
+            ("cancel_queued", _CANCEL_QUEUED), ("trim", _TRIM))}
         self._held: dict[str, str] = {}  # job id -> claim token, for the jobs this process runs
         self._cancelling: set[str] = set()
         self._lock = threading.Lock()
@@ -178,6 +194,11 @@ class RedisJobQueue:
     def cancel_queued(self, job_id: str) -> bool:
         """Cancel ``job_id`` if it is still queued; False if it is running, finished or unknown."""
         return bool(self._run("cancel_queued", job_id, repr(time.time())))
+
+    def trim(self, keep: int) -> int:
+        """Delete the oldest finished jobs beyond the newest ``keep`` in the history (queued and running jobs stay,
+        however old); returns how many went."""
+        return int(self._run("trim", int(keep)))
 
     def request_cancel(self, job_id: str) -> None:
         """Ask whichever worker runs ``job_id`` to interrupt it (it looks at its next lease renewal)."""

@@ -34,6 +34,10 @@ class ServerSettings:
             processes on any host (this process then runs no job); None keeps them in ``data_dir`` (SQLite).
         lease_seconds: with Redis, how long a job stays with a worker that stopped answering before it is
             queued again.
+        keep_jobs: with Redis, how many finished jobs the history keeps (the oldest go first; the SQLite file
+            keeps them all, on disk).
+        artifact_ttl: with Redis, how long (seconds) an image stays there after it was last stored or fetched;
+            the front keeps its own copy of every finished job's images, and puts one back when a job needs it.
         engine_process: run the workers in a child process (``server/engine_process.py``), so the event loop
             never takes the engine's turn at Python, and a crash there fails one job instead of the server.
     """
@@ -53,6 +57,8 @@ class ServerSettings:
     preview_interval: float = 0.1
     queue: str | None = None
     lease_seconds: float = 30.0
+    keep_jobs: int = 10_000
+    artifact_ttl: float = 24 * 3600.0
     engine_process: bool = False
 
 

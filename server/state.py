@@ -33,6 +33,7 @@ class ServerState:
     _tmp: Any = field(default=None, repr=False)
     catalog_body: bytes | None = None  # GET /api/nodes, serialised once
     catalog_thread: threading.Thread | None = None  # builds the catalog when a stored one is served meanwhile
+    keeper: Any = None  # with Redis, the OutputKeeper copying finished jobs' images here
 
     @classmethod
     def open(cls, settings: ServerSettings, engine) -> "ServerState":
@@ -44,14 +45,17 @@ class ServerState:
         data_dir = Path(settings.data_dir or tmp.name)
         data_dir.mkdir(parents=True, exist_ok=True)
         if settings.queue:  # Redis: `diffblocks worker` processes run the jobs, this one only serves
-            from .redis_bus import RedisArtifactStore, RedisEventBus
+            from .redis_bus import OutputKeeper, RedisArtifactStore, RedisEventBus
             from .redis_queue import RedisJobQueue, RemotePool
 
-            artifacts = RedisArtifactStore(settings.queue, data_dir / "artifacts", max_pixels=settings.max_pixels)
+            artifacts = RedisArtifactStore(settings.queue, data_dir / "artifacts", max_pixels=settings.max_pixels,
+                                           ttl_seconds=settings.artifact_ttl)
             queue = RedisJobQueue(settings.queue, settings.lease_seconds)
             bus = RedisEventBus(settings.queue, lambda: [job_snapshot(job) for job in queue.active()],
                                 settings.replay_events, settings.client_buffer)
-            return cls(settings, engine, artifacts, queue, bus, RemotePool(queue), data_dir, tmp)
+            keeper = OutputKeeper(queue, artifacts, settings.keep_jobs)
+            bus.on_ended = keeper.ended
+            return cls(settings, engine, artifacts, queue, bus, RemotePool(queue), data_dir, tmp, keeper=keeper)
         artifacts = ArtifactStore(data_dir / "artifacts", max_pixels=settings.max_pixels)
         queue = JobQueue(data_dir / "jobs.sqlite")
         bus = EventBus(lambda: [job_snapshot(job) for job in queue.active()], settings.replay_events,
@@ -88,6 +92,8 @@ class ServerState:
         """Stop the workers (running jobs are queued again at the next start), close clients and the queue."""
         self.pool.stop()
         self.bus.close()
+        if self.keeper is not None:
+            self.keeper.close()
         self.queue.close()
         if self._tmp is not None:
             self._tmp.cleanup()

@@ -94,6 +94,17 @@ def test_image2image_from_an_uploaded_artifact_equals_the_pipeline(sd_repo, tmp_
     assert torch.equal(outputs["run"]["images"], expected)
 
 
+def test_an_image_the_store_lacks_fails_its_node_naming_the_input(tmp_path):
+    """The reference is well formed (validation passes) but the store has no such image: the node that reads it
+    fails, and says which input and what to do, not an anonymous error."""
+    missing = "ab" * 32
+    workflow = {"nodes": {"picture": {"type": "LoadImage", "inputs": {"image": {"artifact": missing}}}}}
+    with pytest.raises(NodeRunError) as caught:
+        Executor(artifacts=ArtifactStore(tmp_path)).run(workflow)
+    assert caught.value.node == "picture" and caught.value.input == "image"
+    assert missing in caught.value.message and "POST /api/uploads" in caught.value.message
+
+
 def test_an_ancestral_scheduler_node_and_a_wired_generator_continue_one_random_stream(sd_repo, pipe):
     """Euler a draws noise every step: bitwise only if the denoise node continues prepare_latents' generator."""
     workflow = leaf_text2image(str(sd_repo), steps=STEPS)

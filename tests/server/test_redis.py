@@ -122,6 +122,55 @@ def test_artifacts_reach_every_process_and_ids_are_checked(url, tmp_path):
         there.read_bytes(forged)
 
 
+def test_images_expire_from_redis_unless_stored_fetched_or_shared_again(url, tmp_path):
+    """Redis carries images, it does not archive them: each copy has a time to live, renewed when it is stored or
+    fetched; ``share`` renews it, or puts back from the local folder one that expired."""
+    front = RedisArtifactStore(url, tmp_path / "front", ttl_seconds=60)
+    worker = RedisArtifactStore(url, tmp_path / "worker", ttl_seconds=60)
+    sha = front.put_bytes(b"\x89PNG an upload")
+    key = f"diffblocks:artifact:{sha}"
+    assert 0 < front.redis.pttl(key) <= 60_000
+    front.redis.pexpire(key, 5_000)
+    assert worker.read_bytes(sha) == b"\x89PNG an upload" and front.redis.pttl(key) > 5_000  # fetched: renewed
+    front.redis.pexpire(key, 5_000)
+    front.share([sha])
+    assert front.redis.pttl(key) > 5_000
+    front.redis.delete(key)  # expired
+    front.share([sha])
+    assert front.redis.hget(key, "data") == b"\x89PNG an upload" and 0 < front.redis.pttl(key) <= 60_000
+    front.redis.delete(key)
+    front.share(["f" * 64])  # nothing here under that id: nothing put
+    assert not front.redis.exists(key) and not front.redis.exists(f"diffblocks:artifact:{'f' * 64}")
+
+
+def test_the_front_keeps_finished_jobs_images_and_the_newest_history(url, tmp_path):
+    from diffblocks.server.redis_bus import OutputKeeper
+
+    queue = RedisJobQueue(url, lease_seconds=30, name="w")
+    front, worker = RedisArtifactStore(url, tmp_path / "front"), RedisArtifactStore(url, tmp_path / "worker")
+    keeper = OutputKeeper(queue, front, keep_jobs=3)
+    try:
+        old = queue.submit({"n": 0}, priority=-5)  # the oldest, and still queued when the history is cut
+        done = []
+        for i in range(4):
+            job = queue.submit({"n": i + 1})
+            assert queue.claim("cpu", timeout=0).id == job.id
+            images = [worker.put_bytes(f"\x89PNG image {i} {j}".encode()) for j in range(2)]
+            queue.finish(job.id, "done", {"outputs": {"save": {"images": [{"artifact": sha} for sha in images],
+                                                               "note": "text"}}})
+            keeper.ended(job.id)
+            done.append((job.id, images))
+        keeper.wait()
+    finally:
+        keeper.close()
+        queue.close()
+    for _, images in done:  # in the front's own folder: Redis may forget them now
+        assert all((tmp_path / "front" / sha[:2] / sha).is_file() for sha in images)
+    kept = [job.id for job in RedisJobQueue(url).list(limit=100)]
+    assert kept == [job_id for job_id, _ in reversed(done[1:])] + [old.id]  # the queued job stays, however old
+    assert not redis.Redis.from_url(url).exists(f"diffblocks:job:{done[0][0]}")
+
+
 def test_events_from_any_process_are_numbered_by_the_front(url):
     bus = RedisEventBus(url, snapshot=lambda: [])
 
@@ -141,6 +190,10 @@ def test_events_from_any_process_are_numbered_by_the_front(url):
     (["serve", "--queue", "redis://127.0.0.1:1/0"], "--queue redis://127.0.0.1:1/0: no Redis server answers there"),
     (["worker", "--queue", "sqlite"], "--queue must be a Redis URL"),
     (["worker", "--queue", "redis://127.0.0.1:1/0"], "no Redis server answers there"),
+    (["serve", "--keep-jobs", "100"], "--keep-jobs needs a Redis --queue: the SQLite queue keeps every job"),
+    (["serve", "--artifact-ttl", "2"], "--artifact-ttl needs a Redis --queue"),
+    (["serve", "--queue", "redis://127.0.0.1:1/0", "--keep-jobs", "0"], "--keep-jobs must be a number of jobs"),
+    (["worker", "--queue", "redis://127.0.0.1:1/0", "--artifact-ttl", "-1"], "--artifact-ttl must be a number of hours"),
 ])
 def test_bad_queue_flags_are_one_line_errors(capsys, argv, words):
     assert main(argv) == 2
@@ -158,12 +211,16 @@ def test_serve_and_worker_flags_take_a_redis_url(url, tmp_path):
     from diffblocks.cli import build_parser, serve, worker
 
     front = serve.settings_from(build_parser().parse_args(["serve", "--queue", url, "--device", "cpu"]))
-    assert front.queue == url
+    assert front.queue == url and (front.keep_jobs, front.artifact_ttl) == (10_000, 24 * 3600)
+    kept = serve.settings_from(build_parser().parse_args(["serve", "--queue", url, "--keep-jobs", "50",
+                                                          "--artifact-ttl", "0.5"]))
+    assert (kept.keep_jobs, kept.artifact_ttl) == (50, 1800)
     args = build_parser().parse_args(["worker", "--queue", url, "--device", "cpu", "--lease", "2.5",
-                                      "--data-dir", str(tmp_path), "--no-previews", "--preview-interval", "0.5"])
+                                      "--data-dir", str(tmp_path), "--no-previews", "--preview-interval", "0.5",
+                                      "--artifact-ttl", "2"])
     settings = worker.settings_from(args)
     assert (settings.queue, settings.lease_seconds, settings.data_dir, settings.previews) == (url, 2.5, tmp_path, False)
-    assert settings.preview_interval == 0.5
+    assert settings.preview_interval == 0.5 and settings.artifact_ttl == 7200
     embedded = serve.settings_from(build_parser().parse_args(["serve", "--queue", "sqlite", "--device", "cpu"]))
     assert embedded.queue is None
 
@@ -187,7 +244,10 @@ def start_worker(url, tmp_path, name):
 
 @pytest.mark.slow
 def test_two_workers_run_every_job_once_and_a_killed_workers_job_runs_elsewhere(url, tmp_path):
+    import io
+
     import httpx
+    from PIL import Image
     from live_server import LiveServer
     from websockets.sync.client import connect
 
@@ -228,6 +288,24 @@ def test_two_workers_run_every_job_once_and_a_killed_workers_job_runs_elsewhere(
             until(lambda: any(e["job"] == stopped and e["type"] == "job.cancelled" for e in events))
             assert client.get(f"/api/jobs/{stopped}").json()["status"] == "cancelled"
             png = client.get(f"/api/artifacts/{jobs[long]['outputs']['t2i']['images'][0]['artifact']}")
+            # Redis forgets images (a time to live): the front kept its own copy of each output, and puts an
+            # upload back into Redis when a job refers to it, so the worker that takes the job finds it
+            live.app.state.server.keeper.wait()
+            output = jobs[after[0]]["outputs"]["t2i"]["images"][0]["artifact"]
+            store = redis.Redis.from_url(url)
+            store.delete(f"diffblocks:artifact:{output}")
+            kept = client.get(f"/api/artifacts/{output}")
+            fresh = io.BytesIO()  # bytes no worker has seen, so none has them in its own folder
+            Image.effect_noise((32, 32), 64).convert("RGB").save(fresh, format="PNG")
+            upload = client.post("/api/uploads", files={"file": ("u.png", fresh.getvalue(), "image/png")}).json()["artifact"]
+            store.delete(f"diffblocks:artifact:{upload}")
+            i2i = submit({"nodes": {"load": {"type": "LoadComponents", "inputs": {"repo": "embedded"}},
+                                    "image": {"type": "LoadImage", "inputs": {"image": {"artifact": upload}}},
+                                    "i2i": {"type": "preset:sd15-image2image", "inputs": {
+                                        "components": {"node": "load", "output": "components"},
+                                        "image": {"node": "image", "output": "image"}, "prompt": "a digit",
+                                        "num_inference_steps": 2, "strength": 0.5, "seed": 0}}}})
+            until(lambda: finished(i2i))
     finally:
         for proc, _ in workers:
             if proc.poll() is None:
@@ -246,5 +324,7 @@ def test_two_workers_run_every_job_once_and_a_killed_workers_job_runs_elsewhere(
     seqs = [e["seq"] for e in events]
     assert seqs == sorted(set(seqs))
     assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+    assert kept.status_code == 200 and kept.content.startswith(b"\x89PNG")
+    assert finished(i2i)[0]["type"] == "job.finished", finished(i2i)
     print(f"\n{len(jobs)} jobs done once each; devices: "
           f"{ {d: sum(i['device'] == d for i in jobs.values()) for d in ran_on} }; killed {victim}")
