@@ -176,8 +176,8 @@ class OutputKeeper:
                 for sha in sorted(output_artifacts(job.result.get("outputs", {}) if job else {})):
                     self.artifacts.path(sha)  # fetched into the front's folder unless it is there
                 self.queue.trim(self.keep_jobs)
-            except (redis.RedisError, OSError) as err:  # Redis or the disk away: the next job tries again
-                logger.warning("keeping the images of job %s failed: %s", job_id, err)
+            except Exception as err:  # Redis or the disk away: logged, and the thread lives on for the next job
+                logger.warning("keeping the images of job %s failed: %s: %s", job_id, type(err).__name__, err)
             finally:
                 self._ended.task_done()
 
@@ -194,9 +194,7 @@ def output_artifacts(value: Any) -> set[str]:
     """The artifact ids in a job's outputs as ``GET /api/jobs/{id}`` shows them (nested dicts and lists)."""
     if isinstance(value, dict):
         sha = artifact_ref(value)
-        if sha is not None:
-            return {sha}
-        return set().union(*map(output_artifacts, value.values())) if value else set()
+        return {sha} if sha is not None else set().union(*map(output_artifacts, value.values()))
     if isinstance(value, list):
-        return set().union(*map(output_artifacts, value)) if value else set()
+        return set().union(*map(output_artifacts, value))
     return set()
