@@ -58,8 +58,8 @@ class Server:
     """`diffblocks serve` on 127.0.0.1 in a subprocess, with the embedded model; `start()` returns once
     GET /api/nodes answers."""
 
-    def __init__(self, data_dir: Path, port: int | None = None):
-        self.data_dir = data_dir
+    def __init__(self, data_dir: Path, port: int | None = None, flags: tuple[str, ...] = ()):
+        self.data_dir, self.flags = data_dir, flags
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir / "server.log"
@@ -69,7 +69,7 @@ class Server:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         command = [sys.executable, "-m", "diffblocks.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                   "--device", "cpu", "--model", "embedded", "--data-dir", str(self.data_dir / "data")]
+                   "--device", "cpu", "--model", "embedded", "--data-dir", str(self.data_dir / "data"), *self.flags]
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir)
         log.close()
         deadline = time.monotonic() + SERVER_START_S

@@ -142,6 +142,25 @@ def test_run_shows_progress_and_the_image_the_api_computes(page, server, shots):
           f"API alone {api_seconds:.2f} s (the job itself {info.get('timings', {}).get('seconds')} s)")
 
 
+def test_the_page_runs_the_same_against_an_engine_in_its_own_process(page, make_server, tmp_path, shots):
+    """``diffblocks serve --engine-process``: progress, the image, and the same pixels as the API computes."""
+    served = make_server(tmp_path, flags=("--engine-process",)).start()
+    try:
+        open_editor(page, served)
+        run(page)
+        sha = shown_image(page)
+        assert page.evaluate("window.__seen")["progress"] >= 1
+        page.screenshot(path=str(shots / "02b-run-engine-process.png"))
+        workflow = page.evaluate("window.diffblocks.workflow()")
+        served.request("POST", "/api/free")
+        info = served.run_job(workflow)
+        assert info["status"] == "done", info
+        np.testing.assert_array_equal(pixels(served, sha), pixels(served, info["outputs"]["decode"]["images"][0]["artifact"]))
+        assert page.problems == []
+    finally:
+        served.stop()
+
+
 def test_a_new_seed_reruns_from_the_latents_and_keeps_the_text_encoding(page, server, shots):
     open_editor(page, server)
     run(page)
