@@ -38,6 +38,8 @@ def test_wheel_contains_every_subpackage(tmp_path):
     assert not missing, f"subpackages missing from the wheel: {sorted(missing)}"
     assert not any(n.startswith("diffblocks/tests/") for n in names)
     assert any(n.endswith("diffblocks/modular_pipelines/block.py") for n in names)
+    if (ROOT / "server" / "catalog.json").is_file():  # built by make setup: a wheel's first server start uses it
+        assert "diffblocks/server/catalog.json" in names
     stale = [n for n in names if n.startswith("diffblocks/") and n.endswith(".py")
              and not (ROOT / n.removeprefix("diffblocks/")).is_file()]
     assert not stale, f"modules in the wheel that the tree no longer has: {stale}"
