@@ -390,6 +390,17 @@ def say_pairs(args, pairs: dict[str, list[float]]) -> None:
           f"{statistics.median(pairs['messages']):.0f} WebSocket messages per job)")
     print(f"  CPU per job besides the engine: the server's {server_extra:.1f} ms, this client's {client_ms:.1f} ms "
           f"(HTTP, WebSocket), both on the cores the engine fills", flush=True)
+    if args.per_round > 1:  # the first job of a round follows the other side's jobs: caches and cores it left cold
+        per, first = args.per_round, {}
+        for key in ("server", "direct"):
+            first[key] = (statistics.median(pairs[key][::per]) * 1000,
+                          statistics.median([t for i, t in enumerate(pairs[key]) if i % per]) * 1000)
+        outside_by = [(served - engine_s) * 1000 for served, engine_s in zip(pairs["server"], pairs["engine"])]
+        print(f"  by place in its round: first {first['server'][0]:.1f} / {first['direct'][0]:.1f} ms = "
+              f"{first['server'][0] / first['direct'][0]:.3f} x (outside {statistics.median(outside_by[::per]):.1f} ms); "
+              f"later {first['server'][1]:.1f} / {first['direct'][1]:.1f} ms = {first['server'][1] / first['direct'][1]:.3f} x "
+              f"(outside {statistics.median([o for i, o in enumerate(outside_by) if i % per]):.1f} ms)", flush=True)
+
 
 if __name__ == "__main__":
     main()
