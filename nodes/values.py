@@ -18,6 +18,17 @@ def artifact_ref(value: Any) -> str | None:
     return None
 
 
+def artifact_refs(value: Any) -> set[str]:
+    """Every artifact id referred to anywhere in ``value`` (nested dicts and lists): a workflow's inputs, a job's
+    outputs as ``GET /api/jobs/{id}`` shows them."""
+    if isinstance(value, dict):
+        sha = artifact_ref(value)
+        return {sha} if sha is not None else set().union(*map(artifact_refs, value.values()))
+    if isinstance(value, list):
+        return set().union(*map(artifact_refs, value))
+    return set()
+
+
 def generator_from_seed(seed: int):
     import torch
 

@@ -24,13 +24,13 @@ from typing import Any, Callable
 import redis
 
 from ..nodes.artifacts import ArtifactStore, write_new
-from ..nodes.values import artifact_ref
+from ..nodes.values import artifact_refs
 from .bus import EventBus
+from .settings import ARTIFACT_TTL
+from .workers import TERMINAL
 
 logger = logging.getLogger("diffblocks.server")
 STREAM_LENGTH = 10_000  # events kept in the stream (approximately): a front that was away longer takes a snapshot
-ARTIFACT_TTL = 24 * 3600.0  # seconds an image stays in Redis after it was last stored or fetched
-TERMINAL = ("job.finished", "job.failed", "job.cancelled")
 
 
 def _stream(prefix: str) -> str:
@@ -173,7 +173,7 @@ class OutputKeeper:
         while (job_id := self._ended.get()) is not None:
             try:
                 job = self.queue.get(job_id)
-                for sha in sorted(output_artifacts(job.result.get("outputs", {}) if job else {})):
+                for sha in sorted(artifact_refs(job.result.get("outputs", {}) if job else {})):
                     self.artifacts.path(sha)  # fetched into the front's folder unless it is there
                 self.queue.trim(self.keep_jobs)
             except Exception as err:  # Redis or the disk away: logged, and the thread lives on for the next job
@@ -188,13 +188,3 @@ class OutputKeeper:
     def close(self) -> None:
         self._ended.put(None)
         self._thread.join(10)
-
-
-def output_artifacts(value: Any) -> set[str]:
-    """The artifact ids in a job's outputs as ``GET /api/jobs/{id}`` shows them (nested dicts and lists)."""
-    if isinstance(value, dict):
-        sha = artifact_ref(value)
-        return {sha} if sha is not None else set().union(*map(output_artifacts, value.values()))
-    if isinstance(value, list):
-        return set().union(*map(output_artifacts, value))
-    return set()

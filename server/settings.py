@@ -9,6 +9,7 @@ from ..components.devices import device_problem
 from ..components.errors import ServerSetupError
 
 AUTO_DEVICES = "auto"
+ARTIFACT_TTL = 24 * 3600.0  # with Redis: seconds an image stays there after it was last stored or fetched
 
 
 @dataclass
@@ -58,7 +59,7 @@ class ServerSettings:
     queue: str | None = None
     lease_seconds: float = 30.0
     keep_jobs: int = 10_000
-    artifact_ttl: float = 24 * 3600.0
+    artifact_ttl: float = ARTIFACT_TTL
     engine_process: bool = False
 
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query
 
 from ...components.errors.nodes import WorkflowError
 from ...components.errors.server import JobError
-from ...nodes.values import artifact_ref
+from ...nodes.values import artifact_refs
 from ..models import CancelResponse, JobCreated, JobInfo, JobList, JobRequest, JobStatus, JobSummary
 from ..queue import Job, new_job_id
 from ..state import ServerState, server_state
@@ -22,7 +22,7 @@ async def submit(body: JobRequest, state: ServerState = Depends(server_state)) -
     errors = state.engine.validate(workflow)
     if errors:
         raise WorkflowError(errors)
-    state.artifacts.share(referenced_artifacts(workflow))  # with Redis: there for the worker that takes the job
+    state.artifacts.share(artifact_refs(workflow["nodes"]))  # with Redis: there for the worker that takes the job
     # announced before it can be claimed, so job.queued always comes before the worker's job.started
     job_id = new_job_id()
     state.bus.publish({"type": "job.queued", "job": job_id, "node": None, "priority": body.priority})
@@ -66,12 +66,6 @@ async def cancel_job(job_id: str, state: ServerState = Depends(server_state)) ->
         raise JobError.already(job_id, job.status)
     state.pool.cancel_running(job_id)
     return CancelResponse(job=job_id, status="cancelling")
-
-
-def referenced_artifacts(workflow: dict) -> set[str]:
-    """The artifact ids a workflow's inputs refer to (``{"artifact": sha}``, as ``LoadImage`` takes them)."""
-    return {sha for node in workflow["nodes"].values() for value in node.get("inputs", {}).values()
-            if (sha := artifact_ref(value)) is not None}
 
 
 def summary(job: Job) -> JobSummary:
