@@ -89,7 +89,11 @@ class ServerState:
         self.catalog_thread.start()
 
     def close(self) -> None:
-        """Stop the workers (running jobs are queued again at the next start), close clients and the queue."""
+        """Stop the workers (running jobs are queued again at the next start), close clients and the queue, and
+        let a catalog still being built finish: a thread left importing torch while the interpreter shuts down can
+        abort the process (SIGABRT) instead of ending it cleanly."""
+        if self.catalog_thread is not None:
+            self.catalog_thread.join(60)
         self.pool.stop()
         self.bus.close()
         if self.keeper is not None:
