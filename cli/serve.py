@@ -188,7 +188,8 @@ def add_parser(commands) -> None:
                    help="the job queue: sqlite (default, in --data-dir) or redis://HOST:PORT/DB, for "
                         "'diffblocks worker' processes on any host (this process then runs no job)")
     s.add_argument("--keep-jobs", type=int, metavar="N",
-                   help="with a Redis queue: how many finished jobs the history keeps (default 10000; the oldest go first)")
+                   help="with a Redis queue: how many finished jobs the history keeps "
+                        "(default 10000; the oldest go first)")
     s.add_argument("--artifact-ttl", type=float, metavar="HOURS", help=ARTIFACT_TTL_HELP)
     s.add_argument("--engine-process", action="store_true",
                    help="run the workers in a process of their own: the server's requests and events never take "
