@@ -32,25 +32,39 @@ class JobRun:
         self.cached: list[str] = []
         self.seconds: dict[str, float] = {}
         self.last: dict[str, Any] | None = None
+        self.held: dict[str, Any] | None = None  # a node.finished not yet published: see on_event
 
     def on_event(self, event: dict[str, Any]) -> None:
-        """The engine's ``on_event``: record, convert and publish (holding back the job's last event)."""
+        """The engine's ``on_event``: record, convert and publish, holding back the job's last event and each
+        ``node.finished`` until the next event (or the job's end).
+
+        A node.finished goes out with whatever follows it: the next node's start, or, for the last node, the job's
+        end once its outputs are stored. Published at once, the last one kept the event loop sending it while this
+        thread stored the images, and each waited on the other for the GIL: 1-2 ms more per job on 2 cores."""
         kind = event["type"]
         if kind in TERMINAL:
             self.last = event
             return
+        self.publish_held()
         if kind == "node.started":
             self.executed.append(event["node"])
         elif kind == "node.cached":
             self.cached.append(event["node"])
         elif kind == "node.finished":
             self.seconds[event["node"]] = event.get("seconds")
-            event = {key: value for key, value in event.items() if key != "outputs"}
+            self.held = {**{key: value for key, value in event.items() if key != "outputs"}, "job": self.job.id}
+            return
         elif kind == "node.preview":
             if not self.previews or not self.bus.clients:  # nobody to show it to; a replay can do without
                 return
             event = {**event, "image": preview_data_url(event["image"])}
         self.bus.publish({**event, "job": self.job.id})
+
+    def publish_held(self) -> None:
+        """Publish the node.finished held back, if any."""
+        if self.held is not None:
+            held, self.held = self.held, None
+            self.bus.publish(held)
 
     def result(self, outputs: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
         last = self.last or {}
@@ -104,6 +118,7 @@ class Worker(threading.Thread):
                               seconds=result["seconds"])
         except Interrupted as err:
             if self.pool.stopping:  # left running in the file: the next start queues it again
+                run.publish_held()
                 return
             status, result, error = "cancelled", run.result(None), None
             last = run.ending("job.cancelled", node=err.node)
@@ -120,7 +135,9 @@ class Worker(threading.Thread):
             status, result = "failed", run.result(None)
             error = {"node": None, "input": None, "message": f"{type(err).__name__}: {err}"}
             last = run.ending("job.failed", **error)
-        if self.pool.queue.finish(job.id, status, result, error) is False:  # a lost lease: another claim has it
+        finished = self.pool.queue.finish(job.id, status, result, error)
+        run.publish_held()
+        if finished is False:  # a lost lease: another claim has it
             return
         self.pool.bus.publish(last)
 

@@ -54,6 +54,32 @@ async def test_job_runs_and_its_events_come_in_order(tmp_path):
         assert Image.open(io.BytesIO(png.content)).getpixel((0, 0)) == (7, 100, 200)
 
 
+async def test_the_last_nodes_finished_event_comes_once_its_outputs_are_stored(tmp_path):
+    """A node.finished goes out with the event after it: for the last node, once the job's images are stored and
+    its record written, so the worker does not store them while the event loop sends it (a GIL tug of war)."""
+    async with fake_server(tmp_path) as client:
+        state, seen_at_publish = client.state, {}
+        publish = state.bus.publish
+
+        def publish_and_look(event):
+            if event["type"] == "node.finished":
+                record = state.queue.get(event["job"])
+                seen_at_publish[event["node"]] = (record.status, record.result.get("outputs", {}).get("img"))
+            return publish(event)
+
+        state.bus.publish = publish_and_look
+        events = state.bus.subscribe()
+        job = await submit(client, IMAGE)
+        seen = await events_until(events, job, "job.finished")
+        # the first node's goes out as the next node starts; the last one's once the outputs are stored
+        assert seen_at_publish["n"] == ("running", None)
+        status, img = seen_at_publish["img"]
+        assert status == "done" and state.artifacts.has(img["image"]["artifact"])
+        kinds = [(e["type"], e["node"]) for e in seen if e["type"] in ("node.started", "node.finished", "job.finished")]
+        assert kinds == [("node.started", "n"), ("node.finished", "n"), ("node.started", "img"),
+                         ("node.finished", "img"), ("job.finished", None)]
+
+
 async def test_queued_comes_before_started_even_when_a_worker_claims_at_once(tmp_path):
     """A worker may claim a job the moment it is stored, before the request that queued it goes on: here the
     queue waits for the job to finish before ``submit`` returns, the widest such gap."""
