@@ -30,6 +30,28 @@ def test_each_job_is_claimed_exactly_once_by_concurrent_workers(tmp_path):
     assert sorted(claimed) == sorted(submitted)
 
 
+def test_each_job_is_claimed_exactly_once_through_several_connections_to_the_file(tmp_path):
+    """As the engine's process and the server do: each claimer its own connection, so only SQLite's lock keeps
+    two from taking the same job."""
+    path = tmp_path / "q.sqlite"
+    submitted = {JobQueue(path).submit({"n": i}).id for i in range(300)}
+    claimed, lock = [], threading.Lock()
+
+    def worker(queue):
+        while (job := queue.claim("cpu", timeout=0)) is not None:
+            assert job.status == "running" and job.device == "cpu" and job.workflow.keys() == {"n"}
+            with lock:
+                claimed.append(job.id)
+    queues = [JobQueue(path) for _ in range(6)]  # opened first: opening requeues the jobs a stop left running
+    threads = [threading.Thread(target=worker, args=(queue,)) for queue in queues]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(claimed) == len(submitted) and set(claimed) == submitted
+    assert {job.status for job in queues[0].list(limit=1000)} == {"running"}
+
+
 def test_restart_keeps_queued_jobs_and_history_and_requeues_running_ones(tmp_path):
     queue = JobQueue(tmp_path / "q.sqlite")
     done, running, waiting = (queue.submit({"n": i}) for i in range(3))
