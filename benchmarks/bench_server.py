@@ -7,6 +7,9 @@ POST /free; malformed JSON and a shell script uploaded as a PNG answered 4xx.
 
     python benchmarks/bench_server.py [--clients 8] [--jobs 40] [--steps 4] [--device cpu|cuda:0] [--engine-process]
 
+With ``OMP_NUM_THREADS=1`` (both sides inherit it) the engine is bound by Python, as on a GPU, where a small
+model's time goes to launching kernels: the case ``--engine-process`` is for.
+
 Starts ``diffblocks serve`` on a free port (``--device``, a temporary data folder) and talks to it as clients would:
 HTTP for requests, one WebSocket per client for events. The engine called directly runs in a second process
 started alike (this script with ``--direct-engine``), so that neither side has the other's start-up order.
