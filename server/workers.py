@@ -32,28 +32,33 @@ class JobRun:
         self.cached: list[str] = []
         self.seconds: dict[str, float] = {}
         self.last: dict[str, Any] | None = None
-        self.held: dict[str, Any] | None = None  # a node.finished not yet published: see on_event
+        self.final: str | None = None  # the node that runs last (job.started lists the order)
+        self.held: dict[str, Any] | None = None  # its node.finished, published with the job's end: see on_event
 
     def on_event(self, event: dict[str, Any]) -> None:
-        """The engine's ``on_event``: record, convert and publish, holding back the job's last event and each
-        ``node.finished`` until the next event (or the job's end).
+        """The engine's ``on_event``: record, convert and publish, holding back the job's last event and the
+        last node's ``node.finished``.
 
-        A node.finished goes out with whatever follows it: the next node's start, or, for the last node, the job's
-        end once its outputs are stored. Published at once, the last one kept the event loop sending it while this
-        thread stored the images, and each waited on the other for the GIL: 1-2 ms more per job on 2 cores."""
+        That node.finished goes out just before the job's end, once the outputs are stored. Published at once, it
+        kept the event loop sending while this thread stored the images, each waiting on the other for the GIL:
+        1-2 ms more per job on 2 cores. Only the last node's is held: an earlier one may be followed by a wait on
+        another job computing the same node."""
         kind = event["type"]
         if kind in TERMINAL:
             self.last = event
             return
-        self.publish_held()
-        if kind == "node.started":
+        if kind == "job.started":
+            self.final = (event.get("nodes") or [None])[-1]
+        elif kind == "node.started":
             self.executed.append(event["node"])
         elif kind == "node.cached":
             self.cached.append(event["node"])
         elif kind == "node.finished":
             self.seconds[event["node"]] = event.get("seconds")
-            self.held = {**{key: value for key, value in event.items() if key != "outputs"}, "job": self.job.id}
-            return
+            event = {key: value for key, value in event.items() if key != "outputs"}
+            if event["node"] == self.final:
+                self.held = {**event, "job": self.job.id}
+                return
         elif kind == "node.preview":
             if not self.previews or not self.bus.clients:  # nobody to show it to; a replay can do without
                 return
@@ -61,7 +66,7 @@ class JobRun:
         self.bus.publish({**event, "job": self.job.id})
 
     def publish_held(self) -> None:
-        """Publish the node.finished held back, if any."""
+        """Publish the last node's node.finished, if it was held back."""
         if self.held is not None:
             held, self.held = self.held, None
             self.bus.publish(held)

@@ -54,14 +54,25 @@ async def test_job_runs_and_its_events_come_in_order(tmp_path):
         assert Image.open(io.BytesIO(png.content)).getpixel((0, 0)) == (7, 100, 200)
 
 
-async def test_the_last_nodes_finished_event_comes_once_its_outputs_are_stored(tmp_path):
-    """A node.finished goes out with the event after it: for the last node, once the job's images are stored and
-    its record written, so the worker does not store them while the event loop sends it (a GIL tug of war)."""
+async def test_the_last_nodes_finished_event_comes_once_its_outputs_are_stored(tmp_path, monkeypatch):
+    """The last node's node.finished goes out with the job's end, once the images are stored and the record
+    written, so the worker does not store them while the event loop sends it (a GIL tug of war); an earlier node's
+    goes out at once, as another job computing the next node could keep it waiting."""
+    from diffblocks.server import workers
+
+    log, on_event = [], workers.JobRun.on_event
+
+    def logged(run, event):
+        log.append(("engine", event["type"], event["node"]))
+        on_event(run, event)
+
+    monkeypatch.setattr(workers.JobRun, "on_event", logged)
     async with fake_server(tmp_path) as client:
         state, seen_at_publish = client.state, {}
         publish = state.bus.publish
 
         def publish_and_look(event):
+            log.append(("bus", event["type"], event["node"]))
             if event["type"] == "node.finished":
                 record = state.queue.get(event["job"])
                 seen_at_publish[event["node"]] = (record.status, record.result.get("outputs", {}).get("img"))
@@ -71,8 +82,9 @@ async def test_the_last_nodes_finished_event_comes_once_its_outputs_are_stored(t
         events = state.bus.subscribe()
         job = await submit(client, IMAGE)
         seen = await events_until(events, job, "job.finished")
-        # the first node's goes out as the next node starts; the last one's once the outputs are stored
         assert seen_at_publish["n"] == ("running", None)
+        at = log.index(("engine", "node.finished", "n"))
+        assert log[at + 1] == ("bus", "node.finished", "n")
         status, img = seen_at_publish["img"]
         assert status == "done" and state.artifacts.has(img["image"]["artifact"])
         kinds = [(e["type"], e["node"]) for e in seen if e["type"] in ("node.started", "node.finished", "job.finished")]
