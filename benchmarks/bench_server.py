@@ -383,9 +383,15 @@ def say_pairs(args, pairs: dict[str, list[float]]) -> None:
     client_ms = sum(pairs["client_cpu"]) / jobs_each_way * 1000
     outside = statistics.median(served - engine_s for served, engine_s in zip(pairs["server"], pairs["engine"])) * 1000
     print(f"one job at a time, {args.round_steps} steps, medians of {jobs_each_way} each way:")
+    per = args.per_round
+    rounds = [statistics.median(pairs["server"][i:i + per]) / statistics.median(pairs["direct"][i:i + per])
+              for i in range(0, jobs_each_way, per)]
+    spread = statistics.quantiles(rounds, n=4) if len(rounds) > 1 else [rounds[0]] * 3
     print(f"  served, POST to job.finished  {ms['server']:8.2f} ms = {ms['server'] / ms['direct']:.3f} x the engine "
           f"called directly ({ms['direct']:.2f} ms; target <= 1.05); CPU "
           f"{sum(pairs['server_cpu']) / sum(pairs['direct_cpu']):.3f} x")
+    print(f"  round by round                {spread[1]:.3f} x median, the middle half {spread[0]:.3f}-{spread[2]:.3f} x "
+          f"({len(rounds)} rounds: a target inside this range is within the noise of the machine)")
     print(f"  outside the engine            {outside:8.2f} ms per job (served time less the engine's own time "
           f"in the server; target <= 6 ms; ComfyUI 12.4 ms outside its sampler)")
     print(f"  the engine inside the server  {ms['engine']:8.2f} ms ({ms['engine'] - ms['direct']:+.2f} ms: events "
@@ -394,7 +400,7 @@ def say_pairs(args, pairs: dict[str, list[float]]) -> None:
     print(f"  CPU per job besides the engine: the server's {server_extra:.1f} ms, this client's {client_ms:.1f} ms "
           f"(HTTP, WebSocket), both on the cores the engine fills", flush=True)
     if args.per_round > 1:  # the first job of a round follows the other side's jobs: caches and cores it left cold
-        per, first = args.per_round, {}
+        first = {}
         for key in ("server", "direct"):
             first[key] = (statistics.median(pairs[key][::per]) * 1000,
                           statistics.median([t for i, t in enumerate(pairs[key]) if i % per]) * 1000)
