@@ -123,7 +123,6 @@ class Worker(threading.Thread):
                               seconds=result["seconds"])
         except Interrupted as err:
             if self.pool.stopping:  # left running in the file: the next start queues it again
-                run.publish_held()
                 return
             status, result, error = "cancelled", run.result(None), None
             last = run.ending("job.cancelled", node=err.node)

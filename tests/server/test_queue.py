@@ -34,7 +34,8 @@ def test_each_job_is_claimed_exactly_once_through_several_connections_to_the_fil
     """As the engine's process and the server do: each claimer its own connection, so only SQLite's lock keeps
     two from taking the same job."""
     path = tmp_path / "q.sqlite"
-    submitted = {JobQueue(path).submit({"n": i}).id for i in range(300)}
+    first = JobQueue(path)
+    submitted = {first.submit({"n": i}).id for i in range(300)}
     claimed, lock = [], threading.Lock()
 
     def worker(queue):
@@ -42,7 +43,7 @@ def test_each_job_is_claimed_exactly_once_through_several_connections_to_the_fil
             assert job.status == "running" and job.device == "cpu" and job.workflow.keys() == {"n"}
             with lock:
                 claimed.append(job.id)
-    queues = [JobQueue(path) for _ in range(6)]  # opened first: opening requeues the jobs a stop left running
+    queues = [first, *(JobQueue(path) for _ in range(5))]  # opened first: opening requeues the jobs a stop left running
     threads = [threading.Thread(target=worker, args=(queue,)) for queue in queues]
     for thread in threads:
         thread.start()
