@@ -382,11 +382,11 @@ def say_pairs(args, pairs: dict[str, list[float]]) -> None:
     server_extra = (sum(pairs["server_cpu"]) - sum(pairs["direct_cpu"])) / jobs_each_way * 1000
     client_ms = sum(pairs["client_cpu"]) / jobs_each_way * 1000
     outside = statistics.median(served - engine_s for served, engine_s in zip(pairs["server"], pairs["engine"])) * 1000
-    print(f"one job at a time, {args.round_steps} steps, medians of {jobs_each_way} each way:")
     per = args.per_round
     rounds = [statistics.median(pairs["server"][i:i + per]) / statistics.median(pairs["direct"][i:i + per])
               for i in range(0, jobs_each_way, per)]
     spread = statistics.quantiles(rounds, n=4) if len(rounds) > 1 else [rounds[0]] * 3
+    print(f"one job at a time, {args.round_steps} steps, medians of {jobs_each_way} each way:")
     print(f"  served, POST to job.finished  {ms['server']:8.2f} ms = {ms['server'] / ms['direct']:.3f} x the engine "
           f"called directly ({ms['direct']:.2f} ms; target <= 1.05); CPU "
           f"{sum(pairs['server_cpu']) / sum(pairs['direct_cpu']):.3f} x")
