@@ -130,36 +130,65 @@ def _set_rows(target: torch.Tensor, rows: slice, values: torch.Tensor) -> torch.
     return out
 
 
-def _hidden_states(args: tuple, kwargs: dict) -> torch.Tensor:
-    for key in ("hidden_states", "x"):
-        if isinstance(kwargs.get(key), torch.Tensor):
-            return kwargs[key]
-    if args and isinstance(args[0], torch.Tensor):
-        return args[0]
-    raise GuiderError("cannot find the hidden_states input of a skipped module")
+def _input(name: str, args: tuple, kwargs: dict) -> torch.Tensor | None:
+    if isinstance(kwargs.get(name), torch.Tensor):
+        return kwargs[name]
+    if name == "hidden_states":
+        if isinstance(kwargs.get("x"), torch.Tensor):
+            return kwargs["x"]
+        if args and isinstance(args[0], torch.Tensor):
+            return args[0]
+    return None
 
 
-def _skip_rows(output: Any, args: tuple, kwargs: dict, rows: slice, batch: int, dropout: float, where: str) -> Any:
+def _skip_sources(module, output: Any, args: tuple, kwargs: dict, where: str) -> list[torch.Tensor]:
+    """The input each output of a skipped module passes on instead: by the module's ``output_streams`` (the input
+    name of each output in a tuple, as joint-attention blocks declare them), else by shape, where it is clear."""
+    hidden = _input("hidden_states", args, kwargs)
+    if hidden is None:
+        raise GuiderError("cannot find the hidden_states input of a skipped module")
+    outputs = output if isinstance(output, tuple) else (output,)
+    streams = getattr(module, "output_streams", None)
+    if isinstance(output, tuple) and streams is not None:
+        found = [_input(name, args, kwargs) for name in streams]
+        missing = [name for name, tensor in zip(streams, found) if tensor is None]
+        if missing:
+            raise GuiderError(f"cannot skip '{where}': it was called without its {missing[0]} input")
+        return found
+    inputs = [hidden] + [t for t in (_input("encoder_hidden_states", args, kwargs),) if t is not None]
+    sources = []
+    for tensor in outputs:
+        if not isinstance(tensor, torch.Tensor):
+            sources.append(None)
+            continue
+        matches = [s for s in inputs if s.shape == tensor.shape]
+        if not matches:
+            raise GuiderError(f"cannot skip '{where}': its output {tuple(tensor.shape)} does not match any input")
+        if len({id(m) for m in matches}) > 1 and len(outputs) > 1:
+            raise GuiderError(f"cannot skip '{where}': its outputs and its hidden_states and encoder_hidden_states "
+                              f"inputs all have the shape {tuple(tensor.shape)}; {type(module).__name__} needs "
+                              f"output_streams naming the input each output stands for")
+        sources.append(matches[0])
+    return sources
+
+
+def _skip_rows(module, output: Any, args: tuple, kwargs: dict, rows: slice, batch: int, dropout: float,
+               where: str) -> Any:
     """``output`` with ``rows`` replaced by the module's input rows (or dropped out when ``dropout < 1``)."""
     full = math.isclose(dropout, 1.0)
-    sources = [_hidden_states(args, kwargs)]
-    if isinstance(kwargs.get("encoder_hidden_states"), torch.Tensor):
-        sources.append(kwargs["encoder_hidden_states"])
+    sources = _skip_sources(module, output, args, kwargs, where) if full else None
 
-    def edit(tensor: Any) -> Any:
+    def edit(tensor: Any, i: int) -> Any:
         if not isinstance(tensor, torch.Tensor):
             return tensor
         _check_rows(tensor, batch, where)
         if not full:
             return _set_rows(tensor, rows, F.dropout(tensor[rows], p=dropout, training=True))
-        source = next((s for s in sources if s.shape == tensor.shape), None)
-        if source is None:
-            raise GuiderError(f"cannot skip '{where}': its output {tuple(tensor.shape)} does not match any input")
-        return _set_rows(tensor, rows, source[rows].to(tensor.dtype))
+        return _set_rows(tensor, rows, sources[i][rows].to(tensor.dtype))
 
     if isinstance(output, tuple):
-        return tuple(edit(t) for t in output)
-    return edit(output)
+        return tuple(edit(t, i) for i, t in enumerate(output))
+    return edit(output, 0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -172,7 +201,7 @@ class _RowSkip(Edit):
     where: str
 
     def after(self, module, args, kwargs, output, state):
-        return _skip_rows(output, args, kwargs, self.rows, self.batch, self.dropout, self.where)
+        return _skip_rows(module, output, args, kwargs, self.rows, self.batch, self.dropout, self.where)
 
 
 # --- attention edits -------------------------------------------------------------------------------

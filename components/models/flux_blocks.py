@@ -138,6 +138,8 @@ class FluxTransformerBlock(nn.Module):
     """Double-stream block: image and text tokens keep their own norms, projections and MLPs and meet in
     one attention; both streams are modulated by ``temb``."""
 
+    output_streams = ("encoder_hidden_states", "hidden_states")  # the input each output stands for (layer skips)
+
     def __init__(self, dim: int, num_attention_heads: int, attention_head_dim: int):
         super().__init__()
         self.norm1 = AdaNormZero(dim, 6)
@@ -168,6 +170,8 @@ class FluxTransformerBlock(nn.Module):
 class FluxSingleTransformerBlock(nn.Module):
     """Single-stream block over the concatenated ``[text, image]`` tokens: attention and a GELU MLP in
     parallel from one modulated norm, joined by ``proj_out`` and gated into the residual."""
+
+    output_streams = ("encoder_hidden_states", "hidden_states")  # the input each output stands for (layer skips)
 
     def __init__(self, dim: int, num_attention_heads: int, attention_head_dim: int, mlp_ratio: float = 4.0):
         super().__init__()

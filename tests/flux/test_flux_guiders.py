@@ -21,7 +21,7 @@ def pipe(flux_dev_repo):
     return pipe
 
 
-def second_step(pipe, guider):
+def second_step(pipe, guider, **call):
     """The state of a call, the latents its second step starts from and that step's guided prediction (the
     perturbed guiders start after the first step of their window)."""
     pipe.update_components(guider=guider)
@@ -32,7 +32,7 @@ def second_step(pipe, guider):
 
     latents = torch.randn(1, 64, 64, generator=torch.Generator().manual_seed(5))
     state = pipe(prompt="a cat", latents=latents, callback_on_step_end=keep,
-                 callback_on_step_end_tensor_inputs=["latents", "noise_pred"], **CALL)
+                 callback_on_step_end_tensor_inputs=["latents", "noise_pred"], **{**CALL, **call})
     return state, seen[0]["latents"], seen[1]["noise_pred"]
 
 
@@ -53,10 +53,14 @@ def velocity(transformer, state, latents, skip_block=None):
             del block.forward
 
 
-def test_skip_layer_guidance_skips_the_block_in_the_perturbed_branch_only(pipe):
+@pytest.mark.parametrize("text_tokens", [16, 64], ids=["text-shorter", "text-as-long-as-the-image"])
+def test_skip_layer_guidance_skips_the_block_in_the_perturbed_branch_only(pipe, text_tokens):
+    # 64 text tokens and 64 image tokens (32 px): both streams have one shape, so only the block's own order of
+    # outputs (text, then image) tells which input each skipped output passes on
     guider = SkipLayerGuidance(guidance_scale=1.0, skip_layer_guidance_scale=2.0, skip_layer_guidance_start=0.0,
                                skip_layer_guidance_stop=1.0, skip_layer_guidance_layers=[0])
-    state, latents, pred = second_step(pipe, guider)
+    state, latents, pred = second_step(pipe, guider, max_sequence_length=text_tokens)
+    assert state.get("prompt_embeds").shape[1] == text_tokens and latents.shape[1] == 64
     cond = velocity(pipe.transformer, state, latents)
     skipped = velocity(pipe.transformer, state, latents, skip_block=0)
     assert (cond - skipped).abs().max().item() > 1e-3  # the block matters

@@ -249,11 +249,39 @@ def test_skipping_a_module_whose_output_is_not_its_input_shape_is_an_error():
 
 def test_hidden_states_input_found_by_keyword_or_position_else_an_error():
     a, b = torch.zeros(1), torch.ones(1)
-    assert hooks._hidden_states((a,), {"hidden_states": b}) is b
-    assert hooks._hidden_states((a,), {"x": b}) is b
-    assert hooks._hidden_states((a,), {"inputs": b}) is a
+    assert hooks._input("hidden_states", (a,), {"hidden_states": b}) is b
+    assert hooks._input("hidden_states", (a,), {"x": b}) is b
+    assert hooks._input("hidden_states", (a,), {"inputs": b}) is a
+    assert hooks._input("encoder_hidden_states", (a,), {}) is None  # only hidden_states is taken by position
     with pytest.raises(GuiderError, match="cannot find the hidden_states input of a skipped module"):
-        hooks._hidden_states((), {"inputs": b})
+        hooks._skip_sources(torch.nn.Identity(), b, (), {"inputs": b}, "m")
+
+
+class _Joint(torch.nn.Module):
+    """Two streams of one shape in, returned text first (as FLUX's blocks return them)."""
+
+    def forward(self, hidden_states, encoder_hidden_states):
+        return encoder_hidden_states + 1, hidden_states + 1
+
+
+class _DeclaredJoint(_Joint):
+    output_streams = ("encoder_hidden_states", "hidden_states")
+
+
+def test_a_skipped_joint_block_passes_each_stream_its_own_input_by_its_declared_order_never_by_a_guess():
+    image, text = torch.randn(2, 3, 4), torch.randn(2, 3, 4)
+    out = _DeclaredJoint()(image, text)
+    skipped = hooks._skip_rows(_DeclaredJoint(), out, (), {"hidden_states": image, "encoder_hidden_states": text},
+                               slice(1, 2), 2, 1.0, "blocks.0")
+    assert torch.equal(skipped[0][1], text[1]) and torch.equal(skipped[1][1], image[1])  # the skipped row
+    assert torch.equal(skipped[0][0], out[0][0]) and torch.equal(skipped[1][0], out[1][0])  # the others kept
+    with pytest.raises(GuiderError, match=r"^cannot skip 'blocks.0': its outputs and its hidden_states and "
+                                          r"encoder_hidden_states inputs all have the shape \(2, 3, 4\); _Joint needs "
+                                          r"output_streams"):
+        hooks._skip_rows(_Joint(), out, (), {"hidden_states": image, "encoder_hidden_states": text},
+                         slice(1, 2), 2, 1.0, "blocks.0")
+    with pytest.raises(GuiderError, match="^cannot skip 'blocks.0': it was called without its encoder_hidden_states"):
+        hooks._skip_rows(_DeclaredJoint(), out, (image, text), {}, slice(1, 2), 2, 1.0, "blocks.0")
 
 
 def test_attention_without_sdpa_names_the_module(unet, unet_inputs):
