@@ -17,16 +17,18 @@ from pathlib import Path
 
 from ..components.errors import BatchError, BatchItemError, FlagError
 from .choices import GUIDERS, SCHEDULER_NAMES, pick_device
-from .flags import check_numbers
+from .files import open_image
+from .flags import check_numbers, value_of
 from .presets import PRESETS
 from .run import build_pipeline, plan_run
 
 # flags of `run` that `batch` does not take: absent, as if left out (run's checks read them)
-RUN_ONLY = ("prompt", "image", "mask_image", "control_image", "strength", "controlnet", "controlnet_scale",
-            "ip_adapter", "ip_adapter_image", "ip_adapter_scale", "rows", "upscale")
+RUN_ONLY = ("prompt", "control_image", "controlnet", "controlnet_scale", "ip_adapter", "ip_adapter_image",
+            "ip_adapter_scale", "rows", "upscale")
 # flags whose value is every item's default for a pipeline input (a JSONL line may set its own)
 DEFAULT_INPUTS = {"steps": "num_inference_steps", "negative_prompt": "negative_prompt", "height": "height",
-                  "width": "width"}
+                  "width": "width", "strength": "strength"}
+IMAGE_DEFAULTS = {"--image": "image", "--mask-image": "mask_image"}  # files, as absolute paths in the items
 
 
 def _state(device: str | None):
@@ -61,18 +63,23 @@ def batch(args) -> int:
 
 
 def _batch(args) -> int:
-    from ..distributed.batch import run_batch
+    from ..distributed.batch import check_images, run_batch
     from ..distributed.manifest import check_inputs, read_items
 
     check_numbers(args)
     if args.batch_size <= 0:
         raise FlagError.bad_value("--batch-size", "a positive number", args.batch_size)
     defaults = {name: getattr(args, flag) for flag, name in DEFAULT_INPUTS.items() if getattr(args, flag) is not None}
+    for flag, name in IMAGE_DEFAULTS.items():
+        if open_image(flag, value_of(args, flag)) is not None:  # FlagError unless it is an image
+            defaults[name] = str(Path(value_of(args, flag)).expanduser().resolve())
     items = read_items(args.prompts, args.seed, defaults)
+    images_dir = Path(args.prompts).parent
+    check_images(items, args.prompts, images_dir)
     out_dir = Path(args.out_dir).expanduser()
     if out_dir.exists() and not out_dir.is_dir():
         raise FlagError.unusable("--out-dir", args.out_dir, "is a file; give a folder")
-    plan = plan_run(args)
+    plan = plan_run(args, supplied=set.intersection(*(set(item.inputs) for item in items)))
     out_dir.mkdir(parents=True, exist_ok=True)
     state = _state(args.device)
     try:
@@ -80,7 +87,7 @@ def _batch(args) -> int:
         pipe.set_progress_bar_config(disable=True)  # one bar for the whole batch, not one per image
         check_inputs(items, _valid_inputs(pipe), args.prompts)
         report = run_batch(pipe, items, out_dir, state, args.batch_size, progress=not args.no_progress,
-                           images_dir=Path(args.prompts).parent)
+                           images_dir=images_dir)
     finally:
         if state.num_processes > 1:
             state.destroy_process_group()
@@ -109,6 +116,12 @@ def add_parser(commands) -> None:
     b.add_argument("--guider", help=f"one of: {', '.join(GUIDERS)} (default: cfg)")
     b.add_argument("--scheduler", help=f"one of: {', '.join(SCHEDULER_NAMES)}, or a scheduler class name")
     b.add_argument("--negative-prompt", help="what to steer away from (every item's default)")
+    b.add_argument("--image", help="every item's input image (image-to-image; inpaint with --mask-image); a JSONL "
+                   "line's \"image\" (relative to the prompts file) replaces it")
+    b.add_argument("--mask-image", help="every item's inpainting mask, white where the image is repainted (a JSONL "
+                   "line's \"mask_image\" replaces it)")
+    b.add_argument("--strength", type=float, help="how much of the image is repainted, in (0, 1] (default: the "
+                                                  "preset's; a JSONL line's \"strength\" replaces it)")
     b.add_argument("--height", type=int, help="image height in pixels, a multiple of 8 (default: the model's)")
     b.add_argument("--width", type=int, help="image width in pixels, a multiple of 8 (default: the model's)")
     b.add_argument("--device", help="cpu, cuda, ... (default: this process's device under a launcher, else cuda "

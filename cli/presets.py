@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Collection
 
 from ..components.errors import FlagError
 from ..presets.names import FAMILIES, PRESETS
@@ -30,11 +31,13 @@ def load_preset(name: str):
     return getattr(module, attr)
 
 
-def choose_preset(args) -> str:
-    """``--preset``, or for a family alone (default ``sd15``) the workflow the image flags ask for."""
+def choose_preset(args, supplied: Collection[str] = ()) -> str:
+    """``--preset``, or for a family alone (default ``sd15``) the workflow the image flags ask for (or the image
+    inputs ``supplied`` by every line of a prompts file)."""
     name = args.preset or "sd15"
     if name in FAMILIES:
-        workflow = "inpaint" if args.mask_image else "image2image" if args.image else "text2image"
+        mask, image = args.mask_image or "mask_image" in supplied, args.image or "image" in supplied
+        workflow = "inpaint" if mask else "image2image" if image else "text2image"
         return f"{name}-{workflow}"
     if name not in PRESETS:
         raise FlagError.unknown_choice("preset", name, [*PRESETS, *FAMILIES], flag="--preset")
@@ -60,11 +63,15 @@ def compose_blocks(preset: str, args):
     return SequentialPipelineBlocks.from_blocks_dict(blocks)
 
 
-def check_flags_fit(preset: str, blocks, args) -> None:
-    """Every flag given sets an input of the blocks, and the workflow has the flags it needs."""
+def check_flags_fit(preset: str, blocks, args, supplied: Collection[str] | None = None) -> None:
+    """Every flag given sets an input of the blocks, and the workflow has the flags it needs (or, for
+    ``diffblocks batch``, the inputs ``supplied`` by every line of its prompts file)."""
     for flag in WORKFLOW_NEEDS.get(preset.split("-", 1)[1], []):
-        if not given(args, flag):
-            raise FlagError.needs(f"preset '{preset}'", flag)
+        if given(args, flag) or FLAG_INPUTS.get(flag) in (supplied or ()):
+            continue
+        if supplied is not None and flag in FLAG_INPUTS:
+            raise FlagError.needs(f"preset '{preset}'", f'{flag}, or "{FLAG_INPUTS[flag]}" on every line of the prompts file')
+        raise FlagError.needs(f"preset '{preset}'", flag)
     takes = set(blocks.input_names)
     hint = "leave out --preset (or give only sd15 / sdxl) to pick the workflow from the flags"
     for flag, name in FLAG_INPUTS.items():

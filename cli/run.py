@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Collection
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -28,11 +29,12 @@ class Plan:
     device: str
 
 
-def plan_run(args) -> Plan:
-    """The blocks, model and components the flags ask for; raises ``FlagError`` before anything loads."""
-    preset = choose_preset(args)
+def plan_run(args, supplied: Collection[str] | None = None) -> Plan:
+    """The blocks, model and components the flags ask for; raises ``FlagError`` before anything loads.
+    ``supplied``: the inputs every line of ``diffblocks batch``'s prompts file sets (they stand in for flags)."""
+    preset = choose_preset(args, supplied or ())
     blocks = compose_blocks(preset, args)
-    check_flags_fit(preset, blocks, args)
+    check_flags_fit(preset, blocks, args, supplied)
     return Plan(blocks=blocks, model=resolve_model(args.model, preset),
                 controlnet=None if args.controlnet is None else local_or_repo("--controlnet", args.controlnet, "ControlNet"),
                 ip_adapter=ip_adapter_source(args.ip_adapter), scheduler=scheduler_class(args.scheduler),

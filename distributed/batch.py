@@ -41,6 +41,30 @@ class BatchReport:
     seconds: float
 
 
+def check_images(items: list[BatchItem], path: str, base: Path) -> None:
+    """Every image input of every item names an image file (relative to ``base``, the prompts file's folder),
+    checked by its header before any model loads.
+
+    Raises:
+        BatchError: naming the line, the input and the file.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    for item in items:
+        for name in IMAGE_INPUTS:
+            value = item.inputs.get(name)
+            if name not in item.inputs:
+                continue
+            if not isinstance(value, str):
+                raise BatchError.bad_line(path, item.line, f"'{name}' must be an image file's path, got {value!r}")
+            try:
+                with Image.open(base / value):
+                    pass
+            except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as err:
+                problem = "no such file" if not (base / value).is_file() else f"not an image ({err})"
+                raise BatchError.bad_line(path, item.line, f"'{name}': {value}: {problem}") from err
+
+
 def _open_images(inputs: dict[str, Any], base: Path) -> dict[str, Any]:
     from PIL import Image
 

@@ -162,6 +162,51 @@ def test_jsonl_inputs_reach_the_pipeline(tmp_path, one_thread):
          {"num_inference_steps": 2, "negative_prompt": "a seven", "height": 16, "width": 24}]
 
 
+def test_image_to_image_takes_every_items_image_from_the_flag_or_its_own_line(tmp_path, one_thread):
+    from PIL import Image
+
+    from diffblocks import SequentialPipelineBlocks
+    from diffblocks.presets import embedded_model_path
+    from diffblocks.presets.stable_diffusion import IMAGE2IMAGE_BLOCKS
+
+    red, blue = Image.new("RGB", (32, 32), (220, 20, 20)), Image.new("RGB", (32, 32), (20, 20, 220))
+    (tmp_path / "pictures").mkdir()
+    red.save(tmp_path / "red.png")
+    blue.save(tmp_path / "pictures" / "blue.png")
+    lines = [{"prompt": "a seven"}, {"prompt": "a one", "image": "pictures/blue.png", "strength": 1.0}]
+    path = tmp_path / "prompts.jsonl"  # a line's image is relative to this file, the flag's to the working folder
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    assert batch(path, "--out-dir", tmp_path / "out", "--seed", 5, "--image", tmp_path / "red.png",
+                 "--strength", 0.5) == 0
+    pipe = SequentialPipelineBlocks.from_blocks_dict(IMAGE2IMAGE_BLOCKS).init_pipeline(str(embedded_model_path()))
+    pipe.load_components()
+    pipe.set_progress_bar_config(disable=True)
+    for index, (image, strength) in enumerate([(red, 0.5), (blue, 1.0)]):
+        expected = pipe(prompt=lines[index]["prompt"], image=image, strength=strength, num_inference_steps=2,
+                        generator=torch.Generator().manual_seed(5 + index), output="images")[0]
+        assert (tmp_path / "out" / f"{index:06d}.png").read_bytes() == _png(expected)
+    assert [e["inputs"].get("image") for e in manifest(tmp_path / "out")] == [str(tmp_path / "red.png"),
+                                                                             "pictures/blue.png"]
+
+
+def test_an_image_preset_needs_an_image_for_every_item_before_anything_loads(tmp_path, capsys):
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(tmp_path / "seven.png")
+    (tmp_path / "fake.png").write_text("#!/bin/sh\n")
+    path = tmp_path / "prompts.jsonl"
+    path.write_text('{"prompt": "a seven", "image": "seven.png"}\n{"prompt": "a one"}\n')
+    assert batch(path, "--out-dir", tmp_path / "out", "--preset", "sd15-image2image") == 2
+    assert 'preset \'sd15-image2image\' needs --image, or "image" on every line of the prompts file' in \
+        capsys.readouterr().err
+    path.write_text('{"prompt": "a seven", "image": "seven.png"}\n{"prompt": "a one", "image": "eight.png"}\n')
+    assert batch(path, "--out-dir", tmp_path / "out") == 2
+    assert "prompts.jsonl, line 2: 'image': eight.png: no such file" in capsys.readouterr().err
+    assert batch(path, "--out-dir", tmp_path / "out", "--image", tmp_path / "fake.png") == 2
+    assert f"--image {tmp_path / 'fake.png'}: cannot read the image" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_unknown_jsonl_input_stops_before_rendering(tmp_path, capsys):
     path = tmp_path / "prompts.jsonl"
     path.write_text('{"prompt": "a seven"}\n{"prompt": "a one", "num_inference_step": 3}\n')
