@@ -104,12 +104,13 @@ class PipelineLoader:
     # --- LoRA ----------------------------------------------------------------------------------------------
     def load_lora_weights(self, repo_or_path: Source, weight_name: str | None = None,
                           adapter_name: str | None = None) -> str:
-        """Load a LoRA into the UNet and the text encoder(s); it becomes the active adapter, at weight 1.0.
+        """Load a LoRA into the UNet (or FLUX.1's transformer) and the text encoder(s); it becomes the active
+        adapter, at weight 1.0.
 
         Reads diffusers / PEFT files (``lora_A`` / ``lora_B``, or the older ``lora.down`` / ``lora.up``) and kohya /
         A1111 files (``lora_unet_...lora_down.weight`` with ``.alpha``, LoCon conv layers, SDXL's original block
-        names), ``.safetensors`` or ``.bin`` (read with ``weights_only``). Every key is matched first: a LoRA that
-        does not fit changes nothing.
+        names, FLUX.1's original names with fused q/k/v), ``.safetensors`` or ``.bin`` (read with
+        ``weights_only``). Every key is matched first: a LoRA that does not fit changes nothing.
 
         Args:
             repo_or_path: A folder, a Hub repo id, a file, or a state dict.
@@ -189,7 +190,7 @@ class PipelineLoader:
         from ..components.lora import loaded_adapters
 
         components = self.pipeline.components
-        models = {n: components.get(n) for n in ("unet", "text_encoder", "text_encoder_2")
+        models = {n: components.get(n) for n in ("unet", "transformer", "text_encoder", "text_encoder_2")
                   if components.get(n) is not None}
         if not models:
             raise LoraError.no_model()

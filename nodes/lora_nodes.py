@@ -1,4 +1,4 @@
-"""``LoadLoRA``: a components bundle whose UNet and text encoders carry a LoRA.
+"""``LoadLoRA``: a components bundle whose UNet (or FLUX.1's transformer) and text encoders carry a LoRA.
 
 The models in the ComponentsManager are shared by every workflow, so the LoRA goes into weight-sharing copies
 of their module trees (as ``LoadIPAdapter`` does): no memory for the weights, and the shared models, and every
@@ -14,15 +14,16 @@ from .adapter_nodes import STRING, weight_sharing_copy
 from .bundle import ComponentsBundle
 from .node_type import NodeInput, NodeOutput, NodeType, RunContext
 
-LORA_MODELS = ("unet", "text_encoder", "text_encoder_2")
+LORA_MODELS = ("unet", "transformer", "text_encoder", "text_encoder_2")
+TEXT_ENCODERS = ("text_encoder", "text_encoder_2")
 _SCALES = "_diffblocks_lora_node_scales"  # adapter -> scale, set by the LoadLoRA nodes before this copy
 
 
 class LoadLoRA(NodeType):
     name = "LoadLoRA"
     category = "loaders"
-    description = ("A LoRA (diffusers/PEFT or kohya/A1111 file, .safetensors or .bin) for the bundle's UNet and text "
-                   "encoders; outputs the bundle with the adapted models.")
+    description = ("A LoRA (diffusers/PEFT or kohya/A1111 file, .safetensors or .bin) for the bundle's UNet (or FLUX.1 "
+                   "transformer) and text encoders; outputs the bundle with the adapted models.")
 
     def __init__(self):
         self.inputs = {
@@ -50,7 +51,7 @@ class LoadLoRA(NodeType):
         scale = float(values.get("scale", 1.0))
         models = {n: self._copy(bundle.components[n], values, scale) for n in LORA_MODELS
                   if bundle.components.get(n) is not None}
-        skip = tuple(n for n in LORA_MODELS[1:] if n not in models)
+        skip = tuple(n for n in TEXT_ENCODERS if n not in models)
         adapter = load_lora(models, values["repo"], values.get("weight_name") or None,
                             values.get("adapter_name") or None, skip=skip)
         for model in models.values():

@@ -2,12 +2,16 @@
 
 Three layouts are read:
 
-- diffusers / PEFT: ``unet.<module>.lora_A.weight`` / ``lora_B`` (``text_encoder.``, ``text_encoder_2.`` for the
-  text encoders; keys without a component prefix belong to the UNet);
+- diffusers / PEFT: ``unet.<module>.lora_A.weight`` / ``lora_B`` (``transformer.`` for FLUX.1; ``text_encoder.``,
+  ``text_encoder_2.`` for the text encoders);
 - the older diffusers layout: ``<module>.lora.down.weight`` / ``.lora.up``, ``.lora_linear_layer.down``, and the
   attention-processor form ``attn1.processor.to_q_lora.down.weight`` (text encoders: ``self_attn.to_q_lora``);
 - kohya / A1111 (``lora_unet_<module_with_underscores>.lora_down.weight``, ``.lora_up.weight``, ``.alpha``;
-  ``lora_te_`` / ``lora_te1_`` / ``lora_te2_`` for the text encoders), LoCon conv layers included.
+  ``lora_te_`` / ``lora_te1_`` / ``lora_te2_`` for the text encoders, ``lora_te3_`` for FLUX.1's T5), LoCon conv
+  layers included.
+
+Keys without a component prefix, and kohya's ``lora_unet_``, belong to the denoiser: the UNet, or FLUX.1's
+transformer (``transformer.`` in diffusers' layout).
 
 Module names are kept as the file writes them; :mod:`.mapping` finds them in a model.
 """
@@ -26,10 +30,12 @@ import torch
 from ..errors import CorruptedFileError, MissingFileError
 from ..files import is_local, resolve_file
 
-COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
+COMPONENTS = ("unet", "transformer", "text_encoder", "text_encoder_2")
+DENOISER = "denoiser"  # keys without a component prefix, and kohya's lora_unet_: the UNet, or FLUX.1's transformer
 DEFAULT_WEIGHT_NAMES = ["pytorch_lora_weights.safetensors", "pytorch_lora_weights.bin"]
-_KOHYA_PREFIXES = {"lora_unet_": "unet", "lora_te_": "text_encoder", "lora_te1_": "text_encoder",
-                   "lora_te2_": "text_encoder_2"}
+# lora_unet_ is the denoiser (FLUX.1's transformer too); lora_te3_ is FLUX.1's T5 (sd-scripts keeps te2 for CLIP-G)
+_KOHYA_PREFIXES = {"lora_unet_": DENOISER, "lora_te_": "text_encoder", "lora_te1_": "text_encoder",
+                   "lora_te2_": "text_encoder_2", "lora_te3_": "text_encoder_2"}
 _KOHYA_ROLES = {"lora_down.weight": "down", "lora_up.weight": "up", "alpha": "alpha"}
 # attention-processor LoRA names of the older diffusers layout -> the projection they adapt
 _PROCESSOR_NAMES = {"to_q": "to_q", "to_k": "to_k", "to_v": "to_v", "to_out": "to_out.0"}
@@ -147,7 +153,7 @@ def _read_diffusers_key(parsed: ParsedLora, key: str, value: torch.Tensor) -> bo
 
 def _component_of(key: str) -> tuple[str, str]:
     head, _, rest = key.partition(".")
-    return (head, rest) if head in COMPONENTS else ("unet", key)
+    return (head, rest) if head in COMPONENTS else (DENOISER, key)
 
 
 def _module_of(path: str, component: str) -> str:
@@ -158,7 +164,7 @@ def _module_of(path: str, component: str) -> str:
     match = _PROCESSOR.match(path)
     if match is None:
         return path
-    names = _PROCESSOR_NAMES if component == "unet" else _TEXT_PROCESSOR_NAMES
+    names = _TEXT_PROCESSOR_NAMES if component.startswith("text_encoder") else _PROCESSOR_NAMES
     return f"{match['parent']}.{names[match['proj']]}"
 
 

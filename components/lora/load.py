@@ -9,7 +9,7 @@ from typing import Mapping
 from torch import nn
 
 from ..errors import LoraError
-from .formats import parse_lora, read_lora_file
+from .formats import DENOISER, parse_lora, read_lora_file
 from .inject import add_adapter, loaded_adapters
 from .mapping import Target, find_targets
 
@@ -18,7 +18,8 @@ logger = logging.getLogger("diffblocks")
 
 def load_lora(models: Mapping[str, nn.Module], source: str | os.PathLike | Mapping, weight_name: str | None = None,
               adapter_name: str | None = None, skip: tuple[str, ...] = ()) -> str:
-    """Read a LoRA and add it to ``models`` (``{"unet": ..., "text_encoder": ..., "text_encoder_2": ...}``).
+    """Read a LoRA and add it to ``models`` (``{"unet": ..., "text_encoder": ..., "text_encoder_2": ...}``, or
+    ``"transformer"`` for FLUX.1).
 
     Every key is matched to a module of its model before anything is injected; keys that fit nothing raise one
     error and leave every model as it was.
@@ -43,6 +44,9 @@ def load_lora(models: Mapping[str, nn.Module], source: str | os.PathLike | Mappi
         raise LoraError.keys_do_not_fit(label, parsed.unread, len(parsed.unread), "not LoRA weights of a known layout")
     if not parsed.layers:
         raise LoraError.empty(label)
+    if DENOISER in parsed.layers:  # the UNet, or FLUX.1's transformer
+        denoiser = "transformer" if models.get("unet") is None and models.get("transformer") is not None else "unet"
+        parsed.layers[denoiser] = {**parsed.layers.pop(DENOISER), **parsed.layers.get(denoiser, {})}
     plan = _plan(models, parsed, label, skip)
     taken = {name for model in models.values() for name in loaded_adapters(model)}
     adapter_name = adapter_name or f"default_{len(taken)}"

@@ -1,4 +1,5 @@
-"""Finding a LoRA file's layers in a model: module names, kohya's underscore names and SDXL's SGM block names.
+"""Finding a LoRA file's layers in a model: module names, kohya's underscore names, SDXL's SGM block names and
+FLUX.1's original ones (:mod:`.flux_names`).
 
 Every layer is checked before anything is injected (the module exists, is a Linear or Conv2d, and the LoRA's
 shapes fit it), so a LoRA for another model family is refused as a whole.
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .flux_names import flux_modules, split_up
 from .formats import LayerLora
 
 _RESNET_TAILS = {"in_layers_2": "conv1", "out_layers_3": "conv2", "emb_layers_1": "time_emb_proj",
@@ -56,12 +58,28 @@ def find_targets(model: nn.Module, layers: dict[str, LayerLora], kohya: bool) ->
     targets, unfit = [], []
     for file_name, lora in layers.items():
         name = _kohya_lookup(model, names, file_name) if kohya else _dotted_lookup(modules, file_name)
-        target = _fit(name, modules.get(name), lora) if name is not None else None
-        if target is None:
+        parts = flux_modules(file_name) if kohya and name is None else None
+        if parts is not None:
+            found = _fit_parts(file_name, parts, modules, lora)
+        else:
+            found = [_fit(name, modules.get(name), lora)] if name is not None else [None]
+        if any(target is None for target in found):
             unfit.append(lora.key)
         else:
-            targets.append(target)
+            targets += found
     return targets, unfit
+
+
+def _fit_parts(flat: str, parts: tuple[str, ...], modules: dict[str, nn.Module], lora: LayerLora) -> list[Target | None]:
+    """The targets of a LoRA on one module of FLUX.1's original layout: one per part it is here (see
+    :mod:`.flux_names`), each with its rows of the up matrix and the shared down matrix."""
+    found = [modules.get(part) for part in parts]
+    if lora.up is None or any(not isinstance(module, nn.Linear) for module in found):
+        return [None]
+    ups = split_up(flat, lora.up.flatten(1), [module.out_features for module in found])
+    if ups is None:
+        return [None]
+    return [_fit(part, module, LayerLora(lora.key, lora.down, up, lora.alpha)) for part, module, up in zip(parts, found, ups)]
 
 
 def _dotted_lookup(modules: dict[str, nn.Module], name: str) -> str | None:

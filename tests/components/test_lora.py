@@ -149,7 +149,7 @@ def test_two_adapters_delete_one():
 ])
 def test_diffusers_layouts_name_the_adapted_module(key, module):
     parsed = parse_lora({key: torch.zeros(1)})
-    component = key.split(".")[0] if key.startswith("text_encoder") else "unet"
+    component = key.split(".")[0] if key.startswith(("text_encoder", "unet.")) else "denoiser"  # the UNet or FLUX's transformer
     assert list(parsed.layers[component]) == [module] and not parsed.unread
 
 

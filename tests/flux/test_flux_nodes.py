@@ -20,3 +20,28 @@ def test_preset_node_equals_the_pipeline_call(flux_dev_repo):
                     output_type="pt", output="images", **SIZE)
     assert torch.equal(outputs["run"]["images"], expected)
     assert [(e["step"], e["total"]) for e in events if e["type"] == "node.progress"] == [(1, 2), (2, 2)]
+
+
+def test_a_lora_node_on_flux_equals_the_pipeline_with_the_lora(flux_dev_repo, tmp_path):
+    from safetensors.torch import save_file
+
+    transformer = build_pipeline(flux.TEXT2IMAGE_BLOCKS, flux_dev_repo).transformer
+    g = torch.Generator().manual_seed(4)
+    lora = {}
+    for name, module in transformer.named_modules():
+        if name.endswith(("attn.to_q", "attn.to_v", "proj_mlp")):
+            lora[f"transformer.{name}.lora_A.weight"] = torch.randn(4, module.in_features, generator=g) * 0.1
+            lora[f"transformer.{name}.lora_B.weight"] = torch.randn(module.out_features, 4, generator=g) * 0.1
+    save_file(lora, tmp_path / "pytorch_lora_weights.safetensors")
+    workflow = preset_text2image(str(flux_dev_repo), prompt="a dog", seed=3, steps=2, preset="flux-text2image", **SIZE)
+    workflow["nodes"]["lora"] = {"type": "LoadLoRA", "inputs": {"components": {"node": "load", "output": "components"},
+                                                                "repo": str(tmp_path), "scale": 0.6}}
+    workflow["nodes"]["run"]["inputs"]["components"] = {"node": "lora", "output": "components"}
+    got = Executor().run(workflow)["run"]["images"]
+    pipe = build_pipeline(flux.TEXT2IMAGE_BLOCKS, flux_dev_repo)
+    call = dict(prompt="a dog", num_inference_steps=2, output_type="pt", output="images", **SIZE)
+    plain = pipe(generator=torch.Generator().manual_seed(3), **call)
+    pipe.loader.load_lora_weights(str(tmp_path))
+    pipe.loader.set_adapters(pipe.loader.get_active_adapters(), 0.6)
+    expected = pipe(generator=torch.Generator().manual_seed(3), **call)
+    assert torch.equal(got, expected) and (got - plain).abs().max() > 1e-3
