@@ -20,7 +20,7 @@ from .choices import GUIDERS, SCHEDULER_NAMES, pick_device
 from .files import open_image
 from .flags import check_numbers, value_of
 from .presets import PRESETS
-from .run import build_pipeline, plan_run
+from .run import LORA_HELP, build_pipeline, plan_run
 
 # flags of `run` that `batch` does not take: absent, as if left out (run's checks read them)
 RUN_ONLY = ("prompt", "control_image", "controlnet", "controlnet_scale", "ip_adapter", "ip_adapter_image",
@@ -124,6 +124,7 @@ def add_parser(commands) -> None:
                                                   "preset's; a JSONL line's \"strength\" replaces it)")
     b.add_argument("--height", type=int, help="image height in pixels, a multiple of 8 (default: the model's)")
     b.add_argument("--width", type=int, help="image width in pixels, a multiple of 8 (default: the model's)")
+    b.add_argument("--lora", action="append", metavar="SOURCE[:WEIGHT]", help=LORA_HELP)
     b.add_argument("--device", help="cpu, cuda, ... (default: this process's device under a launcher, else cuda "
                                     "when available)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import math
 from pathlib import Path
 
 from ..components.errors import FlagError
@@ -94,3 +95,31 @@ def ip_adapter_source(value: str | None) -> tuple[str, str, str] | None:
         return "/".join(parts[:2]), "/".join(parts[2:-1]), parts[-1]
     raise FlagError.unusable("--ip-adapter", value, "not found; give a weights file (.bin or .safetensors), a folder "
                              "holding one, or REPO/SUBFOLDER/FILE on the Hub")
+
+
+def lora_sources(values: list[str] | None) -> list[tuple[str, str | None, float]]:
+    """``(file, folder or repo; weights file in it or None; weight)`` of each ``--lora SOURCE[:WEIGHT]``: a local
+    ``.safetensors`` / ``.bin`` file, a local folder holding one, or a Hub repo (``owner/name``, its
+    ``pytorch_lora_weights.safetensors``, or ``owner/name/FILE``); WEIGHT defaults to 1."""
+    sources = []
+    for value in values or []:
+        source, weight = value, 1.0
+        head, sep, tail = value.rpartition(":")
+        if sep and head:
+            try:
+                source, weight = head, float(tail)
+            except ValueError:
+                pass  # a colon in the path, no weight
+        if not math.isfinite(weight):
+            raise FlagError.bad_value("--lora", "SOURCE[:WEIGHT] with a finite weight", value)
+        path = Path(source).expanduser()
+        if path.is_file() or path.is_dir():
+            sources.append((str(path), None, weight))
+            continue
+        parts = source.split("/")
+        if REPO_ID.match("/".join(parts[:2])) and source[0] not in "./~" and (len(parts) == 2 or source.endswith(WEIGHTS)):
+            sources.append(("/".join(parts[:2]), "/".join(parts[2:]) or None, weight))
+            continue
+        raise FlagError.unusable("--lora", value, "not found; give a LoRA file (.safetensors or .bin), a folder "
+                                 "holding one, or a Hub repo (owner/name or owner/name/FILE)")
+    return sources

@@ -11,9 +11,13 @@ from typing import Any
 
 from ..components.errors import DiffblocksError, FlagError
 from .choices import GUIDERS, SCHEDULER_NAMES, make_guider, pick_device, scheduler_class
-from .files import ip_adapter_source, local_or_repo, open_image, output_path, resolve_model
+from .files import ip_adapter_source, local_or_repo, lora_sources, open_image, output_path, resolve_model
 from .flags import FLAG_INPUTS, IMAGE_FLAGS, check_numbers, check_pairs, value_of
 from .presets import PRESETS, check_flags_fit, choose_preset, compose_blocks
+
+
+LORA_HELP = ("a LoRA (diffusers or kohya .safetensors / .bin file, a folder holding one, or a Hub repo owner/name[/FILE]) "
+             "at WEIGHT (default 1); repeat for several")
 
 
 @dataclass
@@ -24,6 +28,7 @@ class Plan:
     model: str
     controlnet: str | None
     ip_adapter: tuple[str, str, str] | None
+    loras: list[tuple[str, str | None, float]]
     scheduler: type | None
     guider: Any
     device: str
@@ -37,7 +42,8 @@ def plan_run(args, supplied: Collection[str] | None = None) -> Plan:
     check_flags_fit(preset, blocks, args, supplied)
     return Plan(blocks=blocks, model=resolve_model(args.model, preset),
                 controlnet=None if args.controlnet is None else local_or_repo("--controlnet", args.controlnet, "ControlNet"),
-                ip_adapter=ip_adapter_source(args.ip_adapter), scheduler=scheduler_class(args.scheduler),
+                ip_adapter=ip_adapter_source(args.ip_adapter), loras=lora_sources(args.lora),
+                scheduler=scheduler_class(args.scheduler),
                 guider=make_guider(args.guider, args.guidance_scale), device=pick_device(args.device))
 
 
@@ -54,7 +60,7 @@ def quiet():
 
 
 def add_adapters(pipe, plan: Plan, args) -> None:
-    """Load the ControlNet and the IP-Adapter the flags name; their errors name the flag."""
+    """Load the ControlNet, the IP-Adapter and the LoRAs the flags name; their errors name the flag."""
     if plan.controlnet is not None:
         from ..components import ControlNetModel
 
@@ -71,6 +77,14 @@ def add_adapters(pipe, plan: Plan, args) -> None:
             raise FlagError.failed("--ip-adapter", args.ip_adapter, err) from err
         if args.ip_adapter_scale is not None:
             pipe.loader.set_ip_adapter_scale(args.ip_adapter_scale)
+    names = []
+    for (source, weight_name, _), value in zip(plan.loras, args.lora or []):
+        try:
+            names.append(pipe.loader.load_lora_weights(source, weight_name=weight_name, adapter_name=f"lora_{len(names)}"))
+        except (DiffblocksError, OSError, ValueError) as err:
+            raise FlagError.failed("--lora", value, err) from err
+    if names:
+        pipe.loader.set_adapters(names, [weight for _, _, weight in plan.loras])
 
 
 def build_pipeline(args, plan: Plan):
@@ -160,6 +174,7 @@ def add_parser(commands) -> None:
                    "beside it, or REPO/SUBFOLDER/FILE on the Hub (e.g. h94/IP-Adapter/models/ip-adapter_sd15.bin)")
     r.add_argument("--ip-adapter-image", help="the image whose look the IP-Adapter carries over")
     r.add_argument("--ip-adapter-scale", type=float, help="how strongly the IP-Adapter steers (default 1.0)")
+    r.add_argument("--lora", action="append", metavar="SOURCE[:WEIGHT]", help=LORA_HELP)
     r.add_argument("--rows", type=int, default=1, help="rows of the grid when there are several prompts")
     r.add_argument("--upscale", type=int, default=1, help="enlarge the saved picture this many times")
     r.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")

@@ -1,6 +1,6 @@
-"""``diffblocks run --controlnet`` and ``--ip-adapter`` on the embedded model with tiny adapters built in code:
-the same image as the Python API with the same adapter, a different one than without it, and scale 0 gives
-the image without it."""
+"""``diffblocks run --controlnet``, ``--ip-adapter`` and ``--lora`` (and ``batch --lora``) on the embedded model
+with tiny adapters built in code: the same image as the Python API with the same adapter, a different one than
+without it, and scale 0 gives the image without it."""
 
 import numpy as np
 import pytest
@@ -167,3 +167,76 @@ def test_ip_adapter_preset_with_the_flag(capsys, tmp_path, ip_adapter, pictures)
     adapter = ["--ip-adapter", str(ip_adapter / "ip-adapter.bin"), "--ip-adapter-image", str(pictures / "style.png")]
     assert np.array_equal(cli_pixels(capsys, tmp_path, "--preset", "sd15-ip-adapter", *adapter),
                           cli_pixels(capsys, tmp_path, *adapter))
+
+
+@pytest.fixture(scope="module")
+def loras(tmp_path_factory):
+    """Two kohya LoRAs on the embedded UNet's cross-attention, as files."""
+    from safetensors.torch import save_file
+
+    unet = UNet2DConditionModel.from_pretrained(embedded_model_path(), subfolder="unet")
+    folder = tmp_path_factory.mktemp("loras")
+    for seed, name in ((1, "ink.safetensors"), (2, "chalk.safetensors")):
+        g, lora = torch.Generator().manual_seed(seed), {}
+        for module_name, module in unet.named_modules():
+            if module_name.endswith(("attn2.to_k", "attn2.to_v")):
+                key = "lora_unet_" + module_name.replace(".", "_")
+                lora[f"{key}.lora_down.weight"] = torch.randn(4, module.in_features, generator=g) * 0.2
+                lora[f"{key}.lora_up.weight"] = torch.randn(module.out_features, 4, generator=g) * 0.2
+        save_file(lora, folder / name)
+    return folder
+
+
+def with_loras(*pairs):
+    def setup(pipe):
+        names = [pipe.loader.load_lora_weights(str(path)) for path, _ in pairs]
+        pipe.loader.set_adapters(names, [weight for _, weight in pairs])
+    return setup
+
+
+def test_lora_matches_the_api_at_its_weight_and_stacks(capsys, tmp_path, loras):
+    ink, chalk = loras / "ink.safetensors", loras / "chalk.safetensors"
+    got = cli_pixels(capsys, tmp_path, "--lora", f"{ink}:0.7")
+    assert np.array_equal(got, api_pixels(stable_diffusion.TEXT2IMAGE_BLOCKS, with_loras((ink, 0.7))))
+    plain = cli_pixels(capsys, tmp_path)
+    assert not np.array_equal(got, plain)
+    assert np.array_equal(cli_pixels(capsys, tmp_path, "--lora", f"{ink}:0"), plain)
+    both = cli_pixels(capsys, tmp_path, "--lora", str(ink), "--lora", f"{chalk}:-0.5")
+    assert np.array_equal(both, api_pixels(stable_diffusion.TEXT2IMAGE_BLOCKS, with_loras((ink, 1.0), (chalk, -0.5))))
+
+
+def test_batch_takes_the_lora_too(capsys, tmp_path, loras):
+    (tmp_path / "prompts.txt").write_text(PROMPT + "\n")
+    code, _, err = run_cli(capsys, "batch", str(tmp_path / "prompts.txt"), "--out-dir", str(tmp_path / "out"), "--steps",
+                           str(STEPS), "--device", "cpu", "--no-progress", "--lora", f"{loras / 'ink.safetensors'}:0.7")
+    assert code == 0, err
+    expected = api_pixels(stable_diffusion.TEXT2IMAGE_BLOCKS, with_loras((loras / "ink.safetensors", 0.7)))
+    assert np.array_equal(np.asarray(load(tmp_path / "out" / "000000.png")), expected)
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("missing.safetensors", "missing.safetensors: not found; give a LoRA file"),
+    ("{loras}/ink.safetensors:inf", "--lora must be SOURCE[:WEIGHT] with a finite weight, got"),
+    ("{bad}", "--lora {bad}: LoRA"),
+])
+def test_a_lora_that_is_missing_or_does_not_fit_names_the_flag(capsys, tmp_path, loras, value, problem):
+    from safetensors.torch import save_file
+
+    save_file({"lora_unet_nowhere.lora_down.weight": torch.zeros(4, 8),
+               "lora_unet_nowhere.lora_up.weight": torch.zeros(8, 4)}, tmp_path / "bad.safetensors")
+    fill = dict(loras=loras, bad=tmp_path / "bad.safetensors")
+    code, _, err = run_cli(capsys, "run", "--prompt", "x", "--lora", value.format(**fill), "--out",
+                           str(tmp_path / "x.png"), "--no-progress")
+    assert_one_line_error(code, err, problem.format(**fill))
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("me/style", [("me/style", None, 1.0)]),
+    ("me/style/ink.safetensors:0.8", [("me/style", "ink.safetensors", 0.8)]),
+    ("me/style/loras/ink.bin", [("me/style", "loras/ink.bin", 1.0)]),
+])
+def test_lora_hub_sources(value, expected):
+    from diffblocks.cli.files import lora_sources
+
+    assert lora_sources([value]) == expected

@@ -92,8 +92,8 @@ def read_weights(source, weight_name: str | None, defaults: list[str], what: str
     """
     if isinstance(source, Mapping):
         return dict(source), {}, "(state dict)"
-    if weight_name is None and is_local(source) and Path(source).is_file():
-        path = Path(source)
+    if weight_name is None and Path(source).expanduser().is_file():  # a file here, even named like "ink.safetensors"
+        path = Path(source).expanduser()
     else:
         path = resolve_file(source, [weight_name] if weight_name else defaults + _single_safetensors(source), what=what)
     try:

@@ -222,17 +222,19 @@ def test_set_adapters_weights_per_component():
         weights_per_component(["a"], {"text_encoder_2": 1.0}, ["unet", "text_encoder"])
 
 
-def test_files_safetensors_and_bin_and_pickles_refused(tmp_path):
+def test_files_safetensors_and_bin_and_pickles_refused(tmp_path, monkeypatch):
     from safetensors.torch import save_file
 
     state = toy_lora("kohya", alpha=2.0)
     save_file(state, tmp_path / "pytorch_lora_weights.safetensors")
     torch.save(state, tmp_path / "style.bin")
-    one, two = Toy(), Toy()
+    one, two, three = Toy(), Toy(), Toy()
     load(one, str(tmp_path))
     lora.load_lora({"unet": two}, str(tmp_path / "style.bin"))
+    monkeypatch.chdir(tmp_path)
+    lora.load_lora({"unet": three}, "style.bin")  # a file here, not a Hub repo of that name
     with torch.no_grad():
-        assert torch.equal(one(X), two(X))
+        assert torch.equal(one(X), two(X)) and torch.equal(one(X), three(X))
     torch.save({"lora_unet_proj.lora_down.weight": Toy()}, tmp_path / "evil.bin")  # a pickled object, not tensors
     with pytest.raises(CorruptedFileError, match="evil.bin"):
         lora.load_lora({"unet": Toy()}, str(tmp_path), weight_name="evil.bin")
