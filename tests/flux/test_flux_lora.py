@@ -151,6 +151,10 @@ def test_a_kohya_lora_with_the_original_names_equals_its_update_merged_by_hand(p
         assert (with_lora - pair.base).abs().max() > 1e-2
         assert_close(with_lora, merged("a cat", generator=torch.Generator().manual_seed(0), **CALL).images)
         assert len(getattr(pair.ours.transformer, LOADED_ATTR)["kohya"]) == sum(map(len, original_layout(pair.ref.transformer).values()))
+        pair.ours.loader.fuse_lora()  # the cut-up layers fuse into their own weights
+        assert_close(pair.image(), with_lora)
+        pair.ours.loader.unfuse_lora()
+        assert torch.equal(pair.image(), with_lora)
     finally:
         pair.ours.loader.unload_lora_weights()
     assert torch.equal(pair.image(), pair.base)
