@@ -9,8 +9,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_MODELS = ("Attention", "AttnProcessor", "AutoencoderKL", "ControlNetModel", "FluxTransformer2DModel", "ModelMixin",
-           "MultiControlNetModel", "Transformer2DModel", "UNet2DConditionModel", "UNet2DModel")
+_MODELS = ("Attention", "AttnProcessor", "AutoencoderKL", "ControlNetModel", "FluxControlNetModel",
+           "FluxTransformer2DModel", "ModelMixin", "MultiControlNetModel", "Transformer2DModel", "UNet2DConditionModel",
+           "UNet2DModel")
 _SCHEDULERS = ("SCHEDULERS", "DDIMScheduler", "DDPMScheduler", "DPMSolverMultistepScheduler",
                "EulerAncestralDiscreteScheduler", "EulerDiscreteScheduler", "LCMScheduler", "SchedulerMixin",
                "SchedulerOutput", "UniPCMultistepScheduler")

@@ -19,7 +19,7 @@ _IMAGES = "diffblocks.components.image_processor"
 # diffusers class name -> module holding diffblocks' class of the same name
 DIFFUSERS_CLASSES: dict[str, str] = {
     **{name: _MODELS for name in ("UNet2DConditionModel", "UNet2DModel", "AutoencoderKL", "ControlNetModel",
-                                  "FluxTransformer2DModel")},
+                                  "FluxTransformer2DModel", "FluxControlNetModel")},
     **{name: _SCHEDULERS for name in (
         "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler", "DDIMScheduler", "DDPMScheduler",
         "DPMSolverMultistepScheduler", "LCMScheduler", "UniPCMultistepScheduler", "FlowMatchEulerDiscreteScheduler",

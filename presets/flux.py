@@ -2,13 +2,16 @@
 
 ``SequentialPipelineBlocks.from_blocks_dict(TEXT2IMAGE_BLOCKS)`` gives the text-to-image pipeline;
 ``AUTO_BLOCKS`` runs inpainting when ``mask_image`` is given, image-to-image when ``image`` is, and
-text-to-image otherwise. The distilled guidance of dev models is the ``guidance_scale`` input (default 3.5);
-true CFG with a ``negative_prompt`` is the guider's (``ClassifierFreeGuidance(guidance_scale=...)``, off at
-its default of 1.0).
+text-to-image otherwise. ``CONTROLNET_BLOCKS`` is text-to-image with a ``controlnet`` component
+(``FluxControlNetModel``) following ``control_image``. The distilled guidance of dev models is the
+``guidance_scale`` input (default 3.5); true CFG with a ``negative_prompt`` is the guider's
+(``ClassifierFreeGuidance(guidance_scale=...)``, off at its default of 1.0).
 """
 
 from ..blocks.flux import (
     FluxAutoDecodeStep,
+    FluxControlNetDenoiseStep,
+    FluxControlNetInputStep,
     FluxAutoDenoiseStep,
     FluxAutoPrepareLatentsStep,
     FluxAutoSetTimestepsStep,
@@ -68,4 +71,9 @@ AUTO_BLOCKS = InsertableDict([
     ("decode", FluxAutoDecodeStep),
 ])
 
-__all__ = ["TEXT2IMAGE_BLOCKS", "IMAGE2IMAGE_BLOCKS", "INPAINT_BLOCKS", "AUTO_BLOCKS"]
+# the control image is encoded before the noise is drawn (FluxControlNetPipeline's order of draws)
+CONTROLNET_BLOCKS = TEXT2IMAGE_BLOCKS.copy()
+CONTROLNET_BLOCKS.insert("controlnet_input", FluxControlNetInputStep, list(CONTROLNET_BLOCKS).index("prepare_latents"))
+CONTROLNET_BLOCKS["denoise"] = FluxControlNetDenoiseStep
+
+__all__ = ["TEXT2IMAGE_BLOCKS", "IMAGE2IMAGE_BLOCKS", "INPAINT_BLOCKS", "AUTO_BLOCKS", "CONTROLNET_BLOCKS"]

@@ -1,7 +1,8 @@
 """FLUX.1 step blocks (dev and schnell): text encoders, packed latents and the resolution-shifted
 flow-matching schedule, the transformer denoise loop with the distilled guidance and optional true CFG,
-image-to-image and inpainting, unpack and decode."""
+image-to-image and inpainting, ControlNet, unpack and decode."""
 
+from .controlnet import FluxControlNetDenoiseStep, FluxControlNetInputStep, FluxControlNetLoopDenoiser
 from .before_denoise import FluxImg2ImgSetTimestepsStep, FluxInputStep, FluxPrepareLatentsStep, FluxSetTimestepsStep
 from .decoders import FluxAutoDecodeStep, FluxDecodeStep, FluxInpaintDecodeStep
 from .denoise import (

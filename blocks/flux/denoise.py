@@ -25,10 +25,17 @@ from .inputs import FLUX_STEPS, GUIDANCE_SCALE, GUIDER, MODEL_NAME, SCHEDULER, T
 LATENTS = InputParam("latents", type_hint=FINITE_TENSOR, required=True, description="the packed latents being denoised")
 
 
+RESIDUALS = ("controlnet_block_samples", "controlnet_single_block_samples")
+
+
 def transformer_forward(transformer, img_ids, txt_ids, hidden_states, t, branches=None, **kwargs):
     """One FLUX forward as :func:`~diffblocks.blocks.guidance.guided_forward` calls it: the timestep
-    ``t`` (in ``[0, 1000]``) per row scaled to the flow time, the ids shared by every row."""
+    ``t`` (in ``[0, 1000]``) per row scaled to the flow time, the ids shared by every row, and ControlNet
+    residuals (computed once, on the prompt, as FluxControlNetPipeline does) repeated for every branch."""
     timestep = t.expand(hidden_states.shape[0]).to(hidden_states.dtype) / 1000
+    for name in RESIDUALS:
+        if kwargs.get(name) is not None:
+            kwargs[name] = [r.repeat(hidden_states.shape[0] // r.shape[0], 1, 1) for r in kwargs[name]]
     return transformer(hidden_states=hidden_states, timestep=timestep, img_ids=img_ids, txt_ids=txt_ids,
                        return_dict=False, **kwargs)
 
@@ -67,7 +74,8 @@ class FluxLoopDenoiser(ModularPipelineBlocks):
 
     def __call__(self, components, block_state, i, t):
         transformer = components.transformer
-        forward = partial(transformer_forward, transformer, block_state.latent_image_ids, block_state.text_ids)
+        forward = partial(transformer_forward, transformer, block_state.latent_image_ids, block_state.text_ids,
+                          **self.controls(components, block_state, i, t))
         guidance = distilled_guidance(transformer, block_state.guidance_scale, block_state.latents)
         shared = {"guidance": guidance, "joint_attention_kwargs": block_state.joint_attention_kwargs}
         guider = components.guider
@@ -88,6 +96,10 @@ class FluxLoopDenoiser(ModularPipelineBlocks):
             split=block_state.split_guidance_batches, forward=forward,
             parallel=getattr(components, "guidance_parallel", None))
         return components, block_state
+
+    def controls(self, components, block_state, i, t) -> dict:
+        """Extra transformer inputs for step ``i`` shared by every branch (a ControlNet's residuals); none here."""
+        return {}
 
 
 class FluxLoopAfterDenoiser(ModularPipelineBlocks):

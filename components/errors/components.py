@@ -152,10 +152,10 @@ class AdapterError(DiffblocksError, ValueError):
         )
 
     @classmethod
-    def no_controlnet(cls, what: str) -> "AdapterError":
+    def no_controlnet(cls, what: str, model: str = "ControlNetModel") -> "AdapterError":
         return cls(
             f"{what} but no ControlNet is loaded: pipe.update_components("
-            "controlnet=ComponentSpec('controlnet', ControlNetModel, repo=...).load())"
+            f"controlnet=ComponentSpec('controlnet', {model}, repo=...).load())"
         )
 
     @classmethod

@@ -6,6 +6,7 @@ Hub repos and ``save_pretrained`` writes folders diffusers reads.
 
 from .attention import Attention, AttentionProcessorMixin, AttnProcessor, SpatialSelfAttention
 from .autoencoder_kl import AutoencoderKL
+from .flux_controlnet import FluxControlNetModel, FluxControlNetOutput
 from .flux_transformer import FluxTransformer2DModel
 from .controlnet import ControlNetModel, ControlNetOutput
 from .controlnet_multi import MultiControlNetModel
@@ -29,6 +30,9 @@ __all__ = [
     "MultiControlNetModel",
     "DecoderOutput",
     "DiagonalGaussianDistribution",
+    "FluxControlNetModel",
+    "FluxControlNetOutput",
+    "FluxTransformer2DModel",
     "FrozenConfig",
     "ModelMixin",
     "SpatialSelfAttention",

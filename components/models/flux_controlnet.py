@@ -1,0 +1,178 @@
+"""The FLUX.1 ControlNet (``FluxControlNetModel``) in diffusers' layout: InstantX / Shakker-Labs ControlNets (the
+control image as packed VAE latents; ``num_mode`` for the Union ones) and XLabs ones (the control image in pixels,
+through ``input_hint_block``).
+
+It is a shallow copy of the transformer's trunk (a few double- and single-stream blocks) that reads the packed
+latents plus the control tokens; after each block a zero-initialised linear layer gives the residual that
+:class:`~diffblocks.components.models.FluxTransformer2DModel` adds after its blocks (``controlnet_block_samples``,
+``controlnet_single_block_samples``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from ..config import register_to_config
+from ..errors import ModelInputError
+from .controlnet import ControlNetConditioningEmbedding, _zero
+from .flux_blocks import FluxSingleTransformerBlock, FluxTransformerBlock
+from .flux_embeddings import FluxPosEmbed, TimestepGuidanceTextEmbedding
+from .flux_transformer import FluxTransformer2DModel, _ids_2d
+from .modeling import ModelMixin
+from .outputs import ModelOutput
+
+_OWNER = "FluxControlNetModel"
+
+
+@dataclass
+class FluxControlNetOutput(ModelOutput):
+    """The residuals for the transformer: one per double-stream block of the ControlNet, and one per single-stream
+    block (None when it has none), already times ``conditioning_scale``."""
+
+    controlnet_block_samples: list[torch.Tensor] | None
+    controlnet_single_block_samples: list[torch.Tensor] | None
+
+
+class FluxControlNetModel(ModelMixin):
+    """A FLUX.1 ControlNet with diffusers' config keys and weight names.
+
+    Args:
+        patch_size, in_channels, num_layers, num_single_layers, attention_head_dim, num_attention_heads,
+        joint_attention_dim, pooled_projection_dim, guidance_embeds, axes_dims_rope: as the transformer's
+            (``num_layers`` / ``num_single_layers``: the ControlNet's own, usually fewer).
+        num_mode: Union ControlNets: the number of control modes (canny, depth, ...), each a learned token put
+            before the text tokens.
+        conditioning_embedding_channels: XLabs ControlNets: the control image goes through a small conv encoder
+            (``input_hint_block``) to this many channels instead of being VAE-encoded.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        patch_size: int = 1,
+        in_channels: int = 64,
+        num_layers: int = 19,
+        num_single_layers: int = 38,
+        attention_head_dim: int = 128,
+        num_attention_heads: int = 24,
+        joint_attention_dim: int = 4096,
+        pooled_projection_dim: int = 768,
+        guidance_embeds: bool = False,
+        axes_dims_rope: Sequence[int] = (16, 56, 56),
+        num_mode: int | None = None,
+        conditioning_embedding_channels: int | None = None,
+    ):
+        super().__init__()
+        self.inner_dim = inner = num_attention_heads * attention_head_dim
+        self.pos_embed = FluxPosEmbed(theta=10000, axes_dim=axes_dims_rope)
+        self.time_text_embed = TimestepGuidanceTextEmbedding(inner, pooled_projection_dim, guidance_embeds)
+        self.context_embedder = nn.Linear(joint_attention_dim, inner)
+        self.x_embedder = nn.Linear(in_channels, inner)
+        self.transformer_blocks = nn.ModuleList(
+            [FluxTransformerBlock(inner, num_attention_heads, attention_head_dim) for _ in range(num_layers)])
+        self.single_transformer_blocks = nn.ModuleList(
+            [FluxSingleTransformerBlock(inner, num_attention_heads, attention_head_dim) for _ in range(num_single_layers)])
+        self.controlnet_blocks = nn.ModuleList([_zero(nn.Linear(inner, inner)) for _ in range(num_layers)])
+        self.controlnet_single_blocks = nn.ModuleList([_zero(nn.Linear(inner, inner)) for _ in range(num_single_layers)])
+        self.union = num_mode is not None
+        if self.union:
+            self.controlnet_mode_embedder = nn.Embedding(num_mode, inner)
+        if conditioning_embedding_channels is not None:
+            self.input_hint_block = ControlNetConditioningEmbedding(conditioning_embedding_channels,
+                                                                    block_out_channels=(16, 16, 16, 16))
+            self.controlnet_x_embedder = nn.Linear(in_channels, inner)
+        else:
+            self.input_hint_block = None
+            self.controlnet_x_embedder = _zero(nn.Linear(in_channels, inner))
+
+    @classmethod
+    def from_transformer(cls, transformer: FluxTransformer2DModel, num_layers: int = 4, num_single_layers: int = 10,
+                         load_weights_from_transformer: bool = True, **config: Any) -> "FluxControlNetModel":
+        """A ControlNet with the transformer's widths and its first blocks, the usual start of training.
+
+        Args:
+            num_layers / num_single_layers: Blocks of each kind (copied from the transformer's first ones).
+            load_weights_from_transformer: Copy the embedders and those blocks' weights; the zero layers stay new.
+            config: ``num_mode`` / ``conditioning_embedding_channels``.
+        """
+        shared = {key: transformer.config[key] for key in cls.init_params()
+                  if key in transformer.config and key not in ("num_layers", "num_single_layers", *config)}
+        controlnet = cls(**shared, num_layers=num_layers, num_single_layers=num_single_layers, **config)
+        if load_weights_from_transformer:
+            for name in ("pos_embed", "time_text_embed", "context_embedder", "x_embedder"):
+                getattr(controlnet, name).load_state_dict(getattr(transformer, name).state_dict())
+            for ours, theirs in ((controlnet.transformer_blocks, transformer.transformer_blocks),
+                                 (controlnet.single_transformer_blocks, transformer.single_transformer_blocks)):
+                for block, source in zip(ours, theirs):
+                    block.load_state_dict(source.state_dict())
+        return controlnet
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        controlnet_cond: torch.Tensor,
+        controlnet_mode: torch.Tensor | None = None,
+        conditioning_scale: float = 1.0,
+        encoder_hidden_states: torch.Tensor | None = None,
+        pooled_projections: torch.Tensor | None = None,
+        timestep: torch.Tensor | None = None,
+        img_ids: torch.Tensor | None = None,
+        txt_ids: torch.Tensor | None = None,
+        guidance: torch.Tensor | None = None,
+        joint_attention_kwargs: dict[str, Any] | None = None,
+        return_dict: bool = True,
+    ) -> FluxControlNetOutput | tuple:
+        """The residuals for the transformer's blocks.
+
+        Args:
+            hidden_states: Packed latents ``(batch, image_tokens, in_channels)``.
+            controlnet_cond: The control image as packed latents ``(batch, image_tokens, in_channels)``, or in
+                pixels ``(batch, 3, height, width)`` for a ControlNet with ``input_hint_block``.
+            controlnet_mode: Union ControlNets: the mode per batch element, ``(batch, 1)`` long.
+            conditioning_scale: Multiplies every residual.
+            encoder_hidden_states, pooled_projections, timestep, img_ids, txt_ids, guidance,
+                joint_attention_kwargs: as the transformer's.
+
+        Raises:
+            ModelInputError: a Union ControlNet without ``controlnet_mode``, or ids of the wrong rank.
+        """
+        hidden_states = self.x_embedder(hidden_states)
+        if self.input_hint_block is not None:
+            controlnet_cond = self._hint_tokens(self.input_hint_block(controlnet_cond))
+        hidden_states = hidden_states + self.controlnet_x_embedder(controlnet_cond)
+        timestep = timestep.to(hidden_states.dtype) * 1000
+        guidance = guidance.to(hidden_states.dtype) * 1000 if guidance is not None else None
+        temb = self.time_text_embed(timestep, guidance, pooled_projections)
+        encoder_hidden_states = self.context_embedder(encoder_hidden_states)
+        txt_ids, img_ids = _ids_2d(txt_ids, "txt_ids"), _ids_2d(img_ids, "img_ids")
+        if self.union:
+            if controlnet_mode is None:
+                raise ModelInputError.missing(_OWNER, "controlnet_mode",
+                                              f"a Union ControlNet needs one of its {self.config.num_mode} modes per image")
+            encoder_hidden_states = torch.cat([self.controlnet_mode_embedder(controlnet_mode), encoder_hidden_states], 1)
+            txt_ids = torch.cat([txt_ids[:1], txt_ids], dim=0)
+        rope = self.pos_embed(torch.cat((txt_ids, img_ids), dim=0))
+        kwargs = dict(temb=temb, image_rotary_emb=rope, joint_attention_kwargs=joint_attention_kwargs)
+        samples, single_samples = [], []
+        for block, out in zip(self.transformer_blocks, self.controlnet_blocks):
+            encoder_hidden_states, hidden_states = block(
+                hidden_states=hidden_states, encoder_hidden_states=encoder_hidden_states, **kwargs)
+            samples.append(out(hidden_states) * conditioning_scale)
+        for block, out in zip(self.single_transformer_blocks, self.controlnet_single_blocks):
+            encoder_hidden_states, hidden_states = block(
+                hidden_states=hidden_states, encoder_hidden_states=encoder_hidden_states, **kwargs)
+            single_samples.append(out(hidden_states) * conditioning_scale)
+        result = (samples or None, single_samples or None)
+        return FluxControlNetOutput(*result) if return_dict else result
+
+    def _hint_tokens(self, hint: torch.Tensor) -> torch.Tensor:
+        """The conv encoder's feature map ``(batch, channels, h, w)`` as tokens of ``patch_size`` x ``patch_size``
+        patches, row-major."""
+        p = self.config.patch_size
+        batch, channels, height, width = hint.shape
+        hint = hint.reshape(batch, channels, height // p, p, width // p, p).permute(0, 2, 4, 1, 3, 5)
+        return hint.reshape(batch, (height // p) * (width // p), -1)
