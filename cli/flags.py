@@ -11,11 +11,12 @@ from ..components.errors import FlagError
 FLAG_INPUTS = {"--prompt": "prompt", "--negative-prompt": "negative_prompt", "--steps": "num_inference_steps",
                "--height": "height", "--width": "width", "--strength": "strength", "--image": "image",
                "--mask-image": "mask_image", "--control-image": "control_image",
-               "--controlnet-scale": "controlnet_conditioning_scale", "--ip-adapter-image": "ip_adapter_image"}
+               "--controlnet-scale": "controlnet_conditioning_scale", "--control-mode": "control_mode",
+               "--ip-adapter-image": "ip_adapter_image"}
 IMAGE_FLAGS = ("--image", "--mask-image", "--control-image", "--ip-adapter-image")
 # a flag that means nothing without another one
 NEEDS = [("--strength", "--image"), ("--mask-image", "--image"), ("--control-image", "--controlnet"),
-         ("--controlnet", "--control-image"), ("--controlnet-scale", "--controlnet"),
+         ("--controlnet", "--control-image"), ("--controlnet-scale", "--controlnet"), ("--control-mode", "--controlnet"),
          ("--ip-adapter-image", "--ip-adapter"), ("--ip-adapter", "--ip-adapter-image"),
          ("--ip-adapter-scale", "--ip-adapter")]
 

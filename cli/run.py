@@ -62,11 +62,10 @@ def quiet():
 def add_adapters(pipe, plan: Plan, args) -> None:
     """Load the ControlNet, the IP-Adapter and the LoRAs the flags name; their errors name the flag."""
     if plan.controlnet is not None:
-        from ..components import ControlNetModel
-
+        model = next(spec.type_hint for spec in plan.blocks.expected_components if spec.name == "controlnet")
         try:
-            with quiet():
-                pipe.update_components(controlnet=ControlNetModel.from_pretrained(plan.controlnet))
+            with quiet():  # ControlNetModel, or FluxControlNetModel for FLUX.1
+                pipe.update_components(controlnet=model.from_pretrained(plan.controlnet))
         except (DiffblocksError, OSError, ValueError) as err:
             raise FlagError.failed("--controlnet", args.controlnet, err) from err
     if plan.ip_adapter is not None:
@@ -136,7 +135,8 @@ def run(args) -> int:
     inputs = {FLAG_INPUTS[flag]: open_image(flag, value_of(args, flag)) for flag in IMAGE_FLAGS}
     plan = plan_run(args)
     pipe = build_pipeline(args, plan)
-    for flag in ("--prompt", "--negative-prompt", "--height", "--width", "--steps", "--strength", "--controlnet-scale"):
+    for flag in ("--prompt", "--negative-prompt", "--height", "--width", "--steps", "--strength", "--controlnet-scale",
+                 "--control-mode"):
         inputs[FLAG_INPUTS[flag]] = value_of(args, flag)
     inputs = {k: v for k, v in inputs.items() if v is not None}
     generators = [torch.Generator().manual_seed(args.seed) for _ in args.prompt]
@@ -170,6 +170,8 @@ def add_parser(commands) -> None:
     r.add_argument("--controlnet", metavar="PATH_OR_REPO", help="a ControlNet model folder or Hub repo")
     r.add_argument("--control-image", help="the image the ControlNet follows (edges, depth, pose...)")
     r.add_argument("--controlnet-scale", type=float, help="how strongly the ControlNet steers (default 1.0)")
+    r.add_argument("--control-mode", type=int, help="FLUX.1 Union ControlNets: which control the image is, as its "
+                                                    "model card numbers them (InstantX's: 0 canny, 1 tile, 2 depth, ...)")
     r.add_argument("--ip-adapter", metavar="PATH_OR_REPO", help="an IP-Adapter weights file with image_encoder/ "
                    "beside it, or REPO/SUBFOLDER/FILE on the Hub (e.g. h94/IP-Adapter/models/ip-adapter_sd15.bin)")
     r.add_argument("--ip-adapter-image", help="the image whose look the IP-Adapter carries over")

@@ -1,5 +1,5 @@
-"""Nodes that add to a model: ``LoadControlNet`` (a ControlNet to wire into the ControlNet blocks) and
-``LoadIPAdapter`` (a components bundle whose UNet carries IP-Adapters).
+"""Nodes that add to a model: ``LoadControlNet`` / ``LoadFluxControlNet`` (a ControlNet to wire into the ControlNet
+blocks) and ``LoadIPAdapter`` (a components bundle whose UNet carries IP-Adapters).
 
 An adapter changes the UNet it goes into, and the UNet in the ComponentsManager is shared by every workflow, so
 ``LoadIPAdapter`` installs the adapters into a copy of the UNet's modules that shares its weights (no memory for
@@ -32,23 +32,32 @@ def _load_shared(ctx: RunContext, spec) -> Any:
 class LoadControlNet(NodeType):
     name = "LoadControlNet"
     category = "loaders"
+    model_class = "ControlNetModel"  # in diffblocks.components.models; also the output's socket
     description = "Load a ControlNet (a folder or Hub id) into the shared ComponentsManager."
 
     def __init__(self):
         self.inputs = {"repo": NodeInput({**STRING, "minLength": 1, "description": "ControlNet folder or Hub repo id"},
                                          required=True),
                        "subfolder": NodeInput({**STRING, "default": "", "description": "folder inside the repo"})}
-        self.outputs = {"controlnet": NodeOutput("ControlNetModel")}
+        self.outputs = {"controlnet": NodeOutput(self.model_class)}
 
     def run(self, ctx: RunContext, values: dict[str, Any]) -> dict[str, Any]:
-        from ..components.models import ControlNetModel
+        from ..components import models
         from ..components.spec import ComponentSpec
 
-        spec = ComponentSpec("controlnet", ControlNetModel, repo=values["repo"], subfolder=values.get("subfolder") or None)
+        spec = ComponentSpec("controlnet", getattr(models, self.model_class), repo=values["repo"],
+                             subfolder=values.get("subfolder") or None)
         controlnet = _load_shared(ctx, spec)
         if ctx.device != "cpu":
             controlnet.to(ctx.device)
         return {"controlnet": controlnet}
+
+
+class LoadFluxControlNet(LoadControlNet):
+    name = "LoadFluxControlNet"
+    model_class = "FluxControlNetModel"
+    description = ("Load a FLUX.1 ControlNet (InstantX, Union or XLabs; a folder or Hub id) into the shared "
+                   "ComponentsManager.")
 
 
 def weight_sharing_copy(module):

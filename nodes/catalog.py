@@ -17,7 +17,7 @@ from typing import Any, Iterable
 
 from ..components.errors import BlockDeclarationError
 from ..modular_pipelines.block import ModularPipelineBlocks
-from .adapter_nodes import LoadControlNet, LoadIPAdapter
+from .adapter_nodes import LoadControlNet, LoadFluxControlNet, LoadIPAdapter
 from .lora_nodes import LoadLoRA
 from .block_nodes import BlockNode
 from .bundle import component_socket
@@ -90,6 +90,7 @@ def _build() -> dict[str, NodeType]:
         types[cls.__name__] = SchedulerNode(cls, "schedulers")
     types["LoadImage"] = LoadImage()
     types["LoadControlNet"] = LoadControlNet()
+    types["LoadFluxControlNet"] = LoadFluxControlNet()
     types["LoadIPAdapter"] = LoadIPAdapter()
     types["LoadLoRA"] = LoadLoRA()
     types["LoadComponents"] = LoadComponents(_component_outputs(types.values()))
