@@ -13,9 +13,9 @@ PREFIXES = {"sd15": "StableDiffusion", "sdxl": "StableDiffusionXL", "flux": "Flu
 # the denoise step --controlnet puts into each workflow (after the family's prefix)
 CONTROLNET_DENOISE = {"text2image": "ControlNetDenoiseStep", "image2image": "ControlNetDenoiseStep",
                       "inpaint": "InpaintControlNetDenoiseStep", "ip-adapter": "ControlNetDenoiseStep"}
-FLUX_CONTROLNET_DENOISE = {"text2image": "ControlNetDenoiseStep"}
-# the step --controlnet's input step goes before: FLUX encodes the control image before drawing the noise
-CONTROLNET_BEFORE = {"flux": "prepare_latents"}
+# FLUX's workflows with --controlnet: presets, as the control image must be encoded before anything else draws
+FLUX_CONTROLNET = {"text2image": "CONTROLNET_BLOCKS", "image2image": "CONTROLNET_IMAGE2IMAGE_BLOCKS",
+                   "inpaint": "CONTROLNET_INPAINT_BLOCKS"}
 WORKFLOW_NEEDS = {"image2image": ["--image"], "inpaint": ["--image", "--mask-image"], "controlnet": ["--controlnet"],
                   "ip-adapter": ["--ip-adapter"]}
 
@@ -57,12 +57,14 @@ def compose_blocks(preset: str, args):
     steps = importlib.import_module(f"diffblocks.blocks.{FAMILIES[family]}")
     prefix = PREFIXES[family]
     if args.controlnet is not None and workflow != "controlnet":
-        denoise_steps = FLUX_CONTROLNET_DENOISE if family == "flux" else CONTROLNET_DENOISE
-        if workflow not in denoise_steps:
-            raise FlagError.unsupported("--controlnet", preset, [w for w in denoise_steps if w != "ip-adapter"])
-        before = list(blocks).index(CONTROLNET_BEFORE.get(family, "denoise"))
-        blocks.insert("controlnet_input", getattr(steps, f"{prefix}ControlNetInputStep"), before)
-        blocks["denoise"] = getattr(steps, prefix + denoise_steps[workflow])
+        workflows = FLUX_CONTROLNET if family == "flux" else CONTROLNET_DENOISE
+        if workflow not in workflows:
+            raise FlagError.unsupported("--controlnet", preset, ("text2image", "image2image", "inpaint"))
+        if family == "flux":
+            blocks = getattr(importlib.import_module("diffblocks.presets.flux"), FLUX_CONTROLNET[workflow]).copy()
+        else:
+            blocks.insert("controlnet_input", getattr(steps, f"{prefix}ControlNetInputStep"), list(blocks).index("denoise"))
+            blocks["denoise"] = getattr(steps, prefix + CONTROLNET_DENOISE[workflow])
     if args.ip_adapter is not None and "ip_adapter" not in blocks:
         blocks.insert("ip_adapter", getattr(steps, f"{prefix}AutoIPAdapterStep"), 0)
     return SequentialPipelineBlocks.from_blocks_dict(blocks)

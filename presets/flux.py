@@ -2,8 +2,8 @@
 
 ``SequentialPipelineBlocks.from_blocks_dict(TEXT2IMAGE_BLOCKS)`` gives the text-to-image pipeline;
 ``AUTO_BLOCKS`` runs inpainting when ``mask_image`` is given, image-to-image when ``image`` is, and
-text-to-image otherwise. ``CONTROLNET_BLOCKS`` is text-to-image with a ``controlnet`` component
-(``FluxControlNetModel``) following ``control_image``. The distilled guidance of dev models is the
+text-to-image otherwise. ``CONTROLNET_BLOCKS`` (and ``CONTROLNET_IMAGE2IMAGE_BLOCKS``,
+``CONTROLNET_INPAINT_BLOCKS``) add a ``controlnet`` component (``FluxControlNetModel``) following ``control_image``. The distilled guidance of dev models is the
 ``guidance_scale`` input (default 3.5); true CFG with a ``negative_prompt`` is the guider's
 (``ClassifierFreeGuidance(guidance_scale=...)``, off at its default of 1.0).
 """
@@ -12,6 +12,7 @@ from ..blocks.flux import (
     FluxAutoDecodeStep,
     FluxControlNetDenoiseStep,
     FluxControlNetInputStep,
+    FluxInpaintControlNetDenoiseStep,
     FluxAutoDenoiseStep,
     FluxAutoPrepareLatentsStep,
     FluxAutoSetTimestepsStep,
@@ -71,9 +72,23 @@ AUTO_BLOCKS = InsertableDict([
     ("decode", FluxAutoDecodeStep),
 ])
 
-# the control image is encoded before the noise is drawn (FluxControlNetPipeline's order of draws)
-CONTROLNET_BLOCKS = TEXT2IMAGE_BLOCKS.copy()
-CONTROLNET_BLOCKS.insert("controlnet_input", FluxControlNetInputStep, list(CONTROLNET_BLOCKS).index("prepare_latents"))
-CONTROLNET_BLOCKS["denoise"] = FluxControlNetDenoiseStep
 
-__all__ = ["TEXT2IMAGE_BLOCKS", "IMAGE2IMAGE_BLOCKS", "INPAINT_BLOCKS", "AUTO_BLOCKS", "CONTROLNET_BLOCKS"]
+
+def with_controlnet(blocks: InsertableDict, denoise) -> InsertableDict:
+    """``blocks`` with the ControlNet: its input step after the timesteps and before anything that draws from the
+    generator (the image's encoding, the noise), as diffusers' FLUX ControlNet pipelines draw; ``denoise`` loop."""
+    blocks = blocks.copy()
+    image_encoder = blocks.pop("image_encoder") if "image_encoder" in blocks else None
+    blocks.insert("controlnet_input", FluxControlNetInputStep, list(blocks).index("set_timesteps") + 1)
+    if image_encoder is not None:
+        blocks.insert("image_encoder", image_encoder, list(blocks).index("controlnet_input") + 1)
+    blocks["denoise"] = denoise
+    return blocks
+
+
+CONTROLNET_BLOCKS = with_controlnet(TEXT2IMAGE_BLOCKS, FluxControlNetDenoiseStep)
+CONTROLNET_IMAGE2IMAGE_BLOCKS = with_controlnet(IMAGE2IMAGE_BLOCKS, FluxControlNetDenoiseStep)
+CONTROLNET_INPAINT_BLOCKS = with_controlnet(INPAINT_BLOCKS, FluxInpaintControlNetDenoiseStep)
+
+__all__ = ["TEXT2IMAGE_BLOCKS", "IMAGE2IMAGE_BLOCKS", "INPAINT_BLOCKS", "AUTO_BLOCKS", "CONTROLNET_BLOCKS",
+           "CONTROLNET_IMAGE2IMAGE_BLOCKS", "CONTROLNET_INPAINT_BLOCKS"]

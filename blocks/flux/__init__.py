@@ -2,7 +2,12 @@
 flow-matching schedule, the transformer denoise loop with the distilled guidance and optional true CFG,
 image-to-image and inpainting, ControlNet, unpack and decode."""
 
-from .controlnet import FluxControlNetDenoiseStep, FluxControlNetInputStep, FluxControlNetLoopDenoiser
+from .controlnet import (
+    FluxControlNetDenoiseStep,
+    FluxControlNetInputStep,
+    FluxControlNetLoopDenoiser,
+    FluxInpaintControlNetDenoiseStep,
+)
 from .before_denoise import FluxImg2ImgSetTimestepsStep, FluxInputStep, FluxPrepareLatentsStep, FluxSetTimestepsStep
 from .decoders import FluxAutoDecodeStep, FluxDecodeStep, FluxInpaintDecodeStep
 from .denoise import (

@@ -1,4 +1,5 @@
-"""ControlNet for FLUX.1 (InstantX / Shakker-Labs, Union, and XLabs ControlNets), as FluxControlNetPipeline:
+"""ControlNet for FLUX.1 (InstantX / Shakker-Labs, Union, and XLabs ControlNets), as FluxControlNetPipeline (and
+its image-to-image and inpainting pipelines):
 the control image is VAE-encoded and packed like the latents (XLabs ControlNets take it in pixels), before the
 initial noise is drawn; each step the ControlNet runs once on the prompt and its residuals go into the
 transformer for every guidance branch.
@@ -21,7 +22,13 @@ from ..stable_diffusion.before_denoise import check_generators
 from ..stable_diffusion.controlnet import keep_schedule
 from ..stable_diffusion.inputs import FRACTION, GENERATOR, HEIGHT, NUM_IMAGES, WIDTH
 from ..vae import encode_image
-from .denoise import FluxDenoiseLoopWrapper, FluxLoopAfterDenoiser, FluxLoopDenoiser, distilled_guidance
+from .denoise import (
+    FluxDenoiseLoopWrapper,
+    FluxInpaintLoopAfterDenoiser,
+    FluxLoopAfterDenoiser,
+    FluxLoopDenoiser,
+    distilled_guidance,
+)
 from .inputs import IMAGE_PROCESSOR, MODEL_NAME, VAE, execution_device, flux_processor, image_size, pack_latents
 
 CONTROLNET = ComponentSpec("controlnet", FluxControlNetModel)
@@ -114,3 +121,9 @@ class FluxControlNetDenoiseStep(FluxDenoiseLoopWrapper):
     """The text-to-image denoise loop with a ControlNet."""
 
     block_classes = [FluxControlNetLoopDenoiser, FluxLoopAfterDenoiser]
+
+
+class FluxInpaintControlNetDenoiseStep(FluxDenoiseLoopWrapper):
+    """The inpainting denoise loop with a ControlNet."""
+
+    block_classes = [FluxControlNetLoopDenoiser, FluxInpaintLoopAfterDenoiser]

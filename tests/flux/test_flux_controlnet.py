@@ -1,8 +1,9 @@
 """FLUX.1 ControlNets against diffusers' FluxControlNetModel / FluxControlNetPipeline on the same tiny random
 weights: InstantX-style (the control image VAE-encoded and packed), Union (a control mode token) and XLabs-style
 (the control image in pixels through ``input_hint_block``, residuals cycled over the blocks; on a repo whose VAE
-scales by 8, as FLUX.1's, which that encoder assumes). Also with true CFG, where the ControlNet runs on the prompt
-and both branches get its residuals. Tolerance: max abs difference <= 1e-4 (float32, CPU).
+scales by 8, as FLUX.1's, which that encoder assumes); image-to-image and inpainting with a ControlNet against
+FluxControlNetImg2ImgPipeline / FluxControlNetInpaintPipeline. Also with true CFG, where the ControlNet runs on the
+prompt and both branches get its residuals. Tolerance: max abs difference <= 1e-4 (float32, CPU).
 """
 
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 import torch
 from node_workflows import link, preset_text2image
 from tiny_flux import TRANSFORMER, make_flux_repo
-from tiny_models import build_pipeline, make_image
+from tiny_models import build_pipeline, make_image, make_mask
 
 from diffblocks.components import FluxControlNetModel
 from diffblocks.components.errors import BlockExecutionError, InputValueError
@@ -110,6 +111,24 @@ def test_the_preset_matches_flux_controlnet_pipeline(kind, repos, nets):
     assert (got - plain).abs().max() > 1e-2  # the ControlNet does steer
 
 
+@pytest.mark.parametrize("workflow", ["Img2Img", "Inpaint"])
+def test_image_to_image_and_inpainting_presets_match_their_pipelines(workflow, repos, nets):
+    import diffusers
+
+    reference, folder = nets["instantx"]
+    call = dict(control_image=make_image(7, size=32), image=make_image(2, size=32), strength=0.8, height=32, width=32,
+                controlnet_conditioning_scale=0.6, **CALL)
+    blocks = flux.CONTROLNET_IMAGE2IMAGE_BLOCKS
+    if workflow == "Inpaint":
+        call["mask_image"], blocks = make_mask(size=32), flux.CONTROLNET_INPAINT_BLOCKS
+    pipe = getattr(diffusers, f"FluxControlNet{workflow}Pipeline").from_pretrained(repos[32], controlnet=reference)
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe("a cat", generator=torch.Generator().manual_seed(0), **call).images
+    ours_pipe = build_pipeline(blocks, repos[32])
+    ours_pipe.update_components(controlnet=FluxControlNetModel.from_pretrained(folder))
+    assert_close(ours_pipe(prompt="a cat", generator=torch.Generator().manual_seed(0), output="images", **call), expected)
+
+
 def test_true_cfg_gives_both_branches_the_residuals_of_the_prompt(repos, nets):
     import diffusers
 
@@ -188,3 +207,24 @@ def test_the_cli_runs_a_union_controlnet_as_the_api_does(repos, nets, tmp_path, 
                                        generator=torch.Generator().manual_seed(0), output="images")[0]
     for preset in ("flux-controlnet", "flux-text2image"):
         assert np.array_equal(np.asarray(Image.open(tmp_path / f"{preset}.png").convert("RGB")), np.asarray(expected))
+
+
+def test_the_cli_adds_a_controlnet_to_image_to_image(repos, nets, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+    from test_cli import run_cli
+
+    folder = nets["instantx"][1]
+    make_image(5, size=32).save(tmp_path / "edges.png")
+    make_image(6, size=32).save(tmp_path / "start.png")
+    code, _, err = run_cli(capsys, "run", "--prompt", "a cat", "--preset", "flux", "--model", str(repos[32]),
+                           "--controlnet", str(folder), "--control-image", str(tmp_path / "edges.png"), "--image",
+                           str(tmp_path / "start.png"), "--strength", "0.7", "--height", "32", "--width", "32", "--steps",
+                           "3", "--device", "cpu", "--no-progress", "--out", str(tmp_path / "out.png"))
+    assert code == 0, err
+    pipe = build_pipeline(flux.CONTROLNET_IMAGE2IMAGE_BLOCKS, repos[32])
+    pipe.update_components(controlnet=FluxControlNetModel.from_pretrained(folder))
+    expected = pipe(prompt="a cat", control_image=Image.open(tmp_path / "edges.png").convert("RGB"),
+                    image=Image.open(tmp_path / "start.png").convert("RGB"), strength=0.7, height=32, width=32,
+                    num_inference_steps=3, generator=torch.Generator().manual_seed(0), output="images")[0]
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png").convert("RGB")), np.asarray(expected))
