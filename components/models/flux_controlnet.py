@@ -19,9 +19,7 @@ from torch import nn
 from ..config import register_to_config
 from ..errors import ModelInputError
 from .controlnet import ControlNetConditioningEmbedding, _zero
-from .flux_blocks import FluxSingleTransformerBlock, FluxTransformerBlock
-from .flux_embeddings import FluxPosEmbed, TimestepGuidanceTextEmbedding
-from .flux_transformer import FluxTransformer2DModel, _ids_2d
+from .flux_transformer import FluxTransformer2DModel, _ids_2d, build_trunk, embed_conditions
 from .modeling import ModelMixin
 from .outputs import ModelOutput
 
@@ -67,15 +65,9 @@ class FluxControlNetModel(ModelMixin):
         conditioning_embedding_channels: int | None = None,
     ):
         super().__init__()
-        self.inner_dim = inner = num_attention_heads * attention_head_dim
-        self.pos_embed = FluxPosEmbed(theta=10000, axes_dim=axes_dims_rope)
-        self.time_text_embed = TimestepGuidanceTextEmbedding(inner, pooled_projection_dim, guidance_embeds)
-        self.context_embedder = nn.Linear(joint_attention_dim, inner)
-        self.x_embedder = nn.Linear(in_channels, inner)
-        self.transformer_blocks = nn.ModuleList(
-            [FluxTransformerBlock(inner, num_attention_heads, attention_head_dim) for _ in range(num_layers)])
-        self.single_transformer_blocks = nn.ModuleList(
-            [FluxSingleTransformerBlock(inner, num_attention_heads, attention_head_dim) for _ in range(num_single_layers)])
+        build_trunk(self, in_channels, num_layers, num_single_layers, attention_head_dim, num_attention_heads,
+                    joint_attention_dim, pooled_projection_dim, guidance_embeds, axes_dims_rope)
+        inner = self.inner_dim
         self.controlnet_blocks = nn.ModuleList([_zero(nn.Linear(inner, inner)) for _ in range(num_layers)])
         self.controlnet_single_blocks = nn.ModuleList([_zero(nn.Linear(inner, inner)) for _ in range(num_single_layers)])
         self.union = num_mode is not None
@@ -144,10 +136,8 @@ class FluxControlNetModel(ModelMixin):
         if self.input_hint_block is not None:
             controlnet_cond = self._hint_tokens(self.input_hint_block(controlnet_cond))
         hidden_states = hidden_states + self.controlnet_x_embedder(controlnet_cond)
-        timestep = timestep.to(hidden_states.dtype) * 1000
-        guidance = guidance.to(hidden_states.dtype) * 1000 if guidance is not None else None
-        temb = self.time_text_embed(timestep, guidance, pooled_projections)
-        encoder_hidden_states = self.context_embedder(encoder_hidden_states)
+        temb, encoder_hidden_states = embed_conditions(self, timestep, guidance, pooled_projections,
+                                                       encoder_hidden_states, hidden_states.dtype)
         txt_ids, img_ids = _ids_2d(txt_ids, "txt_ids"), _ids_2d(img_ids, "img_ids")
         if self.union:
             if controlnet_mode is None:

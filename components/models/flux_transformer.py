@@ -50,6 +50,30 @@ def _controlnet_residual(samples: Sequence[torch.Tensor], index: int, count: int
     return samples[index // int(math.ceil(count / len(samples)))]
 
 
+def build_trunk(model: nn.Module, in_channels: int, num_layers: int, num_single_layers: int, attention_head_dim: int,
+                num_attention_heads: int, joint_attention_dim: int, pooled_projection_dim: int, guidance_embeds: bool,
+                axes_dims_rope: Sequence[int]) -> None:
+    """Give ``model`` FLUX's embedders and its double- and single-stream blocks (the transformer's, and a
+    ControlNet's shallower copy), under diffusers' names."""
+    model.inner_dim = inner = num_attention_heads * attention_head_dim
+    model.pos_embed = FluxPosEmbed(theta=10000, axes_dim=axes_dims_rope)
+    model.time_text_embed = TimestepGuidanceTextEmbedding(inner, pooled_projection_dim, guidance_embeds)
+    model.context_embedder = nn.Linear(joint_attention_dim, inner)
+    model.x_embedder = nn.Linear(in_channels, inner)
+    model.transformer_blocks = nn.ModuleList(
+        [FluxTransformerBlock(inner, num_attention_heads, attention_head_dim) for _ in range(num_layers)])
+    model.single_transformer_blocks = nn.ModuleList(
+        [FluxSingleTransformerBlock(inner, num_attention_heads, attention_head_dim) for _ in range(num_single_layers)])
+
+
+def embed_conditions(model: nn.Module, timestep, guidance, pooled_projections, encoder_hidden_states, dtype):
+    """``(temb, text states)``: time (flow time x 1000), guidance (x 1000) and pooled text in one embedding, and
+    the T5 states projected to the model's width."""
+    timestep = timestep.to(dtype) * 1000
+    guidance = guidance.to(dtype) * 1000 if guidance is not None else None
+    return model.time_text_embed(timestep, guidance, pooled_projections), model.context_embedder(encoder_hidden_states)
+
+
 class FluxTransformer2DModel(ModelMixin):
     """FLUX.1 transformer: ``num_layers`` double-stream then ``num_single_layers`` single-stream blocks over
     text (T5) and image tokens, conditioned on time, pooled CLIP text and (dev) the guidance scale.
@@ -88,16 +112,8 @@ class FluxTransformer2DModel(ModelMixin):
     ):
         super().__init__()
         self.out_channels = out_channels or in_channels
-        self.inner_dim = num_attention_heads * attention_head_dim
-        self.pos_embed = FluxPosEmbed(theta=10000, axes_dim=axes_dims_rope)
-        self.time_text_embed = TimestepGuidanceTextEmbedding(self.inner_dim, pooled_projection_dim, guidance_embeds)
-        self.context_embedder = nn.Linear(joint_attention_dim, self.inner_dim)
-        self.x_embedder = nn.Linear(in_channels, self.inner_dim)
-        self.transformer_blocks = nn.ModuleList(
-            [FluxTransformerBlock(self.inner_dim, num_attention_heads, attention_head_dim) for _ in range(num_layers)])
-        self.single_transformer_blocks = nn.ModuleList(
-            [FluxSingleTransformerBlock(self.inner_dim, num_attention_heads, attention_head_dim)
-             for _ in range(num_single_layers)])
+        build_trunk(self, in_channels, num_layers, num_single_layers, attention_head_dim, num_attention_heads,
+                    joint_attention_dim, pooled_projection_dim, guidance_embeds, axes_dims_rope)
         self.norm_out = AdaNormOut(self.inner_dim)
         self.proj_out = nn.Linear(self.inner_dim, patch_size * patch_size * self.out_channels)
 
@@ -153,10 +169,8 @@ class FluxTransformer2DModel(ModelMixin):
             ModelInputError: ids of the wrong rank, or no ``guidance`` for a dev model.
         """
         hidden_states = self.x_embedder(hidden_states)
-        timestep = timestep.to(hidden_states.dtype) * 1000
-        guidance = guidance.to(hidden_states.dtype) * 1000 if guidance is not None else None
-        temb = self.time_text_embed(timestep, guidance, pooled_projections)
-        encoder_hidden_states = self.context_embedder(encoder_hidden_states)
+        temb, encoder_hidden_states = embed_conditions(self, timestep, guidance, pooled_projections,
+                                                       encoder_hidden_states, hidden_states.dtype)
         ids = torch.cat((_ids_2d(txt_ids, "txt_ids"), _ids_2d(img_ids, "img_ids")), dim=0)
         rope = self.pos_embed(ids)
         kwargs = dict(temb=temb, image_rotary_emb=rope, joint_attention_kwargs=joint_attention_kwargs)
