@@ -10,8 +10,8 @@ import importlib
 from typing import Any
 
 _MODELS = ("Attention", "AttnProcessor", "AutoencoderKL", "ControlNetModel", "FluxControlNetModel",
-           "FluxTransformer2DModel", "ModelMixin", "MultiControlNetModel", "Transformer2DModel", "UNet2DConditionModel",
-           "UNet2DModel")
+           "FluxMultiControlNetModel", "FluxTransformer2DModel", "ModelMixin", "MultiControlNetModel",
+           "Transformer2DModel", "UNet2DConditionModel", "UNet2DModel")
 _SCHEDULERS = ("SCHEDULERS", "DDIMScheduler", "DDPMScheduler", "DPMSolverMultistepScheduler",
                "EulerAncestralDiscreteScheduler", "EulerDiscreteScheduler", "LCMScheduler", "SchedulerMixin",
                "SchedulerOutput", "UniPCMultistepScheduler")

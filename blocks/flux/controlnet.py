@@ -13,14 +13,13 @@ import torch
 from pydantic import Field
 
 from ...components.errors import AdapterError
-from ...components.models.flux_controlnet import FluxControlNetModel
+from ...components.models.flux_controlnet import FluxControlNetModel, FluxMultiControlNetModel
 from ...components.spec import ComponentSpec
 from ...modular_pipelines import InputParam, ModularPipelineBlocks, OutputParam
-from ...modular_pipelines.checks import Finite
 from ..checks import IMAGE_TYPE, conflict
 from ..stable_diffusion.before_denoise import check_generators
-from ..stable_diffusion.controlnet import keep_schedule
-from ..stable_diffusion.inputs import FRACTION, GENERATOR, HEIGHT, NUM_IMAGES, WIDTH
+from ..stable_diffusion.controlnet import PER_NET_FRACTION, PER_NET_SCALE, keep_schedule
+from ..stable_diffusion.inputs import GENERATOR, HEIGHT, NUM_IMAGES, WIDTH
 from ..vae import encode_image
 from .denoise import (
     FluxDenoiseLoopWrapper,
@@ -32,33 +31,38 @@ from .denoise import (
 from .inputs import IMAGE_PROCESSOR, MODEL_NAME, VAE, execution_device, flux_processor, image_size, pack_latents
 
 CONTROLNET = ComponentSpec("controlnet", FluxControlNetModel)
+MODE = Annotated[int, Field(ge=0)]
 
 
 class FluxControlNetInputStep(ModularPipelineBlocks):
-    """Resize the control image to ``height`` x ``width`` (default 1024), VAE-encode it (drawing from the
-    generator, before the noise is drawn) and pack it; schedule the ControlNet's strength over the steps."""
+    """Resize each control image to ``height`` x ``width`` (default 1024), VAE-encode it (drawing from the
+    generator, before the noise is drawn) and pack it; schedule each ControlNet's strength over the steps.
+
+    With a ``FluxMultiControlNetModel``, ``control_image`` and ``control_mode`` are lists (one entry per ControlNet,
+    or per image for a single Union ControlNet), and the scale and the window one value each or one for all."""
 
     model_name = MODEL_NAME
     expected_components = [CONTROLNET, VAE, IMAGE_PROCESSOR]
     inputs = [
-        InputParam("control_image", type_hint=IMAGE_TYPE, required=True, description="the conditioning image"),
-        InputParam("control_mode", type_hint=Annotated[int, Field(ge=0)],
+        InputParam("control_image", type_hint=IMAGE_TYPE, required=True,
+                   description="the conditioning image (a list for several ControlNets)"),
+        InputParam("control_mode", type_hint=MODE | list[MODE | None],
                    description="Union ControlNets: which control the image is (their model card lists the modes)"),
-        InputParam("controlnet_conditioning_scale", type_hint=Annotated[float, Finite], default=1.0,
-                   description="residual scale"),
-        InputParam("control_guidance_start", type_hint=FRACTION, default=0.0,
-                   description="fraction of steps before the ControlNet acts"),
-        InputParam("control_guidance_end", type_hint=FRACTION, default=1.0,
-                   description="fraction of steps after which it stops"),
+        InputParam("controlnet_conditioning_scale", type_hint=PER_NET_SCALE, default=1.0,
+                   description="residual scale (per ControlNet)"),
+        InputParam("control_guidance_start", type_hint=PER_NET_FRACTION, default=0.0,
+                   description="fraction of steps before the ControlNet acts (per ControlNet)"),
+        InputParam("control_guidance_end", type_hint=PER_NET_FRACTION, default=1.0,
+                   description="fraction of steps after which it stops (per ControlNet)"),
         InputParam("timesteps", type_hint=torch.Tensor, required=True),
         InputParam("batch_size", type_hint=int, required=True),
         HEIGHT, WIDTH, GENERATOR, NUM_IMAGES, InputParam("dtype", type_hint=torch.dtype),
     ]
     intermediate_outputs = [
-        OutputParam("controlnet_cond", type_hint=torch.Tensor,
-                    description="the control image as packed latents (in pixels for XLabs ControlNets)"),
-        OutputParam("control_mode", type_hint=torch.Tensor, description="Union ControlNets: the mode per image"),
-        OutputParam("controlnet_keep", type_hint=list, description="per step: 1.0 while the ControlNet acts"),
+        OutputParam("controlnet_cond", description="the control image(s) as packed latents (in pixels for XLabs ones)"),
+        OutputParam("control_mode", description="Union ControlNets: the mode per image"),
+        OutputParam("controlnet_conditioning_scale", description="scale (per ControlNet)"),
+        OutputParam("controlnet_keep", type_hint=list, description="per step: 1.0 while the ControlNet acts (each)"),
     ]
 
     @torch.no_grad()
@@ -68,28 +72,60 @@ class FluxControlNetInputStep(ModularPipelineBlocks):
         if controlnet is None:
             raise AdapterError.no_controlnet("control_image was given", "FluxControlNetModel")
         check_generators(self, block_state)
-        start, end = block_state.control_guidance_start, block_state.control_guidance_end
-        if start >= end:
-            raise conflict(self, ["control_guidance_start", "control_guidance_end"],
-                           f"start {start} is not before end {end}; the ControlNet would never act")
-        if controlnet.union != (block_state.control_mode is not None):
-            raise conflict(self, ["control_mode", "controlnet"], "a Union ControlNet needs control_mode, and only "
-                           f"a Union ControlNet takes one (this one {'is' if controlnet.union else 'is not'})")
+        multi = isinstance(controlnet, FluxMultiControlNetModel)
+        images = list(block_state.control_image) if multi else [block_state.control_image]
+        if multi:  # several ControlNets, or one Union ControlNet read once per image
+            nets = list(controlnet.nets) if len(controlnet.nets) > 1 else [controlnet.nets[0]] * len(images)
+        else:
+            nets = [controlnet]
+        if len(images) != len(nets):
+            raise conflict(self, ["control_image", "controlnet"], f"{len(images)} control images for {len(nets)} "
+                                                                  "ControlNets; give one (or a list) per ControlNet")
+        modes = self.per_net(block_state, "control_mode", len(nets), multi)
+        for net, mode in zip(nets, modes):
+            if net.union != (mode is not None):
+                raise conflict(self, ["control_mode", "controlnet"], "a Union ControlNet needs control_mode, and only "
+                               f"a Union ControlNet takes one (this one {'is' if net.union else 'is not'})")
+        starts = self.per_net(block_state, "control_guidance_start", len(nets), multi)
+        ends = self.per_net(block_state, "control_guidance_end", len(nets), multi)
+        for start, end in zip(starts, ends):
+            if start >= end:
+                raise conflict(self, ["control_guidance_start", "control_guidance_end"],
+                               f"start {start} is not before end {end}; the ControlNet would never act")
+        conds = [self.prepare(components, block_state, image, net) for image, net in zip(images, nets)]
+        rows = conds[0].shape[0]
+        modes = [None if m is None else torch.tensor(m, device=conds[0].device).view(-1, 1).expand(rows, 1)
+                 for m in modes]
+        scales = self.per_net(block_state, "controlnet_conditioning_scale", len(nets), multi)
+        keep = keep_schedule(len(block_state.timesteps), starts, ends)
+        block_state.controlnet_cond = conds if multi else conds[0]
+        block_state.control_mode = modes if multi else modes[0]
+        block_state.controlnet_conditioning_scale = scales if multi else scales[0]
+        block_state.controlnet_keep = keep if multi else [k[0] for k in keep]
+        self.set_block_state(state, block_state)
+        return components, state
+
+    def per_net(self, block_state, name: str, count: int, multi: bool) -> list:
+        """One value of input ``name`` per ControlNet (a single value is used for all)."""
+        value = getattr(block_state, name)
+        values = list(value) if multi and isinstance(value, (list, tuple)) else [value] * count
+        if len(values) != count:
+            raise conflict(self, [name, "controlnet"], f"{len(values)} values of {name} for {count} ControlNets")
+        return values
+
+    @staticmethod
+    def prepare(components, block_state, image, controlnet) -> torch.Tensor:
+        """One control image at the asked size, repeated to the batch, VAE-encoded and packed unless the
+        ControlNet reads pixels."""
         batch = block_state.batch_size * block_state.num_images_per_prompt
         height, width = image_size(block_state)
-        image = flux_processor(components).preprocess(block_state.control_image, height=height, width=width)
+        image = flux_processor(components).preprocess(image, height=height, width=width)
         image = image.repeat_interleave(batch if image.shape[0] == 1 else block_state.num_images_per_prompt, dim=0)
         vae = components.vae
         image = image.to(device=execution_device(components), dtype=vae.dtype)
         if controlnet.input_hint_block is None:
             image = pack_latents(encode_image(vae, image, block_state.generator))
-        block_state.controlnet_cond = image.to(dtype=block_state.dtype or image.dtype)
-        mode = block_state.control_mode
-        block_state.control_mode = None if mode is None else \
-            torch.tensor(mode, device=image.device, dtype=torch.long).view(-1, 1).expand(image.shape[0], 1)
-        block_state.controlnet_keep = [k[0] for k in keep_schedule(len(block_state.timesteps), [start], [end])]
-        self.set_block_state(state, block_state)
-        return components, state
+        return image.to(dtype=block_state.dtype or image.dtype)
 
 
 class FluxControlNetLoopDenoiser(FluxLoopDenoiser):
@@ -97,17 +133,19 @@ class FluxControlNetLoopDenoiser(FluxLoopDenoiser):
 
     expected_components = FluxLoopDenoiser.expected_components + [CONTROLNET]
     inputs = FluxLoopDenoiser.inputs + [
-        InputParam("controlnet_cond", type_hint=torch.Tensor, required=True),
-        InputParam("control_mode", type_hint=torch.Tensor),
-        InputParam("controlnet_conditioning_scale", type_hint=float, default=1.0),
+        InputParam("controlnet_cond", required=True),
+        InputParam("control_mode"),
+        InputParam("controlnet_conditioning_scale", default=1.0),
         InputParam("controlnet_keep", type_hint=list, required=True),
     ]
 
     def controls(self, components, block_state, i, t) -> dict:
         controlnet, latents = components.controlnet, block_state.latents
+        scale, keep = block_state.controlnet_conditioning_scale, block_state.controlnet_keep[i]
+        scale = [s * k for s, k in zip(scale, keep)] if isinstance(scale, list) else scale * keep
         samples, single_samples = controlnet(
             hidden_states=latents, controlnet_cond=block_state.controlnet_cond, controlnet_mode=block_state.control_mode,
-            conditioning_scale=block_state.controlnet_conditioning_scale * block_state.controlnet_keep[i],
+            conditioning_scale=scale,
             timestep=t.expand(latents.shape[0]).to(latents.dtype) / 1000,
             guidance=distilled_guidance(controlnet, block_state.guidance_scale, latents),
             pooled_projections=block_state.pooled_prompt_embeds, encoder_hidden_states=block_state.prompt_embeds,

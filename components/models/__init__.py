@@ -6,7 +6,7 @@ Hub repos and ``save_pretrained`` writes folders diffusers reads.
 
 from .attention import Attention, AttentionProcessorMixin, AttnProcessor, SpatialSelfAttention
 from .autoencoder_kl import AutoencoderKL
-from .flux_controlnet import FluxControlNetModel, FluxControlNetOutput
+from .flux_controlnet import FluxControlNetModel, FluxControlNetOutput, FluxMultiControlNetModel
 from .flux_transformer import FluxTransformer2DModel
 from .controlnet import ControlNetModel, ControlNetOutput
 from .controlnet_multi import MultiControlNetModel
@@ -32,6 +32,7 @@ __all__ = [
     "DiagonalGaussianDistribution",
     "FluxControlNetModel",
     "FluxControlNetOutput",
+    "FluxMultiControlNetModel",
     "FluxTransformer2DModel",
     "FrozenConfig",
     "ModelMixin",

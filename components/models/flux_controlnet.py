@@ -1,6 +1,6 @@
-"""The FLUX.1 ControlNet (``FluxControlNetModel``) in diffusers' layout: InstantX / Shakker-Labs ControlNets (the
-control image as packed VAE latents; ``num_mode`` for the Union ones) and XLabs ones (the control image in pixels,
-through ``input_hint_block``).
+"""The FLUX.1 ControlNet (``FluxControlNetModel``; ``FluxMultiControlNetModel`` for several) in diffusers' layout:
+InstantX / Shakker-Labs ControlNets (the control image as packed VAE latents; ``num_mode`` for the Union ones) and
+XLabs ones (the control image in pixels, through ``input_hint_block``).
 
 It is a shallow copy of the transformer's trunk (a few double- and single-stream blocks) that reads the packed
 latents plus the control tokens; after each block a zero-initialised linear layer gives the residual that
@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..config import register_to_config
-from ..errors import ModelInputError
+from ..errors import AdapterError, ModelInputError
 from .controlnet import ControlNetConditioningEmbedding, _zero
 from .flux_transformer import FluxTransformer2DModel, _ids_2d, build_trunk, embed_conditions
 from .modeling import ModelMixin
@@ -166,3 +166,61 @@ class FluxControlNetModel(ModelMixin):
         batch, channels, height, width = hint.shape
         hint = hint.reshape(batch, channels, height // p, p, width // p, p).permute(0, 2, 4, 1, 3, 5)
         return hint.reshape(batch, (height // p) * (width // p), -1)
+
+
+class FluxMultiControlNetModel(nn.Module):
+    """Several FLUX.1 ControlNets acting together, each with its own control image, mode and scale, their residuals
+    summed; or one Union ControlNet given several control images (one mode each), read once per image.
+
+    Args:
+        controlnets: The ControlNets, in the order of their control images.
+
+    Raises:
+        AdapterError: ``controlnets`` is empty.
+    """
+
+    def __init__(self, controlnets: Sequence[FluxControlNetModel]):
+        super().__init__()
+        if len(controlnets) == 0:
+            raise AdapterError("FluxMultiControlNetModel needs at least one ControlNet")
+        self.nets = nn.ModuleList(controlnets)
+
+    @property
+    def config(self):
+        """The first ControlNet's config (whether they take a guidance scale: FluxControlNetPipeline asks it)."""
+        return self.nets[0].config
+
+    @property
+    def input_hint_block(self):
+        """The first ControlNet's (XLabs ControlNets have one: their residuals cycle over the blocks)."""
+        return self.nets[0].input_hint_block
+
+    def forward(self, hidden_states: torch.Tensor, controlnet_cond: Sequence[torch.Tensor],
+                controlnet_mode: Sequence[torch.Tensor | None] | None = None,
+                conditioning_scale: Sequence[float] | float = 1.0, return_dict: bool = True,
+                **kwargs: Any) -> FluxControlNetOutput | tuple:
+        """The sum of every ControlNet's residuals; the other arguments are :meth:`FluxControlNetModel.forward`'s.
+
+        Args:
+            controlnet_cond: One control image per ControlNet (per image, for one Union ControlNet).
+            controlnet_mode: One mode (``(batch, 1)`` long, or None) per image; None: no modes.
+            conditioning_scale: One scale per image, or one number for all.
+
+        Raises:
+            AdapterError: the images, modes and scales do not come one per ControlNet.
+        """
+        count = len(controlnet_cond)
+        nets = list(self.nets) if len(self.nets) > 1 else [self.nets[0]] * count
+        modes = [None] * count if controlnet_mode is None else list(controlnet_mode)
+        scales = [conditioning_scale] * count if isinstance(conditioning_scale, (int, float)) else list(conditioning_scale)
+        if not len(nets) == len(modes) == len(scales) == count:
+            raise AdapterError(f"FluxMultiControlNetModel: {count} control images, {len(modes)} modes and {len(scales)} "
+                               f"scales for {len(self.nets)} ControlNets; give one of each per ControlNet")
+        total = None
+        for net, image, mode, scale in zip(nets, controlnet_cond, modes, scales):
+            out = net(hidden_states=hidden_states, controlnet_cond=image, controlnet_mode=mode,
+                      conditioning_scale=scale, return_dict=False, **kwargs)
+            total = out if total is None else tuple(
+                mine if mine is None or theirs is None else [a + b for a, b in zip(mine, theirs)]
+                for mine, theirs in zip(total, out))
+        return FluxControlNetOutput(*total) if return_dict else total

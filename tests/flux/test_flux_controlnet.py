@@ -14,7 +14,7 @@ from node_workflows import link, preset_text2image
 from tiny_flux import TRANSFORMER, make_flux_repo
 from tiny_models import build_pipeline, make_image, make_mask
 
-from diffblocks.components import FluxControlNetModel
+from diffblocks.components import FluxControlNetModel, FluxMultiControlNetModel
 from diffblocks.components.errors import BlockExecutionError, InputValueError
 from diffblocks.guiders import ClassifierFreeGuidance
 from diffblocks.nodes import ArtifactStore, Executor
@@ -126,6 +126,46 @@ def test_image_to_image_and_inpainting_presets_match_their_pipelines(workflow, r
     expected = pipe("a cat", generator=torch.Generator().manual_seed(0), **call).images
     ours_pipe = build_pipeline(blocks, repos[32])
     ours_pipe.update_components(controlnet=FluxControlNetModel.from_pretrained(folder))
+    assert_close(ours_pipe(prompt="a cat", generator=torch.Generator().manual_seed(0), output="images", **call), expected)
+
+
+def multi_call(size=32):
+    return dict(control_image=[make_image(7, size=size), make_image(4, size=size)], control_mode=[None, 2],
+                controlnet_conditioning_scale=[0.8, 0.5], control_guidance_start=[0.0, 0.3],
+                control_guidance_end=[0.7, 1.0], height=size, width=size, **CALL)
+
+
+def test_several_controlnets_sum_their_residuals_as_diffusers_does(repos, nets):
+    import diffusers
+
+    (first, first_folder), (union, union_folder) = nets["instantx"], nets["union"]
+    call = multi_call()
+    pipe = diffusers.FluxControlNetPipeline.from_pretrained(
+        repos[32], controlnet=diffusers.FluxMultiControlNetModel([first, union]))
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe("a cat", generator=torch.Generator().manual_seed(0), **call).images
+    ours_pipe = build_pipeline(flux.CONTROLNET_BLOCKS, repos[32])
+    ours_pipe.update_components(controlnet=FluxMultiControlNetModel(
+        [FluxControlNetModel.from_pretrained(first_folder), FluxControlNetModel.from_pretrained(union_folder)]))
+    got = ours_pipe(prompt="a cat", generator=torch.Generator().manual_seed(0), output="images", **call)
+    assert_close(got, expected)
+    alone = ours(repos[32], first_folder)(prompt="a cat", generator=torch.Generator().manual_seed(0), output="images",
+                                          control_image=call["control_image"][0], height=32, width=32, **CALL)
+    assert (got - alone).abs().max() > 1e-3  # the second ControlNet adds its own
+    with pytest.raises(InputValueError, match="1 control images for 2 ControlNets"):
+        ours_pipe(prompt="a cat", control_image=[call["control_image"][0]], height=32, width=32, **CALL)
+
+
+def test_one_union_controlnet_reads_several_images_each_with_its_mode(repos, nets):
+    import diffusers
+
+    union, folder = nets["union"]
+    call = {**multi_call(), "control_mode": [0, 2]}
+    pipe = diffusers.FluxControlNetPipeline.from_pretrained(repos[32], controlnet=diffusers.FluxMultiControlNetModel([union]))
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe("a cat", generator=torch.Generator().manual_seed(0), **call).images
+    ours_pipe = build_pipeline(flux.CONTROLNET_BLOCKS, repos[32])
+    ours_pipe.update_components(controlnet=FluxMultiControlNetModel([FluxControlNetModel.from_pretrained(folder)]))
     assert_close(ours_pipe(prompt="a cat", generator=torch.Generator().manual_seed(0), output="images", **call), expected)
 
 
