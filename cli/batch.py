@@ -23,12 +23,13 @@ from .presets import PRESETS
 from .run import LORA_HELP, build_pipeline, plan_run
 
 # flags of `run` that `batch` does not take: absent, as if left out (run's checks read them)
-RUN_ONLY = ("prompt", "control_image", "controlnet", "controlnet_scale", "control_mode", "ip_adapter",
-            "ip_adapter_image", "ip_adapter_scale", "rows", "upscale")
+RUN_ONLY = ("prompt", "ip_adapter", "ip_adapter_image", "ip_adapter_scale", "rows", "upscale")
 # flags whose value is every item's default for a pipeline input (a JSONL line may set its own)
 DEFAULT_INPUTS = {"steps": "num_inference_steps", "negative_prompt": "negative_prompt", "height": "height",
-                  "width": "width", "strength": "strength"}
-IMAGE_DEFAULTS = {"--image": "image", "--mask-image": "mask_image"}  # files, as absolute paths in the items
+                  "width": "width", "strength": "strength", "controlnet_scale": "controlnet_conditioning_scale",
+                  "control_mode": "control_mode"}
+# files, as absolute paths in the items
+IMAGE_DEFAULTS = {"--image": "image", "--mask-image": "mask_image", "--control-image": "control_image"}
 
 
 def _state(device: str | None):
@@ -79,7 +80,10 @@ def _batch(args) -> int:
     out_dir = Path(args.out_dir).expanduser()
     if out_dir.exists() and not out_dir.is_dir():
         raise FlagError.unusable("--out-dir", args.out_dir, "is a file; give a folder")
-    plan = plan_run(args, supplied=set.intersection(*(set(item.inputs) for item in items)))
+    supplied = set.intersection(*(set(item.inputs) for item in items))
+    if args.controlnet is not None and "control_image" not in supplied:
+        raise FlagError.needs("--controlnet", '--control-image, or "control_image" on every line of the prompts file')
+    plan = plan_run(args, supplied=supplied)
     out_dir.mkdir(parents=True, exist_ok=True)
     state = _state(args.device)
     try:
@@ -124,6 +128,10 @@ def add_parser(commands) -> None:
                                                   "preset's; a JSONL line's \"strength\" replaces it)")
     b.add_argument("--height", type=int, help="image height in pixels, a multiple of 8 (default: the model's)")
     b.add_argument("--width", type=int, help="image width in pixels, a multiple of 8 (default: the model's)")
+    b.add_argument("--controlnet", metavar="PATH_OR_REPO", help="a ControlNet model folder or Hub repo")
+    b.add_argument("--control-image", help="every item's control image (a JSONL line's \"control_image\" replaces it)")
+    b.add_argument("--controlnet-scale", type=float, help="how strongly the ControlNet steers (default 1.0)")
+    b.add_argument("--control-mode", type=int, help="FLUX.1 Union ControlNets: which control the image is")
     b.add_argument("--lora", action="append", metavar="SOURCE[:WEIGHT]", help=LORA_HELP)
     b.add_argument("--device", help="cpu, cuda, ... (default: this process's device under a launcher, else cuda "
                                     "when available)")

@@ -11,7 +11,8 @@ FLAG_WORDS = {name: flag for flag, name in {**FLAG_INPUTS, "--guidance-scale": "
 _NAMES = "|".join(sorted(FLAG_WORDS, key=len, reverse=True))
 # quoted names and name=value always; bare names only where they cannot be ordinary words ("image", "width")
 _BARE = "|".join(name for name in FLAG_WORDS if "_" in name or name == "strength")
-_INPUT_NAME = re.compile(rf"(?<![\w-])(?:(?:input )?'({_NAMES})'|({_NAMES})=|({_BARE})(?![\w-]))")
+# a name in double quotes is a prompts file's JSON key (diffblocks batch), and stays as it is
+_INPUT_NAME = re.compile(rf"(?<![\w\"-])(?:(?:input )?'({_NAMES})'|({_NAMES})=|({_BARE})(?![\w\"-]))")
 _LOCATED = re.compile(r"^(?:block '(?P<path>[^']+)'(?: \(\w+\))?|(?P<where>block \w+|pipeline))(?: failed)?: "
                       r"(?:\w+(?:Error|Exception): )?(?P<problem>.+)$")
 

@@ -240,3 +240,33 @@ def test_lora_hub_sources(value, expected):
     from diffblocks.cli.files import lora_sources
 
     assert lora_sources([value]) == expected
+
+
+def test_batch_runs_a_controlnet_with_the_flags_or_each_lines_control_image(capsys, tmp_path, controlnet, pictures):
+    import json
+
+    def batch(prompts, *argv):
+        out = tmp_path / f"out{len(list(tmp_path.glob('out*')))}"
+        code, _, err = run_cli(capsys, "batch", str(prompts), "--out-dir", str(out), "--steps", str(STEPS), "--device",
+                               "cpu", "--no-progress", "--controlnet", controlnet, *argv)
+        return code, err, out
+
+    (tmp_path / "lines.jsonl").write_text(json.dumps({"prompt": PROMPT, "control_image": "pictures/control.png",
+                                                      "controlnet_conditioning_scale": 0.5}) + "\n")
+    (tmp_path / "pictures").symlink_to(pictures)  # a line's image is relative to the prompts file
+    code, err, out = batch(tmp_path / "lines.jsonl")
+    assert code == 0, err
+    expected = api_pixels(stable_diffusion.CONTROLNET_BLOCKS, with_controlnet(controlnet),
+                          control_image=load(pictures / "control.png"), controlnet_conditioning_scale=0.5)
+    assert np.array_equal(np.asarray(load(out / "000000.png")), expected)
+
+    (tmp_path / "prompts.txt").write_text(PROMPT + "\n")
+    code, err, out = batch(tmp_path / "prompts.txt", "--control-image", str(pictures / "style.png"))
+    assert code == 0, err
+    expected = api_pixels(stable_diffusion.CONTROLNET_BLOCKS, with_controlnet(controlnet),
+                          control_image=load(pictures / "style.png"))
+    assert np.array_equal(np.asarray(load(out / "000000.png")), expected)
+
+    code, err, out = batch(tmp_path / "prompts.txt")
+    assert_one_line_error(code, err, '--controlnet needs --control-image, or "control_image" on every line')
+    assert not out.exists()
