@@ -16,7 +16,8 @@ _DOUBLE = {"img_attn_qkv": ("attn.to_q", "attn.to_k", "attn.to_v"), "img_attn_pr
            "txt_attn_proj": ("attn.to_add_out",), "txt_mlp_0": ("ff_context.net.0.proj",),
            "txt_mlp_2": ("ff_context.net.2",), "txt_mod_lin": ("norm1_context.linear",)}
 _SINGLE = {"linear1": ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp"), "linear2": ("proj_out",),
-           "modulation_lin": ("norm.linear",)}
+           "modulation_lin": ("norm.linear",),
+           "attn_qkv": ("attn.to_q", "attn.to_k", "attn.to_v")}  # XLabs' LoRAs: the attention part of linear1
 _TOP = {"img_in": "x_embedder", "txt_in": "context_embedder",
         "time_in_in_layer": "time_text_embed.timestep_embedder.linear_1",
         "time_in_out_layer": "time_text_embed.timestep_embedder.linear_2",

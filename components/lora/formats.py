@@ -1,14 +1,15 @@
 """Reading LoRA files and sorting their keys into layers, per component.
 
-Three layouts are read:
+These layouts are read:
 
 - diffusers / PEFT: ``unet.<module>.lora_A.weight`` / ``lora_B`` (``transformer.`` for FLUX.1; ``text_encoder.``,
   ``text_encoder_2.`` for the text encoders);
 - the older diffusers layout: ``<module>.lora.down.weight`` / ``.lora.up``, ``.lora_linear_layer.down``, and the
   attention-processor form ``attn1.processor.to_q_lora.down.weight`` (text encoders: ``self_attn.to_q_lora``);
 - kohya / A1111 (``lora_unet_<module_with_underscores>.lora_down.weight``, ``.lora_up.weight``, ``.alpha``;
-  ``lora_te_`` / ``lora_te1_`` / ``lora_te2_`` for the text encoders, ``lora_te3_`` for FLUX.1's T5), LoCon conv
-  layers included.
+  ``lora_te_`` / ``lora_te1_`` / ``lora_te2_`` for the text encoders, ``lora_te3_`` for FLUX.1's T5,
+  ``lora_transformer_`` for FLUX.1's transformer named as diffusers names it), LoCon conv layers included;
+- XLabs' FLUX.1 LoRAs (``double_blocks.0.processor.qkv_lora1.down.weight``).
 
 Keys without a component prefix, and kohya's ``lora_unet_``, belong to the denoiser: the UNet, or FLUX.1's
 transformer (``transformer.`` in diffusers' layout).
@@ -33,9 +34,10 @@ from ..files import is_local, resolve_file
 COMPONENTS = ("unet", "transformer", "text_encoder", "text_encoder_2")
 DENOISER = "denoiser"  # keys without a component prefix, and kohya's lora_unet_: the UNet, or FLUX.1's transformer
 DEFAULT_WEIGHT_NAMES = ["pytorch_lora_weights.safetensors", "pytorch_lora_weights.bin"]
-# lora_unet_ is the denoiser (FLUX.1's transformer too); lora_te3_ is FLUX.1's T5 (sd-scripts keeps te2 for CLIP-G)
-_KOHYA_PREFIXES = {"lora_unet_": DENOISER, "lora_te_": "text_encoder", "lora_te1_": "text_encoder",
-                   "lora_te2_": "text_encoder_2", "lora_te3_": "text_encoder_2"}
+# lora_unet_ is the denoiser (FLUX.1's transformer too, with the original's names); lora_transformer_ FLUX.1's
+# transformer with diffusers' names; lora_te3_ is FLUX.1's T5 (sd-scripts keeps te2 for CLIP-G)
+_KOHYA_PREFIXES = {"lora_unet_": DENOISER, "lora_transformer_": "transformer", "lora_te_": "text_encoder",
+                   "lora_te1_": "text_encoder", "lora_te2_": "text_encoder_2", "lora_te3_": "text_encoder_2"}
 _KOHYA_ROLES = {"lora_down.weight": "down", "lora_up.weight": "up", "alpha": "alpha"}
 # attention-processor LoRA names of the older diffusers layout -> the projection they adapt
 _PROCESSOR_NAMES = {"to_q": "to_q", "to_k": "to_k", "to_v": "to_v", "to_out": "to_out.0"}
@@ -43,6 +45,12 @@ _TEXT_PROCESSOR_NAMES = {"to_q": "q_proj", "to_k": "k_proj", "to_v": "v_proj", "
 _DIFFUSERS_ROLE = re.compile(
     r"^(?P<path>.+?)(?:\.lora_(?P<ab>[AB])(?:\.[^.]+)?\.weight|(?:\.lora|\.lora_linear_layer|_lora)\.(?P<du>down|up)"
     r"\.weight|\.(?P<alpha>alpha))$")
+# XLabs' FLUX.1 LoRAs: attention LoRAs on the original's blocks, named after its processors (see .flux_names)
+_XLABS = re.compile(r"^(?:diffusion_model\.)?(?P<kind>double|single)_blocks\.(?P<i>\d+)\.processor\."
+                    r"(?P<layer>qkv_lora1|qkv_lora2|proj_lora1|proj_lora2|qkv_lora|proj_lora)\.(?P<du>down|up)\.weight$")
+_XLABS_LAYERS = {("double", "qkv_lora1"): "img_attn_qkv", ("double", "qkv_lora2"): "txt_attn_qkv",
+                 ("double", "proj_lora1"): "img_attn_proj", ("double", "proj_lora2"): "txt_attn_proj",
+                 ("single", "qkv_lora"): "attn_qkv", ("single", "proj_lora"): "linear2"}
 _PROCESSOR = re.compile(r"^(?P<parent>.*?)\.(?:processor\.)?(?P<proj>to_q|to_k|to_v|to_out)$")
 
 
@@ -121,9 +129,9 @@ def parse_lora(state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, st
     """Sort ``state_dict``'s keys into layers per component (keys no layout reads go to ``unread``)."""
     kohya = any(key.startswith(tuple(_KOHYA_PREFIXES)) for key in state_dict)
     parsed = ParsedLora(kohya=kohya)
+    readers = (_read_kohya_key,) if kohya else (_read_xlabs_key, _read_diffusers_key)
     for key, value in state_dict.items():
-        read = _read_kohya_key if kohya else _read_diffusers_key
-        if not isinstance(value, torch.Tensor) or not read(parsed, key, value):
+        if not isinstance(value, torch.Tensor) or not any(read(parsed, key, value) for read in readers):
             parsed.unread.append(key)
     if not kohya:
         _apply_metadata_alphas(parsed, metadata or {})
@@ -137,6 +145,15 @@ def _read_kohya_key(parsed: ParsedLora, key: str, value: torch.Tensor) -> bool:
     if prefix is None or role is None:
         return False
     _set(parsed.layer(_KOHYA_PREFIXES[prefix], name[len(prefix):], key), role, value)
+    return True
+
+
+def _read_xlabs_key(parsed: ParsedLora, key: str, value: torch.Tensor) -> bool:
+    match = _XLABS.match(key)
+    if match is None:
+        return False
+    name = f"{match['kind']}_blocks_{match['i']}_{_XLABS_LAYERS[match['kind'], match['layer']]}"
+    _set(parsed.layer(DENOISER, name, key), match["du"], value)
     return True
 
 

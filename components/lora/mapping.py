@@ -58,7 +58,7 @@ def find_targets(model: nn.Module, layers: dict[str, LayerLora], kohya: bool) ->
     targets, unfit = [], []
     for file_name, lora in layers.items():
         name = _kohya_lookup(model, names, file_name) if kohya else _dotted_lookup(modules, file_name)
-        parts = flux_modules(file_name) if kohya and name is None else None
+        parts = flux_modules(file_name) if name is None else None  # kohya's or XLabs' FLUX.1 names
         if parts is not None:
             found = _fit_parts(file_name, parts, modules, lora)
         else:

@@ -1,4 +1,4 @@
-"""LoRA on the FLUX.1 text-to-image preset, in the two layouts FLUX LoRAs come in.
+"""LoRA on the FLUX.1 text-to-image preset, in the layouts FLUX LoRAs come in.
 
 - diffusers / PEFT (``transformer.<module>.lora_A.weight``, ``text_encoder.<module>...``): against diffusers'
   ``FluxPipeline.load_lora_weights`` / ``set_adapters`` on the same state dict.
@@ -7,6 +7,8 @@
   layout (q, k and v one matrix; the single blocks' linear1 also holding the MLP's input; the last modulation
   giving shift before scale) and cut into diffusers' modules. (diffusers' own kohya conversion assumes FLUX.1's
   full-size widths and block counts, so it cannot read a LoRA for the tiny model.)
+- XLabs' (``double_blocks.0.processor.qkv_lora1.down.weight``): against diffusers.
+- kohya's layout with diffusers' module names (``lora_transformer_...``): against the same LoRA in diffusers' layout.
 
 Tolerance: max abs difference <= 1e-4 on output_type="pt" images (float32, CPU); "bitwise": torch.equal.
 """
@@ -160,6 +162,44 @@ def test_a_kohya_lora_with_the_original_names_equals_its_update_merged_by_hand(p
     finally:
         pair.ours.loader.unload_lora_weights()
     assert torch.equal(pair.image(), pair.base)
+
+
+def test_an_xlabs_lora_matches_diffusers(pair):
+    g = torch.Generator().manual_seed(5)
+    lora = {}
+    for i in range(len(pair.ref.transformer.transformer_blocks)):  # XLabs train the double-stream attention
+        for layer, rows in (("qkv_lora1", 96), ("qkv_lora2", 96), ("proj_lora1", 32), ("proj_lora2", 32)):
+            lora[f"double_blocks.{i}.processor.{layer}.down.weight"] = torch.randn(4, 32, generator=g) * 0.3
+            lora[f"double_blocks.{i}.processor.{layer}.up.weight"] = torch.randn(rows, 4, generator=g) * 0.3
+    pair.ours.loader.load_lora_weights(dict(lora), adapter_name="xlabs")
+    pair.ref.load_lora_weights(dict(lora), adapter_name="xlabs")
+    try:
+        with_lora = pair.image()
+        assert (with_lora - pair.base).abs().max() > 1e-3  # one block's attention: a smaller change
+        assert_close(with_lora, pair.ref_image())
+    finally:
+        pair.ours.loader.unload_lora_weights()
+        pair.ref.unload_lora_weights()
+
+
+def test_a_kohya_lora_with_diffusers_names_equals_its_diffusers_layout(pair):
+    """``lora_transformer_<module>`` (kohya's layout, diffusers' module names) with alpha 2 at rank 4 is the
+    diffusers-layout LoRA with its up matrices halved."""
+    peft = {k: v for k, v in peft_lora(pair.ref, seed=6).items() if k.startswith("transformer.")}
+    kohya = {}
+    for key, value in peft.items():
+        module, role = key.removeprefix("transformer.").rsplit(".lora_", 1)
+        flat = "lora_transformer_" + module.replace(".", "_")
+        kohya[f"{flat}.lora_{'down' if role.startswith('A') else 'up'}.weight"] = value
+        kohya[f"{flat}.alpha"] = torch.tensor(2.0)
+    halved = {k: v * 0.5 if ".lora_B." in k else v for k, v in peft.items()}
+    images = []
+    for lora in (kohya, halved):
+        pair.ours.loader.load_lora_weights(lora, adapter_name="named")
+        images.append(pair.image())
+        pair.ours.loader.unload_lora_weights()
+    assert (images[0] - pair.base).abs().max() > 1e-2
+    assert_close(images[0], images[1])
 
 
 def test_a_kohya_t5_lora_adapts_the_second_text_encoder(pair):
