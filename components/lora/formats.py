@@ -9,7 +9,8 @@ These layouts are read:
 - kohya / A1111 (``lora_unet_<module_with_underscores>.lora_down.weight``, ``.lora_up.weight``, ``.alpha``;
   ``lora_te_`` / ``lora_te1_`` / ``lora_te2_`` for the text encoders, ``lora_te3_`` for FLUX.1's T5,
   ``lora_transformer_`` for FLUX.1's transformer named as diffusers names it), LoCon conv layers included;
-- XLabs' FLUX.1 LoRAs (``double_blocks.0.processor.qkv_lora1.down.weight``).
+- XLabs' FLUX.1 LoRAs (``double_blocks.0.processor.qkv_lora1.down.weight``); PEFT-suffixed ones with the
+  original's dotted names (``diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight``) read as diffusers'.
 
 Keys without a component prefix, and kohya's ``lora_unet_``, belong to the denoiser: the UNet, or FLUX.1's
 transformer (``transformer.`` in diffusers' layout).
@@ -158,7 +159,7 @@ def _read_xlabs_key(parsed: ParsedLora, key: str, value: torch.Tensor) -> bool:
 
 
 def _read_diffusers_key(parsed: ParsedLora, key: str, value: torch.Tensor) -> bool:
-    component, path = _component_of(key.removeprefix("base_model.model."))
+    component, path = _component_of(key.removeprefix("base_model.model.").removeprefix("diffusion_model."))
     match = _DIFFUSERS_ROLE.match(path)
     if match is None:
         return False

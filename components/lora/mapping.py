@@ -58,9 +58,10 @@ def find_targets(model: nn.Module, layers: dict[str, LayerLora], kohya: bool) ->
     targets, unfit = [], []
     for file_name, lora in layers.items():
         name = _kohya_lookup(model, names, file_name) if kohya else _dotted_lookup(modules, file_name)
-        parts = flux_modules(file_name) if name is None else None  # kohya's or XLabs' FLUX.1 names
+        flat = file_name.replace(".", "_")  # FLUX.1's original names, underscored (kohya) or dotted
+        parts = flux_modules(flat) if name is None else None
         if parts is not None:
-            found = _fit_parts(file_name, parts, modules, lora)
+            found = _fit_parts(flat, parts, modules, lora)
         else:
             found = [_fit(name, modules.get(name), lora)] if name is not None else [None]
         if any(target is None for target in found):

@@ -164,6 +164,40 @@ def test_a_kohya_lora_with_the_original_names_equals_its_update_merged_by_hand(p
     assert torch.equal(pair.image(), pair.base)
 
 
+# the original's module names, dotted (as its state dict names them)
+DOTTED = {**{f"{s}_{k}": f"{s}_{k.replace('_', '.')}" for s in ("img", "txt")
+             for k in ("attn_qkv", "attn_proj", "mlp_0", "mlp_2", "mod_lin")},
+          "linear1": "linear1", "linear2": "linear2", "modulation_lin": "modulation.lin", "img_in": "img_in",
+          "txt_in": "txt_in", "time_in_in_layer": "time_in.in_layer", "vector_in_out_layer": "vector_in.out_layer",
+          "final_layer_linear": "final_layer.linear", "final_layer_adaLN_modulation_1": "final_layer.adaLN_modulation.1"}
+
+
+def dotted(flat: str) -> str:
+    """``double_blocks_0_img_attn_qkv`` -> ``double_blocks.0.img_attn.qkv``."""
+    match = re.match(r"^(double|single)_blocks_(\d+)_(.+)$", flat)
+    if match is None:
+        return DOTTED[flat]
+    return f"{match[1]}_blocks.{match[2]}.{DOTTED[match[3]]}"
+
+
+def test_the_original_names_dotted_with_peft_suffixes_read_as_kohyas(pair):
+    """``diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight`` (no alpha: scale 1) is the kohya LoRA with
+    ``lora_unet_double_blocks_0_img_attn_qkv`` at alpha = rank."""
+    kohya = {k: v for k, v in kohya_lora(pair.ref.transformer, seed=7).items() if not k.endswith(".alpha")}
+    peft = {}
+    for key, value in kohya.items():
+        flat, role = key.removeprefix("lora_unet_").split(".", 1)
+        peft[f"diffusion_model.{dotted(flat)}.lora_{'A' if role == 'lora_down.weight' else 'B'}.weight"] = value
+    alphas = {k.replace("lora_down.weight", "alpha"): torch.tensor(4.0) for k in kohya if k.endswith("lora_down.weight")}
+    images = []
+    for lora in (peft, {**kohya, **alphas}):
+        pair.ours.loader.load_lora_weights(lora, adapter_name="original")
+        images.append(pair.image())
+        pair.ours.loader.unload_lora_weights()
+    assert (images[0] - pair.base).abs().max() > 1e-2
+    assert torch.equal(images[0], images[1])
+
+
 def test_an_xlabs_lora_matches_diffusers(pair):
     g = torch.Generator().manual_seed(5)
     lora = {}
