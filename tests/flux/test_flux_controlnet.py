@@ -182,6 +182,22 @@ def test_true_cfg_gives_both_branches_the_residuals_of_the_prompt(repos, nets):
     assert_close(ours_pipe(prompt="a cat", generator=torch.Generator().manual_seed(0), output="images", **call), expected)
 
 
+def test_two_prompts_two_images_each_with_true_cfg_match(repos, nets):
+    import diffusers
+
+    reference, folder = nets["union"]
+    call = dict(control_image=make_image(7, size=32), control_mode=1, num_images_per_prompt=2, height=32, width=32,
+                negative_prompt=["a dog", "a bird"], **CALL)
+    pipe = diffusers.FluxControlNetPipeline.from_pretrained(repos[32], controlnet=reference)
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(["a cat", "a cow"], generator=torch.Generator().manual_seed(0), true_cfg_scale=2.0, **call).images
+    ours_pipe = ours(repos[32], folder)
+    ours_pipe.update_components(guider=ClassifierFreeGuidance(guidance_scale=2.0))
+    got = ours_pipe(prompt=["a cat", "a cow"], generator=torch.Generator().manual_seed(0), output="images", **call)
+    assert got.shape[0] == 4
+    assert_close(got, expected)
+
+
 def test_wrong_modes_and_windows_fail_before_the_first_step(repos, nets):
     steps = []
     call = dict(prompt="a cat", control_image=make_image(3, size=32), height=32, width=32,
