@@ -3,7 +3,8 @@
 ``SequentialPipelineBlocks.from_blocks_dict(TEXT2IMAGE_BLOCKS)`` gives the text-to-image pipeline;
 ``AUTO_BLOCKS`` runs inpainting when ``mask_image`` is given, image-to-image when ``image`` is, and
 text-to-image otherwise. ``CONTROLNET_BLOCKS`` (and ``CONTROLNET_IMAGE2IMAGE_BLOCKS``,
-``CONTROLNET_INPAINT_BLOCKS``) add a ``controlnet`` component (``FluxControlNetModel``) following ``control_image``. The distilled guidance of dev models is the
+``CONTROLNET_INPAINT_BLOCKS``) add a ``controlnet`` component (``FluxControlNetModel``) following ``control_image``;
+``FILL_BLOCKS`` runs FLUX.1-Fill-dev (``image`` and ``mask_image``; inpainting and outpainting). The distilled guidance of dev models is the
 ``guidance_scale`` input (default 3.5); true CFG with a ``negative_prompt`` is the guider's
 (``ClassifierFreeGuidance(guidance_scale=...)``, off at its default of 1.0).
 """
@@ -12,6 +13,9 @@ from ..blocks.flux import (
     FluxAutoDecodeStep,
     FluxControlNetDenoiseStep,
     FluxControlNetInputStep,
+    FluxFillDenoiseStep,
+    FluxFillLatentsStep,
+    FluxFillSetTimestepsStep,
     FluxInpaintControlNetDenoiseStep,
     FluxAutoDenoiseStep,
     FluxAutoPrepareLatentsStep,
@@ -90,5 +94,17 @@ CONTROLNET_BLOCKS = with_controlnet(TEXT2IMAGE_BLOCKS, FluxControlNetDenoiseStep
 CONTROLNET_IMAGE2IMAGE_BLOCKS = with_controlnet(IMAGE2IMAGE_BLOCKS, FluxControlNetDenoiseStep)
 CONTROLNET_INPAINT_BLOCKS = with_controlnet(INPAINT_BLOCKS, FluxInpaintControlNetDenoiseStep)
 
+# FLUX.1-Fill-dev: the masked image and the mask read beside the latents (encoded after the noise is drawn)
+FILL_BLOCKS = InsertableDict([
+    ("text_encoder", FluxTextEncoderStep),
+    ("image_encoder", FluxVaeEncoderStep),
+    ("input", FluxInputStep),
+    ("set_timesteps", FluxFillSetTimestepsStep),
+    ("prepare_latents", FluxImg2ImgPrepareLatentsStep),
+    ("fill_latents", FluxFillLatentsStep),
+    ("denoise", FluxFillDenoiseStep),
+    ("decode", FluxDecodeStep),
+])
+
 __all__ = ["TEXT2IMAGE_BLOCKS", "IMAGE2IMAGE_BLOCKS", "INPAINT_BLOCKS", "AUTO_BLOCKS", "CONTROLNET_BLOCKS",
-           "CONTROLNET_IMAGE2IMAGE_BLOCKS", "CONTROLNET_INPAINT_BLOCKS"]
+           "CONTROLNET_IMAGE2IMAGE_BLOCKS", "CONTROLNET_INPAINT_BLOCKS", "FILL_BLOCKS"]

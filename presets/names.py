@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 WORKFLOWS = {"text2image": "TEXT2IMAGE_BLOCKS", "image2image": "IMAGE2IMAGE_BLOCKS", "inpaint": "INPAINT_BLOCKS",
-             "auto": "AUTO_BLOCKS", "controlnet": "CONTROLNET_BLOCKS", "ip-adapter": "IP_ADAPTER_BLOCKS"}
+             "auto": "AUTO_BLOCKS", "controlnet": "CONTROLNET_BLOCKS", "ip-adapter": "IP_ADAPTER_BLOCKS",
+             "fill": "FILL_BLOCKS"}
 FAMILIES = {"sd15": "stable_diffusion", "sdxl": "stable_diffusion_xl", "flux": "flux"}
-# families without every workflow (no IP-Adapter preset for FLUX yet)
-FAMILY_WORKFLOWS = {"flux": ("text2image", "image2image", "inpaint", "auto", "controlnet")}
-PRESETS = {f"{family}-{workflow}": (module, name)
-           for family, module in FAMILIES.items() for workflow, name in WORKFLOWS.items()
-           if workflow in FAMILY_WORKFLOWS.get(family, WORKFLOWS)}
+# each family's workflows (no IP-Adapter preset for FLUX yet; Fill is FLUX's alone)
+_SD = ("text2image", "image2image", "inpaint", "auto", "controlnet", "ip-adapter")
+FAMILY_WORKFLOWS = {"sd15": _SD, "sdxl": _SD, "flux": ("text2image", "image2image", "inpaint", "auto", "controlnet", "fill")}
+PRESETS = {f"{family}-{workflow}": (module, WORKFLOWS[workflow])
+           for family, module in FAMILIES.items() for workflow in FAMILY_WORKFLOWS[family]}
 """``{name: (module under diffblocks.presets, attribute)}``."""

@@ -52,16 +52,16 @@ def tiny_flux_vae(**overrides):
     return AutoencoderKL(**{**VAE, **overrides}).eval()
 
 
-def make_flux_repo(path: Path, dev: bool = True, **vae) -> Path:
+def make_flux_repo(path: Path, dev: bool = True, transformer: dict | None = None, **vae) -> Path:
     """A standard FluxPipeline repo at ``path``: 16 latent channels (64-channel tokens), a 2-level VAE (``vae``
-    overrides its config: four levels scale by 8, as FLUX.1's)."""
+    overrides its config: four levels scale by 8, as FLUX.1's; ``transformer`` the transformer's)."""
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
 
     torch.manual_seed(SEED)
     tokenizer = write_tiny_tokenizer(path / "_tok")
     tokenizer_2 = tiny_t5_tokenizer()
     pipe = FluxPipeline(
-        transformer=tiny_transformer(dev), vae=tiny_flux_vae(**vae), text_encoder=tiny_clip(tokenizer),
+        transformer=tiny_transformer(dev, **(transformer or {})), vae=tiny_flux_vae(**vae), text_encoder=tiny_clip(tokenizer),
         tokenizer=tokenizer, text_encoder_2=tiny_t5(tokenizer_2), tokenizer_2=tokenizer_2,
         scheduler=FlowMatchEulerDiscreteScheduler(**SCHEDULER),
     )

@@ -187,7 +187,8 @@ def latents_shape(block, components, block_state) -> tuple[int, int, int, int]:
         if size == 0:
             raise invalid(block, name, f"must be at least {factor * 2} (twice the VAE's scale factor)", value)
     batch = block_state.batch_size * block_state.num_images_per_prompt
-    return batch, components.transformer.config.in_channels // 4, rows, cols
+    config = components.transformer.config  # Fill / Control models read more channels than they predict
+    return batch, (config.get("out_channels") or config.in_channels) // 4, rows, cols
 
 
 def given_latents(block, block_state, latents: torch.Tensor, shape) -> torch.Tensor:

@@ -31,8 +31,13 @@ RESIDUALS = ("controlnet_block_samples", "controlnet_single_block_samples")
 def transformer_forward(transformer, img_ids, txt_ids, hidden_states, t, branches=None, **kwargs):
     """One FLUX forward as :func:`~diffblocks.blocks.guidance.guided_forward` calls it: the timestep
     ``t`` (in ``[0, 1000]``) per row scaled to the flow time, the ids shared by every row, and ControlNet
-    residuals (computed once, on the prompt, as FluxControlNetPipeline does) repeated for every branch."""
+    residuals (computed once, on the prompt, as FluxControlNetPipeline does) and a Fill model's
+    ``condition_latents`` repeated for every branch."""
     timestep = t.expand(hidden_states.shape[0]).to(hidden_states.dtype) / 1000
+    condition = kwargs.pop("condition_latents", None)  # FLUX Fill: read beside the latents, channel-wise
+    if condition is not None:
+        condition = condition.repeat(hidden_states.shape[0] // condition.shape[0], 1, 1)
+        hidden_states = torch.cat((hidden_states, condition.to(hidden_states.dtype)), dim=2)
     for name in RESIDUALS:
         if kwargs.get(name) is not None:
             kwargs[name] = [r.repeat(hidden_states.shape[0] // r.shape[0], 1, 1) for r in kwargs[name]]
