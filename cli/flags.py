@@ -47,8 +47,13 @@ def check_numbers(args) -> None:
             raise FlagError.bad_value(flag, "a finite number", value_of(args, flag))
 
 
+# presets whose blocks take a flag by themselves: FLUX.1 Canny / Depth [dev] read the control image, no ControlNet
+TAKEN_BY = {"--control-image": "-control"}
+
+
 def check_pairs(args) -> None:
     """Every flag that means nothing alone comes with the flag it needs (``--strength`` with ``--image``)."""
     for flag, other in NEEDS:
-        if given(args, flag) and not given(args, other):
+        taken = TAKEN_BY.get(flag)
+        if given(args, flag) and not given(args, other) and not (taken and (args.preset or "").endswith(taken)):
             raise FlagError.needs(flag, other)

@@ -17,7 +17,7 @@ CONTROLNET_DENOISE = {"text2image": "ControlNetDenoiseStep", "image2image": "Con
 FLUX_CONTROLNET = {"text2image": "CONTROLNET_BLOCKS", "image2image": "CONTROLNET_IMAGE2IMAGE_BLOCKS",
                    "inpaint": "CONTROLNET_INPAINT_BLOCKS"}
 WORKFLOW_NEEDS = {"image2image": ["--image"], "inpaint": ["--image", "--mask-image"], "controlnet": ["--controlnet"],
-                  "ip-adapter": ["--ip-adapter"], "fill": ["--image", "--mask-image"]}
+                  "ip-adapter": ["--ip-adapter"], "fill": ["--image", "--mask-image"], "control": ["--control-image"]}
 
 
 def load_preset(name: str):

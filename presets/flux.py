@@ -4,7 +4,8 @@
 ``AUTO_BLOCKS`` runs inpainting when ``mask_image`` is given, image-to-image when ``image`` is, and
 text-to-image otherwise. ``CONTROLNET_BLOCKS`` (and ``CONTROLNET_IMAGE2IMAGE_BLOCKS``,
 ``CONTROLNET_INPAINT_BLOCKS``) add a ``controlnet`` component (``FluxControlNetModel``) following ``control_image``;
-``FILL_BLOCKS`` runs FLUX.1-Fill-dev (``image`` and ``mask_image``; inpainting and outpainting). The distilled guidance of dev models is the
+``FILL_BLOCKS`` runs FLUX.1-Fill-dev (``image`` and ``mask_image``; inpainting and outpainting), ``CONTROL_BLOCKS``
+FLUX.1 Canny / Depth [dev] (``control_image``: an edge or depth map). The distilled guidance of dev models is the
 ``guidance_scale`` input (default 3.5); true CFG with a ``negative_prompt`` is the guider's
 (``ClassifierFreeGuidance(guidance_scale=...)``, off at its default of 1.0).
 """
@@ -13,6 +14,8 @@ from ..blocks.flux import (
     FluxAutoDecodeStep,
     FluxControlNetDenoiseStep,
     FluxControlNetInputStep,
+    FluxControlDenoiseStep,
+    FluxControlImageStep,
     FluxFillDenoiseStep,
     FluxFillLatentsStep,
     FluxFillSetTimestepsStep,
@@ -106,5 +109,10 @@ FILL_BLOCKS = InsertableDict([
     ("decode", FluxDecodeStep),
 ])
 
+# FLUX.1 Canny / Depth [dev]: the control image read beside the latents (encoded before the noise is drawn)
+CONTROL_BLOCKS = TEXT2IMAGE_BLOCKS.copy()
+CONTROL_BLOCKS.insert("control_latents", FluxControlImageStep, list(CONTROL_BLOCKS).index("prepare_latents"))
+CONTROL_BLOCKS["denoise"] = FluxControlDenoiseStep
+
 __all__ = ["TEXT2IMAGE_BLOCKS", "IMAGE2IMAGE_BLOCKS", "INPAINT_BLOCKS", "AUTO_BLOCKS", "CONTROLNET_BLOCKS",
-           "CONTROLNET_IMAGE2IMAGE_BLOCKS", "CONTROLNET_INPAINT_BLOCKS", "FILL_BLOCKS"]
+           "CONTROLNET_IMAGE2IMAGE_BLOCKS", "CONTROLNET_INPAINT_BLOCKS", "FILL_BLOCKS", "CONTROL_BLOCKS"]

@@ -1,6 +1,6 @@
 """FLUX.1 step blocks (dev and schnell): text encoders, packed latents and the resolution-shifted
 flow-matching schedule, the transformer denoise loop with the distilled guidance and optional true CFG,
-image-to-image and inpainting, ControlNet, Fill, unpack and decode."""
+image-to-image and inpainting, ControlNet, Fill, Canny / Depth, unpack and decode."""
 
 from .controlnet import (
     FluxControlNetDenoiseStep,
@@ -19,7 +19,15 @@ from .denoise import (
     FluxLoopAfterDenoiser,
     FluxLoopDenoiser,
 )
-from .fill import FluxFillDenoiseStep, FluxFillLatentsStep, FluxFillLoopDenoiser, FluxFillSetTimestepsStep
+from .fill import (
+    FluxConditionLoopDenoiser,
+    FluxControlDenoiseStep,
+    FluxControlImageStep,
+    FluxFillDenoiseStep,
+    FluxFillLatentsStep,
+    FluxFillLoopDenoiser,
+    FluxFillSetTimestepsStep,
+)
 from .encoders import FluxAutoVaeEncoderStep, FluxInpaintVaeEncoderStep, FluxTextEncoderStep, FluxVaeEncoderStep
 from .image_latents import (
     FluxAutoPrepareLatentsStep,

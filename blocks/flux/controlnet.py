@@ -115,17 +115,22 @@ class FluxControlNetInputStep(ModularPipelineBlocks):
 
     @staticmethod
     def prepare(components, block_state, image, controlnet) -> torch.Tensor:
-        """One control image at the asked size, repeated to the batch, VAE-encoded and packed unless the
-        ControlNet reads pixels."""
-        batch = block_state.batch_size * block_state.num_images_per_prompt
-        height, width = image_size(block_state)
-        image = flux_processor(components).preprocess(image, height=height, width=width)
-        image = image.repeat_interleave(batch if image.shape[0] == 1 else block_state.num_images_per_prompt, dim=0)
-        vae = components.vae
-        image = image.to(device=execution_device(components), dtype=vae.dtype)
-        if controlnet.input_hint_block is None:
-            image = pack_latents(encode_image(vae, image, block_state.generator))
-        return image.to(dtype=block_state.dtype or image.dtype)
+        """One control image, as :func:`control_latents` (in pixels for a ControlNet with ``input_hint_block``)."""
+        return control_latents(components, block_state, image, encode=controlnet.input_hint_block is None)
+
+
+def control_latents(components, block_state, image, encode: bool = True) -> torch.Tensor:
+    """A control image at the asked size, repeated to the batch, VAE-encoded (drawing from the generator) and packed
+    (with ``encode``; else the preprocessed pixels), as diffusers' FLUX pipelines prepare theirs."""
+    batch = block_state.batch_size * block_state.num_images_per_prompt
+    height, width = image_size(block_state)
+    image = flux_processor(components).preprocess(image, height=height, width=width)
+    image = image.repeat_interleave(batch if image.shape[0] == 1 else block_state.num_images_per_prompt, dim=0)
+    vae = components.vae
+    image = image.to(device=execution_device(components), dtype=vae.dtype)
+    if encode:
+        image = pack_latents(encode_image(vae, image, block_state.generator))
+    return image.to(dtype=block_state.dtype or image.dtype)
 
 
 class FluxControlNetLoopDenoiser(FluxLoopDenoiser):

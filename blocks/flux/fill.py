@@ -1,6 +1,7 @@
-"""FLUX.1 Fill (inpainting and outpainting with ``FLUX.1-Fill-dev``), as FluxFillPipeline: the masked image's
-latents and the mask, both packed, are read beside the latents by a transformer with more input channels than it
-predicts; the loop takes plain Euler steps (the model, not a blend, keeps the unmasked region).
+"""FLUX.1 models that read a condition beside the latents, channel-wise, with more input channels than they
+predict: Fill (``FLUX.1-Fill-dev``, inpainting and outpainting: the masked image's latents and the mask), as
+FluxFillPipeline, and Canny / Depth [dev] (the control image's latents), as FluxControlPipeline. The loop takes plain
+Euler steps (the model, not a blend, keeps the unmasked region).
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from ...components.spec import ComponentSpec
 from ...modular_pipelines import InputParam, ModularPipelineBlocks, OutputParam
 from ..common import repeat_to
 from ..stable_diffusion.before_denoise import check_generators
+from ..checks import IMAGE_TYPE
 from ..stable_diffusion.inputs import GENERATOR, HEIGHT, IMAGE, MASK_IMAGE, NUM_IMAGES, WIDTH
 from ..vae import encode_image
 from .before_denoise import FLUX_STRENGTH, FluxImg2ImgSetTimestepsStep
+from .controlnet import control_latents
 from .denoise import FluxDenoiseLoopWrapper, FluxLoopAfterDenoiser, FluxLoopDenoiser
 from .inputs import (
     GUIDANCE_SCALE,
@@ -75,18 +78,52 @@ class FluxFillLatentsStep(ModularPipelineBlocks):
         return components, state
 
 
-class FluxFillLoopDenoiser(FluxLoopDenoiser):
-    """Predict the velocity from the latents with the masked image and the mask beside them (every branch);
-    the distilled guidance defaults to 30, FLUX.1-Fill-dev's."""
+class FluxControlImageStep(ModularPipelineBlocks):
+    """FLUX.1 Canny / Depth [dev]: the control image (edges, depth) VAE-encoded (drawing from the generator, before
+    the noise is drawn) and packed, to be read beside the latents."""
 
-    inputs = [GUIDANCE_SCALE.replace(default=30.0) if p.name == "guidance_scale" else p for p in FluxLoopDenoiser.inputs]
-    inputs += [InputParam(CONDITION, type_hint=torch.Tensor, required=True)]
+    model_name = MODEL_NAME
+    expected_components = [VAE, IMAGE_PROCESSOR]
+    inputs = [InputParam("control_image", type_hint=IMAGE_TYPE, required=True,
+                         description="the structure to follow: a Canny edge map, a depth map"),
+              HEIGHT, WIDTH, GENERATOR, NUM_IMAGES, InputParam("batch_size", type_hint=int, required=True),
+              InputParam("dtype", type_hint=torch.dtype)]
+    intermediate_outputs = [OutputParam(CONDITION, type_hint=torch.Tensor,
+                                        description="the packed control latents, read beside the latents")]
+
+    @torch.no_grad()
+    def __call__(self, components, state):
+        block_state = self.get_block_state(state)
+        check_generators(self, block_state)
+        block_state.condition_latents = control_latents(components, block_state, block_state.control_image)
+        self.set_block_state(state, block_state)
+        return components, state
+
+
+class FluxConditionLoopDenoiser(FluxLoopDenoiser):
+    """Predict the velocity from the latents with ``condition_latents`` beside them (every branch): FLUX.1 Canny /
+    Depth [dev]'s control latents, Fill's masked image and mask."""
+
+    inputs = FluxLoopDenoiser.inputs + [InputParam(CONDITION, type_hint=torch.Tensor, required=True)]
 
     def controls(self, components, block_state, i, t) -> dict:
         return {CONDITION: block_state.condition_latents}
+
+
+class FluxFillLoopDenoiser(FluxConditionLoopDenoiser):
+    """As :class:`FluxConditionLoopDenoiser`, the distilled guidance defaulting to 30, FLUX.1-Fill-dev's."""
+
+    inputs = [GUIDANCE_SCALE.replace(default=30.0) if p.name == "guidance_scale" else p
+              for p in FluxConditionLoopDenoiser.inputs]
 
 
 class FluxFillDenoiseStep(FluxDenoiseLoopWrapper):
     """The FLUX Fill denoise loop."""
 
     block_classes = [FluxFillLoopDenoiser, FluxLoopAfterDenoiser]
+
+
+class FluxControlDenoiseStep(FluxDenoiseLoopWrapper):
+    """The FLUX.1 Canny / Depth [dev] denoise loop."""
+
+    block_classes = [FluxConditionLoopDenoiser, FluxLoopAfterDenoiser]

@@ -91,7 +91,8 @@ def test_errors_name_the_input(pipe):
 def test_presets_are_named_for_the_cli_and_the_node_catalog(flux_dev_repo):
     from diffblocks.nodes import catalog
 
-    names = {"flux-text2image", "flux-image2image", "flux-inpaint", "flux-auto", "flux-controlnet", "flux-fill"}
+    names = {"flux-text2image", "flux-image2image", "flux-inpaint", "flux-auto", "flux-controlnet", "flux-fill",
+             "flux-control"}
     assert names == {name for name in PRESETS if name.startswith("flux-")}
     types = catalog()
     assert {f"preset:{name}" for name in names} <= set(types)
