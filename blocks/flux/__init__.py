@@ -19,7 +19,7 @@ from .denoise import (
     FluxLoopAfterDenoiser,
     FluxLoopDenoiser,
 )
-from .fill import (
+from .conditioned import (
     FluxConditionLoopDenoiser,
     FluxControlDenoiseStep,
     FluxControlImageStep,
