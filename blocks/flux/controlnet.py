@@ -16,9 +16,17 @@ from ...components.errors import AdapterError
 from ...components.models.flux_controlnet import FluxControlNetModel, FluxMultiControlNetModel
 from ...components.spec import ComponentSpec
 from ...modular_pipelines import InputParam, ModularPipelineBlocks, OutputParam
-from ..checks import IMAGE_TYPE, conflict
+from ..checks import conflict
 from ..stable_diffusion.before_denoise import check_generators
-from ..stable_diffusion.controlnet import PER_NET_FRACTION, PER_NET_SCALE, keep_schedule
+from ..stable_diffusion.controlnet import (
+    CONTROL_END,
+    CONTROL_IMAGE,
+    CONTROL_START,
+    CONTROLNET_SCALE,
+    check_windows,
+    keep_schedule,
+    per_net,
+)
 from ..stable_diffusion.inputs import GENERATOR, HEIGHT, NUM_IMAGES, WIDTH
 from ..vae import encode_image
 from .denoise import (
@@ -44,16 +52,10 @@ class FluxControlNetInputStep(ModularPipelineBlocks):
     model_name = MODEL_NAME
     expected_components = [CONTROLNET, VAE, IMAGE_PROCESSOR]
     inputs = [
-        InputParam("control_image", type_hint=IMAGE_TYPE, required=True,
-                   description="the conditioning image (a list for several ControlNets)"),
+        CONTROL_IMAGE,
         InputParam("control_mode", type_hint=MODE | list[MODE | None],
                    description="Union ControlNets: which control the image is (their model card lists the modes)"),
-        InputParam("controlnet_conditioning_scale", type_hint=PER_NET_SCALE, default=1.0,
-                   description="residual scale (per ControlNet)"),
-        InputParam("control_guidance_start", type_hint=PER_NET_FRACTION, default=0.0,
-                   description="fraction of steps before the ControlNet acts (per ControlNet)"),
-        InputParam("control_guidance_end", type_hint=PER_NET_FRACTION, default=1.0,
-                   description="fraction of steps after which it stops (per ControlNet)"),
+        CONTROLNET_SCALE, CONTROL_START, CONTROL_END,
         InputParam("timesteps", type_hint=torch.Tensor, required=True),
         InputParam("batch_size", type_hint=int, required=True),
         HEIGHT, WIDTH, GENERATOR, NUM_IMAGES, InputParam("dtype", type_hint=torch.dtype),
@@ -81,22 +83,19 @@ class FluxControlNetInputStep(ModularPipelineBlocks):
         if len(images) != len(nets):
             raise conflict(self, ["control_image", "controlnet"], f"{len(images)} control images for {len(nets)} "
                                                                   "ControlNets; give one (or a list) per ControlNet")
-        modes = self.per_net(block_state, "control_mode", len(nets), multi)
+        modes = per_net(self, block_state, "control_mode", len(nets))
         for net, mode in zip(nets, modes):
             if net.union != (mode is not None):
                 raise conflict(self, ["control_mode", "controlnet"], "a Union ControlNet needs control_mode, and only "
                                f"a Union ControlNet takes one (this one {'is' if net.union else 'is not'})")
-        starts = self.per_net(block_state, "control_guidance_start", len(nets), multi)
-        ends = self.per_net(block_state, "control_guidance_end", len(nets), multi)
-        for start, end in zip(starts, ends):
-            if start >= end:
-                raise conflict(self, ["control_guidance_start", "control_guidance_end"],
-                               f"start {start} is not before end {end}; the ControlNet would never act")
+        starts = per_net(self, block_state, "control_guidance_start", len(nets))
+        ends = per_net(self, block_state, "control_guidance_end", len(nets))
+        check_windows(self, starts, ends)
         conds = [self.prepare(components, block_state, image, net) for image, net in zip(images, nets)]
         rows = conds[0].shape[0]
         modes = [None if m is None else torch.tensor(m, device=conds[0].device).view(-1, 1).expand(rows, 1)
                  for m in modes]
-        scales = self.per_net(block_state, "controlnet_conditioning_scale", len(nets), multi)
+        scales = per_net(self, block_state, "controlnet_conditioning_scale", len(nets))
         keep = keep_schedule(len(block_state.timesteps), starts, ends)
         block_state.controlnet_cond = conds if multi else conds[0]
         block_state.control_mode = modes if multi else modes[0]
@@ -104,14 +103,6 @@ class FluxControlNetInputStep(ModularPipelineBlocks):
         block_state.controlnet_keep = keep if multi else [k[0] for k in keep]
         self.set_block_state(state, block_state)
         return components, state
-
-    def per_net(self, block_state, name: str, count: int, multi: bool) -> list:
-        """One value of input ``name`` per ControlNet (a single value is used for all)."""
-        value = getattr(block_state, name)
-        values = list(value) if multi and isinstance(value, (list, tuple)) else [value] * count
-        if len(values) != count:
-            raise conflict(self, [name, "controlnet"], f"{len(values)} values of {name} for {count} ControlNets")
-        return values
 
     @staticmethod
     def prepare(components, block_state, image, controlnet) -> torch.Tensor:

@@ -39,6 +39,33 @@ CONTROL_PROCESSOR = ComponentSpec("control_image_processor", VaeImageProcessor,
                                   default_creation_method="from_config")
 
 
+CONTROL_IMAGE = InputParam("control_image", type_hint=IMAGE_TYPE, required=True,
+                           description="the conditioning image (a list for several ControlNets)")
+CONTROLNET_SCALE = InputParam("controlnet_conditioning_scale", type_hint=PER_NET_SCALE, default=1.0,
+                              description="residual scale (per ControlNet)")
+CONTROL_START = InputParam("control_guidance_start", type_hint=PER_NET_FRACTION, default=0.0,
+                           description="fraction of steps before the ControlNet acts (per ControlNet)")
+CONTROL_END = InputParam("control_guidance_end", type_hint=PER_NET_FRACTION, default=1.0,
+                         description="fraction of steps after which it stops (per ControlNet)")
+
+
+def per_net(block, block_state, name: str, count: int) -> list:
+    """One value of input ``name`` per ControlNet (a single value is used for all)."""
+    value = getattr(block_state, name)
+    values = list(value) if isinstance(value, (list, tuple)) else [value] * count
+    if len(values) != count:
+        raise conflict(block, [name, "controlnet"], f"{len(values)} values of {name} for {count} ControlNets")
+    return values
+
+
+def check_windows(block, starts: list[float], ends: list[float]) -> None:
+    """Each ControlNet's window of steps is not empty."""
+    for start, end in zip(starts, ends):
+        if start >= end:
+            raise conflict(block, ["control_guidance_start", "control_guidance_end"],
+                           f"start {start} is not before end {end}; the ControlNet would never act")
+
+
 def keep_schedule(num_steps: int, starts: list[float], ends: list[float]) -> list[list[float]]:
     """Per step and per ControlNet: 1.0 inside ``[start, end]`` (as fractions of the steps), else 0.0."""
     return [[1.0 - float(i / num_steps < s or (i + 1) / num_steps > e) for s, e in zip(starts, ends)]
@@ -51,14 +78,7 @@ class StableDiffusionControlNetInputStep(ModularPipelineBlocks):
     model_name = "stable-diffusion"
     expected_components = [CONTROLNET, CONTROL_PROCESSOR]
     inputs = [
-        InputParam("control_image", type_hint=IMAGE_TYPE, required=True,
-                   description="the conditioning image (a list for several ControlNets)"),
-        InputParam("controlnet_conditioning_scale", type_hint=PER_NET_SCALE, default=1.0,
-                   description="residual scale (per ControlNet)"),
-        InputParam("control_guidance_start", type_hint=PER_NET_FRACTION, default=0.0,
-                   description="fraction of steps before the ControlNet acts (per ControlNet)"),
-        InputParam("control_guidance_end", type_hint=PER_NET_FRACTION, default=1.0,
-                   description="fraction of steps after which it stops (per ControlNet)"),
+        CONTROL_IMAGE, CONTROLNET_SCALE, CONTROL_START, CONTROL_END,
         InputParam("guess_mode", type_hint=bool, default=False, description="the ControlNet sees no prompt difference"),
         InputParam("latents", type_hint=FINITE_TENSOR, required=True),
         InputParam("timesteps", type_hint=torch.Tensor, required=True),
@@ -89,28 +109,17 @@ class StableDiffusionControlNetInputStep(ModularPipelineBlocks):
         prepared = [self.prepare_image(components, image, height, width, batch, block_state.num_images_per_prompt,
                                        block_state.dtype) for image in images]
         block_state.controlnet_cond = prepared if multi else prepared[0]
-        scales = self.per_net(block_state, "controlnet_conditioning_scale", len(nets))
+        scales = per_net(self, block_state, "controlnet_conditioning_scale", len(nets))
         block_state.conditioning_scale = scales if multi else scales[0]
-        starts = self.per_net(block_state, "control_guidance_start", len(nets))
-        ends = self.per_net(block_state, "control_guidance_end", len(nets))
-        for start, end in zip(starts, ends):
-            if start >= end:
-                raise conflict(self, ["control_guidance_start", "control_guidance_end"],
-                               f"start {start} is not before end {end}; the ControlNet would never act")
+        starts = per_net(self, block_state, "control_guidance_start", len(nets))
+        ends = per_net(self, block_state, "control_guidance_end", len(nets))
+        check_windows(self, starts, ends)
         keep = keep_schedule(len(block_state.timesteps), starts, ends)
         block_state.controlnet_keep = keep if multi else [k[0] for k in keep]
         pooled = any(getattr(n.config, "global_pool_conditions", False) for n in nets)
         block_state.guess_mode = bool(block_state.guess_mode or pooled)
         self.set_block_state(state, block_state)
         return components, state
-
-    def per_net(self, block_state, name: str, count: int) -> list:
-        """One value of input ``name`` per ControlNet (a single value is used for all)."""
-        value = getattr(block_state, name)
-        values = list(value) if isinstance(value, (list, tuple)) else [value] * count
-        if len(values) != count:
-            raise conflict(self, [name, "controlnet"], f"{len(values)} values of {name} for {count} ControlNets")
-        return values
 
     @staticmethod
     def prepare_image(components, image, height, width, batch, per_prompt, dtype) -> torch.Tensor:
