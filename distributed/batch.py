@@ -52,9 +52,9 @@ def check_images(items: list[BatchItem], path: str, base: Path) -> None:
 
     for item in items:
         for name in IMAGE_INPUTS:
-            value = item.inputs.get(name)
             if name not in item.inputs:
                 continue
+            value = item.inputs[name]
             if not isinstance(value, str):
                 raise BatchError.bad_line(path, item.line, f"'{name}' must be an image file's path, got {value!r}")
             try:

@@ -7,6 +7,7 @@ Euler steps (the model, not a blend, keeps the unmasked region).
 from __future__ import annotations
 
 import torch
+from torch.nn import functional as F
 
 from ...components.image_processor import MaskImageProcessor
 from ...components.spec import ComponentSpec
@@ -27,7 +28,6 @@ from .inputs import (
     execution_device,
     flux_processor,
     image_size,
-    latent_size,
     pack_latents,
     vae_scale_factor,
 )
@@ -70,9 +70,7 @@ class FluxFillLatentsStep(ModularPipelineBlocks):
         batch = block_state.batch_size * block_state.num_images_per_prompt
         latents = repeat_to(encode_image(vae, masked, block_state.generator).to(device=device, dtype=dtype), batch)
         factor = vae_scale_factor(components)
-        rows, cols = latent_size(*image.shape[-2:], factor)
-        mask = repeat_to(mask, batch)[:, 0].to(device)
-        mask = mask.view(batch, rows, factor, cols, factor).permute(0, 2, 4, 1, 3).reshape(batch, factor * factor, rows, cols)
+        mask = F.pixel_unshuffle(repeat_to(mask, batch)[:, :1].to(device), factor)  # (batch, f * f, rows, cols)
         block_state.condition_latents = torch.cat((pack_latents(latents), pack_latents(mask)), dim=-1)
         self.set_block_state(state, block_state)
         return components, state

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..config import register_to_config
 from ..errors import AdapterError, ModelInputError
@@ -162,10 +163,7 @@ class FluxControlNetModel(ModelMixin):
     def _hint_tokens(self, hint: torch.Tensor) -> torch.Tensor:
         """The conv encoder's feature map ``(batch, channels, h, w)`` as tokens of ``patch_size`` x ``patch_size``
         patches, row-major."""
-        p = self.config.patch_size
-        batch, channels, height, width = hint.shape
-        hint = hint.reshape(batch, channels, height // p, p, width // p, p).permute(0, 2, 4, 1, 3, 5)
-        return hint.reshape(batch, (height // p) * (width // p), -1)
+        return F.pixel_unshuffle(hint, self.config.patch_size).flatten(2).transpose(1, 2)
 
 
 class FluxMultiControlNetModel(nn.Module):
