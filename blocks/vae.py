@@ -46,21 +46,23 @@ def _stats(config, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | No
     return torch.tensor(mean).view(1, -1, 1, 1).to(like), torch.tensor(std).view(1, -1, 1, 1).to(like)
 
 
-def encode_image(vae, image: torch.Tensor, generator=None, upcast: bool = False) -> torch.Tensor:
+def encode_image(vae, image: torch.Tensor, generator=None, upcast: bool = False,
+                 sample_mode: str = "sample") -> torch.Tensor:
     """Scaled VAE latents of ``image``, drawing from each generator of a list per sample, as diffusers does.
 
     Args:
         upcast: encode in float32 when the VAE's config sets ``force_upcast`` (see the module's dtype rule).
+        sample_mode: ``"sample"`` draws from the latent distribution, ``"argmax"`` takes its mode (no draw).
     """
     dtype = image.dtype
     upcast = upcast and bool(getattr(vae.config, "force_upcast", False))
     with float32_vae(vae, upcast):
         pixels = image.float() if upcast else image
         if isinstance(generator, list):
-            latents = torch.cat([retrieve_latents(vae.encode(pixels[i:i + 1]), generator[i])
+            latents = torch.cat([retrieve_latents(vae.encode(pixels[i:i + 1]), generator[i], sample_mode)
                                  for i in range(pixels.shape[0])])
         else:
-            latents = retrieve_latents(vae.encode(pixels), generator)
+            latents = retrieve_latents(vae.encode(pixels), generator, sample_mode)
     latents = latents.to(dtype)
     config = vae.config
     stats = _stats(config, latents)

@@ -1,4 +1,5 @@
-"""``pipe.loader``: adapters that change a pipeline's components in place (IP-Adapter, LoRA, textual inversion).
+"""``pipe.loader``: adapters that change a pipeline's components in place (IP-Adapter, LoRA, textual inversion,
+FLUX.1 Redux).
 
 The loader is a thin layer: reading checkpoints and installing them into the UNet live in
 ``components/ip_adapter*.py``; here the pipeline's ``image_encoder`` and ``feature_extractor`` components
@@ -100,6 +101,29 @@ class PipelineLoader:
         unload_ip_adapters(self._unet())
         if "image_encoder" in self.pipeline.component_names:
             self.pipeline.unload_components("image_encoder")
+
+    # --- FLUX.1 Redux --------------------------------------------------------------------------------------
+    def load_redux(self, repo_or_path: str | os.PathLike, revision: str | None = None) -> None:
+        """Load FLUX.1 Redux into a pipeline with its step (``presets.flux.REDUX_BLOCKS``): the SigLIP image
+        encoder, its image processor and the embedder, from ``image_encoder/``, ``feature_extractor/`` and
+        ``image_embedder/`` of a folder or Hub repo (``black-forest-labs/FLUX.1-Redux-dev``'s layout). Nothing
+        changes unless all three load.
+
+        Raises:
+            AdapterError: the pipeline has no Redux step.
+            ComponentLoadError: a part is missing or unreadable (the message names it).
+        """
+        names = ("image_encoder", "feature_extractor", "image_embedder")
+        lacking = [name for name in names if name not in self.pipeline.component_names]
+        if lacking:
+            raise AdapterError(f"load_redux: this pipeline has no FLUX.1 Redux step (no {', '.join(lacking)} "
+                               "component); build it from presets.flux.REDUX_BLOCKS")
+        loaded = {}
+        for name in names:
+            spec = self.pipeline.get_component_spec(name).copy()
+            spec.repo, spec.subfolder, spec.revision = str(repo_or_path), name, revision
+            loaded[name] = spec.load()
+        self.pipeline.update_components(**loaded)
 
     # --- LoRA ----------------------------------------------------------------------------------------------
     def load_lora_weights(self, repo_or_path: Source, weight_name: str | None = None,

@@ -5,7 +5,10 @@
 text-to-image otherwise. ``CONTROLNET_BLOCKS`` (and ``CONTROLNET_IMAGE2IMAGE_BLOCKS``,
 ``CONTROLNET_INPAINT_BLOCKS``) add a ``controlnet`` component (``FluxControlNetModel``) following ``control_image``;
 ``FILL_BLOCKS`` runs FLUX.1-Fill-dev (``image`` and ``mask_image``; inpainting and outpainting), ``CONTROL_BLOCKS``
-FLUX.1 Canny / Depth [dev] (``control_image``: an edge or depth map). The distilled guidance of dev models is the
+FLUX.1 Canny / Depth [dev] (``control_image``: an edge or depth map), ``KONTEXT_BLOCKS`` FLUX.1 Kontext [dev] (an
+``image`` to edit, read as context; the output keeps its shape unless ``height`` / ``width`` are given),
+``REDUX_BLOCKS`` FLUX.1 Redux (``redux_image``: pictures as the prompt; ``pipe.loader.load_redux(repo)`` first).
+The distilled guidance of dev models is the
 ``guidance_scale`` input (default 3.5); true CFG with a ``negative_prompt`` is the guider's
 (``ClassifierFreeGuidance(guidance_scale=...)``, off at its default of 1.0).
 """
@@ -33,7 +36,10 @@ from ..blocks.flux import (
     FluxInpaintPrepareLatentsStep,
     FluxInpaintVaeEncoderStep,
     FluxInputStep,
+    FluxKontextDenoiseStep,
+    FluxKontextImageStep,
     FluxPrepareLatentsStep,
+    FluxReduxEncoderStep,
     FluxSetTimestepsStep,
     FluxTextEncoderStep,
     FluxVaeEncoderStep,
@@ -114,5 +120,15 @@ CONTROL_BLOCKS = TEXT2IMAGE_BLOCKS.copy()
 CONTROL_BLOCKS.insert("control_latents", FluxControlImageStep, list(CONTROL_BLOCKS).index("prepare_latents"))
 CONTROL_BLOCKS["denoise"] = FluxControlDenoiseStep
 
+# FLUX.1 Kontext [dev]: the image to edit read as context tokens after the latents' (its size sets the output's)
+KONTEXT_BLOCKS = TEXT2IMAGE_BLOCKS.copy()
+KONTEXT_BLOCKS.insert("kontext_image", FluxKontextImageStep, list(KONTEXT_BLOCKS).index("set_timesteps"))
+KONTEXT_BLOCKS["denoise"] = FluxKontextDenoiseStep
+
+# FLUX.1 Redux: the prompt embeddings from pictures (and optionally a prompt), mixed into one prompt
+REDUX_BLOCKS = TEXT2IMAGE_BLOCKS.copy()
+REDUX_BLOCKS["text_encoder"] = FluxReduxEncoderStep
+
 __all__ = ["TEXT2IMAGE_BLOCKS", "IMAGE2IMAGE_BLOCKS", "INPAINT_BLOCKS", "AUTO_BLOCKS", "CONTROLNET_BLOCKS",
-           "CONTROLNET_IMAGE2IMAGE_BLOCKS", "CONTROLNET_INPAINT_BLOCKS", "FILL_BLOCKS", "CONTROL_BLOCKS"]
+           "CONTROLNET_IMAGE2IMAGE_BLOCKS", "CONTROLNET_INPAINT_BLOCKS", "FILL_BLOCKS", "CONTROL_BLOCKS", "KONTEXT_BLOCKS",
+           "REDUX_BLOCKS"]

@@ -30,19 +30,30 @@ RESIDUALS = ("controlnet_block_samples", "controlnet_single_block_samples")
 
 def transformer_forward(transformer, img_ids, txt_ids, hidden_states, t, branches=None, **kwargs):
     """One FLUX forward as :func:`~diffblocks.blocks.guidance.guided_forward` calls it: the timestep
-    ``t`` (in ``[0, 1000]``) per row scaled to the flow time, the ids shared by every row, and ControlNet
-    residuals (computed once, on the prompt, as FluxControlNetPipeline does) and a Fill model's
-    ``condition_latents`` repeated for every branch."""
-    timestep = t.expand(hidden_states.shape[0]).to(hidden_states.dtype) / 1000
-    condition = kwargs.pop("condition_latents", None)  # FLUX Fill: read beside the latents, channel-wise
+    ``t`` (in ``[0, 1000]``) per row scaled to the flow time, the ids shared by every row, and, repeated for every
+    branch: ControlNet residuals (computed once, on the prompt, as FluxControlNetPipeline does), a Fill model's
+    ``condition_latents`` (read beside the latents, channel-wise) and Kontext's ``context_latents`` (read after
+    them, token-wise, at ``context_ids``; only the latents' tokens are predicted)."""
+    rows, tokens = hidden_states.shape[:2]
+    timestep = t.expand(rows).to(hidden_states.dtype) / 1000
+    condition = kwargs.pop("condition_latents", None)
     if condition is not None:
-        condition = condition.repeat(hidden_states.shape[0] // condition.shape[0], 1, 1)
-        hidden_states = torch.cat((hidden_states, condition.to(hidden_states.dtype)), dim=2)
+        hidden_states = torch.cat((hidden_states, _per_row(condition, rows).to(hidden_states.dtype)), dim=2)
+    context, context_ids = kwargs.pop("context_latents", None), kwargs.pop("context_ids", None)
+    if context is not None:
+        hidden_states = torch.cat((hidden_states, _per_row(context, rows).to(hidden_states.dtype)), dim=1)
+        img_ids = torch.cat((img_ids, context_ids.to(img_ids)))
     for name in RESIDUALS:
         if kwargs.get(name) is not None:
-            kwargs[name] = [r.repeat(hidden_states.shape[0] // r.shape[0], 1, 1) for r in kwargs[name]]
-    return transformer(hidden_states=hidden_states, timestep=timestep, img_ids=img_ids, txt_ids=txt_ids,
-                       return_dict=False, **kwargs)
+            kwargs[name] = [_per_row(r, rows) for r in kwargs[name]]
+    out = transformer(hidden_states=hidden_states, timestep=timestep, img_ids=img_ids, txt_ids=txt_ids,
+                      return_dict=False, **kwargs)
+    return out if context is None else (out[0][:, :tokens], *out[1:])
+
+
+def _per_row(tensor: torch.Tensor, rows: int) -> torch.Tensor:
+    """``tensor`` (the rows of one branch) repeated for each of the branches in a batch of ``rows``."""
+    return tensor.repeat(rows // tensor.shape[0], *([1] * (tensor.dim() - 1)))
 
 
 def distilled_guidance(transformer, scale: float, latents: torch.Tensor) -> torch.Tensor | None:

@@ -159,6 +159,13 @@ class AdapterError(DiffblocksError, ValueError):
         )
 
     @classmethod
+    def no_redux(cls, missing: Iterable[str]) -> "AdapterError":
+        return cls(
+            f"redux_image was given but FLUX.1 Redux is not loaded (empty: {', '.join(missing)}): "
+            "pipe.loader.load_redux('black-forest-labs/FLUX.1-Redux-dev') or a folder in that layout"
+        )
+
+    @classmethod
     def wrong_count(cls, owner: str, noun: str, given: int, loaded: int, hint: str = "") -> "AdapterError":
         """``owner`` got ``given`` ``noun`` (scales, embeddings, ...) where ``loaded`` IP-Adapters need one each."""
         adapters = "IP-Adapter" if loaded == 1 else "IP-Adapters"

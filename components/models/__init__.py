@@ -13,6 +13,7 @@ from .controlnet_multi import MultiControlNetModel
 from .distributions import DiagonalGaussianDistribution
 from ..config import FrozenConfig
 from .modeling import ModelMixin
+from .redux import ReduxImageEncoder, ReduxImageEncoderOutput
 from .outputs import AutoencoderKLOutput, DecoderOutput, UNet2DConditionOutput, UNet2DOutput
 from .transformer_2d import BasicTransformerBlock, Transformer2DModel
 from .unet_2d import UNet2DModel
@@ -36,6 +37,8 @@ __all__ = [
     "FluxTransformer2DModel",
     "FrozenConfig",
     "ModelMixin",
+    "ReduxImageEncoder",
+    "ReduxImageEncoderOutput",
     "SpatialSelfAttention",
     "Transformer2DModel",
     "UNet2DConditionModel",

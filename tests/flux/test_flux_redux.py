@@ -1,0 +1,121 @@
+"""FLUX.1 Redux against diffusers' FluxPriorReduxPipeline followed by FluxPipeline, on a tiny SigLIP and embedder
+saved in FLUX.1-Redux-dev's layout. Tolerance: max abs difference <= 1e-4 on output_type="pt" (float32, CPU)."""
+
+import pytest
+import torch
+from tiny_flux import make_flux_repo
+from tiny_models import build_pipeline, make_image
+
+from diffblocks.components.errors import AdapterError, BlockExecutionError, InputValueError
+from diffblocks.presets import flux
+
+TOL = 1e-4
+CALL = dict(num_inference_steps=3, height=32, width=32, output_type="pt")
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def repos(tmp_path_factory):
+    """``(FLUX repo, Redux folder)``: SigLIP reads 32-pixel images in 8-pixel patches (16 tokens of width 24); the
+    embedder maps them to the tiny T5's width, 32."""
+    from diffusers.pipelines.flux.modeling_flux import ReduxImageEncoder
+    from transformers import SiglipImageProcessorPil, SiglipVisionConfig, SiglipVisionModel
+
+    root = tmp_path_factory.mktemp("flux_redux")
+    repo = make_flux_repo(root / "flux", dev=True)
+    torch.manual_seed(1)
+    SiglipVisionModel(SiglipVisionConfig(hidden_size=24, intermediate_size=37, num_hidden_layers=2,
+                                         num_attention_heads=2, image_size=32, patch_size=8)).eval().save_pretrained(
+        root / "redux" / "image_encoder")
+    SiglipImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(root / "redux" / "feature_extractor")
+    ReduxImageEncoder(redux_dim=24, txt_in_features=32).eval().save_pretrained(root / "redux" / "image_embedder")
+    return repo, root / "redux"
+
+
+def diffusers_redux(repos, image, **prior_call):
+    """FluxPriorReduxPipeline's prompt embeddings, then FluxPipeline on them."""
+    import diffusers
+    from diffusers.pipelines.flux.modeling_flux import ReduxImageEncoder
+    from transformers import SiglipImageProcessorPil, SiglipVisionModel
+
+    repo, redux = repos
+    pipe = diffusers.FluxPipeline.from_pretrained(repo)
+    pipe.set_progress_bar_config(disable=True)
+    prior = diffusers.FluxPriorReduxPipeline(
+        image_encoder=SiglipVisionModel.from_pretrained(redux / "image_encoder"),
+        feature_extractor=SiglipImageProcessorPil.from_pretrained(redux / "feature_extractor"),
+        image_embedder=ReduxImageEncoder.from_pretrained(redux / "image_embedder"),
+        text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, text_encoder_2=pipe.text_encoder_2,
+        tokenizer_2=pipe.tokenizer_2)
+    embeds = prior(image, **prior_call)
+    return pipe(prompt_embeds=embeds.prompt_embeds, pooled_prompt_embeds=embeds.pooled_prompt_embeds,
+                generator=torch.Generator().manual_seed(0), **CALL).images, prior
+
+
+def ours(repos):
+    repo, redux = repos
+    pipe = build_pipeline(flux.REDUX_BLOCKS, repo)
+    pipe.loader.load_redux(redux)
+    return pipe
+
+
+def assert_close(got, expected):
+    assert got.shape == expected.shape
+    diff = (got - expected).abs().max().item()
+    assert diff <= TOL, f"max abs diff {diff}"
+
+
+def test_one_image_with_a_prompt_matches_diffusers(repos):
+    image = make_image(3)
+    expected, _ = diffusers_redux(repos, image, prompt="a cat")
+    got = ours(repos)(redux_image=image, prompt="a cat", generator=torch.Generator().manual_seed(0), output="images",
+                      **CALL)
+    assert_close(got, expected)
+
+
+def test_two_images_mix_by_their_weights_as_diffusers(repos):
+    images = [make_image(3), make_image(4)]
+    weights = dict(prompt_embeds_scale=[0.7, 0.4], pooled_prompt_embeds_scale=[0.5, 0.9])
+    expected, _ = diffusers_redux(repos, images, prompt="a cat", **weights)
+    got = ours(repos)(redux_image=images, prompt="a cat", generator=torch.Generator().manual_seed(0),
+                      output="images", **weights, **CALL)
+    assert_close(got, expected)
+
+
+def test_without_a_prompt_the_images_follow_zeros(repos):
+    # diffusers' zeros are FLUX.1's widths (512 x 4096 and 768), too wide for the tiny transformer: the expected
+    # embeddings are its image tokens after zeros of the transformer's widths, made here
+    import diffusers
+
+    image = make_image(3)
+    _, prior = diffusers_redux(repos, image, prompt="a cat")
+    image_embeds = prior.image_embedder(prior.encode_image(image, "cpu", 1)).image_embeds
+    pipe = diffusers.FluxPipeline.from_pretrained(repos[0])
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(prompt_embeds=torch.cat((torch.zeros(1, 512, 32), image_embeds), dim=1),
+                    pooled_prompt_embeds=torch.zeros(1, 32), generator=torch.Generator().manual_seed(0), **CALL).images
+    got = ours(repos)(redux_image=image, generator=torch.Generator().manual_seed(0), output="images", **CALL)
+    assert_close(got, expected)
+
+
+def test_bad_weights_and_prompts_fail_before_anything_is_encoded(repos):
+    pipe = ours(repos)
+    images = [make_image(3), make_image(4)]
+    with pytest.raises(InputValueError) as err:
+        pipe(redux_image=images, prompt_embeds_scale=[1.0], **CALL)
+    assert "prompt_embeds_scale" in str(err.value) and "1 weights for 2 images" in str(err.value)
+    with pytest.raises(InputValueError) as err:
+        pipe(redux_image=images, prompt=["a", "b", "c"], **CALL)
+    assert "3 prompts for 2 images" in str(err.value)
+
+
+def test_without_redux_loaded_the_error_says_how_to_load_it(repos):
+    pipe = build_pipeline(flux.REDUX_BLOCKS, repos[0])
+    with pytest.raises(BlockExecutionError, match=r"AdapterError: redux_image was given but FLUX.1 Redux is not "
+                                                  r"loaded \(empty: image_encoder, image_embedder\): "
+                                                  r"pipe.loader.load_redux\("):
+        pipe(redux_image=make_image(3), **CALL)
+    with pytest.raises(AdapterError) as err:
+        build_pipeline(flux.TEXT2IMAGE_BLOCKS, repos[0]).loader.load_redux(repos[1])
+    assert "REDUX_BLOCKS" in str(err.value)
