@@ -23,7 +23,7 @@ from .presets import PRESETS
 from .run import LORA_HELP, build_pipeline, plan_run
 
 # flags of `run` that `batch` does not take: absent, as if left out (run's checks read them)
-RUN_ONLY = ("prompt", "ip_adapter", "ip_adapter_image", "ip_adapter_scale", "rows", "upscale")
+RUN_ONLY = ("prompt", "ip_adapter", "ip_adapter_image", "ip_adapter_scale", "redux", "redux_image", "rows", "upscale")
 # flags whose value is every item's default for a pipeline input (a JSONL line may set its own)
 DEFAULT_INPUTS = {"steps": "num_inference_steps", "negative_prompt": "negative_prompt", "height": "height",
                   "width": "width", "strength": "strength", "controlnet_scale": "controlnet_conditioning_scale",

@@ -12,13 +12,13 @@ FLAG_INPUTS = {"--prompt": "prompt", "--negative-prompt": "negative_prompt", "--
                "--height": "height", "--width": "width", "--strength": "strength", "--image": "image",
                "--mask-image": "mask_image", "--control-image": "control_image",
                "--controlnet-scale": "controlnet_conditioning_scale", "--control-mode": "control_mode",
-               "--ip-adapter-image": "ip_adapter_image"}
-IMAGE_FLAGS = ("--image", "--mask-image", "--control-image", "--ip-adapter-image")
+               "--ip-adapter-image": "ip_adapter_image", "--redux-image": "redux_image"}
+IMAGE_FLAGS = ("--image", "--mask-image", "--control-image", "--ip-adapter-image", "--redux-image")
 # a flag that means nothing without another one
 NEEDS = [("--strength", "--image"), ("--mask-image", "--image"), ("--control-image", "--controlnet"),
          ("--controlnet", "--control-image"), ("--controlnet-scale", "--controlnet"), ("--control-mode", "--controlnet"),
          ("--ip-adapter-image", "--ip-adapter"), ("--ip-adapter", "--ip-adapter-image"),
-         ("--ip-adapter-scale", "--ip-adapter")]
+         ("--ip-adapter-scale", "--ip-adapter"), ("--redux-image", "--redux"), ("--redux", "--redux-image")]
 
 
 def value_of(args, flag: str) -> Any:

@@ -17,7 +17,8 @@ CONTROLNET_DENOISE = {"text2image": "ControlNetDenoiseStep", "image2image": "Con
 FLUX_CONTROLNET = {"text2image": "CONTROLNET_BLOCKS", "image2image": "CONTROLNET_IMAGE2IMAGE_BLOCKS",
                    "inpaint": "CONTROLNET_INPAINT_BLOCKS"}
 WORKFLOW_NEEDS = {"image2image": ["--image"], "inpaint": ["--image", "--mask-image"], "controlnet": ["--controlnet"],
-                  "ip-adapter": ["--ip-adapter"], "fill": ["--image", "--mask-image"], "control": ["--control-image"]}
+                  "ip-adapter": ["--ip-adapter"], "fill": ["--image", "--mask-image"], "control": ["--control-image"],
+                  "redux": ["--redux"]}
 
 
 def load_preset(name: str):
@@ -36,11 +37,13 @@ def load_preset(name: str):
 
 def choose_preset(args, supplied: Collection[str] = ()) -> str:
     """``--preset``, or for a family alone (default ``sd15``) the workflow the image flags ask for (or the image
-    inputs ``supplied`` by every line of a prompts file)."""
+    inputs ``supplied`` by every line of a prompts file; ``flux`` with ``--redux``: Redux)."""
     name = args.preset or "sd15"
     if name in FAMILIES:
         mask, image = args.mask_image or "mask_image" in supplied, args.image or "image" in supplied
         workflow = "inpaint" if mask else "image2image" if image else "text2image"
+        if name == "flux" and args.redux is not None:
+            workflow = "redux"
         return f"{name}-{workflow}"
     if name not in PRESETS:
         raise FlagError.unknown_choice("preset", name, [*PRESETS, *FAMILIES], flag="--preset")

@@ -28,6 +28,7 @@ class Plan:
     model: str
     controlnet: str | None
     ip_adapter: tuple[str, str, str] | None
+    redux: str | None
     loras: list[tuple[str, str | None, float]]
     scheduler: type | None
     guider: Any
@@ -42,7 +43,9 @@ def plan_run(args, supplied: Collection[str] | None = None) -> Plan:
     check_flags_fit(preset, blocks, args, supplied)
     return Plan(blocks=blocks, model=resolve_model(args.model, preset),
                 controlnet=None if args.controlnet is None else local_or_repo("--controlnet", args.controlnet, "ControlNet"),
-                ip_adapter=ip_adapter_source(args.ip_adapter), loras=lora_sources(args.lora),
+                ip_adapter=ip_adapter_source(args.ip_adapter),
+                redux=None if args.redux is None else local_or_repo("--redux", args.redux, "FLUX.1 Redux"),
+                loras=lora_sources(args.lora),
                 scheduler=scheduler_class(args.scheduler),
                 guider=make_guider(args.guider, args.guidance_scale), device=pick_device(args.device))
 
@@ -60,7 +63,7 @@ def quiet():
 
 
 def add_adapters(pipe, plan: Plan, args) -> None:
-    """Load the ControlNet, the IP-Adapter and the LoRAs the flags name; their errors name the flag."""
+    """Load the ControlNet, the IP-Adapter, Redux and the LoRAs the flags name; their errors name the flag."""
     if plan.controlnet is not None:
         model = next(spec.type_hint for spec in plan.blocks.expected_components if spec.name == "controlnet")
         try:
@@ -76,6 +79,11 @@ def add_adapters(pipe, plan: Plan, args) -> None:
             raise FlagError.failed("--ip-adapter", args.ip_adapter, err) from err
         if args.ip_adapter_scale is not None:
             pipe.loader.set_ip_adapter_scale(args.ip_adapter_scale)
+    if plan.redux is not None:
+        try:
+            pipe.loader.load_redux(plan.redux)
+        except (DiffblocksError, OSError, ValueError) as err:
+            raise FlagError.failed("--redux", args.redux, err) from err
     names = []
     for (source, weight_name, _), value in zip(plan.loras, args.lora or []):
         try:
@@ -124,6 +132,16 @@ def grid(images: list, rows: int, upscale: int):
     return sheet
 
 
+def check_prompts(args) -> None:
+    """One or more ``--prompt``; Redux, whose images are the prompt, takes at most one and runs without."""
+    redux = args.redux is not None or (args.preset or "").endswith("-redux")
+    if not redux and not args.prompt:
+        raise FlagError.needs("diffblocks run", "--prompt", "only --redux runs without one")
+    if redux and len(args.prompt or []) > 1:
+        raise FlagError.bad_value("--prompt", "given once with --redux (the prompt read with the Redux image)",
+                                  args.prompt)
+
+
 def run(args) -> int:
     """``diffblocks run``: render the prompts (one image each, tiled when several) to ``--out``."""
     import torch
@@ -131,6 +149,7 @@ def run(args) -> int:
     start = time.time()
     check_numbers(args)
     check_pairs(args)
+    check_prompts(args)
     out = output_path(args.out)
     inputs = {FLAG_INPUTS[flag]: open_image(flag, value_of(args, flag)) for flag in IMAGE_FLAGS}
     plan = plan_run(args)
@@ -139,7 +158,7 @@ def run(args) -> int:
                  "--control-mode"):
         inputs[FLAG_INPUTS[flag]] = value_of(args, flag)
     inputs = {k: v for k, v in inputs.items() if v is not None}
-    generators = [torch.Generator().manual_seed(args.seed) for _ in args.prompt]
+    generators = [torch.Generator().manual_seed(args.seed) for _ in args.prompt or [None]]
     images = pipe(generator=generators, output_type="pil", output="images", **inputs)
     picture = grid(images, args.rows, args.upscale) if len(images) > 1 or args.upscale > 1 else images[0]
     picture.save(out)
@@ -151,7 +170,7 @@ def run(args) -> int:
 def add_parser(commands) -> None:
     """Add the ``run`` subcommand and its flags to ``commands`` (an argparse subparsers action)."""
     r = commands.add_parser("run", help="render prompts with a preset (default: the embedded digits model)")
-    r.add_argument("--prompt", action="append", required=True, help="what to draw; repeat for several images")
+    r.add_argument("--prompt", action="append", help="what to draw; repeat for several images (optional with --redux)")
     r.add_argument("--negative-prompt", help="what to steer away from")
     r.add_argument("--preset", help=f"one of: {', '.join(PRESETS)}; or sd15 / sdxl to pick the workflow from the "
                                     "flags (default: sd15)")
@@ -176,6 +195,9 @@ def add_parser(commands) -> None:
                    "beside it, or REPO/SUBFOLDER/FILE on the Hub (e.g. h94/IP-Adapter/models/ip-adapter_sd15.bin)")
     r.add_argument("--ip-adapter-image", help="the image whose look the IP-Adapter carries over")
     r.add_argument("--ip-adapter-scale", type=float, help="how strongly the IP-Adapter steers (default 1.0)")
+    r.add_argument("--redux", metavar="PATH_OR_REPO", help="FLUX.1 Redux (e.g. black-forest-labs/FLUX.1-Redux-dev): "
+                   "--redux-image becomes the prompt (preset flux-redux, or --preset flux)")
+    r.add_argument("--redux-image", help="the picture FLUX.1 Redux makes variations of")
     r.add_argument("--lora", action="append", metavar="SOURCE[:WEIGHT]", help=LORA_HELP)
     r.add_argument("--rows", type=int, default=1, help="rows of the grid when there are several prompts")
     r.add_argument("--upscale", type=int, default=1, help="enlarge the saved picture this many times")

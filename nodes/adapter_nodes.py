@@ -1,5 +1,6 @@
 """Nodes that add to a model: ``LoadControlNet`` / ``LoadFluxControlNet`` (a ControlNet to wire into the ControlNet
-blocks) and ``LoadIPAdapter`` (a components bundle whose UNet carries IP-Adapters).
+blocks), ``LoadIPAdapter`` (a components bundle whose UNet carries IP-Adapters) and ``LoadRedux`` (a bundle with
+FLUX.1 Redux's image encoder, processor and embedder).
 
 An adapter changes the UNet it goes into, and the UNet in the ComponentsManager is shared by every workflow, so
 ``LoadIPAdapter`` installs the adapters into a copy of the UNet's modules that shares its weights (no memory for
@@ -58,6 +59,37 @@ class LoadFluxControlNet(LoadControlNet):
     model_class = "FluxControlNetModel"
     description = ("Load a FLUX.1 ControlNet (InstantX, Union or XLabs; a folder or Hub id) into the shared "
                    "ComponentsManager.")
+
+
+class LoadRedux(NodeType):
+    name = "LoadRedux"
+    category = "loaders"
+    description = ("FLUX.1 Redux (a folder or Hub id in black-forest-labs/FLUX.1-Redux-dev's layout): its SigLIP image "
+                   "encoder, image processor and embedder added to the bundle, for preset:flux-redux.")
+
+    def __init__(self):
+        self.inputs = {
+            "components": NodeInput({"description": "the FLUX.1 bundle to add Redux to"}, required=True,
+                                    socket="components"),
+            "repo": NodeInput({**STRING, "minLength": 1, "description": "Redux folder or Hub repo id"}, required=True),
+        }
+        self.outputs = {"components": NodeOutput("components")}
+
+    def run(self, ctx: RunContext, values: dict[str, Any]) -> dict[str, Any]:
+        from ..blocks.flux.redux import FEATURE_EXTRACTOR, IMAGE_EMBEDDER, IMAGE_ENCODER
+
+        bundle: ComponentsBundle = values["components"]
+        parts = {}
+        for spec in (IMAGE_ENCODER, IMAGE_EMBEDDER, FEATURE_EXTRACTOR):
+            spec = spec.copy()
+            spec.repo, spec.subfolder = values["repo"], spec.name
+            if spec.name == "feature_extractor":  # no weights: nothing to share
+                parts[spec.name] = spec.load()
+                continue
+            parts[spec.name] = _load_shared(ctx, spec)
+            if ctx.device != "cpu":
+                parts[spec.name].to(ctx.device)
+        return {"components": ComponentsBundle({**bundle.components, **parts}, bundle.config, bundle.source)}
 
 
 def weight_sharing_copy(module):

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 
 from ..components.errors import BlockDeclarationError
 from ..modular_pipelines.block import ModularPipelineBlocks
-from .adapter_nodes import LoadControlNet, LoadFluxControlNet, LoadIPAdapter
+from .adapter_nodes import LoadControlNet, LoadFluxControlNet, LoadIPAdapter, LoadRedux
 from .lora_nodes import LoadLoRA
 from .block_nodes import BlockNode
 from .bundle import component_socket
@@ -92,6 +92,7 @@ def _build() -> dict[str, NodeType]:
     types["LoadControlNet"] = LoadControlNet()
     types["LoadFluxControlNet"] = LoadFluxControlNet()
     types["LoadIPAdapter"] = LoadIPAdapter()
+    types["LoadRedux"] = LoadRedux()
     types["LoadLoRA"] = LoadLoRA()
     types["LoadComponents"] = LoadComponents(_component_outputs(types.values()))
     return types

@@ -98,10 +98,12 @@ def test_missing_sdxl_module_is_a_clear_error(capsys, monkeypatch):
 
 def test_bad_arguments_are_one_line(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["run", "--steps", "3"])
+        main(["run", "--prompt", "a cat", "--steps", "three"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--prompt" in err[0]
+    assert len(err) == 1 and "--steps" in err[0] and "'three'" in err[0]
+    code, _, err = run_cli(capsys, "run", "--steps", "3")
+    assert_one_line_error(code, err, "diffblocks run needs --prompt")
 
 
 def test_console_entry_point_exits_2_without_traceback(tmp_path):

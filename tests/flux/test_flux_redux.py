@@ -17,36 +17,34 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def repos(tmp_path_factory):
-    """``(FLUX repo, Redux folder)``: SigLIP reads 32-pixel images in 8-pixel patches (16 tokens of width 24); the
-    embedder maps them to the tiny T5's width, 32."""
+    """``(FLUX repo, Redux folder)``: the Redux folder as FluxPriorReduxPipeline saves it (FLUX.1-Redux-dev's
+    layout); SigLIP reads 32-pixel images in 8-pixel patches (16 tokens of width 24), the embedder maps them to the
+    tiny T5's width, 32."""
+    import diffusers
     from diffusers.pipelines.flux.modeling_flux import ReduxImageEncoder
     from transformers import SiglipImageProcessorPil, SiglipVisionConfig, SiglipVisionModel
 
     root = tmp_path_factory.mktemp("flux_redux")
     repo = make_flux_repo(root / "flux", dev=True)
     torch.manual_seed(1)
-    SiglipVisionModel(SiglipVisionConfig(hidden_size=24, intermediate_size=37, num_hidden_layers=2,
-                                         num_attention_heads=2, image_size=32, patch_size=8)).eval().save_pretrained(
-        root / "redux" / "image_encoder")
-    SiglipImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(root / "redux" / "feature_extractor")
-    ReduxImageEncoder(redux_dim=24, txt_in_features=32).eval().save_pretrained(root / "redux" / "image_embedder")
+    encoder = SiglipVisionModel(SiglipVisionConfig(hidden_size=24, intermediate_size=37, num_hidden_layers=2,
+                                                   num_attention_heads=2, image_size=32, patch_size=8)).eval()
+    diffusers.FluxPriorReduxPipeline(
+        image_encoder=encoder, feature_extractor=SiglipImageProcessorPil(size={"height": 32, "width": 32}),
+        image_embedder=ReduxImageEncoder(redux_dim=24, txt_in_features=32).eval(), text_encoder=None, tokenizer=None,
+        text_encoder_2=None, tokenizer_2=None).save_pretrained(root / "redux")
     return repo, root / "redux"
 
 
 def diffusers_redux(repos, image, **prior_call):
-    """FluxPriorReduxPipeline's prompt embeddings, then FluxPipeline on them."""
+    """FluxPriorReduxPipeline's prompt embeddings (with FluxPipeline's text encoders), then FluxPipeline on them."""
     import diffusers
-    from diffusers.pipelines.flux.modeling_flux import ReduxImageEncoder
-    from transformers import SiglipImageProcessorPil, SiglipVisionModel
 
     repo, redux = repos
     pipe = diffusers.FluxPipeline.from_pretrained(repo)
     pipe.set_progress_bar_config(disable=True)
-    prior = diffusers.FluxPriorReduxPipeline(
-        image_encoder=SiglipVisionModel.from_pretrained(redux / "image_encoder"),
-        feature_extractor=SiglipImageProcessorPil.from_pretrained(redux / "feature_extractor"),
-        image_embedder=ReduxImageEncoder.from_pretrained(redux / "image_embedder"),
-        text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, text_encoder_2=pipe.text_encoder_2,
+    prior = diffusers.FluxPriorReduxPipeline.from_pretrained(
+        redux, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, text_encoder_2=pipe.text_encoder_2,
         tokenizer_2=pipe.tokenizer_2)
     embeds = prior(image, **prior_call)
     return pipe(prompt_embeds=embeds.prompt_embeds, pooled_prompt_embeds=embeds.pooled_prompt_embeds,
@@ -119,3 +117,49 @@ def test_without_redux_loaded_the_error_says_how_to_load_it(repos):
     with pytest.raises(AdapterError) as err:
         build_pipeline(flux.TEXT2IMAGE_BLOCKS, repos[0]).loader.load_redux(repos[1])
     assert "REDUX_BLOCKS" in str(err.value)
+
+
+def test_a_redux_workflow_equals_the_pipeline(repos, tmp_path):
+    from node_workflows import link, preset_text2image
+
+    from diffblocks.nodes import ArtifactStore, Executor, catalog
+
+    assert {"preset:flux-redux", "LoadRedux"} <= set(catalog())
+    store = ArtifactStore(tmp_path)
+    workflow = preset_text2image(str(repos[0]), steps=3, preset="flux-redux", height=32, width=32)
+    del workflow["nodes"]["run"]["inputs"]["prompt"]
+    workflow["nodes"]["redux"] = {"type": "LoadRedux", "inputs": {"components": link("load", "components"),
+                                                                  "repo": str(repos[1])}}
+    workflow["nodes"]["run"]["inputs"]["components"] = link("redux", "components")
+    sha = store.put_image(make_image(3))
+    workflow["nodes"]["image"] = {"type": "LoadImage", "inputs": {"image": {"artifact": sha}}}
+    workflow["nodes"]["run"]["inputs"]["redux_image"] = link("image", "image")
+    got = Executor(artifacts=store).run(workflow)["run"]["images"]
+    expected = ours(repos)(redux_image=store.open_image(sha), generator=torch.Generator().manual_seed(0),
+                           output="images", **CALL)
+    assert torch.equal(got, expected)
+
+
+def test_the_cli_runs_redux_as_the_api_does(repos, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+    from test_cli import assert_one_line_error, run_cli
+
+    make_image(3).save(tmp_path / "ref.png")
+    common = ["--model", str(repos[0]), "--height", "32", "--width", "32", "--steps", "3", "--device", "cpu",
+              "--no-progress"]
+    code, _, err = run_cli(capsys, "run", *common, "--preset", "flux-redux", "--out", str(tmp_path / "x.png"))
+    assert_one_line_error(code, err, "preset 'flux-redux' needs --redux")
+    code, _, err = run_cli(capsys, "run", *common, "--out", str(tmp_path / "x.png"))
+    assert_one_line_error(code, err, "diffblocks run needs --prompt: only --redux runs without one")
+    redux = ["--redux", str(repos[1]), "--redux-image", str(tmp_path / "ref.png")]
+    for preset, extra in (("flux-redux", []), ("flux", ["--prompt", "a cat"])):  # the preset, or the family
+        code, _, err = run_cli(capsys, "run", *common, *redux, *extra, "--preset", preset,
+                               "--out", str(tmp_path / f"{preset}.png"))
+        assert code == 0, err
+    reference = Image.open(tmp_path / "ref.png").convert("RGB")
+    for preset, prompt in (("flux-redux", None), ("flux", "a cat")):
+        expected = ours(repos)(redux_image=reference, prompt=prompt, height=32, width=32, num_inference_steps=3,
+                               generator=torch.Generator().manual_seed(0), output="images")[0]
+        got = np.asarray(Image.open(tmp_path / f"{preset}.png").convert("RGB"))
+        assert np.array_equal(got, np.asarray(expected))
