@@ -9,14 +9,15 @@ distilled guidance scale of dev models.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from ..config import register_to_config
-from ..errors import ModelInputError
+from ..errors import ConfigError, MissingFileError, ModelInputError
 from .flux_blocks import AdaNormOut, FluxAttention, FluxSingleTransformerBlock, FluxTransformerBlock
 from .flux_embeddings import FluxPosEmbed, TimestepGuidanceTextEmbedding
 from .modeling import ModelMixin
@@ -116,6 +117,53 @@ class FluxTransformer2DModel(ModelMixin):
                     joint_attention_dim, pooled_projection_dim, guidance_embeds, axes_dims_rope)
         self.norm_out = AdaNormOut(self.inner_dim)
         self.proj_out = nn.Linear(self.inner_dim, patch_size * patch_size * self.out_channels)
+
+    @classmethod
+    def from_single_file(cls, path: str | os.PathLike, config: Mapping[str, Any] | str | os.PathLike | None = None,
+                         torch_dtype: torch.dtype | None = None, revision: str | None = None):
+        """A transformer from one file in Black Forest Labs' original layout (``flux1-dev.safetensors``, a
+        fine-tune, an fp8 copy; a ComfyUI checkpoint with the VAE and text encoders too: only the transformer
+        is read), or in diffusers' layout with ``config``. Built on the meta device and filled from the
+        memory-mapped file, as :meth:`from_pretrained`.
+
+        Args:
+            path: The file, or ``owner/name/FILE`` on the Hub.
+            config: The config, where the file's tensor shapes do not give it (heads of other than 128 channels,
+                or diffusers' layout): a dict, or a folder / Hub repo with ``transformer/config.json`` or
+                ``config.json``.
+            torch_dtype: Floating-point dtype of the parameters (fp8 files are converted to it); default
+                ``torch.get_default_dtype()``.
+
+        Raises:
+            MissingFileError: no such file. WeightsMismatchError: tensors that fit no parameter, or too few.
+            ConfigError: the config cannot be read off the file and none was given.
+        """
+        from .flux_original import from_original, is_original, original_config, strip_prefix
+        from .modeling import empty_weights
+        from .weights import read_weights, single_file
+
+        file = single_file(path, revision)
+        state_dict = strip_prefix(read_weights([file]))
+        original = is_original(state_dict)
+        if config is None and not original:
+            raise ConfigError(f"{file}: not in Black Forest Labs' layout; pass config= for a file in diffusers' "
+                              "layout (or load its folder with from_pretrained)")
+        if isinstance(config, (str, os.PathLike)):
+            config = cls._single_file_config(config, revision)
+        config = dict(config) if config is not None else original_config(state_dict, str(file))
+        with empty_weights():
+            model = cls.from_config(config)
+        dtype = torch_dtype or torch.get_default_dtype()
+        model.load_weights(from_original(state_dict, model) if original else state_dict, torch_dtype=dtype,
+                           source=str(file))
+        return model.eval()
+
+    @classmethod
+    def _single_file_config(cls, path_or_repo: str | os.PathLike, revision: str | None) -> dict[str, Any]:
+        try:
+            return cls.load_config(path_or_repo, subfolder="transformer", revision=revision)
+        except MissingFileError:
+            return cls.load_config(path_or_repo, revision=revision)
 
     # --- attention processors ------------------------------------------------------------------
 

@@ -88,6 +88,18 @@ _SAFETENSORS_DTYPES = {
 }
 
 
+def single_file(path: str | os.PathLike, revision: str | None = None) -> Path:
+    """A weights file on disk, or ``owner/name/FILE`` (``FILE`` may have folders) fetched from the Hub."""
+    local = Path(path).expanduser()
+    if local.is_file():
+        return local
+    parts = str(path).split("/")
+    if isinstance(path, os.PathLike) or len(parts) < 3 or str(path).startswith(("/", ".", "~")):
+        raise MissingFileError.not_found([str(path)], what="weights file")
+    return resolve_file("/".join(parts[:2]), parts[-1], subfolder="/".join(parts[2:-1]) or None, revision=revision,
+                        what="weights file")
+
+
 def read_weights(paths: Iterable[Path], dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """All tensors of the given files.
 

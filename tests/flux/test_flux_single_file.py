@@ -1,0 +1,146 @@
+"""FluxTransformer2DModel.from_single_file: a FLUX.1 transformer saved in Black Forest Labs' original layout (the
+``flux1-dev.safetensors`` that ComfyUI loads) equals the diffusers model it was written from: bitwise (tolerance 0)
+in float32, and after an fp8 round trip equal to the same round trip done in diffusers' model.
+
+The file is written here from a tiny diffusers transformer whose heads have FLUX.1's 128 channels, so its config
+can be read off the shapes. diffusers' own converter cannot read it: it assumes FLUX.1's 3072-wide blocks."""
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from diffblocks.components.errors import ConfigError, MissingFileError, WeightsMismatchError
+from diffblocks.components.models import FluxTransformer2DModel
+
+SIZE = dict(patch_size=1, in_channels=64, num_layers=2, num_single_layers=2, attention_head_dim=128,
+            num_attention_heads=1, joint_attention_dim=32, pooled_projection_dim=24, axes_dims_rope=(16, 56, 56))
+# the original's modules: (its name, our modules whose output rows it holds, in order)
+TOP = [("img_in", "x_embedder"), ("txt_in", "context_embedder"),
+       ("time_in.in_layer", "time_text_embed.timestep_embedder.linear_1"),
+       ("time_in.out_layer", "time_text_embed.timestep_embedder.linear_2"),
+       ("vector_in.in_layer", "time_text_embed.text_embedder.linear_1"),
+       ("vector_in.out_layer", "time_text_embed.text_embedder.linear_2"),
+       ("guidance_in.in_layer", "time_text_embed.guidance_embedder.linear_1"),
+       ("guidance_in.out_layer", "time_text_embed.guidance_embedder.linear_2"),
+       ("final_layer.linear", "proj_out")]
+DOUBLE = [("img_attn.qkv", "attn.to_q", "attn.to_k", "attn.to_v"), ("img_attn.proj", "attn.to_out.0"),
+          ("img_mlp.0", "ff.net.0.proj"), ("img_mlp.2", "ff.net.2"), ("img_mod.lin", "norm1.linear"),
+          ("txt_attn.qkv", "attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj"),
+          ("txt_attn.proj", "attn.to_add_out"), ("txt_mlp.0", "ff_context.net.0.proj"), ("txt_mlp.2", "ff_context.net.2"),
+          ("txt_mod.lin", "norm1_context.linear")]
+DOUBLE_NORMS = [("img_attn.norm.query_norm", "attn.norm_q"), ("img_attn.norm.key_norm", "attn.norm_k"),
+                ("txt_attn.norm.query_norm", "attn.norm_added_q"), ("txt_attn.norm.key_norm", "attn.norm_added_k")]
+SINGLE = [("linear1", "attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp"), ("linear2", "proj_out"),
+          ("modulation.lin", "norm.linear")]
+SINGLE_NORMS = [("norm.query_norm", "attn.norm_q"), ("norm.key_norm", "attn.norm_k")]
+
+
+def to_original(ours: dict, size: dict) -> dict:
+    """``ours`` (diffusers' names) in the original layout, written from Black Forest Labs' model definition."""
+    out = {}
+
+    def fuse(name, *parts):
+        for param in ("weight", "bias"):
+            out[f"{name}.{param}"] = torch.cat([ours[f"{part}.{param}"] for part in parts]).contiguous()
+
+    for name, part in TOP:
+        fuse(name, part)
+    scale, shift = ours["norm_out.linear.weight"].chunk(2), ours["norm_out.linear.bias"].chunk(2)
+    out["final_layer.adaLN_modulation.1.weight"] = torch.cat((scale[1], scale[0]))  # the original: shift, scale
+    out["final_layer.adaLN_modulation.1.bias"] = torch.cat((shift[1], shift[0]))
+    for kind, count, fused, norms, prefix in (("double", size["num_layers"], DOUBLE, DOUBLE_NORMS, "transformer_blocks"),
+                                              ("single", size["num_single_layers"], SINGLE, SINGLE_NORMS,
+                                               "single_transformer_blocks")):
+        for i in range(count):
+            for name, *parts in fused:
+                fuse(f"{kind}_blocks.{i}.{name}", *(f"{prefix}.{i}.{part}" for part in parts))
+            for name, part in norms:
+                out[f"{kind}_blocks.{i}.{name}.scale"] = ours[f"{prefix}.{i}.{part}.weight"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference():
+    from diffusers import FluxTransformer2DModel as Reference
+
+    torch.manual_seed(0)
+    model = Reference(**SIZE, guidance_embeds=True).eval()
+    with torch.no_grad():  # the q/k norms start at ones: make every tensor tell where it went
+        for param in model.parameters():
+            param.add_(0.1 * torch.randn_like(param))
+    return model
+
+
+def inputs(seed: int = 1) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    return dict(hidden_states=torch.randn(1, 16, 64, generator=g), encoder_hidden_states=torch.randn(1, 8, 32, generator=g),
+                pooled_projections=torch.randn(1, 24, generator=g), timestep=torch.tensor([0.7]),
+                guidance=torch.tensor([3.5]), img_ids=torch.stack(torch.meshgrid(
+                    torch.zeros(1), torch.arange(4.0), torch.arange(4.0), indexing="ij"), -1).reshape(-1, 3),
+                txt_ids=torch.zeros(8, 3), return_dict=False)
+
+
+def write(path, tensors: dict, prefix: str = "", extra: dict | None = None):
+    save_file({**{prefix + key: value for key, value in tensors.items()}, **(extra or {})}, str(path))
+    return path
+
+
+def test_an_original_file_equals_the_model_it_was_written_from(reference, tmp_path):
+    original = to_original(reference.state_dict(), SIZE)
+    assert len(original) < len(reference.state_dict())  # fused layers: fewer tensors than ours
+    file = write(tmp_path / "flux1-tiny.safetensors", original)
+    model = FluxTransformer2DModel.from_single_file(file)
+    assert model.config.num_layers == 2 and model.config.num_single_layers == 2
+    assert model.config.guidance_embeds and model.config.pooled_projection_dim == 24
+    with torch.no_grad():
+        assert torch.equal(model(**inputs())[0], reference(**inputs())[0])
+
+
+def test_a_comfyui_checkpoint_with_a_vae_and_an_fp8_transformer(reference, tmp_path):
+    fp8 = {k: v.to(torch.float8_e4m3fn) for k, v in to_original(reference.state_dict(), SIZE).items()}
+    file = write(tmp_path / "flux1-tiny-fp8.safetensors", fp8, prefix="model.diffusion_model.",
+                 extra={"vae.decoder.conv_in.weight": torch.zeros(4, 4)})  # the rest of a full checkpoint, not read
+    model = FluxTransformer2DModel.from_single_file(file, torch_dtype=torch.float32)
+    rounded = type(reference)(**SIZE, guidance_embeds=True).eval()
+    rounded.load_state_dict({k: v.to(torch.float8_e4m3fn).float() for k, v in reference.state_dict().items()})
+    with torch.no_grad():
+        assert torch.equal(model(**inputs())[0], rounded(**inputs())[0])
+
+
+def test_a_pipeline_runs_with_the_transformer_from_one_file(tmp_path):
+    """The file's transformer put into a FLUX pipeline renders what the repo's own transformer renders."""
+    from diffusers import FluxTransformer2DModel as Reference
+    from tiny_flux import make_flux_repo
+    from tiny_models import build_pipeline
+
+    from diffblocks.presets import flux
+
+    repo = make_flux_repo(tmp_path / "repo", dev=True, transformer=dict(attention_head_dim=128, num_attention_heads=1,
+                                                                          axes_dims_rope=(16, 56, 56)))
+    original = to_original(Reference.from_pretrained(repo, subfolder="transformer").state_dict(), dict(
+        num_layers=1, num_single_layers=2))
+    file = write(tmp_path / "finetune.safetensors", original)
+    call = dict(prompt="a cat", num_inference_steps=2, height=32, width=32, max_sequence_length=16, output="images",
+                output_type="pt")
+    pipe = build_pipeline(flux.TEXT2IMAGE_BLOCKS, repo)
+    expected = pipe(generator=torch.Generator().manual_seed(0), **call)
+    pipe.update_components(transformer=FluxTransformer2DModel.from_single_file(file))
+    assert torch.equal(pipe(generator=torch.Generator().manual_seed(0), **call), expected)
+
+
+def test_what_cannot_be_read_says_so(reference, tmp_path):
+    original = to_original(reference.state_dict(), SIZE)
+    with pytest.raises(MissingFileError, match="weights file not found"):
+        FluxTransformer2DModel.from_single_file(tmp_path / "missing.safetensors")
+    extra = write(tmp_path / "extra.safetensors", {**original, "double_blocks.0.img_attn.lora.weight": torch.zeros(1)})
+    with pytest.raises(WeightsMismatchError, match=r"unexpected keys: double_blocks.0.img_attn.lora.weight"):
+        FluxTransformer2DModel.from_single_file(extra)
+    cut = write(tmp_path / "cut.safetensors", {k: v for k, v in original.items() if not k.startswith("txt_in.")})
+    with pytest.raises(WeightsMismatchError, match="missing keys: txt_in.weight"):
+        FluxTransformer2DModel.from_single_file(cut)
+    ours = write(tmp_path / "diffusers-layout.safetensors", reference.state_dict())
+    with pytest.raises(ConfigError, match="not in Black Forest Labs' layout; pass config="):
+        FluxTransformer2DModel.from_single_file(ours)
+    model = FluxTransformer2DModel.from_single_file(ours, config={**SIZE, "guidance_embeds": True})
+    with torch.no_grad():
+        assert torch.equal(model(**inputs())[0], reference(**inputs())[0])
