@@ -18,9 +18,9 @@ from pathlib import Path
 from ..components.errors import BatchError, BatchItemError, FlagError
 from .choices import GUIDERS, SCHEDULER_NAMES, pick_device
 from .files import open_image
-from .flags import check_numbers, value_of
+from .flags import check_numbers, single, value_of
 from .presets import PRESETS
-from .run import LORA_HELP, build_pipeline, plan_run
+from .run import LORA_HELP, TRANSFORMER_HELP, build_pipeline, plan_run
 
 # flags of `run` that `batch` does not take: absent, as if left out (run's checks read them)
 RUN_ONLY = ("prompt", "ip_adapter", "ip_adapter_image", "ip_adapter_scale", "redux", "redux_image", "rows", "upscale")
@@ -68,6 +68,10 @@ def _batch(args) -> int:
     from ..distributed.manifest import check_inputs, read_items
 
     check_numbers(args)
+    if len(args.controlnet or []) > 1:
+        raise FlagError.bad_value("--controlnet", "given once here (several ControlNets together: diffblocks run)",
+                                  args.controlnet)
+    args.controlnet = single(args.controlnet)
     if args.batch_size <= 0:
         raise FlagError.bad_value("--batch-size", "a positive number", args.batch_size)
     defaults = {name: getattr(args, flag) for flag, name in DEFAULT_INPUTS.items() if getattr(args, flag) is not None}
@@ -128,11 +132,12 @@ def add_parser(commands) -> None:
                                                   "preset's; a JSONL line's \"strength\" replaces it)")
     b.add_argument("--height", type=int, help="image height in pixels, a multiple of 8 (default: the model's)")
     b.add_argument("--width", type=int, help="image width in pixels, a multiple of 8 (default: the model's)")
-    b.add_argument("--controlnet", metavar="PATH_OR_REPO", help="a ControlNet model folder or Hub repo")
+    b.add_argument("--controlnet", metavar="PATH_OR_REPO", action="append", help="a ControlNet model folder or Hub repo")
     b.add_argument("--control-image", help="every item's control image (a JSONL line's \"control_image\" replaces it)")
     b.add_argument("--controlnet-scale", type=float, help="how strongly the ControlNet steers (default 1.0)")
     b.add_argument("--control-mode", type=int, help="FLUX.1 Union ControlNets: which control the image is")
     b.add_argument("--lora", action="append", metavar="SOURCE[:WEIGHT]", help=LORA_HELP)
+    b.add_argument("--transformer", metavar="FILE", help=TRANSFORMER_HELP)
     b.add_argument("--device", help="cpu, cuda, ... (default: this process's device under a launcher, else cuda "
                                     "when available)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")

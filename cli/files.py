@@ -97,6 +97,19 @@ def ip_adapter_source(value: str | None) -> tuple[str, str, str] | None:
                              "holding one, or REPO/SUBFOLDER/FILE on the Hub")
 
 
+def transformer_file(value: str | None) -> str | None:
+    """``--transformer``: a local ``.safetensors`` file, or ``owner/name/FILE`` on the Hub."""
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if path.is_file():
+        return str(path)
+    parts = value.split("/")
+    if len(parts) > 2 and REPO_ID.match("/".join(parts[:2])) and value[0] not in "./~" and value.endswith(".safetensors"):
+        return value
+    raise FlagError.unusable("--transformer", value, "not found; give a .safetensors file, or owner/name/FILE on the Hub")
+
+
 def lora_sources(values: list[str] | None) -> list[tuple[str, str | None, float]]:
     """``(file, folder or repo; weights file in it or None; weight)`` of each ``--lora SOURCE[:WEIGHT]``: a local
     ``.safetensors`` / ``.bin`` file, a local folder holding one, or a Hub repo (``owner/name``, its

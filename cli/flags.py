@@ -26,6 +26,30 @@ def value_of(args, flag: str) -> Any:
     return getattr(args, flag[2:].replace("-", "_"))
 
 
+def values_of(args, flag: str) -> list:
+    """The values of ``flag``: none, one, or each time a repeatable flag was given."""
+    value = value_of(args, flag)
+    return [] if value is None else list(value) if isinstance(value, list) else [value]
+
+
+def single(value: Any) -> Any:
+    """A repeatable flag given once as its value; given several times, the list."""
+    return value[0] if isinstance(value, list) and len(value) == 1 else value
+
+
+def check_controlnet_counts(args) -> None:
+    """One ``--control-image`` per ``--controlnet``; ``--controlnet-scale`` and ``--control-mode`` once for all or
+    once per ControlNet."""
+    nets = len(values_of(args, "--controlnet"))
+    images = len(values_of(args, "--control-image"))
+    if nets > 1 and images != nets or nets <= 1 and images > 1:
+        raise FlagError.bad_value("--control-image", f"given once per --controlnet ({max(nets, 1)})",
+                                  values_of(args, "--control-image"))
+    for flag in ("--controlnet-scale", "--control-mode"):
+        if len(values_of(args, flag)) not in (0, 1, max(nets, 1)):
+            raise FlagError.bad_value(flag, f"given once, or once per --controlnet ({nets})", values_of(args, flag))
+
+
 def given(args, flag: str) -> bool:
     """Whether ``flag`` was given (flags without a default parse to None when left out)."""
     return value_of(args, flag) is not None
@@ -43,8 +67,9 @@ def check_numbers(args) -> None:
     if given(args, "--strength") and not 0 < args.strength <= 1:  # NaN fails this too; 0 would leave no steps
         raise FlagError.bad_value("--strength", "in (0, 1]", args.strength)
     for flag in ("--guidance-scale", "--controlnet-scale", "--ip-adapter-scale"):
-        if given(args, flag) and not math.isfinite(value_of(args, flag)):
-            raise FlagError.bad_value(flag, "a finite number", value_of(args, flag))
+        for value in values_of(args, flag):
+            if not math.isfinite(value):
+                raise FlagError.bad_value(flag, "a finite number", value)
 
 
 # presets whose blocks take a flag by themselves: FLUX.1 Canny / Depth [dev] read the control image, no ControlNet

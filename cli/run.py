@@ -9,15 +9,36 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from ..components.errors import DiffblocksError, FlagError
+from ..components.errors import ConfigError, DiffblocksError, FlagError
 from .choices import GUIDERS, SCHEDULER_NAMES, make_guider, pick_device, scheduler_class
-from .files import ip_adapter_source, local_or_repo, lora_sources, open_image, output_path, resolve_model
-from .flags import FLAG_INPUTS, IMAGE_FLAGS, check_numbers, check_pairs, value_of
+from .files import (
+    ip_adapter_source,
+    local_or_repo,
+    lora_sources,
+    open_image,
+    output_path,
+    resolve_model,
+    transformer_file,
+)
+from .flags import (
+    FLAG_INPUTS,
+    IMAGE_FLAGS,
+    check_controlnet_counts,
+    check_numbers,
+    check_pairs,
+    single,
+    value_of,
+    values_of,
+)
 from .presets import PRESETS, check_flags_fit, choose_preset, compose_blocks
 
 
 LORA_HELP = ("a LoRA (diffusers or kohya .safetensors / .bin file, a folder holding one, or a Hub repo owner/name[/FILE]) "
              "at WEIGHT (default 1); repeat for several")
+
+
+TRANSFORMER_HELP = ("FLUX.1: a transformer in one .safetensors file (Black Forest Labs' layout, as flux1-dev.safetensors, "
+                    "a fine-tune or an fp8 copy; or owner/name/FILE) in place of --model's")
 
 
 @dataclass
@@ -26,7 +47,8 @@ class Plan:
 
     blocks: Any
     model: str
-    controlnet: str | None
+    transformer: str | None  # a FLUX.1 transformer file replacing the model's
+    controlnets: list[str]
     ip_adapter: tuple[str, str, str] | None
     redux: str | None
     loras: list[tuple[str, str | None, float]]
@@ -41,8 +63,10 @@ def plan_run(args, supplied: Collection[str] | None = None) -> Plan:
     preset = choose_preset(args, supplied or ())
     blocks = compose_blocks(preset, args)
     check_flags_fit(preset, blocks, args, supplied)
-    return Plan(blocks=blocks, model=resolve_model(args.model, preset),
-                controlnet=None if args.controlnet is None else local_or_repo("--controlnet", args.controlnet, "ControlNet"),
+    if args.transformer is not None and "transformer" not in {spec.name for spec in blocks.expected_components}:
+        raise FlagError.unsupported("--transformer", preset, ["FLUX.1"])
+    return Plan(blocks=blocks, model=resolve_model(args.model, preset), transformer=transformer_file(args.transformer),
+                controlnets=[local_or_repo("--controlnet", value, "ControlNet") for value in values_of(args, "--controlnet")],
                 ip_adapter=ip_adapter_source(args.ip_adapter),
                 redux=None if args.redux is None else local_or_repo("--redux", args.redux, "FLUX.1 Redux"),
                 loras=lora_sources(args.lora),
@@ -62,15 +86,25 @@ def quiet():
         log.setLevel(level)
 
 
+def several_controlnets(model, nets: list):
+    """The ControlNets used together: ``MultiControlNetModel``, or ``FluxMultiControlNetModel`` for FLUX.1's."""
+    from ..components import models
+
+    return getattr(models, "FluxMultiControlNetModel" if model.__name__.startswith("Flux") else "MultiControlNetModel")(nets)
+
+
 def add_adapters(pipe, plan: Plan, args) -> None:
     """Load the ControlNet, the IP-Adapter, Redux and the LoRAs the flags name; their errors name the flag."""
-    if plan.controlnet is not None:
+    if plan.controlnets:
         model = next(spec.type_hint for spec in plan.blocks.expected_components if spec.name == "controlnet")
-        try:
-            with quiet():  # ControlNetModel, or FluxControlNetModel for FLUX.1
-                pipe.update_components(controlnet=model.from_pretrained(plan.controlnet))
-        except (DiffblocksError, OSError, ValueError) as err:
-            raise FlagError.failed("--controlnet", args.controlnet, err) from err
+        nets = []
+        for source, value in zip(plan.controlnets, values_of(args, "--controlnet")):
+            try:  # ControlNetModel, or FluxControlNetModel for FLUX.1
+                nets.append(model.from_pretrained(source))
+            except (DiffblocksError, OSError, ValueError) as err:
+                raise FlagError.failed("--controlnet", value, err) from err
+        with quiet():
+            pipe.update_components(controlnet=nets[0] if len(nets) == 1 else several_controlnets(model, nets))
     if plan.ip_adapter is not None:
         source, subfolder, weight_name = plan.ip_adapter
         try:
@@ -94,6 +128,21 @@ def add_adapters(pipe, plan: Plan, args) -> None:
         pipe.loader.set_adapters(names, [weight for _, _, weight in plan.loras])
 
 
+def add_transformer(pipe, plan: Plan, args) -> None:
+    """Load ``--transformer`` (Black Forest Labs' layout, or diffusers' with the model's config) into the pipeline."""
+    from ..components.models import FluxTransformer2DModel
+
+    try:
+        try:
+            transformer = FluxTransformer2DModel.from_single_file(plan.transformer)
+        except ConfigError:  # diffusers' layout: the model's own transformer config describes it
+            transformer = FluxTransformer2DModel.from_single_file(plan.transformer, config=plan.model)
+        with quiet():
+            pipe.update_components(transformer=transformer)
+    except (DiffblocksError, OSError, ValueError) as err:
+        raise FlagError.failed("--transformer", args.transformer, err) from err
+
+
 def build_pipeline(args, plan: Plan):
     """Load the planned pipeline with its adapters, scheduler and guider, on the planned device."""
     from transformers.utils import logging as hf_logging
@@ -101,7 +150,12 @@ def build_pipeline(args, plan: Plan):
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     pipe = plan.blocks.init_pipeline(plan.model)
-    pipe.load_components()
+    if plan.transformer is None:
+        pipe.load_components()
+    else:  # the file's transformer, not the model's (a FLUX.1 transformer is 24 GB in bfloat16)
+        pipe.load_components([n for n in pipe.pretrained_component_names
+                              if n != "transformer" and pipe.get_component_spec(n).repo is not None])
+        add_transformer(pipe, plan, args)
     add_adapters(pipe, plan, args)
     with quiet():
         if plan.scheduler is not None:
@@ -149,14 +203,16 @@ def run(args) -> int:
     start = time.time()
     check_numbers(args)
     check_pairs(args)
+    check_controlnet_counts(args)
     check_prompts(args)
     out = output_path(args.out)
-    inputs = {FLAG_INPUTS[flag]: open_image(flag, value_of(args, flag)) for flag in IMAGE_FLAGS}
+    inputs = {FLAG_INPUTS[flag]: single([open_image(flag, path) for path in values_of(args, flag)] or None)
+              for flag in IMAGE_FLAGS}
     plan = plan_run(args)
     pipe = build_pipeline(args, plan)
     for flag in ("--prompt", "--negative-prompt", "--height", "--width", "--steps", "--strength", "--controlnet-scale",
                  "--control-mode"):
-        inputs[FLAG_INPUTS[flag]] = value_of(args, flag)
+        inputs[FLAG_INPUTS[flag]] = single(value_of(args, flag))
     inputs = {k: v for k, v in inputs.items() if v is not None}
     generators = [torch.Generator().manual_seed(args.seed) for _ in args.prompt or [None]]
     images = pipe(generator=generators, output_type="pil", output="images", **inputs)
@@ -186,11 +242,15 @@ def add_parser(commands) -> None:
     r.add_argument("--image", help="input image (image-to-image; inpaint with --mask-image)")
     r.add_argument("--mask-image", help="inpainting mask, white where the image is repainted")
     r.add_argument("--strength", type=float, help="how much of --image is repainted, in (0, 1] (default: the preset's)")
-    r.add_argument("--controlnet", metavar="PATH_OR_REPO", help="a ControlNet model folder or Hub repo")
-    r.add_argument("--control-image", help="the image the ControlNet follows (edges, depth, pose...)")
-    r.add_argument("--controlnet-scale", type=float, help="how strongly the ControlNet steers (default 1.0)")
-    r.add_argument("--control-mode", type=int, help="FLUX.1 Union ControlNets: which control the image is, as its "
-                                                    "model card numbers them (InstantX's: 0 canny, 1 tile, 2 depth, ...)")
+    r.add_argument("--controlnet", metavar="PATH_OR_REPO", action="append",
+                   help="a ControlNet model folder or Hub repo; repeat to use several together")
+    r.add_argument("--control-image", action="append",
+                   help="the image the ControlNet follows (edges, depth, pose...); one per --controlnet")
+    r.add_argument("--controlnet-scale", type=float, action="append",
+                   help="how strongly the ControlNet steers (default 1.0); once for all, or once per --controlnet")
+    r.add_argument("--control-mode", type=int, action="append",
+                   help="FLUX.1 Union ControlNets: which control the image is, as its model card numbers them "
+                        "(InstantX's: 0 canny, 1 tile, 2 depth, ...); once per --controlnet when several")
     r.add_argument("--ip-adapter", metavar="PATH_OR_REPO", help="an IP-Adapter weights file with image_encoder/ "
                    "beside it, or REPO/SUBFOLDER/FILE on the Hub (e.g. h94/IP-Adapter/models/ip-adapter_sd15.bin)")
     r.add_argument("--ip-adapter-image", help="the image whose look the IP-Adapter carries over")
@@ -199,6 +259,7 @@ def add_parser(commands) -> None:
                    "--redux-image becomes the prompt (preset flux-redux, or --preset flux)")
     r.add_argument("--redux-image", help="the picture FLUX.1 Redux makes variations of")
     r.add_argument("--lora", action="append", metavar="SOURCE[:WEIGHT]", help=LORA_HELP)
+    r.add_argument("--transformer", metavar="FILE", help=TRANSFORMER_HELP)
     r.add_argument("--rows", type=int, default=1, help="rows of the grid when there are several prompts")
     r.add_argument("--upscale", type=int, default=1, help="enlarge the saved picture this many times")
     r.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")

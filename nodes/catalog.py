@@ -22,7 +22,7 @@ from .lora_nodes import LoadLoRA
 from .block_nodes import BlockNode
 from .bundle import component_socket
 from .config_nodes import GuiderNode, SchedulerNode
-from .loader_nodes import LoadComponents, LoadImage
+from .loader_nodes import LoadComponents, LoadFluxTransformer, LoadImage
 from .node_type import NodeType
 
 _lock = threading.RLock()
@@ -89,6 +89,7 @@ def _build() -> dict[str, NodeType]:
     for cls in SCHEDULERS.values():
         types[cls.__name__] = SchedulerNode(cls, "schedulers")
     types["LoadImage"] = LoadImage()
+    types["LoadFluxTransformer"] = LoadFluxTransformer()
     types["LoadControlNet"] = LoadControlNet()
     types["LoadFluxControlNet"] = LoadFluxControlNet()
     types["LoadIPAdapter"] = LoadIPAdapter()

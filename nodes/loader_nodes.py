@@ -1,5 +1,6 @@
 """Nodes that bring things in: ``LoadComponents`` (a model folder, Hub id or the embedded model, through the
-executor's ComponentsManager so that every workflow shares one copy) and ``LoadImage`` (an uploaded artifact)."""
+executor's ComponentsManager so that every workflow shares one copy), ``LoadFluxTransformer`` (a FLUX.1 transformer
+from one file, shared the same way) and ``LoadImage`` (an uploaded artifact)."""
 
 from __future__ import annotations
 
@@ -59,6 +60,49 @@ class LoadComponents(NodeType):
 
 def _offloaded(manager) -> bool:
     return manager is not None and getattr(manager, "offloader", None) is not None
+
+
+class LoadFluxTransformer(NodeType):
+    name = "LoadFluxTransformer"
+    category = "loaders"
+    description = ("A FLUX.1 transformer from one .safetensors file (Black Forest Labs' layout: flux1-dev.safetensors, "
+                   "a fine-tune, an fp8 copy; or owner/name/FILE on the Hub) into the shared ComponentsManager; wire it "
+                   "into a FLUX preset's transformer.")
+
+    def __init__(self):
+        self.inputs = {
+            "file": NodeInput({"type": "string", "minLength": 1, "description": "the .safetensors file"}, required=True),
+            "dtype": NodeInput({"type": "string", "enum": list(DTYPES), "default": "auto",
+                                "description": "weights dtype ('auto': torch's default; fp8 files need one to run)"}),
+        }
+        self.outputs = {"transformer": NodeOutput("FluxTransformer2DModel")}
+
+    def check_value(self, name: str, value: Any) -> str | None:
+        if name == "file" and not (isinstance(value, str) and value):
+            return f"must be a non-empty string, got {value!r}"
+        if name == "dtype" and value not in DTYPES:
+            return f"must be one of {', '.join(DTYPES)}, got {value!r}"
+        return None
+
+    def run(self, ctx: RunContext, values: dict[str, Any]) -> dict[str, Any]:
+        import torch
+
+        from ..components.models import FluxTransformer2DModel
+        from ..components.spec import LOAD_ID_ATTR
+
+        dtype = values.get("dtype") or "auto"
+        load_id = f"single-file:{values['file']}|{dtype}"
+        manager = ctx.components_manager
+        transformer = manager.find_by_load_id(load_id) if manager is not None else None
+        if transformer is None:
+            transformer = FluxTransformer2DModel.from_single_file(
+                values["file"], torch_dtype=None if dtype == "auto" else getattr(torch, dtype))
+            object.__setattr__(transformer, LOAD_ID_ATTR, load_id)
+            if manager is not None:
+                manager.add("transformer", transformer, collection="nodes:single-file")
+        if ctx.device != "cpu" and not _offloaded(manager):
+            transformer.to(ctx.device)
+        return {"transformer": transformer}
 
 
 class LoadImage(NodeType):

@@ -270,3 +270,51 @@ def test_batch_runs_a_controlnet_with_the_flags_or_each_lines_control_image(caps
     code, err, out = batch(tmp_path / "prompts.txt")
     assert_one_line_error(code, err, '--controlnet needs --control-image, or "control_image" on every line')
     assert not out.exists()
+    code, err, out = batch(tmp_path / "prompts.txt", "--controlnet", controlnet)
+    assert_one_line_error(code, err, "--controlnet must be given once here (several ControlNets together: "
+                                     "diffblocks run)")
+
+
+@pytest.fixture(scope="module")
+def second_controlnet(tmp_path_factory) -> str:
+    unet = UNet2DConditionModel.from_pretrained(embedded_model_path(), subfolder="unet")
+    torch.manual_seed(1)
+    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16, 32))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    path = tmp_path_factory.mktemp("controlnet_b")
+    net.save_pretrained(path)
+    return str(path)
+
+
+def test_two_controlnets_together_match_the_api(capsys, tmp_path, controlnet, second_controlnet, pictures):
+    from diffblocks.components import MultiControlNetModel
+
+    argv = ["--controlnet", controlnet, "--control-image", str(pictures / "control.png"), "--controlnet-scale", "0.5",
+            "--controlnet", second_controlnet, "--control-image", str(pictures / "style.png"), "--controlnet-scale",
+            "0.8"]
+    got = cli_pixels(capsys, tmp_path, *argv)
+    both = MultiControlNetModel([ControlNetModel.from_pretrained(p) for p in (controlnet, second_controlnet)])
+    expected = api_pixels(stable_diffusion.CONTROLNET_BLOCKS, lambda pipe: pipe.update_components(controlnet=both),
+                          control_image=[load(pictures / "control.png"), load(pictures / "style.png")],
+                          controlnet_conditioning_scale=[0.5, 0.8])
+    assert np.array_equal(got, expected)
+    first_only = cli_pixels(capsys, tmp_path, *argv[:6])
+    assert not np.array_equal(got, first_only)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--controlnet", "{a}", "--controlnet", "{b}", "--control-image", "{p}"],
+     "--control-image must be given once per --controlnet (2)"),
+    (["--controlnet", "{a}", "--control-image", "{p}", "--control-image", "{p}"],
+     "--control-image must be given once per --controlnet (1)"),
+    (["--controlnet", "{a}", "--controlnet", "{b}", "--control-image", "{p}", "--control-image", "{p}",
+      "--controlnet-scale", "1", "--controlnet-scale", "1", "--controlnet-scale", "1"],
+     "--controlnet-scale must be given once, or once per --controlnet (2), got [1.0, 1.0, 1.0]"),
+])
+def test_controlnet_counts_that_do_not_match_are_one_line(capsys, controlnet, second_controlnet, pictures, argv,
+                                                           message):
+    argv = [a.format(a=controlnet, b=second_controlnet, p=pictures / "control.png") for a in argv]
+    code, _, err = run_cli(capsys, "run", "--prompt", "x", *argv)
+    assert_one_line_error(code, err, message)

@@ -1,6 +1,7 @@
 """FluxTransformer2DModel.from_single_file: a FLUX.1 transformer saved in Black Forest Labs' original layout (the
 ``flux1-dev.safetensors`` that ComfyUI loads) equals the diffusers model it was written from: bitwise (tolerance 0)
-in float32, and after an fp8 round trip equal to the same round trip done in diffusers' model.
+in float32, and after an fp8 round trip equal to the same round trip done in diffusers' model; a pipeline with it
+equals diffusers' FluxPipeline with the same weights (max abs difference <= 1e-4).
 
 The file is written here from a tiny diffusers transformer whose heads have FLUX.1's 128 channels, so its config
 can be read off the shapes. diffusers' own converter cannot read it: it assumes FLUX.1's 3072-wide blocks."""
@@ -107,25 +108,70 @@ def test_a_comfyui_checkpoint_with_a_vae_and_an_fp8_transformer(reference, tmp_p
         assert torch.equal(model(**inputs())[0], rounded(**inputs())[0])
 
 
-def test_a_pipeline_runs_with_the_transformer_from_one_file(tmp_path):
-    """The file's transformer put into a FLUX pipeline renders what the repo's own transformer renders."""
+@pytest.fixture(scope="module")
+def finetune(tmp_path_factory):
+    """``(FLUX repo whose heads have 128 channels, a "fine-tune" of its transformer in the original layout)``."""
     from diffusers import FluxTransformer2DModel as Reference
     from tiny_flux import make_flux_repo
+
+    root = tmp_path_factory.mktemp("flux_single_file")
+    repo = make_flux_repo(root / "repo", dev=True, transformer=dict(attention_head_dim=128, num_attention_heads=1,
+                                                                      axes_dims_rope=(16, 56, 56)))
+    tuned = Reference.from_pretrained(repo, subfolder="transformer")
+    torch.manual_seed(2)
+    with torch.no_grad():
+        for param in tuned.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    return repo, write(root / "finetune.safetensors", to_original(tuned.state_dict(), tuned.config))
+
+
+CALL = dict(prompt="a cat", num_inference_steps=2, height=32, width=32, output="images")
+
+
+def test_a_pipeline_runs_with_the_transformer_from_one_file(finetune):
+    from diffusers import FluxTransformer2DModel as Reference
     from tiny_models import build_pipeline
 
     from diffblocks.presets import flux
 
-    repo = make_flux_repo(tmp_path / "repo", dev=True, transformer=dict(attention_head_dim=128, num_attention_heads=1,
-                                                                          axes_dims_rope=(16, 56, 56)))
-    original = to_original(Reference.from_pretrained(repo, subfolder="transformer").state_dict(), dict(
-        num_layers=1, num_single_layers=2))
-    file = write(tmp_path / "finetune.safetensors", original)
-    call = dict(prompt="a cat", num_inference_steps=2, height=32, width=32, max_sequence_length=16, output="images",
-                output_type="pt")
+    repo, file = finetune
     pipe = build_pipeline(flux.TEXT2IMAGE_BLOCKS, repo)
-    expected = pipe(generator=torch.Generator().manual_seed(0), **call)
+    before = pipe(generator=torch.Generator().manual_seed(0), output_type="pt", **CALL)
     pipe.update_components(transformer=FluxTransformer2DModel.from_single_file(file))
-    assert torch.equal(pipe(generator=torch.Generator().manual_seed(0), **call), expected)
+    got = pipe(generator=torch.Generator().manual_seed(0), output_type="pt", **CALL)
+    assert not torch.equal(got, before)
+    import diffusers  # the fine-tune in diffusers' own pipeline: the repo with its weights
+
+    tuned = Reference.from_pretrained(repo, subfolder="transformer")
+    tuned.load_state_dict(FluxTransformer2DModel.from_single_file(file).state_dict())
+    reference = diffusers.FluxPipeline.from_pretrained(repo, transformer=tuned)
+    reference.set_progress_bar_config(disable=True)
+    expected = reference("a cat", num_inference_steps=2, height=32, width=32, output_type="pt",
+                         generator=torch.Generator().manual_seed(0)).images
+    assert (got - expected).abs().max().item() <= 1e-4
+
+
+def test_the_cli_takes_a_transformer_file(finetune, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+    from test_cli import assert_one_line_error, run_cli
+    from tiny_models import build_pipeline
+
+    from diffblocks.presets import flux
+
+    repo, file = finetune
+    common = ["run", "--prompt", "a cat", "--model", str(repo), "--steps", "2", "--height", "32", "--width", "32",
+              "--device", "cpu", "--no-progress", "--out", str(tmp_path / "out.png")]
+    code, _, err = run_cli(capsys, *common, "--preset", "flux-text2image", "--transformer", str(file))
+    assert code == 0, err
+    pipe = build_pipeline(flux.TEXT2IMAGE_BLOCKS, repo)
+    pipe.update_components(transformer=FluxTransformer2DModel.from_single_file(file))
+    expected = pipe(generator=torch.Generator().manual_seed(0), **CALL)[0]
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png").convert("RGB")), np.asarray(expected))
+    code, _, err = run_cli(capsys, *common, "--preset", "flux-text2image", "--transformer", str(tmp_path / "no.safetensors"))
+    assert_one_line_error(code, err, "--transformer", "not found")
+    code, _, err = run_cli(capsys, *common, "--preset", "sd15-text2image", "--transformer", str(file))
+    assert_one_line_error(code, err, "--transformer works with the FLUX.1 workflows, not preset 'sd15-text2image'")
 
 
 def test_what_cannot_be_read_says_so(reference, tmp_path):
@@ -144,3 +190,27 @@ def test_what_cannot_be_read_says_so(reference, tmp_path):
     model = FluxTransformer2DModel.from_single_file(ours, config={**SIZE, "guidance_embeds": True})
     with torch.no_grad():
         assert torch.equal(model(**inputs())[0], reference(**inputs())[0])
+
+
+def test_a_workflow_loads_the_file_once_and_equals_the_pipeline(finetune, tmp_path):
+    from node_workflows import link, preset_text2image
+    from tiny_models import build_pipeline
+
+    from diffblocks.components import ComponentsManager
+    from diffblocks.nodes import ArtifactStore, Executor
+    from diffblocks.presets import flux
+
+    repo, file = finetune
+    workflow = preset_text2image(str(repo), steps=2, preset="flux-text2image", height=32, width=32)
+    workflow["nodes"]["file"] = {"type": "LoadFluxTransformer", "inputs": {"file": str(file)}}
+    workflow["nodes"]["run"]["inputs"]["transformer"] = link("file", "transformer")
+    manager = ComponentsManager()
+    executor = Executor(artifacts=ArtifactStore(tmp_path), components_manager=manager)
+    got = executor.run(workflow)["run"]["images"]
+    pipe = build_pipeline(flux.TEXT2IMAGE_BLOCKS, repo)
+    pipe.update_components(transformer=FluxTransformer2DModel.from_single_file(file))
+    assert torch.equal(got, pipe(generator=torch.Generator().manual_seed(0), output_type="pt", **CALL))
+    loaded = manager.get_ids("transformer", collection="nodes:single-file")
+    executor.free()  # the outputs are dropped; the file's transformer is found in the manager, not read again
+    executor.run(workflow)
+    assert manager.get_ids("transformer", collection="nodes:single-file") == loaded and len(loaded) == 1
