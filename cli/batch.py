@@ -20,7 +20,7 @@ from .choices import GUIDERS, SCHEDULER_NAMES, pick_device
 from .files import open_image
 from .flags import check_numbers, single, value_of
 from .presets import PRESETS
-from .run import LORA_HELP, TRANSFORMER_HELP, build_pipeline, plan_run
+from .run import CONFIG_HELP, LORA_HELP, TRANSFORMER_HELP, build_pipeline, plan_run
 
 # flags of `run` that `batch` does not take: absent, as if left out (run's checks read them)
 RUN_ONLY = ("prompt", "ip_adapter", "ip_adapter_image", "ip_adapter_scale", "redux", "redux_image", "rows", "upscale")
@@ -115,7 +115,9 @@ def add_parser(commands) -> None:
     b.add_argument("--out-dir", required=True, help="folder for {index:06d}.png and manifest.jsonl (created if "
                                                     "missing); a rerun skips the images already there")
     b.add_argument("--preset", help=f"one of: {', '.join(PRESETS)}; or sd15 / sdxl (default: sd15)")
-    b.add_argument("--model", help="model folder or Hub repo (default: the embedded tiny digits model)")
+    b.add_argument("--model", help="model folder or Hub repo, or an SD 1.x / SDXL checkpoint file (default: the "
+                                   "embedded tiny digits model)")
+    b.add_argument("--config", metavar="PATH_OR_REPO", help=CONFIG_HELP)
     b.add_argument("--steps", type=int, help="denoising steps (default: the preset's)")
     b.add_argument("--seed", type=int, default=0, help="item i is rendered with seed SEED + i (default 0)")
     b.add_argument("--batch-size", type=int, default=1, help="items a process renders between progress updates; "

@@ -61,6 +61,26 @@ def local_or_repo(flag: str, value: str, what: str) -> str:
     raise FlagError.unusable(flag, value, "no such folder (nor a Hub repo id like owner/name)")
 
 
+def checkpoint_arg(args) -> tuple[str | None, str | None]:
+    """``(file, family)`` when ``--model`` is an original Stable Diffusion checkpoint file (``.safetensors``, as
+    A1111 and ComfyUI keep them), else ``(None, None)``; ``--config`` only goes with one."""
+    from ..components.checkpoints import file_family, is_checkpoint_file
+    from ..components.errors import ConfigError
+
+    config = getattr(args, "config", None)
+    if not is_checkpoint_file(args.model):
+        if config is not None:
+            raise FlagError.needs("--config", "--model FILE.safetensors (an original Stable Diffusion checkpoint)")
+        return None, None
+    path = str(Path(args.model).expanduser())
+    try:
+        return path, file_family(path)
+    except ConfigError as err:
+        raise FlagError.unusable("--model", args.model, str(err)) from err
+    except Exception as err:  # not a safetensors file at all
+        raise FlagError.unusable("--model", args.model, f"cannot read it as a .safetensors file: {err}") from err
+
+
 def resolve_model(model: str | None, preset: str) -> str:
     """The model folder or Hub repo: the embedded model by default (SD 1.5 presets only)."""
     if model is None:

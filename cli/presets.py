@@ -35,10 +35,11 @@ def load_preset(name: str):
     return getattr(module, attr)
 
 
-def choose_preset(args, supplied: Collection[str] = ()) -> str:
-    """``--preset``, or for a family alone (default ``sd15``) the workflow the image flags ask for (or the image
-    inputs ``supplied`` by every line of a prompts file; ``flux`` with ``--redux``: Redux)."""
-    name = args.preset or "sd15"
+def choose_preset(args, supplied: Collection[str] = (), family: str | None = None) -> str:
+    """``--preset``, or for a family alone (default ``family``, the checkpoint's, else ``sd15``) the workflow the
+    image flags ask for (or the image inputs ``supplied`` by every line of a prompts file; ``flux`` with
+    ``--redux``: Redux)."""
+    name = args.preset or family or "sd15"
     if name in FAMILIES:
         mask, image = args.mask_image or "mask_image" in supplied, args.image or "image" in supplied
         workflow = "inpaint" if mask else "image2image" if image else "text2image"

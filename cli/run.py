@@ -12,6 +12,7 @@ from typing import Any
 from ..components.errors import ConfigError, DiffblocksError, FlagError
 from .choices import GUIDERS, SCHEDULER_NAMES, make_guider, pick_device, scheduler_class
 from .files import (
+    checkpoint_arg,
     ip_adapter_source,
     local_or_repo,
     lora_sources,
@@ -39,6 +40,8 @@ LORA_HELP = ("a LoRA (diffusers or kohya .safetensors / .bin file, a folder hold
 
 TRANSFORMER_HELP = ("FLUX.1: a transformer in one .safetensors file (Black Forest Labs' layout, as flux1-dev.safetensors, "
                     "a fine-tune or an fp8 copy; or owner/name/FILE) in place of --model's")
+CONFIG_HELP = ("with --model FILE.safetensors: the diffusers repo whose configs, tokenizers and scheduler go with it "
+               "(default: stable-diffusion-v1-5/stable-diffusion-v1-5, or stabilityai/stable-diffusion-xl-base-1.0)")
 
 
 @dataclass
@@ -46,7 +49,8 @@ class Plan:
     """Everything ``diffblocks run`` loads and sets, checked before any model loads."""
 
     blocks: Any
-    model: str
+    model: str  # a folder or Hub repo; with a checkpoint, the repo whose configs describe it
+    checkpoint: str | None  # an original SD 1.x / SDXL checkpoint file (A1111 / ComfyUI)
     transformer: str | None  # a FLUX.1 transformer file replacing the model's
     controlnets: list[str]
     ip_adapter: tuple[str, str, str] | None
@@ -60,12 +64,22 @@ class Plan:
 def plan_run(args, supplied: Collection[str] | None = None) -> Plan:
     """The blocks, model and components the flags ask for; raises ``FlagError`` before anything loads.
     ``supplied``: the inputs every line of ``diffblocks batch``'s prompts file sets (they stand in for flags)."""
-    preset = choose_preset(args, supplied or ())
+    from ..components.checkpoints import FAMILY_NAMES, config_repo  # torch: not before the server answers
+
+    checkpoint, family = checkpoint_arg(args)
+    preset = choose_preset(args, supplied or (), family)
+    if family is not None and preset.split("-", 1)[0] != family:
+        raise FlagError.unusable("--model", args.model, f"is {FAMILY_NAMES[family]} checkpoint; preset '{preset}' "
+                                                        f"is not (leave --preset out, or give a {family}- one)")
     blocks = compose_blocks(preset, args)
     check_flags_fit(preset, blocks, args, supplied)
     if args.transformer is not None and "transformer" not in {spec.name for spec in blocks.expected_components}:
         raise FlagError.unsupported("--transformer", preset, ["FLUX.1"])
-    return Plan(blocks=blocks, model=resolve_model(args.model, preset), transformer=transformer_file(args.transformer),
+    if checkpoint:
+        model = config_repo(family, args.config and local_or_repo("--config", args.config, "config repo"))
+    else:
+        model = resolve_model(args.model, preset)
+    return Plan(blocks=blocks, model=model, checkpoint=checkpoint, transformer=transformer_file(args.transformer),
                 controlnets=[local_or_repo("--controlnet", value, "ControlNet") for value in values_of(args, "--controlnet")],
                 ip_adapter=ip_adapter_source(args.ip_adapter),
                 redux=None if args.redux is None else local_or_repo("--redux", args.redux, "FLUX.1 Redux"),
@@ -150,7 +164,12 @@ def build_pipeline(args, plan: Plan):
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     pipe = plan.blocks.init_pipeline(plan.model)
-    if plan.transformer is None:
+    if plan.checkpoint is not None:
+        try:
+            pipe.load_single_file(plan.checkpoint)
+        except (DiffblocksError, OSError, ValueError) as err:
+            raise FlagError.failed("--model", args.model, err) from err
+    elif plan.transformer is None:
         pipe.load_components()
     else:  # the file's transformer, not the model's (a FLUX.1 transformer is 24 GB in bfloat16)
         pipe.load_components([n for n in pipe.pretrained_component_names
@@ -230,7 +249,9 @@ def add_parser(commands) -> None:
     r.add_argument("--negative-prompt", help="what to steer away from")
     r.add_argument("--preset", help=f"one of: {', '.join(PRESETS)}; or sd15 / sdxl to pick the workflow from the "
                                     "flags (default: sd15)")
-    r.add_argument("--model", help="model folder or Hub repo (default: the embedded tiny digits model)")
+    r.add_argument("--model", help="model folder or Hub repo, or an SD 1.x / SDXL checkpoint file as A1111 and ComfyUI "
+                                   "keep them (default: the embedded tiny digits model)")
+    r.add_argument("--config", metavar="PATH_OR_REPO", help=CONFIG_HELP)
     r.add_argument("--steps", type=int, help="denoising steps (default: the preset's)")
     r.add_argument("--seed", type=int, default=0, help="noise seed, the same for every prompt (default 0)")
     r.add_argument("--guidance-scale", type=float, help="guidance strength (default: the guider's)")

@@ -194,6 +194,29 @@ class ComponentsMixin:
             loaded = [n for n in self._specs if self._components.get(n) is not None]
             raise ComponentLoadError.failed(failures, loaded) from next(iter(failures.values()))
 
+    def load_single_file(self, path, torch_dtype=None, **kwargs: Any) -> None:
+        """Load the models of an original Stable Diffusion checkpoint (one ``.safetensors`` file with the UNet, VAE
+        and text encoders under CompVis / Stability's names, as A1111 and ComfyUI keep them), and every other
+        ``from_pretrained`` component (tokenizers, scheduler, and a model the file lacks) as :meth:`load_components`
+        does. The configs describing the file's models are those of the repo the pipeline was initialised from.
+
+        Raises:
+            ComponentLoadError: the pipeline has no repo to read configs from.
+            ConfigError: not an SD 1.x / SDXL checkpoint (the message says what the file is).
+            WeightsMismatchError: the file's models do not fit the repo's configs (another family or size).
+        """
+        from ..components.checkpoints import load_checkpoint
+
+        repo = self.pretrained_model_name_or_path
+        if repo is None:
+            raise ComponentLoadError("load_single_file needs the configs of a repo of the checkpoint's family: "
+                                     "init_pipeline(repo) first (e.g. 'stable-diffusion-v1-5/stable-diffusion-v1-5')")
+        models = {name: model for name, model in load_checkpoint(path, repo, torch_dtype=torch_dtype).items()
+                  if name in self._specs}
+        rest = [n for n in self.pretrained_component_names if n not in models and self._specs[n].repo is not None]
+        self.load_components(rest, torch_dtype=torch_dtype, **kwargs)
+        self.update_components(**models)
+
     def unload_components(self, names: str | Iterable[str]) -> None:
         """Drop loaded components (specs are kept, so they can be loaded again)."""
         for name in [names] if isinstance(names, str) else names:

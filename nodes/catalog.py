@@ -22,7 +22,7 @@ from .lora_nodes import LoadLoRA
 from .block_nodes import BlockNode
 from .bundle import component_socket
 from .config_nodes import GuiderNode, SchedulerNode
-from .loader_nodes import LoadComponents, LoadFluxTransformer, LoadImage
+from .loader_nodes import LoadCheckpoint, LoadComponents, LoadFluxTransformer, LoadImage
 from .node_type import NodeType
 
 _lock = threading.RLock()
@@ -96,6 +96,7 @@ def _build() -> dict[str, NodeType]:
     types["LoadRedux"] = LoadRedux()
     types["LoadLoRA"] = LoadLoRA()
     types["LoadComponents"] = LoadComponents(_component_outputs(types.values()))
+    types["LoadCheckpoint"] = LoadCheckpoint(_component_outputs(types.values()))
     return types
 
 

@@ -1,6 +1,7 @@
 """Nodes that bring things in: ``LoadComponents`` (a model folder, Hub id or the embedded model, through the
 executor's ComponentsManager so that every workflow shares one copy), ``LoadFluxTransformer`` (a FLUX.1 transformer
-from one file, shared the same way) and ``LoadImage`` (an uploaded artifact)."""
+from one file, shared the same way), ``LoadCheckpoint`` (an SD 1.x / SDXL checkpoint file as A1111 and ComfyUI keep
+them) and ``LoadImage`` (an uploaded artifact)."""
 
 from __future__ import annotations
 
@@ -56,6 +57,47 @@ class LoadComponents(NodeType):
         components = {name: c for name, c in pipe.components.items() if c is not None}
         bundle = ComponentsBundle(components, pipe.config, repo)
         return {"components": bundle, **components}
+
+
+class LoadCheckpoint(LoadComponents):
+    name = "LoadCheckpoint"
+    description = ("Load an SD 1.x / SDXL checkpoint file (one .safetensors with the UNet, VAE and text encoders, as "
+                   "A1111 and ComfyUI keep them), with the configs, tokenizers and scheduler of a diffusers repo of "
+                   "its family; outputs each component and the bundle.")
+
+    def __init__(self, component_names: Iterable[str]):
+        super().__init__(component_names)
+        self.inputs = {
+            "file": NodeInput({"type": "string", "minLength": 1, "description": "the checkpoint .safetensors file"},
+                              required=True),
+            "config": NodeInput({"type": "string", "default": "",
+                                 "description": "diffusers repo of its family (empty: the family's reference repo)"}),
+            "dtype": self.inputs["dtype"],
+        }
+
+    def check_value(self, name: str, value: Any) -> str | None:
+        if name == "file" and not (isinstance(value, str) and value):
+            return f"must be a non-empty string, got {value!r}"
+        if name == "config" and not isinstance(value, str):
+            return f"must be a string, got {value!r}"
+        return super().check_value(name, value)
+
+    def run(self, ctx: RunContext, values: dict[str, Any]) -> dict[str, Any]:
+        import torch
+
+        from ..components.checkpoints import config_repo, file_family
+        from ..modular_pipelines.pipeline import ModularPipeline
+
+        file = values["file"]
+        repo = config_repo(file_family(file), values.get("config") or None)
+        pipe = ModularPipeline.from_pretrained(repo, components_manager=ctx.components_manager,
+                                               collection=f"nodes:{file}")
+        dtype = values.get("dtype") or "auto"
+        pipe.load_single_file(file, torch_dtype=None if dtype == "auto" else getattr(torch, dtype))
+        if ctx.device != "cpu" and not _offloaded(ctx.components_manager):
+            pipe.to(ctx.device)
+        components = {name: c for name, c in pipe.components.items() if c is not None}
+        return {"components": ComponentsBundle(components, pipe.config, file), **components}
 
 
 def _offloaded(manager) -> bool:

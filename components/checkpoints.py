@@ -1,0 +1,130 @@
+"""Original Stable Diffusion checkpoints: one ``.safetensors`` file holding the UNet, the VAE and the text
+encoder(s) under CompVis / Stability's names, as A1111, ComfyUI and Forge keep them (``v1-5-pruned-emaonly``,
+``sd_xl_base_1.0``, and the fine-tunes shared that way). The file gives the weights; a diffusers-format repo of the
+same family gives the configs (and the tokenizers and scheduler, which such files do not hold).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from .checkpoint_names import clip_names, open_clip_to_clip, rename, unet_table, vae_table
+from .errors import ConfigError, WeightsMismatchError
+
+# what each family's file holds: component -> the prefix of its tensors
+PARTS = {
+    "sd15": {"unet": "model.diffusion_model.", "vae": "first_stage_model.", "text_encoder": "cond_stage_model.transformer."},
+    "sdxl": {"unet": "model.diffusion_model.", "vae": "first_stage_model.",
+             "text_encoder": "conditioner.embedders.0.transformer.", "text_encoder_2": "conditioner.embedders.1.model."},
+}
+# the diffusers repo whose configs describe a family's checkpoints, when none is given
+CONFIG_REPOS = {"sd15": "stable-diffusion-v1-5/stable-diffusion-v1-5", "sdxl": "stabilityai/stable-diffusion-xl-base-1.0"}
+FAMILY_NAMES = {"sd15": "a Stable Diffusion 1.x", "sdxl": "an SDXL"}  # as in "is an SDXL checkpoint"
+
+
+def checkpoint_family(keys) -> str:
+    """``"sd15"`` or ``"sdxl"`` for an original checkpoint's tensor names.
+
+    Raises:
+        ConfigError: another kind of file (FLUX.1's transformer, SD 2.x, a LoRA, diffusers' layout), saying so.
+    """
+    keys = list(keys)
+    if any(k.startswith("conditioner.embedders.1.model.") for k in keys):
+        return "sdxl"
+    if any(k.startswith("cond_stage_model.transformer.") for k in keys):
+        return "sd15"
+    if any("double_blocks." in k for k in keys):
+        kind = "a FLUX.1 transformer (FluxTransformer2DModel.from_single_file; --transformer in the CLI)"
+    elif any(k.startswith("cond_stage_model.model.") for k in keys):
+        kind = "a Stable Diffusion 2.x checkpoint, which is not read yet"
+    elif any("lora" in k for k in keys):
+        kind = "a LoRA (pipe.loader.load_lora_weights; --lora in the CLI)"
+    else:
+        kind = "not an original Stable Diffusion checkpoint (no model.diffusion_model / cond_stage_model tensors)"
+    raise ConfigError(f"this file is {kind}")
+
+
+def file_family(path: str | os.PathLike) -> str:
+    """:func:`checkpoint_family` of a file, from its header alone."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return checkpoint_family(f.keys())
+
+
+def load_checkpoint(path: str | os.PathLike, config: str | os.PathLike, torch_dtype: torch.dtype | None = None,
+                    revision: str | None = None) -> dict[str, Any]:
+    """The models an original checkpoint holds, by component name (``unet``, ``vae``, ``text_encoder``, and
+    ``text_encoder_2`` for SDXL), each built from ``config``'s config of it (a diffusers folder or Hub repo) and
+    filled from the memory-mapped file; a part the file lacks is left out (load it from ``config``).
+
+    Raises:
+        MissingFileError, CorruptedFileError: the file. ConfigError: not an SD 1.x / SDXL checkpoint.
+        WeightsMismatchError: a part's tensors do not fit ``config``'s model (another family or size).
+    """
+    from .models.weights import read_weights, single_file
+
+    file = single_file(path, revision)
+    state_dict = read_weights([file])
+    family = checkpoint_family(state_dict)
+    dtype = torch_dtype or torch.get_default_dtype()
+    models = {}
+    for name, prefix in PARTS[family].items():
+        part = {key[len(prefix):]: tensor for key, tensor in state_dict.items() if key.startswith(prefix)}
+        if part:
+            models[name] = _build(name, part, config, dtype, revision, f"{file} ({name})")
+    return models
+
+
+def _build(name: str, part: dict[str, torch.Tensor], config, dtype: torch.dtype, revision, where: str) -> Any:
+    from .models import AutoencoderKL, UNet2DConditionModel
+    from .models.modeling import empty_weights
+
+    if name in ("unet", "vae"):
+        cls, table = (UNet2DConditionModel, unet_table) if name == "unet" else (AutoencoderKL, vae_table)
+        settings = cls.load_config(config, subfolder=name, revision=revision)
+        with empty_weights():
+            model = cls.from_config(settings)
+        if name == "vae":  # a training checkpoint's VAE keeps its loss (a discriminator): not the model
+            part = {k: v for k, v in part.items() if not k.startswith("loss.")}
+        model.load_weights(rename(part, table(settings)), torch_dtype=dtype, source=where)
+        return model.eval()
+    import transformers
+
+    cls = transformers.CLIPTextModel if name == "text_encoder" else transformers.CLIPTextModelWithProjection
+    settings = cls.config_class.from_pretrained(str(config), subfolder=name, revision=revision)
+    with empty_weights():
+        model = cls(settings)
+    state = clip_names(part if name == "text_encoder" else open_clip_to_clip(part), model)
+    fill(model, state, dtype, where)
+    return model.eval()
+
+
+def fill(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], dtype: torch.dtype, where: str) -> None:
+    """Give ``model`` (built on the meta device) the tensors of ``state_dict``, in ``dtype``: every parameter must
+    be there and nothing else; buffers it computes itself (position ids) may be."""
+    expected = model.state_dict()
+    params = {name for name, _ in model.named_parameters()}
+    missing, unexpected = params - set(state_dict), set(state_dict) - set(expected)
+    if missing or unexpected:
+        raise WeightsMismatchError.keys(where, sorted(missing), sorted(unexpected))
+    converted = {}
+    for key, tensor in state_dict.items():
+        if tensor.shape != expected[key].shape:
+            raise WeightsMismatchError.shape(where, key, tuple(expected[key].shape), tuple(tensor.shape))
+        converted[key] = tensor.to(dtype) if tensor.is_floating_point() and tensor.dtype != dtype else tensor
+    model.load_state_dict(converted, strict=False, assign=True)
+
+
+def config_repo(family: str, given: str | os.PathLike | None) -> str:
+    """The repo describing a ``family`` checkpoint: the given one, else the family's reference repo."""
+    return str(given) if given is not None else CONFIG_REPOS[family]
+
+
+def is_checkpoint_file(value: str | os.PathLike | None) -> bool:
+    """Whether ``value`` names a local ``.safetensors`` file (not a folder or a Hub repo)."""
+    return value is not None and str(value).endswith(".safetensors") and Path(value).expanduser().is_file()

@@ -1,0 +1,170 @@
+"""Original SD 1.x / SDXL checkpoints (one .safetensors, as A1111 and ComfyUI keep them): every model equals the
+repo's it was written from, bitwise (tolerance 0), and so do the images of a pipeline loaded from the file; diffusers'
+own single-file loader reads the same files into the same weights (so the test files are genuine)."""
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+from tiny_checkpoints import write_checkpoint
+from tiny_models import build_pipeline
+
+from diffblocks.components.checkpoints import checkpoint_family, load_checkpoint
+from diffblocks.components.errors import ComponentLoadError, ConfigError, WeightsMismatchError
+from diffblocks.presets import stable_diffusion, stable_diffusion_xl
+
+CALL = dict(prompt="a cat", num_inference_steps=3, output="images", output_type="pt")
+
+
+def fine_tune(pipe, seed: int):
+    """``pipe`` with every model's weights moved a little: a file of them differs from the repo it is read with."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+            for param in getattr(getattr(pipe, name, None), "parameters", list)():
+                param.add_(0.02 * torch.randn_like(param))
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def sd_file(sd_repo, tmp_path_factory):
+    import diffusers
+
+    pipe = fine_tune(diffusers.StableDiffusionPipeline.from_pretrained(sd_repo, safety_checker=None), 1)
+    return pipe, write_checkpoint(pipe, tmp_path_factory.mktemp("ckpt") / "tiny-sd15.safetensors")
+
+
+@pytest.fixture(scope="module")
+def sdxl_file(sdxl_repo, tmp_path_factory):
+    import diffusers
+
+    pipe = fine_tune(diffusers.StableDiffusionXLPipeline.from_pretrained(sdxl_repo), 2)
+    return pipe, write_checkpoint(pipe, tmp_path_factory.mktemp("ckpt") / "tiny-sdxl.safetensors")
+
+
+def pipeline_with(blocks, repo, tuned):
+    """Our pipeline on ``repo`` with ``tuned``'s weights put in by name: what the file should give."""
+    pipe = build_pipeline(blocks, repo)
+    for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        if getattr(tuned, name, None) is not None:
+            getattr(pipe, name).load_state_dict(getattr(tuned, name).state_dict())
+    return pipe
+
+
+def assert_same_weights(expected, got):
+    a, b = expected.state_dict(), got.state_dict()
+    assert not [k for k in a if k not in b or b[k].is_meta or not torch.equal(a[k], b[k])]
+
+
+def test_an_sd15_checkpoint_holds_the_repos_models(sd_repo, sd_file):
+    import diffusers
+
+    pipe, file = sd_file
+    models = load_checkpoint(file, sd_repo)
+    assert set(models) == {"unet", "vae", "text_encoder"}
+    for name, model in models.items():
+        assert_same_weights(getattr(pipe, name), model)
+    theirs = diffusers.StableDiffusionPipeline.from_single_file(str(file), config=str(sd_repo), safety_checker=None)
+    for name in models:  # diffusers reads the file into the same weights: the file is a genuine original one
+        assert_same_weights(getattr(pipe, name), getattr(theirs, name))
+
+
+def test_an_sdxl_checkpoint_holds_the_repos_models(sdxl_repo, sdxl_file):
+    import diffusers
+    from diffusers.loaders.single_file_utils import convert_open_clip_checkpoint
+    from safetensors.torch import load_file
+
+    pipe, file = sdxl_file
+    models = load_checkpoint(file, sdxl_repo)
+    assert set(models) == {"unet", "vae", "text_encoder", "text_encoder_2"}
+    for name, model in models.items():
+        assert_same_weights(getattr(pipe, name), model)
+    theirs = diffusers.StableDiffusionXLPipeline.from_single_file(str(file), config=str(sdxl_repo))
+    for name in ("unet", "vae", "text_encoder"):
+        assert_same_weights(getattr(pipe, name), getattr(theirs, name))
+    # diffusers' from_single_file leaves this transformers version's projection unloaded; its converter is the check
+    converted = convert_open_clip_checkpoint(pipe.text_encoder_2, load_file(str(file)),
+                                             prefix="conditioner.embedders.1.model.")
+    expected = pipe.text_encoder_2.state_dict()
+    assert converted.keys() == expected.keys() and all(torch.equal(converted[k], expected[k]) for k in expected)
+
+
+@pytest.mark.parametrize("family", ["sd15", "sdxl"])
+def test_a_pipeline_from_the_file_renders_what_the_repo_renders(family, sd_repo, sdxl_repo, sd_file, sdxl_file):
+    from diffblocks import SequentialPipelineBlocks
+
+    repo, (tuned, file), blocks = ((sd_repo, sd_file, stable_diffusion.TEXT2IMAGE_BLOCKS) if family == "sd15" else
+                                   (sdxl_repo, sdxl_file, stable_diffusion_xl.TEXT2IMAGE_BLOCKS))
+    expected = pipeline_with(blocks, repo, tuned)(generator=torch.Generator().manual_seed(0), **CALL)
+    pipe = SequentialPipelineBlocks.from_blocks_dict(blocks).init_pipeline(str(repo))
+    pipe.load_single_file(file)
+    pipe.set_progress_bar_config(disable=True)
+    got = pipe(generator=torch.Generator().manual_seed(0), **CALL)
+    assert torch.equal(got, expected)
+    assert not torch.equal(got, build_pipeline(blocks, repo)(generator=torch.Generator().manual_seed(0), **CALL))
+
+
+def test_a_half_precision_file_loads_in_the_dtype_asked(sd_repo, sd_file, tmp_path):
+    pipe, _ = sd_file
+    file = write_checkpoint(pipe, tmp_path / "fp16.safetensors", dtype=torch.float16,
+                            extra={"first_stage_model.loss.logvar": torch.zeros(1)})  # a training file's VAE loss
+    models = load_checkpoint(file, sd_repo, torch_dtype=torch.float32)
+    unet = models["unet"]
+    assert unet.dtype == torch.float32
+    rounded = {k: v.half().float() for k, v in pipe.unet.state_dict().items()}
+    assert all(torch.equal(rounded[k], v) for k, v in unet.state_dict().items())
+
+
+def test_other_files_and_configs_say_what_is_wrong(sd_repo, sdxl_repo, sd_file, tmp_path):
+    from diffblocks import SequentialPipelineBlocks
+
+    _, file = sd_file
+    with pytest.raises(ConfigError, match="FLUX.1 transformer"):
+        checkpoint_family(["double_blocks.0.img_attn.qkv.weight"])
+    with pytest.raises(ConfigError, match="Stable Diffusion 2.x"):
+        checkpoint_family(["cond_stage_model.model.token_embedding.weight"])
+    save_file({"lora_unet_down_blocks_0.lora_down.weight": torch.zeros(1)}, str(tmp_path / "lora.safetensors"))
+    with pytest.raises(ConfigError, match="a LoRA"):
+        load_checkpoint(tmp_path / "lora.safetensors", sd_repo)
+    with pytest.raises(WeightsMismatchError, match=r"UNet2DConditionModel .*missing keys: add_embedding"):
+        load_checkpoint(file, sdxl_repo)  # an SD 1.5 file with SDXL's configs
+    bare = SequentialPipelineBlocks.from_blocks_dict(stable_diffusion.TEXT2IMAGE_BLOCKS).init_pipeline()
+    with pytest.raises(ComponentLoadError, match=r"init_pipeline\(repo\) first"):
+        bare.load_single_file(file)
+
+
+def test_the_cli_reads_a_checkpoint_and_picks_its_family(sd_repo, sdxl_repo, sd_file, sdxl_file, tmp_path, capsys):
+    from PIL import Image
+    from test_cli import assert_one_line_error, run_cli
+
+    common = ["--prompt", "a cat", "--steps", "3", "--device", "cpu", "--no-progress"]
+    for family, repo, (tuned, file), blocks in (("sd15", sd_repo, sd_file, stable_diffusion.TEXT2IMAGE_BLOCKS),
+                                                ("sdxl", sdxl_repo, sdxl_file, stable_diffusion_xl.TEXT2IMAGE_BLOCKS)):
+        out = tmp_path / f"{family}.png"
+        code, _, err = run_cli(capsys, "run", *common, "--model", str(file), "--config", str(repo), "--out", str(out))
+        assert code == 0, err
+        expected = pipeline_with(blocks, repo, tuned)(prompt="a cat", num_inference_steps=3, output="images",
+                                                      generator=torch.Generator().manual_seed(0))[0]
+        assert np.array_equal(np.asarray(Image.open(out).convert("RGB")), np.asarray(expected))
+    code, _, err = run_cli(capsys, "run", *common, "--model", str(sdxl_file[1]), "--config", str(sdxl_repo),
+                           "--preset", "sd15-text2image", "--out", str(tmp_path / "x.png"))
+    assert_one_line_error(code, err, "is an SDXL checkpoint; preset 'sd15-text2image' is not")
+    code, _, err = run_cli(capsys, "run", *common, "--config", str(sd_repo), "--out", str(tmp_path / "x.png"))
+    assert_one_line_error(code, err, "--config needs --model FILE.safetensors")
+
+
+def test_a_load_checkpoint_node_equals_the_pipeline(sd_repo, sd_file, tmp_path):
+    from node_workflows import link
+
+    from diffblocks.nodes import ArtifactStore, Executor
+
+    tuned, file = sd_file
+    workflow = {"nodes": {
+        "ckpt": {"type": "LoadCheckpoint", "inputs": {"file": str(file), "config": str(sd_repo)}},
+        "run": {"type": "preset:sd15-text2image", "inputs": {"components": link("ckpt", "components"),
+                                                              "prompt": "a cat", "seed": 0, "num_inference_steps": 3,
+                                                              "output_type": "pt"}}}}
+    got = Executor(artifacts=ArtifactStore(tmp_path)).run(workflow)["run"]["images"]
+    expected = pipeline_with(stable_diffusion.TEXT2IMAGE_BLOCKS, sd_repo, tuned)(
+        generator=torch.Generator().manual_seed(0), **CALL)
+    assert torch.equal(got, expected)

@@ -1,0 +1,85 @@
+"""Original Stable Diffusion checkpoints (one .safetensors file, CompVis / Stability's names, as A1111 and ComfyUI
+keep them) written from the tiny diffusers repos, by the inverse of diffblocks' name tables. The tests check that
+diffusers' own single-file loader reads these files back into the repo's weights, so the files are what diffusers
+takes an original checkpoint to be, not only what diffblocks does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from diffblocks.components.checkpoint_names import RENAMES, unet_table, vae_table
+
+_OPEN_CLIP = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "self_attn.out_proj": "attn.out_proj", "mlp.fc1": "mlp.c_fc",
+              "mlp.fc2": "mlp.c_proj"}
+
+
+def to_original(state: dict, table) -> dict:
+    rows = sorted(table, key=lambda row: -len(row[1]))
+    out = {}
+    for key, tensor in state.items():
+        original, ours, kind = next(row for row in rows if key.startswith(row[1] + "."))
+        rest = key[len(ours) + 1:]
+        for old, new in RENAMES[kind].items():
+            if rest.startswith(new + "."):
+                rest = old + rest[len(new):]
+                break
+        if kind == "vae_attention" and tensor.ndim == 2 and rest.endswith(".weight"):
+            tensor = tensor[:, :, None, None]  # the original's 1x1 convolutions
+        out[f"{original}.{rest}"] = tensor
+    return out
+
+
+def clip_original(state: dict) -> dict:
+    """transformers' CLIPTextModel as checkpoints hold it: always under ``text_model.``."""
+    return {key if key.startswith("text_model.") else f"text_model.{key}": tensor for key, tensor in state.items()}
+
+
+def open_clip_original(state: dict) -> dict:
+    """CLIPTextModelWithProjection as OpenCLIP's text tower: q/k/v fused into ``in_proj``, the projection transposed."""
+    out, fused = {}, {}
+    for key, tensor in state.items():
+        key = key.removeprefix("text_model.")
+        if key == "embeddings.token_embedding.weight":
+            out["token_embedding.weight"] = tensor
+        elif key == "embeddings.position_embedding.weight":
+            out["positional_embedding"] = tensor
+        elif key.startswith("final_layer_norm."):
+            out["ln_final." + key.split(".", 1)[1]] = tensor
+        elif key == "text_projection.weight":
+            out["text_projection"] = tensor.T
+        elif key.startswith("encoder.layers."):
+            index, rest = key[len("encoder.layers."):].split(".", 1)
+            parts = rest.split(".")
+            if parts[0] == "self_attn" and parts[1] in ("q_proj", "k_proj", "v_proj"):
+                fused.setdefault((index, parts[2]), {})[parts[1]] = tensor
+                continue
+            for ours, original in _OPEN_CLIP.items():
+                if rest.startswith(ours + "."):
+                    rest = original + rest[len(ours):]
+                    break
+            out[f"transformer.resblocks.{index}.{rest}"] = tensor
+    for (index, param), parts in fused.items():
+        out[f"transformer.resblocks.{index}.attn.in_proj_{param}"] = torch.cat([parts[n] for n in ("q_proj", "k_proj",
+                                                                                                      "v_proj")])
+    return out
+
+
+def write_checkpoint(pipe, path: Path, dtype: torch.dtype | None = None, extra: dict | None = None) -> Path:
+    """``pipe``'s models (a diffusers StableDiffusionPipeline or StableDiffusionXLPipeline) as one original file."""
+    tensors = {}
+    tensors.update({f"model.diffusion_model.{k}": v
+                    for k, v in to_original(pipe.unet.state_dict(), unet_table(pipe.unet.config)).items()})
+    tensors.update({f"first_stage_model.{k}": v for k, v in to_original(pipe.vae.state_dict(), vae_table(pipe.vae.config)).items()})
+    if getattr(pipe, "text_encoder_2", None) is None:
+        tensors.update({f"cond_stage_model.transformer.{k}": v for k, v in clip_original(pipe.text_encoder.state_dict()).items()})
+    else:
+        tensors.update({f"conditioner.embedders.0.transformer.{k}": v
+                        for k, v in clip_original(pipe.text_encoder.state_dict()).items()})
+        tensors.update({f"conditioner.embedders.1.model.{k}": v
+                        for k, v in open_clip_original(pipe.text_encoder_2.state_dict()).items()})
+    tensors = {k: (v.to(dtype) if dtype is not None else v).contiguous() for k, v in {**tensors, **(extra or {})}.items()}
+    save_file(tensors, str(path))
+    return path
