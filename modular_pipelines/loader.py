@@ -21,6 +21,12 @@ from ..components.ip_adapter import (
     unload_ip_adapters,
 )
 from ..components.errors import AdapterError, LoraError, TextualInversionError
+from ..components.flux_ip_adapter import (
+    load_flux_ip_adapters,
+    read_flux_ip_adapter,
+    set_flux_ip_adapter_scale,
+    unload_flux_ip_adapters,
+)
 
 logger = logging.getLogger("diffblocks")
 
@@ -78,27 +84,34 @@ class PipelineLoader:
             AdapterError: a checkpoint is not in the IP-Adapter layout (the message names the keys expected),
                 does not fit the UNet, or no image encoder can be found (the message says how to give one).
         """
-        unet = self._unet()
+        model = self._ip_model()
+        flux = model is not self.pipeline.components.get("unet")
         sources = pretrained_model_name_or_path_or_dict
         count = max(len(v) if isinstance(v, (list, tuple)) else 1 for v in (sources, subfolder, weight_name))
         sources = _per_adapter(sources, count, "pretrained_model_name_or_path_or_dict")
         subfolders = _per_adapter(subfolder, count, "subfolder")
         weight_names = _per_adapter(weight_name, count, "weight_name")
-        checkpoints = [read_ip_adapter(src, name, sub, revision) for src, sub, name in zip(sources, subfolders, weight_names)]
-        self._fill_image_encoder(sources[0], subfolders[0], image_encoder_folder, image_encoder, revision, unet)
-        load_ip_adapters(unet, checkpoints)
+        read = read_flux_ip_adapter if flux else read_ip_adapter
+        checkpoints = [read(src, name, sub, revision) for src, sub, name in zip(sources, subfolders, weight_names)]
+        self._fill_image_encoder(sources[0], subfolders[0], image_encoder_folder, image_encoder, revision, model)
+        (load_flux_ip_adapters if flux else load_ip_adapters)(model, checkpoints)
         self._fit_feature_extractor()
 
     def set_ip_adapter_scale(self, scale) -> None:
         """Scale of the loaded IP-Adapters: a number, a per-block dict (``{"down": {"block_2": [0.0, 1.0]},
         "up": ...}``; unnamed blocks get 0.0) or a list of those, one per adapter.
         See :func:`diffblocks.components.ip_adapter.set_ip_adapter_scale`."""
-        set_ip_adapter_scale(self._unet(), scale)
+        model = self._ip_model()
+        if model is self.pipeline.components.get("unet"):
+            set_ip_adapter_scale(model, scale)
+        else:
+            set_flux_ip_adapter_scale(model, scale)
 
     def unload_ip_adapter(self) -> None:
         """Remove the IP-Adapters: the UNet gets its processors and config back, and the ``image_encoder``
         component is emptied (as diffusers does)."""
-        unload_ip_adapters(self._unet())
+        model = self._ip_model()
+        (unload_ip_adapters if model is self.pipeline.components.get("unet") else unload_flux_ip_adapters)(model)
         if "image_encoder" in self.pipeline.component_names:
             self.pipeline.unload_components("image_encoder")
 
@@ -271,14 +284,16 @@ class PipelineLoader:
         return [p for p in pairs if p[0] is not None and p[1] is not None]
 
     # --- helpers ---------------------------------------------------------------------------------------
-    def _unet(self):
-        pipe = self.pipeline
-        unet = pipe.components.get("unet")
-        if unet is None:
-            raise AdapterError("IP-Adapters go into the UNet, which is not loaded: call pipe.load_components() first")
-        return unet
+    def _ip_model(self):
+        """The model IP-Adapters go into: the UNet, or FLUX.1's transformer."""
+        components = self.pipeline.components
+        model = components.get("unet") if components.get("unet") is not None else components.get("transformer")
+        if model is None:
+            raise AdapterError("IP-Adapters go into the UNet (or FLUX.1's transformer), which is not loaded: call "
+                               "pipe.load_components() first")
+        return model
 
-    def _fill_image_encoder(self, source, subfolder, folder, image_encoder, revision, unet) -> None:
+    def _fill_image_encoder(self, source, subfolder, folder, image_encoder, revision, model) -> None:
         pipe = self.pipeline
         if "image_encoder" not in pipe.component_names:
             if image_encoder is not None:
@@ -304,7 +319,7 @@ class PipelineLoader:
 
         spec = ComponentSpec("image_encoder", CLIPVisionModelWithProjection, repo=str(source), subfolder=location,
                              revision=revision)
-        pipe.update_components(image_encoder=spec.load(torch_dtype=unet.dtype).to(unet.device))
+        pipe.update_components(image_encoder=spec.load(torch_dtype=model.dtype).to(model.device))
 
     def _fit_feature_extractor(self) -> None:
         """Give a feature extractor created from config (not loaded from a repo) the encoder's image size."""

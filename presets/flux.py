@@ -7,7 +7,8 @@ text-to-image otherwise. ``CONTROLNET_BLOCKS`` (and ``CONTROLNET_IMAGE2IMAGE_BLO
 ``FILL_BLOCKS`` runs FLUX.1-Fill-dev (``image`` and ``mask_image``; inpainting and outpainting), ``CONTROL_BLOCKS``
 FLUX.1 Canny / Depth [dev] (``control_image``: an edge or depth map), ``KONTEXT_BLOCKS`` FLUX.1 Kontext [dev] (an
 ``image`` to edit, read as context; the output keeps its shape unless ``height`` / ``width`` are given),
-``REDUX_BLOCKS`` FLUX.1 Redux (``redux_image``: pictures as the prompt; ``pipe.loader.load_redux(repo)`` first).
+``REDUX_BLOCKS`` FLUX.1 Redux (``redux_image``: pictures as the prompt; ``pipe.loader.load_redux(repo)`` first),
+``IP_ADAPTER_BLOCKS`` XLabs' IP-Adapters (``ip_adapter_image``; ``pipe.loader.load_ip_adapter(...)`` first).
 The distilled guidance of dev models is the
 ``guidance_scale`` input (default 3.5); true CFG with a ``negative_prompt`` is the guider's
 (``ClassifierFreeGuidance(guidance_scale=...)``, off at its default of 1.0).
@@ -15,6 +16,7 @@ The distilled guidance of dev models is the
 
 from ..blocks.flux import (
     FluxAutoDecodeStep,
+    FluxAutoIPAdapterStep,
     FluxControlNetDenoiseStep,
     FluxControlNetInputStep,
     FluxControlDenoiseStep,
@@ -125,10 +127,15 @@ KONTEXT_BLOCKS = TEXT2IMAGE_BLOCKS.copy()
 KONTEXT_BLOCKS.insert("kontext_image", FluxKontextImageStep, list(KONTEXT_BLOCKS).index("set_timesteps"))
 KONTEXT_BLOCKS["denoise"] = FluxKontextDenoiseStep
 
+# text-to-image with an IP-Adapter step first (XLabs'; load one: pipe.loader.load_ip_adapter(...)); it runs when
+# ip_adapter_image (or ip_adapter_embeds) is given
+IP_ADAPTER_BLOCKS = TEXT2IMAGE_BLOCKS.copy()
+IP_ADAPTER_BLOCKS.insert("ip_adapter", FluxAutoIPAdapterStep, 0)
+
 # FLUX.1 Redux: the prompt embeddings from pictures (and optionally a prompt), mixed into one prompt
 REDUX_BLOCKS = TEXT2IMAGE_BLOCKS.copy()
 REDUX_BLOCKS["text_encoder"] = FluxReduxEncoderStep
 
 __all__ = ["TEXT2IMAGE_BLOCKS", "IMAGE2IMAGE_BLOCKS", "INPAINT_BLOCKS", "AUTO_BLOCKS", "CONTROLNET_BLOCKS",
            "CONTROLNET_IMAGE2IMAGE_BLOCKS", "CONTROLNET_INPAINT_BLOCKS", "FILL_BLOCKS", "CONTROL_BLOCKS", "KONTEXT_BLOCKS",
-           "REDUX_BLOCKS"]
+           "REDUX_BLOCKS", "IP_ADAPTER_BLOCKS"]

@@ -8,12 +8,11 @@ WORKFLOWS = {"text2image": "TEXT2IMAGE_BLOCKS", "image2image": "IMAGE2IMAGE_BLOC
              "fill": "FILL_BLOCKS", "control": "CONTROL_BLOCKS", "kontext": "KONTEXT_BLOCKS",
              "redux": "REDUX_BLOCKS"}
 FAMILIES = {"sd15": "stable_diffusion", "sdxl": "stable_diffusion_xl", "flux": "flux"}
-# each family's workflows (no IP-Adapter preset for FLUX yet; Fill, Canny / Depth ("control"), Kontext and Redux are
-# FLUX's)
+# each family's workflows (Fill, Canny / Depth ("control"), Kontext and Redux are FLUX's)
 _SD = ("text2image", "image2image", "inpaint", "auto", "controlnet", "ip-adapter")
 FAMILY_WORKFLOWS = {"sd15": _SD, "sdxl": _SD,
-                    "flux": ("text2image", "image2image", "inpaint", "auto", "controlnet", "fill", "control", "kontext",
-                             "redux")}
+                    "flux": ("text2image", "image2image", "inpaint", "auto", "controlnet", "ip-adapter", "fill", "control",
+                             "kontext", "redux")}
 PRESETS = {f"{family}-{workflow}": (module, WORKFLOWS[workflow])
            for family, module in FAMILIES.items() for workflow in FAMILY_WORKFLOWS[family]}
 """``{name: (module under diffblocks.presets, attribute)}``."""

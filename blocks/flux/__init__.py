@@ -1,6 +1,6 @@
 """FLUX.1 step blocks (dev and schnell): text encoders, packed latents and the resolution-shifted
 flow-matching schedule, the transformer denoise loop with the distilled guidance and optional true CFG,
-image-to-image and inpainting, ControlNet, Fill, Canny / Depth, Kontext, Redux, unpack and decode."""
+image-to-image and inpainting, ControlNet, IP-Adapter, Fill, Canny / Depth, Kontext, Redux, unpack and decode."""
 
 from .controlnet import (
     FluxControlNetDenoiseStep,
@@ -30,6 +30,7 @@ from .conditioned import (
 )
 from .encoders import FluxAutoVaeEncoderStep, FluxInpaintVaeEncoderStep, FluxTextEncoderStep, FluxVaeEncoderStep
 from .redux import FluxReduxEncoderStep
+from .ip_adapter import FluxAutoIPAdapterStep, FluxIPAdapterStep
 from .kontext import FluxKontextDenoiseStep, FluxKontextImageStep, FluxKontextLoopDenoiser
 from .image_latents import (
     FluxAutoPrepareLatentsStep,

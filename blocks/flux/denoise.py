@@ -85,6 +85,8 @@ class FluxLoopDenoiser(ModularPipelineBlocks):
         InputParam("joint_attention_kwargs", type_hint=dict, description="passed to the attention processors"),
         InputParam("split_guidance_batches", type_hint=bool, default=False,
                    description="run each guidance branch as its own forward (less memory, same result)"),
+        InputParam("ip_adapter_embeds", type_hint=list, description="IP-Adapter image embeddings, one per adapter"),
+        InputParam("negative_ip_adapter_embeds", type_hint=list),
     ]
     intermediate_outputs = [OutputParam("noise_pred", type_hint=torch.Tensor, description="the guided velocity")]
 
@@ -96,16 +98,19 @@ class FluxLoopDenoiser(ModularPipelineBlocks):
         shared = {"guidance": guidance, "joint_attention_kwargs": block_state.joint_attention_kwargs}
         guider = components.guider
         negatives = block_state.negative_prompt_embeds, block_state.negative_pooled_prompt_embeds
+        ip_adapter = (block_state.ip_adapter_embeds, block_state.negative_ip_adapter_embeds)
         if any(n is None for n in negatives) and not guider.perturbations:
             out = forward(block_state.latents, t, encoder_hidden_states=block_state.prompt_embeds,
-                          pooled_projections=block_state.pooled_prompt_embeds, **shared)
+                          pooled_projections=block_state.pooled_prompt_embeds, ip_adapter_image_embeds=ip_adapter[0],
+                          **shared)
             block_state.noise_pred = out[0]
             return components, block_state
         if any(n is None for n in negatives):  # a perturbed guider's unconditional branch: the prompt itself
-            negatives = (None, None)
+            negatives, ip_adapter = (None, None), (ip_adapter[0], None)
         conditioning = {
             "encoder_hidden_states": (block_state.prompt_embeds, negatives[0]),
             "pooled_projections": (block_state.pooled_prompt_embeds, negatives[1]),
+            "ip_adapter_image_embeds": ip_adapter,
         }
         block_state.noise_pred = guided_forward(
             guider, transformer, block_state.latents, t, conditioning, shared,

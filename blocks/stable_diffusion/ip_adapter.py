@@ -141,12 +141,12 @@ class StableDiffusionIPAdapterStep(ModularPipelineBlocks):
             block_state.negative_ip_adapter_embeds = None  # nothing to do: the UNet runs without image tokens
             self.set_block_state(state, block_state)
             return components, state
-        projections = ip_image_projections(components.unet) if components.unet is not None else []
+        projections = self.projections(components)
         if not projections:
-            raise AdapterError.no_adapter("ip_adapter_image (or ip_adapter_embeds) was given")
+            raise AdapterError.no_adapter("ip_adapter_image (or ip_adapter_embeds) was given", *self.no_adapter_hint)
         device = execution_device(components)
         if block_state.ip_adapter_embeds is None:
-            positive, negative = encode_ip_images(components, block_state.ip_adapter_image, projections, device)
+            positive, negative = self.encode(components, block_state.ip_adapter_image, projections, device)
         else:
             positive, negative = self._precomputed(components, block_state, projections)
         rows = _batch_rows(block_state.prompt, block_state.prompt_embeds, block_state.num_images_per_prompt)
@@ -155,6 +155,18 @@ class StableDiffusionIPAdapterStep(ModularPipelineBlocks):
         block_state.negative_ip_adapter_embeds = [to_rows(e, rows, n).to(device) for e in negative]
         self.set_block_state(state, block_state)
         return components, state
+
+    no_adapter_hint: tuple[str, ...] = ()  # (model, example) for the error when no adapter is loaded
+
+    @staticmethod
+    def projections(components) -> list:
+        """The image projection of each IP-Adapter loaded in the model (none: no adapter loaded)."""
+        return ip_image_projections(components.unet) if components.unet is not None else []
+
+    @staticmethod
+    def encode(components, images, projections, device) -> tuple[list, list]:
+        """``(positive, negative)`` embeddings of ``images``, one tensor per adapter."""
+        return encode_ip_images(components, images, projections, device)
 
     @staticmethod
     def _precomputed(components, block_state, projections) -> tuple[list, list]:

@@ -144,11 +144,12 @@ class AdapterError(DiffblocksError, ValueError):
         )
 
     @classmethod
-    def no_adapter(cls, what: str) -> "AdapterError":
+    def no_adapter(cls, what: str, model: str = "the UNet",
+                   example: str = "'h94/IP-Adapter', subfolder='sdxl_models', weight_name='ip-adapter_sdxl.bin'"
+                   ) -> "AdapterError":
         return cls(
-            f"{what} but no IP-Adapter is loaded in the UNet: call "
-            "pipe.loader.load_ip_adapter(repo, subfolder=..., weight_name=...) first "
-            "(e.g. 'h94/IP-Adapter', subfolder='sdxl_models', weight_name='ip-adapter_sdxl.bin')"
+            f"{what} but no IP-Adapter is loaded in {model}: call "
+            f"pipe.loader.load_ip_adapter(repo, subfolder=..., weight_name=...) first (e.g. {example})"
         )
 
     @classmethod

@@ -120,7 +120,10 @@ class FluxAttention(nn.Module):
         self.processor: Callable = FluxAttnProcessor()
 
     def set_processor(self, processor: Callable) -> None:
-        """Use ``processor`` for every later call."""
+        """Use ``processor`` for every later call. A processor that is an ``nn.Module`` (one with weights, like
+        an IP-Adapter's) becomes a submodule, so it moves and saves with the model."""
+        if isinstance(self._modules.get("processor"), nn.Module) and not isinstance(processor, nn.Module):
+            del self._modules["processor"]
         self.processor = processor
 
     def split_heads(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -154,10 +157,13 @@ class FluxTransformerBlock(nn.Module):
         """Returns ``(encoder_hidden_states, hidden_states)``, as diffusers' block does."""
         normed, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.norm1(hidden_states, temb)
         normed_ctx, c_gate_msa, c_shift_mlp, c_scale_mlp, c_gate_mlp = self.norm1_context(encoder_hidden_states, temb)
-        attn_out, ctx_attn_out = self.attn(hidden_states=normed, encoder_hidden_states=normed_ctx,
-                                           image_rotary_emb=image_rotary_emb, **(joint_attention_kwargs or {}))
+        outputs = self.attn(hidden_states=normed, encoder_hidden_states=normed_ctx, image_rotary_emb=image_rotary_emb,
+                            **(joint_attention_kwargs or {}))
+        attn_out, ctx_attn_out = outputs[:2]
         hidden_states = self._mlp(hidden_states + gate_msa[:, None] * attn_out, self.norm2, self.ff,
                                   shift_mlp, scale_mlp, gate_mlp)
+        if len(outputs) == 3:  # IP-Adapters: their attention, added after the MLP, ungated
+            hidden_states = hidden_states + outputs[2]
         encoder_hidden_states = self._mlp(encoder_hidden_states + c_gate_msa[:, None] * ctx_attn_out,
                                           self.norm2_context, self.ff_context, c_shift_mlp, c_scale_mlp, c_gate_mlp)
         return _clip_fp16(encoder_hidden_states), hidden_states

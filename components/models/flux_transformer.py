@@ -117,6 +117,7 @@ class FluxTransformer2DModel(ModelMixin):
                     joint_attention_dim, pooled_projection_dim, guidance_embeds, axes_dims_rope)
         self.norm_out = AdaNormOut(self.inner_dim)
         self.proj_out = nn.Linear(self.inner_dim, patch_size * patch_size * self.out_channels)
+        self.encoder_hid_proj: nn.Module | None = None  # the image projection of loaded IP-Adapters
 
     @classmethod
     def from_single_file(cls, path: str | os.PathLike, config: Mapping[str, Any] | str | os.PathLike | None = None,
@@ -196,6 +197,7 @@ class FluxTransformer2DModel(ModelMixin):
         controlnet_single_block_samples: Sequence[torch.Tensor] | None = None,
         return_dict: bool = True,
         controlnet_blocks_repeat: bool = False,
+        ip_adapter_image_embeds: Sequence[torch.Tensor] | None = None,
     ) -> Transformer2DModelOutput | tuple[torch.Tensor]:
         """Predict the flow velocity of the packed latents.
 
@@ -212,6 +214,8 @@ class FluxTransformer2DModel(ModelMixin):
             controlnet_single_block_samples: Residuals added after the single-stream blocks.
             return_dict: Return a :class:`Transformer2DModelOutput` rather than a 1-tuple.
             controlnet_blocks_repeat: Cycle the double-stream residuals over the blocks (XLabs ControlNets).
+            ip_adapter_image_embeds: With IP-Adapters loaded, one CLIP image-embedding tensor per adapter,
+                ``(batch, images, dim)`` (also read from ``joint_attention_kwargs``, as diffusers passes it).
 
         Raises:
             ModelInputError: ids of the wrong rank, or no ``guidance`` for a dev model.
@@ -221,10 +225,16 @@ class FluxTransformer2DModel(ModelMixin):
                                                        encoder_hidden_states, hidden_states.dtype)
         ids = torch.cat((_ids_2d(txt_ids, "txt_ids"), _ids_2d(img_ids, "img_ids")), dim=0)
         rope = self.pos_embed(ids)
+        joint_attention_kwargs = dict(joint_attention_kwargs or {})
+        ip_embeds = joint_attention_kwargs.pop("ip_adapter_image_embeds", ip_adapter_image_embeds)
         kwargs = dict(temb=temb, image_rotary_emb=rope, joint_attention_kwargs=joint_attention_kwargs)
+        double_kwargs = kwargs
+        if ip_embeds is not None and self.encoder_hid_proj is not None:
+            double_kwargs = {**kwargs, "joint_attention_kwargs": {**joint_attention_kwargs,
+                                                                  "ip_hidden_states": self.encoder_hid_proj(ip_embeds)}}
         for i, block in enumerate(self.transformer_blocks):
             encoder_hidden_states, hidden_states = block(
-                hidden_states=hidden_states, encoder_hidden_states=encoder_hidden_states, **kwargs)
+                hidden_states=hidden_states, encoder_hidden_states=encoder_hidden_states, **double_kwargs)
             if controlnet_block_samples is not None:
                 hidden_states = hidden_states + _controlnet_residual(
                     controlnet_block_samples, i, len(self.transformer_blocks), controlnet_blocks_repeat)

@@ -92,13 +92,13 @@ def test_presets_are_named_for_the_cli_and_the_node_catalog(flux_dev_repo):
     from diffblocks.nodes import catalog
 
     names = {"flux-text2image", "flux-image2image", "flux-inpaint", "flux-auto", "flux-controlnet", "flux-fill",
-             "flux-control", "flux-kontext", "flux-redux"}
+             "flux-control", "flux-kontext", "flux-redux", "flux-ip-adapter"}
     assert names == {name for name in PRESETS if name.startswith("flux-")}
     types = catalog()
     assert {f"preset:{name}" for name in names} <= set(types)
     assert {"FluxTextEncoderStep", "FluxDenoiseStep", "FluxDecodeStep", "FlowMatchEulerDiscreteScheduler",
             "FluxControlNetInputStep", "FluxControlNetDenoiseStep", "LoadFluxControlNet", "FluxKontextImageStep",
-            "FluxReduxEncoderStep"} <= set(types)
+            "FluxReduxEncoderStep", "FluxIPAdapterStep"} <= set(types)
     assert "FluxLoopDenoiser" not in types  # runs only inside its loop
     loaded = ModularPipeline.from_pretrained(flux_dev_repo)
     assert list(loaded.blocks.sub_blocks) == list(flux.AUTO_BLOCKS)

@@ -1,0 +1,109 @@
+"""XLabs' FLUX.1 IP-Adapter against diffusers' FluxPipeline.load_ip_adapter on a tiny transformer and CLIP vision
+model, the adapter file written in XLabs' layout. Tolerance: max abs difference <= 1e-4 on output_type="pt"
+(float32, CPU)."""
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from tiny_flux import make_flux_repo
+from tiny_models import build_pipeline, make_image
+
+from diffblocks.components.errors import AdapterError, BlockExecutionError
+from diffblocks.guiders import ClassifierFreeGuidance
+from diffblocks.presets import flux
+
+TOL = 1e-4
+CALL = dict(num_inference_steps=3, height=32, width=32, max_sequence_length=16, output_type="pt")
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """``(FLUX repo, adapter folder, image encoder folder)``: the adapter makes 4 tokens of the transformer's text
+    width (32) from a 16-wide CLIP image embedding; its keys and values are 32 wide, the transformer's."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    root = tmp_path_factory.mktemp("flux_ip")
+    repo = make_flux_repo(root / "flux", dev=True)
+    torch.manual_seed(3)
+    CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=24, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8,
+        projection_dim=16)).eval().save_pretrained(root / "image_encoder")
+    weights = {"ip_adapter_proj_model.proj.weight": torch.randn(4 * 32, 16) * 0.2,
+               "ip_adapter_proj_model.proj.bias": torch.randn(4 * 32) * 0.1,
+               "ip_adapter_proj_model.norm.weight": 1 + torch.randn(32) * 0.1,
+               "ip_adapter_proj_model.norm.bias": torch.randn(32) * 0.1}
+    for kind in ("k", "v"):
+        weights[f"double_blocks.0.processor.ip_adapter_double_stream_{kind}_proj.weight"] = torch.randn(32, 32) * 0.3
+        weights[f"double_blocks.0.processor.ip_adapter_double_stream_{kind}_proj.bias"] = torch.randn(32) * 0.1
+    (root / "adapter").mkdir()
+    save_file(weights, str(root / "adapter" / "ip_adapter.safetensors"))
+    return repo, root / "adapter", root / "image_encoder"
+
+
+def diffusers_pipe(setup, scale: float):
+    import diffusers
+
+    repo, adapter, encoder = setup
+    pipe = diffusers.FluxPipeline.from_pretrained(repo)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.load_ip_adapter(str(adapter), weight_name="ip_adapter.safetensors",
+                         image_encoder_pretrained_model_name_or_path=str(encoder), image_encoder_dtype=torch.float32)
+    pipe.set_ip_adapter_scale(scale)
+    return pipe
+
+
+def ours(setup, scale: float, guider_scale: float | None = None):
+    from transformers import CLIPVisionModelWithProjection
+
+    repo, adapter, encoder = setup
+    pipe = build_pipeline(flux.IP_ADAPTER_BLOCKS, repo)
+    pipe.loader.load_ip_adapter(str(adapter), weight_name="ip_adapter.safetensors",
+                                image_encoder=CLIPVisionModelWithProjection.from_pretrained(encoder))
+    pipe.loader.set_ip_adapter_scale(scale)
+    if guider_scale is not None:
+        pipe.update_components(guider=ClassifierFreeGuidance(guidance_scale=guider_scale))
+    return pipe
+
+
+def assert_close(got, expected):
+    assert got.shape == expected.shape
+    diff = (got - expected).abs().max().item()
+    assert diff <= TOL, f"max abs diff {diff}"
+
+
+def test_an_xlabs_adapter_matches_diffusers(setup):
+    image = make_image(5)
+    expected = diffusers_pipe(setup, 0.7)("a cat", ip_adapter_image=image, generator=torch.Generator().manual_seed(0),
+                                          **CALL).images
+    got = ours(setup, 0.7)(prompt="a cat", ip_adapter_image=image, generator=torch.Generator().manual_seed(0),
+                           output="images", **CALL)
+    assert_close(got, expected)
+    plain = build_pipeline(flux.TEXT2IMAGE_BLOCKS, setup[0])(prompt="a cat", generator=torch.Generator().manual_seed(0),
+                                                            output="images", **CALL)
+    assert (got - plain).abs().max().item() > 10 * TOL  # the adapter changes the image
+
+
+def test_true_cfg_reads_a_black_image_on_the_negative_branch(setup):
+    image = make_image(5)
+    call = dict(negative_prompt="blurry", num_images_per_prompt=2, **CALL)
+    expected = diffusers_pipe(setup, 1.0)("a cat", ip_adapter_image=image, true_cfg_scale=2.0,
+                                          generator=torch.Generator().manual_seed(0), **call).images
+    got = ours(setup, 1.0, guider_scale=2.0)(prompt="a cat", ip_adapter_image=image, output="images",
+                                             generator=torch.Generator().manual_seed(0), **call)
+    assert got.shape[0] == 2
+    assert_close(got, expected)
+
+
+def test_unloading_gives_the_plain_transformer_back(setup):
+    pipe = ours(setup, 1.0)
+    pipe.loader.unload_ip_adapter()
+    got = pipe(prompt="a cat", generator=torch.Generator().manual_seed(0), output="images", **CALL)
+    plain = build_pipeline(flux.TEXT2IMAGE_BLOCKS, setup[0])(prompt="a cat", generator=torch.Generator().manual_seed(0),
+                                                            output="images", **CALL)
+    assert torch.equal(got, plain)
+    with pytest.raises(BlockExecutionError, match="no IP-Adapter is loaded in the transformer"):
+        pipe(prompt="a cat", ip_adapter_image=make_image(5), **CALL)
+    with pytest.raises(AdapterError, match="no IP-Adapter is loaded in the transformer"):
+        pipe.loader.set_ip_adapter_scale(0.5)
