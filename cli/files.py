@@ -92,10 +92,11 @@ def resolve_model(model: str | None, preset: str) -> str:
     return local_or_repo("--model", model, "model")
 
 
-def ip_adapter_source(value: str | None) -> tuple[str, str, str] | None:
+def ip_adapter_source(value: str | None, encoder_given: bool = False) -> tuple[str, str, str] | None:
     """``(folder or repo, subfolder, weights file)`` of ``--ip-adapter``: a local weights file with
-    ``image_encoder/`` beside it, a local folder holding one weights file, or ``REPO/SUBFOLDER/FILE`` on the Hub
-    (as in ``h94/IP-Adapter/models/ip-adapter_sd15.bin``, whose image encoder is ``models/image_encoder``)."""
+    ``image_encoder/`` beside it (or ``--ip-adapter-encoder``: ``encoder_given``), a local folder holding one weights
+    file, or ``REPO/SUBFOLDER/FILE`` on the Hub (as in ``h94/IP-Adapter/models/ip-adapter_sd15.bin``, whose image
+    encoder is ``models/image_encoder``)."""
     if value is None:
         return None
     path = Path(value).expanduser()
@@ -106,9 +107,10 @@ def ip_adapter_source(value: str | None) -> tuple[str, str, str] | None:
                                      f"({', '.join(files) or 'no .bin or .safetensors'}); name one")
         path = path / files[0]
     if path.is_file():
-        if not (path.parent / "image_encoder" / "config.json").is_file():
+        if not encoder_given and not (path.parent / "image_encoder" / "config.json").is_file():
             raise FlagError.unusable("--ip-adapter", value, f"no image encoder beside it (looked for "
-                                     f"{path.parent / 'image_encoder' / 'config.json'})")
+                                     f"{path.parent / 'image_encoder' / 'config.json'}); or give "
+                                     "--ip-adapter-encoder")
         return str(path.parent), "", path.name
     parts = value.split("/")
     if len(parts) >= 3 and REPO_ID.match("/".join(parts[:2])) and value.endswith(WEIGHTS) and value[0] not in "./~":

@@ -18,7 +18,8 @@ IMAGE_FLAGS = ("--image", "--mask-image", "--control-image", "--ip-adapter-image
 NEEDS = [("--strength", "--image"), ("--mask-image", "--image"), ("--control-image", "--controlnet"),
          ("--controlnet", "--control-image"), ("--controlnet-scale", "--controlnet"), ("--control-mode", "--controlnet"),
          ("--ip-adapter-image", "--ip-adapter"), ("--ip-adapter", "--ip-adapter-image"),
-         ("--ip-adapter-scale", "--ip-adapter"), ("--redux-image", "--redux"), ("--redux", "--redux-image")]
+         ("--ip-adapter-scale", "--ip-adapter"), ("--ip-adapter-encoder", "--ip-adapter"), ("--redux-image", "--redux"),
+         ("--redux", "--redux-image")]
 
 
 def value_of(args, flag: str) -> Any:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..components.errors import ConfigError, DiffblocksError, FlagError
+from ..components.spec import ComponentSpec, LazyClass
 from .choices import GUIDERS, SCHEDULER_NAMES, make_guider, pick_device, scheduler_class
 from .files import (
     checkpoint_arg,
@@ -54,6 +55,7 @@ class Plan:
     transformer: str | None  # a FLUX.1 transformer file replacing the model's
     controlnets: list[str]
     ip_adapter: tuple[str, str, str] | None
+    ip_adapter_encoder: str | None  # a CLIP vision model's folder or repo, when not beside the adapter
     redux: str | None
     loras: list[tuple[str, str | None, float]]
     scheduler: type | None
@@ -81,7 +83,9 @@ def plan_run(args, supplied: Collection[str] | None = None) -> Plan:
         model = resolve_model(args.model, preset)
     return Plan(blocks=blocks, model=model, checkpoint=checkpoint, transformer=transformer_file(args.transformer),
                 controlnets=[local_or_repo("--controlnet", value, "ControlNet") for value in values_of(args, "--controlnet")],
-                ip_adapter=ip_adapter_source(args.ip_adapter),
+                ip_adapter=ip_adapter_source(args.ip_adapter, args.ip_adapter_encoder is not None),
+                ip_adapter_encoder=args.ip_adapter_encoder and local_or_repo("--ip-adapter-encoder",
+                                                                             args.ip_adapter_encoder, "image encoder"),
                 redux=None if args.redux is None else local_or_repo("--redux", args.redux, "FLUX.1 Redux"),
                 loras=lora_sources(args.lora),
                 scheduler=scheduler_class(args.scheduler),
@@ -121,8 +125,15 @@ def add_adapters(pipe, plan: Plan, args) -> None:
             pipe.update_components(controlnet=nets[0] if len(nets) == 1 else several_controlnets(model, nets))
     if plan.ip_adapter is not None:
         source, subfolder, weight_name = plan.ip_adapter
+        encoder = None
+        if plan.ip_adapter_encoder is not None:
+            try:
+                encoder = ComponentSpec("image_encoder", LazyClass("transformers", "CLIPVisionModelWithProjection"),
+                                        repo=plan.ip_adapter_encoder).load()
+            except (DiffblocksError, OSError, ValueError) as err:
+                raise FlagError.failed("--ip-adapter-encoder", args.ip_adapter_encoder, err) from err
         try:
-            pipe.loader.load_ip_adapter(source, subfolder=subfolder, weight_name=weight_name)
+            pipe.loader.load_ip_adapter(source, subfolder=subfolder, weight_name=weight_name, image_encoder=encoder)
         except (DiffblocksError, OSError, ValueError) as err:
             raise FlagError.failed("--ip-adapter", args.ip_adapter, err) from err
         if args.ip_adapter_scale is not None:
@@ -274,6 +285,9 @@ def add_parser(commands) -> None:
                         "(InstantX's: 0 canny, 1 tile, 2 depth, ...); once per --controlnet when several")
     r.add_argument("--ip-adapter", metavar="PATH_OR_REPO", help="an IP-Adapter weights file with image_encoder/ "
                    "beside it, or REPO/SUBFOLDER/FILE on the Hub (e.g. h94/IP-Adapter/models/ip-adapter_sd15.bin)")
+    r.add_argument("--ip-adapter-encoder", metavar="PATH_OR_REPO",
+                   help="the IP-Adapter's CLIP image encoder when it is not beside the weights (XLabs' FLUX.1 "
+                        "adapters: openai/clip-vit-large-patch14)")
     r.add_argument("--ip-adapter-image", help="the image whose look the IP-Adapter carries over")
     r.add_argument("--ip-adapter-scale", type=float, help="how strongly the IP-Adapter steers (default 1.0)")
     r.add_argument("--redux", metavar="PATH_OR_REPO", help="FLUX.1 Redux (e.g. black-forest-labs/FLUX.1-Redux-dev): "

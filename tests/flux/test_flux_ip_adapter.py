@@ -107,3 +107,24 @@ def test_unloading_gives_the_plain_transformer_back(setup):
         pipe(prompt="a cat", ip_adapter_image=make_image(5), **CALL)
     with pytest.raises(AdapterError, match="no IP-Adapter is loaded in the transformer"):
         pipe.loader.set_ip_adapter_scale(0.5)
+
+
+def test_the_cli_runs_an_xlabs_adapter_with_its_encoder_named(setup, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+    from test_cli import assert_one_line_error, run_cli
+
+    repo, adapter, encoder = setup
+    make_image(5).save(tmp_path / "style.png")
+    common = ["run", "--prompt", "a cat", "--preset", "flux-ip-adapter", "--model", str(repo), "--height", "32",
+              "--width", "32", "--steps", "3", "--device", "cpu", "--no-progress", "--out", str(tmp_path / "out.png"),
+              "--ip-adapter", str(adapter / "ip_adapter.safetensors"), "--ip-adapter-image", str(tmp_path / "style.png"),
+              "--ip-adapter-scale", "0.7"]
+    code, _, err = run_cli(capsys, *common)
+    assert_one_line_error(code, err, "no image encoder beside it", "or give --ip-adapter-encoder")
+    code, _, err = run_cli(capsys, *common, "--ip-adapter-encoder", str(encoder))
+    assert code == 0, err
+    expected = ours(setup, 0.7)(prompt="a cat", ip_adapter_image=Image.open(tmp_path / "style.png").convert("RGB"),
+                                num_inference_steps=3, height=32, width=32, generator=torch.Generator().manual_seed(0),
+                                output="images")[0]
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png").convert("RGB")), np.asarray(expected))
