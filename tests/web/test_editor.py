@@ -98,6 +98,10 @@ def test_page_loads_without_console_errors_and_shows_the_default_workflow(page, 
     page.get_by_placeholder("Search nodes…").fill("ddim")
     expect(page.locator('.palette-item[data-type="DDIMScheduler"]')).to_be_visible()
     expect(page.locator('.palette-item[data-type="StableDiffusionTextEncoderStep"]')).to_have_count(0)
+    page.get_by_placeholder("Search nodes…").fill("ip adapter")  # titles split class names into words
+    expect(page.locator('.palette-item[data-type="StableDiffusionXLIPAdapterStep"] .palette-title')).to_have_text(
+        "XL IP Adapter")
+    expect(page.locator('.palette-item[data-type="FluxIPAdapterStep"] .palette-title')).to_have_text("Flux IP Adapter")
     page.get_by_placeholder("Search nodes…").fill("")
     page.screenshot(path=str(shots / "01-load.png"))
     assert page.problems == []

@@ -164,7 +164,7 @@ export function layout(nodes, edges) {
 }
 
 // words of a class name; names that are one word despite their capitals stay whole
-const WORDS = /LoRA|ControlNet|Img2Img|[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z0-9]+|[A-Z0-9]+/g;
+const WORDS = /LoRA|ControlNet|Img2Img|XL(?=IP)|[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z0-9]+|[A-Z0-9]+/g;
 
 /** A short title for a node type: "StableDiffusionTextEncoderStep" -> "Text Encoder". */
 export function shortTitle(type) {
