@@ -119,8 +119,8 @@ def ip_adapter_source(value: str | None, encoder_given: bool = False) -> tuple[s
                              "holding one, or REPO/SUBFOLDER/FILE on the Hub")
 
 
-def transformer_file(value: str | None) -> str | None:
-    """``--transformer``: a local ``.safetensors`` file, or ``owner/name/FILE`` on the Hub."""
+def weights_file(flag: str, value: str | None) -> str | None:
+    """``--transformer`` / ``--vae``: a local ``.safetensors`` file, or ``owner/name/FILE`` on the Hub."""
     if value is None:
         return None
     path = Path(value).expanduser()
@@ -129,7 +129,7 @@ def transformer_file(value: str | None) -> str | None:
     parts = value.split("/")
     if len(parts) > 2 and REPO_ID.match("/".join(parts[:2])) and value[0] not in "./~" and value.endswith(".safetensors"):
         return value
-    raise FlagError.unusable("--transformer", value, "not found; give a .safetensors file, or owner/name/FILE on the Hub")
+    raise FlagError.unusable(flag, value, "not found; give a .safetensors file, or owner/name/FILE on the Hub")
 
 
 def lora_sources(values: list[str] | None) -> list[tuple[str, str | None, float]]:

@@ -20,7 +20,7 @@ from .files import (
     open_image,
     output_path,
     resolve_model,
-    transformer_file,
+    weights_file,
 )
 from .flags import (
     FLAG_INPUTS,
@@ -41,6 +41,8 @@ LORA_HELP = ("a LoRA (diffusers or kohya .safetensors / .bin file, a folder hold
 
 TRANSFORMER_HELP = ("FLUX.1: a transformer in one .safetensors file (Black Forest Labs' layout, as flux1-dev.safetensors, "
                     "a fine-tune or an fp8 copy; or owner/name/FILE) in place of --model's")
+VAE_HELP = ("a VAE in one .safetensors file (as A1111 and ComfyUI keep them: vae-ft-mse-840000-ema-pruned, sdxl_vae, "
+            "FLUX.1's ae; or owner/name/FILE) in place of --model's; its config is --model's")
 CONFIG_HELP = ("with --model FILE.safetensors: the diffusers repo whose configs, tokenizers and scheduler go with it "
                "(default: stable-diffusion-v1-5/stable-diffusion-v1-5, or stabilityai/stable-diffusion-xl-base-1.0)")
 
@@ -53,6 +55,7 @@ class Plan:
     model: str  # a folder or Hub repo; with a checkpoint, the repo whose configs describe it
     checkpoint: str | None  # an original SD 1.x / SDXL checkpoint file (A1111 / ComfyUI)
     transformer: str | None  # a FLUX.1 transformer file replacing the model's
+    vae: str | None  # a VAE file replacing the model's
     controlnets: list[str]
     ip_adapter: tuple[str, str, str] | None
     ip_adapter_encoder: str | None  # a CLIP vision model's folder or repo, when not beside the adapter
@@ -81,7 +84,8 @@ def plan_run(args, supplied: Collection[str] | None = None) -> Plan:
         model = config_repo(family, args.config and local_or_repo("--config", args.config, "config repo"))
     else:
         model = resolve_model(args.model, preset)
-    return Plan(blocks=blocks, model=model, checkpoint=checkpoint, transformer=transformer_file(args.transformer),
+    return Plan(blocks=blocks, model=model, checkpoint=checkpoint, transformer=weights_file("--transformer", args.transformer),
+                vae=weights_file("--vae", args.vae),
                 controlnets=[local_or_repo("--controlnet", value, "ControlNet") for value in values_of(args, "--controlnet")],
                 ip_adapter=ip_adapter_source(args.ip_adapter, args.ip_adapter_encoder is not None),
                 ip_adapter_encoder=args.ip_adapter_encoder and local_or_repo("--ip-adapter-encoder",
@@ -168,6 +172,18 @@ def add_transformer(pipe, plan: Plan, args) -> None:
         raise FlagError.failed("--transformer", args.transformer, err) from err
 
 
+def add_vae(pipe, plan: Plan, args) -> None:
+    """Load ``--vae`` (the original layout or diffusers'), with the model's VAE config, into the pipeline."""
+    from ..components.models import AutoencoderKL
+
+    try:
+        vae = AutoencoderKL.from_single_file(plan.vae, config=plan.model)
+        with quiet():
+            pipe.update_components(vae=vae)
+    except (DiffblocksError, OSError, ValueError) as err:
+        raise FlagError.failed("--vae", args.vae, err) from err
+
+
 def build_pipeline(args, plan: Plan):
     """Load the planned pipeline with its adapters, scheduler and guider, on the planned device."""
     from transformers.utils import logging as hf_logging
@@ -180,12 +196,14 @@ def build_pipeline(args, plan: Plan):
             pipe.load_single_file(plan.checkpoint)
         except (DiffblocksError, OSError, ValueError) as err:
             raise FlagError.failed("--model", args.model, err) from err
-    elif plan.transformer is None:
-        pipe.load_components()
-    else:  # the file's transformer, not the model's (a FLUX.1 transformer is 24 GB in bfloat16)
+    else:  # not the models that files replace (a FLUX.1 transformer is 24 GB in bfloat16)
+        replaced = {name for name, file in (("transformer", plan.transformer), ("vae", plan.vae)) if file}
         pipe.load_components([n for n in pipe.pretrained_component_names
-                              if n != "transformer" and pipe.get_component_spec(n).repo is not None])
+                              if n not in replaced and pipe.get_component_spec(n).repo is not None])
+    if plan.transformer is not None:
         add_transformer(pipe, plan, args)
+    if plan.vae is not None:
+        add_vae(pipe, plan, args)
     add_adapters(pipe, plan, args)
     with quiet():
         if plan.scheduler is not None:
@@ -295,6 +313,7 @@ def add_parser(commands) -> None:
     r.add_argument("--redux-image", help="the picture FLUX.1 Redux makes variations of")
     r.add_argument("--lora", action="append", metavar="SOURCE[:WEIGHT]", help=LORA_HELP)
     r.add_argument("--transformer", metavar="FILE", help=TRANSFORMER_HELP)
+    r.add_argument("--vae", metavar="FILE", help=VAE_HELP)
     r.add_argument("--rows", type=int, default=1, help="rows of the grid when there are several prompts")
     r.add_argument("--upscale", type=int, default=1, help="enlarge the saved picture this many times")
     r.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")

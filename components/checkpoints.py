@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import torch
 
 from .checkpoint_names import clip_names, open_clip_to_clip, rename, unet_table, vae_table
-from .errors import ConfigError, WeightsMismatchError
+from .errors import ConfigError, MissingFileError, WeightsMismatchError
 
 # what each family's file holds: component -> the prefix of its tensors
 PARTS = {
@@ -78,6 +78,42 @@ def load_checkpoint(path: str | os.PathLike, config: str | os.PathLike, torch_dt
         if part:
             models[name] = _build(name, part, config, dtype, revision, f"{file} ({name})")
     return models
+
+
+VAE_PREFIXES = ("first_stage_model.", "vae.")  # a full checkpoint's VAE, or ComfyUI's
+
+
+def load_vae_file(path: str | os.PathLike, config: str | os.PathLike | Mapping[str, Any],
+                  torch_dtype: torch.dtype | None = None, revision: str | None = None):
+    """An ``AutoencoderKL`` from one file: a VAE alone in the original layout (``vae-ft-mse-840000-ema-pruned``,
+    ``sdxl_vae``, FLUX.1's ``ae``), a full checkpoint's VAE, or diffusers' layout. ``config``: the VAE's config, or a
+    repo / folder whose ``vae/config.json`` (or ``config.json``) it is; it gives what the weights cannot, such as the
+    latents' scaling factor.
+
+    Raises:
+        MissingFileError, CorruptedFileError: the file. WeightsMismatchError: the weights do not fit ``config``.
+    """
+    from .models import AutoencoderKL
+    from .models.modeling import empty_weights
+    from .models.weights import read_weights, single_file
+
+    file = single_file(path, revision)
+    state_dict = read_weights([file])
+    for prefix in VAE_PREFIXES:
+        if any(key.startswith(prefix) for key in state_dict):
+            state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+            break
+    if not isinstance(config, Mapping):
+        try:
+            config = AutoencoderKL.load_config(config, subfolder="vae", revision=revision)
+        except MissingFileError:
+            config = AutoencoderKL.load_config(config, revision=revision)
+    with empty_weights():
+        model = AutoencoderKL.from_config(dict(config))
+    if any(key.startswith("encoder.down.") for key in state_dict):  # the original layout
+        state_dict = rename({k: v for k, v in state_dict.items() if not k.startswith("loss.")}, vae_table(config))
+    model.load_weights(state_dict, torch_dtype=torch_dtype or torch.get_default_dtype(), source=str(file))
+    return model.eval()
 
 
 def _build(name: str, part: dict[str, torch.Tensor], config, dtype: torch.dtype, revision, where: str) -> Any:

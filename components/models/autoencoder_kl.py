@@ -100,6 +100,16 @@ class AutoencoderKL(ModelMixin, AttentionProcessorMixin):
         self.tile_latent_min_size = int(size / (2 ** (len(block_out_channels) - 1)))
         self.tile_overlap_factor = 0.25
 
+    @classmethod
+    def from_single_file(cls, path, config, torch_dtype=None, revision=None) -> "AutoencoderKL":
+        """A VAE from one file: alone in the original layout (``vae-ft-mse-840000-ema-pruned.safetensors``,
+        ``sdxl_vae.safetensors``, FLUX.1's ``ae.safetensors``), a full checkpoint's, or diffusers' layout; ``config``
+        is its config, or a repo / folder with ``vae/config.json`` (the file cannot give the latents' scaling).
+        See :func:`diffblocks.components.checkpoints.load_vae_file`."""
+        from ..checkpoints import load_vae_file
+
+        return load_vae_file(path, config, torch_dtype=torch_dtype, revision=revision)
+
     def enable_slicing(self) -> None:
         """Encode and decode batches one image at a time (same results, less peak memory)."""
         self.use_slicing = True

@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
-from tiny_checkpoints import write_checkpoint
+from tiny_checkpoints import to_original, write_checkpoint
 from tiny_models import build_pipeline
 
+from diffblocks.components.checkpoint_names import vae_table
 from diffblocks.components.checkpoints import checkpoint_family, load_checkpoint
+from diffblocks.components.models import AutoencoderKL
 from diffblocks.components.errors import ComponentLoadError, ConfigError, WeightsMismatchError
 from diffblocks.presets import stable_diffusion, stable_diffusion_xl
 
@@ -168,3 +170,39 @@ def test_a_load_checkpoint_node_equals_the_pipeline(sd_repo, sd_file, tmp_path):
     expected = pipeline_with(stable_diffusion.TEXT2IMAGE_BLOCKS, sd_repo, tuned)(
         generator=torch.Generator().manual_seed(0), **CALL)
     assert torch.equal(got, expected)
+
+
+def write_vae(path, tensors):
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
+    return path
+
+
+def test_a_vae_file_alone_in_either_layout(sd_repo, sd_file, tmp_path):
+    import diffusers
+
+    tuned, _ = sd_file
+    original = write_vae(tmp_path / "vae-ft.safetensors", to_original(tuned.vae.state_dict(), vae_table(tuned.vae.config)))
+    assert_same_weights(tuned.vae, AutoencoderKL.from_single_file(original, config=sd_repo))
+    theirs = diffusers.AutoencoderKL.from_single_file(str(original), config=str(sd_repo), subfolder="vae")
+    assert_same_weights(tuned.vae, theirs)  # diffusers reads the file the same: it is a genuine original VAE
+    ours_layout = write_vae(tmp_path / "diffusion_pytorch_model.safetensors", tuned.vae.state_dict())
+    assert_same_weights(tuned.vae, AutoencoderKL.from_single_file(ours_layout, config=sd_repo))
+
+
+def test_the_cli_swaps_in_a_vae_file(sd_repo, sd_file, tmp_path, capsys):
+    from PIL import Image
+    from test_cli import assert_one_line_error, run_cli
+
+    tuned, _ = sd_file
+    file = write_vae(tmp_path / "vae.safetensors", to_original(tuned.vae.state_dict(), vae_table(tuned.vae.config)))
+    common = ["run", "--prompt", "a cat", "--model", str(sd_repo), "--steps", "3", "--device", "cpu", "--no-progress"]
+    code, _, err = run_cli(capsys, *common, "--vae", str(file), "--out", str(tmp_path / "out.png"))
+    assert code == 0, err
+    pipe = build_pipeline(stable_diffusion.TEXT2IMAGE_BLOCKS, sd_repo)
+    plain = pipe(prompt="a cat", num_inference_steps=3, output="images", generator=torch.Generator().manual_seed(0))[0]
+    pipe.update_components(vae=AutoencoderKL.from_single_file(file, config=sd_repo))
+    expected = pipe(prompt="a cat", num_inference_steps=3, output="images", generator=torch.Generator().manual_seed(0))[0]
+    got = np.asarray(Image.open(tmp_path / "out.png").convert("RGB"))
+    assert np.array_equal(got, np.asarray(expected)) and not np.array_equal(got, np.asarray(plain))
+    code, _, err = run_cli(capsys, *common, "--vae", str(tmp_path / "none.safetensors"), "--out", str(tmp_path / "x.png"))
+    assert_one_line_error(code, err, "--vae", "not found")
