@@ -81,7 +81,7 @@ def plan_run(args, supplied: Collection[str] | None = None) -> Plan:
     if args.transformer is not None and "transformer" not in {spec.name for spec in blocks.expected_components}:
         raise FlagError.unsupported("--transformer", preset, ["FLUX.1"])
     if checkpoint:
-        model = config_repo(family, args.config and local_or_repo("--config", args.config, "config repo"))
+        model = config_repo(family, args.config and local_or_repo("--config", args.config, "config repo"), checkpoint)
     else:
         model = resolve_model(args.model, preset)
     return Plan(blocks=blocks, model=model, checkpoint=checkpoint, transformer=weights_file("--transformer", args.transformer),

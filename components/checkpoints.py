@@ -23,6 +23,10 @@ PARTS = {
 }
 # the diffusers repo whose configs describe a family's checkpoints, when none is given
 CONFIG_REPOS = {"sd15": "stable-diffusion-v1-5/stable-diffusion-v1-5", "sdxl": "stabilityai/stable-diffusion-xl-base-1.0"}
+# ... for inpainting checkpoints (their UNet reads 9 channels: the latents, the masked image's and the mask)
+INPAINT_CONFIG_REPOS = {"sd15": "stable-diffusion-v1-5/stable-diffusion-inpainting",
+                        "sdxl": "diffusers/stable-diffusion-xl-1.0-inpainting-0.1"}
+CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"
 FAMILY_NAMES = {"sd15": "a Stable Diffusion 1.x", "sdxl": "an SDXL"}  # as in "is an SDXL checkpoint"
 
 
@@ -156,9 +160,18 @@ def fill(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], dtype: 
     model.load_state_dict(converted, strict=False, assign=True)
 
 
-def config_repo(family: str, given: str | os.PathLike | None) -> str:
-    """The repo describing a ``family`` checkpoint: the given one, else the family's reference repo."""
-    return str(given) if given is not None else CONFIG_REPOS[family]
+def config_repo(family: str, given: str | os.PathLike | None, file: str | os.PathLike | None = None) -> str:
+    """The repo describing a ``family`` checkpoint: the given one, else the family's reference repo (its inpainting
+    one when ``file``'s UNet reads 9 channels)."""
+    if given is not None:
+        return str(given)
+    if file is not None:
+        from safetensors import safe_open
+
+        with safe_open(str(file), framework="pt") as f:
+            if CONV_IN in f.keys() and f.get_slice(CONV_IN).get_shape()[1] == 9:
+                return INPAINT_CONFIG_REPOS[family]
+    return CONFIG_REPOS[family]
 
 
 def is_checkpoint_file(value: str | os.PathLike | None) -> bool:

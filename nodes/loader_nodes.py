@@ -89,7 +89,7 @@ class LoadCheckpoint(LoadComponents):
         from ..modular_pipelines.pipeline import ModularPipeline
 
         file = values["file"]
-        repo = config_repo(file_family(file), values.get("config") or None)
+        repo = config_repo(file_family(file), values.get("config") or None, file)
         pipe = ModularPipeline.from_pretrained(repo, components_manager=ctx.components_manager,
                                                collection=f"nodes:{file}")
         dtype = values.get("dtype") or "auto"

@@ -206,3 +206,19 @@ def test_the_cli_swaps_in_a_vae_file(sd_repo, sd_file, tmp_path, capsys):
     assert np.array_equal(got, np.asarray(expected)) and not np.array_equal(got, np.asarray(plain))
     code, _, err = run_cli(capsys, *common, "--vae", str(tmp_path / "none.safetensors"), "--out", str(tmp_path / "x.png"))
     assert_one_line_error(code, err, "--vae", "not found")
+
+
+def test_the_default_configs_follow_the_family_and_the_unets_inputs(sd_inpaint_repo, sd_file, sdxl_file, tmp_path):
+    import diffusers
+
+    from diffblocks.components.checkpoints import CONFIG_REPOS, INPAINT_CONFIG_REPOS, config_repo
+
+    assert config_repo("sd15", None, sd_file[1]) == CONFIG_REPOS["sd15"]
+    assert config_repo("sdxl", None, sdxl_file[1]) == CONFIG_REPOS["sdxl"]
+    assert config_repo("sd15", "my/repo", sd_file[1]) == "my/repo"
+    inpaint = diffusers.StableDiffusionPipeline.from_pretrained(sd_inpaint_repo, safety_checker=None)
+    file = write_checkpoint(inpaint, tmp_path / "inpainting.safetensors")
+    assert config_repo("sd15", None, file) == INPAINT_CONFIG_REPOS["sd15"]
+    models = load_checkpoint(file, sd_inpaint_repo)
+    assert models["unet"].config.in_channels == 9
+    assert_same_weights(inpaint.unet, models["unet"])
