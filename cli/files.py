@@ -81,6 +81,16 @@ def checkpoint_arg(args) -> tuple[str | None, str | None]:
         raise FlagError.unusable("--model", args.model, f"cannot read it as a .safetensors file: {err}") from err
 
 
+def start_model(model: str | None) -> str | None:
+    """``serve`` / ``worker --model``: ``embedded``, a folder or Hub repo, or a checkpoint ``.safetensors`` file."""
+    if model is None or model == "embedded":
+        return model
+    path = Path(model).expanduser()
+    if path.suffix == ".safetensors" and path.is_file():
+        return str(path.resolve())
+    return local_or_repo("--model", model, "model")
+
+
 def resolve_model(model: str | None, preset: str) -> str:
     """The model folder or Hub repo: the embedded model by default (SD 1.5 presets only)."""
     if model is None:

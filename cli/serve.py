@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..components.errors import FlagError
 from ..components.errors.server import ServerSetupError
-from .files import local_or_repo
+from .files import start_model
 
 QUEUES = ("sqlite", "redis", "rediss", "unix")  # unix: a Redis socket (unix:///run/redis.sock?db=0)
 
@@ -101,9 +101,7 @@ def settings_from(args):
                               "'diffblocks worker' processes do")
     retention = check_retention(args, redis_queue)
     queue = check_queue(args.queue)
-    model = args.model
-    if model is not None and model != "embedded":
-        model = local_or_repo("--model", model, "model")
+    model = start_model(args.model)
     if not 0 < args.port < 65536:
         raise FlagError.bad_value("--port", "a port number (1-65535)", args.port)
     data_dir = Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()
@@ -176,7 +174,8 @@ def add_parser(commands) -> None:
     s = commands.add_parser("serve", help="serve the node engine over HTTP and WebSocket (a node UI's backend)")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     s.add_argument("--port", type=int, default=8188, help="port (default 8188)")
-    s.add_argument("--model", metavar="PATH_OR_REPO", help="load this model at start ('embedded' for the shipped one)")
+    s.add_argument("--model", metavar="PATH_OR_REPO", help="load this model at start ('embedded' for the shipped one; a "
+                   "folder, a Hub repo, or an SD 1.x / SDXL checkpoint .safetensors)")
     s.add_argument("--device", default="auto", help="auto (default), cpu, or a list like cuda:0,cuda:1: one worker each")
     s.add_argument("--data-dir", metavar="DIR", help=f"job queue, history and images (default {default_data_dir()})")
     s.add_argument("--allow-remote-code", action="store_true",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..components.errors import FlagError
 from ..components.errors.server import ServerSetupError
-from .files import local_or_repo
+from .files import start_model
 from .serve import (ARTIFACT_TTL_HELP, PREVIEW_INTERVAL_HELP, check_preview_interval, check_queue, check_retention,
                     default_data_dir, pick_devices)
 
@@ -34,9 +34,7 @@ def settings_from(args):
         raise FlagError.bad_value("--queue", "a Redis URL (redis://HOST:PORT/DB), the one the front serves", args.queue)
     retention = check_retention(args, True)
     queue = check_queue(args.queue)
-    model = args.model
-    if model is not None and model != "embedded":
-        model = local_or_repo("--model", model, "model")
+    model = start_model(args.model)
     data_dir = Path(args.data_dir).expanduser() if args.data_dir else default_cache_dir()
     if data_dir.exists() and not data_dir.is_dir():
         raise FlagError.unusable("--data-dir", str(args.data_dir), "is a file; give a folder")
@@ -95,7 +93,8 @@ def add_parser(commands) -> None:
     w.add_argument("--queue", metavar="URL", required=True, help="the front's Redis queue: redis://HOST:PORT/DB")
     w.add_argument("--device", default="auto",
                    help="auto (default), cpu, or a list like cuda:0,cuda:1: one worker thread each")
-    w.add_argument("--model", metavar="PATH_OR_REPO", help="load this model at start ('embedded' for the shipped one)")
+    w.add_argument("--model", metavar="PATH_OR_REPO", help="load this model at start ('embedded' for the shipped one; a "
+                   "folder, a Hub repo, or an SD 1.x / SDXL checkpoint .safetensors)")
     w.add_argument("--data-dir", metavar="DIR", help=f"this worker's copies of images (default {default_cache_dir()})")
     w.add_argument("--lease", type=float, default=30.0, metavar="SECONDS",
                    help="how long a job stays with this worker if it stops answering, before it runs elsewhere "

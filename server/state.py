@@ -115,7 +115,8 @@ def worker_pool(settings: ServerSettings, engine, artifacts: ArtifactStore, queu
 
     warmup = None
     if settings.model:
-        warmup = {"nodes": {"load": {"type": "LoadComponents", "inputs": {"repo": settings.model}}}}
+        load = (("LoadCheckpoint", "file") if str(settings.model).endswith(".safetensors") else ("LoadComponents", "repo"))
+        warmup = {"nodes": {"load": {"type": load[0], "inputs": {load[1]: settings.model}}}}
     return WorkerPool(make_executors, queue, bus, OutputEncoder(artifacts), settings.previews, warmup)
 
 

@@ -152,3 +152,22 @@ def test_serve_on_a_device_the_machine_lacks_answers_then_stops_with_one_error(t
     assert out.startswith(f"diffblocks serve: http://127.0.0.1:{port} (devices tpu:0;")
     assert proc.returncode == 2 and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("diffblocks: error: --device tpu:0: Expected one of")
+
+
+def test_a_checkpoint_file_as_the_start_model_is_loaded_by_load_checkpoint(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from diffblocks.cli import build_parser
+    from diffblocks.cli.serve import settings_from
+    from diffblocks.server.state import worker_pool
+
+    file = tmp_path / "model.safetensors"
+    save_file({"cond_stage_model.transformer.x": torch.zeros(1)}, str(file))
+    settings = settings_from(build_parser().parse_args(["serve", "--data-dir", str(tmp_path), "--model", str(file)]))
+    assert settings.model == str(file.resolve())
+    pool = worker_pool(settings, engine=None, artifacts=None, queue=None, bus=None)
+    assert pool.warmup == {"nodes": {"load": {"type": "LoadCheckpoint", "inputs": {"file": str(file.resolve())}}}}
+    folder = settings_from(build_parser().parse_args(["serve", "--data-dir", str(tmp_path), "--model", "embedded"]))
+    assert worker_pool(folder, engine=None, artifacts=None, queue=None, bus=None).warmup["nodes"]["load"]["type"] == \
+        "LoadComponents"
