@@ -20,11 +20,10 @@ STEPS = 3
 PROMPT = "a handwritten digit four"
 
 
-@pytest.fixture(scope="module")
-def controlnet(tmp_path_factory) -> str:
+def make_controlnet(tmp_path_factory, seed: int) -> str:
     """A ControlNet made from the embedded UNet, its control encoder downsampling 4x like the embedded VAE."""
     unet = UNet2DConditionModel.from_pretrained(embedded_model_path(), subfolder="unet")
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16, 32))
     with torch.no_grad():
         for p in net.parameters():  # from_unet zero-initialises the output convolutions: make them matter
@@ -32,6 +31,16 @@ def controlnet(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("controlnet")
     net.save_pretrained(path)
     return str(path)
+
+
+@pytest.fixture(scope="module")
+def controlnet(tmp_path_factory) -> str:
+    return make_controlnet(tmp_path_factory, 0)
+
+
+@pytest.fixture(scope="module")
+def second_controlnet(tmp_path_factory) -> str:
+    return make_controlnet(tmp_path_factory, 1)
 
 
 @pytest.fixture(scope="module")
@@ -273,19 +282,6 @@ def test_batch_runs_a_controlnet_with_the_flags_or_each_lines_control_image(caps
     code, err, out = batch(tmp_path / "prompts.txt", "--controlnet", controlnet)
     assert_one_line_error(code, err, "--controlnet must be given once here (several ControlNets together: "
                                      "diffblocks run)")
-
-
-@pytest.fixture(scope="module")
-def second_controlnet(tmp_path_factory) -> str:
-    unet = UNet2DConditionModel.from_pretrained(embedded_model_path(), subfolder="unet")
-    torch.manual_seed(1)
-    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16, 32))
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    path = tmp_path_factory.mktemp("controlnet_b")
-    net.save_pretrained(path)
-    return str(path)
 
 
 def test_two_controlnets_together_match_the_api(capsys, tmp_path, controlnet, second_controlnet, pictures):

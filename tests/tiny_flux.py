@@ -67,3 +67,10 @@ def make_flux_repo(path: Path, dev: bool = True, transformer: dict | None = None
     )
     pipe.save_pretrained(path)
     return path
+
+
+def assert_close(got: torch.Tensor, expected: torch.Tensor, tol: float = 1e-4) -> None:
+    """The same shape, and a max abs difference within ``tol`` (the FLUX parity tests' tolerance, float32 on CPU)."""
+    assert got.shape == expected.shape, f"shape {tuple(got.shape)} != {tuple(expected.shape)}"
+    diff = (got - expected).abs().max().item()
+    assert diff <= tol, f"max abs diff {diff}"

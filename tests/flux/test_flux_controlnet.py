@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from node_workflows import link, preset_text2image
-from tiny_flux import TRANSFORMER, make_flux_repo
+from tiny_flux import TRANSFORMER, assert_close, make_flux_repo
 from tiny_models import build_pipeline, make_image, make_mask
 
 from diffblocks.components import FluxControlNetModel, FluxMultiControlNetModel
@@ -62,10 +62,6 @@ def ours(repo, folder):
     pipe.update_components(controlnet=FluxControlNetModel.from_pretrained(folder))
     return pipe
 
-
-def assert_close(a, b):
-    diff = (a - b).abs().max().item()
-    assert diff <= TOL, f"max abs diff {diff}"
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -5,7 +5,7 @@ model, the adapter file written in XLabs' layout. Tolerance: max abs difference 
 import pytest
 import torch
 from safetensors.torch import save_file
-from tiny_flux import make_flux_repo
+from tiny_flux import assert_close, make_flux_repo
 from tiny_models import build_pipeline, make_image
 
 from diffblocks.components.errors import AdapterError, BlockExecutionError
@@ -66,11 +66,6 @@ def ours(setup, scale: float, guider_scale: float | None = None):
         pipe.update_components(guider=ClassifierFreeGuidance(guidance_scale=guider_scale))
     return pipe
 
-
-def assert_close(got, expected):
-    assert got.shape == expected.shape
-    diff = (got - expected).abs().max().item()
-    assert diff <= TOL, f"max abs diff {diff}"
 
 
 def test_an_xlabs_adapter_matches_diffusers(setup):

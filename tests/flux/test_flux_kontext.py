@@ -7,7 +7,7 @@ size asked, so both make the same size."""
 import numpy as np
 import pytest
 import torch
-from tiny_flux import make_flux_repo
+from tiny_flux import assert_close, make_flux_repo
 from tiny_models import build_pipeline, make_image
 
 from diffblocks.components.errors import InputValueError
@@ -52,11 +52,6 @@ def ours(repo, guider_scale: float | None = None):
         pipe.update_components(guider=ClassifierFreeGuidance(guidance_scale=guider_scale))
     return pipe
 
-
-def assert_close(got, expected):
-    assert got.shape == expected.shape
-    diff = (got - expected).abs().max().item()
-    assert diff <= TOL, f"max abs diff {diff}"
 
 
 @pytest.mark.parametrize("image_size", [(32, 32), (48, 24)], ids=["same-size", "other-shape"])

@@ -17,6 +17,7 @@ import re
 
 import pytest
 import torch
+from tiny_flux import assert_close
 
 from diffblocks import SequentialPipelineBlocks
 from diffblocks.components.errors import LoraError
@@ -79,10 +80,6 @@ def peft_lora(pipe, seed: int, rank: int = 4) -> dict:
             out[f"{component}.{name}.lora_B.weight"] = torch.randn(module.out_features, rank, generator=g) * 0.1
     return out
 
-
-def assert_close(a, b):
-    diff = (a - b).abs().max().item()
-    assert diff <= TOL, f"max abs diff {diff}"
 
 
 def test_a_diffusers_layout_lora_matches_diffusers_at_weights_1_and_half_and_unloads_bitwise(pair):

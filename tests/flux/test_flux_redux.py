@@ -3,7 +3,7 @@ saved in FLUX.1-Redux-dev's layout. Tolerance: max abs difference <= 1e-4 on out
 
 import pytest
 import torch
-from tiny_flux import make_flux_repo
+from tiny_flux import assert_close, make_flux_repo
 from tiny_models import build_pipeline, make_image
 
 from diffblocks.components.errors import AdapterError, BlockExecutionError, InputValueError
@@ -57,11 +57,6 @@ def ours(repos):
     pipe.loader.load_redux(redux)
     return pipe
 
-
-def assert_close(got, expected):
-    assert got.shape == expected.shape
-    diff = (got - expected).abs().max().item()
-    assert diff <= TOL, f"max abs diff {diff}"
 
 
 def test_one_image_with_a_prompt_matches_diffusers(repos):
