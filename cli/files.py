@@ -91,6 +91,15 @@ def start_model(model: str | None) -> str | None:
     return local_or_repo("--model", model, "model")
 
 
+def controlnet_source(value: str) -> str:
+    """``--controlnet``: a folder or Hub repo (diffusers' layout), or one ``.safetensors`` file (the original
+    layout, as A1111 and ComfyUI keep them, or diffusers')."""
+    path = Path(value).expanduser()
+    if path.suffix == ".safetensors" and path.is_file():
+        return str(path)
+    return local_or_repo("--controlnet", value, "ControlNet")
+
+
 def resolve_model(model: str | None, preset: str) -> str:
     """The model folder or Hub repo: the embedded model by default (SD 1.5 presets only)."""
     if model is None:

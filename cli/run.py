@@ -14,6 +14,7 @@ from ..components.spec import ComponentSpec, LazyClass
 from .choices import GUIDERS, SCHEDULER_NAMES, make_guider, pick_device, scheduler_class
 from .files import (
     checkpoint_arg,
+    controlnet_source,
     ip_adapter_source,
     local_or_repo,
     lora_sources,
@@ -86,7 +87,7 @@ def plan_run(args, supplied: Collection[str] | None = None) -> Plan:
         model = resolve_model(args.model, preset)
     return Plan(blocks=blocks, model=model, checkpoint=checkpoint, transformer=weights_file("--transformer", args.transformer),
                 vae=weights_file("--vae", args.vae),
-                controlnets=[local_or_repo("--controlnet", value, "ControlNet") for value in values_of(args, "--controlnet")],
+                controlnets=[controlnet_source(value) for value in values_of(args, "--controlnet")],
                 ip_adapter=ip_adapter_source(args.ip_adapter, args.ip_adapter_encoder is not None),
                 ip_adapter_encoder=args.ip_adapter_encoder and local_or_repo("--ip-adapter-encoder",
                                                                              args.ip_adapter_encoder, "image encoder"),
@@ -122,7 +123,15 @@ def add_adapters(pipe, plan: Plan, args) -> None:
         nets = []
         for source, value in zip(plan.controlnets, values_of(args, "--controlnet")):
             try:  # ControlNetModel, or FluxControlNetModel for FLUX.1
-                nets.append(model.from_pretrained(source))
+                if source.endswith(".safetensors"):  # one file: its encoder's config is the model's UNet's
+                    if not hasattr(model, "from_single_file"):
+                        raise FlagError.unusable("--controlnet", value, "a FLUX.1 ControlNet loads from its folder "
+                                                                        "(config.json beside the weights)")
+                    nets.append(model.from_single_file(source, config=plan.model))
+                else:
+                    nets.append(model.from_pretrained(source))
+            except FlagError:
+                raise
             except (DiffblocksError, OSError, ValueError) as err:
                 raise FlagError.failed("--controlnet", value, err) from err
         with quiet():

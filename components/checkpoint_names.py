@@ -27,12 +27,17 @@ def _get(config: Mapping[str, Any], key: str) -> Any:
     return config[key] if isinstance(config, Mapping) else getattr(config, key)
 
 
+def _has(config: Mapping[str, Any], key: str) -> bool:
+    return key in config if isinstance(config, Mapping) else hasattr(config, key)
+
+
 def unet_table(config: Mapping[str, Any]) -> Table:
     """The UNet's modules for its config: ``input_blocks`` / ``middle_block`` / ``output_blocks`` against
     ``down_blocks`` / ``mid_block`` / ``up_blocks`` (each down block: ``layers_per_block`` resnets, with attention
     in cross-attention blocks, then a downsampler but the last; up blocks one resnet more)."""
     layers = _get(config, "layers_per_block")
-    downs, ups = _get(config, "down_block_types"), _get(config, "up_block_types")
+    downs = _get(config, "down_block_types")
+    ups = _get(config, "up_block_types") if _has(config, "up_block_types") else ()  # a ControlNet: the encoder only
     table: Table = [("time_embed.0", "time_embedding.linear_1", "same"), ("time_embed.2", "time_embedding.linear_2", "same"),
                     ("label_emb.0.0", "add_embedding.linear_1", "same"), ("label_emb.0.2", "add_embedding.linear_2", "same"),
                     ("input_blocks.0.0", "conv_in", "same"), ("out.0", "conv_norm_out", "same"), ("out.2", "conv_out", "same"),
@@ -59,6 +64,33 @@ def unet_table(config: Mapping[str, Any]) -> Table:
             table.append((f"output_blocks.{index}.{2 if attention else 1}.conv", f"up_blocks.{i}.upsamplers.0.conv",
                           "same"))
     return table
+
+
+def controlnet_table(config: Mapping[str, Any]) -> Table:
+    """A ControlNet's modules: the UNet's encoder (:func:`unet_table`), the zero convolutions after each down
+    step (``zero_convs.<i>.0``) and the mid block (``middle_block_out.0``), and the control-image encoder
+    (``input_hint_block``: convolutions at even positions, SiLUs between them)."""
+    widths = _get(config, "conditioning_embedding_out_channels")
+    layers, downs = _get(config, "layers_per_block"), _get(config, "down_block_types")
+    table = [row for row in unet_table(config) if not row[0].startswith("out.")]
+    skips = 1 + len(downs) * layers + len(downs) - 1  # conv_in, each resnet, each downsampler
+    table += [(f"zero_convs.{i}.0", f"controlnet_down_blocks.{i}", "same") for i in range(skips)]
+    table.append(("middle_block_out.0", "controlnet_mid_block", "same"))
+    blocks = 2 * (len(widths) - 1)
+    table.append(("input_hint_block.0", "controlnet_cond_embedding.conv_in", "same"))
+    table += [(f"input_hint_block.{2 * (j + 1)}", f"controlnet_cond_embedding.blocks.{j}", "same") for j in range(blocks)]
+    table.append((f"input_hint_block.{2 * (blocks + 1)}", "controlnet_cond_embedding.conv_out", "same"))
+    return table
+
+
+def controlnet_hint_widths(state_dict: Mapping[str, torch.Tensor]) -> tuple[tuple[int, ...], int]:
+    """``(conditioning_embedding_out_channels, conditioning_channels)`` of an original ControlNet's
+    ``input_hint_block``: the first convolution's width, then that of each stride-2 one (every other after it)."""
+    convs = sorted(int(key.split(".")[1]) for key in state_dict
+                   if key.startswith("input_hint_block.") and key.endswith(".weight"))
+    first = state_dict["input_hint_block.0.weight"]
+    widths = [first.shape[0]] + [state_dict[f"input_hint_block.{i}.weight"].shape[0] for i in convs[2:-1:2]]
+    return tuple(widths), first.shape[1]
 
 
 def vae_table(config: Mapping[str, Any]) -> Table:

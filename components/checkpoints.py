@@ -120,6 +120,46 @@ def load_vae_file(path: str | os.PathLike, config: str | os.PathLike | Mapping[s
     return model.eval()
 
 
+CONTROLNET_PREFIX = "control_model."
+
+
+def load_controlnet_file(path: str | os.PathLike, config: str | os.PathLike | Mapping[str, Any],
+                         torch_dtype: torch.dtype | None = None, revision: str | None = None):
+    """A ``ControlNetModel`` from one file: the original layout (``control_v11p_sd15_canny.safetensors``: the
+    UNet's encoder under ``input_blocks``, ``zero_convs``, ``input_hint_block``) or diffusers'. ``config``: a
+    ControlNet config, or the repo of the base model, whose UNet config the ControlNet's encoder copies (the
+    control-image encoder's widths are read off the file).
+
+    Raises:
+        MissingFileError, CorruptedFileError: the file. WeightsMismatchError: the weights do not fit the config.
+    """
+    from .checkpoint_names import controlnet_hint_widths, controlnet_table
+    from .models import ControlNetModel, UNet2DConditionModel
+    from .models.modeling import empty_weights
+    from .models.weights import read_weights, single_file
+
+    file = single_file(path, revision)
+    state_dict = read_weights([file])
+    if any(key.startswith(CONTROLNET_PREFIX) for key in state_dict):
+        state_dict = {k[len(CONTROLNET_PREFIX):]: v for k, v in state_dict.items() if k.startswith(CONTROLNET_PREFIX)}
+    original = "input_hint_block.0.weight" in state_dict
+    if not isinstance(config, Mapping):
+        try:
+            config = ControlNetModel.load_config(config, subfolder="controlnet", revision=revision)
+        except MissingFileError:
+            unet = UNet2DConditionModel.load_config(config, subfolder="unet", revision=revision)
+            config = {k: unet[k] for k in ControlNetModel.init_params() if k in unet}
+    config = {k: v for k, v in dict(config).items() if k in ControlNetModel.init_params()}
+    if original:
+        widths, channels = controlnet_hint_widths(state_dict)
+        config.update(conditioning_embedding_out_channels=widths, conditioning_channels=channels)
+        state_dict = rename(state_dict, controlnet_table(config))
+    with empty_weights():
+        model = ControlNetModel.from_config(config)
+    model.load_weights(state_dict, torch_dtype=torch_dtype or torch.get_default_dtype(), source=str(file))
+    return model.eval()
+
+
 def _build(name: str, part: dict[str, torch.Tensor], config, dtype: torch.dtype, revision, where: str) -> Any:
     from .models import AutoencoderKL, UNet2DConditionModel
     from .models.modeling import empty_weights

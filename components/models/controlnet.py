@@ -197,6 +197,15 @@ class ControlNetModel(ModelMixin, AttentionProcessorMixin):
         return time_embed_dim
 
     @classmethod
+    def from_single_file(cls, path, config, torch_dtype=None, revision=None) -> "ControlNetModel":
+        """A ControlNet from one file, in the original layout (``control_v11p_sd15_canny.safetensors``) or
+        diffusers'; ``config`` is its config, or the base model's repo (its UNet config describes the encoder).
+        See :func:`diffblocks.components.checkpoints.load_controlnet_file`."""
+        from ..checkpoints import load_controlnet_file
+
+        return load_controlnet_file(path, config, torch_dtype=torch_dtype, revision=revision)
+
+    @classmethod
     def from_unet(
         cls,
         unet: UNet2DConditionModel,

@@ -222,3 +222,62 @@ def test_the_default_configs_follow_the_family_and_the_unets_inputs(sd_inpaint_r
     models = load_checkpoint(file, sd_inpaint_repo)
     assert models["unet"].config.in_channels == 9
     assert_same_weights(inpaint.unet, models["unet"])
+
+
+def make_controlnet_file(sd_repo, root, widths):
+    """``(diffusers ControlNet, its folder, the same in one file in the original layout)``."""
+    import diffusers
+
+    from diffblocks.components.checkpoint_names import controlnet_table
+
+    unet = diffusers.UNet2DConditionModel.from_pretrained(sd_repo, subfolder="unet")
+    torch.manual_seed(4)
+    net = diffusers.ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=widths).eval()
+    with torch.no_grad():
+        for param in net.parameters():  # from_unet zero-initialises the output convolutions: make them matter
+            param.add_(0.05 * torch.randn_like(param))
+    net.save_pretrained(root / "folder")
+    tensors = to_original(net.state_dict(), controlnet_table(net.config))
+    file = write_vae(root / "control_tiny.safetensors", {f"control_model.{k}": v for k, v in tensors.items()})
+    return net, root / "folder", file
+
+
+@pytest.fixture(scope="module")
+def controlnet_file(sd_repo, tmp_path_factory):
+    """The control-image encoder with the usual widths: diffusers' converter knows no others."""
+    return make_controlnet_file(sd_repo, tmp_path_factory.mktemp("controlnet"), (16, 32, 96, 256))
+
+
+def test_a_controlnet_file_in_the_original_layout(sd_repo, controlnet_file):
+    import diffusers
+
+    from diffblocks.components.models import ControlNetModel
+
+    net, folder, file = controlnet_file
+    ours = ControlNetModel.from_single_file(file, config=sd_repo)  # the encoder's config from the base model's UNet
+    assert tuple(ours.config.conditioning_embedding_out_channels) == (16, 32, 96, 256)
+    assert_same_weights(net, ours)
+    theirs = diffusers.ControlNetModel.from_single_file(str(file), config=str(folder))
+    assert_same_weights(net, theirs)  # diffusers reads the file the same: a genuine original ControlNet
+
+
+def test_the_cli_takes_a_controlnet_file(sd_repo, tmp_path, capsys):
+    from PIL import Image
+    from test_cli import run_cli
+    from tiny_models import make_image
+
+    from diffblocks.components.models import ControlNetModel
+
+    # the control image scaled down 2x, as the tiny VAE scales: widths (16, 32), read off the file
+    net, _, file = make_controlnet_file(sd_repo, tmp_path, (16, 32))
+    assert_same_weights(net, ControlNetModel.from_single_file(file, config=sd_repo))
+    make_image(7, size=32).save(tmp_path / "edges.png")
+    code, _, err = run_cli(capsys, "run", "--prompt", "a cat", "--model", str(sd_repo), "--controlnet", str(file),
+                           "--control-image", str(tmp_path / "edges.png"), "--steps", "3", "--device", "cpu",
+                           "--no-progress", "--out", str(tmp_path / "out.png"))
+    assert code == 0, err
+    pipe = build_pipeline(stable_diffusion.CONTROLNET_BLOCKS, sd_repo)
+    pipe.update_components(controlnet=ControlNetModel.from_single_file(file, config=sd_repo))
+    expected = pipe(prompt="a cat", num_inference_steps=3, control_image=Image.open(tmp_path / "edges.png").convert("RGB"),
+                    generator=torch.Generator().manual_seed(0), output="images")[0]
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png").convert("RGB")), np.asarray(expected))
