@@ -106,10 +106,13 @@ def test_a_pipeline_from_the_file_renders_what_the_repo_renders(family, sd_repo,
     assert not torch.equal(got, build_pipeline(blocks, repo)(generator=torch.Generator().manual_seed(0), **CALL))
 
 
-def test_a_half_precision_file_loads_in_the_dtype_asked(sd_repo, sd_file, tmp_path):
+def test_a_half_precision_file_with_training_leftovers_loads_in_the_dtype_asked(sd_repo, sd_file, tmp_path):
     pipe, _ = sd_file
-    file = write_checkpoint(pipe, tmp_path / "fp16.safetensors", dtype=torch.float16,
-                            extra={"first_stage_model.loss.logvar": torch.zeros(1)})  # a training file's VAE loss
+    leftovers = {"first_stage_model.loss.logvar": torch.zeros(1),  # a training file's VAE loss
+                 "model_ema.decay": torch.ones(()), "model_ema.diffusion_modelout2weight": torch.zeros(1),  # EMA copy
+                 "alphas_cumprod": torch.ones(1000),  # the noise schedule
+                 "cond_stage_model.transformer.text_model.embeddings.position_ids": torch.arange(8)[None]}
+    file = write_checkpoint(pipe, tmp_path / "fp16.safetensors", dtype=torch.float16, extra=leftovers)
     models = load_checkpoint(file, sd_repo, torch_dtype=torch.float32)
     unet = models["unet"]
     assert unet.dtype == torch.float32
