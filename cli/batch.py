@@ -116,7 +116,7 @@ def add_parser(commands) -> None:
     b.add_argument("--out-dir", required=True, help="folder for {index:06d}.png and manifest.jsonl (created if "
                                                     "missing); a rerun skips the images already there")
     b.add_argument("--preset", help=f"one of: {', '.join(PRESETS)}; or sd15 / sdxl (default: sd15)")
-    b.add_argument("--model", help="model folder or Hub repo, or an SD 1.x / SDXL checkpoint file (default: the "
+    b.add_argument("--model", help="model folder or Hub repo, or an SD 1.x / 2.x / SDXL checkpoint file (default: the "
                                    "embedded tiny digits model)")
     b.add_argument("--config", metavar="PATH_OR_REPO", help=CONFIG_HELP)
     b.add_argument("--steps", type=int, help="denoising steps (default: the preset's)")

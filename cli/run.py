@@ -54,7 +54,7 @@ class Plan:
 
     blocks: Any
     model: str  # a folder or Hub repo; with a checkpoint, the repo whose configs describe it
-    checkpoint: str | None  # an original SD 1.x / SDXL checkpoint file (A1111 / ComfyUI)
+    checkpoint: str | None  # an original SD 1.x / 2.x / SDXL checkpoint file (A1111 / ComfyUI)
     transformer: str | None  # a FLUX.1 transformer file replacing the model's
     vae: str | None  # a VAE file replacing the model's
     controlnets: list[str]
@@ -70,13 +70,14 @@ class Plan:
 def plan_run(args, supplied: Collection[str] | None = None) -> Plan:
     """The blocks, model and components the flags ask for; raises ``FlagError`` before anything loads.
     ``supplied``: the inputs every line of ``diffblocks batch``'s prompts file sets (they stand in for flags)."""
-    from ..components.checkpoints import FAMILY_NAMES, config_repo  # torch: not before the server answers
+    from ..components.checkpoints import FAMILY_NAMES, PRESET_FAMILIES, config_repo  # torch: not before serving
 
     checkpoint, family = checkpoint_arg(args)
-    preset = choose_preset(args, supplied or (), family)
-    if family is not None and preset.split("-", 1)[0] != family:
+    presets = PRESET_FAMILIES.get(family)  # the presets a checkpoint's family runs (SD 2.x: SD 1.x's)
+    preset = choose_preset(args, supplied or (), presets)
+    if family is not None and preset.split("-", 1)[0] != presets:
         raise FlagError.unusable("--model", args.model, f"is {FAMILY_NAMES[family]} checkpoint; preset '{preset}' "
-                                                        f"is not (leave --preset out, or give a {family}- one)")
+                                                        f"is not (leave --preset out, or give a {presets}- one)")
     blocks = compose_blocks(preset, args)
     check_flags_fit(preset, blocks, args, supplied)
     if args.transformer is not None and "transformer" not in {spec.name for spec in blocks.expected_components}:
@@ -287,7 +288,7 @@ def add_parser(commands) -> None:
     r.add_argument("--negative-prompt", help="what to steer away from")
     r.add_argument("--preset", help=f"one of: {', '.join(PRESETS)}; or sd15 / sdxl to pick the workflow from the "
                                     "flags (default: sd15)")
-    r.add_argument("--model", help="model folder or Hub repo, or an SD 1.x / SDXL checkpoint file as A1111 and ComfyUI "
+    r.add_argument("--model", help="model folder or Hub repo, or an SD 1.x / 2.x / SDXL checkpoint file as A1111 and ComfyUI "
                                    "keep them (default: the embedded tiny digits model)")
     r.add_argument("--config", metavar="PATH_OR_REPO", help=CONFIG_HELP)
     r.add_argument("--steps", type=int, help="denoising steps (default: the preset's)")

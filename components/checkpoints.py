@@ -18,33 +18,37 @@ from .errors import ConfigError, MissingFileError, WeightsMismatchError
 # what each family's file holds: component -> the prefix of its tensors
 PARTS = {
     "sd15": {"unet": "model.diffusion_model.", "vae": "first_stage_model.", "text_encoder": "cond_stage_model.transformer."},
+    "sd2": {"unet": "model.diffusion_model.", "vae": "first_stage_model.", "text_encoder": "cond_stage_model.model."},
     "sdxl": {"unet": "model.diffusion_model.", "vae": "first_stage_model.",
              "text_encoder": "conditioner.embedders.0.transformer.", "text_encoder_2": "conditioner.embedders.1.model."},
 }
 # the diffusers repo whose configs describe a family's checkpoints, when none is given
-CONFIG_REPOS = {"sd15": "stable-diffusion-v1-5/stable-diffusion-v1-5", "sdxl": "stabilityai/stable-diffusion-xl-base-1.0"}
+CONFIG_REPOS = {"sd15": "stable-diffusion-v1-5/stable-diffusion-v1-5", "sd2": "stabilityai/stable-diffusion-2-1",
+                "sdxl": "stabilityai/stable-diffusion-xl-base-1.0"}
 # ... for inpainting checkpoints (their UNet reads 9 channels: the latents, the masked image's and the mask)
 INPAINT_CONFIG_REPOS = {"sd15": "stable-diffusion-v1-5/stable-diffusion-inpainting",
+                        "sd2": "stabilityai/stable-diffusion-2-inpainting",
                         "sdxl": "diffusers/stable-diffusion-xl-1.0-inpainting-0.1"}
+PRESET_FAMILIES = {"sd15": "sd15", "sd2": "sd15", "sdxl": "sdxl"}  # SD 2.x runs Stable Diffusion 1.x's blocks
 CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"
-FAMILY_NAMES = {"sd15": "a Stable Diffusion 1.x", "sdxl": "an SDXL"}  # as in "is an SDXL checkpoint"
+FAMILY_NAMES = {"sd15": "a Stable Diffusion 1.x", "sd2": "a Stable Diffusion 2.x", "sdxl": "an SDXL"}  # as in "is an SDXL checkpoint"
 
 
 def checkpoint_family(keys) -> str:
-    """``"sd15"`` or ``"sdxl"`` for an original checkpoint's tensor names.
+    """``"sd15"``, ``"sd2"`` or ``"sdxl"`` for an original checkpoint's tensor names.
 
     Raises:
-        ConfigError: another kind of file (FLUX.1's transformer, SD 2.x, a LoRA, diffusers' layout), saying so.
+        ConfigError: another kind of file (FLUX.1's transformer, a LoRA, diffusers' layout), saying so.
     """
     keys = list(keys)
     if any(k.startswith("conditioner.embedders.1.model.") for k in keys):
         return "sdxl"
     if any(k.startswith("cond_stage_model.transformer.") for k in keys):
         return "sd15"
+    if any(k.startswith("cond_stage_model.model.") for k in keys):  # OpenCLIP ViT-H
+        return "sd2"
     if any("double_blocks." in k for k in keys):
         kind = "a FLUX.1 transformer (FluxTransformer2DModel.from_single_file; --transformer in the CLI)"
-    elif any(k.startswith("cond_stage_model.model.") for k in keys):
-        kind = "a Stable Diffusion 2.x checkpoint, which is not read yet"
     elif any("lora" in k for k in keys):
         kind = "a LoRA (pipe.loader.load_lora_weights; --lora in the CLI)"
     else:
@@ -67,7 +71,7 @@ def load_checkpoint(path: str | os.PathLike, config: str | os.PathLike, torch_dt
     filled from the memory-mapped file; a part the file lacks is left out (load it from ``config``).
 
     Raises:
-        MissingFileError, CorruptedFileError: the file. ConfigError: not an SD 1.x / SDXL checkpoint.
+        MissingFileError, CorruptedFileError: the file. ConfigError: not an SD 1.x / 2.x / SDXL checkpoint.
         WeightsMismatchError: a part's tensors do not fit ``config``'s model (another family or size).
     """
     from .models.weights import read_weights, single_file
@@ -179,9 +183,20 @@ def _build(name: str, part: dict[str, torch.Tensor], config, dtype: torch.dtype,
     settings = cls.config_class.from_pretrained(str(config), subfolder=name, revision=revision)
     with empty_weights():
         model = cls(settings)
-    state = clip_names(part if name == "text_encoder" else open_clip_to_clip(part), model)
+    if "token_embedding.weight" in part:  # OpenCLIP's layout (SD 2.x's text encoder, SDXL's second)
+        part = open_clip_to_clip(part)
+        if name == "text_encoder":  # SD 2.x reads the penultimate layer: the model has one layer less, no projection
+            part = {k: v for k, v in part.items() if k != "text_projection.weight"
+                    and not _layer_beyond(k, settings.num_hidden_layers)}
+    state = clip_names(part, model)
     fill(model, state, dtype, where)
     return model.eval()
+
+
+def _layer_beyond(key: str, layers: int) -> bool:
+    """Whether ``key`` is in text-encoder layer ``layers`` or later."""
+    prefix = "text_model.encoder.layers."
+    return key.startswith(prefix) and int(key[len(prefix):].split(".", 1)[0]) >= layers
 
 
 def fill(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], dtype: torch.dtype, where: str) -> None:

@@ -202,7 +202,7 @@ class ComponentsMixin:
 
         Raises:
             ComponentLoadError: the pipeline has no repo to read configs from.
-            ConfigError: not an SD 1.x / SDXL checkpoint (the message says what the file is).
+            ConfigError: not an SD 1.x / 2.x / SDXL checkpoint (the message says what the file is).
             WeightsMismatchError: the file's models do not fit the repo's configs (another family or size).
         """
         from ..components.checkpoints import load_checkpoint

@@ -1,6 +1,6 @@
 """Nodes that bring things in: ``LoadComponents`` (a model folder, Hub id or the embedded model, through the
 executor's ComponentsManager so that every workflow shares one copy), ``LoadFluxTransformer`` (a FLUX.1 transformer
-from one file, shared the same way), ``LoadCheckpoint`` (an SD 1.x / SDXL checkpoint file as A1111 and ComfyUI keep
+from one file, shared the same way), ``LoadCheckpoint`` (an SD 1.x / 2.x / SDXL checkpoint file as A1111 and ComfyUI keep
 them) and ``LoadImage`` (an uploaded artifact)."""
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class LoadComponents(NodeType):
 
 class LoadCheckpoint(LoadComponents):
     name = "LoadCheckpoint"
-    description = ("Load an SD 1.x / SDXL checkpoint file (one .safetensors with the UNet, VAE and text encoders, as "
+    description = ("Load an SD 1.x / 2.x / SDXL checkpoint file (one .safetensors with the UNet, VAE and text encoders, as "
                    "A1111 and ComfyUI keep them), with the configs, tokenizers and scheduler of a diffusers repo of "
                    "its family; outputs each component and the bundle.")
 

@@ -1,4 +1,4 @@
-"""Original SD 1.x / SDXL checkpoints (one .safetensors, as A1111 and ComfyUI keep them): every model equals the
+"""Original SD 1.x / 2.x / SDXL checkpoints (one .safetensors, as A1111 and ComfyUI keep them): every model equals the
 repo's it was written from, bitwise (tolerance 0), and so do the images of a pipeline loaded from the file; diffusers'
 own single-file loader reads the same files into the same weights (so the test files are genuine)."""
 
@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 from tiny_checkpoints import to_original, write_checkpoint
 from tiny_models import build_pipeline
 
-from diffblocks.components.checkpoint_names import vae_table
+from diffblocks.components.checkpoint_names import unet_table, vae_table
 from diffblocks.components.checkpoints import checkpoint_family, load_checkpoint
 from diffblocks.components.models import AutoencoderKL
 from diffblocks.components.errors import ComponentLoadError, ConfigError, WeightsMismatchError
@@ -126,8 +126,7 @@ def test_other_files_and_configs_say_what_is_wrong(sd_repo, sdxl_repo, sd_file, 
     _, file = sd_file
     with pytest.raises(ConfigError, match="FLUX.1 transformer"):
         checkpoint_family(["double_blocks.0.img_attn.qkv.weight"])
-    with pytest.raises(ConfigError, match="Stable Diffusion 2.x"):
-        checkpoint_family(["cond_stage_model.model.token_embedding.weight"])
+    assert checkpoint_family(["cond_stage_model.model.token_embedding.weight"]) == "sd2"
     save_file({"lora_unet_down_blocks_0.lora_down.weight": torch.zeros(1)}, str(tmp_path / "lora.safetensors"))
     with pytest.raises(ConfigError, match="a LoRA"):
         load_checkpoint(tmp_path / "lora.safetensors", sd_repo)
@@ -283,4 +282,38 @@ def test_the_cli_takes_a_controlnet_file(sd_repo, tmp_path, capsys):
     pipe.update_components(controlnet=ControlNetModel.from_single_file(file, config=sd_repo))
     expected = pipe(prompt="a cat", num_inference_steps=3, control_image=Image.open(tmp_path / "edges.png").convert("RGB"),
                     generator=torch.Generator().manual_seed(0), output="images")[0]
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png").convert("RGB")), np.asarray(expected))
+
+
+def test_an_sd2_checkpoint_reads_openclip_without_its_last_layer(sd_repo, sd_file, tmp_path, capsys):
+    """SD 2.x keeps OpenCLIP's text tower, all its layers and its projection; the model reads the penultimate layer,
+    so diffusers' config has one layer less and no projection. Here: the repo's 3-layer text encoder written as
+    OpenCLIP with a 4th layer and a projection, which must be left out."""
+    from PIL import Image
+    from test_cli import run_cli
+    from tiny_checkpoints import open_clip_original
+
+    from diffblocks.components.checkpoints import CONFIG_REPOS, config_repo
+
+    tuned, _ = sd_file
+    tensors = {f"model.diffusion_model.{k}": v for k, v in to_original(tuned.unet.state_dict(),
+                                                                       unet_table(tuned.unet.config)).items()}
+    tensors.update({f"first_stage_model.{k}": v for k, v in to_original(tuned.vae.state_dict(),
+                                                                        vae_table(tuned.vae.config)).items()})
+    text = open_clip_original(tuned.text_encoder.state_dict())
+    torch.manual_seed(5)
+    text.update({k.replace("resblocks.2.", "resblocks.3."): torch.randn_like(v) for k, v in text.items()
+                 if k.startswith("transformer.resblocks.2.")})
+    text["text_projection"] = torch.randn(32, 16)
+    tensors.update({f"cond_stage_model.model.{k}": v for k, v in text.items()})
+    file = write_vae(tmp_path / "sd21-tiny.safetensors", tensors)
+    assert config_repo("sd2", None, file) == CONFIG_REPOS["sd2"]
+    models = load_checkpoint(file, sd_repo)
+    for name in ("unet", "vae", "text_encoder"):
+        assert_same_weights(getattr(tuned, name), models[name])
+    code, _, err = run_cli(capsys, "run", "--prompt", "a cat", "--model", str(file), "--config", str(sd_repo), "--steps",
+                           "3", "--device", "cpu", "--no-progress", "--out", str(tmp_path / "out.png"))
+    assert code == 0, err  # SD 2.x runs the SD 1.x presets
+    expected = pipeline_with(stable_diffusion.TEXT2IMAGE_BLOCKS, sd_repo, tuned)(
+        prompt="a cat", num_inference_steps=3, output="images", generator=torch.Generator().manual_seed(0))[0]
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png").convert("RGB")), np.asarray(expected))
