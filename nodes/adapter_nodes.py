@@ -40,12 +40,24 @@ class LoadControlNet(NodeType):
         self.inputs = {"repo": NodeInput({**STRING, "minLength": 1, "description": "ControlNet folder or Hub repo id"},
                                          required=True),
                        "subfolder": NodeInput({**STRING, "default": "", "description": "folder inside the repo"})}
+        if self.model_class == "ControlNetModel":
+            self.inputs["repo"] = NodeInput({**STRING, "minLength": 1, "description": (
+                "ControlNet folder or Hub repo id, or a .safetensors file as A1111 and ComfyUI keep them")}, required=True)
+            self.inputs["config"] = NodeInput({**STRING, "default": "", "description": (
+                "for a file: the base model's repo (its UNet config describes the ControlNet's encoder)")})
         self.outputs = {"controlnet": NodeOutput(self.model_class)}
 
     def run(self, ctx: RunContext, values: dict[str, Any]) -> dict[str, Any]:
         from ..components import models
         from ..components.spec import ComponentSpec
 
+        if values["repo"].endswith(".safetensors") and "config" in self.inputs:
+            if not values.get("config"):
+                raise ValueError("a ControlNet file needs 'config': the base model's folder or Hub repo")
+            controlnet = models.ControlNetModel.from_single_file(values["repo"], config=values["config"])
+            if ctx.device != "cpu":
+                controlnet.to(ctx.device)
+            return {"controlnet": controlnet}
         spec = ComponentSpec("controlnet", getattr(models, self.model_class), repo=values["repo"],
                              subfolder=values.get("subfolder") or None)
         controlnet = _load_shared(ctx, spec)

@@ -22,7 +22,7 @@ from .lora_nodes import LoadLoRA
 from .block_nodes import BlockNode
 from .bundle import component_socket
 from .config_nodes import GuiderNode, SchedulerNode
-from .loader_nodes import LoadCheckpoint, LoadComponents, LoadFluxTransformer, LoadImage
+from .loader_nodes import LoadCheckpoint, LoadComponents, LoadFluxTransformer, LoadImage, LoadVAE
 from .node_type import NodeType
 
 _lock = threading.RLock()
@@ -90,6 +90,7 @@ def _build() -> dict[str, NodeType]:
         types[cls.__name__] = SchedulerNode(cls, "schedulers")
     types["LoadImage"] = LoadImage()
     types["LoadFluxTransformer"] = LoadFluxTransformer()
+    types["LoadVAE"] = LoadVAE()
     types["LoadControlNet"] = LoadControlNet()
     types["LoadFluxControlNet"] = LoadFluxControlNet()
     types["LoadIPAdapter"] = LoadIPAdapter()

@@ -1,7 +1,7 @@
 """Nodes that bring things in: ``LoadComponents`` (a model folder, Hub id or the embedded model, through the
 executor's ComponentsManager so that every workflow shares one copy), ``LoadFluxTransformer`` (a FLUX.1 transformer
-from one file, shared the same way), ``LoadCheckpoint`` (an SD 1.x / 2.x / SDXL checkpoint file as A1111 and ComfyUI keep
-them) and ``LoadImage`` (an uploaded artifact)."""
+from one file, shared the same way), ``LoadVAE`` (a VAE file), ``LoadCheckpoint`` (an SD 1.x / 2.x / SDXL checkpoint
+file as A1111 and ComfyUI keep them) and ``LoadImage`` (an uploaded artifact)."""
 
 from __future__ import annotations
 
@@ -145,6 +145,36 @@ class LoadFluxTransformer(NodeType):
         if ctx.device != "cpu" and not _offloaded(manager):
             transformer.to(ctx.device)
         return {"transformer": transformer}
+
+
+class LoadVAE(NodeType):
+    name = "LoadVAE"
+    category = "loaders"
+    description = ("A VAE from one .safetensors file (as A1111 and ComfyUI keep them: vae-ft-mse-840000-ema-pruned, "
+                   "sdxl_vae, FLUX.1's ae; or diffusers' layout), with the config of a model repo's VAE; wire it "
+                   "into a preset's vae.")
+
+    def __init__(self):
+        self.inputs = {
+            "file": NodeInput({"type": "string", "minLength": 1, "description": "the .safetensors file"}, required=True),
+            "config": NodeInput({"type": "string", "minLength": 1, "description": (
+                "the model's folder or Hub repo, whose VAE config (its latents' scaling) goes with the file")},
+                required=True),
+        }
+        self.outputs = {"vae": NodeOutput("AutoencoderKL")}
+
+    def check_value(self, name: str, value: Any) -> str | None:
+        if name in ("file", "config") and not (isinstance(value, str) and value):
+            return f"must be a non-empty string, got {value!r}"
+        return None
+
+    def run(self, ctx: RunContext, values: dict[str, Any]) -> dict[str, Any]:
+        from ..components.models import AutoencoderKL
+
+        vae = AutoencoderKL.from_single_file(values["file"], config=values["config"])
+        if ctx.device != "cpu":
+            vae.to(ctx.device)
+        return {"vae": vae}
 
 
 class LoadImage(NodeType):

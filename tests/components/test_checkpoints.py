@@ -317,3 +317,34 @@ def test_an_sd2_checkpoint_reads_openclip_without_its_last_layer(sd_repo, sd_fil
     expected = pipeline_with(stable_diffusion.TEXT2IMAGE_BLOCKS, sd_repo, tuned)(
         prompt="a cat", num_inference_steps=3, output="images", generator=torch.Generator().manual_seed(0))[0]
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png").convert("RGB")), np.asarray(expected))
+
+
+def test_vae_and_controlnet_files_in_a_workflow_equal_the_pipeline(sd_repo, sd_file, tmp_path):
+    from node_workflows import link, preset_text2image
+    from tiny_models import make_image
+
+    from diffblocks.components.errors.nodes import NodeRunError
+    from diffblocks.components.models import ControlNetModel
+    from diffblocks.nodes import ArtifactStore, Executor
+
+    tuned, _ = sd_file
+    vae_file = write_vae(tmp_path / "vae.safetensors", to_original(tuned.vae.state_dict(), vae_table(tuned.vae.config)))
+    _, _, controlnet = make_controlnet_file(sd_repo, tmp_path, (16, 32))
+    store = ArtifactStore(tmp_path / "artifacts")
+    sha = store.put_image(make_image(7, size=32))
+    workflow = preset_text2image(str(sd_repo), steps=3, preset="sd15-controlnet")
+    workflow["nodes"].update({
+        "vae": {"type": "LoadVAE", "inputs": {"file": str(vae_file), "config": str(sd_repo)}},
+        "cn": {"type": "LoadControlNet", "inputs": {"repo": str(controlnet), "config": str(sd_repo)}},
+        "edges": {"type": "LoadImage", "inputs": {"image": {"artifact": sha}}}})
+    workflow["nodes"]["run"]["inputs"].update(vae=link("vae", "vae"), controlnet=link("cn", "controlnet"),
+                                              control_image=link("edges", "image"))
+    got = Executor(artifacts=store).run(workflow)["run"]["images"]
+    pipe = build_pipeline(stable_diffusion.CONTROLNET_BLOCKS, sd_repo)
+    pipe.update_components(vae=AutoencoderKL.from_single_file(vae_file, config=sd_repo),
+                           controlnet=ControlNetModel.from_single_file(controlnet, config=sd_repo))
+    expected = pipe(control_image=store.open_image(sha), generator=torch.Generator().manual_seed(0), **CALL)
+    assert torch.equal(got, expected)
+    del workflow["nodes"]["cn"]["inputs"]["config"]
+    with pytest.raises(NodeRunError, match="a ControlNet file needs 'config'"):
+        Executor(artifacts=store).run(workflow)
