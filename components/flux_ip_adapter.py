@@ -63,11 +63,12 @@ class FluxIPAdapterAttnProcessor(FluxAttnProcessor, nn.Module):
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, image_rotary_emb=None,
                  ip_hidden_states: Sequence[torch.Tensor] | None = None):
-        image_out, text_out = super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask,
-                                               image_rotary_emb)
+        query, key, value = self.project(attn, hidden_states, encoder_hidden_states)
+        image_out, text_out = self.attend(attn, query, key, value, encoder_hidden_states, attention_mask,
+                                          image_rotary_emb)
         if not ip_hidden_states:
             return image_out, text_out
-        query = attn.norm_q(attn.split_heads(attn.to_q(hidden_states))).transpose(1, 2)
+        query = query[:, -hidden_states.shape[1]:].transpose(1, 2)  # the image tokens', before the rotation
         ip_out = torch.zeros_like(image_out)
         for tokens, scale, to_k, to_v in zip(ip_hidden_states, self.scale, self.to_k_ip, self.to_v_ip):
             tokens = tokens.reshape(tokens.shape[0], -1, tokens.shape[-1])  # (batch, images x tokens, dim)

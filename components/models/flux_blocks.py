@@ -64,6 +64,13 @@ class FluxAttnProcessor:
     def __call__(self, attn: "FluxAttention", hidden_states: torch.Tensor,
                  encoder_hidden_states: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                  image_rotary_emb: Rope | None = None):
+        query, key, value = self.project(attn, hidden_states, encoder_hidden_states)
+        return self.attend(attn, query, key, value, encoder_hidden_states, attention_mask, image_rotary_emb)
+
+    @staticmethod
+    def project(attn: "FluxAttention", hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None):
+        """``(query, key, value)``, ``(batch, tokens, heads, head_dim)``: q and k normalised, the text tokens first,
+        not yet rotated."""
         query, key, value = (attn.split_heads(proj(hidden_states)) for proj in (attn.to_q, attn.to_k, attn.to_v))
         query, key = attn.norm_q(query), attn.norm_k(key)
         if encoder_hidden_states is not None:
@@ -72,6 +79,11 @@ class FluxAttnProcessor:
             query = torch.cat([attn.norm_added_q(text[0]), query], dim=1)
             key = torch.cat([attn.norm_added_k(text[1]), key], dim=1)
             value = torch.cat([text[2], value], dim=1)
+        return query, key, value
+
+    @staticmethod
+    def attend(attn: "FluxAttention", query, key, value, encoder_hidden_states, attention_mask, image_rotary_emb):
+        """Rotate, attend, split the streams and project them out."""
         if image_rotary_emb is not None:
             query, key = apply_rope(query, image_rotary_emb), apply_rope(key, image_rotary_emb)
         out = F.scaled_dot_product_attention(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2),
