@@ -20,7 +20,7 @@ from .choices import GUIDERS, SCHEDULER_NAMES, pick_device
 from .files import open_image
 from .flags import check_numbers, single, value_of
 from .presets import PRESETS
-from .run import CONFIG_HELP, LORA_HELP, TRANSFORMER_HELP, VAE_HELP, build_pipeline, plan_run
+from .run import CONFIG_HELP, EMBEDDING_HELP, LORA_HELP, TRANSFORMER_HELP, VAE_HELP, build_pipeline, plan_run
 
 # flags of `run` that `batch` does not take: absent, as if left out (run's checks read them)
 RUN_ONLY = ("prompt", "ip_adapter", "ip_adapter_image", "ip_adapter_scale", "ip_adapter_encoder", "redux", "redux_image",
@@ -140,6 +140,7 @@ def add_parser(commands) -> None:
     b.add_argument("--controlnet-scale", type=float, help="how strongly the ControlNet steers (default 1.0)")
     b.add_argument("--control-mode", type=int, help="FLUX.1 Union ControlNets: which control the image is")
     b.add_argument("--lora", action="append", metavar="SOURCE[:WEIGHT]", help=LORA_HELP)
+    b.add_argument("--embedding", action="append", metavar="FILE[:TOKEN]", help=EMBEDDING_HELP)
     b.add_argument("--transformer", metavar="FILE", help=TRANSFORMER_HELP)
     b.add_argument("--vae", metavar="FILE", help=VAE_HELP)
     b.add_argument("--device", help="cpu, cuda, ... (default: this process's device under a launcher, else cuda "

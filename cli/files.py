@@ -151,6 +151,26 @@ def weights_file(flag: str, value: str | None) -> str | None:
     raise FlagError.unusable(flag, value, "not found; give a .safetensors file, or owner/name/FILE on the Hub")
 
 
+def embedding_sources(values: list[str] | None) -> list[tuple[str, str]]:
+    """``(file, token)`` of each ``--embedding FILE[:TOKEN]``: an A1111 / diffusers textual-inversion file
+    (``.pt``, ``.safetensors`` or ``.bin``); the token defaults to the file's name without its extension, the word
+    A1111 prompts use."""
+    sources = []
+    for value in values or []:
+        path, token = Path(value).expanduser(), None
+        if not path.is_file():
+            head, sep, tail = value.rpartition(":")
+            if sep and head and Path(head).expanduser().is_file():
+                path, token = Path(head).expanduser(), tail
+        if not path.is_file() or path.suffix not in (".pt", ".safetensors", ".bin"):
+            raise FlagError.unusable("--embedding", value, "not found; give an embedding file (.pt, .safetensors or "
+                                     ".bin), optionally :TOKEN")
+        if token is not None and not token.strip():
+            raise FlagError.bad_value("--embedding", "FILE[:TOKEN] with a token that is not empty", value)
+        sources.append((str(path), token or path.stem))
+    return sources
+
+
 def lora_sources(values: list[str] | None) -> list[tuple[str, str | None, float]]:
     """``(file, folder or repo; weights file in it or None; weight)`` of each ``--lora SOURCE[:WEIGHT]``: a local
     ``.safetensors`` / ``.bin`` file, a local folder holding one, or a Hub repo (``owner/name``, its

@@ -15,6 +15,7 @@ from .choices import GUIDERS, SCHEDULER_NAMES, make_guider, pick_device, schedul
 from .files import (
     checkpoint_arg,
     controlnet_source,
+    embedding_sources,
     ip_adapter_source,
     local_or_repo,
     lora_sources,
@@ -42,6 +43,8 @@ LORA_HELP = ("a LoRA (diffusers or kohya .safetensors / .bin file, a folder hold
 
 TRANSFORMER_HELP = ("FLUX.1: a transformer in one .safetensors file (Black Forest Labs' layout, as flux1-dev.safetensors, "
                     "a fine-tune or an fp8 copy; or owner/name/FILE) in place of --model's")
+EMBEDDING_HELP = ("a textual-inversion embedding (A1111 .pt / .safetensors, or diffusers'), used in prompts as TOKEN "
+                  "(default: the file's name, as A1111 does); repeat for several")
 VAE_HELP = ("a VAE in one .safetensors file (as A1111 and ComfyUI keep them: vae-ft-mse-840000-ema-pruned, sdxl_vae, "
             "FLUX.1's ae; or owner/name/FILE) in place of --model's; its config is --model's")
 CONFIG_HELP = ("with --model FILE.safetensors: the diffusers repo whose configs, tokenizers and scheduler go with it "
@@ -62,6 +65,7 @@ class Plan:
     ip_adapter_encoder: str | None  # a CLIP vision model's folder or repo, when not beside the adapter
     redux: str | None
     loras: list[tuple[str, str | None, float]]
+    embeddings: list[tuple[str, str]]  # textual-inversion files and their tokens
     scheduler: type | None
     guider: Any
     device: str
@@ -93,7 +97,7 @@ def plan_run(args, supplied: Collection[str] | None = None) -> Plan:
                 ip_adapter_encoder=args.ip_adapter_encoder and local_or_repo("--ip-adapter-encoder",
                                                                              args.ip_adapter_encoder, "image encoder"),
                 redux=None if args.redux is None else local_or_repo("--redux", args.redux, "FLUX.1 Redux"),
-                loras=lora_sources(args.lora),
+                loras=lora_sources(args.lora), embeddings=embedding_sources(args.embedding),
                 scheduler=scheduler_class(args.scheduler),
                 guider=make_guider(args.guider, args.guidance_scale), device=pick_device(args.device))
 
@@ -118,7 +122,8 @@ def several_controlnets(model, nets: list):
 
 
 def add_adapters(pipe, plan: Plan, args) -> None:
-    """Load the ControlNet, the IP-Adapter, Redux and the LoRAs the flags name; their errors name the flag."""
+    """Load the ControlNets, the IP-Adapter, Redux, the LoRAs and the embeddings the flags name; their errors name
+    the flag."""
     if plan.controlnets:
         model = next(spec.type_hint for spec in plan.blocks.expected_components if spec.name == "controlnet")
         nets = []
@@ -165,6 +170,11 @@ def add_adapters(pipe, plan: Plan, args) -> None:
             raise FlagError.failed("--lora", value, err) from err
     if names:
         pipe.loader.set_adapters(names, [weight for _, _, weight in plan.loras])
+    for (path, token), value in zip(plan.embeddings, args.embedding or []):
+        try:
+            pipe.loader.load_textual_inversion(path, token=token)
+        except (DiffblocksError, OSError, ValueError) as err:
+            raise FlagError.failed("--embedding", value, err) from err
 
 
 def add_transformer(pipe, plan: Plan, args) -> None:
@@ -322,6 +332,7 @@ def add_parser(commands) -> None:
                    "--redux-image becomes the prompt (preset flux-redux, or --preset flux)")
     r.add_argument("--redux-image", help="the picture FLUX.1 Redux makes variations of")
     r.add_argument("--lora", action="append", metavar="SOURCE[:WEIGHT]", help=LORA_HELP)
+    r.add_argument("--embedding", action="append", metavar="FILE[:TOKEN]", help=EMBEDDING_HELP)
     r.add_argument("--transformer", metavar="FILE", help=TRANSFORMER_HELP)
     r.add_argument("--vae", metavar="FILE", help=VAE_HELP)
     r.add_argument("--rows", type=int, default=1, help="rows of the grid when there are several prompts")

@@ -70,12 +70,12 @@ def cli_pixels(capsys, tmp_path, *argv) -> np.ndarray:
     return np.asarray(Image.open(out).convert("RGB"))
 
 
-def api_pixels(blocks, setup=lambda pipe: None, **inputs) -> np.ndarray:
+def api_pixels(blocks, setup=lambda pipe: None, prompt: str = PROMPT, **inputs) -> np.ndarray:
     pipe = SequentialPipelineBlocks.from_blocks_dict(blocks).init_pipeline(str(embedded_model_path()))
     pipe.load_components()
     setup(pipe)
     pipe.set_progress_bar_config(disable=True)
-    image = pipe(prompt=PROMPT, num_inference_steps=STEPS, generator=torch.Generator().manual_seed(0),
+    image = pipe(prompt=prompt, num_inference_steps=STEPS, generator=torch.Generator().manual_seed(0),
                  output="images", **inputs)[0]
     return np.asarray(image)
 
@@ -314,3 +314,31 @@ def test_controlnet_counts_that_do_not_match_are_one_line(capsys, controlnet, se
     argv = [a.format(a=controlnet, b=second_controlnet, p=pictures / "control.png") for a in argv]
     code, _, err = run_cli(capsys, "run", "--prompt", "x", *argv)
     assert_one_line_error(code, err, message)
+
+
+def test_an_embedding_file_is_used_by_its_name_or_the_token_given(capsys, tmp_path):
+    import json
+
+    from safetensors.torch import save_file
+
+    hidden = json.loads((embedded_model_path() / "text_encoder" / "config.json").read_text())["hidden_size"]
+    file = tmp_path / "inkstyle.safetensors"
+    save_file({"emb_params": torch.randn(2, hidden, generator=torch.Generator().manual_seed(3))}, str(file))
+
+    def cli(prompt, *argv):
+        out = tmp_path / f"cli{len(list(tmp_path.glob('cli*')))}.png"
+        code, _, err = run_cli(capsys, "run", "--prompt", prompt, "--steps", str(STEPS), "--no-progress", "--device",
+                               "cpu", "--out", str(out), *argv)
+        assert code == 0, err
+        return np.asarray(Image.open(out).convert("RGB"))
+
+    def api(prompt, token):
+        return api_pixels(stable_diffusion.TEXT2IMAGE_BLOCKS, lambda pipe: pipe.loader.load_textual_inversion(
+            str(file), token=token), prompt=prompt)
+
+    by_name = cli(f"{PROMPT}, inkstyle", "--embedding", str(file))
+    assert np.array_equal(by_name, api(f"{PROMPT}, inkstyle", "inkstyle"))
+    assert not np.array_equal(by_name, cli(f"{PROMPT}, inkstyle"))  # without it the word is only letters
+    assert np.array_equal(cli(f"{PROMPT}, <ink>", "--embedding", f"{file}:<ink>"), api(f"{PROMPT}, <ink>", "<ink>"))
+    code, _, err = run_cli(capsys, "run", "--prompt", "x", "--embedding", str(tmp_path / "none.pt"))
+    assert_one_line_error(code, err, "--embedding", "not found")
