@@ -13,6 +13,7 @@ import copy
 from typing import Any
 
 from .bundle import ComponentsBundle
+from .loader_nodes import load_file_once
 from .node_type import NodeInput, NodeOutput, NodeType, RunContext
 
 STRING = {"type": "string"}
@@ -54,10 +55,8 @@ class LoadControlNet(NodeType):
         if values["repo"].endswith(".safetensors") and "config" in self.inputs:
             if not values.get("config"):
                 raise ValueError("a ControlNet file needs 'config': the base model's folder or Hub repo")
-            controlnet = models.ControlNetModel.from_single_file(values["repo"], config=values["config"])
-            if ctx.device != "cpu":
-                controlnet.to(ctx.device)
-            return {"controlnet": controlnet}
+            return {"controlnet": load_file_once(ctx, "controlnet", f"{values['repo']}|{values['config']}", lambda: (
+                models.ControlNetModel.from_single_file(values["repo"], config=values["config"])))}
         spec = ComponentSpec("controlnet", getattr(models, self.model_class), repo=values["repo"],
                              subfolder=values.get("subfolder") or None)
         controlnet = _load_shared(ctx, spec)

@@ -5,7 +5,7 @@ file as A1111 and ComfyUI keep them) and ``LoadImage`` (an uploaded artifact).""
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from .bundle import ComponentsBundle
 from .node_type import NodeInput, NodeOutput, NodeType, RunContext
@@ -100,6 +100,23 @@ class LoadCheckpoint(LoadComponents):
         return {"components": ComponentsBundle(components, pipe.config, file), **components}
 
 
+def load_file_once(ctx: RunContext, name: str, source: str, load: Callable[[], Any]) -> Any:
+    """The model ``load()`` reads from a file, found in the executor's ComponentsManager by ``source`` when it was
+    read before (else read and added there), on the run's device."""
+    from ..components.spec import LOAD_ID_ATTR
+
+    load_id, manager = f"single-file:{source}", ctx.components_manager
+    model = manager.find_by_load_id(load_id) if manager is not None else None
+    if model is None:
+        model = load()
+        object.__setattr__(model, LOAD_ID_ATTR, load_id)
+        if manager is not None:
+            manager.add(name, model, collection="nodes:single-file")
+    if ctx.device != "cpu" and not _offloaded(manager):
+        model.to(ctx.device)
+    return model
+
+
 def _offloaded(manager) -> bool:
     return manager is not None and getattr(manager, "offloader", None) is not None
 
@@ -130,21 +147,11 @@ class LoadFluxTransformer(NodeType):
         import torch
 
         from ..components.models import FluxTransformer2DModel
-        from ..components.spec import LOAD_ID_ATTR
 
         dtype = values.get("dtype") or "auto"
-        load_id = f"single-file:{values['file']}|{dtype}"
-        manager = ctx.components_manager
-        transformer = manager.find_by_load_id(load_id) if manager is not None else None
-        if transformer is None:
-            transformer = FluxTransformer2DModel.from_single_file(
-                values["file"], torch_dtype=None if dtype == "auto" else getattr(torch, dtype))
-            object.__setattr__(transformer, LOAD_ID_ATTR, load_id)
-            if manager is not None:
-                manager.add("transformer", transformer, collection="nodes:single-file")
-        if ctx.device != "cpu" and not _offloaded(manager):
-            transformer.to(ctx.device)
-        return {"transformer": transformer}
+        return {"transformer": load_file_once(ctx, "transformer", f"{values['file']}|{dtype}", lambda: (
+            FluxTransformer2DModel.from_single_file(values["file"],
+                                                    torch_dtype=None if dtype == "auto" else getattr(torch, dtype))))}
 
 
 class LoadVAE(NodeType):
@@ -171,10 +178,8 @@ class LoadVAE(NodeType):
     def run(self, ctx: RunContext, values: dict[str, Any]) -> dict[str, Any]:
         from ..components.models import AutoencoderKL
 
-        vae = AutoencoderKL.from_single_file(values["file"], config=values["config"])
-        if ctx.device != "cpu":
-            vae.to(ctx.device)
-        return {"vae": vae}
+        return {"vae": load_file_once(ctx, "vae", f"{values['file']}|{values['config']}", lambda: (
+            AutoencoderKL.from_single_file(values["file"], config=values["config"])))}
 
 
 class LoadImage(NodeType):
