@@ -89,6 +89,7 @@ def load_checkpoint(path: str | os.PathLike, config: str | os.PathLike, torch_dt
 
 
 VAE_PREFIXES = ("first_stage_model.", "vae.")  # a full checkpoint's VAE, or ComfyUI's
+CONTROLNET_PREFIXES = ("control_model.",)
 
 
 def load_vae_file(path: str | os.PathLike, config: str | os.PathLike | Mapping[str, Any],
@@ -102,29 +103,11 @@ def load_vae_file(path: str | os.PathLike, config: str | os.PathLike | Mapping[s
         MissingFileError, CorruptedFileError: the file. WeightsMismatchError: the weights do not fit ``config``.
     """
     from .models import AutoencoderKL
-    from .models.modeling import empty_weights
-    from .models.weights import read_weights, single_file
 
-    file = single_file(path, revision)
-    state_dict = read_weights([file])
-    for prefix in VAE_PREFIXES:
-        if any(key.startswith(prefix) for key in state_dict):
-            state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-            break
-    if not isinstance(config, Mapping):
-        try:
-            config = AutoencoderKL.load_config(config, subfolder="vae", revision=revision)
-        except MissingFileError:
-            config = AutoencoderKL.load_config(config, revision=revision)
-    with empty_weights():
-        model = AutoencoderKL.from_config(dict(config))
-    if any(key.startswith("encoder.down.") for key in state_dict):  # the original layout
-        state_dict = rename({k: v for k, v in state_dict.items() if not k.startswith("loss.")}, vae_table(config))
-    model.load_weights(state_dict, torch_dtype=torch_dtype or torch.get_default_dtype(), source=str(file))
-    return model.eval()
-
-
-CONTROLNET_PREFIX = "control_model."
+    file, state_dict = _read(path, VAE_PREFIXES, revision)
+    settings = config_of(AutoencoderKL, config, ("vae", None), revision)
+    table = vae_table(settings) if any(key.startswith("encoder.down.") for key in state_dict) else None
+    return _filled(AutoencoderKL, settings, _without_loss(state_dict), table, torch_dtype, str(file))
 
 
 def load_controlnet_file(path: str | os.PathLike, config: str | os.PathLike | Mapping[str, Any],
@@ -139,45 +122,75 @@ def load_controlnet_file(path: str | os.PathLike, config: str | os.PathLike | Ma
     """
     from .checkpoint_names import controlnet_hint_widths, controlnet_table
     from .models import ControlNetModel, UNet2DConditionModel
-    from .models.modeling import empty_weights
+
+    file, state_dict = _read(path, CONTROLNET_PREFIXES, revision)
+    try:
+        settings = config_of(ControlNetModel, config, ("controlnet",), revision)
+    except MissingFileError:  # the base model's repo: the encoder is its UNet's
+        settings = config_of(UNet2DConditionModel, config, ("unet",), revision)
+    settings = {k: v for k, v in settings.items() if k in ControlNetModel.init_params()}
+    table = None
+    if "input_hint_block.0.weight" in state_dict:  # the original layout
+        widths, channels = controlnet_hint_widths(state_dict)
+        settings.update(conditioning_embedding_out_channels=widths, conditioning_channels=channels)
+        table = controlnet_table(settings)
+    return _filled(ControlNetModel, settings, state_dict, table, torch_dtype, str(file))
+
+
+def config_of(cls, config: str | os.PathLike | Mapping[str, Any], subfolders, revision: str | None = None) -> dict:
+    """``config`` itself when it is one, else the config of ``cls`` in the first of ``subfolders`` (None: the
+    top) of that folder or repo that has one."""
+    if isinstance(config, Mapping):
+        return dict(config)
+    for subfolder in subfolders[:-1]:
+        try:
+            return dict(cls.load_config(config, subfolder=subfolder, revision=revision))
+        except MissingFileError:
+            continue
+    return dict(cls.load_config(config, subfolder=subfolders[-1], revision=revision))
+
+
+def _read(path, prefixes, revision) -> tuple[Path, dict[str, torch.Tensor]]:
+    """The file's path and tensors, without the first of ``prefixes`` they have (the rest dropped)."""
     from .models.weights import read_weights, single_file
 
     file = single_file(path, revision)
     state_dict = read_weights([file])
-    if any(key.startswith(CONTROLNET_PREFIX) for key in state_dict):
-        state_dict = {k[len(CONTROLNET_PREFIX):]: v for k, v in state_dict.items() if k.startswith(CONTROLNET_PREFIX)}
-    original = "input_hint_block.0.weight" in state_dict
-    if not isinstance(config, Mapping):
-        try:
-            config = ControlNetModel.load_config(config, subfolder="controlnet", revision=revision)
-        except MissingFileError:
-            unet = UNet2DConditionModel.load_config(config, subfolder="unet", revision=revision)
-            config = {k: unet[k] for k in ControlNetModel.init_params() if k in unet}
-    config = {k: v for k, v in dict(config).items() if k in ControlNetModel.init_params()}
-    if original:
-        widths, channels = controlnet_hint_widths(state_dict)
-        config.update(conditioning_embedding_out_channels=widths, conditioning_channels=channels)
-        state_dict = rename(state_dict, controlnet_table(config))
+    for prefix in prefixes:
+        if any(key.startswith(prefix) for key in state_dict):
+            return file, {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    return file, state_dict
+
+
+def _without_loss(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A VAE's tensors without a training checkpoint's loss (a discriminator): not the model."""
+    return {k: v for k, v in state_dict.items() if not k.startswith("loss.")}
+
+
+def _filled(cls, settings: Mapping[str, Any], state_dict, table, torch_dtype, where: str):
+    """``cls`` built from ``settings`` on the meta device and given ``state_dict`` (renamed by ``table``, the
+    original layout's, when given)."""
+    from .models.modeling import empty_weights
+
     with empty_weights():
-        model = ControlNetModel.from_config(config)
-    model.load_weights(state_dict, torch_dtype=torch_dtype or torch.get_default_dtype(), source=str(file))
+        model = cls.from_config(dict(settings))
+    weights = rename(state_dict, table) if table is not None else state_dict
+    model.load_weights(weights, torch_dtype=torch_dtype or torch.get_default_dtype(), source=where)
     return model.eval()
 
 
 def _build(name: str, part: dict[str, torch.Tensor], config, dtype: torch.dtype, revision, where: str) -> Any:
     from .models import AutoencoderKL, UNet2DConditionModel
-    from .models.modeling import empty_weights
 
-    if name in ("unet", "vae"):
-        cls, table = (UNet2DConditionModel, unet_table) if name == "unet" else (AutoencoderKL, vae_table)
-        settings = cls.load_config(config, subfolder=name, revision=revision)
-        with empty_weights():
-            model = cls.from_config(settings)
-        if name == "vae":  # a training checkpoint's VAE keeps its loss (a discriminator): not the model
-            part = {k: v for k, v in part.items() if not k.startswith("loss.")}
-        model.load_weights(rename(part, table(settings)), torch_dtype=dtype, source=where)
-        return model.eval()
+    if name == "unet":
+        settings = config_of(UNet2DConditionModel, config, ("unet",), revision)
+        return _filled(UNet2DConditionModel, settings, part, unet_table(settings), dtype, where)
+    if name == "vae":
+        settings = config_of(AutoencoderKL, config, ("vae",), revision)
+        return _filled(AutoencoderKL, settings, _without_loss(part), vae_table(settings), dtype, where)
     import transformers
+
+    from .models.modeling import empty_weights
 
     cls = transformers.CLIPTextModel if name == "text_encoder" else transformers.CLIPTextModelWithProjection
     settings = cls.config_class.from_pretrained(str(config), subfolder=name, revision=revision)

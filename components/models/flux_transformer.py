@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..config import register_to_config
-from ..errors import ConfigError, MissingFileError, ModelInputError
+from ..errors import ConfigError, ModelInputError
 from .flux_blocks import AdaNormOut, FluxAttention, FluxSingleTransformerBlock, FluxTransformerBlock
 from .flux_embeddings import FluxPosEmbed, TimestepGuidanceTextEmbedding
 from .modeling import ModelMixin
@@ -149,22 +149,18 @@ class FluxTransformer2DModel(ModelMixin):
         if config is None and not original:
             raise ConfigError(f"{file}: not in Black Forest Labs' layout; pass config= for a file in diffusers' "
                               "layout (or load its folder with from_pretrained)")
-        if isinstance(config, (str, os.PathLike)):
-            config = cls._single_file_config(config, revision)
-        config = dict(config) if config is not None else original_config(state_dict, str(file))
+        if config is not None:
+            from ..checkpoints import config_of
+
+            config = config_of(cls, config, ("transformer", None), revision)
+        else:
+            config = original_config(state_dict, str(file))
         with empty_weights():
             model = cls.from_config(config)
         dtype = torch_dtype or torch.get_default_dtype()
         model.load_weights(from_original(state_dict, model) if original else state_dict, torch_dtype=dtype,
                            source=str(file))
         return model.eval()
-
-    @classmethod
-    def _single_file_config(cls, path_or_repo: str | os.PathLike, revision: str | None) -> dict[str, Any]:
-        try:
-            return cls.load_config(path_or_repo, subfolder="transformer", revision=revision)
-        except MissingFileError:
-            return cls.load_config(path_or_repo, revision=revision)
 
     # --- attention processors ------------------------------------------------------------------
 
