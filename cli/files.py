@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 from ..components.errors import FlagError
+from ..components.files import WEIGHTS_SUFFIXES, is_weights_file
 
 REPO_ID = re.compile(r"^[\w][\w.-]*/[\w.-]+$")
 WEIGHTS = (".bin", ".safetensors")
@@ -62,41 +63,40 @@ def local_or_repo(flag: str, value: str, what: str) -> str:
 
 
 def checkpoint_arg(args) -> tuple[str | None, str | None]:
-    """``(file, family)`` when ``--model`` is an original Stable Diffusion checkpoint file (``.safetensors``, as
-    A1111 and ComfyUI keep them), else ``(None, None)``; ``--config`` only goes with one."""
-    from ..components.checkpoints import file_family, is_checkpoint_file
-    from ..components.errors import ConfigError
+    """``(file, family)`` when ``--model`` is an original Stable Diffusion checkpoint file (``.safetensors`` or
+    ``.ckpt``, as A1111 and ComfyUI keep them), else ``(None, None)``; ``--config`` only goes with one."""
+    from ..components.checkpoints import file_family
+    from ..components.errors import ConfigError, UnsafeFileError
 
     config = getattr(args, "config", None)
-    if not is_checkpoint_file(args.model):
+    if not is_weights_file(args.model):
         if config is not None:
             raise FlagError.needs("--config", "--model FILE.safetensors (an original Stable Diffusion checkpoint)")
         return None, None
     path = str(Path(args.model).expanduser())
     try:
         return path, file_family(path)
-    except ConfigError as err:
+    except (ConfigError, UnsafeFileError) as err:
         raise FlagError.unusable("--model", args.model, str(err)) from err
-    except Exception as err:  # not a safetensors file at all
-        raise FlagError.unusable("--model", args.model, f"cannot read it as a .safetensors file: {err}") from err
+    except Exception as err:  # not a weights file at all
+        raise FlagError.unusable("--model", args.model, f"cannot read it as a weights file: {err}") from err
 
 
 def start_model(model: str | None) -> str | None:
-    """``serve`` / ``worker --model``: ``embedded``, a folder or Hub repo, or a checkpoint ``.safetensors`` file."""
+    """``serve`` / ``worker --model``: ``embedded``, a folder or Hub repo, or a checkpoint file (``.safetensors``,
+    ``.ckpt``)."""
     if model is None or model == "embedded":
         return model
-    path = Path(model).expanduser()
-    if path.suffix == ".safetensors" and path.is_file():
-        return str(path.resolve())
+    if is_weights_file(model):
+        return str(Path(model).expanduser().resolve())
     return local_or_repo("--model", model, "model")
 
 
 def controlnet_source(value: str) -> str:
-    """``--controlnet``: a folder or Hub repo (diffusers' layout), or one ``.safetensors`` file (the original
-    layout, as A1111 and ComfyUI keep them, or diffusers')."""
-    path = Path(value).expanduser()
-    if path.suffix == ".safetensors" and path.is_file():
-        return str(path)
+    """``--controlnet``: a folder or Hub repo (diffusers' layout), or one file (``.safetensors``, or ControlNet 1.1's
+    ``.pth``: the original layout, as A1111 and ComfyUI keep them, or diffusers')."""
+    if is_weights_file(value):
+        return str(Path(value).expanduser())
     return local_or_repo("--controlnet", value, "ControlNet")
 
 
@@ -139,16 +139,18 @@ def ip_adapter_source(value: str | None, encoder_given: bool = False) -> tuple[s
 
 
 def weights_file(flag: str, value: str | None) -> str | None:
-    """``--transformer`` / ``--vae``: a local ``.safetensors`` file, or ``owner/name/FILE`` on the Hub."""
+    """``--transformer`` / ``--vae``: a local weights file (``.safetensors``, ``.ckpt``, ``.pt``), or ``owner/name/FILE``
+    on the Hub."""
     if value is None:
         return None
     path = Path(value).expanduser()
     if path.is_file():
         return str(path)
     parts = value.split("/")
-    if len(parts) > 2 and REPO_ID.match("/".join(parts[:2])) and value[0] not in "./~" and value.endswith(".safetensors"):
+    if len(parts) > 2 and REPO_ID.match("/".join(parts[:2])) and value[0] not in "./~" and value.endswith(WEIGHTS_SUFFIXES):
         return value
-    raise FlagError.unusable(flag, value, "not found; give a .safetensors file, or owner/name/FILE on the Hub")
+    raise FlagError.unusable(flag, value, "not found; give a weights file (.safetensors, .ckpt), or owner/name/FILE on "
+                             "the Hub")
 
 
 def embedding_sources(values: list[str] | None) -> list[tuple[str, str]]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..components.errors import ConfigError, DiffblocksError, FlagError
+from ..components.files import is_weights_file
 from ..components.spec import ComponentSpec, LazyClass
 from .choices import GUIDERS, SCHEDULER_NAMES, make_guider, pick_device, scheduler_class
 from .files import (
@@ -41,13 +42,13 @@ LORA_HELP = ("a LoRA (diffusers or kohya .safetensors / .bin file, a folder hold
              "at WEIGHT (default 1); repeat for several")
 
 
-TRANSFORMER_HELP = ("FLUX.1: a transformer in one .safetensors file (Black Forest Labs' layout, as flux1-dev.safetensors, "
+TRANSFORMER_HELP = ("FLUX.1: a transformer in one file (.safetensors or .sft; Black Forest Labs' layout, as flux1-dev.safetensors, "
                     "a fine-tune or an fp8 copy; or owner/name/FILE) in place of --model's")
 EMBEDDING_HELP = ("a textual-inversion embedding (A1111 .pt / .safetensors, or diffusers'), used in prompts as TOKEN "
                   "(default: the file's name, as A1111 does); repeat for several")
-VAE_HELP = ("a VAE in one .safetensors file (as A1111 and ComfyUI keep them: vae-ft-mse-840000-ema-pruned, sdxl_vae, "
+VAE_HELP = ("a VAE in one file (.safetensors, .ckpt or .pt, as A1111 and ComfyUI keep them: vae-ft-mse-840000-ema-pruned, sdxl_vae, "
             "FLUX.1's ae; or owner/name/FILE) in place of --model's; its config is --model's")
-CONFIG_HELP = ("with --model FILE.safetensors: the diffusers repo whose configs, tokenizers and scheduler go with it "
+CONFIG_HELP = ("with --model FILE (.safetensors or .ckpt): the diffusers repo whose configs, tokenizers and scheduler go with it "
                "(default: stable-diffusion-v1-5/stable-diffusion-v1-5, or stabilityai/stable-diffusion-xl-base-1.0)")
 
 
@@ -129,7 +130,7 @@ def add_adapters(pipe, plan: Plan, args) -> None:
         nets = []
         for source, value in zip(plan.controlnets, values_of(args, "--controlnet")):
             try:  # ControlNetModel, or FluxControlNetModel for FLUX.1
-                if source.endswith(".safetensors"):  # one file: its encoder's config is the model's UNet's
+                if is_weights_file(source):  # one file: its encoder's config is the model's UNet's
                     if not hasattr(model, "from_single_file"):
                         raise FlagError.unusable("--controlnet", value, "a FLUX.1 ControlNet loads from its folder "
                                                                         "(config.json beside the weights)")

@@ -175,7 +175,7 @@ def add_parser(commands) -> None:
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     s.add_argument("--port", type=int, default=8188, help="port (default 8188)")
     s.add_argument("--model", metavar="PATH_OR_REPO", help="load this model at start ('embedded' for the shipped one; a "
-                   "folder, a Hub repo, or an SD 1.x / 2.x / SDXL checkpoint .safetensors)")
+                   "folder, a Hub repo, or an SD 1.x / 2.x / SDXL checkpoint .safetensors or .ckpt)")
     s.add_argument("--device", default="auto", help="auto (default), cpu, or a list like cuda:0,cuda:1: one worker each")
     s.add_argument("--data-dir", metavar="DIR", help=f"job queue, history and images (default {default_data_dir()})")
     s.add_argument("--allow-remote-code", action="store_true",

@@ -94,7 +94,7 @@ def add_parser(commands) -> None:
     w.add_argument("--device", default="auto",
                    help="auto (default), cpu, or a list like cuda:0,cuda:1: one worker thread each")
     w.add_argument("--model", metavar="PATH_OR_REPO", help="load this model at start ('embedded' for the shipped one; a "
-                   "folder, a Hub repo, or an SD 1.x / 2.x / SDXL checkpoint .safetensors)")
+                   "folder, a Hub repo, or an SD 1.x / 2.x / SDXL checkpoint .safetensors or .ckpt)")
     w.add_argument("--data-dir", metavar="DIR", help=f"this worker's copies of images (default {default_cache_dir()})")
     w.add_argument("--lease", type=float, default=30.0, metavar="SECONDS",
                    help="how long a job stays with this worker if it stops answering, before it runs elsewhere "

@@ -1,6 +1,6 @@
-"""Original Stable Diffusion checkpoints: one ``.safetensors`` file holding the UNet, the VAE and the text
-encoder(s) under CompVis / Stability's names, as A1111, ComfyUI and Forge keep them (``v1-5-pruned-emaonly``,
-``sd_xl_base_1.0``, and the fine-tunes shared that way). The file gives the weights; a diffusers-format repo of the
+"""Original Stable Diffusion checkpoints: one file (``.safetensors``, or a pickled ``.ckpt`` read weights-only) holding
+the UNet, the VAE and the text encoder(s) under CompVis / Stability's names, as A1111, ComfyUI and Forge keep them
+(``v1-5-pruned-emaonly``, ``sd_xl_base_1.0``, and the fine-tunes shared that way). The file gives the weights; a diffusers-format repo of the
 same family gives the configs (and the tokenizers and scheduler, which such files do not hold).
 """
 
@@ -57,11 +57,10 @@ def checkpoint_family(keys) -> str:
 
 
 def file_family(path: str | os.PathLike) -> str:
-    """:func:`checkpoint_family` of a file, from its header alone."""
-    from safetensors import safe_open
+    """:func:`checkpoint_family` of a file (a safetensors file's header alone)."""
+    from .models.weights import tensor_shapes
 
-    with safe_open(str(path), framework="pt") as f:
-        return checkpoint_family(f.keys())
+    return checkpoint_family(tensor_shapes(path))
 
 
 def load_checkpoint(path: str | os.PathLike, config: str | os.PathLike, torch_dtype: torch.dtype | None = None,
@@ -234,14 +233,8 @@ def config_repo(family: str, given: str | os.PathLike | None, file: str | os.Pat
     if given is not None:
         return str(given)
     if file is not None:
-        from safetensors import safe_open
+        from .models.weights import tensor_shapes
 
-        with safe_open(str(file), framework="pt") as f:
-            if CONV_IN in f.keys() and f.get_slice(CONV_IN).get_shape()[1] == 9:
-                return INPAINT_CONFIG_REPOS[family]
+        if tensor_shapes(file).get(CONV_IN, (0, 0))[1:2] == (9,):
+            return INPAINT_CONFIG_REPOS[family]
     return CONFIG_REPOS[family]
-
-
-def is_checkpoint_file(value: str | os.PathLike | None) -> bool:
-    """Whether ``value`` names a local ``.safetensors`` file (not a folder or a Hub repo)."""
-    return value is not None and str(value).endswith(".safetensors") and Path(value).expanduser().is_file()

@@ -12,6 +12,12 @@ from pathlib import Path
 
 from .errors import HubUnreachableError, MissingFileError
 
+# weight files by how they are read: safetensors (``.sft``: early FLUX.1 releases' name for it) memory-mapped, the
+# rest with torch's weights-only unpickler (A1111's ``.ckpt``, ControlNet 1.1's ``.pth``, VAEs' ``.pt``, diffusers' ``.bin``)
+SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+WEIGHTS_SUFFIXES = SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES
+
 # endpoints that answered in this process: their later look-ups skip the reachability check
 _ANSWERED: set[str] = set()
 
@@ -22,6 +28,14 @@ def is_local(path_or_repo: str | os.PathLike) -> bool:
         return True
     text = str(path_or_repo)
     return text.startswith(("/", ".", "~")) or text.count("/") > 1 or "\\" in text
+
+
+def is_weights_file(value: str | os.PathLike | None) -> bool:
+    """Whether ``value`` names a local weights file (one of :data:`WEIGHTS_SUFFIXES`), not a folder or a Hub repo."""
+    if value is None:
+        return False
+    path = Path(value).expanduser()
+    return path.suffix.lower() in WEIGHTS_SUFFIXES and path.is_file()
 
 
 def _describe(path_or_repo, subfolder: str | None, filename: str) -> str:

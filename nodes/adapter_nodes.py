@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from ..components.files import WEIGHTS_SUFFIXES
 from .bundle import ComponentsBundle
 from .loader_nodes import load_file_once
 from .node_type import NodeInput, NodeOutput, NodeType, RunContext
@@ -43,7 +44,7 @@ class LoadControlNet(NodeType):
                        "subfolder": NodeInput({**STRING, "default": "", "description": "folder inside the repo"})}
         if self.model_class == "ControlNetModel":
             self.inputs["repo"] = NodeInput({**STRING, "minLength": 1, "description": (
-                "ControlNet folder or Hub repo id, or a .safetensors file as A1111 and ComfyUI keep them")}, required=True)
+                "ControlNet folder or Hub repo id, or a file (.safetensors, .pth) as A1111 and ComfyUI keep them")}, required=True)
             self.inputs["config"] = NodeInput({**STRING, "default": "", "description": (
                 "for a file: the base model's repo (its UNet config describes the ControlNet's encoder)")})
         self.outputs = {"controlnet": NodeOutput(self.model_class)}
@@ -52,7 +53,7 @@ class LoadControlNet(NodeType):
         from ..components import models
         from ..components.spec import ComponentSpec
 
-        if values["repo"].endswith(".safetensors") and "config" in self.inputs:
+        if values["repo"].lower().endswith(WEIGHTS_SUFFIXES) and "config" in self.inputs:
             if not values.get("config"):
                 raise ValueError("a ControlNet file needs 'config': the base model's folder or Hub repo")
             return {"controlnet": load_file_once(ctx, "controlnet", f"{values['repo']}|{values['config']}", lambda: (

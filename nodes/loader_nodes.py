@@ -61,14 +61,14 @@ class LoadComponents(NodeType):
 
 class LoadCheckpoint(LoadComponents):
     name = "LoadCheckpoint"
-    description = ("Load an SD 1.x / 2.x / SDXL checkpoint file (one .safetensors with the UNet, VAE and text encoders, as "
+    description = ("Load an SD 1.x / 2.x / SDXL checkpoint file (one .safetensors or .ckpt with the UNet, VAE and text encoders, as "
                    "A1111 and ComfyUI keep them), with the configs, tokenizers and scheduler of a diffusers repo of "
                    "its family; outputs each component and the bundle.")
 
     def __init__(self, component_names: Iterable[str]):
         super().__init__(component_names)
         self.inputs = {
-            "file": NodeInput({"type": "string", "minLength": 1, "description": "the checkpoint .safetensors file"},
+            "file": NodeInput({"type": "string", "minLength": 1, "description": "the checkpoint file (.safetensors, .ckpt)"},
                               required=True),
             "config": NodeInput({"type": "string", "default": "",
                                  "description": "diffusers repo of its family (empty: the family's reference repo)"}),
@@ -124,13 +124,13 @@ def _offloaded(manager) -> bool:
 class LoadFluxTransformer(NodeType):
     name = "LoadFluxTransformer"
     category = "loaders"
-    description = ("A FLUX.1 transformer from one .safetensors file (Black Forest Labs' layout: flux1-dev.safetensors, "
+    description = ("A FLUX.1 transformer from one file (.safetensors, .sft; Black Forest Labs' layout: flux1-dev.safetensors, "
                    "a fine-tune, an fp8 copy; or owner/name/FILE on the Hub) into the shared ComponentsManager; wire it "
                    "into a FLUX preset's transformer.")
 
     def __init__(self):
         self.inputs = {
-            "file": NodeInput({"type": "string", "minLength": 1, "description": "the .safetensors file"}, required=True),
+            "file": NodeInput({"type": "string", "minLength": 1, "description": "the .safetensors or .sft file"}, required=True),
             "dtype": NodeInput({"type": "string", "enum": list(DTYPES), "default": "auto",
                                 "description": "weights dtype ('auto': torch's default; fp8 files need one to run)"}),
         }
@@ -157,13 +157,13 @@ class LoadFluxTransformer(NodeType):
 class LoadVAE(NodeType):
     name = "LoadVAE"
     category = "loaders"
-    description = ("A VAE from one .safetensors file (as A1111 and ComfyUI keep them: vae-ft-mse-840000-ema-pruned, "
+    description = ("A VAE from one file (.safetensors, .ckpt, .pt; as A1111 and ComfyUI keep them: vae-ft-mse-840000-ema-pruned, "
                    "sdxl_vae, FLUX.1's ae; or diffusers' layout), with the config of a model repo's VAE; wire it "
                    "into a preset's vae.")
 
     def __init__(self):
         self.inputs = {
-            "file": NodeInput({"type": "string", "minLength": 1, "description": "the .safetensors file"}, required=True),
+            "file": NodeInput({"type": "string", "minLength": 1, "description": "the .safetensors, .ckpt or .pt file"}, required=True),
             "config": NodeInput({"type": "string", "minLength": 1, "description": (
                 "the model's folder or Hub repo, whose VAE config (its latents' scaling) goes with the file")},
                 required=True),

@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import Request, WebSocket
 
+from ..components.files import is_weights_file
 from ..nodes.artifacts import ArtifactStore
 from .bus import EventBus
 from .outputs import OutputEncoder
@@ -115,7 +116,7 @@ def worker_pool(settings: ServerSettings, engine, artifacts: ArtifactStore, queu
 
     warmup = None
     if settings.model:
-        load = (("LoadCheckpoint", "file") if str(settings.model).endswith(".safetensors") else ("LoadComponents", "repo"))
+        load = (("LoadCheckpoint", "file") if is_weights_file(settings.model) else ("LoadComponents", "repo"))
         warmup = {"nodes": {"load": {"type": load[0], "inputs": {load[1]: settings.model}}}}
     return WorkerPool(make_executors, queue, bus, OutputEncoder(artifacts), settings.previews, warmup)
 

@@ -5,8 +5,11 @@ takes an original checkpoint to be, not only what diffblocks does."""
 
 from __future__ import annotations
 
+import sys
+import types
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import save_file
 
@@ -81,5 +84,45 @@ def write_checkpoint(pipe, path: Path, dtype: torch.dtype | None = None, extra: 
         tensors.update({f"conditioner.embedders.1.model.{k}": v
                         for k, v in open_clip_original(pipe.text_encoder_2.state_dict()).items()})
     tensors = {k: (v.to(dtype) if dtype is not None else v).contiguous() for k, v in {**tensors, **(extra or {})}.items()}
-    save_file(tensors, str(path))
+    return save_tensors(tensors, path)
+
+
+def save_tensors(tensors: dict, path: Path, legacy: bool = False) -> Path:
+    """``tensors`` in the file kind ``path``'s suffix names: safetensors (``.safetensors``, ``.sft``), a training
+    checkpoint (``.ckpt``: see :func:`save_lightning`), or a plain pickled dict (``.pt``, ``.pth``); ``legacy``:
+    torch's pickle format from before its zip files (not memory-mappable)."""
+    tensors = {k: v.contiguous() for k, v in tensors.items()}
+    if path.suffix in (".safetensors", ".sft"):
+        save_file(tensors, str(path))
+    elif path.suffix == ".ckpt":
+        save_lightning(tensors, path, legacy)
+    else:
+        torch.save(tensors, str(path), _use_new_zipfile_serialization=not legacy)
     return path
+
+
+def save_lightning(tensors: dict, path: Path, legacy: bool = False) -> None:
+    """A training checkpoint as PyTorch Lightning wrote SD 1.x's ``.ckpt`` files: the weights under ``state_dict``
+    beside numpy counters and ``callbacks``, keyed by Lightning's ModelCheckpoint class (made here under Lightning's
+    module name while pickling: Lightning is not installed)."""
+    names = ("pytorch_lightning", "pytorch_lightning.callbacks", "pytorch_lightning.callbacks.model_checkpoint")
+    saved = {name: sys.modules.get(name) for name in names}
+    module = types.ModuleType(names[-1])
+
+    class ModelCheckpoint:
+        pass
+
+    ModelCheckpoint.__module__, ModelCheckpoint.__qualname__, module.ModelCheckpoint = names[-1], "ModelCheckpoint", ModelCheckpoint
+    sys.modules.update({name: types.ModuleType(name) for name in names[:-1]} | {names[-1]: module})
+    try:
+        best = ModelCheckpoint()
+        best.best_model_score, best.dirpath = torch.tensor(0.25), "/logs/checkpoints"
+        record = {"state_dict": tensors, "epoch": 6, "global_step": np.int64(470000), "pytorch-lightning_version": "1.4.2",
+                  "lr": np.float64(1e-4), "dtype": np.dtype("float32"), "callbacks": {ModelCheckpoint: {"best": best}}}
+        torch.save(record, str(path), _use_new_zipfile_serialization=not legacy)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = value

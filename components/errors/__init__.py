@@ -11,7 +11,7 @@ from .base import closest, DiffblocksError, UsageError, FlagError  # noqa: F401
 from .blocks import BlockDeclarationError, PipelineValidationError, MissingInputError, InputTypeError, UnknownInputError, BlockExecutionError, OutputNotSetError, OutputNotFoundError, InputValueError, LoopInputMissingError, DuplicateKeyError  # noqa: F401
 from .components import ComponentError, ComponentNotFoundError, AmbiguousComponentError, ComponentLoadError, UnsupportedComponentError, NotInstantiableError, ComponentTypeError, LoaderArgumentsError, UnknownComponentClassError, ModelInputError, DeviceError, GuiderError, AdapterError  # noqa: F401
 from .nodes import WorkflowError, NodeRunError, Interrupted, ArtifactError  # noqa: F401
-from .files import ReadOnlyConfigError, MissingFileError, CorruptedFileError, WeightsMismatchError, ConfigError, RemoteCodeError, HubUnreachableError  # noqa: F401
+from .files import ReadOnlyConfigError, MissingFileError, CorruptedFileError, UnsafeFileError, WeightsMismatchError, ConfigError, RemoteCodeError, HubUnreachableError  # noqa: F401
 from .server import ServerError, RequestError, JobError, ServerSetupError  # noqa: F401
 from .distributed import BatchError, BatchItemError, DistributedError  # noqa: F401
 from .adapters import LoraError, TextualInversionError  # noqa: F401
@@ -33,6 +33,7 @@ __all__ = [
     "LoaderArgumentsError",
     "ConfigError",
     "CorruptedFileError",
+    "UnsafeFileError",
     "DeviceError",
     "DiffblocksError",
     "DuplicateKeyError",

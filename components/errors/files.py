@@ -25,6 +25,15 @@ class CorruptedFileError(DiffblocksError, OSError):
         return cls(f"cannot read weights file {path}: it is truncated or corrupted ({problem})")
 
 
+class UnsafeFileError(DiffblocksError, ValueError):
+    @classmethod
+    def pickled_code(cls, path: str, name: str) -> "UnsafeFileError":
+        """A pickled weights file that names ``name``: neither a tensor nor a training run's plain record."""
+        return cls(f"refusing to read weights file {path}: its pickle calls {name}, which is not a tensor or a training "
+                   "run's record, and unpickling it could run any code. If you trust the file, convert it to "
+                   ".safetensors once (torch.load(path, weights_only=False), then safetensors.torch.save_file)")
+
+
 class WeightsMismatchError(DiffblocksError, ValueError):
     @classmethod
     def keys(cls, model: str, missing: Sequence[str], unexpected: Sequence[str], limit: int = 5) -> "WeightsMismatchError":

@@ -12,14 +12,15 @@ import json
 import os
 import re
 import struct
+import threading
 from pathlib import Path
 from typing import Iterable
 
 import torch
 
-from ..errors import CorruptedFileError, MissingFileError
+from ..errors import CorruptedFileError, MissingFileError, UnsafeFileError
 from ..config import StagedFiles, staged_files
-from ..files import resolve_file, try_resolve_file
+from ..files import SAFETENSORS_SUFFIXES, resolve_file, try_resolve_file
 
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 WEIGHTS_INDEX_NAME = "diffusion_pytorch_model.safetensors.index.json"
@@ -106,14 +107,16 @@ def read_weights(paths: Iterable[Path], dtype: torch.dtype | None = None) -> dic
     A safetensors file whose floating-point tensors already have ``dtype`` (or any file when ``dtype`` is
     None) is memory-mapped: no copy. Otherwise its tensors are read one at a time and converted, so the peak
     is the converted weights plus one tensor, not the whole file plus the converted weights. Legacy ``.bin``
-    files are mmap-loaded by ``torch.load`` (weights only) and not converted here.
+    files (``.bin``, ``.ckpt``, ``.pt``, ``.pth``) are mmap-loaded by ``torch.load`` (weights only: see
+    :func:`_read_pickle`) and not converted here.
 
     Raises:
         CorruptedFileError: a file is truncated, corrupted or not a weights file; names the file.
+        UnsafeFileError: a pickled file calls something besides tensors and a training run's record.
     """
     state_dict: dict[str, torch.Tensor] = {}
     for path in map(Path, paths):
-        if path.suffix != ".safetensors":
+        if path.suffix.lower() not in SAFETENSORS_SUFFIXES:
             state_dict.update(_read_pickle(path))
             continue
         entries, data_start = _read_header(path)
@@ -188,14 +191,59 @@ def _read_converted(path: Path, entries: dict[str, dict], data_start: int, dtype
     return tensors
 
 
-def _read_pickle(path: Path) -> dict[str, torch.Tensor]:
-    try:
+def tensor_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
+    """Each tensor's name and shape: from a safetensors file's header alone, or a pickled file loaded memory-mapped."""
+    path = Path(path)
+    if path.suffix.lower() in SAFETENSORS_SUFFIXES:
+        return {key: tuple(entry["shape"]) for key, entry in _read_header(path)[0].items()}
+    return {key: tuple(tensor.shape) for key, tensor in _read_pickle(path).items()}
+
+
+class _TrainingRecord:
+    """Stands in for the training-callback classes a Lightning checkpoint names (their state is kept as plain
+    attributes; nothing of theirs runs)."""
+
+
+_NUMPY_RECORDS: list | None = None
+_pickle_lock = threading.Lock()  # torch's allow-list is process-wide: one reader adds to it at a time
+
+
+def _allowed_globals() -> list:
+    """What a training checkpoint (A1111's ``.ckpt``, a Lightning run's) pickles besides tensors: numpy scalars and
+    dtypes (``global_step``), and PyTorch Lightning's ``ModelCheckpoint`` as a key of ``callbacks``."""
+    global _NUMPY_RECORDS
+    if _NUMPY_RECORDS is None:
+        import numpy as np
+
         try:
-            loaded = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError:  # files from before torch's zip format cannot be memory-mapped
-            loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+            from numpy._core.multiarray import scalar
+        except ImportError:  # numpy 1.x
+            from numpy.core.multiarray import scalar
+        _NUMPY_RECORDS = [np.dtype, *(getattr(np.dtypes, name) for name in np.dtypes.__all__),
+                          (scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar")]
+    return [*_NUMPY_RECORDS, *((_TrainingRecord, f"{module}.ModelCheckpoint") for module in
+                               ("pytorch_lightning.callbacks.model_checkpoint", "lightning.pytorch.callbacks.model_checkpoint"))]
+
+
+def _read_pickle(path: Path) -> dict[str, torch.Tensor]:
+    """A pickled state dict (``.bin``, ``.pt``, ``.pth``), or a training checkpoint's ``state_dict`` (``.ckpt``), read
+    by torch's weights-only unpickler: tensors, plain containers, numbers and the records of :func:`_allowed_globals`;
+    anything else it would have to call is refused (``UnsafeFileError``) before it runs."""
+    import pickle
+
+    try:
+        with _pickle_lock, torch.serialization.safe_globals(_allowed_globals()):
+            try:
+                loaded = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError:  # files from before torch's zip format cannot be memory-mapped
+                loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"(?:GLOBAL|global:?) ([\w.]+)", str(err))
+        raise UnsafeFileError.pickled_code(str(path), found.group(1) if found else str(err).splitlines()[0]) from err
     except Exception as err:  # pickle and zip readers raise many types
         raise CorruptedFileError.unreadable(str(path), err) from err
+    if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):  # a training checkpoint
+        loaded = loaded["state_dict"]
     if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
         raise CorruptedFileError.unreadable(str(path), TypeError("not a dict of tensors"))
     return loaded

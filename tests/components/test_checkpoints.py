@@ -1,18 +1,18 @@
-"""Original SD 1.x / 2.x / SDXL checkpoints (one .safetensors, as A1111 and ComfyUI keep them): every model equals the
+"""Original SD 1.x / 2.x / SDXL checkpoints (one .safetensors or .ckpt, as A1111 and ComfyUI keep them): every model equals the
 repo's it was written from, bitwise (tolerance 0), and so do the images of a pipeline loaded from the file; diffusers'
 own single-file loader reads the same files into the same weights (so the test files are genuine)."""
 
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
-from tiny_checkpoints import to_original, write_checkpoint
+from safetensors.torch import load_file, save_file
+from tiny_checkpoints import save_tensors, to_original, write_checkpoint
 from tiny_models import build_pipeline
 
 from diffblocks.components.checkpoint_names import unet_table, vae_table
-from diffblocks.components.checkpoints import checkpoint_family, load_checkpoint
-from diffblocks.components.models import AutoencoderKL
-from diffblocks.components.errors import ComponentLoadError, ConfigError, WeightsMismatchError
+from diffblocks.components.checkpoints import checkpoint_family, file_family, load_checkpoint
+from diffblocks.components.models import AutoencoderKL, ControlNetModel
+from diffblocks.components.errors import ComponentLoadError, ConfigError, UnsafeFileError, WeightsMismatchError
 from diffblocks.presets import stable_diffusion, stable_diffusion_xl
 
 CALL = dict(prompt="a cat", num_inference_steps=3, output="images", output_type="pt")
@@ -221,6 +221,7 @@ def test_the_default_configs_follow_the_family_and_the_unets_inputs(sd_inpaint_r
     inpaint = diffusers.StableDiffusionPipeline.from_pretrained(sd_inpaint_repo, safety_checker=None)
     file = write_checkpoint(inpaint, tmp_path / "inpainting.safetensors")
     assert config_repo("sd15", None, file) == INPAINT_CONFIG_REPOS["sd15"]
+    assert config_repo("sd15", None, write_checkpoint(inpaint, tmp_path / "inpainting.ckpt")) == INPAINT_CONFIG_REPOS["sd15"]
     models = load_checkpoint(file, sd_inpaint_repo)
     assert models["unet"].config.in_channels == 9
     assert_same_weights(inpaint.unet, models["unet"])
@@ -348,3 +349,78 @@ def test_vae_and_controlnet_files_in_a_workflow_equal_the_pipeline(sd_repo, sd_f
     del workflow["nodes"]["cn"]["inputs"]["config"]
     with pytest.raises(NodeRunError, match="a ControlNet file needs 'config'"):
         Executor(artifacts=store).run(workflow)
+
+
+# ---- pickled files: A1111's .ckpt (a Lightning training record), VAEs' .pt, ControlNet 1.1's .pth
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "pre-zip-pickle"])
+def test_a_ckpt_training_checkpoint_holds_what_its_safetensors_holds(sd_repo, sd_file, tmp_path, legacy):
+    """The same tensors as the .safetensors test file, pickled as SD 1.x's .ckpt files are: under ``state_dict``, beside
+    numpy counters and Lightning's ModelCheckpoint; in torch's zip format (memory-mapped) and the older one."""
+    tuned, file = sd_file
+    ckpt = save_tensors(load_file(str(file)), tmp_path / "tiny-sd15.ckpt", legacy=legacy)
+    assert file_family(ckpt) == "sd15"
+    models = load_checkpoint(ckpt, sd_repo)
+    assert set(models) == {"unet", "vae", "text_encoder"}
+    for name, model in models.items():
+        assert_same_weights(getattr(tuned, name), model)
+
+
+def test_vae_and_controlnet_files_pickled_as_a1111_keeps_them(sd_repo, sd_file, controlnet_file, tmp_path):
+    tuned, _ = sd_file
+    vae = {**to_original(tuned.vae.state_dict(), vae_table(tuned.vae.config)), "loss.logvar": torch.zeros(())}
+    for name in ("vae-ft-mse-840000-ema-pruned.ckpt", "tiny.vae.pt"):  # a training record; a bare state dict
+        assert_same_weights(tuned.vae, AutoencoderKL.from_single_file(save_tensors(vae, tmp_path / name), config=sd_repo))
+    net, _, file = controlnet_file
+    pth = save_tensors(load_file(str(file)), tmp_path / "control_v11p_sd15_canny.pth")
+    assert_same_weights(net, ControlNetModel.from_single_file(pth, config=sd_repo))
+
+
+class _RunsCode:
+    """Pickles as a call to ``os.system``: what a malicious .ckpt does."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_pickle_that_would_run_code_is_refused_before_it_runs(sd_repo, sd_file, tmp_path, capsys):
+    from test_cli import assert_one_line_error, run_cli
+
+    _, file = sd_file
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": load_file(str(file)), "payload": _RunsCode(marker)}, str(evil))
+    with pytest.raises(UnsafeFileError, match=r"evil\.ckpt: its pickle calls \w+\.system, which is not a tensor"):
+        load_checkpoint(evil, sd_repo)
+    code, _, err = run_cli(capsys, "run", "--prompt", "a cat", "--model", str(evil), "--config", str(sd_repo),
+                           "--steps", "3", "--device", "cpu", "--no-progress", "--out", str(tmp_path / "x.png"))
+    assert_one_line_error(code, err, "--model", "refusing to read weights file")
+    assert not marker.exists() and not (tmp_path / "x.png").exists()
+
+
+def test_the_cli_takes_pickled_checkpoint_and_controlnet_files(sd_repo, sd_file, tmp_path, capsys):
+    """``--model FILE.ckpt`` and ``--controlnet FILE.pth`` render the bytes their .safetensors files render."""
+    from PIL import Image
+    from test_cli import run_cli
+    from tiny_models import make_image
+
+    _, file = sd_file
+    _, _, controlnet = make_controlnet_file(sd_repo, tmp_path, (16, 32))
+    make_image(7, size=32).save(tmp_path / "edges.png")
+    common = ["run", "--prompt", "a cat", "--config", str(sd_repo), "--control-image", str(tmp_path / "edges.png"),
+              "--steps", "3", "--device", "cpu", "--no-progress"]
+    pickled = (save_tensors(load_file(str(file)), tmp_path / "tiny.ckpt"),
+               save_tensors(load_file(str(controlnet)), tmp_path / "control.pth"))
+    images = []
+    for model, net in ((file, controlnet), pickled):
+        out = tmp_path / f"{model.suffix[1:]}.png"
+        code, _, err = run_cli(capsys, *common, "--model", str(model), "--controlnet", str(net), "--out", str(out))
+        assert code == 0, err
+        images.append(np.asarray(Image.open(out).convert("RGB")))
+    assert np.array_equal(*images)

@@ -95,6 +95,9 @@ def test_an_original_file_equals_the_model_it_was_written_from(reference, tmp_pa
     assert model.config.guidance_embeds and model.config.pooled_projection_dim == 24
     with torch.no_grad():
         assert torch.equal(model(**inputs())[0], reference(**inputs())[0])
+    sft = file.rename(tmp_path / "flux1-tiny.sft")  # early FLUX.1 releases' name for a safetensors file
+    from_sft = FluxTransformer2DModel.from_single_file(sft).state_dict()
+    assert all(torch.equal(v, from_sft[k]) for k, v in model.state_dict().items())
 
 
 def test_a_comfyui_checkpoint_with_a_vae_and_an_fp8_transformer(reference, tmp_path):

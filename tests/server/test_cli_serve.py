@@ -162,12 +162,13 @@ def test_a_checkpoint_file_as_the_start_model_is_loaded_by_load_checkpoint(tmp_p
     from diffblocks.cli.serve import settings_from
     from diffblocks.server.state import worker_pool
 
-    file = tmp_path / "model.safetensors"
-    save_file({"cond_stage_model.transformer.x": torch.zeros(1)}, str(file))
-    settings = settings_from(build_parser().parse_args(["serve", "--data-dir", str(tmp_path), "--model", str(file)]))
-    assert settings.model == str(file.resolve())
-    pool = worker_pool(settings, engine=None, artifacts=None, queue=None, bus=None)
-    assert pool.warmup == {"nodes": {"load": {"type": "LoadCheckpoint", "inputs": {"file": str(file.resolve())}}}}
+    save_file({"cond_stage_model.transformer.x": torch.zeros(1)}, str(tmp_path / "model.safetensors"))
+    torch.save({"state_dict": {"cond_stage_model.transformer.x": torch.zeros(1)}}, str(tmp_path / "model.ckpt"))
+    for file in (tmp_path / "model.safetensors", tmp_path / "model.ckpt"):
+        settings = settings_from(build_parser().parse_args(["serve", "--data-dir", str(tmp_path), "--model", str(file)]))
+        assert settings.model == str(file.resolve())
+        pool = worker_pool(settings, engine=None, artifacts=None, queue=None, bus=None)
+        assert pool.warmup == {"nodes": {"load": {"type": "LoadCheckpoint", "inputs": {"file": str(file.resolve())}}}}
     folder = settings_from(build_parser().parse_args(["serve", "--data-dir", str(tmp_path), "--model", "embedded"]))
     assert worker_pool(folder, engine=None, artifacts=None, queue=None, bus=None).warmup["nodes"]["load"]["type"] == \
         "LoadComponents"
