@@ -115,44 +115,80 @@ class LoadIPAdapter(NodeType):
     category = "loaders"
     description = ("IP-Adapters for the bundle's UNet (original checkpoints, .bin or .safetensors), with the image "
                    "encoder from the adapter's repo; outputs the bundle with the adapted UNet.")
+    model = ("unet", "UNet2DConditionModel")  # the component that gets the adapter, and its socket
+    default_encoder = ""
 
     def __init__(self):
+        name = self.model[0]
         self.inputs = {
-            "components": NodeInput({"description": "the bundle whose UNet gets the adapter"}, required=True,
+            "components": NodeInput({"description": f"the bundle whose {name} gets the adapter"}, required=True,
                                     socket="components"),
             "repo": NodeInput({**STRING, "minLength": 1, "description": "adapter folder or Hub repo id"}, required=True),
             "weight_name": NodeInput({**STRING, "description": "weights file, e.g. ip-adapter_sd15.bin"}, required=True),
             "subfolder": NodeInput({**STRING, "default": "", "description": "where the weights are in the repo"}),
             "image_encoder_folder": NodeInput({**STRING, "default": "image_encoder",
                                                "description": "the image encoder's folder in the repo"}),
+            "image_encoder": NodeInput({**STRING, "default": self.default_encoder, "description": (
+                "a CLIP vision model's folder or Hub repo, in place of the repo's image encoder")}),
             "scale": NodeInput({"type": "number", "default": 1.0, "minimum": 0, "description": "adapter strength"}),
         }
-        self.outputs = {"components": NodeOutput("components"), "unet": NodeOutput("UNet2DConditionModel"),
+        self.outputs = {"components": NodeOutput("components"), name: NodeOutput(self.model[1]),
                         "image_encoder": NodeOutput("CLIPVisionModelWithProjection")}
 
     def check_value(self, name: str, value: Any) -> str | None:
         if name == "scale" and not (isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0):
             return f"must be a number >= 0, got {value!r}"
-        if name in ("repo", "weight_name", "subfolder", "image_encoder_folder") and not isinstance(value, str):
+        if name in ("repo", "weight_name", "subfolder", "image_encoder_folder", "image_encoder") and not isinstance(value, str):
             return f"must be a string, got {value!r}"
         return None
 
-    def run(self, ctx: RunContext, values: dict[str, Any]) -> dict[str, Any]:
+    def carrier(self):
+        """A pipeline of the IP-Adapter step alone, whose loader puts the adapter in the model."""
         from ..blocks.stable_diffusion import StableDiffusionIPAdapterStep
-        from ..components.spec import LOAD_ID_ATTR, load_id_of
         from ..modular_pipelines.pipeline import ModularPipeline
 
+        return ModularPipeline(StableDiffusionIPAdapterStep())
+
+    def run(self, ctx: RunContext, values: dict[str, Any]) -> dict[str, Any]:
+        from ..components.spec import LOAD_ID_ATTR, ComponentSpec, LazyClass, load_id_of
+
+        name = self.model[0]
         bundle: ComponentsBundle = values["components"]
-        unet = weight_sharing_copy(bundle.components["unet"])
+        if bundle.components.get(name) is None:
+            raise ValueError(f"the bundle has no {name} ({self.model[1]}) for the adapter; it holds "
+                             f"{', '.join(sorted(n for n, c in bundle.components.items() if c is not None))}")
+        model = weight_sharing_copy(bundle.components[name])
         where = f"{values['repo']}/{values.get('subfolder') or ''}/{values['weight_name']}@{values.get('scale', 1.0)}"
-        object.__setattr__(unet, LOAD_ID_ATTR, f"{load_id_of(unet) or 'memory'}+ip-adapter:{where}")
-        carrier = ModularPipeline(StableDiffusionIPAdapterStep())
-        carrier.update_components(unet=unet, **{n: c for n, c in bundle.components.items()
-                                                if n in ("image_encoder", "feature_extractor") and c is not None})
+        object.__setattr__(model, LOAD_ID_ATTR, f"{load_id_of(model) or 'memory'}+ip-adapter:{where}")
+        encoder = values.get("image_encoder", self.default_encoder)
+        if encoder:
+            encoder = _load_shared(ctx, ComponentSpec("image_encoder", LazyClass(
+                "transformers", "CLIPVisionModelWithProjection"), repo=encoder))
+            if ctx.device != "cpu":
+                encoder.to(ctx.device)
+        carrier = self.carrier()
+        carrier.update_components(**{name: model}, **{n: c for n, c in bundle.components.items()
+                                                      if n in ("image_encoder", "feature_extractor") and c is not None})
         carrier.loader.load_ip_adapter(values["repo"], subfolder=values.get("subfolder") or None,
                                        weight_name=values["weight_name"],
-                                       image_encoder_folder=values.get("image_encoder_folder", "image_encoder") or None)
+                                       image_encoder_folder=values.get("image_encoder_folder", "image_encoder") or None,
+                                       image_encoder=encoder or None)
         carrier.loader.set_ip_adapter_scale(float(values.get("scale", 1.0)))
         adapted = {n: c for n, c in carrier.components.items() if c is not None}
         return {"components": ComponentsBundle({**bundle.components, **adapted}, bundle.config, bundle.source),
-                "unet": unet, "image_encoder": adapted.get("image_encoder")}
+                name: model, "image_encoder": adapted.get("image_encoder")}
+
+
+class LoadFluxIPAdapter(LoadIPAdapter):
+    name = "LoadFluxIPAdapter"
+    description = ("XLabs' FLUX.1 IP-Adapter (ip_adapter.safetensors) for the bundle's transformer, with a CLIP vision "
+                   "encoder (XLabs ships none: openai/clip-vit-large-patch14 by default); outputs the bundle with the "
+                   "adapted transformer, for preset:flux-ip-adapter.")
+    model = ("transformer", "FluxTransformer2DModel")
+    default_encoder = "openai/clip-vit-large-patch14"
+
+    def carrier(self):
+        from ..blocks.flux.ip_adapter import FluxIPAdapterStep
+        from ..modular_pipelines.pipeline import ModularPipeline
+
+        return ModularPipeline(FluxIPAdapterStep())

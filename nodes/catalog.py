@@ -3,7 +3,8 @@
 - each block class in ``diffblocks.blocks`` (leaf, sequential, loop wrapper and auto blocks) by its class name;
   loop sub-blocks (``__call__(components, block_state, i, t)``) run only inside their loop and are left out;
 - each preset as ``preset:<name>`` (the CLI's names: ``sd15-text2image``, ...);
-- ``LoadComponents``, ``LoadImage``; each guider class and each scheduler class;
+- ``LoadComponents``, ``LoadImage``; the image utilities (``ScaleImage``, ``CropImage``, ``PadImage``,
+  ``InvertMask``); each guider class and each scheduler class;
 - blocks a user registers (:func:`register`) or loads from a trusted modular repo (:func:`register_repo`).
 """
 
@@ -17,11 +18,12 @@ from typing import Any, Iterable
 
 from ..components.errors import BlockDeclarationError
 from ..modular_pipelines.block import ModularPipelineBlocks
-from .adapter_nodes import LoadControlNet, LoadFluxControlNet, LoadIPAdapter, LoadRedux
+from .adapter_nodes import LoadControlNet, LoadFluxControlNet, LoadFluxIPAdapter, LoadIPAdapter, LoadRedux
 from .lora_nodes import LoadLoRA
 from .block_nodes import BlockNode
 from .bundle import component_socket
 from .config_nodes import GuiderNode, SchedulerNode
+from .image_nodes import IMAGE_NODES
 from .loader_nodes import LoadCheckpoint, LoadComponents, LoadFluxTransformer, LoadImage, LoadVAE
 from .node_type import NodeType
 
@@ -89,11 +91,14 @@ def _build() -> dict[str, NodeType]:
     for cls in SCHEDULERS.values():
         types[cls.__name__] = SchedulerNode(cls, "schedulers")
     types["LoadImage"] = LoadImage()
+    for cls in IMAGE_NODES:
+        types[cls.name] = cls()
     types["LoadFluxTransformer"] = LoadFluxTransformer()
     types["LoadVAE"] = LoadVAE()
     types["LoadControlNet"] = LoadControlNet()
     types["LoadFluxControlNet"] = LoadFluxControlNet()
     types["LoadIPAdapter"] = LoadIPAdapter()
+    types["LoadFluxIPAdapter"] = LoadFluxIPAdapter()
     types["LoadRedux"] = LoadRedux()
     types["LoadLoRA"] = LoadLoRA()
     types["LoadComponents"] = LoadComponents(_component_outputs(types.values()))

@@ -123,3 +123,41 @@ def test_the_cli_runs_an_xlabs_adapter_with_its_encoder_named(setup, tmp_path, c
                                 num_inference_steps=3, height=32, width=32, generator=torch.Generator().manual_seed(0),
                                 output="images")[0]
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png").convert("RGB")), np.asarray(expected))
+
+
+def test_the_flux_ip_adapter_node_equals_the_pipeline(setup, tmp_path):
+    """LoadFluxIPAdapter on a LoadComponents bundle, into preset:flux-ip-adapter: the pipeline's images bitwise; the
+    bundle it was given keeps its plain transformer (the node adapts a weight-sharing copy)."""
+    from node_workflows import link
+
+    from diffblocks.components.errors.nodes import NodeRunError
+    from diffblocks.nodes import ArtifactStore, Executor
+
+    repo, adapter, encoder = setup
+    store = ArtifactStore(tmp_path / "artifacts")
+    image = make_image(5)
+    workflow = {"nodes": {
+        "load": {"type": "LoadComponents", "inputs": {"repo": str(repo)}},
+        "ip": {"type": "LoadFluxIPAdapter", "inputs": {"components": link("load", "components"), "repo": str(adapter),
+                                                       "weight_name": "ip_adapter.safetensors",
+                                                       "image_encoder": str(encoder), "scale": 0.7}},
+        "style": {"type": "LoadImage", "inputs": {"image": {"artifact": store.put_image(image)}}},
+        "run": {"type": "preset:flux-ip-adapter", "inputs": {
+            "components": link("ip", "components"), "ip_adapter_image": link("style", "image"), "prompt": "a cat",
+            "seed": 0, "num_inference_steps": 3, "height": 32, "width": 32, "max_sequence_length": 16,
+            "output_type": "pt"}}}}
+    executor = Executor(artifacts=store)
+    outputs = executor.run(workflow)
+    expected = ours(setup, 0.7)(prompt="a cat", ip_adapter_image=store.open_image(workflow["nodes"]["style"]["inputs"]
+                                                                                  ["image"]["artifact"]),
+                                generator=torch.Generator().manual_seed(0), output="images", **CALL)
+    assert torch.equal(outputs["run"]["images"], expected)
+    later = {"load": workflow["nodes"]["load"], "plain": {"type": "preset:flux-text2image", "inputs": {
+        **{k: v for k, v in workflow["nodes"]["run"]["inputs"].items() if k != "ip_adapter_image"},
+        "components": link("load", "components")}}}
+    plain = build_pipeline(flux.TEXT2IMAGE_BLOCKS, repo)(prompt="a cat", generator=torch.Generator().manual_seed(0),
+                                                         output="images", **CALL)
+    assert torch.equal(executor.run({"nodes": later})["plain"]["images"], plain)  # the cached bundle, unadapted
+    sd_bundle = {"nodes": {**workflow["nodes"], "ip": {**workflow["nodes"]["ip"], "type": "LoadIPAdapter"}}}
+    with pytest.raises(NodeRunError, match=r"the bundle has no unet \(UNet2DConditionModel\)"):
+        Executor(artifacts=store).run(sd_bundle)
