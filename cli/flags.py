@@ -13,6 +13,7 @@ FLAG_INPUTS = {"--prompt": "prompt", "--negative-prompt": "negative_prompt", "--
                "--mask-image": "mask_image", "--control-image": "control_image",
                "--controlnet-scale": "controlnet_conditioning_scale", "--control-mode": "control_mode",
                "--ip-adapter-image": "ip_adapter_image", "--redux-image": "redux_image"}
+HIRES_STRENGTH = 0.5  # --hires-strength by default, A1111's hires denoising strength
 IMAGE_FLAGS = ("--image", "--mask-image", "--control-image", "--ip-adapter-image", "--redux-image")
 # a flag that means nothing without another one
 NEEDS = [("--strength", "--image"), ("--mask-image", "--image"), ("--control-image", "--controlnet"),
@@ -71,6 +72,16 @@ def check_numbers(args) -> None:
         for value in values_of(args, flag):
             if not math.isfinite(value):
                 raise FlagError.bad_value(flag, "a finite number", value)
+
+
+def check_hires(args) -> None:
+    """``--hires`` enlarges (a factor in (1, 8]); ``--hires-strength`` in (0, 1], and only with ``--hires``."""
+    if args.hires is not None and not 1 < args.hires <= 8:  # NaN fails this too
+        raise FlagError.bad_value("--hires", "a factor in (1, 8] (the second pass's size over the first's)", args.hires)
+    if args.hires_strength is not None and args.hires is None:
+        raise FlagError.needs("--hires-strength", "--hires")
+    if args.hires_strength is not None and not 0 < args.hires_strength <= 1:
+        raise FlagError.bad_value("--hires-strength", "in (0, 1]", args.hires_strength)
 
 
 # presets whose blocks take a flag by themselves: FLUX.1 Canny / Depth [dev] read the control image, no ControlNet

@@ -27,8 +27,10 @@ from .files import (
 )
 from .flags import (
     FLAG_INPUTS,
+    HIRES_STRENGTH,
     IMAGE_FLAGS,
     check_controlnet_counts,
+    check_hires,
     check_numbers,
     check_pairs,
     single,
@@ -70,6 +72,7 @@ class Plan:
     scheduler: type | None
     guider: Any
     device: str
+    hires: Any = None  # --hires: the image-to-image blocks of the second pass
 
 
 def plan_run(args, supplied: Collection[str] | None = None) -> Plan:
@@ -87,6 +90,14 @@ def plan_run(args, supplied: Collection[str] | None = None) -> Plan:
     check_flags_fit(preset, blocks, args, supplied)
     if args.transformer is not None and "transformer" not in {spec.name for spec in blocks.expected_components}:
         raise FlagError.unsupported("--transformer", preset, ["FLUX.1"])
+    hires = None
+    if getattr(args, "hires", None) is not None:
+        if not preset.endswith("-text2image"):
+            raise FlagError.unsupported("--hires", preset, ["text2image"])
+        if args.controlnet or args.ip_adapter:
+            raise FlagError.unusable("--hires", format(args.hires, "g"), "the second pass is plain image-to-image; "
+                                     "leave out --controlnet and --ip-adapter")
+        hires = compose_blocks(preset.replace("-text2image", "-image2image"), args)
     if checkpoint:
         model = config_repo(family, args.config and local_or_repo("--config", args.config, "config repo"), checkpoint)
     else:
@@ -100,7 +111,7 @@ def plan_run(args, supplied: Collection[str] | None = None) -> Plan:
                 redux=None if args.redux is None else local_or_repo("--redux", args.redux, "FLUX.1 Redux"),
                 loras=lora_sources(args.lora), embeddings=embedding_sources(args.embedding),
                 scheduler=scheduler_class(args.scheduler),
-                guider=make_guider(args.guider, args.guidance_scale), device=pick_device(args.device))
+                guider=make_guider(args.guider, args.guidance_scale), device=pick_device(args.device), hires=hires)
 
 
 @contextmanager
@@ -239,6 +250,29 @@ def build_pipeline(args, plan: Plan):
     return pipe
 
 
+def hires_pass(args, plan: Plan, pipe, images: list, inputs: dict[str, Any]) -> list:
+    """A1111's hires fix: the first pass's images enlarged ``--hires`` times (lanczos, sides rounded to a multiple
+    of 8) and painted again by image-to-image at ``--hires-strength``, with the first pass's models, prompts,
+    steps and seed."""
+    import torch
+    from PIL import Image
+
+    from ..components.image_processor import scaled_size
+
+    second = plan.hires.init_pipeline(plan.model)
+    with quiet():
+        second.update_components(**{name: component for name, component in pipe.components.items()
+                                    if name in second.component_names and component is not None})
+    second.set_progress_bar_config(disable=args.no_progress, desc="hires")
+    size = scaled_size(images[0].size, args.hires)
+    upscaled = [image.resize(size, Image.Resampling.LANCZOS) for image in images]
+    rest = {k: v for k, v in inputs.items() if k not in ("height", "width")}  # the enlarged size, said: FLUX.1
+    generators = [torch.Generator().manual_seed(args.seed) for _ in upscaled]  # would paint at its default size
+    strength = HIRES_STRENGTH if args.hires_strength is None else args.hires_strength
+    return second(image=single(upscaled), width=size[0], height=size[1], strength=strength, generator=generators,
+                  output_type="pil", output="images", **rest)
+
+
 def grid(images: list, rows: int, upscale: int):
     """Tile ``images`` (PIL, all one size) into ``rows`` rows, each enlarged ``upscale`` times, with white
     gaps of ``2 * upscale`` pixels between them."""
@@ -274,6 +308,7 @@ def run(args) -> int:
     check_pairs(args)
     check_controlnet_counts(args)
     check_prompts(args)
+    check_hires(args)
     out = output_path(args.out)
     inputs = {FLAG_INPUTS[flag]: single([open_image(flag, path) for path in values_of(args, flag)] or None)
               for flag in IMAGE_FLAGS}
@@ -285,6 +320,8 @@ def run(args) -> int:
     inputs = {k: v for k, v in inputs.items() if v is not None}
     generators = [torch.Generator().manual_seed(args.seed) for _ in args.prompt or [None]]
     images = pipe(generator=generators, output_type="pil", output="images", **inputs)
+    if plan.hires is not None:
+        images = hires_pass(args, plan, pipe, images, inputs)
     picture = grid(images, args.rows, args.upscale) if len(images) > 1 or args.upscale > 1 else images[0]
     picture.save(out)
     w, h = images[0].size
@@ -336,6 +373,10 @@ def add_parser(commands) -> None:
     r.add_argument("--embedding", action="append", metavar="FILE[:TOKEN]", help=EMBEDDING_HELP)
     r.add_argument("--transformer", metavar="FILE", help=TRANSFORMER_HELP)
     r.add_argument("--vae", metavar="FILE", help=VAE_HELP)
+    r.add_argument("--hires", type=float, metavar="SCALE", help="hires fix, as in A1111: enlarge the text-to-image "
+                   "result SCALE times (lanczos) and paint it again with image-to-image (1.5-2 is usual)")
+    r.add_argument("--hires-strength", type=float, help="with --hires: how much the second pass repaints "
+                   "(in (0, 1]; default 0.5, A1111's denoising strength)")
     r.add_argument("--rows", type=int, default=1, help="rows of the grid when there are several prompts")
     r.add_argument("--upscale", type=int, default=1, help="enlarge the saved picture this many times")
     r.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")

@@ -13,6 +13,7 @@ grayscale); and arrays or tensors with a channel count no VAE takes (2, 4 as a n
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any, Sequence, Union
 
@@ -121,6 +122,23 @@ def resize_and_crop(image: PIL.Image.Image, width: int, height: int, resample) -
     res = PIL.Image.new("RGB", (width, height))
     res.paste(resized, box=(width // 2 - src_w // 2, height // 2 - src_h // 2))
     return res
+
+
+def scaled_size(size: tuple[int, int], scale_by: float = 1.0, width: int = 0, height: int = 0,
+                multiple_of: int = 8) -> tuple[int, int]:
+    """``(width, height)`` for an image of ``size`` enlarged ``scale_by`` times, or brought to ``width`` and / or
+    ``height`` (one alone keeps the aspect ratio; 0: not given), each side rounded to the nearest multiple of
+    ``multiple_of`` (halves up) and at least ``multiple_of``."""
+    old_width, old_height = size
+    if width and height:
+        sides = (width, height)
+    elif width:
+        sides = (width, width * old_height / old_width)
+    elif height:
+        sides = (height * old_width / old_height, height)
+    else:
+        sides = (old_width * scale_by, old_height * scale_by)
+    return tuple(max(multiple_of, math.floor(side / multiple_of + 0.5) * multiple_of) for side in sides)
 
 
 def to_mode(image: PIL.Image.Image, mode: str) -> PIL.Image.Image:

@@ -7,7 +7,6 @@ checks their values, constants before the run and wired values when it starts.
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -98,23 +97,10 @@ class ScaleImage(_ImageNode):
     }
     outputs = {"image": NodeOutput("image")}
 
-    @staticmethod
-    def target_size(size: tuple[int, int], scale_by: float, width: int, height: int,
-                    multiple_of: int) -> tuple[int, int]:
-        """``(width, height)`` of the result for an image of ``size``; each side at least ``multiple_of``."""
-        old_width, old_height = size
-        if width and height:
-            sides = (width, height)
-        elif width:
-            sides = (width, width * old_height / old_width)
-        elif height:
-            sides = (height * old_width / old_height, height)
-        else:
-            sides = (old_width * scale_by, old_height * scale_by)
-        return tuple(max(multiple_of, math.floor(side / multiple_of + 0.5) * multiple_of) for side in sides)
-
     def apply(self, image, scale_by, width, height, method, multiple_of):
-        size = self.target_size(image.size, scale_by, width, height, multiple_of)
+        from ..components.image_processor import scaled_size
+
+        size = scaled_size(image.size, scale_by, width, height, multiple_of)
         return {"image": image.resize(size, RESAMPLING[method])}
 
 

@@ -71,6 +71,36 @@ def test_run_image2image_on_the_embedded_model(capsys, tmp_path):
     assert code == 0 and Image.open(tmp_path / "out.png").size == (32, 32)
 
 
+@pytest.mark.parametrize("family", ["sd15", "flux"])
+def test_hires_paints_the_first_pass_again_larger_equal_to_the_presets(capsys, tmp_path, family):
+    """``--hires 2``: text-to-image, a lanczos enlargement to 64 px and image-to-image at ``--hires-strength`` with the
+    same prompt, steps and seed, as the two presets called from Python, bitwise; FLUX.1 too, whose image-to-image
+    would paint at the model's default size unless told the enlarged one."""
+    import numpy as np
+    import torch
+    from tiny_flux import make_flux_repo
+    from tiny_models import build_pipeline
+
+    from diffblocks.presets import embedded_model_path, flux, stable_diffusion
+
+    if family == "sd15":
+        repo, presets, size, flags = embedded_model_path(), stable_diffusion, {}, []
+    else:
+        repo, presets = make_flux_repo(tmp_path / "flux", dev=True), flux
+        size, flags = dict(height=32, width=32), ["--model", str(tmp_path / "flux"), "--preset", "flux-text2image",
+                                                  "--height", "32", "--width", "32"]
+    call = dict(prompt="a handwritten seven", num_inference_steps=6, output="images")
+    code, _, err = run_cli(capsys, "run", "--prompt", call["prompt"], "--steps", "6", "--seed", "3", "--hires", "2",
+                           "--hires-strength", "0.6", *flags, "--out", str(tmp_path / "hires.png"), "--no-progress")
+    assert code == 0, err
+    first = build_pipeline(presets.TEXT2IMAGE_BLOCKS, repo)(generator=torch.Generator().manual_seed(3), **size, **call)[0]
+    second = build_pipeline(presets.IMAGE2IMAGE_BLOCKS, repo)(
+        image=first.resize((64, 64), Image.Resampling.LANCZOS), strength=0.6, height=64, width=64,
+        generator=torch.Generator().manual_seed(3), **call)[0]
+    got = Image.open(tmp_path / "hires.png").convert("RGB")
+    assert got.size == (64, 64) and np.array_equal(np.asarray(got), np.asarray(second))
+
+
 @pytest.mark.slow
 def test_run_sdxl_preset_on_a_given_model(capsys, tmp_path):
     from tiny_models import make_sdxl_repo

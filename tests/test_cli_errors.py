@@ -93,6 +93,14 @@ MISTAKES = [
     (["--guider", "nope"], ["--guider: unknown guider 'nope'", "pag"]),
     (["--scheduler", "eulr"], ["--scheduler: unknown scheduler 'eulr' (did you mean euler?)", "dpm++"]),
     (["--device", "nope"], ["--device nope:"]),
+    (["--hires", "1"], ["--hires must be a factor in (1, 8]", "got 1.0"]),
+    (["--hires", "nan"], ["--hires must be a factor in (1, 8]"]),
+    (["--hires-strength", "0.3"], ["--hires-strength needs --hires"]),
+    (["--hires", "2", "--hires-strength", "0"], ["--hires-strength must be in (0, 1], got 0.0"]),
+    (["--hires", "2", "--image", "{d}/in.png"], ["--hires works with the text2image workflows, not preset "
+                                                 "'sd15-image2image'"]),
+    (["--hires", "2", "--controlnet", "{d}/cn", "--control-image", "{d}/in.png"],
+     ["--hires 2: the second pass is plain image-to-image; leave out --controlnet and --ip-adapter"]),
 ]
 
 
