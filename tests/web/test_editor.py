@@ -95,6 +95,7 @@ def test_page_loads_without_console_errors_and_shows_the_default_workflow(page, 
         for value in spec["inputs"].values()) + 1)  # + the wire into the Output node
     expect(page.locator('.palette-item[data-type="StableDiffusionTextEncoderStep"]')).to_be_visible()
     expect(page.locator('.palette-item[data-type="DDIMScheduler"]')).to_be_hidden()  # its group starts folded
+    expect(page.locator('.palette-item[data-type="ScaleImage"] .palette-title')).to_be_visible()  # open: a 2nd pass
     page.get_by_placeholder("Search nodes…").fill("ddim")
     expect(page.locator('.palette-item[data-type="DDIMScheduler"]')).to_be_visible()
     expect(page.locator('.palette-item[data-type="StableDiffusionTextEncoderStep"]')).to_have_count(0)

@@ -6,9 +6,10 @@ import { PREVIEW_SPEC, PREVIEW_TYPE, shortTitle } from '../graph.js';
 import { useStore } from '../store.js';
 
 export const DRAG_TYPE = 'application/x-diffblocks-node';
-// the groups open before any search (what a text-to-image graph is built from); a search opens every match
+// the groups open before any search (what a text-to-image graph is built from, then the image utilities a second
+// pass or an outpaint needs); a search opens every match
 const OPEN_AT_START = ['loaders', 'stable_diffusion/encoders', 'stable_diffusion/before_denoise',
-  'stable_diffusion/denoise', 'stable_diffusion/decoders', 'output'];
+  'stable_diffusion/denoise', 'stable_diffusion/decoders', 'output', 'image'];
 
 function matches(type, spec, query) {
   if (!query) return true;
