@@ -66,6 +66,8 @@ def check_preview_interval(value: float) -> float:
     return value
 
 
+NO_METADATA_HELP = ("do not write the job's workflow into output PNGs (written by default, as ComfyUI does: an image "
+                    "loaded into the editor brings back its graph, prompts included)")
 PREVIEW_INTERVAL_HELP = ("the least time between two previews of one job, in seconds (default 0.1; 0: one every "
                          "denoising step)")
 
@@ -111,7 +113,7 @@ def settings_from(args):
                           model=model, queue=queue,
                           allow_remote_code=args.allow_remote_code, cors_origins=list(args.cors_origin or []),
                           preview_interval=check_preview_interval(args.preview_interval),
-                          engine_process=args.engine_process, **retention)
+                          engine_process=args.engine_process, metadata=not args.no_metadata, **retention)
 
 
 def serve(args) -> int:
@@ -190,6 +192,7 @@ def add_parser(commands) -> None:
                    help="with a Redis queue: how many finished jobs the history keeps "
                         "(default 10000; the oldest go first)")
     s.add_argument("--artifact-ttl", type=float, metavar="HOURS", help=ARTIFACT_TTL_HELP)
+    s.add_argument("--no-metadata", action="store_true", help=NO_METADATA_HELP)
     s.add_argument("--engine-process", action="store_true",
                    help="run the workers in a process of their own: the server's requests and events never take "
                         "the engine's turn at Python (GPUs), and a crash there fails one job, not the server")

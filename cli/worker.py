@@ -17,8 +17,8 @@ from pathlib import Path
 from ..components.errors import FlagError
 from ..components.errors.server import ServerSetupError
 from .files import start_model
-from .serve import (ARTIFACT_TTL_HELP, PREVIEW_INTERVAL_HELP, check_preview_interval, check_queue, check_retention,
-                    default_data_dir, pick_devices)
+from .serve import (ARTIFACT_TTL_HELP, NO_METADATA_HELP, PREVIEW_INTERVAL_HELP, check_preview_interval, check_queue,
+                    check_retention, default_data_dir, pick_devices)
 
 
 def default_cache_dir() -> Path:
@@ -42,7 +42,7 @@ def settings_from(args):
         raise FlagError.bad_value("--lease", "a number of seconds above 0", args.lease)
     return ServerSettings(data_dir=data_dir, devices=pick_devices(args.device), model=model, queue=queue,
                           lease_seconds=args.lease, allow_remote_code=args.allow_remote_code,
-                          previews=not args.no_previews,
+                          previews=not args.no_previews, metadata=not args.no_metadata,
                           preview_interval=check_preview_interval(args.preview_interval),
                           **retention)
 
@@ -102,6 +102,7 @@ def add_parser(commands) -> None:
     w.add_argument("--allow-remote-code", action="store_true",
                    help="let workflows run code that model repos ship (off by default)")
     w.add_argument("--no-previews", action="store_true", help="do not send preview images while denoising")
+    w.add_argument("--no-metadata", action="store_true", help=NO_METADATA_HELP)
     w.add_argument("--preview-interval", type=float, default=0.1, metavar="SECONDS", help=PREVIEW_INTERVAL_HELP)
     w.add_argument("--artifact-ttl", type=float, metavar="HOURS", help=ARTIFACT_TTL_HELP)
     w.set_defaults(func=worker)

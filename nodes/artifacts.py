@@ -14,9 +14,11 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import uuid
 import weakref
 from pathlib import Path
+from typing import Mapping
 
 from PIL import Image, UnidentifiedImageError
 
@@ -39,8 +41,9 @@ def _kind(error: ArtifactError, kind: str) -> ArtifactError:
 PNG_LEVEL = 1  # zlib's fastest: see encode_png
 
 
-def encode_png(image: Image.Image) -> bytes:
-    """``image`` as PNG bytes; the same pixels always give the same bytes (no timestamps or metadata).
+def encode_png(image: Image.Image, text: Mapping[str, str] | None = None) -> bytes:
+    """``image`` as PNG bytes, with ``text`` as tEXt chunks (a server's outputs carry their workflow, as ComfyUI's
+    do); the same pixels and text always give the same bytes (no timestamps).
 
     At zlib level 1: a server stores every output image between the engine's end and the job's last event, so the
     time spent here is time a client waits. On generated-looking 512 px images (2 cores) level 1 took 21-23 ms,
@@ -48,9 +51,40 @@ def encode_png(image: Image.Image) -> bytes:
     and level 6's no smaller than 4's (``benchmarks/bench_server.py`` prints this for the machine it runs on)."""
     if image.mode not in _PNG_MODES:
         image = image.convert("RGBA" if "A" in image.mode else "RGB")
+    info = None
+    if text:
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        for key, value in text.items():
+            info.add_text(key, value)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=PNG_LEVEL)
+    image.save(buffer, format="PNG", compress_level=PNG_LEVEL, pnginfo=info)
     return buffer.getvalue()
+
+
+class ByIdentity:
+    """A value per live object, by identity (not equality, not a copy), forgotten when the object goes; thread-safe."""
+
+    def __init__(self):
+        self._items: dict[int, tuple[weakref.ref, object]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, obj) -> object | None:
+        with self._lock:
+            known = self._items.get(id(obj))
+        return known[1] if known is not None and known[0]() is obj else None
+
+    def put(self, obj, value) -> None:
+        key = id(obj)
+        with self._lock:
+            self._items[key] = (weakref.ref(obj, lambda _, key=key: self._forget(key)), value)
+
+    def _forget(self, key: int) -> None:
+        with self._lock:
+            known = self._items.get(key)
+            if known is not None and known[0]() is None:
+                del self._items[key]
 
 
 class ArtifactStore:
@@ -68,6 +102,7 @@ class ArtifactStore:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.max_pixels = int(max_pixels)
+        self._opened = ByIdentity()  # image object -> the artifact it was opened from
 
     def __repr__(self) -> str:
         return f"ArtifactStore(root='{self.root}', max_pixels={self.max_pixels})"
@@ -106,9 +141,9 @@ class ArtifactStore:
         """Make artifacts ``shas`` readable by every process that runs jobs: nothing to do when they all read this
         folder (``RedisArtifactStore`` puts them back in Redis)."""
 
-    def put_image(self, image: Image.Image) -> str:
-        """Store ``image`` as PNG (deterministically encoded) and return its id."""
-        return self.put_bytes(encode_png(image), "image/png")
+    def put_image(self, image: Image.Image, text: Mapping[str, str] | None = None) -> str:
+        """Store ``image`` as PNG (deterministically encoded, with ``text`` chunks) and return its id."""
+        return self.put_bytes(encode_png(image, text), "image/png")
 
     def check_image_bytes(self, data: bytes, what: str = "the upload") -> Image.Image:
         """Decode ``data`` as an image, within the pixel limit.
@@ -134,7 +169,14 @@ class ArtifactStore:
         path = self.path(sha)
         if not path.is_file():
             raise _kind(ArtifactError.missing(sha), "missing")
-        return self.check_image_bytes(path.read_bytes(), what=f"artifact {sha}")
+        image = self.check_image_bytes(path.read_bytes(), what=f"artifact {sha}")
+        self._opened.put(image, sha)
+        return image
+
+    def source_of(self, image) -> str | None:
+        """The artifact ``image`` (this object, not a copy or a derived image) was opened from, or None: an
+        output that is an input unchanged is that artifact, not a new one."""
+        return self._opened.get(image)
 
     def read_bytes(self, sha: str) -> bytes:
         """The stored bytes of artifact ``sha``; raises ``ArtifactError`` if the id is malformed or unknown."""

@@ -7,12 +7,11 @@ list of images as a list of those), a tensor as ``{"socket": "tensor", "dtype", 
 from __future__ import annotations
 
 import base64
+import json
 import math
-import threading
-import weakref
 from typing import Any
 
-from ..nodes.artifacts import ArtifactStore, encode_png
+from ..nodes.artifacts import ArtifactStore, ByIdentity, encode_png
 
 _MAX_DEPTH = 4
 
@@ -29,44 +28,37 @@ class OutputEncoder:
 
     def __init__(self, artifacts: ArtifactStore):
         self.artifacts = artifacts
-        self._known: dict[int, tuple[weakref.ref, str]] = {}
-        self._lock = threading.Lock()
+        self._known = ByIdentity()
 
-    def outputs(self, outputs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        """``{node: {output: value}}`` as JSON."""
-        return {node: {name: self.value(value) for name, value in values.items()} for node, values in outputs.items()}
+    def outputs(self, outputs: dict[str, dict[str, Any]], workflow: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+        """``{node: {output: value}}`` as JSON; images are stored with ``workflow`` in their PNG (a ``workflow`` tEXt
+        chunk), so that an image dropped on an editor brings back what made it."""
+        text = None if workflow is None else {"workflow": json.dumps(workflow, separators=(",", ":"), sort_keys=True)}
+        return {node: {name: self.value(value, text=text) for name, value in values.items()}
+                for node, values in outputs.items()}
 
-    def value(self, value: Any, depth: int = 0) -> Any:
-        """One output value as JSON."""
+    def value(self, value: Any, depth: int = 0, text: dict[str, str] | None = None) -> Any:
+        """One output value as JSON (images stored with ``text`` chunks)."""
         if value is None or isinstance(value, (bool, int, str)):
             return value
         if isinstance(value, float):
             return value if math.isfinite(value) else str(value)
         if _is_image(value):
-            return {"artifact": self.image(value)}
+            return {"artifact": self.image(value, text)}
         if depth < _MAX_DEPTH and isinstance(value, (list, tuple)):
-            return [self.value(item, depth + 1) for item in value]
+            return [self.value(item, depth + 1, text) for item in value]
         if depth < _MAX_DEPTH and isinstance(value, dict) and all(isinstance(key, str) for key in value):
-            return {key: self.value(item, depth + 1) for key, item in value.items()}
+            return {key: self.value(item, depth + 1, text) for key, item in value.items()}
         return describe(value)
 
-    def image(self, image) -> str:
-        """The artifact id of ``image``, storing it (once per object) as PNG."""
-        key = id(image)
-        with self._lock:
-            known = self._known.get(key)
-            if known is not None and known[0]() is image:
-                return known[1]
-        sha = self.artifacts.put_image(image)
-        with self._lock:
-            self._known[key] = (weakref.ref(image, lambda _, key=key: self._forget(key)), sha)
+    def image(self, image, text: dict[str, str] | None = None) -> str:
+        """The artifact id of ``image``, storing it (once per object: a cached output keeps the PNG, and the
+        workflow, of the job that made it) as PNG; an image opened from an artifact (``LoadImage``'s) is that one."""
+        sha = self._known.get(image) or self.artifacts.source_of(image)
+        if sha is None:
+            sha = self.artifacts.put_image(image, text)
+            self._known.put(image, sha)
         return sha
-
-    def _forget(self, key: int) -> None:
-        with self._lock:
-            known = self._known.get(key)
-            if known is not None and known[0]() is None:
-                del self._known[key]
 
 
 def describe(value: Any) -> dict[str, Any]:

@@ -29,6 +29,8 @@ class ServerSettings:
         client_buffer: events queued per WebSocket client before previews, then progress, are dropped.
         cache_bytes: the engine's output cache budget, per device.
         previews: forward the engine's preview images to clients.
+        metadata: write each job's workflow into its output PNGs (a ``workflow`` tEXt chunk, as ComfyUI does), so an
+            image loaded into an editor brings back its graph; off keeps prompts out of shared images.
         preview_interval: the least time, in seconds, between two previews of one job (0: one every step). Ten
             a second is smooth to watch; a preview per step of a fast model costs the steps more than it shows.
         queue: ``redis://HOST:PORT/DB`` to keep jobs, events and images in Redis for ``diffblocks worker``
@@ -55,6 +57,7 @@ class ServerSettings:
     client_buffer: int = 512
     cache_bytes: int = 2 * 1024**3
     previews: bool = True
+    metadata: bool = True
     preview_interval: float = 0.1
     queue: str | None = None
     lease_seconds: float = 30.0

@@ -118,7 +118,7 @@ def worker_pool(settings: ServerSettings, engine, artifacts: ArtifactStore, queu
     if settings.model:
         load = (("LoadCheckpoint", "file") if is_weights_file(settings.model) else ("LoadComponents", "repo"))
         warmup = {"nodes": {"load": {"type": load[0], "inputs": {load[1]: settings.model}}}}
-    return WorkerPool(make_executors, queue, bus, OutputEncoder(artifacts), settings.previews, warmup)
+    return WorkerPool(make_executors, queue, bus, OutputEncoder(artifacts), settings.previews, warmup, settings.metadata)
 
 
 def _serialise(catalog: dict[str, Any]) -> bytes:

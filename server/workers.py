@@ -26,8 +26,8 @@ TERMINAL = ("job.finished", "job.failed", "job.cancelled")
 class JobRun:
     """What one run of a job has told so far: timings, which nodes ran or came from the cache, its last event."""
 
-    def __init__(self, job: Job, bus: EventBus, encoder: OutputEncoder, previews: bool):
-        self.job, self.bus, self.encoder, self.previews = job, bus, encoder, previews
+    def __init__(self, job: Job, bus: EventBus, encoder: OutputEncoder, previews: bool, metadata: bool = True):
+        self.job, self.bus, self.encoder, self.previews, self.metadata = job, bus, encoder, previews, metadata
         self.executed: list[str] = []
         self.cached: list[str] = []
         self.seconds: dict[str, float] = {}
@@ -73,7 +73,8 @@ class JobRun:
 
     def result(self, outputs: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
         last = self.last or {}
-        return {"outputs": self.encoder.outputs(outputs) if outputs else {},
+        workflow = self.job.workflow if self.metadata else None
+        return {"outputs": self.encoder.outputs(outputs, workflow) if outputs else {},
                 "executed": last.get("executed", self.executed), "cached": last.get("cached", self.cached),
                 "seconds": last.get("seconds"), "node_seconds": self.seconds}
 
@@ -115,7 +116,7 @@ class Worker(threading.Thread):
 
     def execute(self, job: Job) -> None:
         """Run ``job``, record how it ended, then publish its last event."""
-        run = JobRun(job, self.pool.bus, self.pool.encoder, self.pool.previews)
+        run = JobRun(job, self.pool.bus, self.pool.encoder, self.pool.previews, self.pool.metadata)
         try:
             outputs = self.executor.run(job.workflow, on_event=run.on_event, stop_event=self.cancel, job=job.id)
             status, result, error = "done", run.result(outputs), None
@@ -155,8 +156,10 @@ class WorkerPool:
     (``GET /api/system`` shows it; ``diffblocks serve`` stops with it)."""
 
     def __init__(self, make_executors: Callable[[], tuple[Any, dict[str, Any]]], queue: JobQueue, bus: EventBus,
-                 encoder: OutputEncoder, previews: bool = True, warmup: dict[str, Any] | None = None):
+                 encoder: OutputEncoder, previews: bool = True, warmup: dict[str, Any] | None = None,
+                 metadata: bool = True):
         self.queue, self.bus, self.encoder, self.previews, self.warmup = queue, bus, encoder, previews, warmup
+        self.metadata = metadata  # output PNGs carry the job's workflow
         self._make_executors = make_executors
         self.manager, self.executors, self.workers = None, {}, []
         self.devices: list[str] = []  # where the workers run, once they do

@@ -123,3 +123,14 @@ def test_temporary_root_is_removed_with_the_store():
 
     gc.collect()
     assert not root.exists()
+
+
+def test_an_image_opened_from_an_artifact_is_known_as_that_artifact_by_identity_only(tmp_path):
+    """An output that is an input unchanged (LoadImage's) is that artifact; a copy or anything made from it is not,
+    though PIL copies its info along."""
+    store = ArtifactStore(tmp_path)
+    sha = store.put_image(Image.new("RGB", (16, 16), (10, 20, 30)))
+    image = store.open_image(sha)
+    assert store.source_of(image) == sha
+    assert store.source_of(image.copy()) is None and store.source_of(image.resize((8, 8))) is None
+    assert store.source_of(store.open_image(sha)) == sha

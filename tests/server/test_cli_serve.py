@@ -172,3 +172,20 @@ def test_a_checkpoint_file_as_the_start_model_is_loaded_by_load_checkpoint(tmp_p
     folder = settings_from(build_parser().parse_args(["serve", "--data-dir", str(tmp_path), "--model", "embedded"]))
     assert worker_pool(folder, engine=None, artifacts=None, queue=None, bus=None).warmup["nodes"]["load"]["type"] == \
         "LoadComponents"
+
+
+def test_no_metadata_keeps_workflows_out_of_output_pngs(tmp_path, monkeypatch):
+    from diffblocks.cli import build_parser
+    from diffblocks.cli import worker as worker_command
+    from diffblocks.cli.serve import settings_from
+    from diffblocks.server.state import worker_pool
+
+    monkeypatch.setattr(worker_command, "check_queue", lambda url: url)  # no Redis needed to read the flags
+    parse = build_parser().parse_args
+    assert settings_from(parse(["serve", "--data-dir", str(tmp_path)])).metadata is True
+    settings = settings_from(parse(["serve", "--data-dir", str(tmp_path), "--no-metadata"]))
+    assert settings.metadata is False
+    assert worker_pool(settings, engine=None, artifacts=None, queue=None, bus=None).metadata is False
+    worker = worker_command.settings_from(parse(["worker", "--queue", "redis://127.0.0.1:6379/0", "--data-dir", str(tmp_path),
+                                    "--no-metadata"]))
+    assert worker.metadata is False

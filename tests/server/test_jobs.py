@@ -54,6 +54,24 @@ async def test_job_runs_and_its_events_come_in_order(tmp_path):
         assert Image.open(io.BytesIO(png.content)).getpixel((0, 0)) == (7, 100, 200)
 
 
+@pytest.mark.parametrize("metadata", [True, False])
+async def test_output_pngs_carry_the_workflow_that_made_them_unless_told_not_to(tmp_path, metadata):
+    """As ComfyUI's do: a ``workflow`` tEXt chunk with the job's workflow as submitted (a page's layout under "ui"
+    included), so that the image loaded into an editor brings back its graph; ``--no-metadata`` leaves it out."""
+    submitted = {**IMAGE, "ui": {"positions": {"n": {"x": 10, "y": 20}, "img": {"x": 300, "y": 20}}}}
+    async with fake_server(tmp_path, metadata=metadata) as client:
+        events = client.state.bus.subscribe()
+        job = await submit(client, submitted)
+        await events_until(events, job, "job.finished")
+        sha = (await client.get(f"/api/jobs/{job}")).json()["outputs"]["img"]["image"]["artifact"]
+        png = Image.open(io.BytesIO((await client.get(f"/api/artifacts/{sha}")).content))
+    assert png.getpixel((0, 0)) == (7, 100, 200)
+    if metadata:
+        assert json.loads(png.text["workflow"]) == submitted
+    else:
+        assert "workflow" not in png.text
+
+
 async def test_the_last_nodes_finished_event_comes_once_its_outputs_are_stored(tmp_path, monkeypatch):
     """The last node's node.finished goes out with the job's end, once the images are stored and the record
     written, so the worker does not store them while the event loop sends it (a GIL tug of war); an earlier node's

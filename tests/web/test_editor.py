@@ -284,6 +284,50 @@ def test_save_then_load_brings_back_the_same_graph(page, server, tmp_path):
     expect(page.locator(".react-flow__edge")).to_have_count(len(page.evaluate("window.diffblocks.state().edges")))
 
 
+DROP_FILE = """([name, type, base64]) => {
+  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  const data = new DataTransfer();
+  data.items.add(new File([bytes], name, { type }));
+  const target = document.querySelector('.react-flow');
+  const box = target.getBoundingClientRect();
+  target.dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true,
+                                               clientX: box.x + box.width / 2, clientY: box.y + box.height / 2 }));
+}"""
+
+
+def test_an_output_png_brings_back_the_graph_that_made_it(page, server, tmp_path):
+    """The server writes the job's workflow, with the page's layout, into the output PNG: loaded (the Load button) or
+    dropped on the canvas, the image gives back that graph; an image without one says so."""
+    import base64
+
+    open_editor(page, server)
+    node(page, "text").locator('[data-input="prompt"] textarea').fill("a handwritten digit three")
+    widget(page, "latents", "seed").fill("5")
+    document = page.evaluate("window.diffblocks.document()")
+    run(page)
+    png = tmp_path / "three.png"
+    with urllib.request.urlopen(f"{server.url}/api/artifacts/{shown_image(page)}", timeout=60) as response:
+        png.write_bytes(response.read())
+
+    page.reload()
+    expect(node(page, "text").locator('[data-input="prompt"] textarea')).to_have_value("a handwritten digit seven")
+    page.get_by_test_id("load-input").set_input_files(str(png))
+    expect(node(page, "text").locator('[data-input="prompt"] textarea')).to_have_value("a handwritten digit three")
+    assert page.evaluate("window.diffblocks.document()") == document
+
+    page.get_by_role("button", name="Reset").click()
+    expect(node(page, "text").locator('[data-input="prompt"] textarea')).to_have_value("a handwritten digit seven")
+    page.evaluate(DROP_FILE, ["three.png", "image/png", base64.b64encode(png.read_bytes()).decode()])
+    expect(node(page, "text").locator('[data-input="prompt"] textarea')).to_have_value("a handwritten digit three")
+    assert page.evaluate("window.diffblocks.document()") == document
+
+    plain = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(plain, format="PNG")
+    page.evaluate(DROP_FILE, ["plain.png", "image/png", base64.b64encode(plain.getvalue()).decode()])
+    expect(page.get_by_text("could not load plain.png: this PNG holds no workflow")).to_be_visible()
+    assert page.evaluate("window.diffblocks.document()") == document  # nothing lost
+
+
 def test_the_page_reconnects_after_a_server_restart(page, make_server, tmp_path, shots):
     own = make_server(tmp_path).start()  # its own server: this test stops it
     try:

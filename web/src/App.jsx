@@ -10,6 +10,7 @@ import Gallery from './components/Gallery.jsx';
 import Palette, { DRAG_TYPE } from './components/Palette.jsx';
 import PreviewNode from './components/PreviewNode.jsx';
 import Toolbar from './components/Toolbar.jsx';
+import { readWorkflowFile } from './pngInfo.js';
 import { useStore } from './store.js';
 
 const NODE_TYPES = { block: BlockNode, preview: PreviewNode };
@@ -89,6 +90,11 @@ function Canvas() {
     event.preventDefault();
     const type = event.dataTransfer.getData(DRAG_TYPE);
     if (type) addNode(type, screenToFlowPosition({ x: event.clientX, y: event.clientY }));
+    const file = !type && event.dataTransfer.files && event.dataTransfer.files[0];
+    if (file) {  // a saved workflow, or an image the server made: its graph replaces this one
+      const { loadDocument, setBanner } = useStore.getState();
+      readWorkflowFile(file).then(loadDocument).catch((error) => setBanner(`could not load ${file.name}: ${error.message}`));
+    }
   }, [addNode, screenToFlowPosition]);
 
   return (

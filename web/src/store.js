@@ -248,7 +248,7 @@ export const useStore = create((set, get) => {
       earlyEvents = [];
       set({ nodeStatus: queued, run: { job: null, status: 'submitting', startedAt: performance.now() }, banner: null });
       try {
-        const { job } = await api.submit(get().workflow());
+        const { job } = await api.submit(get().document());  // the layout too: output PNGs carry it
         set((state) => ({ run: { ...state.run, job, status: 'queued' } }));
         const early = earlyEvents.filter((event) => event.job === job);
         earlyEvents = [];

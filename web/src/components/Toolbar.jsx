@@ -2,6 +2,7 @@
 import { useRef } from 'react';
 
 import { DEFAULT_WORKFLOW } from '../graph.js';
+import { readWorkflowFile } from '../pngInfo.js';
 import { useStore } from '../store.js';
 
 const ACTIVE = new Set(['validating', 'submitting', 'queued', 'running']);
@@ -44,7 +45,7 @@ export default function Toolbar() {
     event.target.value = '';
     if (!file) return;
     try {
-      loadDocument(JSON.parse(await file.text()));
+      loadDocument(await readWorkflowFile(file));
     } catch (error) {
       setBanner(`could not load ${file.name}: ${error.message}`);
     }
@@ -62,7 +63,7 @@ export default function Toolbar() {
         Save
       </button>
       <button type="button" className="button" onClick={() => fileInput.current.click()}>Load</button>
-      <input ref={fileInput} type="file" accept="application/json,.json" hidden onChange={open} data-testid="load-input" />
+      <input ref={fileInput} type="file" accept="application/json,.json,image/png,.png" hidden onChange={open} data-testid="load-input" />
       <button type="button" className="button" onClick={() => loadDocument(DEFAULT_WORKFLOW)}>Reset</button>
       <RunStatus run={run} />
       <span className={`connection connection-${connection}`} data-testid="connection">
