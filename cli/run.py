@@ -12,6 +12,7 @@ from typing import Any
 from ..components.errors import ConfigError, DiffblocksError, FlagError
 from ..components.files import is_weights_file
 from ..components.spec import ComponentSpec, LazyClass
+from . import infotext
 from .choices import GUIDERS, SCHEDULER_NAMES, make_guider, pick_device, scheduler_class
 from .files import (
     checkpoint_arg,
@@ -323,7 +324,7 @@ def run(args) -> int:
     if plan.hires is not None:
         images = hires_pass(args, plan, pipe, images, inputs)
     picture = grid(images, args.rows, args.upscale) if len(images) > 1 or args.upscale > 1 else images[0]
-    picture.save(out)
+    infotext.save(picture, out, infotext.infotext(args, pipe, plan.blocks, images[0].size, inputs))
     w, h = images[0].size
     print(f"wrote {out.resolve()} ({len(images)} image(s) of {w}x{h} in {time.time() - start:.1f}s)")
     return 0

@@ -99,6 +99,34 @@ def test_hires_paints_the_first_pass_again_larger_equal_to_the_presets(capsys, t
         generator=torch.Generator().manual_seed(3), **call)[0]
     got = Image.open(tmp_path / "hires.png").convert("RGB")
     assert got.size == (64, 64) and np.array_equal(np.asarray(got), np.asarray(second))
+    _, _, fields = read_infotext(tmp_path / "hires.png")
+    assert (fields["Size"], fields["Hires upscale"], fields["Denoising strength"]) == ("64x64", "2", "0.6")
+
+
+def read_infotext(path):
+    """A1111's reading of a PNG's ``parameters``: prompt, negative prompt and the ``Key: value`` pairs."""
+    lines = Image.open(path).text["parameters"].split("\n")
+    negative = lines[1].removeprefix("Negative prompt: ") if lines[1].startswith("Negative prompt: ") else None
+    return lines[0], negative, dict(pair.split(": ", 1) for pair in lines[-1].split(", "))
+
+
+def test_the_png_says_how_it_was_made_as_a1111_writes_it(capsys, tmp_path):
+    common = ["run", "--steps", "4", "--seed", "9", "--no-progress"]
+    code, _, err = run_cli(capsys, *common, "--prompt", "a handwritten seven", "--negative-prompt", "blurry, faint",
+                           "--scheduler", "euler-a", "--guidance-scale", "5", "--out", str(tmp_path / "a.png"))
+    assert code == 0, err
+    prompt, negative, fields = read_infotext(tmp_path / "a.png")
+    assert (prompt, negative) == ("a handwritten seven", "blurry, faint")
+    assert fields == {"Steps": "4", "Sampler": "Euler a", "CFG scale": "5", "Seed": "9", "Size": "32x32",
+                      "Model": "embedded", "Version": fields["Version"]} and fields["Version"].startswith("diffblocks ")
+    code, _, err = run_cli(capsys, *common, "--prompt", "数字の七", "--image", str(tmp_path / "a.png"), "--strength",
+                           "0.6", "--out", str(tmp_path / "b.png"))
+    assert code == 0, err
+    prompt, negative, fields = read_infotext(tmp_path / "b.png")  # not Latin-1: an iTXt chunk
+    assert prompt == "数字の七" and negative is None and fields["Denoising strength"] == "0.6"
+    assert fields["Sampler"] == "DDIM" and fields["Steps"] == "4"  # the embedded model's own scheduler
+    code, _, err = run_cli(capsys, *common, "--prompt", "a seven", "--out", str(tmp_path / "c.jpg"))
+    assert code == 0 and Image.open(tmp_path / "c.jpg").format == "JPEG"
 
 
 @pytest.mark.slow

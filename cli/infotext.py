@@ -1,0 +1,62 @@
+"""The generation parameters written into ``diffblocks run``'s PNGs, in A1111's "infotext" layout (a ``parameters``
+text chunk: the prompt, ``Negative prompt: ...``, then ``Key: value`` pairs), which A1111, Forge, Civitai and
+image browsers read back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+# A1111's names of the samplers our schedulers are (FLUX.1's flow-matching Euler is Forge's "Euler")
+SAMPLERS = {"DDIMScheduler": "DDIM", "DDPMScheduler": "DDPM", "EulerDiscreteScheduler": "Euler",
+            "EulerAncestralDiscreteScheduler": "Euler a", "DPMSolverMultistepScheduler": "DPM++ 2M",
+            "UniPCMultistepScheduler": "UniPC", "LCMScheduler": "LCM", "FlowMatchEulerDiscreteScheduler": "Euler"}
+
+
+def infotext(args, pipe, blocks, size: tuple[int, int], inputs: dict[str, Any]) -> str:
+    """What made the first image: its prompt, negative prompt, steps, sampler, guidance, seed, size and model, and
+    the image-to-image strength or the hires pass when there was one."""
+    from .. import __version__
+
+    steps = inputs.get("num_inference_steps")
+    if steps is None:
+        steps = next((p.default for p in blocks.inputs if p.name == "num_inference_steps"), None)
+    scheduler = type(pipe.components.get("scheduler")).__name__
+    fields = {"Steps": steps, "Sampler": SAMPLERS.get(scheduler, scheduler),
+              "CFG scale": getattr(pipe.components.get("guider"), "guidance_scale", None), "Seed": args.seed,
+              "Size": f"{size[0]}x{size[1]}", "Model": model_name(args.model)}
+    if "strength" in inputs:
+        fields["Denoising strength"] = inputs["strength"]
+    if getattr(args, "hires", None) is not None:
+        fields.update({"Denoising strength": 0.5 if args.hires_strength is None else args.hires_strength,
+                       "Hires upscale": args.hires, "Hires upscaler": "Lanczos"})
+    fields["Version"] = f"diffblocks {__version__}"
+    lines = [(args.prompt or [""])[0]]
+    if args.negative_prompt:
+        lines.append(f"Negative prompt: {args.negative_prompt}")
+    lines.append(", ".join(f"{key}: {format(value, 'g') if isinstance(value, float) else value}"
+                           for key, value in fields.items() if value is not None))
+    return "\n".join(lines)
+
+
+def model_name(model: str | None) -> str:
+    """The model as A1111 names it: a checkpoint file's stem, a folder's or Hub repo's last part."""
+    if model is None:
+        return "embedded"
+    path = Path(model)
+    return path.stem if path.suffix else path.name
+
+
+def save(picture, path: Path, parameters: str) -> None:
+    """Write ``picture``, with ``parameters`` as its PNG text when the file is a PNG (other formats as they are)."""
+    if path.suffix.lower() != ".png":
+        picture.save(path)
+        return
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    if parameters.isascii():
+        info.add_text("parameters", parameters)
+    else:  # tEXt is Latin-1: a prompt in another script goes in an iTXt chunk (UTF-8), as A1111 writes it
+        info.add_itxt("parameters", parameters)
+    picture.save(path, pnginfo=info)
