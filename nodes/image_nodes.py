@@ -71,7 +71,8 @@ class _ImageNode(NodeType):
             return self.apply(image, **options)
         if isinstance(image, (list, tuple)) and image and all(isinstance(one, Image.Image) for one in image):
             each = [self.apply(one, **options) for one in image]
-            return {name: [outputs[name] for outputs in each] for name in self.outputs}
+            return {name: each[0][name] if output.socket == "integer" else [outputs[name] for outputs in each]
+                    for name, output in self.outputs.items()}  # a size: the first image's (a batch shares one)
         raise InputTypeError.wrong_type(self.image_input, None, self.name, "a PIL image or a list of them (set "
                                         "output_type 'pil' on the node that makes it)", image)
 
@@ -135,7 +136,7 @@ class PadImage(_ImageNode):
     name = "PadImage"
     description = ("Add pixels around an image for outpainting, with the mask to paint them (white) and feather px "
                    "of the original blended in; 'edge' fill continues the border pixels, which outpainting fills best. "
-                   "Give the inpaint preset the padded width and height: it paints at the model's size otherwise.")
+                   "Wire width and height into the inpaint preset's: it paints at the model's size otherwise.")
 
     widgets = {
         **{side: (PIXELS, 0, f"px added on the {side}") for side in ("left", "top", "right", "bottom")},
@@ -143,7 +144,8 @@ class PadImage(_ImageNode):
         "fill": (Literal["edge", "black", "gray"], "edge",
                  "what the new pixels start as ('edge': the border pixels continued, which outpainting fills best)"),
     }
-    outputs = {"image": NodeOutput("image"), "mask": NodeOutput("image")}
+    outputs = {"image": NodeOutput("image"), "mask": NodeOutput("image"), "width": NodeOutput("integer"),
+               "height": NodeOutput("integer")}
 
     def apply(self, image, left, top, right, bottom, feather, fill):
         if image.mode not in ("L", "LA", "RGB", "RGBA"):
@@ -164,7 +166,8 @@ class PadImage(_ImageNode):
                 weight = np.maximum(weight, ramp_along)
         mask = np.full(padded.shape[:2], 255, dtype=np.uint8)
         mask[top:top + height, left:left + width] = np.round(weight * 255).astype(np.uint8)
-        return {"image": Image.fromarray(padded), "mask": Image.fromarray(mask)}
+        return {"image": Image.fromarray(padded), "mask": Image.fromarray(mask), "width": padded.shape[1],
+                "height": padded.shape[0]}
 
 
 class InvertMask(_ImageNode):

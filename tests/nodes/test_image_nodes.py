@@ -122,6 +122,7 @@ def test_pad_keeps_the_original_at_its_offset_and_continues_the_edge():
     out = apply("PadImage", image, **SIDES)
     padded, mask = np.asarray(out["image"]), np.asarray(out["mask"])
     assert out["image"].size == (20 + 5 + 0, 10 + 2 + 7) and out["mask"].size == out["image"].size
+    assert (out["width"], out["height"]) == out["image"].size
     assert np.array_equal(padded[2:12, 5:25], np.asarray(image))
     assert np.array_equal(padded, np.pad(np.asarray(image), ((2, 7), (5, 0), (0, 0)), mode="edge"))
     assert out["mask"].mode == "L"
@@ -157,6 +158,7 @@ def test_pad_and_invert_take_lists():
     images = [noise(8, 8, seed=s) for s in range(2)]
     out = apply("PadImage", images, top=4)
     assert [i.size for i in out["image"]] == [(8, 12)] * 2 and [m.size for m in out["mask"]] == [(8, 12)] * 2
+    assert (out["width"], out["height"]) == (8, 12)  # one size for the batch, for a preset's width and height
     inverted = apply("InvertMask", out["mask"])["mask"]
     assert isinstance(inverted, list) and all(m.mode == "L" for m in inverted)
     for mask, back in zip(out["mask"], inverted):
@@ -182,12 +184,15 @@ def test_the_catalog_lists_the_image_nodes_with_the_wire_shape():
         assert entry["description"]
         for spec in entry["inputs"].values():
             assert set(spec) == {"schema", "required", "socket"}
-        assert all(o == {"socket": "image"} for o in entry["outputs"].values())
+        assert all(o == {"socket": "image"} for name, o in entry["outputs"].items() if name not in ("width", "height"))
     scale = wire["ScaleImage"]["inputs"]
     assert scale["image"]["socket"] == "image" and scale["image"]["required"] is True
     assert scale["method"]["schema"]["enum"] == ["nearest", "bilinear", "bicubic", "lanczos"]
     assert scale["method"]["schema"]["default"] == "lanczos" and scale["multiple_of"]["schema"]["default"] == 8
-    assert set(wire["PadImage"]["outputs"]) == {"image", "mask"}
+    assert wire["PadImage"]["outputs"] == {"image": {"socket": "image"}, "mask": {"socket": "image"},
+                                           "width": {"socket": "integer"}, "height": {"socket": "integer"}}
+    width = wire["preset:sd15-inpaint"]["inputs"]["width"]
+    assert fits("integer", width["socket"], width["schema"])  # the padded size wires into the inpaint preset's
     assert wire["PadImage"]["inputs"]["fill"]["schema"]["enum"][0] == "edge"
     mask_image = wire["preset:sd15-inpaint"]["inputs"]["mask_image"]
     assert fits(wire["PadImage"]["outputs"]["mask"]["socket"], mask_image["socket"], mask_image["schema"])
@@ -263,7 +268,8 @@ def test_outpaint_pad_into_the_inpaint_preset_equals_the_preset_called_in_python
         # the inpaint preset paints at its width and height (the model's size unless given), not the image's
         "paint": {"type": "preset:sd15-inpaint", "inputs": {
             "components": LOAD, "image": link("pad", "image"), "mask_image": link("pad", "mask"),
-            "prompt": "a seven", "seed": 3, "num_inference_steps": STEPS, "width": 64, "height": 32}},
+            "prompt": "a seven", "seed": 3, "num_inference_steps": STEPS, "width": link("pad", "width"),
+            "height": link("pad", "height")}},
     }}
     assert validate(workflow) == []
     painted = executor.run(workflow)["paint"]["images"]
