@@ -284,6 +284,12 @@ def test_save_then_load_brings_back_the_same_graph(page, server, tmp_path):
     expect(page.locator(".react-flow__edge")).to_have_count(len(page.evaluate("window.diffblocks.state().edges")))
 
 
+DROP_LINK = """(url) => {
+  const data = new DataTransfer();
+  data.setData('text/uri-list', url);
+  const target = document.querySelector('.react-flow');
+  target.dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true }));
+}"""
 DROP_FILE = """([name, type, base64]) => {
   const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
   const data = new DataTransfer();
@@ -296,8 +302,9 @@ DROP_FILE = """([name, type, base64]) => {
 
 
 def test_an_output_png_brings_back_the_graph_that_made_it(page, server, tmp_path):
-    """The server writes the job's workflow, with the page's layout, into the output PNG: loaded (the Load button) or
-    dropped on the canvas, the image gives back that graph; an image without one says so."""
+    """The server writes the job's workflow, with the page's layout, into the output PNG: dragged from the gallery,
+    loaded (the Load button) or dropped on the canvas as a file, the image gives back that graph; an image without one
+    says so."""
     import base64
 
     open_editor(page, server)
@@ -308,6 +315,11 @@ def test_an_output_png_brings_back_the_graph_that_made_it(page, server, tmp_path
     png = tmp_path / "three.png"
     with urllib.request.urlopen(f"{server.url}/api/artifacts/{shown_image(page)}", timeout=60) as response:
         png.write_bytes(response.read())
+    page.get_by_role("button", name="Reset").click()  # the gallery's image dragged onto the canvas
+    expect(node(page, "text").locator('[data-input="prompt"] textarea')).to_have_value("a handwritten digit seven")
+    page.evaluate(DROP_LINK, page.locator(".gallery-item img").first.get_attribute("src"))
+    expect(node(page, "text").locator('[data-input="prompt"] textarea')).to_have_value("a handwritten digit three")
+    assert page.evaluate("window.diffblocks.document()") == document
 
     page.reload()
     expect(node(page, "text").locator('[data-input="prompt"] textarea')).to_have_value("a handwritten digit seven")

@@ -90,11 +90,17 @@ function Canvas() {
     event.preventDefault();
     const type = event.dataTransfer.getData(DRAG_TYPE);
     if (type) addNode(type, screenToFlowPosition({ x: event.clientX, y: event.clientY }));
-    const file = !type && event.dataTransfer.files && event.dataTransfer.files[0];
-    if (file) {  // a saved workflow, or an image the server made: its graph replaces this one
-      const { loadDocument, setBanner } = useStore.getState();
-      readWorkflowFile(file).then(loadDocument).catch((error) => setBanner(`could not load ${file.name}: ${error.message}`));
-    }
+    if (type) return;
+    // a saved workflow or an image the server made (a file, or a gallery image of this page): its graph replaces this one
+    const file = event.dataTransfer.files && event.dataTransfer.files[0];
+    const link = !file && event.dataTransfer.getData('text/uri-list').split('\n')[0].trim();
+    const url = link && new URL(link, window.location.href);
+    if (!file && !(url && url.origin === window.location.origin)) return;
+    const name = file ? file.name : url.pathname.split('/').pop();
+    const opened = file ? Promise.resolve(file)
+      : fetch(url).then((response) => response.blob()).then((blob) => new File([blob], name, { type: blob.type }));
+    const { loadDocument, setBanner } = useStore.getState();
+    opened.then(readWorkflowFile).then(loadDocument).catch((error) => setBanner(`could not load ${name}: ${error.message}`));
   }, [addNode, screenToFlowPosition]);
 
   return (
