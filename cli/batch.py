@@ -18,9 +18,10 @@ from pathlib import Path
 from ..components.errors import BatchError, BatchItemError, FlagError
 from .choices import GUIDERS, SCHEDULER_NAMES, pick_device
 from .files import open_image
-from .flags import check_numbers, single, value_of
+from .flags import check_hires, check_numbers, single, value_of
 from .presets import PRESETS
-from .run import CONFIG_HELP, EMBEDDING_HELP, LORA_HELP, TRANSFORMER_HELP, VAE_HELP, build_pipeline, plan_run
+from .run import (CONFIG_HELP, EMBEDDING_HELP, HIRES_HELP, HIRES_STRENGTH_HELP, LORA_HELP, TRANSFORMER_HELP, VAE_HELP,
+                  HiresFix, build_pipeline, plan_run)
 
 # flags of `run` that `batch` does not take: absent, as if left out (run's checks read them)
 RUN_ONLY = ("prompt", "ip_adapter", "ip_adapter_image", "ip_adapter_scale", "ip_adapter_encoder", "redux", "redux_image",
@@ -69,6 +70,7 @@ def _batch(args) -> int:
     from ..distributed.manifest import check_inputs, read_items
 
     check_numbers(args)
+    check_hires(args)
     if len(args.controlnet or []) > 1:
         raise FlagError.bad_value("--controlnet", "given once here (several ControlNets together: diffblocks run)",
                                   args.controlnet)
@@ -95,6 +97,9 @@ def _batch(args) -> int:
         pipe = build_pipeline(args, replace(plan, device=_device(args, state)))
         pipe.set_progress_bar_config(disable=True)  # one bar for the whole batch, not one per image
         check_inputs(items, _valid_inputs(pipe), args.prompts)
+        if plan.hires is not None:
+            pipe = HiresFix(args, plan, pipe)
+            pipe.second.set_progress_bar_config(disable=True)  # one bar for the whole batch
         report = run_batch(pipe, items, out_dir, state, args.batch_size, progress=not args.no_progress,
                            images_dir=images_dir)
     finally:
@@ -143,6 +148,8 @@ def add_parser(commands) -> None:
     b.add_argument("--embedding", action="append", metavar="FILE[:TOKEN]", help=EMBEDDING_HELP)
     b.add_argument("--transformer", metavar="FILE", help=TRANSFORMER_HELP)
     b.add_argument("--vae", metavar="FILE", help=VAE_HELP)
+    b.add_argument("--hires", type=float, metavar="SCALE", help=HIRES_HELP)
+    b.add_argument("--hires-strength", type=float, help=HIRES_STRENGTH_HELP)
     b.add_argument("--device", help="cpu, cuda, ... (default: this process's device under a launcher, else cuda "
                                     "when available)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -51,6 +51,9 @@ EMBEDDING_HELP = ("a textual-inversion embedding (A1111 .pt / .safetensors, or d
                   "(default: the file's name, as A1111 does); repeat for several")
 VAE_HELP = ("a VAE in one file (.safetensors, .ckpt or .pt, as A1111 and ComfyUI keep them: vae-ft-mse-840000-ema-pruned, sdxl_vae, "
             "FLUX.1's ae; or owner/name/FILE) in place of --model's; its config is --model's")
+HIRES_HELP = ("hires fix, as in A1111: enlarge the text-to-image result SCALE times (lanczos) and paint it again with "
+              "image-to-image (1.5-2 is usual)")
+HIRES_STRENGTH_HELP = "with --hires: how much the second pass repaints (in (0, 1]; default 0.5, A1111's denoising strength)"
 CONFIG_HELP = ("with --model FILE (.safetensors or .ckpt): the diffusers repo whose configs, tokenizers and scheduler go with it "
                "(default: stable-diffusion-v1-5/stable-diffusion-v1-5, or stabilityai/stable-diffusion-xl-base-1.0)")
 
@@ -251,27 +254,33 @@ def build_pipeline(args, plan: Plan):
     return pipe
 
 
-def hires_pass(args, plan: Plan, pipe, images: list, inputs: dict[str, Any]) -> list:
-    """A1111's hires fix: the first pass's images enlarged ``--hires`` times (lanczos, sides rounded to a multiple
-    of 8) and painted again by image-to-image at ``--hires-strength``, with the first pass's models, prompts,
-    steps and seed."""
-    import torch
-    from PIL import Image
+class HiresFix:
+    """A1111's hires fix around a text-to-image pipeline, called as it is: its images enlarged ``--hires`` times
+    (lanczos, sides rounded to a multiple of 8) and painted again by image-to-image at ``--hires-strength``, with
+    the first pass's models, inputs and seeds (each generator's own seed, drawn anew)."""
 
-    from ..components.image_processor import scaled_size
+    def __init__(self, args, plan: Plan, pipe):
+        self.first, self.scale = pipe, args.hires
+        self.strength = HIRES_STRENGTH if args.hires_strength is None else args.hires_strength
+        self.second = plan.hires.init_pipeline(plan.model)
+        with quiet():
+            self.second.update_components(**{name: component for name, component in pipe.components.items()
+                                             if name in self.second.component_names and component is not None})
+        self.second.set_progress_bar_config(disable=args.no_progress, desc="hires")
 
-    second = plan.hires.init_pipeline(plan.model)
-    with quiet():
-        second.update_components(**{name: component for name, component in pipe.components.items()
-                                    if name in second.component_names and component is not None})
-    second.set_progress_bar_config(disable=args.no_progress, desc="hires")
-    size = scaled_size(images[0].size, args.hires)
-    upscaled = [image.resize(size, Image.Resampling.LANCZOS) for image in images]
-    rest = {k: v for k, v in inputs.items() if k not in ("height", "width")}  # the enlarged size, said: FLUX.1
-    generators = [torch.Generator().manual_seed(args.seed) for _ in upscaled]  # would paint at its default size
-    strength = HIRES_STRENGTH if args.hires_strength is None else args.hires_strength
-    return second(image=single(upscaled), width=size[0], height=size[1], strength=strength, generator=generators,
-                  output_type="pil", output="images", **rest)
+    def __call__(self, generator, **inputs) -> list:
+        import torch
+        from PIL import Image
+
+        from ..components.image_processor import scaled_size
+
+        images = self.first(generator=generator, **inputs)
+        size = scaled_size(images[0].size, self.scale)
+        upscaled = [image.resize(size, Image.Resampling.LANCZOS) for image in images]
+        seeds = [g.initial_seed() for g in (generator if isinstance(generator, list) else [generator])]
+        rest = {k: v for k, v in inputs.items() if k not in ("height", "width")}  # the enlarged size, said: FLUX.1
+        return self.second(image=single(upscaled), width=size[0], height=size[1], strength=self.strength,  # would
+                           generator=[torch.Generator().manual_seed(seed) for seed in seeds], **rest)  # paint at its own
 
 
 def grid(images: list, rows: int, upscale: int):
@@ -320,9 +329,8 @@ def run(args) -> int:
         inputs[FLAG_INPUTS[flag]] = single(value_of(args, flag))
     inputs = {k: v for k, v in inputs.items() if v is not None}
     generators = [torch.Generator().manual_seed(args.seed) for _ in args.prompt or [None]]
-    images = pipe(generator=generators, output_type="pil", output="images", **inputs)
-    if plan.hires is not None:
-        images = hires_pass(args, plan, pipe, images, inputs)
+    render = pipe if plan.hires is None else HiresFix(args, plan, pipe)
+    images = render(generator=generators, output_type="pil", output="images", **inputs)
     picture = grid(images, args.rows, args.upscale) if len(images) > 1 or args.upscale > 1 else images[0]
     infotext.save(picture, out, infotext.infotext(args, pipe, plan.blocks, images[0].size, inputs))
     w, h = images[0].size
@@ -374,10 +382,8 @@ def add_parser(commands) -> None:
     r.add_argument("--embedding", action="append", metavar="FILE[:TOKEN]", help=EMBEDDING_HELP)
     r.add_argument("--transformer", metavar="FILE", help=TRANSFORMER_HELP)
     r.add_argument("--vae", metavar="FILE", help=VAE_HELP)
-    r.add_argument("--hires", type=float, metavar="SCALE", help="hires fix, as in A1111: enlarge the text-to-image "
-                   "result SCALE times (lanczos) and paint it again with image-to-image (1.5-2 is usual)")
-    r.add_argument("--hires-strength", type=float, help="with --hires: how much the second pass repaints "
-                   "(in (0, 1]; default 0.5, A1111's denoising strength)")
+    r.add_argument("--hires", type=float, metavar="SCALE", help=HIRES_HELP)
+    r.add_argument("--hires-strength", type=float, help=HIRES_STRENGTH_HELP)
     r.add_argument("--rows", type=int, default=1, help="rows of the grid when there are several prompts")
     r.add_argument("--upscale", type=int, default=1, help="enlarge the saved picture this many times")
     r.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")

@@ -232,3 +232,24 @@ def test_a_failing_item_is_named_and_what_was_done_is_kept(tmp_path, capsys, one
     assert ("item 1 (line 3 of the prompts file) failed: block 'set_timesteps' (StableDiffusionSetTimestepsStep): "
             "input 'num_inference_steps' must be > 0, got -1") in capsys.readouterr().err
     assert set(done_entries(read_items(path, 0, {"num_inference_steps": 2}), tmp_path / "out")) == {0}
+
+
+def test_hires_renders_every_item_as_run_does(tmp_path, capsys, one_thread):
+    """``batch --hires``: each item's image equals the hires pass ``diffblocks run`` makes with that item's prompt,
+    seed and size (a JSONL line's height and width are the first pass's)."""
+    from PIL import Image
+
+    lines = [{"prompt": "a seven"}, {"prompt": "a one", "height": 16, "width": 24}]
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    assert batch(path, "--out-dir", tmp_path / "out", "--seed", 5, "--hires", "1.5", "--hires-strength", "0.7") == 0
+    capsys.readouterr()
+    for index, line in enumerate(lines):
+        size = ["--height", str(line.get("height", 32)), "--width", str(line.get("width", 32))]
+        out = tmp_path / f"run{index}.png"
+        assert main(["run", "--prompt", line["prompt"], "--seed", str(5 + index), *STEPS, *size, "--hires", "1.5",
+                     "--hires-strength", "0.7", "--device", "cpu", "--no-progress", "--out", str(out)]) == 0
+        ran, batched = Image.open(out), Image.open(tmp_path / "out" / f"{index:06d}.png")
+        enlarged = [int(side * 1.5 / 8 + 0.5) * 8 for side in (int(size[3]), int(size[1]))]  # halves up: 36 -> 40
+        assert batched.size == ran.size == tuple(enlarged)
+        assert ran.tobytes() == batched.tobytes()
