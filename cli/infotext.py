@@ -1,6 +1,6 @@
-"""The generation parameters written into ``diffblocks run``'s PNGs, in A1111's "infotext" layout (a ``parameters``
-text chunk: the prompt, ``Negative prompt: ...``, then ``Key: value`` pairs), which A1111, Forge, Civitai and
-image browsers read back."""
+"""The generation parameters written into ``diffblocks run``'s images, in A1111's "infotext" layout (the prompt,
+``Negative prompt: ...``, then ``Key: value`` pairs; a PNG's ``parameters`` text, a JPEG's or WebP's EXIF
+UserComment), which A1111, Forge, Civitai and image browsers read back."""
 
 from __future__ import annotations
 
@@ -47,9 +47,21 @@ def model_name(model: str | None) -> str:
     return path.stem if path.suffix else path.name
 
 
+USER_COMMENT_PREFIX = b"UNICODE\0"  # EXIF's UserComment in UTF-16, as A1111 writes it (piexif's "unicode")
+
+
 def save(picture, path: Path, parameters: str) -> None:
-    """Write ``picture``, with ``parameters`` as its PNG text when the file is a PNG (other formats as they are)."""
-    if path.suffix.lower() != ".png":
+    """Write ``picture`` with ``parameters``: a PNG text chunk, or for JPEG and WebP the EXIF UserComment, where A1111
+    puts them; other formats as they are."""
+    suffix = path.suffix.lower()
+    if suffix in (".jpg", ".jpeg", ".webp"):
+        from PIL import ExifTags, Image
+
+        exif = Image.Exif()
+        exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.UserComment] = USER_COMMENT_PREFIX + parameters.encode("utf-16-be")
+        picture.save(path, exif=exif)
+        return
+    if suffix != ".png":
         picture.save(path)
         return
     from PIL.PngImagePlugin import PngInfo

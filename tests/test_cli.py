@@ -125,8 +125,13 @@ def test_the_png_says_how_it_was_made_as_a1111_writes_it(capsys, tmp_path):
     prompt, negative, fields = read_infotext(tmp_path / "b.png")  # not Latin-1: an iTXt chunk
     assert prompt == "数字の七" and negative is None and fields["Denoising strength"] == "0.6"
     assert fields["Sampler"] == "DDIM" and fields["Steps"] == "4"  # the embedded model's own scheduler
-    code, _, err = run_cli(capsys, *common, "--prompt", "a seven", "--out", str(tmp_path / "c.jpg"))
-    assert code == 0 and Image.open(tmp_path / "c.jpg").format == "JPEG"
+    for name in ("c.jpg", "c.webp"):  # A1111's place there: EXIF UserComment, UTF-16 after "UNICODE\0"
+        code, _, err = run_cli(capsys, *common, "--prompt", "数字の七", "--image", str(tmp_path / "a.png"), "--strength",
+                               "0.6", "--out", str(tmp_path / name))
+        assert code == 0, err
+        comment = Image.open(tmp_path / name).getexif().get_ifd(0x8769)[0x9286]
+        assert comment.startswith(b"UNICODE\0")
+        assert comment[8:].decode("utf-16-be") == Image.open(tmp_path / "b.png").text["parameters"]
 
 
 @pytest.mark.slow
