@@ -7,6 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..components.files import WEIGHTS_SUFFIXES
+from .flags import HIRES_STRENGTH
+
 # A1111's names of the samplers our schedulers are (FLUX.1's flow-matching Euler is Forge's "Euler")
 SAMPLERS = {"DDIMScheduler": "DDIM", "DDPMScheduler": "DDPM", "EulerDiscreteScheduler": "Euler",
             "EulerAncestralDiscreteScheduler": "Euler a", "DPMSolverMultistepScheduler": "DPM++ 2M",
@@ -28,7 +31,7 @@ def infotext(args, pipe, blocks, size: tuple[int, int], inputs: dict[str, Any]) 
     if "strength" in inputs:
         fields["Denoising strength"] = inputs["strength"]
     if getattr(args, "hires", None) is not None:
-        fields.update({"Denoising strength": 0.5 if args.hires_strength is None else args.hires_strength,
+        fields.update({"Denoising strength": HIRES_STRENGTH if args.hires_strength is None else args.hires_strength,
                        "Hires upscale": args.hires, "Hires upscaler": "Lanczos"})
     fields["Version"] = f"diffblocks {__version__}"
     lines = [(args.prompt or [""])[0]]
@@ -40,11 +43,12 @@ def infotext(args, pipe, blocks, size: tuple[int, int], inputs: dict[str, Any]) 
 
 
 def model_name(model: str | None) -> str:
-    """The model as A1111 names it: a checkpoint file's stem, a folder's or Hub repo's last part."""
+    """The model as A1111 names it: a checkpoint file's stem, a folder's or Hub repo's last part (dots kept:
+    ``stable-diffusion-xl-base-1.0``)."""
     if model is None:
         return "embedded"
     path = Path(model)
-    return path.stem if path.suffix else path.name
+    return path.stem if path.suffix.lower() in WEIGHTS_SUFFIXES else path.name
 
 
 USER_COMMENT_PREFIX = b"UNICODE\0"  # EXIF's UserComment in UTF-16, as A1111 writes it (piexif's "unicode")

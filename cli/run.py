@@ -45,17 +45,19 @@ LORA_HELP = ("a LoRA (diffusers or kohya .safetensors / .bin file, a folder hold
              "at WEIGHT (default 1); repeat for several")
 
 
-TRANSFORMER_HELP = ("FLUX.1: a transformer in one file (.safetensors or .sft; Black Forest Labs' layout, as flux1-dev.safetensors, "
-                    "a fine-tune or an fp8 copy; or owner/name/FILE) in place of --model's")
+TRANSFORMER_HELP = ("FLUX.1: a transformer in one file (.safetensors or .sft; Black Forest Labs' layout, as "
+                    "flux1-dev.safetensors, a fine-tune or an fp8 copy; or owner/name/FILE) in place of --model's")
 EMBEDDING_HELP = ("a textual-inversion embedding (A1111 .pt / .safetensors, or diffusers'), used in prompts as TOKEN "
                   "(default: the file's name, as A1111 does); repeat for several")
-VAE_HELP = ("a VAE in one file (.safetensors, .ckpt or .pt, as A1111 and ComfyUI keep them: vae-ft-mse-840000-ema-pruned, sdxl_vae, "
-            "FLUX.1's ae; or owner/name/FILE) in place of --model's; its config is --model's")
+VAE_HELP = ("a VAE in one file (.safetensors, .ckpt or .pt, as A1111 and ComfyUI keep them: "
+            "vae-ft-mse-840000-ema-pruned, sdxl_vae, FLUX.1's ae; or owner/name/FILE) in place of --model's; its "
+            "config is --model's")
 HIRES_HELP = ("hires fix, as in A1111: enlarge the text-to-image result SCALE times (lanczos) and paint it again with "
               "image-to-image (1.5-2 is usual)")
-HIRES_STRENGTH_HELP = "with --hires: how much the second pass repaints (in (0, 1]; default 0.5, A1111's denoising strength)"
-CONFIG_HELP = ("with --model FILE (.safetensors or .ckpt): the diffusers repo whose configs, tokenizers and scheduler go with it "
-               "(default: stable-diffusion-v1-5/stable-diffusion-v1-5, or stabilityai/stable-diffusion-xl-base-1.0)")
+HIRES_STRENGTH_HELP = ("with --hires: how much the second pass repaints (in (0, 1]; default 0.5, A1111's denoising "
+                       "strength)")
+CONFIG_HELP = ("with --model FILE (.safetensors or .ckpt): the diffusers repo whose configs, tokenizers and scheduler go "
+               "with it (default: stable-diffusion-v1-5/stable-diffusion-v1-5, or stabilityai/stable-diffusion-xl-base-1.0)")
 
 
 @dataclass
@@ -278,9 +280,10 @@ class HiresFix:
         size = scaled_size(images[0].size, self.scale)
         upscaled = [image.resize(size, Image.Resampling.LANCZOS) for image in images]
         seeds = [g.initial_seed() for g in (generator if isinstance(generator, list) else [generator])]
-        rest = {k: v for k, v in inputs.items() if k not in ("height", "width")}  # the enlarged size, said: FLUX.1
-        return self.second(image=single(upscaled), width=size[0], height=size[1], strength=self.strength,  # would
-                           generator=[torch.Generator().manual_seed(seed) for seed in seeds], **rest)  # paint at its own
+        # the enlarged size is said: FLUX.1's image-to-image would paint at the model's default size otherwise
+        rest = {k: v for k, v in inputs.items() if k not in ("height", "width")}
+        return self.second(image=single(upscaled), width=size[0], height=size[1], strength=self.strength,
+                           generator=[torch.Generator().manual_seed(seed) for seed in seeds], **rest)
 
 
 def grid(images: list, rows: int, upscale: int):

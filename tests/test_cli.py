@@ -110,6 +110,15 @@ def read_infotext(path):
     return lines[0], negative, dict(pair.split(": ", 1) for pair in lines[-1].split(", "))
 
 
+def test_the_model_is_named_as_a1111_names_it():
+    from diffblocks.cli.infotext import model_name
+
+    assert model_name(None) == "embedded"
+    assert model_name("stabilityai/stable-diffusion-xl-base-1.0") == "stable-diffusion-xl-base-1.0"
+    assert model_name("~/models/v1-5-pruned-emaonly.safetensors") == "v1-5-pruned-emaonly"
+    assert model_name("/models/dreamshaper_8.ckpt") == "dreamshaper_8"
+
+
 def test_the_png_says_how_it_was_made_as_a1111_writes_it(capsys, tmp_path):
     common = ["run", "--steps", "4", "--seed", "9", "--no-progress"]
     code, _, err = run_cli(capsys, *common, "--prompt", "a handwritten seven", "--negative-prompt", "blurry, faint",
