@@ -4,7 +4,7 @@
   loop sub-blocks (``__call__(components, block_state, i, t)``) run only inside their loop and are left out;
 - each preset as ``preset:<name>`` (the CLI's names: ``sd15-text2image``, ...);
 - ``LoadComponents``, ``LoadImage``; the image utilities (``ScaleImage``, ``CropImage``, ``PadImage``,
-  ``InvertMask``); each guider class and each scheduler class;
+  ``InvertMask``, ``ImageToMask``); each guider class and each scheduler class;
 - blocks a user registers (:func:`register`) or loads from a trusted modular repo (:func:`register_repo`).
 """
 

@@ -1,4 +1,5 @@
-"""Image utilities: ``ScaleImage``, ``CropImage``, ``PadImage`` (with the mask for outpainting) and ``InvertMask``.
+"""Image utilities: ``ScaleImage``, ``CropImage``, ``PadImage`` (with the mask for outpainting), ``InvertMask`` and
+``ImageToMask``.
 
 Each takes one PIL image or a list of them (what a preset's ``images`` output holds) and answers in the same
 shape, one result per image. Widgets are declared as type hints with bounds; pydantic gives their JSON schemas and
@@ -182,4 +183,22 @@ class InvertMask(_ImageNode):
         return {"mask": ImageOps.invert(image.convert("L"))}
 
 
-IMAGE_NODES = (ScaleImage, CropImage, PadImage, InvertMask)
+class ImageToMask(_ImageNode):
+    name = "ImageToMask"
+    description = ("A mask from one channel of an image: 'alpha' paints where the image is transparent (an upload "
+                   "with its background erased), the others are white where the channel is bright.")
+    widgets = {"channel": (Literal["alpha", "luminance", "red", "green", "blue"], "alpha",
+                           "alpha: white where transparent (an image without alpha paints nothing); luminance or one "
+                           "colour: white where bright")}
+    outputs = {"mask": NodeOutput("image")}
+
+    def apply(self, image, channel):
+        if channel == "alpha":
+            alpha = image.getchannel("A") if "A" in image.getbands() else Image.new("L", image.size, 255)
+            return {"mask": ImageOps.invert(alpha)}
+        if channel == "luminance":
+            return {"mask": image.convert("L")}
+        return {"mask": image.convert("RGB").getchannel(channel[0].upper())}
+
+
+IMAGE_NODES = (ScaleImage, CropImage, PadImage, InvertMask, ImageToMask)

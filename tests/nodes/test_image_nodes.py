@@ -171,9 +171,28 @@ def test_invert_mask_makes_a_grayscale_mask_of_any_image():
     assert inverted.mode == "L" and np.array_equal(np.asarray(inverted), 255 - np.asarray(image.convert("L")))
 
 
+def test_image_to_mask_paints_where_the_upload_is_transparent(tmp_path):
+    """An RGBA upload with its background erased: ``alpha`` is white there (to paint), black where opaque; through
+    the artifact store and LoadImage, as a page's upload comes."""
+    pixels = np.asarray(noise(12, 8, seed=6, mode="RGBA")).copy()
+    pixels[..., 3] = 255
+    pixels[:, :5, 3] = 0  # the left part erased
+    store = ArtifactStore(tmp_path)
+    sha = store.put_image(Image.fromarray(pixels, "RGBA"))
+    workflow = {"nodes": {"up": {"type": "LoadImage", "inputs": {"image": {"artifact": sha}}},
+                          "mask": {"type": "ImageToMask", "inputs": {"image": link("up", "image")}}}}
+    mask = np.asarray(Executor(artifacts=store).run(workflow)["mask"]["mask"])
+    assert mask.dtype == np.uint8 and (mask[:, :5] == 255).all() and (mask[:, 5:] == 0).all()
+    opaque = noise(12, 8, seed=7)
+    assert (np.asarray(apply("ImageToMask", opaque)["mask"]) == 0).all()  # no alpha: nothing to paint
+    assert np.array_equal(np.asarray(apply("ImageToMask", opaque, channel="luminance")["mask"]),
+                          np.asarray(opaque.convert("L")))
+    assert np.array_equal(np.asarray(apply("ImageToMask", opaque, channel="green")["mask"]), np.asarray(opaque)[..., 1])
+
+
 # --- catalog and validation -----------------------------------------------------------------------------------
 
-NAMES = ("ScaleImage", "CropImage", "PadImage", "InvertMask")
+NAMES = ("ScaleImage", "CropImage", "PadImage", "InvertMask", "ImageToMask")
 
 
 def test_the_catalog_lists_the_image_nodes_with_the_wire_shape():
