@@ -4,11 +4,16 @@ UserComment), which A1111, Forge, Civitai and image browsers read back."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
+from ..components.errors import FlagError
 from ..components.files import WEIGHTS_SUFFIXES
 from .flags import HIRES_STRENGTH
+
+# one "Key: value" of the last line; a value with a comma in it is quoted (A1111's own pattern)
+PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 
 # A1111's names of the samplers our schedulers are (FLUX.1's flow-matching Euler is Forge's "Euler")
 SAMPLERS = {"DDIMScheduler": "DDIM", "DDPMScheduler": "DDPM", "EulerDiscreteScheduler": "Euler",
@@ -40,6 +45,69 @@ def infotext(args, pipe, blocks, size: tuple[int, int], inputs: dict[str, Any]) 
     lines.append(", ".join(f"{key}: {format(value, 'g') if isinstance(value, float) else value}"
                            for key, value in fields.items() if value is not None))
     return "\n".join(lines)
+
+
+def read(path: str) -> str:
+    """The parameters an image holds (a PNG's ``parameters`` text, a JPEG's or WebP's EXIF UserComment).
+
+    Raises:
+        FlagError: no such image, or it holds none.
+    """
+    from PIL import ExifTags, Image, UnidentifiedImageError
+
+    try:
+        with Image.open(Path(path).expanduser()) as image:
+            text = image.info.get("parameters") or image.getexif().get_ifd(ExifTags.IFD.Exif).get(
+                ExifTags.Base.UserComment)
+    except (OSError, UnidentifiedImageError) as err:
+        raise FlagError.unusable("--from-image", path, f"cannot read the image ({err})") from err
+    if isinstance(text, bytes):
+        text = text[8:].decode("utf-16-be" if text.startswith(USER_COMMENT_PREFIX) else "utf-8", errors="replace")
+    if not text or not text.strip():
+        raise FlagError.unusable("--from-image", path, "holds no generation parameters (A1111's, or diffblocks run's)")
+    return text
+
+
+def parse(text: str) -> tuple[str, str | None, dict[str, str]]:
+    """``(prompt, negative prompt or None, {key: value})`` of an infotext, read as A1111 reads it."""
+    *lines, last = text.strip().split("\n")
+    if len(PARAM.findall(last)) < 3:  # no parameters line: all of it is prompt
+        lines, last = [*lines, last], ""
+    prompt, negative, in_negative = [], [], False
+    for line in lines:
+        if line.startswith("Negative prompt:"):
+            in_negative, line = True, line[len("Negative prompt:"):].strip()
+        (negative if in_negative else prompt).append(line)
+    fields = {key.strip(): value.strip().strip('"') for key, value in PARAM.findall(last)}
+    return "\n".join(prompt).strip(), "\n".join(negative).strip() if in_negative else None, fields
+
+
+def apply(args, path: str) -> None:
+    """Fill the flags left out of ``diffblocks run`` from the parameters of the image at ``path``: prompt, negative
+    prompt, steps, sampler (not for FLUX.1: its Euler is flow matching), CFG scale, seed, size (the first pass's)
+    and the hires pass. The model is not taken: give ``--model``."""
+    prompt, negative, fields = parse(read(path))
+    samplers = {name: scheduler for scheduler, name in reversed(SAMPLERS.items())}  # "Euler": EulerDiscreteScheduler
+    size = re.fullmatch(r"(\d+)x(\d+)", fields.get("Size", ""))
+    found = {"prompt": [prompt] if prompt else None, "negative_prompt": negative,
+             "steps": _number(fields, "Steps", int), "guidance_scale": _number(fields, "CFG scale", float),
+             "seed": _number(fields, "Seed", int), "width": int(size.group(1)) if size else None,
+             "height": int(size.group(2)) if size else None, "hires": _number(fields, "Hires upscale", float),
+             "scheduler": None if (args.preset or "").startswith("flux") else samplers.get(fields.get("Sampler"))}
+    if found["hires"] is not None:
+        found["hires_strength"] = _number(fields, "Denoising strength", float)
+    elif args.image is not None:
+        found["strength"] = _number(fields, "Denoising strength", float)
+    for name, value in found.items():
+        if getattr(args, name, None) is None and value is not None:
+            setattr(args, name, value)
+
+
+def _number(fields: dict[str, str], key: str, kind: type):
+    try:
+        return kind(fields[key])
+    except (KeyError, ValueError):
+        return None
 
 
 def model_name(model: str | None) -> str:

@@ -277,6 +277,7 @@ class HiresFix:
         from ..components.image_processor import scaled_size
 
         images = self.first(generator=generator, **inputs)
+        self.first_size = images[0].size
         size = scaled_size(images[0].size, self.scale)
         upscaled = [image.resize(size, Image.Resampling.LANCZOS) for image in images]
         seeds = [g.initial_seed() for g in (generator if isinstance(generator, list) else [generator])]
@@ -317,6 +318,9 @@ def run(args) -> int:
     import torch
 
     start = time.time()
+    if args.from_image is not None:
+        infotext.apply(args, args.from_image)
+    args.seed = 0 if args.seed is None else args.seed
     check_numbers(args)
     check_pairs(args)
     check_controlnet_counts(args)
@@ -335,7 +339,8 @@ def run(args) -> int:
     render = pipe if plan.hires is None else HiresFix(args, plan, pipe)
     images = render(generator=generators, output_type="pil", output="images", **inputs)
     picture = grid(images, args.rows, args.upscale) if len(images) > 1 or args.upscale > 1 else images[0]
-    infotext.save(picture, out, infotext.infotext(args, pipe, plan.blocks, images[0].size, inputs))
+    size = images[0].size if plan.hires is None else render.first_size  # A1111's Size: the first pass's
+    infotext.save(picture, out, infotext.infotext(args, pipe, plan.blocks, size, inputs))
     w, h = images[0].size
     print(f"wrote {out.resolve()} ({len(images)} image(s) of {w}x{h} in {time.time() - start:.1f}s)")
     return 0
@@ -352,7 +357,7 @@ def add_parser(commands) -> None:
                                    "keep them (default: the embedded tiny digits model)")
     r.add_argument("--config", metavar="PATH_OR_REPO", help=CONFIG_HELP)
     r.add_argument("--steps", type=int, help="denoising steps (default: the preset's)")
-    r.add_argument("--seed", type=int, default=0, help="noise seed, the same for every prompt (default 0)")
+    r.add_argument("--seed", type=int, help="noise seed, the same for every prompt (default 0)")
     r.add_argument("--guidance-scale", type=float, help="guidance strength (default: the guider's)")
     r.add_argument("--guider", help=f"one of: {', '.join(GUIDERS)} (default: cfg)")
     r.add_argument("--scheduler", help=f"one of: {', '.join(SCHEDULER_NAMES)}, or a scheduler class name "
@@ -385,6 +390,9 @@ def add_parser(commands) -> None:
     r.add_argument("--embedding", action="append", metavar="FILE[:TOKEN]", help=EMBEDDING_HELP)
     r.add_argument("--transformer", metavar="FILE", help=TRANSFORMER_HELP)
     r.add_argument("--vae", metavar="FILE", help=VAE_HELP)
+    r.add_argument("--from-image", metavar="FILE", help="take what the other flags leave out from the parameters an image "
+                   "holds (A1111's or diffblocks run's PNG, JPEG or WebP): prompt, negative prompt, steps, sampler, CFG "
+                   "scale, seed, size, hires pass")
     r.add_argument("--hires", type=float, metavar="SCALE", help=HIRES_HELP)
     r.add_argument("--hires-strength", type=float, help=HIRES_STRENGTH_HELP)
     r.add_argument("--rows", type=int, default=1, help="rows of the grid when there are several prompts")

@@ -100,7 +100,8 @@ def test_hires_paints_the_first_pass_again_larger_equal_to_the_presets(capsys, t
     got = Image.open(tmp_path / "hires.png").convert("RGB")
     assert got.size == (64, 64) and np.array_equal(np.asarray(got), np.asarray(second))
     _, _, fields = read_infotext(tmp_path / "hires.png")
-    assert (fields["Size"], fields["Hires upscale"], fields["Denoising strength"]) == ("64x64", "2", "0.6")
+    assert (fields["Size"], fields["Hires upscale"], fields["Denoising strength"]) == ("32x32", "2", "0.6")  # A1111's
+    # Size is the first pass's
 
 
 def read_infotext(path):
@@ -141,6 +142,51 @@ def test_the_png_says_how_it_was_made_as_a1111_writes_it(capsys, tmp_path):
         comment = Image.open(tmp_path / name).getexif().get_ifd(0x8769)[0x9286]
         assert comment.startswith(b"UNICODE\0")
         assert comment[8:].decode("utf-16-be") == Image.open(tmp_path / "b.png").text["parameters"]
+
+
+A1111_TEXT = """masterpiece, a cat
+on a mat
+Negative prompt: blurry, lowres
+Steps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 1234, Size: 512x768, Model hash: 6ce0161689, \
+Model: v1-5-pruned-emaonly, Lora hashes: "ink: abc, chalk: def", Version: v1.10.1"""
+
+
+def test_an_a1111_infotext_reads_as_a1111_reads_it():
+    from diffblocks.cli.infotext import parse
+
+    prompt, negative, fields = parse(A1111_TEXT)
+    assert (prompt, negative) == ("masterpiece, a cat\non a mat", "blurry, lowres")
+    assert fields["Lora hashes"] == "ink: abc, chalk: def" and fields["Size"] == "512x768"
+    assert (fields["Steps"], fields["Sampler"], fields["CFG scale"], fields["Seed"]) == ("20", "DPM++ 2M", "7", "1234")
+    assert parse("just a prompt, with commas") == ("just a prompt, with commas", None, {})
+
+
+def test_from_image_renders_the_same_image_again_and_flags_override_it(capsys, tmp_path):
+    """``--from-image`` takes prompt, negative prompt, steps, sampler, CFG scale, seed, size and the hires pass from
+    an image ``run`` wrote: the same pixels again; a flag given wins over the image's value."""
+    made = ["--prompt", "a handwritten seven", "--negative-prompt", "blurry", "--steps", "5", "--seed", "11",
+            "--scheduler", "euler-a", "--guidance-scale", "5", "--hires", "1.5", "--hires-strength", "0.6"]
+    code, _, err = run_cli(capsys, "run", *made, "--out", str(tmp_path / "a.png"), "--no-progress")
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "run", "--from-image", str(tmp_path / "a.png"), "--out", str(tmp_path / "b.png"),
+                           "--no-progress")
+    assert code == 0, err
+    a, b = Image.open(tmp_path / "a.png"), Image.open(tmp_path / "b.png")
+    assert a.size == (48, 48) and a.tobytes() == b.tobytes() and a.text["parameters"] == b.text["parameters"]
+    code, _, err = run_cli(capsys, "run", "--from-image", str(tmp_path / "a.png"), "--seed", "12",
+                           "--out", str(tmp_path / "c.png"), "--no-progress")
+    assert code == 0, err
+    _, _, fields = read_infotext(tmp_path / "c.png")
+    assert fields["Seed"] == "12" and fields["Sampler"] == "Euler a" and fields["Hires upscale"] == "1.5"
+    assert Image.open(tmp_path / "c.png").tobytes() != a.tobytes()
+
+
+def test_from_image_says_when_an_image_holds_no_parameters(capsys, tmp_path):
+    Image.new("RGB", (8, 8)).save(tmp_path / "plain.png")
+    for path, fragment in ((tmp_path / "plain.png", "holds no generation parameters"),
+                           (tmp_path / "none.png", "cannot read the image")):
+        code, _, err = run_cli(capsys, "run", "--from-image", str(path), "--out", str(tmp_path / "x.png"))
+        assert_one_line_error(code, err, f"--from-image {path}: {fragment}")
 
 
 @pytest.mark.slow
