@@ -307,7 +307,8 @@ def check_prompts(args) -> None:
     """One or more ``--prompt``; Redux, whose images are the prompt, takes at most one and runs without."""
     redux = args.redux is not None or (args.preset or "").endswith("-redux")
     if not redux and not args.prompt:
-        raise FlagError.needs("diffblocks run", "--prompt", "only --redux runs without one")
+        held = f" ({args.from_image} holds none)" if getattr(args, "from_image", None) else ""
+        raise FlagError.needs("diffblocks run", "--prompt", f"only --redux runs without one{held}")
     if redux and len(args.prompt or []) > 1:
         raise FlagError.bad_value("--prompt", "given once with --redux (the prompt read with the Redux image)",
                                   args.prompt)

@@ -182,6 +182,14 @@ def test_from_image_renders_the_same_image_again_and_flags_override_it(capsys, t
 
 
 def test_from_image_says_when_an_image_holds_no_parameters(capsys, tmp_path):
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("parameters", "Steps: 4, Seed: 3, Size: 32x32")  # the parameters without a prompt
+    Image.new("RGB", (8, 8)).save(tmp_path / "no-prompt.png", pnginfo=info)
+    code, _, err = run_cli(capsys, "run", "--from-image", str(tmp_path / "no-prompt.png"), "--out", str(tmp_path / "x.png"))
+    assert_one_line_error(code, err, f"needs --prompt: only --redux runs without one ({tmp_path / 'no-prompt.png'} "
+                                     "holds none)")
     Image.new("RGB", (8, 8)).save(tmp_path / "plain.png")
     for path, fragment in ((tmp_path / "plain.png", "holds no generation parameters"),
                            (tmp_path / "none.png", "cannot read the image")):
