@@ -8,6 +8,7 @@ converted, they are read and converted one at a time instead.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -192,11 +193,18 @@ def _read_converted(path: Path, entries: dict[str, dict], data_start: int, dtype
 
 
 def tensor_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
-    """Each tensor's name and shape: from a safetensors file's header alone, or a pickled file loaded memory-mapped."""
+    """Each tensor's name and shape: from a safetensors file's header alone, or a pickled file loaded memory-mapped
+    (once per version of the file: a checkpoint's family and its UNet's inputs are both read off it)."""
     path = Path(path)
     if path.suffix.lower() in SAFETENSORS_SUFFIXES:
         return {key: tuple(entry["shape"]) for key, entry in _read_header(path)[0].items()}
-    return {key: tuple(tensor.shape) for key, tensor in _read_pickle(path).items()}
+    stat = path.stat()
+    return dict(_pickle_shapes(str(path.resolve()), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _pickle_shapes(path: str, mtime_ns: int, size: int) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    return tuple((key, tuple(tensor.shape)) for key, tensor in _read_pickle(Path(path)).items())
 
 
 class _TrainingRecord:
