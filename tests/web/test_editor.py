@@ -340,6 +340,38 @@ def test_an_output_png_brings_back_the_graph_that_made_it(page, server, tmp_path
     assert page.evaluate("window.diffblocks.document()") == document  # nothing lost
 
 
+def test_an_a1111_png_becomes_a_text_to_image_graph_that_draws_what_run_draws(page, server, tmp_path):
+    """An image holding only A1111's parameters (A1111's, Civitai's, or ``diffblocks run``'s), dropped on the canvas:
+    a preset graph on the page's model with its prompt, negative prompt, steps, seed, size, CFG scale and sampler;
+    run, it draws the pixels ``diffblocks run --from-image`` draws from the same image."""
+    import base64
+
+    from PIL.PngImagePlugin import PngInfo
+
+    from diffblocks.cli import main
+
+    info = PngInfo()
+    info.add_text("parameters", "a handwritten digit four\nNegative prompt: blurry, faint\nSteps: 6, Sampler: Euler a, "
+                                "CFG scale: 5, Seed: 3, Size: 32x32, Model hash: 6ce0161689, Model: tiny_digits, "
+                                'Lora hashes: "ink: abc, chalk: def", Version: v1.10.1')
+    Image.new("RGB", (32, 32)).save(tmp_path / "a1111.png", pnginfo=info)
+    open_editor(page, server)
+    page.evaluate(DROP_FILE, ["a1111.png", "image/png", base64.b64encode((tmp_path / "a1111.png").read_bytes()).decode()])
+    expect(node(page, "run").locator('[data-input="prompt"] textarea')).to_have_value("a handwritten digit four")
+    assert page.evaluate("window.diffblocks.workflow()") == {"nodes": {
+        "load": {"type": "LoadComponents", "inputs": {"repo": "embedded"}},
+        "cfg": {"type": "ClassifierFreeGuidance", "inputs": {"guidance_scale": 5}},
+        "sampler": {"type": "EulerAncestralDiscreteScheduler", "inputs": {"scheduler": {"node": "load", "output": "scheduler"}}},
+        "run": {"type": "preset:sd15-text2image", "inputs": {
+            "components": {"node": "load", "output": "components"}, "prompt": "a handwritten digit four",
+            "negative_prompt": "blurry, faint", "num_inference_steps": 6, "seed": 3, "width": 32, "height": 32,
+            "guider": {"node": "cfg", "output": "guider"}, "scheduler": {"node": "sampler", "output": "scheduler"}}}}}
+    run(page)
+    assert main(["run", "--from-image", str(tmp_path / "a1111.png"), "--device", "cpu", "--no-progress",
+                 "--out", str(tmp_path / "cli.png")]) == 0
+    assert np.array_equal(pixels(server, shown_image(page)), np.asarray(Image.open(tmp_path / "cli.png").convert("RGB")))
+
+
 def test_the_page_reconnects_after_a_server_restart(page, make_server, tmp_path, shots):
     own = make_server(tmp_path).start()  # its own server: this test stops it
     try:

@@ -10,7 +10,7 @@ import Gallery from './components/Gallery.jsx';
 import Palette, { DRAG_TYPE } from './components/Palette.jsx';
 import PreviewNode from './components/PreviewNode.jsx';
 import Toolbar from './components/Toolbar.jsx';
-import { readWorkflowFile } from './pngInfo.js';
+import { modelRepo, readWorkflowFile } from './pngInfo.js';
 import { useStore } from './store.js';
 
 const NODE_TYPES = { block: BlockNode, preview: PreviewNode };
@@ -100,7 +100,7 @@ function Canvas() {
     const opened = file ? Promise.resolve(file)
       : fetch(url).then((response) => response.blob()).then((blob) => new File([blob], name, { type: blob.type }));
     const { loadDocument, setBanner } = useStore.getState();
-    opened.then(readWorkflowFile).then(loadDocument).catch((error) => setBanner(`could not load ${name}: ${error.message}`));
+    opened.then((chosen) => readWorkflowFile(chosen, modelRepo())).then(loadDocument).catch((error) => setBanner(`could not load ${name}: ${error.message}`));
   }, [addNode, screenToFlowPosition]);
 
   return (

@@ -1,9 +1,19 @@
 // Workflows inside PNGs: the server writes each job's workflow into its output images as a "workflow" tEXt
-// chunk (as ComfyUI does), so an image loaded here brings back the graph that made it.
+// chunk (as ComfyUI does), so an image loaded here brings back the graph that made it. An image from A1111 (or
+// `diffblocks run`) holds its parameters instead ("parameters"): they become a text-to-image graph.
+
+import { useStore } from './store.js';
 
 const SIGNATURE = [137, 80, 78, 71, 13, 10, 26, 10];
 
-/** The tEXt chunks of a PNG as {keyword: text}; throws when the bytes are not a PNG. */
+/** The model the graph on the page loads (its LoadComponents node's repo), else the embedded one. */
+export function modelRepo() {
+  const load = useStore.getState().nodes.find((node) => node.data && node.data.nodeType === 'LoadComponents');
+  return (load && load.data.values.repo) || 'embedded';
+}
+
+/** The text chunks of a PNG as {keyword: text} (tEXt, and iTXt uncompressed: UTF-8); throws when the bytes are
+ * not a PNG. */
 export function pngText(buffer) {
   const bytes = new Uint8Array(buffer);
   if (bytes.length < 8 || SIGNATURE.some((value, i) => bytes[i] !== value)) throw new Error('not a PNG file');
@@ -14,9 +24,15 @@ export function pngText(buffer) {
     const length = view.getUint32(at);
     const type = latin1.decode(bytes.subarray(at + 4, at + 8));
     const data = bytes.subarray(at + 8, at + 8 + length);
-    if (type === 'tEXt') {
-      const split = data.indexOf(0);
-      if (split > 0) found[latin1.decode(data.subarray(0, split))] = latin1.decode(data.subarray(split + 1));
+    const split = data.indexOf(0);
+    if (type === 'tEXt' && split > 0) {
+      found[latin1.decode(data.subarray(0, split))] = latin1.decode(data.subarray(split + 1));
+    } else if (type === 'iTXt' && split > 0 && data[split + 1] === 0) {  // keyword, flags, language, translation, text
+      const language = data.indexOf(0, split + 3);
+      const translated = language === -1 ? -1 : data.indexOf(0, language + 1);
+      if (translated !== -1) {
+        found[latin1.decode(data.subarray(0, split))] = new TextDecoder('utf-8').decode(data.subarray(translated + 1));
+      }
     }
     if (type === 'IEND') break;
     at += 12 + length;
@@ -24,12 +40,72 @@ export function pngText(buffer) {
   return found;
 }
 
-/** The workflow document in a dropped or chosen file: a saved .json, or a PNG the server made. */
-export async function readWorkflowFile(file) {
+// A1111's sampler names -> our scheduler node types
+const SAMPLERS = {
+  DDIM: 'DDIMScheduler', DDPM: 'DDPMScheduler', Euler: 'EulerDiscreteScheduler', 'Euler a': 'EulerAncestralDiscreteScheduler',
+  'DPM++ 2M': 'DPMSolverMultistepScheduler', UniPC: 'UniPCMultistepScheduler', LCM: 'LCMScheduler',
+};
+// one "Key: value" of the parameters line; a value with a comma in it is quoted (A1111's own pattern)
+const PARAM = /\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)/g;
+
+/** {prompt, negative, fields} of A1111's parameters text, read as A1111 reads it. */
+export function parseParameters(text) {
+  const lines = text.trim().split('\n');
+  let last = lines.pop();
+  const fields = {};
+  const found = [...last.matchAll(PARAM)];
+  if (found.length < 3) {
+    lines.push(last);
+    last = '';
+  } else {
+    for (const [, key, value] of found) fields[key.trim()] = value.trim().replace(/^"|"$/g, '');
+  }
+  const prompt = [];
+  const negative = [];
+  let inNegative = false;
+  for (let line of lines) {
+    if (line.startsWith('Negative prompt:')) {
+      inNegative = true;
+      line = line.slice('Negative prompt:'.length).trim();
+    }
+    (inNegative ? negative : prompt).push(line);
+  }
+  return { prompt: prompt.join('\n').trim(), negative: inNegative ? negative.join('\n').trim() : null, fields };
+}
+
+/** A text-to-image document (SD 1.x preset, on ``repo``) with what A1111's parameters say: prompt, negative
+ * prompt, steps, seed, size, CFG scale and sampler. The model is A1111's name for it, not a path: ``repo`` stays. */
+export function parametersWorkflow(text, repo) {
+  const { prompt, negative, fields } = parseParameters(text);
+  const LOAD = { node: 'load', output: 'components' };
+  const inputs = { components: LOAD, prompt };
+  if (negative) inputs.negative_prompt = negative;
+  const number = (key) => (fields[key] !== undefined && !Number.isNaN(Number(fields[key])) ? Number(fields[key]) : null);
+  if (number('Steps') !== null) inputs.num_inference_steps = number('Steps');
+  if (number('Seed') !== null) inputs.seed = number('Seed');
+  const size = /^(\d+)x(\d+)$/.exec(fields.Size || '');
+  if (size) Object.assign(inputs, { width: Number(size[1]), height: Number(size[2]) });
+  const nodes = { load: { type: 'LoadComponents', inputs: { repo } } };
+  if (number('CFG scale') !== null) {
+    nodes.cfg = { type: 'ClassifierFreeGuidance', inputs: { guidance_scale: number('CFG scale') } };
+    inputs.guider = { node: 'cfg', output: 'guider' };
+  }
+  if (SAMPLERS[fields.Sampler]) {  // the model's own scheduler config, this sampler's steps
+    nodes.sampler = { type: SAMPLERS[fields.Sampler], inputs: { scheduler: { node: 'load', output: 'scheduler' } } };
+    inputs.scheduler = { node: 'sampler', output: 'scheduler' };
+  }
+  nodes.run = { type: 'preset:sd15-text2image', inputs };
+  return { nodes, ui: { previews: { output: { node: 'run', output: 'images' } } } };
+}
+
+/** The workflow document in a dropped or chosen file: a saved .json, or a PNG the server, A1111 or `diffblocks run`
+ * made (``repo``: the model a graph made from A1111's parameters loads). */
+export async function readWorkflowFile(file, repo = 'embedded') {
   if (file.type === 'image/png' || /\.png$/i.test(file.name)) {
-    const text = pngText(await file.arrayBuffer()).workflow;
-    if (!text) throw new Error('this PNG holds no workflow (only images a diffblocks server made do)');
-    return JSON.parse(text);
+    const chunks = pngText(await file.arrayBuffer());
+    if (chunks.workflow) return JSON.parse(chunks.workflow);
+    if (chunks.parameters) return parametersWorkflow(chunks.parameters, repo);
+    throw new Error('this PNG holds no workflow (only images a diffblocks server, A1111 or diffblocks run made do)');
   }
   return JSON.parse(await file.text());
 }

@@ -2,7 +2,7 @@
 import { useRef } from 'react';
 
 import { DEFAULT_WORKFLOW } from '../graph.js';
-import { readWorkflowFile } from '../pngInfo.js';
+import { modelRepo, readWorkflowFile } from '../pngInfo.js';
 import { useStore } from '../store.js';
 
 const ACTIVE = new Set(['validating', 'submitting', 'queued', 'running']);
@@ -45,7 +45,7 @@ export default function Toolbar() {
     event.target.value = '';
     if (!file) return;
     try {
-      loadDocument(await readWorkflowFile(file));
+      loadDocument(await readWorkflowFile(file, modelRepo()));
     } catch (error) {
       setBanner(`could not load ${file.name}: ${error.message}`);
     }
