@@ -10,8 +10,8 @@ import Gallery from './components/Gallery.jsx';
 import Palette, { DRAG_TYPE } from './components/Palette.jsx';
 import PreviewNode from './components/PreviewNode.jsx';
 import Toolbar from './components/Toolbar.jsx';
-import { modelRepo, readWorkflowFile } from './pngInfo.js';
-import { useStore } from './store.js';
+import { readWorkflowFile } from './pngInfo.js';
+import { modelRepo, useStore } from './store.js';
 
 const NODE_TYPES = { block: BlockNode, preview: PreviewNode };
 const CATALOG_RETRY_MS = 1000;

@@ -2,15 +2,7 @@
 // chunk (as ComfyUI does), so an image loaded here brings back the graph that made it. An image from A1111 (or
 // `diffblocks run`) holds its parameters instead ("parameters"): they become a text-to-image graph.
 
-import { useStore } from './store.js';
-
 const SIGNATURE = [137, 80, 78, 71, 13, 10, 26, 10];
-
-/** The model the graph on the page loads (its LoadComponents node's repo), else the embedded one. */
-export function modelRepo() {
-  const load = useStore.getState().nodes.find((node) => node.data && node.data.nodeType === 'LoadComponents');
-  return (load && load.data.values.repo) || 'embedded';
-}
 
 /** The text chunks of a PNG as {keyword: text} (tEXt, and iTXt uncompressed: UTF-8); throws when the bytes are
  * not a PNG. */

@@ -48,6 +48,12 @@ function groupErrors(errors) {
 
 const NO_ERRORS = { byNode: {}, general: [] };
 
+/** The model the graph on the page loads (its LoadComponents node's repo), else the embedded one. */
+export function modelRepo() {
+  const load = useStore.getState().nodes.find((node) => node.data && node.data.nodeType === 'LoadComponents');
+  return (load && load.data.values.repo) || 'embedded';
+}
+
 export const useStore = create((set, get) => {
   let validateTimer = null;
   let validateToken = 0;

@@ -2,8 +2,8 @@
 import { useRef } from 'react';
 
 import { DEFAULT_WORKFLOW } from '../graph.js';
-import { modelRepo, readWorkflowFile } from '../pngInfo.js';
-import { useStore } from '../store.js';
+import { readWorkflowFile } from '../pngInfo.js';
+import { modelRepo, useStore } from '../store.js';
 
 const ACTIVE = new Set(['validating', 'submitting', 'queued', 'running']);
 
