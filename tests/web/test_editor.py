@@ -11,75 +11,7 @@ import urllib.request
 import numpy as np
 from PIL import Image
 
-DEFAULT_NODES = ["load", "text", "input", "steps", "latents", "denoise", "decode", "output"]
-
-# records, from the first paint on, every progress value and node state the page shows, so a test can
-# assert that progress appeared however quickly the tiny model runs
-WATCH = """
-window.__seen = {progress: 0, states: {}};
-new MutationObserver(() => {
-  for (const bar of document.querySelectorAll('[role=progressbar]')) {
-    window.__seen.progress = Math.max(window.__seen.progress, Number(bar.getAttribute('aria-valuenow')) || 0);
-  }
-  for (const node of document.querySelectorAll('[data-node-id][data-state]')) {
-    const seen = window.__seen.states[node.dataset.nodeId] = window.__seen.states[node.dataset.nodeId] || [];
-    if (seen[seen.length - 1] !== node.dataset.state) seen.push(node.dataset.state);
-  }
-}).observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
-"""
-
-
-def expect(locator):
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect(locator)
-
-
-def node(page, node_id):
-    return page.locator(f'.react-flow__node[data-id="{node_id}"]')
-
-
-def widget(page, node_id, name, kind="input[type=number]"):
-    return node(page, node_id).locator(f'[data-input="{name}"] {kind}')
-
-
-def open_editor(page, server):
-    page.add_init_script(WATCH)
-    started = time.monotonic()
-    page.goto(server.url)
-    expect(node(page, "decode").locator(".node-title")).to_have_text("Decode")
-    expect(page.get_by_test_id("connection")).to_have_text("connected")
-    return time.monotonic() - started
-
-
-def run(page, expected="done"):
-    """Press Run; return the job id once the page shows the job `expected` (done, failed, cancelled)."""
-    page.get_by_role("button", name="Run", exact=True).click()
-    status = page.get_by_test_id("run-status")
-    expect(status).to_have_attribute("data-status", re.compile("^(done|failed|cancelled|invalid|lost)$"),
-                                      timeout=180_000)
-    assert status.get_attribute("data-status") == expected, status.inner_text()
-    return status.get_attribute("data-job")
-
-
-def shown_image(page):
-    image = page.locator('[data-testid="output-images"] img.output-image')
-    expect(image).to_have_count(1)
-    return image.get_attribute("data-artifact")
-
-
-def pixels(server, sha):
-    with urllib.request.urlopen(f"{server.url}/api/artifacts/{sha}", timeout=60) as response:
-        return np.asarray(Image.open(io.BytesIO(response.read())).convert("RGB"))
-
-
-def drag(page, source, target):
-    """Press on `source`, move to `target` in steps (React Flow follows pointer moves), release."""
-    start, end = source.bounding_box(), target.bounding_box()
-    page.mouse.move(start["x"] + start["width"] / 2, start["y"] + start["height"] / 2)
-    page.mouse.down()
-    page.mouse.move(end["x"] + end["width"] / 2, end["y"] + end["height"] / 2, steps=12)
-    page.mouse.up()
+from page_helpers import DEFAULT_NODES, drag, expect, node, open_editor, pixels, run, shown_image, widget
 
 
 def test_page_loads_without_console_errors_and_shows_the_default_workflow(page, server, shots):
@@ -276,7 +208,7 @@ def test_save_then_load_brings_back_the_same_graph(page, server, tmp_path):
     document = json.loads(saved.read_text())
     assert document["nodes"]["text"]["inputs"]["prompt"] == "a handwritten digit three"
 
-    page.reload()
+    page.get_by_role("button", name="Reset").click()
     expect(node(page, "text").locator('[data-input="prompt"] textarea')).to_have_value("a handwritten digit seven")
     page.get_by_test_id("load-input").set_input_files(str(saved))
     expect(node(page, "text").locator('[data-input="prompt"] textarea')).to_have_value("a handwritten digit three")
@@ -321,7 +253,7 @@ def test_an_output_png_brings_back_the_graph_that_made_it(page, server, tmp_path
     expect(node(page, "text").locator('[data-input="prompt"] textarea')).to_have_value("a handwritten digit three")
     assert page.evaluate("window.diffblocks.document()") == document
 
-    page.reload()
+    page.get_by_role("button", name="Reset").click()
     expect(node(page, "text").locator('[data-input="prompt"] textarea')).to_have_value("a handwritten digit seven")
     page.get_by_test_id("load-input").set_input_files(str(png))
     expect(node(page, "text").locator('[data-input="prompt"] textarea')).to_have_value("a handwritten digit three")

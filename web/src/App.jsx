@@ -11,6 +11,7 @@ import Palette, { DRAG_TYPE } from './components/Palette.jsx';
 import PreviewNode from './components/PreviewNode.jsx';
 import Toolbar from './components/Toolbar.jsx';
 import { readWorkflowFile } from './pngInfo.js';
+import { useShortcuts } from './shortcuts.js';
 import { modelRepo, useStore } from './store.js';
 
 const NODE_TYPES = { block: BlockNode, preview: PreviewNode };
@@ -69,10 +70,10 @@ function Banner() {
   );
 }
 
-function Canvas() {
+function Canvas({ pointer }) {
   const nodes = useStore((state) => state.nodes);
   const edges = useStore((state) => state.edges);
-  const { onNodesChange, onEdgesChange, onConnect, isValidConnection, addNode } = useStore.getState();
+  const { onNodesChange, onEdgesChange, onConnect, isValidConnection, addNode, rememberGraph } = useStore.getState();
   const { screenToFlowPosition, fitView } = useReactFlow();
   const wrapper = useRef(null);
   const graphVersion = useStore((state) => state.graphVersion);
@@ -103,13 +104,23 @@ function Canvas() {
     opened.then((chosen) => readWorkflowFile(chosen, modelRepo())).then(loadDocument).catch((error) => setBanner(`could not load ${name}: ${error.message}`));
   }, [addNode, screenToFlowPosition]);
 
+  const onBeforeDelete = useCallback(async () => {
+    rememberGraph();
+    return true;
+  }, [rememberGraph]);
+
   return (
-    <div className="canvas" ref={wrapper}>
+    <div
+      className="canvas" ref={wrapper}
+      onPointerMove={(event) => { pointer.current = { x: event.clientX, y: event.clientY }; }}
+      onPointerLeave={() => { pointer.current = null; }}
+    >
       <Banner />
       <ReactFlow
         nodes={nodes} edges={edges} nodeTypes={NODE_TYPES}
         onNodesChange={onNodesChange} onEdgesChange={onEdgesChange} onConnect={onConnect}
         isValidConnection={isValidConnection} onDrop={onDrop} onDragOver={onDragOver}
+        onNodeDragStart={rememberGraph} onSelectionDragStart={rememberGraph} onBeforeDelete={onBeforeDelete}
         minZoom={0.2} maxZoom={2} proOptions={{ hideAttribution: true }} deleteKeyCode={['Delete', 'Backspace']}
       >
         <Background gap={20} size={1} />
@@ -122,6 +133,9 @@ function Canvas() {
 function Editor() {
   useServer();
   const { screenToFlowPosition } = useReactFlow();
+  const pointer = useRef(null); // where the pointer is over the canvas (client coordinates), for paste
+  const pastePoint = useCallback(() => pointer.current && screenToFlowPosition(pointer.current), [screenToFlowPosition]);
+  useShortcuts(pastePoint);
   const addAtCenter = useCallback((type) => {
     const canvas = document.querySelector('.canvas').getBoundingClientRect();
     const at = screenToFlowPosition({ x: canvas.left + canvas.width / 2, y: canvas.top + canvas.height / 2 });
@@ -132,7 +146,7 @@ function Editor() {
       <Toolbar />
       <main className="workspace">
         <Palette onAdd={addAtCenter} />
-        <Canvas />
+        <Canvas pointer={pointer} />
         <Gallery />
       </main>
     </div>

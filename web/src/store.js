@@ -1,16 +1,24 @@
-// The page's one store: the graph, the catalog, validation problems, the running job and what the server's
-// events say about each node.
+// The page's one store: the graph (with its undo history, kept in the browser), the catalog, validation
+// problems, the running job and what the server's events say about each node.
 import { addEdge, applyEdgeChanges, applyNodeChanges } from '@xyflow/react';
 import { create } from 'zustand';
 
 import { ApiError, api } from './api.js';
+import { copyOf, pasted } from './clipboard.js';
 import {
   DEFAULT_WORKFLOW, PREVIEW_SPEC, PREVIEW_TYPE, fromDocument, freshId, makeEdge, makesCycle, toDocument, toWorkflow,
 } from './graph.js';
+import { createHistory } from './history.js';
+import { autosave, keepClipboard, savedClipboard, savedWorkflow } from './saved.js';
 import { socketsMatch } from './schema.js';
 
 const VALIDATE_DELAY_MS = 250;
 const FINAL = new Set(['done', 'failed', 'cancelled', 'lost']);
+const ACTIVE = new Set(['validating', 'submitting', 'queued', 'running']);
+
+/** Whether Run (or Ctrl+Enter) may start a job now. */
+export const canRun = (state) => !ACTIVE.has(state.run.status) && state.connection === 'connected';
+export const isActive = (run) => ACTIVE.has(run.status);
 
 /** The artifact ids in an output value ({"artifact": id} or a list of them). */
 export function artifactsIn(value) {
@@ -58,6 +66,14 @@ export const useStore = create((set, get) => {
   let validateTimer = null;
   let validateToken = 0;
   let earlyEvents = []; // events that arrived before POST /api/jobs answered with their job id
+  const history = createHistory();
+
+  const snapshot = () => ({ nodes: get().nodes, edges: get().edges });
+  // call before each change the user may want to undo; `key` joins quick edits of one input into one step
+  const remember = (key = null) => {
+    history.remember(snapshot(), key);
+    set({ undoable: history.counts() });
+  };
 
   const setStatus = (id, patch) =>
     set((state) => ({ nodeStatus: { ...state.nodeStatus, [id]: { ...state.nodeStatus[id], ...patch } } }));
@@ -65,6 +81,11 @@ export const useStore = create((set, get) => {
   const graphChanged = () => {
     clearTimeout(validateTimer);
     validateTimer = setTimeout(() => get().validate(), VALIDATE_DELAY_MS);
+  };
+
+  const restore = (shot) => {
+    set({ nodes: shot.nodes, edges: shot.edges, undoable: history.counts() });
+    graphChanged();
   };
 
   async function collectOutputs(job) {
@@ -145,6 +166,7 @@ export const useStore = create((set, get) => {
     banner: null,
     lastSeq: null,
     graphVersion: 0,
+    undoable: { undo: 0, redo: 0 },
 
     spec(type) {
       if (type === PREVIEW_TYPE) return PREVIEW_SPEC;
@@ -153,11 +175,23 @@ export const useStore = create((set, get) => {
 
     setCatalog(catalog) {
       set({ catalog });
-      if (get().nodes.length === 0) get().loadDocument(DEFAULT_WORKFLOW);
+      if (get().nodes.length > 0) return;
+      // the graph left in this browser (a reload, a closed tab), else the default one
+      const saved = savedWorkflow();
+      if (saved) {
+        try {
+          get().loadDocument(saved, { undoable: false });
+          return;
+        } catch {
+          // kept by another version of the page and no longer readable: start afresh
+        }
+      }
+      get().loadDocument(DEFAULT_WORKFLOW, { undoable: false });
     },
 
-    loadDocument(document) {
+    loadDocument(document, { undoable = true } = {}) {
       const { nodes, edges } = fromDocument(document);
+      if (undoable) remember();
       set((state) => ({
         nodes, edges, nodeStatus: {}, outputs: {}, errors: NO_ERRORS, banner: null, graphVersion: state.graphVersion + 1,
       }));
@@ -166,6 +200,49 @@ export const useStore = create((set, get) => {
 
     document: () => toDocument(get().nodes, get().edges),
     workflow: () => toWorkflow(get().nodes, get().edges),
+
+    /** Before a drag or a deletion (React Flow's onNodeDragStart, onSelectionDragStart, onBeforeDelete). */
+    rememberGraph() {
+      remember();
+    },
+
+    undo() {
+      const shot = history.undo(snapshot());
+      if (shot) restore(shot);
+    },
+
+    redo() {
+      const shot = history.redo(snapshot());
+      if (shot) restore(shot);
+    },
+
+    /** Keeps the selected nodes for paste (in this browser, so another tab can paste them); returns how many. */
+    copy() {
+      const clip = copyOf(get().nodes, get().edges);
+      if (clip) keepClipboard(clip);
+      return clip ? Object.keys(clip.ui.positions).length : 0;
+    },
+
+    /** Adds the copied nodes, selected, with their top left at `at` (flow coordinates; null: beside the
+     * originals); `keepInputs` keeps their wires from nodes that were not copied. Returns how many were added. */
+    paste(at = null, keepInputs = false) {
+      const clip = savedClipboard();
+      if (!clip) return 0;
+      let added;
+      try {
+        added = pasted(clip, get().nodes, at, keepInputs);
+      } catch (error) {
+        set({ banner: `could not paste: ${error.message}` });
+        return 0;
+      }
+      remember();
+      set({
+        nodes: [...get().nodes.map((node) => (node.selected ? { ...node, selected: false } : node)), ...added.nodes],
+        edges: [...get().edges, ...added.edges],
+      });
+      graphChanged();
+      return added.nodes.length;
+    },
 
     onNodesChange(changes) {
       set({ nodes: applyNodeChanges(changes, get().nodes) });
@@ -195,6 +272,7 @@ export const useStore = create((set, get) => {
       // an input takes one wire: a new one replaces the old
       const kept = get().edges.filter((edge) => !(edge.target === connection.target && edge.targetHandle === connection.targetHandle));
       const edge = makeEdge(connection.source, connection.sourceHandle, connection.target, connection.targetHandle);
+      remember();
       set({ edges: addEdge(edge, kept) });
       graphChanged();
     },
@@ -203,12 +281,14 @@ export const useStore = create((set, get) => {
       const id = freshId(type, get().nodes);
       const kind = type === PREVIEW_TYPE ? 'preview' : 'block';
       const node = { id, type: kind, position, data: { nodeType: type, values: {} } };
+      remember();
       set({ nodes: [...get().nodes, node] });
       graphChanged();
       return id;
     },
 
     setValue(id, name, value) {
+      remember(`${id}\n${name}`);
       set({
         nodes: get().nodes.map((node) => {
           if (node.id !== id) return node;
@@ -315,4 +395,10 @@ export const useStore = create((set, get) => {
       set({ banner });
     },
   };
+});
+
+// the graph is kept in this browser as it changes (saved.js); a reload brings it back (setCatalog)
+const graphEdited = autosave(() => useStore.getState().document());
+useStore.subscribe((state, previous) => {
+  if (state.nodes !== previous.nodes || state.edges !== previous.edges) graphEdited();
 });

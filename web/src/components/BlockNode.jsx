@@ -82,9 +82,9 @@ function OutputRow({ name, socket }) {
   );
 }
 
-/** Inputs worth a row at once: required, wired, set, or with a simple widget; the rest fold away. */
-function isShown(name, spec, nodeType, value, link) {
-  if (spec.required || link || value !== undefined) return true;
+/** Inputs worth a row at once: required, wired, set, with a problem, or with a simple widget; the rest fold away. */
+function isShown(name, spec, nodeType, value, link, errors) {
+  if (spec.required || link || value !== undefined || errors) return true;
   const kind = widgetKind(name, spec, nodeType);
   return Boolean(kind) && kind !== 'json';
 }
@@ -130,7 +130,7 @@ function BlockNode({ id, data, selected }) {
     );
   }
   const inputs = Object.entries(spec.inputs);
-  const shown = inputs.filter(([name, input]) => expanded || isShown(name, input, data.nodeType, data.values[name], links[name]));
+  const shown = inputs.filter(([name, input]) => expanded || isShown(name, input, data.nodeType, data.values[name], links[name], errors && errors[name]));
   // a loader has an output per component: the unwired ones fold away with the optional inputs
   const outputEntries = Object.entries(spec.outputs);
   const shownOutputs = outputEntries.filter(([name]) => expanded || outputEntries.length <= MAX_OUTPUTS_SHOWN ||

@@ -1,11 +1,9 @@
-// Run, Cancel, Save, Load, and what the server and the current job are doing.
+// Run, Cancel, Undo, Redo, Save, Load, and what the server and the current job are doing.
 import { useRef } from 'react';
 
 import { DEFAULT_WORKFLOW } from '../graph.js';
 import { readWorkflowFile } from '../pngInfo.js';
-import { modelRepo, useStore } from '../store.js';
-
-const ACTIVE = new Set(['validating', 'submitting', 'queued', 'running']);
+import { canRun, isActive, modelRepo, useStore } from '../store.js';
 
 function RunStatus({ run }) {
   const text = {
@@ -36,9 +34,11 @@ function download(name, document) {
 export default function Toolbar() {
   const run = useStore((state) => state.run);
   const connection = useStore((state) => state.connection);
-  const { runWorkflow, cancel, loadDocument, setBanner } = useStore.getState();
+  const runnable = useStore(canRun);
+  const undoable = useStore((state) => state.undoable);
+  const { runWorkflow, cancel, undo, redo, loadDocument, setBanner } = useStore.getState();
   const fileInput = useRef(null);
-  const active = ACTIVE.has(run.status);
+  const active = isActive(run);
 
   const open = async (event) => {
     const file = event.target.files && event.target.files[0];
@@ -54,10 +54,15 @@ export default function Toolbar() {
   return (
     <header className="toolbar">
       <span className="brand">diffblocks</span>
-      <button type="button" className="button primary" onClick={runWorkflow} disabled={active || connection !== 'connected'}>
+      <button type="button" className="button primary" onClick={runWorkflow} disabled={!runnable} title="Run (Ctrl+Enter)">
         Run
       </button>
       <button type="button" className="button" onClick={cancel} disabled={!active || !run.job}>Cancel</button>
+      <span className="separator" />
+      <button type="button" className="button" onClick={undo} disabled={!undoable.undo} title="Undo (Ctrl+Z)">Undo</button>
+      <button type="button" className="button" onClick={redo} disabled={!undoable.redo} title="Redo (Ctrl+Shift+Z, Ctrl+Y)">
+        Redo
+      </button>
       <span className="separator" />
       <button type="button" className="button" onClick={() => download('workflow.json', useStore.getState().document())}>
         Save

@@ -1,0 +1,35 @@
+// The editor's keyboard shortcuts, as in ComfyUI: Ctrl+Enter runs, Ctrl+Z / Ctrl+Shift+Z / Ctrl+Y undo and redo,
+// Ctrl+C / Ctrl+V copy and paste nodes, Ctrl+Shift+V pastes them with their input wires. Cmd works for Ctrl.
+// Delete and Backspace remove the selection (React Flow's deleteKeyCode).
+import { useEffect } from 'react';
+
+import { canRun, useStore } from './store.js';
+
+// typing in a widget keeps the browser's own undo, copy and paste
+const isTyping = (target) => Boolean(target) &&
+  (target.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(target.tagName));
+const hasTextSelection = () => String(window.getSelection() || '') !== '';
+
+/** Listens for the shortcuts while the editor is shown; `pastePoint()` gives where a paste goes (flow
+ * coordinates under the pointer, or null). */
+export function useShortcuts(pastePoint) {
+  useEffect(() => {
+    const onKeyDown = (event) => {
+      if (!(event.ctrlKey || event.metaKey) || event.altKey) return;
+      const key = event.key.toLowerCase();
+      const store = useStore.getState();
+      let action = null;
+      if (key === 'enter') action = () => canRun(store) && store.runWorkflow(); // from a prompt box too
+      else if (isTyping(event.target)) return;
+      else if (key === 'z') action = event.shiftKey ? store.redo : store.undo;
+      else if (key === 'y') action = store.redo;
+      else if (key === 'c' && !hasTextSelection()) action = store.copy;
+      else if (key === 'v') action = () => store.paste(pastePoint(), event.shiftKey);
+      if (!action) return;
+      event.preventDefault();
+      action();
+    };
+    window.addEventListener('keydown', onKeyDown);
+    return () => window.removeEventListener('keydown', onKeyDown);
+  }, [pastePoint]);
+}
