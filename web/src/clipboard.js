@@ -28,7 +28,7 @@ export function pasted(clip, nodes, at, keepInputs) {
     if (link.node in ids) return { node: ids[link.node], output: link.output };
     return keepInputs && present.has(link.node) ? link : null;
   };
-  const copy = { nodes: {}, ui: { previews: {}, positions: {} } };
+  const copy = { nodes: {}, ui: { previews: {}, positions: {}, controls: {} } };
   for (const [id, spec] of Object.entries(clip.nodes)) {
     const inputs = {};
     for (const [name, value] of Object.entries(spec.inputs || {})) {
@@ -44,6 +44,9 @@ export function pasted(clip, nodes, at, keepInputs) {
   const shift = at ? { x: at.x - corner.x, y: at.y - corner.y } : { x: PASTE_OFFSET, y: PASTE_OFFSET };
   for (const [id, p] of Object.entries(positions)) {
     if (id in ids) copy.ui.positions[ids[id]] = { x: p.x + shift.x, y: p.y + shift.y };
+  }
+  for (const [id, control] of Object.entries((clip.ui && clip.ui.controls) || {})) {
+    if (id in ids) copy.ui.controls[ids[id]] = control;
   }
   const added = fromDocument(copy);
   return { nodes: added.nodes.map((node) => ({ ...node, selected: true })), edges: added.edges };

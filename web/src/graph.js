@@ -97,18 +97,20 @@ export function toWorkflow(nodes, edges) {
   return { nodes: result };
 }
 
-/** The workflow plus what only the page needs (preview nodes, positions): what Save writes. */
+/** The workflow plus what only the page needs (preview nodes, positions, seed controls): what Save writes. */
 export function toDocument(nodes, edges) {
   const workflow = toWorkflow(nodes, edges);
   const previews = {};
   const positions = {};
+  const controls = {};
   for (const node of nodes) {
     positions[node.id] = { x: Math.round(node.position.x), y: Math.round(node.position.y) };
+    if (node.data.control) controls[node.id] = { ...node.data.control };
     if (node.type !== 'preview') continue;
     const edge = edges.find((e) => e.target === node.id);
     previews[node.id] = edge ? LINK(edge.source, edge.sourceHandle) : null;
   }
-  return { ...workflow, ui: { previews, positions } };
+  return { ...workflow, ui: { previews, positions, ...(Object.keys(controls).length ? { controls } : {}) } };
 }
 
 /** React Flow nodes and edges from a saved document or a bare workflow (laid out when it has no positions). */
@@ -128,6 +130,10 @@ export function fromDocument(document) {
     nodes.push({ id, type: 'block', position: { x: 0, y: 0 }, data: { nodeType: spec.type, values } });
   }
   const ui = document.ui || {};
+  for (const node of nodes) {
+    const control = (ui.controls || {})[node.id];
+    if (control && typeof control === 'object' && Object.keys(control).length) node.data.control = { ...control };
+  }
   for (const [id, source] of Object.entries(ui.previews || {})) {
     nodes.push({ id, type: 'preview', position: { x: 0, y: 0 }, data: { nodeType: PREVIEW_TYPE, values: {} } });
     if (source) edges.push(makeEdge(source.node, source.output, id, 'images'));

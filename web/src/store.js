@@ -1,60 +1,23 @@
-// The page's one store: the graph (with its undo history, kept in the browser), the catalog, validation
-// problems, the running job and what the server's events say about each node.
+// The page's one store: the graph (with its undo history, kept in the browser), the catalog and validation
+// problems; the jobs, and what the server's events say about each node, come from jobs.js.
 import { addEdge, applyEdgeChanges, applyNodeChanges } from '@xyflow/react';
 import { create } from 'zustand';
 
 import { ApiError, api } from './api.js';
 import { copyOf, pasted } from './clipboard.js';
+import { controlsAfterRun } from './controls.js';
 import {
   DEFAULT_WORKFLOW, PREVIEW_SPEC, PREVIEW_TYPE, fromDocument, freshId, makeEdge, makesCycle, toDocument, toWorkflow,
 } from './graph.js';
 import { createHistory } from './history.js';
+import { jobsSlice } from './jobs.js';
+import { NO_ERRORS, groupErrors } from './problems.js';
 import { autosave, keepClipboard, savedClipboard, savedWorkflow } from './saved.js';
 import { socketsMatch } from './schema.js';
 
+export { artifactsIn, canRun, isActive } from './jobs.js';
+
 const VALIDATE_DELAY_MS = 250;
-const FINAL = new Set(['done', 'failed', 'cancelled', 'lost']);
-const ACTIVE = new Set(['validating', 'submitting', 'queued', 'running']);
-
-/** Whether Run (or Ctrl+Enter) may start a job now. */
-export const canRun = (state) => !ACTIVE.has(state.run.status) && state.connection === 'connected';
-export const isActive = (run) => ACTIVE.has(run.status);
-
-/** The artifact ids in an output value ({"artifact": id} or a list of them). */
-export function artifactsIn(value) {
-  if (Array.isArray(value)) return value.flatMap(artifactsIn);
-  if (value && typeof value === 'object' && typeof value.artifact === 'string') return [value.artifact];
-  return [];
-}
-
-// a node.preview event carries {"artifact": sha} or "image": "data:image/png;base64,..."
-function previewSource(event) {
-  const candidates = [event.image, event.artifact, event.preview];
-  for (const value of candidates) {
-    if (typeof value === 'string' && value.startsWith('data:')) return value;
-    if (typeof value === 'string' && /^[0-9a-f]{64}$/.test(value)) return api.artifactUrl(value);
-    const [sha] = artifactsIn(value);
-    if (sha) return api.artifactUrl(sha);
-  }
-  return null;
-}
-
-function groupErrors(errors) {
-  const byNode = {};
-  const general = [];
-  for (const error of errors || []) {
-    if (error.node === null || error.node === undefined) {
-      general.push(error.message);
-      continue;
-    }
-    const key = error.input || '';
-    byNode[error.node] = byNode[error.node] || {};
-    byNode[error.node][key] = [...(byNode[error.node][key] || []), error.message];
-  }
-  return { byNode, general };
-}
-
-const NO_ERRORS = { byNode: {}, general: [] };
 
 /** The model the graph on the page loads (its LoadComponents node's repo), else the embedded one. */
 export function modelRepo() {
@@ -65,7 +28,6 @@ export function modelRepo() {
 export const useStore = create((set, get) => {
   let validateTimer = null;
   let validateToken = 0;
-  let earlyEvents = []; // events that arrived before POST /api/jobs answered with their job id
   const history = createHistory();
 
   const snapshot = () => ({ nodes: get().nodes, edges: get().edges });
@@ -74,9 +36,6 @@ export const useStore = create((set, get) => {
     history.remember(snapshot(), key);
     set({ undoable: history.counts() });
   };
-
-  const setStatus = (id, patch) =>
-    set((state) => ({ nodeStatus: { ...state.nodeStatus, [id]: { ...state.nodeStatus[id], ...patch } } }));
 
   const graphChanged = () => {
     clearTimeout(validateTimer);
@@ -88,83 +47,14 @@ export const useStore = create((set, get) => {
     graphChanged();
   };
 
-  async function collectOutputs(job) {
-    const result = await api.job(job);
-    const outputs = result.outputs || {};
-    const shas = [];
-    for (const node of Object.keys(outputs)) {
-      for (const value of Object.values(outputs[node] || {})) shas.push(...artifactsIn(value));
-    }
-    set((state) => ({
-      outputs: { ...state.outputs, ...outputs },
-      gallery: [...state.gallery, ...shas.filter((sha) => !state.gallery.some((item) => item.sha === sha))
-        .map((sha) => ({ sha, job }))],
-    }));
-    return result;
-  }
-
-  function finishRun(status, extra = {}) {
-    const run = get().run;
-    const seconds = run.startedAt ? (performance.now() - run.startedAt) / 1000 : null;
-    set({ run: { ...run, status, seconds, ...extra } });
-    // nodes still waiting when the job ends did not run
-    const statuses = get().nodeStatus;
-    const next = {};
-    for (const [id, status_] of Object.entries(statuses)) {
-      if (status_.state === 'queued') next[id] = { state: 'idle' };
-      else if (status_.state === 'running') next[id] = { ...status_, state: status === 'cancelled' ? 'cancelled' : 'idle' };
-      else next[id] = status_;
-    }
-    set({ nodeStatus: next });
-  }
-
-  const handlers = {
-    'job.queued': () => set((state) => ({ run: { ...state.run, status: 'queued' } })),
-    'job.started': (event) => {
-      set((state) => ({ run: { ...state.run, status: 'running' } }));
-      (event.nodes || []).forEach((id) => setStatus(id, { state: 'queued' }));
-    },
-    'node.cached': (event) => setStatus(event.node, { state: 'cached', step: null, total: null }),
-    'node.started': (event) => setStatus(event.node, { state: 'running', step: 0, total: null, message: null }),
-    'node.progress': (event) => setStatus(event.node, { state: 'running', step: event.step, total: event.total }),
-    'node.preview': (event) => {
-      const src = previewSource(event);
-      if (src) setStatus(event.node, { preview: src });
-    },
-    'node.finished': (event) => {
-      setStatus(event.node, { state: 'done', seconds: event.seconds });
-      if (event.outputs && typeof event.outputs === 'object') {
-        set((state) => ({ outputs: { ...state.outputs, [event.node]: event.outputs } }));
-      }
-    },
-    'job.finished': async (event) => {
-      try {
-        await collectOutputs(event.job);
-      } catch (error) {
-        set({ banner: `the job finished but its outputs could not be read: ${error.message}` });
-      }
-      finishRun('done', { executed: event.executed || [], cached: event.cached || [] });
-    },
-    'job.failed': (event) => {
-      if (event.node) setStatus(event.node, { state: 'failed', message: event.message, input: event.input || null });
-      set({ errors: groupErrors([{ node: event.node, input: event.input, message: event.message }]) });
-      finishRun('failed', { message: event.message });
-    },
-    'job.cancelled': () => finishRun('cancelled'),
-  };
-
   return {
+    ...jobsSlice(set, get),
     catalog: null,
     nodes: [],
     edges: [],
-    nodeStatus: {},
-    outputs: {},
     errors: NO_ERRORS,
-    gallery: [],
-    run: { job: null, status: 'idle' },
     connection: 'connecting',
     banner: null,
-    lastSeq: null,
     graphVersion: 0,
     undoable: { undo: 0, redo: 0 },
 
@@ -301,6 +191,29 @@ export const useStore = create((set, get) => {
       graphChanged();
     },
 
+    /** Sets what input `name` of node `id` does after each Run (controls.js). */
+    setControl(id, name, mode) {
+      remember();
+      set({
+        nodes: get().nodes.map((node) => {
+          if (node.id !== id) return node;
+          const control = { ...node.data.control, [name]: mode };
+          if (mode === 'fixed') delete control[name];
+          const data = { ...node.data, control };
+          if (!Object.keys(control).length) delete data.control;
+          return { ...node, data };
+        }),
+      });
+    },
+
+    /** Moves every controlled seed on (after a Run is submitted); not a step to undo, as in ComfyUI. */
+    advanceSeeds() {
+      const nodes = controlsAfterRun(get().nodes, get().edges, get().spec);
+      if (nodes === get().nodes) return;
+      set({ nodes });
+      graphChanged();
+    },
+
     async validate() {
       clearTimeout(validateTimer);
       const token = ++validateToken;
@@ -319,71 +232,6 @@ export const useStore = create((set, get) => {
         }
         set({ errors: { byNode: {}, general: [`could not validate: ${error.message}`] } });
         return null;
-      }
-    },
-
-    async runWorkflow() {
-      set({ run: { job: null, status: 'validating' } });
-      const problems = await get().validate();
-      if (problems && problems.length) {
-        set({ run: { job: null, status: 'invalid' } });
-        return;
-      }
-      const queued = {};
-      get().nodes.forEach((node) => node.type === 'block' && (queued[node.id] = { state: 'queued' }));
-      earlyEvents = [];
-      set({ nodeStatus: queued, run: { job: null, status: 'submitting', startedAt: performance.now() }, banner: null });
-      try {
-        const { job } = await api.submit(get().document());  // the layout too: output PNGs carry it
-        set((state) => ({ run: { ...state.run, job, status: 'queued' } }));
-        const early = earlyEvents.filter((event) => event.job === job);
-        earlyEvents = [];
-        early.forEach((event) => get().handleEvent(event));
-      } catch (error) {
-        set({ errors: error.errors && error.errors.length ? groupErrors(error.errors) : { byNode: {}, general: [error.message] } });
-        finishRun('failed', { message: error.message });
-      }
-    },
-
-    async cancel() {
-      const { job } = get().run;
-      if (!job) return;
-      try {
-        await api.cancel(job);
-      } catch (error) {
-        set({ banner: `could not cancel: ${error.message}` });
-      }
-    },
-
-    handleEvent(event) {
-      if (typeof event.seq === 'number') set({ lastSeq: event.seq });
-      const run = get().run;
-      if (!run.job) {
-        if (run.status === 'submitting') earlyEvents.push(event);
-        return;
-      }
-      if (event.job !== run.job || FINAL.has(run.status)) return;
-      const handler = handlers[event.type];
-      if (handler) handler(event);
-    },
-
-    /** After the event socket (re)connects: catch up with a job that may have ended while it was down. */
-    async resync() {
-      const { job, status } = get().run;
-      if (!job || FINAL.has(status)) return;
-      try {
-        const result = await api.job(job);
-        if (result.status === 'done') {
-          await collectOutputs(job);
-          finishRun('done', { executed: result.executed || [], cached: result.cached || [] });
-        } else if (result.status === 'failed' && result.error) {
-          handlers['job.failed']({ job, ...result.error });
-        } else if (result.status === 'cancelled') finishRun('cancelled');
-      } catch (error) {
-        if (error.status === 404) {
-          finishRun('lost');
-          set({ banner: 'the server restarted; the running job was lost. Press Run to queue it again.' });
-        }
       }
     },
 

@@ -4,6 +4,7 @@ import { Handle, Position } from '@xyflow/react';
 import { memo, useMemo, useState } from 'react';
 
 import { api } from '../api.js';
+import { CONTROLS, hasControl } from '../controls.js';
 import { shortTitle } from '../graph.js';
 import { widgetKind } from '../schema.js';
 import { artifactsIn, useStore } from '../store.js';
@@ -43,7 +44,22 @@ function Messages({ messages, className }) {
   return messages.map((message) => <div key={message} className={className}>{message}</div>);
 }
 
-function InputRow({ id, name, spec, nodeType, value, link, errors }) {
+function ControlSelect({ id, name, mode }) {
+  const setControl = useStore((state) => state.setControl);
+  return (
+    <label className="control nodrag" title="what the value does after each Run">
+      after run
+      <select
+        className="nodrag" value={mode} aria-label={`${name} after each run`} data-testid="control"
+        onChange={(event) => setControl(id, name, event.target.value)}
+      >
+        {CONTROLS.map((choice) => <option key={choice} value={choice}>{choice}</option>)}
+      </select>
+    </label>
+  );
+}
+
+function InputRow({ id, name, spec, nodeType, value, link, errors, control }) {
   const setValue = useStore((state) => state.setValue);
   const kind = widgetKind(name, spec, nodeType);
   return (
@@ -62,6 +78,7 @@ function InputRow({ id, name, spec, nodeType, value, link, errors }) {
       {!link && kind && (
         <div className="io-widget">
           <Widget name={name} kind={kind} spec={spec} value={value} onChange={(next) => setValue(id, name, next)} />
+          {hasControl(name, kind) && <ControlSelect id={id} name={name} mode={control || 'fixed'} />}
         </div>
       )}
       <Messages messages={errors} className="input-error" />
@@ -163,7 +180,7 @@ function BlockNode({ id, data, selected }) {
         {shown.map(([name, input]) => (
           <InputRow
             key={name} id={id} name={name} spec={input} nodeType={data.nodeType} value={data.values[name]}
-            link={links[name]} errors={errors && errors[name]}
+            link={links[name]} errors={errors && errors[name]} control={data.control && data.control[name]}
           />
         ))}
         {(hidden > 0 || expanded) && (

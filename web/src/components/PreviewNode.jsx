@@ -3,12 +3,12 @@ import { Handle, Position } from '@xyflow/react';
 import { memo, useMemo } from 'react';
 
 import { api } from '../api.js';
-import { artifactsIn, useStore } from '../store.js';
+import { artifactsIn, isActive, useStore } from '../store.js';
 
 function PreviewNode({ id, selected }) {
   const edges = useStore((state) => state.edges);
   const outputs = useStore((state) => state.outputs);
-  const running = useStore((state) => !['idle', 'done', 'failed', 'cancelled', 'lost', 'invalid'].includes(state.run.status));
+  const running = useStore((state) => isActive(state.run));
   const source = useMemo(() => edges.find((edge) => edge.target === id), [edges, id]);
   const shas = source ? artifactsIn((outputs[source.source] || {})[source.sourceHandle]) : [];
 

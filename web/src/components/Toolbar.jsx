@@ -31,6 +31,20 @@ function download(name, document) {
   setTimeout(() => URL.revokeObjectURL(url), 1000);
 }
 
+function Queue() {
+  const queued = useStore((state) => state.queued);
+  const clearQueue = useStore((state) => state.clearQueue);
+  if (!queued.length) return null;
+  return (
+    <span className="queue" data-testid="queue" data-count={queued.length}>
+      +{queued.length} queued
+      <button type="button" className="button small" onClick={clearQueue} title="cancel the jobs waiting behind this one">
+        clear
+      </button>
+    </span>
+  );
+}
+
 export default function Toolbar() {
   const run = useStore((state) => state.run);
   const connection = useStore((state) => state.connection);
@@ -54,7 +68,7 @@ export default function Toolbar() {
   return (
     <header className="toolbar">
       <span className="brand">diffblocks</span>
-      <button type="button" className="button primary" onClick={runWorkflow} disabled={!runnable} title="Run (Ctrl+Enter)">
+      <button type="button" className="button primary" onClick={runWorkflow} disabled={!runnable} title="Run (Ctrl+Enter); while a job runs, queues another">
         Run
       </button>
       <button type="button" className="button" onClick={cancel} disabled={!active || !run.job}>Cancel</button>
@@ -71,6 +85,7 @@ export default function Toolbar() {
       <input ref={fileInput} type="file" accept="application/json,.json,image/png,.png" hidden onChange={open} data-testid="load-input" />
       <button type="button" className="button" onClick={() => loadDocument(DEFAULT_WORKFLOW)}>Reset</button>
       <RunStatus run={run} />
+      <Queue />
       <span className={`connection connection-${connection}`} data-testid="connection">
         {connection === 'connected' ? 'connected' : connection === 'connecting' ? 'connecting…' : 'reconnecting…'}
       </span>

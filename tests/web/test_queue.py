@@ -1,0 +1,91 @@
+"""Several runs from the page, as in ComfyUI: Run while a job runs queues another, each followed in turn, and a
+seed moves on after each Run as its control says."""
+
+from __future__ import annotations
+
+import re
+
+from page_helpers import expect, node, open_editor, widget
+
+SLOW_STEPS = "150"  # long enough on the tiny model that the next Runs are pressed while the first job runs
+
+
+def control(page, node_id="latents"):
+    return node(page, node_id).get_by_test_id("control")
+
+
+def job_seed(server, job: str) -> int:
+    return server.request("GET", f"/api/jobs/{job}")["workflow"]["nodes"]["latents"]["inputs"]["seed"]
+
+
+def test_runs_pressed_while_a_job_runs_queue_behind_it_each_with_the_next_seed(page, server, shots):
+    open_editor(page, server)
+    widget(page, "steps", "num_inference_steps").fill(SLOW_STEPS)
+    seed = widget(page, "latents", "seed")
+    seed.fill("40")  # seeds no other test runs: nothing comes from the cache
+    control(page).select_option("increment")
+    assert page.evaluate("window.diffblocks.document()")["ui"]["controls"] == {"latents": {"seed": "increment"}}
+
+    run = page.get_by_role("button", name="Run", exact=True)
+    status = page.get_by_test_id("run-status")
+    run.click()
+    expect(status).to_have_attribute("data-status", re.compile("^(queued|running)$"))
+    first = status.get_attribute("data-job")
+    run.click()
+    run.click()
+    expect(page.get_by_test_id("queue")).to_have_attribute("data-count", "2")
+    expect(seed).to_have_value("43")  # the value the next Run takes
+    page.screenshot(path=str(shots / "12-queued.png"))
+
+    # each job followed in turn: the status moves to the next job, the gallery gathers all three
+    expect(page.locator(".gallery img")).to_have_count(3, timeout=180_000)
+    expect(page.get_by_test_id("queue")).to_have_count(0)
+    expect(status).to_have_attribute("data-status", "done")
+    last = status.get_attribute("data-job")
+    assert last != first
+    jobs = [job["job"] for job in server.request("GET", "/api/jobs?limit=3")["jobs"]][::-1]  # oldest first
+    assert jobs[0] == first and jobs[-1] == last
+    assert [job_seed(server, job) for job in jobs] == [40, 41, 42]
+    images = {image.get_attribute("src") for image in page.locator(".gallery img").all()}
+    assert len(images) == 3
+    expect(node(page, "denoise").get_by_test_id("node-state")).to_have_text(re.compile(r"^done"))
+
+    # randomize: the next Run takes a new seed that fits 32 bits
+    control(page).select_option("randomize")
+    run.click()
+    expect(status).not_to_have_attribute("data-job", last)
+    expect(status).to_have_attribute("data-status", "done", timeout=180_000)
+    assert job_seed(server, status.get_attribute("data-job")) == 43
+    drawn = int(seed.input_value())
+    assert 0 <= drawn < 2**32 and drawn != 43
+
+    page.reload()  # the control is part of the graph the page keeps
+    expect(control(page)).to_have_value("randomize")
+    assert page.problems == []
+
+
+def test_clear_cancels_the_queued_jobs_and_cancel_the_running_one(page, server):
+    open_editor(page, server)
+    widget(page, "steps", "num_inference_steps").fill("500")
+    widget(page, "latents", "seed").fill("90")
+    control(page).select_option("increment")
+    run = page.get_by_role("button", name="Run", exact=True)
+    status = page.get_by_test_id("run-status")
+    run.click()
+    expect(node(page, "denoise").get_by_test_id("node-state")).to_have_text(re.compile(r"^running \d+/500"))
+    running = status.get_attribute("data-job")
+    run.click()
+    run.click()
+    queue = page.get_by_test_id("queue")
+    expect(queue).to_have_attribute("data-count", "2")
+    queued = [job["job"] for job in server.request("GET", "/api/jobs?status=queued")["jobs"]]
+    assert len(queued) == 2
+
+    queue.get_by_role("button", name="clear").click()
+    expect(queue).to_have_count(0)
+    page.get_by_role("button", name="Cancel").click()
+    expect(status).to_have_attribute("data-status", "cancelled")
+    assert status.get_attribute("data-job") == running  # the page did not move on to a cancelled job
+    for job in [running, *queued]:
+        assert server.request("GET", f"/api/jobs/{job}")["status"] == "cancelled"
+    assert page.problems == []
