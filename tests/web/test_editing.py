@@ -164,3 +164,89 @@ def test_ctrl_enter_runs_the_graph_from_the_prompt_box(page, server):
     job = server.request("GET", f"/api/jobs/{status.get_attribute('data-job')}")
     assert job["status"] == "done"
     expect(prompt).to_have_value("a handwritten digit five")  # the key did not type a new line
+
+
+def empty_spot(page, across=0.5, top=True):
+    """A point of the canvas (page pixels) with no node on it: near its top or bottom, `across` of the way along."""
+    pane = page.locator(".react-flow__pane").bounding_box()
+    x, y = pane["x"] + pane["width"] * across, pane["y"] + (60 if top else pane["height"] - 60)
+    assert page.evaluate("([x, y]) => document.elementFromPoint(x, y).classList.contains('react-flow__pane')", [x, y])
+    return x, y
+
+
+def drop_wire(page, handle, at):
+    """Drag a wire from `handle` (a socket) and let it go at `at` on the canvas."""
+    box = handle.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(*at, steps=12)
+    page.mouse.up()
+
+
+def test_double_clicking_the_canvas_opens_a_search_that_adds_the_node_there(page, server, shots):
+    open_editor(page, server)
+    at = empty_spot(page)
+    page.mouse.dblclick(*at)
+    search = page.get_by_test_id("node-search")
+    expect(search.get_by_placeholder("Add a node…")).to_be_focused()
+    box = search.bounding_box()
+    assert abs(box["x"] - at[0]) <= 2 and abs(box["y"] - at[1]) <= 2
+    page.keyboard.type("ddim")
+    expect(search.get_by_role("option").first).to_have_attribute("data-type", "DDIMScheduler")
+    page.screenshot(path=str(shots / "13-search.png"))
+    page.keyboard.press("Enter")
+    expect(search).to_have_count(0)
+    added = node(page, "ddim_scheduler")
+    expect(added).to_be_visible()
+    placed = added.bounding_box()
+    assert abs(placed["x"] - at[0]) <= 2 and abs(placed["y"] - at[1]) <= 2, (placed, at)
+
+    at = empty_spot(page, across=0.2, top=False)  # near the bottom: the box opens upwards, to stay in view
+    page.mouse.dblclick(*at)
+    box = search.bounding_box()
+    assert abs(box["x"] - at[0]) <= 2 and abs(box["y"] + box["height"] - at[1]) <= 2, (box, at)
+    page.keyboard.type("scale image")
+    page.keyboard.press("ArrowDown")  # the second match, then back to the first: the keys move the choice
+    page.keyboard.press("ArrowUp")
+    expect(search.get_by_role("option", selected=True)).to_have_attribute("data-type", "ScaleImage")
+    page.keyboard.press("Escape")
+    expect(search).to_have_count(0)
+    expect(node(page, "scale_image")).to_have_count(0)
+    page.keyboard.press("Control+z")  # the added node was one step
+    expect(added).to_have_count(0)
+    assert page.problems == []
+
+
+def test_a_wire_left_on_the_canvas_offers_the_nodes_that_take_it_and_wires_the_one_chosen(page, server, shots):
+    open_editor(page, server)
+    at = empty_spot(page)
+    drop_wire(page, node(page, "decode").locator('[data-output="images"] .react-flow__handle'), at)
+    search = page.get_by_test_id("node-search")
+    expect(search.locator(".node-search-hint")).to_have_text("takes image")
+    offered = [option.get_attribute("data-type") for option in search.get_by_role("option").all()]
+    assert "ScaleImage" in offered and "PreviewImage" in offered
+    assert "DDIMScheduler" not in offered and "StableDiffusionTextEncoderStep" not in offered
+    # the wire's family (and the nodes of every family) first: SDXL's and FLUX.1's after SD's for an SD decoder
+    catalog = server.request("GET", "/api/nodes")
+    families = [catalog[kind]["category"].replace("presets/", "").split("/")[0] if kind in catalog and "/" in
+                catalog[kind]["category"] else None for kind in offered]
+    other = [family not in (None, "stable_diffusion") for family in families]
+    assert "flux" in families and other == sorted(other), list(zip(offered, families))
+    page.screenshot(path=str(shots / "14-wire-search.png"))
+    page.keyboard.type("scale")
+    page.keyboard.press("Enter")
+    nodes = page.evaluate("window.diffblocks.workflow()")["nodes"]
+    assert nodes["scale_image"]["inputs"] == {"image": {"node": "decode", "output": "images"}}
+
+    # from an input: the nodes that give what it takes, wired into it
+    drop_wire(page, node(page, "scale_image").locator('[data-input="image"] .react-flow__handle'),
+              empty_spot(page, 0.2, top=False))
+    expect(search.locator(".node-search-hint")).to_have_text("gives image for image")
+    page.keyboard.type("load image")
+    page.keyboard.press("Enter")
+    nodes = page.evaluate("window.diffblocks.workflow()")["nodes"]
+    assert nodes["scale_image"]["inputs"]["image"] == {"node": "load_image", "output": "image"}  # the new wire won
+    page.keyboard.press("Control+z")  # node and wire in one step
+    nodes = page.evaluate("window.diffblocks.workflow()")["nodes"]
+    assert "load_image" not in nodes and nodes["scale_image"]["inputs"]["image"] == {"node": "decode", "output": "images"}
+    assert page.problems == []

@@ -2,15 +2,17 @@
 import {
   Background, Controls, ReactFlow, ReactFlowProvider, useReactFlow,
 } from '@xyflow/react';
-import { useCallback, useEffect, useRef } from 'react';
+import { useCallback, useEffect, useRef, useState } from 'react';
 
 import { api, followEvents } from './api.js';
 import BlockNode from './components/BlockNode.jsx';
 import Gallery from './components/Gallery.jsx';
+import NodeSearch from './components/NodeSearch.jsx';
 import Palette, { DRAG_TYPE } from './components/Palette.jsx';
 import PreviewNode from './components/PreviewNode.jsx';
 import Toolbar from './components/Toolbar.jsx';
 import { readWorkflowFile } from './pngInfo.js';
+import { familyOf } from './search.js';
 import { useShortcuts } from './shortcuts.js';
 import { modelRepo, useStore } from './store.js';
 
@@ -109,11 +111,34 @@ function Canvas({ pointer }) {
     return true;
   }, [rememberGraph]);
 
+  // the search box: where it opens (client coordinates) and the wire left there, if any
+  const [search, setSearch] = useState(null);
+  const openSearch = (x, y, from = null) => setSearch({ x, y, from });
+  const onDoubleClick = (event) => {
+    if (event.target.classList.contains('react-flow__pane')) openSearch(event.clientX, event.clientY);
+  };
+  const onConnectEnd = useCallback((event, connection) => {
+    if (connection.isValid || connection.toNode || !connection.fromHandle) return; // it reached a socket or a node
+    const { spec } = useStore.getState();
+    const node = connection.fromNode;
+    const handle = connection.fromHandle.id;
+    const nodeSpec = spec(node.data.nodeType);
+    if (!nodeSpec) return;
+    const { clientX, clientY } = 'changedTouches' in event ? event.changedTouches[0] : event;
+    const family = familyOf(nodeSpec.category);
+    const from = connection.fromHandle.type === 'source'
+      ? { kind: 'source', node: node.id, handle, family, socket: nodeSpec.outputs[handle].socket }
+      : { kind: 'target', node: node.id, handle, family, input: nodeSpec.inputs[handle] };
+    openSearch(clientX, clientY, from);
+  }, []);
+  const box = wrapper.current && wrapper.current.getBoundingClientRect();
+
   return (
     <div
       className="canvas" ref={wrapper}
       onPointerMove={(event) => { pointer.current = { x: event.clientX, y: event.clientY }; }}
       onPointerLeave={() => { pointer.current = null; }}
+      onDoubleClick={onDoubleClick}
     >
       <Banner />
       <ReactFlow
@@ -121,11 +146,22 @@ function Canvas({ pointer }) {
         onNodesChange={onNodesChange} onEdgesChange={onEdgesChange} onConnect={onConnect}
         isValidConnection={isValidConnection} onDrop={onDrop} onDragOver={onDragOver}
         onNodeDragStart={rememberGraph} onSelectionDragStart={rememberGraph} onBeforeDelete={onBeforeDelete}
+        onConnectEnd={onConnectEnd} zoomOnDoubleClick={false} onPaneClick={() => setSearch(null)}
         minZoom={0.2} maxZoom={2} proOptions={{ hideAttribution: true }} deleteKeyCode={['Delete', 'Backspace']}
       >
         <Background gap={20} size={1} />
         <Controls showInteractive={false} />
       </ReactFlow>
+      {search && box && (
+        <NodeSearch
+          at={{ x: search.x - box.left, y: search.y - box.top }} room={box} from={search.from}
+          onClose={() => setSearch(null)}
+          onPick={(type) => {
+            addNode(type, screenToFlowPosition({ x: search.x, y: search.y }), search.from);
+            setSearch(null);
+          }}
+        />
+      )}
     </div>
   );
 }

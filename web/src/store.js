@@ -13,6 +13,7 @@ import { createHistory } from './history.js';
 import { jobsSlice } from './jobs.js';
 import { NO_ERRORS, groupErrors } from './problems.js';
 import { autosave, keepClipboard, savedClipboard, savedWorkflow } from './saved.js';
+import { inputFor, outputFor } from './search.js';
 import { socketsMatch } from './schema.js';
 
 export { artifactsIn, canRun, isActive } from './jobs.js';
@@ -40,6 +41,14 @@ export const useStore = create((set, get) => {
   const graphChanged = () => {
     clearTimeout(validateTimer);
     validateTimer = setTimeout(() => get().validate(), VALIDATE_DELAY_MS);
+  };
+
+  // adds the wire `connection` if it is allowed; an input takes one wire, so it replaces the input's old one
+  const wire = (connection) => {
+    if (!connection.sourceHandle || !connection.targetHandle || !get().isValidConnection(connection)) return;
+    const kept = get().edges.filter((edge) => !(edge.target === connection.target && edge.targetHandle === connection.targetHandle));
+    const edge = makeEdge(connection.source, connection.sourceHandle, connection.target, connection.targetHandle);
+    set({ edges: addEdge(edge, kept) });
   };
 
   const restore = (shot) => {
@@ -159,20 +168,25 @@ export const useStore = create((set, get) => {
 
     onConnect(connection) {
       if (!get().isValidConnection(connection)) return;
-      // an input takes one wire: a new one replaces the old
-      const kept = get().edges.filter((edge) => !(edge.target === connection.target && edge.targetHandle === connection.targetHandle));
-      const edge = makeEdge(connection.source, connection.sourceHandle, connection.target, connection.targetHandle);
       remember();
-      set({ edges: addEdge(edge, kept) });
+      wire(connection);
       graphChanged();
     },
 
-    addNode(type, position) {
+    /** Adds a node of `type` at `position`; with `from` (a wire left on the empty canvas: {node, handle, kind:
+     * 'source' | 'target', socket | input}), wires it to the socket the wire came from, in one step to undo. */
+    addNode(type, position, from = null) {
       const id = freshId(type, get().nodes);
       const kind = type === PREVIEW_TYPE ? 'preview' : 'block';
       const node = { id, type: kind, position, data: { nodeType: type, values: {} } };
       remember();
       set({ nodes: [...get().nodes, node] });
+      const spec = from && get().spec(type);
+      if (spec && from.kind === 'source') {
+        wire({ source: from.node, sourceHandle: from.handle, target: id, targetHandle: inputFor(spec, from.socket) });
+      } else if (spec) {
+        wire({ source: id, sourceHandle: outputFor(spec, from.input), target: from.node, targetHandle: from.handle });
+      }
       graphChanged();
       return id;
     },

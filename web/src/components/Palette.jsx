@@ -2,7 +2,8 @@
 // double-click it) to add that node.
 import { useMemo, useState } from 'react';
 
-import { PREVIEW_SPEC, PREVIEW_TYPE, shortTitle } from '../graph.js';
+import { shortTitle } from '../graph.js';
+import { matches, nodeTypes } from '../search.js';
 import { useStore } from '../store.js';
 
 export const DRAG_TYPE = 'application/x-diffblocks-node';
@@ -10,12 +11,6 @@ export const DRAG_TYPE = 'application/x-diffblocks-node';
 // pass or an outpaint needs); a search opens every match
 const OPEN_AT_START = ['loaders', 'stable_diffusion/encoders', 'stable_diffusion/before_denoise',
   'stable_diffusion/denoise', 'stable_diffusion/decoders', 'output', 'image'];
-
-function matches(type, spec, query) {
-  if (!query) return true;
-  const haystack = `${type} ${shortTitle(type)} ${spec.category} ${spec.description}`.toLowerCase();
-  return query.toLowerCase().split(/\s+/).every((word) => haystack.includes(word));
-}
 
 export default function Palette({ onAdd }) {
   const catalog = useStore((state) => state.catalog);
@@ -28,7 +23,7 @@ export default function Palette({ onAdd }) {
     return next;
   });
   const groups = useMemo(() => {
-    const entries = { ...(catalog || {}), [PREVIEW_TYPE]: PREVIEW_SPEC };
+    const entries = nodeTypes(catalog);
     const byCategory = {};
     for (const [type, spec] of Object.entries(entries)) {
       if (!matches(type, spec, query)) continue;
