@@ -2,7 +2,8 @@
 
 Unknown node types and inputs (with the closest valid name), links to missing nodes or outputs, wires whose
 socket types do not fit, constants their input refuses (type or declared constraint), required inputs left
-empty, block nodes with neither their components nor a bundle, and cycles.
+empty, block nodes with neither their components nor a bundle, and cycles. Bypassed nodes are taken out first
+(bypass.py): they neither run nor are checked, and what flows past them is checked where it arrives.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from ..components.errors import WorkflowError
 from ..components.errors.base import _did_you_mean
 from ..components.errors.nodes import problem
 from .block_nodes import BlockNode
+from .bypass import without_bypassed
 from .catalog import node_types
 from .node_type import NodeType
 from .sockets import fits
@@ -23,11 +25,11 @@ from .workflow import Link, Workflow
 
 def validate(workflow: Workflow | dict) -> list[dict[str, Any]]:
     """The workflow's problems as ``[{"node", "input", "message"}]``; ``[]`` when it can run."""
+    types = node_types()
     try:
-        workflow = Workflow.from_json(workflow)
+        workflow = _parsed(workflow, types)
     except WorkflowError as err:
         return err.errors
-    types = node_types()
     problems: list[dict[str, Any]] = []
     for node_id, spec in workflow.nodes.items():
         node = types.get(spec.type)
@@ -44,7 +46,12 @@ def check(workflow: Workflow | dict) -> Workflow:
     problems = validate(workflow)
     if problems:
         raise WorkflowError(problems)
-    return Workflow.from_json(workflow)
+    return _parsed(workflow, node_types())
+
+
+def _parsed(workflow: Workflow | dict, types: dict[str, NodeType]) -> Workflow:
+    """The workflow parsed (WorkflowError for its shape), its bypassed nodes taken out."""
+    return without_bypassed(Workflow.from_json(workflow), types)
 
 
 def _node_problems(workflow: Workflow, node_id: str, node: NodeType, types: dict[str, NodeType]) -> list[dict]:

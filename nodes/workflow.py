@@ -1,6 +1,8 @@
 """A workflow: nodes by id, each a node type and its inputs (JSON constants or links to another node's output).
 
-JSON: ``{"nodes": {"<id>": {"type": "<node type>", "inputs": {"<name>": <value> | {"node": "<id>", "output": "<name>"}}}}}``.
+JSON: ``{"nodes": {"<id>": {"type": "<node type>", "inputs": {"<name>": <value> | {"node": "<id>", "output": "<name>"}}}}}``;
+a node may carry ``"bypass": true`` (ComfyUI's Ctrl+B): it does not run, and what it would pass on flows past it
+(``bypass.py``).
 Converts both ways with pipelines: :meth:`Workflow.from_pipeline` makes one node per top-level block wired by
 name (and a ``LoadComponents`` node for the pipeline's repo), :meth:`Workflow.to_blocks` turns a chain of block
 nodes back into a ``SequentialPipelineBlocks``.
@@ -36,6 +38,7 @@ def _is_link(value: Any) -> bool:
 class NodeSpec:
     type: str
     inputs: dict[str, Any] = field(default_factory=dict)
+    bypass: bool = False
 
     def links(self) -> dict[str, Link]:
         return {n: v for n, v in self.inputs.items() if isinstance(v, Link)}
@@ -68,16 +71,21 @@ class Workflow:
             if not isinstance(inputs, dict):
                 problems.append(problem(node_id, None, f'"inputs" must be an object, got {type(inputs).__name__}'))
                 continue
+            bypass = node.get("bypass", False)
+            if not isinstance(bypass, bool):
+                problems.append(problem(node_id, None, f'"bypass" must be true or false, got {bypass!r}'))
+                continue
             parsed[node_id] = NodeSpec(node["type"], {
-                name: Link(str(v["node"]), str(v["output"])) if _is_link(v) else v for name, v in inputs.items()})
+                name: Link(str(v["node"]), str(v["output"])) if _is_link(v) else v for name, v in inputs.items()},
+                bypass)
         if problems:
             raise WorkflowError(problems)
         return cls(parsed)
 
     def to_json(self) -> dict[str, Any]:
         return {"nodes": {node_id: {"type": spec.type, "inputs": {
-            name: value.to_json() if isinstance(value, Link) else value for name, value in spec.inputs.items()}}
-            for node_id, spec in self.nodes.items()}}
+            name: value.to_json() if isinstance(value, Link) else value for name, value in spec.inputs.items()},
+            **({"bypass": True} if spec.bypass else {})} for node_id, spec in self.nodes.items()}}
 
     # --- structure ----------------------------------------------------------------------------------------
     def graph(self) -> nx.DiGraph:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 from page_helpers import expect, node, open_editor, widget
 
 DOCUMENT = "window.diffblocks.document()"
+HIRES_FIX = Path(__file__).resolve().parents[2] / "examples" / "workflows" / "hires-fix.json"
 
 
 def prompt_box(page, node_id="text"):
@@ -249,4 +252,38 @@ def test_a_wire_left_on_the_canvas_offers_the_nodes_that_take_it_and_wires_the_o
     page.keyboard.press("Control+z")  # node and wire in one step
     nodes = page.evaluate("window.diffblocks.workflow()")["nodes"]
     assert "load_image" not in nodes and nodes["scale_image"]["inputs"]["image"] == {"node": "decode", "output": "images"}
+    assert page.problems == []
+
+
+def test_ctrl_b_bypasses_the_selected_node_and_the_run_passes_its_input_on(page, server, shots):
+    open_editor(page, server)
+    page.get_by_test_id("load-input").set_input_files(str(HIRES_FIX))
+    scale = node(page, "scale")
+    expect(scale).to_be_visible()
+    select(page, "scale")
+    page.keyboard.press("Control+b")
+    expect(scale.locator(".block-node")).to_have_class(re.compile(r"\bbypassed\b"))
+    workflow = page.evaluate("window.diffblocks.workflow()")
+    assert workflow["nodes"]["scale"]["bypass"] is True
+    page.get_by_role("button", name="Run", exact=True).click()
+    status = page.get_by_test_id("run-status")
+    expect(status).to_have_attribute("data-status", "done", timeout=180_000)
+    page.screenshot(path=str(shots / "15-bypassed.png"))
+    job = server.request("GET", f"/api/jobs/{status.get_attribute('data-job')}")
+    assert "scale" not in job["executed"] + job["cached"] and job["workflow"]["nodes"]["scale"]["bypass"] is True
+    expect(scale.get_by_test_id("node-state")).to_have_count(0)  # it never ran
+
+    # the same image as the two passes wired directly: the server answers that workflow from its cache
+    direct = json.loads(HIRES_FIX.read_text())
+    del direct["nodes"]["scale"]
+    direct["nodes"]["second"]["inputs"]["image"] = {"node": "first", "output": "images"}
+    answered = server.run_job({"nodes": direct["nodes"]})
+    assert answered["outputs"]["second"]["images"] == job["outputs"]["second"]["images"]
+    assert answered["executed"] == []
+
+    page.keyboard.press("Control+b")  # again: no longer bypassed
+    expect(scale.locator(".block-node")).not_to_have_class(re.compile(r"\bbypassed\b"))
+    assert "bypass" not in page.evaluate("window.diffblocks.workflow()")["nodes"]["scale"]
+    page.keyboard.press("Control+z")
+    expect(scale.locator(".block-node")).to_have_class(re.compile(r"\bbypassed\b"))
     assert page.problems == []

@@ -89,7 +89,7 @@ export function toWorkflow(nodes, edges) {
   for (const node of nodes) {
     if (node.type !== 'block') continue;
     const inputs = { ...node.data.values };
-    result[node.id] = { type: node.data.nodeType, inputs };
+    result[node.id] = { type: node.data.nodeType, inputs, ...(node.data.bypass ? { bypass: true } : {}) };
   }
   for (const edge of edges) {
     if (result[edge.target]) result[edge.target].inputs[edge.targetHandle] = LINK(edge.source, edge.sourceHandle);
@@ -127,7 +127,8 @@ export function fromDocument(document) {
       if (isLink(value)) edges.push(makeEdge(value.node, value.output, id, name));
       else values[name] = value;
     }
-    nodes.push({ id, type: 'block', position: { x: 0, y: 0 }, data: { nodeType: spec.type, values } });
+    const data = { nodeType: spec.type, values, ...(spec.bypass === true ? { bypass: true } : {}) };
+    nodes.push({ id, type: 'block', position: { x: 0, y: 0 }, data });
   }
   const ui = document.ui || {};
   for (const node of nodes) {

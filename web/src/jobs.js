@@ -145,7 +145,7 @@ export function jobsSlice(set, get) {
       }
       if (!behind) {
         const waiting = {};
-        get().nodes.forEach((node) => node.type === 'block' && (waiting[node.id] = { state: 'queued' }));
+        get().nodes.forEach((node) => node.type === 'block' && !node.data.bypass && (waiting[node.id] = { state: 'queued' }));
         set({ nodeStatus: waiting, run: { job: null, status: 'submitting', startedAt: performance.now() }, banner: null });
       }
       const document = get().document(); // the layout too: output PNGs carry it

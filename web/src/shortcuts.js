@@ -1,5 +1,6 @@
 // The editor's keyboard shortcuts, as in ComfyUI: Ctrl+Enter runs, Ctrl+Z / Ctrl+Shift+Z / Ctrl+Y undo and redo,
-// Ctrl+C / Ctrl+V copy and paste nodes, Ctrl+Shift+V pastes them with their input wires. Cmd works for Ctrl.
+// Ctrl+C / Ctrl+V copy and paste nodes, Ctrl+Shift+V pastes them with their input wires, Ctrl+B bypasses the
+// selected nodes (or stops). Cmd works for Ctrl.
 // Delete and Backspace remove the selection (React Flow's deleteKeyCode).
 import { useEffect } from 'react';
 
@@ -25,6 +26,7 @@ export function useShortcuts(pastePoint) {
       else if (key === 'y') action = store.redo;
       else if (key === 'c' && !hasTextSelection()) action = store.copy;
       else if (key === 'v') action = () => store.paste(pastePoint(), event.shiftKey);
+      else if (key === 'b') action = store.toggleBypass;
       if (!action) return;
       event.preventDefault();
       action();

@@ -205,6 +205,25 @@ export const useStore = create((set, get) => {
       graphChanged();
     },
 
+    /** Ctrl+B: the selected nodes bypassed (they do not run; what they take flows past them, see the server's
+     * nodes/bypass.py), or, when all of them are, no longer. */
+    toggleBypass() {
+      const chosen = get().nodes.filter((node) => node.selected && node.type === 'block');
+      if (!chosen.length) return;
+      const bypass = chosen.some((node) => !node.data.bypass);
+      const ids = new Set(chosen.map((node) => node.id));
+      remember();
+      set({
+        nodes: get().nodes.map((node) => {
+          if (!ids.has(node.id)) return node;
+          const data = { ...node.data, bypass };
+          if (!bypass) delete data.bypass;
+          return { ...node, data };
+        }),
+      });
+      graphChanged();
+    },
+
     /** Sets what input `name` of node `id` does after each Run (controls.js). */
     setControl(id, name, mode) {
       remember();

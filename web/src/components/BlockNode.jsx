@@ -161,12 +161,13 @@ function BlockNode({ id, data, selected }) {
 
   return (
     <div
-      className={`block-node state-${status.state}${errors ? ' has-error' : ''}${selected ? ' selected' : ''}`}
+      className={`block-node state-${status.state}${errors ? ' has-error' : ''}${selected ? ' selected' : ''}${data.bypass ? ' bypassed' : ''}`}
       data-node-id={id} data-state={status.state}
     >
       <div className="node-header" title={spec.description}>
         <span className="node-title">{shortTitle(data.nodeType)}</span>
         <span className="node-id">{id}</span>
+        {data.bypass && <span className="badge badge-bypassed" title="does not run; its inputs flow past it (Ctrl+B)">bypassed</span>}
         <StatusBadge status={status} />
       </div>
       <ProgressBar status={status} />
