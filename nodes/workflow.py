@@ -134,26 +134,29 @@ class Workflow:
         return cls(nodes)
 
     def to_blocks(self):
-        """The block nodes, in order, as one ``SequentialPipelineBlocks`` (node ids become block names).
+        """The block nodes, in order, as one ``SequentialPipelineBlocks`` (node ids become block names); bypassed
+        nodes are left out.
 
         Raises:
             WorkflowError: a node is not a block node, or the block nodes do not form a chain.
         """
         from ..modular_pipelines.sequential import SequentialPipelineBlocks
         from .block_nodes import BlockNode
-        from .catalog import node_type
+        from .bypass import without_bypassed
+        from .catalog import node_type, node_types
 
-        order = self.order()
+        workflow = without_bypassed(self, node_types())
+        order = workflow.order()
         blocks, problems = [], []
         for node_id in order:
-            node = node_type(self.nodes[node_id].type)
+            node = node_type(workflow.nodes[node_id].type)
             if isinstance(node, BlockNode):
                 blocks.append((node_id, node.block))
             elif node is None or node.name not in ("LoadComponents",):
-                problems.append(problem(node_id, None, f"'{self.nodes[node_id].type}' is not a block node; "
+                problems.append(problem(node_id, None, f"'{workflow.nodes[node_id].type}' is not a block node; "
                                         "only block nodes and LoadComponents convert to blocks"))
         block_ids = [b for b, _ in blocks]
-        if not problems and not _is_chain(self.graph().subgraph(block_ids), block_ids):
+        if not problems and not _is_chain(workflow.graph().subgraph(block_ids), block_ids):
             problems.append(problem(None, None, "the block nodes do not form one chain (each reading only earlier ones)"))
         if problems:
             raise WorkflowError(problems)

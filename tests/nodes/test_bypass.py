@@ -6,7 +6,7 @@ import copy
 
 import numpy as np
 import pytest
-from node_workflows import link
+from node_workflows import leaf_text2image, link
 
 from diffblocks.nodes import Executor, Workflow, node_types, validate
 from diffblocks.nodes.bypass import without_bypassed
@@ -124,3 +124,11 @@ def test_a_bypassed_scale_node_does_not_run_and_the_image_equals_the_passes_wire
     # and the bypass really changes the picture: with the scale node it is twice the size
     scaled = executor.run(hires())
     assert scaled["i2i"]["images"][0].size == tuple(2 * side for side in direct["i2i"]["images"][0].size)
+
+
+def test_to_blocks_leaves_a_bypassed_node_out():
+    workflow = leaf_text2image("embedded")
+    assert list(Workflow.from_json(workflow).to_blocks().sub_blocks) == [
+        "text", "input", "steps", "latents", "denoise", "decode"]
+    assert list(Workflow.from_json(bypassed(workflow, "input")).to_blocks().sub_blocks) == [
+        "text", "steps", "latents", "denoise", "decode"]
