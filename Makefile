@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 
 # the node editor: `npm ci` when the lock file changes, `npm run build` when a source changes
 WEB_DEPS := web/node_modules/.ci-stamp
-WEB_SRC  := web/package.json web/index.html web/vite.config.js $(shell find web/src -type f 2>/dev/null)
+WEB_SRC  := web/package.json web/index.html web/vite.config.js $(shell find web/src examples/workflows -type f 2>/dev/null)
 PAGE     := server/static/index.html
 
 .PHONY: setup browser redis catalog test demo bench clean

@@ -287,3 +287,21 @@ def test_ctrl_b_bypasses_the_selected_node_and_the_run_passes_its_input_on(page,
     page.keyboard.press("Control+z")
     expect(scale.locator(".block-node")).to_have_class(re.compile(r"\bbypassed\b"))
     assert page.problems == []
+
+
+def test_the_templates_menu_loads_each_example_workflow_and_undo_brings_the_graph_back(page, server):
+    open_editor(page, server)
+    menu = page.get_by_label("Templates")
+    titles = [option.inner_text() for option in menu.locator("option").all()][1:]
+    assert titles == ["Text to image", "Hires fix", "Outpaint"]
+    original = page.evaluate(DOCUMENT)
+    for title, name in [("Hires fix", "hires-fix"), ("Outpaint", "outpaint")]:
+        menu.focus()
+        menu.select_option(label=title)
+        example = json.loads((HIRES_FIX.parent / f"{name}.json").read_text())
+        assert page.evaluate("window.diffblocks.workflow()") == {"nodes": example["nodes"]}
+        expect(menu).to_have_value("")  # the menu is ready for the next choice
+    page.keyboard.press("Control+z")
+    page.keyboard.press("Control+z")
+    assert page.evaluate(DOCUMENT) == original
+    assert page.problems == []

@@ -3,6 +3,7 @@ import { useRef } from 'react';
 
 import { DEFAULT_WORKFLOW } from '../graph.js';
 import { readWorkflowFile } from '../pngInfo.js';
+import { TEMPLATES } from '../templates.js';
 import { canRun, isActive, modelRepo, useStore } from '../store.js';
 
 function RunStatus({ run }) {
@@ -84,6 +85,16 @@ export default function Toolbar() {
       <button type="button" className="button" onClick={() => fileInput.current.click()}>Load</button>
       <input ref={fileInput} type="file" accept="application/json,.json,image/png,.png" hidden onChange={open} data-testid="load-input" />
       <button type="button" className="button" onClick={() => loadDocument(DEFAULT_WORKFLOW)}>Reset</button>
+      <select
+        className="button" aria-label="Templates" value="" title="load a ready-made workflow (undo brings yours back)"
+        onChange={(event) => {
+          if (event.target.value !== '') loadDocument(TEMPLATES[Number(event.target.value)].document);
+          event.target.blur(); // the keys go back to the canvas (Ctrl+Z undoes the choice)
+        }}
+      >
+        <option value="">Templates…</option>
+        {TEMPLATES.map((template, index) => <option key={template.title} value={index}>{template.title}</option>)}
+      </select>
       <RunStatus run={run} />
       <Queue />
       <span className={`connection connection-${connection}`} data-testid="connection">
