@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from page_helpers import expect, node, open_editor, widget
+from page_helpers import expect, node, open_editor, run, widget
 
 SLOW_STEPS = "150"  # long enough on the tiny model that the next Runs are pressed while the first job runs
 
@@ -88,4 +88,30 @@ def test_clear_cancels_the_queued_jobs_and_cancel_the_running_one(page, server):
     assert status.get_attribute("data-job") == running  # the page did not move on to a cancelled job
     for job in [running, *queued]:
         assert server.request("GET", f"/api/jobs/{job}")["status"] == "cancelled"
+    assert page.problems == []
+
+
+def test_the_history_tab_lists_every_clients_jobs_and_loads_the_workflow_a_job_ran(page, server, shots):
+    open_editor(page, server)
+    mine = run(page)
+    page.get_by_role("tab", name="History").click()
+    history = page.get_by_test_id("history")
+    expect(history.locator(f'[data-job="{mine}"]')).to_have_attribute("data-status", "done")
+
+    # another client's job shows up as it runs, without a reload
+    workflow = page.evaluate("window.diffblocks.workflow()")
+    workflow["nodes"]["text"]["inputs"]["prompt"] = "a handwritten digit nine"
+    theirs = server.run_job(workflow)["job"]
+    expect(history.locator(f'[data-job="{theirs}"]')).to_have_attribute("data-status", "done")
+    assert history.locator(".history-item").first.get_attribute("data-job") == theirs  # newest first
+
+    before = page.evaluate("window.diffblocks.document()")
+    history.locator(f'[data-job="{theirs}"] .history-load').click()
+    expect(node(page, "text").locator('[data-input="prompt"] textarea')).to_have_value("a handwritten digit nine")
+    assert page.evaluate("window.diffblocks.workflow()") == workflow
+    page.keyboard.press("Control+z")
+    assert page.evaluate("window.diffblocks.document()") == before
+    page.screenshot(path=str(shots / "16-history.png"))
+    page.get_by_role("tab", name="Gallery").click()
+    expect(page.locator(".gallery img")).to_have_count(1)
     assert page.problems == []

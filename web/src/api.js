@@ -64,6 +64,7 @@ export const api = {
   validate: (workflow) => request('POST', '/api/validate', { workflow }),
   submit: (workflow, priority = 0) => request('POST', '/api/jobs', { workflow, priority }),
   job: (id) => request('GET', `/api/jobs/${encodeURIComponent(id)}`),
+  jobs: (limit = 50) => request('GET', `/api/jobs?limit=${limit}`),
   cancel: (id) => request('DELETE', `/api/jobs/${encodeURIComponent(id)}`),
   upload(file) {
     const form = new FormData();

@@ -132,6 +132,7 @@ export function jobsSlice(set, get) {
     gallery: [],
     run: { job: null, status: 'idle' },
     queued: [], // this page's jobs waiting behind the followed one, oldest first
+    jobEvents: 0, // counts the job.* events of every client's jobs (the History tab refreshes on it)
     lastSeq: null,
 
     async runWorkflow() {
@@ -190,6 +191,7 @@ export function jobsSlice(set, get) {
 
     handleEvent(event) {
       if (typeof event.seq === 'number') set({ lastSeq: event.seq });
+      if (typeof event.type === 'string' && event.type.startsWith('job.')) set((state) => ({ jobEvents: state.jobEvents + 1 }));
       const { run, queued } = get();
       if (!following(event.job) && !queued.includes(event.job)) {
         if (submitting) early.push(event);
