@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..components.errors import BatchError, BatchItemError, FlagError
 from .choices import GUIDERS, SCHEDULER_NAMES, pick_device
+from . import infotext
 from .files import open_image
 from .flags import check_hires, check_numbers, single, value_of
 from .presets import PRESETS
@@ -101,7 +102,7 @@ def _batch(args) -> int:
             pipe = HiresFix(args, plan, pipe)
             pipe.second.set_progress_bar_config(disable=True)  # one bar for the whole batch
         report = run_batch(pipe, items, out_dir, state, args.batch_size, progress=not args.no_progress,
-                           images_dir=images_dir)
+                           images_dir=images_dir, parameters=_parameters(args, plan, pipe))
     finally:
         if state.num_processes > 1:
             state.destroy_process_group()
@@ -110,6 +111,18 @@ def _batch(args) -> int:
         print(f"wrote {images} to {out_dir.resolve()} ({report.rendered} rendered, {report.skipped} already done; "
               f"{state.num_processes} process(es), {report.seconds:.1f}s)")
     return 0
+
+
+def _parameters(args, plan, render):
+    """Each item's A1111 infotext, as ``diffblocks run`` writes it for the same prompt, inputs and seed (the size
+    of a hires fix's first pass, as A1111 writes it)."""
+    pipe = render.first if isinstance(render, HiresFix) else render
+
+    def parameters(item, image) -> str:
+        size = render.first_size if isinstance(render, HiresFix) else image.size
+        return infotext.infotext(args, pipe, plan.blocks, size, item.inputs, prompt=item.prompt, seed=item.seed)
+
+    return parameters
 
 
 def add_parser(commands) -> None:

@@ -21,9 +21,11 @@ SAMPLERS = {"DDIMScheduler": "DDIM", "DDPMScheduler": "DDPM", "EulerDiscreteSche
             "UniPCMultistepScheduler": "UniPC", "LCMScheduler": "LCM", "FlowMatchEulerDiscreteScheduler": "Euler"}
 
 
-def infotext(args, pipe, blocks, size: tuple[int, int], inputs: dict[str, Any]) -> str:
+def infotext(args, pipe, blocks, size: tuple[int, int], inputs: dict[str, Any], prompt: str | None = None,
+             seed: int | None = None) -> str:
     """What made the first image: its prompt, negative prompt, steps, sampler, guidance, seed, size and model, and
-    the image-to-image strength or the hires pass when there was one."""
+    the image-to-image strength or the hires pass when there was one. ``prompt`` and ``seed`` (a batch item's)
+    stand in for ``args``'; the inputs' negative prompt for ``args``' too."""
     from .. import __version__
 
     steps = inputs.get("num_inference_steps")
@@ -31,7 +33,8 @@ def infotext(args, pipe, blocks, size: tuple[int, int], inputs: dict[str, Any]) 
         steps = next((p.default for p in blocks.inputs if p.name == "num_inference_steps"), None)
     scheduler = type(pipe.components.get("scheduler")).__name__
     fields = {"Steps": steps, "Sampler": SAMPLERS.get(scheduler, scheduler),
-              "CFG scale": getattr(pipe.components.get("guider"), "guidance_scale", None), "Seed": args.seed,
+              "CFG scale": inputs.get("guidance_scale", getattr(pipe.components.get("guider"), "guidance_scale", None)),
+              "Seed": args.seed if seed is None else seed,
               "Size": f"{size[0]}x{size[1]}", "Model": model_name(args.model)}
     if "strength" in inputs:
         fields["Denoising strength"] = inputs["strength"]
@@ -39,9 +42,10 @@ def infotext(args, pipe, blocks, size: tuple[int, int], inputs: dict[str, Any]) 
         fields.update({"Denoising strength": HIRES_STRENGTH if args.hires_strength is None else args.hires_strength,
                        "Hires upscale": args.hires, "Hires upscaler": "Lanczos"})
     fields["Version"] = f"diffblocks {__version__}"
-    lines = [(args.prompt or [""])[0]]
-    if args.negative_prompt:
-        lines.append(f"Negative prompt: {args.negative_prompt}")
+    lines = [(args.prompt or [""])[0] if prompt is None else prompt]
+    negative = inputs.get("negative_prompt", args.negative_prompt)
+    if negative:
+        lines.append(f"Negative prompt: {negative}")
     lines.append(", ".join(f"{key}: {format(value, 'g') if isinstance(value, float) else value}"
                            for key, value in fields.items() if value is not None))
     return "\n".join(lines)

@@ -76,17 +76,24 @@ def _open_images(inputs: dict[str, Any], base: Path) -> dict[str, Any]:
     return opened
 
 
-def render_item(pipe, item: BatchItem, out_dir: Path, rank: int, images_dir: Path | None = None) -> dict[str, Any]:
-    """Render one item to ``out_dir/{index:06d}.png`` (written whole, then renamed into place); returns its
-    manifest entry."""
+def render_item(pipe, item: BatchItem, out_dir: Path, rank: int, images_dir: Path | None = None,
+                parameters: Callable[[BatchItem, Any], str] | None = None) -> dict[str, Any]:
+    """Render one item to ``out_dir/{index:06d}.png`` (written whole, then renamed into place), with
+    ``parameters(item, image)`` as its ``parameters`` text when given; returns its manifest entry."""
     import torch
 
     start = time.perf_counter()
     inputs = _open_images(item.inputs, images_dir or Path("."))
     generator = torch.Generator().manual_seed(item.seed)
     image = pipe(prompt=item.prompt, generator=generator, output_type="pil", output="images", **inputs)[0]
+    info = None
+    if parameters is not None:
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        info.add_text("parameters", parameters(item, image))  # PIL writes an iTXt chunk for text beyond Latin-1
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    image.save(buffer, format="PNG", pnginfo=info)
     data = buffer.getvalue()
     path = out_dir / item.file
     tmp = path.with_name(f".{item.file}.rank{rank}.tmp")
@@ -138,7 +145,8 @@ def _progress(comm: _Collectives, total: int, initial: int, enabled: bool):
 
 def run_batch(pipe, items: list[BatchItem], out_dir: str | Path, state=None, batch_size: int = 1,
               progress: bool = True, images_dir: str | Path | None = None,
-              on_image: Callable[[dict[str, Any]], None] | None = None) -> BatchReport:
+              on_image: Callable[[dict[str, Any]], None] | None = None,
+              parameters: Callable[[BatchItem, Any], str] | None = None) -> BatchReport:
     """Render every item not already in ``out_dir`` (see :mod:`.manifest`), sharing them among the ranks.
 
     Every rank calls this with the same items.
@@ -154,6 +162,8 @@ def run_batch(pipe, items: list[BatchItem], out_dir: str | Path, state=None, bat
         progress: rank 0 shows a tqdm bar over all items.
         images_dir: the folder image inputs (JSONL ``"image": "a.png"``) are relative to.
         on_image: called with each manifest entry this rank writes.
+        parameters: ``parameters(item, image)``, the text each PNG carries as ``parameters`` (the CLI's A1111
+            infotext); none when not given.
 
     Returns:
         BatchReport (the same on every rank).
@@ -184,7 +194,7 @@ def run_batch(pipe, items: list[BatchItem], out_dir: str | Path, state=None, bat
         try:
             for r in range(rounds):
                 rendered += _round(pipe, mine[r * batch_size:(r + 1) * batch_size], out_dir, comm, writer, bar,
-                                   Path(images_dir) if images_dir else None, on_image)
+                                   Path(images_dir) if images_dir else None, on_image, parameters)
         finally:
             writer.close()
     if comm.rank == 0:
@@ -192,13 +202,13 @@ def run_batch(pipe, items: list[BatchItem], out_dir: str | Path, state=None, bat
     return BatchReport(len(items), len(items) - len(pending), rendered, time.perf_counter() - start)
 
 
-def _round(pipe, chunk, out_dir, comm, writer, bar, images_dir, on_image) -> int:
+def _round(pipe, chunk, out_dir, comm, writer, bar, images_dir, on_image, parameters) -> int:
     """Render this rank's ``chunk``, then add up with the other ranks what was done and who failed."""
     error = None
     done = 0
     for item in chunk:
         try:
-            entry = render_item(pipe, item, out_dir, comm.rank, images_dir)
+            entry = render_item(pipe, item, out_dir, comm.rank, images_dir, parameters)
         except Exception as err:  # every rank must hear of it before anyone raises, or the others wait forever
             error = BatchItemError.failed(item.index, item.line, err)
             error.__cause__ = err

@@ -6,7 +6,6 @@ the same for any number of processes and any batch size, given the same thread c
 """
 
 import hashlib
-import io
 import json
 import os
 import signal
@@ -134,10 +133,21 @@ def test_a_killed_run_resumes_without_redoing_what_was_done(reference, prompts, 
     assert [e["item"] for e in manifest(out)] == list(range(len(PROMPTS)))
 
 
-def _png(image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+def same_pixels(path: Path, image) -> bool:
+    from PIL import Image
+
+    with Image.open(path) as written:
+        return written.size == image.size and written.convert("RGB").tobytes() == image.convert("RGB").tobytes()
+
+
+def parameters(path: Path) -> tuple[str, str | None, dict[str, str]]:
+    """A1111's reading of the image's ``parameters``: prompt, negative prompt, fields."""
+    from PIL import Image
+
+    from diffblocks.cli.infotext import parse
+
+    with Image.open(path) as image:
+        return parse(image.text["parameters"])
 
 
 def test_jsonl_inputs_reach_the_pipeline(tmp_path, one_thread):
@@ -156,7 +166,12 @@ def test_jsonl_inputs_reach_the_pipeline(tmp_path, one_thread):
     for index, line in enumerate(lines):
         inputs = {"num_inference_steps": 2, **line}
         expected = pipe(generator=torch.Generator().manual_seed(5 + index), output="images", **inputs)[0]
-        assert (tmp_path / "out" / f"{index:06d}.png").read_bytes() == _png(expected)
+        assert same_pixels(tmp_path / "out" / f"{index:06d}.png", expected)
+    # each image says how it was made, its own line's inputs included
+    first, second = (parameters(tmp_path / "out" / f"{index:06d}.png") for index in (0, 1))
+    assert first[:2] == ("a seven", None) and second[:2] == ("a one", "a seven")
+    assert (first[2]["Steps"], first[2]["CFG scale"], first[2]["Seed"], first[2]["Size"]) == ("3", "2", "5", "32x32")
+    assert (second[2]["Steps"], second[2]["CFG scale"], second[2]["Seed"], second[2]["Size"]) == ("2", "7.5", "6", "24x16")
     assert [e["inputs"] for e in manifest(tmp_path / "out")] == \
         [{"num_inference_steps": 3, "guidance_scale": 2.0},
          {"num_inference_steps": 2, "negative_prompt": "a seven", "height": 16, "width": 24}]
@@ -184,7 +199,8 @@ def test_image_to_image_takes_every_items_image_from_the_flag_or_its_own_line(tm
     for index, (image, strength) in enumerate([(red, 0.5), (blue, 1.0)]):
         expected = pipe(prompt=lines[index]["prompt"], image=image, strength=strength, num_inference_steps=2,
                         generator=torch.Generator().manual_seed(5 + index), output="images")[0]
-        assert (tmp_path / "out" / f"{index:06d}.png").read_bytes() == _png(expected)
+        assert same_pixels(tmp_path / "out" / f"{index:06d}.png", expected)
+        assert parameters(tmp_path / "out" / f"{index:06d}.png")[2]["Denoising strength"] == format(strength, "g")
     assert [e["inputs"].get("image") for e in manifest(tmp_path / "out")] == [str(tmp_path / "red.png"),
                                                                              "pictures/blue.png"]
 
@@ -253,3 +269,8 @@ def test_hires_renders_every_item_as_run_does(tmp_path, capsys, one_thread):
         enlarged = [int(side * 1.5 / 8 + 0.5) * 8 for side in (int(size[3]), int(size[1]))]  # halves up: 36 -> 40
         assert batched.size == ran.size == tuple(enlarged)
         assert ran.tobytes() == batched.tobytes()
+        assert ran.text["parameters"] == batched.text["parameters"]  # the same A1111 infotext as run writes
+        again = tmp_path / f"again{index}.png"  # and run --from-image draws the item again from it
+        assert main(["run", "--from-image", str(tmp_path / "out" / f"{index:06d}.png"), *STEPS, "--device", "cpu",
+                     "--no-progress", "--out", str(again)]) == 0
+        assert Image.open(again).tobytes() == batched.tobytes()
