@@ -132,8 +132,10 @@ def server(tmp_path_factory):
     served.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Chromium for one test module. Playwright's sync API runs an event loop while it is open, so it is closed after
+    each module: tests that start their own (tests/server's anyio tests) may run after these in one session."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
