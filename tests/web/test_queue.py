@@ -115,3 +115,28 @@ def test_the_history_tab_lists_every_clients_jobs_and_loads_the_workflow_a_job_r
     page.get_by_role("tab", name="Gallery").click()
     expect(page.locator(".gallery img")).to_have_count(1)
     assert page.problems == []
+
+
+def test_ctrl_shift_enter_queues_ahead_of_every_job_waiting(page, server):
+    open_editor(page, server)
+    widget(page, "steps", "num_inference_steps").fill("500")
+    widget(page, "latents", "seed").fill("60")
+    control(page).select_option("increment")
+    status = page.get_by_test_id("run-status")
+    run_button = page.get_by_role("button", name="Run", exact=True)
+    run_button.click()  # seed 60, runs
+    expect(node(page, "denoise").get_by_test_id("node-state")).to_have_text(re.compile(r"^running \d+/500"))
+    running = status.get_attribute("data-job")
+    run_button.click()  # seed 61, waits
+    queue = page.get_by_test_id("queue")
+    expect(queue).to_have_attribute("data-count", "1")
+    node(page, "steps").locator(".node-title").click()  # the keys on the canvas, not in a widget
+    page.keyboard.press("Control+Shift+Enter")  # seed 62, ahead of 61
+    expect(queue).to_have_attribute("data-count", "2")
+    page.get_by_role("button", name="Cancel").click()
+    expect(status).not_to_have_attribute("data-job", running)  # the page follows the next job to start
+    assert job_seed(server, status.get_attribute("data-job")) == 62
+    queue.get_by_role("button", name="clear").click()
+    page.get_by_role("button", name="Cancel").click()
+    expect(status).to_have_attribute("data-status", "cancelled")
+    assert page.problems == []

@@ -7,6 +7,7 @@ import { groupErrors } from './problems.js';
 const FINAL = new Set(['done', 'failed', 'cancelled', 'lost']);
 const ACTIVE = new Set(['validating', 'submitting', 'queued', 'running']);
 const BUSY = new Set(['validating', 'submitting']); // Run waits these few milliseconds out
+const FRONT = 1000; // the highest priority the server takes: ComfyUI's "queue front"
 
 /** Whether Run (or Ctrl+Enter) may submit a job now; while one runs, it queues another. */
 export const canRun = (state) => state.connection === 'connected' && !BUSY.has(state.run.status);
@@ -135,7 +136,8 @@ export function jobsSlice(set, get) {
     jobEvents: 0, // counts the job.* events of every client's jobs (the History tab refreshes on it)
     lastSeq: null,
 
-    async runWorkflow() {
+    /** Submits the graph; `front` puts it ahead of every job waiting (Ctrl+Shift+Enter, Shift+click on Run). */
+    async runWorkflow({ front = false } = {}) {
       const behind = isActive(get().run); // a job of this page is on its way: this one queues behind it
       if (!behind) set({ run: { job: null, status: 'validating' } });
       const problems = await get().validate();
@@ -153,7 +155,7 @@ export function jobsSlice(set, get) {
       get().advanceSeeds(); // ComfyUI's "control after generate": the next Run gets the next seed
       submitting += 1;
       try {
-        const { job } = await api.submit(document);
+        const { job } = await api.submit(document, front ? FRONT : 0);
         if (behind) set((state) => ({ queued: [...state.queued, job] }));
         else set((state) => ({ run: { ...state.run, job, status: 'queued' } }));
         early.filter((event) => event.job === job).forEach((event) => get().handleEvent(event));

@@ -1,7 +1,7 @@
-// The editor's keyboard shortcuts, as in ComfyUI: Ctrl+Enter runs, Ctrl+Z / Ctrl+Shift+Z / Ctrl+Y undo and redo,
-// Ctrl+C / Ctrl+V copy and paste nodes, Ctrl+Shift+V pastes them with their input wires, Ctrl+B bypasses the
-// selected nodes (or stops). Cmd works for Ctrl.
-// Delete and Backspace remove the selection (React Flow's deleteKeyCode).
+// The editor's keyboard shortcuts, as in ComfyUI: Ctrl+Enter runs (Ctrl+Shift+Enter ahead of every job waiting),
+// Ctrl+Z / Ctrl+Shift+Z / Ctrl+Y undo and redo, Ctrl+C / Ctrl+V copy and paste nodes, Ctrl+Shift+V pastes them
+// with their input wires, Ctrl+B bypasses the selected nodes (or stops). Cmd works for Ctrl. Delete and Backspace
+// remove the selection (React Flow's deleteKeyCode).
 import { useEffect } from 'react';
 
 import { canRun, useStore } from './store.js';
@@ -20,7 +20,7 @@ export function useShortcuts(pastePoint) {
       const key = event.key.toLowerCase();
       const store = useStore.getState();
       let action = null;
-      if (key === 'enter') action = () => canRun(store) && store.runWorkflow(); // from a prompt box too
+      if (key === 'enter') action = () => canRun(store) && store.runWorkflow({ front: event.shiftKey }); // from a prompt box too
       else if (isTyping(event.target)) return;
       else if (key === 'z') action = event.shiftKey ? store.redo : store.undo;
       else if (key === 'y') action = store.redo;

@@ -69,7 +69,10 @@ export default function Toolbar() {
   return (
     <header className="toolbar">
       <span className="brand">diffblocks</span>
-      <button type="button" className="button primary" onClick={runWorkflow} disabled={!runnable} title="Run (Ctrl+Enter); while a job runs, queues another">
+      <button
+        type="button" className="button primary" onClick={(event) => runWorkflow({ front: event.shiftKey })} disabled={!runnable}
+        title="Run (Ctrl+Enter); while a job runs, queues another (Shift+click or Ctrl+Shift+Enter: ahead of every job waiting)"
+      >
         Run
       </button>
       <button type="button" className="button" onClick={cancel} disabled={!active || !run.job}>Cancel</button>
