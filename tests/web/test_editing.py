@@ -146,14 +146,25 @@ def test_copied_nodes_paste_under_the_pointer_with_fresh_ids_and_their_wires(pag
     expect(node(page, "text_encoder2")).to_have_count(0)
     expect(node(page, "input3")).to_have_count(0)
 
+    # Ctrl+A, Ctrl+C, Ctrl+V: the whole graph twice, the copy wired within itself like the original
+    page.keyboard.press("Control+a")
+    page.keyboard.press("Control+c")
+    whole = page.evaluate("window.diffblocks.workflow()")["nodes"]
+    page.keyboard.press("Control+v")
+    doubled = page.evaluate("window.diffblocks.workflow()")["nodes"]
+    assert len(doubled) == 2 * len(whole)
+    assert doubled["decode2"]["inputs"]["latents"] == {"node": "denoise2", "output": "latents"}
+    page.keyboard.press("Delete")  # the pasted copy is what is selected
+    assert page.evaluate("window.diffblocks.workflow()")["nodes"] == whole
+
     # another tab pastes what this one copied
     other = page.context.new_page()
     open_editor(other, server)
     before = other.evaluate("window.diffblocks.workflow()")["nodes"]
     other.keyboard.press("Control+v")
     after = other.evaluate("window.diffblocks.workflow()")["nodes"]
-    assert sorted(after[key]["type"] for key in after.keys() - before.keys()) == [
-        "StableDiffusionInputStep", "StableDiffusionTextEncoderStep"]
+    assert sorted(after[key]["type"] for key in after.keys() - before.keys()) == sorted(
+        spec["type"] for spec in whole.values())
     assert page.problems == []
 
 

@@ -1,7 +1,7 @@
 // The editor's keyboard shortcuts, as in ComfyUI: Ctrl+Enter runs (Ctrl+Shift+Enter ahead of every job waiting),
 // Ctrl+Z / Ctrl+Shift+Z / Ctrl+Y undo and redo, Ctrl+C / Ctrl+V copy and paste nodes, Ctrl+Shift+V pastes them
-// with their input wires, Ctrl+B bypasses the selected nodes (or stops). Cmd works for Ctrl. Delete and Backspace
-// remove the selection (React Flow's deleteKeyCode).
+// with their input wires, Ctrl+A selects every node, Ctrl+B bypasses the selected nodes (or stops). Cmd works
+// for Ctrl. Delete and Backspace remove the selection (React Flow's deleteKeyCode).
 import { useEffect } from 'react';
 
 import { canRun, useStore } from './store.js';
@@ -27,6 +27,7 @@ export function useShortcuts(pastePoint) {
       else if (key === 'c' && !hasTextSelection()) action = store.copy;
       else if (key === 'v') action = () => store.paste(pastePoint(), event.shiftKey);
       else if (key === 'b') action = store.toggleBypass;
+      else if (key === 'a') action = store.selectAll;
       if (!action) return;
       event.preventDefault();
       action();

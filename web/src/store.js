@@ -137,7 +137,7 @@ export const useStore = create((set, get) => {
       remember();
       set({
         nodes: [...get().nodes.map((node) => (node.selected ? { ...node, selected: false } : node)), ...added.nodes],
-        edges: [...get().edges, ...added.edges],
+        edges: [...get().edges.map((edge) => (edge.selected ? { ...edge, selected: false } : edge)), ...added.edges],
       });
       graphChanged();
       return added.nodes.length;
@@ -203,6 +203,14 @@ export const useStore = create((set, get) => {
         }),
       });
       graphChanged();
+    },
+
+    /** Ctrl+A: every node selected (wires too, so Delete clears the canvas). */
+    selectAll() {
+      set({
+        nodes: get().nodes.map((node) => (node.selected ? node : { ...node, selected: true })),
+        edges: get().edges.map((edge) => (edge.selected ? edge : { ...edge, selected: true })),
+      });
     },
 
     /** Ctrl+B: the selected nodes bypassed (they do not run; what they take flows past them, see the server's
