@@ -64,18 +64,24 @@ def test_runs_pressed_while_a_job_runs_queue_behind_it_each_with_the_next_seed(p
     assert page.problems == []
 
 
-def test_clear_cancels_the_queued_jobs_and_cancel_the_running_one(page, server):
+def start_long_job(page, server, seed):
+    """Open the editor, set 500 steps and `seed` counting up after each Run, press Run and wait until the job
+    runs; returns the Run button, the run status and the running job's id."""
     open_editor(page, server)
     widget(page, "steps", "num_inference_steps").fill("500")
-    widget(page, "latents", "seed").fill("90")
+    widget(page, "latents", "seed").fill(str(seed))
     control(page).select_option("increment")
-    run = page.get_by_role("button", name="Run", exact=True)
+    run_button = page.get_by_role("button", name="Run", exact=True)
     status = page.get_by_test_id("run-status")
-    run.click()
+    run_button.click()
     expect(node(page, "denoise").get_by_test_id("node-state")).to_have_text(re.compile(r"^running \d+/500"))
-    running = status.get_attribute("data-job")
-    run.click()
-    run.click()
+    return run_button, status, status.get_attribute("data-job")
+
+
+def test_clear_cancels_the_queued_jobs_and_cancel_the_running_one(page, server):
+    run_button, status, running = start_long_job(page, server, seed=90)
+    run_button.click()
+    run_button.click()
     queue = page.get_by_test_id("queue")
     expect(queue).to_have_attribute("data-count", "2")
     queued = [job["job"] for job in server.request("GET", "/api/jobs?status=queued")["jobs"]]
@@ -118,15 +124,7 @@ def test_the_history_tab_lists_every_clients_jobs_and_loads_the_workflow_a_job_r
 
 
 def test_ctrl_shift_enter_queues_ahead_of_every_job_waiting(page, server):
-    open_editor(page, server)
-    widget(page, "steps", "num_inference_steps").fill("500")
-    widget(page, "latents", "seed").fill("60")
-    control(page).select_option("increment")
-    status = page.get_by_test_id("run-status")
-    run_button = page.get_by_role("button", name="Run", exact=True)
-    run_button.click()  # seed 60, runs
-    expect(node(page, "denoise").get_by_test_id("node-state")).to_have_text(re.compile(r"^running \d+/500"))
-    running = status.get_attribute("data-job")
+    run_button, status, running = start_long_job(page, server, seed=60)  # runs
     run_button.click()  # seed 61, waits
     queue = page.get_by_test_id("queue")
     expect(queue).to_have_attribute("data-count", "1")
