@@ -45,7 +45,7 @@ def without_bypassed(workflow: Workflow, types: dict[str, NodeType]) -> Workflow
             continue
         inputs = {name: source(value, frozenset()) for name, value in spec.inputs.items()}
         nodes[node_id] = NodeSpec(spec.type, {name: value for name, value in inputs.items() if value is not _UNSET})
-    return Workflow(nodes)
+    return Workflow(nodes, workflow.targets)
 
 
 def _matching_input(node: NodeType, output_name: str) -> str | None:

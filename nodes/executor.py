@@ -95,7 +95,8 @@ class Executor:
     def run(self, workflow: Workflow | dict, on_event: Callable[[Event], None] | None = None,
             stop_event: threading.Event | None = None, job: str | None = None,
             targets: list[str] | None = None) -> dict[str, dict[str, Any]]:
-        """Run ``workflow`` (only what ``targets`` need, when given); returns ``{node: {output: value}}``.
+        """Run ``workflow`` (only what ``targets`` need, default the workflow's own ``targets``); returns
+        ``{node: {output: value}}``.
 
         Raises:
             WorkflowError: the workflow's problems, before anything runs.

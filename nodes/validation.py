@@ -3,7 +3,9 @@
 Unknown node types and inputs (with the closest valid name), links to missing nodes or outputs, wires whose
 socket types do not fit, constants their input refuses (type or declared constraint), required inputs left
 empty, block nodes with neither their components nor a bundle, and cycles. Bypassed nodes are taken out first
-(bypass.py): they neither run nor are checked, and what flows past them is checked where it arrives.
+(bypass.py): they neither run nor are checked, and what flows past them is checked where it arrives. A workflow
+with ``targets`` is checked only where those nodes need it, so the finished part of a graph runs while the rest
+is still being built.
 """
 
 from __future__ import annotations
@@ -27,18 +29,22 @@ def validate(workflow: Workflow | dict) -> list[dict[str, Any]]:
     """The workflow's problems as ``[{"node", "input", "message"}]``; ``[]`` when it can run."""
     types = node_types()
     try:
-        workflow = _parsed(workflow, types)
+        parsed = Workflow.from_json(workflow)
     except WorkflowError as err:
         return err.errors
-    problems: list[dict[str, Any]] = []
+    problems = _target_problems(parsed)
+    workflow = without_bypassed(parsed, types)
+    cycles = _cycles(workflow)
+    if workflow.targets is not None and not problems and not cycles:
+        needed = set(workflow.order())
+        workflow = Workflow({node_id: spec for node_id, spec in workflow.nodes.items() if node_id in needed})
     for node_id, spec in workflow.nodes.items():
         node = types.get(spec.type)
         if node is None:
             problems.append(problem(node_id, None, f"unknown node type '{spec.type}'{_did_you_mean(spec.type, types)}"))
             continue
         problems += _node_problems(workflow, node_id, node, types)
-    problems += _cycles(workflow)
-    return problems
+    return problems + cycles
 
 
 def check(workflow: Workflow | dict) -> Workflow:
@@ -52,6 +58,22 @@ def check(workflow: Workflow | dict) -> Workflow:
 def _parsed(workflow: Workflow | dict, types: dict[str, NodeType]) -> Workflow:
     """The workflow parsed (WorkflowError for its shape), its bypassed nodes taken out."""
     return without_bypassed(Workflow.from_json(workflow), types)
+
+
+def _target_problems(workflow: Workflow) -> list[dict]:
+    if workflow.targets is None:
+        return []
+    if not workflow.targets:
+        return [problem(None, None, '"targets" is empty: name the nodes to run, or leave it out to run them all')]
+    found = []
+    for target in workflow.targets:
+        spec = workflow.nodes.get(target)
+        if spec is None:
+            found.append(problem(None, None, f"target '{target}' is not a node of the workflow"
+                                 f"{_did_you_mean(target, workflow.nodes)}"))
+        elif spec.bypass:
+            found.append(problem(target, None, "is bypassed, so it cannot be a target (nothing would run for it)"))
+    return found
 
 
 def _node_problems(workflow: Workflow, node_id: str, node: NodeType, types: dict[str, NodeType]) -> list[dict]:

@@ -2,7 +2,8 @@
 
 JSON: ``{"nodes": {"<id>": {"type": "<node type>", "inputs": {"<name>": <value> | {"node": "<id>", "output": "<name>"}}}}}``;
 a node may carry ``"bypass": true`` (ComfyUI's Ctrl+B): it does not run, and what it would pass on flows past it
-(``bypass.py``).
+(``bypass.py``). ``"targets": ["<id>", ...]`` beside ``"nodes"`` runs only what those nodes need (ComfyUI's "queue
+selected output nodes").
 Converts both ways with pipelines: :meth:`Workflow.from_pipeline` makes one node per top-level block wired by
 name (and a ``LoadComponents`` node for the pipeline's repo), :meth:`Workflow.to_blocks` turns a chain of block
 nodes back into a ``SequentialPipelineBlocks``.
@@ -50,8 +51,9 @@ class NodeSpec:
 class Workflow:
     """Nodes by id. Build from JSON with :meth:`from_json`, check with :func:`diffblocks.nodes.validate`."""
 
-    def __init__(self, nodes: dict[str, NodeSpec] | None = None):
+    def __init__(self, nodes: dict[str, NodeSpec] | None = None, targets: list[str] | None = None):
         self.nodes: dict[str, NodeSpec] = dict(nodes or {})
+        self.targets = None if targets is None else list(targets)  # None: every node runs
 
     # --- JSON ---------------------------------------------------------------------------------------------
     @classmethod
@@ -63,6 +65,9 @@ class Workflow:
         if not isinstance(nodes, dict):
             raise WorkflowError.one(None, None, 'a workflow is a JSON object {"nodes": {"<id>": {"type": ..., "inputs": {...}}}}')
         problems, parsed = [], {}
+        targets = obj.get("targets")
+        if targets is not None and not (isinstance(targets, list) and all(isinstance(t, str) for t in targets)):
+            problems.append(problem(None, None, f'"targets" must be a list of node ids, got {targets!r}'))
         for node_id, node in nodes.items():
             if not isinstance(node, dict) or not isinstance(node.get("type"), str):
                 problems.append(problem(node_id, None, 'a node is an object with a "type" string and an "inputs" object'))
@@ -80,12 +85,13 @@ class Workflow:
                 bypass)
         if problems:
             raise WorkflowError(problems)
-        return cls(parsed)
+        return cls(parsed, targets)
 
     def to_json(self) -> dict[str, Any]:
         return {"nodes": {node_id: {"type": spec.type, "inputs": {
             name: value.to_json() if isinstance(value, Link) else value for name, value in spec.inputs.items()},
-            **({"bypass": True} if spec.bypass else {})} for node_id, spec in self.nodes.items()}}
+            **({"bypass": True} if spec.bypass else {})} for node_id, spec in self.nodes.items()},
+            **({"targets": list(self.targets)} if self.targets is not None else {})}
 
     # --- structure ----------------------------------------------------------------------------------------
     def graph(self) -> nx.DiGraph:
@@ -99,9 +105,11 @@ class Workflow:
         return graph
 
     def order(self, targets: list[str] | None = None) -> list[str]:
-        """The nodes to run in topological order: all, or only those ``targets`` need (a partial run)."""
+        """The nodes to run in topological order: all, or only those ``targets`` (default: the workflow's own) need
+        (a partial run)."""
         graph = self.graph()
         needed = set(graph)
+        targets = self.targets if targets is None else targets
         if targets is not None:
             needed = set(targets).union(*(nx.ancestors(graph, t) for t in targets))
         position = {node_id: i for i, node_id in enumerate(self.nodes)}  # ties keep the workflow's own order

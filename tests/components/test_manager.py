@@ -1,5 +1,4 @@
 import gc
-import re
 import threading
 import weakref
 

@@ -138,3 +138,26 @@ def test_ctrl_shift_enter_queues_ahead_of_every_job_waiting(page, server):
     page.get_by_role("button", name="Cancel").click()
     expect(status).to_have_attribute("data-status", "cancelled")
     assert page.problems == []
+
+
+def test_run_selected_runs_only_what_the_selected_node_needs_while_the_rest_is_unfinished(page, server):
+    open_editor(page, server)
+    page.get_by_label("Templates").select_option(label="Hires fix")
+    widget(page, "second", "strength").fill("7")  # the second pass not right yet
+    expect(node(page, "second").locator('[data-input="strength"] .input-error')).to_have_count(1)
+    run_selected = page.get_by_role("button", name="Run selected")
+    expect(run_selected).to_be_disabled()  # nothing selected
+    node(page, "first").locator(".node-title").click()
+    run_selected.click()
+    status = page.get_by_test_id("run-status")
+    expect(status).to_have_attribute("data-status", "done", timeout=180_000)
+    job = server.request("GET", f"/api/jobs/{status.get_attribute('data-job')}")
+    assert job["workflow"]["targets"] == ["first"]
+    assert set(job["executed"] + job["cached"]) == {"load", "first"}
+    expect(node(page, "first").get_by_test_id("node-state")).to_have_text(re.compile(r"^done"))
+    expect(node(page, "second").get_by_test_id("node-state")).to_have_count(0)
+    expect(node(page, "scale").get_by_test_id("node-state")).to_have_count(0)
+
+    page.get_by_role("button", name="Run", exact=True).click()  # the whole graph: the unfinished part stops it
+    expect(status).to_have_attribute("data-status", "invalid")
+    assert page.problems == []

@@ -190,6 +190,30 @@ export function freshId(type, nodes) {
   return `${stem}${n}`;
 }
 
+/** The nodes to run for `targets` (ids): the targets and every node they are wired from, however far up. */
+export function needed(edges, targets) {
+  const found = new Set();
+  const stack = [...targets];
+  while (stack.length) {
+    const id = stack.pop();
+    if (found.has(id)) continue;
+    found.add(id);
+    edges.forEach((edge) => edge.target === id && stack.push(edge.source));
+  }
+  return found;
+}
+
+/** The nodes "Run selected" runs up to: the selected block nodes, and what a selected Preview node shows. */
+export function selectedTargets(nodes, edges) {
+  const targets = new Set();
+  for (const node of nodes) {
+    if (!node.selected) continue;
+    if (node.type === 'block') targets.add(node.id);
+    else edges.filter((edge) => edge.target === node.id).forEach((edge) => targets.add(edge.source));
+  }
+  return [...targets];
+}
+
 /** Whether adding source -> target would close a cycle. */
 export function makesCycle(edges, source, target) {
   if (source === target) return true;

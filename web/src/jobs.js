@@ -2,6 +2,7 @@
 // progress and previews, from the server's events), those queued behind it, and the images they made.
 // Run while a job is on its way queues another, as in ComfyUI; each job that starts is followed in turn.
 import { api } from './api.js';
+import { needed } from './graph.js';
 import { groupErrors } from './problems.js';
 
 const FINAL = new Set(['done', 'failed', 'cancelled', 'lost']);
@@ -136,11 +137,12 @@ export function jobsSlice(set, get) {
     jobEvents: 0, // counts the job.* events of every client's jobs (the History tab refreshes on it)
     lastSeq: null,
 
-    /** Submits the graph; `front` puts it ahead of every job waiting (Ctrl+Shift+Enter, Shift+click on Run). */
-    async runWorkflow({ front = false } = {}) {
+    /** Submits the graph; `front` puts it ahead of every job waiting (Ctrl+Shift+Enter, Shift+click on Run);
+     * `targets` (node ids) runs only what they need (Run selected). */
+    async runWorkflow({ front = false, targets = null } = {}) {
       const behind = isActive(get().run); // a job of this page is on its way: this one queues behind it
       if (!behind) set({ run: { job: null, status: 'validating' } });
-      const problems = await get().validate();
+      const problems = await get().validate(targets);
       if (problems && problems.length) {
         if (behind) set({ banner: 'not queued: fix the marked inputs' });
         else set({ run: { job: null, status: 'invalid' } });
@@ -148,10 +150,12 @@ export function jobsSlice(set, get) {
       }
       if (!behind) {
         const waiting = {};
-        get().nodes.forEach((node) => node.type === 'block' && !node.data.bypass && (waiting[node.id] = { state: 'queued' }));
+        const runs = targets ? needed(get().edges, targets) : null;
+        get().nodes.forEach((node) => node.type === 'block' && !node.data.bypass && (!runs || runs.has(node.id)) &&
+          (waiting[node.id] = { state: 'queued' }));
         set({ nodeStatus: waiting, run: { job: null, status: 'submitting', startedAt: performance.now() }, banner: null });
       }
-      const document = get().document(); // the layout too: output PNGs carry it
+      const document = { ...get().document(), ...(targets ? { targets } : {}) }; // the layout too: PNGs carry it
       get().advanceSeeds(); // ComfyUI's "control after generate": the next Run gets the next seed
       submitting += 1;
       try {

@@ -255,11 +255,12 @@ export const useStore = create((set, get) => {
       graphChanged();
     },
 
-    async validate() {
+    /** Asks the server for the graph's problems (with `targets`: only where those nodes need it). */
+    async validate(targets = null) {
       clearTimeout(validateTimer);
       const token = ++validateToken;
       try {
-        const result = await api.validate(get().workflow());
+        const result = await api.validate({ ...get().workflow(), ...(targets ? { targets } : {}) });
         if (token !== validateToken) return null;
         set({ errors: groupErrors(result.errors) });
         return result.errors || [];

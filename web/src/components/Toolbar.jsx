@@ -1,7 +1,8 @@
-// Run, Cancel, Undo, Redo, Save, Load, and what the server and the current job are doing.
+// Run, Run selected, Cancel, Undo, Redo, Save, Load, Templates, and what the server and the jobs are doing.
 import { useRef } from 'react';
+import { useShallow } from 'zustand/react/shallow';
 
-import { DEFAULT_WORKFLOW } from '../graph.js';
+import { DEFAULT_WORKFLOW, selectedTargets } from '../graph.js';
 import { readWorkflowFile } from '../pngInfo.js';
 import { TEMPLATES } from '../templates.js';
 import { canRun, isActive, modelRepo, useStore } from '../store.js';
@@ -51,6 +52,7 @@ export default function Toolbar() {
   const connection = useStore((state) => state.connection);
   const runnable = useStore(canRun);
   const undoable = useStore((state) => state.undoable);
+  const targets = useStore(useShallow((state) => selectedTargets(state.nodes, state.edges)));
   const { runWorkflow, cancel, undo, redo, loadDocument, setBanner } = useStore.getState();
   const fileInput = useRef(null);
   const active = isActive(run);
@@ -74,6 +76,12 @@ export default function Toolbar() {
         title="Run (Ctrl+Enter); while a job runs, queues another (Shift+click or Ctrl+Shift+Enter: ahead of every job waiting)"
       >
         Run
+      </button>
+      <button
+        type="button" className="button" onClick={() => runWorkflow({ targets })} disabled={!runnable || !targets.length}
+        title="run only what the selected nodes need (ComfyUI's queue selected output nodes); the rest of the graph may be unfinished"
+      >
+        Run selected
       </button>
       <button type="button" className="button" onClick={cancel} disabled={!active || !run.job}>Cancel</button>
       <span className="separator" />
