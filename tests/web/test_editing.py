@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.request
 from pathlib import Path
 
 from page_helpers import expect, node, open_editor, widget
@@ -315,4 +316,38 @@ def test_the_templates_menu_loads_each_example_workflow_and_undo_brings_the_grap
     page.keyboard.press("Control+z")
     page.keyboard.press("Control+z")
     assert page.evaluate(DOCUMENT) == original
+    assert page.problems == []
+
+
+PASTE_IMAGE = """(base64) => {
+  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  const data = new DataTransfer();
+  data.items.add(new File([bytes], 'image.png', { type: 'image/png' }));
+  document.dispatchEvent(new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }));
+}"""
+
+
+def test_an_image_pasted_from_the_clipboard_becomes_a_load_image_node_under_the_pointer(page, server):
+    import base64
+    import io
+
+    from PIL import Image
+
+    open_editor(page, server)
+    at = empty_spot(page)
+    page.mouse.move(*at)
+    picture = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 40, 90)).save(picture, format="PNG")
+    before = page.evaluate("window.diffblocks.workflow()")["nodes"]
+    page.evaluate(PASTE_IMAGE, base64.b64encode(picture.getvalue()).decode())
+    added = node(page, "load_image")
+    expect(added.locator('[data-input="image"] img')).to_be_visible()
+    box = added.bounding_box()
+    assert abs(box["x"] - at[0]) <= 2 and abs(box["y"] - at[1]) <= 2, (box, at)
+    nodes = page.evaluate("window.diffblocks.workflow()")["nodes"]
+    assert {key: spec for key, spec in nodes.items() if key != "load_image"} == before
+    with urllib.request.urlopen(f"{server.url}/api/artifacts/{nodes['load_image']['inputs']['image']['artifact']}") as got:
+        assert Image.open(io.BytesIO(got.read())).convert("RGB").getpixel((3, 3)) == (200, 40, 90)
+    page.keyboard.press("Control+z")  # one step
+    expect(added).to_have_count(0)
     assert page.problems == []

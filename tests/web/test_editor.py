@@ -236,7 +236,7 @@ DROP_FILE = """([name, type, base64]) => {
 def test_an_output_png_brings_back_the_graph_that_made_it(page, server, tmp_path):
     """The server writes the job's workflow, with the page's layout, into the output PNG: dragged from the gallery,
     loaded (the Load button) or dropped on the canvas as a file, the image gives back that graph; an image without one
-    says so."""
+    dropped on the canvas becomes a Load Image node, and the Load button says it holds no workflow."""
     import base64
 
     open_editor(page, server)
@@ -265,11 +265,17 @@ def test_an_output_png_brings_back_the_graph_that_made_it(page, server, tmp_path
     expect(node(page, "text").locator('[data-input="prompt"] textarea')).to_have_value("a handwritten digit three")
     assert page.evaluate("window.diffblocks.document()") == document
 
+    # an image without a workflow: a Load Image node holding it, where it was dropped; the graph otherwise kept
     plain = io.BytesIO()
-    Image.new("RGB", (8, 8)).save(plain, format="PNG")
+    Image.new("RGB", (8, 8), (10, 200, 30)).save(plain, format="PNG")
     page.evaluate(DROP_FILE, ["plain.png", "image/png", base64.b64encode(plain.getvalue()).decode()])
-    expect(page.get_by_text("could not load plain.png: this PNG holds no workflow")).to_be_visible()
-    assert page.evaluate("window.diffblocks.document()") == document  # nothing lost
+    expect(node(page, "load_image")).to_be_visible()
+    nodes = page.evaluate("window.diffblocks.workflow()")["nodes"]
+    assert {key: spec for key, spec in nodes.items() if key != "load_image"} == document["nodes"]
+    assert (pixels(server, nodes["load_image"]["inputs"]["image"]["artifact"]) == (10, 200, 30)).all()
+    page.get_by_test_id("load-input").set_input_files(files=[{"name": "plain.png", "mimeType": "image/png",
+                                                              "buffer": plain.getvalue()}])
+    expect(page.get_by_text("could not load plain.png: this image holds no workflow")).to_be_visible()  # Load: workflows
 
 
 def test_an_a1111_png_becomes_a_text_to_image_graph_that_draws_what_run_draws(page, server, tmp_path):

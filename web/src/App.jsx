@@ -11,13 +11,14 @@ import NodeSearch from './components/NodeSearch.jsx';
 import Palette, { DRAG_TYPE } from './components/Palette.jsx';
 import PreviewNode from './components/PreviewNode.jsx';
 import Toolbar from './components/Toolbar.jsx';
-import { readWorkflowFile } from './pngInfo.js';
+import { isImageFile, workflowIn } from './pngInfo.js';
 import { familyOf } from './search.js';
 import { useShortcuts } from './shortcuts.js';
 import { modelRepo, useStore } from './store.js';
 
 const NODE_TYPES = { block: BlockNode, preview: PreviewNode };
 const CATALOG_RETRY_MS = 1000;
+const ARTIFACT_PATH = /\/api\/artifacts\/([0-9a-f]{64})$/;
 
 function useServer() {
   useEffect(() => {
@@ -91,10 +92,14 @@ function Canvas({ pointer }) {
   }, []);
   const onDrop = useCallback((event) => {
     event.preventDefault();
+    const at = screenToFlowPosition({ x: event.clientX, y: event.clientY });
     const type = event.dataTransfer.getData(DRAG_TYPE);
-    if (type) addNode(type, screenToFlowPosition({ x: event.clientX, y: event.clientY }));
-    if (type) return;
-    // a saved workflow or an image the server made (a file, or a gallery image of this page): its graph replaces this one
+    if (type) {
+      addNode(type, at);
+      return;
+    }
+    // a saved workflow or an image that holds one (a file, or a gallery image of this page): its graph replaces this
+    // one; an image that holds none becomes a Load Image node where it was dropped
     const file = event.dataTransfer.files && event.dataTransfer.files[0];
     const link = !file && event.dataTransfer.getData('text/uri-list').split('\n')[0].trim();
     const url = link && new URL(link, window.location.href);
@@ -102,8 +107,14 @@ function Canvas({ pointer }) {
     const name = file ? file.name : url.pathname.split('/').pop();
     const opened = file ? Promise.resolve(file)
       : fetch(url).then((response) => response.blob()).then((blob) => new File([blob], name, { type: blob.type }));
-    const { loadDocument, setBanner } = useStore.getState();
-    opened.then((chosen) => readWorkflowFile(chosen, modelRepo())).then(loadDocument).catch((error) => setBanner(`could not load ${name}: ${error.message}`));
+    const { loadDocument, addImage, setBanner } = useStore.getState();
+    const stored = url && ARTIFACT_PATH.exec(url.pathname); // already on the server: no upload needed
+    opened.then(async (chosen) => {
+      const document = await workflowIn(chosen, modelRepo());
+      if (document !== null) loadDocument(document);
+      else if (stored) addNode('LoadImage', at, null, { image: { artifact: stored[1] } });
+      else if (isImageFile(chosen)) await addImage(chosen, at);
+    }).catch((error) => setBanner(`could not load ${name}: ${error.message}`));
   }, [addNode, screenToFlowPosition]);
 
   const onBeforeDelete = useCallback(async () => {
@@ -171,12 +182,12 @@ function Editor() {
   const { screenToFlowPosition } = useReactFlow();
   const pointer = useRef(null); // where the pointer is over the canvas (client coordinates), for paste
   const pastePoint = useCallback(() => pointer.current && screenToFlowPosition(pointer.current), [screenToFlowPosition]);
-  useShortcuts(pastePoint);
-  const addAtCenter = useCallback((type) => {
+  const centerPoint = useCallback(() => {
     const canvas = document.querySelector('.canvas').getBoundingClientRect();
-    const at = screenToFlowPosition({ x: canvas.left + canvas.width / 2, y: canvas.top + canvas.height / 2 });
-    useStore.getState().addNode(type, at);
+    return screenToFlowPosition({ x: canvas.left + canvas.width / 2, y: canvas.top + canvas.height / 2 });
   }, [screenToFlowPosition]);
+  useShortcuts(pastePoint, centerPoint);
+  const addAtCenter = useCallback((type) => useStore.getState().addNode(type, centerPoint()), [centerPoint]);
   return (
     <div className="app">
       <Toolbar />

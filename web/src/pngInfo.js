@@ -90,14 +90,26 @@ export function parametersWorkflow(text, repo) {
   return { nodes, ui: { previews: { output: { node: 'run', output: 'images' } } } };
 }
 
+export const isImageFile = (file) => file.type.startsWith('image/') || /\.(png|jpe?g|webp)$/i.test(file.name);
+
 /** The workflow document in a dropped or chosen file: a saved .json, or a PNG the server, A1111 or `diffblocks run`
- * made (``repo``: the model a graph made from A1111's parameters loads). */
-export async function readWorkflowFile(file, repo = 'embedded') {
+ * made (``repo``: the model a graph made from A1111's parameters loads); null for an image that holds none. */
+export async function workflowIn(file, repo = 'embedded') {
   if (file.type === 'image/png' || /\.png$/i.test(file.name)) {
     const chunks = pngText(await file.arrayBuffer());
     if (chunks.workflow) return JSON.parse(chunks.workflow);
     if (chunks.parameters) return parametersWorkflow(chunks.parameters, repo);
-    throw new Error('this PNG holds no workflow (only images a diffblocks server, A1111 or diffblocks run made do)');
+    return null;
   }
+  if (isImageFile(file)) return null;
   return JSON.parse(await file.text());
+}
+
+/** As workflowIn, but an image without a workflow is an error (the Load button loads workflows only). */
+export async function readWorkflowFile(file, repo = 'embedded') {
+  const document = await workflowIn(file, repo);
+  if (document === null) {
+    throw new Error('this image holds no workflow (only images a diffblocks server, A1111 or diffblocks run made do)');
+  }
+  return document;
 }

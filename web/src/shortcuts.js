@@ -4,6 +4,7 @@
 // for Ctrl. Delete and Backspace remove the selection (React Flow's deleteKeyCode).
 import { useEffect } from 'react';
 
+import { isImageFile } from './pngInfo.js';
 import { canRun, useStore } from './store.js';
 
 // typing in a widget keeps the browser's own undo, copy and paste
@@ -12,8 +13,8 @@ const isTyping = (target) => Boolean(target) &&
 const hasTextSelection = () => String(window.getSelection() || '') !== '';
 
 /** Listens for the shortcuts while the editor is shown; `pastePoint()` gives where a paste goes (flow
- * coordinates under the pointer, or null). */
-export function useShortcuts(pastePoint) {
+ * coordinates under the pointer, or null), `centerPoint()` the middle of the canvas. */
+export function useShortcuts(pastePoint, centerPoint) {
   useEffect(() => {
     const onKeyDown = (event) => {
       if (!(event.ctrlKey || event.metaKey) || event.altKey) return;
@@ -25,14 +26,28 @@ export function useShortcuts(pastePoint) {
       else if (key === 'z') action = event.shiftKey ? store.redo : store.undo;
       else if (key === 'y') action = store.redo;
       else if (key === 'c' && !hasTextSelection()) action = store.copy;
-      else if (key === 'v') action = () => store.paste(pastePoint(), event.shiftKey);
+      else if (key === 'v' && event.shiftKey) action = () => store.paste(pastePoint(), true);
+      // a plain Ctrl+V is left to the browser: its paste event may carry an image (onPaste)
       else if (key === 'b') action = store.toggleBypass;
       else if (key === 'a') action = store.selectAll;
       if (!action) return;
       event.preventDefault();
       action();
     };
+    // Ctrl+V: an image on the system clipboard becomes a Load Image node, else the copied nodes are pasted
+    const onPaste = (event) => {
+      if (isTyping(event.target)) return;
+      const store = useStore.getState();
+      const image = [...((event.clipboardData && event.clipboardData.files) || [])].find(isImageFile);
+      event.preventDefault();
+      if (image) store.addImage(image, pastePoint() || centerPoint());
+      else store.paste(pastePoint(), false);
+    };
     window.addEventListener('keydown', onKeyDown);
-    return () => window.removeEventListener('keydown', onKeyDown);
-  }, [pastePoint]);
+    window.addEventListener('paste', onPaste);
+    return () => {
+      window.removeEventListener('keydown', onKeyDown);
+      window.removeEventListener('paste', onPaste);
+    };
+  }, [pastePoint, centerPoint]);
 }

@@ -115,6 +115,17 @@ export const useStore = create((set, get) => {
       if (shot) restore(shot);
     },
 
+    /** An image dropped or pasted on the canvas: uploaded, then a LoadImage node holding it at `position`. */
+    async addImage(file, position) {
+      try {
+        const { artifact } = await api.upload(file);
+        return get().addNode('LoadImage', position, null, { image: { artifact } });
+      } catch (error) {
+        set({ banner: `could not add ${file.name || 'the image'}: ${error.message}` });
+        return null;
+      }
+    },
+
     /** Keeps the selected nodes for paste (in this browser, so another tab can paste them); returns how many. */
     copy() {
       const clip = copyOf(get().nodes, get().edges);
@@ -173,12 +184,13 @@ export const useStore = create((set, get) => {
       graphChanged();
     },
 
-    /** Adds a node of `type` at `position`; with `from` (a wire left on the empty canvas: {node, handle, kind:
-     * 'source' | 'target', socket | input}), wires it to the socket the wire came from, in one step to undo. */
-    addNode(type, position, from = null) {
+    /** Adds a node of `type` at `position` holding `values`; with `from` (a wire left on the empty canvas: {node,
+     * handle, kind: 'source' | 'target', socket | input}), wires it to the socket the wire came from, in one step
+     * to undo. */
+    addNode(type, position, from = null, values = {}) {
       const id = freshId(type, get().nodes);
       const kind = type === PREVIEW_TYPE ? 'preview' : 'block';
-      const node = { id, type: kind, position, data: { nodeType: type, values: {} } };
+      const node = { id, type: kind, position, data: { nodeType: type, values: { ...values } } };
       remember();
       set({ nodes: [...get().nodes, node] });
       const spec = from && get().spec(type);
