@@ -351,3 +351,37 @@ def test_an_image_pasted_from_the_clipboard_becomes_a_load_image_node_under_the_
     page.keyboard.press("Control+z")  # one step
     expect(added).to_have_count(0)
     assert page.problems == []
+
+
+UPLOAD = """async (base64) => {
+  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  const form = new FormData();
+  form.append('file', new File([bytes], 'image.png', { type: 'image/png' }));
+  return (await (await fetch('/api/uploads', { method: 'POST', body: form })).json()).artifact;
+}"""
+DROP_LINK_AT = """([url, x, y]) => {
+  const data = new DataTransfer();
+  data.setData('text/uri-list', url);
+  document.querySelector('.react-flow').dispatchEvent(new DragEvent('drop', {
+    dataTransfer: data, bubbles: true, cancelable: true, clientX: x, clientY: y }));
+}"""
+
+
+def test_a_stored_image_without_a_workflow_dropped_as_a_link_becomes_a_load_image_node_without_an_upload(page, server):
+    import base64
+    import io
+
+    from PIL import Image
+
+    open_editor(page, server)
+    picture = io.BytesIO()
+    Image.new("RGB", (16, 16), (90, 40, 200)).save(picture, format="PNG")
+    sha = page.evaluate(UPLOAD, base64.b64encode(picture.getvalue()).decode())
+    uploads = []
+    page.on("request", lambda request: request.url.endswith("/api/uploads") and uploads.append(request))
+    at = empty_spot(page)
+    page.evaluate(DROP_LINK_AT, [f"/api/artifacts/{sha}", *at])
+    expect(node(page, "load_image")).to_be_visible()
+    assert page.evaluate("window.diffblocks.workflow()")["nodes"]["load_image"]["inputs"] == {"image": {"artifact": sha}}
+    assert uploads == []
+    assert page.problems == []
