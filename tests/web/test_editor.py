@@ -310,6 +310,64 @@ def test_an_a1111_png_becomes_a_text_to_image_graph_that_draws_what_run_draws(pa
     assert np.array_equal(pixels(server, shown_image(page)), np.asarray(Image.open(tmp_path / "cli.png").convert("RGB")))
 
 
+COMFY_PROMPT = {  # ComfyUI's default text-to-image graph in its API format, as its images hold it
+    "3": {"class_type": "KSampler", "inputs": {
+        "seed": 3, "steps": 6, "cfg": 5.0, "sampler_name": "euler_ancestral", "scheduler": "normal", "denoise": 1.0,
+        "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
+    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "v1-5-pruned-emaonly.safetensors"}},
+    "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 32, "height": 32, "batch_size": 1}},
+    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a handwritten digit four", "clip": ["4", 1]}},
+    "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry, faint", "clip": ["4", 1]}},
+    "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+    "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["8", 0]}},
+}
+
+
+def test_a_comfyui_image_becomes_the_same_text_to_image_graph_with_its_settings(page, server, tmp_path):
+    """An image ComfyUI made (its graph in the API format as "prompt", its editor's layout as "workflow"), or its
+    "Save (API format)" file: the text-to-image preset with the KSampler's seed, steps, CFG and sampler, the latent's
+    size and both prompts, which draws what ``diffblocks run`` draws with the same settings. ComfyUI's own editor
+    format is refused, saying what to save instead."""
+    import base64
+
+    from PIL.PngImagePlugin import PngInfo
+
+    from diffblocks.cli import main
+
+    info = PngInfo()
+    info.add_text("prompt", json.dumps(COMFY_PROMPT))
+    info.add_text("workflow", json.dumps({"last_node_id": 9, "nodes": [{"id": 3, "type": "KSampler"}], "links": []}))
+    Image.new("RGB", (32, 32)).save(tmp_path / "comfy.png", pnginfo=info)
+    open_editor(page, server)
+    page.evaluate(DROP_FILE, ["comfy.png", "image/png", base64.b64encode((tmp_path / "comfy.png").read_bytes()).decode()])
+    expect(node(page, "run").locator('[data-input="prompt"] textarea')).to_have_value("a handwritten digit four")
+    expected = {"nodes": {
+        "load": {"type": "LoadComponents", "inputs": {"repo": "embedded"}},
+        "cfg": {"type": "ClassifierFreeGuidance", "inputs": {"guidance_scale": 5}},
+        "sampler": {"type": "EulerAncestralDiscreteScheduler", "inputs": {"scheduler": {"node": "load", "output": "scheduler"}}},
+        "run": {"type": "preset:sd15-text2image", "inputs": {
+            "components": {"node": "load", "output": "components"}, "prompt": "a handwritten digit four",
+            "negative_prompt": "blurry, faint", "num_inference_steps": 6, "seed": 3, "width": 32, "height": 32,
+            "guider": {"node": "cfg", "output": "guider"}, "scheduler": {"node": "sampler", "output": "scheduler"}}}}}
+    assert page.evaluate("window.diffblocks.workflow()") == expected
+    run(page)
+    assert main(["run", "--prompt", "a handwritten digit four", "--negative-prompt", "blurry, faint", "--steps", "6",
+                 "--seed", "3", "--guidance-scale", "5", "--scheduler", "euler-a", "--height", "32", "--width", "32",
+                 "--device", "cpu", "--no-progress", "--out", str(tmp_path / "cli.png")]) == 0
+    assert np.array_equal(pixels(server, shown_image(page)), np.asarray(Image.open(tmp_path / "cli.png").convert("RGB")))
+
+    page.get_by_role("button", name="Reset").click()
+    page.get_by_test_id("load-input").set_input_files(files=[{"name": "api.json", "mimeType": "application/json",
+                                                              "buffer": json.dumps(COMFY_PROMPT).encode()}])
+    expect(node(page, "run")).to_be_visible()
+    assert page.evaluate("window.diffblocks.workflow()") == expected
+    editor_format = json.dumps({"last_node_id": 9, "nodes": [{"id": 3, "type": "KSampler"}], "links": []}).encode()
+    page.get_by_test_id("load-input").set_input_files(files=[{"name": "ui.json", "mimeType": "application/json",
+                                                              "buffer": editor_format}])
+    expect(page.get_by_text("could not load ui.json: this is a ComfyUI workflow in its editor's format")).to_be_visible()
+    assert page.evaluate("window.diffblocks.workflow()") == expected  # nothing lost
+
+
 def test_the_page_reconnects_after_a_server_restart(page, make_server, tmp_path, shots):
     own = make_server(tmp_path).start()  # its own server: this test stops it
     try:

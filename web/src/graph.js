@@ -73,6 +73,29 @@ export const DEFAULT_WORKFLOW = {
   },
 };
 
+/** A text-to-image document on ``repo`` (the SD 1.x preset node) with the settings another tool's image holds:
+ * {prompt, negative, steps, seed, width, height, cfg, scheduler (a scheduler node type)}, each left out when null. */
+export function text2imageGraph(repo, settings) {
+  const { prompt, negative, steps, seed, width, height, cfg, scheduler } = settings;
+  const LOAD = { node: 'load', output: 'components' };
+  const inputs = { components: LOAD, prompt };
+  if (negative) inputs.negative_prompt = negative;
+  if (steps !== null && steps !== undefined) inputs.num_inference_steps = steps;
+  if (seed !== null && seed !== undefined) inputs.seed = seed;
+  if (width && height) Object.assign(inputs, { width, height });
+  const nodes = { load: { type: 'LoadComponents', inputs: { repo } } };
+  if (cfg !== null && cfg !== undefined) {
+    nodes.cfg = { type: 'ClassifierFreeGuidance', inputs: { guidance_scale: cfg } };
+    inputs.guider = { node: 'cfg', output: 'guider' };
+  }
+  if (scheduler) {  // the model's own scheduler config, this sampler's steps
+    nodes.sampler = { type: scheduler, inputs: { scheduler: { node: 'load', output: 'scheduler' } } };
+    inputs.scheduler = { node: 'sampler', output: 'scheduler' };
+  }
+  nodes.run = { type: 'preset:sd15-text2image', inputs };
+  return { nodes, ui: { previews: { output: { node: 'run', output: 'images' } } } };
+}
+
 export const isLink = (value) =>
   Boolean(value) && typeof value === 'object' && !Array.isArray(value) && typeof value.node === 'string' &&
   typeof value.output === 'string' && Object.keys(value).length === 2;

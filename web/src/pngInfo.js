@@ -1,6 +1,9 @@
 // Workflows inside PNGs: the server writes each job's workflow into its output images as a "workflow" tEXt
 // chunk (as ComfyUI does), so an image loaded here brings back the graph that made it. An image from A1111 (or
-// `diffblocks run`) holds its parameters instead ("parameters"): they become a text-to-image graph.
+// `diffblocks run`) holds its parameters instead ("parameters"), one from ComfyUI its graph in ComfyUI's terms
+// ("prompt", comfy.js): either becomes a text-to-image graph.
+import { comfyWorkflow, isComfyPrompt } from './comfy.js';
+import { text2imageGraph } from './graph.js';
 
 const SIGNATURE = [137, 80, 78, 71, 13, 10, 26, 10];
 
@@ -69,25 +72,22 @@ export function parseParameters(text) {
  * prompt, steps, seed, size, CFG scale and sampler. The model is A1111's name for it, not a path: ``repo`` stays. */
 export function parametersWorkflow(text, repo) {
   const { prompt, negative, fields } = parseParameters(text);
-  const LOAD = { node: 'load', output: 'components' };
-  const inputs = { components: LOAD, prompt };
-  if (negative) inputs.negative_prompt = negative;
   const number = (key) => (fields[key] !== undefined && !Number.isNaN(Number(fields[key])) ? Number(fields[key]) : null);
-  if (number('Steps') !== null) inputs.num_inference_steps = number('Steps');
-  if (number('Seed') !== null) inputs.seed = number('Seed');
   const size = /^(\d+)x(\d+)$/.exec(fields.Size || '');
-  if (size) Object.assign(inputs, { width: Number(size[1]), height: Number(size[2]) });
-  const nodes = { load: { type: 'LoadComponents', inputs: { repo } } };
-  if (number('CFG scale') !== null) {
-    nodes.cfg = { type: 'ClassifierFreeGuidance', inputs: { guidance_scale: number('CFG scale') } };
-    inputs.guider = { node: 'cfg', output: 'guider' };
+  return text2imageGraph(repo, {
+    prompt, negative, steps: number('Steps'), seed: number('Seed'), cfg: number('CFG scale'),
+    width: size && Number(size[1]), height: size && Number(size[2]), scheduler: SAMPLERS[fields.Sampler],
+  });
+}
+
+/** The workflow a saved document or ComfyUI's JSON (its API format; ``repo`` for the model) stands for. */
+function documentOf(json, repo) {
+  if (isComfyPrompt(json)) return comfyWorkflow(json, repo);
+  if (json && Array.isArray(json.nodes)) {
+    throw new Error("this is a ComfyUI workflow in its editor's format: save it from ComfyUI in the API format, or "
+      + 'drop an image ComfyUI made');
   }
-  if (SAMPLERS[fields.Sampler]) {  // the model's own scheduler config, this sampler's steps
-    nodes.sampler = { type: SAMPLERS[fields.Sampler], inputs: { scheduler: { node: 'load', output: 'scheduler' } } };
-    inputs.scheduler = { node: 'sampler', output: 'scheduler' };
-  }
-  nodes.run = { type: 'preset:sd15-text2image', inputs };
-  return { nodes, ui: { previews: { output: { node: 'run', output: 'images' } } } };
+  return json;
 }
 
 export const isImageFile = (file) => file.type.startsWith('image/') || /\.(png|jpe?g|webp)$/i.test(file.name);
@@ -97,12 +97,14 @@ export const isImageFile = (file) => file.type.startsWith('image/') || /\.(png|j
 export async function workflowIn(file, repo = 'embedded') {
   if (file.type === 'image/png' || /\.png$/i.test(file.name)) {
     const chunks = pngText(await file.arrayBuffer());
-    if (chunks.workflow) return JSON.parse(chunks.workflow);
+    const workflow = chunks.workflow && JSON.parse(chunks.workflow);
+    if (workflow && !Array.isArray(workflow.nodes)) return workflow; // ours (ComfyUI's editor format lists its nodes)
+    if (chunks.prompt) return documentOf(JSON.parse(chunks.prompt), repo); // ComfyUI's API format
     if (chunks.parameters) return parametersWorkflow(chunks.parameters, repo);
     return null;
   }
   if (isImageFile(file)) return null;
-  return JSON.parse(await file.text());
+  return documentOf(JSON.parse(await file.text()), repo);
 }
 
 /** As workflowIn, but an image without a workflow is an error (the Load button loads workflows only). */
