@@ -365,6 +365,11 @@ def test_a_comfyui_image_becomes_the_same_text_to_image_graph_with_its_settings(
     page.get_by_test_id("load-input").set_input_files(files=[{"name": "ui.json", "mimeType": "application/json",
                                                               "buffer": editor_format}])
     expect(page.get_by_text("could not load ui.json: this is a ComfyUI workflow in its editor's format")).to_be_visible()
+    image2image = {**COMFY_PROMPT, "5": {"class_type": "VAEEncode", "inputs": {"pixels": ["10", 0], "vae": ["4", 2]}}}
+    page.get_by_test_id("load-input").set_input_files(files=[{"name": "i2i.json", "mimeType": "application/json",
+                                                              "buffer": json.dumps(image2image).encode()}])
+    expect(page.get_by_text("could not load i2i.json: this ComfyUI graph does not start from an EmptyLatentImage")
+           ).to_be_visible()
     assert page.evaluate("window.diffblocks.workflow()") == expected  # nothing lost
 
 
