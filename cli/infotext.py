@@ -1,9 +1,11 @@
 """The generation parameters written into ``diffblocks run``'s images, in A1111's "infotext" layout (the prompt,
 ``Negative prompt: ...``, then ``Key: value`` pairs; a PNG's ``parameters`` text, a JPEG's or WebP's EXIF
-UserComment), which A1111, Forge, Civitai and image browsers read back."""
+UserComment), which A1111, Forge, Civitai and image browsers read back. ``--from-image`` reads them, and the
+settings of a ComfyUI image's text-to-image graph (its ``prompt`` text, ComfyUI's API format) as the same."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,51 @@ def infotext(args, pipe, blocks, size: tuple[int, int], inputs: dict[str, Any], 
     return "\n".join(lines)
 
 
+# ComfyUI's sampler_name -> A1111's sampler names (its "scheduler", the sigma spacing, is not carried over)
+COMFY_SAMPLERS = {"euler": "Euler", "euler_ancestral": "Euler a", "ddim": "DDIM", "ddpm": "DDPM", "dpmpp_2m": "DPM++ 2M",
+                  "uni_pc": "UniPC", "lcm": "LCM"}
+
+
+def from_comfy(graph: Any) -> str:
+    """The infotext of ComfyUI's graph (its API format: ``{id: {"class_type", "inputs"}}``, an input a value or
+    ``[source id, output]``) when it is a plain text-to-image one: one KSampler from an EmptyLatentImage, prompted
+    by CLIPTextEncode nodes. Its settings carry over; its pixels do not (ComfyUI draws its noise its own way).
+
+    Raises:
+        ValueError: why the graph is not read.
+    """
+    nodes = graph.values() if isinstance(graph, dict) else []
+    samplers = [node for node in nodes if isinstance(node, dict) and node.get("class_type") == "KSampler"]
+    if len(samplers) != 1:
+        raise ValueError(f"holds a ComfyUI graph with {len(samplers)} KSampler nodes; only a plain text-to-image one "
+                         "(one KSampler) is read")
+    inputs = samplers[0].get("inputs", {})
+
+    def source(link: Any) -> dict:
+        node = graph.get(str(link[0])) if isinstance(link, list) and link else None
+        return node if isinstance(node, dict) else {}
+
+    def text(link: Any) -> str | None:
+        node = source(link)
+        value = node.get("inputs", {}).get("text")
+        return value if node.get("class_type") == "CLIPTextEncode" and isinstance(value, str) else None
+
+    latent = source(inputs.get("latent_image"))
+    if latent.get("class_type") != "EmptyLatentImage":
+        raise ValueError("holds a ComfyUI graph that does not start from an EmptyLatentImage; only text-to-image is read")
+    prompt, negative = text(inputs.get("positive")), text(inputs.get("negative"))
+    if prompt is None:
+        raise ValueError("holds a ComfyUI graph whose positive prompt is not a CLIPTextEncode with its text")
+    size = latent.get("inputs", {})
+    fields = {"Steps": inputs.get("steps"), "Sampler": COMFY_SAMPLERS.get(inputs.get("sampler_name")),
+              "CFG scale": inputs.get("cfg"), "Seed": inputs.get("seed"),
+              "Size": f"{size.get('width')}x{size.get('height')}" if size.get("width") and size.get("height") else None}
+    lines = [prompt, *([f"Negative prompt: {negative}"] if negative else [])]
+    lines.append(", ".join(f"{key}: {format(value, 'g') if isinstance(value, float) else value}"
+                           for key, value in fields.items() if value is not None))
+    return "\n".join(lines)
+
+
 def read(path: str) -> str:
     """The parameters an image holds (a PNG's ``parameters`` text, a JPEG's or WebP's EXIF UserComment).
 
@@ -63,12 +110,23 @@ def read(path: str) -> str:
         with Image.open(Path(path).expanduser()) as image:
             text = image.info.get("parameters") or image.getexif().get_ifd(ExifTags.IFD.Exif).get(
                 ExifTags.Base.UserComment)
+            comfy = image.info.get("prompt") if not text else None
     except (OSError, UnidentifiedImageError) as err:
         raise FlagError.unusable("--from-image", path, f"cannot read the image ({err})") from err
+    if comfy:
+        try:
+            graph = json.loads(comfy)
+        except ValueError as err:
+            raise FlagError.unusable("--from-image", path, f"holds a 'prompt' text that is not JSON ({err})") from err
+        try:
+            return from_comfy(graph)
+        except ValueError as err:
+            raise FlagError.unusable("--from-image", path, str(err)) from err
     if isinstance(text, bytes):
         text = text[8:].decode("utf-16-be" if text.startswith(USER_COMMENT_PREFIX) else "utf-8", errors="replace")
     if not text or not text.strip():
-        raise FlagError.unusable("--from-image", path, "holds no generation parameters (A1111's, or diffblocks run's)")
+        raise FlagError.unusable("--from-image", path, "holds no generation parameters (A1111's, ComfyUI's, or diffblocks "
+                                 "run's)")
     return text
 
 

@@ -197,6 +197,56 @@ def test_from_image_says_when_an_image_holds_no_parameters(capsys, tmp_path):
         assert_one_line_error(code, err, f"--from-image {path}: {fragment}")
 
 
+def comfy_graph(latent=None, **sampler):
+    """ComfyUI's default text-to-image graph in its API format, as its images hold it (their "prompt" text)."""
+    return {
+        "3": {"class_type": "KSampler", "inputs": {
+            "seed": 3, "steps": 5, "cfg": 5.0, "sampler_name": "euler_ancestral", "scheduler": "normal", "denoise": 1.0,
+            "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0], **sampler}},
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "v1-5-pruned-emaonly.safetensors"}},
+        "5": latent or {"class_type": "EmptyLatentImage", "inputs": {"width": 32, "height": 32, "batch_size": 1}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a handwritten seven", "clip": ["4", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["8", 0]}},
+    }
+
+
+def comfy_image(path, graph):
+    import json
+
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("prompt", json.dumps(graph))
+    info.add_text("workflow", json.dumps({"last_node_id": 9, "nodes": [], "links": []}))  # its editor's layout
+    Image.new("RGB", (32, 32)).save(path, pnginfo=info)
+
+
+def test_from_image_reads_a_comfyui_images_text_to_image_settings(capsys, tmp_path):
+    """A ComfyUI image's graph (one KSampler from an EmptyLatentImage, CLIPTextEncode prompts): its seed, steps, CFG,
+    sampler, size and prompts, as the same flags given by hand draw them; any other graph is refused, saying why."""
+    comfy_image(tmp_path / "comfy.png", comfy_graph())
+    code, _, err = run_cli(capsys, "run", "--from-image", str(tmp_path / "comfy.png"), "--out", str(tmp_path / "a.png"),
+                           "--no-progress")
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "run", "--prompt", "a handwritten seven", "--negative-prompt", "blurry", "--steps",
+                           "5", "--seed", "3", "--guidance-scale", "5", "--scheduler", "euler-a", "--height", "32",
+                           "--width", "32", "--out", str(tmp_path / "b.png"), "--no-progress")
+    assert code == 0, err
+    a, b = Image.open(tmp_path / "a.png"), Image.open(tmp_path / "b.png")
+    assert a.tobytes() == b.tobytes() and a.text["parameters"] == b.text["parameters"]
+    for name, graph, fragment in [
+        ("i2i.png", comfy_graph(latent={"class_type": "VAEEncode", "inputs": {"pixels": ["10", 0]}}),
+         "does not start from an EmptyLatentImage"),
+        ("two.png", {**comfy_graph(), "10": comfy_graph()["3"]}, "with 2 KSampler nodes"),
+    ]:
+        comfy_image(tmp_path / name, graph)
+        code, _, err = run_cli(capsys, "run", "--from-image", str(tmp_path / name), "--out", str(tmp_path / "x.png"))
+        assert_one_line_error(code, err, f"--from-image {tmp_path / name}: holds a ComfyUI graph")
+        assert fragment in err
+
+
 @pytest.mark.slow
 def test_run_sdxl_preset_on_a_given_model(capsys, tmp_path):
     from tiny_models import make_sdxl_repo
