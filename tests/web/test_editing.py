@@ -385,3 +385,34 @@ def test_a_stored_image_without_a_workflow_dropped_as_a_link_becomes_a_load_imag
     assert page.evaluate("window.diffblocks.workflow()")["nodes"]["load_image"]["inputs"] == {"image": {"artifact": sha}}
     assert uploads == []
     assert page.problems == []
+
+
+def test_alt_c_folds_a_node_to_its_title_bar_with_its_wires_kept(page, server, shots):
+    open_editor(page, server)
+    latents = node(page, "latents")
+    tall = latents.bounding_box()["height"]
+    wires = page.locator(".react-flow__edge path.react-flow__edge-path")
+    count = wires.count()
+    workflow = page.evaluate("window.diffblocks.workflow()")
+    select(page, "latents")
+    page.keyboard.press("Alt+c")
+    expect(latents.locator(".block-node")).to_have_class(re.compile(r"\bcollapsed\b"))
+    assert latents.bounding_box()["height"] < min(60, tall / 4)
+    expect(wires).to_have_count(count)  # every wire still drawn, ending on the title bar
+    assert all(path.get_attribute("d") and "NaN" not in path.get_attribute("d") for path in wires.all())
+    assert page.evaluate("window.diffblocks.workflow()") == workflow  # folding changes no input
+    assert page.evaluate(DOCUMENT)["ui"]["collapsed"] == ["latents"]
+    run_status = page.get_by_test_id("run-status")
+    page.get_by_role("button", name="Run", exact=True).click()
+    expect(run_status).to_have_attribute("data-status", "done", timeout=180_000)
+    expect(latents.get_by_test_id("node-state")).to_have_text(re.compile(r"^done"))  # its state shows folded too
+    page.screenshot(path=str(shots / "17-folded.png"))
+
+    page.reload()  # kept with the graph
+    expect(latents.locator(".block-node")).to_have_class(re.compile(r"\bcollapsed\b"))
+    latents.get_by_role("button", name="unfold").click()
+    expect(latents.locator(".block-node")).not_to_have_class(re.compile(r"\bcollapsed\b"))
+    assert abs(latents.bounding_box()["height"] - tall) < 2
+    page.keyboard.press("Control+z")
+    expect(latents.locator(".block-node")).to_have_class(re.compile(r"\bcollapsed\b"))
+    assert page.problems == []

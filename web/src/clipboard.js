@@ -48,6 +48,7 @@ export function pasted(clip, nodes, at, keepInputs) {
   for (const [id, control] of Object.entries((clip.ui && clip.ui.controls) || {})) {
     if (id in ids) copy.ui.controls[ids[id]] = control;
   }
+  copy.ui.collapsed = ((clip.ui && clip.ui.collapsed) || []).filter((id) => id in ids).map((id) => ids[id]);
   const added = fromDocument(copy);
   return { nodes: added.nodes.map((node) => ({ ...node, selected: true })), edges: added.edges };
 }

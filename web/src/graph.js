@@ -120,20 +120,24 @@ export function toWorkflow(nodes, edges) {
   return { nodes: result };
 }
 
-/** The workflow plus what only the page needs (preview nodes, positions, seed controls): what Save writes. */
+/** The workflow plus what only the page needs (preview nodes, positions, seed controls, collapsed nodes): what
+ * Save writes. */
 export function toDocument(nodes, edges) {
   const workflow = toWorkflow(nodes, edges);
   const previews = {};
   const positions = {};
   const controls = {};
+  const collapsed = [];
   for (const node of nodes) {
     positions[node.id] = { x: Math.round(node.position.x), y: Math.round(node.position.y) };
     if (node.data.control) controls[node.id] = { ...node.data.control };
+    if (node.data.collapsed) collapsed.push(node.id);
     if (node.type !== 'preview') continue;
     const edge = edges.find((e) => e.target === node.id);
     previews[node.id] = edge ? LINK(edge.source, edge.sourceHandle) : null;
   }
-  return { ...workflow, ui: { previews, positions, ...(Object.keys(controls).length ? { controls } : {}) } };
+  const extra = { ...(Object.keys(controls).length ? { controls } : {}), ...(collapsed.length ? { collapsed } : {}) };
+  return { ...workflow, ui: { previews, positions, ...extra } };
 }
 
 /** React Flow nodes and edges from a saved document or a bare workflow (laid out when it has no positions). */
@@ -157,6 +161,7 @@ export function fromDocument(document) {
   for (const node of nodes) {
     const control = (ui.controls || {})[node.id];
     if (control && typeof control === 'object' && Object.keys(control).length) node.data.control = { ...control };
+    if (Array.isArray(ui.collapsed) && ui.collapsed.includes(node.id)) node.data.collapsed = true;
   }
   for (const [id, source] of Object.entries(ui.previews || {})) {
     nodes.push({ id, type: 'preview', position: { x: 0, y: 0 }, data: { nodeType: PREVIEW_TYPE, values: {} } });

@@ -1,7 +1,8 @@
 // The editor's keyboard shortcuts, as in ComfyUI: Ctrl+Enter runs (Ctrl+Shift+Enter ahead of every job waiting),
 // Ctrl+Z / Ctrl+Shift+Z / Ctrl+Y undo and redo, Ctrl+C / Ctrl+V copy and paste nodes, Ctrl+Shift+V pastes them
 // with their input wires, Ctrl+A selects every node, Ctrl+B bypasses the selected nodes (or stops). Cmd works
-// for Ctrl. Delete and Backspace remove the selection (React Flow's deleteKeyCode).
+// for Ctrl; Alt+C folds the selected nodes to their title bars (or unfolds them). Delete and Backspace remove the
+// selection (React Flow's deleteKeyCode).
 import { useEffect } from 'react';
 
 import { isImageFile } from './pngInfo.js';
@@ -17,6 +18,11 @@ const hasTextSelection = () => String(window.getSelection() || '') !== '';
 export function useShortcuts(pastePoint, centerPoint) {
   useEffect(() => {
     const onKeyDown = (event) => {
+      if (event.altKey && !event.ctrlKey && !event.metaKey && event.code === 'KeyC' && !isTyping(event.target)) {
+        event.preventDefault();
+        useStore.getState().toggleCollapse();
+        return;
+      }
       if (!(event.ctrlKey || event.metaKey) || event.altKey) return;
       const key = event.key.toLowerCase();
       const store = useStore.getState();

@@ -225,6 +225,24 @@ export const useStore = create((set, get) => {
       });
     },
 
+    /** Alt+C (or a node's ▾ button): the nodes `ids` (default: the selected ones) folded to their title bar, or,
+     * when all of them are, unfolded. */
+    toggleCollapse(ids = null) {
+      const chosen = get().nodes.filter((node) => (ids ? ids.includes(node.id) : node.selected) && node.type === 'block');
+      if (!chosen.length) return;
+      const collapsed = chosen.some((node) => !node.data.collapsed);
+      const changing = new Set(chosen.map((node) => node.id));
+      remember();
+      set({
+        nodes: get().nodes.map((node) => {
+          if (!changing.has(node.id)) return node;
+          const data = { ...node.data, collapsed };
+          if (!collapsed) delete data.collapsed;
+          return { ...node, data };
+        }),
+      });
+    },
+
     /** Ctrl+B: the selected nodes bypassed (they do not run; what they take flows past them, see the server's
      * nodes/bypass.py), or, when all of them are, no longer. */
     toggleBypass() {

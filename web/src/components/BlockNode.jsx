@@ -146,6 +146,38 @@ function BlockNode({ id, data, selected }) {
       </div>
     );
   }
+  const header = (
+    <div className="node-header" title={spec.description}>
+      <button
+        type="button" className="fold nodrag" aria-label={data.collapsed ? 'unfold' : 'fold'}
+        title={data.collapsed ? 'unfold (Alt+C)' : 'fold to the title bar (Alt+C)'}
+        onClick={() => useStore.getState().toggleCollapse([id])}
+      >
+        {data.collapsed ? '▸' : '▾'}
+      </button>
+      <span className="node-title">{shortTitle(data.nodeType)}</span>
+      <span className="node-id">{id}</span>
+      {data.bypass && <span className="badge badge-bypassed" title="does not run; its inputs flow past it (Ctrl+B)">bypassed</span>}
+      <StatusBadge status={status} />
+    </div>
+  );
+  const classes = `block-node state-${status.state}${errors ? ' has-error' : ''}${selected ? ' selected' : ''}${data.bypass ? ' bypassed' : ''}`;
+  if (data.collapsed) {
+    // the title bar only; the wires still end on it, at its sides
+    const wiredOutputs = [...new Set(edges.filter((edge) => edge.source === id).map((edge) => edge.sourceHandle))];
+    return (
+      <div className={`${classes} collapsed`} data-node-id={id} data-state={status.state}>
+        {header}
+        <ProgressBar status={status} />
+        {Object.keys(links).map((name) => (
+          <Handle key={`in-${name}`} type="target" position={Position.Left} id={name} className="socket folded-socket" />
+        ))}
+        {wiredOutputs.map((name) => (
+          <Handle key={`out-${name}`} type="source" position={Position.Right} id={name} className="socket folded-socket" />
+        ))}
+      </div>
+    );
+  }
   const inputs = Object.entries(spec.inputs);
   const shown = inputs.filter(([name, input]) => expanded || isShown(name, input, data.nodeType, data.values[name], links[name], errors && errors[name]));
   // a loader has an output per component: the unwired ones fold away with the optional inputs
@@ -160,16 +192,8 @@ function BlockNode({ id, data, selected }) {
   const inputErrors = errors ? Object.keys(errors).filter((key) => key && !spec.inputs[key]) : [];
 
   return (
-    <div
-      className={`block-node state-${status.state}${errors ? ' has-error' : ''}${selected ? ' selected' : ''}${data.bypass ? ' bypassed' : ''}`}
-      data-node-id={id} data-state={status.state}
-    >
-      <div className="node-header" title={spec.description}>
-        <span className="node-title">{shortTitle(data.nodeType)}</span>
-        <span className="node-id">{id}</span>
-        {data.bypass && <span className="badge badge-bypassed" title="does not run; its inputs flow past it (Ctrl+B)">bypassed</span>}
-        <StatusBadge status={status} />
-      </div>
+    <div className={classes} data-node-id={id} data-state={status.state}>
+      {header}
       <ProgressBar status={status} />
       <Messages messages={nodeErrors} className="node-error" />
       {inputErrors.map((key) => <Messages key={key} messages={errors[key].map((m) => `${key}: ${m}`)} className="node-error" />)}
