@@ -415,4 +415,11 @@ def test_alt_c_folds_a_node_to_its_title_bar_with_its_wires_kept(page, server, s
     assert abs(latents.bounding_box()["height"] - tall) < 2
     page.keyboard.press("Control+z")
     expect(latents.locator(".block-node")).to_have_class(re.compile(r"\bcollapsed\b"))
+
+    # a folded node still says what is wrong with it, naming the input
+    widget(page, "steps", "num_inference_steps").fill("0")
+    select(page, "steps")
+    page.keyboard.press("Alt+c")
+    expect(node(page, "steps").locator(".block-node")).to_have_class(re.compile(r"\bcollapsed\b"))
+    expect(node(page, "steps").locator(".node-error")).to_contain_text("num_inference_steps: ")
     assert page.problems == []

@@ -169,6 +169,14 @@ function BlockNode({ id, data, selected }) {
       <div className={`${classes} collapsed`} data-node-id={id} data-state={status.state}>
         {header}
         <ProgressBar status={status} />
+        {/* every problem in one list, each naming its input, since no input row shows it */}
+        <Messages
+          className="node-error"
+          messages={[
+            ...Object.entries(errors || {}).flatMap(([key, list]) => list.map((message) => (key ? `${key}: ${message}` : message))),
+            ...(status.state === 'failed' && status.message && !errors ? [status.message] : []),
+          ]}
+        />
         {Object.keys(links).map((name) => (
           <Handle key={`in-${name}`} type="target" position={Position.Left} id={name} className="socket folded-socket" />
         ))}
