@@ -1,11 +1,11 @@
 // The server's jobs, newest first, from every client (ComfyUI's queue and history): each with its state and
 // time; a click loads the workflow it ran (one undo step), × cancels one still queued or running.
-import { useEffect, useState } from 'react';
+import { useEffect, useRef, useState } from 'react';
 
 import { api } from '../api.js';
 import { useStore } from '../store.js';
 
-const REFRESH_DELAY_MS = 200; // job events come in bursts: one request for a burst
+const REFRESH_EVERY_MS = 300; // job events come in bursts, and on a busy server without pause: at most this often
 const SHOWN = 50;
 
 function when(job) {
@@ -18,18 +18,27 @@ export default function History() {
   const jobEvents = useStore((state) => state.jobEvents);
   const connection = useStore((state) => state.connection);
   const [jobs, setJobs] = useState(null);
+  const timer = useRef(null); // a refresh is due: later events join it rather than put it off
+  const shown = useRef(true);
+  const loaded = useRef(false);
 
   useEffect(() => {
-    if (connection !== 'connected') return undefined;
-    let cancelled = false;
-    const timer = setTimeout(() => {
-      api.jobs(SHOWN).then((answer) => !cancelled && setJobs(answer.jobs))
-        .catch((error) => !cancelled && useStore.getState().setBanner(`could not list the jobs: ${error.message}`));
-    }, REFRESH_DELAY_MS);
+    shown.current = true;
     return () => {
-      cancelled = true;
-      clearTimeout(timer);
+      shown.current = false;
+      clearTimeout(timer.current);
+      timer.current = null;
     };
+  }, []);
+  useEffect(() => {
+    if (connection !== 'connected' || timer.current) return;
+    timer.current = setTimeout(() => {
+      timer.current = null;
+      api.jobs(SHOWN).then((answer) => {
+        loaded.current = true;
+        if (shown.current) setJobs(answer.jobs);
+      }).catch((error) => shown.current && useStore.getState().setBanner(`could not list the jobs: ${error.message}`));
+    }, loaded.current ? REFRESH_EVERY_MS : 0);
   }, [jobEvents, connection]);
 
   const load = async (id) => {
