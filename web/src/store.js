@@ -277,7 +277,7 @@ export const useStore = create((set, get) => {
       });
     },
 
-    /** Moves every controlled seed on (after a Run is submitted); not a step to undo, as in ComfyUI. */
+    /** Moves every controlled seed on (after a Run is submitted): not a step of its own to undo. */
     advanceSeeds() {
       const nodes = controlsAfterRun(get().nodes, get().edges, get().spec);
       if (nodes === get().nodes) return;
