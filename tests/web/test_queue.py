@@ -161,3 +161,22 @@ def test_run_selected_runs_only_what_the_selected_node_needs_while_the_rest_is_u
     page.get_by_role("button", name="Run", exact=True).click()  # the whole graph: the unfinished part stops it
     expect(status).to_have_attribute("data-status", "invalid")
     assert page.problems == []
+
+
+def test_a_batch_count_queues_that_many_jobs_each_with_the_next_seed(page, server):
+    open_editor(page, server)
+    seed = widget(page, "latents", "seed")
+    seed.fill("70")
+    control(page).select_option("increment")
+    page.get_by_label("batch count").fill("3")
+    page.get_by_role("button", name="Run", exact=True).click()
+    expect(page.locator(".gallery img")).to_have_count(3, timeout=180_000)
+    status = page.get_by_test_id("run-status")
+    expect(status).to_have_attribute("data-status", "done")
+    jobs = [job["job"] for job in server.request("GET", "/api/jobs?limit=3")["jobs"]][::-1]
+    assert [job_seed(server, job) for job in jobs] == [70, 71, 72]
+    expect(seed).to_have_value("73")
+    page.get_by_label("batch count").fill("")  # while typing: empty is allowed, and the count stays
+    page.get_by_label("batch count").blur()
+    expect(page.get_by_label("batch count")).to_have_value("3")
+    assert page.problems == []

@@ -9,6 +9,7 @@ const FINAL = new Set(['done', 'failed', 'cancelled', 'lost']);
 const ACTIVE = new Set(['validating', 'submitting', 'queued', 'running']);
 const BUSY = new Set(['validating', 'submitting']); // Run waits these few milliseconds out
 const FRONT = 1000; // the highest priority the server takes: ComfyUI's "queue front"
+const MAX_BATCH = 100;
 
 /** Whether Run (or Ctrl+Enter) may submit a job now; while one runs, it queues another. */
 export const canRun = (state) => state.connection === 'connected' && !BUSY.has(state.run.status);
@@ -136,9 +137,21 @@ export function jobsSlice(set, get) {
     queued: [], // this page's jobs waiting behind the followed one, oldest first
     jobEvents: 0, // counts the job.* events of every client's jobs (the History tab refreshes on it)
     lastSeq: null,
+    batchCount: 1, // jobs one Run submits (ComfyUI's batch count), each with the next seeds
+
+    setBatchCount(count) {
+      set({ batchCount: Math.max(1, Math.min(MAX_BATCH, Math.floor(Number(count)) || 1)) });
+    },
+
+    /** Run: `batchCount` jobs, one after the other (a refused one stops the rest); options as runWorkflow's. */
+    async runBatch(options = {}) {
+      for (let i = 0; i < get().batchCount; i += 1) {
+        if (!(await get().runWorkflow(options))) return;
+      }
+    },
 
     /** Submits the graph; `front` puts it ahead of every job waiting (Ctrl+Shift+Enter, Shift+click on Run);
-     * `targets` (node ids) runs only what they need (Run selected). */
+     * `targets` (node ids) runs only what they need (Run selected). Returns the job id, or null when refused. */
     async runWorkflow({ front = false, targets = null } = {}) {
       const behind = isActive(get().run); // a job of this page is on its way: this one queues behind it
       if (!behind) set({ run: { job: null, status: 'validating' } });
@@ -146,7 +159,7 @@ export function jobsSlice(set, get) {
       if (problems && problems.length) {
         if (behind) set({ banner: 'not queued: fix the marked inputs' });
         else set({ run: { job: null, status: 'invalid' } });
-        return;
+        return null;
       }
       if (!behind) {
         const waiting = {};
@@ -163,6 +176,7 @@ export function jobsSlice(set, get) {
         if (behind) set((state) => ({ queued: [...state.queued, job] }));
         else set((state) => ({ run: { ...state.run, job, status: 'queued' } }));
         early.filter((event) => event.job === job).forEach((event) => get().handleEvent(event));
+        return job;
       } catch (error) {
         if (behind) {
           set({ banner: `not queued: ${error.message}` });
@@ -170,6 +184,7 @@ export function jobsSlice(set, get) {
           set({ errors: error.errors && error.errors.length ? groupErrors(error.errors) : { byNode: {}, general: [error.message] } });
           finishRun(null, 'failed', { message: error.message });
         }
+        return null;
       } finally {
         submitting -= 1;
         if (!submitting) early = [];

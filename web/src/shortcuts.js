@@ -27,7 +27,7 @@ export function useShortcuts(pastePoint, centerPoint) {
       const key = event.key.toLowerCase();
       const store = useStore.getState();
       let action = null;
-      if (key === 'enter') action = () => canRun(store) && store.runWorkflow({ front: event.shiftKey }); // from a prompt box too
+      if (key === 'enter') action = () => canRun(store) && store.runBatch({ front: event.shiftKey }); // from a prompt box too
       else if (isTyping(event.target)) return;
       else if (key === 'z') action = event.shiftKey ? store.redo : store.undo;
       else if (key === 'y') action = store.redo;

@@ -1,5 +1,5 @@
 // Run, Run selected, Cancel, Undo, Redo, Save, Load, Templates, and what the server and the jobs are doing.
-import { useRef } from 'react';
+import { useRef, useState } from 'react';
 import { useShallow } from 'zustand/react/shallow';
 
 import { DEFAULT_WORKFLOW, selectedTargets } from '../graph.js';
@@ -33,6 +33,27 @@ function download(name, document) {
   setTimeout(() => URL.revokeObjectURL(url), 1000);
 }
 
+/** ComfyUI's batch count: the jobs one Run queues, each with the next seeds. The text may be empty while typing. */
+function BatchCount() {
+  const count = useStore((state) => state.batchCount);
+  const [text, setText] = useState(String(count));
+  return (
+    <label className="batch-count" title="jobs one Run queues, each with the next seeds (ComfyUI's batch count)">
+      ×
+      <input
+        type="number" min={1} max={100} value={text} aria-label="batch count"
+        onChange={(event) => {
+          setText(event.target.value);
+          if (/^\d+$/.test(event.target.value) && Number(event.target.value) >= 1) {
+            useStore.getState().setBatchCount(event.target.value);
+          }
+        }}
+        onBlur={() => setText(String(useStore.getState().batchCount))}
+      />
+    </label>
+  );
+}
+
 function Queue() {
   const queued = useStore((state) => state.queued);
   const clearQueue = useStore((state) => state.clearQueue);
@@ -53,7 +74,7 @@ export default function Toolbar() {
   const runnable = useStore(canRun);
   const undoable = useStore((state) => state.undoable);
   const targets = useStore(useShallow((state) => selectedTargets(state.nodes, state.edges)));
-  const { runWorkflow, cancel, undo, redo, loadDocument, setBanner } = useStore.getState();
+  const { runBatch, cancel, undo, redo, loadDocument, setBanner } = useStore.getState();
   const fileInput = useRef(null);
   const active = isActive(run);
 
@@ -72,13 +93,14 @@ export default function Toolbar() {
     <header className="toolbar">
       <span className="brand">diffblocks</span>
       <button
-        type="button" className="button primary" onClick={(event) => runWorkflow({ front: event.shiftKey })} disabled={!runnable}
+        type="button" className="button primary" onClick={(event) => runBatch({ front: event.shiftKey })} disabled={!runnable}
         title="Run (Ctrl+Enter); while a job runs, queues another (Shift+click or Ctrl+Shift+Enter: ahead of every job waiting)"
       >
         Run
       </button>
+      <BatchCount />
       <button
-        type="button" className="button" onClick={() => runWorkflow({ targets })} disabled={!runnable || !targets.length}
+        type="button" className="button" onClick={() => runBatch({ targets })} disabled={!runnable || !targets.length}
         title="run only what the selected nodes need (ComfyUI's queue selected output nodes); the rest of the graph may be unfinished"
       >
         Run selected
