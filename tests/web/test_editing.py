@@ -423,3 +423,26 @@ def test_alt_c_folds_a_node_to_its_title_bar_with_its_wires_kept(page, server, s
     expect(node(page, "steps").locator(".block-node")).to_have_class(re.compile(r"\bcollapsed\b"))
     expect(node(page, "steps").locator(".node-error")).to_contain_text("num_inference_steps: ")
     assert page.problems == []
+
+
+def test_a_note_is_saved_with_the_graph_and_never_sent_as_a_node(page, server):
+    open_editor(page, server)
+    page.get_by_placeholder("Search nodes…").fill("note")
+    page.locator('.palette-item[data-type="Note"]').dblclick()
+    note = node(page, "note")
+    note.get_by_label("note text").fill("seed 0 draws the best seven")
+    document = page.evaluate(DOCUMENT)
+    assert document["ui"]["notes"] == {"note": "seed 0 draws the best seven"} and "note" not in document["nodes"]
+    page.get_by_role("button", name="Run", exact=True).click()
+    status = page.get_by_test_id("run-status")
+    expect(status).to_have_attribute("data-status", "done", timeout=180_000)
+    job = server.request("GET", f"/api/jobs/{status.get_attribute('data-job')}")
+    assert "note" not in job["workflow"]["nodes"] and job["workflow"]["ui"]["notes"] == document["ui"]["notes"]
+
+    page.reload()
+    expect(note.get_by_label("note text")).to_have_value("seed 0 draws the best seven")
+    select(page, "note")
+    page.keyboard.press("Control+c")
+    page.keyboard.press("Control+v")
+    expect(node(page, "note2").get_by_label("note2 text")).to_have_value("seed 0 draws the best seven")
+    assert page.problems == []

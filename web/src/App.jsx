@@ -8,6 +8,7 @@ import { api, followEvents } from './api.js';
 import BlockNode from './components/BlockNode.jsx';
 import Gallery from './components/Gallery.jsx';
 import NodeSearch from './components/NodeSearch.jsx';
+import NoteNode from './components/NoteNode.jsx';
 import Palette, { DRAG_TYPE } from './components/Palette.jsx';
 import PreviewNode from './components/PreviewNode.jsx';
 import Toolbar from './components/Toolbar.jsx';
@@ -16,7 +17,7 @@ import { familyOf } from './search.js';
 import { useShortcuts } from './shortcuts.js';
 import { modelRepo, useStore } from './store.js';
 
-const NODE_TYPES = { block: BlockNode, preview: PreviewNode };
+const NODE_TYPES = { block: BlockNode, preview: PreviewNode, note: NoteNode };
 const CATALOG_RETRY_MS = 1000;
 const ARTIFACT_PATH = /\/api\/artifacts\/([0-9a-f]{64})$/;
 

@@ -1,5 +1,5 @@
 // Copy and paste of nodes: the selection kept as a saved document (graph.js toDocument), pasted under fresh ids.
-import { PREVIEW_TYPE, freshId, fromDocument, isLink, toDocument } from './graph.js';
+import { NOTE_TYPE, PREVIEW_TYPE, freshId, fromDocument, isLink, toDocument } from './graph.js';
 
 const PASTE_OFFSET = 40; // where a paste goes when the pointer is not over the canvas: this far from the copy
 
@@ -17,10 +17,12 @@ export function copyOf(nodes, edges) {
  * left corner goes; null puts it a little below and right of the original. */
 export function pasted(clip, nodes, at, keepInputs) {
   const previews = (clip.ui && clip.ui.previews) || {};
+  const notes = (clip.ui && clip.ui.notes) || {};
   const ids = {};
   const taken = [...nodes];
-  for (const id of [...Object.keys(clip.nodes), ...Object.keys(previews)]) {
-    ids[id] = freshId(id in clip.nodes ? clip.nodes[id].type : PREVIEW_TYPE, taken);
+  const typeOf = (id) => (id in clip.nodes ? clip.nodes[id].type : id in notes ? NOTE_TYPE : PREVIEW_TYPE);
+  for (const id of [...Object.keys(clip.nodes), ...Object.keys(previews), ...Object.keys(notes)]) {
+    ids[id] = freshId(typeOf(id), taken);
     taken.push({ id: ids[id] });
   }
   const present = new Set(nodes.map((node) => node.id));
@@ -28,7 +30,7 @@ export function pasted(clip, nodes, at, keepInputs) {
     if (link.node in ids) return { node: ids[link.node], output: link.output };
     return keepInputs && present.has(link.node) ? link : null;
   };
-  const copy = { nodes: {}, ui: { previews: {}, positions: {}, controls: {} } };
+  const copy = { nodes: {}, ui: { previews: {}, positions: {}, controls: {}, notes: {} } };
   for (const [id, spec] of Object.entries(clip.nodes)) {
     const inputs = {};
     for (const [name, value] of Object.entries(spec.inputs || {})) {
@@ -49,6 +51,7 @@ export function pasted(clip, nodes, at, keepInputs) {
     if (id in ids) copy.ui.controls[ids[id]] = control;
   }
   copy.ui.collapsed = ((clip.ui && clip.ui.collapsed) || []).filter((id) => id in ids).map((id) => ids[id]);
+  for (const [id, text] of Object.entries(notes)) copy.ui.notes[ids[id]] = text;
   const added = fromDocument(copy);
   return { nodes: added.nodes.map((node) => ({ ...node, selected: true })), edges: added.edges };
 }

@@ -9,6 +9,16 @@ export const PREVIEW_SPEC = {
   description: 'Shows the images it is wired to after each run (kept by the page, not sent to the server).',
 };
 
+// The page-only note: text on the canvas, kept in the saved document (ui.notes), never a node of the workflow.
+export const NOTE_TYPE = 'Note';
+export const NOTE_SPEC = {
+  inputs: {}, outputs: {}, category: 'output',
+  description: 'A note on the canvas, for whoever opens the workflow next (saved with it, never run).',
+};
+
+/** The React Flow node kind of a node type: the page-only preview and note, or a catalog block. */
+export const kindOf = (type) => ({ [PREVIEW_TYPE]: 'preview', [NOTE_TYPE]: 'note' }[type] || 'block');
+
 const LINK = (node, output) => ({ node, output });
 
 /** The text-to-image workflow on the embedded model, from leaf blocks so per-node caching shows. */
@@ -120,23 +130,28 @@ export function toWorkflow(nodes, edges) {
   return { nodes: result };
 }
 
-/** The workflow plus what only the page needs (preview nodes, positions, seed controls, collapsed nodes): what
- * Save writes. */
+/** The workflow plus what only the page needs (preview nodes, notes, positions, seed controls, collapsed nodes):
+ * what Save writes. */
 export function toDocument(nodes, edges) {
   const workflow = toWorkflow(nodes, edges);
   const previews = {};
   const positions = {};
   const controls = {};
   const collapsed = [];
+  const notes = {};
   for (const node of nodes) {
     positions[node.id] = { x: Math.round(node.position.x), y: Math.round(node.position.y) };
     if (node.data.control) controls[node.id] = { ...node.data.control };
     if (node.data.collapsed) collapsed.push(node.id);
+    if (node.type === 'note') notes[node.id] = node.data.values.text || '';
     if (node.type !== 'preview') continue;
     const edge = edges.find((e) => e.target === node.id);
     previews[node.id] = edge ? LINK(edge.source, edge.sourceHandle) : null;
   }
-  const extra = { ...(Object.keys(controls).length ? { controls } : {}), ...(collapsed.length ? { collapsed } : {}) };
+  const extra = {
+    ...(Object.keys(controls).length ? { controls } : {}), ...(collapsed.length ? { collapsed } : {}),
+    ...(Object.keys(notes).length ? { notes } : {}),
+  };
   return { ...workflow, ui: { previews, positions, ...extra } };
 }
 
@@ -166,6 +181,9 @@ export function fromDocument(document) {
   for (const [id, source] of Object.entries(ui.previews || {})) {
     nodes.push({ id, type: 'preview', position: { x: 0, y: 0 }, data: { nodeType: PREVIEW_TYPE, values: {} } });
     if (source) edges.push(makeEdge(source.node, source.output, id, 'images'));
+  }
+  for (const [id, text] of Object.entries(ui.notes || {})) {
+    nodes.push({ id, type: 'note', position: { x: 0, y: 0 }, data: { nodeType: NOTE_TYPE, values: { text: String(text) } } });
   }
   const positions = ui.positions || {};
   const placed = nodes.every((node) => positions[node.id]);

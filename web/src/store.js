@@ -7,7 +7,8 @@ import { ApiError, api } from './api.js';
 import { copyOf, pasted } from './clipboard.js';
 import { controlsAfterRun } from './controls.js';
 import {
-  DEFAULT_WORKFLOW, PREVIEW_SPEC, PREVIEW_TYPE, fromDocument, freshId, makeEdge, makesCycle, toDocument, toWorkflow,
+  DEFAULT_WORKFLOW, NOTE_SPEC, NOTE_TYPE, PREVIEW_SPEC, PREVIEW_TYPE, fromDocument, freshId, kindOf, makeEdge, makesCycle,
+  toDocument, toWorkflow,
 } from './graph.js';
 import { createHistory } from './history.js';
 import { jobsSlice } from './jobs.js';
@@ -69,6 +70,7 @@ export const useStore = create((set, get) => {
 
     spec(type) {
       if (type === PREVIEW_TYPE) return PREVIEW_SPEC;
+      if (type === NOTE_TYPE) return NOTE_SPEC;
       return (get().catalog || {})[type] || null;
     },
 
@@ -189,8 +191,7 @@ export const useStore = create((set, get) => {
      * to undo. */
     addNode(type, position, from = null, values = {}) {
       const id = freshId(type, get().nodes);
-      const kind = type === PREVIEW_TYPE ? 'preview' : 'block';
-      const node = { id, type: kind, position, data: { nodeType: type, values: { ...values } } };
+      const node = { id, type: kindOf(type), position, data: { nodeType: type, values: { ...values } } };
       remember();
       set({ nodes: [...get().nodes, node] });
       const spec = from && get().spec(type);
