@@ -113,6 +113,15 @@ def test_a_new_seed_reruns_from_the_latents_and_keeps_the_text_encoding(page, se
     expect(page.locator(".gallery img")).to_have_count(2)
     page.screenshot(path=str(shots / "03-new-seed.png"))
 
+    # a click shows a gallery image large, newest first; the arrow keys step through them, Escape closes
+    page.locator(".gallery-item").first.click()
+    viewer = page.get_by_role("dialog", name="image viewer")
+    expect(viewer.locator("img")).to_have_attribute("data-artifact", second)
+    page.keyboard.press("ArrowRight")
+    expect(viewer.locator("img")).to_have_attribute("data-artifact", first)
+    page.keyboard.press("Escape")
+    expect(viewer).to_have_count(0)
+
 
 def test_a_bad_value_is_marked_on_its_node_and_input_before_running(page, server, shots):
     open_editor(page, server)
