@@ -7,6 +7,7 @@ import { useCallback, useEffect, useRef, useState } from 'react';
 import { api, followEvents } from './api.js';
 import BlockNode from './components/BlockNode.jsx';
 import Gallery from './components/Gallery.jsx';
+import GroupNode from './components/GroupNode.jsx';
 import NodeSearch from './components/NodeSearch.jsx';
 import NoteNode from './components/NoteNode.jsx';
 import Palette, { DRAG_TYPE } from './components/Palette.jsx';
@@ -17,7 +18,7 @@ import { familyOf } from './search.js';
 import { useShortcuts } from './shortcuts.js';
 import { modelRepo, useStore } from './store.js';
 
-const NODE_TYPES = { block: BlockNode, preview: PreviewNode, note: NoteNode };
+const NODE_TYPES = { block: BlockNode, preview: PreviewNode, note: NoteNode, box: GroupNode };
 const CATALOG_RETRY_MS = 1000;
 const ARTIFACT_PATH = /\/api\/artifacts\/([0-9a-f]{64})$/;
 
@@ -77,7 +78,9 @@ function Banner() {
 function Canvas({ pointer }) {
   const nodes = useStore((state) => state.nodes);
   const edges = useStore((state) => state.edges);
-  const { onNodesChange, onEdgesChange, onConnect, isValidConnection, addNode, rememberGraph } = useStore.getState();
+  const {
+    onNodesChange, onEdgesChange, onConnect, isValidConnection, addNode, rememberGraph, dragStart, drag,
+  } = useStore.getState();
   const { screenToFlowPosition, fitView } = useReactFlow();
   const wrapper = useRef(null);
   const graphVersion = useStore((state) => state.graphVersion);
@@ -157,7 +160,9 @@ function Canvas({ pointer }) {
         nodes={nodes} edges={edges} nodeTypes={NODE_TYPES}
         onNodesChange={onNodesChange} onEdgesChange={onEdgesChange} onConnect={onConnect}
         isValidConnection={isValidConnection} onDrop={onDrop} onDragOver={onDragOver}
-        onNodeDragStart={rememberGraph} onSelectionDragStart={rememberGraph} onBeforeDelete={onBeforeDelete}
+        onNodeDragStart={(event, node, dragged) => dragStart(dragged)} onSelectionDragStart={(event, dragged) => dragStart(dragged)}
+        onNodeDrag={(event, node, dragged) => drag(dragged)} onSelectionDrag={(event, dragged) => drag(dragged)}
+        onBeforeDelete={onBeforeDelete}
         onConnectEnd={onConnectEnd} zoomOnDoubleClick={false} onPaneClick={() => setSearch(null)}
         minZoom={0.2} maxZoom={2} proOptions={{ hideAttribution: true }} deleteKeyCode={['Delete', 'Backspace']}
       >

@@ -1,5 +1,5 @@
 // Copy and paste of nodes: the selection kept as a saved document (graph.js toDocument), pasted under fresh ids.
-import { NOTE_TYPE, PREVIEW_TYPE, freshId, fromDocument, isLink, toDocument } from './graph.js';
+import { GROUP_TYPE, NOTE_TYPE, PREVIEW_TYPE, freshId, fromDocument, isLink, toDocument } from './graph.js';
 
 const PASTE_OFFSET = 40; // where a paste goes when the pointer is not over the canvas: this far from the copy
 
@@ -18,10 +18,14 @@ export function copyOf(nodes, edges) {
 export function pasted(clip, nodes, at, keepInputs) {
   const previews = (clip.ui && clip.ui.previews) || {};
   const notes = (clip.ui && clip.ui.notes) || {};
+  const groups = (clip.ui && clip.ui.groups) || {};
   const ids = {};
   const taken = [...nodes];
-  const typeOf = (id) => (id in clip.nodes ? clip.nodes[id].type : id in notes ? NOTE_TYPE : PREVIEW_TYPE);
-  for (const id of [...Object.keys(clip.nodes), ...Object.keys(previews), ...Object.keys(notes)]) {
+  const typeOf = (id) => {
+    if (id in clip.nodes) return clip.nodes[id].type;
+    return id in notes ? NOTE_TYPE : id in groups ? GROUP_TYPE : PREVIEW_TYPE;
+  };
+  for (const id of [...Object.keys(clip.nodes), ...Object.keys(previews), ...Object.keys(notes), ...Object.keys(groups)]) {
     ids[id] = freshId(typeOf(id), taken);
     taken.push({ id: ids[id] });
   }
@@ -30,7 +34,7 @@ export function pasted(clip, nodes, at, keepInputs) {
     if (link.node in ids) return { node: ids[link.node], output: link.output };
     return keepInputs && present.has(link.node) ? link : null;
   };
-  const copy = { nodes: {}, ui: { previews: {}, positions: {}, controls: {}, notes: {} } };
+  const copy = { nodes: {}, ui: { previews: {}, positions: {}, controls: {}, notes: {}, groups: {} } };
   for (const [id, spec] of Object.entries(clip.nodes)) {
     const inputs = {};
     for (const [name, value] of Object.entries(spec.inputs || {})) {
@@ -52,6 +56,7 @@ export function pasted(clip, nodes, at, keepInputs) {
   }
   copy.ui.collapsed = ((clip.ui && clip.ui.collapsed) || []).filter((id) => id in ids).map((id) => ids[id]);
   for (const [id, text] of Object.entries(notes)) copy.ui.notes[ids[id]] = text;
+  for (const [id, group] of Object.entries(groups)) copy.ui.groups[ids[id]] = group;
   const added = fromDocument(copy);
   return { nodes: added.nodes.map((node) => ({ ...node, selected: true })), edges: added.edges };
 }

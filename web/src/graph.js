@@ -16,8 +16,24 @@ export const NOTE_SPEC = {
   description: 'A note on the canvas, for whoever opens the workflow next (saved with it, never run).',
 };
 
-/** The React Flow node kind of a node type: the page-only preview and note, or a catalog block. */
-export const kindOf = (type) => ({ [PREVIEW_TYPE]: 'preview', [NOTE_TYPE]: 'note' }[type] || 'block');
+// The page-only group: a titled box behind nodes; moving it moves the nodes inside (ui.groups).
+export const GROUP_TYPE = 'Group';
+export const GROUP_SPEC = {
+  inputs: {}, outputs: {}, category: 'output',
+  description: 'A titled box to keep nodes together: moving it moves the nodes inside (Ctrl+G groups the selected ones).',
+};
+export const GROUP_SIZE = { width: 420, height: 300 }; // a new, empty group's
+
+/** The React Flow node kind of a node type: the page-only preview, note and group, or a catalog block. */
+export const kindOf = (type) => ({ [PREVIEW_TYPE]: 'preview', [NOTE_TYPE]: 'note', [GROUP_TYPE]: 'box' }[type] || 'block');
+
+/** A group node (behind every other node) at `position`, `size` {width, height}, titled `title`. */
+export function groupNode(id, position, size, title = 'Group') {
+  return {
+    id, type: 'box', position, zIndex: -1, dragHandle: '.group-title', ...size,
+    data: { nodeType: GROUP_TYPE, values: { title } },
+  };
+}
 
 const LINK = (node, output) => ({ node, output });
 
@@ -130,8 +146,8 @@ export function toWorkflow(nodes, edges) {
   return { nodes: result };
 }
 
-/** The workflow plus what only the page needs (preview nodes, notes, positions, seed controls, collapsed nodes):
- * what Save writes. */
+/** The workflow plus what only the page needs (preview nodes, notes, groups, positions, seed controls, collapsed
+ * nodes): what Save writes. */
 export function toDocument(nodes, edges) {
   const workflow = toWorkflow(nodes, edges);
   const previews = {};
@@ -139,18 +155,22 @@ export function toDocument(nodes, edges) {
   const controls = {};
   const collapsed = [];
   const notes = {};
+  const groups = {};
   for (const node of nodes) {
     positions[node.id] = { x: Math.round(node.position.x), y: Math.round(node.position.y) };
     if (node.data.control) controls[node.id] = { ...node.data.control };
     if (node.data.collapsed) collapsed.push(node.id);
     if (node.type === 'note') notes[node.id] = node.data.values.text || '';
+    if (node.type === 'box') {
+      groups[node.id] = { title: node.data.values.title || '', width: Math.round(node.width), height: Math.round(node.height) };
+    }
     if (node.type !== 'preview') continue;
     const edge = edges.find((e) => e.target === node.id);
     previews[node.id] = edge ? LINK(edge.source, edge.sourceHandle) : null;
   }
   const extra = {
     ...(Object.keys(controls).length ? { controls } : {}), ...(collapsed.length ? { collapsed } : {}),
-    ...(Object.keys(notes).length ? { notes } : {}),
+    ...(Object.keys(notes).length ? { notes } : {}), ...(Object.keys(groups).length ? { groups } : {}),
   };
   return { ...workflow, ui: { previews, positions, ...extra } };
 }
@@ -184,6 +204,10 @@ export function fromDocument(document) {
   }
   for (const [id, text] of Object.entries(ui.notes || {})) {
     nodes.push({ id, type: 'note', position: { x: 0, y: 0 }, data: { nodeType: NOTE_TYPE, values: { text: String(text) } } });
+  }
+  for (const [id, group] of Object.entries(ui.groups || {})) {
+    const size = { width: Number(group.width) || GROUP_SIZE.width, height: Number(group.height) || GROUP_SIZE.height };
+    nodes.push(groupNode(id, { x: 0, y: 0 }, size, String(group.title ?? 'Group')));
   }
   const positions = ui.positions || {};
   const placed = nodes.every((node) => positions[node.id]);

@@ -1,10 +1,12 @@
 // Finding node types: by words (the palette and the canvas's search box), and by a wire left on the empty
 // canvas (which node types can take it, and on which of their sockets).
-import { NOTE_SPEC, NOTE_TYPE, PREVIEW_SPEC, PREVIEW_TYPE, shortTitle } from './graph.js';
+import { GROUP_SPEC, GROUP_TYPE, NOTE_SPEC, NOTE_TYPE, PREVIEW_SPEC, PREVIEW_TYPE, shortTitle } from './graph.js';
 import { socketsMatch } from './schema.js';
 
-/** Every node type the page can add: the catalog's and the page-only preview and note. */
-export const nodeTypes = (catalog) => ({ ...(catalog || {}), [PREVIEW_TYPE]: PREVIEW_SPEC, [NOTE_TYPE]: NOTE_SPEC });
+/** Every node type the page can add: the catalog's and the page-only preview, note and group. */
+export const nodeTypes = (catalog) => ({
+  ...(catalog || {}), [PREVIEW_TYPE]: PREVIEW_SPEC, [NOTE_TYPE]: NOTE_SPEC, [GROUP_TYPE]: GROUP_SPEC,
+});
 
 /** Whether every word of `query` is in the type's name, title, category or description. */
 export function matches(type, spec, query) {

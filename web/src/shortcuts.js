@@ -1,6 +1,7 @@
 // The editor's keyboard shortcuts, as in ComfyUI: Ctrl+Enter runs (Ctrl+Shift+Enter ahead of every job waiting),
 // Ctrl+Z / Ctrl+Shift+Z / Ctrl+Y undo and redo, Ctrl+C / Ctrl+V copy and paste nodes, Ctrl+Shift+V pastes them
-// with their input wires, Ctrl+A selects every node, Ctrl+B bypasses the selected nodes (or stops). Cmd works
+// with their input wires, Ctrl+A selects every node, Ctrl+B bypasses the selected nodes (or stops), Ctrl+G groups
+// them. Cmd works
 // for Ctrl; Alt+C folds the selected nodes to their title bars (or unfolds them). Delete and Backspace remove the
 // selection (React Flow's deleteKeyCode).
 import { useEffect } from 'react';
@@ -36,6 +37,7 @@ export function useShortcuts(pastePoint, centerPoint) {
       // a plain Ctrl+V is left to the browser: its paste event may carry an image (onPaste)
       else if (key === 'b') action = store.toggleBypass;
       else if (key === 'a') action = store.selectAll;
+      else if (key === 'g') action = store.groupSelected;
       if (!action) return;
       event.preventDefault();
       action();

@@ -7,8 +7,8 @@ import { ApiError, api } from './api.js';
 import { copyOf, pasted } from './clipboard.js';
 import { controlsAfterRun } from './controls.js';
 import {
-  DEFAULT_WORKFLOW, NOTE_SPEC, NOTE_TYPE, PREVIEW_SPEC, PREVIEW_TYPE, fromDocument, freshId, kindOf, makeEdge, makesCycle,
-  toDocument, toWorkflow,
+  DEFAULT_WORKFLOW, GROUP_SIZE, GROUP_SPEC, GROUP_TYPE, NOTE_SPEC, NOTE_TYPE, PREVIEW_SPEC, PREVIEW_TYPE, fromDocument,
+  freshId, groupNode, kindOf, makeEdge, makesCycle, toDocument, toWorkflow,
 } from './graph.js';
 import { createHistory } from './history.js';
 import { jobsSlice } from './jobs.js';
@@ -20,6 +20,14 @@ import { socketsMatch } from './schema.js';
 export { artifactsIn, canRun, isActive } from './jobs.js';
 
 const VALIDATE_DELAY_MS = 250;
+const GROUP_PADDING = 24; // around the nodes Ctrl+G groups
+const GROUP_TITLE = 34; // the group's title bar above them
+
+/** A node's box in flow coordinates (its size as drawn; a node not drawn yet counts as a block node's width). */
+function boxOf(node) {
+  const size = node.measured || {};
+  return { x: node.position.x, y: node.position.y, width: size.width ?? node.width ?? 250, height: size.height ?? node.height ?? 0 };
+}
 
 /** The model the graph on the page loads (its LoadComponents node's repo), else the embedded one. */
 export function modelRepo() {
@@ -31,6 +39,7 @@ export const useStore = create((set, get) => {
   let validateTimer = null;
   let validateToken = 0;
   const history = createHistory();
+  let carried = {}; // during a drag: {group id: {from: position, members: {id: position}}}
 
   const snapshot = () => ({ nodes: get().nodes, edges: get().edges });
   // call before each change the user may want to undo; `key` joins quick edits of one input into one step
@@ -71,6 +80,7 @@ export const useStore = create((set, get) => {
     spec(type) {
       if (type === PREVIEW_TYPE) return PREVIEW_SPEC;
       if (type === NOTE_TYPE) return NOTE_SPEC;
+      if (type === GROUP_TYPE) return GROUP_SPEC;
       return (get().catalog || {})[type] || null;
     },
 
@@ -191,7 +201,8 @@ export const useStore = create((set, get) => {
      * to undo. */
     addNode(type, position, from = null, values = {}) {
       const id = freshId(type, get().nodes);
-      const node = { id, type: kindOf(type), position, data: { nodeType: type, values: { ...values } } };
+      const node = type === GROUP_TYPE ? groupNode(id, position, GROUP_SIZE)
+        : { id, type: kindOf(type), position, data: { nodeType: type, values: { ...values } } };
       remember();
       set({ nodes: [...get().nodes, node] });
       const spec = from && get().spec(type);
@@ -216,6 +227,55 @@ export const useStore = create((set, get) => {
         }),
       });
       graphChanged();
+    },
+
+    /** Ctrl+G: a group around the selected nodes (selected itself, the nodes not). */
+    groupSelected() {
+      const chosen = get().nodes.filter((node) => node.selected);
+      if (!chosen.length) return null;
+      const boxes = chosen.map(boxOf);
+      const left = Math.min(...boxes.map((b) => b.x)) - GROUP_PADDING;
+      const top = Math.min(...boxes.map((b) => b.y)) - GROUP_PADDING - GROUP_TITLE;
+      const right = Math.max(...boxes.map((b) => b.x + b.width)) + GROUP_PADDING;
+      const bottom = Math.max(...boxes.map((b) => b.y + b.height)) + GROUP_PADDING;
+      const id = freshId(GROUP_TYPE, get().nodes);
+      remember();
+      const group = { ...groupNode(id, { x: left, y: top }, { width: right - left, height: bottom - top }), selected: true };
+      set({ nodes: [group, ...get().nodes.map((node) => (node.selected ? { ...node, selected: false } : node))] });
+      return id;
+    },
+
+    /** A drag starts (React Flow's onNodeDragStart with the dragged nodes): each dragged group takes along the nodes
+     * inside it that are not dragged themselves. Remembered for undo. */
+    dragStart(dragged) {
+      remember();
+      const moving = new Set(dragged.map((node) => node.id));
+      carried = {};
+      for (const group of dragged.filter((node) => node.type === 'box')) {
+        const area = boxOf(group);
+        const members = {};
+        for (const node of get().nodes) {
+          if (moving.has(node.id)) continue;
+          const box = boxOf(node);
+          const inside = box.x >= area.x && box.y >= area.y && box.x + box.width <= area.x + area.width &&
+            box.y + box.height <= area.y + area.height;
+          if (inside) members[node.id] = { ...node.position };
+        }
+        carried[group.id] = { from: { ...group.position }, members };
+      }
+    },
+
+    /** During a drag: the nodes inside each dragged group follow it. */
+    drag(dragged) {
+      const moves = {};
+      for (const group of dragged) {
+        const taken = carried[group.id];
+        if (!taken) continue;
+        const dx = group.position.x - taken.from.x;
+        const dy = group.position.y - taken.from.y;
+        for (const [id, at] of Object.entries(taken.members)) moves[id] = { x: at.x + dx, y: at.y + dy };
+      }
+      if (Object.keys(moves).length) set({ nodes: get().nodes.map((node) => (moves[node.id] ? { ...node, position: moves[node.id] } : node)) });
     },
 
     /** Ctrl+A: every node selected (wires too, so Delete clears the canvas). */
