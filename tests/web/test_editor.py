@@ -287,6 +287,17 @@ def test_an_output_png_brings_back_the_graph_that_made_it(page, server, tmp_path
     expect(page.get_by_text("could not load plain.png: this image holds no workflow")).to_be_visible()  # Load: workflows
 
 
+# what an A1111 or ComfyUI image of a "4" (Euler a, 6 steps, CFG 5, seed 3, 32 px) becomes on the page
+DIGIT_FOUR = {"nodes": {
+    "load": {"type": "LoadComponents", "inputs": {"repo": "embedded"}},
+    "cfg": {"type": "ClassifierFreeGuidance", "inputs": {"guidance_scale": 5}},
+    "sampler": {"type": "EulerAncestralDiscreteScheduler", "inputs": {"scheduler": {"node": "load", "output": "scheduler"}}},
+    "run": {"type": "preset:sd15-text2image", "inputs": {
+        "components": {"node": "load", "output": "components"}, "prompt": "a handwritten digit four",
+        "negative_prompt": "blurry, faint", "num_inference_steps": 6, "seed": 3, "width": 32, "height": 32,
+        "guider": {"node": "cfg", "output": "guider"}, "scheduler": {"node": "sampler", "output": "scheduler"}}}}}
+
+
 def test_an_a1111_png_becomes_a_text_to_image_graph_that_draws_what_run_draws(page, server, tmp_path):
     """An image holding only A1111's parameters (A1111's, Civitai's, or ``diffblocks run``'s), dropped on the canvas:
     a preset graph on the page's model with its prompt, negative prompt, steps, seed, size, CFG scale and sampler;
@@ -305,14 +316,7 @@ def test_an_a1111_png_becomes_a_text_to_image_graph_that_draws_what_run_draws(pa
     open_editor(page, server)
     page.evaluate(DROP_FILE, ["a1111.png", "image/png", base64.b64encode((tmp_path / "a1111.png").read_bytes()).decode()])
     expect(node(page, "run").locator('[data-input="prompt"] textarea')).to_have_value("a handwritten digit four")
-    assert page.evaluate("window.diffblocks.workflow()") == {"nodes": {
-        "load": {"type": "LoadComponents", "inputs": {"repo": "embedded"}},
-        "cfg": {"type": "ClassifierFreeGuidance", "inputs": {"guidance_scale": 5}},
-        "sampler": {"type": "EulerAncestralDiscreteScheduler", "inputs": {"scheduler": {"node": "load", "output": "scheduler"}}},
-        "run": {"type": "preset:sd15-text2image", "inputs": {
-            "components": {"node": "load", "output": "components"}, "prompt": "a handwritten digit four",
-            "negative_prompt": "blurry, faint", "num_inference_steps": 6, "seed": 3, "width": 32, "height": 32,
-            "guider": {"node": "cfg", "output": "guider"}, "scheduler": {"node": "sampler", "output": "scheduler"}}}}}
+    assert page.evaluate("window.diffblocks.workflow()") == DIGIT_FOUR
     run(page)
     assert main(["run", "--from-image", str(tmp_path / "a1111.png"), "--device", "cpu", "--no-progress",
                  "--out", str(tmp_path / "cli.png")]) == 0
@@ -350,15 +354,7 @@ def test_a_comfyui_image_becomes_the_same_text_to_image_graph_with_its_settings(
     open_editor(page, server)
     page.evaluate(DROP_FILE, ["comfy.png", "image/png", base64.b64encode((tmp_path / "comfy.png").read_bytes()).decode()])
     expect(node(page, "run").locator('[data-input="prompt"] textarea')).to_have_value("a handwritten digit four")
-    expected = {"nodes": {
-        "load": {"type": "LoadComponents", "inputs": {"repo": "embedded"}},
-        "cfg": {"type": "ClassifierFreeGuidance", "inputs": {"guidance_scale": 5}},
-        "sampler": {"type": "EulerAncestralDiscreteScheduler", "inputs": {"scheduler": {"node": "load", "output": "scheduler"}}},
-        "run": {"type": "preset:sd15-text2image", "inputs": {
-            "components": {"node": "load", "output": "components"}, "prompt": "a handwritten digit four",
-            "negative_prompt": "blurry, faint", "num_inference_steps": 6, "seed": 3, "width": 32, "height": 32,
-            "guider": {"node": "cfg", "output": "guider"}, "scheduler": {"node": "sampler", "output": "scheduler"}}}}}
-    assert page.evaluate("window.diffblocks.workflow()") == expected
+    assert page.evaluate("window.diffblocks.workflow()") == DIGIT_FOUR
     run(page)
     assert main(["run", "--prompt", "a handwritten digit four", "--negative-prompt", "blurry, faint", "--steps", "6",
                  "--seed", "3", "--guidance-scale", "5", "--scheduler", "euler-a", "--height", "32", "--width", "32",
@@ -369,7 +365,7 @@ def test_a_comfyui_image_becomes_the_same_text_to_image_graph_with_its_settings(
     page.get_by_test_id("load-input").set_input_files(files=[{"name": "api.json", "mimeType": "application/json",
                                                               "buffer": json.dumps(COMFY_PROMPT).encode()}])
     expect(node(page, "run")).to_be_visible()
-    assert page.evaluate("window.diffblocks.workflow()") == expected
+    assert page.evaluate("window.diffblocks.workflow()") == DIGIT_FOUR
     editor_format = json.dumps({"last_node_id": 9, "nodes": [{"id": 3, "type": "KSampler"}], "links": []}).encode()
     page.get_by_test_id("load-input").set_input_files(files=[{"name": "ui.json", "mimeType": "application/json",
                                                               "buffer": editor_format}])
@@ -379,7 +375,7 @@ def test_a_comfyui_image_becomes_the_same_text_to_image_graph_with_its_settings(
                                                               "buffer": json.dumps(image2image).encode()}])
     expect(page.get_by_text("could not load i2i.json: this ComfyUI graph does not start from an EmptyLatentImage")
            ).to_be_visible()
-    assert page.evaluate("window.diffblocks.workflow()") == expected  # nothing lost
+    assert page.evaluate("window.diffblocks.workflow()") == DIGIT_FOUR  # nothing lost
 
 
 def test_the_page_reconnects_after_a_server_restart(page, make_server, tmp_path, shots):

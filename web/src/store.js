@@ -61,6 +61,25 @@ export const useStore = create((set, get) => {
     set({ edges: addEdge(edge, kept) });
   };
 
+  // sets `flag` on block nodes `ids` (default: the selected ones), or clears it when all of them have it; one undo
+  // step; false when there is no such node
+  const toggleFlag = (flag, ids = null) => {
+    const chosen = get().nodes.filter((node) => (ids ? ids.includes(node.id) : node.selected) && node.type === 'block');
+    if (!chosen.length) return false;
+    const on = chosen.some((node) => !node.data[flag]);
+    const changing = new Set(chosen.map((node) => node.id));
+    remember();
+    set({
+      nodes: get().nodes.map((node) => {
+        if (!changing.has(node.id)) return node;
+        const data = { ...node.data, [flag]: on };
+        if (!on) delete data[flag];
+        return { ...node, data };
+      }),
+    });
+    return true;
+  };
+
   const restore = (shot) => {
     set({ nodes: shot.nodes, edges: shot.edges, undoable: history.counts() });
     graphChanged();
@@ -289,38 +308,13 @@ export const useStore = create((set, get) => {
     /** Alt+C (or a node's ▾ button): the nodes `ids` (default: the selected ones) folded to their title bar, or,
      * when all of them are, unfolded. */
     toggleCollapse(ids = null) {
-      const chosen = get().nodes.filter((node) => (ids ? ids.includes(node.id) : node.selected) && node.type === 'block');
-      if (!chosen.length) return;
-      const collapsed = chosen.some((node) => !node.data.collapsed);
-      const changing = new Set(chosen.map((node) => node.id));
-      remember();
-      set({
-        nodes: get().nodes.map((node) => {
-          if (!changing.has(node.id)) return node;
-          const data = { ...node.data, collapsed };
-          if (!collapsed) delete data.collapsed;
-          return { ...node, data };
-        }),
-      });
+      toggleFlag('collapsed', ids);
     },
 
     /** Ctrl+B: the selected nodes bypassed (they do not run; what they take flows past them, see the server's
      * nodes/bypass.py), or, when all of them are, no longer. */
     toggleBypass() {
-      const chosen = get().nodes.filter((node) => node.selected && node.type === 'block');
-      if (!chosen.length) return;
-      const bypass = chosen.some((node) => !node.data.bypass);
-      const ids = new Set(chosen.map((node) => node.id));
-      remember();
-      set({
-        nodes: get().nodes.map((node) => {
-          if (!ids.has(node.id)) return node;
-          const data = { ...node.data, bypass };
-          if (!bypass) delete data.bypass;
-          return { ...node, data };
-        }),
-      });
-      graphChanged();
+      if (toggleFlag('bypass')) graphChanged();
     },
 
     /** Sets what input `name` of node `id` does after each Run (controls.js). */
