@@ -84,7 +84,10 @@ class NodeEngine:
         return self._nodes.validate(workflow)
 
     def components_manager(self):
-        """The one ``ComponentsManager`` every device's executor shares."""
+        """The one ``ComponentsManager`` every device's executor shares. The node types are built first (under the
+        catalog's lock): the workers' starter importing torch and accelerate while the catalog thread imports them
+        for the blocks can fail half-way ("partially initialized module 'accelerate.state'"), and did in CI."""
+        self._nodes.node_types()
         from ..components import ComponentsManager
 
         return ComponentsManager()

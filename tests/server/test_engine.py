@@ -68,6 +68,29 @@ def test_executors_get_remote_code_and_preview_flags():
     assert strict.cache_info()["budget"] == 1000
 
 
+def test_the_workers_components_are_made_once_the_node_types_are_built():
+    """The workers' starter importing torch and accelerate while the catalog thread imported them for the blocks
+    failed half-way in CI ("partially initialized module"): making the components waits for the node types."""
+    engine = NodeEngine()
+    building, release, made = threading.Event(), threading.Event(), []
+
+    class Building:  # the catalog's node types, being built in another thread
+        def node_types(self):
+            building.set()
+            assert release.wait(30)
+            return {}
+
+    engine._nodes = Building()
+    starter = threading.Thread(target=lambda: made.append(engine.components_manager()))
+    starter.start()
+    assert building.wait(30)
+    starter.join(0.3)
+    assert starter.is_alive() and made == []  # still waiting for the node types
+    release.set()
+    starter.join(30)
+    assert len(made) == 1 and type(made[0]).__name__ == "ComponentsManager"
+
+
 @pytest.mark.anyio
 async def test_a_restarted_server_answers_from_the_stored_catalog_until_it_has_built_its_own(tmp_path):
     from fake_node_engine import CATALOG, FakeEngine
