@@ -298,12 +298,22 @@ DIGIT_FOUR = {"nodes": {
         "guider": {"node": "cfg", "output": "guider"}, "scheduler": {"node": "sampler", "output": "scheduler"}}}}}
 
 
+def drop_digit_four(page, server, path, info):
+    """Write a PNG holding ``info`` (another tool's record of the "4") at ``path``, drop it on a fresh editor and
+    check that it became DIGIT_FOUR."""
+    import base64
+
+    Image.new("RGB", (32, 32)).save(path, pnginfo=info)
+    open_editor(page, server)
+    page.evaluate(DROP_FILE, [path.name, "image/png", base64.b64encode(path.read_bytes()).decode()])
+    expect(node(page, "run").locator('[data-input="prompt"] textarea')).to_have_value("a handwritten digit four")
+    assert page.evaluate("window.diffblocks.workflow()") == DIGIT_FOUR
+
+
 def test_an_a1111_png_becomes_a_text_to_image_graph_that_draws_what_run_draws(page, server, tmp_path):
     """An image holding only A1111's parameters (A1111's, Civitai's, or ``diffblocks run``'s), dropped on the canvas:
     a preset graph on the page's model with its prompt, negative prompt, steps, seed, size, CFG scale and sampler;
     run, it draws the pixels ``diffblocks run --from-image`` draws from the same image."""
-    import base64
-
     from PIL.PngImagePlugin import PngInfo
 
     from diffblocks.cli import main
@@ -312,11 +322,7 @@ def test_an_a1111_png_becomes_a_text_to_image_graph_that_draws_what_run_draws(pa
     info.add_text("parameters", "a handwritten digit four\nNegative prompt: blurry, faint\nSteps: 6, Sampler: Euler a, "
                                 "CFG scale: 5, Seed: 3, Size: 32x32, Model hash: 6ce0161689, Model: tiny_digits, "
                                 'Lora hashes: "ink: abc, chalk: def", Version: v1.10.1')
-    Image.new("RGB", (32, 32)).save(tmp_path / "a1111.png", pnginfo=info)
-    open_editor(page, server)
-    page.evaluate(DROP_FILE, ["a1111.png", "image/png", base64.b64encode((tmp_path / "a1111.png").read_bytes()).decode()])
-    expect(node(page, "run").locator('[data-input="prompt"] textarea')).to_have_value("a handwritten digit four")
-    assert page.evaluate("window.diffblocks.workflow()") == DIGIT_FOUR
+    drop_digit_four(page, server, tmp_path / "a1111.png", info)
     run(page)
     assert main(["run", "--from-image", str(tmp_path / "a1111.png"), "--device", "cpu", "--no-progress",
                  "--out", str(tmp_path / "cli.png")]) == 0
@@ -341,8 +347,6 @@ def test_a_comfyui_image_becomes_the_same_text_to_image_graph_with_its_settings(
     "Save (API format)" file: the text-to-image preset with the KSampler's seed, steps, CFG and sampler, the latent's
     size and both prompts, which draws what ``diffblocks run`` draws with the same settings. ComfyUI's own editor
     format is refused, saying what to save instead."""
-    import base64
-
     from PIL.PngImagePlugin import PngInfo
 
     from diffblocks.cli import main
@@ -350,11 +354,7 @@ def test_a_comfyui_image_becomes_the_same_text_to_image_graph_with_its_settings(
     info = PngInfo()
     info.add_text("prompt", json.dumps(COMFY_PROMPT))
     info.add_text("workflow", json.dumps({"last_node_id": 9, "nodes": [{"id": 3, "type": "KSampler"}], "links": []}))
-    Image.new("RGB", (32, 32)).save(tmp_path / "comfy.png", pnginfo=info)
-    open_editor(page, server)
-    page.evaluate(DROP_FILE, ["comfy.png", "image/png", base64.b64encode((tmp_path / "comfy.png").read_bytes()).decode()])
-    expect(node(page, "run").locator('[data-input="prompt"] textarea')).to_have_value("a handwritten digit four")
-    assert page.evaluate("window.diffblocks.workflow()") == DIGIT_FOUR
+    drop_digit_four(page, server, tmp_path / "comfy.png", info)
     run(page)
     assert main(["run", "--prompt", "a handwritten digit four", "--negative-prompt", "blurry, faint", "--steps", "6",
                  "--seed", "3", "--guidance-scale", "5", "--scheduler", "euler-a", "--height", "32", "--width", "32",

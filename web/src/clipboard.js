@@ -34,7 +34,7 @@ export function pasted(clip, nodes, at, keepInputs) {
     if (link.node in ids) return { node: ids[link.node], output: link.output };
     return keepInputs && present.has(link.node) ? link : null;
   };
-  const copy = { nodes: {}, ui: { previews: {}, positions: {}, controls: {}, notes: {}, groups: {} } };
+  const copy = { nodes: {}, ui: { previews: {}, positions: {} } };
   for (const [id, spec] of Object.entries(clip.nodes)) {
     const inputs = {};
     for (const [name, value] of Object.entries(spec.inputs || {})) {
@@ -51,12 +51,11 @@ export function pasted(clip, nodes, at, keepInputs) {
   for (const [id, p] of Object.entries(positions)) {
     if (id in ids) copy.ui.positions[ids[id]] = { x: p.x + shift.x, y: p.y + shift.y };
   }
-  for (const [id, control] of Object.entries((clip.ui && clip.ui.controls) || {})) {
-    if (id in ids) copy.ui.controls[ids[id]] = control;
-  }
+  // what the page keeps per node, under the copies' ids
+  const rekeyed = (byId) => Object.fromEntries(Object.entries(byId || {}).filter(([id]) => id in ids)
+    .map(([id, value]) => [ids[id], value]));
+  Object.assign(copy.ui, { controls: rekeyed(clip.ui && clip.ui.controls), notes: rekeyed(notes), groups: rekeyed(groups) });
   copy.ui.collapsed = ((clip.ui && clip.ui.collapsed) || []).filter((id) => id in ids).map((id) => ids[id]);
-  for (const [id, text] of Object.entries(notes)) copy.ui.notes[ids[id]] = text;
-  for (const [id, group] of Object.entries(groups)) copy.ui.groups[ids[id]] = group;
   const added = fromDocument(copy);
   return { nodes: added.nodes.map((node) => ({ ...node, selected: true })), edges: added.edges };
 }

@@ -103,8 +103,7 @@ export const DEFAULT_WORKFLOW = {
  * {prompt, negative, steps, seed, width, height, cfg, scheduler (a scheduler node type)}, each left out when null. */
 export function text2imageGraph(repo, settings) {
   const { prompt, negative, steps, seed, width, height, cfg, scheduler } = settings;
-  const LOAD = { node: 'load', output: 'components' };
-  const inputs = { components: LOAD, prompt };
+  const inputs = { components: LINK('load', 'components'), prompt };
   if (negative) inputs.negative_prompt = negative;
   if (steps !== null && steps !== undefined) inputs.num_inference_steps = steps;
   if (seed !== null && seed !== undefined) inputs.seed = seed;
@@ -112,14 +111,14 @@ export function text2imageGraph(repo, settings) {
   const nodes = { load: { type: 'LoadComponents', inputs: { repo } } };
   if (cfg !== null && cfg !== undefined) {
     nodes.cfg = { type: 'ClassifierFreeGuidance', inputs: { guidance_scale: cfg } };
-    inputs.guider = { node: 'cfg', output: 'guider' };
+    inputs.guider = LINK('cfg', 'guider');
   }
   if (scheduler) {  // the model's own scheduler config, this sampler's steps
-    nodes.sampler = { type: scheduler, inputs: { scheduler: { node: 'load', output: 'scheduler' } } };
-    inputs.scheduler = { node: 'sampler', output: 'scheduler' };
+    nodes.sampler = { type: scheduler, inputs: { scheduler: LINK('load', 'scheduler') } };
+    inputs.scheduler = LINK('sampler', 'scheduler');
   }
   nodes.run = { type: 'preset:sd15-text2image', inputs };
-  return { nodes, ui: { previews: { output: { node: 'run', output: 'images' } } } };
+  return { nodes, ui: { previews: { output: LINK('run', 'images') } } };
 }
 
 export const isLink = (value) =>
