@@ -74,6 +74,7 @@ class StepProgress:
 
     def __init__(self, ctx: RunContext, total: int):
         self.ctx, self.total, self.step = ctx, total, 0
+        ctx.extra["progress"] = self  # the previewer asks it whether a step is the loop's last
 
     def __enter__(self) -> "StepProgress":
         return self

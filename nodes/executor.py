@@ -41,7 +41,8 @@ class Executor:
         cache_bytes: the output cache's budget.
         preview_every: a preview event every this many loop steps (0: none).
         preview_interval: and at least this many seconds after the node's previous preview: a preview per step
-            of a fast model costs more than it shows, so a server sends a few a second (0: no such limit).
+            of a fast model costs more than it shows, so a server sends a few a second (0: no such limit). A
+            loop's last step is previewed whatever these say.
         allow_remote_code: let ``LoadComponents`` run a modular repo's custom block code.
     """
 
@@ -226,15 +227,20 @@ class _Run:
 
 def _previewer(ctx: RunContext, interval: float):
     """A loop ``step_callback`` that emits a preview every ``ctx.preview_every`` steps, at least ``interval``
-    seconds apart (never stops the loop)."""
+    seconds apart, and one of the loop's last step whatever the interval: the image a node keeps showing is then
+    what the loop ended with, not a step the interval caught (never stops the loop)."""
     last: float | None = None
 
     def step_callback(i: int, t: Any, latents: Any) -> None:
         nonlocal last
-        if latents is None or (i + 1) % ctx.preview_every:
+        if latents is None:
+            return
+        bar = ctx.extra.get("progress")
+        final = bar is not None and bar.step >= bar.total  # the bar moved on before this callback
+        if (i + 1) % ctx.preview_every and not final:
             return
         now = time.monotonic()
-        if last is not None and now - last < interval:
+        if last is not None and now - last < interval and not final:
             return
         last = now
         ctx.event("node.preview", step=i + 1, image=latents_to_image(latents, ctx.extra.get("vae")))

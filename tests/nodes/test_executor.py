@@ -56,10 +56,21 @@ def test_previews_keep_their_interval_and_the_image_does_not_change(sd_repo):
     every, sparse = Executor(preview_interval=0.0), Executor(preview_interval=3600.0)
     out_every, events_every = run(every, workflow)
     out_sparse, events_sparse = run(sparse, workflow)
-    assert [e["step"] for e in events_every if e["type"] == "node.preview"] == list(range(1, STEPS + 1))
-    assert [e["step"] for e in events_sparse if e["type"] == "node.preview"] == [1]  # the next is an hour away
+    previews_every = [e for e in events_every if e["type"] == "node.preview"]
+    assert [e["step"] for e in previews_every] == list(range(1, STEPS + 1))
+    # the next is an hour away, but the loop's last step is always shown: the preview a node keeps is its result
+    previews_sparse = [e for e in events_sparse if e["type"] == "node.preview"]
+    assert [e["step"] for e in previews_sparse] == [1, STEPS]
+    assert previews_sparse[-1]["image"].tobytes() == previews_every[-1]["image"].tobytes()
+    assert previews_sparse[-1]["image"].tobytes() != previews_sparse[0]["image"].tobytes()
     assert sum(e["type"] == "node.progress" for e in events_sparse) == STEPS
     assert torch.equal(out_every["decode"]["images"], out_sparse["decode"]["images"])
+
+
+def test_the_last_step_is_previewed_off_the_preview_stride(sd_repo):
+    stride = Executor(preview_every=STEPS - 1, preview_interval=0.0)
+    _, events = run(stride, leaf_text2image(str(sd_repo), steps=STEPS))
+    assert [e["step"] for e in events if e["type"] == "node.preview"] == [STEPS - 1, STEPS]
 
 
 def test_preset_workflow_equals_the_pipeline_call_bitwise(executor, pipe, sd_repo):
