@@ -176,6 +176,14 @@ def test_a_batch_count_queues_that_many_jobs_each_with_the_next_seed(page, serve
     jobs = [job["job"] for job in server.request("GET", "/api/jobs?limit=3")["jobs"]][::-1]
     assert [job_seed(server, job) for job in jobs] == [70, 71, 72]
     expect(seed).to_have_value("73")
+    # each Run's seed change is a step to undo: Ctrl+Z gives back the seed of the last image, then the one before
+    page.locator(".react-flow__pane").click(position={"x": 5, "y": 5})
+    page.keyboard.press("Control+z")
+    expect(seed).to_have_value("72")
+    page.keyboard.press("Control+z")
+    expect(seed).to_have_value("71")
+    page.keyboard.press("Control+y")
+    expect(seed).to_have_value("72")
     page.get_by_label("batch count").fill("")  # while typing: empty is allowed, and the count stays
     page.get_by_label("batch count").blur()
     expect(page.get_by_label("batch count")).to_have_value("3")

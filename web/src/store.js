@@ -332,10 +332,13 @@ export const useStore = create((set, get) => {
       });
     },
 
-    /** Moves every controlled seed on (after a Run is submitted): not a step of its own to undo. */
+    /** Moves every controlled seed on (after a Run is submitted), as a step of its own to undo, as in ComfyUI:
+     * Ctrl+Z just after a Run brings back the seed that Run used, and an undo of an earlier edit never takes a
+     * seed back behind the user's Runs. */
     advanceSeeds() {
       const nodes = controlsAfterRun(get().nodes, get().edges, get().spec);
       if (nodes === get().nodes) return;
+      remember();
       set({ nodes });
       graphChanged();
     },
