@@ -32,6 +32,12 @@ def move(page, node_id, dx, dy):
     page.mouse.up()
 
 
+def place_centre(page, node_id, x, y):
+    """Drag a node by its title bar until its centre is at page pixel (x, y)."""
+    box = node(page, node_id).bounding_box()
+    move(page, node_id, x - (box["x"] + box["width"] / 2), y - (box["y"] + box["height"] / 2))
+
+
 def test_the_graph_is_kept_across_a_reload(page, server):
     open_editor(page, server)
     prompt_box(page).fill("a handwritten digit three")
@@ -459,6 +465,15 @@ def test_ctrl_g_groups_the_selected_nodes_and_moving_the_group_moves_them(page, 
         box = node(page, member).bounding_box()
         assert area["x"] < box["x"] and box["x"] + box["width"] < area["x"] + area["width"], member
         assert area["y"] < box["y"] and box["y"] + box["height"] < area["y"] + area["height"], member
+    # as in ComfyUI, a node belongs to a group when its centre is inside: "load" half in, "steps" overlapping it
+    # with its centre out
+    place_centre(page, "load", area["x"] + 15, area["y"] + area["height"] / 2)
+    steps = node(page, "steps").bounding_box()
+    place_centre(page, "steps", area["x"] + area["width"] + steps["width"] / 2 - 30, area["y"] + area["height"] / 2)
+    for member, half_in in (("load", True), ("steps", False)):
+        box = node(page, member).bounding_box()
+        assert box["x"] < area["x"] + area["width"] and area["x"] < box["x"] + box["width"], member  # overlapping
+        assert (area["x"] < box["x"] + box["width"] / 2 < area["x"] + area["width"]) == half_in, member
     before = page.evaluate(DOCUMENT)
     assert before["ui"]["groups"]["group"]["title"] == "Group" and "group" not in before["nodes"]
 
@@ -472,9 +487,9 @@ def test_ctrl_g_groups_the_selected_nodes_and_moving_the_group_moves_them(page, 
     start = before["ui"]["positions"]
     dx, dy = moved["group"]["x"] - start["group"]["x"], moved["group"]["y"] - start["group"]["y"]
     assert dx > 0 and dy > 0
-    for member in ("text", "input"):
+    for member in ("text", "input", "load"):
         assert (moved[member]["x"] - start[member]["x"], moved[member]["y"] - start[member]["y"]) == (dx, dy), member
-    assert all(moved[other] == start[other] for other in ("load", "steps", "latents", "denoise", "decode", "output"))
+    assert all(moved[other] == start[other] for other in ("steps", "latents", "denoise", "decode", "output"))
     page.screenshot(path=str(shots / "18-group.png"))
 
     group.get_by_label("group title").fill("prompts")

@@ -29,6 +29,10 @@ function boxOf(node) {
   return { x: node.position.x, y: node.position.y, width: size.width ?? node.width ?? 250, height: size.height ?? node.height ?? 0 };
 }
 
+/** Whether `box` lies wholly inside `area` (both {x, y, width, height}). */
+const within = (box, area) => box.x >= area.x && box.y >= area.y && box.x + box.width <= area.x + area.width &&
+  box.y + box.height <= area.y + area.height;
+
 /** The model the graph on the page loads (its LoadComponents node's repo), else the embedded one. */
 export function modelRepo() {
   const load = useStore.getState().nodes.find((node) => node.data && node.data.nodeType === 'LoadComponents');
@@ -265,7 +269,8 @@ export const useStore = create((set, get) => {
     },
 
     /** A drag starts (React Flow's onNodeDragStart with the dragged nodes): each dragged group takes along the nodes
-     * inside it that are not dragged themselves. Remembered for undo. */
+     * that are not dragged themselves and lie in it as ComfyUI counts it: a node whose centre is inside, a group
+     * wholly inside. Remembered for undo. */
     dragStart(dragged) {
       remember();
       const moving = new Set(dragged.map((node) => node.id));
@@ -276,8 +281,8 @@ export const useStore = create((set, get) => {
         for (const node of get().nodes) {
           if (moving.has(node.id)) continue;
           const box = boxOf(node);
-          const inside = box.x >= area.x && box.y >= area.y && box.x + box.width <= area.x + area.width &&
-            box.y + box.height <= area.y + area.height;
+          const inside = node.type === 'box' ? within(box, area)
+            : within({ x: box.x + box.width / 2, y: box.y + box.height / 2, width: 0, height: 0 }, area);
           if (inside) members[node.id] = { ...node.position };
         }
         carried[group.id] = { from: { ...group.position }, members };
