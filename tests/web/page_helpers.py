@@ -10,6 +10,7 @@ import urllib.request
 import numpy as np
 from PIL import Image
 
+DOCUMENT = "window.diffblocks.document()"  # the graph as the page keeps it: nodes and ui
 DEFAULT_NODES = ["load", "text", "input", "steps", "latents", "denoise", "decode", "output"]
 
 # records, from the first paint on, every progress value and node state the page shows, so a test can
@@ -79,3 +80,32 @@ def drag(page, source, target):
     page.mouse.down()
     page.mouse.move(end["x"] + end["width"] / 2, end["y"] + end["height"] / 2, steps=12)
     page.mouse.up()
+
+
+def select(page, *node_ids):
+    """Click the first node's title, then Ctrl+click the others (React Flow's multi-selection key)."""
+    for index, node_id in enumerate(node_ids):
+        node(page, node_id).locator(".node-title").click(modifiers=["Control"] if index else [])
+
+
+def move(page, node_id, dx, dy):
+    box = node(page, node_id).locator(".node-header").bounding_box()
+    x, y = box["x"] + 20, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + dx, y + dy, steps=10)
+    page.mouse.up()
+
+
+def place_centre(page, node_id, x, y):
+    """Drag a node by its title bar until its centre is at page pixel (x, y)."""
+    box = node(page, node_id).bounding_box()
+    move(page, node_id, x - (box["x"] + box["width"] / 2), y - (box["y"] + box["height"] / 2))
+
+
+def empty_spot(page, across=0.5, top=True):
+    """A point of the canvas (page pixels) with no node on it: near its top or bottom, `across` of the way along."""
+    pane = page.locator(".react-flow__pane").bounding_box()
+    x, y = pane["x"] + pane["width"] * across, pane["y"] + (60 if top else pane["height"] - 60)
+    assert page.evaluate("([x, y]) => document.elementFromPoint(x, y).classList.contains('react-flow__pane')", [x, y])
+    return x, y

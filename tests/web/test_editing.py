@@ -7,35 +7,13 @@ import re
 import urllib.request
 from pathlib import Path
 
-from page_helpers import expect, node, open_editor, widget
+from page_helpers import DOCUMENT, empty_spot, expect, move, node, open_editor, select, widget
 
-DOCUMENT = "window.diffblocks.document()"
 HIRES_FIX = Path(__file__).resolve().parents[2] / "examples" / "workflows" / "hires-fix.json"
 
 
 def prompt_box(page, node_id="text"):
     return node(page, node_id).locator('[data-input="prompt"] textarea')
-
-
-def select(page, *node_ids):
-    """Click the first node's title, then Ctrl+click the others (React Flow's multi-selection key)."""
-    for index, node_id in enumerate(node_ids):
-        node(page, node_id).locator(".node-title").click(modifiers=["Control"] if index else [])
-
-
-def move(page, node_id, dx, dy):
-    box = node(page, node_id).locator(".node-header").bounding_box()
-    x, y = box["x"] + 20, box["y"] + box["height"] / 2
-    page.mouse.move(x, y)
-    page.mouse.down()
-    page.mouse.move(x + dx, y + dy, steps=10)
-    page.mouse.up()
-
-
-def place_centre(page, node_id, x, y):
-    """Drag a node by its title bar until its centre is at page pixel (x, y)."""
-    box = node(page, node_id).bounding_box()
-    move(page, node_id, x - (box["x"] + box["width"] / 2), y - (box["y"] + box["height"] / 2))
 
 
 def test_the_graph_is_kept_across_a_reload(page, server):
@@ -185,14 +163,6 @@ def test_ctrl_enter_runs_the_graph_from_the_prompt_box(page, server):
     job = server.request("GET", f"/api/jobs/{status.get_attribute('data-job')}")
     assert job["status"] == "done"
     expect(prompt).to_have_value("a handwritten digit five")  # the key did not type a new line
-
-
-def empty_spot(page, across=0.5, top=True):
-    """A point of the canvas (page pixels) with no node on it: near its top or bottom, `across` of the way along."""
-    pane = page.locator(".react-flow__pane").bounding_box()
-    x, y = pane["x"] + pane["width"] * across, pane["y"] + (60 if top else pane["height"] - 60)
-    assert page.evaluate("([x, y]) => document.elementFromPoint(x, y).classList.contains('react-flow__pane')", [x, y])
-    return x, y
 
 
 def drop_wire(page, handle, at):
@@ -428,78 +398,4 @@ def test_alt_c_folds_a_node_to_its_title_bar_with_its_wires_kept(page, server, s
     page.keyboard.press("Alt+c")
     expect(node(page, "steps").locator(".block-node")).to_have_class(re.compile(r"\bcollapsed\b"))
     expect(node(page, "steps").locator(".node-error")).to_contain_text("num_inference_steps: ")
-    assert page.problems == []
-
-
-def test_a_note_is_saved_with_the_graph_and_never_sent_as_a_node(page, server):
-    open_editor(page, server)
-    page.get_by_placeholder("Search nodes…").fill("note")
-    page.locator('.palette-item[data-type="Note"]').dblclick()
-    note = node(page, "note")
-    note.get_by_label("note text").fill("seed 0 draws the best seven")
-    document = page.evaluate(DOCUMENT)
-    assert document["ui"]["notes"] == {"note": "seed 0 draws the best seven"} and "note" not in document["nodes"]
-    page.get_by_role("button", name="Run", exact=True).click()
-    status = page.get_by_test_id("run-status")
-    expect(status).to_have_attribute("data-status", "done", timeout=180_000)
-    job = server.request("GET", f"/api/jobs/{status.get_attribute('data-job')}")
-    assert "note" not in job["workflow"]["nodes"] and job["workflow"]["ui"]["notes"] == document["ui"]["notes"]
-
-    page.reload()
-    expect(note.get_by_label("note text")).to_have_value("seed 0 draws the best seven")
-    select(page, "note")
-    page.keyboard.press("Control+c")
-    page.keyboard.press("Control+v")
-    expect(node(page, "note2").get_by_label("note2 text")).to_have_value("seed 0 draws the best seven")
-    assert page.problems == []
-
-
-def test_ctrl_g_groups_the_selected_nodes_and_moving_the_group_moves_them(page, server, shots):
-    open_editor(page, server)
-    select(page, "text", "input")
-    page.keyboard.press("Control+g")
-    group = node(page, "group")
-    expect(group).to_be_visible()
-    area = group.bounding_box()
-    for member in ("text", "input"):
-        box = node(page, member).bounding_box()
-        assert area["x"] < box["x"] and box["x"] + box["width"] < area["x"] + area["width"], member
-        assert area["y"] < box["y"] and box["y"] + box["height"] < area["y"] + area["height"], member
-    # as in ComfyUI, a node belongs to a group when its centre is inside: "load" half in, "steps" overlapping it
-    # with its centre out
-    place_centre(page, "load", area["x"] + 15, area["y"] + area["height"] / 2)
-    steps = node(page, "steps").bounding_box()
-    place_centre(page, "steps", area["x"] + area["width"] + steps["width"] / 2 - 30, area["y"] + area["height"] / 2)
-    for member, half_in in (("load", True), ("steps", False)):
-        box = node(page, member).bounding_box()
-        assert box["x"] < area["x"] + area["width"] and area["x"] < box["x"] + box["width"], member  # overlapping
-        assert (area["x"] < box["x"] + box["width"] / 2 < area["x"] + area["width"]) == half_in, member
-    before = page.evaluate(DOCUMENT)
-    assert before["ui"]["groups"]["group"]["title"] == "Group" and "group" not in before["nodes"]
-
-    title = group.locator(".group-title").bounding_box()  # dragged by its title bar, beside the name
-    x, y = title["x"] + title["width"] - 12, title["y"] + title["height"] / 2
-    page.mouse.move(x, y)
-    page.mouse.down()
-    page.mouse.move(x + 90, y + 60, steps=10)
-    page.mouse.up()
-    moved = page.evaluate(DOCUMENT)["ui"]["positions"]
-    start = before["ui"]["positions"]
-    dx, dy = moved["group"]["x"] - start["group"]["x"], moved["group"]["y"] - start["group"]["y"]
-    assert dx > 0 and dy > 0
-    for member in ("text", "input", "load"):
-        assert (moved[member]["x"] - start[member]["x"], moved[member]["y"] - start[member]["y"]) == (dx, dy), member
-    assert all(moved[other] == start[other] for other in ("steps", "latents", "denoise", "decode", "output"))
-    page.screenshot(path=str(shots / "18-group.png"))
-
-    group.get_by_label("group title").fill("prompts")
-    page.mouse.click(*empty_spot(page))
-    page.keyboard.press("Control+z")  # the name
-    page.keyboard.press("Control+z")  # the move, members and all
-    assert page.evaluate(DOCUMENT)["ui"]["positions"] == start
-    page.keyboard.press("Control+y")
-    page.keyboard.press("Control+y")
-    page.reload()
-    expect(group.get_by_label("group title")).to_have_value("prompts")
-    assert page.evaluate(DOCUMENT)["ui"]["positions"] == moved
     assert page.problems == []
