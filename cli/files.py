@@ -82,14 +82,39 @@ def checkpoint_arg(args) -> tuple[str | None, str | None]:
         raise FlagError.unusable("--model", args.model, f"cannot read it as a weights file: {err}") from err
 
 
-def start_model(model: str | None) -> str | None:
-    """``serve`` / ``worker --model``: ``embedded``, a folder or Hub repo, or a checkpoint file (``.safetensors``,
-    ``.ckpt``)."""
+def start_model(model: str | None, dirs: list[Path] = ()) -> str | None:
+    """``serve`` / ``worker --model``: ``embedded``, a folder or Hub repo, a checkpoint file (``.safetensors``,
+    ``.ckpt``), or the name of a checkpoint or diffusers folder in ``dirs`` (``--models-dir``)."""
     if model is None or model == "embedded":
         return model
+    if dirs:
+        from ..nodes.model_files import ModelFolders
+
+        folders = ModelFolders(dirs)
+        found = folders.resolve("checkpoints", model) or folders.resolve("diffusers", model)
+        if found is not None:
+            return str(found.resolve())
     if is_weights_file(model):
         return str(Path(model).expanduser().resolve())
     return local_or_repo("--model", model, "model")
+
+
+def model_dirs(values: list[str] | None) -> list[Path]:
+    """``--models-dir``, as often as given: folders laid out as ComfyUI's ``models/`` (``checkpoints/``, ``loras/``,
+    ``vae/``, ...)."""
+    from ..nodes.model_files import KINDS
+
+    subfolders = [sub for kind in KINDS.values() for sub in kind.folders]
+    dirs = []
+    for value in values or []:
+        path = Path(value).expanduser().resolve()
+        if not path.is_dir():
+            raise FlagError.unusable("--models-dir", value, "is not a folder" if path.exists() else "does not exist")
+        if not any((path / sub).is_dir() for sub in subfolders) and (path / "models").is_dir():
+            raise FlagError.unusable("--models-dir", value, f"has no {', '.join(sub + '/' for sub in subfolders[:3])} "
+                                     f"...; give the folder that holds them: {path / 'models'}")
+        dirs.append(path)
+    return dirs
 
 
 def controlnet_source(value: str) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..components.errors import FlagError
 from ..components.errors.server import ServerSetupError
-from .files import start_model
+from .files import model_dirs, start_model
 
 QUEUES = ("sqlite", "redis", "rediss", "unix")  # unix: a Redis socket (unix:///run/redis.sock?db=0)
 
@@ -68,6 +68,9 @@ def check_preview_interval(value: float) -> float:
 
 NO_METADATA_HELP = ("do not write the job's workflow into output PNGs (written by default, as ComfyUI does: an image "
                     "loaded into the editor brings back its graph, prompts included)")
+MODELS_DIR_HELP = ("a folder laid out as ComfyUI's models/ (checkpoints/, loras/, vae/, controlnet/, diffusion_models/, "
+                   "diffusers/; an existing ComfyUI's works as it is): the loaders take the names of its files and "
+                   "GET /api/models lists them (repeatable; the first folder that has a name wins)")
 PREVIEW_INTERVAL_HELP = ("the least time between two previews of one job, in seconds (default 0.1; 0: one every "
                          "denoising step)")
 
@@ -103,7 +106,8 @@ def settings_from(args):
                               "'diffblocks worker' processes do")
     retention = check_retention(args, redis_queue)
     queue = check_queue(args.queue)
-    model = start_model(args.model)
+    dirs = model_dirs(args.models_dir)
+    model = start_model(args.model, dirs)
     if not 0 < args.port < 65536:
         raise FlagError.bad_value("--port", "a port number (1-65535)", args.port)
     data_dir = Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()
@@ -113,7 +117,8 @@ def settings_from(args):
                           model=model, queue=queue,
                           allow_remote_code=args.allow_remote_code, cors_origins=list(args.cors_origin or []),
                           preview_interval=check_preview_interval(args.preview_interval),
-                          engine_process=args.engine_process, metadata=not args.no_metadata, **retention)
+                          engine_process=args.engine_process, metadata=not args.no_metadata, model_dirs=dirs,
+                          **retention)
 
 
 def serve(args) -> int:
@@ -131,6 +136,7 @@ def serve(args) -> int:
     devices = f"{AUTO_DEVICES}: every CUDA device, else the CPU" if auto else ", ".join(settings.devices)
     banner = (f"diffblocks serve: http://{host}:{args.port} (devices {devices}; "
               f"jobs and images in {settings.data_dir}"
+              f"{'; models from ' + ', '.join(map(str, settings.model_dirs)) if settings.model_dirs else ''}"
               f"{'; the workers in a process of their own' if settings.engine_process else ''})")
     if settings.queue:
         banner = (f"diffblocks serve: http://{host}:{args.port} (jobs, events and images in {settings.queue}; "
@@ -179,6 +185,7 @@ def add_parser(commands) -> None:
     s.add_argument("--model", metavar="PATH_OR_REPO", help="load this model at start ('embedded' for the shipped one; a "
                    "folder, a Hub repo, or an SD 1.x / 2.x / SDXL checkpoint .safetensors or .ckpt)")
     s.add_argument("--device", default="auto", help="auto (default), cpu, or a list like cuda:0,cuda:1: one worker each")
+    s.add_argument("--models-dir", action="append", metavar="DIR", help=MODELS_DIR_HELP)
     s.add_argument("--data-dir", metavar="DIR", help=f"job queue, history and images (default {default_data_dir()})")
     s.add_argument("--allow-remote-code", action="store_true",
                    help="let workflows run code that model repos ship (off by default)")

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from ..components.errors import FlagError
 from ..components.errors.server import ServerSetupError
-from .files import start_model
-from .serve import (ARTIFACT_TTL_HELP, NO_METADATA_HELP, PREVIEW_INTERVAL_HELP, check_preview_interval, check_queue,
+from .files import model_dirs, start_model
+from .serve import (ARTIFACT_TTL_HELP, MODELS_DIR_HELP, NO_METADATA_HELP, PREVIEW_INTERVAL_HELP, check_preview_interval, check_queue,
                     check_retention, default_data_dir, pick_devices)
 
 
@@ -34,7 +34,8 @@ def settings_from(args):
         raise FlagError.bad_value("--queue", "a Redis URL (redis://HOST:PORT/DB), the one the front serves", args.queue)
     retention = check_retention(args, True)
     queue = check_queue(args.queue)
-    model = start_model(args.model)
+    dirs = model_dirs(args.models_dir)
+    model = start_model(args.model, dirs)
     data_dir = Path(args.data_dir).expanduser() if args.data_dir else default_cache_dir()
     if data_dir.exists() and not data_dir.is_dir():
         raise FlagError.unusable("--data-dir", str(args.data_dir), "is a file; give a folder")
@@ -43,7 +44,7 @@ def settings_from(args):
     return ServerSettings(data_dir=data_dir, devices=pick_devices(args.device), model=model, queue=queue,
                           lease_seconds=args.lease, allow_remote_code=args.allow_remote_code,
                           previews=not args.no_previews, metadata=not args.no_metadata,
-                          preview_interval=check_preview_interval(args.preview_interval),
+                          preview_interval=check_preview_interval(args.preview_interval), model_dirs=dirs,
                           **retention)
 
 
@@ -95,6 +96,7 @@ def add_parser(commands) -> None:
                    help="auto (default), cpu, or a list like cuda:0,cuda:1: one worker thread each")
     w.add_argument("--model", metavar="PATH_OR_REPO", help="load this model at start ('embedded' for the shipped one; a "
                    "folder, a Hub repo, or an SD 1.x / 2.x / SDXL checkpoint .safetensors or .ckpt)")
+    w.add_argument("--models-dir", action="append", metavar="DIR", help=MODELS_DIR_HELP)
     w.add_argument("--data-dir", metavar="DIR", help=f"this worker's copies of images (default {default_cache_dir()})")
     w.add_argument("--lease", type=float, default=30.0, metavar="SECONDS",
                    help="how long a job stays with this worker if it stops answering, before it runs elsewhere "

@@ -15,6 +15,7 @@ from typing import Any
 from ..components.files import WEIGHTS_SUFFIXES
 from .bundle import ComponentsBundle
 from .loader_nodes import load_file_once
+from .model_files import model_input
 from .node_type import NodeInput, NodeOutput, NodeType, RunContext
 
 STRING = {"type": "string"}
@@ -39,14 +40,15 @@ class LoadControlNet(NodeType):
     description = "Load a ControlNet (a folder or Hub id) into the shared ComponentsManager."
 
     def __init__(self):
-        self.inputs = {"repo": NodeInput({**STRING, "minLength": 1, "description": "ControlNet folder or Hub repo id"},
-                                         required=True),
+        self.inputs = {"repo": NodeInput(model_input({**STRING, "minLength": 1, "description": "ControlNet folder or Hub repo id"},
+                                                     "controlnet"), required=True),
                        "subfolder": NodeInput({**STRING, "default": "", "description": "folder inside the repo"})}
         if self.model_class == "ControlNetModel":
-            self.inputs["repo"] = NodeInput({**STRING, "minLength": 1, "description": (
-                "ControlNet folder or Hub repo id, or a file (.safetensors, .pth) as A1111 and ComfyUI keep them")}, required=True)
-            self.inputs["config"] = NodeInput({**STRING, "default": "", "description": (
-                "for a file: the base model's repo (its UNet config describes the ControlNet's encoder)")})
+            self.inputs["repo"] = NodeInput(model_input({**STRING, "minLength": 1, "description": (
+                "ControlNet folder or Hub repo id, or a file (.safetensors, .pth) as A1111 and ComfyUI keep them")},
+                "controlnet"), required=True)
+            self.inputs["config"] = NodeInput(model_input({**STRING, "default": "", "description": (
+                "for a file: the base model's repo (its UNet config describes the ControlNet's encoder)")}, "diffusers"))
         self.outputs = {"controlnet": NodeOutput(self.model_class)}
 
     def run(self, ctx: RunContext, values: dict[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from ..components.errors.nodes import ArtifactError
 from .cache import OutputCache
 from .catalog import node_type
 from .keys import identities, node_key
+from .model_files import SCHEMA_KEY, ModelFolders
 from .node_type import RunContext
 from .preview import latents_to_image
 from .validation import check
@@ -44,10 +45,13 @@ class Executor:
             of a fast model costs more than it shows, so a server sends a few a second (0: no such limit). A
             loop's last step is previewed whatever these say.
         allow_remote_code: let ``LoadComponents`` run a modular repo's custom block code.
+        model_folders: folders laid out as ComfyUI's ``models/`` (a :class:`ModelFolders` or a list of them): a
+            loader input marked with a model kind takes the name of a file there (see :mod:`.model_files`).
     """
 
     def __init__(self, components_manager=None, device: str = "cpu", artifacts=None, cache_bytes: int = 2 * 1024**3,
-                 preview_every: int = 1, allow_remote_code: bool = False, preview_interval: float = 0.0):
+                 preview_every: int = 1, allow_remote_code: bool = False, preview_interval: float = 0.0,
+                 model_folders=None):
         if components_manager is None:
             from ..components.manager import ComponentsManager
 
@@ -58,6 +62,7 @@ class Executor:
         self.cache = OutputCache(cache_bytes)
         self.preview_every, self.preview_interval = preview_every, preview_interval
         self.allow_remote_code = allow_remote_code
+        self.model_folders = model_folders if isinstance(model_folders, ModelFolders) else ModelFolders(model_folders or ())
         self._inflight: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
@@ -148,6 +153,7 @@ class _Run:
         spec = self.workflow.nodes[node_id]
         node = node_type(spec.type)
         values, links = self._inputs(node_id, spec)
+        self._model_files(node, values)
         constants = {n: v for n, v in spec.constants().items() if v is not None}
         key = node_key(node.name, node.version(), constants, links, identities(values))
         self.keys[node_id] = key
@@ -186,6 +192,17 @@ class _Run:
         self.results[node_id] = outputs
         self.executed.append(node_id)
         self.emit({"type": "node.finished", "job": self.job, "node": node_id, "seconds": seconds})
+
+    def _model_files(self, node, values: dict[str, Any]) -> None:
+        """Names from the model folders, for the inputs that take them, as the paths they name there (the cache
+        key keeps the name)."""
+        folders = self.executor.model_folders
+        if not folders:
+            return
+        for name, value in values.items():
+            kind = node.inputs[name].schema.get(SCHEMA_KEY) if name in node.inputs else None
+            if kind is not None and isinstance(value, str) and (found := folders.resolve(kind, value)) is not None:
+                values[name] = str(found)
 
     def _inputs(self, node_id: str, spec) -> tuple[dict[str, Any], dict[str, str]]:
         """The node's input values (links resolved, image references opened) and its links as key parts."""

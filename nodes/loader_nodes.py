@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable
 
 from .bundle import ComponentsBundle
+from .model_files import model_input
 from .node_type import NodeInput, NodeOutput, NodeType, RunContext
 from .values import artifact_ref
 
@@ -25,8 +26,9 @@ class LoadComponents(NodeType):
 
     def __init__(self, component_names: Iterable[str]):
         self.inputs = {
-            "repo": NodeInput({"type": "string", "default": "embedded", "minLength": 1,
-                               "description": "model folder, Hub repo id, or 'embedded'"}, required=True),
+            "repo": NodeInput(model_input({"type": "string", "default": "embedded", "minLength": 1,
+                                           "description": "model folder, Hub repo id, or 'embedded'"}, "diffusers"),
+                              required=True),
             "dtype": NodeInput({"type": "string", "enum": list(DTYPES), "default": "auto",
                                 "description": "weights dtype ('auto': as the model is stored)"}),
         }
@@ -68,10 +70,11 @@ class LoadCheckpoint(LoadComponents):
     def __init__(self, component_names: Iterable[str]):
         super().__init__(component_names)
         self.inputs = {
-            "file": NodeInput({"type": "string", "minLength": 1, "description": "the checkpoint file (.safetensors, .ckpt)"},
+            "file": NodeInput(model_input({"type": "string", "minLength": 1,
+                                           "description": "the checkpoint file (.safetensors, .ckpt)"}, "checkpoints"),
                               required=True),
-            "config": NodeInput({"type": "string", "default": "",
-                                 "description": "diffusers repo of its family (empty: the family's reference repo)"}),
+            "config": NodeInput(model_input({"type": "string", "default": "", "description": (
+                "diffusers repo of its family (empty: the family's reference repo)")}, "diffusers")),
             "dtype": self.inputs["dtype"],
         }
 
@@ -130,7 +133,8 @@ class LoadFluxTransformer(NodeType):
 
     def __init__(self):
         self.inputs = {
-            "file": NodeInput({"type": "string", "minLength": 1, "description": "the .safetensors or .sft file"}, required=True),
+            "file": NodeInput(model_input({"type": "string", "minLength": 1, "description": "the .safetensors or .sft file"},
+                                          "diffusion_models"), required=True),
             "dtype": NodeInput({"type": "string", "enum": list(DTYPES), "default": "auto",
                                 "description": "weights dtype ('auto': torch's default; fp8 files need one to run)"}),
         }
@@ -163,10 +167,11 @@ class LoadVAE(NodeType):
 
     def __init__(self):
         self.inputs = {
-            "file": NodeInput({"type": "string", "minLength": 1, "description": "the .safetensors, .ckpt or .pt file"}, required=True),
-            "config": NodeInput({"type": "string", "minLength": 1, "description": (
+            "file": NodeInput(model_input({"type": "string", "minLength": 1,
+                                           "description": "the .safetensors, .ckpt or .pt file"}, "vae"), required=True),
+            "config": NodeInput(model_input({"type": "string", "minLength": 1, "description": (
                 "the model's folder or Hub repo, whose VAE config (its latents' scaling) goes with the file")},
-                required=True),
+                "diffusers"), required=True),
         }
         self.outputs = {"vae": NodeOutput("AutoencoderKL")}
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from .adapter_nodes import STRING, weight_sharing_copy
 from .bundle import ComponentsBundle
+from .model_files import model_input
 from .node_type import NodeInput, NodeOutput, NodeType, RunContext
 
 LORA_MODELS = ("unet", "transformer", "text_encoder", "text_encoder_2")
@@ -29,7 +30,8 @@ class LoadLoRA(NodeType):
         self.inputs = {
             "components": NodeInput({"description": "the bundle whose models get the LoRA"}, required=True,
                                     socket="components"),
-            "repo": NodeInput({**STRING, "minLength": 1, "description": "LoRA file, folder or Hub repo id"}, required=True),
+            "repo": NodeInput(model_input({**STRING, "minLength": 1, "description": "LoRA file, folder or Hub repo id"},
+                                          "loras"), required=True),
             "weight_name": NodeInput({**STRING, "default": "", "description": "file in the folder or repo"}),
             "adapter_name": NodeInput({**STRING, "default": "", "description": "adapter name (default: default_<n>)"}),
             "scale": NodeInput({"type": "number", "default": 1.0, "description": "LoRA strength"}),

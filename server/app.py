@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from ..components.errors.server import EngineError
 from . import limits
-from .routers import artifacts, events, jobs, nodes, system
+from .routers import artifacts, events, jobs, model_files, nodes, system
 from .settings import ServerSettings
 from .engine import NodeEngine
 from .state import ServerState
@@ -48,7 +48,7 @@ def create_app(settings: ServerSettings | None = None, engine=None, static_dir: 
 
     app = FastAPI(title="diffblocks node server", version="1", lifespan=lifespan,
                   description="List node types, validate and queue workflows, watch them run, fetch images.")
-    for module in (nodes, jobs, artifacts, system, events):
+    for module in (nodes, jobs, artifacts, system, model_files, events):
         app.include_router(module.router, prefix="/api")
     limits.install(app, settings.max_json_bytes, settings.max_upload_bytes)
     if settings.cors_origins:

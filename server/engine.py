@@ -93,11 +93,12 @@ class NodeEngine:
         return ComponentsManager()
 
     def executor(self, device: str, manager, artifacts, cache_bytes: int, allow_remote_code: bool,
-                 previews: bool = True, preview_interval: float = 0.0):
+                 previews: bool = True, preview_interval: float = 0.0, model_dirs=()):
         """An ``Executor`` for ``device`` sharing ``manager`` and ``artifacts``."""
         return self._nodes.Executor(components_manager=manager, device=device, artifacts=artifacts,
                                     cache_bytes=cache_bytes, allow_remote_code=allow_remote_code,
-                                    preview_every=1 if previews else 0, preview_interval=preview_interval)
+                                    preview_every=1 if previews else 0, preview_interval=preview_interval,
+                                    model_folders=list(model_dirs))
 
 
 def build_catalog(path: Path = BUILT_CATALOG) -> str:

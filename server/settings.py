@@ -41,6 +41,9 @@ class ServerSettings:
             keeps them all, on disk).
         artifact_ttl: with Redis, how long (seconds) an image stays there after it was last stored or fetched;
             the front keeps its own copy of every finished job's images, and puts one back when a job needs it.
+        model_dirs: folders laid out as ComfyUI's ``models/`` (``checkpoints/``, ``loras/``, ``vae/``, ...): the
+            loaders take the names of the files there, and ``GET /api/models`` lists them (see
+            ``nodes/model_files.py``). With Redis each ``diffblocks worker`` looks names up in its own.
         engine_process: run the workers in a child process (``server/engine_process.py``), so the event loop
             never takes the engine's turn at Python, and a crash there fails one job instead of the server.
     """
@@ -64,6 +67,7 @@ class ServerSettings:
     keep_jobs: int = 10_000
     artifact_ttl: float = ARTIFACT_TTL
     engine_process: bool = False
+    model_dirs: list[Path] = field(default_factory=list)
 
 
 def resolve_devices(devices: list[str]) -> list[str]:

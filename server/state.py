@@ -111,7 +111,7 @@ def worker_pool(settings: ServerSettings, engine, artifacts: ArtifactStore, queu
         manager = engine.components_manager()
         return manager, {device: engine.executor(device, manager, artifacts, settings.cache_bytes,
                                                  settings.allow_remote_code, settings.previews,
-                                                 settings.preview_interval)
+                                                 settings.preview_interval, settings.model_dirs)
                          for device in resolve_devices(settings.devices)}
 
     warmup = None

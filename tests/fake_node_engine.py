@@ -121,7 +121,8 @@ class FakeEngine:
 
         return ComponentsManager()
 
-    def executor(self, device, manager, artifacts, cache_bytes, allow_remote_code, previews=True, preview_interval=0.0):
+    def executor(self, device, manager, artifacts, cache_bytes, allow_remote_code, previews=True, preview_interval=0.0,
+                 model_dirs=()):
         executor = FakeExecutor(device, manager)
         executor.preview_interval = preview_interval
         self.executors.append(executor)

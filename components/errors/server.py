@@ -45,6 +45,11 @@ class RequestError(ServerError):
     def origin(cls, origin: str) -> "RequestError":
         return cls(f"origin {origin} is not allowed; start the server with --cors-origin {origin}")._with_status(403)
 
+    @classmethod
+    def unknown_model_kind(cls, kind: str, known) -> "RequestError":
+        shown = kind if len(kind) <= 64 else kind[:61] + "..."
+        return cls(f"no kind of model '{shown}'; the kinds are {', '.join(known)}")._with_status(404)
+
 
 class JobError(ServerError):
     """A job id that is unknown, or a job in a state that cannot do what was asked."""

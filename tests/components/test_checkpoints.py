@@ -174,6 +174,29 @@ def test_a_load_checkpoint_node_equals_the_pipeline(sd_repo, sd_file, tmp_path):
     assert torch.equal(got, expected)
 
 
+def test_a_load_checkpoint_node_takes_names_from_model_folders(sd_repo, sd_file, tmp_path):
+    import os
+
+    from node_workflows import link
+
+    from diffblocks.nodes import Executor
+
+    tuned, file = sd_file
+    (tmp_path / "checkpoints" / "sd15").mkdir(parents=True)
+    (tmp_path / "diffusers").mkdir()
+    os.symlink(file, tmp_path / "checkpoints" / "sd15" / "tuned.safetensors")
+    os.symlink(sd_repo, tmp_path / "diffusers" / "sd15-base")
+    workflow = {"nodes": {
+        "ckpt": {"type": "LoadCheckpoint", "inputs": {"file": "sd15/tuned.safetensors", "config": "sd15-base"}},
+        "run": {"type": "preset:sd15-text2image", "inputs": {"components": link("ckpt", "components"),
+                                                              "prompt": "a cat", "seed": 0, "num_inference_steps": 3,
+                                                              "output_type": "pt"}}}}
+    got = Executor(model_folders=[tmp_path]).run(workflow)["run"]["images"]
+    expected = pipeline_with(stable_diffusion.TEXT2IMAGE_BLOCKS, sd_repo, tuned)(
+        generator=torch.Generator().manual_seed(0), **CALL)
+    assert torch.equal(got, expected)
+
+
 def write_vae(path, tensors):
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
     return path

@@ -18,6 +18,7 @@ from diffblocks.cli import main
     (["--device", " , "], "--device must be auto, cpu, or a list"),
     (["--port", "0"], "--port must be a port number"),
     (["--model", "/no/such/folder"], "--model /no/such/folder: no such folder"),
+    (["--models-dir", "/no/such/models"], "--models-dir /no/such/models: does not exist"),
     (["--preview-interval", "-1"], "--preview-interval must be a number of seconds, 0 or more"),
     (["--engine-process", "--queue", "redis://127.0.0.1:1/0"], "--engine-process needs the SQLite queue"),
 ])
@@ -43,6 +44,25 @@ def test_flags_become_settings(tmp_path):
     assert defaults.devices == ["auto"]  # decided when the workers start
     assert defaults.allow_remote_code is False and defaults.cors_origins == [] and defaults.model is None
     assert defaults.preview_interval == 0.1 and defaults.engine_process is False
+
+
+def test_models_dirs_and_a_model_named_in_them(tmp_path, capsys):
+    from diffblocks.cli import build_parser
+    from diffblocks.cli.serve import settings_from
+
+    comfy = tmp_path / "ComfyUI"
+    (comfy / "models" / "checkpoints").mkdir(parents=True)
+    (comfy / "models" / "checkpoints" / "v1-5.safetensors").write_bytes(b"x")
+    (tmp_path / "more" / "diffusers").mkdir(parents=True)
+    args = ["serve", "--models-dir", str(comfy / "models"), "--models-dir", str(tmp_path / "more")]
+    settings = settings_from(build_parser().parse_args([*args, "--model", "v1-5.safetensors"]))
+    assert settings.model_dirs == [comfy / "models", tmp_path / "more"]
+    assert settings.model == str(comfy / "models" / "checkpoints" / "v1-5.safetensors")  # loaded at start by name
+    assert settings_from(build_parser().parse_args(["serve"])).model_dirs == []
+    # ComfyUI's own folder instead of its models/: said so, with the folder to give
+    assert main(["serve", "--models-dir", str(comfy)]) == 2
+    err = capsys.readouterr().err
+    assert f"--models-dir {comfy}: has no checkpoints/" in err and f"give the folder that holds them: {comfy / 'models'}" in err
 
 
 def test_auto_devices_are_every_cuda_device_else_the_cpu():

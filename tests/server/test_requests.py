@@ -7,6 +7,8 @@ from fake_node_engine import CATALOG
 from PIL import Image
 from server_helpers import fake_server, workflow
 
+from diffblocks.nodes.model_files import KINDS
+
 pytestmark = pytest.mark.anyio
 
 GOOD = workflow(n=("Number", {"value": 1}))
@@ -28,12 +30,30 @@ async def test_catalog_and_validation(tmp_path):
         assert bad.json() == {"ok": False, "errors": [{"node": "x", "input": None, "message": "unknown node type 'Nope'"}]}
 
 
+async def test_models_lists_the_model_folders_as_they_are_now(tmp_path):
+    models = tmp_path / "models"
+    (models / "checkpoints" / "sd15").mkdir(parents=True)
+    (models / "checkpoints" / "sd15" / "dreamshaper.safetensors").write_bytes(b"x")
+    async with fake_server(tmp_path, model_dirs=[models]) as client:
+        listing = (await client.get("/api/models")).json()
+        assert listing["checkpoints"] == ["sd15/dreamshaper.safetensors"] and listing["loras"] == []
+        (models / "loras").mkdir()
+        (models / "loras" / "style.safetensors").write_bytes(b"x")  # copied in while it runs: no restart
+        assert (await client.get("/api/models/loras")).json() == ["style.safetensors"]
+        unknown = await client.get("/api/models/checkpoint")
+        assert unknown.status_code == 404
+        assert "no kind of model 'checkpoint'; the kinds are checkpoints, vae, loras" in unknown.json()["detail"]
+    async with fake_server(tmp_path / "other") as client:  # no folders: every kind, none listed
+        assert (await client.get("/api/models")).json() == {kind: [] for kind in KINDS}
+
+
 async def test_openapi_document_lists_every_endpoint_and_model(tmp_path):
     async with fake_server(tmp_path) as client:
         document = (await client.get("/openapi.json")).json()
     paths = document["paths"]
     assert set(paths) >= {"/api/nodes", "/api/validate", "/api/jobs", "/api/jobs/{job_id}", "/api/uploads",
-                          "/api/artifacts/{artifact_id}", "/api/system", "/api/free"}
+                          "/api/artifacts/{artifact_id}", "/api/system", "/api/free", "/api/models",
+                          "/api/models/{kind}"}
     assert set(paths["/api/jobs/{job_id}"]) == {"get", "delete"}
     schemas = document["components"]["schemas"]
     assert {"JobInfo", "JobRequest", "Workflow", "NodeSpec", "SystemInfo", "UploadResponse", "ValidateResponse"} <= set(schemas)

@@ -1,0 +1,124 @@
+"""Model folders laid out as ComfyUI's ``models/``: the files a loader can name, by kind.
+
+A server started with ``--models-dir DIR`` (as often as there are folders; an existing ComfyUI ``models/`` works
+as it is) lists ``checkpoints/``, ``vae/``, ``loras/``, ``diffusion_models/`` (and the older ``unet/``),
+``controlnet/`` and ``diffusers/`` under each, and the loaders' inputs that name a model (their schema says which
+kind, ``"x-model-folder"``) take a name from those lists: ``sd15/dreamshaper_8.safetensors`` is the file under the
+first folder that has it. Any other value (a full path, a Hub id, ``embedded``) means what it meant before.
+
+Names are looked up, never joined blindly: an absolute name, or one with ``..``, names nothing here. Links inside
+a folder are followed (linking a shared drive's models in is how many installs are laid out); the folders and
+what they link to are the server's operator's choice, the names are the client's.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Iterable
+
+from ..components.files import WEIGHTS_SUFFIXES
+
+SCHEMA_KEY = "x-model-folder"  # the JSON-schema annotation on a loader input: which kind of model it names
+MODEL_MARKERS = ("model_index.json", "modular_model_index.json", "config.json")  # a model folder has one of these
+MAX_DEPTH = 8  # subfolders followed below a kind's folder (links can make cycles)
+MAX_ENTRIES = 10_000  # names listed per kind
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of model: the subfolders that hold it and whether its entries are files, model folders or both."""
+
+    folders: tuple[str, ...]
+    files: bool = True
+    model_folders: bool = False
+
+
+KINDS = {
+    "checkpoints": Kind(("checkpoints",)),
+    "vae": Kind(("vae",)),
+    "loras": Kind(("loras",)),
+    "diffusion_models": Kind(("diffusion_models", "unet")),
+    "controlnet": Kind(("controlnet",), model_folders=True),
+    "diffusers": Kind(("diffusers",), files=False, model_folders=True),
+}
+
+
+def model_input(schema: dict, kind: str) -> dict:
+    """``schema`` (a loader input's) marked as naming a model of ``kind``."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(KINDS)}")
+    return {**schema, SCHEMA_KEY: kind}
+
+
+class ModelFolders:
+    """The model folders a server was given, in order: a name found in two is the first one's."""
+
+    def __init__(self, roots: Iterable[str | os.PathLike]):
+        self.roots = [Path(root).expanduser() for root in roots]
+
+    def __bool__(self) -> bool:
+        return bool(self.roots)
+
+    def folders(self, kind: str) -> list[Path]:
+        """The folders that hold ``kind`` under every root, those that exist."""
+        return [root / sub for root in self.roots for sub in KINDS[kind].folders if (root / sub).is_dir()]
+
+    def names(self, kind: str) -> list[str]:
+        """Every name of ``kind`` (``/``-separated, relative to its folder), sorted; read from disk on each call."""
+        found: dict[str, None] = {}
+        for folder in self.folders(kind):
+            for name in _walk(folder, KINDS[kind]):
+                found.setdefault(name)
+                if len(found) >= MAX_ENTRIES:
+                    break
+        return sorted(found, key=lambda name: (name.lower(), name))
+
+    def listing(self) -> dict[str, list[str]]:
+        """``{kind: names}`` for every kind."""
+        return {kind: self.names(kind) for kind in KINDS}
+
+    def resolve(self, kind: str, name: str) -> Path | None:
+        """The file or model folder ``name`` is in the first folder of ``kind`` that has it; None when none does,
+        or when ``name`` could reach outside the folders (absolute, ``..``, a drive or a backslash)."""
+        parts = _safe_parts(name)
+        if parts is None:
+            return None
+        spec = KINDS[kind]
+        for folder in self.folders(kind):
+            candidate = folder.joinpath(*parts)
+            if _is_entry(candidate, spec):
+                return candidate
+        return None
+
+
+def _safe_parts(name: str) -> tuple[str, ...] | None:
+    if not isinstance(name, str) or not name or "\\" in name or "\x00" in name or ":" in name:
+        return None
+    path = PurePosixPath(name)
+    if path.is_absolute() or any(part in ("..", ".", "") for part in name.split("/")):
+        return None
+    return path.parts
+
+
+def _is_entry(path: Path, spec: Kind) -> bool:
+    if spec.files and path.suffix.lower() in WEIGHTS_SUFFIXES and path.is_file():
+        return True
+    return spec.model_folders and path.is_dir() and any((path / marker).is_file() for marker in MODEL_MARKERS)
+
+
+def _walk(folder: Path, spec: Kind, prefix: str = "", depth: int = 0) -> Iterable[str]:
+    """The entries under ``folder``: weights files and model folders (not what is inside a model folder)."""
+    try:
+        children = sorted(os.scandir(folder), key=lambda entry: entry.name)
+    except OSError:  # unreadable, or gone meanwhile
+        return
+    for child in children:
+        if child.name.startswith("."):
+            continue
+        path, name = Path(child.path), prefix + child.name
+        if _is_entry(path, spec):
+            yield name
+        elif depth < MAX_DEPTH and child.is_dir():
+            yield from _walk(path, spec, name + "/", depth + 1)
