@@ -61,6 +61,7 @@ async function request(method, path, body) {
 
 export const api = {
   nodes: () => request('GET', '/api/nodes'),
+  models: () => request('GET', '/api/models'), // {kind: [file names]} of the --models-dir folders
   validate: (workflow) => request('POST', '/api/validate', { workflow }),
   submit: (workflow, priority = 0) => request('POST', '/api/jobs', { workflow, priority }),
   job: (id) => request('GET', `/api/jobs/${encodeURIComponent(id)}`),

@@ -1,0 +1,50 @@
+// The model files `diffblocks serve --models-dir` finds (GET /api/models: {kind: [name, ...]}), shared by every
+// loader widget of the page: one request when the first such widget appears, another when one gets focus (at most
+// every REFETCH_MS), so files dropped into a folder show up without a reload.
+import { useEffect, useSyncExternalStore } from 'react';
+
+import { ApiError, api } from './api.js';
+
+const REFETCH_MS = 2000;
+
+// lists: {kind: [names]} once fetched, else null; unsupported: the server has no /api/models (older than the route)
+let state = { lists: null, unsupported: false };
+let fetchedAt = -Infinity;
+let pending = null;
+const listeners = new Set();
+
+function update(changes) {
+  state = { ...state, ...changes };
+  listeners.forEach((listener) => listener());
+}
+
+/** Fetches the lists again unless a request is under way or the last one began under REFETCH_MS ago. */
+export function refreshModelFiles() {
+  if (state.unsupported || pending || Date.now() - fetchedAt < REFETCH_MS) return pending;
+  fetchedAt = Date.now();
+  pending = api.models().then(
+    (lists) => update({ lists: lists && typeof lists === 'object' ? lists : {} }),
+    (error) => {
+      if (error instanceof ApiError && error.status === 404) update({ unsupported: true });
+      else console.warn('could not list the model files', error);
+    },
+  ).finally(() => {
+    pending = null;
+  });
+  return pending;
+}
+
+function subscribe(listener) {
+  listeners.add(listener);
+  return () => listeners.delete(listener);
+}
+
+/** The names the server offers for model folder `kind` (e.g. "checkpoints"); null while unknown or not served. */
+export function useModelFiles(kind) {
+  const { lists } = useSyncExternalStore(subscribe, () => state);
+  useEffect(() => {
+    if (state.lists === null) refreshModelFiles();
+  }, []);
+  const names = lists && lists[kind];
+  return Array.isArray(names) ? names : null;
+}
