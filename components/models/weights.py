@@ -146,6 +146,8 @@ def _read_header(path: Path) -> tuple[dict[str, dict], int]:
         entries = {key: _check_entry(path, key, value, size - 8 - length) for key, value in header.items()}
     except CorruptedFileError:
         raise
+    except FileNotFoundError as err:  # not there at all: nothing corrupted
+        raise MissingFileError.not_found([str(path)], what="weights file") from err
     except (OSError, ValueError, TypeError, KeyError, struct.error) as err:
         raise CorruptedFileError.unreadable(str(path), err) from err
     return entries, 8 + length

@@ -122,3 +122,14 @@ def test_a_workflow_that_names_a_model_in_the_folders_runs_as_with_its_path(tmp_
     # without the folder, the name is what it was before: a folder or Hub id, which this one is not
     with pytest.raises(Exception, match="digits"):
         Executor().run(text2image("digits"))
+
+
+def test_a_name_that_is_not_there_is_a_missing_file_not_a_corrupted_one(tmp_path):
+    from diffblocks.nodes import NodeRunError
+
+    (tmp_path / "checkpoints").mkdir()
+    workflow = {"nodes": {"c": {"type": "LoadCheckpoint", "inputs": {"file": "sd15/gone.safetensors"}}}}
+    with pytest.raises(NodeRunError) as caught:
+        Executor(model_folders=[tmp_path]).run(workflow)
+    assert "node 'c'" in str(caught.value) and "weights file not found; looked for: sd15/gone.safetensors" in str(caught.value)
+    assert "corrupted" not in str(caught.value)
