@@ -69,8 +69,8 @@ def check_preview_interval(value: float) -> float:
 NO_METADATA_HELP = ("do not write the job's workflow into output PNGs (written by default, as ComfyUI does: an image "
                     "loaded into the editor brings back its graph, prompts included)")
 MODELS_DIR_HELP = ("a folder laid out as ComfyUI's models/ (checkpoints/, loras/, vae/, controlnet/, diffusion_models/, "
-                   "diffusers/; an existing ComfyUI's works as it is): the loaders take the names of its files and "
-                   "GET /api/models lists them (repeatable; the first folder that has a name wins)")
+                   "diffusers/; an existing ComfyUI's or AUTOMATIC1111's works as it is): the loaders take the names "
+                   "of its files and GET /api/models lists them (repeatable; the first folder that has a name wins)")
 PREVIEW_INTERVAL_HELP = ("the least time between two previews of one job, in seconds (default 0.1; 0: one every "
                          "denoising step)")
 

@@ -1,10 +1,10 @@
 """Model folders laid out as ComfyUI's ``models/``: the files a loader can name, by kind.
 
-A server started with ``--models-dir DIR`` (as often as there are folders; an existing ComfyUI ``models/`` works
-as it is) lists ``checkpoints/``, ``vae/``, ``loras/``, ``diffusion_models/`` (and the older ``unet/``),
-``controlnet/`` and ``diffusers/`` under each, and the loaders' inputs that name a model (their schema says which
-kind, ``"x-model-folder"``) take a name from those lists: ``sd15/dreamshaper_8.safetensors`` is the file under the
-first folder that has it. Any other value (a full path, a Hub id, ``embedded``) means what it meant before.
+A server started with ``--models-dir DIR`` (as often as there are folders; an existing ComfyUI's or AUTOMATIC1111's
+``models/`` works as it is) lists ``checkpoints/``, ``vae/``, ``loras/``, ``diffusion_models/`` (and the older
+``unet/``), ``controlnet/`` and ``diffusers/`` under each (or A1111's ``Stable-diffusion/``, ``VAE/``, ``Lora/``,
+``ControlNet/``), and the loaders' inputs that name a model (their schema says which kind, ``"x-model-folder"``)
+take a name from those lists: ``sd15/dreamshaper_8.safetensors`` is the file under the first folder that has it. Any other value (a full path, a Hub id, ``embedded``) means what it meant before.
 
 Names are looked up, never joined blindly: an absolute name, or one with ``..``, names nothing here. Links inside
 a folder are followed (linking a shared drive's models in is how many installs are laid out); the folders and
@@ -35,12 +35,13 @@ class Kind:
     model_folders: bool = False
 
 
+# ComfyUI's folder names first, then AUTOMATIC1111's (its models/ works as well)
 KINDS = {
-    "checkpoints": Kind(("checkpoints",)),
-    "vae": Kind(("vae",)),
-    "loras": Kind(("loras",)),
+    "checkpoints": Kind(("checkpoints", "Stable-diffusion")),
+    "vae": Kind(("vae", "VAE")),
+    "loras": Kind(("loras", "Lora")),
     "diffusion_models": Kind(("diffusion_models", "unet")),
-    "controlnet": Kind(("controlnet",), model_folders=True),
+    "controlnet": Kind(("controlnet", "ControlNet"), model_folders=True),
     "diffusers": Kind(("diffusers",), files=False, model_folders=True),
 }
 

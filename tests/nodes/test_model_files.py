@@ -56,6 +56,17 @@ def test_every_kind_lists_its_files_and_model_folders_first_folder_first(roots):
     assert ModelFolders([]).listing() == {kind: [] for kind in KINDS}
 
 
+def test_automatic1111s_models_folder_works_as_it_is(tmp_path):
+    for name in ("Stable-diffusion/v1-5-pruned-emaonly.safetensors", "Lora/detail.safetensors",
+                 "VAE/vae-ft-mse-840000-ema-pruned.ckpt", "ControlNet/control_v11p_sd15_canny.pth"):
+        touch(tmp_path / name)
+    folders = ModelFolders([tmp_path])
+    assert folders.listing() == {"checkpoints": ["v1-5-pruned-emaonly.safetensors"], "loras": ["detail.safetensors"],
+                                 "vae": ["vae-ft-mse-840000-ema-pruned.ckpt"],
+                                 "controlnet": ["control_v11p_sd15_canny.pth"], "diffusion_models": [], "diffusers": []}
+    assert folders.resolve("vae", "vae-ft-mse-840000-ema-pruned.ckpt") == tmp_path / "VAE" / "vae-ft-mse-840000-ema-pruned.ckpt"
+
+
 def test_a_name_resolves_in_the_first_folder_that_has_it(roots):
     first, second = roots
     folders = ModelFolders(roots)
