@@ -93,7 +93,7 @@ def start_model(model: str | None, dirs: list[Path] = ()) -> str | None:
         folders = ModelFolders(dirs)
         found = folders.resolve("checkpoints", model) or folders.resolve("diffusers", model)
         if found is not None:
-            return str(found.resolve())
+            return str(found)  # as a job naming it finds it: the components it loads are shared
     if is_weights_file(model):
         return str(Path(model).expanduser().resolve())
     return local_or_repo("--model", model, "model")

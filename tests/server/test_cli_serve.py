@@ -49,6 +49,7 @@ def test_flags_become_settings(tmp_path):
 def test_models_dirs_and_a_model_named_in_them(tmp_path, capsys):
     from diffblocks.cli import build_parser
     from diffblocks.cli.serve import settings_from
+    from diffblocks.nodes.model_files import ModelFolders
 
     comfy = tmp_path / "ComfyUI"
     (comfy / "models" / "checkpoints").mkdir(parents=True)
@@ -58,6 +59,8 @@ def test_models_dirs_and_a_model_named_in_them(tmp_path, capsys):
     settings = settings_from(build_parser().parse_args([*args, "--model", "v1-5.safetensors"]))
     assert settings.model_dirs == [comfy / "models", tmp_path / "more"]
     assert settings.model == str(comfy / "models" / "checkpoints" / "v1-5.safetensors")  # loaded at start by name
+    # the very path a job naming it resolves to, so that the job shares the components loaded at start
+    assert settings.model == str(ModelFolders(settings.model_dirs).resolve("checkpoints", "v1-5.safetensors"))
     assert settings_from(build_parser().parse_args(["serve"])).model_dirs == []
     # ComfyUI's own folder instead of its models/: said so, with the folder to give
     assert main(["serve", "--models-dir", str(comfy)]) == 2
