@@ -53,7 +53,9 @@ def test_models_dirs_and_a_model_named_in_them(tmp_path, capsys):
 
     comfy = tmp_path / "ComfyUI"
     (comfy / "models" / "checkpoints").mkdir(parents=True)
-    (comfy / "models" / "checkpoints" / "v1-5.safetensors").write_bytes(b"x")
+    (tmp_path / "drive").mkdir()
+    (tmp_path / "drive" / "v1-5.safetensors").write_bytes(b"x")  # linked in, as shared drives are
+    (comfy / "models" / "checkpoints" / "v1-5.safetensors").symlink_to(tmp_path / "drive" / "v1-5.safetensors")
     (tmp_path / "more" / "diffusers").mkdir(parents=True)
     args = ["serve", "--models-dir", str(comfy / "models"), "--models-dir", str(tmp_path / "more")]
     settings = settings_from(build_parser().parse_args([*args, "--model", "v1-5.safetensors"]))
