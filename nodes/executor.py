@@ -17,12 +17,12 @@ import time
 import uuid
 from typing import Any, Callable, Iterator
 
-from ..components.errors import DiffblocksError, Interrupted, NodeRunError
+from ..components.errors import DiffblocksError, Interrupted, NodeRunError, WorkflowError
 from ..components.errors.nodes import ArtifactError
 from .cache import OutputCache
 from .catalog import node_type
 from .keys import identities, node_key
-from .model_files import SCHEMA_KEY, ModelFolders
+from .model_files import SCHEMA_KEY, ModelFolders, model_problems
 from .node_type import RunContext
 from .preview import latents_to_image
 from .validation import check
@@ -110,6 +110,8 @@ class Executor:
             Interrupted: ``stop_event`` was set; the node that was running is not cached.
         """
         workflow = check(workflow)
+        if self.model_folders and (problems := model_problems(workflow.to_json(), self.model_folders)):
+            raise WorkflowError(problems)
         job = job or uuid.uuid4().hex[:12]
         run = _Run(self, workflow, job, on_event or (lambda event: None), stop_event or threading.Event())
         return run.execute(workflow.order(targets))

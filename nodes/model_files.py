@@ -123,3 +123,38 @@ def _walk(folder: Path, spec: Kind, prefix: str = "", depth: int = 0) -> Iterabl
             yield name
         elif depth < MAX_DEPTH and child.is_dir():
             yield from _walk(path, spec, name + "/", depth + 1)
+
+
+def model_problems(workflow: dict, folders: ModelFolders) -> list[dict]:
+    """A problem for each model input whose value is surely meant as a name in ``folders`` and names nothing there
+    (nor a path on this machine): a name with no folder part (a Hub id has one), or whose first part is a subfolder
+    of that kind's folders. Other values are paths or Hub ids, for the loader to find. ``[]`` without folders."""
+    from ..components.errors.base import _did_you_mean
+    from ..components.errors.nodes import problem
+    from .catalog import node_types
+
+    if not folders:
+        return []
+    types, found = node_types(), []
+    for node_id, spec in (workflow.get("nodes") or {}).items():
+        node = types.get(spec.get("type")) if isinstance(spec, dict) else None
+        for name, value in ((spec.get("inputs") or {}).items() if node is not None else ()):
+            kind = node.inputs[name].schema.get(SCHEMA_KEY) if name in node.inputs else None
+            if kind is None or not _meant_as_name(folders, kind, value) or folders.resolve(kind, value) is not None:
+                continue
+            held = folders.folders(kind)
+            if held:
+                where = f"in the {kind} folder{'s' if len(held) > 1 else ''} ({', '.join(map(str, held))})"
+            else:
+                where = (f"there: no {'/ or '.join(KINDS[kind].folders)}/ in the model folder"
+                         f"{'s' if len(folders.roots) > 1 else ''} ({', '.join(map(str, folders.roots))})")
+            found.append(problem(node_id, name, f"'{value}' is not {where}{_did_you_mean(value, folders.names(kind))}; "
+                                 f"give a name GET /api/models lists, a path or a Hub id"))
+    return found
+
+
+def _meant_as_name(folders: ModelFolders, kind: str, value) -> bool:
+    parts = _safe_parts(value) if isinstance(value, str) and value != "embedded" else None
+    if parts is None or Path(value).expanduser().exists():
+        return False
+    return len(parts) == 1 or any((folder / parts[0]).is_dir() for folder in folders.folders(kind))

@@ -13,6 +13,7 @@ from fastapi import Request, WebSocket
 
 from ..components.files import is_weights_file
 from ..nodes.artifacts import ArtifactStore
+from ..nodes.model_files import ModelFolders, model_problems
 from .bus import EventBus
 from .outputs import OutputEncoder
 from .queue import Job, JobQueue
@@ -68,6 +69,11 @@ class ServerState:
         else:
             pool = worker_pool(settings, engine, artifacts, queue, bus)
         return cls(settings, engine, artifacts, queue, bus, pool, data_dir, tmp)
+
+    def problems(self, workflow: dict[str, Any]) -> list[dict[str, Any]]:
+        """Everything wrong with ``workflow`` before it runs: the engine's validation, then the model names it
+        gives that the model folders (``--models-dir``) do not have."""
+        return self.engine.validate(workflow) or model_problems(workflow, ModelFolders(self.settings.model_dirs))
 
     @property
     def manager(self):

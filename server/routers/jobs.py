@@ -19,7 +19,7 @@ _ERRORS = {404: {"description": "no such job"}, 409: {"description": "the job al
              summary="Queue a workflow; answers with the job id at once")
 async def submit(body: JobRequest, state: ServerState = Depends(server_state)) -> JobCreated:
     workflow = body.workflow.model_dump()
-    errors = state.engine.validate(workflow)
+    errors = state.problems(workflow)
     if errors:
         raise WorkflowError(errors)
     state.artifacts.share(artifact_refs(workflow["nodes"]))  # with Redis: there for the worker that takes the job

@@ -18,5 +18,5 @@ async def list_nodes(state: ServerState = Depends(server_state)) -> Response:
 
 @router.post("/validate", response_model=ValidateResponse, summary="Every problem of a workflow, without running it")
 async def validate(body: ValidateRequest, state: ServerState = Depends(server_state)) -> ValidateResponse:
-    errors = state.engine.validate(body.workflow.model_dump())
+    errors = state.problems(body.workflow.model_dump())
     return ValidateResponse(ok=not errors, errors=errors)

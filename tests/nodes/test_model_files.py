@@ -144,3 +144,35 @@ def test_a_name_that_is_not_there_is_a_missing_file_not_a_corrupted_one(tmp_path
         Executor(model_folders=[tmp_path]).run(workflow)
     assert "node 'c'" in str(caught.value) and "weights file not found; looked for: sd15/gone.safetensors" in str(caught.value)
     assert "corrupted" not in str(caught.value)
+
+
+def test_a_name_the_folders_lack_is_one_clear_error_before_anything_runs(tmp_path):
+    from diffblocks.nodes import WorkflowError
+
+    touch(tmp_path / "checkpoints" / "sd15" / "dreamshaper_8.safetensors")
+    executor = Executor(model_folders=[tmp_path])
+    events = []
+    for typo in ("sd15/dreamshaper8.safetensors", "dreamshaper_8.safetensors"):
+        workflow = {"nodes": {"c": {"type": "LoadCheckpoint", "inputs": {"file": typo}}}}
+        with pytest.raises(WorkflowError) as caught:
+            executor.run(workflow, on_event=events.append)
+        assert caught.value.errors == [{"node": "c", "input": "file", "message": (
+            f"'{typo}' is not in the checkpoints folder ({tmp_path / 'checkpoints'}) (did you mean "
+            f"sd15/dreamshaper_8.safetensors?); give a name GET /api/models lists, a path or a Hub id")}]
+    assert events == []  # refused before the job started
+    with pytest.raises(WorkflowError, match=r"'digits' is not there: no diffusers/ in the model folder"):
+        executor.run({"nodes": {"c": {"type": "LoadComponents", "inputs": {"repo": "digits"}}}})
+
+
+@pytest.mark.parametrize("value", ["owner/repo/flux1-dev.safetensors", "embedded"])
+def test_paths_hub_ids_and_the_embedded_model_are_left_to_the_loaders(tmp_path, value):
+    from diffblocks.nodes.model_files import model_problems
+
+    touch(tmp_path / "checkpoints" / "sd15" / "a.safetensors")
+    touch(tmp_path / "elsewhere.safetensors")
+    folders = ModelFolders([tmp_path])
+    for node_type, name in (("LoadCheckpoint", "file"), ("LoadComponents", "repo")):
+        for given in (value, str(tmp_path / "elsewhere.safetensors")):
+            workflow = {"nodes": {"n": {"type": node_type, "inputs": {name: given}}}}
+            assert model_problems(workflow, folders) == []
+    assert model_problems({"nodes": {"n": {"type": "LoadCheckpoint", "inputs": {"file": "b.ckpt"}}}}, ModelFolders([])) == []

@@ -47,6 +47,25 @@ async def test_models_lists_the_model_folders_as_they_are_now(tmp_path):
         assert (await client.get("/api/models")).json() == {kind: [] for kind in KINDS}
 
 
+async def test_a_model_name_the_folders_lack_is_refused_before_the_job_is_queued(tmp_path):
+    from diffblocks.server.engine import NodeEngine
+
+    models = tmp_path / "models"
+    (models / "checkpoints" / "sd15").mkdir(parents=True)
+    (models / "checkpoints" / "sd15" / "dreamshaper.safetensors").write_bytes(b"x")
+    typo = {"nodes": {"c": {"type": "LoadCheckpoint", "inputs": {"file": "sd15/dreamshapr.safetensors"}}}}
+    async with fake_server(tmp_path, engine=NodeEngine(None), model_dirs=[models]) as client:
+        answer = (await client.post("/api/validate", json={"workflow": typo})).json()
+        assert answer["ok"] is False and [(e["node"], e["input"]) for e in answer["errors"]] == [("c", "file")]
+        assert "'sd15/dreamshapr.safetensors' is not in the checkpoints folder" in answer["errors"][0]["message"]
+        assert "(did you mean sd15/dreamshaper.safetensors?)" in answer["errors"][0]["message"]
+        refused = await client.post("/api/jobs", json={"workflow": typo})
+        assert refused.status_code == 422 and "did you mean sd15/dreamshaper.safetensors?" in refused.text
+        assert (await client.get("/api/jobs")).json()["jobs"] == []  # nothing queued
+        typo["nodes"]["c"]["inputs"]["file"] = "sd15/dreamshaper.safetensors"
+        assert (await client.post("/api/validate", json={"workflow": typo})).json() == {"ok": True, "errors": []}
+
+
 async def test_openapi_document_lists_every_endpoint_and_model(tmp_path):
     async with fake_server(tmp_path) as client:
         document = (await client.get("/openapi.json")).json()
