@@ -149,7 +149,7 @@ def model_problems(workflow: dict, folders: ModelFolders) -> list[dict]:
                 where = (f"there: no {'/ or '.join(KINDS[kind].folders)}/ in the model folder"
                          f"{'s' if len(folders.roots) > 1 else ''} ({', '.join(map(str, folders.roots))})")
             found.append(problem(node_id, name, f"'{value}' is not {where}{_did_you_mean(value, folders.names(kind))}; "
-                                 f"give a name GET /api/models lists, a path or a Hub id"))
+                                 f"expected one of its files, a path or a Hub id"))
     return found
 
 

@@ -158,7 +158,7 @@ def test_a_name_the_folders_lack_is_one_clear_error_before_anything_runs(tmp_pat
             executor.run(workflow, on_event=events.append)
         assert caught.value.errors == [{"node": "c", "input": "file", "message": (
             f"'{typo}' is not in the checkpoints folder ({tmp_path / 'checkpoints'}) (did you mean "
-            f"sd15/dreamshaper_8.safetensors?); give a name GET /api/models lists, a path or a Hub id")}]
+            f"sd15/dreamshaper_8.safetensors?); expected one of its files, a path or a Hub id")}]
     assert events == []  # refused before the job started
     with pytest.raises(WorkflowError, match=r"'digits' is not there: no diffusers/ in the model folder"):
         executor.run({"nodes": {"c": {"type": "LoadComponents", "inputs": {"repo": "digits"}}}})
