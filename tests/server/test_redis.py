@@ -217,8 +217,9 @@ def test_serve_and_worker_flags_take_a_redis_url(url, tmp_path):
     assert (kept.keep_jobs, kept.artifact_ttl) == (50, 1800)
     args = build_parser().parse_args(["worker", "--queue", url, "--device", "cpu", "--lease", "2.5",
                                       "--data-dir", str(tmp_path), "--no-previews", "--preview-interval", "0.5",
-                                      "--artifact-ttl", "2"])
+                                      "--artifact-ttl", "2", "--models-dir", str(tmp_path)])
     settings = worker.settings_from(args)
+    assert settings.model_dirs == [tmp_path]  # a worker looks names up in its own host's folders
     assert (settings.queue, settings.lease_seconds, settings.data_dir, settings.previews) == (url, 2.5, tmp_path, False)
     assert settings.preview_interval == 0.5 and settings.artifact_ttl == 7200
     embedded = serve.settings_from(build_parser().parse_args(["serve", "--queue", "sqlite", "--device", "cpu"]))
