@@ -12,6 +12,7 @@ from live_server import events_until as until
 from PIL import Image
 from websockets.sync.client import connect
 
+from diffblocks.presets import embedded_model_path
 from diffblocks.server import ServerSettings
 
 pytestmark = pytest.mark.slow
@@ -37,9 +38,12 @@ def leaf_workflow(seed):
 @pytest.fixture(scope="module", params=[False, True], ids=["in-process", "engine-process"])
 def server(tmp_path_factory, request):
     """Every test here runs against both: the workers as threads of the server, and in a process of their own."""
+    models = tmp_path_factory.mktemp("models")
+    (models / "diffusers").mkdir()
+    (models / "diffusers" / "digits").symlink_to(embedded_model_path())
     settings = ServerSettings(data_dir=tmp_path_factory.mktemp("serve"), max_upload_bytes=256 * 1024,
                               preview_interval=0,  # a preview every step, to count them
-                              engine_process=request.param)
+                              engine_process=request.param, model_dirs=[models])
     with LiveServer(settings) as live:
         with httpx.Client(base_url=live.url, timeout=120) as client:
             live.client = client
@@ -55,6 +59,19 @@ def submit(server, workflow):
 def pixels(server, ref):
     data = server.client.get(f"/api/artifacts/{ref['artifact']}").content
     return np.asarray(Image.open(io.BytesIO(data)))
+
+
+def test_a_model_named_from_the_model_folders_makes_the_same_image(server):
+    assert server.client.get("/api/models/diffusers").json() == ["digits"]
+    named = json.loads(json.dumps(T2I))
+    named["nodes"]["load"]["inputs"]["repo"] = "digits"
+    images = []
+    with connect(server.ws_url) as ws:
+        for workflow in (named, T2I):
+            job = submit(server, workflow)
+            assert until(ws, job)[-1]["type"] == "job.finished"
+            images.append(pixels(server, server.client.get(f"/api/jobs/{job}").json()["outputs"]["t2i"]["images"][0]))
+    assert np.array_equal(images[0], images[1])
 
 
 def test_catalog_and_validation(server):
