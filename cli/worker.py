@@ -17,8 +17,8 @@ from pathlib import Path
 from ..components.errors import FlagError
 from ..components.errors.server import ServerSetupError
 from .files import model_dirs, start_model
-from .serve import (ARTIFACT_TTL_HELP, MODELS_DIR_HELP, NO_METADATA_HELP, PREVIEW_INTERVAL_HELP, check_preview_interval, check_queue,
-                    check_retention, default_data_dir, pick_devices)
+from .serve import (ARTIFACT_TTL_HELP, MODELS_DIR_HELP, NO_METADATA_HELP, PREVIEW_INTERVAL_HELP,
+                    check_preview_interval, check_queue, check_retention, default_data_dir, pick_devices)
 
 
 def default_cache_dir() -> Path:

@@ -40,8 +40,8 @@ class LoadControlNet(NodeType):
     description = "Load a ControlNet (a folder or Hub id) into the shared ComponentsManager."
 
     def __init__(self):
-        self.inputs = {"repo": NodeInput(model_input({**STRING, "minLength": 1, "description": "ControlNet folder or Hub repo id"},
-                                                     "controlnet"), required=True),
+        repo = model_input({**STRING, "minLength": 1, "description": "ControlNet folder or Hub repo id"}, "controlnet")
+        self.inputs = {"repo": NodeInput(repo, required=True),
                        "subfolder": NodeInput({**STRING, "default": "", "description": "folder inside the repo"})}
         if self.model_class == "ControlNetModel":
             self.inputs["repo"] = NodeInput(model_input({**STRING, "minLength": 1, "description": (

@@ -62,7 +62,8 @@ class Executor:
         self.cache = OutputCache(cache_bytes)
         self.preview_every, self.preview_interval = preview_every, preview_interval
         self.allow_remote_code = allow_remote_code
-        self.model_folders = model_folders if isinstance(model_folders, ModelFolders) else ModelFolders(model_folders or ())
+        self.model_folders = (model_folders if isinstance(model_folders, ModelFolders)
+                              else ModelFolders(model_folders or ()))
         self._inflight: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 

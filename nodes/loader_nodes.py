@@ -133,8 +133,9 @@ class LoadFluxTransformer(NodeType):
 
     def __init__(self):
         self.inputs = {
-            "file": NodeInput(model_input({"type": "string", "minLength": 1, "description": "the .safetensors or .sft file"},
-                                          "diffusion_models"), required=True),
+            "file": NodeInput(model_input({"type": "string", "minLength": 1,
+                                           "description": "the .safetensors or .sft file"}, "diffusion_models"),
+                              required=True),
             "dtype": NodeInput({"type": "string", "enum": list(DTYPES), "default": "auto",
                                 "description": "weights dtype ('auto': torch's default; fp8 files need one to run)"}),
         }

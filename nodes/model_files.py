@@ -4,7 +4,8 @@ A server started with ``--models-dir DIR`` (as often as there are folders; an ex
 ``models/`` works as it is) lists ``checkpoints/``, ``vae/``, ``loras/``, ``diffusion_models/`` (and the older
 ``unet/``), ``controlnet/`` and ``diffusers/`` under each (or A1111's ``Stable-diffusion/``, ``VAE/``, ``Lora/``,
 ``ControlNet/``), and the loaders' inputs that name a model (their schema says which kind, ``"x-model-folder"``)
-take a name from those lists: ``sd15/dreamshaper_8.safetensors`` is the file under the first folder that has it. Any other value (a full path, a Hub id, ``embedded``) means what it meant before.
+take a name from those lists: ``sd15/dreamshaper_8.safetensors`` is the file under the first folder that has it.
+Any other value (a full path, a Hub id, ``embedded``) means what it meant before.
 
 Names are looked up, never joined blindly: an absolute name, or one with ``..``, names nothing here. Links inside
 a folder are followed (linking a shared drive's models in is how many installs are laid out); the folders and
