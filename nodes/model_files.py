@@ -70,11 +70,10 @@ class ModelFolders:
     def names(self, kind: str) -> list[str]:
         """Every name of ``kind`` (``/``-separated, relative to its folder), sorted; read from disk on each call."""
         found: dict[str, None] = {}
-        for folder in self.folders(kind):
-            for name in _walk(folder, KINDS[kind]):
-                found.setdefault(name)
-                if len(found) >= MAX_ENTRIES:
-                    break
+        for name in (name for folder in self.folders(kind) for name in _walk(folder, KINDS[kind])):
+            found.setdefault(name)
+            if len(found) >= MAX_ENTRIES:
+                break
         return sorted(found, key=lambda name: (name.lower(), name))
 
     def listing(self) -> dict[str, list[str]]:
