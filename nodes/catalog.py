@@ -19,6 +19,7 @@ from typing import Any, Iterable
 from ..components.errors import BlockDeclarationError
 from ..modular_pipelines.block import ModularPipelineBlocks
 from .adapter_nodes import LoadControlNet, LoadFluxControlNet, LoadFluxIPAdapter, LoadIPAdapter, LoadRedux
+from .embedding_nodes import LoadTextualInversion
 from .lora_nodes import LoadLoRA
 from .block_nodes import BlockNode
 from .bundle import component_socket
@@ -101,6 +102,7 @@ def _build() -> dict[str, NodeType]:
     types["LoadFluxIPAdapter"] = LoadFluxIPAdapter()
     types["LoadRedux"] = LoadRedux()
     types["LoadLoRA"] = LoadLoRA()
+    types["LoadTextualInversion"] = LoadTextualInversion()
     types["LoadComponents"] = LoadComponents(_component_outputs(types.values()))
     types["LoadCheckpoint"] = LoadCheckpoint(_component_outputs(types.values()))
     return types

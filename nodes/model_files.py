@@ -2,8 +2,8 @@
 
 A server started with ``--models-dir DIR`` (as often as there are folders; an existing ComfyUI's or AUTOMATIC1111's
 ``models/`` works as it is) lists ``checkpoints/``, ``vae/``, ``loras/``, ``diffusion_models/`` (and the older
-``unet/``), ``controlnet/`` and ``diffusers/`` under each (or A1111's ``Stable-diffusion/``, ``VAE/``, ``Lora/``,
-``ControlNet/``), and the loaders' inputs that name a model (their schema says which kind, ``"x-model-folder"``)
+``unet/``), ``controlnet/``, ``diffusers/`` and ``embeddings/`` under each (or A1111's ``Stable-diffusion/``,
+``VAE/``, ``Lora/``, ``ControlNet/``), and the loaders' inputs that name a model (their schema says which kind, ``"x-model-folder"``)
 take a name from those lists: ``sd15/dreamshaper_8.safetensors`` is the file under the first folder that has it.
 Any other value (a full path, a Hub id, ``embedded``) means what it meant before.
 
@@ -44,6 +44,7 @@ KINDS = {
     "diffusion_models": Kind(("diffusion_models", "unet")),
     "controlnet": Kind(("controlnet", "ControlNet"), model_folders=True),
     "diffusers": Kind(("diffusers",), files=False, model_folders=True),
+    "embeddings": Kind(("embeddings",)),
 }
 
 

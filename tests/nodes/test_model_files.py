@@ -32,6 +32,7 @@ def roots(tmp_path):
     touch(first / "checkpoints" / "notes.txt")
     touch(first / "checkpoints" / ".hidden" / "c.safetensors")
     touch(first / "loras" / "style.safetensors")
+    touch(first / "embeddings" / "EasyNegative.safetensors")
     touch(first / "unet" / "flux1-dev.sft")
     model_folder(first / "controlnet" / "canny")
     touch(first / "controlnet" / "control_v11p_sd15_openpose.pth")
@@ -52,6 +53,7 @@ def test_every_kind_lists_its_files_and_model_folders_first_folder_first(roots):
     # a model folder is one entry, not the files in it; ControlNets come as either
     assert listing["controlnet"] == ["canny", "control_v11p_sd15_openpose.pth"]
     assert listing["diffusers"] == ["sd15"]
+    assert listing["embeddings"] == ["EasyNegative.safetensors"]
     assert listing["vae"] == []
     assert ModelFolders([]).listing() == {kind: [] for kind in KINDS}
 
@@ -63,7 +65,8 @@ def test_automatic1111s_models_folder_works_as_it_is(tmp_path):
     folders = ModelFolders([tmp_path])
     assert folders.listing() == {"checkpoints": ["v1-5-pruned-emaonly.safetensors"], "loras": ["detail.safetensors"],
                                  "vae": ["vae-ft-mse-840000-ema-pruned.ckpt"],
-                                 "controlnet": ["control_v11p_sd15_canny.pth"], "diffusion_models": [], "diffusers": []}
+                                 "controlnet": ["control_v11p_sd15_canny.pth"], "diffusion_models": [], "diffusers": [],
+                                 "embeddings": []}
     assert folders.resolve("vae", "vae-ft-mse-840000-ema-pruned.ckpt") == tmp_path / "VAE" / "vae-ft-mse-840000-ema-pruned.ckpt"
 
 
@@ -113,6 +116,7 @@ def test_the_loaders_say_which_kind_each_input_names():
     assert marked[("LoadFluxTransformer", "file")] == "diffusion_models"
     assert marked[("LoadControlNet", "repo")] == "controlnet"
     assert marked[("LoadComponents", "repo")] == "diffusers"
+    assert marked[("LoadTextualInversion", "file")] == "embeddings"
     assert set(marked.values()) <= set(KINDS)
 
 
