@@ -83,7 +83,7 @@ class ModelFolders:
 
     def resolve(self, kind: str, name: str) -> Path | None:
         """The file or model folder ``name`` is in the first folder of ``kind`` that has it; None when none does,
-        or when ``name`` could reach outside the folders (absolute, ``..``, a drive or a backslash)."""
+        or when ``name`` could reach outside the folders (absolute, ``..``, a drive)."""
         parts = _safe_parts(name)
         if parts is None:
             return None
@@ -96,8 +96,11 @@ class ModelFolders:
 
 
 def _safe_parts(name: str) -> tuple[str, ...] | None:
-    if not isinstance(name, str) or not name or "\\" in name or "\x00" in name or ":" in name:
+    """The parts of ``name`` (``/`` or, as ComfyUI on Windows writes them, ``\\``), or None when it is absolute,
+    has a drive, an empty, ``.`` or ``..`` part."""
+    if not isinstance(name, str) or not name or "\x00" in name or ":" in name:
         return None
+    name = name.replace("\\", "/")
     path = PurePosixPath(name)
     if path.is_absolute() or any(part in ("..", ".", "") for part in name.split("/")):
         return None

@@ -76,6 +76,8 @@ def test_a_name_resolves_in_the_first_folder_that_has_it(roots):
     assert folders.resolve("checkpoints", "b.safetensors") == first / "checkpoints" / "b.safetensors"
     assert folders.resolve("checkpoints", "z.safetensors") == second / "checkpoints" / "z.safetensors"
     assert folders.resolve("checkpoints", "sd15/A.ckpt") == first / "checkpoints" / "sd15" / "A.ckpt"
+    # as ComfyUI on Windows writes names in its workflows
+    assert folders.resolve("checkpoints", "sd15\\A.ckpt") == first / "checkpoints" / "sd15" / "A.ckpt"
     assert folders.resolve("diffusers", "sd15") == first / "diffusers" / "sd15"
     assert folders.resolve("controlnet", "canny") == first / "controlnet" / "canny"
     # the kind decides where to look and what counts: a checkpoint is no LoRA, a note is no checkpoint
@@ -86,7 +88,8 @@ def test_a_name_resolves_in_the_first_folder_that_has_it(roots):
 
 
 @pytest.mark.parametrize("name", ["../loras/style.safetensors", "sd15/../b.safetensors", "/etc/passwd",
-                                  "sd15\\A.ckpt", "./b.safetensors", "C:b.safetensors", "", "sd15//A.ckpt"])
+                                  "sd15\\..\\b.safetensors", "./b.safetensors", "C:b.safetensors", "", "sd15//A.ckpt",
+                                  "\\b.safetensors"])
 def test_a_name_never_reaches_outside_the_folders(roots, name):
     assert ModelFolders(roots).resolve("checkpoints", name) is None
 
