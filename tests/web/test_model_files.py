@@ -43,15 +43,29 @@ def model_input(page, node_id, name):
     return node(page, node_id).locator(f'[data-input="{name}"] input[type=text]')
 
 
+def toggle(field):
+    return field.locator("xpath=..").locator(".model-file-toggle")
+
+
+def menu(field):
+    return field.locator("xpath=..").locator("[role=listbox] [role=option]")
+
+
 def offered(field):
-    """The choices the input offers: the options of the <datalist> its `list` attribute names."""
-    return field.evaluate("(el) => el.list ? [...el.list.options].map((option) => option.value) : []")
+    """The names the input's ▾ shows (every file of its folder, whatever the input holds); the menu closed after."""
+    if toggle(field).count() == 0:
+        return []
+    toggle(field).click()
+    names = menu(field).all_inner_texts()
+    toggle(field).click()
+    expect(menu(field)).to_have_count(0)
+    return names
 
 
 def wait_offered(page, field, expected, timeout_s=10):
     deadline = time.monotonic() + timeout_s
     while offered(field) != expected and time.monotonic() < deadline:
-        page.wait_for_timeout(50)  # the list comes from a request the focus started
+        page.wait_for_timeout(100)  # the list comes from a request the focus started
     assert offered(field) == expected
 
 
@@ -70,7 +84,7 @@ def test_loader_inputs_offer_the_files_of_the_models_folder(page, models_server,
     vae = add_node(page, "LoadVAE", 0.75)
     file = model_input(page, checkpoint, "file")
     expect(file).to_have_attribute("data-model-folder", "checkpoints")
-    wait_offered(page, file, ["a.safetensors", "sd15/b.safetensors"])
+    expect(toggle(file)).to_have_count(1)  # the list came
     # the widgets share one list: one request for the page before any input had the focus
     assert len(requests) == 1, requests
 
@@ -87,6 +101,8 @@ def test_loader_inputs_offer_the_files_of_the_models_folder(page, models_server,
     assert offered(file) == ["a.safetensors", "sd15/b.safetensors"]
     file.fill("sd15/b.safetensors")
     assert page.evaluate("window.diffblocks.workflow()")["nodes"][checkpoint]["inputs"]["file"] == "sd15/b.safetensors"
+    # whatever the input holds, ▾ shows every file (a datalist would show only those matching the text)
+    assert offered(file) == ["a.safetensors", "sd15/b.safetensors"]
 
     # a file dropped into the folder shows up on the next focus, without a reload
     (models / "checkpoints" / "c.safetensors").write_bytes(b"dummy")
@@ -95,6 +111,31 @@ def test_loader_inputs_offer_the_files_of_the_models_folder(page, models_server,
     file.focus()
     wait_offered(page, file, ["a.safetensors", "c.safetensors", "sd15/b.safetensors"])
     assert page.evaluate("window.diffblocks.workflow()")["nodes"][checkpoint]["inputs"]["file"] == "sd15/b.safetensors"
+
+    # typing narrows the menu to the names containing the text; the arrows and Enter pick; a click picks
+    file.fill("")
+    file.type("safe")
+    expect(menu(file)).to_have_text(["a.safetensors", "c.safetensors", "sd15/b.safetensors"])
+    file.fill("")
+    file.type("/B")  # case does not matter
+    expect(menu(file)).to_have_text(["sd15/b.safetensors"])
+    file.press("Enter")
+    expect(menu(file)).to_have_count(0)
+    assert page.evaluate("window.diffblocks.workflow()")["nodes"][checkpoint]["inputs"]["file"] == "sd15/b.safetensors"
+    file.press("ArrowDown")  # opens every name, the current one chosen
+    expect(menu(file)).to_have_count(3)
+    expect(file.locator("xpath=..").locator("li.chosen")).to_have_text("sd15/b.safetensors")
+    file.press("ArrowUp")
+    file.press("Enter")
+    assert page.evaluate("window.diffblocks.workflow()")["nodes"][checkpoint]["inputs"]["file"] == "c.safetensors"
+    toggle(file).click()
+    menu(file).filter(has_text="a.safetensors").click()
+    expect(menu(file)).to_have_count(0)
+    assert page.evaluate("window.diffblocks.workflow()")["nodes"][checkpoint]["inputs"]["file"] == "a.safetensors"
+    file.press("ArrowDown")
+    file.press("Escape")  # closes, picks nothing
+    expect(menu(file)).to_have_count(0)
+    assert page.evaluate("window.diffblocks.workflow()")["nodes"][checkpoint]["inputs"]["file"] == "a.safetensors"
 
     # every loader input offers its own kind
     wait_offered(page, model_input(page, lora, "repo"), ["style.safetensors"])
@@ -107,7 +148,7 @@ def test_loader_inputs_offer_the_files_of_the_models_folder(page, models_server,
     vae_file.fill("/somewhere/else/vae.safetensors")  # any path still typed
     assert page.evaluate("window.diffblocks.workflow()")["nodes"][vae]["inputs"]["file"] == \
         "/somewhere/else/vae.safetensors"
-    file.focus()
+    toggle(file).click()
     page.screenshot(path=str(shots / "model-files.png"))
     assert page.problems == []
 
@@ -125,6 +166,7 @@ def test_a_server_without_the_models_route_leaves_plain_text_inputs(page, models
     expect(file).to_have_attribute("placeholder", "")
     expect(file).to_have_attribute("title", "")
     file.fill("sd15/b.safetensors")
+    expect(menu(file)).to_have_count(0)
     assert page.evaluate("window.diffblocks.workflow()")["nodes"][checkpoint]["inputs"]["file"] == "sd15/b.safetensors"
     # the refused request is the one console error (the browser logs it); nothing else went wrong
     assert [problem for problem in page.problems if "404" not in problem] == []

@@ -1,8 +1,8 @@
 // One input's widget, drawn from its JSON schema (see schema.js widgetKind).
-import { useId, useState } from 'react';
+import { useState } from 'react';
 
 import { api } from '../api.js';
-import { refreshModelFiles, useModelFiles } from '../modelFiles.js';
+import ModelFileWidget from './ModelFileWidget.jsx';
 import { useStore } from '../store.js';
 import { baseSchema, bounds, defaultOf } from '../schema.js';
 
@@ -58,30 +58,6 @@ function JsonWidget({ name, value, onChange }) {
       type="text" className={`nodrag${bad ? ' bad' : ''}`} name={name} value={text} placeholder="JSON"
       title={bad ? 'not valid JSON' : ''} onChange={(event) => setText(event.target.value)} onBlur={commit}
     />
-  );
-}
-
-// a string input naming a model ("x-model-folder": its kind): the files of that folder offered as choices, any path
-// or Hub id still typed; a plain text input where the server lists no model files
-function ModelFileWidget({ name, folder, value, fallback, onChange }) {
-  const names = useModelFiles(folder);
-  const listId = useId();
-  const empty = names !== null && names.length === 0;
-  const hint = empty ? `nothing in models/${folder}: type a path` : '';
-  // the hint as placeholder only where an empty input means nothing (no default to show there instead)
-  const shown = fallback === undefined || fallback === null ? hint : String(fallback);
-  return (
-    <>
-      <input
-        type="text" className="nodrag" name={name} value={value ?? ''} placeholder={shown} title={hint}
-        list={names && names.length ? listId : undefined} data-model-folder={folder}
-        onFocus={refreshModelFiles}
-        onChange={(event) => onChange(event.target.value === '' ? undefined : event.target.value)}
-      />
-      {names && names.length > 0 && (
-        <datalist id={listId}>{names.map((file) => <option key={file} value={file} />)}</datalist>
-      )}
-    </>
   );
 }
 
