@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, get_origin
 
-from ..components.errors import DiffblocksError, InputTypeError
+from ..components.errors import ComponentTypeError, DiffblocksError, InputTypeError
 from ..modular_pipelines.block import run_block
 from ..modular_pipelines.call import CallComponents, check_given_inputs, check_required_inputs
 from ..modular_pipelines.loop import DRIVER_INPUTS
@@ -95,6 +95,7 @@ class BlockNode(NodeType):
             if values.get(name) is not None:
                 components[name] = values.pop(name)
             values.pop(name, None)
+        self._check_family(components, bundle)
         config = {c.name: c.default for c in self.block.expected_configs}
         if bundle is not None:
             config.update({k: v for k, v in bundle.config.items() if k in config})
@@ -121,6 +122,33 @@ class BlockNode(NodeType):
         if self.takes_generator and inputs.get("generator") is not None:
             produced["generator"] = clone_generator(state.values["generator"])
         return produced
+
+
+    def _check_family(self, components: dict[str, Any], bundle: ComponentsBundle | None) -> None:
+        """A preset given another family's models (an SDXL checkpoint into an SD 1.x preset) says so, before any
+        work, rather than failing deep inside the UNet."""
+        takes, _, task = self.name.removeprefix("preset:").partition("-")
+        given = model_family(components)
+        if not self.name.startswith("preset:") or given is None or given == takes or takes not in FAMILIES:
+            return
+        from .catalog import node_types
+
+        instead = f"{given}-{task}" if f"preset:{given}-{task}" in node_types() else None
+        raise ComponentTypeError.other_family(self.name.removeprefix("preset:"), bundle.source if bundle else "",
+                                              FAMILIES[given], FAMILIES[takes], instead)
+
+
+FAMILIES = {"sd15": "a Stable Diffusion 1.x / 2.x", "sdxl": "an SDXL", "flux": "a FLUX.1"}  # the presets' prefixes
+
+
+def model_family(components: dict[str, Any]) -> str | None:
+    """The preset family of the denoiser among ``components`` (``sd15`` for SD 1.x and 2.x); None without one."""
+    if type(components.get("transformer")).__name__ == "FluxTransformer2DModel":
+        return "flux"
+    unet = components.get("unet")
+    if unet is None or not hasattr(unet, "config"):
+        return None
+    return "sdxl" if getattr(unet.config, "addition_embed_type", None) == "text_time" else "sd15"
 
 
 def from_json(param, value: Any) -> Any:

@@ -63,7 +63,17 @@ class UnsupportedComponentError(ComponentError, ValueError):
 
 
 class ComponentTypeError(ComponentError, TypeError):
-    """``update_components`` was given an object that is not what the component's spec expects."""
+    """``update_components`` was given an object that is not what the component's spec expects; or a preset node
+    was given another model family's components."""
+
+    @classmethod
+    def other_family(cls, preset: str, source: str, given: str, takes: str, instead: str | None) -> "ComponentTypeError":
+        """A bundle of ``given``'s models (``source``: where they came from) for a preset of ``takes``'s."""
+        hint = f"use preset:{instead}" if instead else f"load {takes} model, or pick a preset for {given} one"
+        error = cls(f"the components from {source or 'the wires'} are {given} model's; preset '{preset}' takes "
+                    f"{takes} model's: {hint}")
+        error.input_name = "components"  # the input a node UI points at
+        return error
 
     @classmethod
     def wrong_type(cls, refused: Sequence[tuple[str, str, object]]) -> "ComponentTypeError":

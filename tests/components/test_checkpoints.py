@@ -197,6 +197,29 @@ def test_a_load_checkpoint_node_takes_names_from_model_folders(sd_repo, sd_file,
     assert torch.equal(got, expected)
 
 
+@pytest.mark.parametrize("family, preset, instead", [("sdxl", "sd15-text2image", "sdxl-text2image"),
+                                                     ("sd15", "sdxl-text2image", "sd15-text2image")])
+def test_a_checkpoint_into_another_familys_preset_is_one_clear_error_before_any_step(sd_repo, sd_file, sdxl_repo,
+                                                                                     sdxl_file, family, preset, instead):
+    from node_workflows import link
+
+    from diffblocks.nodes import Executor, NodeRunError
+
+    (_, file), repo = (sdxl_file, sdxl_repo) if family == "sdxl" else (sd_file, sd_repo)
+    workflow = {"nodes": {
+        "ckpt": {"type": "LoadCheckpoint", "inputs": {"file": str(file), "config": str(repo)}},
+        "run": {"type": f"preset:{preset}", "inputs": {"components": link("ckpt", "components"), "prompt": "a cat",
+                                                        "seed": 0, "num_inference_steps": 3}}}}
+    events = []
+    with pytest.raises(NodeRunError) as caught:
+        Executor().run(workflow, on_event=events.append)
+    given, takes = ("an SDXL", "a Stable Diffusion 1.x / 2.x") if family == "sdxl" else ("a Stable Diffusion 1.x / 2.x", "an SDXL")
+    assert caught.value.error_json() == {"node": "run", "input": "components", "message": (
+        f"preset:{preset} failed: the components from {file} are {given} model's; preset '{preset}' takes {takes} "
+        f"model's: use preset:{instead}")}
+    assert not [e for e in events if e["type"] in ("node.progress", "node.preview")]  # not a step was taken
+
+
 def write_vae(path, tensors):
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
     return path

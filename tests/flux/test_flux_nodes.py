@@ -45,3 +45,15 @@ def test_a_lora_node_on_flux_equals_the_pipeline_with_the_lora(flux_dev_repo, tm
     pipe.loader.set_adapters(pipe.loader.get_active_adapters(), 0.6)
     expected = pipe(generator=torch.Generator().manual_seed(3), **call)
     assert torch.equal(got, expected) and (got - plain).abs().max() > 1e-3
+
+
+def test_a_flux_bundle_into_an_sd_preset_says_which_preset_takes_it(flux_dev_repo):
+    import pytest
+
+    from diffblocks.nodes import NodeRunError
+
+    with pytest.raises(NodeRunError) as caught:
+        Executor().run(preset_text2image(str(flux_dev_repo), steps=2))  # preset sd15-text2image
+    assert caught.value.input == "components"
+    assert caught.value.message.endswith("are a FLUX.1 model's; preset 'sd15-text2image' takes a Stable Diffusion "
+                                         "1.x / 2.x model's: use preset:flux-text2image")
