@@ -127,15 +127,18 @@ class BlockNode(NodeType):
     def _check_family(self, components: dict[str, Any], bundle: ComponentsBundle | None) -> None:
         """A preset given another family's models (an SDXL checkpoint into an SD 1.x preset) says so, before any
         work, rather than failing deep inside the UNet."""
-        takes, _, task = self.name.removeprefix("preset:").partition("-")
+        preset = self.name.removeprefix("preset:")
+        takes, _, task = preset.partition("-")
+        if preset == self.name or takes not in FAMILIES:  # a block, or a preset of no known family
+            return
         given = model_family(components)
-        if not self.name.startswith("preset:") or given is None or given == takes or takes not in FAMILIES:
+        if given is None or given == takes:
             return
         from .catalog import node_types
 
         instead = f"{given}-{task}" if f"preset:{given}-{task}" in node_types() else None
-        raise ComponentTypeError.other_family(self.name.removeprefix("preset:"), bundle.source if bundle else "",
-                                              FAMILIES[given], FAMILIES[takes], instead)
+        raise ComponentTypeError.other_family(preset, bundle.source if bundle else "", FAMILIES[given],
+                                              FAMILIES[takes], instead)
 
 
 FAMILIES = {"sd15": "a Stable Diffusion 1.x / 2.x", "sdxl": "an SDXL", "flux": "a FLUX.1"}  # the presets' prefixes
