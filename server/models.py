@@ -166,3 +166,15 @@ class FreeResponse(BaseModel):
     cache: CacheInfo
     rss_before: int
     rss_after: int
+
+
+class ModelFile(BaseModel):
+    """One entry of a model folder (``--models-dir``)."""
+
+    kind: str = Field(examples=["checkpoints"])
+    name: str = Field(description="the name a loader input takes", examples=["sd15/dreamshaper_8.safetensors"])
+    bytes: int | None = Field(description="the file's size; null for a model folder")
+    family: Literal["sd15", "sd2", "sdxl"] | None = Field(
+        description="a checkpoint's family, read off its tensor names: the preset it runs with (sd2 runs sd15's); "
+                    "null for other kinds, and for a file that is no checkpoint (see problem)")
+    problem: str | None = Field(description="why a checkpoint has no family (a LoRA, a damaged file); else null")

@@ -50,6 +50,14 @@ class RequestError(ServerError):
         shown = kind if len(kind) <= 64 else kind[:61] + "..."
         return cls(f"no kind of model '{shown}'; the kinds are {', '.join(known)}")._with_status(404)
 
+    @classmethod
+    def unknown_model(cls, kind: str, name: str, names) -> "RequestError":
+        from .base import _did_you_mean
+
+        shown = name if len(name) <= 200 else name[:197] + "..."
+        return cls(f"no {kind} model '{shown}' in the model folders{_did_you_mean(name, names)}; "
+                   f"GET /api/models/{kind} lists them")._with_status(404)
+
 
 class JobError(ServerError):
     """A job id that is unknown, or a job in a state that cannot do what was asked."""

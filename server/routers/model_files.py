@@ -1,5 +1,5 @@
-"""``GET /api/models[/{kind}]``: the files in the model folders the server was given (``--models-dir``), by kind,
-read from disk at each request: a file copied in shows up without a restart."""
+"""``GET /api/models[/{kind}[/{name}]]``: the files in the model folders the server was given (``--models-dir``), by
+kind, read from disk at each request (a file copied in shows up without a restart), and what one of them is."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends
 
 from ...components.errors.server import RequestError
 from ...nodes.model_files import KINDS, ModelFolders
+from ..models import ModelFile
 from ..state import ServerState, server_state
 
 router = APIRouter(prefix="/models", tags=["models"])
@@ -25,3 +26,15 @@ def models_of(kind: str, state: ServerState = Depends(server_state)) -> list[str
     if kind not in KINDS:
         raise RequestError.unknown_model_kind(kind, KINDS)
     return ModelFolders(state.settings.model_dirs).names(kind)
+
+
+@router.get("/{kind}/{name:path}", response_model=ModelFile, responses={404: {"description": "no such kind or model"}},
+            summary="One model file: its size and, for a checkpoint, its family (which preset runs it)")
+def model_file(kind: str, name: str, state: ServerState = Depends(server_state)) -> ModelFile:
+    if kind not in KINDS:
+        raise RequestError.unknown_model_kind(kind, KINDS)
+    folders = ModelFolders(state.settings.model_dirs)
+    info = folders.describe(kind, name)
+    if info is None:
+        raise RequestError.unknown_model(kind, name, folders.names(kind))
+    return ModelFile(**info)

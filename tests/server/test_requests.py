@@ -47,6 +47,44 @@ async def test_models_lists_the_model_folders_as_they_are_now(tmp_path):
         assert (await client.get("/api/models")).json() == {kind: [] for kind in KINDS}
 
 
+async def test_a_model_file_says_its_size_and_a_checkpoint_its_family(tmp_path):
+    """GET /api/models/{kind}/{name}: a checkpoint's family is read off its tensor names (the header alone), so a
+    client can pick the preset that runs it; a file in checkpoints/ that is no checkpoint says what it is instead."""
+    import torch
+    from safetensors.torch import save_file
+
+    models = tmp_path / "models"
+    (models / "checkpoints" / "xl").mkdir(parents=True)
+    (models / "loras").mkdir()
+    one, sd15 = torch.zeros(1), "cond_stage_model.transformer.text_model.final_layer_norm.weight"
+    save_file({sd15: one}, models / "checkpoints" / "a.safetensors")
+    save_file({"conditioner.embedders.1.model.ln_final.weight": one}, models / "checkpoints" / "xl" / "b.safetensors")
+    save_file({"cond_stage_model.model.ln_final.weight": one}, models / "checkpoints" / "v2.safetensors")
+    save_file({"lora_unet_down_blocks_0.lora_down.weight": one}, models / "checkpoints" / "style.safetensors")
+    save_file({"lora_unet_down_blocks_0.lora_down.weight": one}, models / "loras" / "ink.safetensors")
+    (models / "checkpoints" / "broken.safetensors").write_bytes(b"not a safetensors file")
+    async with fake_server(tmp_path, model_dirs=[models]) as client:
+        sd15 = (await client.get("/api/models/checkpoints/a.safetensors")).json()
+        assert sd15 == {"kind": "checkpoints", "name": "a.safetensors", "family": "sd15", "problem": None,
+                        "bytes": (models / "checkpoints" / "a.safetensors").stat().st_size}
+        assert (await client.get("/api/models/checkpoints/xl/b.safetensors")).json()["family"] == "sdxl"
+        assert (await client.get("/api/models/checkpoints/xl%5Cb.safetensors")).json()["name"] == "xl/b.safetensors"
+        assert (await client.get("/api/models/checkpoints/v2.safetensors")).json()["family"] == "sd2"
+        lora = (await client.get("/api/models/checkpoints/style.safetensors")).json()
+        assert lora["family"] is None and lora["problem"].startswith("this file is a LoRA")
+        broken = (await client.get("/api/models/checkpoints/broken.safetensors")).json()
+        assert broken["family"] is None and "broken.safetensors" in broken["problem"]
+        other = (await client.get("/api/models/loras/ink.safetensors")).json()
+        assert other["family"] is None and other["problem"] is None  # families are read for checkpoints only
+        missing = await client.get("/api/models/checkpoints/xl/c.safetensors")
+        assert missing.status_code == 404
+        assert missing.json()["detail"] == ("no checkpoints model 'xl/c.safetensors' in the model folders (did you "
+                                            "mean xl/b.safetensors?); GET /api/models/checkpoints lists them")
+        for outside in ("..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "xl/..%2F..%2Fa.safetensors"):
+            assert (await client.get(f"/api/models/checkpoints/{outside}")).status_code == 404, outside
+        assert (await client.get("/api/models/checkpoint/a.safetensors")).status_code == 404
+
+
 async def test_a_model_name_the_folders_lack_is_refused_before_the_job_is_queued(tmp_path):
     from diffblocks.server.engine import NodeEngine
 
@@ -72,7 +110,7 @@ async def test_openapi_document_lists_every_endpoint_and_model(tmp_path):
     paths = document["paths"]
     assert set(paths) >= {"/api/nodes", "/api/validate", "/api/jobs", "/api/jobs/{job_id}", "/api/uploads",
                           "/api/artifacts/{artifact_id}", "/api/system", "/api/free", "/api/models",
-                          "/api/models/{kind}"}
+                          "/api/models/{kind}", "/api/models/{kind}/{name}"}
     assert set(paths["/api/jobs/{job_id}"]) == {"get", "delete"}
     schemas = document["components"]["schemas"]
     assert {"JobInfo", "JobRequest", "Workflow", "NodeSpec", "SystemInfo", "UploadResponse", "ValidateResponse"} <= set(schemas)

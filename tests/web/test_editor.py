@@ -323,6 +323,9 @@ def test_an_a1111_png_becomes_a_text_to_image_graph_that_draws_what_run_draws(pa
                                 "CFG scale: 5, Seed: 3, Size: 32x32, Model hash: 6ce0161689, Model: tiny_digits, "
                                 'Lora hashes: "ink: abc, chalk: def", Version: v1.10.1')
     drop_digit_four(page, server, tmp_path / "a1111.png", info)
+    expect(page.get_by_role("alert")).to_contain_text(
+        "A1111's checkpoint 'tiny_digits' is not among the server's checkpoints (serve --models-dir): the graph loads "
+        "embedded; left out: LoRA ink, LoRA chalk (only the text-to-image settings carry over)")
     run(page)
     assert main(["run", "--from-image", str(tmp_path / "a1111.png"), "--device", "cpu", "--no-progress",
                  "--out", str(tmp_path / "cli.png")]) == 0
@@ -342,34 +345,70 @@ COMFY_PROMPT = {  # ComfyUI's default text-to-image graph in its API format, as 
 }
 
 
+def comfy_editor_graph(object_links=False):
+    """COMFY_PROMPT as ComfyUI's editor saves it: widget values by position, links listed apart (as lists, or as
+    objects in its newer schema), the seed from a PrimitiveNode wired to the KSampler's seed, the positive prompt
+    through a Reroute, and a muted second KSampler."""
+    links = [[1, 4, 0, 3, 0, "MODEL"], [2, 5, 0, 3, 3, "LATENT"], [3, 4, 1, 6, 0, "CLIP"],
+             [4, 11, 0, 3, 1, "CONDITIONING"], [5, 4, 1, 7, 0, "CLIP"], [6, 7, 0, 3, 2, "CONDITIONING"],
+             [7, 3, 0, 8, 0, "LATENT"], [8, 4, 2, 8, 1, "VAE"], [9, 8, 0, 9, 0, "IMAGE"], [10, 10, 0, 3, 4, "INT"],
+             [11, 6, 0, 11, 0, "CONDITIONING"]]
+    if object_links:
+        keys = ("id", "origin_id", "origin_slot", "target_id", "target_slot", "type")
+        links = [dict(zip(keys, link)) for link in links]
+
+    def wired(*names_and_links):
+        return [{"name": name, "type": "*", "link": link} for name, link in names_and_links]
+
+    nodes = [
+        {"id": 3, "type": "KSampler", "mode": 0,
+         "widgets_values": [99, "randomize", 6, 5, "euler_ancestral", "normal", 1],
+         "inputs": wired(("model", 1), ("positive", 4), ("negative", 6), ("latent_image", 2))
+         + [{"name": "seed", "type": "INT", "link": 10, "widget": {"name": "seed"}}]},
+        {"id": 4, "type": "CheckpointLoaderSimple", "widgets_values": ["v1-5-pruned-emaonly.safetensors"]},
+        {"id": 5, "type": "EmptyLatentImage", "widgets_values": [32, 32, 1]},
+        {"id": 6, "type": "CLIPTextEncode", "inputs": wired(("clip", 3)),
+         "widgets_values": ["a handwritten digit four"]},
+        {"id": 7, "type": "CLIPTextEncode", "inputs": wired(("clip", 5)), "widgets_values": ["blurry, faint"]},
+        {"id": 8, "type": "VAEDecode", "inputs": wired(("samples", 7), ("vae", 8))},
+        {"id": 9, "type": "SaveImage", "inputs": wired(("images", 9)), "widgets_values": ["ComfyUI"]},
+        {"id": 10, "type": "PrimitiveNode", "widgets_values": [3, "fixed"]},
+        {"id": 11, "type": "Reroute", "inputs": wired(("", 11))},
+        {"id": 12, "type": "KSampler", "mode": 2, "widgets_values": [1, "fixed", 50, 8, "euler", "normal", 1]},
+    ]
+    return {"last_node_id": 12, "last_link_id": 11, "nodes": nodes, "links": links, "groups": [], "version": 0.4}
+
+
 def test_a_comfyui_image_becomes_the_same_text_to_image_graph_with_its_settings(page, server, tmp_path):
-    """An image ComfyUI made (its graph in the API format as "prompt", its editor's layout as "workflow"), or its
-    "Save (API format)" file: the text-to-image preset with the KSampler's seed, steps, CFG and sampler, the latent's
-    size and both prompts, which draws what ``diffblocks run`` draws with the same settings. ComfyUI's own editor
-    format is refused, saying what to save instead."""
+    """An image ComfyUI made (its graph in the API format as "prompt", its editor's layout as "workflow"), its
+    "Save (API format)" file, or its editor's own file: the text-to-image preset with the KSampler's seed, steps, CFG
+    and sampler, the latent's size and both prompts, which draws what ``diffblocks run`` draws with the same
+    settings. The page says that ComfyUI's checkpoint is not among the server's (it has no model folders)."""
     from PIL.PngImagePlugin import PngInfo
 
     from diffblocks.cli import main
 
     info = PngInfo()
     info.add_text("prompt", json.dumps(COMFY_PROMPT))
-    info.add_text("workflow", json.dumps({"last_node_id": 9, "nodes": [{"id": 3, "type": "KSampler"}], "links": []}))
+    info.add_text("workflow", json.dumps(comfy_editor_graph()))
     drop_digit_four(page, server, tmp_path / "comfy.png", info)
+    notice = ("ComfyUI's checkpoint 'v1-5-pruned-emaonly.safetensors' is not among the server's checkpoints (serve "
+              "--models-dir): the graph loads embedded (only the text-to-image settings carry over)")
+    expect(page.get_by_role("alert")).to_contain_text(notice)
     run(page)
     assert main(["run", "--prompt", "a handwritten digit four", "--negative-prompt", "blurry, faint", "--steps", "6",
                  "--seed", "3", "--guidance-scale", "5", "--scheduler", "euler-a", "--height", "32", "--width", "32",
                  "--device", "cpu", "--no-progress", "--out", str(tmp_path / "cli.png")]) == 0
     assert np.array_equal(pixels(server, shown_image(page)), np.asarray(Image.open(tmp_path / "cli.png").convert("RGB")))
 
-    page.get_by_role("button", name="Reset").click()
-    page.get_by_test_id("load-input").set_input_files(files=[{"name": "api.json", "mimeType": "application/json",
-                                                              "buffer": json.dumps(COMFY_PROMPT).encode()}])
-    expect(node(page, "run")).to_be_visible()
-    assert page.evaluate("window.diffblocks.workflow()") == DIGIT_FOUR
-    editor_format = json.dumps({"last_node_id": 9, "nodes": [{"id": 3, "type": "KSampler"}], "links": []}).encode()
-    page.get_by_test_id("load-input").set_input_files(files=[{"name": "ui.json", "mimeType": "application/json",
-                                                              "buffer": editor_format}])
-    expect(page.get_by_text("could not load ui.json: this is a ComfyUI workflow in its editor's format")).to_be_visible()
+    for name, document in (("api.json", COMFY_PROMPT), ("ui.json", comfy_editor_graph()),
+                           ("ui-1.json", comfy_editor_graph(object_links=True))):
+        page.get_by_role("button", name="Reset").click()
+        expect(page.get_by_role("alert")).to_have_count(0)
+        page.get_by_test_id("load-input").set_input_files(files=[{"name": name, "mimeType": "application/json",
+                                                                  "buffer": json.dumps(document).encode()}])
+        expect(page.get_by_role("alert")).to_contain_text(notice)
+        assert page.evaluate("window.diffblocks.workflow()") == DIGIT_FOUR, name
     image2image = {**COMFY_PROMPT, "5": {"class_type": "VAEEncode", "inputs": {"pixels": ["10", 0], "vae": ["4", 2]}}}
     page.get_by_test_id("load-input").set_input_files(files=[{"name": "i2i.json", "mimeType": "application/json",
                                                               "buffer": json.dumps(image2image).encode()}])

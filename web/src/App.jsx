@@ -114,9 +114,11 @@ function Canvas({ pointer }) {
     const { loadDocument, addImage, setBanner } = useStore.getState();
     const stored = url && ARTIFACT_PATH.exec(url.pathname); // already on the server: no upload needed
     opened.then(async (chosen) => {
-      const document = await workflowIn(chosen, modelRepo());
-      if (document !== null) loadDocument(document);
-      else if (stored) addNode('LoadImage', at, null, { image: { artifact: stored[1] } });
+      const found = await workflowIn(chosen, modelRepo());
+      if (found !== null) {
+        loadDocument(found.document);
+        if (found.notice) setBanner(found.notice);
+      } else if (stored) addNode('LoadImage', at, null, { image: { artifact: stored[1] } });
       else if (isImageFile(chosen)) await addImage(chosen, at);
     }).catch((error) => setBanner(`could not load ${name}: ${error.message}`));
   }, [addNode, screenToFlowPosition]);

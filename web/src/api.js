@@ -62,6 +62,9 @@ async function request(method, path, body) {
 export const api = {
   nodes: () => request('GET', '/api/nodes'),
   models: () => request('GET', '/api/models'), // {kind: [file names]} of the --models-dir folders
+  // {kind, name, bytes, family, problem} of one of them (family: a checkpoint's, sd15 | sd2 | sdxl)
+  modelFile: (kind, name) => request('GET', `/api/models/${encodeURIComponent(kind)}/`
+    + name.split('/').map(encodeURIComponent).join('/')),
   validate: (workflow) => request('POST', '/api/validate', { workflow }),
   submit: (workflow, priority = 0) => request('POST', '/api/jobs', { workflow, priority }),
   job: (id) => request('GET', `/api/jobs/${encodeURIComponent(id)}`),

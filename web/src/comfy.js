@@ -1,9 +1,10 @@
 // ComfyUI's graphs read as ours. Its images and "Save (API format)" files hold the graph as {id: {class_type,
-// inputs}}, an input a value or [source id, output index]. A text-to-image graph of its core nodes (a checkpoint
-// loader, two CLIPTextEncode, EmptyLatentImage, KSampler, VAEDecode) becomes the text-to-image preset with the
-// same prompt, negative prompt, seed, steps, CFG, sampler and size, on the page's model: the settings carry over,
-// the pixels do not (ComfyUI's samplers draw their noise and take their steps their own way).
-import { text2imageGraph } from './graph.js';
+// inputs}}, an input a value or [source id, output index]; its editor's own files (what "Save" writes, and what
+// workflows are shared as) hold {nodes: [{id, type, inputs, widgets_values}], links}, read here into the former. A
+// text-to-image graph of its core nodes (a checkpoint loader, two CLIPTextEncode, EmptyLatentImage, KSampler,
+// VAEDecode) becomes the text-to-image preset with the same prompt, negative prompt, seed, steps, CFG, sampler and
+// size, on the checkpoint it names when the server's model folders have it: the settings carry over, the pixels do
+// not (ComfyUI's samplers draw their noise and take their steps their own way).
 
 // ComfyUI's sampler_name -> our scheduler node types (its "scheduler", the sigma spacing, is not carried over)
 const SAMPLERS = {
@@ -11,13 +12,70 @@ const SAMPLERS = {
   ddpm: 'DDPMScheduler', dpmpp_2m: 'DPMSolverMultistepScheduler', uni_pc: 'UniPCMultistepScheduler', lcm: 'LCMScheduler',
 };
 
+// the widgets of the nodes read here, in the order the editor format lists their values
+const WIDGETS = {
+  KSampler: ['seed', 'control_after_generate', 'steps', 'cfg', 'sampler_name', 'scheduler', 'denoise'],
+  CheckpointLoaderSimple: ['ckpt_name'],
+  CLIPTextEncode: ['text'],
+  EmptyLatentImage: ['width', 'height', 'batch_size'],
+};
+// nodes a text-to-image graph may hold besides those that carry nothing over (outputs, layout)
+const CARRIED = new Set([...Object.keys(WIDGETS), 'VAEDecode', 'SaveImage', 'PreviewImage', 'Reroute', 'PrimitiveNode',
+  'Note', 'MarkdownNote']);
+const MUTED = new Set([2, 4]); // the editor's "never" and "bypass" modes
+
 /** Whether `json` is a graph in ComfyUI's API format. */
 export const isComfyPrompt = (json) => Boolean(json) && typeof json === 'object' && !Array.isArray(json) &&
   !('nodes' in json) && Object.values(json).some((node) => node && typeof node.class_type === 'string');
 
-/** Our text-to-image document for ComfyUI's graph `prompt` (``repo``: the model it loads); throws, saying why,
- * for a graph that is not a plain text-to-image one. */
-export function comfyWorkflow(prompt, repo) {
+/** Whether `json` is a graph in ComfyUI's editor format (LiteGraph's: a list of nodes and one of links). */
+export const isComfyEditorGraph = (json) => Boolean(json) && Array.isArray(json.nodes) && Array.isArray(json.links) &&
+  json.nodes.every((node) => node && typeof node.type === 'string' && node.id !== undefined);
+
+/** ComfyUI's editor-format graph as its API format: each node's links (through Reroute nodes) and its widgets'
+ * values by name (from a PrimitiveNode when a widget became an input wired to one); muted and bypassed nodes left
+ * out. Widgets are named for the nodes read here (WIDGETS); other nodes keep their links only. */
+export function editorPrompt(graph) {
+  const nodes = new Map(graph.nodes.filter((node) => !MUTED.has(node.mode)).map((node) => [String(node.id), node]));
+  const links = new Map(graph.links.map((link) => (Array.isArray(link)
+    ? [link[0], { from: String(link[1]), slot: link[2] }]
+    : [link.id, { from: String(link.origin_id), slot: link.origin_slot }])));
+  const origin = (linkId) => { // the node and output slot a link comes from, past any Reroute
+    let link = links.get(linkId);
+    for (let hops = 0; link && nodes.get(link.from)?.type === 'Reroute' && hops < 100; hops += 1) {
+      link = links.get(nodes.get(link.from).inputs?.[0]?.link);
+    }
+    return link && nodes.has(link.from) ? link : null;
+  };
+  const prompt = {};
+  for (const [id, node] of nodes) {
+    if (node.type === 'Reroute' || node.type === 'PrimitiveNode') continue;
+    const inputs = {};
+    const values = node.widgets_values;
+    let names = WIDGETS[node.type] || [];
+    if (node.type === 'KSampler' && Array.isArray(values) && values.length === names.length - 1) {
+      names = names.filter((name) => name !== 'control_after_generate'); // saved without the seed's control
+    }
+    names.forEach((name, index) => {
+      const value = Array.isArray(values) ? values[index] : values?.[name];
+      if (value !== undefined) inputs[name] = value;
+    });
+    for (const input of node.inputs || []) {
+      const link = input.link === null || input.link === undefined ? null : origin(input.link);
+      if (!link) continue;
+      const source = nodes.get(link.from);
+      if (source.type === 'PrimitiveNode') inputs[input.widget?.name || input.name] = source.widgets_values?.[0];
+      else inputs[input.name] = [link.from, link.slot];
+    }
+    prompt[id] = { class_type: node.type, inputs };
+  }
+  return prompt;
+}
+
+/** What ComfyUI's text-to-image graph `prompt` (API format) sets: {settings (as text2imageGraph takes them),
+ * checkpoint (the ckpt_name its model comes from, or null), leftOut (the node types that carry nothing over, such
+ * as a LoraLoader)}; throws, saying why, for a graph that is not a text-to-image one. */
+export function comfySettings(prompt) {
   const samplers = Object.values(prompt).filter((node) => node && node.class_type === 'KSampler');
   if (samplers.length !== 1) {
     throw new Error(`this ComfyUI graph has ${samplers.length} KSampler nodes: only a text-to-image graph of ComfyUI's `
@@ -35,10 +93,18 @@ export function comfyWorkflow(prompt, repo) {
   }
   const prompt_ = text(inputs.positive);
   if (prompt_ === null) throw new Error("this ComfyUI graph's positive prompt is not a CLIPTextEncode with its text");
+  let model = source(inputs.model); // through the nodes that patch the model on its way (a LoraLoader)
+  for (let hops = 0; model && model.class_type !== 'CheckpointLoaderSimple' && hops < 100; hops += 1) {
+    model = source(model.inputs.model);
+  }
+  const ckpt = model && model.inputs.ckpt_name;
   const number = (value) => (typeof value === 'number' ? value : null);
-  return text2imageGraph(repo, {
+  const settings = {
     prompt: prompt_, negative: text(inputs.negative), seed: number(inputs.seed), steps: number(inputs.steps),
     cfg: number(inputs.cfg), width: number(latent.inputs.width), height: number(latent.inputs.height),
     scheduler: SAMPLERS[inputs.sampler_name],
-  });
+  };
+  const leftOut = [...new Set(Object.values(prompt).map((node) => node && node.class_type))]
+    .filter((type) => type && !CARRIED.has(type)).sort();
+  return { settings, checkpoint: typeof ckpt === 'string' && ckpt ? ckpt : null, leftOut };
 }

@@ -99,16 +99,21 @@ export const DEFAULT_WORKFLOW = {
   },
 };
 
-/** A text-to-image document on ``repo`` (the SD 1.x preset node) with the settings another tool's image holds:
- * {prompt, negative, steps, seed, width, height, cfg, scheduler (a scheduler node type)}, each left out when null. */
-export function text2imageGraph(repo, settings) {
+/** A text-to-image document with the settings another tool's image holds: {prompt, negative, steps, seed, width,
+ * height, cfg, scheduler (a scheduler node type)}, each left out when null. ``model``: {repo} (a LoadComponents
+ * node, the SD 1.x preset) or {checkpoint, family} (a LoadCheckpoint node of the server's model folders, the
+ * preset of its family: sdxl's, else SD 1.x's, which runs SD 2.x too). */
+export function text2imageGraph(model, settings) {
   const { prompt, negative, steps, seed, width, height, cfg, scheduler } = settings;
   const inputs = { components: LINK('load', 'components'), prompt };
   if (negative) inputs.negative_prompt = negative;
   if (steps !== null && steps !== undefined) inputs.num_inference_steps = steps;
   if (seed !== null && seed !== undefined) inputs.seed = seed;
   if (width && height) Object.assign(inputs, { width, height });
-  const nodes = { load: { type: 'LoadComponents', inputs: { repo } } };
+  const nodes = {
+    load: model.checkpoint ? { type: 'LoadCheckpoint', inputs: { file: model.checkpoint } }
+      : { type: 'LoadComponents', inputs: { repo: model.repo } },
+  };
   if (cfg !== null && cfg !== undefined) {
     nodes.cfg = { type: 'ClassifierFreeGuidance', inputs: { guidance_scale: cfg } };
     inputs.guider = LINK('cfg', 'guider');
@@ -117,7 +122,7 @@ export function text2imageGraph(repo, settings) {
     nodes.sampler = { type: scheduler, inputs: { scheduler: LINK('load', 'scheduler') } };
     inputs.scheduler = LINK('sampler', 'scheduler');
   }
-  nodes.run = { type: 'preset:sd15-text2image', inputs };
+  nodes.run = { type: `preset:${model.family === 'sdxl' ? 'sdxl' : 'sd15'}-text2image`, inputs };
   return { nodes, ui: { previews: { output: LINK('run', 'images') } } };
 }
 

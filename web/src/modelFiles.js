@@ -48,3 +48,27 @@ export function useModelFiles(kind) {
   const names = lists && lists[kind];
   return Array.isArray(names) ? names : null;
 }
+
+// a weights file's suffix, left out when names are compared by stem
+const SUFFIX = /\.(safetensors|sft|ckpt|pt|pth|bin)$/i;
+const stem = (name) => name.split('/').pop().replace(SUFFIX, '').toLowerCase();
+
+/** The server's checkpoint another tool's name for one stands for, as {name, family, problem} (GET
+ * /api/models/checkpoints/{name}: family sd15, sd2 or sdxl, or null and the problem), or null when its folders have
+ * none: ComfyUI's ckpt_name (the path under its
+ * models/checkpoints, `\\`-separated when saved on Windows; else the same file name in any subfolder) or A1111's
+ * "Model:" (the file's name without its suffix). A name that fits several files by their names alone picks none. */
+export async function findCheckpoint(wanted) {
+  if (typeof wanted !== 'string' || !wanted) return null;
+  if (state.lists === null || Date.now() - fetchedAt >= REFETCH_MS) await refreshModelFiles();
+  const names = state.lists && state.lists.checkpoints;
+  if (!Array.isArray(names)) return null;
+  const path = wanted.replace(/\\/g, '/');
+  const alike = names.filter((name) => stem(name) === stem(path));
+  const name = names.find((candidate) => candidate === path)
+    || names.find((candidate) => candidate.toLowerCase() === path.toLowerCase())
+    || (alike.length === 1 ? alike[0] : null);
+  if (!name) return null;
+  const { family, problem } = await api.modelFile('checkpoints', name);
+  return { name, family, problem };
+}

@@ -1,9 +1,11 @@
 // Workflows inside PNGs: the server writes each job's workflow into its output images as a "workflow" tEXt
 // chunk (as ComfyUI does), so an image loaded here brings back the graph that made it. An image from A1111 (or
 // `diffblocks run`) holds its parameters instead ("parameters"), one from ComfyUI its graph in ComfyUI's terms
-// ("prompt", comfy.js): either becomes a text-to-image graph.
-import { comfyWorkflow, isComfyPrompt } from './comfy.js';
+// ("prompt", comfy.js): either becomes a text-to-image graph, on the checkpoint it names when the server's model
+// folders have it.
+import { comfySettings, editorPrompt, isComfyEditorGraph, isComfyPrompt } from './comfy.js';
 import { text2imageGraph } from './graph.js';
+import { findCheckpoint } from './modelFiles.js';
 
 const SIGNATURE = [137, 80, 78, 71, 13, 10, 26, 10];
 
@@ -68,39 +70,61 @@ export function parseParameters(text) {
   return { prompt: prompt.join('\n').trim(), negative: inNegative ? negative.join('\n').trim() : null, fields };
 }
 
-/** A text-to-image document (SD 1.x preset, on ``repo``) with what A1111's parameters say: prompt, negative
- * prompt, steps, seed, size, CFG scale and sampler. The model is A1111's name for it, not a path: ``repo`` stays. */
-export function parametersWorkflow(text, repo) {
+/** What A1111's parameters set, as comfySettings says it: prompt, negative prompt, steps, seed, size, CFG scale and
+ * sampler; the checkpoint is A1111's name for it ("Model:", the file's name without its suffix); its LoRAs ("Lora
+ * hashes") are left out. */
+export function parametersSettings(text) {
   const { prompt, negative, fields } = parseParameters(text);
   const number = (key) => (fields[key] !== undefined && !Number.isNaN(Number(fields[key])) ? Number(fields[key]) : null);
   const size = /^(\d+)x(\d+)$/.exec(fields.Size || '');
-  return text2imageGraph(repo, {
+  const settings = {
     prompt, negative, steps: number('Steps'), seed: number('Seed'), cfg: number('CFG scale'),
     width: size && Number(size[1]), height: size && Number(size[2]), scheduler: SAMPLERS[fields.Sampler],
-  });
+  };
+  const loras = (fields['Lora hashes'] || '').split(',').map((pair) => pair.split(':')[0].trim()).filter(Boolean);
+  return { settings, checkpoint: fields.Model || null, leftOut: loras.map((name) => `LoRA ${name}`) };
 }
 
-/** The workflow a saved document or ComfyUI's JSON (its API format; ``repo`` for the model) stands for. */
-function documentOf(json, repo) {
-  if (isComfyPrompt(json)) return comfyWorkflow(json, repo);
-  if (json && Array.isArray(json.nodes)) {
-    throw new Error("this is a ComfyUI workflow in its editor's format: save it from ComfyUI in the API format, or "
-      + 'drop an image ComfyUI made');
+/** {document, notice} for what another tool's graph or parameters set (``from``: "ComfyUI's" or "A1111's"): a
+ * text-to-image graph on the checkpoint they name when the server's model folders have it, else on ``repo``;
+ * ``notice`` says what did not carry over (that checkpoint, nodes such as a LoraLoader), or is null. */
+async function imported({ settings, checkpoint, leftOut }, repo, from) {
+  const found = await findCheckpoint(checkpoint).catch(() => null);
+  const notes = [];
+  if (checkpoint && !found) {
+    notes.push(`${from} checkpoint '${checkpoint}' is not among the server's checkpoints (serve --models-dir): `
+      + `the graph loads ${repo}`);
+  } else if (found && !found.family) {
+    notes.push(`${from} checkpoint is ${found.name} in the server's checkpoints, which the graph does not load: `
+      + `${found.problem}; it loads ${repo}`);
   }
-  return json;
+  if (leftOut.length) notes.push(`left out: ${leftOut.join(', ')}`);
+  return {
+    document: text2imageGraph(found && found.family ? { checkpoint: found.name, family: found.family } : { repo },
+      settings),
+    notice: notes.length ? `${notes.join('; ')} (only the text-to-image settings carry over)` : null,
+  };
+}
+
+/** {document, notice} for a saved document (notice null), or ComfyUI's graph in either of its formats. */
+function documentOf(json, repo) {
+  if (isComfyPrompt(json)) return imported(comfySettings(json), repo, "ComfyUI's");
+  if (isComfyEditorGraph(json)) return imported(comfySettings(editorPrompt(json)), repo, "ComfyUI's");
+  return { document: json, notice: null };
 }
 
 export const isImageFile = (file) => file.type.startsWith('image/') || /\.(png|jpe?g|webp)$/i.test(file.name);
 
-/** The workflow document in a dropped or chosen file: a saved .json, or a PNG the server, A1111 or `diffblocks run`
- * made (``repo``: the model a graph made from A1111's parameters loads); null for an image that holds none. */
+/** {document, notice} for the workflow in a dropped or chosen file: a saved .json, ComfyUI's, or a PNG the server,
+ * ComfyUI, A1111 or `diffblocks run` made (``repo``: the model an imported graph loads when the server lacks the
+ * checkpoint it names); null for an image that holds none. */
 export async function workflowIn(file, repo = 'embedded') {
   if (file.type === 'image/png' || /\.png$/i.test(file.name)) {
     const chunks = pngText(await file.arrayBuffer());
     const workflow = chunks.workflow && JSON.parse(chunks.workflow);
-    if (workflow && !Array.isArray(workflow.nodes)) return workflow; // ours (ComfyUI's editor format lists its nodes)
+    if (workflow && !Array.isArray(workflow.nodes)) return { document: workflow, notice: null }; // ours
     if (chunks.prompt) return documentOf(JSON.parse(chunks.prompt), repo); // ComfyUI's API format
-    if (chunks.parameters) return parametersWorkflow(chunks.parameters, repo);
+    if (chunks.parameters) return imported(parametersSettings(chunks.parameters), repo, "A1111's");
     return null;
   }
   if (isImageFile(file)) return null;
@@ -109,9 +133,10 @@ export async function workflowIn(file, repo = 'embedded') {
 
 /** As workflowIn, but an image without a workflow is an error (the Load button loads workflows only). */
 export async function readWorkflowFile(file, repo = 'embedded') {
-  const document = await workflowIn(file, repo);
-  if (document === null) {
-    throw new Error('this image holds no workflow (only images a diffblocks server, A1111 or diffblocks run made do)');
+  const found = await workflowIn(file, repo);
+  if (found === null) {
+    throw new Error('this image holds no workflow (only images a diffblocks server, ComfyUI, A1111 or diffblocks run '
+      + 'made do)');
   }
-  return document;
+  return found;
 }

@@ -83,7 +83,9 @@ export default function Toolbar() {
     event.target.value = '';
     if (!file) return;
     try {
-      loadDocument(await readWorkflowFile(file, modelRepo()));
+      const { document, notice } = await readWorkflowFile(file, modelRepo());
+      loadDocument(document);
+      if (notice) setBanner(notice);
     } catch (error) {
       setBanner(`could not load ${file.name}: ${error.message}`);
     }

@@ -1,0 +1,131 @@
+"""ComfyUI's and A1111's graphs, imported on a server with model folders (``--models-dir``): the text-to-image graph
+loads the checkpoint they name, with the preset of its family."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+
+import pytest
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from page_helpers import expect, node, open_editor, pixels, run, shown_image
+from test_editor import COMFY_PROMPT, DIGIT_FOUR, DROP_FILE, comfy_editor_graph
+from test_model_files import model_input
+
+EMBEDDED = os.path.join(os.path.dirname(__file__), "..", "..", "presets", "tiny_digits")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """checkpoints/sd15/digits.safetensors: the embedded model as an original checkpoint; checkpoints/xl.safetensors:
+    a file named as an SDXL checkpoint's tensors are (its family is all that is read of it here); diffusers/digits:
+    the embedded model's folder, the configs the checkpoint is read with."""
+    import diffusers
+    import torch
+    from safetensors.torch import save_file
+
+    from tiny_checkpoints import write_checkpoint
+
+    root = tmp_path_factory.mktemp("models")
+    (root / "checkpoints" / "sd15").mkdir(parents=True)
+    (root / "diffusers").mkdir()
+    pipe = diffusers.StableDiffusionPipeline.from_pretrained(os.path.abspath(EMBEDDED), safety_checker=None)
+    write_checkpoint(pipe, root / "checkpoints" / "sd15" / "digits.safetensors")
+    xl = {"conditioner.embedders.1.model.ln_final.weight": torch.zeros(1)}
+    save_file(xl, root / "checkpoints" / "xl.safetensors")
+    (root / "diffusers" / "digits").symlink_to(os.path.abspath(EMBEDDED), target_is_directory=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def import_server(tmp_path_factory, make_server, models):
+    served = make_server(tmp_path_factory.mktemp("serve-import"), flags=("--models-dir", str(models))).start()
+    yield served
+    served.stop()
+
+
+def on_checkpoint(name, family="sd15"):
+    """DIGIT_FOUR with its model loaded from the checkpoint ``name``, run by ``family``'s preset."""
+    nodes = json.loads(json.dumps(DIGIT_FOUR["nodes"]))
+    nodes["load"] = {"type": "LoadCheckpoint", "inputs": {"file": name}}
+    nodes["run"]["type"] = f"preset:{family}-text2image"
+    return {"nodes": nodes}
+
+
+def wait_for(page, condition):
+    """Until the page's workflow meets ``condition`` (JavaScript on its ``nodes``): a dropped file loads after it is
+    read, and the server asked about the checkpoint it names."""
+    page.wait_for_function(f"(() => {{ const {{ nodes }} = window.diffblocks.workflow(); return {condition}; }})()")
+
+
+def drop(page, path, info=None, document=None):
+    """Drop a PNG holding ``info``, or a JSON file holding ``document``, on the canvas."""
+    if document is not None:
+        path.write_text(json.dumps(document))
+        kind = "application/json"
+    else:
+        Image.new("RGB", (32, 32)).save(path, pnginfo=info)
+        kind = "image/png"
+    page.evaluate(DROP_FILE, [path.name, kind, base64.b64encode(path.read_bytes()).decode()])
+
+
+def test_a_comfyui_graph_runs_on_the_checkpoint_it_names_and_draws_what_its_weights_draw(page, import_server, tmp_path,
+                                                                                          shots):
+    """ComfyUI's ckpt_name as saved on Windows (``sd15\\digits.safetensors``), reached through a LoraLoader: the
+    graph loads that file from the server's checkpoints with the SD 1.x preset, and says the LoraLoader was left
+    out. Given the checkpoint's configs, it draws the very pixels the same settings draw on the model the file was
+    written from."""
+    prompt = json.loads(json.dumps(COMFY_PROMPT))
+    prompt["4"]["inputs"]["ckpt_name"] = "sd15\\digits.safetensors"
+    prompt["12"] = {"class_type": "LoraLoader", "inputs": {"lora_name": "ink.safetensors", "strength_model": 0.8,
+                                                          "strength_clip": 1.0, "model": ["4", 0], "clip": ["4", 1]}}
+    prompt["3"]["inputs"]["model"] = ["12", 0]
+    info = PngInfo()
+    info.add_text("prompt", json.dumps(prompt))
+    open_editor(page, import_server)
+    drop(page, tmp_path / "comfy.png", info)
+    expect(node(page, "run").locator('[data-input="prompt"] textarea')).to_have_value("a handwritten digit four")
+    assert page.evaluate("window.diffblocks.workflow()") == on_checkpoint("sd15/digits.safetensors")
+    banner = page.get_by_role("alert")
+    expect(banner).to_contain_text("left out: LoraLoader (only the text-to-image settings carry over)")
+    expect(banner).not_to_contain_text("checkpoint")
+    page.screenshot(path=str(shots / "30-comfyui-import.png"))
+
+    config = model_input(page, "load", "config")
+    config.fill("digits")
+    config.press("Tab")
+    run(page)
+    reference = import_server.run_job(DIGIT_FOUR)  # the embedded model's own folder
+    assert reference["status"] == "done", reference
+    expected = pixels(import_server, reference["outputs"]["run"]["images"][0]["artifact"])
+    assert (pixels(import_server, shown_image(page)) == expected).all()
+
+
+def test_the_editor_format_and_a1111s_model_name_find_the_checkpoint_and_its_family(page, import_server, tmp_path):
+    """ComfyUI's editor file naming the file alone finds it in a subfolder; A1111's "Model: xl" (its name without
+    the suffix) finds xl.safetensors, an SDXL checkpoint, so the SDXL preset; a name the folders lack keeps the
+    page's model and says so."""
+    open_editor(page, import_server)
+    graph = comfy_editor_graph()
+    graph["nodes"][1]["widgets_values"] = ["digits.safetensors"]
+    drop(page, tmp_path / "ui.json", document=graph)
+    wait_for(page, "nodes.load.type === 'LoadCheckpoint'")
+    assert page.evaluate("window.diffblocks.workflow()") == on_checkpoint("sd15/digits.safetensors")
+    expect(page.get_by_role("alert")).to_have_count(0)
+
+    info = PngInfo()
+    info.add_text("parameters", "a handwritten digit four\nNegative prompt: blurry, faint\nSteps: 6, Sampler: Euler a, "
+                                "CFG scale: 5, Seed: 3, Size: 32x32, Model hash: 6ce0161689, Model: xl")
+    drop(page, tmp_path / "a1111.png", info)
+    wait_for(page, "nodes.run.type === 'preset:sdxl-text2image'")
+    assert page.evaluate("window.diffblocks.workflow()") == on_checkpoint("xl.safetensors", "sdxl")
+
+    graph["nodes"][1]["widgets_values"] = ["dreamshaper_8.safetensors"]
+    drop(page, tmp_path / "other.json", document=graph)
+    wait_for(page, "nodes.load.type === 'LoadComponents'")
+    expect(page.get_by_role("alert")).to_contain_text(
+        "ComfyUI's checkpoint 'dreamshaper_8.safetensors' is not among the server's checkpoints")
+    assert page.evaluate("window.diffblocks.workflow()") == DIGIT_FOUR
