@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,10 @@ from .flags import HIRES_STRENGTH
 
 # one "Key: value" of the last line; a value with a comma in it is quoted (A1111's own pattern)
 PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+
+# an extra network in an A1111 prompt (<lora:NAME:WEIGHT>, <hypernet:NAME:WEIGHT>, ...): A1111 takes it out before
+# encoding the prompt
+EXTRA_NETWORK = re.compile(r"<(\w+):([^>]+)>")
 
 # A1111's names of the samplers our schedulers are (FLUX.1's flow-matching Euler is Forge's "Euler")
 SAMPLERS = {"DDIMScheduler": "DDIM", "DDPMScheduler": "DDPM", "EulerDiscreteScheduler": "Euler",
@@ -147,8 +152,14 @@ def parse(text: str) -> tuple[str, str | None, dict[str, str]]:
 def apply(args, path: str) -> None:
     """Fill the flags left out of ``diffblocks run`` from the parameters of the image at ``path``: prompt, negative
     prompt, steps, sampler (not for FLUX.1: its Euler is flow matching), CFG scale, seed, size (the first pass's)
-    and the hires pass. The model is not taken: give ``--model``."""
+    and the hires pass. The prompt's extra networks (``<lora:ink:0.8>``) are taken out of it, as A1111 does, and
+    named on stderr: give them as ``--lora``. The model is not taken: give ``--model``."""
     prompt, negative, fields = parse(read(path))
+    networks = [match.group(0) for match in EXTRA_NETWORK.finditer(prompt)]
+    if networks and args.prompt is None:
+        prompt = EXTRA_NETWORK.sub("", prompt)
+        print(f"note: the prompt of {path} names {', '.join(networks)}, taken out of it as A1111 does; give a LoRA "
+              f"as --lora FILE:WEIGHT", file=sys.stderr)
     samplers = {name: scheduler for scheduler, name in reversed(SAMPLERS.items())}  # "Euler": EulerDiscreteScheduler
     size = re.fullmatch(r"(\d+)x(\d+)", fields.get("Size", ""))
     found = {"prompt": [prompt] if prompt else None, "negative_prompt": negative,

@@ -35,6 +35,9 @@ class LoadLoRA(NodeType):
             "weight_name": NodeInput({**STRING, "default": "", "description": "file in the folder or repo"}),
             "adapter_name": NodeInput({**STRING, "default": "", "description": "adapter name (default: default_<n>)"}),
             "scale": NodeInput({"type": "number", "default": 1.0, "description": "LoRA strength"}),
+            "text_encoder_scale": NodeInput({"anyOf": [{"type": "number"}, {"type": "null"}], "default": None,
+                                             "description": "LoRA strength in the text encoders (empty: scale), as "
+                                                            "ComfyUI's strength_clip; 0 leaves them as they were"}),
         }
         self.outputs = {"components": NodeOutput("components"), "unet": NodeOutput("UNet2DConditionModel"),
                         "text_encoder": NodeOutput("CLIPTextModel")}
@@ -42,6 +45,9 @@ class LoadLoRA(NodeType):
     def check_value(self, name: str, value: Any) -> str | None:
         if name == "scale" and not (isinstance(value, (int, float)) and not isinstance(value, bool)):
             return f"must be a number, got {value!r}"
+        if name == "text_encoder_scale" and not (value is None or isinstance(value, (int, float))
+                                                 and not isinstance(value, bool)):
+            return f"must be a number or null, got {value!r}"
         if name in ("repo", "weight_name", "adapter_name") and not isinstance(value, str):
             return f"must be a string, got {value!r}"
         return None
@@ -51,13 +57,15 @@ class LoadLoRA(NodeType):
 
         bundle: ComponentsBundle = values["components"]
         scale = float(values.get("scale", 1.0))
-        models = {n: self._copy(bundle.components[n], values, scale) for n in LORA_MODELS
+        clip = values.get("text_encoder_scale")
+        strength = {n: float(clip) if clip is not None and n in TEXT_ENCODERS else scale for n in LORA_MODELS}
+        models = {n: self._copy(bundle.components[n], values, strength[n]) for n in LORA_MODELS
                   if bundle.components.get(n) is not None}
         skip = tuple(n for n in TEXT_ENCODERS if n not in models)
         adapter = load_lora(models, values["repo"], values.get("weight_name") or None,
                             values.get("adapter_name") or None, skip=skip)
-        for model in models.values():
-            scales = {**getattr(model, _SCALES, {}), adapter: scale}
+        for model_name, model in models.items():
+            scales = {**getattr(model, _SCALES, {}), adapter: strength[model_name]}
             object.__setattr__(model, _SCALES, scales)
             set_weights(model, {name: s for name, s in scales.items() if name in _loaded(model)})
         return {"components": ComponentsBundle({**bundle.components, **models}, bundle.config, bundle.source),

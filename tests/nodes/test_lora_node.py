@@ -69,3 +69,24 @@ def test_lora_workflows_equal_the_pipeline_and_leave_the_shared_models_alone(sd_
     assert torch.equal(shared["run"]["images"], before)
     executor.free()  # computed again, on the shared models
     assert torch.equal(executor.run(plain)["run"]["images"], before)
+
+
+def test_text_encoder_scale_weights_the_text_encoders_apart_as_comfyuis_strength_clip(sd_repo, lora_files, tmp_path):
+    """``text_encoder_scale`` equals the pipeline's per-component weights bitwise; 0 draws what the UNet's LoRA
+    alone draws (ComfyUI's LoraLoaderModelOnly), and leaving it empty is ``scale`` everywhere."""
+    executor = Executor(artifacts=ArtifactStore(tmp_path))
+
+    def run(**inputs):
+        workflow = with_lora(preset_text2image(str(sd_repo), steps=STEPS), "lora", "load", str(lora_files),
+                             weight_name="style.safetensors", scale=0.7, **inputs)
+        return executor.run(workflow)["run"]["images"]
+
+    pipe = build_pipeline(stable_diffusion.TEXT2IMAGE_BLOCKS, sd_repo)
+    call = dict(prompt="a cat", num_inference_steps=STEPS, output_type="pt", output="images")
+    pipe.loader.load_lora_weights(str(lora_files), weight_name="style.safetensors", adapter_name="style")
+    for clip in (0.3, 0.0):
+        pipe.loader.set_adapters("style", {"unet": 0.7, "text_encoder": clip})
+        assert torch.equal(run(text_encoder_scale=clip), pipe(generator=torch.Generator().manual_seed(0), **call)), clip
+    assert torch.equal(run(text_encoder_scale=None), run())
+    assert not torch.equal(run(text_encoder_scale=0.3), run())
+    assert node_type("LoadLoRA").check_value("text_encoder_scale", "low") == "must be a number or null, got 'low'"

@@ -312,20 +312,22 @@ def drop_digit_four(page, server, path, info):
 
 def test_an_a1111_png_becomes_a_text_to_image_graph_that_draws_what_run_draws(page, server, tmp_path):
     """An image holding only A1111's parameters (A1111's, Civitai's, or ``diffblocks run``'s), dropped on the canvas:
-    a preset graph on the page's model with its prompt, negative prompt, steps, seed, size, CFG scale and sampler;
-    run, it draws the pixels ``diffblocks run --from-image`` draws from the same image."""
+    a preset graph on the page's model with its prompt (its <lora:...> taken out, as A1111 does), negative prompt,
+    steps, seed, size, CFG scale and sampler; run, it draws the pixels ``diffblocks run --from-image`` draws from the
+    same image. The page says that the checkpoint and LoRA it names are not on the server."""
     from PIL.PngImagePlugin import PngInfo
 
     from diffblocks.cli import main
 
     info = PngInfo()
-    info.add_text("parameters", "a handwritten digit four\nNegative prompt: blurry, faint\nSteps: 6, Sampler: Euler a, "
-                                "CFG scale: 5, Seed: 3, Size: 32x32, Model hash: 6ce0161689, Model: tiny_digits, "
+    info.add_text("parameters", "a handwritten digit four<lora:ink:0.8>\nNegative prompt: blurry, faint\nSteps: 6, "
+                                "Sampler: Euler a, CFG scale: 5, Seed: 3, Size: 32x32, Model hash: 6ce0161689, "
+                                "Model: tiny_digits, "
                                 'Lora hashes: "ink: abc, chalk: def", Version: v1.10.1')
     drop_digit_four(page, server, tmp_path / "a1111.png", info)
     expect(page.get_by_role("alert")).to_contain_text(
         "A1111's checkpoint 'tiny_digits' is not among the server's checkpoints (serve --models-dir): the graph loads "
-        "embedded; left out: LoRA ink, LoRA chalk (only the text-to-image settings carry over)")
+        "embedded; LoRA 'ink' left out")
     run(page)
     assert main(["run", "--from-image", str(tmp_path / "a1111.png"), "--device", "cpu", "--no-progress",
                  "--out", str(tmp_path / "cli.png")]) == 0
@@ -393,7 +395,7 @@ def test_a_comfyui_image_becomes_the_same_text_to_image_graph_with_its_settings(
     info.add_text("workflow", json.dumps(comfy_editor_graph()))
     drop_digit_four(page, server, tmp_path / "comfy.png", info)
     notice = ("ComfyUI's checkpoint 'v1-5-pruned-emaonly.safetensors' is not among the server's checkpoints (serve "
-              "--models-dir): the graph loads embedded (only the text-to-image settings carry over)")
+              "--models-dir): the graph loads embedded")
     expect(page.get_by_role("alert")).to_contain_text(notice)
     run(page)
     assert main(["run", "--prompt", "a handwritten digit four", "--negative-prompt", "blurry, faint", "--steps", "6",

@@ -6,12 +6,13 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 
 import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from page_helpers import expect, node, open_editor, pixels, run, shown_image
+from page_helpers import expect, open_editor, pixels, run, shown_image
 from test_editor import COMFY_PROMPT, DIGIT_FOUR, DROP_FILE, comfy_editor_graph
 from test_model_files import model_input
 
@@ -22,12 +23,13 @@ EMBEDDED = os.path.join(os.path.dirname(__file__), "..", "..", "presets", "tiny_
 def models(tmp_path_factory):
     """checkpoints/sd15/digits.safetensors: the embedded model as an original checkpoint; checkpoints/xl.safetensors:
     a file named as an SDXL checkpoint's tensors are (its family is all that is read of it here); diffusers/digits:
-    the embedded model's folder, the configs the checkpoint is read with."""
+    the embedded model's folder, the configs the checkpoint is read with; loras/ink.safetensors: a LoRA for it."""
     import diffusers
     import torch
     from safetensors.torch import save_file
 
     from tiny_checkpoints import write_checkpoint
+    from tiny_lora import make_lora
 
     root = tmp_path_factory.mktemp("models")
     (root / "checkpoints" / "sd15").mkdir(parents=True)
@@ -37,6 +39,8 @@ def models(tmp_path_factory):
     xl = {"conditioner.embedders.1.model.ln_final.weight": torch.zeros(1)}
     save_file(xl, root / "checkpoints" / "xl.safetensors")
     (root / "diffusers" / "digits").symlink_to(os.path.abspath(EMBEDDED), target_is_directory=True)
+    (root / "loras").mkdir()
+    save_file(make_lora(pipe, "kohya", seed=1, alpha=2.0), root / "loras" / "ink.safetensors")
     return root
 
 
@@ -47,11 +51,15 @@ def import_server(tmp_path_factory, make_server, models):
     served.stop()
 
 
-def on_checkpoint(name, family="sd15"):
-    """DIGIT_FOUR with its model loaded from the checkpoint ``name``, run by ``family``'s preset."""
+def on_checkpoint(name, family="sd15", lora=None):
+    """DIGIT_FOUR with its model loaded from the checkpoint ``name``, run by ``family``'s preset (with a LoadLoRA
+    node of inputs ``lora`` between them)."""
     nodes = json.loads(json.dumps(DIGIT_FOUR["nodes"]))
     nodes["load"] = {"type": "LoadCheckpoint", "inputs": {"file": name}}
     nodes["run"]["type"] = f"preset:{family}-text2image"
+    if lora is not None:
+        nodes["lora"] = {"type": "LoadLoRA", "inputs": {"components": {"node": "load", "output": "components"}, **lora}}
+        nodes["run"]["inputs"]["components"] = {"node": "lora", "output": "components"}
     return {"nodes": nodes}
 
 
@@ -72,25 +80,28 @@ def drop(page, path, info=None, document=None):
     page.evaluate(DROP_FILE, [path.name, kind, base64.b64encode(path.read_bytes()).decode()])
 
 
-def test_a_comfyui_graph_runs_on_the_checkpoint_it_names_and_draws_what_its_weights_draw(page, import_server, tmp_path,
-                                                                                          shots):
-    """ComfyUI's ckpt_name as saved on Windows (``sd15\\digits.safetensors``), reached through a LoraLoader: the
-    graph loads that file from the server's checkpoints with the SD 1.x preset, and says the LoraLoader was left
-    out. Given the checkpoint's configs, it draws the very pixels the same settings draw on the model the file was
-    written from."""
+def test_a_comfyui_graph_runs_on_the_checkpoint_and_lora_it_names_and_draws_what_their_weights_draw(
+        page, import_server, tmp_path, shots):
+    """ComfyUI's ckpt_name as saved on Windows (``sd15\\digits.safetensors``), reached through a LoraLoader and a
+    FreeU node: the graph loads that file from the server's checkpoints with the SD 1.x preset, and the LoRA with
+    LoadLoRA at its strength_model and strength_clip; FreeU is left out, and the page says so. Given the
+    checkpoint's configs, it draws the very pixels the same LoRA draws on the model the file was written from."""
     prompt = json.loads(json.dumps(COMFY_PROMPT))
     prompt["4"]["inputs"]["ckpt_name"] = "sd15\\digits.safetensors"
     prompt["12"] = {"class_type": "LoraLoader", "inputs": {"lora_name": "ink.safetensors", "strength_model": 0.8,
-                                                          "strength_clip": 1.0, "model": ["4", 0], "clip": ["4", 1]}}
-    prompt["3"]["inputs"]["model"] = ["12", 0]
+                                                          "strength_clip": 0.5, "model": ["4", 0], "clip": ["4", 1]}}
+    prompt["13"] = {"class_type": "FreeU_V2", "inputs": {"b1": 1.3, "b2": 1.4, "s1": 0.9, "s2": 0.2,
+                                                        "model": ["12", 0]}}
+    prompt["3"]["inputs"]["model"] = ["13", 0]
     info = PngInfo()
     info.add_text("prompt", json.dumps(prompt))
     open_editor(page, import_server)
     drop(page, tmp_path / "comfy.png", info)
-    expect(node(page, "run").locator('[data-input="prompt"] textarea')).to_have_value("a handwritten digit four")
-    assert page.evaluate("window.diffblocks.workflow()") == on_checkpoint("sd15/digits.safetensors")
+    lora = {"repo": "ink.safetensors", "scale": 0.8, "text_encoder_scale": 0.5}
+    wait_for(page, "nodes.load.type === 'LoadCheckpoint'")
+    assert page.evaluate("window.diffblocks.workflow()") == on_checkpoint("sd15/digits.safetensors", lora=lora)
     banner = page.get_by_role("alert")
-    expect(banner).to_contain_text("left out: LoraLoader (only the text-to-image settings carry over)")
+    expect(banner).to_contain_text("left out: FreeU_V2")
     expect(banner).not_to_contain_text("checkpoint")
     page.screenshot(path=str(shots / "30-comfyui-import.png"))
 
@@ -98,10 +109,14 @@ def test_a_comfyui_graph_runs_on_the_checkpoint_it_names_and_draws_what_its_weig
     config.fill("digits")
     config.press("Tab")
     run(page)
-    reference = import_server.run_job(DIGIT_FOUR)  # the embedded model's own folder
-    assert reference["status"] == "done", reference
-    expected = pixels(import_server, reference["outputs"]["run"]["images"][0]["artifact"])
+    on_folder = on_checkpoint("sd15/digits.safetensors", lora=lora)  # the same LoRA on the model's own folder
+    on_folder["nodes"]["load"] = {"type": "LoadComponents", "inputs": {"repo": "digits"}}
+    plain = json.loads(json.dumps(DIGIT_FOUR))
+    plain["nodes"]["load"]["inputs"]["repo"] = "digits"
+    expected, without = (pixels(import_server, import_server.run_job(w)["outputs"]["run"]["images"][0]["artifact"])
+                         for w in (on_folder, plain))
     assert (pixels(import_server, shown_image(page)) == expected).all()
+    assert not (expected == without).all()  # the LoRA changed what it draws
 
 
 def test_the_editor_format_and_a1111s_model_name_find_the_checkpoint_and_its_family(page, import_server, tmp_path):
@@ -117,11 +132,13 @@ def test_the_editor_format_and_a1111s_model_name_find_the_checkpoint_and_its_fam
     expect(page.get_by_role("alert")).to_have_count(0)
 
     info = PngInfo()
-    info.add_text("parameters", "a handwritten digit four\nNegative prompt: blurry, faint\nSteps: 6, Sampler: Euler a, "
-                                "CFG scale: 5, Seed: 3, Size: 32x32, Model hash: 6ce0161689, Model: xl")
+    info.add_text("parameters", "a handwritten digit four<lora:ink:0.6:0.9><lora:gone:1>\nNegative prompt: blurry, "
+                                "faint\nSteps: 6, Sampler: Euler a, CFG scale: 5, Seed: 3, Size: 32x32, Model: xl")
     drop(page, tmp_path / "a1111.png", info)
     wait_for(page, "nodes.run.type === 'preset:sdxl-text2image'")
-    assert page.evaluate("window.diffblocks.workflow()") == on_checkpoint("xl.safetensors", "sdxl")
+    lora = {"repo": "ink.safetensors", "scale": 0.9, "text_encoder_scale": 0.6}  # A1111's <lora:NAME:TE:UNET>
+    assert page.evaluate("window.diffblocks.workflow()") == on_checkpoint("xl.safetensors", "sdxl", lora)
+    expect(page.get_by_role("alert")).to_have_text(re.compile("^LoRA 'gone' is not among the server's LoRAs"))
 
     graph["nodes"][1]["widgets_values"] = ["dreamshaper_8.safetensors"]
     drop(page, tmp_path / "other.json", document=graph)

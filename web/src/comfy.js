@@ -16,12 +16,15 @@ const SAMPLERS = {
 const WIDGETS = {
   KSampler: ['seed', 'control_after_generate', 'steps', 'cfg', 'sampler_name', 'scheduler', 'denoise'],
   CheckpointLoaderSimple: ['ckpt_name'],
+  LoraLoader: ['lora_name', 'strength_model', 'strength_clip'],
+  LoraLoaderModelOnly: ['lora_name', 'strength_model'],
   CLIPTextEncode: ['text'],
   EmptyLatentImage: ['width', 'height', 'batch_size'],
 };
 // nodes a text-to-image graph may hold besides those that carry nothing over (outputs, layout)
-const CARRIED = new Set([...Object.keys(WIDGETS), 'VAEDecode', 'SaveImage', 'PreviewImage', 'Reroute', 'PrimitiveNode',
-  'Note', 'MarkdownNote']);
+const LORA_LOADERS = new Set(['LoraLoader', 'LoraLoaderModelOnly']);
+const CARRIED = new Set([...Object.keys(WIDGETS), ...LORA_LOADERS, 'VAEDecode', 'SaveImage', 'PreviewImage', 'Reroute',
+  'PrimitiveNode', 'Note', 'MarkdownNote']);
 const MUTED = new Set([2, 4]); // the editor's "never" and "bypass" modes
 
 /** Whether `json` is a graph in ComfyUI's API format. */
@@ -73,8 +76,9 @@ export function editorPrompt(graph) {
 }
 
 /** What ComfyUI's text-to-image graph `prompt` (API format) sets: {settings (as text2imageGraph takes them),
- * checkpoint (the ckpt_name its model comes from, or null), leftOut (the node types that carry nothing over, such
- * as a LoraLoader)}; throws, saying why, for a graph that is not a text-to-image one. */
+ * checkpoint (the ckpt_name its model comes from, or null), loras (the LoRA loaders on the model's way from it, in
+ * order: {name, scale, textEncoderScale}), leftOut (the node types that carry nothing over)}; throws, saying why,
+ * for a graph that is not a text-to-image one. */
 export function comfySettings(prompt) {
   const samplers = Object.values(prompt).filter((node) => node && node.class_type === 'KSampler');
   if (samplers.length !== 1) {
@@ -93,12 +97,18 @@ export function comfySettings(prompt) {
   }
   const prompt_ = text(inputs.positive);
   if (prompt_ === null) throw new Error("this ComfyUI graph's positive prompt is not a CLIPTextEncode with its text");
-  let model = source(inputs.model); // through the nodes that patch the model on its way (a LoraLoader)
+  const number = (value) => (typeof value === 'number' ? value : null);
+  const loras = [];
+  let model = source(inputs.model); // through the nodes that patch the model on its way (LoRA loaders)
   for (let hops = 0; model && model.class_type !== 'CheckpointLoaderSimple' && hops < 100; hops += 1) {
+    const { lora_name: name, strength_model: scale, strength_clip: clip } = model.inputs;
+    if (LORA_LOADERS.has(model.class_type) && typeof name === 'string') {
+      const textEncoderScale = model.class_type === 'LoraLoaderModelOnly' ? 0 : number(clip);
+      loras.unshift({ name, scale: number(scale) ?? 1, textEncoderScale: clip === scale ? null : textEncoderScale });
+    }
     model = source(model.inputs.model);
   }
   const ckpt = model && model.inputs.ckpt_name;
-  const number = (value) => (typeof value === 'number' ? value : null);
   const settings = {
     prompt: prompt_, negative: text(inputs.negative), seed: number(inputs.seed), steps: number(inputs.steps),
     cfg: number(inputs.cfg), width: number(latent.inputs.width), height: number(latent.inputs.height),
@@ -106,5 +116,5 @@ export function comfySettings(prompt) {
   };
   const leftOut = [...new Set(Object.values(prompt).map((node) => node && node.class_type))]
     .filter((type) => type && !CARRIED.has(type)).sort();
-  return { settings, checkpoint: typeof ckpt === 'string' && ckpt ? ckpt : null, leftOut };
+  return { settings, checkpoint: typeof ckpt === 'string' && ckpt ? ckpt : null, loras, leftOut };
 }

@@ -102,10 +102,21 @@ export const DEFAULT_WORKFLOW = {
 /** A text-to-image document with the settings another tool's image holds: {prompt, negative, steps, seed, width,
  * height, cfg, scheduler (a scheduler node type)}, each left out when null. ``model``: {repo} (a LoadComponents
  * node, the SD 1.x preset) or {checkpoint, family} (a LoadCheckpoint node of the server's model folders, the
- * preset of its family: sdxl's, else SD 1.x's, which runs SD 2.x too). */
+ * preset of its family: sdxl's, else SD 1.x's, which runs SD 2.x too), and ``loras`` ({name, scale,
+ * textEncoderScale}: a LoadLoRA node each, in a chain). */
 export function text2imageGraph(model, settings) {
   const { prompt, negative, steps, seed, width, height, cfg, scheduler } = settings;
-  const inputs = { components: LINK('load', 'components'), prompt };
+  const loras = {};
+  let bundle = LINK('load', 'components');
+  (model.loras || []).forEach(({ name, scale, textEncoderScale }, index) => {
+    const id = index ? `lora${index + 1}` : 'lora';
+    loras[id] = { type: 'LoadLoRA', inputs: { components: bundle, repo: name, scale } };
+    if (textEncoderScale !== null && textEncoderScale !== undefined) {
+      loras[id].inputs.text_encoder_scale = textEncoderScale;
+    }
+    bundle = LINK(id, 'components');
+  });
+  const inputs = { components: bundle, prompt };
   if (negative) inputs.negative_prompt = negative;
   if (steps !== null && steps !== undefined) inputs.num_inference_steps = steps;
   if (seed !== null && seed !== undefined) inputs.seed = seed;
@@ -113,6 +124,7 @@ export function text2imageGraph(model, settings) {
   const nodes = {
     load: model.checkpoint ? { type: 'LoadCheckpoint', inputs: { file: model.checkpoint } }
       : { type: 'LoadComponents', inputs: { repo: model.repo } },
+    ...loras,
   };
   if (cfg !== null && cfg !== undefined) {
     nodes.cfg = { type: 'ClassifierFreeGuidance', inputs: { guidance_scale: cfg } };
@@ -123,8 +135,16 @@ export function text2imageGraph(model, settings) {
     inputs.scheduler = LINK('sampler', 'scheduler');
   }
   nodes.run = { type: `preset:${model.family === 'sdxl' ? 'sdxl' : 'sd15'}-text2image`, inputs };
-  return { nodes, ui: { previews: { output: LINK('run', 'images') } } };
+  // columns in the order the data flows: loaders, LoRAs above the sampler, the preset, its images
+  const positions = { load: { x: 0, y: 0 }, run: { x: 2 * COLUMN, y: 0 }, output: { x: 3 * COLUMN, y: 0 } };
+  if (nodes.cfg) positions.cfg = { x: 0, y: 330 };
+  Object.keys(loras).forEach((id, index) => (positions[id] = { x: COLUMN, y: index * LORA_HEIGHT }));
+  if (nodes.sampler) positions.sampler = { x: COLUMN, y: Object.keys(loras).length * LORA_HEIGHT };
+  return { nodes, ui: { previews: { output: LINK('run', 'images') }, positions } };
 }
+
+const COLUMN = 290; // px from one column of nodes to the next
+const LORA_HEIGHT = 390; // a LoadLoRA node, its six inputs shown
 
 export const isLink = (value) =>
   Boolean(value) && typeof value === 'object' && !Array.isArray(value) && typeof value.node === 'string' &&
@@ -238,7 +258,7 @@ export function layout(nodes, edges) {
   for (const node of nodes) {
     const column = depth[node.id] || 0;
     rows[column] = rows[column] || 0;
-    result[node.id] = { x: column * 290, y: rows[column] };
+    result[node.id] = { x: column * COLUMN, y: rows[column] };
     rows[column] += 300;
   }
   return result;

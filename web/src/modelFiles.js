@@ -53,21 +53,26 @@ export function useModelFiles(kind) {
 const SUFFIX = /\.(safetensors|sft|ckpt|pt|pth|bin)$/i;
 const stem = (name) => name.split('/').pop().replace(SUFFIX, '').toLowerCase();
 
-/** The server's checkpoint another tool's name for one stands for, as {name, family, problem} (GET
- * /api/models/checkpoints/{name}: family sd15, sd2 or sdxl, or null and the problem), or null when its folders have
- * none: ComfyUI's ckpt_name (the path under its
- * models/checkpoints, `\\`-separated when saved on Windows; else the same file name in any subfolder) or A1111's
- * "Model:" (the file's name without its suffix). A name that fits several files by their names alone picks none. */
-export async function findCheckpoint(wanted) {
+/** The name among the server's files of `kind` that another tool's name for one stands for, or null: ComfyUI's
+ * (the path under its models/ folder, `\\`-separated when saved on Windows; else the same file name in any
+ * subfolder) or A1111's (the file's name without its suffix, as its prompts' <lora:NAME:1> and its "Model:" give
+ * it). A name that fits several files by their names alone picks none. */
+export async function findModel(kind, wanted) {
   if (typeof wanted !== 'string' || !wanted) return null;
   if (state.lists === null || Date.now() - fetchedAt >= REFETCH_MS) await refreshModelFiles();
-  const names = state.lists && state.lists.checkpoints;
+  const names = state.lists && state.lists[kind];
   if (!Array.isArray(names)) return null;
   const path = wanted.replace(/\\/g, '/');
   const alike = names.filter((name) => stem(name) === stem(path));
-  const name = names.find((candidate) => candidate === path)
+  return names.find((candidate) => candidate === path)
     || names.find((candidate) => candidate.toLowerCase() === path.toLowerCase())
     || (alike.length === 1 ? alike[0] : null);
+}
+
+/** findModel's checkpoint as {name, family, problem} (GET /api/models/checkpoints/{name}: family sd15, sd2 or
+ * sdxl, or null and the problem), or null. */
+export async function findCheckpoint(wanted) {
+  const name = await findModel('checkpoints', wanted);
   if (!name) return null;
   const { family, problem } = await api.modelFile('checkpoints', name);
   return { name, family, problem };

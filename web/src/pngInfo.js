@@ -5,7 +5,7 @@
 // folders have it.
 import { comfySettings, editorPrompt, isComfyEditorGraph, isComfyPrompt } from './comfy.js';
 import { text2imageGraph } from './graph.js';
-import { findCheckpoint } from './modelFiles.js';
+import { findCheckpoint, findModel } from './modelFiles.js';
 
 const SIGNATURE = [137, 80, 78, 71, 13, 10, 26, 10];
 
@@ -70,25 +70,51 @@ export function parseParameters(text) {
   return { prompt: prompt.join('\n').trim(), negative: inNegative ? negative.join('\n').trim() : null, fields };
 }
 
+// an extra network in an A1111 prompt: <lora:NAME:TE:UNET> (or te=, unet=), <hypernet:NAME:W>, ...
+const EXTRA_NETWORK = /<(\w+):([^>]+)>/g;
+
+/** {prompt (without its extra networks, as A1111 encodes it), loras ({name, scale, textEncoderScale}), others
+ * (the other extra networks, as "kind name")} of an A1111 prompt. */
+export function extraNetworks(prompt) {
+  const loras = [];
+  const others = [];
+  for (const [, kind, args] of prompt.matchAll(EXTRA_NETWORK)) {
+    const [name, ...rest] = args.split(':');
+    if (!['lora', 'lyco'].includes(kind.toLowerCase())) {
+      others.push(`${kind} ${name}`);
+      continue;
+    }
+    const named = Object.fromEntries(rest.filter((arg) => arg.includes('=')).map((arg) => arg.split('=', 2)));
+    const positional = rest.filter((arg) => !arg.includes('=')).map(Number);
+    const te = Number(named.te ?? positional[0] ?? 1);
+    const unet = Number(named.unet ?? positional[1] ?? te);
+    if (Number.isFinite(te) && Number.isFinite(unet)) {
+      loras.push({ name, scale: unet, textEncoderScale: te === unet ? null : te });
+    }
+  }
+  return { prompt: prompt.replace(EXTRA_NETWORK, ''), loras, others };
+}
+
 /** What A1111's parameters set, as comfySettings says it: prompt, negative prompt, steps, seed, size, CFG scale and
- * sampler; the checkpoint is A1111's name for it ("Model:", the file's name without its suffix); its LoRAs ("Lora
- * hashes") are left out. */
+ * sampler; the checkpoint is A1111's name for it ("Model:", the file's name without its suffix), the LoRAs those
+ * its prompt names (<lora:NAME:WEIGHT>, taken out of the prompt as A1111 does). */
 export function parametersSettings(text) {
-  const { prompt, negative, fields } = parseParameters(text);
+  const parsed = parseParameters(text);
+  const { prompt, loras, others } = extraNetworks(parsed.prompt);
+  const { negative, fields } = parsed;
   const number = (key) => (fields[key] !== undefined && !Number.isNaN(Number(fields[key])) ? Number(fields[key]) : null);
   const size = /^(\d+)x(\d+)$/.exec(fields.Size || '');
   const settings = {
     prompt, negative, steps: number('Steps'), seed: number('Seed'), cfg: number('CFG scale'),
     width: size && Number(size[1]), height: size && Number(size[2]), scheduler: SAMPLERS[fields.Sampler],
   };
-  const loras = (fields['Lora hashes'] || '').split(',').map((pair) => pair.split(':')[0].trim()).filter(Boolean);
-  return { settings, checkpoint: fields.Model || null, leftOut: loras.map((name) => `LoRA ${name}`) };
+  return { settings, checkpoint: fields.Model || null, loras, leftOut: others };
 }
 
 /** {document, notice} for what another tool's graph or parameters set (``from``: "ComfyUI's" or "A1111's"): a
- * text-to-image graph on the checkpoint they name when the server's model folders have it, else on ``repo``;
- * ``notice`` says what did not carry over (that checkpoint, nodes such as a LoraLoader), or is null. */
-async function imported({ settings, checkpoint, leftOut }, repo, from) {
+ * text-to-image graph on the checkpoint they name, with their LoRAs, when the server's model folders have them,
+ * else on ``repo``; ``notice`` says what did not carry over (that checkpoint, a LoRA, other nodes), or is null. */
+async function imported({ settings, checkpoint, loras, leftOut }, repo, from) {
   const found = await findCheckpoint(checkpoint).catch(() => null);
   const notes = [];
   if (checkpoint && !found) {
@@ -98,11 +124,17 @@ async function imported({ settings, checkpoint, leftOut }, repo, from) {
     notes.push(`${from} checkpoint is ${found.name} in the server's checkpoints, which the graph does not load: `
       + `${found.problem}; it loads ${repo}`);
   }
+  const model = found && found.family ? { checkpoint: found.name, family: found.family, loras: [] }
+    : { repo, loras: [] }; // LoRAs go with the checkpoint they were made for
+  for (const lora of loras) {
+    const name = model.checkpoint ? await findModel('loras', lora.name).catch(() => null) : null;
+    if (name) model.loras.push({ ...lora, name });
+    else notes.push(`LoRA '${lora.name}' ${model.checkpoint ? "is not among the server's LoRAs" : 'left out'}`);
+  }
   if (leftOut.length) notes.push(`left out: ${leftOut.join(', ')}`);
   return {
-    document: text2imageGraph(found && found.family ? { checkpoint: found.name, family: found.family } : { repo },
-      settings),
-    notice: notes.length ? `${notes.join('; ')} (only the text-to-image settings carry over)` : null,
+    document: text2imageGraph(model, settings),
+    notice: notes.length ? notes.join('; ') : null,
   };
 }
 
