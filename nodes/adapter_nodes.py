@@ -58,8 +58,9 @@ class LoadControlNet(NodeType):
         if values["repo"].lower().endswith(WEIGHTS_SUFFIXES) and "config" in self.inputs:
             if not values.get("config"):
                 raise ValueError("a ControlNet file needs 'config': the base model's folder or Hub repo")
-            return {"controlnet": load_file_once(ctx, "controlnet", f"{values['repo']}|{values['config']}", lambda: (
-                models.ControlNetModel.from_single_file(values["repo"], config=values["config"])))}
+            file, config = values["repo"], values["config"]
+            return {"controlnet": load_file_once(ctx, "controlnet", file, f"{file}|{config}", lambda: (
+                models.ControlNetModel.from_single_file(file, config=config)))}
         spec = ComponentSpec("controlnet", getattr(models, self.model_class), repo=values["repo"],
                              subfolder=values.get("subfolder") or None)
         controlnet = _load_shared(ctx, spec)

@@ -21,7 +21,7 @@ from ..components.errors import DiffblocksError, Interrupted, NodeRunError, Work
 from ..components.errors.nodes import ArtifactError
 from .cache import OutputCache
 from .catalog import node_type
-from .keys import identities, node_key
+from .keys import file_stamp, identities, node_key
 from .model_files import SCHEMA_KEY, ModelFolders, model_problems
 from .node_type import RunContext
 from .preview import latents_to_image
@@ -156,9 +156,9 @@ class _Run:
         spec = self.workflow.nodes[node_id]
         node = node_type(spec.type)
         values, links = self._inputs(node_id, spec)
-        self._model_files(node, values)
+        files = self._model_files(node, values)
         constants = {n: v for n, v in spec.constants().items() if v is not None}
-        key = node_key(node.name, node.version(), constants, links, identities(values))
+        key = node_key(node.name, node.version(), constants, links, identities(values), files)
         self.keys[node_id] = key
         while True:
             hit = self.executor.cache.get(key)
@@ -196,16 +196,20 @@ class _Run:
         self.executed.append(node_id)
         self.emit({"type": "node.finished", "job": self.job, "node": node_id, "seconds": seconds})
 
-    def _model_files(self, node, values: dict[str, Any]) -> None:
+    def _model_files(self, node, values: dict[str, Any]) -> dict[str, str]:
         """Names from the model folders, for the inputs that take them, as the paths they name there (the cache
-        key keeps the name)."""
-        folders = self.executor.model_folders
-        if not folders:
-            return
+        key keeps the name); returns the :func:`file_stamp` of each such input that names a file (a name or a
+        path), for the key."""
+        folders, stamps = self.executor.model_folders, {}
         for name, value in values.items():
             kind = node.inputs[name].schema.get(SCHEMA_KEY) if name in node.inputs else None
-            if kind is not None and isinstance(value, str) and (found := folders.resolve(kind, value)) is not None:
+            if kind is None or not isinstance(value, str):
+                continue
+            if folders and (found := folders.resolve(kind, value)) is not None:
                 values[name] = str(found)
+            if (stamp := file_stamp(values[name])) is not None:
+                stamps[name] = stamp
+        return stamps
 
     def _inputs(self, node_id: str, spec) -> tuple[dict[str, Any], dict[str, str]]:
         """The node's input values (links resolved, image references opened) and its links as key parts."""

@@ -3,7 +3,8 @@ its constant inputs, the keys of the outputs wired into it, and the identity of 
 
 So a new seed changes the key of the node taking it and, through their inputs, of every node after it, and
 nothing before; a component changed in place (an adapter loaded into the UNet) changes the key of every node
-that receives it.
+that receives it. A model file a loader names counts by its size, modification time and inode too: a LoRA saved
+again under the same name (a training run's next epoch) is read again, and what it feeds recomputed.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
+import stat
 import weakref
 from typing import Any
 
@@ -19,10 +22,23 @@ _token_of: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
 
 
 def node_key(type_name: str, version: str, constants: dict[str, Any], links: dict[str, str],
-             identities: dict[str, str]) -> str:
-    """The key of one node run. ``links`` maps each wired input to ``"<upstream key>:<output>"``."""
-    payload = json.dumps([type_name, version, constants, links, identities], sort_keys=True, default=repr)
+             identities: dict[str, str], files: dict[str, str] | None = None) -> str:
+    """The key of one node run. ``links`` maps each wired input to ``"<upstream key>:<output>"``; ``files`` each
+    input naming a model file to its :func:`file_stamp`."""
+    payload = json.dumps([type_name, version, constants, links, identities, files or {}], sort_keys=True, default=repr)
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def file_stamp(path: Any) -> str | None:
+    """``"<size>:<mtime ns>:<inode>"`` of the file at ``path`` (a file saved again, in place or by a rename, gets
+    another); None for anything else (a folder, a Hub id, a name that is no file here)."""
+    if not isinstance(path, str) or not path:
+        return None
+    try:
+        found = os.stat(os.path.expanduser(path))
+    except (OSError, ValueError):
+        return None
+    return f"{found.st_size}:{found.st_mtime_ns}:{found.st_ino}" if stat.S_ISREG(found.st_mode) else None
 
 
 def component_identity(component: Any) -> str | None:

@@ -103,12 +103,14 @@ class LoadCheckpoint(LoadComponents):
         return {"components": ComponentsBundle(components, pipe.config, file), **components}
 
 
-def load_file_once(ctx: RunContext, name: str, source: str, load: Callable[[], Any]) -> Any:
-    """The model ``load()`` reads from a file, found in the executor's ComponentsManager by ``source`` when it was
-    read before (else read and added there), on the run's device."""
+def load_file_once(ctx: RunContext, name: str, file: str, source: str, load: Callable[[], Any]) -> Any:
+    """The model ``load()`` reads from ``file``, found in the executor's ComponentsManager by ``source`` when that
+    file was read before as it is now (else read and added there: a file saved again is read again), on the
+    run's device."""
     from ..components.spec import LOAD_ID_ATTR
+    from .keys import file_stamp
 
-    load_id, manager = f"single-file:{source}", ctx.components_manager
+    load_id, manager = f"single-file:{source}@{file_stamp(file)}", ctx.components_manager
     model = manager.find_by_load_id(load_id) if manager is not None else None
     if model is None:
         model = load()
@@ -154,9 +156,9 @@ class LoadFluxTransformer(NodeType):
         from ..components.models import FluxTransformer2DModel
 
         dtype = values.get("dtype") or "auto"
-        return {"transformer": load_file_once(ctx, "transformer", f"{values['file']}|{dtype}", lambda: (
-            FluxTransformer2DModel.from_single_file(values["file"],
-                                                    torch_dtype=None if dtype == "auto" else getattr(torch, dtype))))}
+        file, torch_dtype = values["file"], None if dtype == "auto" else getattr(torch, dtype)
+        return {"transformer": load_file_once(ctx, "transformer", file, f"{file}|{dtype}", lambda: (
+            FluxTransformer2DModel.from_single_file(file, torch_dtype=torch_dtype)))}
 
 
 class LoadVAE(NodeType):
@@ -184,8 +186,9 @@ class LoadVAE(NodeType):
     def run(self, ctx: RunContext, values: dict[str, Any]) -> dict[str, Any]:
         from ..components.models import AutoencoderKL
 
-        return {"vae": load_file_once(ctx, "vae", f"{values['file']}|{values['config']}", lambda: (
-            AutoencoderKL.from_single_file(values["file"], config=values["config"])))}
+        file, config = values["file"], values["config"]
+        return {"vae": load_file_once(ctx, "vae", file, f"{file}|{config}", lambda: (
+            AutoencoderKL.from_single_file(file, config=config)))}
 
 
 class LoadImage(NodeType):
