@@ -411,6 +411,20 @@ def test_a_comfyui_image_becomes_the_same_text_to_image_graph_with_its_settings(
                                                                   "buffer": json.dumps(document).encode()}])
         expect(page.get_by_role("alert")).to_contain_text(notice)
         assert page.evaluate("window.diffblocks.workflow()") == DIGIT_FOUR, name
+    base = {"class_type": "KSamplerAdvanced", "inputs": {  # ComfyUI's SDXL example: a base pass, then a refiner's
+        "add_noise": "enable", "noise_seed": 3, "steps": 6, "cfg": 5.0, "sampler_name": "euler_ancestral",
+        "scheduler": "normal", "start_at_step": 0, "end_at_step": 5, "return_with_leftover_noise": "enable",
+        "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}}
+    refiner = {"class_type": "KSamplerAdvanced", "inputs": {**base["inputs"], "start_at_step": 5, "end_at_step": 10000,
+                                                            "model": ["11", 0], "latent_image": ["3", 0]}}
+    with_refiner = {**COMFY_PROMPT, "3": base, "10": refiner, "8": {"class_type": "VAEDecode", "inputs": {
+        "samples": ["10", 0], "vae": ["4", 2]}}, "11": {"class_type": "CheckpointLoaderSimple", "inputs": {
+        "ckpt_name": "sd_xl_refiner_1.0.safetensors"}}}
+    page.get_by_role("button", name="Reset").click()
+    page.get_by_test_id("load-input").set_input_files(files=[{"name": "sdxl.json", "mimeType": "application/json",
+                                                              "buffer": json.dumps(with_refiner).encode()}])
+    expect(page.get_by_role("alert")).to_contain_text(f"{notice}; left out: the refiner pass (1 more KSamplerAdvanced)")
+    assert page.evaluate("window.diffblocks.workflow()") == DIGIT_FOUR
     image2image = {**COMFY_PROMPT, "5": {"class_type": "VAEEncode", "inputs": {"pixels": ["10", 0], "vae": ["4", 2]}}}
     page.get_by_test_id("load-input").set_input_files(files=[{"name": "i2i.json", "mimeType": "application/json",
                                                               "buffer": json.dumps(image2image).encode()}])

@@ -15,6 +15,8 @@ const SAMPLERS = {
 // the widgets of the nodes read here, in the order the editor format lists their values
 const WIDGETS = {
   KSampler: ['seed', 'control_after_generate', 'steps', 'cfg', 'sampler_name', 'scheduler', 'denoise'],
+  KSamplerAdvanced: ['add_noise', 'noise_seed', 'control_after_generate', 'steps', 'cfg', 'sampler_name', 'scheduler',
+    'start_at_step', 'end_at_step', 'return_with_leftover_noise'],
   CheckpointLoaderSimple: ['ckpt_name'],
   LoraLoader: ['lora_name', 'strength_model', 'strength_clip'],
   LoraLoaderModelOnly: ['lora_name', 'strength_model'],
@@ -56,7 +58,7 @@ export function editorPrompt(graph) {
     const inputs = {};
     const values = node.widgets_values;
     let names = WIDGETS[node.type] || [];
-    if (node.type === 'KSampler' && Array.isArray(values) && values.length === names.length - 1) {
+    if (node.type.startsWith('KSampler') && Array.isArray(values) && values.length === names.length - 1) {
       names = names.filter((name) => name !== 'control_after_generate'); // saved without the seed's control
     }
     names.forEach((name, index) => {
@@ -80,13 +82,9 @@ export function editorPrompt(graph) {
  * order: {name, scale, textEncoderScale}), leftOut (the node types that carry nothing over)}; throws, saying why,
  * for a graph that is not a text-to-image one. */
 export function comfySettings(prompt) {
-  const samplers = Object.values(prompt).filter((node) => node && node.class_type === 'KSampler');
-  if (samplers.length !== 1) {
-    throw new Error(`this ComfyUI graph has ${samplers.length} KSampler nodes: only a text-to-image graph of ComfyUI's `
-      + 'core nodes (one KSampler) can be read');
-  }
-  const { inputs } = samplers[0];
   const source = (link) => (Array.isArray(link) ? prompt[String(link[0])] : null);
+  const { sampler, refiners } = samplerOf(prompt, source);
+  const inputs = { ...sampler.inputs, seed: sampler.inputs.seed ?? sampler.inputs.noise_seed };
   const text = (link) => {
     const node = source(link);
     return node && node.class_type === 'CLIPTextEncode' && typeof node.inputs.text === 'string' ? node.inputs.text : null;
@@ -116,5 +114,22 @@ export function comfySettings(prompt) {
   };
   const leftOut = [...new Set(Object.values(prompt).map((node) => node && node.class_type))]
     .filter((type) => type && !CARRIED.has(type)).sort();
+  if (refiners) leftOut.push(`the refiner pass (${refiners} more KSamplerAdvanced)`);
   return { settings, checkpoint: typeof ckpt === 'string' && ckpt ? ckpt : null, loras, leftOut };
+}
+
+/** The graph's sampler (one KSampler; or, with ComfyUI's SDXL base and refiner, the KSamplerAdvanced that starts
+ * from the empty latent) and how many more KSamplerAdvanced (a refiner pass) there are; throws for any other
+ * graph. */
+function samplerOf(prompt, source) {
+  const of = (type) => Object.values(prompt).filter((node) => node && node.class_type === type);
+  const plain = of('KSampler');
+  const advanced = of('KSamplerAdvanced');
+  if (plain.length === 1 && !advanced.length) return { sampler: plain[0], refiners: 0 };
+  const fromEmpty = (node) => source(node.inputs.latent_image)?.class_type === 'EmptyLatentImage';
+  const base = plain.length ? [] : advanced.filter(fromEmpty);
+  if (base.length === 1) return { sampler: base[0], refiners: advanced.length - 1 };
+  throw new Error(`this ComfyUI graph has ${plain.length} KSampler and ${advanced.length} KSamplerAdvanced nodes: `
+    + "only a text-to-image graph of ComfyUI's core nodes (one KSampler, or a KSamplerAdvanced from an empty latent) "
+    + 'can be read');
 }
