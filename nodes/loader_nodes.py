@@ -88,15 +88,21 @@ class LoadCheckpoint(LoadComponents):
     def run(self, ctx: RunContext, values: dict[str, Any]) -> dict[str, Any]:
         import torch
 
-        from ..components.checkpoints import config_repo, file_family
+        from ..components.checkpoints import FAMILY_NAMES, config_repo, file_family
+        from ..components.errors import HubUnreachableError
         from ..modular_pipelines.pipeline import ModularPipeline
 
-        file = values["file"]
-        repo = config_repo(file_family(file), values.get("config") or None, file)
-        pipe = ModularPipeline.from_pretrained(repo, components_manager=ctx.components_manager,
-                                               collection=f"nodes:{file}")
-        dtype = values.get("dtype") or "auto"
-        pipe.load_single_file(file, torch_dtype=None if dtype == "auto" else getattr(torch, dtype))
+        file, given, dtype = values["file"], values.get("config") or None, values.get("dtype") or "auto"
+        family = file_family(file)
+        repo = config_repo(family, given, file)
+        try:
+            pipe = ModularPipeline.from_pretrained(repo, components_manager=ctx.components_manager,
+                                                   collection=f"nodes:{file}")
+            pipe.load_single_file(file, torch_dtype=None if dtype == "auto" else getattr(torch, dtype))
+        except HubUnreachableError as err:
+            if given is not None:
+                raise
+            raise HubUnreachableError.checkpoint_configs(err, FAMILY_NAMES[family], repo) from err
         if ctx.device != "cpu" and not _offloaded(ctx.components_manager):
             pipe.to(ctx.device)
         components = {name: c for name, c in pipe.components.items() if c is not None}

@@ -143,3 +143,14 @@ class HubUnreachableError(MissingFileError):
             f"{why} and the repo '{repo}' is not in the local cache ({cache_dir}; looked for {looked_for}); {fix}, "
             "or pass the path of a local folder instead of a Hub id"
         )
+
+    @classmethod
+    def checkpoint_configs(cls, cause: "HubUnreachableError", kind: str, repo: str) -> "HubUnreachableError":
+        """``cause``, for a checkpoint of ``kind`` (``"a Stable Diffusion 1.x"``) whose configs, tokenizers and
+        scheduler were to come from ``repo``, its family's repo, since its node's ``config`` was left empty: that
+        is the input to fill."""
+        error = cls(f"'config' is empty, so the configs, tokenizers and scheduler of this checkpoint ({kind} one) "
+                    f"come from '{repo}': {cause}; 'config' takes a diffusers folder of its family (a name in "
+                    f"models/diffusers) as well")
+        error.input_name = "config"  # the input a node UI points at
+        return error

@@ -197,6 +197,27 @@ def test_a_load_checkpoint_node_takes_names_from_model_folders(sd_repo, sd_file,
     assert torch.equal(got, expected)
 
 
+def test_a_load_checkpoint_node_without_config_offline_points_at_its_config_input(sd_file, monkeypatch, tmp_path):
+    """With ``config`` left empty the family's Hub repo gives the configs: offline and not cached, the error names
+    the node's ``config`` input (which the editor marks), the repo, and what else it takes."""
+    from huggingface_hub import constants
+
+    from diffblocks.nodes import Executor, NodeRunError
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # offline, with an empty cache, whatever the machine
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    _, file = sd_file
+    with pytest.raises(NodeRunError) as caught:
+        Executor().run({"nodes": {"ckpt": {"type": "LoadCheckpoint", "inputs": {"file": str(file)}}}})
+    problem = caught.value.error_json()
+    assert (problem["node"], problem["input"]) == ("ckpt", "config")
+    assert problem["message"].startswith(
+        "LoadCheckpoint failed: 'config' is empty, so the configs, tokenizers and scheduler of this checkpoint (a "
+        "Stable Diffusion 1.x one) come from 'stable-diffusion-v1-5/stable-diffusion-v1-5': HF_HUB_OFFLINE is set")
+    assert problem["message"].endswith("'config' takes a diffusers folder of its family (a name in models/diffusers) "
+                                       "as well")
+
+
 @pytest.mark.parametrize("family, preset, instead", [("sdxl", "sd15-text2image", "sdxl-text2image"),
                                                      ("sd15", "sdxl-text2image", "sd15-text2image")])
 def test_a_checkpoint_into_another_familys_preset_is_one_clear_error_before_any_step(sd_repo, sd_file, sdxl_repo,
