@@ -334,6 +334,40 @@ def test_an_a1111_png_becomes_a_text_to_image_graph_that_draws_what_run_draws(pa
     assert np.array_equal(pixels(server, shown_image(page)), np.asarray(Image.open(tmp_path / "cli.png").convert("RGB")))
 
 
+def test_an_a1111_png_with_a_hires_pass_becomes_its_two_passes_and_draws_what_run_draws(page, server, tmp_path):
+    """A1111's hires fix (Hires upscale, Denoising strength) becomes the first pass, a lanczos ScaleImage and an
+    image-to-image pass at that strength, as the Hires fix template has them; run, it draws the 48 px image
+    ``diffblocks run --from-image`` draws. An upscaler other than lanczos is said to be replaced."""
+    import base64
+
+    from PIL.PngImagePlugin import PngInfo
+
+    from diffblocks.cli import main
+
+    info = PngInfo()
+    info.add_text("parameters", "a handwritten digit four\nNegative prompt: blurry, faint\nSteps: 6, Sampler: Euler a, "
+                                "CFG scale: 5, Seed: 3, Size: 32x32, Denoising strength: 0.6, Hires upscale: 1.5, "
+                                "Hires upscaler: Latent, Model: tiny_digits")
+    Image.new("RGB", (32, 32)).save(tmp_path / "hires.png", pnginfo=info)
+    open_editor(page, server)
+    page.evaluate(DROP_FILE, ["hires.png", "image/png", base64.b64encode((tmp_path / "hires.png").read_bytes()).decode()])
+    expect(node(page, "hires")).to_be_visible()
+    expected = json.loads(json.dumps(DIGIT_FOUR))
+    again = {k: v for k, v in expected["nodes"]["run"]["inputs"].items() if k not in ("width", "height")}
+    expected["nodes"]["scale"] = {"type": "ScaleImage", "inputs": {"image": {"node": "run", "output": "images"},
+                                                                   "scale_by": 1.5, "method": "lanczos"}}
+    expected["nodes"]["hires"] = {"type": "preset:sd15-image2image", "inputs": {
+        **again, "image": {"node": "scale", "output": "image"}, "strength": 0.6}}
+    assert page.evaluate("window.diffblocks.workflow()") == expected
+    expect(page.get_by_role("alert")).to_contain_text("left out: the Latent upscaler (lanczos instead)")
+    run(page)
+    assert main(["run", "--from-image", str(tmp_path / "hires.png"), "--device", "cpu", "--no-progress",
+                 "--out", str(tmp_path / "cli.png")]) == 0
+    drawn = pixels(server, shown_image(page))
+    assert drawn.shape == (48, 48, 3)
+    assert np.array_equal(drawn, np.asarray(Image.open(tmp_path / "cli.png").convert("RGB")))
+
+
 COMFY_PROMPT = {  # ComfyUI's default text-to-image graph in its API format, as its images hold it
     "3": {"class_type": "KSampler", "inputs": {
         "seed": 3, "steps": 6, "cfg": 5.0, "sampler_name": "euler_ancestral", "scheduler": "normal", "denoise": 1.0,

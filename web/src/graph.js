@@ -100,7 +100,8 @@ export const DEFAULT_WORKFLOW = {
 };
 
 /** A text-to-image document with the settings another tool's image holds: {prompt, negative, steps, seed, width,
- * height, cfg, scheduler (a scheduler node type)}, each left out when null. ``model``: {repo} (a LoadComponents
+ * height, cfg, scheduler (a scheduler node type), hires ({scale, strength}: A1111's hires fix, a second pass)},
+ * each left out when null. ``model``: {repo} (a LoadComponents
  * node, the SD 1.x preset) or {checkpoint, family} (a LoadCheckpoint node of the server's model folders, the
  * preset of its family: sdxl's, else SD 1.x's, which runs SD 2.x too), and ``loras`` ({name, scale,
  * textEncoderScale}: a LoadLoRA node each, in a chain). */
@@ -134,13 +135,24 @@ export function text2imageGraph(model, settings) {
     nodes.sampler = { type: scheduler, inputs: { scheduler: LINK('load', 'scheduler') } };
     inputs.scheduler = LINK('sampler', 'scheduler');
   }
-  nodes.run = { type: `preset:${model.family === 'sdxl' ? 'sdxl' : 'sd15'}-text2image`, inputs };
-  // columns in the order the data flows: loaders, LoRAs above the sampler, the preset, its images
-  const positions = { load: { x: 0, y: 0 }, run: { x: 2 * COLUMN, y: 0 }, output: { x: 3 * COLUMN, y: 0 } };
+  const family = model.family === 'sdxl' ? 'sdxl' : 'sd15';
+  nodes.run = { type: `preset:${family}-text2image`, inputs };
+  let images = LINK('run', 'images');
+  if (settings.hires) { // A1111's hires fix: the first pass enlarged (lanczos), then painted again
+    const { width: _w, height: _h, ...again } = inputs;
+    nodes.scale = { type: 'ScaleImage', inputs: { image: images, scale_by: settings.hires.scale, method: 'lanczos' } };
+    nodes.hires = { type: `preset:${family}-image2image`,
+      inputs: { ...again, image: LINK('scale', 'image'), strength: settings.hires.strength } };
+    images = LINK('hires', 'images');
+  }
+  // columns in the order the data flows: loaders, LoRAs above the sampler, the preset, (the hires pass,) its images
+  const last = settings.hires ? 4 : 2;
+  const positions = { load: { x: 0, y: 0 }, run: { x: 2 * COLUMN, y: 0 }, output: { x: (last + 1) * COLUMN, y: 0 } };
+  if (settings.hires) Object.assign(positions, { scale: { x: 3 * COLUMN, y: 0 }, hires: { x: 4 * COLUMN, y: 0 } });
   if (nodes.cfg) positions.cfg = { x: 0, y: 330 };
   Object.keys(loras).forEach((id, index) => (positions[id] = { x: COLUMN, y: index * LORA_HEIGHT }));
   if (nodes.sampler) positions.sampler = { x: COLUMN, y: Object.keys(loras).length * LORA_HEIGHT };
-  return { nodes, ui: { previews: { output: LINK('run', 'images') }, positions } };
+  return { nodes, ui: { previews: { output: images }, positions } };
 }
 
 const COLUMN = 290; // px from one column of nodes to the next

@@ -70,6 +70,7 @@ export function parseParameters(text) {
   return { prompt: prompt.join('\n').trim(), negative: inNegative ? negative.join('\n').trim() : null, fields };
 }
 
+const HIRES_STRENGTH = 0.5; // the hires pass's denoising strength when A1111's parameters leave it out (as the CLI)
 // an extra network in an A1111 prompt: <lora:NAME:TE:UNET> (or te=, unet=), <hypernet:NAME:W>, ...
 const EXTRA_NETWORK = /<(\w+):([^>]+)>/g;
 
@@ -96,8 +97,9 @@ export function extraNetworks(prompt) {
 }
 
 /** What A1111's parameters set, as comfySettings says it: prompt, negative prompt, steps, seed, size, CFG scale and
- * sampler; the checkpoint is A1111's name for it ("Model:", the file's name without its suffix), the LoRAs those
- * its prompt names (<lora:NAME:WEIGHT>, taken out of the prompt as A1111 does). */
+ * sampler, and its hires pass (lanczos, then image-to-image at its denoising strength); the checkpoint is A1111's
+ * name for it ("Model:", the file's name without its suffix), the LoRAs those its prompt names (<lora:NAME:WEIGHT>,
+ * taken out of the prompt as A1111 does). */
 export function parametersSettings(text) {
   const parsed = parseParameters(text);
   const { prompt, loras, others } = extraNetworks(parsed.prompt);
@@ -108,6 +110,11 @@ export function parametersSettings(text) {
     prompt, negative, steps: number('Steps'), seed: number('Seed'), cfg: number('CFG scale'),
     width: size && Number(size[1]), height: size && Number(size[2]), scheduler: SAMPLERS[fields.Sampler],
   };
+  const upscaler = fields['Hires upscaler'];
+  if (number('Hires upscale')) { // enlarged by lanczos, as diffblocks run --from-image does
+    settings.hires = { scale: number('Hires upscale'), strength: number('Denoising strength') ?? HIRES_STRENGTH };
+    if (upscaler && !/^(lanczos|none)$/i.test(upscaler)) others.push(`the ${upscaler} upscaler (lanczos instead)`);
+  }
   return { settings, checkpoint: fields.Model || null, loras, leftOut: others };
 }
 
