@@ -350,7 +350,8 @@ def test_an_a1111_png_with_a_hires_pass_becomes_its_two_passes_and_draws_what_ru
                                 "Hires upscaler: Latent, Model: tiny_digits")
     Image.new("RGB", (32, 32)).save(tmp_path / "hires.png", pnginfo=info)
     open_editor(page, server)
-    page.evaluate(DROP_FILE, ["hires.png", "image/png", base64.b64encode((tmp_path / "hires.png").read_bytes()).decode()])
+    encoded = base64.b64encode((tmp_path / "hires.png").read_bytes()).decode()
+    page.evaluate(DROP_FILE, ["hires.png", "image/png", encoded])
     expect(node(page, "hires")).to_be_visible()
     expected = json.loads(json.dumps(DIGIT_FOUR))
     again = {k: v for k, v in expected["nodes"]["run"]["inputs"].items() if k not in ("width", "height")}
