@@ -169,6 +169,10 @@ def apply(args, path: str) -> None:
              "scheduler": None if (args.preset or "").startswith("flux") else samplers.get(fields.get("Sampler"))}
     if found["hires"] is not None:
         found["hires_strength"] = _number(fields, "Denoising strength", float)
+        upscaler = fields.get("Hires upscaler", "Lanczos")
+        if getattr(args, "hires", None) is None and upscaler.lower() not in ("lanczos", "none"):
+            print(f"note: {path} was enlarged by the {upscaler} upscaler; the hires pass here enlarges by lanczos",
+                  file=sys.stderr)
     elif args.image is not None:
         found["strength"] = _number(fields, "Denoising strength", float)
     for name, value in found.items():
