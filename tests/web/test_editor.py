@@ -325,7 +325,7 @@ def test_an_a1111_png_becomes_a_text_to_image_graph_that_draws_what_run_draws(pa
                                 "Model: tiny_digits, "
                                 'Lora hashes: "ink: abc, chalk: def", Version: v1.10.1')
     drop_digit_four(page, server, tmp_path / "a1111.png", info)
-    expect(page.get_by_role("alert")).to_contain_text(
+    expect(page.get_by_test_id("notice")).to_contain_text(
         "A1111's checkpoint 'tiny_digits' is not among the server's checkpoints (serve --models-dir): the graph loads "
         "embedded; LoRA 'ink' left out")
     run(page)
@@ -360,7 +360,7 @@ def test_an_a1111_png_with_a_hires_pass_becomes_its_two_passes_and_draws_what_ru
     expected["nodes"]["hires"] = {"type": "preset:sd15-image2image", "inputs": {
         **again, "image": {"node": "scale", "output": "image"}, "strength": 0.6}}
     assert page.evaluate("window.diffblocks.workflow()") == expected
-    expect(page.get_by_role("alert")).to_contain_text("left out: the Latent upscaler (lanczos instead)")
+    expect(page.get_by_test_id("notice")).to_contain_text("left out: the Latent upscaler (lanczos instead)")
     run(page)
     assert main(["run", "--from-image", str(tmp_path / "hires.png"), "--device", "cpu", "--no-progress",
                  "--out", str(tmp_path / "cli.png")]) == 0
@@ -431,7 +431,7 @@ def test_a_comfyui_image_becomes_the_same_text_to_image_graph_with_its_settings(
     drop_digit_four(page, server, tmp_path / "comfy.png", info)
     notice = ("ComfyUI's checkpoint 'v1-5-pruned-emaonly.safetensors' is not among the server's checkpoints (serve "
               "--models-dir): the graph loads embedded")
-    expect(page.get_by_role("alert")).to_contain_text(notice)
+    expect(page.get_by_test_id("notice")).to_contain_text(notice)
     run(page)
     assert main(["run", "--prompt", "a handwritten digit four", "--negative-prompt", "blurry, faint", "--steps", "6",
                  "--seed", "3", "--guidance-scale", "5", "--scheduler", "euler-a", "--height", "32", "--width", "32",
@@ -441,10 +441,10 @@ def test_a_comfyui_image_becomes_the_same_text_to_image_graph_with_its_settings(
     for name, document in (("api.json", COMFY_PROMPT), ("ui.json", comfy_editor_graph()),
                            ("ui-1.json", comfy_editor_graph(object_links=True))):
         page.get_by_role("button", name="Reset").click()
-        expect(page.get_by_role("alert")).to_have_count(0)
+        expect(page.get_by_test_id("notice")).to_have_count(0)
         page.get_by_test_id("load-input").set_input_files(files=[{"name": name, "mimeType": "application/json",
                                                                   "buffer": json.dumps(document).encode()}])
-        expect(page.get_by_role("alert")).to_contain_text(notice)
+        expect(page.get_by_test_id("notice")).to_contain_text(notice)
         assert page.evaluate("window.diffblocks.workflow()") == DIGIT_FOUR, name
     base = {"class_type": "KSamplerAdvanced", "inputs": {  # ComfyUI's SDXL example: a base pass, then a refiner's
         "add_noise": "enable", "noise_seed": 3, "steps": 6, "cfg": 5.0, "sampler_name": "euler_ancestral",
@@ -458,7 +458,7 @@ def test_a_comfyui_image_becomes_the_same_text_to_image_graph_with_its_settings(
     page.get_by_role("button", name="Reset").click()
     page.get_by_test_id("load-input").set_input_files(files=[{"name": "sdxl.json", "mimeType": "application/json",
                                                               "buffer": json.dumps(with_refiner).encode()}])
-    expect(page.get_by_role("alert")).to_contain_text(f"{notice}; left out: the refiner pass (1 more KSamplerAdvanced)")
+    expect(page.get_by_test_id("notice")).to_contain_text(f"{notice}; left out: the refiner pass (1 more KSamplerAdvanced)")
     assert page.evaluate("window.diffblocks.workflow()") == DIGIT_FOUR
     image2image = {**COMFY_PROMPT, "5": {"class_type": "VAEEncode", "inputs": {"pixels": ["10", 0], "vae": ["4", 2]}}}
     page.get_by_test_id("load-input").set_input_files(files=[{"name": "i2i.json", "mimeType": "application/json",

@@ -100,9 +100,9 @@ def test_a_comfyui_graph_runs_on_the_checkpoint_and_lora_it_names_and_draws_what
     lora = {"repo": "ink.safetensors", "scale": 0.8, "text_encoder_scale": 0.5}
     wait_for(page, "nodes.load.type === 'LoadCheckpoint'")
     assert page.evaluate("window.diffblocks.workflow()") == on_checkpoint("sd15/digits.safetensors", lora=lora)
-    banner = page.get_by_role("alert")
-    expect(banner).to_contain_text("left out: FreeU_V2")
-    expect(banner).not_to_contain_text("checkpoint")
+    notice = page.get_by_test_id("notice")
+    expect(notice).to_contain_text("left out: FreeU_V2")
+    expect(notice).not_to_contain_text("checkpoint")
     page.screenshot(path=str(shots / "30-comfyui-import.png"))
 
     config = model_input(page, "load", "config")
@@ -129,7 +129,7 @@ def test_the_editor_format_and_a1111s_model_name_find_the_checkpoint_and_its_fam
     drop(page, tmp_path / "ui.json", document=graph)
     wait_for(page, "nodes.load.type === 'LoadCheckpoint'")
     assert page.evaluate("window.diffblocks.workflow()") == on_checkpoint("sd15/digits.safetensors")
-    expect(page.get_by_role("alert")).to_have_count(0)
+    expect(page.get_by_test_id("notice")).to_have_count(0)
 
     info = PngInfo()
     info.add_text("parameters", "a handwritten digit four<lora:ink:0.6:0.9><lora:gone:1>\nNegative prompt: blurry, "
@@ -138,11 +138,11 @@ def test_the_editor_format_and_a1111s_model_name_find_the_checkpoint_and_its_fam
     wait_for(page, "nodes.run.type === 'preset:sdxl-text2image'")
     lora = {"repo": "ink.safetensors", "scale": 0.9, "text_encoder_scale": 0.6}  # A1111's <lora:NAME:TE:UNET>
     assert page.evaluate("window.diffblocks.workflow()") == on_checkpoint("xl.safetensors", "sdxl", lora)
-    expect(page.get_by_role("alert")).to_have_text(re.compile("^LoRA 'gone' is not among the server's LoRAs"))
+    expect(page.get_by_test_id("notice")).to_have_text(re.compile("^LoRA 'gone' is not among the server's LoRAs"))
 
     graph["nodes"][1]["widgets_values"] = ["dreamshaper_8.safetensors"]
     drop(page, tmp_path / "other.json", document=graph)
     wait_for(page, "nodes.load.type === 'LoadComponents'")
-    expect(page.get_by_role("alert")).to_contain_text(
+    expect(page.get_by_test_id("notice")).to_contain_text(
         "ComfyUI's checkpoint 'dreamshaper_8.safetensors' is not among the server's checkpoints")
     assert page.evaluate("window.diffblocks.workflow()") == DIGIT_FOUR

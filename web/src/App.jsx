@@ -60,17 +60,29 @@ function useServer() {
   }, []);
 }
 
+// errors above the canvas (red), and a notice about what a loaded graph left out (amber)
 function Banner() {
   const banner = useStore((state) => state.banner);
+  const notice = useStore((state) => state.notice);
   const general = useStore((state) => state.errors.general);
   const catalog = useStore((state) => state.catalog);
-  const setBanner = useStore((state) => state.setBanner);
+  const { setBanner, setNotice } = useStore.getState();
   const messages = [...(banner && !(catalog && banner.startsWith('waiting')) ? [banner] : []), ...general];
-  if (!messages.length) return null;
+  if (!messages.length && !notice) return null;
   return (
-    <div className="banner" role="alert">
-      {messages.map((message) => <div key={message}>{message}</div>)}
-      {banner && <button type="button" className="button small" onClick={() => setBanner(null)}>dismiss</button>}
+    <div className="banners">
+      {messages.length > 0 && (
+        <div className="banner" role="alert">
+          {messages.map((message) => <div key={message}>{message}</div>)}
+          {banner && <button type="button" className="button small" onClick={() => setBanner(null)}>dismiss</button>}
+        </div>
+      )}
+      {notice && (
+        <div className="banner notice" role="status" data-testid="notice">
+          <div>{notice}</div>
+          <button type="button" className="button small" onClick={() => setNotice(null)}>dismiss</button>
+        </div>
+      )}
     </div>
   );
 }
@@ -117,7 +129,7 @@ function Canvas({ pointer }) {
       const found = await workflowIn(chosen, modelRepo());
       if (found !== null) {
         loadDocument(found.document);
-        if (found.notice) setBanner(found.notice);
+        useStore.getState().setNotice(found.notice);
       } else if (stored) addNode('LoadImage', at, null, { image: { artifact: stored[1] } });
       else if (isImageFile(chosen)) await addImage(chosen, at);
     }).catch((error) => setBanner(`could not load ${name}: ${error.message}`));

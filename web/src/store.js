@@ -97,6 +97,7 @@ export const useStore = create((set, get) => {
     errors: NO_ERRORS,
     connection: 'connecting',
     banner: null,
+    notice: null, // what a graph loaded from another tool left out (a checkpoint the server lacks, a LoRA, nodes)
     graphVersion: 0,
     undoable: { undo: 0, redo: 0 },
 
@@ -127,7 +128,8 @@ export const useStore = create((set, get) => {
       const { nodes, edges } = fromDocument(document);
       if (undoable) remember();
       set((state) => ({
-        nodes, edges, nodeStatus: {}, outputs: {}, errors: NO_ERRORS, banner: null, graphVersion: state.graphVersion + 1,
+        nodes, edges, nodeStatus: {}, outputs: {}, errors: NO_ERRORS, banner: null, notice: null,
+        graphVersion: state.graphVersion + 1,
       }));
       graphChanged();
     },
@@ -372,6 +374,10 @@ export const useStore = create((set, get) => {
 
     setConnection(connection) {
       set({ connection });
+    },
+
+    setNotice(notice) {
+      set({ notice: notice || null });
     },
 
     setBanner(banner) {

@@ -85,7 +85,7 @@ export default function Toolbar() {
     try {
       const { document, notice } = await readWorkflowFile(file, modelRepo());
       loadDocument(document);
-      if (notice) setBanner(notice);
+      useStore.getState().setNotice(notice);
     } catch (error) {
       setBanner(`could not load ${file.name}: ${error.message}`);
     }
