@@ -458,7 +458,8 @@ def test_a_comfyui_image_becomes_the_same_text_to_image_graph_with_its_settings(
     page.get_by_role("button", name="Reset").click()
     page.get_by_test_id("load-input").set_input_files(files=[{"name": "sdxl.json", "mimeType": "application/json",
                                                               "buffer": json.dumps(with_refiner).encode()}])
-    expect(page.get_by_test_id("notice")).to_contain_text(f"{notice}; left out: the refiner pass (1 more KSamplerAdvanced)")
+    expect(page.get_by_test_id("notice")).to_contain_text(
+        f"{notice}; left out: the refiner pass (1 more KSamplerAdvanced)")
     assert page.evaluate("window.diffblocks.workflow()") == DIGIT_FOUR
     image2image = {**COMFY_PROMPT, "5": {"class_type": "VAEEncode", "inputs": {"pixels": ["10", 0], "vae": ["4", 2]}}}
     page.get_by_test_id("load-input").set_input_files(files=[{"name": "i2i.json", "mimeType": "application/json",
