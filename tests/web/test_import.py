@@ -20,10 +20,11 @@ EMBEDDED = os.path.join(os.path.dirname(__file__), "..", "..", "presets", "tiny_
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
+def models(tmp_path_factory, sdxl_repo):
     """checkpoints/sd15/digits.safetensors: the embedded model as an original checkpoint; checkpoints/xl.safetensors:
     a file named as an SDXL checkpoint's tensors are (its family is all that is read of it here); diffusers/digits:
-    the embedded model's folder, the configs the checkpoint is read with; loras/ink.safetensors: a LoRA for it."""
+    the embedded model's folder, the configs the checkpoint is read with; loras/ink.safetensors: a LoRA for it;
+    checkpoints/tinyxl.safetensors and diffusers/tinyxl: a tiny SDXL model, as a checkpoint and its configs."""
     import diffusers
     import torch
     from safetensors.torch import save_file
@@ -41,6 +42,9 @@ def models(tmp_path_factory):
     (root / "diffusers" / "digits").symlink_to(os.path.abspath(EMBEDDED), target_is_directory=True)
     (root / "loras").mkdir()
     save_file(make_lora(pipe, "kohya", seed=1, alpha=2.0), root / "loras" / "ink.safetensors")
+    xl_pipe = diffusers.StableDiffusionXLPipeline.from_pretrained(sdxl_repo)
+    write_checkpoint(xl_pipe, root / "checkpoints" / "tinyxl.safetensors")
+    (root / "diffusers" / "tinyxl").symlink_to(sdxl_repo, target_is_directory=True)
     return root
 
 
@@ -146,3 +150,35 @@ def test_the_editor_format_and_a1111s_model_name_find_the_checkpoint_and_its_fam
     expect(page.get_by_test_id("notice")).to_contain_text(
         "ComfyUI's checkpoint 'dreamshaper_8.safetensors' is not among the server's checkpoints")
     assert page.evaluate("window.diffblocks.workflow()") == DIGIT_FOUR
+
+
+def test_a_preset_given_another_familys_checkpoint_offers_the_preset_that_runs_it(page, import_server, shots):
+    """An SDXL checkpoint wired into the SD 1.x preset fails, naming the preset to use; the node offers it, and one
+    click makes it that preset with its values and wires, undoably: the run then draws what the SDXL preset draws."""
+    workflow = {"nodes": {
+        "load": {"type": "LoadCheckpoint", "inputs": {"file": "tinyxl.safetensors", "config": "tinyxl"}},
+        "run": {"type": "preset:sd15-text2image", "inputs": {
+            "components": {"node": "load", "output": "components"}, "prompt": "a cat", "num_inference_steps": 2,
+            "seed": 5, "height": 64, "width": 64}}},
+        "ui": {"previews": {"output": {"node": "run", "output": "images"}}}}
+    open_editor(page, import_server)
+    page.get_by_test_id("load-input").set_input_files(files=[{"name": "xl.json", "mimeType": "application/json",
+                                                              "buffer": json.dumps(workflow).encode()}])
+    wait_for(page, "nodes.run.type === 'preset:sd15-text2image' && nodes.load.type === 'LoadCheckpoint'")
+    run(page, expected="failed")
+    fix = page.get_by_test_id("switch-type")
+    expect(fix).to_have_text("use preset:sdxl-text2image")
+    page.screenshot(path=str(shots / "31-switch-preset.png"))
+    fix.click()
+    expect(fix).to_have_count(0)
+    expected = json.loads(json.dumps(workflow))
+    expected["nodes"]["run"]["type"] = "preset:sdxl-text2image"
+    del expected["ui"]
+    assert page.evaluate("window.diffblocks.workflow()") == expected
+    run(page)
+    reference = import_server.run_job(expected)
+    assert reference["status"] == "done", reference
+    assert (pixels(import_server, shown_image(page))
+            == pixels(import_server, reference["outputs"]["run"]["images"][0]["artifact"])).all()
+    page.keyboard.press("Control+z")  # back to the node as it was
+    wait_for(page, "nodes.run.type === 'preset:sd15-text2image'")

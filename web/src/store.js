@@ -254,6 +254,28 @@ export const useStore = create((set, get) => {
       graphChanged();
     },
 
+    /** Node `id` as a node of `type` (the preset an error names for the model wired in): the values and wires of
+     * the inputs and outputs both types have are kept, the others dropped; undoable. */
+    changeType(id, type) {
+      const spec = get().spec(type);
+      if (!spec) return;
+      remember();
+      set((state) => ({
+        nodes: state.nodes.map((node) => (node.id !== id ? node : {
+          ...node,
+          data: {
+            ...node.data,
+            nodeType: type,
+            values: Object.fromEntries(Object.entries(node.data.values).filter(([name]) => name in spec.inputs)),
+          },
+        })),
+        edges: state.edges.filter((edge) => (edge.target !== id || edge.targetHandle in spec.inputs)
+          && (edge.source !== id || edge.sourceHandle in spec.outputs)),
+        nodeStatus: { ...state.nodeStatus, [id]: undefined },
+      }));
+      graphChanged();
+    },
+
     /** Ctrl+G: a group around the selected nodes (selected itself, the nodes not). */
     groupSelected() {
       const chosen = get().nodes.filter((node) => node.selected);

@@ -125,6 +125,17 @@ function usePreviewIds() {
   return useMemo(() => new Set(key ? key.split('\n') : []), [key]);
 }
 
+/** The node type an error's message says to use instead ("... use preset:sdxl-text2image", for a preset given
+ * another family's models), when the catalog has it; else null. */
+function suggestedType(messages) {
+  const { catalog } = useStore.getState();
+  for (const message of messages) {
+    const found = typeof message === 'string' && /\buse (preset:[\w.-]+)/.exec(message);
+    if (found && catalog && catalog[found[1]]) return found[1];
+  }
+  return null;
+}
+
 function BlockNode({ id, data, selected }) {
   const spec = useStore((state) => state.catalog && state.catalog[data.nodeType]);
   const status = useStore((state) => state.nodeStatus[id]) || IDLE;
@@ -198,11 +209,21 @@ function BlockNode({ id, data, selected }) {
   const shas = Object.entries(outputs || {}).filter(([name]) => isOwnImage(name)).flatMap(([, value]) => artifactsIn(value));
   const nodeErrors = errors && errors[''];
   const inputErrors = errors ? Object.keys(errors).filter((key) => key && !spec.inputs[key]) : [];
+  const switchTo = suggestedType([...Object.values(errors || {}).flat(), status.message]);
 
   return (
     <div className={classes} data-node-id={id} data-state={status.state}>
       {header}
       <ProgressBar status={status} />
+      {switchTo && (
+        <button
+          type="button" className="button small switch-type nodrag" data-testid="switch-type"
+          title={`make this node a ${switchTo} node, keeping the values and wires both take`}
+          onClick={() => useStore.getState().changeType(id, switchTo)}
+        >
+          use {switchTo}
+        </button>
+      )}
       <Messages messages={nodeErrors} className="node-error" />
       {inputErrors.map((key) => <Messages key={key} messages={errors[key].map((m) => `${key}: ${m}`)} className="node-error" />)}
       {status.state === 'failed' && status.message && !nodeErrors && !(errors && errors[status.input]) && (
