@@ -21,6 +21,7 @@ from ..components.errors import DiffblocksError, Interrupted, NodeRunError, Work
 from ..components.errors.nodes import ArtifactError
 from .cache import OutputCache
 from .catalog import node_type
+from .family_check import family_problems
 from .keys import file_stamp, identities, node_key
 from .model_files import SCHEMA_KEY, ModelFolders, model_problems
 from .node_type import RunContext
@@ -106,12 +107,15 @@ class Executor:
         ``{node: {output: value}}``.
 
         Raises:
-            WorkflowError: the workflow's problems, before anything runs.
+            WorkflowError: the workflow's problems, before anything runs (a model name the folders lack, a
+                preset wired to another family's checkpoint file too).
             NodeRunError: a node failed (``node``, ``input``, ``message``).
             Interrupted: ``stop_event`` was set; the node that was running is not cached.
         """
         workflow = check(workflow)
-        if self.model_folders and (problems := model_problems(workflow.to_json(), self.model_folders)):
+        as_json = workflow.to_json()
+        problems = model_problems(as_json, self.model_folders) if self.model_folders else []
+        if problems or (problems := family_problems(as_json, self.model_folders)):
             raise WorkflowError(problems)
         job = job or uuid.uuid4().hex[:12]
         run = _Run(self, workflow, job, on_event or (lambda event: None), stop_event or threading.Event())

@@ -13,6 +13,7 @@ from fastapi import Request, WebSocket
 
 from ..components.files import is_weights_file
 from ..nodes.artifacts import ArtifactStore
+from ..nodes.family_check import family_problems
 from ..nodes.model_files import ModelFolders, model_problems
 from .bus import EventBus
 from .outputs import OutputEncoder
@@ -72,8 +73,10 @@ class ServerState:
 
     def problems(self, workflow: dict[str, Any]) -> list[dict[str, Any]]:
         """Everything wrong with ``workflow`` before it runs: the engine's validation, then the model names it
-        gives that the model folders (``--models-dir``) do not have."""
-        return self.engine.validate(workflow) or model_problems(workflow, ModelFolders(self.settings.model_dirs))
+        gives that the model folders (``--models-dir``) do not have, and the presets wired to another family's
+        checkpoint file."""
+        folders = ModelFolders(self.settings.model_dirs)
+        return self.engine.validate(workflow) or model_problems(workflow, folders) + family_problems(workflow, folders)
 
     @property
     def manager(self):

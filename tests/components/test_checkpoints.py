@@ -222,21 +222,35 @@ def test_a_load_checkpoint_node_without_config_offline_points_at_its_config_inpu
                                                      ("sd15", "sdxl-text2image", "sd15-text2image")])
 def test_a_checkpoint_into_another_familys_preset_is_one_clear_error_before_any_step(sd_repo, sd_file, sdxl_repo,
                                                                                      sdxl_file, family, preset, instead):
+    """From a checkpoint file, the family is read when the workflow is checked: a WorkflowError before anything
+    runs, on the preset's components input, naming the preset to use; from a model folder, the preset says the
+    same when it runs, before any step."""
     from node_workflows import link
 
-    from diffblocks.nodes import Executor, NodeRunError
+    from diffblocks.nodes import Executor, NodeRunError, WorkflowError
 
     (_, file), repo = (sdxl_file, sdxl_repo) if family == "sdxl" else (sd_file, sd_repo)
-    workflow = {"nodes": {
-        "ckpt": {"type": "LoadCheckpoint", "inputs": {"file": str(file), "config": str(repo)}},
-        "run": {"type": f"preset:{preset}", "inputs": {"components": link("ckpt", "components"), "prompt": "a cat",
-                                                        "seed": 0, "num_inference_steps": 3}}}}
+    sd, xl = "a Stable Diffusion 1.x / 2.x", "an SDXL"
+    given, takes = (xl, sd) if family == "sdxl" else (sd, xl)
+    run = {"type": f"preset:{preset}", "inputs": {"components": link("lora", "components"), "prompt": "a cat",
+                                                   "seed": 0, "num_inference_steps": 3}}
+    through_lora = {"type": "LoadLoRA", "inputs": {"components": link("ckpt", "components"), "repo": "some/lora"}}
+    workflow = {"nodes": {"ckpt": {"type": "LoadCheckpoint", "inputs": {"file": str(file), "config": str(repo)}},
+                          "lora": through_lora, "run": run}}
     events = []
-    with pytest.raises(NodeRunError) as caught:
+    with pytest.raises(WorkflowError) as caught:
         Executor().run(workflow, on_event=events.append)
-    given, takes = ("an SDXL", "a Stable Diffusion 1.x / 2.x") if family == "sdxl" else ("a Stable Diffusion 1.x / 2.x", "an SDXL")
-    assert caught.value.error_json() == {"node": "run", "input": "components", "message": (
-        f"preset:{preset} failed: the components from {file} are {given} model's; preset '{preset}' takes {takes} "
+    message = (f"the components from {file} are {given} model's; preset '{preset}' takes {takes} model's: use "
+               f"preset:{instead}")
+    assert caught.value.errors == [{"node": "run", "input": "components", "message": message}]
+    assert events == []  # nothing ran
+
+    run["inputs"]["components"] = link("load", "components")
+    from_folder = {"nodes": {"load": {"type": "LoadComponents", "inputs": {"repo": str(repo)}}, "run": run}}
+    with pytest.raises(NodeRunError) as failed:
+        Executor().run(from_folder, on_event=events.append)
+    assert failed.value.error_json() == {"node": "run", "input": "components", "message": (
+        f"preset:{preset} failed: the components from {repo} are {given} model's; preset '{preset}' takes {takes} "
         f"model's: use preset:{instead}")}
     assert not [e for e in events if e["type"] in ("node.progress", "node.preview")]  # not a step was taken
 

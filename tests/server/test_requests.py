@@ -85,6 +85,33 @@ async def test_a_model_file_says_its_size_and_a_checkpoint_its_family(tmp_path):
         assert (await client.get("/api/models/checkpoint/a.safetensors")).status_code == 404
 
 
+async def test_a_preset_wired_to_another_familys_checkpoint_is_refused_before_the_job_is_queued(tmp_path):
+    """The family is read off the file's tensor names when the workflow is validated: the editor shows it (with the
+    preset to use) as soon as the file is picked, and POST /api/jobs queues nothing."""
+    import torch
+    from safetensors.torch import save_file
+
+    from diffblocks.server.engine import NodeEngine
+
+    models = tmp_path / "models"
+    (models / "checkpoints").mkdir(parents=True)
+    xl = {"conditioner.embedders.1.model.ln_final.weight": torch.zeros(1)}
+    save_file(xl, models / "checkpoints" / "xl.safetensors")
+    workflow = {"nodes": {
+        "load": {"type": "LoadCheckpoint", "inputs": {"file": "xl.safetensors"}},
+        "run": {"type": "preset:sd15-text2image", "inputs": {"components": {"node": "load", "output": "components"},
+                                                              "prompt": "a cat"}}}}
+    async with fake_server(tmp_path, engine=NodeEngine(None), model_dirs=[models]) as client:
+        answer = (await client.post("/api/validate", json={"workflow": workflow})).json()
+        assert answer == {"ok": False, "errors": [{"node": "run", "input": "components", "message": (
+            f"the components from {models / 'checkpoints' / 'xl.safetensors'} are an SDXL model's; preset "
+            "'sd15-text2image' takes a Stable Diffusion 1.x / 2.x model's: use preset:sdxl-text2image")}]}
+        assert (await client.post("/api/jobs", json={"workflow": workflow})).status_code == 422
+        assert (await client.get("/api/jobs")).json()["jobs"] == []
+        workflow["nodes"]["run"]["type"] = "preset:sdxl-text2image"
+        assert (await client.post("/api/validate", json={"workflow": workflow})).json() == {"ok": True, "errors": []}
+
+
 async def test_a_model_name_the_folders_lack_is_refused_before_the_job_is_queued(tmp_path):
     from diffblocks.server.engine import NodeEngine
 
