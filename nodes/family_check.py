@@ -1,22 +1,28 @@
-"""A preset wired to a checkpoint file of another model family (an SDXL file into ``preset:sd15-text2image``), found
-when the workflow is checked, before anything runs: the file's family is read off its tensor names (a safetensors
-header), so a node UI can say which preset to use as soon as the file is picked. What only a run can tell (a
-folder's or Hub repo's models, components made in a node) the preset checks when it runs (``block_nodes``)."""
+"""A preset wired to another model family's models (an SDXL checkpoint into ``preset:sd15-text2image``), found when
+the workflow is checked, before anything runs, so a node UI can say which preset to use as soon as the model is
+picked: a checkpoint file's family is read off its tensor names (a safetensors header), a local model folder's off
+its ``model_index.json``. What only a run can tell (a Hub repo's models, components made in a node) the preset
+checks when it runs (``block_nodes``)."""
 
 from __future__ import annotations
 
 import functools
+import json
+import os
 from typing import Any
 
 from .keys import file_stamp
 from .model_files import ModelFolders
 
 CHECKPOINT_FAMILIES = {"sd15": "sd15", "sd2": "sd15", "sdxl": "sdxl"}  # a checkpoint's family -> its presets'
+# a model folder's pipeline class (model_index.json's _class_name), by its start -> its presets' family, longest first
+PIPELINE_FAMILIES = (("StableDiffusionXL", "sdxl"), ("StableDiffusion", "sd15"), ("Flux", "flux"))
 
 
 def family_problems(workflow: dict, folders: ModelFolders | None = None) -> list[dict]:
     """A problem on the ``components`` input of each preset node whose models come, through nodes that pass a
-    bundle on (LoadLoRA, LoadTextualInversion, ...), from a ``LoadCheckpoint`` file of another family."""
+    bundle on (LoadLoRA, LoadTextualInversion, ...), from a ``LoadCheckpoint`` file or a ``LoadComponents`` model
+    folder of another family."""
     from ..components.errors import ComponentTypeError
     from ..components.errors.nodes import problem
     from .block_nodes import FAMILIES
@@ -29,20 +35,22 @@ def family_problems(workflow: dict, folders: ModelFolders | None = None) -> list
         takes, _, task = preset.removeprefix("preset:").partition("-")
         if not preset.startswith("preset:") or takes not in FAMILIES:
             continue
-        source = _checkpoint_file(nodes, (spec.get("inputs") or {}).get("components"), folders)
-        given = CHECKPOINT_FAMILIES.get(_file_family(*source)) if source else None
+        source = _source(nodes, (spec.get("inputs") or {}).get("components"), folders)
+        given = _family(*source) if source else None
         if given is None or given == takes:
             continue
         instead = f"{given}-{task}" if f"preset:{given}-{task}" in types else None
-        error = ComponentTypeError.other_family(preset.removeprefix("preset:"), source[0], FAMILIES[given],
+        error = ComponentTypeError.other_family(preset.removeprefix("preset:"), source[1], FAMILIES[given],
                                                 FAMILIES[takes], instead)
         found.append(problem(node_id, "components", str(error)))
     return found
 
 
-def _checkpoint_file(nodes: dict, link: Any, folders: ModelFolders | None) -> tuple[str, str] | None:
-    """``(path, stamp)`` of the checkpoint file a ``components`` wire comes from, followed up through nodes that
-    take a bundle and give it on; None when it comes from anything else, or names no file here."""
+def _source(nodes: dict, link: Any, folders: ModelFolders | None) -> tuple[str, str, str] | None:
+    """``(loader type, path, stamp)`` of the checkpoint file or model folder a ``components`` wire comes from,
+    followed up through nodes that take a bundle and give it on; None when it comes from anything else (a Hub id),
+    or names nothing here. A folder's stamp is its model_index.json's."""
+    from ..presets import embedded_model_path
     from .catalog import node_types
 
     types = node_types()
@@ -50,28 +58,43 @@ def _checkpoint_file(nodes: dict, link: Any, folders: ModelFolders | None) -> tu
         if not (isinstance(link, dict) and isinstance(nodes.get(link.get("node")), dict)):
             return None
         source = nodes[link["node"]]
-        inputs = source.get("inputs") or {}
-        if source.get("type") == "LoadCheckpoint":
-            file = inputs.get("file")
-            if folders and isinstance(file, str) and (named := folders.resolve("checkpoints", file)) is not None:
-                file = str(named)
-            stamp = file_stamp(file)
-            return (file, stamp) if stamp is not None else None
-        node = types.get(source.get("type"))
+        inputs, loader = source.get("inputs") or {}, source.get("type")
+        if loader in LOADERS:
+            name, kind = LOADERS[loader]
+            path = inputs.get(name, "embedded" if loader == "LoadComponents" else None)
+            if not isinstance(path, str):
+                return None
+            if path == "embedded":
+                path = str(embedded_model_path())
+            elif folders and (named := folders.resolve(kind, path)) is not None:
+                path = str(named)
+            stamp = file_stamp(path if loader == "LoadCheckpoint" else os.path.join(path, "model_index.json"))
+            return (loader, path, stamp) if stamp is not None else None
+        node = types.get(loader)
         if node is None or link.get("output") != "components" or "components" not in node.inputs:
             return None
         link = inputs.get("components")
     return None
 
 
+LOADERS = {"LoadCheckpoint": ("file", "checkpoints"), "LoadComponents": ("repo", "diffusers")}  # input, folder kind
+
+
 @functools.lru_cache(maxsize=64)
-def _file_family(path: str, stamp: str) -> str | None:
-    """The family of the checkpoint at ``path`` as it is at ``stamp``; None for a file that is no checkpoint (the
-    loader says what it is when it runs)."""
+def _family(loader: str, path: str, stamp: str) -> str | None:
+    """The presets' family of the checkpoint file or model folder at ``path`` as it is at ``stamp``; None when it
+    cannot be told here (a file that is no checkpoint, a pipeline of no preset: its loader says what it is)."""
     from ..components.checkpoints import file_family
     from ..components.errors import DiffblocksError
 
+    if loader == "LoadCheckpoint":
+        try:
+            return CHECKPOINT_FAMILIES.get(file_family(path))
+        except DiffblocksError:
+            return None
     try:
-        return file_family(path)
-    except DiffblocksError:
+        with open(os.path.join(path, "model_index.json"), encoding="utf-8") as handle:
+            class_name = json.load(handle).get("_class_name")
+    except (OSError, ValueError, AttributeError):
         return None
+    return next((family for start, family in PIPELINE_FAMILIES if str(class_name).startswith(start)), None)

@@ -220,39 +220,50 @@ def test_a_load_checkpoint_node_without_config_offline_points_at_its_config_inpu
 
 @pytest.mark.parametrize("family, preset, instead", [("sdxl", "sd15-text2image", "sdxl-text2image"),
                                                      ("sd15", "sdxl-text2image", "sd15-text2image")])
-def test_a_checkpoint_into_another_familys_preset_is_one_clear_error_before_any_step(sd_repo, sd_file, sdxl_repo,
-                                                                                     sdxl_file, family, preset, instead):
-    """From a checkpoint file, the family is read when the workflow is checked: a WorkflowError before anything
-    runs, on the preset's components input, naming the preset to use; from a model folder, the preset says the
-    same when it runs, before any step."""
+def test_another_familys_models_into_a_preset_are_one_clear_error_before_anything_runs(
+        sd_repo, sd_file, sdxl_repo, sdxl_file, family, preset, instead):
+    """A checkpoint file's family (read off its tensor names) and a model folder's (its model_index.json) are known
+    when the workflow is checked: a WorkflowError before anything runs, on the preset's components input, naming
+    the preset to use, also through a node that passes the bundle on."""
     from node_workflows import link
 
-    from diffblocks.nodes import Executor, NodeRunError, WorkflowError
+    from diffblocks.nodes import Executor, WorkflowError
 
     (_, file), repo = (sdxl_file, sdxl_repo) if family == "sdxl" else (sd_file, sd_repo)
     sd, xl = "a Stable Diffusion 1.x / 2.x", "an SDXL"
     given, takes = (xl, sd) if family == "sdxl" else (sd, xl)
     run = {"type": f"preset:{preset}", "inputs": {"components": link("lora", "components"), "prompt": "a cat",
                                                    "seed": 0, "num_inference_steps": 3}}
-    through_lora = {"type": "LoadLoRA", "inputs": {"components": link("ckpt", "components"), "repo": "some/lora"}}
-    workflow = {"nodes": {"ckpt": {"type": "LoadCheckpoint", "inputs": {"file": str(file), "config": str(repo)}},
-                          "lora": through_lora, "run": run}}
-    events = []
-    with pytest.raises(WorkflowError) as caught:
-        Executor().run(workflow, on_event=events.append)
-    message = (f"the components from {file} are {given} model's; preset '{preset}' takes {takes} model's: use "
-               f"preset:{instead}")
-    assert caught.value.errors == [{"node": "run", "input": "components", "message": message}]
-    assert events == []  # nothing ran
+    through_lora = {"type": "LoadLoRA", "inputs": {"components": link("load", "components"), "repo": "some/lora"}}
+    for loader, source in (({"type": "LoadCheckpoint", "inputs": {"file": str(file), "config": str(repo)}}, file),
+                           ({"type": "LoadComponents", "inputs": {"repo": str(repo)}}, repo)):
+        events = []
+        with pytest.raises(WorkflowError) as caught:
+            Executor().run({"nodes": {"load": loader, "lora": through_lora, "run": run}}, on_event=events.append)
+        assert caught.value.errors == [{"node": "run", "input": "components", "message": (
+            f"the components from {source} are {given} model's; preset '{preset}' takes {takes} model's: use "
+            f"preset:{instead}")}]
+        assert events == []  # nothing ran
 
-    run["inputs"]["components"] = link("load", "components")
-    from_folder = {"nodes": {"load": {"type": "LoadComponents", "inputs": {"repo": str(repo)}}, "run": run}}
-    with pytest.raises(NodeRunError) as failed:
-        Executor().run(from_folder, on_event=events.append)
-    assert failed.value.error_json() == {"node": "run", "input": "components", "message": (
-        f"preset:{preset} failed: the components from {repo} are {given} model's; preset '{preset}' takes {takes} "
-        f"model's: use preset:{instead}")}
-    assert not [e for e in events if e["type"] in ("node.progress", "node.preview")]  # not a step was taken
+
+def test_a_preset_given_another_familys_bundle_says_so_when_it_runs_before_any_step(sdxl_repo):
+    """What the check before the run cannot see (a Hub repo's models, a bundle made in a node), the preset sees
+    when it runs, before its first step."""
+    import threading
+
+    from diffblocks.components.errors import ComponentTypeError
+    from diffblocks.nodes import Executor
+    from diffblocks.nodes.catalog import node_type
+    from diffblocks.nodes.node_type import RunContext
+
+    bundle = Executor().run({"nodes": {"load": {"type": "LoadComponents", "inputs": {"repo": str(sdxl_repo)}}}})
+    events = []
+    ctx = RunContext(node="run", job=None, stop=threading.Event(), emit=events.append)
+    with pytest.raises(ComponentTypeError) as caught:
+        node_type("preset:sd15-text2image").run(ctx, {"components": bundle["load"]["components"], "prompt": "a cat"})
+    assert str(caught.value) == (f"the components from {sdxl_repo} are an SDXL model's; preset 'sd15-text2image' "
+                                 "takes a Stable Diffusion 1.x / 2.x model's: use preset:sdxl-text2image")
+    assert caught.value.input_name == "components" and events == []
 
 
 def write_vae(path, tensors):

@@ -50,10 +50,11 @@ def test_a_lora_node_on_flux_equals_the_pipeline_with_the_lora(flux_dev_repo, tm
 def test_a_flux_bundle_into_an_sd_preset_says_which_preset_takes_it(flux_dev_repo):
     import pytest
 
-    from diffblocks.nodes import NodeRunError
+    from diffblocks.nodes import WorkflowError
 
-    with pytest.raises(NodeRunError) as caught:
+    with pytest.raises(WorkflowError) as caught:  # the folder's model_index.json says FLUX: refused before it runs
         Executor().run(preset_text2image(str(flux_dev_repo), steps=2))  # preset sd15-text2image
-    assert caught.value.input == "components"
-    assert caught.value.message.endswith("are a FLUX.1 model's; preset 'sd15-text2image' takes a Stable Diffusion "
-                                         "1.x / 2.x model's: use preset:flux-text2image")
+    [problem] = caught.value.errors
+    assert (problem["node"], problem["input"]) == ("run", "components")
+    assert problem["message"].endswith("are a FLUX.1 model's; preset 'sd15-text2image' takes a Stable Diffusion "
+                                       "1.x / 2.x model's: use preset:flux-text2image")
