@@ -50,7 +50,6 @@ def _source(nodes: dict, link: Any, folders: ModelFolders | None) -> tuple[str, 
     """``(loader type, path, stamp)`` of the checkpoint file or model folder a ``components`` wire comes from,
     followed up through nodes that take a bundle and give it on; None when it comes from anything else (a Hub id),
     or names nothing here. A folder's stamp is its model_index.json's."""
-    from ..presets import embedded_model_path
     from .catalog import node_types
 
     types = node_types()
@@ -65,7 +64,7 @@ def _source(nodes: dict, link: Any, folders: ModelFolders | None) -> tuple[str, 
             if not isinstance(path, str):
                 return None
             if path == "embedded":
-                path = str(embedded_model_path())
+                path = _embedded()
             elif folders and (named := folders.resolve(kind, path)) is not None:
                 path = str(named)
             stamp = file_stamp(path if loader == "LoadCheckpoint" else os.path.join(path, "model_index.json"))
@@ -75,6 +74,13 @@ def _source(nodes: dict, link: Any, folders: ModelFolders | None) -> tuple[str, 
             return None
         link = inputs.get("components")
     return None
+
+
+@functools.cache
+def _embedded() -> str:
+    from ..presets import embedded_model_path
+
+    return str(embedded_model_path())
 
 
 LOADERS = {"LoadCheckpoint": ("file", "checkpoints"), "LoadComponents": ("repo", "diffusers")}  # input, folder kind
