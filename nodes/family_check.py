@@ -17,6 +17,7 @@ from .model_files import ModelFolders
 CHECKPOINT_FAMILIES = {"sd15": "sd15", "sd2": "sd15", "sdxl": "sdxl"}  # a checkpoint's family -> its presets'
 # a model folder's pipeline class (model_index.json's _class_name), by its start -> its presets' family, longest first
 PIPELINE_FAMILIES = (("StableDiffusionXL", "sdxl"), ("StableDiffusion", "sd15"), ("Flux", "flux"))
+LOADERS = {"LoadCheckpoint": ("file", "checkpoints"), "LoadComponents": ("repo", "diffusers")}  # input, folder kind
 
 
 def family_problems(workflow: dict, folders: ModelFolders | None = None) -> list[dict]:
@@ -81,9 +82,6 @@ def _embedded() -> str:
     from ..presets import embedded_model_path
 
     return str(embedded_model_path())
-
-
-LOADERS = {"LoadCheckpoint": ("file", "checkpoints"), "LoadComponents": ("repo", "diffusers")}  # input, folder kind
 
 
 @functools.lru_cache(maxsize=64)
