@@ -36,3 +36,23 @@ def sd_inpaint_repo(tmp_path_factory):
 @pytest.fixture(scope="session")
 def sdxl_repo(tmp_path_factory):
     return make_sdxl_repo(tmp_path_factory.mktemp("sdxl"))
+
+
+@pytest.fixture(scope="session")
+def sd_file(sd_repo, tmp_path_factory):
+    """The tiny SD 1.x repo's models, each moved a little, and the original checkpoint file holding them."""
+    import diffusers
+    from tiny_checkpoints import fine_tune, write_checkpoint
+
+    pipe = fine_tune(diffusers.StableDiffusionPipeline.from_pretrained(sd_repo, safety_checker=None), 1)
+    return pipe, write_checkpoint(pipe, tmp_path_factory.mktemp("ckpt") / "tiny-sd15.safetensors")
+
+
+@pytest.fixture(scope="session")
+def sdxl_file(sdxl_repo, tmp_path_factory):
+    """The same for the tiny SDXL repo."""
+    import diffusers
+    from tiny_checkpoints import fine_tune, write_checkpoint
+
+    pipe = fine_tune(diffusers.StableDiffusionXLPipeline.from_pretrained(sdxl_repo), 2)
+    return pipe, write_checkpoint(pipe, tmp_path_factory.mktemp("ckpt") / "tiny-sdxl.safetensors")

@@ -15,6 +15,8 @@ from safetensors.torch import save_file
 
 from diffblocks.components.checkpoint_names import RENAMES, unet_table, vae_table
 
+CALL = dict(prompt="a cat", num_inference_steps=3, output="images", output_type="pt")  # what the files' tests draw
+
 _OPEN_CLIP = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "self_attn.out_proj": "attn.out_proj", "mlp.fc1": "mlp.c_fc",
               "mlp.fc2": "mlp.c_proj"}
 
@@ -126,3 +128,24 @@ def save_lightning(tensors: dict, path: Path, legacy: bool = False) -> None:
                 sys.modules.pop(name, None)
             else:
                 sys.modules[name] = value
+
+
+def fine_tune(pipe, seed: int):
+    """``pipe`` with every model's weights moved a little: a file of them differs from the repo it is read with."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+            for param in getattr(getattr(pipe, name, None), "parameters", list)():
+                param.add_(0.02 * torch.randn_like(param))
+    return pipe
+
+
+def pipeline_with(blocks, repo, tuned):
+    """Our pipeline on ``repo`` with ``tuned``'s weights put in by name: what the file should give."""
+    from tiny_models import build_pipeline
+
+    pipe = build_pipeline(blocks, repo)
+    for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        if getattr(tuned, name, None) is not None:
+            getattr(pipe, name).load_state_dict(getattr(tuned, name).state_dict())
+    return pipe
