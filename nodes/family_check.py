@@ -36,7 +36,7 @@ def family_problems(workflow: dict, folders: ModelFolders | None = None) -> list
         takes, _, task = preset.removeprefix("preset:").partition("-")
         if not preset.startswith("preset:") or takes not in FAMILIES:
             continue
-        source = _source(nodes, (spec.get("inputs") or {}).get("components"), folders)
+        source = _source(nodes, types, (spec.get("inputs") or {}).get("components"), folders)
         given = _family(*source) if source else None
         if given is None or given == takes:
             continue
@@ -47,13 +47,10 @@ def family_problems(workflow: dict, folders: ModelFolders | None = None) -> list
     return found
 
 
-def _source(nodes: dict, link: Any, folders: ModelFolders | None) -> tuple[str, str, str] | None:
+def _source(nodes: dict, types: dict, link: Any, folders: ModelFolders | None) -> tuple[str, str, str] | None:
     """``(loader type, path, stamp)`` of the checkpoint file or model folder a ``components`` wire comes from,
     followed up through nodes that take a bundle and give it on; None when it comes from anything else (a Hub id),
-    or names nothing here. A folder's stamp is its model_index.json's."""
-    from .catalog import node_types
-
-    types = node_types()
+    or names nothing here. A folder's stamp is its model_index.json's. ``types``: the catalog's node types."""
     for _ in range(len(nodes) + 1):  # a cycle (refused elsewhere) ends here too
         if not (isinstance(link, dict) and isinstance(nodes.get(link.get("node")), dict)):
             return None

@@ -43,10 +43,10 @@ class LoadLoRA(NodeType):
                         "text_encoder": NodeOutput("CLIPTextModel")}
 
     def check_value(self, name: str, value: Any) -> str | None:
-        if name == "scale" and not (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if name == "scale" and not is_number:
             return f"must be a number, got {value!r}"
-        if name == "text_encoder_scale" and not (value is None or isinstance(value, (int, float))
-                                                 and not isinstance(value, bool)):
+        if name == "text_encoder_scale" and not (value is None or is_number):
             return f"must be a number or null, got {value!r}"
         if name in ("repo", "weight_name", "adapter_name") and not isinstance(value, str):
             return f"must be a string, got {value!r}"

@@ -94,7 +94,6 @@ class ModelFolders:
                 return candidate
         return None
 
-
     def describe(self, kind: str, name: str) -> dict | None:
         """What a client needs to know of the entry ``name`` of ``kind`` (None when there is none): its size, and
         for a checkpoint the family it is of (``sd15``, ``sd2``, ``sdxl``, read off its tensor names: a safetensors

@@ -23,8 +23,8 @@ const WIDGETS = {
   CLIPTextEncode: ['text'],
   EmptyLatentImage: ['width', 'height', 'batch_size'],
 };
-// nodes a text-to-image graph may hold besides those that carry nothing over (outputs, layout)
 const LORA_LOADERS = new Set(['LoraLoader', 'LoraLoaderModelOnly']);
+// nodes a text-to-image graph may hold besides those that carry nothing over (outputs, layout)
 const CARRIED = new Set([...Object.keys(WIDGETS), ...LORA_LOADERS, 'VAEDecode', 'SaveImage', 'PreviewImage', 'Reroute',
   'PrimitiveNode', 'Note', 'MarkdownNote']);
 const MUTED = new Set([2, 4]); // the editor's "never" and "bypass" modes

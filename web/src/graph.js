@@ -101,10 +101,9 @@ export const DEFAULT_WORKFLOW = {
 
 /** A text-to-image document with the settings another tool's image holds: {prompt, negative, steps, seed, width,
  * height, cfg, scheduler (a scheduler node type), hires ({scale, strength}: A1111's hires fix, a second pass)},
- * each left out when null. ``model``: {repo} (a LoadComponents
- * node, the SD 1.x preset) or {checkpoint, family} (a LoadCheckpoint node of the server's model folders, the
- * preset of its family: sdxl's, else SD 1.x's, which runs SD 2.x too), and ``loras`` ({name, scale,
- * textEncoderScale}: a LoadLoRA node each, in a chain). */
+ * each left out when null. ``model``: {repo} (a LoadComponents node, the SD 1.x preset) or {checkpoint, family} (a
+ * LoadCheckpoint node of the server's model folders, the preset of its family: sdxl's, else SD 1.x's, which runs
+ * SD 2.x too), and ``loras`` ({name, scale, textEncoderScale}: a LoadLoRA node each, in a chain). */
 export function text2imageGraph(model, settings) {
   const { prompt, negative, steps, seed, width, height, cfg, scheduler } = settings;
   const loras = {};
@@ -139,7 +138,7 @@ export function text2imageGraph(model, settings) {
   nodes.run = { type: `preset:${family}-text2image`, inputs };
   let images = LINK('run', 'images');
   if (settings.hires) { // A1111's hires fix: the first pass enlarged (lanczos), then painted again
-    const { width: _w, height: _h, ...again } = inputs;
+    const again = Object.fromEntries(Object.entries(inputs).filter(([name]) => name !== 'width' && name !== 'height'));
     nodes.scale = { type: 'ScaleImage', inputs: { image: images, scale_by: settings.hires.scale, method: 'lanczos' } };
     nodes.hires = { type: `preset:${family}-image2image`,
       inputs: { ...again, image: LINK('scale', 'image'), strength: settings.hires.strength } };
