@@ -57,7 +57,9 @@ HIRES_HELP = ("hires fix, as in A1111: enlarge the text-to-image result SCALE ti
 HIRES_STRENGTH_HELP = ("with --hires: how much the second pass repaints (in (0, 1]; default 0.5, A1111's denoising "
                        "strength)")
 CONFIG_HELP = ("with --model FILE (.safetensors or .ckpt): the diffusers repo whose configs, tokenizers and scheduler go "
-               "with it (default: stable-diffusion-v1-5/stable-diffusion-v1-5, or stabilityai/stable-diffusion-xl-base-1.0)")
+               "with it (default: those of its family's reference repo, shipped with diffblocks: "
+               "stable-diffusion-v1-5/stable-diffusion-v1-5, stabilityai/stable-diffusion-2-1, "
+               "stabilityai/stable-diffusion-xl-base-1.0, or their inpainting repos)")
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Original Stable Diffusion checkpoints: one file (``.safetensors``, or a pickled ``.ckpt`` read weights-only) holding
 the UNet, the VAE and the text encoder(s) under CompVis / Stability's names, as A1111, ComfyUI and Forge keep them
 (``v1-5-pruned-emaonly``, ``sd_xl_base_1.0``, and the fine-tunes shared that way). The file gives the weights; a diffusers-format repo of the
-same family gives the configs (and the tokenizers and scheduler, which such files do not hold).
+same family gives the configs (and the tokenizers and scheduler, which such files do not hold): by default the
+family's reference repo's, shipped in ``family_configs/``, so that a checkpoint loads offline.
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ PARTS = {
     "sdxl": {"unet": "model.diffusion_model.", "vae": "first_stage_model.",
              "text_encoder": "conditioner.embedders.0.transformer.", "text_encoder_2": "conditioner.embedders.1.model."},
 }
-# the diffusers repo whose configs describe a family's checkpoints, when none is given
+# the diffusers repo whose configs describe a family's checkpoints, when none is given (shipped: FAMILY_CONFIGS)
 CONFIG_REPOS = {"sd15": "stable-diffusion-v1-5/stable-diffusion-v1-5", "sd2": "stabilityai/stable-diffusion-2-1",
                 "sdxl": "stabilityai/stable-diffusion-xl-base-1.0"}
 # ... for inpainting checkpoints (their UNet reads 9 channels: the latents, the masked image's and the mask)
 INPAINT_CONFIG_REPOS = {"sd15": "stable-diffusion-v1-5/stable-diffusion-inpainting",
                         "sd2": "stabilityai/stable-diffusion-2-inpainting",
                         "sdxl": "diffusers/stable-diffusion-xl-1.0-inpainting-0.1"}
+# those repos' configs, tokenizers and scheduler (no weights), in folders named by family ("sd15", "sd15-inpainting")
+FAMILY_CONFIGS = Path(__file__).parent / "family_configs"
 PRESET_FAMILIES = {"sd15": "sd15", "sd2": "sd15", "sdxl": "sdxl"}  # SD 2.x runs Stable Diffusion 1.x's blocks
 CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"
 FAMILY_NAMES = {"sd15": "a Stable Diffusion 1.x", "sd2": "a Stable Diffusion 2.x", "sdxl": "an SDXL"}  # as in "is an SDXL checkpoint"
@@ -83,7 +86,13 @@ def load_checkpoint(path: str | os.PathLike, config: str | os.PathLike, torch_dt
     for name, prefix in PARTS[family].items():
         part = {key[len(prefix):]: tensor for key, tensor in state_dict.items() if key.startswith(prefix)}
         if part:
-            models[name] = _build(name, part, config, dtype, revision, f"{file} ({name})")
+            try:
+                models[name] = _build(name, part, config, dtype, revision, f"{file} ({name})")
+            except WeightsMismatchError as err:
+                reference = shipped_reference(config)
+                if reference is None:
+                    raise
+                raise WeightsMismatchError.not_the_reference(err, FAMILY_NAMES[family], reference) from err
     return models
 
 
@@ -228,13 +237,22 @@ def fill(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], dtype: 
 
 
 def config_repo(family: str, given: str | os.PathLike | None, file: str | os.PathLike | None = None) -> str:
-    """The repo describing a ``family`` checkpoint: the given one, else the family's reference repo (its inpainting
-    one when ``file``'s UNet reads 9 channels)."""
+    """The repo describing a ``family`` checkpoint: the given one, else the shipped configs of the family's reference
+    repo (``CONFIG_REPOS``; ``INPAINT_CONFIG_REPOS`` when ``file``'s UNet reads 9 channels)."""
     if given is not None:
         return str(given)
-    if file is not None:
-        from .models.weights import tensor_shapes
+    return str(FAMILY_CONFIGS / (f"{family}-inpainting" if file is not None and _inpainting(file) else family))
 
-        if tensor_shapes(file).get(CONV_IN, (0, 0))[1:2] == (9,):
-            return INPAINT_CONFIG_REPOS[family]
-    return CONFIG_REPOS[family]
+
+def shipped_reference(config: str | os.PathLike | Mapping[str, Any]) -> str | None:
+    """The reference repo whose configs ``config`` is, when it is a folder of ``FAMILY_CONFIGS``; else None."""
+    if isinstance(config, Mapping) or Path(config).parent != FAMILY_CONFIGS:
+        return None
+    family, _, inpainting = Path(config).name.partition("-")
+    return (INPAINT_CONFIG_REPOS if inpainting else CONFIG_REPOS)[family]
+
+
+def _inpainting(file: str | os.PathLike) -> bool:
+    from .models.weights import tensor_shapes
+
+    return tensor_shapes(file).get(CONV_IN, (0, 0))[1:2] == (9,)

@@ -64,8 +64,8 @@ class LoadComponents(NodeType):
 class LoadCheckpoint(LoadComponents):
     name = "LoadCheckpoint"
     description = ("Load an SD 1.x / 2.x / SDXL checkpoint file (one .safetensors or .ckpt with the UNet, VAE and text encoders, as "
-                   "A1111 and ComfyUI keep them), with the configs, tokenizers and scheduler of a diffusers repo of "
-                   "its family; outputs each component and the bundle.")
+                   "A1111 and ComfyUI keep them), with the configs, tokenizers and scheduler of its family's reference "
+                   "repo (shipped: no download) or of the diffusers repo given; outputs each component and the bundle.")
 
     def __init__(self, component_names: Iterable[str]):
         super().__init__(component_names)
@@ -74,7 +74,7 @@ class LoadCheckpoint(LoadComponents):
                                            "description": "the checkpoint file (.safetensors, .ckpt)"}, "checkpoints"),
                               required=True),
             "config": NodeInput(model_input({"type": "string", "default": "", "description": (
-                "diffusers repo of its family (empty: the family's reference repo)")}, "diffusers")),
+                "diffusers repo of its model (empty: its family's reference repo's, shipped)")}, "diffusers")),
             "dtype": self.inputs["dtype"],
         }
 
@@ -88,21 +88,14 @@ class LoadCheckpoint(LoadComponents):
     def run(self, ctx: RunContext, values: dict[str, Any]) -> dict[str, Any]:
         import torch
 
-        from ..components.checkpoints import FAMILY_NAMES, config_repo, file_family
-        from ..components.errors import HubUnreachableError
+        from ..components.checkpoints import config_repo, file_family
         from ..modular_pipelines.pipeline import ModularPipeline
 
         file, given, dtype = values["file"], values.get("config") or None, values.get("dtype") or "auto"
-        family = file_family(file)
-        repo = config_repo(family, given, file)
-        try:
-            pipe = ModularPipeline.from_pretrained(repo, components_manager=ctx.components_manager,
-                                                   collection=f"nodes:{file}")
-            pipe.load_single_file(file, torch_dtype=None if dtype == "auto" else getattr(torch, dtype))
-        except HubUnreachableError as err:
-            if given is not None:
-                raise
-            raise HubUnreachableError.checkpoint_configs(err, FAMILY_NAMES[family], repo) from err
+        repo = config_repo(file_family(file), given, file)
+        pipe = ModularPipeline.from_pretrained(repo, components_manager=ctx.components_manager,
+                                               collection=f"nodes:{file}")
+        pipe.load_single_file(file, torch_dtype=None if dtype == "auto" else getattr(torch, dtype))
         if ctx.device != "cpu" and not _offloaded(ctx.components_manager):
             pipe.to(ctx.device)
         components = {name: c for name, c in pipe.components.items() if c is not None}

@@ -49,6 +49,17 @@ class WeightsMismatchError(DiffblocksError, ValueError):
     def shape(cls, model: str, key: str, expected: tuple, got: tuple) -> "WeightsMismatchError":
         return cls(f"weights do not fit {model}: '{key}' expects shape {tuple(expected)}, the file has {tuple(got)}")
 
+    @classmethod
+    def not_the_reference(cls, cause: "WeightsMismatchError", kind: str, repo: str) -> "WeightsMismatchError":
+        """``cause``, for a checkpoint of ``kind`` (``"a Stable Diffusion 1.x"``) read with the configs shipped for
+        its family (``repo``'s) since none were given: its model is another size or layout, so the configs of its
+        own model are what to give."""
+        error = cls(f"this is {kind} checkpoint of another size or layout than {repo}, whose configs (shipped with "
+                    "diffblocks) are used when none are given: give the diffusers folder or Hub repo of its own model "
+                    f"as 'config' (--config in the CLI). {cause}")
+        error.input_name = "config"  # the input a node UI points at
+        return error
+
 
 class ConfigError(DiffblocksError, ValueError):
     @classmethod
@@ -143,14 +154,3 @@ class HubUnreachableError(MissingFileError):
             f"{why} and the repo '{repo}' is not in the local cache ({cache_dir}; looked for {looked_for}); {fix}, "
             "or pass the path of a local folder instead of a Hub id"
         )
-
-    @classmethod
-    def checkpoint_configs(cls, cause: "HubUnreachableError", kind: str, repo: str) -> "HubUnreachableError":
-        """``cause``, for a checkpoint of ``kind`` (``"a Stable Diffusion 1.x"``) whose configs, tokenizers and
-        scheduler were to come from ``repo``, its family's repo, since its node's ``config`` was left empty: that
-        is the input to fill."""
-        error = cls(f"'config' is empty, so the configs, tokenizers and scheduler of this checkpoint ({kind} one) "
-                    f"come from '{repo}': {cause}; 'config' takes a diffusers folder of its family (a name in "
-                    f"models/diffusers) as well")
-        error.input_name = "config"  # the input a node UI points at
-        return error

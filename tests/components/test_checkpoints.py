@@ -155,18 +155,11 @@ def test_the_cli_swaps_in_a_vae_file(sd_repo, sd_file, tmp_path, capsys):
     assert_one_line_error(code, err, "--vae", "not found")
 
 
-def test_the_default_configs_follow_the_family_and_the_unets_inputs(sd_inpaint_repo, sd_file, sdxl_file, tmp_path):
+def test_an_inpainting_checkpoint_holds_a_unet_reading_9_channels(sd_inpaint_repo, tmp_path):
     import diffusers
 
-    from diffblocks.components.checkpoints import CONFIG_REPOS, INPAINT_CONFIG_REPOS, config_repo
-
-    assert config_repo("sd15", None, sd_file[1]) == CONFIG_REPOS["sd15"]
-    assert config_repo("sdxl", None, sdxl_file[1]) == CONFIG_REPOS["sdxl"]
-    assert config_repo("sd15", "my/repo", sd_file[1]) == "my/repo"
     inpaint = diffusers.StableDiffusionPipeline.from_pretrained(sd_inpaint_repo, safety_checker=None)
     file = write_checkpoint(inpaint, tmp_path / "inpainting.safetensors")
-    assert config_repo("sd15", None, file) == INPAINT_CONFIG_REPOS["sd15"]
-    assert config_repo("sd15", None, write_checkpoint(inpaint, tmp_path / "inpainting.ckpt")) == INPAINT_CONFIG_REPOS["sd15"]
     models = load_checkpoint(file, sd_inpaint_repo)
     assert models["unet"].config.in_channels == 9
     assert_same_weights(inpaint.unet, models["unet"])
@@ -239,7 +232,7 @@ def test_an_sd2_checkpoint_reads_openclip_without_its_last_layer(sd_repo, sd_fil
     from test_cli import run_cli
     from tiny_checkpoints import open_clip_original
 
-    from diffblocks.components.checkpoints import CONFIG_REPOS, config_repo
+    from diffblocks.components.checkpoints import FAMILY_CONFIGS, config_repo
 
     tuned, _ = sd_file
     tensors = {f"model.diffusion_model.{k}": v for k, v in to_original(tuned.unet.state_dict(),
@@ -253,7 +246,7 @@ def test_an_sd2_checkpoint_reads_openclip_without_its_last_layer(sd_repo, sd_fil
     text["text_projection"] = torch.randn(32, 16)
     tensors.update({f"cond_stage_model.model.{k}": v for k, v in text.items()})
     file = write_vae(tmp_path / "sd21-tiny.safetensors", tensors)
-    assert config_repo("sd2", None, file) == CONFIG_REPOS["sd2"]
+    assert config_repo("sd2", None, file) == str(FAMILY_CONFIGS / "sd2")
     models = load_checkpoint(file, sd_repo)
     for name in ("unet", "vae", "text_encoder"):
         assert_same_weights(getattr(tuned, name), models[name])

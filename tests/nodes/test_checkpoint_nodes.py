@@ -1,7 +1,7 @@
 """LoadCheckpoint in workflows: a checkpoint file (by path or by its name in the model folders) draws what the
-pipeline draws with its weights, bitwise (tolerance 0); a missing config says which input to fill; a preset given
-another family's models says which preset takes them, before anything runs or, for what only a run can tell,
-before any step."""
+pipeline draws with its weights, bitwise (tolerance 0); a preset given another family's models says which preset
+takes them, before anything runs or, for what only a run can tell, before any step. (Without a config:
+tests/components/test_family_configs.py.)"""
 
 import pytest
 import torch
@@ -48,27 +48,6 @@ def test_a_load_checkpoint_node_takes_names_from_model_folders(sd_repo, sd_file,
     expected = pipeline_with(stable_diffusion.TEXT2IMAGE_BLOCKS, sd_repo, tuned)(
         generator=torch.Generator().manual_seed(0), **CALL)
     assert torch.equal(got, expected)
-
-
-def test_a_load_checkpoint_node_without_config_offline_points_at_its_config_input(sd_file, monkeypatch, tmp_path):
-    """With ``config`` left empty the family's Hub repo gives the configs: offline and not cached, the error names
-    the node's ``config`` input (which the editor marks), the repo, and what else it takes."""
-    from huggingface_hub import constants
-
-    from diffblocks.nodes import Executor, NodeRunError
-
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # offline, with an empty cache, whatever the machine
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
-    _, file = sd_file
-    with pytest.raises(NodeRunError) as caught:
-        Executor().run({"nodes": {"ckpt": {"type": "LoadCheckpoint", "inputs": {"file": str(file)}}}})
-    problem = caught.value.error_json()
-    assert (problem["node"], problem["input"]) == ("ckpt", "config")
-    assert problem["message"].startswith(
-        "LoadCheckpoint failed: 'config' is empty, so the configs, tokenizers and scheduler of this checkpoint (a "
-        "Stable Diffusion 1.x one) come from 'stable-diffusion-v1-5/stable-diffusion-v1-5': HF_HUB_OFFLINE is set")
-    assert problem["message"].endswith("'config' takes a diffusers folder of its family (a name in models/diffusers) "
-                                       "as well")
 
 
 @pytest.mark.parametrize("family, preset, instead", [("sdxl", "sd15-text2image", "sdxl-text2image"),

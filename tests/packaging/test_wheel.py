@@ -40,6 +40,11 @@ def test_wheel_contains_every_subpackage(tmp_path):
     assert any(n.endswith("diffblocks/modular_pipelines/block.py") for n in names)
     if (ROOT / "server" / "catalog.json").is_file():  # built by make setup: a wheel's first server start uses it
         assert "diffblocks/server/catalog.json" in names
+    shipped = {f"diffblocks/{p.relative_to(ROOT).as_posix()}" for p in (ROOT / "components" / "family_configs").rglob("*")
+               if p.is_file()}
+    assert shipped and shipped <= set(names), f"family configs missing from the wheel: {sorted(shipped - set(names))}"
+    vocab = "diffblocks/components/family_configs/sdxl/tokenizer_2/vocab.json"  # a link in the tree: its content here
+    assert zipfile.ZipFile(wheel).read(vocab) == (ROOT / "presets" / "tiny_digits" / "tokenizer" / "vocab.json").read_bytes()
     stale = [n for n in names if n.startswith("diffblocks/") and n.endswith(".py")
              and not (ROOT / n.removeprefix("diffblocks/")).is_file()]
     assert not stale, f"modules in the wheel that the tree no longer has: {stale}"

@@ -1,0 +1,148 @@
+"""The configs shipped for checkpoint files (components/family_configs: the reference repos' configs, tokenizers and
+schedulers): they load with the Hub out of reach, LoadCheckpoint and ``run --model FILE`` use them when no config
+is given, and a checkpoint they do not fit says which input to fill. At full size, on the meta device, our models
+built from them equal diffusers' built from them, and the original checkpoint layout our loader reads is the one
+diffusers' own converter reads into diffusers' models: a real checkpoint of each family loads."""
+
+import shutil
+
+import pytest
+import torch
+from huggingface_hub import constants
+from tiny_checkpoints import CALL, pipeline_with, to_original
+
+from diffblocks.components.checkpoint_names import unet_table, vae_table
+from diffblocks.components.checkpoints import FAMILY_CONFIGS, config_repo
+from diffblocks.presets import stable_diffusion
+
+FAMILIES = ["sd15", "sd15-inpainting", "sd2", "sd2-inpainting", "sdxl", "sdxl-inpainting"]
+EMBEDDED_TOKENIZER = FAMILY_CONFIGS.parent.parent / "presets" / "tiny_digits" / "tokenizer"
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No Hub and an empty cache, whatever the machine."""
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+
+
+def test_every_family_folder_is_shipped():
+    assert sorted(p.name for p in FAMILY_CONFIGS.iterdir() if p.is_dir()) == sorted(FAMILIES)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_shipped_configs_load_offline(offline, family):
+    """The preset of the family, its tokenizers (the CLIP vocabulary: the embedded model's, byte for byte; OpenCLIP's
+    encoders pad with "!", CLIP's with its end token, as the reference repos say) and its scheduler."""
+    from transformers import CLIPTokenizer
+
+    from diffblocks.modular_pipelines.pipeline import ModularPipeline
+
+    pipe = ModularPipeline.from_pretrained(str(FAMILY_CONFIGS / family))
+    xl = family.startswith("sdxl")
+    assert set(pipe.pretrained_component_names) == {"unet", "vae", "text_encoder", "tokenizer", "scheduler",
+                                                    *(["text_encoder_2", "tokenizer_2"] if xl else [])}
+    tokenizers = [n for n in pipe.pretrained_component_names if n.startswith("tokenizer")]
+    pipe.load_components([*tokenizers, "scheduler"])
+    embedded = CLIPTokenizer.from_pretrained(EMBEDDED_TOKENIZER)
+    open_clip = {"tokenizer_2"} if xl else {"tokenizer"} if family.startswith("sd2") else set()
+    for name in tokenizers:
+        tokenizer = pipe.components[name]
+        for folder_file in ("vocab.json", "merges.txt"):
+            assert (FAMILY_CONFIGS / family / name / folder_file).read_bytes() == (EMBEDDED_TOKENIZER / folder_file).read_bytes()
+        assert tokenizer("a photo of a cat, 4k").input_ids == embedded("a photo of a cat, 4k").input_ids
+        assert tokenizer.pad_token == ("!" if name in open_clip else embedded.eos_token)
+    v_prediction = family == "sd2"  # 2.1 predicts v; its inpainting model and the rest predict the noise
+    assert pipe.components["scheduler"].config.get("prediction_type", "epsilon") == (
+        "v_prediction" if v_prediction else "epsilon")
+
+
+def test_config_repo_picks_the_shipped_folder_by_the_unets_inputs(sd_file, sd_inpaint_repo, tmp_path):
+    import diffusers
+    from tiny_checkpoints import write_checkpoint
+
+    assert config_repo("sd15", None, sd_file[1]) == str(FAMILY_CONFIGS / "sd15")
+    assert config_repo("sdxl", None) == str(FAMILY_CONFIGS / "sdxl")
+    assert config_repo("sd15", "my/repo", sd_file[1]) == "my/repo"
+    inpaint = diffusers.StableDiffusionPipeline.from_pretrained(sd_inpaint_repo, safety_checker=None)
+    for name in ("inpainting.safetensors", "inpainting.ckpt"):
+        assert config_repo("sd15", None, write_checkpoint(inpaint, tmp_path / name)) == str(FAMILY_CONFIGS / "sd15-inpainting")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_full_size_models_from_the_shipped_configs_read_what_diffusers_reads(family):
+    """Our UNet and VAE from the shipped config (on the meta device) have diffusers' parameters, names and shapes;
+    and the original layout our loader maps them from (its tables, reversed) is what diffusers' single-file
+    converter turns into exactly those parameters, each tensor into the same one."""
+    import diffusers
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
+
+    from diffblocks.components.models import AutoencoderKL, UNet2DConditionModel
+    from diffblocks.components.models.modeling import empty_weights
+
+    for ours_cls, theirs_cls, subfolder, table, convert, prefix in (
+            (UNet2DConditionModel, diffusers.UNet2DConditionModel, "unet", unet_table, convert_ldm_unet_checkpoint,
+             "model.diffusion_model."),
+            (AutoencoderKL, diffusers.AutoencoderKL, "vae", vae_table, convert_ldm_vae_checkpoint, "first_stage_model.")):
+        config = ours_cls.load_config(FAMILY_CONFIGS / family / subfolder)
+        with empty_weights():
+            ours = ours_cls.from_config(config)
+        with torch.device("meta"):
+            theirs = theirs_cls.from_config(config)
+        shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
+        assert shapes == {k: tuple(v.shape) for k, v in theirs.state_dict().items()}, subfolder
+        # each of our parameters a tensor of its shape holding its own number, one element of memory
+        marked = {k: torch.full((1,), float(i)).expand(shape) for i, (k, shape) in enumerate(shapes.items())}
+        original = {prefix + k: v for k, v in to_original(marked, table(ours.config)).items()}
+        converted = convert(original, theirs.config)
+        assert {k: (tuple(v.shape), first(v)) for k, v in converted.items()} == {
+            k: (shape, first(marked[k])) for k, shape in shapes.items()}, subfolder
+
+
+def first(tensor: torch.Tensor) -> float:
+    return float(tensor[(0,) * tensor.ndim])
+
+
+def test_a_load_checkpoint_node_offline_uses_the_shipped_configs(offline, monkeypatch, sd_repo, sd_file, tmp_path):
+    """With ``config`` empty and the Hub out of reach, the family's shipped folder gives the configs: here a folder of
+    the tiny repo's configs stands in for it, so that the tiny checkpoint fits; the image equals the pipeline's."""
+    from node_workflows import link
+
+    import diffblocks.components.checkpoints as checkpoints
+    from diffblocks.nodes import Executor
+
+    shipped = tmp_path / "family_configs"
+    shutil.copytree(sd_repo, shipped / "sd15", ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    monkeypatch.setattr(checkpoints, "FAMILY_CONFIGS", shipped)
+    tuned, file = sd_file
+    workflow = {"nodes": {
+        "ckpt": {"type": "LoadCheckpoint", "inputs": {"file": str(file)}},
+        "run": {"type": "preset:sd15-text2image", "inputs": {"components": link("ckpt", "components"),
+                                                              "prompt": "a cat", "seed": 0, "num_inference_steps": 3,
+                                                              "output_type": "pt"}}}}
+    got = Executor().run(workflow)["run"]["images"]
+    expected = pipeline_with(stable_diffusion.TEXT2IMAGE_BLOCKS, sd_repo, tuned)(
+        generator=torch.Generator().manual_seed(0), **CALL)
+    assert torch.equal(got, expected)
+
+
+def test_a_checkpoint_the_shipped_configs_do_not_fit_names_the_config_input(offline, sd_file, capsys):
+    """The tiny checkpoint is no stable-diffusion-v1-5: the node's error points at ``config``, the CLI's names the
+    file and --config, and both say which repo's configs were tried."""
+    from test_cli import assert_one_line_error, run_cli
+
+    from diffblocks.nodes import Executor, NodeRunError
+
+    _, file = sd_file
+    with pytest.raises(NodeRunError) as caught:
+        Executor().run({"nodes": {"ckpt": {"type": "LoadCheckpoint", "inputs": {"file": str(file)}}}})
+    problem = caught.value.error_json()
+    assert (problem["node"], problem["input"]) == ("ckpt", "config")
+    assert problem["message"].startswith(
+        "LoadCheckpoint failed: this is a Stable Diffusion 1.x checkpoint of another size or layout than "
+        "stable-diffusion-v1-5/stable-diffusion-v1-5, whose configs (shipped with diffblocks) are used when none are "
+        "given: give the diffusers folder or Hub repo of its own model as 'config' (--config in the CLI). "
+        "weights do not fit UNet2DConditionModel")
+    code, _, err = run_cli(capsys, "run", "--prompt", "a cat", "--model", str(file), "--steps", "1",
+                           "--out", "unused.png")
+    assert_one_line_error(code, err, "--model", "stable-diffusion-v1-5/stable-diffusion-v1-5", "--config")
