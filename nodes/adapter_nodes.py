@@ -48,7 +48,8 @@ class LoadControlNet(NodeType):
                 "ControlNet folder or Hub repo id, or a file (.safetensors, .pth) as A1111 and ComfyUI keep them")},
                 "controlnet"), required=True)
             self.inputs["config"] = NodeInput(model_input({**STRING, "default": "", "description": (
-                "for a file: the base model's repo (its UNet config describes the ControlNet's encoder)")}, "diffusers"))
+                "for a file: the base model's repo, whose UNet config describes the ControlNet's encoder (empty: "
+                "the shipped configs of the family it is for)")}, "diffusers"))
         self.outputs = {"controlnet": NodeOutput(self.model_class)}
 
     def run(self, ctx: RunContext, values: dict[str, Any]) -> dict[str, Any]:
@@ -56,9 +57,10 @@ class LoadControlNet(NodeType):
         from ..components.spec import ComponentSpec
 
         if values["repo"].lower().endswith(WEIGHTS_SUFFIXES) and "config" in self.inputs:
-            if not values.get("config"):
-                raise ValueError("a ControlNet file needs 'config': the base model's folder or Hub repo")
-            file, config = values["repo"], values["config"]
+            from ..components.checkpoints import controlnet_config_repo
+
+            file = values["repo"]
+            config = values.get("config") or controlnet_config_repo(file)
             return {"controlnet": load_file_once(ctx, "controlnet", file, f"{file}|{config}", lambda: (
                 models.ControlNetModel.from_single_file(file, config=config)))}
         spec = ComponentSpec("controlnet", getattr(models, self.model_class), repo=values["repo"],

@@ -149,3 +149,27 @@ def pipeline_with(blocks, repo, tuned):
         if getattr(tuned, name, None) is not None:
             getattr(pipe, name).load_state_dict(getattr(tuned, name).state_dict())
     return pipe
+
+
+def write_vae(path, tensors):
+    """``tensors`` saved as one safetensors file (a VAE, a ControlNet: any part alone); returns ``path``."""
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
+    return path
+
+
+def make_controlnet_file(sd_repo, root, widths):
+    """``(diffusers ControlNet, its folder, the same in one file in the original layout)``."""
+    import diffusers
+
+    from diffblocks.components.checkpoint_names import controlnet_table
+
+    unet = diffusers.UNet2DConditionModel.from_pretrained(sd_repo, subfolder="unet")
+    torch.manual_seed(4)
+    net = diffusers.ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=widths).eval()
+    with torch.no_grad():
+        for param in net.parameters():  # from_unet zero-initialises the output convolutions: make them matter
+            param.add_(0.05 * torch.randn_like(param))
+    net.save_pretrained(root / "folder")
+    tensors = to_original(net.state_dict(), controlnet_table(net.config))
+    file = write_vae(root / "control_tiny.safetensors", {f"control_model.{k}": v for k, v in tensors.items()})
+    return net, root / "folder", file

@@ -67,6 +67,17 @@ class ConfigError(DiffblocksError, ValueError):
         return cls(f"{owner}: config '{key}' expects {expected}, got {format_value(value)}")
 
     @classmethod
+    def controlnet_base(cls, path: str, widths: Sequence[int], known: dict[str, int]) -> "ConfigError":
+        """A ControlNet file whose base model its cross-attention ``widths`` do not tell (``known``: each shipped
+        family's width)."""
+        found = f"its cross-attention width is {', '.join(map(str, widths))}" if widths else "it has no cross-attention"
+        error = cls(f"cannot tell which model the ControlNet file {path} is for: {found}, and the shipped configs' "
+                    "are " + ", ".join(f"{width} ({family})" for family, width in known.items())
+                    + "; give the base model's folder or Hub repo as 'config'")
+        error.input_name = "config"  # the input a node UI points at
+        return error
+
+    @classmethod
     def unreadable(cls, path: str, cause: BaseException) -> "ConfigError":
         return cls(f"cannot read config {path}: {type(cause).__name__}: {cause}")
 

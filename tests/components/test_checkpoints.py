@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from tiny_checkpoints import CALL, pipeline_with, save_tensors, to_original, write_checkpoint
+from tiny_checkpoints import (CALL, make_controlnet_file, pipeline_with, save_tensors, to_original, write_checkpoint,
+                              write_vae)
 from tiny_models import build_pipeline
 
 from diffblocks.components.checkpoint_names import unet_table, vae_table
@@ -119,11 +120,6 @@ def test_the_cli_reads_a_checkpoint_and_picks_its_family(sd_repo, sdxl_repo, sd_
     assert_one_line_error(code, err, "--config needs --model FILE.safetensors")
 
 
-def write_vae(path, tensors):
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
-    return path
-
-
 def test_a_vae_file_alone_in_either_layout(sd_repo, sd_file, tmp_path):
     import diffusers
 
@@ -163,24 +159,6 @@ def test_an_inpainting_checkpoint_holds_a_unet_reading_9_channels(sd_inpaint_rep
     models = load_checkpoint(file, sd_inpaint_repo)
     assert models["unet"].config.in_channels == 9
     assert_same_weights(inpaint.unet, models["unet"])
-
-
-def make_controlnet_file(sd_repo, root, widths):
-    """``(diffusers ControlNet, its folder, the same in one file in the original layout)``."""
-    import diffusers
-
-    from diffblocks.components.checkpoint_names import controlnet_table
-
-    unet = diffusers.UNet2DConditionModel.from_pretrained(sd_repo, subfolder="unet")
-    torch.manual_seed(4)
-    net = diffusers.ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=widths).eval()
-    with torch.no_grad():
-        for param in net.parameters():  # from_unet zero-initialises the output convolutions: make them matter
-            param.add_(0.05 * torch.randn_like(param))
-    net.save_pretrained(root / "folder")
-    tensors = to_original(net.state_dict(), controlnet_table(net.config))
-    file = write_vae(root / "control_tiny.safetensors", {f"control_model.{k}": v for k, v in tensors.items()})
-    return net, root / "folder", file
 
 
 @pytest.fixture(scope="module")
@@ -284,9 +262,11 @@ def test_vae_and_controlnet_files_in_a_workflow_equal_the_pipeline(sd_repo, sd_f
                            controlnet=ControlNetModel.from_single_file(controlnet, config=sd_repo))
     expected = pipe(control_image=store.open_image(sha), generator=torch.Generator().manual_seed(0), **CALL)
     assert torch.equal(got, expected)
-    del workflow["nodes"]["cn"]["inputs"]["config"]
-    with pytest.raises(NodeRunError, match="a ControlNet file needs 'config'"):
+    del workflow["nodes"]["cn"]["inputs"]["config"]  # the tiny model's width is no shipped family's
+    with pytest.raises(NodeRunError) as caught:
         Executor(artifacts=store).run(workflow)
+    assert caught.value.error_json()["input"] == "config"
+    assert "cannot tell which model the ControlNet file" in str(caught.value)
 
 
 # ---- pickled files: A1111's .ckpt (a Lightning training record), VAEs' .pt, ControlNet 1.1's .pth

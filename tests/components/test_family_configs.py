@@ -146,3 +146,45 @@ def test_a_checkpoint_the_shipped_configs_do_not_fit_names_the_config_input(offl
     code, _, err = run_cli(capsys, "run", "--prompt", "a cat", "--model", str(file), "--steps", "1",
                            "--out", "unused.png")
     assert_one_line_error(code, err, "--model", "stable-diffusion-v1-5/stable-diffusion-v1-5", "--config")
+
+
+def test_a_controlnet_files_family_is_told_by_its_cross_attention_width(tmp_path):
+    """A tensor named and shaped as in each family's ControlNets (SD 1.x's 768-wide text embeddings, 2.x's 1024,
+    SDXL's 2048, as the shipped UNet configs say); a width no family has is refused, pointing at ``config``."""
+    from safetensors.torch import save_file
+
+    from diffblocks.components.checkpoints import controlnet_config_repo
+    from diffblocks.components.errors import ConfigError
+
+    key = "control_model.input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight"
+    for family, shape in (("sd15", (640, 768)), ("sd2", (640, 1024)), ("sdxl", (640, 2048))):
+        save_file({key: torch.zeros(shape, dtype=torch.float16)}, tmp_path / f"{family}.safetensors")
+        assert controlnet_config_repo(tmp_path / f"{family}.safetensors") == str(FAMILY_CONFIGS / family)
+    save_file({key: torch.zeros(8, 4096, dtype=torch.float16)}, tmp_path / "other.safetensors")
+    with pytest.raises(ConfigError) as caught:
+        controlnet_config_repo(tmp_path / "other.safetensors")
+    assert caught.value.input_name == "config"
+    assert str(caught.value).startswith(f"cannot tell which model the ControlNet file {tmp_path / 'other.safetensors'} "
+                                        "is for: its cross-attention width is 4096, and the shipped configs' are 768 (sd15)")
+
+
+def test_a_load_controlnet_node_without_config_uses_its_familys_shipped_configs(monkeypatch, sd_repo, tmp_path):
+    """A folder of the tiny repo's configs stands in for SD 1.x's shipped one (so its width tells SD 1.x): the
+    ControlNet equals the one read with the base model's repo given."""
+    from tiny_checkpoints import make_controlnet_file
+
+    import diffblocks.components.checkpoints as checkpoints
+    from diffblocks.nodes import Executor
+
+    shipped = tmp_path / "family_configs"
+    shutil.copytree(sd_repo, shipped / "sd15", ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    for family in ("sd2", "sdxl"):
+        shutil.copytree(FAMILY_CONFIGS / family / "unet", shipped / family / "unet")
+    monkeypatch.setattr(checkpoints, "FAMILY_CONFIGS", shipped)
+    _, _, file = make_controlnet_file(sd_repo, tmp_path, (16, 32))
+    load = {"nodes": {"cn": {"type": "LoadControlNet", "inputs": {"repo": str(file)}}}}
+    got = Executor().run(load)["cn"]["controlnet"]
+    load["nodes"]["cn"]["inputs"]["config"] = str(sd_repo)
+    expected = Executor().run(load)["cn"]["controlnet"]
+    assert got.config == expected.config
+    assert all(torch.equal(a, b) for a, b in zip(got.state_dict().values(), expected.state_dict().values()))
