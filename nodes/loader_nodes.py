@@ -164,30 +164,44 @@ class LoadVAE(NodeType):
     name = "LoadVAE"
     category = "loaders"
     description = ("A VAE from one file (.safetensors, .ckpt, .pt; as A1111 and ComfyUI keep them: vae-ft-mse-840000-ema-pruned, "
-                   "sdxl_vae, FLUX.1's ae; or diffusers' layout), with the config of a model repo's VAE; wire it "
-                   "into a preset's vae.")
+                   "sdxl_vae, FLUX.1's ae; or diffusers' layout), with the config of the bundle's VAE (or of a model "
+                   "repo's); outputs it, and the bundle with it in place of the bundle's.")
 
     def __init__(self):
         self.inputs = {
             "file": NodeInput(model_input({"type": "string", "minLength": 1,
                                            "description": "the .safetensors, .ckpt or .pt file"}, "vae"), required=True),
-            "config": NodeInput(model_input({"type": "string", "minLength": 1, "description": (
-                "the model's folder or Hub repo, whose VAE config (its latents' scaling) goes with the file")},
-                "diffusers"), required=True),
+            "components": NodeInput({"description": "the bundle whose VAE the file replaces, and whose VAE config "
+                                                    "(its latents' scaling) goes with it"}, socket="components"),
+            "config": NodeInput(model_input({"type": "string", "default": "", "description": (
+                "without a bundle: the model's folder or Hub repo, whose VAE config goes with the file")}, "diffusers")),
         }
-        self.outputs = {"vae": NodeOutput("AutoencoderKL")}
+        self.outputs = {"vae": NodeOutput("AutoencoderKL"), "components": NodeOutput("components")}
 
     def check_value(self, name: str, value: Any) -> str | None:
-        if name in ("file", "config") and not (isinstance(value, str) and value):
+        if name == "file" and not (isinstance(value, str) and value):
             return f"must be a non-empty string, got {value!r}"
+        if name == "config" and not isinstance(value, str):
+            return f"must be a string, got {value!r}"
         return None
 
     def run(self, ctx: RunContext, values: dict[str, Any]) -> dict[str, Any]:
+        import json
+
+        from ..components.errors import MissingInputError
         from ..components.models import AutoencoderKL
 
-        file, config = values["file"], values["config"]
-        return {"vae": load_file_once(ctx, "vae", file, f"{file}|{config}", lambda: (
-            AutoencoderKL.from_single_file(file, config=config)))}
+        file, config, bundle = values["file"], values.get("config") or None, values.get("components")
+        if config is None and (bundle is None or bundle.components.get("vae") is None):
+            raise MissingInputError.either("a VAE file", "config", "components", "the config of a model's VAE goes "
+                                           "with the file (its latents' scaling): a folder or Hub repo, or a bundle "
+                                           "with a VAE")
+        if config is None:
+            config = {k: v for k, v in dict(bundle.components["vae"].config).items() if not k.startswith("_")}
+        source = f"{file}|{config if isinstance(config, str) else json.dumps(config, sort_keys=True, default=str)}"
+        vae = load_file_once(ctx, "vae", file, source, lambda: AutoencoderKL.from_single_file(file, config=config))
+        return {"vae": vae, "components": None if bundle is None else ComponentsBundle(
+            {**bundle.components, "vae": vae}, bundle.config, bundle.source)}
 
 
 class LoadImage(NodeType):

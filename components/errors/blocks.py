@@ -54,6 +54,11 @@ def _about(error: DiffblocksError, name: str) -> DiffblocksError:
 
 class MissingInputError(DiffblocksError, ValueError):
     @classmethod
+    def either(cls, owner: str, first: str, second: str, what: str) -> "MissingInputError":
+        """``owner`` needs ``first`` or ``second`` and got neither; ``what`` says what each gives. About ``first``."""
+        return _about(cls(f"{owner} needs '{first}' or '{second}', and neither was given: {what}"), first)
+
+    @classmethod
     def required(cls, name: str, path: str | None, block_cls: str, description: str = "") -> "MissingInputError":
         desc = f" ({description})" if description else ""
         return _about(cls(f"{_where(path, block_cls)} needs the required input '{name}'{desc}, but it was not given"), name)

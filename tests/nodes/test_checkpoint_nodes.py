@@ -96,3 +96,41 @@ def test_a_preset_given_another_familys_bundle_says_so_when_it_runs_before_any_s
     assert str(caught.value) == (f"the components from {sdxl_repo} are an SDXL model's; preset 'sd15-text2image' "
                                  "takes a Stable Diffusion 1.x / 2.x model's: use preset:sdxl-text2image")
     assert caught.value.input_name == "components" and events == []
+
+
+def test_a_vae_file_takes_the_config_of_the_bundles_vae(sd_file, sdxl_repo, sdxl_file, tmp_path):
+    """LoadVAE between a checkpoint and its preset, config left empty: the file's weights with the bundle's VAE config
+    (here the SDXL model's, which upcasts; the file is an SD 1.x VAE's), in the bundle it passes on. The image equals
+    the pipeline's with that VAE read with the SDXL repo's config; without a bundle or a config it says it needs one."""
+    from node_workflows import link
+    from tiny_checkpoints import to_original, write_vae
+
+    from diffblocks.components.checkpoint_names import vae_table
+    from diffblocks.components.models import AutoencoderKL
+    from diffblocks.nodes import Executor, NodeRunError
+    from diffblocks.presets import stable_diffusion_xl
+
+    tuned, _ = sd_file
+    vae_file = write_vae(tmp_path / "vae.safetensors", to_original(tuned.vae.state_dict(), vae_table(tuned.vae.config)))
+    xl, checkpoint = sdxl_file
+    workflow = {"nodes": {
+        "ckpt": {"type": "LoadCheckpoint", "inputs": {"file": str(checkpoint), "config": str(sdxl_repo)}},
+        "vae": {"type": "LoadVAE", "inputs": {"file": str(vae_file), "components": link("ckpt", "components")}},
+        "run": {"type": "preset:sdxl-text2image", "inputs": {"components": link("vae", "components"),
+                                                              "prompt": "a cat", "seed": 0, "num_inference_steps": 3,
+                                                              "output_type": "pt"}}}}
+    results = Executor().run(workflow)
+    vae = results["vae"]["vae"]
+    assert vae.config.force_upcast is True and results["vae"]["components"].components["vae"] is vae
+    expected_vae = AutoencoderKL.from_single_file(vae_file, config=sdxl_repo)
+    assert all(torch.equal(a, b) for a, b in zip(vae.state_dict().values(), expected_vae.state_dict().values()))
+    pipe = pipeline_with(stable_diffusion_xl.TEXT2IMAGE_BLOCKS, sdxl_repo, xl)
+    pipe.update_components(vae=expected_vae)
+    assert torch.equal(results["run"]["images"], pipe(generator=torch.Generator().manual_seed(0), **CALL))
+    with pytest.raises(NodeRunError) as caught:
+        Executor().run({"nodes": {"vae": {"type": "LoadVAE", "inputs": {"file": str(vae_file)}}}})
+    problem = caught.value.error_json()
+    assert (problem["node"], problem["input"]) == ("vae", "config")
+    assert problem["message"] == ("LoadVAE failed: a VAE file needs 'config' or 'components', and neither was given: the "
+                                  "config of a model's VAE goes with the file (its latents' scaling): a folder or Hub "
+                                  "repo, or a bundle with a VAE")

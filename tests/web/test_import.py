@@ -24,13 +24,16 @@ def models(tmp_path_factory, sdxl_repo):
     """checkpoints/sd15/digits.safetensors: the embedded model as an original checkpoint; checkpoints/xl.safetensors:
     a file named as an SDXL checkpoint's tensors are (its family is all that is read of it here); diffusers/digits:
     the embedded model's folder, the configs the checkpoint is read with; loras/ink.safetensors: a LoRA for it;
-    checkpoints/tinyxl.safetensors and diffusers/tinyxl: a tiny SDXL model, as a checkpoint and its configs."""
+    vae/mse.safetensors: its VAE, moved a little, alone in the original layout; checkpoints/tinyxl.safetensors and
+    diffusers/tinyxl: a tiny SDXL model, as a checkpoint and its configs."""
     import diffusers
     import torch
     from safetensors.torch import save_file
 
-    from tiny_checkpoints import write_checkpoint
+    from tiny_checkpoints import fine_tune, to_original, write_checkpoint, write_vae
     from tiny_lora import make_lora
+
+    from diffblocks.components.checkpoint_names import vae_table
 
     root = tmp_path_factory.mktemp("models")
     (root / "checkpoints" / "sd15").mkdir(parents=True)
@@ -42,6 +45,10 @@ def models(tmp_path_factory, sdxl_repo):
     (root / "diffusers" / "digits").symlink_to(os.path.abspath(EMBEDDED), target_is_directory=True)
     (root / "loras").mkdir()
     save_file(make_lora(pipe, "kohya", seed=1, alpha=2.0), root / "loras" / "ink.safetensors")
+    (root / "vae").mkdir()
+    vae = fine_tune(diffusers.StableDiffusionPipeline.from_pretrained(os.path.abspath(EMBEDDED), safety_checker=None),
+                    3).vae
+    write_vae(root / "vae" / "mse.safetensors", to_original(vae.state_dict(), vae_table(vae.config)))
     xl_pipe = diffusers.StableDiffusionXLPipeline.from_pretrained(sdxl_repo)
     write_checkpoint(xl_pipe, root / "checkpoints" / "tinyxl.safetensors")
     (root / "diffusers" / "tinyxl").symlink_to(sdxl_repo, target_is_directory=True)
@@ -55,15 +62,20 @@ def import_server(tmp_path_factory, make_server, models):
     served.stop()
 
 
-def on_checkpoint(name, family="sd15", lora=None):
+def on_checkpoint(name, family="sd15", lora=None, vae=None):
     """DIGIT_FOUR with its model loaded from the checkpoint ``name``, run by ``family``'s preset (with a LoadLoRA
-    node of inputs ``lora`` between them)."""
+    node of inputs ``lora``, then a LoadVAE node of file ``vae``, between them)."""
     nodes = json.loads(json.dumps(DIGIT_FOUR["nodes"]))
     nodes["load"] = {"type": "LoadCheckpoint", "inputs": {"file": name}}
     nodes["run"]["type"] = f"preset:{family}-text2image"
+    bundle = {"node": "load", "output": "components"}
     if lora is not None:
-        nodes["lora"] = {"type": "LoadLoRA", "inputs": {"components": {"node": "load", "output": "components"}, **lora}}
-        nodes["run"]["inputs"]["components"] = {"node": "lora", "output": "components"}
+        nodes["lora"] = {"type": "LoadLoRA", "inputs": {"components": bundle, **lora}}
+        bundle = {"node": "lora", "output": "components"}
+    if vae is not None:
+        nodes["vae"] = {"type": "LoadVAE", "inputs": {"file": vae, "components": bundle}}
+        bundle = {"node": "vae", "output": "components"}
+    nodes["run"]["inputs"]["components"] = bundle
     return {"nodes": nodes}
 
 
@@ -150,6 +162,56 @@ def test_the_editor_format_and_a1111s_model_name_find_the_checkpoint_and_its_fam
     expect(page.get_by_test_id("notice")).to_contain_text(
         "ComfyUI's checkpoint 'dreamshaper_8.safetensors' is not among the server's checkpoints")
     assert page.evaluate("window.diffblocks.workflow()") == DIGIT_FOUR
+
+
+def test_the_vae_a_comfyui_graph_decodes_with_is_loaded_from_the_vae_folder(page, import_server, tmp_path, shots):
+    """ComfyUI's VAELoader feeding its VAEDecode becomes a LoadVAE node after the LoRA, taking the checkpoint's VAE
+    config: the run draws what the same VAE file draws on the model's own folder, not what the checkpoint's VAE
+    draws. A1111's "VAE:" field finds the file as well; one the folder lacks is named in the notice."""
+    prompt = json.loads(json.dumps(COMFY_PROMPT))
+    prompt["4"]["inputs"]["ckpt_name"] = "sd15/digits.safetensors"
+    prompt["12"] = {"class_type": "LoraLoader", "inputs": {"lora_name": "ink.safetensors", "strength_model": 0.8,
+                                                          "strength_clip": 0.8, "model": ["4", 0], "clip": ["4", 1]}}
+    prompt["3"]["inputs"]["model"] = ["12", 0]
+    prompt["13"] = {"class_type": "VAELoader", "inputs": {"vae_name": "mse.safetensors"}}
+    prompt["8"]["inputs"]["vae"] = ["13", 0]
+    info = PngInfo()
+    info.add_text("prompt", json.dumps(prompt))
+    open_editor(page, import_server)
+    drop(page, tmp_path / "comfy-vae.png", info)
+    wait_for(page, "nodes.vae && nodes.vae.type === 'LoadVAE'")
+    expected = on_checkpoint("sd15/digits.safetensors", lora={"repo": "ink.safetensors", "scale": 0.8},
+                             vae="mse.safetensors")
+    assert page.evaluate("window.diffblocks.workflow()") == expected
+    expect(page.get_by_test_id("notice")).to_have_count(0)
+    page.screenshot(path=str(shots / "32-comfyui-vae-import.png"))
+
+    config = model_input(page, "load", "config")
+    config.fill("digits")
+    config.press("Tab")
+    run(page)
+    on_folder = json.loads(json.dumps(expected))
+    on_folder["nodes"]["load"] = {"type": "LoadComponents", "inputs": {"repo": "digits"}}
+    without = json.loads(json.dumps(on_folder))
+    del without["nodes"]["vae"]
+    without["nodes"]["run"]["inputs"]["components"] = {"node": "lora", "output": "components"}
+    reference, plain = (pixels(import_server, import_server.run_job(w)["outputs"]["run"]["images"][0]["artifact"])
+                        for w in (on_folder, without))
+    assert (pixels(import_server, shown_image(page)) == reference).all()
+    assert not (reference == plain).all()  # the VAE file changed what it draws
+
+    for vae, notice in (("mse", None), ("gone.pt", "VAE 'gone.pt' is not among the server's VAEs")):
+        info = PngInfo()
+        info.add_text("parameters", f"a handwritten digit four\nNegative prompt: blurry, faint\nSteps: 6, Sampler: "
+                                    f"Euler a, CFG scale: 5, Seed: 3, Size: 32x32, Model: digits, VAE: {vae}")
+        drop(page, tmp_path / f"a1111-{vae}.png", info)
+        if notice is None:
+            wait_for(page, "!nodes.lora && nodes.vae && nodes.vae.inputs.file === 'mse.safetensors'")
+            assert page.evaluate("window.diffblocks.workflow()") == on_checkpoint("sd15/digits.safetensors",
+                                                                                vae="mse.safetensors")
+        else:
+            expect(page.get_by_test_id("notice")).to_have_text(re.compile(f"^{re.escape(notice)}"))
+            assert page.evaluate("window.diffblocks.workflow()") == on_checkpoint("sd15/digits.safetensors")
 
 
 def test_a_preset_given_another_familys_checkpoint_offers_the_preset_that_runs_it(page, import_server, shots):

@@ -18,6 +18,7 @@ const WIDGETS = {
   KSamplerAdvanced: ['add_noise', 'noise_seed', 'control_after_generate', 'steps', 'cfg', 'sampler_name', 'scheduler',
     'start_at_step', 'end_at_step', 'return_with_leftover_noise'],
   CheckpointLoaderSimple: ['ckpt_name'],
+  VAELoader: ['vae_name'],
   LoraLoader: ['lora_name', 'strength_model', 'strength_clip'],
   LoraLoaderModelOnly: ['lora_name', 'strength_model'],
   CLIPTextEncode: ['text'],
@@ -79,8 +80,9 @@ export function editorPrompt(graph) {
 
 /** What ComfyUI's text-to-image graph `prompt` (API format) sets: {settings (as text2imageGraph takes them),
  * checkpoint (the ckpt_name its model comes from, or null), loras (the LoRA loaders on the model's way from it, in
- * order: {name, scale, textEncoderScale}), leftOut (the node types that carry nothing over)}; throws, saying why,
- * for a graph that is not a text-to-image one. */
+ * order: {name, scale, textEncoderScale}), vae (the vae_name of the VAELoader its VAEDecode takes, or null),
+ * leftOut (the node types that carry nothing over)}; throws, saying why, for a graph that is not a text-to-image
+ * one. */
 export function comfySettings(prompt) {
   const source = (link) => (Array.isArray(link) ? prompt[String(link[0])] : null);
   const { sampler, refiners } = samplerOf(prompt, source);
@@ -107,6 +109,9 @@ export function comfySettings(prompt) {
     model = source(model.inputs.model);
   }
   const ckpt = model && model.inputs.ckpt_name;
+  const vaes = Object.values(prompt).filter((node) => node && node.class_type === 'VAEDecode')
+    .map((node) => source(node.inputs.vae)).filter((node) => node && node.class_type === 'VAELoader');
+  const vae = vaes.length && typeof vaes[0].inputs.vae_name === 'string' ? vaes[0].inputs.vae_name : null;
   const settings = {
     prompt: prompt_, negative: text(inputs.negative), seed: number(inputs.seed), steps: number(inputs.steps),
     cfg: number(inputs.cfg), width: number(latent.inputs.width), height: number(latent.inputs.height),
@@ -115,7 +120,7 @@ export function comfySettings(prompt) {
   const leftOut = [...new Set(Object.values(prompt).map((node) => node && node.class_type))]
     .filter((type) => type && !CARRIED.has(type)).sort();
   if (refiners) leftOut.push(`the refiner pass (${refiners} more KSamplerAdvanced)`);
-  return { settings, checkpoint: typeof ckpt === 'string' && ckpt ? ckpt : null, loras, leftOut };
+  return { settings, checkpoint: typeof ckpt === 'string' && ckpt ? ckpt : null, loras, vae, leftOut };
 }
 
 /** The graph's sampler (one KSampler; or, with ComfyUI's SDXL base and refiner, the KSamplerAdvanced that starts

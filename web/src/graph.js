@@ -103,19 +103,24 @@ export const DEFAULT_WORKFLOW = {
  * height, cfg, scheduler (a scheduler node type), hires ({scale, strength}: A1111's hires fix, a second pass)},
  * each left out when null. ``model``: {repo} (a LoadComponents node, the SD 1.x preset) or {checkpoint, family} (a
  * LoadCheckpoint node of the server's model folders, the preset of its family: sdxl's, else SD 1.x's, which runs
- * SD 2.x too), and ``loras`` ({name, scale, textEncoderScale}: a LoadLoRA node each, in a chain). */
+ * SD 2.x too), ``loras`` ({name, scale, textEncoderScale}: a LoadLoRA node each, in a chain) and ``vae`` (a file
+ * of the server's VAEs: a LoadVAE node after them, which takes the bundle's VAE config and replaces its VAE). */
 export function text2imageGraph(model, settings) {
   const { prompt, negative, steps, seed, width, height, cfg, scheduler } = settings;
-  const loras = {};
+  const chain = {}; // the nodes the bundle goes through on its way to the preset: the LoRAs, then the VAE
   let bundle = LINK('load', 'components');
   (model.loras || []).forEach(({ name, scale, textEncoderScale }, index) => {
     const id = index ? `lora${index + 1}` : 'lora';
-    loras[id] = { type: 'LoadLoRA', inputs: { components: bundle, repo: name, scale } };
+    chain[id] = { type: 'LoadLoRA', inputs: { components: bundle, repo: name, scale } };
     if (textEncoderScale !== null && textEncoderScale !== undefined) {
-      loras[id].inputs.text_encoder_scale = textEncoderScale;
+      chain[id].inputs.text_encoder_scale = textEncoderScale;
     }
     bundle = LINK(id, 'components');
   });
+  if (model.vae) {
+    chain.vae = { type: 'LoadVAE', inputs: { file: model.vae, components: bundle } };
+    bundle = LINK('vae', 'components');
+  }
   const inputs = { components: bundle, prompt };
   if (negative) inputs.negative_prompt = negative;
   if (steps !== null && steps !== undefined) inputs.num_inference_steps = steps;
@@ -124,7 +129,7 @@ export function text2imageGraph(model, settings) {
   const nodes = {
     load: model.checkpoint ? { type: 'LoadCheckpoint', inputs: { file: model.checkpoint } }
       : { type: 'LoadComponents', inputs: { repo: model.repo } },
-    ...loras,
+    ...chain,
   };
   if (cfg !== null && cfg !== undefined) {
     nodes.cfg = { type: 'ClassifierFreeGuidance', inputs: { guidance_scale: cfg } };
@@ -144,13 +149,14 @@ export function text2imageGraph(model, settings) {
       inputs: { ...again, image: LINK('scale', 'image'), strength: settings.hires.strength } };
     images = LINK('hires', 'images');
   }
-  // columns in the order the data flows: loaders, LoRAs above the sampler, the preset, (the hires pass,) its images
+  // columns in the order the data flows: loaders, LoRAs and the VAE above the sampler, the preset, (the hires pass,)
+  // its images
   const last = settings.hires ? 4 : 2;
   const positions = { load: { x: 0, y: 0 }, run: { x: 2 * COLUMN, y: 0 }, output: { x: (last + 1) * COLUMN, y: 0 } };
   if (settings.hires) Object.assign(positions, { scale: { x: 3 * COLUMN, y: 0 }, hires: { x: 4 * COLUMN, y: 0 } });
   if (nodes.cfg) positions.cfg = { x: 0, y: 330 };
-  Object.keys(loras).forEach((id, index) => (positions[id] = { x: COLUMN, y: index * LORA_HEIGHT }));
-  if (nodes.sampler) positions.sampler = { x: COLUMN, y: Object.keys(loras).length * LORA_HEIGHT };
+  Object.keys(chain).forEach((id, index) => (positions[id] = { x: COLUMN, y: index * LORA_HEIGHT }));
+  if (nodes.sampler) positions.sampler = { x: COLUMN, y: Object.keys(chain).length * LORA_HEIGHT };
   return { nodes, ui: { previews: { output: images }, positions } };
 }
 

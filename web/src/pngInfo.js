@@ -99,7 +99,7 @@ export function extraNetworks(prompt) {
 /** What A1111's parameters set, as comfySettings says it: prompt, negative prompt, steps, seed, size, CFG scale and
  * sampler, and its hires pass (lanczos, then image-to-image at its denoising strength); the checkpoint is A1111's
  * name for it ("Model:", the file's name without its suffix), the LoRAs those its prompt names (<lora:NAME:WEIGHT>,
- * taken out of the prompt as A1111 does). */
+ * taken out of the prompt as A1111 does), the VAE its "VAE:" names (a file name, when not the checkpoint's own). */
 export function parametersSettings(text) {
   const parsed = parseParameters(text);
   const { prompt, loras, others } = extraNetworks(parsed.prompt);
@@ -115,13 +115,13 @@ export function parametersSettings(text) {
     settings.hires = { scale: number('Hires upscale'), strength: number('Denoising strength') ?? HIRES_STRENGTH };
     if (upscaler && !/^(lanczos|none)$/i.test(upscaler)) others.push(`the ${upscaler} upscaler (lanczos instead)`);
   }
-  return { settings, checkpoint: fields.Model || null, loras, leftOut: others };
+  return { settings, checkpoint: fields.Model || null, loras, vae: fields.VAE || null, leftOut: others };
 }
 
 /** {document, notice} for what another tool's graph or parameters set (``from``: "ComfyUI's" or "A1111's"): a
- * text-to-image graph on the checkpoint they name, with their LoRAs, when the server's model folders have them,
+ * text-to-image graph on the checkpoint they name, with their LoRAs and VAE, when the server's model folders have them,
  * else on ``repo``; ``notice`` says what did not carry over (that checkpoint, a LoRA, other nodes), or is null. */
-async function imported({ settings, checkpoint, loras, leftOut }, repo, from) {
+async function imported({ settings, checkpoint, loras, vae, leftOut }, repo, from) {
   const found = await findCheckpoint(checkpoint).catch(() => null);
   const notes = [];
   if (checkpoint && !found) {
@@ -137,6 +137,10 @@ async function imported({ settings, checkpoint, loras, leftOut }, repo, from) {
     const name = model.checkpoint ? await findModel('loras', lora.name).catch(() => null) : null;
     if (name) model.loras.push({ ...lora, name });
     else notes.push(`LoRA '${lora.name}' ${model.checkpoint ? "is not among the server's LoRAs" : 'left out'}`);
+  }
+  if (vae) { // like the LoRAs, with the checkpoint only: it decodes that model's latents
+    model.vae = model.checkpoint ? await findModel('vae', vae).catch(() => null) : null;
+    if (!model.vae) notes.push(`VAE '${vae}' ${model.checkpoint ? "is not among the server's VAEs" : 'left out'}`);
   }
   if (leftOut.length) notes.push(`left out: ${leftOut.join(', ')}`);
   return {
