@@ -62,6 +62,22 @@ def local_or_repo(flag: str, value: str, what: str) -> str:
     raise FlagError.unusable(flag, value, "no such folder (nor a Hub repo id like owner/name)")
 
 
+def image_encoder_arg(value: str) -> str:
+    """``--ip-adapter-encoder``: a CLIP vision file as ComfyUI's clip_vision folder keeps them (checked here: a shipped
+    config has its size), else a folder or Hub repo (:func:`local_or_repo`)."""
+    path = Path(value).expanduser()
+    if not path.is_file():
+        return local_or_repo("--ip-adapter-encoder", value, "image encoder")
+    from ..components.clip_vision_files import clip_vision_config
+    from ..components.errors import DiffblocksError
+
+    try:
+        clip_vision_config(path)
+    except (DiffblocksError, OSError) as err:
+        raise FlagError.failed("--ip-adapter-encoder", value, err) from err
+    return str(path)
+
+
 def checkpoint_arg(args) -> tuple[str | None, str | None]:
     """``(file, family)`` when ``--model`` is an original Stable Diffusion checkpoint file (``.safetensors`` or
     ``.ckpt``, as A1111 and ComfyUI keep them), else ``(None, None)``; ``--config`` only goes with one."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Collection
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from .files import (
     checkpoint_arg,
     controlnet_source,
     embedding_sources,
+    image_encoder_arg,
     ip_adapter_source,
     local_or_repo,
     lora_sources,
@@ -73,7 +75,7 @@ class Plan:
     vae: str | None  # a VAE file replacing the model's
     controlnets: list[str]
     ip_adapter: tuple[str, str, str] | None
-    ip_adapter_encoder: str | None  # a CLIP vision model's folder or repo, when not beside the adapter
+    ip_adapter_encoder: str | None  # a CLIP vision model's file, folder or repo, when not beside the adapter
     redux: str | None
     loras: list[tuple[str, str | None, float]]
     embeddings: list[tuple[str, str]]  # textual-inversion files and their tokens
@@ -114,8 +116,7 @@ def plan_run(args, supplied: Collection[str] | None = None) -> Plan:
                 vae=weights_file("--vae", args.vae),
                 controlnets=[controlnet_source(value) for value in values_of(args, "--controlnet")],
                 ip_adapter=ip_adapter_source(args.ip_adapter, args.ip_adapter_encoder is not None),
-                ip_adapter_encoder=args.ip_adapter_encoder and local_or_repo("--ip-adapter-encoder",
-                                                                             args.ip_adapter_encoder, "image encoder"),
+                ip_adapter_encoder=args.ip_adapter_encoder and image_encoder_arg(args.ip_adapter_encoder),
                 redux=None if args.redux is None else local_or_repo("--redux", args.redux, "FLUX.1 Redux"),
                 loras=lora_sources(args.lora), embeddings=embedding_sources(args.embedding),
                 scheduler=scheduler_class(args.scheduler),
@@ -167,8 +168,13 @@ def add_adapters(pipe, plan: Plan, args) -> None:
         encoder = None
         if plan.ip_adapter_encoder is not None:
             try:
-                encoder = ComponentSpec("image_encoder", LazyClass("transformers", "CLIPVisionModelWithProjection"),
-                                        repo=plan.ip_adapter_encoder).load()
+                if os.path.isfile(plan.ip_adapter_encoder):  # one file, as ComfyUI's clip_vision folder keeps them
+                    from ..components.clip_vision_files import load_clip_vision_file
+
+                    encoder = load_clip_vision_file(plan.ip_adapter_encoder)
+                else:
+                    encoder = ComponentSpec("image_encoder", LazyClass(
+                        "transformers", "CLIPVisionModelWithProjection"), repo=plan.ip_adapter_encoder).load()
             except (DiffblocksError, OSError, ValueError) as err:
                 raise FlagError.failed("--ip-adapter-encoder", args.ip_adapter_encoder, err) from err
         try:
@@ -382,8 +388,9 @@ def add_parser(commands) -> None:
     r.add_argument("--ip-adapter", metavar="PATH_OR_REPO", help="an IP-Adapter weights file with image_encoder/ "
                    "beside it, or REPO/SUBFOLDER/FILE on the Hub (e.g. h94/IP-Adapter/models/ip-adapter_sd15.bin)")
     r.add_argument("--ip-adapter-encoder", metavar="PATH_OR_REPO",
-                   help="the IP-Adapter's CLIP image encoder when it is not beside the weights (XLabs' FLUX.1 "
-                        "adapters: openai/clip-vit-large-patch14)")
+                   help="the IP-Adapter's CLIP image encoder when it is not beside the weights: a folder, a Hub repo "
+                        "(XLabs' FLUX.1 adapters: openai/clip-vit-large-patch14) or one .safetensors file as ComfyUI's "
+                        "clip_vision folder keeps them")
     r.add_argument("--ip-adapter-image", help="the image whose look the IP-Adapter carries over")
     r.add_argument("--ip-adapter-scale", type=float, help="how strongly the IP-Adapter steers (default 1.0)")
     r.add_argument("--redux", metavar="PATH_OR_REPO", help="FLUX.1 Redux (e.g. black-forest-labs/FLUX.1-Redux-dev): "

@@ -10,6 +10,7 @@ weights; the original UNet, and every workflow reading it, is left as it was).
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any
 
 from ..components.files import WEIGHTS_SUFFIXES
@@ -118,8 +119,10 @@ def weight_sharing_copy(module):
 class LoadIPAdapter(NodeType):
     name = "LoadIPAdapter"
     category = "loaders"
-    description = ("IP-Adapters for the bundle's UNet (original checkpoints, .bin or .safetensors), with the image "
-                   "encoder from the adapter's repo; outputs the bundle with the adapted UNet.")
+    description = ("IP-Adapters for the bundle's UNet (original checkpoints, .bin or .safetensors: a file, as ComfyUI's "
+                   "ipadapter folder keeps them, or a folder or Hub repo in IP-Adapter's layout), with the image "
+                   "encoder from the adapter's repo or a CLIP vision file or folder; outputs the bundle with the "
+                   "adapted UNet.")
     model = ("unet", "UNet2DConditionModel")  # the component that gets the adapter, and its socket
     default_encoder = ""
 
@@ -128,13 +131,17 @@ class LoadIPAdapter(NodeType):
         self.inputs = {
             "components": NodeInput({"description": f"the bundle whose {name} gets the adapter"}, required=True,
                                     socket="components"),
-            "repo": NodeInput({**STRING, "minLength": 1, "description": "adapter folder or Hub repo id"}, required=True),
-            "weight_name": NodeInput({**STRING, "description": "weights file, e.g. ip-adapter_sd15.bin"}, required=True),
+            "repo": NodeInput(model_input({**STRING, "minLength": 1, "description": (
+                "the adapter's file (.safetensors, .bin), or a folder or Hub repo id with weight_name")}, "ipadapter"),
+                required=True),
+            "weight_name": NodeInput({**STRING, "default": "", "description": (
+                "in a folder or repo: the weights file, e.g. ip-adapter_sd15.bin")}),
             "subfolder": NodeInput({**STRING, "default": "", "description": "where the weights are in the repo"}),
             "image_encoder_folder": NodeInput({**STRING, "default": "image_encoder",
                                                "description": "the image encoder's folder in the repo"}),
-            "image_encoder": NodeInput({**STRING, "default": self.default_encoder, "description": (
-                "a CLIP vision model's folder or Hub repo, in place of the repo's image encoder")}),
+            "image_encoder": NodeInput(model_input({**STRING, "default": self.default_encoder, "description": (
+                "a CLIP vision file (.safetensors), folder or Hub repo, in place of the repo's image encoder (an "
+                "adapter file needs one)")}, "clip_vision")),
             "scale": NodeInput({"type": "number", "default": 1.0, "minimum": 0, "description": "adapter strength"}),
         }
         self.outputs = {"components": NodeOutput("components"), name: NodeOutput(self.model[1]),
@@ -155,6 +162,7 @@ class LoadIPAdapter(NodeType):
         return ModularPipeline(StableDiffusionIPAdapterStep())
 
     def run(self, ctx: RunContext, values: dict[str, Any]) -> dict[str, Any]:
+        from ..components.errors import MissingInputError
         from ..components.spec import LOAD_ID_ATTR, ComponentSpec, LazyClass, load_id_of
 
         name = self.model[0]
@@ -162,11 +170,26 @@ class LoadIPAdapter(NodeType):
         if bundle.components.get(name) is None:
             raise ValueError(f"the bundle has no {name} ({self.model[1]}) for the adapter; it holds "
                              f"{', '.join(sorted(n for n, c in bundle.components.items() if c is not None))}")
-        model = weight_sharing_copy(bundle.components[name])
-        where = f"{values['repo']}/{values.get('subfolder') or ''}/{values['weight_name']}@{values.get('scale', 1.0)}"
-        object.__setattr__(model, LOAD_ID_ATTR, f"{load_id_of(model) or 'memory'}+ip-adapter:{where}")
+        repo, weight_name, encoder_folder = values["repo"], values.get("weight_name") or None, \
+            values.get("image_encoder_folder", "image_encoder") or None
         encoder = values.get("image_encoder", self.default_encoder)
-        if encoder:
+        if os.path.isfile(repo):  # a file, as ComfyUI's ipadapter folder keeps them: no image encoder beside it
+            repo, weight_name, encoder_folder = os.path.dirname(repo), os.path.basename(repo), None
+            if not encoder and bundle.components.get("image_encoder") is None:
+                raise MissingInputError.needed("an IP-Adapter file", "image_encoder", "it comes without one; give a "
+                                               "CLIP vision file as in ComfyUI's clip_vision folder, a folder or a "
+                                               "Hub repo")
+        elif weight_name is None:
+            raise MissingInputError.needed("an IP-Adapter folder or repo", "weight_name", "the weights file in it")
+        model = weight_sharing_copy(bundle.components[name])
+        where = f"{repo}/{values.get('subfolder') or ''}/{weight_name}@{values.get('scale', 1.0)}"
+        object.__setattr__(model, LOAD_ID_ATTR, f"{load_id_of(model) or 'memory'}+ip-adapter:{where}")
+        if encoder and os.path.isfile(encoder):
+            from ..components.clip_vision_files import load_clip_vision_file
+
+            file = encoder
+            encoder = load_file_once(ctx, "image_encoder", file, file, lambda: load_clip_vision_file(file))
+        elif encoder:
             encoder = _load_shared(ctx, ComponentSpec("image_encoder", LazyClass(
                 "transformers", "CLIPVisionModelWithProjection"), repo=encoder))
             if ctx.device != "cpu":
@@ -174,10 +197,8 @@ class LoadIPAdapter(NodeType):
         carrier = self.carrier()
         carrier.update_components(**{name: model}, **{n: c for n, c in bundle.components.items()
                                                       if n in ("image_encoder", "feature_extractor") and c is not None})
-        carrier.loader.load_ip_adapter(values["repo"], subfolder=values.get("subfolder") or None,
-                                       weight_name=values["weight_name"],
-                                       image_encoder_folder=values.get("image_encoder_folder", "image_encoder") or None,
-                                       image_encoder=encoder or None)
+        carrier.loader.load_ip_adapter(repo, subfolder=values.get("subfolder") or None, weight_name=weight_name,
+                                       image_encoder_folder=encoder_folder, image_encoder=encoder or None)
         carrier.loader.set_ip_adapter_scale(float(values.get("scale", 1.0)))
         adapted = {n: c for n, c in carrier.components.items() if c is not None}
         return {"components": ComponentsBundle({**bundle.components, **adapted}, bundle.config, bundle.source),

@@ -45,6 +45,8 @@ KINDS = {
     "controlnet": Kind(("controlnet", "ControlNet"), model_folders=True),
     "diffusers": Kind(("diffusers",), files=False, model_folders=True),
     "embeddings": Kind(("embeddings",)),
+    "ipadapter": Kind(("ipadapter",)),
+    "clip_vision": Kind(("clip_vision",), model_folders=True),
 }
 
 

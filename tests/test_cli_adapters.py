@@ -143,6 +143,34 @@ def test_ip_adapter_from_a_folder_with_one_weights_file(capsys, tmp_path, ip_ada
     assert np.array_equal(by_folder, by_file)
 
 
+def test_ip_adapter_and_clip_vision_files_as_comfyui_keeps_them(capsys, tmp_path, ip_adapter, pictures, monkeypatch):
+    """The adapter alone and the image encoder as one file (``--ip-adapter-encoder``), its config the shipped one of
+    its size (here a folder holding the tiny encoder's stands in for them): the image of the adapter's own layout. An
+    encoder of a size no config has is refused before anything loads, naming the flag."""
+    import json
+    import shutil
+
+    import diffblocks.components.checkpoints as checkpoints
+
+    shipped = tmp_path / "family_configs" / "clip-vision-tiny"
+    shipped.mkdir(parents=True)
+    shutil.copy(ip_adapter / "image_encoder" / "config.json", shipped)
+    monkeypatch.setattr(checkpoints, "FAMILY_CONFIGS", shipped.parent)
+    (tmp_path / "ipadapter").mkdir()
+    shutil.copy(ip_adapter / "ip-adapter.bin", tmp_path / "ipadapter")
+    style = ["--ip-adapter-image", str(pictures / "style.png")]
+    by_files = cli_pixels(capsys, tmp_path, "--ip-adapter", str(tmp_path / "ipadapter" / "ip-adapter.bin"),
+                          "--ip-adapter-encoder", str(ip_adapter / "image_encoder" / "model.safetensors"), *style)
+    assert np.array_equal(by_files, cli_pixels(capsys, tmp_path, "--ip-adapter", str(ip_adapter / "ip-adapter.bin"),
+                                               *style))
+    config = json.loads((shipped / "config.json").read_text())
+    (shipped / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 3}))
+    code, _, err = run_cli(capsys, "run", "--prompt", "x", "--ip-adapter", str(tmp_path / "ipadapter" / "ip-adapter.bin"),
+                           "--ip-adapter-encoder", str(ip_adapter / "image_encoder" / "model.safetensors"), *style,
+                           "--out", str(tmp_path / "x.png"), "--no-progress")
+    assert_one_line_error(code, err, "--ip-adapter-encoder", "no shipped config has its size")
+
+
 def test_ip_adapter_and_controlnet_together(capsys, tmp_path, ip_adapter, controlnet, pictures):
     both = cli_pixels(capsys, tmp_path, "--ip-adapter", str(ip_adapter / "ip-adapter.bin"), "--ip-adapter-image",
                       str(pictures / "style.png"), "--controlnet", controlnet, "--control-image",

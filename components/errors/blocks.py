@@ -59,6 +59,11 @@ class MissingInputError(DiffblocksError, ValueError):
         return _about(cls(f"{owner} needs '{first}' or '{second}', and neither was given: {what}"), first)
 
     @classmethod
+    def needed(cls, owner: str, name: str, why: str) -> "MissingInputError":
+        """``owner`` (what is loaded) needs input ``name``, which other sources go without: ``why``."""
+        return _about(cls(f"{owner} needs '{name}': {why}"), name)
+
+    @classmethod
     def required(cls, name: str, path: str | None, block_cls: str, description: str = "") -> "MissingInputError":
         desc = f" ({description})" if description else ""
         return _about(cls(f"{_where(path, block_cls)} needs the required input '{name}'{desc}, but it was not given"), name)

@@ -78,6 +78,14 @@ class ConfigError(DiffblocksError, ValueError):
         return error
 
     @classmethod
+    def not_clip_vision(cls, path: str, why: str) -> "ConfigError":
+        """A file given as a CLIP vision encoder that none of the shipped configs describe (``why``)."""
+        error = cls(f"cannot read {path} as a CLIP vision encoder (transformers' CLIPVisionModelWithProjection, as "
+                    f"ComfyUI's clip_vision folder keeps them): {why}")
+        error.input_name = "image_encoder"  # the input a node UI points at
+        return error
+
+    @classmethod
     def unreadable(cls, path: str, cause: BaseException) -> "ConfigError":
         return cls(f"cannot read config {path}: {type(cause).__name__}: {cause}")
 

@@ -4,6 +4,7 @@ is given, and a checkpoint they do not fit says which input to fill. At full siz
 built from them equal diffusers' built from them, and the original checkpoint layout our loader reads is the one
 diffusers' own converter reads into diffusers' models: a real checkpoint of each family loads."""
 
+import json
 import shutil
 
 import pytest
@@ -26,8 +27,12 @@ def offline(monkeypatch, tmp_path):
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
 
 
+CLIP_VISION = {"clip-vision-vit-l-14": (1024, 24, 768), "clip-vision-vit-h-14": (1280, 32, 1024),
+               "clip-vision-vit-bigg-14": (1664, 48, 1280)}  # width, layers, projection: OpenAI's and LAION's
+
+
 def test_every_family_folder_is_shipped():
-    assert sorted(p.name for p in FAMILY_CONFIGS.iterdir() if p.is_dir()) == sorted(FAMILIES)
+    assert sorted(p.name for p in FAMILY_CONFIGS.iterdir() if p.is_dir()) == sorted([*FAMILIES, *CLIP_VISION])
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -188,3 +193,39 @@ def test_a_load_controlnet_node_without_config_uses_its_familys_shipped_configs(
     expected = Executor().run(load)["cn"]["controlnet"]
     assert got.config == expected.config
     assert all(torch.equal(a, b) for a, b in zip(got.state_dict().values(), expected.state_dict().values()))
+
+
+@pytest.mark.parametrize("name", sorted(CLIP_VISION))
+def test_a_clip_vision_files_config_is_the_shipped_one_of_its_size(name, tmp_path):
+    """A file with the tensors a CLIP vision encoder of that size has (their shapes are all that is read), as
+    ComfyUI's clip_vision folder keeps IP-Adapter's image encoders: the config of that size, which builds a model
+    of the file's tensor names and shapes; a file one layer short of it is refused, pointing at image_encoder."""
+    import transformers
+    from safetensors.torch import save_file
+
+    from diffblocks.components.clip_vision_files import clip_vision_config
+    from diffblocks.components.errors import ConfigError
+
+    width, layers, projection = CLIP_VISION[name]
+    config = clip_vision_config(write_header(tmp_path / "encoder.safetensors", width, layers, projection, save_file))
+    assert config == json.loads((FAMILY_CONFIGS / name / "config.json").read_text())
+    with torch.device("meta"):
+        model = transformers.CLIPVisionModelWithProjection(transformers.CLIPVisionConfig(**config))
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.endswith("position_ids")}
+    assert shapes["vision_model.embeddings.patch_embedding.weight"] == (width, 3, 14, 14)
+    assert shapes["visual_projection.weight"] == (projection, width)
+    assert len({k.split(".")[3] for k in shapes if k.startswith("vision_model.encoder.layers.")}) == layers
+    with pytest.raises(ConfigError) as caught:
+        clip_vision_config(write_header(tmp_path / "short.safetensors", width, layers - 1, projection, save_file))
+    assert caught.value.input_name == "image_encoder"
+    assert f"no shipped config has its size (hidden_size {width}, patch_size 14, num_hidden_layers {layers - 1}" in str(
+        caught.value)
+
+
+def write_header(path, width, layers, projection, save_file):
+    """A safetensors file with an encoder's patch embedding, projection and one small tensor per layer."""
+    tensors = {"vision_model.embeddings.patch_embedding.weight": torch.zeros(width, 3, 14, 14, dtype=torch.float16),
+               "visual_projection.weight": torch.zeros(projection, width, dtype=torch.float16)}
+    tensors.update({f"vision_model.encoder.layers.{i}.layer_norm1.weight": torch.zeros(1) for i in range(layers)})
+    save_file(tensors, path)
+    return path

@@ -79,3 +79,50 @@ def test_ip_adapter_workflow_equals_the_pipeline_and_leaves_the_shared_unet_alon
 
     executor.free()  # the plain workflow computes again, on the shared UNet, and gets its old image
     assert torch.equal(executor.run(plain)["run"]["images"], before)
+
+
+def test_ip_adapter_and_clip_vision_files_from_comfyuis_model_folders(sd_repo, tmp_path, monkeypatch):
+    """ComfyUI keeps the adapter alone in ipadapter/ and the image encoder as one file in clip_vision/ (no config):
+    the encoder gets the shipped config of its size (here a folder holding the tiny encoder's stands in for the
+    shipped ones), and the workflow draws what the same adapter draws from IP-Adapter's own layout. An adapter file
+    with no image encoder at all says how to give one."""
+    import json
+    import shutil
+
+    import diffblocks.components.checkpoints as checkpoints
+    from diffblocks.nodes import NodeRunError
+
+    folder = make_ip_adapter_repo(tmp_path / "ip", sd_repo)
+    models = tmp_path / "models"
+    (models / "ipadapter").mkdir(parents=True)
+    (models / "clip_vision").mkdir()
+    shutil.copy(folder / "ip-adapter-plus.safetensors", models / "ipadapter" / "ip-adapter-plus_tiny.safetensors")
+    shutil.copy(folder / "image_encoder" / "model.safetensors", models / "clip_vision" / "tiny-vit.safetensors")
+    shipped = tmp_path / "family_configs" / "clip-vision-tiny"
+    shipped.mkdir(parents=True)
+    config = json.loads((folder / "image_encoder" / "config.json").read_text())
+    (shipped / "config.json").write_text(json.dumps(config))
+    monkeypatch.setattr(checkpoints, "FAMILY_CONFIGS", shipped.parent)
+
+    store = ArtifactStore(tmp_path / "artifacts")
+    executor = Executor(artifacts=store, model_folders=[models])
+    workflow = preset_text2image(str(sd_repo), steps=STEPS, preset="sd15-ip-adapter")
+    workflow["nodes"]["ipa"] = {"type": "LoadIPAdapter", "inputs": {
+        "components": link("load", "components"), "repo": "ip-adapter-plus_tiny.safetensors",
+        "image_encoder": "tiny-vit.safetensors", "scale": 0.6}}
+    workflow["nodes"]["run"]["inputs"]["components"] = link("ipa", "components")
+    with_image(workflow, store, ("run", "ip_adapter_image"), seed=1)
+    got = executor.run(workflow)["run"]["images"]
+    workflow["nodes"]["ipa"]["inputs"].update(repo=str(folder), weight_name="ip-adapter-plus.safetensors")
+    del workflow["nodes"]["ipa"]["inputs"]["image_encoder"]
+    assert torch.equal(got, Executor(artifacts=store).run(workflow)["run"]["images"])
+
+    workflow["nodes"]["ipa"]["inputs"] = {"components": link("load", "components"),
+                                          "repo": "ip-adapter-plus_tiny.safetensors"}
+    with pytest.raises(NodeRunError) as caught:
+        executor.run(workflow)
+    problem = caught.value.error_json()
+    assert (problem["node"], problem["input"]) == ("ipa", "image_encoder")
+    assert problem["message"] == ("LoadIPAdapter failed: an IP-Adapter file needs 'image_encoder': it comes without "
+                                  "one; give a CLIP vision file as in ComfyUI's clip_vision folder, a folder or a Hub "
+                                  "repo")

@@ -66,7 +66,7 @@ def test_automatic1111s_models_folder_works_as_it_is(tmp_path):
     assert folders.listing() == {"checkpoints": ["v1-5-pruned-emaonly.safetensors"], "loras": ["detail.safetensors"],
                                  "vae": ["vae-ft-mse-840000-ema-pruned.ckpt"],
                                  "controlnet": ["control_v11p_sd15_canny.pth"], "diffusion_models": [], "diffusers": [],
-                                 "embeddings": []}
+                                 "embeddings": [], "ipadapter": [], "clip_vision": []}
     assert folders.resolve("vae", "vae-ft-mse-840000-ema-pruned.ckpt") == tmp_path / "VAE" / "vae-ft-mse-840000-ema-pruned.ckpt"
 
 
@@ -120,6 +120,8 @@ def test_the_loaders_say_which_kind_each_input_names():
     assert marked[("LoadControlNet", "repo")] == "controlnet"
     assert marked[("LoadComponents", "repo")] == "diffusers"
     assert marked[("LoadTextualInversion", "file")] == "embeddings"
+    assert marked[("LoadIPAdapter", "repo")] == "ipadapter"
+    assert marked[("LoadIPAdapter", "image_encoder")] == "clip_vision"
     assert set(marked.values()) <= set(KINDS)
 
 
