@@ -76,6 +76,14 @@ class ComponentTypeError(ComponentError, TypeError):
         return error
 
     @classmethod
+    def other_family_controlnet(cls, preset: str, source: str, given: str, takes: str) -> "ComponentTypeError":
+        """A ControlNet file (``source``) made for ``given``'s models wired into a preset of ``takes``'s."""
+        error = cls(f"the ControlNet {source} is {given} model's; preset '{preset}' takes {takes} model's: load a "
+                    f"ControlNet made for {takes} model")
+        error.input_name = "controlnet"  # the input a node UI points at
+        return error
+
+    @classmethod
     def wrong_type(cls, refused: Sequence[tuple[str, str, object]]) -> "ComponentTypeError":
         """``refused``: (component name, expected type, given value) for each refused value."""
         lines = [

@@ -134,3 +134,35 @@ def test_a_vae_file_takes_the_config_of_the_bundles_vae(sd_file, sdxl_repo, sdxl
     assert problem["message"] == ("LoadVAE failed: a VAE file needs 'config' or 'components', and neither was given: the "
                                   "config of a model's VAE goes with the file (its latents' scaling): a folder or Hub "
                                   "repo, or a bundle with a VAE")
+
+
+@pytest.mark.parametrize("width, preset, given, takes", [
+    (2048, "sd15-controlnet", "an SDXL", "a Stable Diffusion 1.x / 2.x"),
+    (768, "sdxl-controlnet", "a Stable Diffusion 1.x / 2.x", "an SDXL")])
+def test_a_controlnet_file_for_another_family_is_refused_before_anything_runs(tmp_path, width, preset, given, takes):
+    """A ControlNet file's family is read off its cross-attention width (a tensor shaped as in real ones is all the
+    file holds: nothing of it loads) when the workflow is checked: a WorkflowError on the preset's controlnet input."""
+    from node_workflows import link
+    from safetensors.torch import save_file
+
+    from tiny_models import make_image
+
+    from diffblocks.nodes import ArtifactStore, Executor, WorkflowError
+
+    file = tmp_path / "control.safetensors"
+    save_file({"control_model.input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight": torch.zeros(8, width)}, file)
+    store = ArtifactStore(tmp_path / "artifacts")
+    workflow = {"nodes": {
+        "cn": {"type": "LoadControlNet", "inputs": {"repo": str(file)}},
+        "edges": {"type": "LoadImage", "inputs": {"image": {"artifact": store.put_image(make_image(1))}}},
+        "run": {"type": f"preset:{preset}", "inputs": {"components": link("load", "components"),
+                                                       "controlnet": link("cn", "controlnet"),
+                                                       "control_image": link("edges", "image"), "prompt": "a cat"}},
+        "load": {"type": "LoadComponents", "inputs": {"repo": "embedded"}}}}
+    events = []
+    with pytest.raises(WorkflowError) as caught:
+        Executor(artifacts=store).run(workflow, on_event=events.append)
+    assert {"node": "run", "input": "controlnet", "message": (
+        f"the ControlNet {file} is {given} model's; preset '{preset}' takes {takes} model's: load a ControlNet made "
+        f"for {takes} model")} in caught.value.errors
+    assert events == []

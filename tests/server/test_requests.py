@@ -75,7 +75,7 @@ async def test_a_model_file_says_its_size_and_a_checkpoint_its_family(tmp_path):
         broken = (await client.get("/api/models/checkpoints/broken.safetensors")).json()
         assert broken["family"] is None and "broken.safetensors" in broken["problem"]
         other = (await client.get("/api/models/loras/ink.safetensors")).json()
-        assert other["family"] is None and other["problem"] is None  # families are read for checkpoints only
+        assert other["family"] is None and other["problem"] is None  # for checkpoints and ControlNets only
         missing = await client.get("/api/models/checkpoints/xl/c.safetensors")
         assert missing.status_code == 404
         assert missing.json()["detail"] == ("no checkpoints model 'xl/c.safetensors' in the model folders (did you "
@@ -83,6 +83,26 @@ async def test_a_model_file_says_its_size_and_a_checkpoint_its_family(tmp_path):
         for outside in ("..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "xl/..%2F..%2Fa.safetensors"):
             assert (await client.get(f"/api/models/checkpoints/{outside}")).status_code == 404, outside
         assert (await client.get("/api/models/checkpoint/a.safetensors")).status_code == 404
+
+
+async def test_a_controlnet_file_says_the_family_its_cross_attention_width_tells(tmp_path):
+    """SD 1.x ControlNets attend to 768-wide text embeddings, 2.x's to 1024, SDXL's to 2048 (as the shipped UNet
+    configs say); a file with no cross-attention says so."""
+    import torch
+    from safetensors.torch import save_file
+
+    models = tmp_path / "models"
+    (models / "controlnet").mkdir(parents=True)
+    key = "control_model.input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight"
+    for name, width in (("canny15", 768), ("depth21", 1024), ("cannyxl", 2048)):
+        save_file({key: torch.zeros(8, width, dtype=torch.float16)}, models / "controlnet" / f"{name}.safetensors")
+    save_file({"lora_unet_down_blocks_0.lora_down.weight": torch.zeros(1)}, models / "controlnet" / "odd.safetensors")
+    async with fake_server(tmp_path, model_dirs=[models]) as client:
+        families = {name: (await client.get(f"/api/models/controlnet/{name}.safetensors")).json()["family"]
+                    for name in ("canny15", "depth21", "cannyxl")}
+        assert families == {"canny15": "sd15", "depth21": "sd2", "cannyxl": "sdxl"}
+        odd = (await client.get("/api/models/controlnet/odd.safetensors")).json()
+        assert odd["family"] is None and "it has no cross-attention" in odd["problem"]
 
 
 async def test_a_preset_wired_to_another_familys_checkpoint_is_refused_before_the_job_is_queued(tmp_path):
