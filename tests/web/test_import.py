@@ -8,11 +8,12 @@ import json
 import os
 import re
 
+import numpy as np
 import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from page_helpers import expect, open_editor, pixels, run, shown_image
+from page_helpers import expect, node, open_editor, pixels, run, shown_image
 from test_editor import COMFY_PROMPT, DIGIT_FOUR, DROP_FILE, comfy_editor_graph
 from test_model_files import model_input
 
@@ -24,8 +25,9 @@ def models(tmp_path_factory, sdxl_repo):
     """checkpoints/sd15/digits.safetensors: the embedded model as an original checkpoint; checkpoints/xl.safetensors:
     a file named as an SDXL checkpoint's tensors are (its family is all that is read of it here); diffusers/digits:
     the embedded model's folder, the configs the checkpoint is read with; loras/ink.safetensors: a LoRA for it;
-    vae/mse.safetensors: its VAE, moved a little, alone in the original layout; checkpoints/tinyxl.safetensors and
-    diffusers/tinyxl: a tiny SDXL model, as a checkpoint and its configs."""
+    vae/mse.safetensors: its VAE, moved a little, alone in the original layout; controlnet/edges.safetensors: a
+    ControlNet for it in the original layout; checkpoints/tinyxl.safetensors and diffusers/tinyxl: a tiny SDXL
+    model, as a checkpoint and its configs."""
     import diffusers
     import torch
     from safetensors.torch import save_file
@@ -33,7 +35,7 @@ def models(tmp_path_factory, sdxl_repo):
     from tiny_checkpoints import fine_tune, to_original, write_checkpoint, write_vae
     from tiny_lora import make_lora
 
-    from diffblocks.components.checkpoint_names import vae_table
+    from diffblocks.components.checkpoint_names import controlnet_table, vae_table
 
     root = tmp_path_factory.mktemp("models")
     (root / "checkpoints" / "sd15").mkdir(parents=True)
@@ -49,6 +51,14 @@ def models(tmp_path_factory, sdxl_repo):
     vae = fine_tune(diffusers.StableDiffusionPipeline.from_pretrained(os.path.abspath(EMBEDDED), safety_checker=None),
                     3).vae
     write_vae(root / "vae" / "mse.safetensors", to_original(vae.state_dict(), vae_table(vae.config)))
+    (root / "controlnet").mkdir()
+    torch.manual_seed(6)
+    net = diffusers.ControlNetModel.from_unet(pipe.unet, conditioning_embedding_out_channels=(8, 16, 32))
+    with torch.no_grad():
+        for param in net.parameters():  # from_unet zero-initialises the output convolutions: make them matter
+            param.add_(0.05 * torch.randn_like(param))
+    write_vae(root / "controlnet" / "edges.safetensors",
+              {f"control_model.{k}": v for k, v in to_original(net.state_dict(), controlnet_table(net.config)).items()})
     xl_pipe = diffusers.StableDiffusionXLPipeline.from_pretrained(sdxl_repo)
     write_checkpoint(xl_pipe, root / "checkpoints" / "tinyxl.safetensors")
     (root / "diffusers" / "tinyxl").symlink_to(sdxl_repo, target_is_directory=True)
@@ -212,6 +222,57 @@ def test_the_vae_a_comfyui_graph_decodes_with_is_loaded_from_the_vae_folder(page
         else:
             expect(page.get_by_test_id("notice")).to_have_text(re.compile(f"^{re.escape(notice)}"))
             assert page.evaluate("window.diffblocks.workflow()") == on_checkpoint("sd15/digits.safetensors")
+
+
+def test_a_comfyui_controlnet_graph_loads_the_controlnet_and_waits_for_its_image(page, import_server, tmp_path, shots):
+    """ComfyUI's ControlNetApplyAdvanced between the prompts and the sampler becomes the ControlNet preset with a
+    LoadControlNet node of the file ControlNetLoader names, at its strength and end, and a Load Image node: the
+    image is in ComfyUI's input folder, so the notice asks for it. With it uploaded, the run draws what the API
+    draws with the same ControlNet and image."""
+    prompt = json.loads(json.dumps(COMFY_PROMPT))
+    prompt["4"]["inputs"]["ckpt_name"] = "sd15/digits.safetensors"
+    prompt["12"] = {"class_type": "ControlNetLoader", "inputs": {"control_net_name": "edges.safetensors"}}
+    prompt["13"] = {"class_type": "LoadImage", "inputs": {"image": "edges.png", "upload": "image"}}
+    prompt["14"] = {"class_type": "ControlNetApplyAdvanced", "inputs": {
+        "positive": ["6", 0], "negative": ["7", 0], "control_net": ["12", 0], "image": ["13", 0], "strength": 0.7,
+        "start_percent": 0.0, "end_percent": 0.8}}
+    prompt["3"]["inputs"].update(positive=["14", 0], negative=["14", 1])
+    info = PngInfo()
+    info.add_text("prompt", json.dumps(prompt))
+    open_editor(page, import_server)
+    drop(page, tmp_path / "comfy-controlnet.png", info)
+    wait_for(page, "nodes.run && nodes.run.type === 'preset:sd15-controlnet'")
+    expected = on_checkpoint("sd15/digits.safetensors")
+    expected["nodes"]["run"]["type"] = "preset:sd15-controlnet"
+    expected["nodes"]["run"]["inputs"].update(
+        controlnet={"node": "controlnet", "output": "controlnet"}, control_image={"node": "control", "output": "image"},
+        controlnet_conditioning_scale=0.7, control_guidance_end=0.8)
+    expected["nodes"].update(controlnet={"type": "LoadControlNet", "inputs": {"repo": "edges.safetensors"}},
+                             control={"type": "LoadImage", "inputs": {}})
+    assert page.evaluate("window.diffblocks.workflow()") == expected
+    expect(page.get_by_test_id("notice")).to_have_text(re.compile(
+        r"^upload the control image \(edges\.png in ComfyUI's input folder\) into the Load Image node"))
+    page.screenshot(path=str(shots / "33-comfyui-controlnet-import.png"))
+
+    for node_id in ("load", "controlnet"):  # the tiny models' configs: not those shipped for SD 1.x
+        config = model_input(page, node_id, "config")
+        config.fill("digits")
+        config.press("Tab")
+    picture = tmp_path / "edges.png"
+    Image.fromarray((np.indices((32, 32)).sum(0) % 8 < 4).astype("uint8") * 255).convert("RGB").save(picture)
+    node(page, "control").locator('[data-input="image"] input[type=file]').set_input_files(str(picture))
+    expect(node(page, "control").locator('[data-input="image"] img')).to_be_visible()
+    run(page)
+    workflow = page.evaluate("window.diffblocks.workflow()")
+    assert workflow["nodes"]["control"]["inputs"]["image"]["artifact"]
+    reference = import_server.run_job(workflow)
+    without = json.loads(json.dumps(workflow))
+    without["nodes"]["run"]["inputs"]["controlnet_conditioning_scale"] = 0.0
+    images = [pixels(import_server, import_server.run_job(w)["outputs"]["run"]["images"][0]["artifact"])
+              for w in (workflow, without)]
+    assert reference["status"] == "done", reference
+    assert (pixels(import_server, shown_image(page)) == images[0]).all()
+    assert not (images[0] == images[1]).all()  # the ControlNet changed what it draws
 
 
 def test_a_preset_given_another_familys_checkpoint_offers_the_preset_that_runs_it(page, import_server, shots):

@@ -23,11 +23,17 @@ const WIDGETS = {
   LoraLoaderModelOnly: ['lora_name', 'strength_model'],
   CLIPTextEncode: ['text'],
   EmptyLatentImage: ['width', 'height', 'batch_size'],
+  ControlNetLoader: ['control_net_name'],
+  ControlNetApply: ['strength'],
+  ControlNetApplyAdvanced: ['strength', 'start_percent', 'end_percent'],
+  LoadImage: ['image', 'upload'],
 };
+// the nodes that put a ControlNet on the conditioning on its way to the sampler -> the input it comes through
+const CONTROLNET_APPLY = { ControlNetApply: 'conditioning', ControlNetApplyAdvanced: 'positive' };
 const LORA_LOADERS = new Set(['LoraLoader', 'LoraLoaderModelOnly']);
 // nodes a text-to-image graph may hold besides those that carry nothing over (outputs, layout)
-const CARRIED = new Set([...Object.keys(WIDGETS), ...LORA_LOADERS, 'VAEDecode', 'SaveImage', 'PreviewImage', 'Reroute',
-  'PrimitiveNode', 'Note', 'MarkdownNote']);
+const CARRIED = new Set([...Object.keys(WIDGETS), 'VAEDecode', 'SaveImage', 'PreviewImage', 'Reroute', 'PrimitiveNode',
+  'Note', 'MarkdownNote']);
 const MUTED = new Set([2, 4]); // the editor's "never" and "bypass" modes
 
 /** Whether `json` is a graph in ComfyUI's API format. */
@@ -81,21 +87,28 @@ export function editorPrompt(graph) {
 /** What ComfyUI's text-to-image graph `prompt` (API format) sets: {settings (as text2imageGraph takes them),
  * checkpoint (the ckpt_name its model comes from, or null), loras (the LoRA loaders on the model's way from it, in
  * order: {name, scale, textEncoderScale}), vae (the vae_name of the VAELoader its VAEDecode takes, or null),
- * leftOut (the node types that carry nothing over)}; throws, saying why, for a graph that is not a text-to-image
- * one. */
+ * control (the ControlNet its positive prompt goes through: see controlOf; or null), leftOut (the node types that
+ * carry nothing over)}; throws, saying why, for a graph that is not a text-to-image one. */
 export function comfySettings(prompt) {
   const source = (link) => (Array.isArray(link) ? prompt[String(link[0])] : null);
   const { sampler, refiners } = samplerOf(prompt, source);
   const inputs = { ...sampler.inputs, seed: sampler.inputs.seed ?? sampler.inputs.noise_seed };
-  const text = (link) => {
-    const node = source(link);
+  const controls = []; // the ControlNets on the positive prompt's way, the sampler's side first
+  const text = (link, positive = false) => {
+    let node = source(link);
+    for (let hops = 0; node && CONTROLNET_APPLY[node.class_type] && hops < 100; hops += 1) {
+      if (positive) controls.push(node);
+      const negative = node.class_type === 'ControlNetApplyAdvanced' && link[1] === 1; // its second output
+      link = node.inputs[negative ? 'negative' : CONTROLNET_APPLY[node.class_type]];
+      node = source(link);
+    }
     return node && node.class_type === 'CLIPTextEncode' && typeof node.inputs.text === 'string' ? node.inputs.text : null;
   };
   const latent = source(inputs.latent_image);
   if (!latent || latent.class_type !== 'EmptyLatentImage') {
     throw new Error('this ComfyUI graph does not start from an EmptyLatentImage: only text-to-image graphs can be read');
   }
-  const prompt_ = text(inputs.positive);
+  const prompt_ = text(inputs.positive, true);
   if (prompt_ === null) throw new Error("this ComfyUI graph's positive prompt is not a CLIPTextEncode with its text");
   const number = (value) => (typeof value === 'number' ? value : null);
   const loras = [];
@@ -120,7 +133,24 @@ export function comfySettings(prompt) {
   const leftOut = [...new Set(Object.values(prompt).map((node) => node && node.class_type))]
     .filter((type) => type && !CARRIED.has(type)).sort();
   if (refiners) leftOut.push(`the refiner pass (${refiners} more KSamplerAdvanced)`);
-  return { settings, checkpoint: typeof ckpt === 'string' && ckpt ? ckpt : null, loras, vae, leftOut };
+  if (controls.length > 1) leftOut.push(`${controls.length - 1} more ControlNet${controls.length > 2 ? 's' : ''}`);
+  return { settings, checkpoint: typeof ckpt === 'string' && ckpt ? ckpt : null, loras, vae,
+    control: controls.length ? controlOf(controls[controls.length - 1], source, number) : null, leftOut };
+}
+
+/** {name (the ControlNetLoader's file), image (the LoadImage's file name in ComfyUI's input folder, or null), from
+ * (the node type the image comes from otherwise: a preprocessor), strength, start, end} of one ControlNetApply
+ * node. */
+function controlOf(apply, source, number) {
+  const loader = source(apply.inputs.control_net);
+  const image = source(apply.inputs.image);
+  const file = image && image.class_type === 'LoadImage' && typeof image.inputs.image === 'string' ? image.inputs.image
+    : null;
+  return {
+    name: loader && typeof loader.inputs.control_net_name === 'string' ? loader.inputs.control_net_name : null,
+    image: file, from: file ? null : image?.class_type ?? null, strength: number(apply.inputs.strength),
+    start: number(apply.inputs.start_percent), end: number(apply.inputs.end_percent),
+  };
 }
 
 /** The graph's sampler (one KSampler; or, with ComfyUI's SDXL base and refiner, the KSamplerAdvanced that starts

@@ -103,8 +103,10 @@ export const DEFAULT_WORKFLOW = {
  * height, cfg, scheduler (a scheduler node type), hires ({scale, strength}: A1111's hires fix, a second pass)},
  * each left out when null. ``model``: {repo} (a LoadComponents node, the SD 1.x preset) or {checkpoint, family} (a
  * LoadCheckpoint node of the server's model folders, the preset of its family: sdxl's, else SD 1.x's, which runs
- * SD 2.x too), ``loras`` ({name, scale, textEncoderScale}: a LoadLoRA node each, in a chain) and ``vae`` (a file
- * of the server's VAEs: a LoadVAE node after them, which takes the bundle's VAE config and replaces its VAE). */
+ * SD 2.x too), ``loras`` ({name, scale, textEncoderScale}: a LoadLoRA node each, in a chain), ``vae`` (a file
+ * of the server's VAEs: a LoadVAE node after them, which takes the bundle's VAE config and replaces its VAE) and
+ * ``control`` ({name (a file of the server's ControlNets), strength, start, end}: a LoadControlNet node and an empty
+ * LoadImage node for its control image, with the family's ControlNet preset). */
 export function text2imageGraph(model, settings) {
   const { prompt, negative, steps, seed, width, height, cfg, scheduler } = settings;
   const chain = {}; // the nodes the bundle goes through on its way to the preset: the LoRAs, then the VAE
@@ -140,10 +142,20 @@ export function text2imageGraph(model, settings) {
     inputs.scheduler = LINK('sampler', 'scheduler');
   }
   const family = model.family === 'sdxl' ? 'sdxl' : 'sd15';
-  nodes.run = { type: `preset:${family}-text2image`, inputs };
+  const { control } = model;
+  if (control) { // the image is ComfyUI's input file: the page has none, so the node waits for an upload
+    nodes.controlnet = { type: 'LoadControlNet', inputs: { repo: control.name } };
+    nodes.control = { type: 'LoadImage', inputs: {} };
+    Object.assign(inputs, { controlnet: LINK('controlnet', 'controlnet'), control_image: LINK('control', 'image') });
+    if (control.strength !== null) inputs.controlnet_conditioning_scale = control.strength;
+    if (control.start) inputs.control_guidance_start = control.start;
+    if (control.end !== null && control.end !== 1) inputs.control_guidance_end = control.end;
+  }
+  nodes.run = { type: `preset:${family}-${control ? 'controlnet' : 'text2image'}`, inputs };
   let images = LINK('run', 'images');
   if (settings.hires) { // A1111's hires fix: the first pass enlarged (lanczos), then painted again
-    const again = Object.fromEntries(Object.entries(inputs).filter(([name]) => name !== 'width' && name !== 'height'));
+    const again = Object.fromEntries(Object.entries(inputs).filter(([name]) => name !== 'width' && name !== 'height'
+      && !name.startsWith('control')));
     nodes.scale = { type: 'ScaleImage', inputs: { image: images, scale_by: settings.hires.scale, method: 'lanczos' } };
     nodes.hires = { type: `preset:${family}-image2image`,
       inputs: { ...again, image: LINK('scale', 'image'), strength: settings.hires.strength } };
@@ -157,11 +169,16 @@ export function text2imageGraph(model, settings) {
   if (nodes.cfg) positions.cfg = { x: 0, y: 330 };
   Object.keys(chain).forEach((id, index) => (positions[id] = { x: COLUMN, y: index * LORA_HEIGHT }));
   if (nodes.sampler) positions.sampler = { x: COLUMN, y: Object.keys(chain).length * LORA_HEIGHT };
+  if (control) { // below the loader and the guider, the image under its ControlNet
+    const top = nodes.cfg ? 690 : 330;
+    Object.assign(positions, { controlnet: { x: 0, y: top }, control: { x: 0, y: top + CONTROLNET_HEIGHT } });
+  }
   return { nodes, ui: { previews: { output: images }, positions } };
 }
 
 const COLUMN = 290; // px from one column of nodes to the next
 const LORA_HEIGHT = 390; // a LoadLoRA node, its six inputs shown
+const CONTROLNET_HEIGHT = 260; // a LoadControlNet node, its three inputs shown
 
 export const isLink = (value) =>
   Boolean(value) && typeof value === 'object' && !Array.isArray(value) && typeof value.node === 'string' &&

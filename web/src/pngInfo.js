@@ -119,9 +119,10 @@ export function parametersSettings(text) {
 }
 
 /** {document, notice} for what another tool's graph or parameters set (``from``: "ComfyUI's" or "A1111's"): a
- * text-to-image graph on the checkpoint they name, with their LoRAs and VAE, when the server's model folders have them,
- * else on ``repo``; ``notice`` says what did not carry over (that checkpoint, a LoRA, other nodes), or is null. */
-async function imported({ settings, checkpoint, loras, vae, leftOut }, repo, from) {
+ * text-to-image graph on the checkpoint they name, with their LoRAs, VAE and ControlNet, when the server's model
+ * folders have them, else on ``repo``; ``notice`` says what did not carry over (that checkpoint, a LoRA, other
+ * nodes) and what to do (upload the control image), or is null. */
+async function imported({ settings, checkpoint, loras, vae, control, leftOut }, repo, from) {
   const found = await findCheckpoint(checkpoint).catch(() => null);
   const notes = [];
   if (checkpoint && !found) {
@@ -141,6 +142,17 @@ async function imported({ settings, checkpoint, loras, vae, leftOut }, repo, fro
   if (vae) { // like the LoRAs, with the checkpoint only: it decodes that model's latents
     model.vae = model.checkpoint ? await findModel('vae', vae).catch(() => null) : null;
     if (!model.vae) notes.push(`VAE '${vae}' ${model.checkpoint ? "is not among the server's VAEs" : 'left out'}`);
+  }
+  if (control) { // with the checkpoint only, as the LoRAs: a ControlNet is made for one family
+    const name = model.checkpoint ? await findModel('controlnet', control.name).catch(() => null) : null;
+    if (name) {
+      model.control = { ...control, name };
+      notes.push(control.image ? `upload the control image (${control.image} in ComfyUI's input folder) into the `
+        + 'Load Image node' : `upload the control image into the Load Image node (${control.from || 'the graph'} made `
+        + "it in ComfyUI's graph)");
+    } else {
+      notes.push(`ControlNet '${control.name}' ${model.checkpoint ? "is not among the server's ControlNets" : 'left out'}`);
+    }
   }
   if (leftOut.length) notes.push(`left out: ${leftOut.join(', ')}`);
   return {
