@@ -26,8 +26,8 @@ def models(tmp_path_factory, sdxl_repo):
     a file named as an SDXL checkpoint's tensors are (its family is all that is read of it here); diffusers/digits:
     the embedded model's folder, the configs the checkpoint is read with; loras/ink.safetensors: a LoRA for it;
     vae/mse.safetensors: its VAE, moved a little, alone in the original layout; controlnet/edges.safetensors: a
-    ControlNet for it in the original layout; checkpoints/tinyxl.safetensors and diffusers/tinyxl: a tiny SDXL
-    model, as a checkpoint and its configs."""
+    ControlNet for it in the original layout; embeddings/inkstyle.safetensors: an embedding for it;
+    checkpoints/tinyxl.safetensors and diffusers/tinyxl: a tiny SDXL model, as a checkpoint and its configs."""
     import diffusers
     import torch
     from safetensors.torch import save_file
@@ -51,6 +51,10 @@ def models(tmp_path_factory, sdxl_repo):
     vae = fine_tune(diffusers.StableDiffusionPipeline.from_pretrained(os.path.abspath(EMBEDDED), safety_checker=None),
                     3).vae
     write_vae(root / "vae" / "mse.safetensors", to_original(vae.state_dict(), vae_table(vae.config)))
+    (root / "embeddings").mkdir()
+    width = pipe.text_encoder.config.hidden_size
+    save_file({"emb_params": torch.randn(2, width, generator=torch.Generator().manual_seed(8))},
+              root / "embeddings" / "inkstyle.safetensors")
     (root / "controlnet").mkdir()
     torch.manual_seed(6)
     net = diffusers.ControlNetModel.from_unet(pipe.unet, conditioning_embedding_out_channels=(8, 16, 32))
@@ -273,6 +277,52 @@ def test_a_comfyui_controlnet_graph_loads_the_controlnet_and_waits_for_its_image
     assert reference["status"] == "done", reference
     assert (pixels(import_server, shown_image(page)) == images[0]).all()
     assert not (images[0] == images[1]).all()  # the ControlNet changed what it draws
+
+
+def test_the_embeddings_a_prompt_names_are_loaded_from_the_embeddings_folder(page, import_server, tmp_path):
+    """ComfyUI's ``embedding:NAME`` (here with the file's suffix) becomes a LoadTextualInversion node of that file
+    and the word NAME in the prompt; the run draws what the API draws with the same embedding, which differs from
+    the prompt without it. A1111's bare word in the negative prompt finds the file by its stem; a ComfyUI name the
+    server lacks is left out of the prompt (as ComfyUI leaves it out) and named in the notice."""
+    prompt = json.loads(json.dumps(COMFY_PROMPT))
+    prompt["4"]["inputs"]["ckpt_name"] = "sd15/digits.safetensors"
+    prompt["6"]["inputs"]["text"] = "a handwritten digit four, embedding:inkstyle.safetensors"
+    info = PngInfo()
+    info.add_text("prompt", json.dumps(prompt))
+    open_editor(page, import_server)
+    drop(page, tmp_path / "comfy-embedding.png", info)
+    wait_for(page, "nodes.embedding && nodes.embedding.type === 'LoadTextualInversion'")
+    expected = on_checkpoint("sd15/digits.safetensors")
+    expected["nodes"]["embedding"] = {"type": "LoadTextualInversion", "inputs": {
+        "components": {"node": "load", "output": "components"}, "file": "inkstyle.safetensors"}}
+    expected["nodes"]["run"]["inputs"].update(components={"node": "embedding", "output": "components"},
+                                              prompt="a handwritten digit four, inkstyle")
+    assert page.evaluate("window.diffblocks.workflow()") == expected
+    expect(page.get_by_test_id("notice")).to_have_count(0)
+
+    config = model_input(page, "load", "config")
+    config.fill("digits")
+    config.press("Tab")
+    run(page)
+    on_folder = json.loads(json.dumps(expected))
+    on_folder["nodes"]["load"] = {"type": "LoadComponents", "inputs": {"repo": "digits"}}
+    without = json.loads(json.dumps(on_folder))
+    del without["nodes"]["embedding"]
+    without["nodes"]["run"]["inputs"]["components"] = {"node": "load", "output": "components"}
+    reference, plain = (pixels(import_server, import_server.run_job(w)["outputs"]["run"]["images"][0]["artifact"])
+                        for w in (on_folder, without))
+    assert (pixels(import_server, shown_image(page)) == reference).all()
+    assert not (reference == plain).all()  # the embedding changed what the word means
+
+    info = PngInfo()
+    info.add_text("parameters", "a handwritten digit four, embedding:gone\nNegative prompt: blurry, inkstyle, faint"
+                                "\nSteps: 6, Sampler: Euler a, CFG scale: 5, Seed: 3, Size: 32x32, Model: digits")
+    drop(page, tmp_path / "a1111-embedding.png", info)
+    expect(page.get_by_test_id("notice")).to_have_text(re.compile("^embedding 'gone' is not among the server's"))
+    workflow = page.evaluate("window.diffblocks.workflow()")
+    assert workflow["nodes"]["embedding"]["inputs"]["file"] == "inkstyle.safetensors"
+    assert workflow["nodes"]["run"]["inputs"]["prompt"] == "a handwritten digit four, "
+    assert workflow["nodes"]["run"]["inputs"]["negative_prompt"] == "blurry, inkstyle, faint"
 
 
 def test_a_preset_given_another_familys_checkpoint_offers_the_preset_that_runs_it(page, import_server, shots):

@@ -103,13 +103,14 @@ export const DEFAULT_WORKFLOW = {
  * height, cfg, scheduler (a scheduler node type), hires ({scale, strength}: A1111's hires fix, a second pass)},
  * each left out when null. ``model``: {repo} (a LoadComponents node, the SD 1.x preset) or {checkpoint, family} (a
  * LoadCheckpoint node of the server's model folders, the preset of its family: sdxl's, else SD 1.x's, which runs
- * SD 2.x too), ``loras`` ({name, scale, textEncoderScale}: a LoadLoRA node each, in a chain), ``vae`` (a file
+ * SD 2.x too), ``loras`` ({name, scale, textEncoderScale}: a LoadLoRA node each, in a chain), ``embeddings``
+ * ({name}: a file of the server's embeddings, a LoadTextualInversion node each after them), ``vae`` (a file
  * of the server's VAEs: a LoadVAE node after them, which takes the bundle's VAE config and replaces its VAE) and
  * ``control`` ({name (a file of the server's ControlNets), strength, start, end}: a LoadControlNet node and an empty
  * LoadImage node for its control image, with the family's ControlNet preset). */
 export function text2imageGraph(model, settings) {
   const { prompt, negative, steps, seed, width, height, cfg, scheduler } = settings;
-  const chain = {}; // the nodes the bundle goes through on its way to the preset: the LoRAs, then the VAE
+  const chain = {}; // the nodes the bundle goes through on its way to the preset: LoRAs, embeddings, the VAE
   let bundle = LINK('load', 'components');
   (model.loras || []).forEach(({ name, scale, textEncoderScale }, index) => {
     const id = index ? `lora${index + 1}` : 'lora';
@@ -117,6 +118,11 @@ export function text2imageGraph(model, settings) {
     if (textEncoderScale !== null && textEncoderScale !== undefined) {
       chain[id].inputs.text_encoder_scale = textEncoderScale;
     }
+    bundle = LINK(id, 'components');
+  });
+  (model.embeddings || []).forEach(({ name }, index) => { // the token: the file's stem, as the prompt has it
+    const id = index ? `embedding${index + 1}` : 'embedding';
+    chain[id] = { type: 'LoadTextualInversion', inputs: { components: bundle, file: name } };
     bundle = LINK(id, 'components');
   });
   if (model.vae) {

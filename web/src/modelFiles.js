@@ -51,7 +51,9 @@ export function useModelFiles(kind) {
 
 // a weights file's suffix, left out when names are compared by stem
 const SUFFIX = /\.(safetensors|sft|ckpt|pt|pth|bin)$/i;
-const stem = (name) => name.split('/').pop().replace(SUFFIX, '').toLowerCase();
+/** A file name's stem, as A1111's prompts and ComfyUI's `embedding:NAME` name a file. */
+export const stemOf = (name) => name.split('/').pop().replace(SUFFIX, '');
+const stem = (name) => stemOf(name).toLowerCase();
 
 /** The name among the server's files of `kind` that another tool's name for one stands for, or null: ComfyUI's
  * (the path under its models/ folder, `\\`-separated when saved on Windows; else the same file name in any
@@ -59,14 +61,20 @@ const stem = (name) => name.split('/').pop().replace(SUFFIX, '').toLowerCase();
  * it). A name that fits several files by their names alone picks none. */
 export async function findModel(kind, wanted) {
   if (typeof wanted !== 'string' || !wanted) return null;
-  if (state.lists === null || Date.now() - fetchedAt >= REFETCH_MS) await refreshModelFiles();
-  const names = state.lists && state.lists[kind];
-  if (!Array.isArray(names)) return null;
+  const names = await modelNames(kind);
   const path = wanted.replace(/\\/g, '/');
   const alike = names.filter((name) => stem(name) === stem(path));
   return names.find((candidate) => candidate === path)
     || names.find((candidate) => candidate.toLowerCase() === path.toLowerCase())
     || (alike.length === 1 ? alike[0] : null);
+}
+
+/** The names the server offers for model folder `kind`, fetched again when older than REFETCH_MS ([] when the
+ * server has none or no model folders). */
+export async function modelNames(kind) {
+  if (state.lists === null || Date.now() - fetchedAt >= REFETCH_MS) await refreshModelFiles();
+  const names = state.lists && state.lists[kind];
+  return Array.isArray(names) ? names : [];
 }
 
 /** findModel's checkpoint as {name, family, problem} (GET /api/models/checkpoints/{name}: family sd15, sd2 or

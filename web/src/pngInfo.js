@@ -5,7 +5,7 @@
 // folders have it.
 import { comfySettings, editorPrompt, isComfyEditorGraph, isComfyPrompt } from './comfy.js';
 import { text2imageGraph } from './graph.js';
-import { findCheckpoint, findModel } from './modelFiles.js';
+import { findCheckpoint, findModel, modelNames, stemOf } from './modelFiles.js';
 
 const SIGNATURE = [137, 80, 78, 71, 13, 10, 26, 10];
 
@@ -154,11 +154,44 @@ async function imported({ settings, checkpoint, loras, vae, control, leftOut }, 
       notes.push(`ControlNet '${control.name}' ${model.checkpoint ? "is not among the server's ControlNets" : 'left out'}`);
     }
   }
+  if (model.checkpoint) { // embeddings too go with the model they were trained on
+    const found = embeddingsIn(settings, await modelNames('embeddings').catch(() => []));
+    Object.assign(settings, found.settings);
+    model.embeddings = found.embeddings;
+    found.missing.forEach((name) => notes.push(`embedding '${name}' is not among the server's embeddings`));
+  }
   if (leftOut.length) notes.push(`left out: ${leftOut.join(', ')}`);
   return {
     document: text2imageGraph(model, settings),
     notice: notes.length ? notes.join('; ') : null,
   };
+}
+
+// ComfyUI's name for an embedding in a prompt: embedding:NAME (with or without its file's suffix)
+const COMFY_EMBEDDING = /embedding:([^\s,()[\]]+)/gi;
+const escaped = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'); // as a regular expression's literal text
+
+/** {settings (the prompts with ComfyUI's embedding:NAME as the word NAME, or left out when the server lacks it),
+ * embeddings ([{name}]: the server's embedding files the prompts use, as ComfyUI's embedding:NAME or as A1111's
+ * bare word, the file's stem), missing (the names ComfyUI's prompts give that the server lacks)} for the server's
+ * embedding files `names`. */
+export function embeddingsIn(settings, names) {
+  const byStem = new Map();
+  names.forEach((name) => byStem.set(stemOf(name), byStem.has(stemOf(name)) ? null : name)); // a stem twice: neither
+  const used = new Set();
+  const missing = [];
+  const rewrite = (text) => (typeof text !== 'string' ? text : text.replace(COMFY_EMBEDDING, (_, wanted) => {
+    const token = stemOf(wanted);
+    if (byStem.get(token)) return token;
+    missing.push(wanted);
+    return '';
+  }));
+  const prompts = { prompt: rewrite(settings.prompt), negative: rewrite(settings.negative) };
+  for (const [token, name] of byStem) {
+    const word = new RegExp(`(^|[^\\w])${escaped(token)}(?![\\w])`);
+    if (name && (word.test(prompts.prompt) || word.test(prompts.negative ?? ''))) used.add(name);
+  }
+  return { settings: prompts, embeddings: [...used].sort().map((name) => ({ name })), missing };
 }
 
 /** {document, notice} for a saved document (notice null), or ComfyUI's graph in either of its formats. */
