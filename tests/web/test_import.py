@@ -27,6 +27,7 @@ def models(tmp_path_factory, sdxl_repo):
     the embedded model's folder, the configs the checkpoint is read with; loras/ink.safetensors: a LoRA for it;
     vae/mse.safetensors: its VAE, moved a little, alone in the original layout; controlnet/edges.safetensors: a
     ControlNet for it in the original layout; embeddings/inkstyle.safetensors: an embedding for it;
+    ipadapter/ip-adapter_digits.safetensors and clip_vision/digits-vit/: an IP-Adapter for it and its image encoder;
     checkpoints/tinyxl.safetensors and diffusers/tinyxl: a tiny SDXL model, as a checkpoint and its configs."""
     import diffusers
     import torch
@@ -51,6 +52,10 @@ def models(tmp_path_factory, sdxl_repo):
     vae = fine_tune(diffusers.StableDiffusionPipeline.from_pretrained(os.path.abspath(EMBEDDED), safety_checker=None),
                     3).vae
     write_vae(root / "vae" / "mse.safetensors", to_original(vae.state_dict(), vae_table(vae.config)))
+    from tiny_ip_adapter import ip_adapter_state_dict, save_ip_adapter, tiny_image_encoder
+
+    save_ip_adapter(ip_adapter_state_dict(pipe.unet, "plus", seed=2), root / "ipadapter" / "ip-adapter_digits.safetensors")
+    tiny_image_encoder().save_pretrained(root / "clip_vision" / "digits-vit")
     (root / "embeddings").mkdir()
     width = pipe.text_encoder.config.hidden_size
     save_file({"emb_params": torch.randn(2, width, generator=torch.Generator().manual_seed(8))},
@@ -323,6 +328,58 @@ def test_the_embeddings_a_prompt_names_are_loaded_from_the_embeddings_folder(pag
     assert workflow["nodes"]["embedding"]["inputs"]["file"] == "inkstyle.safetensors"
     assert workflow["nodes"]["run"]["inputs"]["prompt"] == "a handwritten digit four, "
     assert workflow["nodes"]["run"]["inputs"]["negative_prompt"] == "blurry, inkstyle, faint"
+
+
+def test_a_comfyui_ip_adapter_graph_loads_the_adapter_and_its_encoder_and_waits_for_its_image(
+        page, import_server, tmp_path):
+    """IPAdapter Plus's IPAdapterAdvanced on the model's way, with its IPAdapterModelLoader and ComfyUI's
+    CLIPVisionLoader: a LoadIPAdapter node of those files at its weight and the IP-Adapter preset, with a Load Image
+    node that the notice asks to upload the image into; its weight type is named as left out. With the image, the run
+    draws what the API draws."""
+    prompt = json.loads(json.dumps(COMFY_PROMPT))
+    prompt["4"]["inputs"]["ckpt_name"] = "sd15/digits.safetensors"
+    prompt["12"] = {"class_type": "IPAdapterModelLoader", "inputs": {"ipadapter_file": "ip-adapter_digits.safetensors"}}
+    prompt["13"] = {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": "digits-vit.safetensors"}}
+    prompt["14"] = {"class_type": "LoadImage", "inputs": {"image": "style.png", "upload": "image"}}
+    prompt["15"] = {"class_type": "IPAdapterAdvanced", "inputs": {
+        "model": ["4", 0], "ipadapter": ["12", 0], "clip_vision": ["13", 0], "image": ["14", 0], "weight": 0.6,
+        "weight_type": "style transfer", "combine_embeds": "concat", "start_at": 0.0, "end_at": 1.0,
+        "embeds_scaling": "V only"}}
+    prompt["3"]["inputs"]["model"] = ["15", 0]
+    info = PngInfo()
+    info.add_text("prompt", json.dumps(prompt))
+    open_editor(page, import_server)
+    drop(page, tmp_path / "comfy-ipadapter.png", info)
+    wait_for(page, "nodes.run && nodes.run.type === 'preset:sd15-ip-adapter'")
+    expected = on_checkpoint("sd15/digits.safetensors")
+    expected["nodes"]["run"]["type"] = "preset:sd15-ip-adapter"
+    expected["nodes"]["run"]["inputs"].update(components={"node": "ipadapter", "output": "components"},
+                                              ip_adapter_image={"node": "reference", "output": "image"})
+    expected["nodes"].update(
+        ipadapter={"type": "LoadIPAdapter", "inputs": {"components": {"node": "load", "output": "components"},
+                                                       "repo": "ip-adapter_digits.safetensors",
+                                                       "image_encoder": "digits-vit", "scale": 0.6}},
+        reference={"type": "LoadImage", "inputs": {}})
+    assert page.evaluate("window.diffblocks.workflow()") == expected
+    expect(page.get_by_test_id("notice")).to_have_text(re.compile(
+        r"^upload the IP-Adapter's image \(style\.png in ComfyUI's input folder\) into the Load Image node; left out: "
+        r"the IP-Adapter's weight type 'style transfer'"))
+
+    config = model_input(page, "load", "config")
+    config.fill("digits")
+    config.press("Tab")
+    picture = tmp_path / "style.png"
+    Image.fromarray((np.indices((32, 32))[0] * 8 % 256).astype("uint8")).convert("RGB").save(picture)
+    node(page, "reference").locator('[data-input="image"] input[type=file]').set_input_files(str(picture))
+    expect(node(page, "reference").locator('[data-input="image"] img')).to_be_visible()
+    run(page)
+    workflow = page.evaluate("window.diffblocks.workflow()")
+    plain = json.loads(json.dumps(workflow))
+    plain["nodes"]["ipadapter"]["inputs"]["scale"] = 0.0
+    images = [pixels(import_server, import_server.run_job(w)["outputs"]["run"]["images"][0]["artifact"])
+              for w in (workflow, plain)]
+    assert (pixels(import_server, shown_image(page)) == images[0]).all()
+    assert not (images[0] == images[1]).all()  # the IP-Adapter changed what it draws
 
 
 def test_a_preset_given_another_familys_checkpoint_offers_the_preset_that_runs_it(page, import_server, shots):

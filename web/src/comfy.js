@@ -27,10 +27,15 @@ const WIDGETS = {
   ControlNetApply: ['strength'],
   ControlNetApplyAdvanced: ['strength', 'start_percent', 'end_percent'],
   LoadImage: ['image', 'upload'],
+  CLIPVisionLoader: ['clip_name'],
+  IPAdapterModelLoader: ['ipadapter_file'], // ComfyUI_IPAdapter_plus's nodes, as most graphs with an IP-Adapter have
+  IPAdapter: ['weight', 'start_at', 'end_at', 'weight_type'],
+  IPAdapterAdvanced: ['weight', 'weight_type', 'combine_embeds', 'start_at', 'end_at', 'embeds_scaling'],
 };
 // the nodes that put a ControlNet on the conditioning on its way to the sampler -> the input it comes through
 const CONTROLNET_APPLY = { ControlNetApply: 'conditioning', ControlNetApplyAdvanced: 'positive' };
 const LORA_LOADERS = new Set(['LoraLoader', 'LoraLoaderModelOnly']);
+const IP_ADAPTERS = new Set(['IPAdapter', 'IPAdapterAdvanced']); // they patch the model on its way, as LoRAs do
 // nodes a text-to-image graph may hold besides those that carry nothing over (outputs, layout)
 const CARRIED = new Set([...Object.keys(WIDGETS), 'VAEDecode', 'SaveImage', 'PreviewImage', 'Reroute', 'PrimitiveNode',
   'Note', 'MarkdownNote']);
@@ -87,8 +92,9 @@ export function editorPrompt(graph) {
 /** What ComfyUI's text-to-image graph `prompt` (API format) sets: {settings (as text2imageGraph takes them),
  * checkpoint (the ckpt_name its model comes from, or null), loras (the LoRA loaders on the model's way from it, in
  * order: {name, scale, textEncoderScale}), vae (the vae_name of the VAELoader its VAEDecode takes, or null),
- * control (the ControlNet its positive prompt goes through: see controlOf; or null), leftOut (the node types that
- * carry nothing over)}; throws, saying why, for a graph that is not a text-to-image one. */
+ * control (the ControlNet its positive prompt goes through: see controlOf; or null), ipAdapter (the IP-Adapter on
+ * its model's way: see ipAdapterOf; or null), leftOut (the node types that carry nothing over)}; throws, saying why,
+ * for a graph that is not a text-to-image one. */
 export function comfySettings(prompt) {
   const source = (link) => (Array.isArray(link) ? prompt[String(link[0])] : null);
   const { sampler, refiners } = samplerOf(prompt, source);
@@ -112,8 +118,10 @@ export function comfySettings(prompt) {
   if (prompt_ === null) throw new Error("this ComfyUI graph's positive prompt is not a CLIPTextEncode with its text");
   const number = (value) => (typeof value === 'number' ? value : null);
   const loras = [];
-  let model = source(inputs.model); // through the nodes that patch the model on its way (LoRA loaders)
+  const adapters = []; // the IP-Adapters on the model's way, the sampler's side first
+  let model = source(inputs.model); // through the nodes that patch the model on its way (LoRAs, IP-Adapters)
   for (let hops = 0; model && model.class_type !== 'CheckpointLoaderSimple' && hops < 100; hops += 1) {
+    if (IP_ADAPTERS.has(model.class_type)) adapters.push(model);
     const { lora_name: name, strength_model: scale, strength_clip: clip } = model.inputs;
     if (LORA_LOADERS.has(model.class_type) && typeof name === 'string') {
       const textEncoderScale = model.class_type === 'LoraLoaderModelOnly' ? 0 : number(clip);
@@ -134,8 +142,34 @@ export function comfySettings(prompt) {
     .filter((type) => type && !CARRIED.has(type)).sort();
   if (refiners) leftOut.push(`the refiner pass (${refiners} more KSamplerAdvanced)`);
   if (controls.length > 1) leftOut.push(`${controls.length - 1} more ControlNet${controls.length > 2 ? 's' : ''}`);
+  if (adapters.length > 1) leftOut.push(`${adapters.length - 1} more IP-Adapter${adapters.length > 2 ? 's' : ''}`);
+  const ipAdapter = adapters.length ? ipAdapterOf(adapters[adapters.length - 1], source, number) : null;
+  if (ipAdapter && ipAdapter.type && ipAdapter.type !== 'linear') {
+    leftOut.push(`the IP-Adapter's weight type '${ipAdapter.type}' (it acts alike on every layer)`);
+  }
+  if (ipAdapter && ((ipAdapter.start ?? 0) > 0 || (ipAdapter.end ?? 1) < 1)) {
+    leftOut.push("the IP-Adapter's start and end (it acts on every step)");
+  }
   return { settings, checkpoint: typeof ckpt === 'string' && ckpt ? ckpt : null, loras, vae,
-    control: controls.length ? controlOf(controls[controls.length - 1], source, number) : null, leftOut };
+    control: controls.length ? controlOf(controls[controls.length - 1], source, number) : null, ipAdapter, leftOut };
+}
+
+/** The file a LoadImage node `image` (a source node) loads from ComfyUI's input folder, or null. */
+const imageFile = (image) => (image && image.class_type === 'LoadImage' && typeof image.inputs.image === 'string'
+  ? image.inputs.image : null);
+
+/** {name (the IPAdapterModelLoader's file), encoder (the CLIPVisionLoader's file, or null), image, from (as
+ * controlOf's), weight, type (its weight_type), start, end} of one IPAdapter node. */
+function ipAdapterOf(adapter, source, number) {
+  const loader = source(adapter.inputs.ipadapter);
+  const vision = source(adapter.inputs.clip_vision);
+  const image = source(adapter.inputs.image);
+  const text = (value) => (typeof value === 'string' ? value : null);
+  return {
+    name: text(loader?.inputs.ipadapter_file), encoder: text(vision?.inputs.clip_name), image: imageFile(image),
+    from: imageFile(image) ? null : image?.class_type ?? null, weight: number(adapter.inputs.weight),
+    type: text(adapter.inputs.weight_type), start: number(adapter.inputs.start_at), end: number(adapter.inputs.end_at),
+  };
 }
 
 /** {name (the ControlNetLoader's file), image (the LoadImage's file name in ComfyUI's input folder, or null), from
@@ -144,8 +178,7 @@ export function comfySettings(prompt) {
 function controlOf(apply, source, number) {
   const loader = source(apply.inputs.control_net);
   const image = source(apply.inputs.image);
-  const file = image && image.class_type === 'LoadImage' && typeof image.inputs.image === 'string' ? image.inputs.image
-    : null;
+  const file = imageFile(image);
   return {
     name: loader && typeof loader.inputs.control_net_name === 'string' ? loader.inputs.control_net_name : null,
     image: file, from: file ? null : image?.class_type ?? null, strength: number(apply.inputs.strength),

@@ -107,10 +107,12 @@ export const DEFAULT_WORKFLOW = {
  * ({name}: a file of the server's embeddings, a LoadTextualInversion node each after them), ``vae`` (a file
  * of the server's VAEs: a LoadVAE node after them, which takes the bundle's VAE config and replaces its VAE) and
  * ``control`` ({name (a file of the server's ControlNets), strength, start, end}: a LoadControlNet node and an empty
- * LoadImage node for its control image, with the family's ControlNet preset). */
+ * LoadImage node for its control image, with the family's ControlNet preset) or ``ipAdapter`` ({name, encoder (files
+ * of the server's ipadapter and clip_vision folders), weight}: a LoadIPAdapter node in the chain and an empty
+ * LoadImage node for its image, with the family's IP-Adapter preset). */
 export function text2imageGraph(model, settings) {
   const { prompt, negative, steps, seed, width, height, cfg, scheduler } = settings;
-  const chain = {}; // the nodes the bundle goes through on its way to the preset: LoRAs, embeddings, the VAE
+  const chain = {}; // the nodes the bundle goes through on its way to the preset: LoRAs, embeddings, IP-Adapter, VAE
   let bundle = LINK('load', 'components');
   (model.loras || []).forEach(({ name, scale, textEncoderScale }, index) => {
     const id = index ? `lora${index + 1}` : 'lora';
@@ -125,6 +127,13 @@ export function text2imageGraph(model, settings) {
     chain[id] = { type: 'LoadTextualInversion', inputs: { components: bundle, file: name } };
     bundle = LINK(id, 'components');
   });
+  const { ipAdapter } = model;
+  if (ipAdapter) {
+    chain.ipadapter = { type: 'LoadIPAdapter', inputs: { components: bundle, repo: ipAdapter.name,
+      image_encoder: ipAdapter.encoder } };
+    if (ipAdapter.weight !== null && ipAdapter.weight !== 1) chain.ipadapter.inputs.scale = ipAdapter.weight;
+    bundle = LINK('ipadapter', 'components');
+  }
   if (model.vae) {
     chain.vae = { type: 'LoadVAE', inputs: { file: model.vae, components: bundle } };
     bundle = LINK('vae', 'components');
@@ -157,11 +166,16 @@ export function text2imageGraph(model, settings) {
     if (control.start) inputs.control_guidance_start = control.start;
     if (control.end !== null && control.end !== 1) inputs.control_guidance_end = control.end;
   }
-  nodes.run = { type: `preset:${family}-${control ? 'controlnet' : 'text2image'}`, inputs };
+  if (ipAdapter) { // as the control image: ComfyUI's input file, which the page has not
+    nodes.reference = { type: 'LoadImage', inputs: {} };
+    inputs.ip_adapter_image = LINK('reference', 'image');
+  }
+  const task = control ? 'controlnet' : ipAdapter ? 'ip-adapter' : 'text2image';
+  nodes.run = { type: `preset:${family}-${task}`, inputs };
   let images = LINK('run', 'images');
   if (settings.hires) { // A1111's hires fix: the first pass enlarged (lanczos), then painted again
     const again = Object.fromEntries(Object.entries(inputs).filter(([name]) => name !== 'width' && name !== 'height'
-      && !name.startsWith('control')));
+      && !name.startsWith('control') && !name.startsWith('ip_adapter')));
     nodes.scale = { type: 'ScaleImage', inputs: { image: images, scale_by: settings.hires.scale, method: 'lanczos' } };
     nodes.hires = { type: `preset:${family}-image2image`,
       inputs: { ...again, image: LINK('scale', 'image'), strength: settings.hires.strength } };
@@ -175,10 +189,9 @@ export function text2imageGraph(model, settings) {
   if (nodes.cfg) positions.cfg = { x: 0, y: 330 };
   Object.keys(chain).forEach((id, index) => (positions[id] = { x: COLUMN, y: index * LORA_HEIGHT }));
   if (nodes.sampler) positions.sampler = { x: COLUMN, y: Object.keys(chain).length * LORA_HEIGHT };
-  if (control) { // below the loader and the guider, the image under its ControlNet
-    const top = nodes.cfg ? 690 : 330;
-    Object.assign(positions, { controlnet: { x: 0, y: top }, control: { x: 0, y: top + CONTROLNET_HEIGHT } });
-  }
+  const top = nodes.cfg ? 690 : 330; // below the loader and the guider: the ControlNet and its image
+  if (control) Object.assign(positions, { controlnet: { x: 0, y: top }, control: { x: 0, y: top + CONTROLNET_HEIGHT } });
+  if (ipAdapter) positions.reference = { x: 0, y: top };
   return { nodes, ui: { previews: { output: images }, positions } };
 }
 

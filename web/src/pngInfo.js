@@ -119,10 +119,10 @@ export function parametersSettings(text) {
 }
 
 /** {document, notice} for what another tool's graph or parameters set (``from``: "ComfyUI's" or "A1111's"): a
- * text-to-image graph on the checkpoint they name, with their LoRAs, VAE and ControlNet, when the server's model
- * folders have them, else on ``repo``; ``notice`` says what did not carry over (that checkpoint, a LoRA, other
- * nodes) and what to do (upload the control image), or is null. */
-async function imported({ settings, checkpoint, loras, vae, control, leftOut }, repo, from) {
+ * text-to-image graph on the checkpoint they name, with their LoRAs, embeddings, VAE, ControlNet or IP-Adapter, when
+ * the server's model folders have them, else on ``repo``; ``notice`` says what did not carry over (that checkpoint,
+ * a LoRA, other nodes) and what to do (upload the image a ControlNet or IP-Adapter takes), or is null. */
+async function imported({ settings, checkpoint, loras, vae, control, ipAdapter, leftOut }, repo, from) {
   const found = await findCheckpoint(checkpoint).catch(() => null);
   const notes = [];
   if (checkpoint && !found) {
@@ -143,28 +143,47 @@ async function imported({ settings, checkpoint, loras, vae, control, leftOut }, 
     model.vae = model.checkpoint ? await findModel('vae', vae).catch(() => null) : null;
     if (!model.vae) notes.push(`VAE '${vae}' ${model.checkpoint ? "is not among the server's VAEs" : 'left out'}`);
   }
-  if (control) { // with the checkpoint only, as the LoRAs: a ControlNet is made for one family
-    const name = model.checkpoint ? await findModel('controlnet', control.name).catch(() => null) : null;
-    if (name) {
-      model.control = { ...control, name };
-      notes.push(control.image ? `upload the control image (${control.image} in ComfyUI's input folder) into the `
-        + 'Load Image node' : `upload the control image into the Load Image node (${control.from || 'the graph'} made `
-        + "it in ComfyUI's graph)");
-    } else {
-      notes.push(`ControlNet '${control.name}' ${model.checkpoint ? "is not among the server's ControlNets" : 'left out'}`);
-    }
-  }
-  if (model.checkpoint) { // embeddings too go with the model they were trained on
-    const found = embeddingsIn(settings, await modelNames('embeddings').catch(() => []));
-    Object.assign(settings, found.settings);
-    model.embeddings = found.embeddings;
-    found.missing.forEach((name) => notes.push(`embedding '${name}' is not among the server's embeddings`));
+  if (model.checkpoint) { // adapters and embeddings too go with the model they were made for
+    await findAdapters(control, ipAdapter, model, notes);
+    const named = embeddingsIn(settings, await modelNames('embeddings').catch(() => []));
+    Object.assign(settings, named.settings);
+    model.embeddings = named.embeddings;
+    named.missing.forEach((name) => notes.push(`embedding '${name}' is not among the server's embeddings`));
+  } else {
+    if (control) notes.push(`ControlNet '${control.name}' left out`);
+    if (ipAdapter) notes.push(`IP-Adapter '${ipAdapter.name}' left out`);
   }
   if (leftOut.length) notes.push(`left out: ${leftOut.join(', ')}`);
   return {
     document: text2imageGraph(model, settings),
     notice: notes.length ? notes.join('; ') : null,
   };
+}
+
+/** Puts in ``model`` the server's files for the graph's ControlNet ``control`` and IP-Adapter ``ipAdapter`` (either
+ * may be null; no preset takes both: a ControlNet found is kept), and in ``notes`` what the server lacks and the
+ * image to upload (ComfyUI's input file, which the page has not). */
+async function findAdapters(control, ipAdapter, model, notes) {
+  const uploads = (what, image) => {
+    const where = image ? `${image} in ComfyUI's input folder` : "made in ComfyUI's graph";
+    return `upload ${what} (${where}) into the Load Image node`;
+  };
+  if (control) {
+    const name = await findModel('controlnet', control.name).catch(() => null);
+    if (name) model.control = { ...control, name };
+    notes.push(name ? uploads('the control image', control.image)
+      : `ControlNet '${control.name}' is not among the server's ControlNets`);
+  }
+  if (ipAdapter && model.control) {
+    notes.push(`the IP-Adapter '${ipAdapter.name}' left out (no preset takes it with a ControlNet)`);
+  } else if (ipAdapter) {
+    const name = await findModel('ipadapter', ipAdapter.name).catch(() => null);
+    const encoder = name ? await findModel('clip_vision', ipAdapter.encoder).catch(() => null) : null;
+    if (name && encoder) model.ipAdapter = { ...ipAdapter, name, encoder };
+    notes.push(name && encoder ? uploads("the IP-Adapter's image", ipAdapter.image)
+      : name ? `CLIP vision model '${ipAdapter.encoder}' is not among the server's (the IP-Adapter left out)`
+        : `IP-Adapter '${ipAdapter.name}' is not among the server's IP-Adapters`);
+  }
 }
 
 // ComfyUI's name for an embedding in a prompt: embedding:NAME (with or without its file's suffix)
