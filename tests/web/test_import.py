@@ -104,6 +104,37 @@ def wait_for(page, condition):
     page.wait_for_function(f"(() => {{ const {{ nodes }} = window.diffblocks.workflow(); return {condition}; }})()")
 
 
+def with_digits_configs(page, *node_ids):
+    """Give each node's ``config`` the embedded model's folder: the tiny model's configs, not those shipped for the
+    family."""
+    for node_id in node_ids:
+        config = model_input(page, node_id, "config")
+        config.fill("digits")
+        config.press("Tab")
+
+
+def upload(page, node_id, picture):
+    """Upload ``picture`` into the Load Image node ``node_id``."""
+    node(page, node_id).locator('[data-input="image"] input[type=file]').set_input_files(str(picture))
+    expect(node(page, node_id).locator('[data-input="image"] img')).to_be_visible()
+
+
+def on_folder(workflow):
+    """``workflow`` with its checkpoint replaced by the model folder it was written from."""
+    copied = json.loads(json.dumps(workflow))
+    copied["nodes"]["load"] = {"type": "LoadComponents", "inputs": {"repo": "digits"}}
+    return copied
+
+
+def assert_draws(page, server, workflow, without, why):
+    """The page shows what the server draws for ``workflow``, which is not what it draws for ``without`` (``why``:
+    what makes them differ)."""
+    expected, other = (pixels(server, server.run_job(w)["outputs"]["run"]["images"][0]["artifact"])
+                       for w in (workflow, without))
+    assert (pixels(server, shown_image(page)) == expected).all()
+    assert not (expected == other).all(), why
+
+
 def drop(page, path, info=None, document=None):
     """Drop a PNG holding ``info``, or a JSON file holding ``document``, on the canvas."""
     if document is not None:
@@ -140,18 +171,12 @@ def test_a_comfyui_graph_runs_on_the_checkpoint_and_lora_it_names_and_draws_what
     expect(notice).not_to_contain_text("checkpoint")
     page.screenshot(path=str(shots / "30-comfyui-import.png"))
 
-    config = model_input(page, "load", "config")
-    config.fill("digits")
-    config.press("Tab")
+    with_digits_configs(page, "load")
     run(page)
-    on_folder = on_checkpoint("sd15/digits.safetensors", lora=lora)  # the same LoRA on the model's own folder
-    on_folder["nodes"]["load"] = {"type": "LoadComponents", "inputs": {"repo": "digits"}}
     plain = json.loads(json.dumps(DIGIT_FOUR))
     plain["nodes"]["load"]["inputs"]["repo"] = "digits"
-    expected, without = (pixels(import_server, import_server.run_job(w)["outputs"]["run"]["images"][0]["artifact"])
-                         for w in (on_folder, plain))
-    assert (pixels(import_server, shown_image(page)) == expected).all()
-    assert not (expected == without).all()  # the LoRA changed what it draws
+    # the same LoRA on the model's own folder
+    assert_draws(page, import_server, on_folder(on_checkpoint("sd15/digits.safetensors", lora=lora)), plain, "LoRA")
 
 
 def test_the_editor_format_and_a1111s_model_name_find_the_checkpoint_and_its_family(page, import_server, tmp_path):
@@ -205,19 +230,12 @@ def test_the_vae_a_comfyui_graph_decodes_with_is_loaded_from_the_vae_folder(page
     expect(page.get_by_test_id("notice")).to_have_count(0)
     page.screenshot(path=str(shots / "32-comfyui-vae-import.png"))
 
-    config = model_input(page, "load", "config")
-    config.fill("digits")
-    config.press("Tab")
+    with_digits_configs(page, "load")
     run(page)
-    on_folder = json.loads(json.dumps(expected))
-    on_folder["nodes"]["load"] = {"type": "LoadComponents", "inputs": {"repo": "digits"}}
-    without = json.loads(json.dumps(on_folder))
+    without = on_folder(expected)
     del without["nodes"]["vae"]
     without["nodes"]["run"]["inputs"]["components"] = {"node": "lora", "output": "components"}
-    reference, plain = (pixels(import_server, import_server.run_job(w)["outputs"]["run"]["images"][0]["artifact"])
-                        for w in (on_folder, without))
-    assert (pixels(import_server, shown_image(page)) == reference).all()
-    assert not (reference == plain).all()  # the VAE file changed what it draws
+    assert_draws(page, import_server, on_folder(expected), without, "the VAE file")
 
     for vae, notice in (("mse", None), ("gone.pt", "VAE 'gone.pt' is not among the server's VAEs")):
         info = PngInfo()
@@ -263,25 +281,15 @@ def test_a_comfyui_controlnet_graph_loads_the_controlnet_and_waits_for_its_image
         r"^upload the control image \(edges\.png in ComfyUI's input folder\) into the Load Image node"))
     page.screenshot(path=str(shots / "33-comfyui-controlnet-import.png"))
 
-    for node_id in ("load", "controlnet"):  # the tiny models' configs: not those shipped for SD 1.x
-        config = model_input(page, node_id, "config")
-        config.fill("digits")
-        config.press("Tab")
+    with_digits_configs(page, "load", "controlnet")
     picture = tmp_path / "edges.png"
     Image.fromarray((np.indices((32, 32)).sum(0) % 8 < 4).astype("uint8") * 255).convert("RGB").save(picture)
-    node(page, "control").locator('[data-input="image"] input[type=file]').set_input_files(str(picture))
-    expect(node(page, "control").locator('[data-input="image"] img')).to_be_visible()
+    upload(page, "control", picture)
     run(page)
     workflow = page.evaluate("window.diffblocks.workflow()")
-    assert workflow["nodes"]["control"]["inputs"]["image"]["artifact"]
-    reference = import_server.run_job(workflow)
     without = json.loads(json.dumps(workflow))
     without["nodes"]["run"]["inputs"]["controlnet_conditioning_scale"] = 0.0
-    images = [pixels(import_server, import_server.run_job(w)["outputs"]["run"]["images"][0]["artifact"])
-              for w in (workflow, without)]
-    assert reference["status"] == "done", reference
-    assert (pixels(import_server, shown_image(page)) == images[0]).all()
-    assert not (images[0] == images[1]).all()  # the ControlNet changed what it draws
+    assert_draws(page, import_server, workflow, without, "the ControlNet")
 
 
 def test_the_embeddings_a_prompt_names_are_loaded_from_the_embeddings_folder(page, import_server, tmp_path):
@@ -305,19 +313,12 @@ def test_the_embeddings_a_prompt_names_are_loaded_from_the_embeddings_folder(pag
     assert page.evaluate("window.diffblocks.workflow()") == expected
     expect(page.get_by_test_id("notice")).to_have_count(0)
 
-    config = model_input(page, "load", "config")
-    config.fill("digits")
-    config.press("Tab")
+    with_digits_configs(page, "load")
     run(page)
-    on_folder = json.loads(json.dumps(expected))
-    on_folder["nodes"]["load"] = {"type": "LoadComponents", "inputs": {"repo": "digits"}}
-    without = json.loads(json.dumps(on_folder))
+    without = on_folder(expected)
     del without["nodes"]["embedding"]
     without["nodes"]["run"]["inputs"]["components"] = {"node": "load", "output": "components"}
-    reference, plain = (pixels(import_server, import_server.run_job(w)["outputs"]["run"]["images"][0]["artifact"])
-                        for w in (on_folder, without))
-    assert (pixels(import_server, shown_image(page)) == reference).all()
-    assert not (reference == plain).all()  # the embedding changed what the word means
+    assert_draws(page, import_server, on_folder(expected), without, "the embedding (what the word means)")
 
     info = PngInfo()
     info.add_text("parameters", "a handwritten digit four, embedding:gone\nNegative prompt: blurry, inkstyle, faint"
@@ -365,21 +366,15 @@ def test_a_comfyui_ip_adapter_graph_loads_the_adapter_and_its_encoder_and_waits_
         r"^upload the IP-Adapter's image \(style\.png in ComfyUI's input folder\) into the Load Image node; left out: "
         r"the IP-Adapter's weight type 'style transfer'"))
 
-    config = model_input(page, "load", "config")
-    config.fill("digits")
-    config.press("Tab")
+    with_digits_configs(page, "load")
     picture = tmp_path / "style.png"
     Image.fromarray((np.indices((32, 32))[0] * 8 % 256).astype("uint8")).convert("RGB").save(picture)
-    node(page, "reference").locator('[data-input="image"] input[type=file]').set_input_files(str(picture))
-    expect(node(page, "reference").locator('[data-input="image"] img')).to_be_visible()
+    upload(page, "reference", picture)
     run(page)
     workflow = page.evaluate("window.diffblocks.workflow()")
-    plain = json.loads(json.dumps(workflow))
-    plain["nodes"]["ipadapter"]["inputs"]["scale"] = 0.0
-    images = [pixels(import_server, import_server.run_job(w)["outputs"]["run"]["images"][0]["artifact"])
-              for w in (workflow, plain)]
-    assert (pixels(import_server, shown_image(page)) == images[0]).all()
-    assert not (images[0] == images[1]).all()  # the IP-Adapter changed what it draws
+    without = json.loads(json.dumps(workflow))
+    without["nodes"]["ipadapter"]["inputs"]["scale"] = 0.0
+    assert_draws(page, import_server, workflow, without, "the IP-Adapter")
 
 
 def test_a_preset_given_another_familys_checkpoint_offers_the_preset_that_runs_it(page, import_server, shots):
