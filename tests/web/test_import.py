@@ -332,7 +332,7 @@ def test_the_embeddings_a_prompt_names_are_loaded_from_the_embeddings_folder(pag
 
 
 def test_a_comfyui_ip_adapter_graph_loads_the_adapter_and_its_encoder_and_waits_for_its_image(
-        page, import_server, tmp_path):
+        page, import_server, tmp_path, shots):
     """IPAdapter Plus's IPAdapterAdvanced on the model's way, with its IPAdapterModelLoader and ComfyUI's
     CLIPVisionLoader: a LoadIPAdapter node of those files at its weight and the IP-Adapter preset, with a Load Image
     node that the notice asks to upload the image into; its weight type is named as left out. With the image, the run
@@ -365,6 +365,7 @@ def test_a_comfyui_ip_adapter_graph_loads_the_adapter_and_its_encoder_and_waits_
     expect(page.get_by_test_id("notice")).to_have_text(re.compile(
         r"^upload the IP-Adapter's image \(style\.png in ComfyUI's input folder\) into the Load Image node; left out: "
         r"the IP-Adapter's weight type 'style transfer'"))
+    page.screenshot(path=str(shots / "34-comfyui-ip-adapter-import.png"))
 
     with_digits_configs(page, "load")
     picture = tmp_path / "style.png"

@@ -187,8 +187,12 @@ export function text2imageGraph(model, settings) {
   const positions = { load: { x: 0, y: 0 }, run: { x: 2 * COLUMN, y: 0 }, output: { x: (last + 1) * COLUMN, y: 0 } };
   if (settings.hires) Object.assign(positions, { scale: { x: 3 * COLUMN, y: 0 }, hires: { x: 4 * COLUMN, y: 0 } });
   if (nodes.cfg) positions.cfg = { x: 0, y: 330 };
-  Object.keys(chain).forEach((id, index) => (positions[id] = { x: COLUMN, y: index * LORA_HEIGHT }));
-  if (nodes.sampler) positions.sampler = { x: COLUMN, y: Object.keys(chain).length * LORA_HEIGHT };
+  let y = 0; // the chain stacked in its column, each node below the one before, then the sampler
+  Object.entries(chain).forEach(([id, { type }]) => {
+    positions[id] = { x: COLUMN, y };
+    y += HEIGHTS[type];
+  });
+  if (nodes.sampler) positions.sampler = { x: COLUMN, y };
   const top = nodes.cfg ? 690 : 330; // below the loader and the guider: the ControlNet and its image
   if (control) Object.assign(positions, { controlnet: { x: 0, y: top }, control: { x: 0, y: top + CONTROLNET_HEIGHT } });
   if (ipAdapter) positions.reference = { x: 0, y: top };
@@ -196,7 +200,8 @@ export function text2imageGraph(model, settings) {
 }
 
 const COLUMN = 290; // px from one column of nodes to the next
-const LORA_HEIGHT = 390; // a LoadLoRA node, its six inputs shown
+// the height a chain node takes in its column, its inputs shown
+const HEIGHTS = { LoadLoRA: 390, LoadTextualInversion: 250, LoadIPAdapter: 480, LoadVAE: 250 };
 const CONTROLNET_HEIGHT = 260; // a LoadControlNet node, its three inputs shown
 
 export const isLink = (value) =>
