@@ -67,6 +67,13 @@ class TextualInversionError(AdapterError):
                    "embedding for another model family (SD 1.5: 768, SDXL: 768 + 1280 as clip_l / clip_g)?")
 
     @classmethod
+    def no_family(cls, source: str, size: int, widths: dict[int, str]) -> "TextualInversionError":
+        """An embedding of vectors of ``size``, which no family's text encoder (``widths``: width -> family) takes."""
+        known = ", ".join(f"{width} ({family})" for width, family in widths.items())
+        return cls(f"{source}: the embedding has vectors of size {size}, and the text encoders' are {known} or SDXL's "
+                   "clip_l / clip_g pair")
+
+    @classmethod
     def token_taken(cls, token: str) -> "TextualInversionError":
         return cls(f"token '{token}' is already in the tokenizer; pass another token= or call "
                    "pipe.loader.unload_textual_inversion() first")

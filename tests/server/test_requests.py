@@ -105,6 +105,26 @@ async def test_a_controlnet_file_says_the_family_its_cross_attention_width_tells
         assert odd["family"] is None and "it has no cross-attention" in odd["problem"]
 
 
+async def test_an_embedding_says_the_family_its_vectors_fit(tmp_path):
+    """SD 1.x's text encoder is 768 wide, 2.x's 1024 (as the shipped configs say); SDXL's embeddings hold clip_l and
+    clip_g. A1111's .pt layout reads as its .safetensors one; a width no encoder has says so."""
+    import torch
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "models" / "embeddings"
+    folder.mkdir(parents=True)
+    save_file({"emb_params": torch.zeros(2, 768)}, folder / "easyneg.safetensors")
+    torch.save({"string_to_param": {"*": torch.zeros(1, 1024)}, "name": "v2"}, folder / "v2style.pt")
+    save_file({"clip_l": torch.zeros(1, 768), "clip_g": torch.zeros(1, 1280)}, folder / "xlneg.safetensors")
+    save_file({"emb_params": torch.zeros(1, 512)}, folder / "odd.safetensors")
+    async with fake_server(tmp_path, model_dirs=[tmp_path / "models"]) as client:
+        families = {name: (await client.get(f"/api/models/embeddings/{name}")).json()["family"]
+                    for name in ("easyneg.safetensors", "v2style.pt", "xlneg.safetensors")}
+        assert families == {"easyneg.safetensors": "sd15", "v2style.pt": "sd2", "xlneg.safetensors": "sdxl"}
+        odd = (await client.get("/api/models/embeddings/odd.safetensors")).json()
+        assert odd["family"] is None and "vectors of size 512, and the text encoders' are 768 (sd15)" in odd["problem"]
+
+
 async def test_a_preset_wired_to_another_familys_checkpoint_is_refused_before_the_job_is_queued(tmp_path):
     """The family is read off the file's tensor names when the workflow is validated: the editor shows it (with the
     preset to use) as soon as the file is picked, and POST /api/jobs queues nothing."""

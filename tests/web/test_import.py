@@ -60,6 +60,7 @@ def models(tmp_path_factory, sdxl_repo):
     width = pipe.text_encoder.config.hidden_size
     save_file({"emb_params": torch.randn(2, width, generator=torch.Generator().manual_seed(8))},
               root / "embeddings" / "inkstyle.safetensors")
+    save_file({"emb_params": torch.zeros(2, 768)}, root / "embeddings" / "easyneg.safetensors")  # SD 1.x's width
     (root / "controlnet").mkdir()
     torch.manual_seed(6)
     net = diffusers.ControlNetModel.from_unet(pipe.unet, conditioning_embedding_out_channels=(8, 16, 32))
@@ -181,8 +182,8 @@ def test_a_comfyui_graph_runs_on_the_checkpoint_and_lora_it_names_and_draws_what
 
 def test_the_editor_format_and_a1111s_model_name_find_the_checkpoint_and_its_family(page, import_server, tmp_path):
     """ComfyUI's editor file naming the file alone finds it in a subfolder; A1111's "Model: xl" (its name without
-    the suffix) finds xl.safetensors, an SDXL checkpoint, so the SDXL preset; a name the folders lack keeps the
-    page's model and says so."""
+    the suffix) finds xl.safetensors, an SDXL checkpoint, so the SDXL preset, and leaves out the SD 1.x embedding its
+    negative prompt names, saying so; a name the folders lack keeps the page's model and says so."""
     open_editor(page, import_server)
     graph = comfy_editor_graph()
     graph["nodes"][1]["widgets_values"] = ["digits.safetensors"]
@@ -193,12 +194,17 @@ def test_the_editor_format_and_a1111s_model_name_find_the_checkpoint_and_its_fam
 
     info = PngInfo()
     info.add_text("parameters", "a handwritten digit four<lora:ink:0.6:0.9><lora:gone:1>\nNegative prompt: blurry, "
-                                "faint\nSteps: 6, Sampler: Euler a, CFG scale: 5, Seed: 3, Size: 32x32, Model: xl")
+                                "easyneg, faint\nSteps: 6, Sampler: Euler a, CFG scale: 5, Seed: 3, Size: 32x32, "
+                                "Model: xl")
     drop(page, tmp_path / "a1111.png", info)
     wait_for(page, "nodes.run.type === 'preset:sdxl-text2image'")
     lora = {"repo": "ink.safetensors", "scale": 0.9, "text_encoder_scale": 0.6}  # A1111's <lora:NAME:TE:UNET>
-    assert page.evaluate("window.diffblocks.workflow()") == on_checkpoint("xl.safetensors", "sdxl", lora)
-    expect(page.get_by_test_id("notice")).to_have_text(re.compile("^LoRA 'gone' is not among the server's LoRAs"))
+    expected = on_checkpoint("xl.safetensors", "sdxl", lora)
+    expected["nodes"]["run"]["inputs"]["negative_prompt"] = "blurry, easyneg, faint"  # an SD 1.x embedding: no node
+    assert page.evaluate("window.diffblocks.workflow()") == expected
+    expect(page.get_by_test_id("notice")).to_have_text(re.compile(
+        "^LoRA 'gone' is not among the server's LoRAs; embedding 'easyneg.safetensors' left out: it is for SD 1.x "
+        "models"))
 
     graph["nodes"][1]["widgets_values"] = ["dreamshaper_8.safetensors"]
     drop(page, tmp_path / "other.json", document=graph)

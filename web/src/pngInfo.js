@@ -3,6 +3,7 @@
 // `diffblocks run`) holds its parameters instead ("parameters"), one from ComfyUI its graph in ComfyUI's terms
 // ("prompt", comfy.js): either becomes a text-to-image graph, on the checkpoint it names when the server's model
 // folders have it.
+import { api } from './api.js';
 import { comfySettings, editorPrompt, isComfyEditorGraph, isComfyPrompt } from './comfy.js';
 import { text2imageGraph } from './graph.js';
 import { findCheckpoint, findModel, modelNames, stemOf } from './modelFiles.js';
@@ -147,7 +148,12 @@ async function imported({ settings, checkpoint, loras, vae, control, ipAdapter, 
     await findAdapters(control, ipAdapter, model, notes);
     const named = embeddingsIn(settings, await modelNames('embeddings').catch(() => []));
     Object.assign(settings, named.settings);
-    model.embeddings = named.embeddings;
+    model.embeddings = [];
+    for (const embedding of named.embeddings) { // one made for another family's text encoders would not fit
+      const { family } = await api.modelFile('embeddings', embedding.name).catch(() => ({ family: null }));
+      if (!family || family === found.family) model.embeddings.push(embedding);
+      else notes.push(`embedding '${embedding.name}' left out: it is for ${FAMILIES[family]} models`);
+    }
     named.missing.forEach((name) => notes.push(`embedding '${name}' is not among the server's embeddings`));
   } else {
     if (control) notes.push(`ControlNet '${control.name}' left out`);
@@ -185,6 +191,8 @@ async function findAdapters(control, ipAdapter, model, notes) {
         : `IP-Adapter '${ipAdapter.name}' is not among the server's IP-Adapters`);
   }
 }
+
+const FAMILIES = { sd15: 'SD 1.x', sd2: 'SD 2.x', sdxl: 'SDXL' }; // as GET /api/models/{kind}/{name} names them
 
 // ComfyUI's name for an embedding in a prompt: embedding:NAME (with or without its file's suffix)
 const COMFY_EMBEDDING = /embedding:([^\s,()[\]]+)/gi;
