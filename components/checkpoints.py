@@ -252,30 +252,6 @@ def shipped_reference(config: str | os.PathLike | Mapping[str, Any]) -> str | No
     return (INPAINT_CONFIG_REPOS if inpainting else CONFIG_REPOS)[family]
 
 
-def controlnet_family(file: str | os.PathLike) -> str:
-    """``"sd15"``, ``"sd2"`` or ``"sdxl"``: the family a ControlNet file is for (its encoder is that family's UNet's),
-    told by its cross-attention width, the family's text embeddings' as the shipped UNet configs give it.
-
-    Raises:
-        ConfigError: the file has no cross-attention, or a width no shipped family has.
-    """
-    import json
-
-    from .models.weights import tensor_shapes
-
-    widths = {shape[-1] for key, shape in tensor_shapes(file).items() if key.endswith("attn2.to_k.weight")}
-    families = {json.loads((FAMILY_CONFIGS / family / "unet" / "config.json").read_text())["cross_attention_dim"]: family
-                for family in PRESET_FAMILIES}
-    if len(widths) == 1 and next(iter(widths)) in families:
-        return families[widths.pop()]
-    raise ConfigError.controlnet_base(str(file), sorted(widths), {family: width for width, family in families.items()})
-
-
-def controlnet_config_repo(file: str | os.PathLike) -> str:
-    """The shipped configs of the family a ControlNet file is for (:func:`controlnet_family`)."""
-    return str(FAMILY_CONFIGS / controlnet_family(file))
-
-
 def _inpainting(file: str | os.PathLike) -> bool:
     from .models.weights import tensor_shapes
 

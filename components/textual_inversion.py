@@ -52,29 +52,6 @@ def read_embedding(source, weight_name: str | None = None, token: str | None = N
     raise TextualInversionError.bad_file(label, list(state))
 
 
-def embedding_family(path) -> str:
-    """``"sd15"``, ``"sd2"`` or ``"sdxl"``: the family whose text encoders an embedding file fits. SDXL's hold
-    ``clip_l`` and ``clip_g``; the others one table, as wide as the family's text encoder (768 for SD 1.x, 1024 for
-    2.x, as the shipped configs give them).
-
-    Raises:
-        TextualInversionError: not an embedding, or one as wide as no family's text encoder.
-    """
-    import json
-
-    from .checkpoints import FAMILY_CONFIGS
-
-    _, embeddings, label = read_embedding(path)
-    if "" not in embeddings:
-        return "sdxl"
-    widths = {json.loads((FAMILY_CONFIGS / family / "text_encoder" / "config.json").read_text())["hidden_size"]: family
-              for family in ("sd15", "sd2")}
-    width = embeddings[""].shape[-1]
-    if width not in widths:
-        raise TextualInversionError.no_family(label, width, widths)
-    return widths[width]
-
-
 def load_textual_inversion(pairs: Sequence[tuple], source, token: str | None = None,
                            weight_name: str | None = None) -> list[str]:
     """Add the embedding of ``source`` to ``pairs`` (``[(tokenizer, text_encoder), ...]``, the second pair

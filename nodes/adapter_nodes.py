@@ -58,7 +58,7 @@ class LoadControlNet(NodeType):
         from ..components.spec import ComponentSpec
 
         if values["repo"].lower().endswith(WEIGHTS_SUFFIXES) and "config" in self.inputs:
-            from ..components.checkpoints import controlnet_config_repo
+            from ..components.families import controlnet_config_repo
 
             file = values["repo"]
             config = values.get("config") or controlnet_config_repo(file)

@@ -109,7 +109,8 @@ def _family(loader: str, path: str, stamp: str) -> str | None:
     """The presets' family of the checkpoint or ControlNet file or model folder at ``path`` as it is at ``stamp``;
     None when it cannot be told here (a file that is no checkpoint, a pipeline of no preset: its loader says what it
     is)."""
-    from ..components.checkpoints import controlnet_family, file_family
+    from ..components.checkpoints import file_family
+    from ..components.families import controlnet_family
     from ..components.errors import DiffblocksError
 
     if loader in ("LoadCheckpoint", "LoadControlNet"):

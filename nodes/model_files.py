@@ -98,20 +98,21 @@ class ModelFolders:
 
     def describe(self, kind: str, name: str) -> dict | None:
         """What a client needs to know of the entry ``name`` of ``kind`` (None when there is none): its size, and
-        for a checkpoint, a ControlNet or an embedding file the family it is of (``sd15``, ``sd2``, ``sdxl``, read off
-        its tensor names and shapes: a safetensors file's header, a pickle memory-mapped), or ``problem``, why it has
-        none (a LoRA in checkpoints/, a damaged file)."""
+        for a checkpoint, ControlNet, LoRA or embedding file the family it is of (``sd15``, ``sd2``, ``sdxl``, read
+        off its tensor names and shapes: a safetensors file's header, a pickle memory-mapped; see
+        ``components.families``), or ``problem``, why it has none (a LoRA in checkpoints/, a damaged file)."""
         path = self.resolve(kind, name)
         if path is None:
             return None
         info = {"kind": kind, "name": name.replace("\\", "/"), "bytes": path.stat().st_size if path.is_file() else None,
                 "family": None, "problem": None}
-        if kind in ("checkpoints", "controlnet", "embeddings") and path.is_file():
-            from ..components.checkpoints import controlnet_family, file_family
+        if kind in ("checkpoints", "controlnet", "embeddings", "loras") and path.is_file():
+            from ..components.checkpoints import file_family
             from ..components.errors.base import DiffblocksError
-            from ..components.textual_inversion import embedding_family
+            from ..components.families import controlnet_family, embedding_family, lora_family
 
-            read = {"checkpoints": file_family, "controlnet": controlnet_family, "embeddings": embedding_family}[kind]
+            read = {"checkpoints": file_family, "controlnet": controlnet_family, "embeddings": embedding_family,
+                    "loras": lora_family}[kind]
             try:
                 info["family"] = read(path)
             except DiffblocksError as err:

@@ -158,7 +158,7 @@ def test_a_controlnet_files_family_is_told_by_its_cross_attention_width(tmp_path
     SDXL's 2048, as the shipped UNet configs say); a width no family has is refused, pointing at ``config``."""
     from safetensors.torch import save_file
 
-    from diffblocks.components.checkpoints import controlnet_config_repo
+    from diffblocks.components.families import controlnet_config_repo
     from diffblocks.components.errors import ConfigError
 
     key = "control_model.input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight"

@@ -75,7 +75,7 @@ async def test_a_model_file_says_its_size_and_a_checkpoint_its_family(tmp_path):
         broken = (await client.get("/api/models/checkpoints/broken.safetensors")).json()
         assert broken["family"] is None and "broken.safetensors" in broken["problem"]
         other = (await client.get("/api/models/loras/ink.safetensors")).json()
-        assert other["family"] is None and other["problem"] is None  # for checkpoints and ControlNets only
+        assert other["family"] is None and other["problem"] is None  # a LoRA without cross-attention keys
         missing = await client.get("/api/models/checkpoints/xl/c.safetensors")
         assert missing.status_code == 404
         assert missing.json()["detail"] == ("no checkpoints model 'xl/c.safetensors' in the model folders (did you "
@@ -103,6 +103,28 @@ async def test_a_controlnet_file_says_the_family_its_cross_attention_width_tells
         assert families == {"canny15": "sd15", "depth21": "sd2", "cannyxl": "sdxl"}
         odd = (await client.get("/api/models/controlnet/odd.safetensors")).json()
         assert odd["family"] is None and "it has no cross-attention" in odd["problem"]
+
+
+async def test_a_lora_says_the_family_its_cross_attention_width_tells(tmp_path):
+    """kohya's names and PEFT's alike: the down projection of a cross-attention key reads the text embeddings (768
+    wide for SD 1.x, 2048 for SDXL); a LoRA of the text encoder alone has no family, and no problem either."""
+    import torch
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "models" / "loras"
+    folder.mkdir(parents=True)
+    kohya = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight"
+    peft = "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.lora_A.weight"
+    save_file({kohya: torch.zeros(4, 2048)}, folder / "xl-style.safetensors")
+    save_file({peft: torch.zeros(4, 768)}, folder / "sd-style.safetensors")
+    save_file({"lora_te_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": torch.zeros(4, 768)},
+              folder / "words.safetensors")
+    async with fake_server(tmp_path, model_dirs=[tmp_path / "models"]) as client:
+        described = {name: (await client.get(f"/api/models/loras/{name}.safetensors")).json()
+                     for name in ("xl-style", "sd-style", "words")}
+        assert {name: info["family"] for name, info in described.items()} == {
+            "xl-style": "sdxl", "sd-style": "sd15", "words": None}
+        assert described["words"]["problem"] is None
 
 
 async def test_an_embedding_says_the_family_its_vectors_fit(tmp_path):

@@ -61,6 +61,8 @@ def models(tmp_path_factory, sdxl_repo):
     save_file({"emb_params": torch.randn(2, width, generator=torch.Generator().manual_seed(8))},
               root / "embeddings" / "inkstyle.safetensors")
     save_file({"emb_params": torch.zeros(2, 768)}, root / "embeddings" / "easyneg.safetensors")  # SD 1.x's width
+    kohya = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight"
+    save_file({kohya: torch.zeros(4, 2048)}, root / "loras" / "xl-detail.safetensors")  # SDXL's cross-attention width
     (root / "controlnet").mkdir()
     torch.manual_seed(6)
     net = diffusers.ControlNetModel.from_unet(pipe.unet, conditioning_embedding_out_channels=(8, 16, 32))
@@ -302,7 +304,8 @@ def test_the_embeddings_a_prompt_names_are_loaded_from_the_embeddings_folder(pag
     """ComfyUI's ``embedding:NAME`` (here with the file's suffix) becomes a LoadTextualInversion node of that file
     and the word NAME in the prompt; the run draws what the API draws with the same embedding, which differs from
     the prompt without it. A1111's bare word in the negative prompt finds the file by its stem; a ComfyUI name the
-    server lacks is left out of the prompt (as ComfyUI leaves it out) and named in the notice."""
+    server lacks is left out of the prompt (as ComfyUI leaves it out) and named in the notice, and so is a LoRA made
+    for SDXL (its cross-attention width), left out as A1111 skips it."""
     prompt = json.loads(json.dumps(COMFY_PROMPT))
     prompt["4"]["inputs"]["ckpt_name"] = "sd15/digits.safetensors"
     prompt["6"]["inputs"]["text"] = "a handwritten digit four, embedding:inkstyle.safetensors"
@@ -327,10 +330,12 @@ def test_the_embeddings_a_prompt_names_are_loaded_from_the_embeddings_folder(pag
     assert_draws(page, import_server, on_folder(expected), without, "the embedding (what the word means)")
 
     info = PngInfo()
-    info.add_text("parameters", "a handwritten digit four, embedding:gone\nNegative prompt: blurry, inkstyle, faint"
-                                "\nSteps: 6, Sampler: Euler a, CFG scale: 5, Seed: 3, Size: 32x32, Model: digits")
+    info.add_text("parameters", "a handwritten digit four, embedding:gone<lora:xl-detail:1>\nNegative prompt: blurry, "
+                                "inkstyle, faint\nSteps: 6, Sampler: Euler a, CFG scale: 5, Seed: 3, Size: 32x32, "
+                                "Model: digits")
     drop(page, tmp_path / "a1111-embedding.png", info)
-    expect(page.get_by_test_id("notice")).to_have_text(re.compile("^embedding 'gone' is not among the server's"))
+    expect(page.get_by_test_id("notice")).to_have_text(re.compile(
+        "^LoRA 'xl-detail.safetensors' left out: it is for SDXL models; embedding 'gone' is not among the server's"))
     workflow = page.evaluate("window.diffblocks.workflow()")
     assert workflow["nodes"]["embedding"]["inputs"]["file"] == "inkstyle.safetensors"
     assert workflow["nodes"]["run"]["inputs"]["prompt"] == "a handwritten digit four, "

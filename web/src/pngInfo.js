@@ -137,7 +137,9 @@ async function imported({ settings, checkpoint, loras, vae, control, ipAdapter, 
     : { repo, loras: [] }; // LoRAs go with the checkpoint they were made for
   for (const lora of loras) {
     const name = model.checkpoint ? await findModel('loras', lora.name).catch(() => null) : null;
-    if (name) model.loras.push({ ...lora, name });
+    const other = name && await otherFamily('loras', name, found.family);
+    if (name && !other) model.loras.push({ ...lora, name });
+    else if (other) notes.push(`LoRA '${name}' left out: it is for ${other} models`);
     else notes.push(`LoRA '${lora.name}' ${model.checkpoint ? "is not among the server's LoRAs" : 'left out'}`);
   }
   if (vae) { // like the LoRAs, with the checkpoint only: it decodes that model's latents
@@ -150,9 +152,9 @@ async function imported({ settings, checkpoint, loras, vae, control, ipAdapter, 
     Object.assign(settings, named.settings);
     model.embeddings = [];
     for (const embedding of named.embeddings) { // one made for another family's text encoders would not fit
-      const { family } = await api.modelFile('embeddings', embedding.name).catch(() => ({ family: null }));
-      if (!family || family === found.family) model.embeddings.push(embedding);
-      else notes.push(`embedding '${embedding.name}' left out: it is for ${FAMILIES[family]} models`);
+      const other = await otherFamily('embeddings', embedding.name, found.family);
+      if (!other) model.embeddings.push(embedding);
+      else notes.push(`embedding '${embedding.name}' left out: it is for ${other} models`);
     }
     named.missing.forEach((name) => notes.push(`embedding '${name}' is not among the server's embeddings`));
   } else {
@@ -193,6 +195,13 @@ async function findAdapters(control, ipAdapter, model, notes) {
 }
 
 const FAMILIES = { sd15: 'SD 1.x', sd2: 'SD 2.x', sdxl: 'SDXL' }; // as GET /api/models/{kind}/{name} names them
+
+/** The family (its name, as "SDXL") the server's file `name` of `kind` is made for when it is not `family` (the
+ * checkpoint's), as A1111 skips a LoRA or embedding of another family; null when it fits, or cannot be told. */
+async function otherFamily(kind, name, family) {
+  const { family: its } = await api.modelFile(kind, name).catch(() => ({ family: null }));
+  return its && its !== family ? FAMILIES[its] : null;
+}
 
 // ComfyUI's name for an embedding in a prompt: embedding:NAME (with or without its file's suffix)
 const COMFY_EMBEDDING = /embedding:([^\s,()[\]]+)/gi;

@@ -1,0 +1,79 @@
+"""Which family of models (``sd15``, ``sd2``, ``sdxl``) a file is made for, read off its tensors' names and shapes:
+a ControlNet's and a LoRA's by their cross-attention width (the text embeddings they attend to: 768 wide for SD 1.x,
+1024 for 2.x, 2048 for SDXL), an embedding's by its vectors' width (the text encoder's: 768, 1024, or SDXL's
+``clip_l``/``clip_g`` pair), the widths as the shipped configs (``family_configs/``) give them. A checkpoint's family
+is :func:`checkpoints.file_family`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+from . import checkpoints
+from .errors import ConfigError, TextualInversionError
+
+CROSS_ATTENTION_KEY = re.compile(r"attn2[._]to_k")  # the key projection of cross-attention, in every naming
+LORA_DOWN = ("lora_down.weight", "lora_A.weight", "lora.down.weight")  # (rank, in_features), in each LoRA format
+
+
+def controlnet_family(file: str | os.PathLike) -> str:
+    """The family a ControlNet file is for (its encoder is that family's UNet's).
+
+    Raises:
+        ConfigError: the file has no cross-attention, or a width no shipped family has.
+    """
+    from .models.weights import tensor_shapes
+
+    widths = {shape[-1] for key, shape in tensor_shapes(file).items() if key.endswith("attn2.to_k.weight")}
+    family = _by_cross_attention(widths)
+    if family is None:
+        raise ConfigError.controlnet_base(str(file), sorted(widths), {f: w for w, f in _cross_attention_widths().items()})
+    return family
+
+
+def controlnet_config_repo(file: str | os.PathLike) -> str:
+    """The shipped configs of the family a ControlNet file is for (:func:`controlnet_family`)."""
+    return str(checkpoints.FAMILY_CONFIGS / controlnet_family(file))
+
+
+def lora_family(file: str | os.PathLike) -> str | None:
+    """The family a LoRA file is for, when it adapts the UNet's cross-attention (kohya's, diffusers' and PEFT's
+    names alike); None for one that does not (a text-encoder-only LoRA, FLUX.1's) or of another width."""
+    from .models.weights import tensor_shapes
+
+    widths = {shape[-1] for key, shape in tensor_shapes(file).items()
+              if CROSS_ATTENTION_KEY.search(key) and key.endswith(LORA_DOWN)}
+    return _by_cross_attention(widths)
+
+
+def embedding_family(path: str | os.PathLike) -> str:
+    """The family whose text encoders a textual-inversion embedding file fits.
+
+    Raises:
+        TextualInversionError: not an embedding, or one as wide as no family's text encoder.
+    """
+    from .textual_inversion import read_embedding
+
+    _, embeddings, label = read_embedding(path)
+    if "" not in embeddings:
+        return "sdxl"  # clip_l and clip_g
+    widths = {_config(family, "text_encoder")["hidden_size"]: family for family in ("sd15", "sd2")}
+    width = embeddings[""].shape[-1]
+    if width not in widths:
+        raise TextualInversionError.no_family(label, width, widths)
+    return widths[width]
+
+
+def _by_cross_attention(widths: set[int]) -> str | None:
+    known = _cross_attention_widths()
+    return known.get(next(iter(widths))) if len(widths) == 1 else None
+
+
+def _cross_attention_widths() -> dict[int, str]:
+    return {_config(family, "unet")["cross_attention_dim"]: family for family in checkpoints.PRESET_FAMILIES}
+
+
+def _config(family: str, part: str) -> dict:
+    return json.loads((checkpoints.FAMILY_CONFIGS / family / part / "config.json").read_text())
