@@ -19,13 +19,17 @@ CHECKPOINT_FAMILIES = {"sd15": "sd15", "sd2": "sd15", "sdxl": "sdxl"}  # a check
 # a model folder's pipeline class (model_index.json's _class_name), by its start -> its presets' family, longest first
 PIPELINE_FAMILIES = (("StableDiffusionXL", "sdxl"), ("StableDiffusion", "sd15"), ("Flux", "flux"))
 LOADERS = {"LoadCheckpoint": ("file", "checkpoints"), "LoadComponents": ("repo", "diffusers")}  # input, folder kind
+# the nodes loading a file made for one family: input, folder kind, what the file is
+FILE_LOADERS = {"LoadControlNet": ("repo", "controlnet", "ControlNet"), "LoadLoRA": ("repo", "loras", "LoRA"),
+                "LoadTextualInversion": ("file", "embeddings", "embedding")}
 
 
 def family_problems(workflow: dict, folders: ModelFolders | None = None) -> list[dict]:
     """A problem on the ``components`` input of each preset node whose models come, through nodes that pass a
     bundle on (LoadLoRA, LoadTextualInversion, ...), from a ``LoadCheckpoint`` file or a ``LoadComponents`` model
-    folder of another family; and on its ``controlnet`` input when a ``LoadControlNet`` file for another family
-    feeds it."""
+    folder of another family; on its ``controlnet`` input when a ``LoadControlNet`` file for another family feeds it;
+    and on the file input of a ``LoadLoRA`` or ``LoadTextualInversion`` node whose file is for another family than
+    the bundle it goes on."""
     from ..components.errors import ComponentTypeError
     from ..components.errors.nodes import problem
     from .block_nodes import FAMILIES
@@ -46,25 +50,36 @@ def family_problems(workflow: dict, folders: ModelFolders | None = None) -> list
             error = ComponentTypeError.other_family(preset.removeprefix("preset:"), source[1], FAMILIES[given],
                                                     FAMILIES[takes], instead)
             found.append(problem(node_id, "components", str(error)))
-        file = _controlnet_file(nodes, inputs.get("controlnet"), folders)
+        link = inputs.get("controlnet")
+        source = nodes.get(link.get("node")) if isinstance(link, dict) else None
+        file = _file(source, folders) if isinstance(source, dict) and source.get("type") == "LoadControlNet" else None
         given = _family("LoadControlNet", *file) if file else None
         if given is not None and given != takes:
-            error = ComponentTypeError.other_family_controlnet(preset.removeprefix("preset:"), file[0],
-                                                               FAMILIES[given], FAMILIES[takes])
+            error = ComponentTypeError.other_family_file("ControlNet", file[0], FAMILIES[given], FAMILIES[takes],
+                                                         f"preset '{preset.removeprefix('preset:')}' takes", "controlnet")
             found.append(problem(node_id, "controlnet", str(error)))
+    for node_id, spec in nodes.items():  # a LoRA or embedding file on a bundle of another family
+        loader = spec.get("type") if isinstance(spec, dict) else None
+        file = _file(spec, folders) if loader in ("LoadLoRA", "LoadTextualInversion") else None
+        given = _family(loader, *file) if file else None
+        source = _source(nodes, types, (spec.get("inputs") or {}).get("components"), folders) if given else None
+        takes = _family(*source) if source else None
+        if takes is not None and given != takes:
+            name, _, what = FILE_LOADERS[loader]
+            error = ComponentTypeError.other_family_file(what, file[0], FAMILIES[given], FAMILIES[takes],
+                                                         "the components it goes on are", name)
+            found.append(problem(node_id, name, str(error)))
     return found
 
 
-def _controlnet_file(nodes: dict, link: Any, folders: ModelFolders | None) -> tuple[str, str] | None:
-    """``(path, stamp)`` of the file a LoadControlNet node wired to ``link`` loads; None for anything else (a
-    folder, a Hub id, another node)."""
-    source = nodes.get(link.get("node")) if isinstance(link, dict) else None
-    if not isinstance(source, dict) or source.get("type") != "LoadControlNet":
-        return None
-    path = (source.get("inputs") or {}).get("repo")
+def _file(spec: dict, folders: ModelFolders | None) -> tuple[str, str] | None:
+    """``(path, stamp)`` of the file a node of ``FILE_LOADERS`` (``spec``) loads; None for anything else (a folder,
+    a Hub id)."""
+    name, kind, _ = FILE_LOADERS[spec.get("type")]
+    path = (spec.get("inputs") or {}).get(name)
     if not isinstance(path, str):
         return None
-    if folders and (named := folders.resolve("controlnet", path)) is not None:
+    if folders and (named := folders.resolve(kind, path)) is not None:
         path = str(named)
     stamp = file_stamp(path) if os.path.isfile(path) else None
     return (path, stamp) if stamp is not None else None
@@ -106,16 +121,18 @@ def _embedded() -> str:
 
 @functools.lru_cache(maxsize=64)
 def _family(loader: str, path: str, stamp: str) -> str | None:
-    """The presets' family of the checkpoint or ControlNet file or model folder at ``path`` as it is at ``stamp``;
-    None when it cannot be told here (a file that is no checkpoint, a pipeline of no preset: its loader says what it
-    is)."""
+    """The presets' family of the file (a checkpoint, ControlNet, LoRA or embedding: ``loader`` says which) or model
+    folder at ``path`` as it is at ``stamp``; None when it cannot be told here (a file that is no checkpoint, a
+    pipeline of no preset: its loader says what it is)."""
     from ..components.checkpoints import file_family
-    from ..components.families import controlnet_family
     from ..components.errors import DiffblocksError
+    from ..components.families import controlnet_family, embedding_family, lora_family
 
-    if loader in ("LoadCheckpoint", "LoadControlNet"):
+    read = {"LoadCheckpoint": file_family, "LoadControlNet": controlnet_family, "LoadLoRA": lora_family,
+            "LoadTextualInversion": embedding_family}.get(loader)
+    if read is not None:
         try:
-            return CHECKPOINT_FAMILIES.get((file_family if loader == "LoadCheckpoint" else controlnet_family)(path))
+            return CHECKPOINT_FAMILIES.get(read(path))
         except DiffblocksError:
             return None
     try:

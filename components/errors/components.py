@@ -76,11 +76,13 @@ class ComponentTypeError(ComponentError, TypeError):
         return error
 
     @classmethod
-    def other_family_controlnet(cls, preset: str, source: str, given: str, takes: str) -> "ComponentTypeError":
-        """A ControlNet file (``source``) made for ``given``'s models wired into a preset of ``takes``'s."""
-        error = cls(f"the ControlNet {source} is {given} model's; preset '{preset}' takes {takes} model's: load a "
-                    f"ControlNet made for {takes} model")
-        error.input_name = "controlnet"  # the input a node UI points at
+    def other_family_file(cls, what: str, source: str, given: str, takes: str, where: str,
+                          input_name: str) -> "ComponentTypeError":
+        """A ``what`` file (a ControlNet, a LoRA; ``source``) made for ``given``'s models where ``takes``'s go:
+        ``where`` says what takes them ("preset 'sd15-controlnet' takes"), ``input_name`` the input to point at."""
+        error = cls(f"the {what} {source} is {given} model's; {where} {takes} model's: load one made for {takes} "
+                    "model")
+        error.input_name = input_name  # the input a node UI points at
         return error
 
     @classmethod

@@ -163,6 +163,39 @@ def test_a_controlnet_file_for_another_family_is_refused_before_anything_runs(tm
     with pytest.raises(WorkflowError) as caught:
         Executor(artifacts=store).run(workflow, on_event=events.append)
     assert {"node": "run", "input": "controlnet", "message": (
-        f"the ControlNet {file} is {given} model's; preset '{preset}' takes {takes} model's: load a ControlNet made "
-        f"for {takes} model")} in caught.value.errors
+        f"the ControlNet {file} is {given} model's; preset '{preset}' takes {takes} model's: load one made for "
+        f"{takes} model")} in caught.value.errors
+    assert events == []
+
+
+def test_a_lora_or_embedding_file_for_another_family_than_its_bundle_is_refused_before_anything_runs(
+        sdxl_repo, sdxl_file, tmp_path):
+    """A LoRA's family is read off its cross-attention width, an embedding's off its vectors' (the file holds only a
+    tensor shaped as in real ones): on an SDXL checkpoint's bundle, SD 1.x's are a WorkflowError on their file
+    input, before anything runs."""
+    from node_workflows import link
+    from safetensors.torch import save_file
+
+    from diffblocks.nodes import Executor, WorkflowError
+
+    lora, embedding = tmp_path / "sd-style.safetensors", tmp_path / "easyneg.safetensors"
+    save_file({"lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight":
+               torch.zeros(4, 768)}, lora)
+    save_file({"emb_params": torch.zeros(2, 768)}, embedding)
+    _, file = sdxl_file
+    workflow = {"nodes": {
+        "load": {"type": "LoadCheckpoint", "inputs": {"file": str(file), "config": str(sdxl_repo)}},
+        "lora": {"type": "LoadLoRA", "inputs": {"components": link("load", "components"), "repo": str(lora)}},
+        "ti": {"type": "LoadTextualInversion", "inputs": {"components": link("lora", "components"),
+                                                          "file": str(embedding)}},
+        "run": {"type": "preset:sdxl-text2image", "inputs": {"components": link("ti", "components"), "prompt": "a cat"}}}}
+    events = []
+    with pytest.raises(WorkflowError) as caught:
+        Executor().run(workflow, on_event=events.append)
+    sd, xl = "a Stable Diffusion 1.x / 2.x", "an SDXL"
+    assert caught.value.errors == [
+        {"node": "lora", "input": "repo", "message": f"the LoRA {lora} is {sd} model's; the components it goes on are "
+                                                     f"{xl} model's: load one made for {xl} model"},
+        {"node": "ti", "input": "file", "message": f"the embedding {embedding} is {sd} model's; the components it goes "
+                                                   f"on are {xl} model's: load one made for {xl} model"}]
     assert events == []
