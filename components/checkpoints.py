@@ -50,7 +50,10 @@ def checkpoint_family(keys) -> str:
         return "sd15"
     if any(k.startswith("cond_stage_model.model.") for k in keys):  # OpenCLIP ViT-H
         return "sd2"
-    if any("double_blocks." in k for k in keys):
+    if any(k.startswith("conditioner.embedders.0.model.") for k in keys) and any(  # OpenCLIP alone, and the UNet
+            k.startswith("model.diffusion_model.label_emb.") for k in keys):  # conditioned on sizes and a score
+        kind = "SDXL's refiner (its second pass), which diffblocks does not run yet: load the SDXL base checkpoint"
+    elif any("double_blocks." in k for k in keys):
         kind = "a FLUX.1 transformer (FluxTransformer2DModel.from_single_file; --transformer in the CLI)"
     elif any("lora" in k for k in keys):
         kind = "a LoRA (pipe.loader.load_lora_weights; --lora in the CLI)"

@@ -90,6 +90,9 @@ def test_other_files_and_configs_say_what_is_wrong(sd_repo, sdxl_repo, sd_file, 
     with pytest.raises(ConfigError, match="FLUX.1 transformer"):
         checkpoint_family(["double_blocks.0.img_attn.qkv.weight"])
     assert checkpoint_family(["cond_stage_model.model.token_embedding.weight"]) == "sd2"
+    refiner = ["conditioner.embedders.0.model.token_embedding.weight", "model.diffusion_model.label_emb.0.0.weight"]
+    with pytest.raises(ConfigError, match="this file is SDXL's refiner .* load the SDXL base checkpoint"):
+        checkpoint_family(refiner)
     save_file({"lora_unet_down_blocks_0.lora_down.weight": torch.zeros(1)}, str(tmp_path / "lora.safetensors"))
     with pytest.raises(ConfigError, match="a LoRA"):
         load_checkpoint(tmp_path / "lora.safetensors", sd_repo)
