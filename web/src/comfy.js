@@ -41,6 +41,11 @@ const CARRIED = new Set([...Object.keys(WIDGETS), 'VAEDecode', 'SaveImage', 'Pre
   'Note', 'MarkdownNote']);
 const MUTED = new Set([2, 4]); // the editor's "never" and "bypass" modes
 
+const asText = (value) => (typeof value === 'string' ? value : null);
+
+/** The file a LoadImage node `image` (a source node) loads from ComfyUI's input folder, or null. */
+const imageFile = (image) => (image && image.class_type === 'LoadImage' ? asText(image.inputs.image) : null);
+
 /** Whether `json` is a graph in ComfyUI's API format. */
 export const isComfyPrompt = (json) => Boolean(json) && typeof json === 'object' && !Array.isArray(json) &&
   !('nodes' in json) && Object.values(json).some((node) => node && typeof node.class_type === 'string');
@@ -108,7 +113,7 @@ export function comfySettings(prompt) {
       link = node.inputs[negative ? 'negative' : CONTROLNET_APPLY[node.class_type]];
       node = source(link);
     }
-    return node && node.class_type === 'CLIPTextEncode' && typeof node.inputs.text === 'string' ? node.inputs.text : null;
+    return node && node.class_type === 'CLIPTextEncode' ? asText(node.inputs.text) : null;
   };
   const latent = source(inputs.latent_image);
   if (!latent || latent.class_type !== 'EmptyLatentImage') {
@@ -132,7 +137,7 @@ export function comfySettings(prompt) {
   const ckpt = model && model.inputs.ckpt_name;
   const vaes = Object.values(prompt).filter((node) => node && node.class_type === 'VAEDecode')
     .map((node) => source(node.inputs.vae)).filter((node) => node && node.class_type === 'VAELoader');
-  const vae = vaes.length && typeof vaes[0].inputs.vae_name === 'string' ? vaes[0].inputs.vae_name : null;
+  const vae = vaes.length ? asText(vaes[0].inputs.vae_name) : null;
   const settings = {
     prompt: prompt_, negative: text(inputs.negative), seed: number(inputs.seed), steps: number(inputs.steps),
     cfg: number(inputs.cfg), width: number(latent.inputs.width), height: number(latent.inputs.height),
@@ -154,21 +159,17 @@ export function comfySettings(prompt) {
     control: controls.length ? controlOf(controls[controls.length - 1], source, number) : null, ipAdapter, leftOut };
 }
 
-/** The file a LoadImage node `image` (a source node) loads from ComfyUI's input folder, or null. */
-const imageFile = (image) => (image && image.class_type === 'LoadImage' && typeof image.inputs.image === 'string'
-  ? image.inputs.image : null);
-
 /** {name (the IPAdapterModelLoader's file), encoder (the CLIPVisionLoader's file, or null), image, from (as
  * controlOf's), weight, type (its weight_type), start, end} of one IPAdapter node. */
 function ipAdapterOf(adapter, source, number) {
   const loader = source(adapter.inputs.ipadapter);
   const vision = source(adapter.inputs.clip_vision);
   const image = source(adapter.inputs.image);
-  const text = (value) => (typeof value === 'string' ? value : null);
   return {
-    name: text(loader?.inputs.ipadapter_file), encoder: text(vision?.inputs.clip_name), image: imageFile(image),
+    name: asText(loader?.inputs.ipadapter_file), encoder: asText(vision?.inputs.clip_name), image: imageFile(image),
     from: imageFile(image) ? null : image?.class_type ?? null, weight: number(adapter.inputs.weight),
-    type: text(adapter.inputs.weight_type), start: number(adapter.inputs.start_at), end: number(adapter.inputs.end_at),
+    type: asText(adapter.inputs.weight_type), start: number(adapter.inputs.start_at),
+    end: number(adapter.inputs.end_at),
   };
 }
 
@@ -180,9 +181,9 @@ function controlOf(apply, source, number) {
   const image = source(apply.inputs.image);
   const file = imageFile(image);
   return {
-    name: loader && typeof loader.inputs.control_net_name === 'string' ? loader.inputs.control_net_name : null,
-    image: file, from: file ? null : image?.class_type ?? null, strength: number(apply.inputs.strength),
-    start: number(apply.inputs.start_percent), end: number(apply.inputs.end_percent),
+    name: asText(loader?.inputs.control_net_name), image: file, from: file ? null : image?.class_type ?? null,
+    strength: number(apply.inputs.strength), start: number(apply.inputs.start_percent),
+    end: number(apply.inputs.end_percent),
   };
 }
 

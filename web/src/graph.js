@@ -181,8 +181,8 @@ export function text2imageGraph(model, settings) {
       inputs: { ...again, image: LINK('scale', 'image'), strength: settings.hires.strength } };
     images = LINK('hires', 'images');
   }
-  // columns in the order the data flows: loaders, LoRAs and the VAE above the sampler, the preset, (the hires pass,)
-  // its images
+  // columns in the order the data flows: loaders (an adapter's image below them), the chain above the sampler, the
+  // preset, (the hires pass,) its images
   const last = settings.hires ? 4 : 2;
   const positions = { load: { x: 0, y: 0 }, run: { x: 2 * COLUMN, y: 0 }, output: { x: (last + 1) * COLUMN, y: 0 } };
   if (settings.hires) Object.assign(positions, { scale: { x: 3 * COLUMN, y: 0 }, hires: { x: 4 * COLUMN, y: 0 } });
@@ -194,7 +194,9 @@ export function text2imageGraph(model, settings) {
   });
   if (nodes.sampler) positions.sampler = { x: COLUMN, y };
   const top = nodes.cfg ? 690 : 330; // below the loader and the guider: the ControlNet and its image
-  if (control) Object.assign(positions, { controlnet: { x: 0, y: top }, control: { x: 0, y: top + CONTROLNET_HEIGHT } });
+  if (control) {
+    Object.assign(positions, { controlnet: { x: 0, y: top }, control: { x: 0, y: top + CONTROLNET_HEIGHT } });
+  }
   if (ipAdapter) positions.reference = { x: 0, y: top };
   return { nodes, ui: { previews: { output: images }, positions } };
 }

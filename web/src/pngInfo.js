@@ -211,7 +211,7 @@ const escaped = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'); // as a r
  * embeddings ([{name}]: the server's embedding files the prompts use, as ComfyUI's embedding:NAME or as A1111's
  * bare word, the file's stem), missing (the names ComfyUI's prompts give that the server lacks)} for the server's
  * embedding files `names`. */
-export function embeddingsIn(settings, names) {
+function embeddingsIn(settings, names) {
   const byStem = new Map();
   names.forEach((name) => byStem.set(stemOf(name), byStem.has(stemOf(name)) ? null : name)); // a stem twice: neither
   const used = new Set();
