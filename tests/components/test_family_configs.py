@@ -10,6 +10,7 @@ import shutil
 import pytest
 import torch
 from huggingface_hub import constants
+from safetensors.torch import save_file
 from tiny_checkpoints import CALL, pipeline_with, to_original
 
 from diffblocks.components.checkpoint_names import unet_table, vae_table
@@ -156,8 +157,6 @@ def test_a_checkpoint_the_shipped_configs_do_not_fit_names_the_config_input(offl
 def test_a_controlnet_files_family_is_told_by_its_cross_attention_width(tmp_path):
     """A tensor named and shaped as in each family's ControlNets (SD 1.x's 768-wide text embeddings, 2.x's 1024,
     SDXL's 2048, as the shipped UNet configs say); a width no family has is refused, pointing at ``config``."""
-    from safetensors.torch import save_file
-
     from diffblocks.components.families import controlnet_config_repo
     from diffblocks.components.errors import ConfigError
 
@@ -201,13 +200,12 @@ def test_a_clip_vision_files_config_is_the_shipped_one_of_its_size(name, tmp_pat
     ComfyUI's clip_vision folder keeps IP-Adapter's image encoders: the config of that size, which builds a model
     of the file's tensor names and shapes; a file one layer short of it is refused, pointing at image_encoder."""
     import transformers
-    from safetensors.torch import save_file
 
     from diffblocks.components.clip_vision_files import clip_vision_config
     from diffblocks.components.errors import ConfigError
 
     width, layers, projection = CLIP_VISION[name]
-    config = clip_vision_config(write_header(tmp_path / "encoder.safetensors", width, layers, projection, save_file))
+    config = clip_vision_config(write_header(tmp_path / "encoder.safetensors", width, layers, projection))
     assert config == json.loads((FAMILY_CONFIGS / name / "config.json").read_text())
     with torch.device("meta"):
         model = transformers.CLIPVisionModelWithProjection(transformers.CLIPVisionConfig(**config))
@@ -216,13 +214,13 @@ def test_a_clip_vision_files_config_is_the_shipped_one_of_its_size(name, tmp_pat
     assert shapes["visual_projection.weight"] == (projection, width)
     assert len({k.split(".")[3] for k in shapes if k.startswith("vision_model.encoder.layers.")}) == layers
     with pytest.raises(ConfigError) as caught:
-        clip_vision_config(write_header(tmp_path / "short.safetensors", width, layers - 1, projection, save_file))
+        clip_vision_config(write_header(tmp_path / "short.safetensors", width, layers - 1, projection))
     assert caught.value.input_name == "image_encoder"
     assert f"no shipped config has its size (hidden_size {width}, patch_size 14, num_hidden_layers {layers - 1}" in str(
         caught.value)
 
 
-def write_header(path, width, layers, projection, save_file):
+def write_header(path, width, layers, projection):
     """A safetensors file with an encoder's patch embedding, projection and one small tensor per layer."""
     tensors = {"vision_model.embeddings.patch_embedding.weight": torch.zeros(width, 3, 14, 14, dtype=torch.float16),
                "visual_projection.weight": torch.zeros(projection, width, dtype=torch.float16)}
