@@ -153,7 +153,8 @@ def apply(args, path: str) -> None:
     """Fill the flags left out of ``diffblocks run`` from the parameters of the image at ``path``: prompt, negative
     prompt, steps, sampler (not for FLUX.1: its Euler is flow matching), CFG scale, seed, size (the first pass's)
     and the hires pass. The prompt's extra networks (``<lora:ink:0.8>``) are taken out of it, as A1111 does, and
-    named on stderr: give them as ``--lora``. The model is not taken: give ``--model``."""
+    named on stderr: give them as ``--lora``. The model is not taken: give ``--model``; nor the VAE the image names,
+    named on stderr: give ``--vae``."""
     prompt, negative, fields = parse(read(path))
     networks = [match.group(0) for match in EXTRA_NETWORK.finditer(prompt)]
     if networks and args.prompt is None:
@@ -175,6 +176,8 @@ def apply(args, path: str) -> None:
                   file=sys.stderr)
     elif args.image is not None:
         found["strength"] = _number(fields, "Denoising strength", float)
+    if fields.get("VAE") and getattr(args, "vae", None) is None:
+        print(f"note: {path} was decoded by the VAE {fields['VAE']}; give it as --vae FILE", file=sys.stderr)
     for name, value in found.items():
         if getattr(args, name, None) is None and value is not None:
             setattr(args, name, value)
