@@ -162,38 +162,18 @@ class LoadIPAdapter(NodeType):
         return ModularPipeline(StableDiffusionIPAdapterStep())
 
     def run(self, ctx: RunContext, values: dict[str, Any]) -> dict[str, Any]:
-        from ..components.errors import MissingInputError
-        from ..components.spec import LOAD_ID_ATTR, ComponentSpec, LazyClass, load_id_of
+        from ..components.spec import LOAD_ID_ATTR, load_id_of
 
         name = self.model[0]
         bundle: ComponentsBundle = values["components"]
         if bundle.components.get(name) is None:
             raise ValueError(f"the bundle has no {name} ({self.model[1]}) for the adapter; it holds "
                              f"{', '.join(sorted(n for n, c in bundle.components.items() if c is not None))}")
-        repo, weight_name, encoder_folder = values["repo"], values.get("weight_name") or None, \
-            values.get("image_encoder_folder", "image_encoder") or None
-        encoder = values.get("image_encoder", self.default_encoder)
-        if os.path.isfile(repo):  # a file, as ComfyUI's ipadapter folder keeps them: no image encoder beside it
-            repo, weight_name, encoder_folder = os.path.dirname(repo), os.path.basename(repo), None
-            if not encoder and bundle.components.get("image_encoder") is None:
-                raise MissingInputError.needed("an IP-Adapter file", "image_encoder", "it comes without one; give a "
-                                               "CLIP vision file as in ComfyUI's clip_vision folder, a folder or a "
-                                               "Hub repo")
-        elif weight_name is None:
-            raise MissingInputError.needed("an IP-Adapter folder or repo", "weight_name", "the weights file in it")
+        repo, weight_name, encoder_folder = self._weights(values, bundle)
         model = weight_sharing_copy(bundle.components[name])
         where = f"{repo}/{values.get('subfolder') or ''}/{weight_name}@{values.get('scale', 1.0)}"
         object.__setattr__(model, LOAD_ID_ATTR, f"{load_id_of(model) or 'memory'}+ip-adapter:{where}")
-        if encoder and os.path.isfile(encoder):
-            from ..components.clip_vision_files import load_clip_vision_file
-
-            file = encoder
-            encoder = load_file_once(ctx, "image_encoder", file, file, lambda: load_clip_vision_file(file))
-        elif encoder:
-            encoder = _load_shared(ctx, ComponentSpec("image_encoder", LazyClass(
-                "transformers", "CLIPVisionModelWithProjection"), repo=encoder))
-            if ctx.device != "cpu":
-                encoder.to(ctx.device)
+        encoder = self._encoder(ctx, values.get("image_encoder", self.default_encoder))
         carrier = self.carrier()
         carrier.update_components(**{name: model}, **{n: c for n, c in bundle.components.items()
                                                       if n in ("image_encoder", "feature_extractor") and c is not None})
@@ -203,6 +183,40 @@ class LoadIPAdapter(NodeType):
         adapted = {n: c for n, c in carrier.components.items() if c is not None}
         return {"components": ComponentsBundle({**bundle.components, **adapted}, bundle.config, bundle.source),
                 name: model, "image_encoder": adapted.get("image_encoder")}
+
+    def _weights(self, values: dict[str, Any], bundle: ComponentsBundle) -> tuple[str, str, str | None]:
+        """``(folder or Hub repo, weights file, image encoder folder)`` of the adapter. A file, as ComfyUI's ipadapter
+        folder keeps them, comes without an encoder: it needs ``image_encoder``, or a bundle that has one."""
+        from ..components.errors import MissingInputError
+
+        repo, weight_name = values["repo"], values.get("weight_name") or None
+        if os.path.isfile(repo):
+            if not values.get("image_encoder", self.default_encoder) and bundle.components.get("image_encoder") is None:
+                raise MissingInputError.needed("an IP-Adapter file", "image_encoder", "it comes without one; give a "
+                                               "CLIP vision file as in ComfyUI's clip_vision folder, a folder or a "
+                                               "Hub repo")
+            return os.path.dirname(repo), os.path.basename(repo), None
+        if weight_name is None:
+            raise MissingInputError.needed("an IP-Adapter folder or repo", "weight_name", "the weights file in it")
+        return repo, weight_name, values.get("image_encoder_folder", "image_encoder") or None
+
+    @staticmethod
+    def _encoder(ctx: RunContext, encoder: str):
+        """The image encoder ``encoder`` names, on the run's device: a CLIP vision file (its config the shipped one of
+        its size), a folder or a Hub repo, loaded once into the ComponentsManager; None when it names none."""
+        from ..components.spec import ComponentSpec, LazyClass
+
+        if not encoder:
+            return None
+        if os.path.isfile(encoder):
+            from ..components.clip_vision_files import load_clip_vision_file
+
+            return load_file_once(ctx, "image_encoder", encoder, encoder, lambda: load_clip_vision_file(encoder))
+        model = _load_shared(ctx, ComponentSpec("image_encoder", LazyClass(
+            "transformers", "CLIPVisionModelWithProjection"), repo=encoder))
+        if ctx.device != "cpu":
+            model.to(ctx.device)
+        return model
 
 
 class LoadFluxIPAdapter(LoadIPAdapter):
