@@ -242,6 +242,8 @@ def build_pipeline(args, plan: Plan):
             pipe.load_single_file(plan.checkpoint)
         except (DiffblocksError, OSError, ValueError) as err:
             raise FlagError.failed("--model", args.model, err) from err
+        if pipe.components.get("vae") is None and plan.vae is None:  # the shipped configs hold no weights
+            raise FlagError.unusable("--model", args.model, "holds no VAE (it was shared without one): give --vae FILE")
     else:  # not the models that files replace (a FLUX.1 transformer is 24 GB in bfloat16)
         replaced = {name for name, file in (("transformer", plan.transformer), ("vae", plan.vae)) if file}
         pipe.load_components([n for n in pipe.pretrained_component_names

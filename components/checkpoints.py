@@ -23,6 +23,7 @@ PARTS = {
     "sdxl": {"unet": "model.diffusion_model.", "vae": "first_stage_model.",
              "text_encoder": "conditioner.embedders.0.transformer.", "text_encoder_2": "conditioner.embedders.1.model."},
 }
+MODEL_PARTS = {name for parts in PARTS.values() for name in parts}  # the components a checkpoint file holds
 # the diffusers repo whose configs describe a family's checkpoints, when none is given (shipped: FAMILY_CONFIGS)
 CONFIG_REPOS = {"sd15": "stable-diffusion-v1-5/stable-diffusion-v1-5", "sd2": "stabilityai/stable-diffusion-2-1",
                 "sdxl": "stabilityai/stable-diffusion-xl-base-1.0"}

@@ -198,14 +198,16 @@ class ComponentsMixin:
         """Load the models of an original Stable Diffusion checkpoint (one ``.safetensors`` file with the UNet, VAE
         and text encoders under CompVis / Stability's names, as A1111 and ComfyUI keep them), and every other
         ``from_pretrained`` component (tokenizers, scheduler, and a model the file lacks) as :meth:`load_components`
-        does. The configs describing the file's models are those of the repo the pipeline was initialised from.
+        does. The configs describing the file's models are those of the repo the pipeline was initialised from. With
+        the configs shipped for the family (which hold no weights), a model the file lacks (a checkpoint shared
+        without its VAE) stays unloaded: give it with ``update_components``.
 
         Raises:
             ComponentLoadError: the pipeline has no repo to read configs from.
             ConfigError: not an SD 1.x / 2.x / SDXL checkpoint (the message says what the file is).
             WeightsMismatchError: the file's models do not fit the repo's configs (another family or size).
         """
-        from ..components.checkpoints import load_checkpoint
+        from ..components.checkpoints import MODEL_PARTS, load_checkpoint, shipped_reference
 
         repo = self.pretrained_model_name_or_path
         if repo is None:
@@ -213,7 +215,8 @@ class ComponentsMixin:
                                      "init_pipeline(repo) first (e.g. 'stable-diffusion-v1-5/stable-diffusion-v1-5')")
         models = {name: model for name, model in load_checkpoint(path, repo, torch_dtype=torch_dtype).items()
                   if name in self._specs}
-        rest = [n for n in self.pretrained_component_names if n not in models and self._specs[n].repo is not None]
+        rest = [n for n in self.pretrained_component_names if n not in models and self._specs[n].repo is not None
+                and not (n in MODEL_PARTS and shipped_reference(repo) is not None)]
         self.load_components(rest, torch_dtype=torch_dtype, **kwargs)
         self.update_components(**models)
 

@@ -96,6 +96,7 @@ class BlockNode(NodeType):
                 components[name] = values.pop(name)
             values.pop(name, None)
         self._check_family(components, bundle)
+        self._check_models(components, bundle, values)
         config = {c.name: c.default for c in self.block.expected_configs}
         if bundle is not None:
             config.update({k: v for k, v in bundle.config.items() if k in config})
@@ -123,6 +124,18 @@ class BlockNode(NodeType):
             produced["generator"] = clone_generator(state.values["generator"])
         return produced
 
+
+    def _check_models(self, components: dict[str, Any], bundle: ComponentsBundle | None, values: dict) -> None:
+        """A preset given a bundle without a model a checkpoint file holds (one shared without its VAE) says so
+        before any work, rather than after the denoising loop; latents need no VAE."""
+        from ..components.checkpoints import MODEL_PARTS
+        from ..components.errors import ComponentLoadError
+
+        if self.name == self.name.removeprefix("preset:") or bundle is None:
+            return
+        for name in sorted(MODEL_PARTS & set(self.component_names)):
+            if components.get(name) is None and not (name == "vae" and values.get("output_type") == "latent"):
+                raise ComponentLoadError.not_in_bundle(self.name.removeprefix("preset:"), name, bundle.source)
 
     def _check_family(self, components: dict[str, Any], bundle: ComponentsBundle | None) -> None:
         """A preset given another family's models (an SDXL checkpoint into an SD 1.x preset) says so, before any

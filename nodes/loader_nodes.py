@@ -189,15 +189,21 @@ class LoadVAE(NodeType):
         import json
 
         from ..components.errors import MissingInputError
+        from ..components.files import is_weights_file
         from ..components.models import AutoencoderKL
 
         file, config, bundle = values["file"], values.get("config") or None, values.get("components")
-        if config is None and (bundle is None or bundle.components.get("vae") is None):
+        if config is None and bundle is not None and bundle.components.get("vae") is not None:
+            config = {k: v for k, v in dict(bundle.components["vae"].config).items() if not k.startswith("_")}
+        elif config is None and bundle is not None and is_weights_file(bundle.source):
+            # a checkpoint shared without its VAE, read with the family's shipped configs: theirs
+            from ..components.checkpoints import config_repo, file_family
+
+            config = config_repo(file_family(bundle.source), None, bundle.source)
+        if config is None:
             raise MissingInputError.either("a VAE file", "config", "components", "the config of a model's VAE goes "
                                            "with the file (its latents' scaling): a folder or Hub repo, or a bundle "
                                            "with a VAE")
-        if config is None:
-            config = {k: v for k, v in dict(bundle.components["vae"].config).items() if not k.startswith("_")}
         source = f"{file}|{config if isinstance(config, str) else json.dumps(config, sort_keys=True, default=str)}"
         vae = load_file_once(ctx, "vae", file, source, lambda: AutoencoderKL.from_single_file(file, config=config))
         return {"vae": vae, "components": None if bundle is None else ComponentsBundle(

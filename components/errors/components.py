@@ -41,6 +41,15 @@ class ComponentLoadError(ComponentError, RuntimeError):
         return cls(f"{len(failures)} component(s) failed to load (loaded: {ok}):\n" + "\n".join(lines))
 
     @classmethod
+    def not_in_bundle(cls, preset: str, name: str, source: str) -> "ComponentLoadError":
+        """The bundle from ``source`` has no ``name`` (a checkpoint shared without its VAE), which ``preset`` needs."""
+        loader = "LoadVAE" if name == "vae" else "a loader of it"
+        error = cls(f"the components from {source or 'the wires'} have no {name}, and preset '{preset}' needs one: "
+                    f"wire {loader} between them, or a {name} into its {name} input")
+        error.input_name = "components"  # the input a node UI points at
+        return error
+
+    @classmethod
     def no_source(cls, name: str) -> "ComponentLoadError":
         return cls(
             f"component '{name}' has no repo to load from: set it with "

@@ -227,3 +227,69 @@ def write_header(path, width, layers, projection):
     tensors.update({f"vision_model.encoder.layers.{i}.layer_norm1.weight": torch.zeros(1) for i in range(layers)})
     save_file(tensors, path)
     return path
+
+
+def test_a_checkpoint_shared_without_its_vae_takes_one_from_a_vae_file(offline, monkeypatch, sd_repo, sd_file, tmp_path):
+    """With the shipped configs (which hold no weights; a folder of the tiny repo's configs stands in for them), a
+    checkpoint without its VAE loads the rest; the preset then says, before any step, to wire a LoadVAE; with one
+    (the same VAE, alone in a file: its config the family's) it draws what the whole checkpoint draws."""
+    from node_workflows import link
+    from safetensors.torch import load_file
+    from tiny_checkpoints import write_vae
+
+    import diffblocks.components.checkpoints as checkpoints
+    from diffblocks.components.checkpoint_names import vae_table
+    from diffblocks.nodes import Executor, NodeRunError
+
+    shipped = tmp_path / "family_configs"
+    shutil.copytree(sd_repo, shipped / "sd15", ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    monkeypatch.setattr(checkpoints, "FAMILY_CONFIGS", shipped)
+    tuned, file = sd_file
+    tensors = load_file(file)
+    no_vae = write_vae(tmp_path / "no-vae.safetensors",
+                       {k: v for k, v in tensors.items() if not k.startswith("first_stage_model.")})
+    vae = write_vae(tmp_path / "vae.safetensors", to_original(tuned.vae.state_dict(), vae_table(tuned.vae.config)))
+    run = {"type": "preset:sd15-text2image", "inputs": {"components": link("ckpt", "components"), "prompt": "a cat",
+                                                         "seed": 0, "num_inference_steps": 3, "output_type": "pt"}}
+    events = []
+    with pytest.raises(NodeRunError) as caught:
+        Executor().run({"nodes": {"ckpt": {"type": "LoadCheckpoint", "inputs": {"file": str(no_vae)}}, "run": run}},
+                       on_event=events.append)
+    assert caught.value.error_json() == {"node": "run", "input": "components", "message": (
+        f"preset:sd15-text2image failed: the components from {no_vae} have no vae, and preset 'sd15-text2image' "
+        "needs one: wire LoadVAE between them, or a vae into its vae input")}
+    assert not [e for e in events if e["type"] == "node.progress"]  # no step ran
+    with_vae = {"nodes": {
+        "ckpt": {"type": "LoadCheckpoint", "inputs": {"file": str(no_vae)}},
+        "vae": {"type": "LoadVAE", "inputs": {"file": str(vae), "components": link("ckpt", "components")}},
+        "run": {**run, "inputs": {**run["inputs"], "components": link("vae", "components")}}}}
+    whole = {"nodes": {"ckpt": {"type": "LoadCheckpoint", "inputs": {"file": str(file)}}, "run": run}}
+    assert torch.equal(Executor().run(with_vae)["run"]["images"], Executor().run(whole)["run"]["images"])
+
+
+def test_the_cli_asks_for_the_vae_a_checkpoint_lacks(offline, monkeypatch, sd_repo, sd_file, tmp_path, capsys):
+    """``run --model`` a checkpoint without its VAE: one line naming --model and --vae, before anything runs; with
+    ``--vae`` the same VAE alone, the image of the whole checkpoint."""
+    from PIL import Image
+    from safetensors.torch import load_file
+    from test_cli import assert_one_line_error, run_cli
+    from tiny_checkpoints import write_vae
+
+    import diffblocks.components.checkpoints as checkpoints
+    from diffblocks.components.checkpoint_names import vae_table
+
+    shipped = tmp_path / "family_configs"
+    shutil.copytree(sd_repo, shipped / "sd15", ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    monkeypatch.setattr(checkpoints, "FAMILY_CONFIGS", shipped)
+    tuned, file = sd_file
+    no_vae = write_vae(tmp_path / "no-vae.safetensors",
+                       {k: v for k, v in load_file(file).items() if not k.startswith("first_stage_model.")})
+    vae = write_vae(tmp_path / "vae.safetensors", to_original(tuned.vae.state_dict(), vae_table(tuned.vae.config)))
+    common = ["run", "--prompt", "a cat", "--steps", "2", "--seed", "0", "--no-progress"]
+    code, _, err = run_cli(capsys, *common, "--model", str(no_vae), "--out", str(tmp_path / "x.png"))
+    assert_one_line_error(code, err, f"--model {no_vae}: holds no VAE (it was shared without one): give --vae FILE")
+    assert not (tmp_path / "x.png").exists()
+    for model, extra, out in ((no_vae, ["--vae", str(vae)], "a.png"), (file, [], "b.png")):
+        code, _, err = run_cli(capsys, *common, "--model", str(model), *extra, "--out", str(tmp_path / out))
+        assert code == 0, err
+    assert Image.open(tmp_path / "a.png").tobytes() == Image.open(tmp_path / "b.png").tobytes()
