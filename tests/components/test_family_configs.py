@@ -32,6 +32,33 @@ CLIP_VISION = {"clip-vision-vit-l-14": (1024, 24, 768), "clip-vision-vit-h-14": 
                "clip-vision-vit-bigg-14": (1664, 48, 1280)}  # width, layers, projection: OpenAI's and LAION's
 
 
+@pytest.fixture
+def tiny_shipped(monkeypatch, sd_repo, tmp_path):
+    """A folder of the tiny SD 1.x repo's configs (no weights) in place of the shipped SD 1.x folder, so that the
+    tiny checkpoint fits what is shipped; returns the folder holding it."""
+    import diffblocks.components.checkpoints as checkpoints
+
+    shipped = tmp_path / "family_configs"
+    shutil.copytree(sd_repo, shipped / "sd15", ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    monkeypatch.setattr(checkpoints, "FAMILY_CONFIGS", shipped)
+    return shipped
+
+
+@pytest.fixture
+def without_vae(sd_file, tmp_path):
+    """``(the tiny checkpoint without its VAE, its VAE alone in a file)``, as checkpoints are shared without one."""
+    from safetensors.torch import load_file
+    from tiny_checkpoints import write_vae
+
+    from diffblocks.components.checkpoint_names import vae_table
+
+    tuned, file = sd_file
+    no_vae = write_vae(tmp_path / "no-vae.safetensors",
+                       {k: v for k, v in load_file(file).items() if not k.startswith("first_stage_model.")})
+    return no_vae, write_vae(tmp_path / "vae.safetensors", to_original(tuned.vae.state_dict(),
+                                                                       vae_table(tuned.vae.config)))
+
+
 def test_every_family_folder_is_shipped():
     assert sorted(p.name for p in FAMILY_CONFIGS.iterdir() if p.is_dir()) == sorted([*FAMILIES, *CLIP_VISION])
 
@@ -109,17 +136,13 @@ def first(tensor: torch.Tensor) -> float:
     return float(tensor[(0,) * tensor.ndim])
 
 
-def test_a_load_checkpoint_node_offline_uses_the_shipped_configs(offline, monkeypatch, sd_repo, sd_file, tmp_path):
+def test_a_load_checkpoint_node_offline_uses_the_shipped_configs(offline, tiny_shipped, sd_repo, sd_file):
     """With ``config`` empty and the Hub out of reach, the family's shipped folder gives the configs: here a folder of
     the tiny repo's configs stands in for it, so that the tiny checkpoint fits; the image equals the pipeline's."""
     from node_workflows import link
 
-    import diffblocks.components.checkpoints as checkpoints
     from diffblocks.nodes import Executor
 
-    shipped = tmp_path / "family_configs"
-    shutil.copytree(sd_repo, shipped / "sd15", ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
-    monkeypatch.setattr(checkpoints, "FAMILY_CONFIGS", shipped)
     tuned, file = sd_file
     workflow = {"nodes": {
         "ckpt": {"type": "LoadCheckpoint", "inputs": {"file": str(file)}},
@@ -172,19 +195,15 @@ def test_a_controlnet_files_family_is_told_by_its_cross_attention_width(tmp_path
                                         "is for: its cross-attention width is 4096, and the shipped configs' are 768 (sd15)")
 
 
-def test_a_load_controlnet_node_without_config_uses_its_familys_shipped_configs(monkeypatch, sd_repo, tmp_path):
+def test_a_load_controlnet_node_without_config_uses_its_familys_shipped_configs(tiny_shipped, sd_repo, tmp_path):
     """A folder of the tiny repo's configs stands in for SD 1.x's shipped one (so its width tells SD 1.x): the
     ControlNet equals the one read with the base model's repo given."""
     from tiny_checkpoints import make_controlnet_file
 
-    import diffblocks.components.checkpoints as checkpoints
     from diffblocks.nodes import Executor
 
-    shipped = tmp_path / "family_configs"
-    shutil.copytree(sd_repo, shipped / "sd15", ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
     for family in ("sd2", "sdxl"):
-        shutil.copytree(FAMILY_CONFIGS / family / "unet", shipped / family / "unet")
-    monkeypatch.setattr(checkpoints, "FAMILY_CONFIGS", shipped)
+        shutil.copytree(FAMILY_CONFIGS / family / "unet", tiny_shipped / family / "unet")
     _, _, file = make_controlnet_file(sd_repo, tmp_path, (16, 32))
     load = {"nodes": {"cn": {"type": "LoadControlNet", "inputs": {"repo": str(file)}}}}
     got = Executor().run(load)["cn"]["controlnet"]
@@ -229,26 +248,15 @@ def write_header(path, width, layers, projection):
     return path
 
 
-def test_a_checkpoint_shared_without_its_vae_takes_one_from_a_vae_file(offline, monkeypatch, sd_repo, sd_file, tmp_path):
+def test_a_checkpoint_shared_without_its_vae_takes_one_from_a_vae_file(offline, tiny_shipped, sd_file, without_vae):
     """With the shipped configs (which hold no weights; a folder of the tiny repo's configs stands in for them), a
     checkpoint without its VAE loads the rest; the preset then says, before any step, to wire a LoadVAE; with one
     (the same VAE, alone in a file: its config the family's) it draws what the whole checkpoint draws."""
     from node_workflows import link
-    from safetensors.torch import load_file
-    from tiny_checkpoints import write_vae
 
-    import diffblocks.components.checkpoints as checkpoints
-    from diffblocks.components.checkpoint_names import vae_table
     from diffblocks.nodes import Executor, NodeRunError
 
-    shipped = tmp_path / "family_configs"
-    shutil.copytree(sd_repo, shipped / "sd15", ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
-    monkeypatch.setattr(checkpoints, "FAMILY_CONFIGS", shipped)
-    tuned, file = sd_file
-    tensors = load_file(file)
-    no_vae = write_vae(tmp_path / "no-vae.safetensors",
-                       {k: v for k, v in tensors.items() if not k.startswith("first_stage_model.")})
-    vae = write_vae(tmp_path / "vae.safetensors", to_original(tuned.vae.state_dict(), vae_table(tuned.vae.config)))
+    (_, file), (no_vae, vae) = sd_file, without_vae
     run = {"type": "preset:sd15-text2image", "inputs": {"components": link("ckpt", "components"), "prompt": "a cat",
                                                          "seed": 0, "num_inference_steps": 3, "output_type": "pt"}}
     events = []
@@ -267,24 +275,13 @@ def test_a_checkpoint_shared_without_its_vae_takes_one_from_a_vae_file(offline, 
     assert torch.equal(Executor().run(with_vae)["run"]["images"], Executor().run(whole)["run"]["images"])
 
 
-def test_the_cli_asks_for_the_vae_a_checkpoint_lacks(offline, monkeypatch, sd_repo, sd_file, tmp_path, capsys):
+def test_the_cli_asks_for_the_vae_a_checkpoint_lacks(offline, tiny_shipped, sd_file, without_vae, tmp_path, capsys):
     """``run --model`` a checkpoint without its VAE: one line naming --model and --vae, before anything runs; with
     ``--vae`` the same VAE alone, the image of the whole checkpoint."""
     from PIL import Image
-    from safetensors.torch import load_file
     from test_cli import assert_one_line_error, run_cli
-    from tiny_checkpoints import write_vae
 
-    import diffblocks.components.checkpoints as checkpoints
-    from diffblocks.components.checkpoint_names import vae_table
-
-    shipped = tmp_path / "family_configs"
-    shutil.copytree(sd_repo, shipped / "sd15", ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
-    monkeypatch.setattr(checkpoints, "FAMILY_CONFIGS", shipped)
-    tuned, file = sd_file
-    no_vae = write_vae(tmp_path / "no-vae.safetensors",
-                       {k: v for k, v in load_file(file).items() if not k.startswith("first_stage_model.")})
-    vae = write_vae(tmp_path / "vae.safetensors", to_original(tuned.vae.state_dict(), vae_table(tuned.vae.config)))
+    (_, file), (no_vae, vae) = sd_file, without_vae
     common = ["run", "--prompt", "a cat", "--steps", "2", "--seed", "0", "--no-progress"]
     code, _, err = run_cli(capsys, *common, "--model", str(no_vae), "--out", str(tmp_path / "x.png"))
     assert_one_line_error(code, err, f"--model {no_vae}: holds no VAE (it was shared without one): give --vae FILE")
