@@ -76,6 +76,9 @@ class JobQueue:
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
         self._closed = False
+        # bumped by every submit and poke; a claim that found the file empty at the current number waits without
+        # asking it again (an empty claim is a write transaction, and it ran after every job, against the next one)
+        self._submissions, self._empty_at = 1, 0
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a crash of the process, not of the OS
@@ -89,6 +92,7 @@ class JobQueue:
         with self._ready:
             self._db.execute("INSERT INTO jobs (id, status, priority, workflow, created) VALUES (?, ?, ?, ?, ?)",
                              (job.id, job.status, job.priority, json.dumps(workflow), job.created))
+            self._submissions += 1
             self._ready.notify()
         if self.on_submit is not None:
             self.on_submit(job)
@@ -97,26 +101,37 @@ class JobQueue:
     def poke(self) -> None:
         """Wake the waiting ``claim`` calls to look again: another process sharing the file queued a job."""
         with self._ready:
+            self._submissions += 1
             self._ready.notify_all()
 
     def claim(self, device: str, timeout: float | None = None) -> Job | None:
-        """Take the next queued job for ``device`` (marking it running); None when closed or after ``timeout``."""
+        """Take the next queued job for ``device`` (marking it running); None when closed or after ``timeout``.
+
+        The file is read when something was submitted or poked since it was last found empty; a claim with a
+        ``timeout`` also reads it at its start and when the time runs out (a job stored by another connection that
+        did not poke)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        look = timeout is not None
         with self._ready:
             while not self._closed:
-                job = self._claim_locked(device)
-                if job is not None:
-                    return job
+                if look or self._empty_at != self._submissions:
+                    job = self._claim_locked(device)
+                    if job is not None:
+                        return job
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return None
-                self._ready.wait(remaining)
+                look = not self._ready.wait(remaining)
         return None
 
     def _claim_locked(self, device: str) -> Job | None:
+        """Claim the next queued job, noting when none is left after it."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            row = self._db.execute("SELECT * FROM jobs WHERE status = 'queued' ORDER BY priority DESC, n LIMIT 1").fetchone()
+            rows = self._db.execute("SELECT * FROM jobs WHERE status = 'queued' ORDER BY priority DESC, n LIMIT 2").fetchall()
+            row = rows[0] if rows else None
+            if len(rows) < 2:
+                self._empty_at = self._submissions
             if row is not None:
                 started = time.time()
                 self._db.execute("UPDATE jobs SET status = 'running', device = ?, started = ? WHERE id = ?",

@@ -106,3 +106,30 @@ def test_a_claim_on_another_connection_to_the_file_wakes_at_poke_and_on_submit_i
     assert server.get(job.id).status == "running"
     unpoked = engine.claim("cpu", timeout=0.2)  # nothing queued: poke or not, None once the timeout passes
     assert unpoked is None
+
+
+def test_a_worker_that_took_the_last_job_waits_without_a_transaction_until_one_is_submitted(tmp_path):
+    """A worker asks for the next job after each one; when the job it took was the last, that ask must not be a
+    write transaction on the file (it ran after every job, against the next request). A poke or a submission
+    makes it look again; a job stored by another connection without a poke is found by a claim with a timeout."""
+    queue = JobQueue(tmp_path / "q.sqlite")
+    transactions = []
+    queue._db.set_trace_callback(lambda sql: transactions.append(sql) if sql.startswith("BEGIN") else None)
+    first, second = queue.submit({"n": 1}), queue.submit({"n": 2})
+    assert [queue.claim("cpu").id, queue.claim("cpu").id] == [first.id, second.id]
+    assert len(transactions) == 2
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(queue.claim("cpu")), daemon=True)
+    waiter.start()
+    waiter.join(0.3)
+    assert waiter.is_alive() and len(transactions) == 2  # waiting, the file untouched
+    queue.poke()
+    waiter.join(0.3)
+    assert waiter.is_alive() and len(transactions) == 3  # looked once, found nothing, waits again
+    third = queue.submit({"n": 3})
+    waiter.join(10)
+    assert got[0].id == third.id and len(transactions) == 4
+    for job in (first, second, third):  # (a queue opening the file queues running jobs again, as after a stop)
+        queue.finish(job.id, "done")
+    JobQueue(tmp_path / "q.sqlite").submit({"n": 4})  # another connection, no poke
+    assert queue.claim("cpu", timeout=0).workflow == {"n": 4}
