@@ -53,14 +53,14 @@ def choose_preset(args, supplied: Collection[str] = (), family: str | None = Non
 
 def compose_blocks(preset: str, args):
     """The preset's blocks, with the ControlNet denoise loop for ``--controlnet`` and the IP-Adapter step
-    first for ``--ip-adapter``."""
+    first for ``--ip-adapter`` (the auto presets have both already)."""
     from .. import SequentialPipelineBlocks
 
     family, workflow = preset.split("-", 1)
     blocks = load_preset(preset).copy()
     steps = importlib.import_module(f"diffblocks.blocks.{FAMILIES[family]}")
     prefix = PREFIXES[family]
-    if args.controlnet is not None and workflow != "controlnet":
+    if args.controlnet is not None and workflow != "controlnet" and "controlnet_input" not in blocks:  # auto has it
         workflows = FLUX_CONTROLNET if family == "flux" else CONTROLNET_DENOISE
         if workflow not in workflows:
             raise FlagError.unsupported("--controlnet", preset, ("text2image", "image2image", "inpaint"))

@@ -108,7 +108,11 @@ def _resolve(ref: str, custom: ModuleType | None, where: str, trusted: bool) -> 
     if ref.startswith(CUSTOM_PREFIX):
         found = _lookup(custom, ref[len(CUSTOM_PREFIX):]) if custom is not None else None
     elif _names_our_package(ref):
-        found = our_block_classes().get(ref) if _imports(ref.partition(":")[0]) else None
+        module, _, qualname = ref.partition(":")
+        found = our_block_classes().get(ref) if _imports(module) else None
+        if found is None and module in sys.modules:  # a class declared elsewhere since, that its old module names
+            moved = _lookup(sys.modules[module], qualname)
+            found = moved if isinstance(moved, type) and _is_ours(moved) else None
     elif not trusted:
         raise RemoteCodeError.untrusted_refs(where, [ref])
     else:

@@ -2,7 +2,8 @@
 
 ``SequentialPipelineBlocks.from_blocks_dict(TEXT2IMAGE_BLOCKS)`` gives the text-to-image pipeline;
 ``AUTO_BLOCKS`` runs inpainting when ``mask_image`` is given, image-to-image when ``image`` is, and
-text-to-image otherwise.
+text-to-image otherwise; each with a ControlNet when ``control_image`` is given (and a ``controlnet`` component),
+and with an IP-Adapter when ``ip_adapter_image`` is (``pipe.loader.load_ip_adapter(...)`` first), or both.
 """
 
 from ..blocks.stable_diffusion import (
@@ -26,7 +27,12 @@ from ..blocks.stable_diffusion import (
     StableDiffusionTextEncoderStep,
     StableDiffusionVaeEncoderStep,
 )
-from ..blocks.stable_diffusion import StableDiffusionAutoIPAdapterStep, StableDiffusionControlNetDenoiseStep, StableDiffusionControlNetInputStep
+from ..blocks.stable_diffusion import (
+    StableDiffusionAutoControlNetInputStep,
+    StableDiffusionAutoIPAdapterStep,
+    StableDiffusionControlNetDenoiseStep,
+    StableDiffusionControlNetInputStep,
+)
 from ..modular_pipelines import InsertableDict
 
 TEXT2IMAGE_BLOCKS = InsertableDict([
@@ -60,10 +66,12 @@ INPAINT_BLOCKS = InsertableDict([
 
 AUTO_BLOCKS = InsertableDict([
     ("text_encoder", StableDiffusionTextEncoderStep),
+    ("ip_adapter", StableDiffusionAutoIPAdapterStep),
     ("image_encoder", StableDiffusionAutoVaeEncoderStep),
     ("input", StableDiffusionInputStep),
     ("set_timesteps", StableDiffusionAutoSetTimestepsStep),
     ("prepare_latents", StableDiffusionAutoPrepareLatentsStep),
+    ("controlnet_input", StableDiffusionAutoControlNetInputStep),
     ("denoise", StableDiffusionAutoDenoiseStep),
     ("decode", StableDiffusionAutoDecodeStep),
 ])

@@ -1,7 +1,8 @@
 """Stable Diffusion XL presets: ordered dicts of block classes to copy, edit and build from.
 
 ``AUTO_BLOCKS`` runs inpainting when ``mask_image`` is given, image-to-image when ``image`` is, and
-text-to-image otherwise.
+text-to-image otherwise; each with a ControlNet when ``control_image`` is given (and a ``controlnet`` component),
+and with an IP-Adapter when ``ip_adapter_image`` is (``pipe.loader.load_ip_adapter(...)`` first), or both.
 """
 
 from ..blocks.stable_diffusion_xl import (
@@ -28,7 +29,12 @@ from ..blocks.stable_diffusion_xl import (
     StableDiffusionXLTextEncoderStep,
     StableDiffusionXLVaeEncoderStep,
 )
-from ..blocks.stable_diffusion_xl import StableDiffusionXLAutoIPAdapterStep, StableDiffusionXLControlNetDenoiseStep, StableDiffusionXLControlNetInputStep
+from ..blocks.stable_diffusion_xl import (
+    StableDiffusionXLAutoControlNetInputStep,
+    StableDiffusionXLAutoIPAdapterStep,
+    StableDiffusionXLControlNetDenoiseStep,
+    StableDiffusionXLControlNetInputStep,
+)
 from ..modular_pipelines import InsertableDict
 
 TEXT2IMAGE_BLOCKS = InsertableDict([
@@ -65,11 +71,13 @@ INPAINT_BLOCKS = InsertableDict([
 
 AUTO_BLOCKS = InsertableDict([
     ("text_encoder", StableDiffusionXLTextEncoderStep),
+    ("ip_adapter", StableDiffusionXLAutoIPAdapterStep),
     ("image_encoder", StableDiffusionXLAutoVaeEncoderStep),
     ("input", StableDiffusionXLInputStep),
     ("set_timesteps", StableDiffusionXLAutoSetTimestepsStep),
     ("prepare_latents", StableDiffusionXLAutoPrepareLatentsStep),
     ("prepare_add_cond", StableDiffusionXLAutoPrepareAdditionalConditioningStep),
+    ("controlnet_input", StableDiffusionXLAutoControlNetInputStep),
     ("denoise", StableDiffusionXLAutoDenoiseStep),
     ("decode", StableDiffusionXLAutoDecodeStep),
 ])

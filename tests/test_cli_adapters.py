@@ -172,12 +172,14 @@ def test_ip_adapter_and_clip_vision_files_as_comfyui_keeps_them(capsys, tmp_path
 
 
 def test_ip_adapter_and_controlnet_together(capsys, tmp_path, ip_adapter, controlnet, pictures):
-    both = cli_pixels(capsys, tmp_path, "--ip-adapter", str(ip_adapter / "ip-adapter.bin"), "--ip-adapter-image",
-                      str(pictures / "style.png"), "--controlnet", controlnet, "--control-image",
-                      str(pictures / "control.png"))
+    """The flags compose both into text-to-image; the auto preset, which has both steps, draws the same."""
+    flags = ["--ip-adapter", str(ip_adapter / "ip-adapter.bin"), "--ip-adapter-image", str(pictures / "style.png"),
+             "--controlnet", controlnet, "--control-image", str(pictures / "control.png")]
+    both = cli_pixels(capsys, tmp_path, *flags)
     only_control = cli_pixels(capsys, tmp_path, "--controlnet", controlnet, "--control-image",
                               str(pictures / "control.png"))
     assert both.shape == (32, 32, 3) and not np.array_equal(both, only_control)
+    assert np.array_equal(cli_pixels(capsys, tmp_path, "--preset", "sd15-auto", *flags), both)
 
 
 def test_an_adapter_that_does_not_fit_names_the_flag(capsys, tmp_path, ip_adapter, pictures):

@@ -14,6 +14,8 @@ from .before_denoise import (
 from .controlnet import (
     StableDiffusionAutoControlNetDenoiseStep,
     StableDiffusionAutoControlNetInputStep,
+    StableDiffusionAutoDenoiseStep,
+    StableDiffusionAutoInpaintControlNetDenoiseStep,
     StableDiffusionControlNetDenoiseStep,
     StableDiffusionControlNetInputStep,
     StableDiffusionControlNetLoopDenoiser,
@@ -21,7 +23,6 @@ from .controlnet import (
 )
 from .decoders import StableDiffusionAutoDecodeStep, StableDiffusionDecodeStep, StableDiffusionInpaintDecodeStep
 from .denoise import (
-    StableDiffusionAutoDenoiseStep,
     StableDiffusionDenoiseLoopWrapper,
     StableDiffusionDenoiseStep,
     StableDiffusionInpaintDenoiseStep,

@@ -22,6 +22,7 @@ from ..guidance import guided_forward
 from .denoise import (
     StableDiffusionDenoiseLoopWrapper,
     StableDiffusionDenoiseStep,
+    StableDiffusionInpaintDenoiseStep,
     StableDiffusionInpaintLoopAfterDenoiser,
     StableDiffusionInpaintLoopBeforeDenoiser,
     StableDiffusionLoopAfterDenoiser,
@@ -220,5 +221,25 @@ class StableDiffusionAutoControlNetDenoiseStep(AutoPipelineBlocks):
 
     choices = {
         "controlnet_denoise": (StableDiffusionControlNetDenoiseStep, "control_image"),
+        "denoise": (StableDiffusionDenoiseStep, None),
+    }
+
+
+class StableDiffusionAutoInpaintControlNetDenoiseStep(AutoPipelineBlocks):
+    """Denoise with ControlNet: the inpainting loop when `mask_image` is given, else the plain ControlNet loop."""
+
+    choices = {
+        "inpaint": (StableDiffusionInpaintControlNetDenoiseStep, "mask_image"),
+        "controlnet_denoise": (StableDiffusionControlNetDenoiseStep, None),
+    }
+
+
+class StableDiffusionAutoDenoiseStep(AutoPipelineBlocks):
+    """Denoise: a ControlNet loop when `control_image` is given (for inpainting when `mask_image` is too), else the
+    inpainting loop when `mask_image` is given, else the plain loop."""
+
+    choices = {
+        "controlnet": (StableDiffusionAutoInpaintControlNetDenoiseStep, "control_image"),
+        "inpaint": (StableDiffusionInpaintDenoiseStep, "mask_image"),
         "denoise": (StableDiffusionDenoiseStep, None),
     }

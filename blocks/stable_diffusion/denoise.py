@@ -14,7 +14,6 @@ from ...components.schedulers import DDIMScheduler
 from ...components.spec import ComponentSpec
 from ...guiders import ClassifierFreeGuidance
 from ...modular_pipelines import (
-    AutoPipelineBlocks,
     InputParam,
     LoopSequentialPipelineBlocks,
     ModularPipelineBlocks,
@@ -187,10 +186,11 @@ class StableDiffusionInpaintDenoiseStep(StableDiffusionDenoiseLoopWrapper):
                      StableDiffusionInpaintLoopAfterDenoiser]
 
 
-class StableDiffusionAutoDenoiseStep(AutoPipelineBlocks):
-    """Denoise: the inpainting loop when `mask_image` is given, else the plain loop."""
+def __getattr__(name: str):
+    """``StableDiffusionAutoDenoiseStep`` picks the ControlNet loops too, so it is declared with them (controlnet.py);
+    saved repos that name it here still find it."""
+    if name == "StableDiffusionAutoDenoiseStep":
+        from .controlnet import StableDiffusionAutoDenoiseStep
 
-    choices = {
-        "inpaint": (StableDiffusionInpaintDenoiseStep, "mask_image"),
-        "denoise": (StableDiffusionDenoiseStep, None),
-    }
+        return StableDiffusionAutoDenoiseStep
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,6 +17,8 @@ from .before_denoise import (
 from .controlnet import (
     StableDiffusionXLAutoControlNetDenoiseStep,
     StableDiffusionXLAutoControlNetInputStep,
+    StableDiffusionXLAutoDenoiseStep,
+    StableDiffusionXLAutoInpaintControlNetDenoiseStep,
     StableDiffusionXLControlNetDenoiseStep,
     StableDiffusionXLControlNetInputStep,
     StableDiffusionXLControlNetLoopDenoiser,
@@ -24,7 +26,6 @@ from .controlnet import (
 )
 from .decoders import StableDiffusionXLAutoDecodeStep, StableDiffusionXLDecodeStep, StableDiffusionXLInpaintDecodeStep
 from .denoise import (
-    StableDiffusionXLAutoDenoiseStep,
     StableDiffusionXLDenoiseLoopAfterDenoiser,
     StableDiffusionXLDenoiseLoopWrapper,
     StableDiffusionXLDenoiseStep,

@@ -7,6 +7,7 @@ from ..stable_diffusion.controlnet import StableDiffusionControlNetInputStep, St
 from .denoise import (
     StableDiffusionXLDenoiseLoopWrapper,
     StableDiffusionXLDenoiseStep,
+    StableDiffusionXLInpaintDenoiseStep,
     StableDiffusionXLInpaintLoopAfterDenoiser,
     StableDiffusionXLInpaintLoopBeforeDenoiser,
     StableDiffusionXLLoopAfterDenoiser,
@@ -58,5 +59,25 @@ class StableDiffusionXLAutoControlNetDenoiseStep(AutoPipelineBlocks):
 
     choices = {
         "controlnet_denoise": (StableDiffusionXLControlNetDenoiseStep, "control_image"),
+        "denoise": (StableDiffusionXLDenoiseStep, None),
+    }
+
+
+class StableDiffusionXLAutoInpaintControlNetDenoiseStep(AutoPipelineBlocks):
+    """Denoise with ControlNet: the inpainting loop when `mask_image` is given, else the plain ControlNet loop."""
+
+    choices = {
+        "inpaint": (StableDiffusionXLInpaintControlNetDenoiseStep, "mask_image"),
+        "controlnet_denoise": (StableDiffusionXLControlNetDenoiseStep, None),
+    }
+
+
+class StableDiffusionXLAutoDenoiseStep(AutoPipelineBlocks):
+    """Denoise: a ControlNet loop when `control_image` is given (for inpainting when `mask_image` is too), else the
+    inpainting loop when `mask_image` is given, else the plain loop."""
+
+    choices = {
+        "controlnet": (StableDiffusionXLAutoInpaintControlNetDenoiseStep, "control_image"),
+        "inpaint": (StableDiffusionXLInpaintDenoiseStep, "mask_image"),
         "denoise": (StableDiffusionXLDenoiseStep, None),
     }

@@ -20,7 +20,8 @@ EXPECTED = {
     "AutoControlNetDenoiseStep": {"controlnet_denoise": "control_image", "denoise": None},
     "AutoControlNetInputStep": {"controlnet_input": "control_image"},
     "AutoDecodeStep": {"inpaint": "padding_mask_crop", "decode": None},
-    "AutoDenoiseStep": {"inpaint": "mask_image", "denoise": None},
+    "AutoDenoiseStep": {"controlnet": "control_image", "inpaint": "mask_image", "denoise": None},
+    "AutoInpaintControlNetDenoiseStep": {"inpaint": "mask_image", "controlnet_denoise": None},
     "AutoIPAdapterStep": {"ip_adapter": "ip_adapter_image", "from_embeds": "ip_adapter_embeds"},
     "AutoPrepareAdditionalConditioningStep": {"img2img": "image", "text2img": None},
     "AutoPrepareLatentsStep": IMAGE_WORKFLOWS,
@@ -31,7 +32,7 @@ EXPECTED = {
 
 def test_every_family_auto_block_is_covered():
     names = {cls.__name__.removeprefix("StableDiffusionXL").removeprefix("StableDiffusion") for cls in AUTO_CLASSES}
-    assert names == set(EXPECTED) and len(AUTO_CLASSES) == 17
+    assert names == set(EXPECTED) and len(AUTO_CLASSES) == 19
 
 
 @pytest.mark.parametrize("cls", AUTO_CLASSES, ids=lambda cls: cls.__name__)
@@ -69,3 +70,23 @@ def test_two_default_branches_are_refused():
     with pytest.raises(BlockDeclarationError, match=r"TwoDefaults: needs one trigger input per branch \(2\), with at "
                                                     r"most one None"):
         TwoDefaults()
+
+
+@pytest.mark.parametrize("family, prefix", [("stable_diffusion", "StableDiffusion"),
+                                            ("stable_diffusion_xl", "StableDiffusionXL")])
+def test_a_tree_saved_when_the_auto_denoise_step_lived_in_denoise_py_rebuilds_as_it_was(family, prefix):
+    """The Auto denoise step moved to controlnet.py when it gained the ControlNet branch. A repo saved before names
+    it in denoise.py with its two branches: it rebuilds, untrusted, with those two branches and their triggers."""
+    import json
+
+    from diffblocks.modular_pipelines.remote import build_tree, tree_of
+
+    auto = getattr(importlib.import_module(f"diffblocks.blocks.{family}"), f"{prefix}AutoDenoiseStep")
+    tree = tree_of(auto())
+    assert tree["class"] == f"diffblocks.blocks.{family}.controlnet:{prefix}AutoDenoiseStep"
+    tree["class"] = f"diffblocks.blocks.{family}.denoise:{prefix}AutoDenoiseStep"
+    tree["sub_blocks"].pop("controlnet")
+    tree["triggers"] = ["mask_image", None]
+    rebuilt = build_tree(json.loads(json.dumps(tree)))
+    assert type(rebuilt) is auto and rebuilt.trigger_map == {"inpaint": "mask_image", "denoise": None}
+    assert type(rebuilt.select({"mask_image": object()})[1]).__name__ == f"{prefix}InpaintDenoiseStep"

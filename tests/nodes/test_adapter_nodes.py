@@ -126,3 +126,26 @@ def test_ip_adapter_and_clip_vision_files_from_comfyuis_model_folders(sd_repo, t
     assert problem["message"] == ("LoadIPAdapter failed: an IP-Adapter file needs 'image_encoder': it comes without "
                                   "one; give a CLIP vision file as in ComfyUI's clip_vision folder, a folder or a Hub "
                                   "repo")
+
+
+def test_the_auto_preset_takes_a_controlnet_and_an_ip_adapter_together(sd_repo, controlnet_path, tmp_path):
+    """One node for both adapters, as ComfyUI graphs often have them: bitwise the pipeline of the same preset."""
+    store = ArtifactStore(tmp_path / "artifacts")
+    folder = make_ip_adapter_repo(tmp_path / "ip", sd_repo)
+    workflow = preset_text2image(str(sd_repo), steps=STEPS, preset="sd15-auto", controlnet_conditioning_scale=0.7)
+    workflow["nodes"]["cn"] = {"type": "LoadControlNet", "inputs": {"repo": str(controlnet_path)}}
+    workflow["nodes"]["ipa"] = {"type": "LoadIPAdapter", "inputs": {
+        "components": link("load", "components"), "repo": str(folder), "weight_name": "ip-adapter.bin", "scale": 0.6}}
+    workflow["nodes"]["run"]["inputs"].update(components=link("ipa", "components"), controlnet=link("cn", "controlnet"))
+    control = with_image(workflow, store, ("run", "control_image"), seed=4)
+    reference_image = with_image(workflow, store, ("run", "ip_adapter_image"), seed=1)
+    outputs = Executor(artifacts=store).run(workflow)
+
+    pipe = build_pipeline(stable_diffusion.AUTO_BLOCKS, sd_repo)
+    pipe.update_components(controlnet=ComponentSpec("controlnet", ControlNetModel, repo=str(controlnet_path)).load())
+    pipe.loader.load_ip_adapter(str(folder), subfolder="", weight_name="ip-adapter.bin")
+    pipe.loader.set_ip_adapter_scale(0.6)
+    expected = pipe(prompt="a cat", num_inference_steps=STEPS, generator=torch.Generator().manual_seed(0),
+                    control_image=control, ip_adapter_image=reference_image, controlnet_conditioning_scale=0.7,
+                    output_type="pt", output="images")
+    assert torch.equal(outputs["run"]["images"], expected)

@@ -259,45 +259,101 @@ def test_the_vae_a_comfyui_graph_decodes_with_is_loaded_from_the_vae_folder(page
             assert page.evaluate("window.diffblocks.workflow()") == on_checkpoint("sd15/digits.safetensors")
 
 
-def test_a_comfyui_controlnet_graph_loads_the_controlnet_and_waits_for_its_image(page, import_server, tmp_path, shots):
-    """ComfyUI's ControlNetApplyAdvanced between the prompts and the sampler becomes the ControlNet preset with a
-    LoadControlNet node of the file ControlNetLoader names, at its strength and end, and a Load Image node: the
-    image is in ComfyUI's input folder, so the notice asks for it. With it uploaded, the run draws what the API
-    draws with the same ControlNet and image."""
-    prompt = json.loads(json.dumps(COMFY_PROMPT))
-    prompt["4"]["inputs"]["ckpt_name"] = "sd15/digits.safetensors"
-    prompt["12"] = {"class_type": "ControlNetLoader", "inputs": {"control_net_name": "edges.safetensors"}}
-    prompt["13"] = {"class_type": "LoadImage", "inputs": {"image": "edges.png", "upload": "image"}}
-    prompt["14"] = {"class_type": "ControlNetApplyAdvanced", "inputs": {
-        "positive": ["6", 0], "negative": ["7", 0], "control_net": ["12", 0], "image": ["13", 0], "strength": 0.7,
+def comfy_controlnet(prompt):
+    """ComfyUI's ControlNetApplyAdvanced between the prompts and the sampler, at strength 0.7 and end 0.8, its
+    image edges.png of ComfyUI's input folder; and what the import makes of it in ``expected``."""
+    prompt["20"] = {"class_type": "ControlNetLoader", "inputs": {"control_net_name": "edges.safetensors"}}
+    prompt["21"] = {"class_type": "LoadImage", "inputs": {"image": "edges.png", "upload": "image"}}
+    prompt["22"] = {"class_type": "ControlNetApplyAdvanced", "inputs": {
+        "positive": ["6", 0], "negative": ["7", 0], "control_net": ["20", 0], "image": ["21", 0], "strength": 0.7,
         "start_percent": 0.0, "end_percent": 0.8}}
-    prompt["3"]["inputs"].update(positive=["14", 0], negative=["14", 1])
-    info = PngInfo()
-    info.add_text("prompt", json.dumps(prompt))
-    open_editor(page, import_server)
-    drop(page, tmp_path / "comfy-controlnet.png", info)
-    wait_for(page, "nodes.run && nodes.run.type === 'preset:sd15-controlnet'")
-    expected = on_checkpoint("sd15/digits.safetensors")
-    expected["nodes"]["run"]["type"] = "preset:sd15-controlnet"
+    prompt["3"]["inputs"].update(positive=["22", 0], negative=["22", 1])
+
+
+def imported_controlnet(expected):
     expected["nodes"]["run"]["inputs"].update(
         controlnet={"node": "controlnet", "output": "controlnet"}, control_image={"node": "control", "output": "image"},
         controlnet_conditioning_scale=0.7, control_guidance_end=0.8)
     expected["nodes"].update(controlnet={"type": "LoadControlNet", "inputs": {"repo": "edges.safetensors"}},
                              control={"type": "LoadImage", "inputs": {}})
+
+
+def comfy_ip_adapter(prompt):
+    """IPAdapter Plus's IPAdapterAdvanced on the model's way at weight 0.6, with its IPAdapterModelLoader and
+    ComfyUI's CLIPVisionLoader, its image style.png of ComfyUI's input folder; and what the import makes of it."""
+    prompt["30"] = {"class_type": "IPAdapterModelLoader", "inputs": {"ipadapter_file": "ip-adapter_digits.safetensors"}}
+    prompt["31"] = {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": "digits-vit.safetensors"}}
+    prompt["32"] = {"class_type": "LoadImage", "inputs": {"image": "style.png", "upload": "image"}}
+    prompt["33"] = {"class_type": "IPAdapterAdvanced", "inputs": {
+        "model": ["4", 0], "ipadapter": ["30", 0], "clip_vision": ["31", 0], "image": ["32", 0], "weight": 0.6,
+        "weight_type": "style transfer", "combine_embeds": "concat", "start_at": 0.0, "end_at": 1.0,
+        "embeds_scaling": "V only"}}
+    prompt["3"]["inputs"]["model"] = ["33", 0]
+
+
+def imported_ip_adapter(expected):
+    expected["nodes"]["run"]["inputs"].update(components={"node": "ipadapter", "output": "components"},
+                                              ip_adapter_image={"node": "reference", "output": "image"})
+    expected["nodes"].update(
+        ipadapter={"type": "LoadIPAdapter", "inputs": {"components": {"node": "load", "output": "components"},
+                                                       "repo": "ip-adapter_digits.safetensors",
+                                                       "image_encoder": "digits-vit", "scale": 0.6}},
+        reference={"type": "LoadImage", "inputs": {}})
+
+
+def drop_comfy(page, server, tmp_path, *adapters):
+    """Open the editor and drop a PNG holding COMFY_PROMPT on the embedded model's checkpoint, with ``adapters``
+    (comfy_controlnet, comfy_ip_adapter) added."""
+    prompt = json.loads(json.dumps(COMFY_PROMPT))
+    prompt["4"]["inputs"]["ckpt_name"] = "sd15/digits.safetensors"
+    for adapter in adapters:
+        adapter(prompt)
+    info = PngInfo()
+    info.add_text("prompt", json.dumps(prompt))
+    open_editor(page, server)
+    drop(page, tmp_path / "comfy-adapters.png", info)
+
+
+def upload_edges(page, tmp_path):
+    picture = tmp_path / "edges.png"
+    Image.fromarray((np.indices((32, 32)).sum(0) % 8 < 4).astype("uint8") * 255).convert("RGB").save(picture)
+    upload(page, "control", picture)
+
+
+def upload_style(page, tmp_path):
+    picture = tmp_path / "style.png"
+    Image.fromarray((np.indices((32, 32))[0] * 8 % 256).astype("uint8")).convert("RGB").save(picture)
+    upload(page, "reference", picture)
+
+
+def without(workflow, node, name, value):
+    """``workflow`` with input ``name`` of ``node`` set to ``value``."""
+    copied = json.loads(json.dumps(workflow))
+    copied["nodes"][node]["inputs"][name] = value
+    return copied
+
+
+def test_a_comfyui_controlnet_graph_loads_the_controlnet_and_waits_for_its_image(page, import_server, tmp_path, shots):
+    """ComfyUI's ControlNetApplyAdvanced between the prompts and the sampler becomes the ControlNet preset with a
+    LoadControlNet node of the file ControlNetLoader names, at its strength and end, and a Load Image node: the
+    image is in ComfyUI's input folder, so the notice asks for it. With it uploaded, the run draws what the API
+    draws with the same ControlNet and image."""
+    drop_comfy(page, import_server, tmp_path, comfy_controlnet)
+    wait_for(page, "nodes.run && nodes.run.type === 'preset:sd15-controlnet'")
+    expected = on_checkpoint("sd15/digits.safetensors")
+    expected["nodes"]["run"]["type"] = "preset:sd15-controlnet"
+    imported_controlnet(expected)
     assert page.evaluate("window.diffblocks.workflow()") == expected
     expect(page.get_by_test_id("notice")).to_have_text(re.compile(
         r"^upload the control image \(edges\.png in ComfyUI's input folder\) into the Load Image node"))
     page.screenshot(path=str(shots / "33-comfyui-controlnet-import.png"))
 
     with_digits_configs(page, "load", "controlnet")
-    picture = tmp_path / "edges.png"
-    Image.fromarray((np.indices((32, 32)).sum(0) % 8 < 4).astype("uint8") * 255).convert("RGB").save(picture)
-    upload(page, "control", picture)
+    upload_edges(page, tmp_path)
     run(page)
     workflow = page.evaluate("window.diffblocks.workflow()")
-    without = json.loads(json.dumps(workflow))
-    without["nodes"]["run"]["inputs"]["controlnet_conditioning_scale"] = 0.0
-    assert_draws(page, import_server, workflow, without, "the ControlNet")
+    assert_draws(page, import_server, workflow, without(workflow, "run", "controlnet_conditioning_scale", 0.0),
+                 "the ControlNet")
 
 
 def test_the_embeddings_a_prompt_names_are_loaded_from_the_embeddings_folder(page, import_server, tmp_path):
@@ -348,30 +404,11 @@ def test_a_comfyui_ip_adapter_graph_loads_the_adapter_and_its_encoder_and_waits_
     CLIPVisionLoader: a LoadIPAdapter node of those files at its weight and the IP-Adapter preset, with a Load Image
     node that the notice asks to upload the image into; its weight type is named as left out. With the image, the run
     draws what the API draws."""
-    prompt = json.loads(json.dumps(COMFY_PROMPT))
-    prompt["4"]["inputs"]["ckpt_name"] = "sd15/digits.safetensors"
-    prompt["12"] = {"class_type": "IPAdapterModelLoader", "inputs": {"ipadapter_file": "ip-adapter_digits.safetensors"}}
-    prompt["13"] = {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": "digits-vit.safetensors"}}
-    prompt["14"] = {"class_type": "LoadImage", "inputs": {"image": "style.png", "upload": "image"}}
-    prompt["15"] = {"class_type": "IPAdapterAdvanced", "inputs": {
-        "model": ["4", 0], "ipadapter": ["12", 0], "clip_vision": ["13", 0], "image": ["14", 0], "weight": 0.6,
-        "weight_type": "style transfer", "combine_embeds": "concat", "start_at": 0.0, "end_at": 1.0,
-        "embeds_scaling": "V only"}}
-    prompt["3"]["inputs"]["model"] = ["15", 0]
-    info = PngInfo()
-    info.add_text("prompt", json.dumps(prompt))
-    open_editor(page, import_server)
-    drop(page, tmp_path / "comfy-ipadapter.png", info)
+    drop_comfy(page, import_server, tmp_path, comfy_ip_adapter)
     wait_for(page, "nodes.run && nodes.run.type === 'preset:sd15-ip-adapter'")
     expected = on_checkpoint("sd15/digits.safetensors")
     expected["nodes"]["run"]["type"] = "preset:sd15-ip-adapter"
-    expected["nodes"]["run"]["inputs"].update(components={"node": "ipadapter", "output": "components"},
-                                              ip_adapter_image={"node": "reference", "output": "image"})
-    expected["nodes"].update(
-        ipadapter={"type": "LoadIPAdapter", "inputs": {"components": {"node": "load", "output": "components"},
-                                                       "repo": "ip-adapter_digits.safetensors",
-                                                       "image_encoder": "digits-vit", "scale": 0.6}},
-        reference={"type": "LoadImage", "inputs": {}})
+    imported_ip_adapter(expected)
     assert page.evaluate("window.diffblocks.workflow()") == expected
     expect(page.get_by_test_id("notice")).to_have_text(re.compile(
         r"^upload the IP-Adapter's image \(style\.png in ComfyUI's input folder\) into the Load Image node; left out: "
@@ -379,14 +416,39 @@ def test_a_comfyui_ip_adapter_graph_loads_the_adapter_and_its_encoder_and_waits_
     page.screenshot(path=str(shots / "34-comfyui-ip-adapter-import.png"))
 
     with_digits_configs(page, "load")
-    picture = tmp_path / "style.png"
-    Image.fromarray((np.indices((32, 32))[0] * 8 % 256).astype("uint8")).convert("RGB").save(picture)
-    upload(page, "reference", picture)
+    upload_style(page, tmp_path)
     run(page)
     workflow = page.evaluate("window.diffblocks.workflow()")
-    without = json.loads(json.dumps(workflow))
-    without["nodes"]["ipadapter"]["inputs"]["scale"] = 0.0
-    assert_draws(page, import_server, workflow, without, "the IP-Adapter")
+    assert_draws(page, import_server, workflow, without(workflow, "ipadapter", "scale", 0.0), "the IP-Adapter")
+
+
+def test_a_comfyui_graph_with_a_controlnet_and_an_ip_adapter_runs_both_on_the_auto_preset(
+        page, import_server, tmp_path, shots):
+    """Both adapters in one graph, as ComfyUI users often have them: the family's auto preset takes both, with the
+    two loaders and two Load Image nodes, the one below the other; the notice asks for both images. The run draws
+    what the API draws, which each adapter changes."""
+    drop_comfy(page, import_server, tmp_path, comfy_controlnet, comfy_ip_adapter)
+    wait_for(page, "nodes.run && nodes.run.type === 'preset:sd15-auto'")
+    expected = on_checkpoint("sd15/digits.safetensors")
+    expected["nodes"]["run"]["type"] = "preset:sd15-auto"
+    imported_controlnet(expected)
+    imported_ip_adapter(expected)
+    assert page.evaluate("window.diffblocks.workflow()") == expected
+    expect(page.get_by_test_id("notice")).to_have_text(re.compile(
+        r"^upload the control image \(edges\.png in ComfyUI's input folder\) into the Load Image node; upload the "
+        r"IP-Adapter's image \(style\.png in ComfyUI's input folder\) into the Load Image node"))
+    control, reference = (node(page, name).bounding_box() for name in ("control", "reference"))
+    assert control["y"] + control["height"] <= reference["y"]  # stacked, not drawn over each other
+
+    with_digits_configs(page, "load", "controlnet")
+    upload_edges(page, tmp_path)
+    upload_style(page, tmp_path)
+    page.screenshot(path=str(shots / "35-comfyui-controlnet-and-ip-adapter-import.png"))
+    run(page)
+    workflow = page.evaluate("window.diffblocks.workflow()")
+    assert_draws(page, import_server, workflow, without(workflow, "run", "controlnet_conditioning_scale", 0.0),
+                 "the ControlNet")
+    assert_draws(page, import_server, workflow, without(workflow, "ipadapter", "scale", 0.0), "the IP-Adapter")
 
 
 def test_a_preset_given_another_familys_checkpoint_offers_the_preset_that_runs_it(page, import_server, shots):

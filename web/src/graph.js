@@ -107,9 +107,9 @@ export const DEFAULT_WORKFLOW = {
  * ({name}: a file of the server's embeddings, a LoadTextualInversion node each after them), ``vae`` (a file
  * of the server's VAEs: a LoadVAE node after them, which takes the bundle's VAE config and replaces its VAE) and
  * ``control`` ({name (a file of the server's ControlNets), strength, start, end}: a LoadControlNet node and an empty
- * LoadImage node for its control image, with the family's ControlNet preset) or ``ipAdapter`` ({name, encoder (files
- * of the server's ipadapter and clip_vision folders), weight}: a LoadIPAdapter node in the chain and an empty
- * LoadImage node for its image, with the family's IP-Adapter preset). */
+ * LoadImage node for its control image, with the family's ControlNet preset) and ``ipAdapter`` ({name, encoder
+ * (files of the server's ipadapter and clip_vision folders), weight}: a LoadIPAdapter node in the chain and an empty
+ * LoadImage node for its image, with the family's IP-Adapter preset); with both, the family's auto preset. */
 export function text2imageGraph(model, settings) {
   const { prompt, negative, steps, seed, width, height, cfg, scheduler } = settings;
   const chain = {}; // the nodes the bundle goes through on its way to the preset: LoRAs, embeddings, IP-Adapter, VAE
@@ -170,7 +170,7 @@ export function text2imageGraph(model, settings) {
     nodes.reference = { type: 'LoadImage', inputs: {} };
     inputs.ip_adapter_image = LINK('reference', 'image');
   }
-  const task = control ? 'controlnet' : ipAdapter ? 'ip-adapter' : 'text2image';
+  const task = control && ipAdapter ? 'auto' : control ? 'controlnet' : ipAdapter ? 'ip-adapter' : 'text2image';
   nodes.run = { type: `preset:${family}-${task}`, inputs };
   let images = LINK('run', 'images');
   if (settings.hires) { // A1111's hires fix: the first pass enlarged (lanczos), then painted again
@@ -197,7 +197,7 @@ export function text2imageGraph(model, settings) {
   if (control) {
     Object.assign(positions, { controlnet: { x: 0, y: top }, control: { x: 0, y: top + CONTROLNET_HEIGHT } });
   }
-  if (ipAdapter) positions.reference = { x: 0, y: top };
+  if (ipAdapter) positions.reference = { x: 0, y: control ? top + CONTROLNET_HEIGHT + IMAGE_HEIGHT : top };
   return { nodes, ui: { previews: { output: images }, positions } };
 }
 
@@ -205,6 +205,7 @@ const COLUMN = 290; // px from one column of nodes to the next
 // the height a chain node takes in its column, its inputs shown
 const HEIGHTS = { LoadLoRA: 390, LoadTextualInversion: 250, LoadIPAdapter: 480, LoadVAE: 250 };
 const CONTROLNET_HEIGHT = 260; // a LoadControlNet node, its three inputs shown
+const IMAGE_HEIGHT = 130; // a LoadImage node, its upload button or picture shown
 
 export const isLink = (value) =>
   Boolean(value) && typeof value === 'object' && !Array.isArray(value) && typeof value.node === 'string' &&

@@ -169,8 +169,8 @@ async function imported({ settings, checkpoint, loras, vae, control, ipAdapter, 
 }
 
 /** Puts in ``model`` the server's files for the graph's ControlNet ``control`` and IP-Adapter ``ipAdapter`` (either
- * may be null; no preset takes both: a ControlNet found is kept), and in ``notes`` what the server lacks and the
- * image to upload (ComfyUI's input file, which the page has not). */
+ * may be null), and in ``notes`` what the server lacks and the images to upload (ComfyUI's input files, which the
+ * page has not). */
 async function findAdapters(control, ipAdapter, model, notes) {
   const uploads = (what, image) => {
     const where = image ? `${image} in ComfyUI's input folder` : "made in ComfyUI's graph";
@@ -182,9 +182,7 @@ async function findAdapters(control, ipAdapter, model, notes) {
     notes.push(name ? uploads('the control image', control.image)
       : `ControlNet '${control.name}' is not among the server's ControlNets`);
   }
-  if (ipAdapter && model.control) {
-    notes.push(`the IP-Adapter '${ipAdapter.name}' left out (no preset takes it with a ControlNet)`);
-  } else if (ipAdapter) {
+  if (ipAdapter) {
     const name = await findModel('ipadapter', ipAdapter.name).catch(() => null);
     const encoder = name ? await findModel('clip_vision', ipAdapter.encoder).catch(() => null) : null;
     if (name && encoder) model.ipAdapter = { ...ipAdapter, name, encoder };
