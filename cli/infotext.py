@@ -153,8 +153,8 @@ def apply(args, path: str) -> None:
     """Fill the flags left out of ``diffblocks run`` from the parameters of the image at ``path``: prompt, negative
     prompt, steps, sampler (not for FLUX.1: its Euler is flow matching), CFG scale, seed, size (the first pass's)
     and the hires pass. The prompt's extra networks (``<lora:ink:0.8>``) are taken out of it, as A1111 does, and
-    named on stderr: give them as ``--lora``. The model is not taken: give ``--model``; nor the VAE the image names,
-    named on stderr: give ``--vae``."""
+    named on stderr: give them as ``--lora``. The model is not taken: give ``--model``; nor the VAE and ControlNets
+    the image names, named on stderr: give ``--vae`` and ``--controlnet``."""
     prompt, negative, fields = parse(read(path))
     networks = [match.group(0) for match in EXTRA_NETWORK.finditer(prompt)]
     if networks and args.prompt is None:
@@ -178,9 +178,24 @@ def apply(args, path: str) -> None:
         found["strength"] = _number(fields, "Denoising strength", float)
     if fields.get("VAE") and getattr(args, "vae", None) is None:
         print(f"note: {path} was decoded by the VAE {fields['VAE']}; give it as --vae FILE", file=sys.stderr)
+    controlnets = [_unit_model(value) for key, value in fields.items() if CONTROLNET_UNIT.fullmatch(key)]
+    controlnets = [model for model in controlnets if model and model.lower() != "none"]
+    if controlnets and getattr(args, "controlnet", None) is None:
+        print(f"note: {path} was drawn with sd-webui-controlnet's {', '.join(controlnets)}; give each as --controlnet "
+              f"FILE --control-image IMAGE", file=sys.stderr)
     for name, value in found.items():
         if getattr(args, name, None) is None and value is not None:
             setattr(args, name, value)
+
+
+# sd-webui-controlnet's units: "ControlNet 0: \"Module: canny, Model: control_v11p_sd15_canny [d14c016b], ...\""
+CONTROLNET_UNIT = re.compile(r"ControlNet( \d+)?")
+
+
+def _unit_model(unit: str) -> str | None:
+    """The model a ControlNet unit names, without A1111's hash."""
+    found = re.search(r"\bmodel:\s*([^,\[]+)", unit, flags=re.I)
+    return found.group(1).strip() if found else None
 
 
 def _number(fields: dict[str, str], key: str, kind: type):

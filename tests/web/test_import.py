@@ -356,6 +356,39 @@ def test_a_comfyui_controlnet_graph_loads_the_controlnet_and_waits_for_its_image
                  "the ControlNet")
 
 
+def test_a1111s_controlnet_units_load_the_controlnet_they_name_and_say_what_is_left_out(page, import_server, tmp_path):
+    """sd-webui-controlnet writes each unit into A1111's parameters ("ControlNet 0: ..."; "ControlNet: ..." with
+    "starting/ending" in its first versions): the first ControlNet unit becomes the ControlNet preset with the file
+    its model names (without A1111's hash) at its weight, start and end, as ComfyUI's ControlNetApplyAdvanced does;
+    the notice asks for the control image and names the preprocessor (the image is taken as its output), the units
+    after it, and an IP-Adapter unit."""
+    units = ('ControlNet 0: "Module: canny, Model: edges [d14c016b], Weight: 0.7, Resize Mode: Crop and Resize, '
+             'Low Vram: False, Processor Res: 512, Threshold A: 100, Threshold B: 200, Guidance Start: 0, '
+             'Guidance End: 0.8, Pixel Perfect: False, Control Mode: Balanced", '
+             'ControlNet 1: "Module: depth_midas, Model: control_v11f1p_sd15_depth [cfd03158], Weight: 1, '
+             'Guidance Start: 0, Guidance End: 1", '
+             'ControlNet 2: "Module: ip-adapter_clip_sd15, Model: ip-adapter_sd15 [6a3f6166], Weight: 1"')
+    first_versions = ('ControlNet: "preprocessor: none, model: edges [d14c016b], weight: 0.7, starting/ending: '
+                      '(0, 0.8), resize mode: Crop and Resize, pixel perfect: False, control mode: Balanced"')
+    expected = on_checkpoint("sd15/digits.safetensors")
+    expected["nodes"]["run"]["type"] = "preset:sd15-controlnet"
+    imported_controlnet(expected)
+    open_editor(page, import_server)
+    for name, fields, left_out in (
+            ("units", units, "; left out: the ControlNet's preprocessor 'canny' (upload what it made), IP-Adapter "
+                             "unit 'ip-adapter_sd15', 1 more ControlNet unit"),
+            ("first", first_versions, "")):
+        info = PngInfo()
+        info.add_text("parameters", "a handwritten digit four\nNegative prompt: blurry, faint\nSteps: 6, Sampler: "
+                                    f"Euler a, CFG scale: 5, Seed: 3, Size: 32x32, Model: digits, {fields}")
+        drop(page, tmp_path / f"a1111-controlnet-{name}.png", info)
+        wait_for(page, f"nodes.run && nodes.run.type === 'preset:sd15-controlnet' && nodes.controlnet")
+        assert page.evaluate("window.diffblocks.workflow()") == expected
+        notice = "upload the control image (A1111's ControlNet input) into the Load Image node" + left_out
+        expect(page.get_by_test_id("notice")).to_have_text(re.compile(f"^{re.escape(notice)}(dismiss)?$"))
+        page.get_by_test_id("notice").get_by_role("button", name="dismiss").click()
+
+
 def test_the_embeddings_a_prompt_names_are_loaded_from_the_embeddings_folder(page, import_server, tmp_path):
     """ComfyUI's ``embedding:NAME`` (here with the file's suffix) becomes a LoadTextualInversion node of that file
     and the word NAME in the prompt; the run draws what the API draws with the same embedding, which differs from

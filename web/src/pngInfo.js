@@ -116,7 +116,47 @@ export function parametersSettings(text) {
     settings.hires = { scale: number('Hires upscale'), strength: number('Denoising strength') ?? HIRES_STRENGTH };
     if (upscaler && !/^(lanczos|none)$/i.test(upscaler)) others.push(`the ${upscaler} upscaler (lanczos instead)`);
   }
-  return { settings, checkpoint: fields.Model || null, loras, vae: fields.VAE || null, leftOut: others };
+  const { control, leftOut } = controlNetUnits(fields);
+  return { settings, checkpoint: fields.Model || null, loras, vae: fields.VAE || null, control,
+    leftOut: [...others, ...leftOut] };
+}
+
+// sd-webui-controlnet's units in A1111's parameters: "ControlNet 0", "ControlNet 1", ... ("ControlNet" in its first
+// versions), each value a quoted list of "Key: value"; a range, as its first versions' "starting/ending: (0, 1)", in
+// parentheses
+const CONTROLNET_UNIT = /^ControlNet( \d+)?$/;
+const UNIT_PARAM = /\s*([\w /]+):\s*(\([^)]*\)|[^,]*)(?:,|$)/g;
+const HASH = /\s*\[[0-9a-f]+\]$/i; // A1111 names a model file with its hash: "control_v11p_sd15_canny [d14c016b]"
+
+/** One ControlNet unit of A1111's parameters as {model (the file's stem), module (its preprocessor), weight, start,
+ * end}. */
+function unitOf(text) {
+  const values = {};
+  for (const [, key, value] of text.matchAll(UNIT_PARAM)) values[key.trim().toLowerCase()] = value.trim();
+  const number = (value, otherwise) => (Number.isFinite(Number(value)) && value !== '' ? Number(value) : otherwise);
+  const range = (values['starting/ending'] || '').replace(/[()]/g, '').split(',');
+  return {
+    model: (values.model || '').replace(HASH, ''), module: values.module ?? values.preprocessor ?? 'none',
+    weight: number(values.weight, 1), start: number(values['guidance start'] ?? range[0], 0),
+    end: number(values['guidance end'] ?? range[1], 1),
+  };
+}
+
+/** {control ({name, strength, start, end}: the first ControlNet unit A1111's parameters name, with its image to
+ * upload; or null), leftOut (its preprocessor, which the control image is taken as the output of; the units after
+ * it; IP-Adapter units, which sd-webui-controlnet runs as ControlNets)}. */
+export function controlNetUnits(fields) {
+  const units = Object.keys(fields).filter((key) => CONTROLNET_UNIT.test(key))
+    .sort((a, b) => Number(a.split(' ')[1] || 0) - Number(b.split(' ')[1] || 0))
+    .map((key) => unitOf(fields[key])).filter(({ model }) => model && model.toLowerCase() !== 'none');
+  const leftOut = units.filter(({ module }) => /^ip-adapter/i.test(module)).map(({ model }) => `IP-Adapter unit '${model}'`);
+  const controls = units.filter(({ module }) => !/^ip-adapter/i.test(module));
+  if (!controls.length) return { control: null, leftOut };
+  const [{ model, module, weight, start, end }, ...more] = controls;
+  if (module.toLowerCase() !== 'none') leftOut.unshift(`the ControlNet's preprocessor '${module}' (upload what it made)`);
+  if (more.length) leftOut.push(`${more.length} more ControlNet unit${more.length > 1 ? 's' : ''}`);
+  return { control: { name: model, strength: weight, start, end, image: null, where: "A1111's ControlNet input" },
+    leftOut };
 }
 
 /** {document, notice} for what another tool's graph or parameters set (``from``: "ComfyUI's" or "A1111's"): a
@@ -172,21 +212,21 @@ async function imported({ settings, checkpoint, loras, vae, control, ipAdapter, 
  * may be null), and in ``notes`` what the server lacks and the images to upload (ComfyUI's input files, which the
  * page has not). */
 async function findAdapters(control, ipAdapter, model, notes) {
-  const uploads = (what, image) => {
-    const where = image ? `${image} in ComfyUI's input folder` : "made in ComfyUI's graph";
-    return `upload ${what} (${where}) into the Load Image node`;
+  const uploads = (what, { image, where }) => {
+    const from = where || (image ? `${image} in ComfyUI's input folder` : "made in ComfyUI's graph");
+    return `upload ${what} (${from}) into the Load Image node`;
   };
   if (control) {
     const name = await findModel('controlnet', control.name).catch(() => null);
     if (name) model.control = { ...control, name };
-    notes.push(name ? uploads('the control image', control.image)
+    notes.push(name ? uploads('the control image', control)
       : `ControlNet '${control.name}' is not among the server's ControlNets`);
   }
   if (ipAdapter) {
     const name = await findModel('ipadapter', ipAdapter.name).catch(() => null);
     const encoder = name ? await findModel('clip_vision', ipAdapter.encoder).catch(() => null) : null;
     if (name && encoder) model.ipAdapter = { ...ipAdapter, name, encoder };
-    notes.push(name && encoder ? uploads("the IP-Adapter's image", ipAdapter.image)
+    notes.push(name && encoder ? uploads("the IP-Adapter's image", ipAdapter)
       : name ? `CLIP vision model '${ipAdapter.encoder}' is not among the server's (the IP-Adapter left out)`
         : `IP-Adapter '${ipAdapter.name}' is not among the server's IP-Adapters`);
   }
