@@ -44,6 +44,18 @@ def _is_ours(cls: type) -> bool:
     return cls.__module__.split(".")[0] == "diffblocks"
 
 
+def moved_classes(module: str, moved: dict[str, str]):
+    """A module ``__getattr__`` for the block classes ``module`` declared before they moved (``{class name: the
+    module declaring it now}``): saved trees and imports that name the old module still find them."""
+
+    def __getattr__(name: str):
+        if name in moved:
+            return getattr(importlib.import_module(moved[name]), name)
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return __getattr__
+
+
 def _in_block_packages(module: str) -> bool:
     return any(module == pkg or module.startswith(pkg + ".") for pkg in BLOCK_PACKAGES)
 

@@ -2,7 +2,8 @@
 
 ``SequentialPipelineBlocks.from_blocks_dict(TEXT2IMAGE_BLOCKS)`` gives the text-to-image pipeline;
 ``AUTO_BLOCKS`` runs inpainting when ``mask_image`` is given, image-to-image when ``image`` is, and
-text-to-image otherwise. ``CONTROLNET_BLOCKS`` (and ``CONTROLNET_IMAGE2IMAGE_BLOCKS``,
+text-to-image otherwise; each with a ControlNet when ``control_image`` is given, and with an IP-Adapter when
+``ip_adapter_image`` is, or both. ``CONTROLNET_BLOCKS`` (and ``CONTROLNET_IMAGE2IMAGE_BLOCKS``,
 ``CONTROLNET_INPAINT_BLOCKS``) add a ``controlnet`` component (``FluxControlNetModel``) following ``control_image``;
 ``FILL_BLOCKS`` runs FLUX.1-Fill-dev (``image`` and ``mask_image``; inpainting and outpainting), ``CONTROL_BLOCKS``
 FLUX.1 Canny / Depth [dev] (``control_image``: an edge or depth map), ``KONTEXT_BLOCKS`` FLUX.1 Kontext [dev] (an
@@ -15,6 +16,7 @@ The distilled guidance of dev models is the
 """
 
 from ..blocks.flux import (
+    FluxAutoControlNetInputStep,
     FluxAutoDecodeStep,
     FluxAutoIPAdapterStep,
     FluxControlNetDenoiseStep,
@@ -77,16 +79,18 @@ INPAINT_BLOCKS = InsertableDict([
     ("decode", FluxInpaintDecodeStep),
 ])
 
+# the ControlNet's input step before the image's encoding, as in with_controlnet below: it draws from the generator
 AUTO_BLOCKS = InsertableDict([
     ("text_encoder", FluxTextEncoderStep),
-    ("image_encoder", FluxAutoVaeEncoderStep),
+    ("ip_adapter", FluxAutoIPAdapterStep),
     ("input", FluxInputStep),
     ("set_timesteps", FluxAutoSetTimestepsStep),
+    ("controlnet_input", FluxAutoControlNetInputStep),
+    ("image_encoder", FluxAutoVaeEncoderStep),
     ("prepare_latents", FluxAutoPrepareLatentsStep),
     ("denoise", FluxAutoDenoiseStep),
     ("decode", FluxAutoDecodeStep),
 ])
-
 
 
 def with_controlnet(blocks: InsertableDict, denoise) -> InsertableDict:

@@ -69,6 +69,21 @@ def make_flux_repo(path: Path, dev: bool = True, transformer: dict | None = None
     return path
 
 
+def reference_controlnet(folder: Path, **config):
+    """diffusers' FLUX ControlNet for the tiny transformer (``config``: its kind's settings) with random weights,
+    its zero layers too, saved to ``folder``."""
+    import diffusers
+
+    torch.manual_seed(0)
+    net = diffusers.FluxControlNetModel(**{**TRANSFORMER, "num_layers": 1, "num_single_layers": 1,
+                                           "guidance_embeds": True, **config}).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    net.save_pretrained(folder)
+    return net
+
+
 def assert_close(got: torch.Tensor, expected: torch.Tensor, tol: float = 1e-4) -> None:
     """The same shape, and a max abs difference within ``tol`` (the FLUX parity tests' tolerance, float32 on CPU)."""
     assert got.shape == expected.shape, f"shape {tuple(got.shape)} != {tuple(expected.shape)}"

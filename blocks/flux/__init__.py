@@ -3,6 +3,9 @@ flow-matching schedule, the transformer denoise loop with the distilled guidance
 image-to-image and inpainting, ControlNet, IP-Adapter, Fill, Canny / Depth, Kontext, Redux, unpack and decode."""
 
 from .controlnet import (
+    FluxAutoControlNetInputStep,
+    FluxAutoDenoiseStep,
+    FluxAutoInpaintControlNetDenoiseStep,
     FluxControlNetDenoiseStep,
     FluxControlNetInputStep,
     FluxControlNetLoopDenoiser,
@@ -11,7 +14,6 @@ from .controlnet import (
 from .before_denoise import FluxImg2ImgSetTimestepsStep, FluxInputStep, FluxPrepareLatentsStep, FluxSetTimestepsStep
 from .decoders import FluxAutoDecodeStep, FluxDecodeStep, FluxInpaintDecodeStep
 from .denoise import (
-    FluxAutoDenoiseStep,
     FluxDenoiseLoopWrapper,
     FluxDenoiseStep,
     FluxInpaintDenoiseStep,

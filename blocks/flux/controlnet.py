@@ -15,7 +15,7 @@ from pydantic import Field
 from ...components.errors import AdapterError
 from ...components.models.flux_controlnet import FluxControlNetModel, FluxMultiControlNetModel
 from ...components.spec import ComponentSpec
-from ...modular_pipelines import InputParam, ModularPipelineBlocks, OutputParam
+from ...modular_pipelines import AutoPipelineBlocks, InputParam, ModularPipelineBlocks, OutputParam
 from ..checks import conflict
 from ..stable_diffusion.before_denoise import check_generators
 from ..stable_diffusion.controlnet import (
@@ -31,6 +31,8 @@ from ..stable_diffusion.inputs import GENERATOR, HEIGHT, NUM_IMAGES, WIDTH
 from ..vae import encode_image
 from .denoise import (
     FluxDenoiseLoopWrapper,
+    FluxDenoiseStep,
+    FluxInpaintDenoiseStep,
     FluxInpaintLoopAfterDenoiser,
     FluxLoopAfterDenoiser,
     FluxLoopDenoiser,
@@ -161,3 +163,31 @@ class FluxInpaintControlNetDenoiseStep(FluxDenoiseLoopWrapper):
     """The inpainting denoise loop with a ControlNet."""
 
     block_classes = [FluxControlNetLoopDenoiser, FluxInpaintLoopAfterDenoiser]
+
+
+class FluxAutoControlNetInputStep(AutoPipelineBlocks):
+    """Prepare the ControlNet inputs when `control_image` is given; skipped otherwise."""
+
+    choices = {
+        "controlnet_input": (FluxControlNetInputStep, "control_image"),
+    }
+
+
+class FluxAutoInpaintControlNetDenoiseStep(AutoPipelineBlocks):
+    """Denoise with a ControlNet: the inpainting loop when `mask_image` is given, else the plain ControlNet loop."""
+
+    choices = {
+        "inpaint": (FluxInpaintControlNetDenoiseStep, "mask_image"),
+        "controlnet_denoise": (FluxControlNetDenoiseStep, None),
+    }
+
+
+class FluxAutoDenoiseStep(AutoPipelineBlocks):
+    """Denoise: a ControlNet loop when `control_image` is given (for inpainting when `mask_image` is too), else the
+    inpainting loop when `mask_image` is given, else the plain loop."""
+
+    choices = {
+        "controlnet": (FluxAutoInpaintControlNetDenoiseStep, "control_image"),
+        "inpaint": (FluxInpaintDenoiseStep, "mask_image"),
+        "denoise": (FluxDenoiseStep, None),
+    }

@@ -12,12 +12,12 @@ from functools import partial
 import torch
 
 from ...modular_pipelines import (
-    AutoPipelineBlocks,
     InputParam,
     LoopSequentialPipelineBlocks,
     ModularPipelineBlocks,
     OutputParam,
 )
+from ...modular_pipelines.remote import moved_classes
 from ..checks import FINITE_TENSOR
 from ..guidance import guided_forward
 from .inputs import FLUX_STEPS, GUIDANCE_SCALE, GUIDER, MODEL_NAME, SCHEDULER, TRANSFORMER
@@ -190,10 +190,5 @@ class FluxInpaintDenoiseStep(FluxDenoiseLoopWrapper):
     block_classes = [FluxLoopDenoiser, FluxInpaintLoopAfterDenoiser]
 
 
-class FluxAutoDenoiseStep(AutoPipelineBlocks):
-    """Denoise: the inpainting loop when `mask_image` is given, else the plain loop."""
-
-    choices = {
-        "inpaint": (FluxInpaintDenoiseStep, "mask_image"),
-        "denoise": (FluxDenoiseStep, None),
-    }
+# the Auto denoise step picks the ControlNet loops too, so it is declared with them
+__getattr__ = moved_classes(__name__, {"FluxAutoDenoiseStep": f"{__package__}.controlnet"})

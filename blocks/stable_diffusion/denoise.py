@@ -19,6 +19,7 @@ from ...modular_pipelines import (
     ModularPipelineBlocks,
     OutputParam,
 )
+from ...modular_pipelines.remote import moved_classes
 from ..checks import FINITE_TENSOR
 from ..common import guidance_scale_embedding
 from ..scheduling import step_kwargs
@@ -186,11 +187,5 @@ class StableDiffusionInpaintDenoiseStep(StableDiffusionDenoiseLoopWrapper):
                      StableDiffusionInpaintLoopAfterDenoiser]
 
 
-def __getattr__(name: str):
-    """``StableDiffusionAutoDenoiseStep`` picks the ControlNet loops too, so it is declared with them (controlnet.py);
-    saved repos that name it here still find it."""
-    if name == "StableDiffusionAutoDenoiseStep":
-        from .controlnet import StableDiffusionAutoDenoiseStep
-
-        return StableDiffusionAutoDenoiseStep
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# the Auto denoise step picks the ControlNet loops too, so it is declared with them
+__getattr__ = moved_classes(__name__, {"StableDiffusionAutoDenoiseStep": f"{__package__}.controlnet"})

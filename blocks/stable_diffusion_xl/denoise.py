@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ...modular_pipelines import InputParam
+from ...modular_pipelines.remote import moved_classes
 from ..stable_diffusion.denoise import (
     StableDiffusionDenoiseLoopWrapper,
     StableDiffusionInpaintLoopAfterDenoiser,
@@ -93,11 +94,5 @@ class StableDiffusionXLInpaintDenoiseStep(StableDiffusionXLDenoiseLoopWrapper):
 StableDiffusionXLDenoiseLoopAfterDenoiser = StableDiffusionXLLoopAfterDenoiser
 
 
-def __getattr__(name: str):
-    """``StableDiffusionXLAutoDenoiseStep`` picks the ControlNet loops too, so it is declared with them (controlnet.py);
-    saved repos that name it here still find it."""
-    if name == "StableDiffusionXLAutoDenoiseStep":
-        from .controlnet import StableDiffusionXLAutoDenoiseStep
-
-        return StableDiffusionXLAutoDenoiseStep
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# the Auto denoise step picks the ControlNet loops too, so it is declared with them
+__getattr__ = moved_classes(__name__, {"StableDiffusionXLAutoDenoiseStep": f"{__package__}.controlnet"})

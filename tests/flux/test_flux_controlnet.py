@@ -6,12 +6,10 @@ FluxControlNetImg2ImgPipeline / FluxControlNetInpaintPipeline. Also with true CF
 prompt and both branches get its residuals. Tolerance: max abs difference <= 1e-4 (float32, CPU).
 """
 
-from pathlib import Path
-
 import pytest
 import torch
 from node_workflows import link, preset_text2image
-from tiny_flux import TRANSFORMER, assert_close, make_flux_repo
+from tiny_flux import assert_close, make_flux_repo, reference_controlnet
 from tiny_models import build_pipeline, make_image, make_mask
 
 from diffblocks.components import FluxControlNetModel, FluxMultiControlNetModel
@@ -36,25 +34,11 @@ def repos(tmp_path_factory):
             64: make_flux_repo(tmp_path_factory.mktemp("flux_vae8"), dev=True, **VAE_BY_8)}
 
 
-def reference_controlnet(kind: str, folder: Path):
-    """diffusers' ControlNet of ``kind`` with random weights (its zero layers too), saved to ``folder``."""
-    import diffusers
-
-    torch.manual_seed(0)
-    config = {**TRANSFORMER, "num_layers": 1, "num_single_layers": 1, "guidance_embeds": True, **KINDS[kind][0]}
-    net = diffusers.FluxControlNetModel(**config).eval()
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    net.save_pretrained(folder)
-    return net
-
-
 @pytest.fixture(scope="module")
 def nets(tmp_path_factory):
     """``{kind: (diffusers' ControlNet, the folder it is saved in)}``."""
     folders = {kind: tmp_path_factory.mktemp(kind) for kind in KINDS}
-    return {kind: (reference_controlnet(kind, folder), folder) for kind, folder in folders.items()}
+    return {kind: (reference_controlnet(folder, **KINDS[kind][0]), folder) for kind, folder in folders.items()}
 
 
 def ours(repo, folder):
@@ -280,3 +264,27 @@ def test_the_cli_adds_a_controlnet_to_image_to_image(repos, nets, tmp_path, caps
                     image=Image.open(tmp_path / "start.png").convert("RGB"), strength=0.7, height=32, width=32,
                     num_inference_steps=3, generator=torch.Generator().manual_seed(0), output="images")[0]
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png").convert("RGB")), np.asarray(expected))
+
+
+@pytest.mark.parametrize("workflow", ["text2image", "image2image", "inpaint"])
+def test_the_auto_preset_runs_each_controlnet_preset_and_without_a_control_image_the_plain_one(workflow, repos, nets):
+    """``AUTO_BLOCKS`` with ``control_image`` draws what the ControlNet preset of the workflow the other images pick
+    draws (those match diffusers' pipelines above), bitwise; without it, what the plain preset draws."""
+    _, folder = nets["instantx"]
+    images = {"text2image": {}, "image2image": dict(image=make_image(2, size=32), strength=0.8),
+              "inpaint": dict(image=make_image(2, size=32), mask_image=make_mask(size=32), strength=0.8)}[workflow]
+    presets = {"text2image": (flux.CONTROLNET_BLOCKS, flux.TEXT2IMAGE_BLOCKS),
+               "image2image": (flux.CONTROLNET_IMAGE2IMAGE_BLOCKS, flux.IMAGE2IMAGE_BLOCKS),
+               "inpaint": (flux.CONTROLNET_INPAINT_BLOCKS, flux.INPAINT_BLOCKS)}[workflow]
+    control = dict(control_image=make_image(7, size=32), controlnet_conditioning_scale=0.6)
+
+    def draw(blocks, **given):
+        pipe = build_pipeline(blocks, repos[32])
+        if "controlnet_input" in blocks:
+            pipe.update_components(controlnet=FluxControlNetModel.from_pretrained(folder))
+        return pipe(prompt="a cat", generator=torch.Generator().manual_seed(0), output="images", height=32, width=32,
+                    **images, **given, **CALL)
+
+    auto = draw(flux.AUTO_BLOCKS, **control)
+    assert torch.equal(auto, draw(presets[0], **control))
+    assert torch.equal(draw(flux.AUTO_BLOCKS), draw(presets[1]))

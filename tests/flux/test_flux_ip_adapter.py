@@ -5,7 +5,7 @@ model, the adapter file written in XLabs' layout. Tolerance: max abs difference 
 import pytest
 import torch
 from safetensors.torch import save_file
-from tiny_flux import assert_close, make_flux_repo
+from tiny_flux import assert_close, make_flux_repo, reference_controlnet
 from tiny_models import build_pipeline, make_image
 
 from diffblocks.components.errors import AdapterError, BlockExecutionError
@@ -161,3 +161,32 @@ def test_the_flux_ip_adapter_node_equals_the_pipeline(setup, tmp_path):
     sd_bundle = {"nodes": {**workflow["nodes"], "ip": {**workflow["nodes"]["ip"], "type": "LoadIPAdapter"}}}
     with pytest.raises(NodeRunError, match=r"the bundle has no unet \(UNet2DConditionModel\)"):
         Executor(artifacts=store).run(sd_bundle)
+
+
+def test_the_auto_preset_runs_an_adapter_and_a_controlnet_together_as_diffusers_does(setup, tmp_path):
+    """``AUTO_BLOCKS`` with an XLabs adapter loaded and a ControlNet: ``ip_adapter_image`` and ``control_image``
+    together draw what diffusers' FluxControlNetPipeline with the same adapter draws."""
+    import diffusers
+    from transformers import CLIPVisionModelWithProjection
+
+    from diffblocks.components import FluxControlNetModel
+
+    repo, adapter, encoder = setup
+    reference = reference_controlnet(tmp_path / "controlnet")  # InstantX's kind
+    call = dict(ip_adapter_image=make_image(5), control_image=make_image(7), controlnet_conditioning_scale=0.8,
+                guidance_scale=3.5, **CALL)
+    theirs = diffusers.FluxControlNetPipeline.from_pretrained(repo, controlnet=reference)
+    theirs.set_progress_bar_config(disable=True)
+    theirs.load_ip_adapter(str(adapter), weight_name="ip_adapter.safetensors",
+                           image_encoder_pretrained_model_name_or_path=str(encoder), image_encoder_dtype=torch.float32)
+    theirs.set_ip_adapter_scale(0.7)
+    expected = theirs("a cat", generator=torch.Generator().manual_seed(0), **call).images
+    pipe = build_pipeline(flux.AUTO_BLOCKS, repo)
+    pipe.update_components(controlnet=FluxControlNetModel.from_pretrained(tmp_path / "controlnet"))
+    pipe.loader.load_ip_adapter(str(adapter), weight_name="ip_adapter.safetensors",
+                                image_encoder=CLIPVisionModelWithProjection.from_pretrained(encoder))
+    pipe.loader.set_ip_adapter_scale(0.7)
+    got = pipe(prompt="a cat", generator=torch.Generator().manual_seed(0), output="images", **call)
+    assert_close(got, expected)
+    without = dict(call, ip_adapter_image=None)
+    assert (got - pipe(prompt="a cat", generator=torch.Generator().manual_seed(0), output="images", **without)).abs().max() > 1e-3
