@@ -73,7 +73,7 @@ def test_two_default_branches_are_refused():
 
 
 @pytest.mark.parametrize("family, prefix", [("stable_diffusion", "StableDiffusion"),
-                                            ("stable_diffusion_xl", "StableDiffusionXL")])
+                                            ("stable_diffusion_xl", "StableDiffusionXL"), ("flux", "Flux")])
 def test_a_tree_saved_when_the_auto_denoise_step_lived_in_denoise_py_rebuilds_as_it_was(family, prefix):
     """The Auto denoise step moved to controlnet.py when it gained the ControlNet branch. A repo saved before names
     it in denoise.py with its two branches: it rebuilds, untrusted, with those two branches and their triggers."""
