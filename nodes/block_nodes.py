@@ -97,6 +97,7 @@ class BlockNode(NodeType):
             values.pop(name, None)
         self._check_family(components, bundle)
         self._check_models(components, bundle, values)
+        self._check_adapters(components, values)
         config = {c.name: c.default for c in self.block.expected_configs}
         if bundle is not None:
             config.update({k: v for k, v in bundle.config.items() if k in config})
@@ -136,6 +137,21 @@ class BlockNode(NodeType):
         for name in sorted(MODEL_PARTS & set(self.component_names)):
             if components.get(name) is None and not (name == "vae" and values.get("output_type") == "latent"):
                 raise ComponentLoadError.not_in_bundle(self.name.removeprefix("preset:"), name, bundle.source)
+
+    def _check_adapters(self, components: dict[str, Any], values: dict) -> None:
+        """A control image with no ControlNet wired, or a reference image with no IP-Adapter loaded, says which
+        node to wire before any work (the steps themselves find out after the prompt is encoded, in the Python
+        API's terms)."""
+        from ..components.errors import MissingInputError
+
+        takes = set(self.component_names)
+        if values.get("control_image") is not None and "controlnet" in takes and components.get("controlnet") is None:
+            raise MissingInputError.needed(f"{self.name} given a 'control_image'", "controlnet",
+                                           "wire a Load ControlNet node's 'controlnet' into it")
+        if (values.get("ip_adapter_image") is not None and values.get("ip_adapter_embeds") is None
+                and "image_encoder" in takes and components.get("image_encoder") is None):
+            raise MissingInputError.needed(f"{self.name} given an 'ip_adapter_image'", "components",
+                                           "pass them through a Load IP Adapter node first: they carry no IP-Adapter")
 
     def _check_family(self, components: dict[str, Any], bundle: ComponentsBundle | None) -> None:
         """A preset given another family's models (an SDXL checkpoint into an SD 1.x preset) says so, before any

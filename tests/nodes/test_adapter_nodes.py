@@ -149,3 +149,26 @@ def test_the_auto_preset_takes_a_controlnet_and_an_ip_adapter_together(sd_repo, 
                     control_image=control, ip_adapter_image=reference_image, controlnet_conditioning_scale=0.7,
                     output_type="pt", output="images")
     assert torch.equal(outputs["run"]["images"], expected)
+
+
+@pytest.mark.parametrize("preset, image_input, wire", [
+    ("sd15-controlnet", "control_image", "controlnet"), ("sd15-auto", "control_image", "controlnet"),
+    ("sd15-ip-adapter", "ip_adapter_image", "components"), ("sd15-auto", "ip_adapter_image", "components")])
+def test_an_adapters_image_without_the_adapter_names_the_node_to_wire_before_any_step(
+        sd_repo, tmp_path, monkeypatch, preset, image_input, wire):
+    """A control image with no ControlNet wired, or a reference image on components no Load IP Adapter node
+    passed: one error on the input to wire, naming the loader node, and no step of the preset runs."""
+    import diffblocks.nodes.block_nodes as block_nodes
+    from diffblocks.nodes import NodeRunError
+
+    ran = []
+    monkeypatch.setattr(block_nodes, "run_block", lambda *args: ran.append(args))
+    store = ArtifactStore(tmp_path)
+    workflow = preset_text2image(str(sd_repo), steps=STEPS, preset=preset)
+    with_image(workflow, store, ("run", image_input), seed=4)
+    with pytest.raises(NodeRunError) as caught:
+        Executor(artifacts=store).run(workflow)
+    error = caught.value.error_json()
+    loader = "Load ControlNet" if wire == "controlnet" else "Load IP Adapter"
+    assert (error["node"], error["input"]) == ("run", wire) and loader in error["message"]
+    assert not ran
