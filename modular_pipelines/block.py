@@ -144,6 +144,10 @@ class ModularPipelineBlocks:
     def component_names(self) -> list[str]:
         return [c.name for c in self.expected_components]
 
+    def check_ready(self, components, values: dict[str, Any]) -> None:
+        """Raise, before any block of the call runs, when this block could not run with ``components`` and the
+        call's ``values`` (an adapter's image given with no adapter loaded); the default checks nothing."""
+
     def get_execution_blocks(self, *trigger_inputs: str, **inputs: Any) -> "ModularPipelineBlocks":
         """The blocks that would run given these inputs (a leaf always runs)."""
         provided = set(trigger_inputs) | {k for k, v in inputs.items() if v is not None}

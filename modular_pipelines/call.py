@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 from .checks import check_input_type
 from .composite import CompositeBlocks
-from ..components.errors import DiffblocksError, MissingInputError
+from ..components.errors import BlockExecutionError, DiffblocksError, MissingInputError
 from .loop import LoopSequentialPipelineBlocks
 from .sequential import SequentialPipelineBlocks
 from .auto import AutoPipelineBlocks
@@ -144,37 +144,53 @@ def check_given_inputs(blocks, inputs: dict[str, Any]) -> None:
             raise first_error
 
 
-def first_missing_input(block, provided: set[str], path: str = ""):
-    """The first required input that nothing gives when ``block`` runs with ``provided`` (names of the values
-    that are not None), as ``(param, block path, block class)``; None when every one is there.
-
-    Walks the blocks that would run, in order: an Auto block's chosen branch, a sequence's blocks (each adding
-    its outputs), a loop wrapper's own ``loop_inputs`` (its sub-blocks' are checked as they run, see :mod:`.loop`).
-    ``provided`` is extended with the outputs on the way.
-    """
+def blocks_that_run(block, provided: set[str], path: str = ""):
+    """``(path, block)`` of each block that would run when ``block`` runs with ``provided`` (names of the values
+    that are not None), in order: an Auto block's chosen branch, a sequence's blocks, a loop wrapper as one (its
+    sub-blocks' inputs are checked as they run, see :mod:`.loop`). ``provided`` is extended with each block's
+    outputs once the caller has looked at it."""
     if isinstance(block, AutoPipelineBlocks):
         chosen = block.select(provided)
-        if chosen is None:
-            return None
-        return first_missing_input(chosen[1], provided, f"{path}.{chosen[0]}" if path else chosen[0])
+        if chosen is not None:
+            yield from blocks_that_run(chosen[1], provided, f"{path}.{chosen[0]}" if path else chosen[0])
+        return
     if isinstance(block, SequentialPipelineBlocks):
         for name, sub in block.sub_blocks.items():
-            missing = first_missing_input(sub, provided, f"{path}.{name}" if path else name)
-            if missing is not None:
-                return missing
-        return None
-    is_loop = isinstance(block, LoopSequentialPipelineBlocks)
-    inputs = block.inputs
-    for param in block.loop_inputs if is_loop else inputs:
-        if param.required and param.name not in provided and param.name is not None:
-            return param, path, type(block).__name__
+            yield from blocks_that_run(sub, provided, f"{path}.{name}" if path else name)
+        return
+    yield path, block
     for param in block.intermediate_outputs:
         provided.add(param.name)
     # an input left unset gets its default, which the block writes back to the state for later blocks
-    for param in inputs:
+    for param in block.inputs:
         if param.name is not None and param.default is not None and param.has_default:
             provided.add(param.name)
+
+
+def first_missing_input(block, provided: set[str], path: str = ""):
+    """The first required input that nothing gives when ``block`` runs with ``provided`` (extended with the
+    outputs on the way), as ``(param, block path, block class)``; None when every one is there."""
+    for where, running in blocks_that_run(block, provided, path):
+        params = running.loop_inputs if isinstance(running, LoopSequentialPipelineBlocks) else running.inputs
+        for param in params:
+            if param.required and param.name not in provided and param.name is not None:
+                return param, where, type(running).__name__
     return None
+
+
+def check_ready(blocks, components, values: dict[str, Any], path: str = "") -> None:
+    """Ask each block that would run whether it can (``ModularPipelineBlocks.check_ready``), before any runs
+    (``path``: where ``blocks`` sits, as the run names it).
+
+    Raises:
+        BlockExecutionError: naming the block path and class, and why it cannot run.
+    """
+    provided = {name for name, value in values.items() if value is not None}
+    for path, block in blocks_that_run(blocks, provided, path):
+        try:
+            block.check_ready(components, values)
+        except DiffblocksError as err:
+            raise BlockExecutionError.not_ready(path, type(block).__name__, err) from err
 
 
 def check_required_inputs(blocks, values: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ import threading
 from typing import Any
 
 from .block import ModularPipelineBlocks, run_block
-from .call import CallComponents, RunningCalls, check_given_inputs, check_required_inputs
+from .call import CallComponents, RunningCalls, check_given_inputs, check_ready, check_required_inputs
 from .components_mixin import ComponentsMixin
 from ..components.errors import OutputNotFoundError, UnknownInputError
 from .state import PipelineState
@@ -108,7 +108,8 @@ class ModularPipeline(ComponentsMixin):
             ConfigError: a guider setting the guider refuses.
             InputTypeError: a given value no declaration of its name accepts (before any block runs).
             MissingInputError: a required input of a block that would run is not given (before any block runs).
-            BlockExecutionError: from the block that failed.
+            BlockExecutionError: from the block that failed, or one that cannot run with the components loaded
+                (an adapter's image given with no adapter loaded; before any block runs).
         """
         state = PipelineState() if state is None else state.copy()
         guider_settings = self._guider_knobs(inputs, state)
@@ -116,6 +117,7 @@ class ModularPipeline(ComponentsMixin):
         check_required_inputs(self.blocks, {**state.values, **inputs})
         with self._running.track(interrupt_event or threading.Event()) as stop:
             components = CallComponents(self, stop, {"guider": guider_settings} if guider_settings else None)
+            check_ready(self.blocks, components, {**state.values, **inputs})
             for name, value in inputs.items():
                 state.set(name, value)
             run_block(self.blocks, components, state, "")

@@ -15,7 +15,7 @@ from typing import Any, get_origin
 
 from ..components.errors import ComponentTypeError, DiffblocksError, InputTypeError
 from ..modular_pipelines.block import run_block
-from ..modular_pipelines.call import CallComponents, check_given_inputs, check_required_inputs
+from ..modular_pipelines.call import CallComponents, check_given_inputs, check_ready, check_required_inputs
 from ..modular_pipelines.loop import DRIVER_INPUTS
 from ..modular_pipelines.checks import check_input_type
 from ..modular_pipelines.schema import input_schema
@@ -115,6 +115,7 @@ class BlockNode(NodeType):
         check_given_inputs(self.block, inputs)
         check_required_inputs(self.block, inputs)
         call = CallComponents(NodeBinding(components, config, ctx), ctx.stop)
+        check_ready(self.block, call, inputs, ctx.node)
         state = PipelineState()
         for name, value in inputs.items():
             state.set(name, value)

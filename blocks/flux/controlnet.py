@@ -69,6 +69,10 @@ class FluxControlNetInputStep(ModularPipelineBlocks):
         OutputParam("controlnet_keep", type_hint=list, description="per step: 1.0 while the ControlNet acts (each)"),
     ]
 
+    def check_ready(self, components, values):
+        if getattr(components, "controlnet", None) is None:
+            raise AdapterError.no_controlnet("control_image was given", "FluxControlNetModel")
+
     @torch.no_grad()
     def __call__(self, components, state):
         block_state = self.get_block_state(state)

@@ -93,6 +93,10 @@ class StableDiffusionControlNetInputStep(ModularPipelineBlocks):
         OutputParam("guess_mode", type_hint=bool),
     ]
 
+    def check_ready(self, components, values):
+        if getattr(components, "controlnet", None) is None:
+            raise AdapterError.no_controlnet("control_image was given")
+
     def __call__(self, components, state):
         block_state = self.get_block_state(state)
         controlnet = components.controlnet

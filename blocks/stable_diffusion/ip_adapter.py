@@ -134,6 +134,11 @@ class StableDiffusionIPAdapterStep(ModularPipelineBlocks):
                     description="negative image embeddings, like ip_adapter_embeds"),
     ]
 
+    def check_ready(self, components, values):
+        given = values.get("ip_adapter_image") is not None or values.get("ip_adapter_embeds") is not None
+        if given and not self.projections(components):
+            raise AdapterError.no_adapter("ip_adapter_image (or ip_adapter_embeds) was given", *self.no_adapter_hint)
+
     @torch.no_grad()
     def __call__(self, components, state):
         block_state = self.get_block_state(state)

@@ -97,6 +97,12 @@ class BlockExecutionError(DiffblocksError, RuntimeError):
         self.block_cls = block_cls
 
     @classmethod
+    def not_ready(cls, path: str, block_cls: str, cause: BaseException) -> "BlockExecutionError":
+        """``check_ready`` of a block that would run refused, before any block ran."""
+        return cls(f"{_where(path, block_cls)} cannot run: {type(cause).__name__}: {cause}", path=path,
+                   block_cls=block_cls)
+
+    @classmethod
     def failed(cls, path: str, block_cls: str, inputs: dict, cause: BaseException) -> "BlockExecutionError":
         shown = ", ".join(f"{k}={format_value(v)}" for k, v in inputs.items()) or "no inputs"
         return cls(

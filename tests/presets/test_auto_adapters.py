@@ -118,8 +118,19 @@ def test_the_adapters_only_act_when_their_image_is_given(models, family):
     assert not torch.equal(nothing, draw(pipe, ip_adapter_image=True))
 
 
-def test_a_control_image_without_a_controlnet_says_which_component_is_missing(sd_repo):
-    pipe = build_pipeline(stable_diffusion.AUTO_BLOCKS, sd_repo)
-    with pytest.raises(BlockExecutionError, match="controlnet") as caught:
-        pipe(prompt="a cat", control_image=make_image(7), num_inference_steps=STEPS, output="images")
-    assert "controlnet_input" in str(caught.value)
+@pytest.mark.parametrize("preset, given, fix", [
+    ("AUTO_BLOCKS", "control_image", "pipe.update_components(controlnet="),
+    ("CONTROLNET_BLOCKS", "control_image", "pipe.update_components(controlnet="),
+    ("AUTO_BLOCKS", "ip_adapter_image", "pipe.loader.load_ip_adapter("),
+    ("IP_ADAPTER_BLOCKS", "ip_adapter_image", "pipe.loader.load_ip_adapter(")])
+def test_an_adapters_image_with_no_adapter_loaded_says_how_to_load_it_before_any_block_runs(
+        sd_repo, monkeypatch, preset, given, fix):
+    import diffblocks.modular_pipelines.pipeline as pipeline
+
+    pipe = build_pipeline(getattr(stable_diffusion, preset), sd_repo)
+    ran = []
+    monkeypatch.setattr(pipeline, "run_block", lambda *args: ran.append(args))
+    with pytest.raises(BlockExecutionError, match="cannot run") as caught:
+        pipe(prompt="a cat", num_inference_steps=STEPS, output="images", **{given: make_image(7)})
+    assert fix in str(caught.value) and given.removesuffix("_image") in str(caught.value).split(" cannot run")[0]
+    assert not ran
