@@ -382,7 +382,7 @@ def test_a1111s_controlnet_units_load_the_controlnet_they_name_and_say_what_is_l
         info.add_text("parameters", "a handwritten digit four\nNegative prompt: blurry, faint\nSteps: 6, Sampler: "
                                     f"Euler a, CFG scale: 5, Seed: 3, Size: 32x32, Model: digits, {fields}")
         drop(page, tmp_path / f"a1111-controlnet-{name}.png", info)
-        wait_for(page, f"nodes.run && nodes.run.type === 'preset:sd15-controlnet' && nodes.controlnet")
+        wait_for(page, "nodes.run && nodes.run.type === 'preset:sd15-controlnet' && nodes.controlnet")
         assert page.evaluate("window.diffblocks.workflow()") == expected
         notice = "upload the control image (A1111's ControlNet input) into the Load Image node" + left_out
         expect(page.get_by_test_id("notice")).to_have_text(re.compile(f"^{re.escape(notice)}(dismiss)?$"))
