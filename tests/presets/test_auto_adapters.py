@@ -26,6 +26,7 @@ CASES = {
     "controlnet": ("ControlNet", dict(control_image=True)),
     "ip_adapter": ("", dict(ip_adapter_image=True)),
     "both": ("ControlNet", dict(control_image=True, ip_adapter_image=True)),
+    "img2img_controlnet": ("ControlNetImg2Img", dict(control_image=True, image=True)),
     "inpaint_controlnet": ("ControlNetInpaint", dict(control_image=True, mask_image=True)),
 }
 
@@ -52,15 +53,17 @@ def models(request, tmp_path_factory):
 
 
 def inputs(given: dict) -> dict:
-    """Our inputs for ``given``; diffusers' inpainting pipelines name the control image alike, its text-to-image
-    ControlNet pipelines call it ``image``."""
+    """Our inputs for ``given``; diffusers' image-to-image and inpainting ControlNet pipelines name the control
+    image alike, its text-to-image ControlNet pipelines call it ``image``."""
     values = dict(num_inference_steps=STEPS, output_type="pt", controlnet_conditioning_scale=0.7)
     if given.get("control_image"):
         values["control_image"] = make_image(7)
     if given.get("ip_adapter_image"):
         values["ip_adapter_image"] = make_image(1)
+    if given.get("image") or given.get("mask_image"):
+        values.update(image=make_image(3), strength=0.8)
     if given.get("mask_image"):
-        values.update(image=make_image(3), mask_image=make_mask(), strength=0.8)
+        values["mask_image"] = make_mask()
     if not given.get("control_image"):
         values.pop("controlnet_conditioning_scale")
     return values

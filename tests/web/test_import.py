@@ -129,10 +129,10 @@ def on_folder(workflow):
     return copied
 
 
-def assert_draws(page, server, workflow, without, why):
-    """The page shows what the server draws for ``workflow``, which is not what it draws for ``without`` (``why``:
-    what makes them differ)."""
-    expected, other = (pixels(server, server.run_job(w)["outputs"]["run"]["images"][0]["artifact"])
+def assert_draws(page, server, workflow, without, why, output="run"):
+    """The page shows what the server draws for ``workflow`` (the images of node ``output``), which is not what it
+    draws for ``without`` (``why``: what makes them differ)."""
+    expected, other = (pixels(server, server.run_job(w)["outputs"][output]["images"][0]["artifact"])
                        for w in (workflow, without))
     assert (pixels(server, shown_image(page)) == expected).all()
     assert not (expected == other).all(), why
@@ -387,6 +387,37 @@ def test_a1111s_controlnet_units_load_the_controlnet_they_name_and_say_what_is_l
         notice = "upload the control image (A1111's ControlNet input) into the Load Image node" + left_out
         expect(page.get_by_test_id("notice")).to_have_text(re.compile(f"^{re.escape(notice)}(dismiss)?$"))
         page.get_by_test_id("notice").get_by_role("button", name="dismiss").click()
+
+
+def test_a1111s_controlnet_acts_on_the_hires_pass_too_unless_its_hr_option_says_low_res_only(
+        page, import_server, tmp_path):
+    """A1111 applies a ControlNet unit to both passes of its hires fix ("Hr Option: Both", the default): the hires
+    pass is then the auto preset with the ControlNet's inputs (image-to-image with a ControlNet); "Low res only"
+    keeps the plain image-to-image pass. Run, the page draws what the server draws for that graph, which the
+    ControlNet on the hires pass changes."""
+    unit = 'ControlNet 0: "Module: none, Model: edges [d14c016b], Weight: 0.7, Guidance Start: 0, Guidance End: 0.8{}"'
+    open_editor(page, import_server)
+    for option, hires_type in ((", Hr Option: Low res only", "preset:sd15-image2image"), ("", "preset:sd15-auto")):
+        info = PngInfo()
+        info.add_text("parameters", "a handwritten digit four\nNegative prompt: blurry, faint\nSteps: 6, Sampler: "
+                                    "Euler a, CFG scale: 5, Seed: 3, Size: 32x32, Denoising strength: 0.6, Hires "
+                                    f"upscale: 1.5, Model: digits, {unit.format(option)}")
+        drop(page, tmp_path / f"a1111-controlnet-hires{len(option)}.png", info)
+        wait_for(page, f"nodes.hires && nodes.hires.type === '{hires_type}'")
+        workflow = page.evaluate("window.diffblocks.workflow()")
+        first = {k: v for k, v in workflow["nodes"]["run"]["inputs"].items() if k not in ("width", "height")}
+        if option:
+            assert not any(name.startswith("control") for name in workflow["nodes"]["hires"]["inputs"])
+        else:
+            assert workflow["nodes"]["hires"]["inputs"] == {**first, "image": {"node": "scale", "output": "image"},
+                                                            "strength": 0.6}
+
+    with_digits_configs(page, "load", "controlnet")
+    upload_edges(page, tmp_path)
+    run(page)
+    workflow = page.evaluate("window.diffblocks.workflow()")
+    assert_draws(page, import_server, workflow, without(workflow, "hires", "controlnet_conditioning_scale", 0.0),
+                 "the ControlNet on the hires pass", output="hires")
 
 
 def test_the_embeddings_a_prompt_names_are_loaded_from_the_embeddings_folder(page, import_server, tmp_path):

@@ -31,14 +31,19 @@ const WIDGETS = {
   IPAdapterModelLoader: ['ipadapter_file'], // ComfyUI_IPAdapter_plus's nodes, as most graphs with an IP-Adapter have
   IPAdapter: ['weight', 'start_at', 'end_at', 'weight_type'],
   IPAdapterAdvanced: ['weight', 'weight_type', 'combine_embeds', 'start_at', 'end_at', 'embeds_scaling'],
+  LatentUpscale: ['upscale_method', 'width', 'height', 'crop'],
+  LatentUpscaleBy: ['upscale_method', 'scale_by'],
+  ImageScale: ['upscale_method', 'width', 'height', 'crop'],
+  ImageScaleBy: ['upscale_method', 'scale_by'],
+  UpscaleModelLoader: ['model_name'],
 };
 // the nodes that put a ControlNet on the conditioning on its way to the sampler -> the input it comes through
 const CONTROLNET_APPLY = { ControlNetApply: 'conditioning', ControlNetApplyAdvanced: 'positive' };
 const LORA_LOADERS = new Set(['LoraLoader', 'LoraLoaderModelOnly']);
 const IP_ADAPTERS = new Set(['IPAdapter', 'IPAdapterAdvanced']); // they patch the model on its way, as LoRAs do
 // nodes a text-to-image graph may hold besides those that carry nothing over (outputs, layout)
-const CARRIED = new Set([...Object.keys(WIDGETS), 'VAEDecode', 'SaveImage', 'PreviewImage', 'Reroute', 'PrimitiveNode',
-  'Note', 'MarkdownNote']);
+const CARRIED = new Set([...Object.keys(WIDGETS), 'VAEDecode', 'VAEEncode', 'ImageUpscaleWithModel', 'SaveImage',
+  'PreviewImage', 'Reroute', 'PrimitiveNode', 'Note', 'MarkdownNote']);
 const MUTED = new Set([2, 4]); // the editor's "never" and "bypass" modes
 
 const asText = (value) => (typeof value === 'string' ? value : null);
@@ -102,7 +107,7 @@ export function editorPrompt(graph) {
  * for a graph that is not a text-to-image one. */
 export function comfySettings(prompt) {
   const source = (link) => (Array.isArray(link) ? prompt[String(link[0])] : null);
-  const { sampler, refiners } = samplerOf(prompt, source);
+  const { sampler, refiners, second } = samplerOf(prompt, source);
   const inputs = { ...sampler.inputs, seed: sampler.inputs.seed ?? sampler.inputs.noise_seed };
   const controls = []; // the ControlNets on the positive prompt's way, the sampler's side first
   const text = (link, positive = false) => {
@@ -145,6 +150,7 @@ export function comfySettings(prompt) {
   };
   const leftOut = [...new Set(Object.values(prompt).map((node) => node && node.class_type))]
     .filter((type) => type && !CARRIED.has(type)).sort();
+  if (second) settings.hires = hiresOf(second, sampler, latent, source, number, leftOut);
   if (refiners) leftOut.push(`the refiner pass (${refiners} more KSamplerAdvanced)`);
   if (controls.length > 1) leftOut.push(`${controls.length - 1} more ControlNet${controls.length > 2 ? 's' : ''}`);
   if (adapters.length > 1) leftOut.push(`${adapters.length - 1} more IP-Adapter${adapters.length > 2 ? 's' : ''}`);
@@ -187,18 +193,73 @@ function controlOf(apply, source, number) {
   };
 }
 
-/** The graph's sampler (one KSampler; or, with ComfyUI's SDXL base and refiner, the KSamplerAdvanced that starts
- * from the empty latent) and how many more KSamplerAdvanced (a refiner pass) there are; throws for any other
- * graph. */
+/** {scale, strength, steps, seed} of a hires fix's second pass: the KSampler `second` painting again, at its denoise,
+ * what `first` made, enlarged on its way (see enlarging); null, said in `leftOut`, when the factor is unknown. What
+ * is not carried over goes in `leftOut` too. */
+function hiresOf(second, first, latent, source, number, leftOut) {
+  const { scale, how } = enlarging(second, first, source, number(latent.inputs.width));
+  if (scale === null) {
+    leftOut.push(`the second pass (${how}: its factor is not known here)`);
+    return null;
+  }
+  if (how) leftOut.push(`${how} (lanczos instead)`);
+  for (const [key, what] of [['cfg', 'CFG'], ['sampler_name', 'sampler']]) {
+    if (second.inputs[key] !== first.inputs[key]) leftOut.push(`the second pass's own ${what} (it takes the first's)`);
+  }
+  return { scale, strength: number(second.inputs.denoise) ?? 1, steps: number(second.inputs.steps),
+    seed: number(second.inputs.seed) };
+}
+
+/** {scale (null when not known), how (what enlarges the image in ComfyUI's graph when it is not lanczos on pixels,
+ * or null)} of the nodes between the first pass's latents and the second KSampler's: LatentUpscaleBy / LatentUpscale,
+ * or VAEDecode, ImageScaleBy / ImageScale / ImageUpscaleWithModel (an upscale model, by the factor its name gives:
+ * "4x-UltraSharp") and VAEEncode, ``width`` the first pass's; null when they do not lead from `first` to `second`. */
+export function enlarging(second, first, source, width) {
+  let scale = 1;
+  let sized = false; // an ImageScale / LatentUpscale to a size: what comes before it does not change the result
+  let how = null;
+  let node = source(second.inputs.latent_image);
+  for (let hops = 0; node && node !== first && hops < 100; hops += 1) {
+    const { inputs } = node;
+    const type = node.class_type;
+    if (type === 'ImageUpscaleWithModel') {
+      const model = asText(source(inputs.upscale_model)?.inputs.model_name) || 'upscale model';
+      const factor = /(?:^|[^\d])([2-8])x|x([2-8])(?:\D|$)/i.exec(model);
+      how = how || `the ${model} upscaler`;
+      if (!sized) scale = factor ? scale * Number(factor[1] || factor[2]) : null;
+    } else if (type === 'LatentUpscaleBy' || type === 'ImageScaleBy') {
+      if (!(typeof inputs.scale_by === 'number' && inputs.scale_by > 0)) return null;
+      if (!sized && scale !== null) scale *= inputs.scale_by;
+    } else if (type === 'LatentUpscale' || type === 'ImageScale') {
+      if (!(typeof inputs.width === 'number' && inputs.width > 0)) return null;
+      if (!sized && scale !== null) scale *= width ? inputs.width / width : 1;
+      sized = true;
+    } else if (type !== 'VAEDecode' && type !== 'VAEEncode') {
+      return null;
+    }
+    if (type.startsWith('Latent')) how = how || 'the latent upscale';
+    node = source(inputs.samples ?? inputs.pixels ?? inputs.image);
+  }
+  return node === first ? { scale: scale === null ? null : Math.round(scale * 1000) / 1000, how } : null;
+}
+
+/** The graph's sampler (one KSampler, with a second one painting its enlarged result again: a hires fix; or, with
+ * ComfyUI's SDXL base and refiner, the KSamplerAdvanced that starts from the empty latent), the second KSampler or
+ * null, and how many more KSamplerAdvanced (a refiner pass) there are; throws for any other graph. */
 function samplerOf(prompt, source) {
   const of = (type) => Object.values(prompt).filter((node) => node && node.class_type === type);
   const plain = of('KSampler');
   const advanced = of('KSamplerAdvanced');
-  if (plain.length === 1 && !advanced.length) return { sampler: plain[0], refiners: 0 };
   const fromEmpty = (node) => source(node.inputs.latent_image)?.class_type === 'EmptyLatentImage';
+  if (plain.length === 1 && !advanced.length) return { sampler: plain[0], refiners: 0, second: null };
+  if (plain.length === 2 && !advanced.length) {
+    const first = plain.find(fromEmpty);
+    const second = plain.find((node) => node !== first);
+    if (first && enlarging(second, first, source, 1)) return { sampler: first, refiners: 0, second };
+  }
   const base = plain.length ? [] : advanced.filter(fromEmpty);
-  if (base.length === 1) return { sampler: base[0], refiners: advanced.length - 1 };
+  if (base.length === 1) return { sampler: base[0], refiners: advanced.length - 1, second: null };
   throw new Error(`this ComfyUI graph has ${plain.length} KSampler and ${advanced.length} KSamplerAdvanced nodes: `
-    + "only a text-to-image graph of ComfyUI's core nodes (one KSampler, or a KSamplerAdvanced from an empty latent) "
-    + 'can be read');
+    + "only a text-to-image graph of ComfyUI's core nodes (one KSampler, two for a hires fix, or a KSamplerAdvanced "
+    + 'from an empty latent) can be read');
 }

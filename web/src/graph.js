@@ -100,7 +100,8 @@ export const DEFAULT_WORKFLOW = {
 };
 
 /** A text-to-image document with the settings another tool's image holds: {prompt, negative, steps, seed, width,
- * height, cfg, scheduler (a scheduler node type), hires ({scale, strength}: A1111's hires fix, a second pass)},
+ * height, cfg, scheduler (a scheduler node type), hires ({scale, strength, steps, seed}: a hires fix, a second pass
+ * (its own steps and seed, when given); the auto preset, its ControlNet's inputs kept, when ``control.hires``)},
  * each left out when null. ``model``: {repo} (a LoadComponents node, the SD 1.x preset) or {checkpoint, family} (a
  * LoadCheckpoint node of the server's model folders, the preset of its family: sdxl's, else SD 1.x's, which runs
  * SD 2.x too), ``loras`` ({name, scale, textEncoderScale}: a LoadLoRA node each, in a chain), ``embeddings``
@@ -173,12 +174,16 @@ export function text2imageGraph(model, settings) {
   const task = control && ipAdapter ? 'auto' : control ? 'controlnet' : ipAdapter ? 'ip-adapter' : 'text2image';
   nodes.run = { type: `preset:${family}-${task}`, inputs };
   let images = LINK('run', 'images');
-  if (settings.hires) { // A1111's hires fix: the first pass enlarged (lanczos), then painted again
+  if (settings.hires) { // a hires fix (A1111's, ComfyUI's second KSampler): the first pass enlarged, painted again
+    const guided = control && control.hires !== false; // its ControlNet on this pass too (A1111's Hr Option "Both")
     const again = Object.fromEntries(Object.entries(inputs).filter(([name]) => name !== 'width' && name !== 'height'
-      && !name.startsWith('control') && !name.startsWith('ip_adapter')));
+      && (guided || (!name.startsWith('control') && !name.startsWith('ip_adapter')))));
     nodes.scale = { type: 'ScaleImage', inputs: { image: images, scale_by: settings.hires.scale, method: 'lanczos' } };
-    nodes.hires = { type: `preset:${family}-image2image`,
+    nodes.hires = { type: `preset:${family}-${guided ? 'auto' : 'image2image'}`,
       inputs: { ...again, image: LINK('scale', 'image'), strength: settings.hires.strength } };
+    const { steps: hiresSteps, seed: hiresSeed } = settings.hires; // ComfyUI's second KSampler has its own
+    if (hiresSteps !== null && hiresSteps !== undefined) nodes.hires.inputs.num_inference_steps = hiresSteps;
+    if (hiresSeed !== null && hiresSeed !== undefined) nodes.hires.inputs.seed = hiresSeed;
     images = LINK('hires', 'images');
   }
   // columns in the order the data flows: loaders (an adapter's image below them), the chain above the sampler, the

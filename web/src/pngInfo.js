@@ -129,7 +129,7 @@ const UNIT_PARAM = /\s*([\w /]+):\s*(\([^)]*\)|[^,]*)(?:,|$)/g;
 const HASH = /\s*\[[0-9a-f]+\]$/i; // A1111 names a model file with its hash: "control_v11p_sd15_canny [d14c016b]"
 
 /** One ControlNet unit of A1111's parameters as {model (the file's stem), module (its preprocessor), weight, start,
- * end}. */
+ * end, hires (its "Hr Option": "Both", the default, "Low res only" or "High res only")}. */
 function unitOf(text) {
   const values = {};
   for (const [, key, value] of text.matchAll(UNIT_PARAM)) values[key.trim().toLowerCase()] = value.trim();
@@ -138,12 +138,12 @@ function unitOf(text) {
   return {
     model: (values.model || '').replace(HASH, ''), module: values.module ?? values.preprocessor ?? 'none',
     weight: number(values.weight, 1), start: number(values['guidance start'] ?? range[0], 0),
-    end: number(values['guidance end'] ?? range[1], 1),
+    end: number(values['guidance end'] ?? range[1], 1), hires: values['hr option'] || 'Both',
   };
 }
 
-/** {control ({name, strength, start, end}: the first ControlNet unit A1111's parameters name, with its image to
- * upload; or null), leftOut (its preprocessor, which the control image is taken as the output of; the units after
+/** {control ({name, strength, start, end, hires (whether it acts on the hires pass too)}: the first ControlNet unit
+ * A1111's parameters name, with its image to upload; or null), leftOut (its preprocessor, which the control image is taken as the output of; the units after
  * it; IP-Adapter units, which sd-webui-controlnet runs as ControlNets)}. */
 export function controlNetUnits(fields) {
   const units = Object.keys(fields).filter((key) => CONTROLNET_UNIT.test(key))
@@ -152,11 +152,12 @@ export function controlNetUnits(fields) {
   const leftOut = units.filter(({ module }) => /^ip-adapter/i.test(module)).map(({ model }) => `IP-Adapter unit '${model}'`);
   const controls = units.filter(({ module }) => !/^ip-adapter/i.test(module));
   if (!controls.length) return { control: null, leftOut };
-  const [{ model, module, weight, start, end }, ...more] = controls;
+  const [{ model, module, weight, start, end, hires }, ...more] = controls;
   if (module.toLowerCase() !== 'none') leftOut.unshift(`the ControlNet's preprocessor '${module}' (upload what it made)`);
   if (more.length) leftOut.push(`${more.length} more ControlNet unit${more.length > 1 ? 's' : ''}`);
-  return { control: { name: model, strength: weight, start, end, image: null, where: "A1111's ControlNet input" },
-    leftOut };
+  if (/^high res only$/i.test(hires)) leftOut.push("the ControlNet's 'High res only' (it acts on both passes)");
+  return { control: { name: model, strength: weight, start, end, image: null, where: "A1111's ControlNet input",
+    hires: !/^low res only$/i.test(hires) }, leftOut };
 }
 
 /** {document, notice} for what another tool's graph or parameters set (``from``: "ComfyUI's" or "A1111's"): a
