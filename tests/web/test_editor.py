@@ -370,7 +370,7 @@ def test_an_a1111_png_with_a_hires_pass_becomes_its_two_passes_and_draws_what_ru
 
 
 def test_a_comfyui_hires_fix_becomes_its_two_passes_with_the_second_samplers_steps_seed_and_denoise(
-        page, server, tmp_path):
+        page, server, tmp_path, shots):
     """ComfyUI's hires fix: a second KSampler painting the first one's result again, enlarged on its way, in latent
     space (LatentUpscaleBy) or as an image (an upscale model, then ImageScaleBy, then VAEEncode). Either becomes the
     first pass, a lanczos ScaleImage by the whole factor (the model's from its name, 4x) and an image-to-image pass
@@ -407,6 +407,7 @@ def test_a_comfyui_hires_fix_becomes_its_two_passes_with_the_second_samplers_ste
     expect(node(page, "hires")).to_be_visible()
     run(page)
     assert pixels(server, shown_image(page)).shape == (48, 48, 3)
+    page.screenshot(path=str(shots / "36-comfyui-hires-import.png"))
 
 
 COMFY_PROMPT = {  # ComfyUI's default text-to-image graph in its API format, as its images hold it
