@@ -356,6 +356,25 @@ def test_a_comfyui_controlnet_graph_loads_the_controlnet_and_waits_for_its_image
                  "the ControlNet")
 
 
+def test_a_comfyui_hires_fix_keeps_the_ip_adapter_on_its_second_pass(page, import_server, tmp_path):
+    """ComfyUI's second KSampler takes the model the IP-Adapter patched, as the first does: the hires pass is the auto
+    preset with the IP-Adapter's image and the components through its loader."""
+    def hires_fix(prompt):
+        prompt["40"] = {"class_type": "LatentUpscaleBy", "inputs": {"upscale_method": "nearest-exact", "scale_by": 1.5,
+                                                                     "samples": ["3", 0]}}
+        prompt["41"] = {"class_type": "KSampler", "inputs": {**prompt["3"]["inputs"], "denoise": 0.5,
+                                                             "latent_image": ["40", 0]}}
+        prompt["8"]["inputs"]["samples"] = ["41", 0]
+
+    drop_comfy(page, import_server, tmp_path, comfy_ip_adapter, hires_fix)
+    wait_for(page, "nodes.hires && nodes.hires.type === 'preset:sd15-auto'")
+    workflow = page.evaluate("window.diffblocks.workflow()")
+    first = {k: v for k, v in workflow["nodes"]["run"]["inputs"].items() if k not in ("width", "height")}
+    assert first["ip_adapter_image"] == {"node": "reference", "output": "image"}
+    assert workflow["nodes"]["hires"]["inputs"] == {**first, "image": {"node": "scale", "output": "image"},
+                                                    "strength": 0.5, "num_inference_steps": 6, "seed": 3}
+
+
 def test_a1111s_controlnet_units_load_the_controlnet_they_name_and_say_what_is_left_out(page, import_server, tmp_path):
     """sd-webui-controlnet writes each unit into A1111's parameters ("ControlNet 0: ..."; "ControlNet: ..." with
     "starting/ending" in its first versions): the first ControlNet unit becomes the ControlNet preset with the file

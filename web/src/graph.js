@@ -101,7 +101,8 @@ export const DEFAULT_WORKFLOW = {
 
 /** A text-to-image document with the settings another tool's image holds: {prompt, negative, steps, seed, width,
  * height, cfg, scheduler (a scheduler node type), hires ({scale, strength, steps, seed}: a hires fix, a second pass
- * (its own steps and seed, when given); the auto preset, its ControlNet's inputs kept, when ``control.hires``)},
+ * (its own steps and seed, when given); the auto preset, with the adapters' inputs, when there are adapters: a
+ * ControlNet unless ``control.hires`` is false)},
  * each left out when null. ``model``: {repo} (a LoadComponents node, the SD 1.x preset) or {checkpoint, family} (a
  * LoadCheckpoint node of the server's model folders, the preset of its family: sdxl's, else SD 1.x's, which runs
  * SD 2.x too), ``loras`` ({name, scale, textEncoderScale}: a LoadLoRA node each, in a chain), ``embeddings``
@@ -175,11 +176,14 @@ export function text2imageGraph(model, settings) {
   nodes.run = { type: `preset:${family}-${task}`, inputs };
   let images = LINK('run', 'images');
   if (settings.hires) { // a hires fix (A1111's, ComfyUI's second KSampler): the first pass enlarged, painted again
-    const guided = control && control.hires !== false; // its ControlNet on this pass too (A1111's Hr Option "Both")
+    // the adapters act on this pass too: an IP-Adapter patches the model both passes take, a ControlNet the
+    // conditioning (A1111's Hr Option "Both", its default)
+    const controlled = Boolean(control) && control.hires !== false;
+    const kept = (name) => (name.startsWith('control') ? controlled : !name.startsWith('ip_adapter') || Boolean(ipAdapter));
     const again = Object.fromEntries(Object.entries(inputs).filter(([name]) => name !== 'width' && name !== 'height'
-      && (guided || (!name.startsWith('control') && !name.startsWith('ip_adapter')))));
+      && kept(name)));
     nodes.scale = { type: 'ScaleImage', inputs: { image: images, scale_by: settings.hires.scale, method: 'lanczos' } };
-    nodes.hires = { type: `preset:${family}-${guided ? 'auto' : 'image2image'}`,
+    nodes.hires = { type: `preset:${family}-${controlled || ipAdapter ? 'auto' : 'image2image'}`,
       inputs: { ...again, image: LINK('scale', 'image'), strength: settings.hires.strength } };
     const { steps: hiresSteps, seed: hiresSeed } = settings.hires; // ComfyUI's second KSampler has its own
     if (hiresSteps !== null && hiresSteps !== undefined) nodes.hires.inputs.num_inference_steps = hiresSteps;

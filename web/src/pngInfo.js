@@ -143,8 +143,8 @@ function unitOf(text) {
 }
 
 /** {control ({name, strength, start, end, hires (whether it acts on the hires pass too)}: the first ControlNet unit
- * A1111's parameters name, with its image to upload; or null), leftOut (its preprocessor, which the control image is taken as the output of; the units after
- * it; IP-Adapter units, which sd-webui-controlnet runs as ControlNets)}. */
+ * A1111's parameters name, with its image to upload; or null), leftOut (its preprocessor, which the control image is
+ * taken as the output of; the units after it; IP-Adapter units, which sd-webui-controlnet runs as ControlNets)}. */
 export function controlNetUnits(fields) {
   const units = Object.keys(fields).filter((key) => CONTROLNET_UNIT.test(key))
     .sort((a, b) => Number(a.split(' ')[1] || 0) - Number(b.split(' ')[1] || 0))
