@@ -104,10 +104,9 @@ def plan_run(args, supplied: Collection[str] | None = None) -> Plan:
     if getattr(args, "hires", None) is not None:
         if not preset.endswith("-text2image"):
             raise FlagError.unsupported("--hires", preset, ["text2image"])
-        if args.controlnet or args.ip_adapter:
-            raise FlagError.unusable("--hires", format(args.hires, "g"), "the second pass is plain image-to-image; "
-                                     "leave out --controlnet and --ip-adapter")
-        hires = compose_blocks(preset.replace("-text2image", "-image2image"), args)
+        # with adapters, the auto preset's image-to-image: they act on the second pass too, as A1111's do
+        second = "-auto" if args.controlnet or args.ip_adapter else "-image2image"
+        hires = compose_blocks(preset.replace("-text2image", second), args)
     if checkpoint:
         model = config_repo(family, args.config and local_or_repo("--config", args.config, "config repo"), checkpoint)
     else:

@@ -182,6 +182,28 @@ def test_ip_adapter_and_controlnet_together(capsys, tmp_path, ip_adapter, contro
     assert np.array_equal(cli_pixels(capsys, tmp_path, "--preset", "sd15-auto", *flags), both)
 
 
+def test_hires_with_a_controlnet_and_an_ip_adapter_keeps_both_on_the_second_pass(
+        capsys, tmp_path, ip_adapter, controlnet, pictures):
+    """``--hires`` with adapters paints the enlarged image again with them, as A1111 does: the auto preset's
+    image-to-image with the same ControlNet and IP-Adapter, as the presets called from Python, bitwise."""
+    flags = ["--ip-adapter", str(ip_adapter / "ip-adapter.bin"), "--ip-adapter-image", str(pictures / "style.png"),
+             "--controlnet", controlnet, "--control-image", str(pictures / "control.png")]
+    got = cli_pixels(capsys, tmp_path, *flags, "--hires", "1.5", "--hires-strength", "0.6")
+
+    def setup(pipe):
+        with_controlnet(controlnet)(pipe)
+        pipe.loader.load_ip_adapter(str(ip_adapter), subfolder="", weight_name="ip-adapter.bin")
+
+    adapters = dict(control_image=load(pictures / "control.png"), ip_adapter_image=load(pictures / "style.png"))
+    first = Image.fromarray(api_pixels(stable_diffusion.AUTO_BLOCKS, setup, **adapters))
+    second = api_pixels(stable_diffusion.AUTO_BLOCKS, setup, image=first.resize((48, 48), Image.Resampling.LANCZOS),
+                        strength=0.6, height=48, width=48, **adapters)
+    assert got.shape == (48, 48, 3) and np.array_equal(got, second)
+    plain_second = api_pixels(stable_diffusion.IMAGE2IMAGE_BLOCKS, image=first.resize((48, 48), Image.Resampling.LANCZOS),
+                              strength=0.6, height=48, width=48)
+    assert not np.array_equal(second, plain_second)
+
+
 def test_an_adapter_that_does_not_fit_names_the_flag(capsys, tmp_path, ip_adapter, pictures):
     import shutil
 

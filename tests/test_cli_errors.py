@@ -99,8 +99,6 @@ MISTAKES = [
     (["--hires", "2", "--hires-strength", "0"], ["--hires-strength must be in (0, 1], got 0.0"]),
     (["--hires", "2", "--image", "{d}/in.png"], ["--hires works with the text2image workflows, not preset "
                                                  "'sd15-image2image'"]),
-    (["--hires", "2", "--controlnet", "{d}/cn", "--control-image", "{d}/in.png"],
-     ["--hires 2: the second pass is plain image-to-image; leave out --controlnet and --ip-adapter"]),
 ]
 
 
