@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "server" / "static" / "index.html"
 SHOTS = Path(os.environ.get("DIFFBLOCKS_WEB_SHOTS", "/tmp/web-shots"))
 SERVER_START_S = 240  # the first GET /api/nodes imports every block module
+EMBEDDED = ROOT / "presets" / "tiny_digits"
 
 
 def _missing() -> str | None:
@@ -162,3 +163,68 @@ def page(browser):
 def shots():
     SHOTS.mkdir(parents=True, exist_ok=True)
     return SHOTS
+
+
+# the model folders the import tests (test_import*.py) serve, and their server
+@pytest.fixture(scope="session")
+def models(tmp_path_factory, sdxl_repo):
+    """checkpoints/sd15/digits.safetensors: the embedded model as an original checkpoint; checkpoints/xl.safetensors:
+    a file named as an SDXL checkpoint's tensors are (its family is all that is read of it here); diffusers/digits:
+    the embedded model's folder, the configs the checkpoint is read with; loras/ink.safetensors: a LoRA for it;
+    vae/mse.safetensors: its VAE, moved a little, alone in the original layout; controlnet/edges.safetensors: a
+    ControlNet for it in the original layout; embeddings/inkstyle.safetensors: an embedding for it;
+    ipadapter/ip-adapter_digits.safetensors and clip_vision/digits-vit/: an IP-Adapter for it and its image encoder;
+    checkpoints/tinyxl.safetensors and diffusers/tinyxl: a tiny SDXL model, as a checkpoint and its configs."""
+    import diffusers
+    import torch
+    from safetensors.torch import save_file
+
+    from tiny_checkpoints import fine_tune, to_original, write_checkpoint, write_vae
+    from tiny_lora import make_lora
+
+    from diffblocks.components.checkpoint_names import controlnet_table, vae_table
+
+    root = tmp_path_factory.mktemp("models")
+    (root / "checkpoints" / "sd15").mkdir(parents=True)
+    (root / "diffusers").mkdir()
+    pipe = diffusers.StableDiffusionPipeline.from_pretrained(str(EMBEDDED), safety_checker=None)
+    write_checkpoint(pipe, root / "checkpoints" / "sd15" / "digits.safetensors")
+    xl = {"conditioner.embedders.1.model.ln_final.weight": torch.zeros(1)}
+    save_file(xl, root / "checkpoints" / "xl.safetensors")
+    (root / "diffusers" / "digits").symlink_to(str(EMBEDDED), target_is_directory=True)
+    (root / "loras").mkdir()
+    save_file(make_lora(pipe, "kohya", seed=1, alpha=2.0), root / "loras" / "ink.safetensors")
+    (root / "vae").mkdir()
+    vae = fine_tune(diffusers.StableDiffusionPipeline.from_pretrained(str(EMBEDDED), safety_checker=None),
+                    3).vae
+    write_vae(root / "vae" / "mse.safetensors", to_original(vae.state_dict(), vae_table(vae.config)))
+    from tiny_ip_adapter import ip_adapter_state_dict, save_ip_adapter, tiny_image_encoder
+
+    save_ip_adapter(ip_adapter_state_dict(pipe.unet, "plus", seed=2), root / "ipadapter" / "ip-adapter_digits.safetensors")
+    tiny_image_encoder().save_pretrained(root / "clip_vision" / "digits-vit")
+    (root / "embeddings").mkdir()
+    width = pipe.text_encoder.config.hidden_size
+    save_file({"emb_params": torch.randn(2, width, generator=torch.Generator().manual_seed(8))},
+              root / "embeddings" / "inkstyle.safetensors")
+    save_file({"emb_params": torch.zeros(2, 768)}, root / "embeddings" / "easyneg.safetensors")  # SD 1.x's width
+    kohya = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight"
+    save_file({kohya: torch.zeros(4, 2048)}, root / "loras" / "xl-detail.safetensors")  # SDXL's cross-attention width
+    (root / "controlnet").mkdir()
+    torch.manual_seed(6)
+    net = diffusers.ControlNetModel.from_unet(pipe.unet, conditioning_embedding_out_channels=(8, 16, 32))
+    with torch.no_grad():
+        for param in net.parameters():  # from_unet zero-initialises the output convolutions: make them matter
+            param.add_(0.05 * torch.randn_like(param))
+    write_vae(root / "controlnet" / "edges.safetensors",
+              {f"control_model.{k}": v for k, v in to_original(net.state_dict(), controlnet_table(net.config)).items()})
+    xl_pipe = diffusers.StableDiffusionXLPipeline.from_pretrained(sdxl_repo)
+    write_checkpoint(xl_pipe, root / "checkpoints" / "tinyxl.safetensors")
+    (root / "diffusers" / "tinyxl").symlink_to(sdxl_repo, target_is_directory=True)
+    return root
+
+
+@pytest.fixture(scope="session")
+def import_server(tmp_path_factory, make_server, models):
+    served = make_server(tmp_path_factory.mktemp("serve-import"), flags=("--models-dir", str(models))).start()
+    yield served
+    served.stop()
