@@ -60,6 +60,14 @@ def on_folder(workflow):
     return copied
 
 
+def on_folder_without(workflow, chain_node, bundle_from):
+    """``on_folder(workflow)`` without ``chain_node``: the preset takes the components of ``bundle_from`` instead."""
+    copied = on_folder(workflow)
+    del copied["nodes"][chain_node]
+    copied["nodes"]["run"]["inputs"]["components"] = {"node": bundle_from, "output": "components"}
+    return copied
+
+
 def assert_draws(page, server, workflow, without, why, output="run"):
     """The page shows what the server draws for ``workflow`` (the images of node ``output``), which is not what it
     draws for ``without`` (``why``: what makes them differ)."""
@@ -171,10 +179,7 @@ def test_the_vae_a_comfyui_graph_decodes_with_is_loaded_from_the_vae_folder(page
 
     with_digits_configs(page, "load")
     run(page)
-    without = on_folder(expected)
-    del without["nodes"]["vae"]
-    without["nodes"]["run"]["inputs"]["components"] = {"node": "lora", "output": "components"}
-    assert_draws(page, import_server, on_folder(expected), without, "the VAE file")
+    assert_draws(page, import_server, on_folder(expected), on_folder_without(expected, "vae", "lora"), "the VAE file")
 
     for vae, notice in (("mse", None), ("gone.pt", "VAE 'gone.pt' is not among the server's VAEs")):
         info = PngInfo()
@@ -214,10 +219,8 @@ def test_the_embeddings_a_prompt_names_are_loaded_from_the_embeddings_folder(pag
 
     with_digits_configs(page, "load")
     run(page)
-    without = on_folder(expected)
-    del without["nodes"]["embedding"]
-    without["nodes"]["run"]["inputs"]["components"] = {"node": "load", "output": "components"}
-    assert_draws(page, import_server, on_folder(expected), without, "the embedding (what the word means)")
+    assert_draws(page, import_server, on_folder(expected), on_folder_without(expected, "embedding", "load"),
+                 "the embedding (what the word means)")
 
     info = PngInfo()
     info.add_text("parameters", "a handwritten digit four, embedding:gone<lora:xl-detail:1>\nNegative prompt: blurry, "
