@@ -75,13 +75,20 @@ def check_numbers(args) -> None:
 
 
 def check_hires(args) -> None:
-    """``--hires`` enlarges (a factor in (1, 8]); ``--hires-strength`` in (0, 1], and only with ``--hires``."""
+    """``--hires`` enlarges (a factor in (1, 8]); ``--hires-strength`` in (0, 1] and ``--hires-steps`` positive, each
+    only with ``--hires``."""
     if args.hires is not None and not 1 < args.hires <= 8:  # NaN fails this too
         raise FlagError.bad_value("--hires", "a factor in (1, 8] (the second pass's size over the first's)", args.hires)
     if args.hires_strength is not None and args.hires is None:
         raise FlagError.needs("--hires-strength", "--hires")
     if args.hires_strength is not None and not 0 < args.hires_strength <= 1:
         raise FlagError.bad_value("--hires-strength", "in (0, 1]", args.hires_strength)
+    steps = getattr(args, "hires_steps", None)
+    if steps is not None and args.hires is None:
+        raise FlagError.needs("--hires-steps", "--hires")
+    if steps is not None and steps <= 0:
+        raise FlagError.bad_value("--hires-steps", "a positive number (the second pass's steps before its strength: "
+                                  "20 at 0.5 takes 10)", steps)
 
 
 # presets whose blocks take a flag by themselves: FLUX.1 Canny / Depth [dev] read the control image, no ControlNet

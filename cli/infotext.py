@@ -1,7 +1,7 @@
 """The generation parameters written into ``diffblocks run``'s images, in A1111's "infotext" layout (the prompt,
 ``Negative prompt: ...``, then ``Key: value`` pairs; a PNG's ``parameters`` text, a JPEG's or WebP's EXIF
 UserComment), which A1111, Forge, Civitai and image browsers read back. ``--from-image`` reads them, and the
-settings of a ComfyUI image's text-to-image graph (its ``prompt`` text, ComfyUI's API format) as the same."""
+settings of a ComfyUI image's text-to-image graph (its ``prompt`` text: ``comfy``) as the same."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 
 from ..components.errors import FlagError
 from ..components.files import WEIGHTS_SUFFIXES
+from . import comfy
 from .flags import HIRES_STRENGTH
 
 # one "Key: value" of the last line; a value with a comma in it is quoted (A1111's own pattern)
@@ -47,56 +48,15 @@ def infotext(args, pipe, blocks, size: tuple[int, int], inputs: dict[str, Any], 
         fields["Denoising strength"] = inputs["strength"]
     if getattr(args, "hires", None) is not None:
         fields.update({"Denoising strength": HIRES_STRENGTH if args.hires_strength is None else args.hires_strength,
-                       "Hires upscale": args.hires, "Hires upscaler": "Lanczos"})
+                       "Hires upscale": args.hires, "Hires steps": getattr(args, "hires_steps", None),
+                       "Hires upscaler": "Lanczos"})
     fields["Version"] = f"diffblocks {__version__}"
-    lines = [(args.prompt or [""])[0] if prompt is None else prompt]
-    negative = inputs.get("negative_prompt", args.negative_prompt)
-    if negative:
-        lines.append(f"Negative prompt: {negative}")
-    lines.append(", ".join(f"{key}: {format(value, 'g') if isinstance(value, float) else value}"
-                           for key, value in fields.items() if value is not None))
-    return "\n".join(lines)
+    return compose((args.prompt or [""])[0] if prompt is None else prompt,
+                   inputs.get("negative_prompt", args.negative_prompt), fields)
 
 
-# ComfyUI's sampler_name -> A1111's sampler names (its "scheduler", the sigma spacing, is not carried over)
-COMFY_SAMPLERS = {"euler": "Euler", "euler_ancestral": "Euler a", "ddim": "DDIM", "ddpm": "DDPM", "dpmpp_2m": "DPM++ 2M",
-                  "uni_pc": "UniPC", "lcm": "LCM"}
-
-
-def from_comfy(graph: Any) -> str:
-    """The infotext of ComfyUI's graph (its API format: ``{id: {"class_type", "inputs"}}``, an input a value or
-    ``[source id, output]``) when it is a plain text-to-image one: one KSampler from an EmptyLatentImage, prompted
-    by CLIPTextEncode nodes. Its settings carry over; its pixels do not (ComfyUI draws its noise its own way).
-
-    Raises:
-        ValueError: why the graph is not read.
-    """
-    nodes = graph.values() if isinstance(graph, dict) else []
-    samplers = [node for node in nodes if isinstance(node, dict) and node.get("class_type") == "KSampler"]
-    if len(samplers) != 1:
-        raise ValueError(f"holds a ComfyUI graph with {len(samplers)} KSampler nodes; only a plain text-to-image one "
-                         "(one KSampler) is read")
-    inputs = samplers[0].get("inputs", {})
-
-    def source(link: Any) -> dict:
-        node = graph.get(str(link[0])) if isinstance(link, list) and link else None
-        return node if isinstance(node, dict) else {}
-
-    def text(link: Any) -> str | None:
-        node = source(link)
-        value = node.get("inputs", {}).get("text")
-        return value if node.get("class_type") == "CLIPTextEncode" and isinstance(value, str) else None
-
-    latent = source(inputs.get("latent_image"))
-    if latent.get("class_type") != "EmptyLatentImage":
-        raise ValueError("holds a ComfyUI graph that does not start from an EmptyLatentImage; only text-to-image is read")
-    prompt, negative = text(inputs.get("positive")), text(inputs.get("negative"))
-    if prompt is None:
-        raise ValueError("holds a ComfyUI graph whose positive prompt is not a CLIPTextEncode with its text")
-    size = latent.get("inputs", {})
-    fields = {"Steps": inputs.get("steps"), "Sampler": COMFY_SAMPLERS.get(inputs.get("sampler_name")),
-              "CFG scale": inputs.get("cfg"), "Seed": inputs.get("seed"),
-              "Size": f"{size.get('width')}x{size.get('height')}" if size.get("width") and size.get("height") else None}
+def compose(prompt: str, negative: str | None, fields: dict[str, Any]) -> str:
+    """A1111's infotext: the prompt, ``Negative prompt: ...`` when there is one, then the fields that have a value."""
     lines = [prompt, *([f"Negative prompt: {negative}"] if negative else [])]
     lines.append(", ".join(f"{key}: {format(value, 'g') if isinstance(value, float) else value}"
                            for key, value in fields.items() if value is not None))
@@ -104,7 +64,8 @@ def from_comfy(graph: Any) -> str:
 
 
 def read(path: str) -> str:
-    """The parameters an image holds (a PNG's ``parameters`` text, a JPEG's or WebP's EXIF UserComment).
+    """The parameters an image holds (a PNG's ``parameters`` text, a JPEG's or WebP's EXIF UserComment; or its
+    ComfyUI graph's, with notes on stderr of what they leave out).
 
     Raises:
         FlagError: no such image, or it holds none.
@@ -115,18 +76,21 @@ def read(path: str) -> str:
         with Image.open(Path(path).expanduser()) as image:
             text = image.info.get("parameters") or image.getexif().get_ifd(ExifTags.IFD.Exif).get(
                 ExifTags.Base.UserComment)
-            comfy = image.info.get("prompt") if not text else None
+            graph_text = image.info.get("prompt") if not text else None  # ComfyUI's graph
     except (OSError, UnidentifiedImageError) as err:
         raise FlagError.unusable("--from-image", path, f"cannot read the image ({err})") from err
-    if comfy:
+    if graph_text:
         try:
-            graph = json.loads(comfy)
+            graph = json.loads(graph_text)
         except ValueError as err:
             raise FlagError.unusable("--from-image", path, f"holds a 'prompt' text that is not JSON ({err})") from err
         try:
-            return from_comfy(graph)
+            prompt, negative, fields, notes = comfy.settings(graph)
         except ValueError as err:
             raise FlagError.unusable("--from-image", path, str(err)) from err
+        for note in notes:
+            print(f"note: {path}: {note}", file=sys.stderr)
+        return compose(prompt, negative, fields)
     if isinstance(text, bytes):
         text = text[8:].decode("utf-16-be" if text.startswith(USER_COMMENT_PREFIX) else "utf-8", errors="replace")
     if not text or not text.strip():
@@ -152,9 +116,9 @@ def parse(text: str) -> tuple[str, str | None, dict[str, str]]:
 def apply(args, path: str) -> None:
     """Fill the flags left out of ``diffblocks run`` from the parameters of the image at ``path``: prompt, negative
     prompt, steps, sampler (not for FLUX.1: its Euler is flow matching), CFG scale, seed, size (the first pass's)
-    and the hires pass. The prompt's extra networks (``<lora:ink:0.8>``) are taken out of it, as A1111 does, and
-    named on stderr: give them as ``--lora``. The model is not taken: give ``--model``; nor the VAE and ControlNets
-    the image names, named on stderr: give ``--vae`` and ``--controlnet``."""
+    and the hires pass (its scale, strength and steps). The prompt's extra networks (``<lora:ink:0.8>``) are taken
+    out of it, as A1111 does, and named on stderr: give them as ``--lora``. The model is not taken: give
+    ``--model``; nor the VAE and ControlNets the image names, named on stderr: give ``--vae`` and ``--controlnet``."""
     prompt, negative, fields = parse(read(path))
     networks = [match.group(0) for match in EXTRA_NETWORK.finditer(prompt)]
     if networks and args.prompt is None:
@@ -170,6 +134,7 @@ def apply(args, path: str) -> None:
              "scheduler": None if (args.preset or "").startswith("flux") else samplers.get(fields.get("Sampler"))}
     if found["hires"] is not None:
         found["hires_strength"] = _number(fields, "Denoising strength", float)
+        found["hires_steps"] = _number(fields, "Hires steps", int) or None  # A1111's 0: the first pass's steps
         upscaler = fields.get("Hires upscaler", "Lanczos")
         if getattr(args, "hires", None) is None and upscaler.lower() not in ("lanczos", "none"):
             print(f"note: {path} was enlarged by the {upscaler} upscaler; the hires pass here enlarges by lanczos",

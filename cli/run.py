@@ -58,6 +58,8 @@ HIRES_HELP = ("hires fix, as in A1111: enlarge the text-to-image result SCALE ti
               "image-to-image (1.5-2 is usual)")
 HIRES_STRENGTH_HELP = ("with --hires: how much the second pass repaints (in (0, 1]; default 0.5, A1111's denoising "
                        "strength)")
+HIRES_STEPS_HELP = ("with --hires: the second pass's steps, of which it takes as many as its strength says (20 at 0.5: "
+                    "10), as A1111's Hires steps (default: --steps)")
 CONFIG_HELP = ("with --model FILE (.safetensors or .ckpt): the diffusers repo whose configs, tokenizers and scheduler go "
                "with it (default: those of its family's reference repo, shipped with diffblocks: "
                "stable-diffusion-v1-5/stable-diffusion-v1-5, stabilityai/stable-diffusion-2-1, "
@@ -273,6 +275,7 @@ class HiresFix:
     def __init__(self, args, plan: Plan, pipe):
         self.first, self.scale = pipe, args.hires
         self.strength = HIRES_STRENGTH if args.hires_strength is None else args.hires_strength
+        self.steps = getattr(args, "hires_steps", None)
         self.second = plan.hires.init_pipeline(plan.model)
         with quiet():
             self.second.update_components(**{name: component for name, component in pipe.components.items()
@@ -292,6 +295,8 @@ class HiresFix:
         seeds = [g.initial_seed() for g in (generator if isinstance(generator, list) else [generator])]
         # the enlarged size is said: FLUX.1's image-to-image would paint at the model's default size otherwise
         rest = {k: v for k, v in inputs.items() if k not in ("height", "width")}
+        if self.steps is not None:
+            rest["num_inference_steps"] = self.steps
         return self.second(image=single(upscaled), width=size[0], height=size[1], strength=self.strength,
                            generator=[torch.Generator().manual_seed(seed) for seed in seeds], **rest)
 
@@ -406,6 +411,7 @@ def add_parser(commands) -> None:
                    "scale, seed, size, hires pass")
     r.add_argument("--hires", type=float, metavar="SCALE", help=HIRES_HELP)
     r.add_argument("--hires-strength", type=float, help=HIRES_STRENGTH_HELP)
+    r.add_argument("--hires-steps", type=int, help=HIRES_STEPS_HELP)
     r.add_argument("--rows", type=int, default=1, help="rows of the grid when there are several prompts")
     r.add_argument("--upscale", type=int, default=1, help="enlarge the saved picture this many times")
     r.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")

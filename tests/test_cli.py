@@ -91,17 +91,18 @@ def test_hires_paints_the_first_pass_again_larger_equal_to_the_presets(capsys, t
                                                   "--height", "32", "--width", "32"]
     call = dict(prompt="a handwritten seven", num_inference_steps=6, output="images")
     code, _, err = run_cli(capsys, "run", "--prompt", call["prompt"], "--steps", "6", "--seed", "3", "--hires", "2",
-                           "--hires-strength", "0.6", *flags, "--out", str(tmp_path / "hires.png"), "--no-progress")
+                           "--hires-strength", "0.6", "--hires-steps", "4", *flags, "--out", str(tmp_path / "hires.png"),
+                           "--no-progress")
     assert code == 0, err
     first = build_pipeline(presets.TEXT2IMAGE_BLOCKS, repo)(generator=torch.Generator().manual_seed(3), **size, **call)[0]
     second = build_pipeline(presets.IMAGE2IMAGE_BLOCKS, repo)(
         image=first.resize((64, 64), Image.Resampling.LANCZOS), strength=0.6, height=64, width=64,
-        generator=torch.Generator().manual_seed(3), **call)[0]
+        generator=torch.Generator().manual_seed(3), **{**call, "num_inference_steps": 4})[0]
     got = Image.open(tmp_path / "hires.png").convert("RGB")
     assert got.size == (64, 64) and np.array_equal(np.asarray(got), np.asarray(second))
     _, _, fields = read_infotext(tmp_path / "hires.png")
-    assert (fields["Size"], fields["Hires upscale"], fields["Denoising strength"]) == ("32x32", "2", "0.6")  # A1111's
-    # Size is the first pass's
+    assert (fields["Size"], fields["Hires upscale"], fields["Denoising strength"], fields["Hires steps"]) == (
+        "32x32", "2", "0.6", "4")  # A1111's Size is the first pass's
 
 
 def read_infotext(path):
@@ -162,10 +163,12 @@ def test_an_a1111_infotext_reads_as_a1111_reads_it():
 
 
 def test_from_image_renders_the_same_image_again_and_flags_override_it(capsys, tmp_path):
-    """``--from-image`` takes prompt, negative prompt, steps, sampler, CFG scale, seed, size and the hires pass from
-    an image ``run`` wrote: the same pixels again; a flag given wins over the image's value."""
+    """``--from-image`` takes prompt, negative prompt, steps, sampler, CFG scale, seed, size and the hires pass (its
+    scale, strength and steps) from an image ``run`` wrote: the same pixels again; a flag given wins over the
+    image's value."""
     made = ["--prompt", "a handwritten seven", "--negative-prompt", "blurry", "--steps", "5", "--seed", "11",
-            "--scheduler", "euler-a", "--guidance-scale", "5", "--hires", "1.5", "--hires-strength", "0.6"]
+            "--scheduler", "euler-a", "--guidance-scale", "5", "--hires", "1.5", "--hires-strength", "0.6",
+            "--hires-steps", "8"]
     code, _, err = run_cli(capsys, "run", *made, "--out", str(tmp_path / "a.png"), "--no-progress")
     assert code == 0, err
     code, _, err = run_cli(capsys, "run", "--from-image", str(tmp_path / "a.png"), "--out", str(tmp_path / "b.png"),
@@ -275,6 +278,54 @@ def test_from_image_reads_a_comfyui_images_text_to_image_settings(capsys, tmp_pa
         code, _, err = run_cli(capsys, "run", "--from-image", str(tmp_path / name), "--out", str(tmp_path / "x.png"))
         assert_one_line_error(code, err, f"--from-image {tmp_path / name}: holds a ComfyUI graph")
         assert fragment in err
+
+
+def comfy_hires_graph(**second):
+    """ComfyUI's hires fix: the default graph, its latents enlarged 1.5 times (LatentUpscaleBy) and painted again by
+    a second KSampler at its denoise."""
+    graph = comfy_graph()
+    graph["10"] = {"class_type": "LatentUpscaleBy", "inputs": {"upscale_method": "nearest-exact", "scale_by": 1.5,
+                                                               "samples": ["3", 0]}}
+    graph["11"] = {"class_type": "KSampler", "inputs": {**graph["3"]["inputs"], "latent_image": ["10", 0],
+                                                        "denoise": 0.6, "steps": 8, **second}}
+    graph["8"]["inputs"]["samples"] = ["11", 0]
+    return graph
+
+
+def test_from_image_reads_a_comfyui_hires_fix(capsys, tmp_path):
+    """ComfyUI's hires fix (a second KSampler painting the first one's enlarged result again) is the hires pass: its
+    factor, denoise and steps, as the flags given by hand draw it; what it does not take is said on stderr (the
+    latent upscale, the second KSampler's own seed). An upscale model and an image scale: their product, the model
+    named."""
+    graph = comfy_hires_graph(seed=99)
+    comfy_image(tmp_path / "hires.png", graph)
+    code, _, err = run_cli(capsys, "run", "--from-image", str(tmp_path / "hires.png"), "--out", str(tmp_path / "a.png"),
+                           "--no-progress")
+    assert code == 0, err
+    assert f"note: {tmp_path / 'hires.png'} was enlarged by the Latent upscaler; the hires pass here enlarges by" in err
+    assert f"note: {tmp_path / 'hires.png'}: its second KSampler's own seed (99) is not taken" in err
+    code, _, err = run_cli(capsys, "run", "--prompt", "a handwritten seven", "--negative-prompt", "blurry", "--steps",
+                           "5", "--seed", "3", "--guidance-scale", "5", "--scheduler", "euler-a", "--height", "32",
+                           "--width", "32", "--hires", "1.5", "--hires-strength", "0.6", "--hires-steps", "8",
+                           "--out", str(tmp_path / "b.png"), "--no-progress")
+    assert code == 0, err
+    a, b = Image.open(tmp_path / "a.png"), Image.open(tmp_path / "b.png")
+    assert a.size == (48, 48) and a.tobytes() == b.tobytes()
+
+    from diffblocks.cli import comfy
+
+    graph = comfy_hires_graph()
+    graph["10"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["13", 0], "vae": ["4", 2]}}
+    graph["12"] = {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}}
+    graph["13"] = {"class_type": "ImageScaleBy", "inputs": {"upscale_method": "lanczos", "scale_by": 0.5,
+                                                            "image": ["14", 0]}}
+    graph["14"] = {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["15", 0], "image": ["12", 0]}}
+    graph["15"] = {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "4x-UltraSharp.pth"}}
+    _, _, fields, notes = comfy.settings(graph)
+    assert (fields["Hires upscale"], fields["Hires upscaler"], notes) == (2, "4x-UltraSharp", [])
+    graph["15"]["inputs"]["model_name"] = "SwinIR.pth"  # a factor not known: not a hires fix read here
+    with pytest.raises(ValueError, match="with 2 KSampler nodes"):
+        comfy.settings(graph)
 
 
 @pytest.mark.slow

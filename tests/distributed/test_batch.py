@@ -258,13 +258,15 @@ def test_hires_renders_every_item_as_run_does(tmp_path, capsys, one_thread):
     lines = [{"prompt": "a seven"}, {"prompt": "a one", "height": 16, "width": 24}]
     path = tmp_path / "prompts.jsonl"
     path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
-    assert batch(path, "--out-dir", tmp_path / "out", "--seed", 5, "--hires", "1.5", "--hires-strength", "0.7") == 0
+    assert batch(path, "--out-dir", tmp_path / "out", "--seed", 5, "--hires", "1.5", "--hires-strength", "0.7",
+                 "--hires-steps", "7") == 0
     capsys.readouterr()
     for index, line in enumerate(lines):
         size = ["--height", str(line.get("height", 32)), "--width", str(line.get("width", 32))]
         out = tmp_path / f"run{index}.png"
         assert main(["run", "--prompt", line["prompt"], "--seed", str(5 + index), *STEPS, *size, "--hires", "1.5",
-                     "--hires-strength", "0.7", "--device", "cpu", "--no-progress", "--out", str(out)]) == 0
+                     "--hires-strength", "0.7", "--hires-steps", "7", "--device", "cpu", "--no-progress", "--out",
+                     str(out)]) == 0
         ran, batched = Image.open(out), Image.open(tmp_path / "out" / f"{index:06d}.png")
         enlarged = [int(side * 1.5 / 8 + 0.5) * 8 for side in (int(size[3]), int(size[1]))]  # halves up: 36 -> 40
         assert batched.size == ran.size == tuple(enlarged)

@@ -1,4 +1,5 @@
-"""Hires fixes in another tool's images and graphs, imported: A1111's (Hires upscale, Denoising strength) and
+"""Hires fixes in another tool's images and graphs, imported: A1111's (Hires upscale, Denoising strength, Hires
+steps) and
 ComfyUI's (a second KSampler painting the first one's enlarged result again) become the first pass, a lanczos
 ScaleImage and an image-to-image pass, as the Hires fix template has them."""
 
@@ -14,8 +15,8 @@ from test_editor import COMFY_PROMPT, DIGIT_FOUR, DROP_FILE
 
 
 def test_an_a1111_png_with_a_hires_pass_becomes_its_two_passes_and_draws_what_run_draws(page, server, tmp_path):
-    """A1111's hires fix (Hires upscale, Denoising strength) becomes the first pass, a lanczos ScaleImage and an
-    image-to-image pass at that strength, as the Hires fix template has them; run, it draws the 48 px image
+    """A1111's hires fix (Hires upscale, Denoising strength, Hires steps) becomes the first pass, a lanczos ScaleImage
+    and an image-to-image pass at that strength and steps, as the Hires fix template has them; run, it draws the 48 px image
     ``diffblocks run --from-image`` draws. An upscaler other than lanczos is said to be replaced."""
     import base64
 
@@ -26,7 +27,7 @@ def test_an_a1111_png_with_a_hires_pass_becomes_its_two_passes_and_draws_what_ru
     info = PngInfo()
     info.add_text("parameters", "a handwritten digit four\nNegative prompt: blurry, faint\nSteps: 6, Sampler: Euler a, "
                                 "CFG scale: 5, Seed: 3, Size: 32x32, Denoising strength: 0.6, Hires upscale: 1.5, "
-                                "Hires upscaler: Latent, Model: tiny_digits")
+                                "Hires steps: 10, Hires upscaler: Latent, Model: tiny_digits")
     Image.new("RGB", (32, 32)).save(tmp_path / "hires.png", pnginfo=info)
     open_editor(page, server)
     encoded = base64.b64encode((tmp_path / "hires.png").read_bytes()).decode()
@@ -37,7 +38,7 @@ def test_an_a1111_png_with_a_hires_pass_becomes_its_two_passes_and_draws_what_ru
     expected["nodes"]["scale"] = {"type": "ScaleImage", "inputs": {"image": {"node": "run", "output": "images"},
                                                                    "scale_by": 1.5, "method": "lanczos"}}
     expected["nodes"]["hires"] = {"type": "preset:sd15-image2image", "inputs": {
-        **again, "image": {"node": "scale", "output": "image"}, "strength": 0.6}}
+        **again, "image": {"node": "scale", "output": "image"}, "strength": 0.6, "num_inference_steps": 10}}
     assert page.evaluate("window.diffblocks.workflow()") == expected
     expect(page.get_by_test_id("notice")).to_contain_text("left out: the Latent upscaler (lanczos instead)")
     run(page)

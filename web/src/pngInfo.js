@@ -98,9 +98,10 @@ export function extraNetworks(prompt) {
 }
 
 /** What A1111's parameters set, as comfySettings says it: prompt, negative prompt, steps, seed, size, CFG scale and
- * sampler, and its hires pass (lanczos, then image-to-image at its denoising strength); the checkpoint is A1111's
- * name for it ("Model:", the file's name without its suffix), the LoRAs those its prompt names (<lora:NAME:WEIGHT>,
- * taken out of the prompt as A1111 does), the VAE its "VAE:" names (a file name, when not the checkpoint's own). */
+ * sampler, and its hires pass (lanczos, then image-to-image at its denoising strength and hires steps); the
+ * checkpoint is A1111's name for it ("Model:", the file's name without its suffix), the LoRAs those its prompt names
+ * (<lora:NAME:WEIGHT>, taken out of the prompt as A1111 does), the VAE its "VAE:" names (a file name, when not the
+ * checkpoint's own). */
 export function parametersSettings(text) {
   const parsed = parseParameters(text);
   const { prompt, loras, others } = extraNetworks(parsed.prompt);
@@ -113,7 +114,8 @@ export function parametersSettings(text) {
   };
   const upscaler = fields['Hires upscaler'];
   if (number('Hires upscale')) { // enlarged by lanczos, as diffblocks run --from-image does
-    settings.hires = { scale: number('Hires upscale'), strength: number('Denoising strength') ?? HIRES_STRENGTH };
+    settings.hires = { scale: number('Hires upscale'), strength: number('Denoising strength') ?? HIRES_STRENGTH,
+      steps: number('Hires steps') || null }; // its 0: the first pass's steps
     if (upscaler && !/^(lanczos|none)$/i.test(upscaler)) others.push(`the ${upscaler} upscaler (lanczos instead)`);
   }
   const { control, leftOut } = controlNetUnits(fields);

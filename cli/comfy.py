@@ -1,0 +1,112 @@
+"""What a ComfyUI image's graph (its ``prompt`` text, ComfyUI's API format: ``{id: {"class_type", "inputs"}}``, an
+input a value or ``[source id, output]``) sets, in A1111's terms, for ``--from-image``: a text-to-image graph of
+ComfyUI's core nodes, with its hires fix when it has one (a second KSampler painting the first one's result again,
+enlarged on its way). Its settings carry over; its pixels do not (ComfyUI draws its noise its own way)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# ComfyUI's sampler_name -> A1111's sampler names (its "scheduler", the sigma spacing, is not carried over)
+SAMPLERS = {"euler": "Euler", "euler_ancestral": "Euler a", "ddim": "DDIM", "ddpm": "DDPM", "dpmpp_2m": "DPM++ 2M",
+            "uni_pc": "UniPC", "lcm": "LCM"}
+# an upscale model's factor, as its name gives it: "4x-UltraSharp", "RealESRGAN_x4plus"
+MODEL_FACTOR = re.compile(r"(?:^|[^\d])([2-8])x|x([2-8])(?:\D|$)", re.I)
+MAX_HOPS = 100  # nodes followed from one sampler to another (a graph may loop)
+
+
+def settings(graph: Any) -> tuple[str, str | None, dict[str, Any], list[str]]:
+    """``(prompt, negative prompt, fields, notes)`` of ComfyUI's graph when it is a text-to-image one: one KSampler
+    from an EmptyLatentImage, prompted by CLIPTextEncode nodes, or two for a hires fix. ``fields`` are A1111's
+    (``Steps``, ``Sampler``, ``CFG scale``, ``Seed``, ``Size``; for a hires fix ``Denoising strength``, ``Hires
+    upscale``, ``Hires steps`` and ``Hires upscaler``); ``notes`` say what the hires pass does not take.
+
+    Raises:
+        ValueError: why the graph is not read.
+    """
+    graph = graph if isinstance(graph, dict) else {}
+
+    def source(link: Any) -> dict:
+        node = graph.get(str(link[0])) if isinstance(link, list) and link else None
+        return node if isinstance(node, dict) else {}
+
+    def text(link: Any) -> str | None:
+        node = source(link)
+        value = node.get("inputs", {}).get("text")
+        return value if node.get("class_type") == "CLIPTextEncode" and isinstance(value, str) else None
+
+    samplers = [node for node in graph.values() if isinstance(node, dict) and node.get("class_type") == "KSampler"]
+    from_empty = [node for node in samplers
+                  if source(node.get("inputs", {}).get("latent_image")).get("class_type") == "EmptyLatentImage"]
+    hires = None
+    if len(samplers) == 2 and len(from_empty) == 1:
+        first = from_empty[0]
+        hires = enlarging(next(node for node in samplers if node is not first), first, source)
+    if len(samplers) != 1 and hires is None:
+        raise ValueError(f"holds a ComfyUI graph with {len(samplers)} KSampler nodes; only a plain text-to-image one "
+                         "(one KSampler, or two for a hires fix) is read")
+    first = from_empty[0] if hires else samplers[0]
+    inputs = first.get("inputs", {})
+    latent = source(inputs.get("latent_image"))
+    if latent.get("class_type") != "EmptyLatentImage":
+        raise ValueError("holds a ComfyUI graph that does not start from an EmptyLatentImage; only text-to-image is read")
+    prompt, negative = text(inputs.get("positive")), text(inputs.get("negative"))
+    if prompt is None:
+        raise ValueError("holds a ComfyUI graph whose positive prompt is not a CLIPTextEncode with its text")
+    size = latent.get("inputs", {})
+    fields = {"Steps": inputs.get("steps"), "Sampler": SAMPLERS.get(inputs.get("sampler_name")),
+              "CFG scale": inputs.get("cfg"), "Seed": inputs.get("seed"),
+              "Size": f"{size.get('width')}x{size.get('height')}" if size.get("width") and size.get("height") else None}
+    notes = []
+    if hires is not None:
+        second, (scale, upscaler) = hires
+        again = second.get("inputs", {})
+        fields.update({"Denoising strength": again.get("denoise", 1.0), "Hires upscale": scale,
+                       "Hires steps": again.get("steps"), "Hires upscaler": upscaler})
+        for key, what in (("seed", "seed"), ("cfg", "CFG"), ("sampler_name", "sampler")):
+            if again.get(key) != inputs.get(key):
+                notes.append(f"its second KSampler's own {what} ({again.get(key)}) is not taken: the hires pass takes "
+                             "the first's")
+    return prompt, negative, fields, notes
+
+
+def enlarging(second: dict, first: dict, source) -> tuple[dict, tuple[float, str]] | None:
+    """``(second, (scale, upscaler))`` when the KSampler ``second`` paints ``first``'s result again, enlarged on its
+    way: in latent space (LatentUpscaleBy, LatentUpscale: A1111's "Latent" upscaler) or as an image, between a
+    VAEDecode and a VAEEncode (ImageScaleBy, ImageScale: their method; ImageUpscaleWithModel: the model, by the
+    factor its name gives); None for any other graph, or a factor not known. ``source`` finds a link's node."""
+    width = source(first.get("inputs", {}).get("latent_image")).get("inputs", {}).get("width")
+    scale, sized, upscaler = 1.0, False, None  # after an ImageScale / LatentUpscale to a size, what came before is moot
+    node = source(second.get("inputs", {}).get("latent_image"))
+    for _ in range(MAX_HOPS):
+        if node is first or not node:
+            break
+        kind, inputs = node.get("class_type"), node.get("inputs", {})
+        if kind == "ImageUpscaleWithModel":
+            name = source(inputs.get("upscale_model")).get("inputs", {}).get("model_name")
+            factor = MODEL_FACTOR.search(name) if isinstance(name, str) else None
+            if factor is None and not sized:
+                return None
+            upscaler = str(name).replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]  # it names the upscale
+            scale *= 1 if sized else int(factor.group(1) or factor.group(2))
+        elif kind in ("LatentUpscaleBy", "ImageScaleBy"):
+            by = inputs.get("scale_by")
+            if not isinstance(by, (int, float)) or by <= 0:
+                return None
+            scale *= 1 if sized else by
+        elif kind in ("LatentUpscale", "ImageScale"):
+            to = inputs.get("width")
+            if not isinstance(to, (int, float)) or to <= 0 or not width:
+                return None
+            scale, sized = (scale if sized else scale * to / width), True
+        elif kind not in ("VAEDecode", "VAEEncode"):
+            return None
+        if kind.startswith("Latent"):
+            upscaler = upscaler or "Latent"
+        elif kind.startswith("ImageScale"):  # the method of the last one, unless a model upscales too
+            upscaler = upscaler or str(inputs.get("upscale_method", "lanczos")).capitalize()
+        node = source(inputs.get("samples") or inputs.get("pixels") or inputs.get("image"))
+    if node is not first:
+        return None
+    return second, (round(scale, 3), upscaler or "Lanczos")
