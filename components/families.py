@@ -1,8 +1,10 @@
-"""Which family of models (``sd15``, ``sd2``, ``sdxl``) a file is made for, read off its tensors' names and shapes:
+"""Which family of models (``sd15``, ``sd2``, ``sdxl``; ``flux`` for a model folder) a file is made for, read off its
+tensors' names and shapes:
 a ControlNet's and a LoRA's by their cross-attention width (the text embeddings they attend to: 768 wide for SD 1.x,
 1024 for 2.x, 2048 for SDXL), an embedding's by its vectors' width (the text encoder's: 768, 1024, or SDXL's
 ``clip_l``/``clip_g`` pair), the widths as the shipped configs (``family_configs/``) give them. A checkpoint's family
-is :func:`checkpoints.file_family`.
+is :func:`checkpoints.file_family`; a diffusers model folder's, the pipeline its ``model_index.json`` names
+(:func:`folder_family`).
 """
 
 from __future__ import annotations
@@ -64,6 +66,30 @@ def embedding_family(path: str | os.PathLike) -> str:
     if width not in widths:
         raise TextualInversionError.no_family(label, width, widths)
     return widths[width]
+
+
+# a diffusers folder's pipeline class (model_index.json's "_class_name") -> its family, the first prefix that fits
+PIPELINE_FAMILIES = (("Flux", "flux"), ("StableDiffusionXL", "sdxl"), ("StableDiffusion", "sd15"))
+
+
+def folder_family(folder: str | os.PathLike) -> str | None:
+    """The family of a diffusers model folder, by the pipeline its ``model_index.json`` names (``FluxPipeline``:
+    ``flux``; ``StableDiffusionXL...``: ``sdxl``; ``StableDiffusion...``: ``sd15``, or ``sd2`` when its text
+    encoder is as wide as 2.x's); None for another pipeline, or a folder without one."""
+    from pathlib import Path
+
+    try:
+        name = json.loads((Path(folder) / "model_index.json").read_text()).get("_class_name", "")
+    except (OSError, ValueError, AttributeError):
+        return None
+    family = next((family for prefix, family in PIPELINE_FAMILIES if str(name).startswith(prefix)), None)
+    if family == "sd15":
+        try:
+            width = json.loads((Path(folder) / "text_encoder" / "config.json").read_text()).get("hidden_size")
+        except (OSError, ValueError, AttributeError):
+            width = None
+        return "sd2" if width == _config("sd2", "text_encoder")["hidden_size"] else family
+    return family
 
 
 def _by_cross_attention(widths: set[int]) -> str | None:

@@ -31,6 +31,9 @@ class LoadComponents(NodeType):
                               required=True),
             "dtype": NodeInput({"type": "string", "enum": list(DTYPES), "default": "auto",
                                 "description": "weights dtype ('auto': as the model is stored)"}),
+            "without": NodeInput({"type": "array", "items": {"type": "string", "minLength": 1}, "default": [],
+                                  "description": "components not to load, as ['transformer']: another loader brings "
+                                                 "them (LoadFluxTransformer, a file), so they never take memory here"}),
         }
         self.outputs = {"components": NodeOutput("components")}
         self.outputs.update({name: NodeOutput(socket) for name, socket in component_names})
@@ -40,11 +43,14 @@ class LoadComponents(NodeType):
             return f"must be a non-empty string, got {value!r}"
         if name == "dtype" and value not in DTYPES:
             return f"must be one of {', '.join(DTYPES)}, got {value!r}"
+        if name == "without" and not (isinstance(value, list) and all(isinstance(v, str) and v for v in value)):
+            return f"must be a list of component names, got {value!r}"
         return None
 
     def run(self, ctx: RunContext, values: dict[str, Any]) -> dict[str, Any]:
         import torch
 
+        from ..components.errors import ComponentNotFoundError
         from ..modular_pipelines.pipeline import ModularPipeline
         from ..presets import embedded_model_path
 
@@ -52,8 +58,14 @@ class LoadComponents(NodeType):
         source = str(embedded_model_path()) if repo == "embedded" else repo
         pipe = ModularPipeline.from_pretrained(source, trust_remote_code=ctx.allow_remote_code,
                                                components_manager=ctx.components_manager, collection=f"nodes:{repo}")
+        without = values.get("without") or []
+        loadable = [name for name in pipe.pretrained_component_names if pipe.get_component_spec(name).repo is not None]
+        for name in without:  # before anything loads
+            if name not in loadable:
+                raise ComponentNotFoundError.unknown_name(name, loadable, f"model '{repo}'", "without")
         dtype = values.get("dtype") or "auto"
-        pipe.load_components(torch_dtype=None if dtype == "auto" else getattr(torch, dtype))
+        pipe.load_components([name for name in loadable if name not in without],
+                             torch_dtype=None if dtype == "auto" else getattr(torch, dtype))
         if ctx.device != "cpu" and not _offloaded(ctx.components_manager):
             pipe.to(ctx.device)
         components = {name: c for name, c in pipe.components.items() if c is not None}
@@ -130,7 +142,8 @@ class LoadFluxTransformer(NodeType):
     category = "loaders"
     description = ("A FLUX.1 transformer from one file (.safetensors, .sft; Black Forest Labs' layout: flux1-dev.safetensors, "
                    "a fine-tune, an fp8 copy; or owner/name/FILE on the Hub) into the shared ComponentsManager; wire it "
-                   "into a FLUX preset's transformer.")
+                   "into a FLUX preset's transformer, or give it a bundle (from LoadComponents 'without' its own "
+                   "transformer) to put it in, for LoRAs to adapt.")
 
     def __init__(self):
         self.inputs = {
@@ -139,8 +152,10 @@ class LoadFluxTransformer(NodeType):
                               required=True),
             "dtype": NodeInput({"type": "string", "enum": list(DTYPES), "default": "auto",
                                 "description": "weights dtype ('auto': torch's default; fp8 files need one to run)"}),
+            "components": NodeInput({"description": "a FLUX.1 bundle the transformer goes into (in place of its "
+                                                    "own, if it has one)"}, socket="components"),
         }
-        self.outputs = {"transformer": NodeOutput("FluxTransformer2DModel")}
+        self.outputs = {"transformer": NodeOutput("FluxTransformer2DModel"), "components": NodeOutput("components")}
 
     def check_value(self, name: str, value: Any) -> str | None:
         if name == "file" and not (isinstance(value, str) and value):
@@ -154,10 +169,12 @@ class LoadFluxTransformer(NodeType):
 
         from ..components.models import FluxTransformer2DModel
 
-        dtype = values.get("dtype") or "auto"
+        dtype, bundle = values.get("dtype") or "auto", values.get("components")
         file, torch_dtype = values["file"], None if dtype == "auto" else getattr(torch, dtype)
-        return {"transformer": load_file_once(ctx, "transformer", file, f"{file}|{dtype}", lambda: (
-            FluxTransformer2DModel.from_single_file(file, torch_dtype=torch_dtype)))}
+        transformer = load_file_once(ctx, "transformer", file, f"{file}|{dtype}", lambda: (
+            FluxTransformer2DModel.from_single_file(file, torch_dtype=torch_dtype)))
+        return {"transformer": transformer, "components": None if bundle is None else ComponentsBundle(
+            {**bundle.components, "transformer": transformer}, bundle.config, bundle.source)}
 
 
 class LoadVAE(NodeType):

@@ -100,13 +100,18 @@ class ModelFolders:
         """What a client needs to know of the entry ``name`` of ``kind`` (None when there is none): its size, and
         for a checkpoint, ControlNet, LoRA or embedding file the family it is of (``sd15``, ``sd2``, ``sdxl``, read
         off its tensor names and shapes: a safetensors file's header, a pickle memory-mapped; see
-        ``components.families``), or ``problem``, why it has none (a LoRA in checkpoints/, a damaged file)."""
+        ``components.families``), or ``problem``, why it has none (a LoRA in checkpoints/, a damaged file); for a
+        diffusers model folder, the family of the pipeline it names (``flux`` too), or None."""
         path = self.resolve(kind, name)
         if path is None:
             return None
         info = {"kind": kind, "name": name.replace("\\", "/"), "bytes": path.stat().st_size if path.is_file() else None,
                 "family": None, "problem": None}
-        if kind in ("checkpoints", "controlnet", "embeddings", "loras") and path.is_file():
+        if kind == "diffusers":
+            from ..components.families import folder_family
+
+            info["family"] = folder_family(path)
+        elif kind in ("checkpoints", "controlnet", "embeddings", "loras") and path.is_file():
             from ..components.checkpoints import file_family
             from ..components.errors.base import DiffblocksError
             from ..components.families import controlnet_family, embedding_family, lora_family

@@ -174,10 +174,11 @@ class ModelFile(BaseModel):
     kind: str = Field(examples=["checkpoints"])
     name: str = Field(description="the name a loader input takes", examples=["sd15/dreamshaper_8.safetensors"])
     bytes: int | None = Field(description="the file's size; null for a model folder")
-    family: Literal["sd15", "sd2", "sdxl"] | None = Field(
+    family: Literal["sd15", "sd2", "sdxl", "flux"] | None = Field(
         description="the family of a checkpoint (read off its tensor names), of a ControlNet or LoRA file (off its "
                     "cross-attention width) or of an embedding (off its vectors' width): the models it goes with (sd2 "
-                    "runs sd15's presets); null for other kinds, and for a file whose family cannot be told (see "
-                    "problem; a LoRA of the text encoders alone has neither)")
+                    "runs sd15's presets); of a diffusers model folder, by the pipeline its model_index.json names "
+                    "(flux too); null for other kinds, and for a file whose family cannot be told (see problem; a "
+                    "LoRA of the text encoders alone has neither)")
     problem: str | None = Field(description="why a checkpoint, ControlNet or embedding file has no family (a LoRA, a "
                                             "damaged file); else null")

@@ -89,3 +89,48 @@ def assert_close(got: torch.Tensor, expected: torch.Tensor, tol: float = 1e-4) -
     assert got.shape == expected.shape, f"shape {tuple(got.shape)} != {tuple(expected.shape)}"
     diff = (got - expected).abs().max().item()
     assert diff <= tol, f"max abs diff {diff}"
+
+
+# the original's modules: (its name, our modules whose output rows it holds, in order)
+TOP = [("img_in", "x_embedder"), ("txt_in", "context_embedder"),
+       ("time_in.in_layer", "time_text_embed.timestep_embedder.linear_1"),
+       ("time_in.out_layer", "time_text_embed.timestep_embedder.linear_2"),
+       ("vector_in.in_layer", "time_text_embed.text_embedder.linear_1"),
+       ("vector_in.out_layer", "time_text_embed.text_embedder.linear_2"),
+       ("guidance_in.in_layer", "time_text_embed.guidance_embedder.linear_1"),
+       ("guidance_in.out_layer", "time_text_embed.guidance_embedder.linear_2"),
+       ("final_layer.linear", "proj_out")]
+DOUBLE = [("img_attn.qkv", "attn.to_q", "attn.to_k", "attn.to_v"), ("img_attn.proj", "attn.to_out.0"),
+          ("img_mlp.0", "ff.net.0.proj"), ("img_mlp.2", "ff.net.2"), ("img_mod.lin", "norm1.linear"),
+          ("txt_attn.qkv", "attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj"),
+          ("txt_attn.proj", "attn.to_add_out"), ("txt_mlp.0", "ff_context.net.0.proj"), ("txt_mlp.2", "ff_context.net.2"),
+          ("txt_mod.lin", "norm1_context.linear")]
+DOUBLE_NORMS = [("img_attn.norm.query_norm", "attn.norm_q"), ("img_attn.norm.key_norm", "attn.norm_k"),
+                ("txt_attn.norm.query_norm", "attn.norm_added_q"), ("txt_attn.norm.key_norm", "attn.norm_added_k")]
+SINGLE = [("linear1", "attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp"), ("linear2", "proj_out"),
+          ("modulation.lin", "norm.linear")]
+SINGLE_NORMS = [("norm.query_norm", "attn.norm_q"), ("norm.key_norm", "attn.norm_k")]
+
+
+def to_original(ours: dict, size: dict) -> dict:
+    """``ours`` (diffusers' names) in the original layout, written from Black Forest Labs' model definition."""
+    out = {}
+
+    def fuse(name, *parts):
+        for param in ("weight", "bias"):
+            out[f"{name}.{param}"] = torch.cat([ours[f"{part}.{param}"] for part in parts]).contiguous()
+
+    for name, part in TOP:
+        fuse(name, part)
+    scale, shift = ours["norm_out.linear.weight"].chunk(2), ours["norm_out.linear.bias"].chunk(2)
+    out["final_layer.adaLN_modulation.1.weight"] = torch.cat((scale[1], scale[0]))  # the original: shift, scale
+    out["final_layer.adaLN_modulation.1.bias"] = torch.cat((shift[1], shift[0]))
+    for kind, count, fused, norms, prefix in (("double", size["num_layers"], DOUBLE, DOUBLE_NORMS, "transformer_blocks"),
+                                              ("single", size["num_single_layers"], SINGLE, SINGLE_NORMS,
+                                               "single_transformer_blocks")):
+        for i in range(count):
+            for name, *parts in fused:
+                fuse(f"{kind}_blocks.{i}.{name}", *(f"{prefix}.{i}.{part}" for part in parts))
+            for name, part in norms:
+                out[f"{kind}_blocks.{i}.{name}.scale"] = ours[f"{prefix}.{i}.{part}.weight"]
+    return out

@@ -18,10 +18,14 @@ class ComponentNotFoundError(ComponentError, KeyError):
         return cls(f"no component matches '{pattern}'{where}; registered: {_listing(available) or 'none'}")
 
     @classmethod
-    def unknown_name(cls, name: str, valid: Iterable[str], owner: str = "the pipeline") -> "ComponentNotFoundError":
+    def unknown_name(cls, name: str, valid: Iterable[str], owner: str = "the pipeline",
+                     input_name: str | None = None) -> "ComponentNotFoundError":
+        """``name`` is none of ``owner``'s components ``valid``; ``input_name``: the node input that gave it."""
         valid = list(valid)
         hint = _did_you_mean(name, valid)
-        return cls(f"{owner} has no component '{name}'{hint}; its components are: {_listing(valid) or 'none'}")
+        error = cls(f"{owner} has no component '{name}'{hint}; its components are: {_listing(valid) or 'none'}")
+        error.input_name = input_name  # the input a node UI points at
+        return error
 
     def __str__(self) -> str:
         return str(self.args[0])

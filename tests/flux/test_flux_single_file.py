@@ -12,54 +12,10 @@ from safetensors.torch import save_file
 
 from diffblocks.components.errors import ConfigError, MissingFileError, WeightsMismatchError
 from diffblocks.components.models import FluxTransformer2DModel
+from tiny_flux import to_original
 
 SIZE = dict(patch_size=1, in_channels=64, num_layers=2, num_single_layers=2, attention_head_dim=128,
             num_attention_heads=1, joint_attention_dim=32, pooled_projection_dim=24, axes_dims_rope=(16, 56, 56))
-# the original's modules: (its name, our modules whose output rows it holds, in order)
-TOP = [("img_in", "x_embedder"), ("txt_in", "context_embedder"),
-       ("time_in.in_layer", "time_text_embed.timestep_embedder.linear_1"),
-       ("time_in.out_layer", "time_text_embed.timestep_embedder.linear_2"),
-       ("vector_in.in_layer", "time_text_embed.text_embedder.linear_1"),
-       ("vector_in.out_layer", "time_text_embed.text_embedder.linear_2"),
-       ("guidance_in.in_layer", "time_text_embed.guidance_embedder.linear_1"),
-       ("guidance_in.out_layer", "time_text_embed.guidance_embedder.linear_2"),
-       ("final_layer.linear", "proj_out")]
-DOUBLE = [("img_attn.qkv", "attn.to_q", "attn.to_k", "attn.to_v"), ("img_attn.proj", "attn.to_out.0"),
-          ("img_mlp.0", "ff.net.0.proj"), ("img_mlp.2", "ff.net.2"), ("img_mod.lin", "norm1.linear"),
-          ("txt_attn.qkv", "attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj"),
-          ("txt_attn.proj", "attn.to_add_out"), ("txt_mlp.0", "ff_context.net.0.proj"), ("txt_mlp.2", "ff_context.net.2"),
-          ("txt_mod.lin", "norm1_context.linear")]
-DOUBLE_NORMS = [("img_attn.norm.query_norm", "attn.norm_q"), ("img_attn.norm.key_norm", "attn.norm_k"),
-                ("txt_attn.norm.query_norm", "attn.norm_added_q"), ("txt_attn.norm.key_norm", "attn.norm_added_k")]
-SINGLE = [("linear1", "attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp"), ("linear2", "proj_out"),
-          ("modulation.lin", "norm.linear")]
-SINGLE_NORMS = [("norm.query_norm", "attn.norm_q"), ("norm.key_norm", "attn.norm_k")]
-
-
-def to_original(ours: dict, size: dict) -> dict:
-    """``ours`` (diffusers' names) in the original layout, written from Black Forest Labs' model definition."""
-    out = {}
-
-    def fuse(name, *parts):
-        for param in ("weight", "bias"):
-            out[f"{name}.{param}"] = torch.cat([ours[f"{part}.{param}"] for part in parts]).contiguous()
-
-    for name, part in TOP:
-        fuse(name, part)
-    scale, shift = ours["norm_out.linear.weight"].chunk(2), ours["norm_out.linear.bias"].chunk(2)
-    out["final_layer.adaLN_modulation.1.weight"] = torch.cat((scale[1], scale[0]))  # the original: shift, scale
-    out["final_layer.adaLN_modulation.1.bias"] = torch.cat((shift[1], shift[0]))
-    for kind, count, fused, norms, prefix in (("double", size["num_layers"], DOUBLE, DOUBLE_NORMS, "transformer_blocks"),
-                                              ("single", size["num_single_layers"], SINGLE, SINGLE_NORMS,
-                                               "single_transformer_blocks")):
-        for i in range(count):
-            for name, *parts in fused:
-                fuse(f"{kind}_blocks.{i}.{name}", *(f"{prefix}.{i}.{part}" for part in parts))
-            for name, part in norms:
-                out[f"{kind}_blocks.{i}.{name}.scale"] = ours[f"{prefix}.{i}.{part}.weight"]
-    return out
-
-
 @pytest.fixture(scope="module")
 def reference():
     from diffusers import FluxTransformer2DModel as Reference
@@ -217,3 +173,36 @@ def test_a_workflow_loads_the_file_once_and_equals_the_pipeline(finetune, tmp_pa
     executor.free()  # the outputs are dropped; the file's transformer is found in the manager, not read again
     executor.run(workflow)
     assert manager.get_ids("transformer", collection="nodes:single-file") == loaded and len(loaded) == 1
+
+
+def test_a_bundle_loaded_without_its_transformer_takes_the_files(finetune, tmp_path):
+    """LoadComponents ``without: ["transformer"]`` never loads the folder's transformer; LoadFluxTransformer puts the
+    file's into that bundle (as ComfyUI's UNETLoader beside its CLIP and VAE loaders), so the preset (and a LoRA on
+    the way) takes it from the bundle: the same images as the file's transformer wired to the preset, bitwise. A name the model has no
+    component of is refused on that input, before anything loads."""
+    from node_workflows import link, preset_text2image
+
+    from diffblocks.components import ComponentsManager
+    from diffblocks.components.errors import NodeRunError
+    from diffblocks.nodes import ArtifactStore, Executor
+
+    repo, file = finetune
+    workflow = preset_text2image(str(repo), steps=2, preset="flux-text2image", height=32, width=32)
+    workflow["nodes"]["load"]["inputs"]["without"] = ["transformer"]
+    workflow["nodes"]["file"] = {"type": "LoadFluxTransformer", "inputs": {"file": str(file),
+                                                                          "components": link("load", "components")}}
+    workflow["nodes"]["run"]["inputs"]["components"] = link("file", "components")
+    manager = ComponentsManager()
+    executor = Executor(artifacts=ArtifactStore(tmp_path), components_manager=manager)
+    got = executor.run(workflow)["run"]["images"]
+    wired = dict(workflow, nodes={**workflow["nodes"], "load": {"type": "LoadComponents", "inputs": {"repo": str(repo)}},
+                                  "run": {**workflow["nodes"]["run"], "inputs": {
+                                      **workflow["nodes"]["run"]["inputs"], "components": link("load", "components"),
+                                      "transformer": link("file", "transformer")}}})
+    assert torch.equal(got, Executor(artifacts=ArtifactStore(tmp_path)).run(wired)["run"]["images"])
+    assert len(manager.get_ids("transformer")) == 1  # the file's: the folder's was never loaded
+    workflow["nodes"]["load"]["inputs"]["without"] = ["transformr"]
+    with pytest.raises(NodeRunError) as caught:
+        Executor(artifacts=ArtifactStore(tmp_path)).run(workflow)
+    assert (caught.value.node, caught.value.input) == ("load", "without")
+    assert "has no component 'transformr' (did you mean transformer?)" in caught.value.message

@@ -85,6 +85,27 @@ async def test_a_model_file_says_its_size_and_a_checkpoint_its_family(tmp_path):
         assert (await client.get("/api/models/checkpoint/a.safetensors")).status_code == 404
 
 
+async def test_a_model_folder_says_the_family_of_the_pipeline_it_names(tmp_path):
+    """A diffusers folder's family is its model_index.json's pipeline's (FLUX.1's, SDXL's, SD 1.x's; 2.x's by its
+    text encoder's width), so a client can find a FLUX.1 folder for a FLUX.1 graph; another pipeline, or a folder
+    whose index cannot be read, has none."""
+    import json
+
+    folders = {"flux-dev": "FluxPipeline", "xl": "StableDiffusionXLPipeline", "v15": "StableDiffusionPipeline",
+               "v21": "StableDiffusionPipeline", "kandinsky": "KandinskyV22Pipeline", "broken": None}
+    for name, pipeline in folders.items():
+        folder = tmp_path / "models" / "diffusers" / name
+        folder.mkdir(parents=True)
+        index = "{not json" if pipeline is None else json.dumps({"_class_name": pipeline})
+        (folder / "model_index.json").write_text(index)
+    (tmp_path / "models" / "diffusers" / "v21" / "text_encoder").mkdir()
+    (tmp_path / "models" / "diffusers" / "v21" / "text_encoder" / "config.json").write_text('{"hidden_size": 1024}')
+    async with fake_server(tmp_path, model_dirs=[tmp_path / "models"]) as client:
+        families = {name: (await client.get(f"/api/models/diffusers/{name}")).json()["family"] for name in folders}
+    assert families == {"flux-dev": "flux", "xl": "sdxl", "v15": "sd15", "v21": "sd2", "kandinsky": None,
+                        "broken": None}
+
+
 async def test_a_controlnet_file_says_the_family_its_cross_attention_width_tells(tmp_path):
     """SD 1.x ControlNets attend to 768-wide text embeddings, 2.x's to 1024, SDXL's to 2048 (as the shipped UNet
     configs say); a file with no cross-attention says so."""
