@@ -13,7 +13,7 @@ const SAMPLERS = {
 };
 
 // the widgets of the nodes read here, in the order the editor format lists their values
-const WIDGETS = {
+const SD_WIDGETS = {
   KSampler: ['seed', 'control_after_generate', 'steps', 'cfg', 'sampler_name', 'scheduler', 'denoise'],
   KSamplerAdvanced: ['add_noise', 'noise_seed', 'control_after_generate', 'steps', 'cfg', 'sampler_name', 'scheduler',
     'start_at_step', 'end_at_step', 'return_with_leftover_noise'],
@@ -37,16 +37,31 @@ const WIDGETS = {
   ImageScaleBy: ['upscale_method', 'scale_by'],
   UpscaleModelLoader: ['model_name'],
 };
+const WIDGETS = {
+  ...SD_WIDGETS,
+  // FLUX.1's (comfyFlux.js)
+  UNETLoader: ['unet_name', 'weight_dtype'],
+  DualCLIPLoader: ['clip_name1', 'clip_name2', 'type'],
+  FluxGuidance: ['guidance'],
+  CLIPTextEncodeFlux: ['clip_l', 't5xxl', 'guidance'],
+  ModelSamplingFlux: ['max_shift', 'base_shift', 'width', 'height'],
+  EmptySD3LatentImage: ['width', 'height', 'batch_size'],
+  RandomNoise: ['noise_seed', 'control_after_generate'],
+  KSamplerSelect: ['sampler_name'],
+  BasicScheduler: ['scheduler', 'steps', 'denoise'],
+  CFGGuider: ['cfg'],
+  SamplerCustom: ['add_noise', 'noise_seed', 'control_after_generate', 'cfg'],
+};
 // the nodes that put a ControlNet on the conditioning on its way to the sampler -> the input it comes through
 const CONTROLNET_APPLY = { ControlNetApply: 'conditioning', ControlNetApplyAdvanced: 'positive' };
 const LORA_LOADERS = new Set(['LoraLoader', 'LoraLoaderModelOnly']);
 const IP_ADAPTERS = new Set(['IPAdapter', 'IPAdapterAdvanced']); // they patch the model on its way, as LoRAs do
 // nodes a text-to-image graph may hold besides those that carry nothing over (outputs, layout)
-const CARRIED = new Set([...Object.keys(WIDGETS), 'VAEDecode', 'VAEEncode', 'ImageUpscaleWithModel', 'SaveImage',
+const CARRIED = new Set([...Object.keys(SD_WIDGETS), 'VAEDecode', 'VAEEncode', 'ImageUpscaleWithModel', 'SaveImage',
   'PreviewImage', 'Reroute', 'PrimitiveNode', 'Note', 'MarkdownNote']);
 const MUTED = new Set([2, 4]); // the editor's "never" and "bypass" modes
 
-const asText = (value) => (typeof value === 'string' ? value : null);
+export const asText = (value) => (typeof value === 'string' ? value : null);
 
 /** The file a LoadImage node `image` (a source node) loads from ComfyUI's input folder, or null. */
 const imageFile = (image) => (image && image.class_type === 'LoadImage' ? asText(image.inputs.image) : null);

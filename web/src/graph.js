@@ -103,10 +103,13 @@ export const DEFAULT_WORKFLOW = {
  * height, cfg, scheduler (a scheduler node type), hires ({scale, strength, steps, seed}: a hires fix, a second pass
  * (its own steps and seed, when given); the auto preset, with the adapters' inputs, when there are adapters: a
  * ControlNet unless ``control.hires`` is false)},
- * each left out when null. ``model``: {repo} (a LoadComponents node, the SD 1.x preset) or {checkpoint, family} (a
+ * each left out when null. ``model``: {repo} (a LoadComponents node, the SD 1.x preset), {repo, family: 'flux'}
+ * (a FLUX.1 folder, the FLUX.1 preset; the settings' ``guidance`` and ``prompt2`` are its) or {checkpoint, family} (a
  * LoadCheckpoint node of the server's model folders, the preset of its family: sdxl's, else SD 1.x's, which runs
  * SD 2.x too), ``loras`` ({name, scale, textEncoderScale}: a LoadLoRA node each, in a chain), ``embeddings``
- * ({name}: a file of the server's embeddings, a LoadTextualInversion node each after them), ``vae`` (a file
+ * ({name}: a file of the server's embeddings, a LoadTextualInversion node each after them), ``transformer`` (a
+ * FLUX.1 transformer file of the server's diffusion models: a LoadFluxTransformer node first in the chain, the
+ * folder loaded without its own), ``vae`` (a file
  * of the server's VAEs: a LoadVAE node after them, which takes the bundle's VAE config and replaces its VAE) and
  * ``control`` ({name (a file of the server's ControlNets), strength, start, end}: a LoadControlNet node and an empty
  * LoadImage node for its control image, with the family's ControlNet preset) and ``ipAdapter`` ({name, encoder
@@ -116,6 +119,10 @@ export function text2imageGraph(model, settings) {
   const { prompt, negative, steps, seed, width, height, cfg, scheduler } = settings;
   const chain = {}; // the nodes the bundle goes through on its way to the preset: LoRAs, embeddings, IP-Adapter, VAE
   let bundle = LINK('load', 'components');
+  if (model.transformer) { // FLUX.1's transformer from a file, into the bundle loaded without the folder's own
+    chain.transformer = { type: 'LoadFluxTransformer', inputs: { file: model.transformer, components: bundle } };
+    bundle = LINK('transformer', 'components');
+  }
   (model.loras || []).forEach(({ name, scale, textEncoderScale }, index) => {
     const id = index ? `lora${index + 1}` : 'lora';
     chain[id] = { type: 'LoadLoRA', inputs: { components: bundle, repo: name, scale } };
@@ -141,13 +148,15 @@ export function text2imageGraph(model, settings) {
     bundle = LINK('vae', 'components');
   }
   const inputs = { components: bundle, prompt };
+  if (settings.prompt2) inputs.prompt_2 = settings.prompt2; // FLUX.1's T5 prompt, when it has its own
   if (negative) inputs.negative_prompt = negative;
+  if (settings.guidance !== null && settings.guidance !== undefined) inputs.guidance_scale = settings.guidance;
   if (steps !== null && steps !== undefined) inputs.num_inference_steps = steps;
   if (seed !== null && seed !== undefined) inputs.seed = seed;
   if (width && height) Object.assign(inputs, { width, height });
   const nodes = {
     load: model.checkpoint ? { type: 'LoadCheckpoint', inputs: { file: model.checkpoint } }
-      : { type: 'LoadComponents', inputs: { repo: model.repo } },
+      : { type: 'LoadComponents', inputs: { repo: model.repo, ...(model.transformer ? { without: ['transformer'] } : {}) } },
     ...chain,
   };
   if (cfg !== null && cfg !== undefined) {
@@ -158,7 +167,7 @@ export function text2imageGraph(model, settings) {
     nodes.sampler = { type: scheduler, inputs: { scheduler: LINK('load', 'scheduler') } };
     inputs.scheduler = LINK('sampler', 'scheduler');
   }
-  const family = model.family === 'sdxl' ? 'sdxl' : 'sd15';
+  const family = model.family === 'sdxl' || model.family === 'flux' ? model.family : 'sd15';
   const { control } = model;
   if (control) { // the image is ComfyUI's input file: the page has none, so the node waits for an upload
     nodes.controlnet = { type: 'LoadControlNet', inputs: { repo: control.name } };
@@ -212,7 +221,7 @@ export function text2imageGraph(model, settings) {
 
 const COLUMN = 290; // px from one column of nodes to the next
 // the height a chain node takes in its column, its inputs shown
-const HEIGHTS = { LoadLoRA: 390, LoadTextualInversion: 250, LoadIPAdapter: 480, LoadVAE: 250 };
+const HEIGHTS = { LoadFluxTransformer: 250, LoadLoRA: 390, LoadTextualInversion: 250, LoadIPAdapter: 480, LoadVAE: 250 };
 const CONTROLNET_HEIGHT = 260; // a LoadControlNet node, its three inputs shown
 const IMAGE_HEIGHT = 130; // a LoadImage node, its upload button or picture shown
 

@@ -85,3 +85,25 @@ export async function findCheckpoint(wanted) {
   const { family, problem } = await api.modelFile('checkpoints', name);
   return { name, family, problem };
 }
+
+const FAMILIES = { sd15: 'SD 1.x', sd2: 'SD 2.x', sdxl: 'SDXL', flux: 'FLUX.1' }; // as GET /api/models/{kind}/{name}
+
+/** The family (its name, as "SDXL") the server's file `name` of `kind` is made for when it is not `family` (the
+ * model's), as A1111 skips a LoRA or embedding of another family; null when it fits, or cannot be told. */
+export async function otherFamily(kind, name, family) {
+  const { family: its } = await api.modelFile(kind, name).catch(() => ({ family: null }));
+  return its && its !== family ? FAMILIES[its] : null;
+}
+
+/** The server's FLUX.1 model folder (of its diffusers folder: GET /api/models/diffusers/{name} says family flux)
+ * for a transformer named `hint`: one that is schnell when the name says schnell, else the first; null when the
+ * server has none. */
+export async function findFluxFolder(hint) {
+  const folders = [];
+  for (const name of await modelNames('diffusers')) {
+    const { family } = await api.modelFile('diffusers', name).catch(() => ({ family: null }));
+    if (family === 'flux') folders.push(name);
+  }
+  const schnell = (name) => /schnell/i.test(name || '');
+  return folders.find((name) => schnell(name) === schnell(hint)) || folders[0] || null;
+}

@@ -3,10 +3,11 @@
 // `diffblocks run`) holds its parameters instead ("parameters"), one from ComfyUI its graph in ComfyUI's terms
 // ("prompt", comfy.js): either becomes a text-to-image graph, on the checkpoint it names when the server's model
 // folders have it.
-import { api } from './api.js';
 import { comfySettings, editorPrompt, isComfyEditorGraph, isComfyPrompt } from './comfy.js';
 import { text2imageGraph } from './graph.js';
-import { findCheckpoint, findModel, modelNames, stemOf } from './modelFiles.js';
+import { fluxSettings, isFluxGraph } from './comfyFlux.js';
+import { importedFlux } from './importFlux.js';
+import { findCheckpoint, findModel, modelNames, otherFamily, stemOf } from './modelFiles.js';
 
 const SIGNATURE = [137, 80, 78, 71, 13, 10, 26, 10];
 
@@ -166,10 +167,17 @@ export function controlNetUnits(fields) {
  * text-to-image graph on the checkpoint they name, with their LoRAs, embeddings, VAE, ControlNet or IP-Adapter, when
  * the server's model folders have them, else on ``repo``; ``notice`` says what did not carry over (that checkpoint,
  * a LoRA, other nodes) and what to do (upload the image a ControlNet or IP-Adapter takes), or is null. */
-async function imported({ settings, checkpoint, loras, vae, control, ipAdapter, leftOut }, repo, from) {
-  const found = await findCheckpoint(checkpoint).catch(() => null);
+async function imported(read, repo, from) {
+  const { settings, checkpoint, loras, vae, control, ipAdapter, leftOut } = read;
   const notes = [];
-  if (checkpoint && !found) {
+  if (read.family === 'flux') { // on the server's FLUX.1 folder; without one, as a checkpoint the server lacks
+    const flux = await importedFlux(read, from);
+    if (flux) return flux;
+    notes.push(`${from} graph is FLUX.1's, and the server has no FLUX.1 model folder (a FluxPipeline folder in the `
+      + `diffusers folder of serve --models-dir: its text encoders, tokenizers and scheduler): the graph loads ${repo}`);
+  }
+  const found = await findCheckpoint(read.family === 'flux' ? null : checkpoint).catch(() => null);
+  if (checkpoint && !found && read.family !== 'flux') {
     notes.push(`${from} checkpoint '${checkpoint}' is not among the server's checkpoints (serve --models-dir): `
       + `the graph loads ${repo}`);
   } else if (found && !found.family) {
@@ -235,15 +243,6 @@ async function findAdapters(control, ipAdapter, model, notes) {
   }
 }
 
-const FAMILIES = { sd15: 'SD 1.x', sd2: 'SD 2.x', sdxl: 'SDXL' }; // as GET /api/models/{kind}/{name} names them
-
-/** The family (its name, as "SDXL") the server's file `name` of `kind` is made for when it is not `family` (the
- * checkpoint's), as A1111 skips a LoRA or embedding of another family; null when it fits, or cannot be told. */
-async function otherFamily(kind, name, family) {
-  const { family: its } = await api.modelFile(kind, name).catch(() => ({ family: null }));
-  return its && its !== family ? FAMILIES[its] : null;
-}
-
 // ComfyUI's name for an embedding in a prompt: embedding:NAME (with or without its file's suffix)
 const COMFY_EMBEDDING = /embedding:([^\s,()[\]]+)/gi;
 const escaped = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'); // as a regular expression's literal text
@@ -273,10 +272,13 @@ function embeddingsIn(settings, names) {
 
 /** {document, notice} for a saved document (notice null), or ComfyUI's graph in either of its formats. */
 function documentOf(json, repo) {
-  if (isComfyPrompt(json)) return imported(comfySettings(json), repo, "ComfyUI's");
-  if (isComfyEditorGraph(json)) return imported(comfySettings(editorPrompt(json)), repo, "ComfyUI's");
+  if (isComfyPrompt(json)) return imported(comfyRead(json), repo, "ComfyUI's");
+  if (isComfyEditorGraph(json)) return imported(comfyRead(editorPrompt(json)), repo, "ComfyUI's");
   return { document: json, notice: null };
 }
+
+/** What ComfyUI's graph `prompt` (API format) sets: a FLUX.1 graph's (comfyFlux.js) or another's (comfy.js). */
+const comfyRead = (prompt) => (isFluxGraph(prompt) ? fluxSettings(prompt) : comfySettings(prompt));
 
 export const isImageFile = (file) => file.type.startsWith('image/') || /\.(png|jpe?g|webp)$/i.test(file.name);
 

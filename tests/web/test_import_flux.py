@@ -1,0 +1,181 @@
+"""ComfyUI's FLUX.1 graphs, imported on a server with model folders: the FLUX.1 folder among its diffusers models
+(the text encoders, tokenizers and scheduler), the transformer file the UNETLoader names (from diffusion_models, the
+folder's own never loaded), the VAE file, the distilled guidance, and true CFG when the sampler's CFG is above 1."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL.PngImagePlugin import PngInfo
+
+from page_helpers import expect, open_editor, pixels, run, shown_image
+from test_import import drop, wait_for
+
+LINK = lambda node, output: {"node": node, "output": output}  # noqa: E731
+
+
+@pytest.fixture(scope="module")
+def flux_models(tmp_path_factory):
+    """diffusers/flux-dev: a tiny FLUX.1-dev folder (heads of 128 channels, as FLUX.1's: a file's config is read
+    off its shapes); diffusion_models/flux1-tuned.safetensors: its transformer moved a little, in Black Forest Labs'
+    layout; vae/ae.safetensors: its VAE moved a little, in the original layout; loras/detail15.safetensors: an SD
+    1.x LoRA (its cross-attention is 768 wide)."""
+    import torch
+    from diffusers import AutoencoderKL, FluxTransformer2DModel
+    from safetensors.torch import save_file
+
+    from tiny_checkpoints import to_original as vae_to_original
+    from tiny_checkpoints import write_vae
+    from tiny_flux import make_flux_repo, to_original
+
+    from diffblocks.components.checkpoint_names import vae_table
+
+    root = tmp_path_factory.mktemp("flux-models")
+    repo = make_flux_repo(root / "diffusers" / "flux-dev", dev=True, transformer=dict(
+        attention_head_dim=128, num_attention_heads=1, axes_dims_rope=(16, 56, 56)))
+    torch.manual_seed(4)
+    tuned = FluxTransformer2DModel.from_pretrained(repo, subfolder="transformer")
+    vae = AutoencoderKL.from_pretrained(repo, subfolder="vae")
+    with torch.no_grad():
+        for param in [*tuned.parameters(), *vae.parameters()]:
+            param.add_(0.05 * torch.randn_like(param))
+    (root / "diffusion_models").mkdir()
+    save_file(to_original(tuned.state_dict(), tuned.config), root / "diffusion_models" / "flux1-tuned.safetensors")
+    (root / "vae").mkdir()
+    write_vae(root / "vae" / "ae.safetensors", vae_to_original(vae.state_dict(), vae_table(vae.config)))
+    (root / "loras").mkdir()
+    kohya = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight"
+    save_file({kohya: torch.zeros(4, 768)}, root / "loras" / "detail15.safetensors")
+    return root
+
+
+@pytest.fixture(scope="module")
+def flux_server(tmp_path_factory, make_server, flux_models):
+    served = make_server(tmp_path_factory.mktemp("serve-flux"), flags=("--models-dir", str(flux_models))).start()
+    yield served
+    served.stop()
+
+
+def comfy_flux_dev():
+    """ComfyUI's FLUX.1-dev example graph (its API format): UNETLoader, DualCLIPLoader and VAELoader, FluxGuidance
+    at 4, SamplerCustomAdvanced with RandomNoise, BasicGuider, KSamplerSelect and BasicScheduler, from an
+    EmptySD3LatentImage; ModelSamplingFlux at FLUX.1-dev's shifts and an SD 1.x LoRA on the model's way."""
+    return {
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a handwritten seven", "clip": ["11", 0]}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["13", 0], "vae": ["10", 0]}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "flux", "images": ["8", 0]}},
+        "10": {"class_type": "VAELoader", "inputs": {"vae_name": "ae.safetensors"}},
+        "11": {"class_type": "DualCLIPLoader", "inputs": {"clip_name1": "t5xxl_fp16.safetensors",
+                                                          "clip_name2": "clip_l.safetensors", "type": "flux"}},
+        "12": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux1-tuned.safetensors", "weight_dtype": "default"}},
+        "13": {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["25", 0], "guider": ["22", 0],
+                                                                 "sampler": ["16", 0], "sigmas": ["17", 0],
+                                                                 "latent_image": ["27", 0]}},
+        "16": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        "17": {"class_type": "BasicScheduler", "inputs": {"scheduler": "simple", "steps": 3, "denoise": 1.0,
+                                                          "model": ["30", 0]}},
+        "22": {"class_type": "BasicGuider", "inputs": {"model": ["30", 0], "conditioning": ["26", 0]}},
+        "25": {"class_type": "RandomNoise", "inputs": {"noise_seed": 5}},
+        "26": {"class_type": "FluxGuidance", "inputs": {"guidance": 4.0, "conditioning": ["6", 0]}},
+        "27": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 32, "height": 32, "batch_size": 1}},
+        "30": {"class_type": "ModelSamplingFlux", "inputs": {"max_shift": 1.15, "base_shift": 0.5, "width": 32,
+                                                             "height": 32, "model": ["31", 0]}},
+        "31": {"class_type": "LoraLoaderModelOnly", "inputs": {"lora_name": "detail15.safetensors",
+                                                               "strength_model": 0.7, "model": ["12", 0]}},
+    }
+
+
+def comfy_png(graph):
+    """A PNG's text chunks as ComfyUI writes them: its graph in the API format."""
+    info = PngInfo()
+    info.add_text("prompt", json.dumps(graph))
+    return info
+
+
+def test_a_comfyui_flux_graph_runs_on_the_servers_flux_folder_and_the_files_it_names(
+        page, flux_server, flux_models, tmp_path, shots):
+    """The FLUX.1-dev example graph becomes the FLUX.1 preset on the server's FLUX.1 folder, loaded without its
+    transformer, the UNETLoader's file put in its place and the VAELoader's file after it, at the graph's prompt,
+    guidance, seed, steps and size; the SD 1.x LoRA is left out, saying why. Run, it draws the pixels the FLUX.1
+    pipeline draws from Python with the same files (tolerance 0)."""
+    import torch
+
+    from tiny_models import build_pipeline
+
+    from diffblocks.components.models import AutoencoderKL, FluxTransformer2DModel
+    from diffblocks.presets import flux
+
+    open_editor(page, flux_server)
+    drop(page, tmp_path / "flux.png", comfy_png(comfy_flux_dev()))
+    wait_for(page, "nodes.run?.type === 'preset:flux-text2image'")
+    assert page.evaluate("window.diffblocks.workflow()") == {"nodes": {
+        "load": {"type": "LoadComponents", "inputs": {"repo": "flux-dev", "without": ["transformer"]}},
+        "transformer": {"type": "LoadFluxTransformer", "inputs": {"file": "flux1-tuned.safetensors",
+                                                                  "components": LINK("load", "components")}},
+        "vae": {"type": "LoadVAE", "inputs": {"file": "ae.safetensors", "components": LINK("transformer", "components")}},
+        "run": {"type": "preset:flux-text2image", "inputs": {
+            "components": LINK("vae", "components"), "prompt": "a handwritten seven", "guidance_scale": 4.0,
+            "num_inference_steps": 3, "seed": 5, "width": 32, "height": 32}},
+    }}
+    notice = page.get_by_test_id("notice")
+    expect(notice).to_contain_text("the text encoders are flux-dev's (t5xxl_fp16.safetensors, clip_l.safetensors "
+                                   "not read)")
+    expect(notice).to_contain_text("LoRA 'detail15.safetensors' left out: it is for SD 1.x models")
+    expect(notice).not_to_contain_text("ModelSamplingFlux")  # at FLUX.1-dev's shifts: the folder's scheduler's
+    page.screenshot(path=str(shots / "37-comfyui-flux-import.png"))
+    run(page)
+
+    repo = flux_models / "diffusers" / "flux-dev"
+    pipe = build_pipeline(flux.TEXT2IMAGE_BLOCKS, repo)
+    pipe.update_components(
+        transformer=FluxTransformer2DModel.from_single_file(flux_models / "diffusion_models" / "flux1-tuned.safetensors"),
+        vae=AutoencoderKL.from_single_file(flux_models / "vae" / "ae.safetensors", config=dict(pipe.vae.config)))
+    expected = pipe(prompt="a handwritten seven", guidance_scale=4.0, num_inference_steps=3, height=32, width=32,
+                    generator=torch.Generator().manual_seed(5), output="images")[0]
+    assert np.array_equal(pixels(flux_server, shown_image(page)), np.asarray(expected.convert("RGB")))
+
+
+def test_a_flux_ksampler_graph_with_true_cfg_and_a_one_file_checkpoint(page, flux_server, tmp_path):
+    """ComfyUI's simpler FLUX.1 graph: one all-in-one checkpoint file (not read: the folder's models, said), a
+    KSampler at CFG 2 with a negative prompt (ComfyUI's true CFG: a CFG guider here, with the negative prompt) and
+    an EmptySD3LatentImage; a sampler other than Euler is said to be left out. Without a FLUX.1 folder, the graph
+    loads the page's model, saying what the server lacks."""
+    graph = {
+        "3": {"class_type": "KSampler", "inputs": {"seed": 7, "steps": 4, "cfg": 2.0, "sampler_name": "dpmpp_2m",
+                                                   "scheduler": "simple", "denoise": 1.0, "model": ["4", 0],
+                                                   "positive": ["10", 0], "negative": ["7", 0],
+                                                   "latent_image": ["5", 0]}},
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "flux1-dev-fp8.safetensors"}},
+        "5": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 48, "height": 32, "batch_size": 1}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a handwritten seven", "clip": ["4", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "10": {"class_type": "FluxGuidance", "inputs": {"guidance": 3.5, "conditioning": ["6", 0]}},
+    }
+    open_editor(page, flux_server)
+    drop(page, tmp_path / "simple.png", comfy_png(graph))
+    wait_for(page, "nodes.run?.type === 'preset:flux-text2image'")
+    workflow = page.evaluate("window.diffblocks.workflow()")
+    assert workflow["nodes"]["load"] == {"type": "LoadComponents", "inputs": {"repo": "flux-dev"}}
+    assert workflow["nodes"]["cfg"] == {"type": "ClassifierFreeGuidance", "inputs": {"guidance_scale": 2.0}}
+    assert {k: v for k, v in workflow["nodes"]["run"]["inputs"].items() if k != "components"} == {
+        "prompt": "a handwritten seven", "negative_prompt": "blurry", "guidance_scale": 3.5, "num_inference_steps": 4,
+        "seed": 7, "width": 48, "height": 32, "guider": LINK("cfg", "guider")}
+    notice = page.get_by_test_id("notice")
+    expect(notice).to_contain_text("ComfyUI's checkpoint 'flux1-dev-fp8.safetensors' (FLUX.1 in one file) is not "
+                                   "read: the graph loads flux-dev's models")
+    expect(notice).to_contain_text("left out: the sampler 'dpmpp_2m' (FLUX.1 samples with Euler here)")
+    run(page)
+
+
+def test_without_a_flux_folder_the_graph_loads_the_pages_model_and_says_why(page, server, tmp_path):
+    open_editor(page, server)
+    drop(page, tmp_path / "flux.png", comfy_png(comfy_flux_dev()))
+    notice = page.get_by_test_id("notice")
+    expect(notice).to_contain_text("ComfyUI's graph is FLUX.1's, and the server has no FLUX.1 model folder")
+    expect(notice).to_contain_text("the graph loads embedded")
+    workflow = page.evaluate("window.diffblocks.workflow()")
+    assert workflow["nodes"]["run"]["type"] == "preset:sd15-text2image"
+    assert workflow["nodes"]["run"]["inputs"]["prompt"] == "a handwritten seven"

@@ -1,0 +1,120 @@
+// ComfyUI's FLUX.1 graphs read as ours. They load the transformer alone (UNETLoader: a file of its
+// diffusion_models folder; or CheckpointLoaderSimple, an all-in-one file), the text encoders (DualCLIPLoader) and the
+// VAE (VAELoader: ae.safetensors) from files, condition on the distilled guidance (FluxGuidance, or
+// CLIPTextEncodeFlux) and sample with a KSampler at CFG 1, or with SamplerCustomAdvanced (RandomNoise, BasicGuider or
+// CFGGuider, KSamplerSelect, BasicScheduler) from an EmptySD3LatentImage. Such a graph becomes the FLUX.1
+// text-to-image preset with the same prompt, guidance, seed, steps and size.
+import { asText } from './comfy.js';
+
+// nodes only FLUX.1 graphs hold
+const FLUX_NODES = new Set(['FluxGuidance', 'CLIPTextEncodeFlux', 'ModelSamplingFlux']);
+const SAMPLERS = new Set(['KSampler', 'SamplerCustomAdvanced', 'SamplerCustom']);
+const EMPTY_LATENTS = new Set(['EmptySD3LatentImage', 'EmptyLatentImage']);
+const LORA_LOADERS = new Set(['LoraLoader', 'LoraLoaderModelOnly']);
+// nodes whose settings carry over, or that carry nothing (outputs, layout, the loaders the folder stands in for)
+const CARRIED = new Set([...FLUX_NODES, ...SAMPLERS, ...EMPTY_LATENTS, ...LORA_LOADERS, 'UNETLoader',
+  'CheckpointLoaderSimple', 'DualCLIPLoader', 'VAELoader', 'CLIPTextEncode', 'ConditioningZeroOut', 'RandomNoise',
+  'BasicGuider', 'CFGGuider', 'KSamplerSelect', 'BasicScheduler', 'VAEDecode', 'SaveImage', 'PreviewImage', 'Reroute',
+  'PrimitiveNode', 'Note', 'MarkdownNote']);
+// ModelSamplingFlux's shifts when they are FLUX.1-dev's scheduler's (its dynamic shifting, which the folder's has)
+const FLUX_SHIFTS = { max_shift: 1.15, base_shift: 0.5 };
+
+/** Whether ComfyUI's graph `prompt` (API format) is a FLUX.1 one: a node only FLUX.1 graphs hold, or a
+ * DualCLIPLoader of type "flux". */
+export const isFluxGraph = (prompt) => Object.values(prompt).some((node) => node && (FLUX_NODES.has(node.class_type)
+  || (node.class_type === 'DualCLIPLoader' && node.inputs?.type === 'flux')));
+
+/** What ComfyUI's FLUX.1 text-to-image graph `prompt` sets, as comfySettings says it, with family 'flux':
+ * {settings ({prompt, prompt2 (T5's, when CLIPTextEncodeFlux gives it its own), negative (with true CFG only),
+ * guidance, seed, steps, cfg (above 1 only: true CFG), width, height}), transformer (the UNETLoader's file, or
+ * null), checkpoint (an all-in-one file's name, or null), encoders (the DualCLIPLoader's files), loras, vae,
+ * leftOut}; throws, saying why, for a graph that is not a text-to-image one. */
+export function fluxSettings(prompt) {
+  const source = (link) => (Array.isArray(link) ? prompt[String(link[0])] : null);
+  const samplers = Object.values(prompt).filter((node) => node && SAMPLERS.has(node.class_type));
+  if (samplers.length !== 1) {
+    throw new Error(`this ComfyUI FLUX.1 graph has ${samplers.length} samplers: only a text-to-image graph with one `
+      + '(KSampler, SamplerCustomAdvanced or SamplerCustom) can be read');
+  }
+  const sampler = samplers[0];
+  const { inputs } = sampler;
+  const leftOut = [];
+  const number = (value) => (typeof value === 'number' ? value : null);
+  // SamplerCustomAdvanced's settings are on the nodes it takes: its noise, guider, sampler and sigmas
+  const guider = source(inputs.guider);
+  const sigmas = source(inputs.sigmas);
+  const custom = sampler.class_type !== 'KSampler';
+  const seed = custom ? number(source(inputs.noise)?.inputs.noise_seed ?? inputs.noise_seed) : number(inputs.seed);
+  const steps = number(custom ? sigmas?.inputs.steps : inputs.steps);
+  const cfg = number(guider ? guider.inputs.cfg ?? 1 : inputs.cfg);
+  const samplerName = asText(custom ? source(inputs.sampler)?.inputs.sampler_name : inputs.sampler_name);
+  const denoise = number(custom ? sigmas?.inputs.denoise : inputs.denoise);
+  const conditioning = guider ? guider.inputs.conditioning ?? guider.inputs.positive : inputs.positive;
+  const negative = guider ? guider.inputs.negative : inputs.negative;
+  const model = guider ? guider.inputs.model : inputs.model;
+
+  const latent = source(inputs.latent_image);
+  if (!latent || !EMPTY_LATENTS.has(latent.class_type)) {
+    throw new Error('this ComfyUI FLUX.1 graph does not start from an empty latent (EmptySD3LatentImage): only '
+      + 'text-to-image graphs can be read');
+  }
+  if (denoise !== null && denoise < 1) throw new Error(`this ComfyUI FLUX.1 graph denoises ${denoise} of an empty latent`);
+  const text = textOf(conditioning, source, number);
+  if (text.prompt === null) {
+    throw new Error("this ComfyUI FLUX.1 graph's prompt is not a CLIPTextEncode or CLIPTextEncodeFlux with its text");
+  }
+  const trueCfg = cfg !== null && cfg > 1; // ComfyUI runs the negative prompt only then
+  const settings = {
+    prompt: text.prompt, prompt2: text.prompt2, guidance: text.guidance, seed, steps, cfg: trueCfg ? cfg : null,
+    negative: trueCfg ? textOf(negative, source, number).prompt : null,
+    width: number(latent.inputs.width), height: number(latent.inputs.height),
+  };
+  if (samplerName && samplerName !== 'euler') leftOut.push(`the sampler '${samplerName}' (FLUX.1 samples with Euler here)`);
+  const scheduler = asText(custom ? sigmas?.inputs.scheduler : inputs.scheduler);
+  if (scheduler && scheduler !== 'simple') leftOut.push(`the scheduler '${scheduler}' (FLUX.1's own sigmas here)`);
+
+  const loras = [];
+  let node = source(model); // through the nodes that patch the model on its way: LoRAs, ModelSamplingFlux
+  for (let hops = 0; node && !['UNETLoader', 'CheckpointLoaderSimple'].includes(node.class_type) && hops < 100; hops += 1) {
+    const { lora_name: name, strength_model: scale } = node.inputs;
+    if (LORA_LOADERS.has(node.class_type) && typeof name === 'string') {
+      loras.unshift({ name, scale: number(scale) ?? 1, textEncoderScale: null });
+      if (node.class_type === 'LoraLoader' && node.inputs.strength_clip !== scale) {
+        leftOut.push(`LoRA '${name}''s own strength_clip (it acts on the text encoders at its strength_model)`);
+      }
+    } else if (node.class_type === 'ModelSamplingFlux' && Object.entries(FLUX_SHIFTS).some(
+      ([key, value]) => number(node.inputs[key]) !== null && node.inputs[key] !== value)) {
+      leftOut.push("ModelSamplingFlux's shifts (the scheduler's own here)");
+    }
+    node = source(node.inputs.model);
+  }
+  const unet = node?.class_type === 'UNETLoader' ? asText(node.inputs.unet_name) : null;
+  const checkpoint = node?.class_type === 'CheckpointLoaderSimple' ? asText(node.inputs.ckpt_name) : null;
+  const encoders = Object.values(prompt).filter((n) => n && n.class_type === 'DualCLIPLoader')
+    .flatMap((n) => [asText(n.inputs.clip_name1), asText(n.inputs.clip_name2)]).filter(Boolean);
+  const vaes = Object.values(prompt).filter((n) => n && n.class_type === 'VAEDecode')
+    .map((n) => source(n.inputs.vae)).filter((n) => n && n.class_type === 'VAELoader');
+  leftOut.unshift(...[...new Set(Object.values(prompt).map((n) => n && n.class_type))]
+    .filter((type) => type && !CARRIED.has(type)).sort());
+  return { settings, family: 'flux', transformer: unet, checkpoint, encoders, loras,
+    vae: vaes.length ? asText(vaes[0].inputs.vae_name) : null, control: null, ipAdapter: null, leftOut };
+}
+
+/** {prompt (CLIP's), prompt2 (T5's, when it differs), guidance} of the conditioning `link`: a CLIPTextEncode
+ * (through FluxGuidance, which sets the guidance) or a CLIPTextEncodeFlux (its clip_l and t5xxl texts and guidance). */
+function textOf(link, source, number) {
+  let node = source(link);
+  let guidance = null;
+  for (let hops = 0; node && node.class_type === 'FluxGuidance' && hops < 100; hops += 1) {
+    guidance = guidance ?? number(node.inputs.guidance);
+    node = source(node.inputs.conditioning);
+  }
+  if (node && node.class_type === 'CLIPTextEncodeFlux') {
+    const clip = asText(node.inputs.clip_l);
+    const t5 = asText(node.inputs.t5xxl);
+    return { prompt: clip || t5, prompt2: t5 && clip && t5 !== clip ? t5 : null,
+      guidance: guidance ?? number(node.inputs.guidance) };
+  }
+  return { prompt: node && node.class_type === 'CLIPTextEncode' ? asText(node.inputs.text) : null, prompt2: null,
+    guidance };
+}

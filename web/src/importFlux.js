@@ -1,0 +1,40 @@
+// A FLUX.1 graph of another tool (comfyFlux.js) on the server's models: its FLUX.1 model folder (a FluxPipeline
+// folder in the diffusers folder: the text encoders, tokenizers and scheduler, which ComfyUI's files do not all
+// carry), the transformer file the graph names (diffusion_models: the folder's own transformer is then not loaded),
+// its LoRAs and its VAE file.
+import { text2imageGraph } from './graph.js';
+import { findFluxFolder, findModel, otherFamily } from './modelFiles.js';
+
+/** {document, notice} for what a FLUX.1 graph sets (fluxSettings' result; ``from``: "ComfyUI's"), on the server's
+ * FLUX.1 folder; null when the server has none. */
+export async function importedFlux({ settings, transformer, checkpoint, encoders, loras, vae, leftOut }, from) {
+  const folder = await findFluxFolder(transformer || checkpoint).catch(() => null);
+  if (!folder) return null;
+  const notes = [];
+  const model = { repo: folder, family: 'flux', loras: [] };
+  if (transformer) {
+    model.transformer = await findModel('diffusion_models', transformer).catch(() => null);
+    if (!model.transformer) {
+      notes.push(`FLUX.1 transformer '${transformer}' is not among the server's diffusion models: the graph loads `
+        + `${folder}'s`);
+    }
+  }
+  if (checkpoint) {
+    notes.push(`${from} checkpoint '${checkpoint}' (FLUX.1 in one file) is not read: the graph loads ${folder}'s `
+      + 'models');
+  }
+  if (encoders.length) notes.push(`the text encoders are ${folder}'s (${encoders.join(', ')} not read)`);
+  for (const lora of loras) {
+    const name = await findModel('loras', lora.name).catch(() => null);
+    const other = name && await otherFamily('loras', name, 'flux');
+    if (name && !other) model.loras.push({ ...lora, name });
+    else notes.push(other ? `LoRA '${name}' left out: it is for ${other} models`
+      : `LoRA '${lora.name}' is not among the server's LoRAs`);
+  }
+  if (vae) {
+    model.vae = await findModel('vae', vae).catch(() => null);
+    if (!model.vae) notes.push(`VAE '${vae}' is not among the server's VAEs: the graph decodes with ${folder}'s`);
+  }
+  if (leftOut.length) notes.push(`left out: ${leftOut.join(', ')}`);
+  return { document: text2imageGraph(model, settings), notice: notes.length ? notes.join('; ') : null };
+}
