@@ -21,8 +21,8 @@ from . import infotext
 from .files import open_image
 from .flags import check_hires, check_numbers, single, value_of
 from .presets import PRESETS
-from .run import (CONFIG_HELP, EMBEDDING_HELP, HIRES_HELP, HIRES_STEPS_HELP, HIRES_STRENGTH_HELP, LORA_HELP,
-                  TRANSFORMER_HELP, VAE_HELP, HiresFix, build_pipeline, plan_run)
+from .run import (CONFIG_HELP, DISTILLED_HELP, EMBEDDING_HELP, HIRES_HELP, HIRES_STEPS_HELP, HIRES_STRENGTH_HELP,
+                  LORA_HELP, TRANSFORMER_HELP, VAE_HELP, HiresFix, build_pipeline, plan_run)
 
 # flags of `run` that `batch` does not take: absent, as if left out (run's checks read them)
 RUN_ONLY = ("prompt", "ip_adapter", "ip_adapter_image", "ip_adapter_scale", "ip_adapter_encoder", "redux", "redux_image",
@@ -30,7 +30,7 @@ RUN_ONLY = ("prompt", "ip_adapter", "ip_adapter_image", "ip_adapter_scale", "ip_
 # flags whose value is every item's default for a pipeline input (a JSONL line may set its own)
 DEFAULT_INPUTS = {"steps": "num_inference_steps", "negative_prompt": "negative_prompt", "height": "height",
                   "width": "width", "strength": "strength", "controlnet_scale": "controlnet_conditioning_scale",
-                  "control_mode": "control_mode"}
+                  "control_mode": "control_mode", "distilled_guidance": "guidance_scale"}
 # files, as absolute paths in the items
 IMAGE_DEFAULTS = {"--image": "image", "--mask-image": "mask_image", "--control-image": "control_image"}
 
@@ -143,6 +143,7 @@ def add_parser(commands) -> None:
                    "items render one by one, so the images do not depend on it (default 1)")
     b.add_argument("--guidance-scale", type=float, help="guidance strength (default: the guider's)")
     b.add_argument("--guider", help=f"one of: {', '.join(GUIDERS)} (default: cfg)")
+    b.add_argument("--distilled-guidance", type=float, metavar="SCALE", help=DISTILLED_HELP)
     b.add_argument("--scheduler", help=f"one of: {', '.join(SCHEDULER_NAMES)}, or a scheduler class name")
     b.add_argument("--negative-prompt", help="what to steer away from (every item's default)")
     b.add_argument("--image", help="every item's input image (image-to-image; inpaint with --mask-image); a JSONL "

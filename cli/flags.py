@@ -12,7 +12,8 @@ FLAG_INPUTS = {"--prompt": "prompt", "--negative-prompt": "negative_prompt", "--
                "--height": "height", "--width": "width", "--strength": "strength", "--image": "image",
                "--mask-image": "mask_image", "--control-image": "control_image",
                "--controlnet-scale": "controlnet_conditioning_scale", "--control-mode": "control_mode",
-               "--ip-adapter-image": "ip_adapter_image", "--redux-image": "redux_image"}
+               "--ip-adapter-image": "ip_adapter_image", "--redux-image": "redux_image",
+               "--distilled-guidance": "guidance_scale"}  # FLUX.1's input; --guidance-scale is the guider's
 HIRES_STRENGTH = 0.5  # --hires-strength by default, A1111's hires denoising strength
 IMAGE_FLAGS = ("--image", "--mask-image", "--control-image", "--ip-adapter-image", "--redux-image")
 # a flag that means nothing without another one
@@ -59,7 +60,7 @@ def given(args, flag: str) -> bool:
 
 def check_numbers(args) -> None:
     """Counts positive, sizes multiples of 8 (every Stable Diffusion VAE divides by 8), strength in (0, 1],
-    scales finite."""
+    scales finite, the distilled guidance not negative."""
     for flag in ("--steps", "--rows", "--upscale"):
         if given(args, flag) and value_of(args, flag) <= 0:
             raise FlagError.bad_value(flag, "a positive number", value_of(args, flag))
@@ -72,6 +73,9 @@ def check_numbers(args) -> None:
         for value in values_of(args, flag):
             if not math.isfinite(value):
                 raise FlagError.bad_value(flag, "a finite number", value)
+    guidance = getattr(args, "distilled_guidance", None)
+    if guidance is not None and not (math.isfinite(guidance) and guidance >= 0):
+        raise FlagError.bad_value("--distilled-guidance", "a finite number >= 0 (FLUX.1-dev's is 3.5)", guidance)
 
 
 def check_hires(args) -> None:

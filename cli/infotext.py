@@ -31,7 +31,8 @@ SAMPLERS = {"DDIMScheduler": "DDIM", "DDPMScheduler": "DDPM", "EulerDiscreteSche
 
 def infotext(args, pipe, blocks, size: tuple[int, int], inputs: dict[str, Any], prompt: str | None = None,
              seed: int | None = None) -> str:
-    """What made the first image: its prompt, negative prompt, steps, sampler, guidance, seed, size and model, and
+    """What made the first image: its prompt, negative prompt, steps, sampler, guidance (FLUX.1's distilled guidance
+    too), seed, size and model, and
     the image-to-image strength or the hires pass when there was one. ``prompt`` and ``seed`` (a batch item's)
     stand in for ``args``'; the inputs' negative prompt for ``args``' too."""
     from .. import __version__
@@ -40,9 +41,13 @@ def infotext(args, pipe, blocks, size: tuple[int, int], inputs: dict[str, Any], 
     if steps is None:
         steps = next((p.default for p in blocks.inputs if p.name == "num_inference_steps"), None)
     scheduler = type(pipe.components.get("scheduler")).__name__
+    cfg = getattr(pipe.components.get("guider"), "guidance_scale", None)
+    distilled = None
+    if "guidance_scale" in blocks.input_names:  # FLUX.1's: the guidance the model is conditioned on, as Forge writes it
+        distilled = inputs.get("guidance_scale", next(p.default for p in blocks.inputs if p.name == "guidance_scale"))
     fields = {"Steps": steps, "Sampler": SAMPLERS.get(scheduler, scheduler),
-              "CFG scale": inputs.get("guidance_scale", getattr(pipe.components.get("guider"), "guidance_scale", None)),
-              "Seed": args.seed if seed is None else seed,
+              "CFG scale": cfg if distilled is not None else inputs.get("guidance_scale", cfg),
+              "Distilled CFG Scale": distilled, "Seed": args.seed if seed is None else seed,
               "Size": f"{size[0]}x{size[1]}", "Model": model_name(args.model)}
     if "strength" in inputs:
         fields["Denoising strength"] = inputs["strength"]
@@ -115,8 +120,8 @@ def parse(text: str) -> tuple[str, str | None, dict[str, str]]:
 
 def apply(args, path: str) -> None:
     """Fill the flags left out of ``diffblocks run`` from the parameters of the image at ``path``: prompt, negative
-    prompt, steps, sampler (not for FLUX.1: its Euler is flow matching), CFG scale, seed, size (the first pass's)
-    and the hires pass (its scale, strength and steps). The prompt's extra networks (``<lora:ink:0.8>``) are taken
+    prompt, steps, sampler (not for FLUX.1: its Euler is flow matching), CFG scale (and FLUX.1's Distilled CFG Scale),
+    seed, size (the first pass's) and the hires pass (its scale, strength and steps). The prompt's extra networks (``<lora:ink:0.8>``) are taken
     out of it, as A1111 does, and named on stderr: give them as ``--lora``. The model is not taken: give
     ``--model``; nor the VAE and ControlNets the image names, named on stderr: give ``--vae`` and ``--controlnet``."""
     prompt, negative, fields = parse(read(path))
@@ -132,6 +137,12 @@ def apply(args, path: str) -> None:
              "seed": _number(fields, "Seed", int), "width": int(size.group(1)) if size else None,
              "height": int(size.group(2)) if size else None, "hires": _number(fields, "Hires upscale", float),
              "scheduler": None if (args.preset or "").startswith("flux") else samplers.get(fields.get("Sampler"))}
+    distilled = _number(fields, "Distilled CFG Scale", float)  # Forge's (and ours) for FLUX.1
+    if distilled is not None and (args.preset or "").startswith("flux"):
+        found["distilled_guidance"] = distilled
+    elif distilled is not None and getattr(args, "distilled_guidance", None) is None:
+        print(f"note: {path} was drawn by FLUX.1 at Distilled CFG Scale {distilled:g}; give --preset flux and a "
+              "FLUX.1 --model to draw with it", file=sys.stderr)
     if found["hires"] is not None:
         found["hires_strength"] = _number(fields, "Denoising strength", float)
         found["hires_steps"] = _number(fields, "Hires steps", int) or None  # A1111's 0: the first pass's steps

@@ -58,6 +58,8 @@ HIRES_HELP = ("hires fix, as in A1111: enlarge the text-to-image result SCALE ti
               "image-to-image (1.5-2 is usual)")
 HIRES_STRENGTH_HELP = ("with --hires: how much the second pass repaints (in (0, 1]; default 0.5, A1111's denoising "
                        "strength)")
+DISTILLED_HELP = ("FLUX.1: the guidance the model is conditioned on (FLUX.1-dev's 3.5; Forge's Distilled CFG Scale, "
+                  "ComfyUI's FluxGuidance); --guidance-scale is true CFG, with a --negative-prompt")
 HIRES_STEPS_HELP = ("with --hires: the second pass's steps, of which it takes as many as its strength says (20 at 0.5: "
                     "10), as A1111's Hires steps (default: --steps)")
 CONFIG_HELP = ("with --model FILE (.safetensors or .ckpt): the diffusers repo whose configs, tokenizers and scheduler go "
@@ -347,7 +349,7 @@ def run(args) -> int:
     plan = plan_run(args)
     pipe = build_pipeline(args, plan)
     for flag in ("--prompt", "--negative-prompt", "--height", "--width", "--steps", "--strength", "--controlnet-scale",
-                 "--control-mode"):
+                 "--control-mode", "--distilled-guidance"):
         inputs[FLAG_INPUTS[flag]] = single(value_of(args, flag))
     inputs = {k: v for k, v in inputs.items() if v is not None}
     generators = [torch.Generator().manual_seed(args.seed) for _ in args.prompt or [None]]
@@ -375,6 +377,7 @@ def add_parser(commands) -> None:
     r.add_argument("--seed", type=int, help="noise seed, the same for every prompt (default 0)")
     r.add_argument("--guidance-scale", type=float, help="guidance strength (default: the guider's)")
     r.add_argument("--guider", help=f"one of: {', '.join(GUIDERS)} (default: cfg)")
+    r.add_argument("--distilled-guidance", type=float, metavar="SCALE", help=DISTILLED_HELP)
     r.add_argument("--scheduler", help=f"one of: {', '.join(SCHEDULER_NAMES)}, or a scheduler class name "
                                        "(default: the model's)")
     r.add_argument("--height", type=int, help="image height in pixels, a multiple of 8 (default: the model's)")

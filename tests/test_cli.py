@@ -105,6 +105,39 @@ def test_hires_paints_the_first_pass_again_larger_equal_to_the_presets(capsys, t
         "32x32", "2", "0.6", "4")  # A1111's Size is the first pass's
 
 
+def test_distilled_guidance_is_fluxs_own_and_goes_into_the_image_and_back(capsys, tmp_path):
+    """``--distilled-guidance`` sets the guidance FLUX.1-dev is conditioned on (the preset's ``guidance_scale``),
+    bitwise the preset called with it; the image says it as Forge does (Distilled CFG Scale, beside the guider's CFG
+    scale), and ``--from-image`` draws it again. Without the flag, the preset's own is written."""
+    import numpy as np
+    import torch
+    from tiny_flux import make_flux_repo
+    from tiny_models import build_pipeline
+
+    from diffblocks.presets import flux
+
+    repo = make_flux_repo(tmp_path / "flux", dev=True)
+    flags = ["--model", str(repo), "--preset", "flux-text2image", "--height", "32", "--width", "32", "--steps", "3",
+             "--seed", "2", "--prompt", "a cat", "--no-progress"]
+    code, _, err = run_cli(capsys, "run", *flags, "--distilled-guidance", "6", "--out", str(tmp_path / "a.png"))
+    assert code == 0, err
+    pipe = build_pipeline(flux.TEXT2IMAGE_BLOCKS, repo)
+    call = dict(prompt="a cat", num_inference_steps=3, height=32, width=32, output="images")
+    expected = pipe(guidance_scale=6.0, generator=torch.Generator().manual_seed(2), **call)[0]
+    plain = pipe(generator=torch.Generator().manual_seed(2), **call)[0]
+    got = np.asarray(Image.open(tmp_path / "a.png").convert("RGB"))
+    assert np.array_equal(got, np.asarray(expected)) and not np.array_equal(got, np.asarray(plain))
+    _, _, fields = read_infotext(tmp_path / "a.png")
+    assert (fields["Distilled CFG Scale"], fields["CFG scale"]) == ("6", "1")
+    code, _, err = run_cli(capsys, "run", "--from-image", str(tmp_path / "a.png"), "--model", str(repo), "--preset",
+                           "flux-text2image", "--out", str(tmp_path / "b.png"), "--no-progress")
+    assert code == 0, err
+    assert Image.open(tmp_path / "b.png").tobytes() == Image.open(tmp_path / "a.png").tobytes()
+    code, _, err = run_cli(capsys, "run", *flags, "--out", str(tmp_path / "c.png"))
+    assert code == 0, err
+    assert read_infotext(tmp_path / "c.png")[2]["Distilled CFG Scale"] == "3.5"
+
+
 def read_infotext(path):
     """A1111's reading of a PNG's ``parameters``: prompt, negative prompt and the ``Key: value`` pairs."""
     lines = Image.open(path).text["parameters"].split("\n")

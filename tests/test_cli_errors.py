@@ -97,6 +97,8 @@ MISTAKES = [
     (["--hires", "nan"], ["--hires must be a factor in (1, 8]"]),
     (["--hires-strength", "0.3"], ["--hires-strength needs --hires"]),
     (["--hires", "2", "--hires-strength", "0"], ["--hires-strength must be in (0, 1], got 0.0"]),
+    (["--distilled-guidance", "4"], ["preset 'sd15-text2image' takes no --distilled-guidance"]),
+    (["--preset", "flux", "--distilled-guidance", "-1"], ["--distilled-guidance must be a finite number >= 0"]),
     (["--hires-steps", "10"], ["--hires-steps needs --hires"]),
     (["--hires", "2", "--hires-steps", "0"], ["--hires-steps must be a positive number", "got 0"]),
     (["--hires", "2", "--image", "{d}/in.png"], ["--hires works with the text2image workflows, not preset "

@@ -276,3 +276,24 @@ def test_hires_renders_every_item_as_run_does(tmp_path, capsys, one_thread):
         assert main(["run", "--from-image", str(tmp_path / "out" / f"{index:06d}.png"), *STEPS, "--device", "cpu",
                      "--no-progress", "--out", str(again)]) == 0
         assert Image.open(again).tobytes() == batched.tobytes()
+
+
+def test_flux_distilled_guidance_is_every_items_default_and_a_line_may_set_its_own(tmp_path, capsys, one_thread):
+    """``batch --distilled-guidance 6``: each item draws what ``run`` draws at that guidance, unless its JSONL line
+    says its own ``guidance_scale`` (FLUX.1's input); the infotexts are run's."""
+    from PIL import Image
+    from tiny_flux import make_flux_repo
+
+    repo = make_flux_repo(tmp_path / "flux", dev=True)
+    lines = [{"prompt": "a cat"}, {"prompt": "a dog", "guidance_scale": 2.0}]
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    flux = ["--model", str(repo), "--preset", "flux-text2image", "--height", "32", "--width", "32", *STEPS]
+    assert batch(path, "--out-dir", tmp_path / "out", "--seed", 5, "--distilled-guidance", "6", *flux) == 0
+    capsys.readouterr()
+    for index, line in enumerate(lines):
+        out = tmp_path / f"run{index}.png"
+        assert main(["run", "--prompt", line["prompt"], "--seed", str(5 + index), *flux, "--distilled-guidance",
+                     str(line.get("guidance_scale", 6)), "--device", "cpu", "--no-progress", "--out", str(out)]) == 0
+        ran, batched = Image.open(out), Image.open(tmp_path / "out" / f"{index:06d}.png")
+        assert ran.tobytes() == batched.tobytes() and ran.text["parameters"] == batched.text["parameters"]
