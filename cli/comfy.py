@@ -1,7 +1,8 @@
 """What a ComfyUI image's graph (its ``prompt`` text, ComfyUI's API format: ``{id: {"class_type", "inputs"}}``, an
 input a value or ``[source id, output]``) sets, in A1111's terms, for ``--from-image``: a text-to-image graph of
 ComfyUI's core nodes, with its hires fix when it has one (a second KSampler painting the first one's result again,
-enlarged on its way). Its settings carry over; its pixels do not (ComfyUI draws its noise its own way)."""
+enlarged on its way), or FLUX.1's (its guidance as Forge's Distilled CFG Scale). Its settings carry over; its pixels
+do not (ComfyUI draws its noise its own way)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,17 @@ SAMPLERS = {"euler": "Euler", "euler_ancestral": "Euler a", "ddim": "DDIM", "ddp
 # an upscale model's factor, as its name gives it: "4x-UltraSharp", "RealESRGAN_x4plus"
 MODEL_FACTOR = re.compile(r"(?:^|[^\d])([2-8])x|x([2-8])(?:\D|$)", re.I)
 MAX_HOPS = 100  # nodes followed from one sampler to another (a graph may loop)
+SAMPLER_NODES = ("KSampler", "SamplerCustomAdvanced", "SamplerCustom")
+EMPTY_LATENTS = ("EmptyLatentImage", "EmptySD3LatentImage")  # the second, FLUX.1's and SD3's
 
 
 def settings(graph: Any) -> tuple[str, str | None, dict[str, Any], list[str]]:
     """``(prompt, negative prompt, fields, notes)`` of ComfyUI's graph when it is a text-to-image one: one KSampler
-    from an EmptyLatentImage, prompted by CLIPTextEncode nodes, or two for a hires fix. ``fields`` are A1111's
-    (``Steps``, ``Sampler``, ``CFG scale``, ``Seed``, ``Size``; for a hires fix ``Denoising strength``, ``Hires
-    upscale``, ``Hires steps`` and ``Hires upscaler``); ``notes`` say what the hires pass does not take.
+    from an empty latent, prompted by CLIPTextEncode nodes, or two for a hires fix; for FLUX.1, a KSampler or a
+    SamplerCustomAdvanced (its noise, guider, sampler and sigmas nodes), the prompt through FluxGuidance.
+    ``fields`` are A1111's (``Steps``, ``Sampler``, ``CFG scale``, ``Seed``, ``Size``; FLUX.1's ``Distilled CFG
+    Scale``, as Forge writes it; for a hires fix ``Denoising strength``, ``Hires upscale``, ``Hires steps`` and
+    ``Hires upscaler``); ``notes`` say what is not taken, and the model files to give.
 
     Raises:
         ValueError: why the graph is not read.
@@ -31,34 +36,34 @@ def settings(graph: Any) -> tuple[str, str | None, dict[str, Any], list[str]]:
         node = graph.get(str(link[0])) if isinstance(link, list) and link else None
         return node if isinstance(node, dict) else {}
 
-    def text(link: Any) -> str | None:
-        node = source(link)
-        value = node.get("inputs", {}).get("text")
-        return value if node.get("class_type") == "CLIPTextEncode" and isinstance(value, str) else None
-
-    samplers = [node for node in graph.values() if isinstance(node, dict) and node.get("class_type") == "KSampler"]
+    samplers = [node for node in graph.values() if isinstance(node, dict) and node.get("class_type") in SAMPLER_NODES]
     from_empty = [node for node in samplers
-                  if source(node.get("inputs", {}).get("latent_image")).get("class_type") == "EmptyLatentImage"]
+                  if source(node.get("inputs", {}).get("latent_image")).get("class_type") in EMPTY_LATENTS]
     hires = None
-    if len(samplers) == 2 and len(from_empty) == 1:
+    if len(samplers) == 2 and len(from_empty) == 1 and all(node["class_type"] == "KSampler" for node in samplers):
         first = from_empty[0]
         hires = enlarging(next(node for node in samplers if node is not first), first, source)
     if len(samplers) != 1 and hires is None:
-        raise ValueError(f"holds a ComfyUI graph with {len(samplers)} KSampler nodes; only a plain text-to-image one "
-                         "(one KSampler, or two for a hires fix) is read")
-    first = from_empty[0] if hires else samplers[0]
-    inputs = first.get("inputs", {})
+        raise ValueError(f"holds a ComfyUI graph with {len(samplers)} samplers; only a plain text-to-image one "
+                         "(one KSampler, or two for a hires fix; FLUX.1's SamplerCustomAdvanced) is read")
+    inputs = sampler_inputs(from_empty[0] if hires else samplers[0], source)
     latent = source(inputs.get("latent_image"))
-    if latent.get("class_type") != "EmptyLatentImage":
+    if latent.get("class_type") not in EMPTY_LATENTS:
         raise ValueError("holds a ComfyUI graph that does not start from an EmptyLatentImage; only text-to-image is read")
-    prompt, negative = text(inputs.get("positive")), text(inputs.get("negative"))
+    notes = []
+    prompt, guidance = _text(inputs.get("positive"), source, notes)
+    negative, _ = _text(inputs.get("negative"), source, [])
     if prompt is None:
         raise ValueError("holds a ComfyUI graph whose positive prompt is not a CLIPTextEncode with its text")
     size = latent.get("inputs", {})
     fields = {"Steps": inputs.get("steps"), "Sampler": SAMPLERS.get(inputs.get("sampler_name")),
-              "CFG scale": inputs.get("cfg"), "Seed": inputs.get("seed"),
+              "CFG scale": inputs.get("cfg"), "Distilled CFG Scale": guidance, "Seed": inputs.get("seed"),
               "Size": f"{size.get('width')}x{size.get('height')}" if size.get("width") and size.get("height") else None}
-    notes = []
+    unet = next((node["inputs"].get("unet_name") for node in graph.values() if isinstance(node, dict)
+                 and node.get("class_type") == "UNETLoader" and isinstance(node.get("inputs"), dict)), None)
+    if isinstance(unet, str):
+        notes.append(f"its transformer is the UNETLoader's {unet}: give it as --transformer FILE, with a FLUX.1 folder "
+                     "as --model and --preset flux")
     if hires is not None:
         second, (scale, upscaler) = hires
         again = second.get("inputs", {})
@@ -69,6 +74,43 @@ def settings(graph: Any) -> tuple[str, str | None, dict[str, Any], list[str]]:
                 notes.append(f"its second KSampler's own {what} ({again.get(key)}) is not taken: the hires pass takes "
                              "the first's")
     return prompt, negative, fields, notes
+
+
+def sampler_inputs(node: dict, source) -> dict[str, Any]:
+    """A sampler's settings as a KSampler's inputs name them (``seed``, ``steps``, ``cfg``, ``sampler_name``,
+    ``positive``, ``negative``, ``latent_image``): a KSampler's own; a SamplerCustomAdvanced's from the nodes it
+    takes (RandomNoise, BasicGuider or CFGGuider, KSamplerSelect, BasicScheduler); a SamplerCustom's from both."""
+    inputs = node.get("inputs", {})
+    if node.get("class_type") == "KSampler":
+        return inputs
+    guider = source(inputs.get("guider")).get("inputs", {})
+    noise = source(inputs.get("noise")).get("inputs", {})
+    return {"seed": noise.get("noise_seed", inputs.get("noise_seed")),
+            "steps": source(inputs.get("sigmas")).get("inputs", {}).get("steps"),
+            "cfg": guider.get("cfg", inputs.get("cfg", 1.0 if guider else None)),
+            "sampler_name": source(inputs.get("sampler")).get("inputs", {}).get("sampler_name"),
+            "positive": guider.get("conditioning", guider.get("positive", inputs.get("positive"))),
+            "negative": guider.get("negative", inputs.get("negative")), "latent_image": inputs.get("latent_image")}
+
+
+def _text(link: Any, source, notes: list[str]) -> tuple[str | None, float | None]:
+    """``(text, FLUX.1 guidance)`` of the conditioning ``link``: a CLIPTextEncode's text, through FluxGuidance
+    nodes (their guidance); or a CLIPTextEncodeFlux's (its T5 text, which ``--prompt`` gives both encoders: a CLIP
+    text of its own is said in ``notes``)."""
+    node, guidance = source(link), None
+    for _ in range(MAX_HOPS):
+        if node.get("class_type") != "FluxGuidance":
+            break
+        guidance = guidance if guidance is not None else node.get("inputs", {}).get("guidance")
+        node = source(node.get("inputs", {}).get("conditioning"))
+    inputs = node.get("inputs", {})
+    if node.get("class_type") == "CLIPTextEncodeFlux":
+        clip, t5 = inputs.get("clip_l"), inputs.get("t5xxl")
+        if isinstance(clip, str) and clip and clip != t5:
+            notes.append(f"its CLIPTextEncodeFlux's CLIP text ({clip!r}) is not taken: --prompt feeds both encoders")
+        return (t5 if isinstance(t5, str) else None), guidance if guidance is not None else inputs.get("guidance")
+    text = inputs.get("text")
+    return (text if node.get("class_type") == "CLIPTextEncode" and isinstance(text, str) else None), guidance
 
 
 def enlarging(second: dict, first: dict, source) -> tuple[dict, tuple[float, str]] | None:

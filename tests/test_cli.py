@@ -1,6 +1,7 @@
 """The ``diffblocks`` command: run and inspect, the console script, --version.
 
-Mistakes are in test_cli_errors.py, the new run flags in test_cli_flags.py and test_cli_adapters.py."""
+Mistakes are in test_cli_errors.py, the new run flags in test_cli_flags.py and test_cli_adapters.py, ComfyUI's
+images read by --from-image in test_cli_comfy.py."""
 
 import subprocess
 import sys
@@ -261,104 +262,6 @@ def test_from_image_says_when_an_image_holds_no_parameters(capsys, tmp_path):
                            (tmp_path / "none.png", "cannot read the image")):
         code, _, err = run_cli(capsys, "run", "--from-image", str(path), "--out", str(tmp_path / "x.png"))
         assert_one_line_error(code, err, f"--from-image {path}: {fragment}")
-
-
-def comfy_graph(latent=None, **sampler):
-    """ComfyUI's default text-to-image graph in its API format, as its images hold it (their "prompt" text)."""
-    return {
-        "3": {"class_type": "KSampler", "inputs": {
-            "seed": 3, "steps": 5, "cfg": 5.0, "sampler_name": "euler_ancestral", "scheduler": "normal", "denoise": 1.0,
-            "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0], **sampler}},
-        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "v1-5-pruned-emaonly.safetensors"}},
-        "5": latent or {"class_type": "EmptyLatentImage", "inputs": {"width": 32, "height": 32, "batch_size": 1}},
-        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a handwritten seven", "clip": ["4", 1]}},
-        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
-        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
-        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["8", 0]}},
-    }
-
-
-def comfy_image(path, graph):
-    import json
-
-    from PIL.PngImagePlugin import PngInfo
-
-    info = PngInfo()
-    info.add_text("prompt", json.dumps(graph))
-    info.add_text("workflow", json.dumps({"last_node_id": 9, "nodes": [], "links": []}))  # its editor's layout
-    Image.new("RGB", (32, 32)).save(path, pnginfo=info)
-
-
-def test_from_image_reads_a_comfyui_images_text_to_image_settings(capsys, tmp_path):
-    """A ComfyUI image's graph (one KSampler from an EmptyLatentImage, CLIPTextEncode prompts): its seed, steps, CFG,
-    sampler, size and prompts, as the same flags given by hand draw them; any other graph is refused, saying why."""
-    comfy_image(tmp_path / "comfy.png", comfy_graph())
-    code, _, err = run_cli(capsys, "run", "--from-image", str(tmp_path / "comfy.png"), "--out", str(tmp_path / "a.png"),
-                           "--no-progress")
-    assert code == 0, err
-    code, _, err = run_cli(capsys, "run", "--prompt", "a handwritten seven", "--negative-prompt", "blurry", "--steps",
-                           "5", "--seed", "3", "--guidance-scale", "5", "--scheduler", "euler-a", "--height", "32",
-                           "--width", "32", "--out", str(tmp_path / "b.png"), "--no-progress")
-    assert code == 0, err
-    a, b = Image.open(tmp_path / "a.png"), Image.open(tmp_path / "b.png")
-    assert a.tobytes() == b.tobytes() and a.text["parameters"] == b.text["parameters"]
-    for name, graph, fragment in [
-        ("i2i.png", comfy_graph(latent={"class_type": "VAEEncode", "inputs": {"pixels": ["10", 0]}}),
-         "does not start from an EmptyLatentImage"),
-        ("two.png", {**comfy_graph(), "10": comfy_graph()["3"]}, "with 2 KSampler nodes"),
-    ]:
-        comfy_image(tmp_path / name, graph)
-        code, _, err = run_cli(capsys, "run", "--from-image", str(tmp_path / name), "--out", str(tmp_path / "x.png"))
-        assert_one_line_error(code, err, f"--from-image {tmp_path / name}: holds a ComfyUI graph")
-        assert fragment in err
-
-
-def comfy_hires_graph(**second):
-    """ComfyUI's hires fix: the default graph, its latents enlarged 1.5 times (LatentUpscaleBy) and painted again by
-    a second KSampler at its denoise."""
-    graph = comfy_graph()
-    graph["10"] = {"class_type": "LatentUpscaleBy", "inputs": {"upscale_method": "nearest-exact", "scale_by": 1.5,
-                                                               "samples": ["3", 0]}}
-    graph["11"] = {"class_type": "KSampler", "inputs": {**graph["3"]["inputs"], "latent_image": ["10", 0],
-                                                        "denoise": 0.6, "steps": 8, **second}}
-    graph["8"]["inputs"]["samples"] = ["11", 0]
-    return graph
-
-
-def test_from_image_reads_a_comfyui_hires_fix(capsys, tmp_path):
-    """ComfyUI's hires fix (a second KSampler painting the first one's enlarged result again) is the hires pass: its
-    factor, denoise and steps, as the flags given by hand draw it; what it does not take is said on stderr (the
-    latent upscale, the second KSampler's own seed). An upscale model and an image scale: their product, the model
-    named."""
-    graph = comfy_hires_graph(seed=99)
-    comfy_image(tmp_path / "hires.png", graph)
-    code, _, err = run_cli(capsys, "run", "--from-image", str(tmp_path / "hires.png"), "--out", str(tmp_path / "a.png"),
-                           "--no-progress")
-    assert code == 0, err
-    assert f"note: {tmp_path / 'hires.png'} was enlarged by the Latent upscaler; the hires pass here enlarges by" in err
-    assert f"note: {tmp_path / 'hires.png'}: its second KSampler's own seed (99) is not taken" in err
-    code, _, err = run_cli(capsys, "run", "--prompt", "a handwritten seven", "--negative-prompt", "blurry", "--steps",
-                           "5", "--seed", "3", "--guidance-scale", "5", "--scheduler", "euler-a", "--height", "32",
-                           "--width", "32", "--hires", "1.5", "--hires-strength", "0.6", "--hires-steps", "8",
-                           "--out", str(tmp_path / "b.png"), "--no-progress")
-    assert code == 0, err
-    a, b = Image.open(tmp_path / "a.png"), Image.open(tmp_path / "b.png")
-    assert a.size == (48, 48) and a.tobytes() == b.tobytes()
-
-    from diffblocks.cli import comfy
-
-    graph = comfy_hires_graph()
-    graph["10"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["13", 0], "vae": ["4", 2]}}
-    graph["12"] = {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}}
-    graph["13"] = {"class_type": "ImageScaleBy", "inputs": {"upscale_method": "lanczos", "scale_by": 0.5,
-                                                            "image": ["14", 0]}}
-    graph["14"] = {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["15", 0], "image": ["12", 0]}}
-    graph["15"] = {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "4x-UltraSharp.pth"}}
-    _, _, fields, notes = comfy.settings(graph)
-    assert (fields["Hires upscale"], fields["Hires upscaler"], notes) == (2, "4x-UltraSharp", [])
-    graph["15"]["inputs"]["model_name"] = "SwinIR.pth"  # a factor not known: not a hires fix read here
-    with pytest.raises(ValueError, match="with 2 KSampler nodes"):
-        comfy.settings(graph)
 
 
 @pytest.mark.slow

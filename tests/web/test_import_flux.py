@@ -87,6 +87,18 @@ def comfy_flux_dev():
     }
 
 
+# what comfy_flux_dev becomes on flux_models
+FLUX_DEV_WORKFLOW = {"nodes": {
+    "load": {"type": "LoadComponents", "inputs": {"repo": "flux-dev", "without": ["transformer"]}},
+    "transformer": {"type": "LoadFluxTransformer", "inputs": {"file": "flux1-tuned.safetensors",
+                                                              "components": LINK("load", "components")}},
+    "vae": {"type": "LoadVAE", "inputs": {"file": "ae.safetensors", "components": LINK("transformer", "components")}},
+    "run": {"type": "preset:flux-text2image", "inputs": {
+        "components": LINK("vae", "components"), "prompt": "a handwritten seven", "guidance_scale": 4.0,
+        "num_inference_steps": 3, "seed": 5, "width": 32, "height": 32}},
+}}
+
+
 def comfy_png(graph):
     """A PNG's text chunks as ComfyUI writes them: its graph in the API format."""
     info = PngInfo()
@@ -110,15 +122,7 @@ def test_a_comfyui_flux_graph_runs_on_the_servers_flux_folder_and_the_files_it_n
     open_editor(page, flux_server)
     drop(page, tmp_path / "flux.png", comfy_png(comfy_flux_dev()))
     wait_for(page, "nodes.run?.type === 'preset:flux-text2image'")
-    assert page.evaluate("window.diffblocks.workflow()") == {"nodes": {
-        "load": {"type": "LoadComponents", "inputs": {"repo": "flux-dev", "without": ["transformer"]}},
-        "transformer": {"type": "LoadFluxTransformer", "inputs": {"file": "flux1-tuned.safetensors",
-                                                                  "components": LINK("load", "components")}},
-        "vae": {"type": "LoadVAE", "inputs": {"file": "ae.safetensors", "components": LINK("transformer", "components")}},
-        "run": {"type": "preset:flux-text2image", "inputs": {
-            "components": LINK("vae", "components"), "prompt": "a handwritten seven", "guidance_scale": 4.0,
-            "num_inference_steps": 3, "seed": 5, "width": 32, "height": 32}},
-    }}
+    assert page.evaluate("window.diffblocks.workflow()") == FLUX_DEV_WORKFLOW
     notice = page.get_by_test_id("notice")
     expect(notice).to_contain_text("the text encoders are flux-dev's (t5xxl_fp16.safetensors, clip_l.safetensors "
                                    "not read)")
@@ -179,3 +183,40 @@ def test_without_a_flux_folder_the_graph_loads_the_pages_model_and_says_why(page
     workflow = page.evaluate("window.diffblocks.workflow()")
     assert workflow["nodes"]["run"]["type"] == "preset:sd15-text2image"
     assert workflow["nodes"]["run"]["inputs"]["prompt"] == "a handwritten seven"
+
+
+# the widgets of comfy_flux_dev's nodes in the order ComfyUI's editor saves their values (its seed's "control after
+# generate" after the seed)
+EDITOR_WIDGETS = {
+    "CLIPTextEncode": ["text"], "SaveImage": ["filename_prefix"], "VAELoader": ["vae_name"],
+    "DualCLIPLoader": ["clip_name1", "clip_name2", "type"], "UNETLoader": ["unet_name", "weight_dtype"],
+    "KSamplerSelect": ["sampler_name"], "BasicScheduler": ["scheduler", "steps", "denoise"],
+    "RandomNoise": ["noise_seed", "randomize"], "FluxGuidance": ["guidance"],
+    "EmptySD3LatentImage": ["width", "height", "batch_size"],
+    "ModelSamplingFlux": ["max_shift", "base_shift", "width", "height"],
+    "LoraLoaderModelOnly": ["lora_name", "strength_model"],
+}
+
+
+def editor_graph(prompt):
+    """ComfyUI's API-format ``prompt`` as its editor saves it: widget values by position, links listed apart."""
+    nodes, links = [], []
+    for node_id, node in prompt.items():
+        inputs = []
+        for name, value in node["inputs"].items():
+            if isinstance(value, list):
+                links.append([len(links) + 1, int(value[0]), value[1], int(node_id), len(inputs), "*"])
+                inputs.append({"name": name, "type": "*", "link": len(links)})
+        values = [node["inputs"].get(name, name) for name in EDITOR_WIDGETS.get(node["class_type"], [])]
+        nodes.append({"id": int(node_id), "type": node["class_type"], "mode": 0, "inputs": inputs,
+                      "widgets_values": values})
+    return {"last_node_id": max(int(i) for i in prompt), "nodes": nodes, "links": links}
+
+
+def test_the_editor_format_of_a_flux_graph_reads_as_its_api_format(page, flux_server, tmp_path):
+    """The FLUX.1-dev example graph saved by ComfyUI's editor (a workflow .json: widget values by position) becomes
+    the same workflow as its API format does."""
+    open_editor(page, flux_server)
+    drop(page, tmp_path / "flux.json", document=editor_graph(comfy_flux_dev()))
+    wait_for(page, "nodes.run?.type === 'preset:flux-text2image'")
+    assert page.evaluate("window.diffblocks.workflow()") == FLUX_DEV_WORKFLOW

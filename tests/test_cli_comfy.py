@@ -1,0 +1,159 @@
+"""``run --from-image`` on images ComfyUI made: the settings of their graph (its API format, the image's "prompt"
+text) as the same flags given by hand draw them: a text-to-image graph, its hires fix, FLUX.1's."""
+
+import pytest
+from PIL import Image
+
+from test_cli import assert_one_line_error, read_infotext, run_cli
+
+
+def comfy_graph(latent=None, **sampler):
+    """ComfyUI's default text-to-image graph in its API format, as its images hold it (their "prompt" text)."""
+    return {
+        "3": {"class_type": "KSampler", "inputs": {
+            "seed": 3, "steps": 5, "cfg": 5.0, "sampler_name": "euler_ancestral", "scheduler": "normal", "denoise": 1.0,
+            "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0], **sampler}},
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "v1-5-pruned-emaonly.safetensors"}},
+        "5": latent or {"class_type": "EmptyLatentImage", "inputs": {"width": 32, "height": 32, "batch_size": 1}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a handwritten seven", "clip": ["4", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["8", 0]}},
+    }
+
+
+def comfy_image(path, graph):
+    import json
+
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("prompt", json.dumps(graph))
+    info.add_text("workflow", json.dumps({"last_node_id": 9, "nodes": [], "links": []}))  # its editor's layout
+    Image.new("RGB", (32, 32)).save(path, pnginfo=info)
+
+
+def test_from_image_reads_a_comfyui_images_text_to_image_settings(capsys, tmp_path):
+    """A ComfyUI image's graph (one KSampler from an EmptyLatentImage, CLIPTextEncode prompts): its seed, steps, CFG,
+    sampler, size and prompts, as the same flags given by hand draw them; any other graph is refused, saying why."""
+    comfy_image(tmp_path / "comfy.png", comfy_graph())
+    code, _, err = run_cli(capsys, "run", "--from-image", str(tmp_path / "comfy.png"), "--out", str(tmp_path / "a.png"),
+                           "--no-progress")
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "run", "--prompt", "a handwritten seven", "--negative-prompt", "blurry", "--steps",
+                           "5", "--seed", "3", "--guidance-scale", "5", "--scheduler", "euler-a", "--height", "32",
+                           "--width", "32", "--out", str(tmp_path / "b.png"), "--no-progress")
+    assert code == 0, err
+    a, b = Image.open(tmp_path / "a.png"), Image.open(tmp_path / "b.png")
+    assert a.tobytes() == b.tobytes() and a.text["parameters"] == b.text["parameters"]
+    for name, graph, fragment in [
+        ("i2i.png", comfy_graph(latent={"class_type": "VAEEncode", "inputs": {"pixels": ["10", 0]}}),
+         "does not start from an EmptyLatentImage"),
+        ("two.png", {**comfy_graph(), "10": comfy_graph()["3"]}, "with 2 samplers"),
+    ]:
+        comfy_image(tmp_path / name, graph)
+        code, _, err = run_cli(capsys, "run", "--from-image", str(tmp_path / name), "--out", str(tmp_path / "x.png"))
+        assert_one_line_error(code, err, f"--from-image {tmp_path / name}: holds a ComfyUI graph")
+        assert fragment in err
+
+
+def comfy_hires_graph(**second):
+    """ComfyUI's hires fix: the default graph, its latents enlarged 1.5 times (LatentUpscaleBy) and painted again by
+    a second KSampler at its denoise."""
+    graph = comfy_graph()
+    graph["10"] = {"class_type": "LatentUpscaleBy", "inputs": {"upscale_method": "nearest-exact", "scale_by": 1.5,
+                                                               "samples": ["3", 0]}}
+    graph["11"] = {"class_type": "KSampler", "inputs": {**graph["3"]["inputs"], "latent_image": ["10", 0],
+                                                        "denoise": 0.6, "steps": 8, **second}}
+    graph["8"]["inputs"]["samples"] = ["11", 0]
+    return graph
+
+
+def test_from_image_reads_a_comfyui_hires_fix(capsys, tmp_path):
+    """ComfyUI's hires fix (a second KSampler painting the first one's enlarged result again) is the hires pass: its
+    factor, denoise and steps, as the flags given by hand draw it; what it does not take is said on stderr (the
+    latent upscale, the second KSampler's own seed). An upscale model and an image scale: their product, the model
+    named."""
+    graph = comfy_hires_graph(seed=99)
+    comfy_image(tmp_path / "hires.png", graph)
+    code, _, err = run_cli(capsys, "run", "--from-image", str(tmp_path / "hires.png"), "--out", str(tmp_path / "a.png"),
+                           "--no-progress")
+    assert code == 0, err
+    assert f"note: {tmp_path / 'hires.png'} was enlarged by the Latent upscaler; the hires pass here enlarges by" in err
+    assert f"note: {tmp_path / 'hires.png'}: its second KSampler's own seed (99) is not taken" in err
+    code, _, err = run_cli(capsys, "run", "--prompt", "a handwritten seven", "--negative-prompt", "blurry", "--steps",
+                           "5", "--seed", "3", "--guidance-scale", "5", "--scheduler", "euler-a", "--height", "32",
+                           "--width", "32", "--hires", "1.5", "--hires-strength", "0.6", "--hires-steps", "8",
+                           "--out", str(tmp_path / "b.png"), "--no-progress")
+    assert code == 0, err
+    a, b = Image.open(tmp_path / "a.png"), Image.open(tmp_path / "b.png")
+    assert a.size == (48, 48) and a.tobytes() == b.tobytes()
+
+    from diffblocks.cli import comfy
+
+    graph = comfy_hires_graph()
+    graph["10"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["13", 0], "vae": ["4", 2]}}
+    graph["12"] = {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}}
+    graph["13"] = {"class_type": "ImageScaleBy", "inputs": {"upscale_method": "lanczos", "scale_by": 0.5,
+                                                            "image": ["14", 0]}}
+    graph["14"] = {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["15", 0], "image": ["12", 0]}}
+    graph["15"] = {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "4x-UltraSharp.pth"}}
+    _, _, fields, notes = comfy.settings(graph)
+    assert (fields["Hires upscale"], fields["Hires upscaler"], notes) == (2, "4x-UltraSharp", [])
+    graph["15"]["inputs"]["model_name"] = "SwinIR.pth"  # a factor not known: not a hires fix read here
+    with pytest.raises(ValueError, match="with 2 samplers"):
+        comfy.settings(graph)
+
+
+def comfy_flux_graph():
+    """ComfyUI's FLUX.1-dev example graph: SamplerCustomAdvanced with RandomNoise, BasicGuider, KSamplerSelect and
+    BasicScheduler, the prompt through FluxGuidance at 5, from an EmptySD3LatentImage, the transformer a UNETLoader's."""
+    return {
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat", "clip": ["11", 0]}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["13", 0], "vae": ["10", 0]}},
+        "10": {"class_type": "VAELoader", "inputs": {"vae_name": "ae.safetensors"}},
+        "11": {"class_type": "DualCLIPLoader", "inputs": {"clip_name1": "t5xxl_fp16.safetensors",
+                                                          "clip_name2": "clip_l.safetensors", "type": "flux"}},
+        "12": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux1-dev.safetensors", "weight_dtype": "default"}},
+        "13": {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["25", 0], "guider": ["22", 0],
+                                                                 "sampler": ["16", 0], "sigmas": ["17", 0],
+                                                                 "latent_image": ["27", 0]}},
+        "16": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        "17": {"class_type": "BasicScheduler", "inputs": {"scheduler": "simple", "steps": 3, "denoise": 1.0,
+                                                          "model": ["12", 0]}},
+        "22": {"class_type": "BasicGuider", "inputs": {"model": ["12", 0], "conditioning": ["26", 0]}},
+        "25": {"class_type": "RandomNoise", "inputs": {"noise_seed": 4}},
+        "26": {"class_type": "FluxGuidance", "inputs": {"guidance": 5.0, "conditioning": ["6", 0]}},
+        "27": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 32, "height": 32, "batch_size": 1}},
+    }
+
+
+def test_from_image_reads_a_comfyui_flux_graph(capsys, tmp_path):
+    """ComfyUI's FLUX.1 graph: its prompt, FluxGuidance (the distilled guidance), seed, steps and size, as the
+    flags given by hand draw them on a FLUX.1 folder; its UNETLoader's file is named, to give as --transformer. A
+    KSampler through FluxGuidance reads the same."""
+    from tiny_flux import make_flux_repo
+
+    from diffblocks.cli import comfy
+
+    repo = make_flux_repo(tmp_path / "flux", dev=True)
+    comfy_image(tmp_path / "flux.png", comfy_flux_graph())
+    flux = ["--model", str(repo), "--preset", "flux-text2image", "--no-progress"]
+    code, _, err = run_cli(capsys, "run", "--from-image", str(tmp_path / "flux.png"), *flux,
+                           "--out", str(tmp_path / "a.png"))
+    assert code == 0, err
+    assert (f"note: {tmp_path / 'flux.png'}: its transformer is the UNETLoader's flux1-dev.safetensors: give it as "
+            "--transformer FILE") in err
+    code, _, err = run_cli(capsys, "run", "--prompt", "a cat", "--seed", "4", "--steps", "3", "--distilled-guidance",
+                           "5", "--height", "32", "--width", "32", *flux, "--out", str(tmp_path / "b.png"))
+    assert code == 0, err
+    a, b = Image.open(tmp_path / "a.png"), Image.open(tmp_path / "b.png")
+    assert a.tobytes() == b.tobytes() and read_infotext(tmp_path / "a.png")[2]["Distilled CFG Scale"] == "5"
+
+    graph = comfy_flux_graph()
+    graph["13"] = {"class_type": "KSampler", "inputs": {
+        "seed": 4, "steps": 3, "cfg": 1.0, "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0,
+        "model": ["12", 0], "positive": ["26", 0], "negative": ["6", 0], "latent_image": ["27", 0]}}
+    prompt, _, fields, _ = comfy.settings(graph)
+    assert (prompt, fields["Distilled CFG Scale"], fields["Seed"], fields["Steps"], fields["CFG scale"]) == (
+        "a cat", 5.0, 4, 3, 1.0)
