@@ -220,3 +220,19 @@ def test_the_editor_format_of_a_flux_graph_reads_as_its_api_format(page, flux_se
     drop(page, tmp_path / "flux.json", document=editor_graph(comfy_flux_dev()))
     wait_for(page, "nodes.run?.type === 'preset:flux-text2image'")
     assert page.evaluate("window.diffblocks.workflow()") == FLUX_DEV_WORKFLOW
+
+
+def test_a_forge_flux_image_becomes_the_same_graph(page, flux_server, tmp_path):
+    """Forge's FLUX.1 image (A1111's parameters with its Distilled CFG Scale; the model a transformer named by its
+    stem, its "Module N" the VAE and text encoders) becomes the workflow ComfyUI's graph of the same settings does:
+    the distilled guidance, not CFG (1 there), and no sampler node (Euler is FLUX.1's own)."""
+    info = PngInfo()
+    info.add_text("parameters", "a handwritten seven\nSteps: 3, Sampler: Euler, Schedule type: Simple, CFG scale: 1, "
+                                "Distilled CFG Scale: 4, Seed: 5, Size: 32x32, Model hash: 4610115bb0, Model: "
+                                "flux1-tuned, Module 1: ae, Module 2: clip_l, Module 3: t5xxl_fp16, Version: f2.0.1")
+    open_editor(page, flux_server)
+    drop(page, tmp_path / "forge.png", info)
+    wait_for(page, "nodes.run?.type === 'preset:flux-text2image'")
+    assert page.evaluate("window.diffblocks.workflow()") == FLUX_DEV_WORKFLOW
+    expect(page.get_by_test_id("notice")).to_contain_text("the text encoders are flux-dev's (clip_l, t5xxl_fp16 not "
+                                                          "read)")

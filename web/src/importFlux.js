@@ -5,9 +5,17 @@
 import { text2imageGraph } from './graph.js';
 import { findFluxFolder, findModel, otherFamily } from './modelFiles.js';
 
-/** {document, notice} for what a FLUX.1 graph sets (fluxSettings' result; ``from``: "ComfyUI's"), on the server's
- * FLUX.1 folder; null when the server has none. */
-export async function importedFlux({ settings, transformer, checkpoint, encoders, loras, vae, leftOut }, from) {
+/** {document, notice} for what a FLUX.1 graph sets (fluxSettings' result, or parametersSettings' for Forge's
+ * image, whose ``modules`` are its VAE and text encoders; ``from``: "ComfyUI's", "A1111's"), on the server's FLUX.1
+ * folder; null when the server has none. */
+export async function importedFlux(read, from) {
+  const { settings, transformer, checkpoint, loras, leftOut } = read;
+  let { vae } = read;
+  const encoders = [...read.encoders];
+  for (const module of read.modules || []) { // Forge's VAE and text encoders, by their stems
+    if (!vae && await findModel('vae', module).catch(() => null)) vae = module;
+    else encoders.push(module);
+  }
   const folder = await findFluxFolder(transformer || checkpoint).catch(() => null);
   if (!folder) return null;
   const notes = [];

@@ -102,7 +102,8 @@ export function extraNetworks(prompt) {
  * sampler, and its hires pass (lanczos, then image-to-image at its denoising strength and hires steps); the
  * checkpoint is A1111's name for it ("Model:", the file's name without its suffix), the LoRAs those its prompt names
  * (<lora:NAME:WEIGHT>, taken out of the prompt as A1111 does), the VAE its "VAE:" names (a file name, when not the
- * checkpoint's own). */
+ * checkpoint's own). Forge's FLUX.1 images (their Distilled CFG Scale) read as fluxSettings says a FLUX.1 graph:
+ * the model a transformer, its "Module N:" files the VAE and text encoders. */
 export function parametersSettings(text) {
   const parsed = parseParameters(text);
   const { prompt, loras, others } = extraNetworks(parsed.prompt);
@@ -120,6 +121,14 @@ export function parametersSettings(text) {
     if (upscaler && !/^(lanczos|none)$/i.test(upscaler)) others.push(`the ${upscaler} upscaler (lanczos instead)`);
   }
   const { control, leftOut } = controlNetUnits(fields);
+  if (number('Distilled CFG Scale') !== null) { // Forge's FLUX.1: its guidance, and CFG above 1 is true CFG
+    const trueCfg = settings.cfg !== null && settings.cfg > 1;
+    const modules = Object.keys(fields).filter((key) => /^Module \d+$/.test(key)).sort().map((key) => fields[key]);
+    return { settings: { ...settings, guidance: number('Distilled CFG Scale'), scheduler: null,
+      cfg: trueCfg ? settings.cfg : null, negative: trueCfg ? negative : null }, family: 'flux',
+    transformer: fields.Model || null, checkpoint: null, modules, encoders: [], loras, vae: fields.VAE || null,
+    control: null, ipAdapter: null, leftOut: [...others, ...leftOut] };
+  }
   return { settings, checkpoint: fields.Model || null, loras, vae: fields.VAE || null, control,
     leftOut: [...others, ...leftOut] };
 }
@@ -173,8 +182,9 @@ async function imported(read, repo, from) {
   if (read.family === 'flux') { // on the server's FLUX.1 folder; without one, as a checkpoint the server lacks
     const flux = await importedFlux(read, from);
     if (flux) return flux;
-    notes.push(`${from} graph is FLUX.1's, and the server has no FLUX.1 model folder (a FluxPipeline folder in the `
-      + `diffusers folder of serve --models-dir: its text encoders, tokenizers and scheduler): the graph loads ${repo}`);
+    notes.push(`${from} ${from === "A1111's" ? 'image' : 'graph'} is FLUX.1's, and the server has no FLUX.1 model `
+      + 'folder (a FluxPipeline folder in the diffusers folder of serve --models-dir: its text encoders, tokenizers '
+      + `and scheduler): the graph loads ${repo}`);
   }
   const found = await findCheckpoint(read.family === 'flux' ? null : checkpoint).catch(() => null);
   if (checkpoint && !found && read.family !== 'flux') {
