@@ -121,9 +121,10 @@ def parse(text: str) -> tuple[str, str | None, dict[str, str]]:
 def apply(args, path: str) -> None:
     """Fill the flags left out of ``diffblocks run`` from the parameters of the image at ``path``: prompt, negative
     prompt, steps, sampler (not for FLUX.1: its Euler is flow matching), CFG scale (and FLUX.1's Distilled CFG Scale),
-    seed, size (the first pass's) and the hires pass (its scale, strength and steps). The prompt's extra networks (``<lora:ink:0.8>``) are taken
-    out of it, as A1111 does, and named on stderr: give them as ``--lora``. The model is not taken: give
-    ``--model``; nor the VAE and ControlNets the image names, named on stderr: give ``--vae`` and ``--controlnet``."""
+    seed, size (the first pass's) and the hires pass (its scale, strength and steps). The prompt's extra networks
+    (``<lora:ink:0.8>``) are taken out of it, as A1111 does, and named on stderr: give them as ``--lora``. The model
+    is not taken: give ``--model``; nor the VAE and ControlNets the image names, named on stderr: give ``--vae``
+    and ``--controlnet``."""
     prompt, negative, fields = parse(read(path))
     networks = [match.group(0) for match in EXTRA_NETWORK.finditer(prompt)]
     if networks and args.prompt is None:

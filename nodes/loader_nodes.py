@@ -140,16 +140,19 @@ def _offloaded(manager) -> bool:
 class LoadFluxTransformer(NodeType):
     name = "LoadFluxTransformer"
     category = "loaders"
-    description = ("A FLUX.1 transformer from one file (.safetensors, .sft; Black Forest Labs' layout: flux1-dev.safetensors, "
-                   "a fine-tune, an fp8 copy; or owner/name/FILE on the Hub) into the shared ComponentsManager; wire it "
-                   "into a FLUX preset's transformer, or give it a bundle (from LoadComponents 'without' its own "
-                   "transformer) to put it in, for LoRAs to adapt.")
+    description = ("A FLUX.1 transformer from one file (.safetensors, .sft; Black Forest Labs' layout: "
+                   "flux1-dev.safetensors, a fine-tune, an fp8 copy; or owner/name/FILE on the Hub), or from an "
+                   "all-in-one checkpoint (ComfyUI's flux1-dev-fp8.safetensors), into the shared ComponentsManager; "
+                   "wire it into a FLUX preset's transformer, or give it a bundle (from LoadComponents 'without' its "
+                   "own transformer) to put it in, for LoRAs to adapt.")
 
     def __init__(self):
         self.inputs = {
-            "file": NodeInput(model_input({"type": "string", "minLength": 1,
-                                           "description": "the .safetensors or .sft file"}, "diffusion_models"),
-                              required=True),
+            "file": NodeInput(model_input({"type": "string", "default": "",
+                                           "description": "the .safetensors or .sft file"}, "diffusion_models")),
+            "checkpoint": NodeInput(model_input({"type": "string", "default": "", "description": (
+                "or an all-in-one checkpoint whose transformer is read (its text encoders and VAE are not)")},
+                "checkpoints")),
             "dtype": NodeInput({"type": "string", "enum": list(DTYPES), "default": "auto",
                                 "description": "weights dtype ('auto': torch's default; fp8 files need one to run)"}),
             "components": NodeInput({"description": "a FLUX.1 bundle the transformer goes into (in place of its "
@@ -158,8 +161,8 @@ class LoadFluxTransformer(NodeType):
         self.outputs = {"transformer": NodeOutput("FluxTransformer2DModel"), "components": NodeOutput("components")}
 
     def check_value(self, name: str, value: Any) -> str | None:
-        if name == "file" and not (isinstance(value, str) and value):
-            return f"must be a non-empty string, got {value!r}"
+        if name in ("file", "checkpoint") and not isinstance(value, str):
+            return f"must be a string, got {value!r}"
         if name == "dtype" and value not in DTYPES:
             return f"must be one of {', '.join(DTYPES)}, got {value!r}"
         return None
@@ -167,10 +170,18 @@ class LoadFluxTransformer(NodeType):
     def run(self, ctx: RunContext, values: dict[str, Any]) -> dict[str, Any]:
         import torch
 
+        from ..components.errors import InputValueError, MissingInputError
         from ..components.models import FluxTransformer2DModel
 
         dtype, bundle = values.get("dtype") or "auto", values.get("components")
-        file, torch_dtype = values["file"], None if dtype == "auto" else getattr(torch, dtype)
+        given = [values[name] for name in ("file", "checkpoint") if values.get(name)]
+        if not given:
+            raise MissingInputError.either("a FLUX.1 transformer", "file", "checkpoint", "a transformer file "
+                                           "(diffusion_models), or an all-in-one checkpoint holding one (checkpoints)")
+        if len(given) > 1:
+            raise InputValueError.conflict(["file", "checkpoint"], None, self.name, "give one: a transformer file, or "
+                                           "an all-in-one checkpoint holding one")
+        file, torch_dtype = given[0], None if dtype == "auto" else getattr(torch, dtype)
         transformer = load_file_once(ctx, "transformer", file, f"{file}|{dtype}", lambda: (
             FluxTransformer2DModel.from_single_file(file, torch_dtype=torch_dtype)))
         return {"transformer": transformer, "components": None if bundle is None else ComponentsBundle(

@@ -92,8 +92,8 @@ def test_hires_paints_the_first_pass_again_larger_equal_to_the_presets(capsys, t
                                                   "--height", "32", "--width", "32"]
     call = dict(prompt="a handwritten seven", num_inference_steps=6, output="images")
     code, _, err = run_cli(capsys, "run", "--prompt", call["prompt"], "--steps", "6", "--seed", "3", "--hires", "2",
-                           "--hires-strength", "0.6", "--hires-steps", "4", *flags, "--out", str(tmp_path / "hires.png"),
-                           "--no-progress")
+                           "--hires-strength", "0.6", "--hires-steps", "4", *flags,
+                           "--out", str(tmp_path / "hires.png"), "--no-progress")
     assert code == 0, err
     first = build_pipeline(presets.TEXT2IMAGE_BLOCKS, repo)(generator=torch.Generator().manual_seed(3), **size, **call)[0]
     second = build_pipeline(presets.IMAGE2IMAGE_BLOCKS, repo)(

@@ -107,7 +107,8 @@ def test_from_image_reads_a_comfyui_hires_fix(capsys, tmp_path):
 
 def comfy_flux_graph():
     """ComfyUI's FLUX.1-dev example graph: SamplerCustomAdvanced with RandomNoise, BasicGuider, KSamplerSelect and
-    BasicScheduler, the prompt through FluxGuidance at 5, from an EmptySD3LatentImage, the transformer a UNETLoader's."""
+    BasicScheduler, the prompt through FluxGuidance at 5, from an EmptySD3LatentImage, the transformer a
+    UNETLoader's."""
     return {
         "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat", "clip": ["11", 0]}},
         "8": {"class_type": "VAEDecode", "inputs": {"samples": ["13", 0], "vae": ["10", 0]}},

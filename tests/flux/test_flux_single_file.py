@@ -178,8 +178,8 @@ def test_a_workflow_loads_the_file_once_and_equals_the_pipeline(finetune, tmp_pa
 def test_a_bundle_loaded_without_its_transformer_takes_the_files(finetune, tmp_path):
     """LoadComponents ``without: ["transformer"]`` never loads the folder's transformer; LoadFluxTransformer puts the
     file's into that bundle (as ComfyUI's UNETLoader beside its CLIP and VAE loaders), so the preset (and a LoRA on
-    the way) takes it from the bundle: the same images as the file's transformer wired to the preset, bitwise. A name the model has no
-    component of is refused on that input, before anything loads."""
+    the way) takes it from the bundle: the same images as the file's transformer wired to the preset, bitwise. A
+    name the model has no component of is refused on that input, before anything loads."""
     from node_workflows import link, preset_text2image
 
     from diffblocks.components import ComponentsManager
@@ -195,10 +195,11 @@ def test_a_bundle_loaded_without_its_transformer_takes_the_files(finetune, tmp_p
     manager = ComponentsManager()
     executor = Executor(artifacts=ArtifactStore(tmp_path), components_manager=manager)
     got = executor.run(workflow)["run"]["images"]
-    wired = dict(workflow, nodes={**workflow["nodes"], "load": {"type": "LoadComponents", "inputs": {"repo": str(repo)}},
-                                  "run": {**workflow["nodes"]["run"], "inputs": {
-                                      **workflow["nodes"]["run"]["inputs"], "components": link("load", "components"),
-                                      "transformer": link("file", "transformer")}}})
+    run = workflow["nodes"]["run"]
+    wired = dict(workflow, nodes={
+        **workflow["nodes"], "load": {"type": "LoadComponents", "inputs": {"repo": str(repo)}},
+        "run": {**run, "inputs": {**run["inputs"], "components": link("load", "components"),
+                                  "transformer": link("file", "transformer")}}})
     assert torch.equal(got, Executor(artifacts=ArtifactStore(tmp_path)).run(wired)["run"]["images"])
     assert len(manager.get_ids("transformer")) == 1  # the file's: the folder's was never loaded
     workflow["nodes"]["load"]["inputs"]["without"] = ["transformr"]
@@ -206,3 +207,30 @@ def test_a_bundle_loaded_without_its_transformer_takes_the_files(finetune, tmp_p
         Executor(artifacts=ArtifactStore(tmp_path)).run(workflow)
     assert (caught.value.node, caught.value.input) == ("load", "without")
     assert "has no component 'transformr' (did you mean transformer?)" in caught.value.message
+
+
+def test_the_transformer_of_an_all_in_one_checkpoint(finetune, tmp_path):
+    """LoadFluxTransformer ``checkpoint``: ComfyUI's all-in-one FLUX.1 file (the transformer under
+    ``model.diffusion_model.``, beside its VAE and text encoders) gives the transformer the file alone gives; one of
+    ``file`` and ``checkpoint`` is needed, not both, each refused on its input before anything loads."""
+    from safetensors.torch import load_file
+
+    from diffblocks.components.errors import NodeRunError
+    from diffblocks.nodes import ArtifactStore, Executor
+
+    _, file = finetune
+    whole = write(tmp_path / "flux1-dev-fp8.safetensors", load_file(str(file)), prefix="model.diffusion_model.",
+                  extra={"vae.decoder.conv_in.weight": torch.zeros(4, 4),
+                         "text_encoders.clip_l.transformer.text_model.final_layer_norm.weight": torch.ones(4)})
+
+    def transformer(**inputs):
+        workflow = {"nodes": {"t": {"type": "LoadFluxTransformer", "inputs": inputs}}}
+        return Executor(artifacts=ArtifactStore(tmp_path)).run(workflow)["t"]["transformer"]
+
+    from_checkpoint = transformer(checkpoint=str(whole)).state_dict()
+    assert all(torch.equal(v, from_checkpoint[k]) for k, v in transformer(file=str(file)).state_dict().items())
+    for inputs, message in (({}, "needs 'file' or 'checkpoint', and neither was given"),
+                            ({"file": str(file), "checkpoint": str(whole)}, "give one: a transformer file")):
+        with pytest.raises(NodeRunError) as caught:
+            transformer(**inputs)
+        assert caught.value.input == "file" and message in caught.value.message

@@ -117,6 +117,7 @@ def test_the_loaders_say_which_kind_each_input_names():
     assert marked[("LoadVAE", "file")] == "vae"
     assert marked[("LoadLoRA", "repo")] == "loras"
     assert marked[("LoadFluxTransformer", "file")] == "diffusion_models"
+    assert marked[("LoadFluxTransformer", "checkpoint")] == "checkpoints"
     assert marked[("LoadControlNet", "repo")] == "controlnet"
     assert marked[("LoadComponents", "repo")] == "diffusers"
     assert marked[("LoadTextualInversion", "file")] == "embeddings"

@@ -20,8 +20,9 @@ LINK = lambda node, output: {"node": node, "output": output}  # noqa: E731
 def flux_models(tmp_path_factory):
     """diffusers/flux-dev: a tiny FLUX.1-dev folder (heads of 128 channels, as FLUX.1's: a file's config is read
     off its shapes); diffusion_models/flux1-tuned.safetensors: its transformer moved a little, in Black Forest Labs'
-    layout; vae/ae.safetensors: its VAE moved a little, in the original layout; loras/detail15.safetensors: an SD
-    1.x LoRA (its cross-attention is 768 wide)."""
+    layout; checkpoints/flux1-dev-fp8.safetensors: that transformer in an all-in-one file, as ComfyUI's;
+    vae/ae.safetensors: its VAE moved a little, in the original layout; loras/detail15.safetensors: an SD 1.x LoRA
+    (its cross-attention is 768 wide)."""
     import torch
     from diffusers import AutoencoderKL, FluxTransformer2DModel
     from safetensors.torch import save_file
@@ -42,7 +43,11 @@ def flux_models(tmp_path_factory):
         for param in [*tuned.parameters(), *vae.parameters()]:
             param.add_(0.05 * torch.randn_like(param))
     (root / "diffusion_models").mkdir()
-    save_file(to_original(tuned.state_dict(), tuned.config), root / "diffusion_models" / "flux1-tuned.safetensors")
+    original = to_original(tuned.state_dict(), tuned.config)
+    save_file(original, root / "diffusion_models" / "flux1-tuned.safetensors")
+    (root / "checkpoints").mkdir()  # ComfyUI's all-in-one file: the transformer beside a VAE and text encoders
+    save_file({**{f"model.diffusion_model.{k}": v for k, v in original.items()},
+               "vae.decoder.conv_in.weight": torch.zeros(4, 4)}, root / "checkpoints" / "flux1-dev-fp8.safetensors")
     (root / "vae").mkdir()
     write_vae(root / "vae" / "ae.safetensors", vae_to_original(vae.state_dict(), vae_table(vae.config)))
     (root / "loras").mkdir()
@@ -69,7 +74,8 @@ def comfy_flux_dev():
         "10": {"class_type": "VAELoader", "inputs": {"vae_name": "ae.safetensors"}},
         "11": {"class_type": "DualCLIPLoader", "inputs": {"clip_name1": "t5xxl_fp16.safetensors",
                                                           "clip_name2": "clip_l.safetensors", "type": "flux"}},
-        "12": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux1-tuned.safetensors", "weight_dtype": "default"}},
+        "12": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux1-tuned.safetensors",
+                                                      "weight_dtype": "default"}},
         "13": {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["25", 0], "guider": ["22", 0],
                                                                  "sampler": ["16", 0], "sigmas": ["17", 0],
                                                                  "latent_image": ["27", 0]}},
@@ -133,19 +139,18 @@ def test_a_comfyui_flux_graph_runs_on_the_servers_flux_folder_and_the_files_it_n
 
     repo = flux_models / "diffusers" / "flux-dev"
     pipe = build_pipeline(flux.TEXT2IMAGE_BLOCKS, repo)
-    pipe.update_components(
-        transformer=FluxTransformer2DModel.from_single_file(flux_models / "diffusion_models" / "flux1-tuned.safetensors"),
-        vae=AutoencoderKL.from_single_file(flux_models / "vae" / "ae.safetensors", config=dict(pipe.vae.config)))
+    tuned = flux_models / "diffusion_models" / "flux1-tuned.safetensors"
+    pipe.update_components(transformer=FluxTransformer2DModel.from_single_file(tuned), vae=AutoencoderKL.from_single_file(
+        flux_models / "vae" / "ae.safetensors", config=dict(pipe.vae.config)))
     expected = pipe(prompt="a handwritten seven", guidance_scale=4.0, num_inference_steps=3, height=32, width=32,
                     generator=torch.Generator().manual_seed(5), output="images")[0]
     assert np.array_equal(pixels(flux_server, shown_image(page)), np.asarray(expected.convert("RGB")))
 
 
 def test_a_flux_ksampler_graph_with_true_cfg_and_a_one_file_checkpoint(page, flux_server, tmp_path):
-    """ComfyUI's simpler FLUX.1 graph: one all-in-one checkpoint file (not read: the folder's models, said), a
-    KSampler at CFG 2 with a negative prompt (ComfyUI's true CFG: a CFG guider here, with the negative prompt) and
-    an EmptySD3LatentImage; a sampler other than Euler is said to be left out. Without a FLUX.1 folder, the graph
-    loads the page's model, saying what the server lacks."""
+    """ComfyUI's simpler FLUX.1 graph: one all-in-one checkpoint file (its transformer read, the folder's text
+    encoders and VAE: said), a KSampler at CFG 2 with a negative prompt (ComfyUI's true CFG: a CFG guider here, with
+    the negative prompt) and an EmptySD3LatentImage; a sampler other than Euler is said to be left out."""
     graph = {
         "3": {"class_type": "KSampler", "inputs": {"seed": 7, "steps": 4, "cfg": 2.0, "sampler_name": "dpmpp_2m",
                                                    "scheduler": "simple", "denoise": 1.0, "model": ["4", 0],
@@ -162,14 +167,17 @@ def test_a_flux_ksampler_graph_with_true_cfg_and_a_one_file_checkpoint(page, flu
     drop(page, tmp_path / "simple.png", comfy_png(graph))
     wait_for(page, "nodes.run?.type === 'preset:flux-text2image'")
     workflow = page.evaluate("window.diffblocks.workflow()")
-    assert workflow["nodes"]["load"] == {"type": "LoadComponents", "inputs": {"repo": "flux-dev"}}
+    assert workflow["nodes"]["load"] == {"type": "LoadComponents", "inputs": {"repo": "flux-dev",
+                                                                             "without": ["transformer"]}}
+    assert workflow["nodes"]["transformer"] == {"type": "LoadFluxTransformer", "inputs": {
+        "checkpoint": "flux1-dev-fp8.safetensors", "components": LINK("load", "components")}}
     assert workflow["nodes"]["cfg"] == {"type": "ClassifierFreeGuidance", "inputs": {"guidance_scale": 2.0}}
     assert {k: v for k, v in workflow["nodes"]["run"]["inputs"].items() if k != "components"} == {
         "prompt": "a handwritten seven", "negative_prompt": "blurry", "guidance_scale": 3.5, "num_inference_steps": 4,
         "seed": 7, "width": 48, "height": 32, "guider": LINK("cfg", "guider")}
+    assert workflow["nodes"]["run"]["inputs"]["components"] == LINK("transformer", "components")
     notice = page.get_by_test_id("notice")
-    expect(notice).to_contain_text("ComfyUI's checkpoint 'flux1-dev-fp8.safetensors' (FLUX.1 in one file) is not "
-                                   "read: the graph loads flux-dev's models")
+    expect(notice).to_contain_text("the VAE is flux-dev's (flux1-dev-fp8.safetensors's own is not read)")
     expect(notice).to_contain_text("left out: the sampler 'dpmpp_2m' (FLUX.1 samples with Euler here)")
     run(page)
 

@@ -16,8 +16,8 @@ from test_editor import COMFY_PROMPT, DIGIT_FOUR, DROP_FILE
 
 def test_an_a1111_png_with_a_hires_pass_becomes_its_two_passes_and_draws_what_run_draws(page, server, tmp_path):
     """A1111's hires fix (Hires upscale, Denoising strength, Hires steps) becomes the first pass, a lanczos ScaleImage
-    and an image-to-image pass at that strength and steps, as the Hires fix template has them; run, it draws the 48 px image
-    ``diffblocks run --from-image`` draws. An upscaler other than lanczos is said to be replaced."""
+    and an image-to-image pass at that strength and steps, as the Hires fix template has them; run, it draws the 48
+    px image ``diffblocks run --from-image`` draws. An upscaler other than lanczos is said to be replaced."""
     import base64
 
     from PIL.PngImagePlugin import PngInfo

@@ -58,7 +58,9 @@ export function fluxSettings(prompt) {
     throw new Error('this ComfyUI FLUX.1 graph does not start from an empty latent (EmptySD3LatentImage): only '
       + 'text-to-image graphs can be read');
   }
-  if (denoise !== null && denoise < 1) throw new Error(`this ComfyUI FLUX.1 graph denoises ${denoise} of an empty latent`);
+  if (denoise !== null && denoise < 1) {
+    throw new Error(`this ComfyUI FLUX.1 graph denoises ${denoise} of an empty latent`);
+  }
   const text = textOf(conditioning, source, number);
   if (text.prompt === null) {
     throw new Error("this ComfyUI FLUX.1 graph's prompt is not a CLIPTextEncode or CLIPTextEncodeFlux with its text");
@@ -69,13 +71,16 @@ export function fluxSettings(prompt) {
     negative: trueCfg ? textOf(negative, source, number).prompt : null,
     width: number(latent.inputs.width), height: number(latent.inputs.height),
   };
-  if (samplerName && samplerName !== 'euler') leftOut.push(`the sampler '${samplerName}' (FLUX.1 samples with Euler here)`);
+  if (samplerName && samplerName !== 'euler') {
+    leftOut.push(`the sampler '${samplerName}' (FLUX.1 samples with Euler here)`);
+  }
   const scheduler = asText(custom ? sigmas?.inputs.scheduler : inputs.scheduler);
   if (scheduler && scheduler !== 'simple') leftOut.push(`the scheduler '${scheduler}' (FLUX.1's own sigmas here)`);
 
   const loras = [];
+  const loaders = ['UNETLoader', 'CheckpointLoaderSimple'];
   let node = source(model); // through the nodes that patch the model on its way: LoRAs, ModelSamplingFlux
-  for (let hops = 0; node && !['UNETLoader', 'CheckpointLoaderSimple'].includes(node.class_type) && hops < 100; hops += 1) {
+  for (let hops = 0; node && !loaders.includes(node.class_type) && hops < 100; hops += 1) {
     const { lora_name: name, strength_model: scale } = node.inputs;
     if (LORA_LOADERS.has(node.class_type) && typeof name === 'string') {
       loras.unshift({ name, scale: number(scale) ?? 1, textEncoderScale: null });

@@ -108,8 +108,8 @@ export const DEFAULT_WORKFLOW = {
  * LoadCheckpoint node of the server's model folders, the preset of its family: sdxl's, else SD 1.x's, which runs
  * SD 2.x too), ``loras`` ({name, scale, textEncoderScale}: a LoadLoRA node each, in a chain), ``embeddings``
  * ({name}: a file of the server's embeddings, a LoadTextualInversion node each after them), ``transformer`` (a
- * FLUX.1 transformer file of the server's diffusion models: a LoadFluxTransformer node first in the chain, the
- * folder loaded without its own), ``vae`` (a file
+ * FLUX.1 transformer file of the server's diffusion models, or ``transformerCheckpoint``, an all-in-one file of its
+ * checkpoints: a LoadFluxTransformer node first in the chain, the folder loaded without its own), ``vae`` (a file
  * of the server's VAEs: a LoadVAE node after them, which takes the bundle's VAE config and replaces its VAE) and
  * ``control`` ({name (a file of the server's ControlNets), strength, start, end}: a LoadControlNet node and an empty
  * LoadImage node for its control image, with the family's ControlNet preset) and ``ipAdapter`` ({name, encoder
@@ -119,8 +119,10 @@ export function text2imageGraph(model, settings) {
   const { prompt, negative, steps, seed, width, height, cfg, scheduler } = settings;
   const chain = {}; // the nodes the bundle goes through on its way to the preset: LoRAs, embeddings, IP-Adapter, VAE
   let bundle = LINK('load', 'components');
-  if (model.transformer) { // FLUX.1's transformer from a file, into the bundle loaded without the folder's own
-    chain.transformer = { type: 'LoadFluxTransformer', inputs: { file: model.transformer, components: bundle } };
+  const { transformer, transformerCheckpoint } = model;
+  if (transformer || transformerCheckpoint) { // FLUX.1's from a file, into the bundle loaded without the folder's own
+    chain.transformer = { type: 'LoadFluxTransformer', inputs: transformer ? { file: transformer, components: bundle }
+      : { checkpoint: transformerCheckpoint, components: bundle } };
     bundle = LINK('transformer', 'components');
   }
   (model.loras || []).forEach(({ name, scale, textEncoderScale }, index) => {
@@ -156,7 +158,8 @@ export function text2imageGraph(model, settings) {
   if (width && height) Object.assign(inputs, { width, height });
   const nodes = {
     load: model.checkpoint ? { type: 'LoadCheckpoint', inputs: { file: model.checkpoint } }
-      : { type: 'LoadComponents', inputs: { repo: model.repo, ...(model.transformer ? { without: ['transformer'] } : {}) } },
+      : { type: 'LoadComponents',
+        inputs: { repo: model.repo, ...(chain.transformer ? { without: ['transformer'] } : {}) } },
     ...chain,
   };
   if (cfg !== null && cfg !== undefined) {

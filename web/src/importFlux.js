@@ -1,7 +1,7 @@
 // A FLUX.1 graph of another tool (comfyFlux.js) on the server's models: its FLUX.1 model folder (a FluxPipeline
 // folder in the diffusers folder: the text encoders, tokenizers and scheduler, which ComfyUI's files do not all
-// carry), the transformer file the graph names (diffusion_models: the folder's own transformer is then not loaded),
-// its LoRAs and its VAE file.
+// carry), the transformer file the graph names (diffusion_models; or the all-in-one checkpoint it is read from: the
+// folder's own transformer is then not loaded), its LoRAs and its VAE file.
 import { text2imageGraph } from './graph.js';
 import { findFluxFolder, findModel, otherFamily } from './modelFiles.js';
 
@@ -27,9 +27,10 @@ export async function importedFlux(read, from) {
         + `${folder}'s`);
     }
   }
-  if (checkpoint) {
-    notes.push(`${from} checkpoint '${checkpoint}' (FLUX.1 in one file) is not read: the graph loads ${folder}'s `
-      + 'models');
+  if (checkpoint) { // FLUX.1 in one file: its transformer, the folder's text encoders and VAE
+    model.transformerCheckpoint = await findModel('checkpoints', checkpoint).catch(() => null);
+    notes.push(model.transformerCheckpoint ? `the VAE is ${folder}'s (${checkpoint}'s own is not read)`
+      : `${from} checkpoint '${checkpoint}' is not among the server's checkpoints: the graph loads ${folder}'s models`);
   }
   if (encoders.length) notes.push(`the text encoders are ${folder}'s (${encoders.join(', ')} not read)`);
   for (const lora of loras) {
