@@ -155,11 +155,17 @@ def apply(args, path: str) -> None:
         found["strength"] = _number(fields, "Denoising strength", float)
     if fields.get("VAE") and getattr(args, "vae", None) is None:
         print(f"note: {path} was decoded by the VAE {fields['VAE']}; give it as --vae FILE", file=sys.stderr)
-    controlnets = [_unit_model(value) for key, value in fields.items() if CONTROLNET_UNIT.fullmatch(key)]
-    controlnets = [model for model in controlnets if model and model.lower() != "none"]
+    units = [(_unit_value(value, "model"), _unit_value(value, "module") or "")
+             for key, value in fields.items() if CONTROLNET_UNIT.fullmatch(key)]
+    units = [(model, module) for model, module in units if model and model.lower() != "none"]
+    controlnets = [model for model, module in units if not module.lower().startswith("ip-adapter")]
+    adapters = [model for model, module in units if module.lower().startswith("ip-adapter")]
     if controlnets and getattr(args, "controlnet", None) is None:
         print(f"note: {path} was drawn with sd-webui-controlnet's {', '.join(controlnets)}; give each as --controlnet "
               f"FILE --control-image IMAGE", file=sys.stderr)
+    if adapters and getattr(args, "ip_adapter", None) is None:  # sd-webui-controlnet runs them as its units
+        print(f"note: {path} was drawn with the IP-Adapter {', '.join(adapters)}; give it as --ip-adapter FILE "
+              f"--ip-adapter-image IMAGE (and its CLIP vision file as --ip-adapter-encoder)", file=sys.stderr)
     for name, value in found.items():
         if getattr(args, name, None) is None and value is not None:
             setattr(args, name, value)
@@ -169,9 +175,9 @@ def apply(args, path: str) -> None:
 CONTROLNET_UNIT = re.compile(r"ControlNet( \d+)?")
 
 
-def _unit_model(unit: str) -> str | None:
-    """The model a ControlNet unit names, without A1111's hash."""
-    found = re.search(r"\bmodel:\s*([^,\[]+)", unit, flags=re.I)
+def _unit_value(unit: str, key: str) -> str | None:
+    """The ``key`` (``model``, without A1111's hash; ``module``, its preprocessor) a ControlNet unit gives."""
+    found = re.search(rf"\b{key}:\s*([^,\[]+)", unit, flags=re.I)
     return found.group(1).strip() if found else None
 
 

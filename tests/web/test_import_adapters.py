@@ -137,7 +137,7 @@ def test_a1111s_controlnet_units_load_the_controlnet_they_name_and_say_what_is_l
     "starting/ending" in its first versions): the first ControlNet unit becomes the ControlNet preset with the file
     its model names (without A1111's hash) at its weight, start and end, as ComfyUI's ControlNetApplyAdvanced does;
     the notice asks for the control image and names the preprocessor (the image is taken as its output), the units
-    after it, and an IP-Adapter unit."""
+    after it, and the IP-Adapter unit's model, which the server lacks."""
     units = ('ControlNet 0: "Module: canny, Model: edges [d14c016b], Weight: 0.7, Resize Mode: Crop and Resize, '
              'Low Vram: False, Processor Res: 512, Threshold A: 100, Threshold B: 200, Guidance Start: 0, '
              'Guidance End: 0.8, Pixel Perfect: False, Control Mode: Balanced", '
@@ -151,8 +151,8 @@ def test_a1111s_controlnet_units_load_the_controlnet_they_name_and_say_what_is_l
     imported_controlnet(expected)
     open_editor(page, import_server)
     for name, fields, left_out in (
-            ("units", units, "; left out: the ControlNet's preprocessor 'canny' (upload what it made), IP-Adapter "
-                             "unit 'ip-adapter_sd15', 1 more ControlNet unit"),
+            ("units", units, "; IP-Adapter 'ip-adapter_sd15' is not among the server's IP-Adapters; left out: the "
+                             "ControlNet's preprocessor 'canny' (upload what it made), 1 more ControlNet unit"),
             ("first", first_versions, "")):
         info = PngInfo()
         info.add_text("parameters", "a handwritten digit four\nNegative prompt: blurry, faint\nSteps: 6, Sampler: "
@@ -246,4 +246,35 @@ def test_a_comfyui_graph_with_a_controlnet_and_an_ip_adapter_runs_both_on_the_au
     workflow = page.evaluate("window.diffblocks.workflow()")
     assert_draws(page, import_server, workflow, without(workflow, "run", "controlnet_conditioning_scale", 0.0),
                  "the ControlNet")
+    assert_draws(page, import_server, workflow, without(workflow, "ipadapter", "scale", 0.0), "the IP-Adapter")
+
+
+def test_an_a1111_ip_adapter_unit_loads_the_adapter_and_the_encoder_its_preprocessor_runs(
+        page, import_server, tmp_path):
+    """sd-webui-controlnet runs an IP-Adapter as a ControlNet unit: its model names the adapter file (without
+    A1111's hash), its preprocessor the CLIP vision encoder (ip-adapter_clip_sd15: ViT-H/14; the server's only one
+    here), its weight the scale; it imports as ComfyUI's IPAdapter does, the notice asking for the image. A FaceID
+    unit is named as left out. With the image, the run draws what the API draws."""
+    units = ('ControlNet 0: "Module: ip-adapter_clip_sd15, Model: ip-adapter_digits [6a3f6166], Weight: 0.6, '
+             'Resize Mode: Crop and Resize, Guidance Start: 0, Guidance End: 1", '
+             'ControlNet 1: "Module: ip-adapter_face_id_plus, Model: ip-adapter-faceid-plus_sd15 [d86a490f], '
+             'Weight: 1"')
+    info = PngInfo()
+    info.add_text("parameters", "a handwritten digit four\nNegative prompt: blurry, faint\nSteps: 6, Sampler: Euler a, "
+                                f"CFG scale: 5, Seed: 3, Size: 32x32, Model: digits, {units}")
+    open_editor(page, import_server)
+    drop(page, tmp_path / "a1111-ip-adapter.png", info)
+    wait_for(page, "nodes.run && nodes.run.type === 'preset:sd15-ip-adapter'")
+    expected = on_checkpoint("sd15/digits.safetensors")
+    expected["nodes"]["run"]["type"] = "preset:sd15-ip-adapter"
+    imported_ip_adapter(expected)
+    assert page.evaluate("window.diffblocks.workflow()") == expected
+    notice = ("upload the IP-Adapter's image (A1111's IP-Adapter input) into the Load Image node; left out: IP-Adapter "
+              "unit 'ip-adapter-faceid-plus_sd15' (its ip-adapter_face_id_plus needs InsightFace)")
+    expect(page.get_by_test_id("notice")).to_have_text(re.compile(f"^{re.escape(notice)}(dismiss)?$"))
+
+    with_digits_configs(page, "load")
+    upload_style(page, tmp_path)
+    run(page)
+    workflow = page.evaluate("window.diffblocks.workflow()")
     assert_draws(page, import_server, workflow, without(workflow, "ipadapter", "scale", 0.0), "the IP-Adapter")

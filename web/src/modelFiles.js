@@ -107,3 +107,14 @@ export async function findFluxFolder(hint) {
   const schnell = (name) => /schnell/i.test(name || '');
   return folders.find((name) => schnell(name) === schnell(hint)) || folders[0] || null;
 }
+
+// the names CLIP vision encoders go by, by size (ComfyUI's CLIP-ViT-H-14-laion2B-s32B-b79K, A1111's clip_h)
+const ENCODER_NAMES = { 'ViT-H/14': /vit-?h|clip[_-]?h\b|\bh-?14/i, 'ViT-bigG/14': /bigg|clip[_-]?g\b|vit-?g\b/i };
+
+/** The server's CLIP vision model of `size` ('ViT-H/14', 'ViT-bigG/14') by its name, as an A1111 IP-Adapter unit
+ * names its encoder by its preprocessor alone; the only one the server has when none is named so; else null. */
+export async function findEncoder(size) {
+  const names = await modelNames('clip_vision');
+  const pattern = ENCODER_NAMES[size];
+  return (pattern && names.find((name) => pattern.test(name))) || (names.length === 1 ? names[0] : null);
+}

@@ -7,7 +7,7 @@ import { comfySettings, editorPrompt, isComfyEditorGraph, isComfyPrompt } from '
 import { text2imageGraph } from './graph.js';
 import { fluxSettings, isFluxGraph } from './comfyFlux.js';
 import { importedFlux } from './importFlux.js';
-import { findCheckpoint, findModel, modelNames, otherFamily, stemOf } from './modelFiles.js';
+import { findCheckpoint, findEncoder, findModel, modelNames, otherFamily, stemOf } from './modelFiles.js';
 
 const SIGNATURE = [137, 80, 78, 71, 13, 10, 26, 10];
 
@@ -120,7 +120,7 @@ export function parametersSettings(text) {
       steps: number('Hires steps') || null }; // its 0: the first pass's steps
     if (upscaler && !/^(lanczos|none)$/i.test(upscaler)) others.push(`the ${upscaler} upscaler (lanczos instead)`);
   }
-  const { control, leftOut } = controlNetUnits(fields);
+  const { control, ipAdapter, leftOut } = controlNetUnits(fields);
   if (number('Distilled CFG Scale') !== null) { // Forge's FLUX.1: its guidance, and CFG above 1 is true CFG
     const trueCfg = settings.cfg !== null && settings.cfg > 1;
     const modules = Object.keys(fields).filter((key) => /^Module \d+$/.test(key)).sort().map((key) => fields[key]);
@@ -129,7 +129,7 @@ export function parametersSettings(text) {
     transformer: fields.Model || null, checkpoint: null, modules, encoders: [], loras, vae: fields.VAE || null,
     control: null, ipAdapter: null, leftOut: [...others, ...leftOut] };
   }
-  return { settings, checkpoint: fields.Model || null, loras, vae: fields.VAE || null, control,
+  return { settings, checkpoint: fields.Model || null, loras, vae: fields.VAE || null, control, ipAdapter,
     leftOut: [...others, ...leftOut] };
 }
 
@@ -154,22 +154,39 @@ function unitOf(text) {
   };
 }
 
+// sd-webui-controlnet's IP-Adapter preprocessors -> the CLIP vision encoder each runs (its size); its FaceID ones
+// need InsightFace, which diffblocks does not run
+const IP_ADAPTER_ENCODERS = [[/clip_sdxl$|clip_g$|bigg/i, 'ViT-bigG/14'], [/clip_sd15|clip_h$|vith/i, 'ViT-H/14']];
+
 /** {control ({name, strength, start, end, hires (whether it acts on the hires pass too)}: the first ControlNet unit
- * A1111's parameters name, with its image to upload; or null), leftOut (its preprocessor, which the control image is
- * taken as the output of; the units after it; IP-Adapter units, which sd-webui-controlnet runs as ControlNets)}. */
+ * A1111's parameters name, with its image to upload; or null), ipAdapter ({name, encoderSize (the CLIP vision
+ * encoder its preprocessor runs: 'ViT-H/14', 'ViT-bigG/14'), weight, start, end}: the first IP-Adapter unit, which
+ * sd-webui-controlnet runs as a ControlNet; or null), leftOut (the ControlNet's preprocessor, which the control image
+ * is taken as the output of; the units after the first of each; FaceID units)}. */
 export function controlNetUnits(fields) {
   const units = Object.keys(fields).filter((key) => CONTROLNET_UNIT.test(key))
     .sort((a, b) => Number(a.split(' ')[1] || 0) - Number(b.split(' ')[1] || 0))
     .map((key) => unitOf(fields[key])).filter(({ model }) => model && model.toLowerCase() !== 'none');
-  const leftOut = units.filter(({ module }) => /^ip-adapter/i.test(module)).map(({ model }) => `IP-Adapter unit '${model}'`);
-  const controls = units.filter(({ module }) => !/^ip-adapter/i.test(module));
-  if (!controls.length) return { control: null, leftOut };
+  const isAdapter = ({ module }) => /^ip-adapter/i.test(module);
+  const faceId = ({ module }) => /face_?id/i.test(module);
+  const leftOut = units.filter((unit) => isAdapter(unit) && faceId(unit))
+    .map(({ model, module }) => `IP-Adapter unit '${model}' (its ${module} needs InsightFace)`);
+  const adapters = units.filter((unit) => isAdapter(unit) && !faceId(unit));
+  if (adapters.length > 1) leftOut.push(`${adapters.length - 1} more IP-Adapter unit${adapters.length > 2 ? 's' : ''}`);
+  const ipAdapter = adapters.length ? { name: adapters[0].model, encoder: null, weight: adapters[0].weight,
+    start: adapters[0].start, end: adapters[0].end, image: null, where: "A1111's IP-Adapter input",
+    encoderSize: (IP_ADAPTER_ENCODERS.find(([pattern]) => pattern.test(adapters[0].module)) || [])[1] || null } : null;
+  if (ipAdapter && (ipAdapter.start > 0 || ipAdapter.end < 1)) {
+    leftOut.push("the IP-Adapter's start and end (it acts on every step)");
+  }
+  const controls = units.filter((unit) => !isAdapter(unit));
+  if (!controls.length) return { control: null, ipAdapter, leftOut };
   const [{ model, module, weight, start, end, hires }, ...more] = controls;
   if (module.toLowerCase() !== 'none') leftOut.unshift(`the ControlNet's preprocessor '${module}' (upload what it made)`);
   if (more.length) leftOut.push(`${more.length} more ControlNet unit${more.length > 1 ? 's' : ''}`);
   if (/^high res only$/i.test(hires)) leftOut.push("the ControlNet's 'High res only' (it acts on both passes)");
   return { control: { name: model, strength: weight, start, end, image: null, where: "A1111's ControlNet input",
-    hires: !/^low res only$/i.test(hires) }, leftOut };
+    hires: !/^low res only$/i.test(hires) }, ipAdapter, leftOut };
 }
 
 /** {document, notice} for what another tool's graph or parameters set (``from``: "ComfyUI's" or "A1111's"): a
@@ -245,10 +262,12 @@ async function findAdapters(control, ipAdapter, model, notes) {
   }
   if (ipAdapter) {
     const name = await findModel('ipadapter', ipAdapter.name).catch(() => null);
-    const encoder = name ? await findModel('clip_vision', ipAdapter.encoder).catch(() => null) : null;
+    const encoder = !name ? null : await (ipAdapter.encoder ? findModel('clip_vision', ipAdapter.encoder)
+      : findEncoder(ipAdapter.encoderSize)).catch(() => null); // A1111's: named by its preprocessor alone
     if (name && encoder) model.ipAdapter = { ...ipAdapter, name, encoder };
+    const wanted = ipAdapter.encoder ? `'${ipAdapter.encoder}'` : ipAdapter.encoderSize || 'for it';
     notes.push(name && encoder ? uploads("the IP-Adapter's image", ipAdapter)
-      : name ? `CLIP vision model '${ipAdapter.encoder}' is not among the server's (the IP-Adapter left out)`
+      : name ? `CLIP vision model ${wanted} is not among the server's (the IP-Adapter left out)`
         : `IP-Adapter '${ipAdapter.name}' is not among the server's IP-Adapters`);
   }
 }
