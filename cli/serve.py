@@ -15,6 +15,7 @@ from ..components.errors.server import ServerSetupError
 from .files import model_dirs, start_model
 
 QUEUES = ("sqlite", "redis", "rediss", "unix")  # unix: a Redis socket (unix:///run/redis.sock?db=0)
+KEEP_ALIVE_S = 75  # seconds an idle HTTP connection stays open (nginx's and aiohttp's servers keep 75)
 
 
 def default_data_dir() -> Path:
@@ -155,8 +156,11 @@ def serve(args) -> int:
                 threading.Thread(target=watch_workers, args=(app.state.server.pool, self, auto, failed),
                                  daemon=True).start()
 
-    # no per-message deflate: previews are PNGs already, and compressing every event costs the workers CPU
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", ws_per_message_deflate=False)
+    # no per-message deflate: previews are PNGs already, and compressing every event costs the workers CPU; an idle
+    # connection kept longer than clients keep theirs (httpx 5 s, aiohttp 15 s): at uvicorn's 5 s, a client sending
+    # on one as the server closes it gets "Server disconnected without sending a response"
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", ws_per_message_deflate=False,
+                            timeout_keep_alive=KEEP_ALIVE_S)
     try:
         Server(config).run()
     except KeyboardInterrupt:  # uvicorn shuts down cleanly, then raises the Ctrl-C again: that is the normal end

@@ -6,6 +6,7 @@ import threading
 
 import uvicorn
 
+from diffblocks.cli.serve import KEEP_ALIVE_S
 from diffblocks.server import ServerSettings, create_app
 
 
@@ -30,7 +31,8 @@ class LiveServer:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url, self.ws_url = f"http://127.0.0.1:{self.port}", f"ws://127.0.0.1:{self.port}/api/events"
-        self.server = ThreadServer(uvicorn.Config(self.app, log_level="warning", ws="websockets-sansio"))
+        self.server = ThreadServer(uvicorn.Config(self.app, log_level="warning", ws="websockets-sansio",
+                                                  timeout_keep_alive=KEEP_ALIVE_S))  # as diffblocks serve
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self) -> "LiveServer":

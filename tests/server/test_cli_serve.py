@@ -1,10 +1,12 @@
 """``diffblocks serve``: flags checked before anything starts, the address printed once it answers."""
 
 import contextlib
+import http.client
 import signal
 import socket
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -150,6 +152,13 @@ def test_serve_prints_its_address_once_it_answers(tmp_path):
         nodes = httpx.get(f"http://127.0.0.1:{port}/api/nodes", timeout=60).json()
         assert "LoadComponents" in nodes
         assert (tmp_path / "jobs.sqlite").is_file()
+        # an idle connection outlives a client's keep-alive (httpx keeps one 5 s): one sent on after 5.5 s is served
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        for pause in (0, 5.5):
+            time.sleep(pause)
+            connection.request("GET", "/api/system")
+            assert connection.getresponse().read().startswith(b"{")
+        connection.close()
 
 
 @pytest.mark.slow
