@@ -153,10 +153,9 @@ def add_adapters(pipe, plan: Plan, args) -> None:
         nets = []
         for source, value in zip(plan.controlnets, values_of(args, "--controlnet")):
             try:  # ControlNetModel, or FluxControlNetModel for FLUX.1
-                if is_weights_file(source):  # one file: its encoder's config is the model's UNet's
-                    if not hasattr(model, "from_single_file"):
-                        raise FlagError.unusable("--controlnet", value, "a FLUX.1 ControlNet loads from its folder "
-                                                                        "(config.json beside the weights)")
+                if is_weights_file(source) and model.__name__.startswith("Flux"):  # its config read off the file
+                    nets.append(model.from_single_file(source))
+                elif is_weights_file(source):  # one file: its encoder's config is the model's UNet's
                     nets.append(model.from_single_file(source, config=plan.model))
                 else:
                     nets.append(model.from_pretrained(source))

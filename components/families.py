@@ -21,14 +21,19 @@ LORA_DOWN = ("lora_down.weight", "lora_A.weight", "lora.down.weight")  # (rank, 
 
 
 def controlnet_family(file: str | os.PathLike) -> str:
-    """The family a ControlNet file is for (its encoder is that family's UNet's).
+    """The family a ControlNet file is for (its encoder is that family's UNet's; ``flux`` for FLUX.1's: a trunk of
+    transformer blocks).
 
     Raises:
         ConfigError: the file has no cross-attention, or a width no shipped family has.
     """
     from .models.weights import tensor_shapes
 
-    widths = {shape[-1] for key, shape in tensor_shapes(file).items() if key.endswith("attn2.to_k.weight")}
+    shapes = tensor_shapes(file)
+    if "controlnet_blocks.0.weight" in shapes and any(k.startswith(("double_blocks.", "transformer_blocks."))
+                                                      for k in shapes):  # XLabs' layout, or diffusers'
+        return "flux"
+    widths = {shape[-1] for key, shape in shapes.items() if key.endswith("attn2.to_k.weight")}
     family = _by_cross_attention(widths)
     if family is None:
         raise ConfigError.controlnet_base(str(file), sorted(widths), {f: w for w, f in _cross_attention_widths().items()})

@@ -41,13 +41,12 @@ class LoadControlNet(NodeType):
     description = "Load a ControlNet (a folder or Hub id) into the shared ComponentsManager."
 
     def __init__(self):
-        repo = model_input({**STRING, "minLength": 1, "description": "ControlNet folder or Hub repo id"}, "controlnet")
+        repo = model_input({**STRING, "minLength": 1, "description": (
+            "ControlNet folder or Hub repo id, or a file (.safetensors, .pth) as A1111 and ComfyUI keep them")},
+            "controlnet")
         self.inputs = {"repo": NodeInput(repo, required=True),
                        "subfolder": NodeInput({**STRING, "default": "", "description": "folder inside the repo"})}
         if self.model_class == "ControlNetModel":
-            self.inputs["repo"] = NodeInput(model_input({**STRING, "minLength": 1, "description": (
-                "ControlNet folder or Hub repo id, or a file (.safetensors, .pth) as A1111 and ComfyUI keep them")},
-                "controlnet"), required=True)
             self.inputs["config"] = NodeInput(model_input({**STRING, "default": "", "description": (
                 "for a file: the base model's repo, whose UNet config describes the ControlNet's encoder (empty: "
                 "the shipped configs of the family it is for)")}, "diffusers"))
@@ -57,13 +56,16 @@ class LoadControlNet(NodeType):
         from ..components import models
         from ..components.spec import ComponentSpec
 
-        if values["repo"].lower().endswith(WEIGHTS_SUFFIXES) and "config" in self.inputs:
+        file = values["repo"]
+        if file.lower().endswith(WEIGHTS_SUFFIXES) and "config" in self.inputs:
             from ..components.families import controlnet_config_repo
 
-            file = values["repo"]
             config = values.get("config") or controlnet_config_repo(file)
             return {"controlnet": load_file_once(ctx, "controlnet", file, f"{file}|{config}", lambda: (
                 models.ControlNetModel.from_single_file(file, config=config)))}
+        if file.lower().endswith(WEIGHTS_SUFFIXES):  # FLUX.1's: its config read off the file
+            return {"controlnet": load_file_once(ctx, "controlnet", file, file, lambda: (
+                getattr(models, self.model_class).from_single_file(file)))}
         spec = ComponentSpec("controlnet", getattr(models, self.model_class), repo=values["repo"],
                              subfolder=values.get("subfolder") or None)
         controlnet = _load_shared(ctx, spec)
@@ -75,8 +77,8 @@ class LoadControlNet(NodeType):
 class LoadFluxControlNet(LoadControlNet):
     name = "LoadFluxControlNet"
     model_class = "FluxControlNetModel"
-    description = ("Load a FLUX.1 ControlNet (InstantX, Union or XLabs; a folder or Hub id) into the shared "
-                   "ComponentsManager.")
+    description = ("Load a FLUX.1 ControlNet (InstantX, Union or XLabs; a folder or Hub id, or one file as ComfyUI "
+                   "keeps them: XLabs' flux-canny-controlnet-v3.safetensors) into the shared ComponentsManager.")
 
 
 class LoadRedux(NodeType):

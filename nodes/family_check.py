@@ -8,16 +8,14 @@ when it runs (``block_nodes``)."""
 from __future__ import annotations
 
 import functools
-import json
 import os
 from typing import Any
 
 from .keys import file_stamp
 from .model_files import ModelFolders
 
-CHECKPOINT_FAMILIES = {"sd15": "sd15", "sd2": "sd15", "sdxl": "sdxl"}  # a checkpoint's family -> its presets'
-# a model folder's pipeline class (model_index.json's _class_name), by its start -> its presets' family, longest first
-PIPELINE_FAMILIES = (("StableDiffusionXL", "sdxl"), ("StableDiffusion", "sd15"), ("Flux", "flux"))
+# a file's or model folder's family -> its presets'
+CHECKPOINT_FAMILIES = {"sd15": "sd15", "sd2": "sd15", "sdxl": "sdxl", "flux": "flux"}
 LOADERS = {"LoadCheckpoint": ("file", "checkpoints"), "LoadComponents": ("repo", "diffusers")}  # input, folder kind
 # the nodes loading a file made for one family: input, folder kind, what the file is
 FILE_LOADERS = {"LoadControlNet": ("repo", "controlnet", "ControlNet"), "LoadLoRA": ("repo", "loras", "LoRA"),
@@ -126,7 +124,7 @@ def _family(loader: str, path: str, stamp: str) -> str | None:
     pipeline of no preset: its loader says what it is)."""
     from ..components.checkpoints import file_family
     from ..components.errors import DiffblocksError
-    from ..components.families import controlnet_family, embedding_family, lora_family
+    from ..components.families import controlnet_family, embedding_family, folder_family, lora_family
 
     read = {"LoadCheckpoint": file_family, "LoadControlNet": controlnet_family, "LoadLoRA": lora_family,
             "LoadTextualInversion": embedding_family}.get(loader)
@@ -135,9 +133,4 @@ def _family(loader: str, path: str, stamp: str) -> str | None:
             return CHECKPOINT_FAMILIES.get(read(path))
         except DiffblocksError:
             return None
-    try:
-        with open(os.path.join(path, "model_index.json"), encoding="utf-8") as handle:
-            class_name = json.load(handle).get("_class_name")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return next((family for start, family in PIPELINE_FAMILIES if str(class_name).startswith(start)), None)
+    return CHECKPOINT_FAMILIES.get(folder_family(path))

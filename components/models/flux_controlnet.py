@@ -104,6 +104,37 @@ class FluxControlNetModel(ModelMixin):
                     block.load_state_dict(source.state_dict())
         return controlnet
 
+    @classmethod
+    def from_single_file(cls, path, config=None, torch_dtype: torch.dtype | None = None,
+                         revision: str | None = None) -> "FluxControlNetModel":
+        """A ControlNet from one file, as ComfyUI keeps them: XLabs' own layout (``flux-canny-controlnet-v3``), or
+        diffusers' (an InstantX or Union ControlNet's weights alone); the config read off the tensors' shapes.
+        Built on the meta device and filled from the memory-mapped file, as :meth:`from_pretrained`.
+
+        Args:
+            path: The file, or ``owner/name/FILE`` on the Hub.
+            config: The config, where the shapes do not give it (heads of other than 128 channels): a dict, or a
+                folder / Hub repo with ``config.json``.
+            torch_dtype: Floating-point dtype of the parameters; default ``torch.get_default_dtype()``.
+
+        Raises:
+            MissingFileError: no such file. WeightsMismatchError: tensors that fit no parameter, or too few.
+            ConfigError: the config cannot be read off the file and none was given.
+        """
+        from ..checkpoints import config_of
+        from .flux_controlnet_files import file_config, from_xlabs, is_xlabs
+        from .modeling import empty_weights
+        from .weights import read_weights, single_file
+
+        file = single_file(path, revision)
+        state_dict = read_weights([file])
+        config = file_config(state_dict, str(file)) if config is None else config_of(cls, config, (None,), revision)
+        with empty_weights():
+            model = cls.from_config(config)
+        model.load_weights(from_xlabs(state_dict, model) if is_xlabs(state_dict) else state_dict,
+                           torch_dtype=torch_dtype or torch.get_default_dtype(), source=str(file))
+        return model.eval()
+
     def forward(
         self,
         hidden_states: torch.Tensor,

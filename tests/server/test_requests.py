@@ -108,7 +108,7 @@ async def test_a_model_folder_says_the_family_of_the_pipeline_it_names(tmp_path)
 
 async def test_a_controlnet_file_says_the_family_its_cross_attention_width_tells(tmp_path):
     """SD 1.x ControlNets attend to 768-wide text embeddings, 2.x's to 1024, SDXL's to 2048 (as the shipped UNet
-    configs say); a file with no cross-attention says so."""
+    configs say); FLUX.1's have a trunk of transformer blocks; a file with no cross-attention says so."""
     import torch
     from safetensors.torch import save_file
 
@@ -118,10 +118,15 @@ async def test_a_controlnet_file_says_the_family_its_cross_attention_width_tells
     for name, width in (("canny15", 768), ("depth21", 1024), ("cannyxl", 2048)):
         save_file({key: torch.zeros(8, width, dtype=torch.float16)}, models / "controlnet" / f"{name}.safetensors")
     save_file({"lora_unet_down_blocks_0.lora_down.weight": torch.zeros(1)}, models / "controlnet" / "odd.safetensors")
+    for name, trunk in (("xlabs-canny", "double_blocks.0.img_attn.qkv.weight"),
+                        ("instantx-union", "transformer_blocks.0.attn.to_q.weight")):  # FLUX.1's: XLabs', diffusers'
+        save_file({trunk: torch.zeros(1), "controlnet_blocks.0.weight": torch.zeros(1)},
+                  models / "controlnet" / f"{name}.safetensors")
     async with fake_server(tmp_path, model_dirs=[models]) as client:
         families = {name: (await client.get(f"/api/models/controlnet/{name}.safetensors")).json()["family"]
-                    for name in ("canny15", "depth21", "cannyxl")}
-        assert families == {"canny15": "sd15", "depth21": "sd2", "cannyxl": "sdxl"}
+                    for name in ("canny15", "depth21", "cannyxl", "xlabs-canny", "instantx-union")}
+        assert families == {"canny15": "sd15", "depth21": "sd2", "cannyxl": "sdxl", "xlabs-canny": "flux",
+                            "instantx-union": "flux"}
         odd = (await client.get("/api/models/controlnet/odd.safetensors")).json()
         assert odd["family"] is None and "it has no cross-attention" in odd["problem"]
 
