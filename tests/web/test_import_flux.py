@@ -21,15 +21,16 @@ def flux_models(tmp_path_factory):
     """diffusers/flux-dev: a tiny FLUX.1-dev folder (heads of 128 channels, as FLUX.1's: a file's config is read
     off its shapes); diffusion_models/flux1-tuned.safetensors: its transformer moved a little, in Black Forest Labs'
     layout; checkpoints/flux1-dev-fp8.safetensors: that transformer in an all-in-one file, as ComfyUI's;
-    vae/ae.safetensors: its VAE moved a little, in the original layout; loras/detail15.safetensors: an SD 1.x LoRA
-    (its cross-attention is 768 wide)."""
+    vae/ae.safetensors: its VAE moved a little, in the original layout; controlnet/flux-cn.safetensors: an InstantX
+    ControlNet for it, its weights alone; loras/detail15.safetensors: an SD 1.x LoRA (its cross-attention is 768
+    wide)."""
     import torch
     from diffusers import AutoencoderKL, FluxTransformer2DModel
     from safetensors.torch import save_file
 
     from tiny_checkpoints import to_original as vae_to_original
     from tiny_checkpoints import write_vae
-    from tiny_flux import make_flux_repo, to_original
+    from tiny_flux import make_flux_repo, reference_controlnet, to_original
 
     from diffblocks.components.checkpoint_names import vae_table
 
@@ -50,6 +51,9 @@ def flux_models(tmp_path_factory):
                "vae.decoder.conv_in.weight": torch.zeros(4, 4)}, root / "checkpoints" / "flux1-dev-fp8.safetensors")
     (root / "vae").mkdir()
     write_vae(root / "vae" / "ae.safetensors", vae_to_original(vae.state_dict(), vae_table(vae.config)))
+    (root / "controlnet").mkdir()  # an InstantX-style ControlNet for it, its weights alone as ComfyUI keeps them
+    save_file(reference_controlnet(root / "cn-folder", attention_head_dim=128, num_attention_heads=1,
+                                   axes_dims_rope=(16, 56, 56)).state_dict(), root / "controlnet" / "flux-cn.safetensors")
     (root / "loras").mkdir()
     kohya = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight"
     save_file({kohya: torch.zeros(4, 768)}, root / "loras" / "detail15.safetensors")
@@ -244,3 +248,43 @@ def test_a_forge_flux_image_becomes_the_same_graph(page, flux_server, tmp_path):
     assert page.evaluate("window.diffblocks.workflow()") == FLUX_DEV_WORKFLOW
     expect(page.get_by_test_id("notice")).to_contain_text("the text encoders are flux-dev's (clip_l, t5xxl_fp16 not "
                                                           "read)")
+
+
+def test_a_flux_graphs_controlnet_loads_from_the_controlnet_folder_and_changes_the_image(
+        page, flux_server, tmp_path):
+    """ComfyUI's FLUX.1 ControlNet graph (ControlNetLoader, ControlNetApplySD3 between FluxGuidance and the guider, its
+    image a LoadImage of ComfyUI's input folder): the ControlNet preset with LoadFluxControlNet of that file (its
+    weights alone, the config read off them) at its strength and end, and a Load Image node the notice asks to
+    upload into. With the image, the page draws what the server draws, which the ControlNet changes."""
+    from PIL import Image
+    from test_import import assert_draws, upload
+    from test_import_adapters import without
+
+    graph = comfy_flux_dev()
+    graph["40"] = {"class_type": "ControlNetLoader", "inputs": {"control_net_name": "flux-cn.safetensors"}}
+    graph["41"] = {"class_type": "LoadImage", "inputs": {"image": "edges.png", "upload": "image"}}
+    graph["42"] = {"class_type": "ControlNetApplySD3", "inputs": {
+        "positive": ["26", 0], "negative": ["26", 0], "control_net": ["40", 0], "vae": ["10", 0], "image": ["41", 0],
+        "strength": 0.6, "start_percent": 0.0, "end_percent": 0.9}}
+    graph["22"]["inputs"]["conditioning"] = ["42", 0]
+    open_editor(page, flux_server)
+    drop(page, tmp_path / "flux-cn.png", comfy_png(graph))
+    wait_for(page, "nodes.run?.type === 'preset:flux-controlnet'")
+    expected = json.loads(json.dumps(FLUX_DEV_WORKFLOW))
+    expected["nodes"]["run"]["type"] = "preset:flux-controlnet"
+    expected["nodes"]["run"]["inputs"].update(controlnet=LINK("controlnet", "controlnet"),
+                                              control_image=LINK("control", "image"),
+                                              controlnet_conditioning_scale=0.6, control_guidance_end=0.9)
+    expected["nodes"].update(controlnet={"type": "LoadFluxControlNet", "inputs": {"repo": "flux-cn.safetensors"}},
+                             control={"type": "LoadImage", "inputs": {}})
+    workflow = page.evaluate("window.diffblocks.workflow()")
+    assert workflow == expected
+    expect(page.get_by_test_id("notice")).to_contain_text("upload the control image (edges.png in ComfyUI's input "
+                                                          "folder) into the Load Image node")
+    picture = tmp_path / "edges.png"
+    Image.fromarray((np.indices((32, 32)).sum(0) % 8 < 4).astype("uint8") * 255).convert("RGB").save(picture)
+    upload(page, "control", picture)
+    run(page)
+    workflow = page.evaluate("window.diffblocks.workflow()")
+    assert_draws(page, flux_server, workflow, without(workflow, "run", "controlnet_conditioning_scale", 0.0),
+                 "the ControlNet")

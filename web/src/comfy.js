@@ -26,6 +26,7 @@ const SD_WIDGETS = {
   ControlNetLoader: ['control_net_name'],
   ControlNetApply: ['strength'],
   ControlNetApplyAdvanced: ['strength', 'start_percent', 'end_percent'],
+  ControlNetApplySD3: ['strength', 'start_percent', 'end_percent'],
   LoadImage: ['image', 'upload'],
   CLIPVisionLoader: ['clip_name'],
   IPAdapterModelLoader: ['ipadapter_file'], // ComfyUI_IPAdapter_plus's nodes, as most graphs with an IP-Adapter have
@@ -53,7 +54,8 @@ const WIDGETS = {
   SamplerCustom: ['add_noise', 'noise_seed', 'control_after_generate', 'cfg'],
 };
 // the nodes that put a ControlNet on the conditioning on its way to the sampler -> the input it comes through
-const CONTROLNET_APPLY = { ControlNetApply: 'conditioning', ControlNetApplyAdvanced: 'positive' };
+export const CONTROLNET_APPLY = { ControlNetApply: 'conditioning', ControlNetApplyAdvanced: 'positive',
+  ControlNetApplySD3: 'positive' }; // the last, FLUX.1's in ComfyUI's examples (ControlNetApplyAdvanced with a VAE)
 const LORA_LOADERS = new Set(['LoraLoader', 'LoraLoaderModelOnly']);
 const IP_ADAPTERS = new Set(['IPAdapter', 'IPAdapterAdvanced']); // they patch the model on its way, as LoRAs do
 // nodes a text-to-image graph may hold besides those that carry nothing over (outputs, layout)
@@ -129,7 +131,7 @@ export function comfySettings(prompt) {
     let node = source(link);
     for (let hops = 0; node && CONTROLNET_APPLY[node.class_type] && hops < 100; hops += 1) {
       if (positive) controls.push(node);
-      const negative = node.class_type === 'ControlNetApplyAdvanced' && link[1] === 1; // its second output
+      const negative = CONTROLNET_APPLY[node.class_type] === 'positive' && link[1] === 1; // its second output
       link = node.inputs[negative ? 'negative' : CONTROLNET_APPLY[node.class_type]];
       node = source(link);
     }
@@ -197,7 +199,7 @@ function ipAdapterOf(adapter, source, number) {
 /** {name (the ControlNetLoader's file), image (the LoadImage's file name in ComfyUI's input folder, or null), from
  * (the node type the image comes from otherwise: a preprocessor), strength, start, end} of one ControlNetApply
  * node. */
-function controlOf(apply, source, number) {
+export function controlOf(apply, source, number) {
   const loader = source(apply.inputs.control_net);
   const image = source(apply.inputs.image);
   const file = imageFile(image);

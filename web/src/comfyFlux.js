@@ -4,7 +4,7 @@
 // CLIPTextEncodeFlux) and sample with a KSampler at CFG 1, or with SamplerCustomAdvanced (RandomNoise, BasicGuider or
 // CFGGuider, KSamplerSelect, BasicScheduler) from an EmptySD3LatentImage. Such a graph becomes the FLUX.1
 // text-to-image preset with the same prompt, guidance, seed, steps and size.
-import { asText } from './comfy.js';
+import { CONTROLNET_APPLY, asText, controlOf } from './comfy.js';
 
 // nodes only FLUX.1 graphs hold
 const FLUX_NODES = new Set(['FluxGuidance', 'CLIPTextEncodeFlux', 'ModelSamplingFlux']);
@@ -12,7 +12,8 @@ const SAMPLERS = new Set(['KSampler', 'SamplerCustomAdvanced', 'SamplerCustom'])
 const EMPTY_LATENTS = new Set(['EmptySD3LatentImage', 'EmptyLatentImage']);
 const LORA_LOADERS = new Set(['LoraLoader', 'LoraLoaderModelOnly']);
 // nodes whose settings carry over, or that carry nothing (outputs, layout, the loaders the folder stands in for)
-const CARRIED = new Set([...FLUX_NODES, ...SAMPLERS, ...EMPTY_LATENTS, ...LORA_LOADERS, 'UNETLoader',
+const CARRIED = new Set([...FLUX_NODES, ...SAMPLERS, ...EMPTY_LATENTS, ...LORA_LOADERS, ...Object.keys(CONTROLNET_APPLY),
+  'ControlNetLoader', 'LoadImage', 'UNETLoader',
   'CheckpointLoaderSimple', 'DualCLIPLoader', 'VAELoader', 'CLIPTextEncode', 'ConditioningZeroOut', 'RandomNoise',
   'BasicGuider', 'CFGGuider', 'KSamplerSelect', 'BasicScheduler', 'VAEDecode', 'SaveImage', 'PreviewImage', 'Reroute',
   'PrimitiveNode', 'Note', 'MarkdownNote']);
@@ -62,6 +63,7 @@ export function fluxSettings(prompt) {
     throw new Error(`this ComfyUI FLUX.1 graph denoises ${denoise} of an empty latent`);
   }
   const text = textOf(conditioning, source, number);
+  const { controls } = text;
   if (text.prompt === null) {
     throw new Error("this ComfyUI FLUX.1 graph's prompt is not a CLIPTextEncode or CLIPTextEncodeFlux with its text");
   }
@@ -101,25 +103,39 @@ export function fluxSettings(prompt) {
     .map((n) => source(n.inputs.vae)).filter((n) => n && n.class_type === 'VAELoader');
   leftOut.unshift(...[...new Set(Object.values(prompt).map((n) => n && n.class_type))]
     .filter((type) => type && !CARRIED.has(type)).sort());
+  if (controls.length > 1) leftOut.push(`${controls.length - 1} more ControlNet${controls.length > 2 ? 's' : ''}`);
   return { settings, family: 'flux', transformer: unet, checkpoint, encoders, loras,
-    vae: vaes.length ? asText(vaes[0].inputs.vae_name) : null, control: null, ipAdapter: null, leftOut };
+    vae: vaes.length ? asText(vaes[0].inputs.vae_name) : null,
+    control: controls.length ? controlOf(controls[controls.length - 1], source, number) : null, ipAdapter: null,
+    leftOut };
 }
 
-/** {prompt (CLIP's), prompt2 (T5's, when it differs), guidance} of the conditioning `link`: a CLIPTextEncode
- * (through FluxGuidance, which sets the guidance) or a CLIPTextEncodeFlux (its clip_l and t5xxl texts and guidance). */
+/** {prompt (CLIP's), prompt2 (T5's, when it differs), guidance, controls (the ControlNet apply nodes on the way,
+ * the sampler's side first)} of the conditioning `link`: a CLIPTextEncode (through FluxGuidance, which sets the
+ * guidance, and ControlNet apply nodes) or a CLIPTextEncodeFlux (its clip_l and t5xxl texts and guidance). */
 function textOf(link, source, number) {
   let node = source(link);
   let guidance = null;
-  for (let hops = 0; node && node.class_type === 'FluxGuidance' && hops < 100; hops += 1) {
-    guidance = guidance ?? number(node.inputs.guidance);
-    node = source(node.inputs.conditioning);
+  const controls = [];
+  for (let hops = 0; node && hops < 100; hops += 1) {
+    if (node.class_type === 'FluxGuidance') {
+      guidance = guidance ?? number(node.inputs.guidance);
+      link = node.inputs.conditioning;
+    } else if (CONTROLNET_APPLY[node.class_type]) {
+      const negative = CONTROLNET_APPLY[node.class_type] === 'positive' && link[1] === 1; // its second output
+      if (!negative) controls.push(node);
+      link = node.inputs[negative ? 'negative' : CONTROLNET_APPLY[node.class_type]];
+    } else {
+      break;
+    }
+    node = source(link);
   }
   if (node && node.class_type === 'CLIPTextEncodeFlux') {
     const clip = asText(node.inputs.clip_l);
     const t5 = asText(node.inputs.t5xxl);
     return { prompt: clip || t5, prompt2: t5 && clip && t5 !== clip ? t5 : null,
-      guidance: guidance ?? number(node.inputs.guidance) };
+      guidance: guidance ?? number(node.inputs.guidance), controls };
   }
   return { prompt: node && node.class_type === 'CLIPTextEncode' ? asText(node.inputs.text) : null, prompt2: null,
-    guidance };
+    guidance, controls };
 }

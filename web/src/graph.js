@@ -173,7 +173,8 @@ export function text2imageGraph(model, settings) {
   const family = model.family === 'sdxl' || model.family === 'flux' ? model.family : 'sd15';
   const { control } = model;
   if (control) { // the image is ComfyUI's input file: the page has none, so the node waits for an upload
-    nodes.controlnet = { type: 'LoadControlNet', inputs: { repo: control.name } };
+    const loader = family === 'flux' ? 'LoadFluxControlNet' : 'LoadControlNet';
+    nodes.controlnet = { type: loader, inputs: { repo: control.name } };
     nodes.control = { type: 'LoadImage', inputs: {} };
     Object.assign(inputs, { controlnet: LINK('controlnet', 'controlnet'), control_image: LINK('control', 'image') });
     if (control.strength !== null) inputs.controlnet_conditioning_scale = control.strength;

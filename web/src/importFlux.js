@@ -1,15 +1,16 @@
 // A FLUX.1 graph of another tool (comfyFlux.js) on the server's models: its FLUX.1 model folder (a FluxPipeline
 // folder in the diffusers folder: the text encoders, tokenizers and scheduler, which ComfyUI's files do not all
 // carry), the transformer file the graph names (diffusion_models; or the all-in-one checkpoint it is read from: the
-// folder's own transformer is then not loaded), its LoRAs and its VAE file.
+// folder's own transformer is then not loaded), its LoRAs, its VAE file and its ControlNet.
 import { text2imageGraph } from './graph.js';
+import { findAdapters } from './importAdapters.js';
 import { findFluxFolder, findModel, otherFamily } from './modelFiles.js';
 
 /** {document, notice} for what a FLUX.1 graph sets (fluxSettings' result, or parametersSettings' for Forge's
  * image, whose ``modules`` are its VAE and text encoders; ``from``: "ComfyUI's", "A1111's"), on the server's FLUX.1
  * folder; null when the server has none. */
 export async function importedFlux(read, from) {
-  const { settings, transformer, checkpoint, loras, leftOut } = read;
+  const { settings, transformer, checkpoint, loras, control, leftOut } = read;
   let { vae } = read;
   const encoders = [...read.encoders];
   for (const module of read.modules || []) { // Forge's VAE and text encoders, by their stems
@@ -44,6 +45,7 @@ export async function importedFlux(read, from) {
     model.vae = await findModel('vae', vae).catch(() => null);
     if (!model.vae) notes.push(`VAE '${vae}' is not among the server's VAEs: the graph decodes with ${folder}'s`);
   }
+  await findAdapters(control, null, model, notes, 'flux');
   if (leftOut.length) notes.push(`left out: ${leftOut.join(', ')}`);
   return { document: text2imageGraph(model, settings), notice: notes.length ? notes.join('; ') : null };
 }

@@ -7,7 +7,8 @@ import { comfySettings, editorPrompt, isComfyEditorGraph, isComfyPrompt } from '
 import { text2imageGraph } from './graph.js';
 import { fluxSettings, isFluxGraph } from './comfyFlux.js';
 import { importedFlux } from './importFlux.js';
-import { findCheckpoint, findEncoder, findModel, modelNames, otherFamily, stemOf } from './modelFiles.js';
+import { findAdapters } from './importAdapters.js';
+import { findCheckpoint, findModel, modelNames, otherFamily, stemOf } from './modelFiles.js';
 
 const SIGNATURE = [137, 80, 78, 71, 13, 10, 26, 10];
 
@@ -225,7 +226,7 @@ async function imported(read, repo, from) {
     if (!model.vae) notes.push(`VAE '${vae}' ${model.checkpoint ? "is not among the server's VAEs" : 'left out'}`);
   }
   if (model.checkpoint) { // adapters and embeddings too go with the model they were made for
-    await findAdapters(control, ipAdapter, model, notes);
+    await findAdapters(control, ipAdapter, model, notes, found.family);
     const named = embeddingsIn(settings, await modelNames('embeddings').catch(() => []));
     Object.assign(settings, named.settings);
     model.embeddings = [];
@@ -244,32 +245,6 @@ async function imported(read, repo, from) {
     document: text2imageGraph(model, settings),
     notice: notes.length ? notes.join('; ') : null,
   };
-}
-
-/** Puts in ``model`` the server's files for the graph's ControlNet ``control`` and IP-Adapter ``ipAdapter`` (either
- * may be null), and in ``notes`` what the server lacks and the images to upload (ComfyUI's input files, which the
- * page has not). */
-async function findAdapters(control, ipAdapter, model, notes) {
-  const uploads = (what, { image, where }) => {
-    const from = where || (image ? `${image} in ComfyUI's input folder` : "made in ComfyUI's graph");
-    return `upload ${what} (${from}) into the Load Image node`;
-  };
-  if (control) {
-    const name = await findModel('controlnet', control.name).catch(() => null);
-    if (name) model.control = { ...control, name };
-    notes.push(name ? uploads('the control image', control)
-      : `ControlNet '${control.name}' is not among the server's ControlNets`);
-  }
-  if (ipAdapter) {
-    const name = await findModel('ipadapter', ipAdapter.name).catch(() => null);
-    const encoder = !name ? null : await (ipAdapter.encoder ? findModel('clip_vision', ipAdapter.encoder)
-      : findEncoder(ipAdapter.encoderSize)).catch(() => null); // A1111's: named by its preprocessor alone
-    if (name && encoder) model.ipAdapter = { ...ipAdapter, name, encoder };
-    const wanted = ipAdapter.encoder ? `'${ipAdapter.encoder}'` : ipAdapter.encoderSize || 'for it';
-    notes.push(name && encoder ? uploads("the IP-Adapter's image", ipAdapter)
-      : name ? `CLIP vision model ${wanted} is not among the server's (the IP-Adapter left out)`
-        : `IP-Adapter '${ipAdapter.name}' is not among the server's IP-Adapters`);
-  }
 }
 
 // ComfyUI's name for an embedding in a prompt: embedding:NAME (with or without its file's suffix)

@@ -1,0 +1,30 @@
+// The adapters another tool's graph or image names, found among the server's model files: its ControlNet and its
+// IP-Adapter (with its CLIP vision encoder), and the images they take, which the page asks to upload.
+import { findEncoder, findModel, otherFamily } from './modelFiles.js';
+
+/** Puts in ``model`` the server's files for the graph's ControlNet ``control`` and IP-Adapter ``ipAdapter`` (either
+ * may be null), and in ``notes`` what the server lacks, a ControlNet made for another family than ``family`` (the
+ * model's), and the images to upload (ComfyUI's input files, which the page has not). */
+export async function findAdapters(control, ipAdapter, model, notes, family) {
+  const uploads = (what, { image, where }) => {
+    const from = where || (image ? `${image} in ComfyUI's input folder` : "made in ComfyUI's graph");
+    return `upload ${what} (${from}) into the Load Image node`;
+  };
+  if (control) {
+    const name = await findModel('controlnet', control.name).catch(() => null);
+    const other = name && await otherFamily('controlnet', name, family);
+    if (name && !other) model.control = { ...control, name };
+    notes.push(other ? `ControlNet '${name}' left out: it is for ${other} models`
+      : name ? uploads('the control image', control) : `ControlNet '${control.name}' is not among the server's ControlNets`);
+  }
+  if (ipAdapter) {
+    const name = await findModel('ipadapter', ipAdapter.name).catch(() => null);
+    const encoder = !name ? null : await (ipAdapter.encoder ? findModel('clip_vision', ipAdapter.encoder)
+      : findEncoder(ipAdapter.encoderSize)).catch(() => null); // A1111's: named by its preprocessor alone
+    if (name && encoder) model.ipAdapter = { ...ipAdapter, name, encoder };
+    const wanted = ipAdapter.encoder ? `'${ipAdapter.encoder}'` : ipAdapter.encoderSize || 'for it';
+    notes.push(name && encoder ? uploads("the IP-Adapter's image", ipAdapter)
+      : name ? `CLIP vision model ${wanted} is not among the server's (the IP-Adapter left out)`
+        : `IP-Adapter '${ipAdapter.name}' is not among the server's IP-Adapters`);
+  }
+}
