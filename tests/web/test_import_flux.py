@@ -52,8 +52,9 @@ def flux_models(tmp_path_factory):
     (root / "vae").mkdir()
     write_vae(root / "vae" / "ae.safetensors", vae_to_original(vae.state_dict(), vae_table(vae.config)))
     (root / "controlnet").mkdir()  # an InstantX-style ControlNet for it, its weights alone as ComfyUI keeps them
-    save_file(reference_controlnet(root / "cn-folder", attention_head_dim=128, num_attention_heads=1,
-                                   axes_dims_rope=(16, 56, 56)).state_dict(), root / "controlnet" / "flux-cn.safetensors")
+    controlnet = reference_controlnet(root / "cn-folder", attention_head_dim=128, num_attention_heads=1,
+                                      axes_dims_rope=(16, 56, 56))
+    save_file(controlnet.state_dict(), root / "controlnet" / "flux-cn.safetensors")
     (root / "loras").mkdir()
     kohya = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight"
     save_file({kohya: torch.zeros(4, 768)}, root / "loras" / "detail15.safetensors")

@@ -12,8 +12,8 @@ const SAMPLERS = new Set(['KSampler', 'SamplerCustomAdvanced', 'SamplerCustom'])
 const EMPTY_LATENTS = new Set(['EmptySD3LatentImage', 'EmptyLatentImage']);
 const LORA_LOADERS = new Set(['LoraLoader', 'LoraLoaderModelOnly']);
 // nodes whose settings carry over, or that carry nothing (outputs, layout, the loaders the folder stands in for)
-const CARRIED = new Set([...FLUX_NODES, ...SAMPLERS, ...EMPTY_LATENTS, ...LORA_LOADERS, ...Object.keys(CONTROLNET_APPLY),
-  'ControlNetLoader', 'LoadImage', 'UNETLoader',
+const CARRIED = new Set([...FLUX_NODES, ...SAMPLERS, ...EMPTY_LATENTS, ...LORA_LOADERS,
+  ...Object.keys(CONTROLNET_APPLY), 'ControlNetLoader', 'LoadImage', 'UNETLoader',
   'CheckpointLoaderSimple', 'DualCLIPLoader', 'VAELoader', 'CLIPTextEncode', 'ConditioningZeroOut', 'RandomNoise',
   'BasicGuider', 'CFGGuider', 'KSamplerSelect', 'BasicScheduler', 'VAEDecode', 'SaveImage', 'PreviewImage', 'Reroute',
   'PrimitiveNode', 'Note', 'MarkdownNote']);
