@@ -25,9 +25,18 @@ def rss_bytes() -> int:
             return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def imported_torch():
+    """torch when it is imported, else None (it is not imported for the server's answers); None too while a worker
+    is importing it, when ``sys.modules`` holds it half made (no ``torch.cuda`` yet, and nothing on a GPU either)."""
+    torch = sys.modules.get("torch")
+    if torch is None or getattr(getattr(torch, "__spec__", None), "_initializing", False):
+        return None
+    return torch if hasattr(torch, "cuda") else None
+
+
 def cuda_memory() -> dict[str, dict[str, int]]:
     """Allocated and reserved bytes per CUDA device; empty without CUDA (torch is not imported for this)."""
-    torch = sys.modules.get("torch")
+    torch = imported_torch()
     if torch is None or not torch.cuda.is_available():
         return {}
     return {f"cuda:{i}": {"allocated": torch.cuda.memory_allocated(i), "reserved": torch.cuda.memory_reserved(i)}
@@ -58,7 +67,7 @@ class _Probe:
 def release_memory() -> None:
     """Give freed memory back: collect cycles, empty the CUDA cache, and trim glibc's heap."""
     gc.collect()
-    torch = sys.modules.get("torch")
+    torch = imported_torch()
     if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()
     try:

@@ -288,3 +288,21 @@ async def test_an_engine_crash_fails_the_job_not_the_worker(tmp_path):
 async def test_the_preview_interval_setting_reaches_every_executor(tmp_path):
     async with fake_server(tmp_path, preview_interval=0.3, devices=["cpu", "cpu:1"]) as client:
         assert [e.preview_interval for e in client.engine.executors] == [0.3, 0.3]
+
+
+def test_system_answers_while_a_worker_is_still_importing_torch(monkeypatch):
+    """A worker imports torch when its first job runs; until that import ends, ``sys.modules`` holds torch half
+    made (no ``torch.cuda`` yet). GET /api/system then reported a 500 (AttributeError), and the connection closed;
+    now the memory it reads is empty until torch is whole, and emptying the CUDA cache skips it."""
+    import importlib.machinery
+    import sys
+    import types
+
+    from diffblocks.server.memory import cuda_memory, release_memory
+
+    half_made = types.ModuleType("torch")
+    half_made.__spec__ = importlib.machinery.ModuleSpec("torch", None)
+    half_made.__spec__._initializing = True  # as importlib marks a module whose import is under way
+    monkeypatch.setitem(sys.modules, "torch", half_made)
+    assert cuda_memory() == {}
+    release_memory()
