@@ -22,8 +22,8 @@ def flux_models(tmp_path_factory):
     off its shapes); diffusion_models/flux1-tuned.safetensors: its transformer moved a little, in Black Forest Labs'
     layout; checkpoints/flux1-dev-fp8.safetensors: that transformer in an all-in-one file, as ComfyUI's;
     vae/ae.safetensors: its VAE moved a little, in the original layout; controlnet/flux-cn.safetensors: an InstantX
-    ControlNet for it, its weights alone; loras/detail15.safetensors: an SD 1.x LoRA (its cross-attention is 768
-    wide)."""
+    ControlNet for it, its weights alone; loras/flux-detail.safetensors: a FLUX.1 LoRA of zeros;
+    loras/detail15.safetensors: an SD 1.x LoRA (its cross-attention is 768 wide)."""
     import torch
     from diffusers import AutoencoderKL, FluxTransformer2DModel
     from safetensors.torch import save_file
@@ -58,6 +58,9 @@ def flux_models(tmp_path_factory):
     (root / "loras").mkdir()
     kohya = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight"
     save_file({kohya: torch.zeros(4, 768)}, root / "loras" / "detail15.safetensors")
+    qkv = "lora_unet_double_blocks_0_img_attn_qkv"  # a FLUX.1 LoRA in kohya's names (zero: it changes nothing)
+    save_file({f"{qkv}.lora_down.weight": torch.zeros(4, 128), f"{qkv}.lora_up.weight": torch.zeros(384, 4)},
+              root / "loras" / "flux-detail.safetensors")
     return root
 
 
@@ -71,7 +74,8 @@ def flux_server(tmp_path_factory, make_server, flux_models):
 def comfy_flux_dev():
     """ComfyUI's FLUX.1-dev example graph (its API format): UNETLoader, DualCLIPLoader and VAELoader, FluxGuidance
     at 4, SamplerCustomAdvanced with RandomNoise, BasicGuider, KSamplerSelect and BasicScheduler, from an
-    EmptySD3LatentImage; ModelSamplingFlux at FLUX.1-dev's shifts and an SD 1.x LoRA on the model's way."""
+    EmptySD3LatentImage; ModelSamplingFlux at FLUX.1-dev's shifts, a FLUX.1 LoRA and an SD 1.x one on the model's
+    way."""
     return {
         "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a handwritten seven", "clip": ["11", 0]}},
         "8": {"class_type": "VAEDecode", "inputs": {"samples": ["13", 0], "vae": ["10", 0]}},
@@ -94,7 +98,9 @@ def comfy_flux_dev():
         "30": {"class_type": "ModelSamplingFlux", "inputs": {"max_shift": 1.15, "base_shift": 0.5, "width": 32,
                                                              "height": 32, "model": ["31", 0]}},
         "31": {"class_type": "LoraLoaderModelOnly", "inputs": {"lora_name": "detail15.safetensors",
-                                                               "strength_model": 0.7, "model": ["12", 0]}},
+                                                               "strength_model": 0.7, "model": ["32", 0]}},
+        "32": {"class_type": "LoraLoader", "inputs": {"lora_name": "flux-detail.safetensors", "strength_model": 0.8,
+                                                      "strength_clip": 0.8, "model": ["12", 0], "clip": ["11", 0]}},
     }
 
 
@@ -103,7 +109,9 @@ FLUX_DEV_WORKFLOW = {"nodes": {
     "load": {"type": "LoadComponents", "inputs": {"repo": "flux-dev", "without": ["transformer"]}},
     "transformer": {"type": "LoadFluxTransformer", "inputs": {"file": "flux1-tuned.safetensors",
                                                               "components": LINK("load", "components")}},
-    "vae": {"type": "LoadVAE", "inputs": {"file": "ae.safetensors", "components": LINK("transformer", "components")}},
+    "lora": {"type": "LoadLoRA", "inputs": {"components": LINK("transformer", "components"),
+                                            "repo": "flux-detail.safetensors", "scale": 0.8}},
+    "vae": {"type": "LoadVAE", "inputs": {"file": "ae.safetensors", "components": LINK("lora", "components")}},
     "run": {"type": "preset:flux-text2image", "inputs": {
         "components": LINK("vae", "components"), "prompt": "a handwritten seven", "guidance_scale": 4.0,
         "num_inference_steps": 3, "seed": 5, "width": 32, "height": 32}},
@@ -120,9 +128,9 @@ def comfy_png(graph):
 def test_a_comfyui_flux_graph_runs_on_the_servers_flux_folder_and_the_files_it_names(
         page, flux_server, flux_models, tmp_path, shots):
     """The FLUX.1-dev example graph becomes the FLUX.1 preset on the server's FLUX.1 folder, loaded without its
-    transformer, the UNETLoader's file put in its place and the VAELoader's file after it, at the graph's prompt,
-    guidance, seed, steps and size; the SD 1.x LoRA is left out, saying why. Run, it draws the pixels the FLUX.1
-    pipeline draws from Python with the same files (tolerance 0)."""
+    transformer, the UNETLoader's file put in its place, its FLUX.1 LoRA and the VAELoader's file after it, at the
+    graph's prompt, guidance, seed, steps and size; the SD 1.x LoRA is left out, saying why. Run, it draws the pixels the FLUX.1
+    pipeline draws from Python with the same files (tolerance 0; the LoRA, of zeros, changes none)."""
     import torch
 
     from tiny_models import build_pipeline
@@ -207,7 +215,7 @@ EDITOR_WIDGETS = {
     "RandomNoise": ["noise_seed", "randomize"], "FluxGuidance": ["guidance"],
     "EmptySD3LatentImage": ["width", "height", "batch_size"],
     "ModelSamplingFlux": ["max_shift", "base_shift", "width", "height"],
-    "LoraLoaderModelOnly": ["lora_name", "strength_model"],
+    "LoraLoaderModelOnly": ["lora_name", "strength_model"], "LoraLoader": ["lora_name", "strength_model", "strength_clip"],
 }
 
 
@@ -240,7 +248,8 @@ def test_a_forge_flux_image_becomes_the_same_graph(page, flux_server, tmp_path):
     stem, its "Module N" the VAE and text encoders) becomes the workflow ComfyUI's graph of the same settings does:
     the distilled guidance, not CFG (1 there), and no sampler node (Euler is FLUX.1's own)."""
     info = PngInfo()
-    info.add_text("parameters", "a handwritten seven\nSteps: 3, Sampler: Euler, Schedule type: Simple, CFG scale: 1, "
+    info.add_text("parameters", "a handwritten seven<lora:flux-detail:0.8>\nSteps: 3, Sampler: Euler, Schedule type: "
+                                "Simple, CFG scale: 1, "
                                 "Distilled CFG Scale: 4, Seed: 5, Size: 32x32, Model hash: 4610115bb0, Model: "
                                 "flux1-tuned, Module 1: ae, Module 2: clip_l, Module 3: t5xxl_fp16, Version: f2.0.1")
     open_editor(page, flux_server)

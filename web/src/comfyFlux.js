@@ -3,7 +3,7 @@
 // VAE (VAELoader: ae.safetensors) from files, condition on the distilled guidance (FluxGuidance, or
 // CLIPTextEncodeFlux) and sample with a KSampler at CFG 1, or with SamplerCustomAdvanced (RandomNoise, BasicGuider or
 // CFGGuider, KSamplerSelect, BasicScheduler) from an EmptySD3LatentImage. Such a graph becomes the FLUX.1
-// text-to-image preset with the same prompt, guidance, seed, steps and size.
+// text-to-image preset (its ControlNet preset, with a ControlNet) with the same prompt, guidance, seed, steps and size.
 import { CONTROLNET_APPLY, asText, controlOf } from './comfy.js';
 
 // nodes only FLUX.1 graphs hold
@@ -83,12 +83,10 @@ export function fluxSettings(prompt) {
   const loaders = ['UNETLoader', 'CheckpointLoaderSimple'];
   let node = source(model); // through the nodes that patch the model on its way: LoRAs, ModelSamplingFlux
   for (let hops = 0; node && !loaders.includes(node.class_type) && hops < 100; hops += 1) {
-    const { lora_name: name, strength_model: scale } = node.inputs;
-    if (LORA_LOADERS.has(node.class_type) && typeof name === 'string') {
-      loras.unshift({ name, scale: number(scale) ?? 1, textEncoderScale: null });
-      if (node.class_type === 'LoraLoader' && node.inputs.strength_clip !== scale) {
-        leftOut.push(`LoRA '${name}''s own strength_clip (it acts on the text encoders at its strength_model)`);
-      }
+    const { lora_name: name, strength_model: scale, strength_clip: clip } = node.inputs;
+    if (LORA_LOADERS.has(node.class_type) && typeof name === 'string') { // as comfySettings reads them
+      const textEncoderScale = node.class_type === 'LoraLoaderModelOnly' ? 0 : number(clip);
+      loras.unshift({ name, scale: number(scale) ?? 1, textEncoderScale: clip === scale ? null : textEncoderScale });
     } else if (node.class_type === 'ModelSamplingFlux' && Object.entries(FLUX_SHIFTS).some(
       ([key, value]) => number(node.inputs[key]) !== null && node.inputs[key] !== value)) {
       leftOut.push("ModelSamplingFlux's shifts (the scheduler's own here)");
