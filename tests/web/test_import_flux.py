@@ -129,8 +129,9 @@ def test_a_comfyui_flux_graph_runs_on_the_servers_flux_folder_and_the_files_it_n
         page, flux_server, flux_models, tmp_path, shots):
     """The FLUX.1-dev example graph becomes the FLUX.1 preset on the server's FLUX.1 folder, loaded without its
     transformer, the UNETLoader's file put in its place, its FLUX.1 LoRA and the VAELoader's file after it, at the
-    graph's prompt, guidance, seed, steps and size; the SD 1.x LoRA is left out, saying why. Run, it draws the pixels the FLUX.1
-    pipeline draws from Python with the same files (tolerance 0; the LoRA, of zeros, changes none)."""
+    graph's prompt, guidance, seed, steps and size; the SD 1.x LoRA is left out, saying why. Run, it draws the
+    pixels the FLUX.1 pipeline draws from Python with the same files (tolerance 0; the LoRA, of zeros, changes
+    none)."""
     import torch
 
     from tiny_models import build_pipeline
@@ -215,7 +216,8 @@ EDITOR_WIDGETS = {
     "RandomNoise": ["noise_seed", "randomize"], "FluxGuidance": ["guidance"],
     "EmptySD3LatentImage": ["width", "height", "batch_size"],
     "ModelSamplingFlux": ["max_shift", "base_shift", "width", "height"],
-    "LoraLoaderModelOnly": ["lora_name", "strength_model"], "LoraLoader": ["lora_name", "strength_model", "strength_clip"],
+    "LoraLoaderModelOnly": ["lora_name", "strength_model"],
+    "LoraLoader": ["lora_name", "strength_model", "strength_clip"],
 }
 
 
