@@ -16,6 +16,10 @@ SAMPLERS = {"euler": "Euler", "euler_ancestral": "Euler a", "ddim": "DDIM", "ddp
 MODEL_FACTOR = re.compile(r"(?:^|[^\d])([2-8])x|x([2-8])(?:\D|$)", re.I)
 MAX_HOPS = 100  # nodes followed from one sampler to another (a graph may loop)
 SAMPLER_NODES = ("KSampler", "SamplerCustomAdvanced", "SamplerCustom")
+# the nodes that put a ControlNet on the conditioning on its way to the sampler -> the input it comes through
+CONTROLNET_APPLY = {"ControlNetApply": "conditioning", "ControlNetApplyAdvanced": "positive",
+                    "ControlNetApplySD3": "positive"}
+LORA_LOADERS = ("LoraLoader", "LoraLoaderModelOnly")
 EMPTY_LATENTS = ("EmptyLatentImage", "EmptySD3LatentImage")  # the second, FLUX.1's and SD3's
 
 
@@ -59,6 +63,15 @@ def settings(graph: Any) -> tuple[str, str | None, dict[str, Any], list[str]]:
     fields = {"Steps": inputs.get("steps"), "Sampler": SAMPLERS.get(inputs.get("sampler_name")),
               "CFG scale": inputs.get("cfg"), "Distilled CFG Scale": guidance, "Seed": inputs.get("seed"),
               "Size": f"{size.get('width')}x{size.get('height')}" if size.get("width") and size.get("height") else None}
+    model = source(inputs.get("model"))
+    for _ in range(MAX_HOPS):  # the LoRAs on the model's way from its loader
+        if not model or model.get("class_type") in ("CheckpointLoaderSimple", "UNETLoader"):
+            break
+        lora = model.get("inputs", {})
+        if model.get("class_type") in LORA_LOADERS and isinstance(lora.get("lora_name"), str):
+            notes.append(f"its LoRA is {lora['lora_name']} at strength {lora.get('strength_model', 1)}: give it as "
+                         "--lora FILE:STRENGTH")
+        model = source(lora.get("model"))
     unet = next((node["inputs"].get("unet_name") for node in graph.values() if isinstance(node, dict)
                  and node.get("class_type") == "UNETLoader" and isinstance(node.get("inputs"), dict)), None)
     if isinstance(unet, str):
@@ -78,7 +91,7 @@ def settings(graph: Any) -> tuple[str, str | None, dict[str, Any], list[str]]:
 
 def sampler_inputs(node: dict, source) -> dict[str, Any]:
     """A sampler's settings as a KSampler's inputs name them (``seed``, ``steps``, ``cfg``, ``sampler_name``,
-    ``positive``, ``negative``, ``latent_image``): a KSampler's own; a SamplerCustomAdvanced's from the nodes it
+    ``positive``, ``negative``, ``latent_image``, ``model``): a KSampler's own; a SamplerCustomAdvanced's from the nodes it
     takes (RandomNoise, BasicGuider or CFGGuider, KSamplerSelect, BasicScheduler); a SamplerCustom's from both."""
     inputs = node.get("inputs", {})
     if node.get("class_type") == "KSampler":
@@ -90,19 +103,31 @@ def sampler_inputs(node: dict, source) -> dict[str, Any]:
             "cfg": guider.get("cfg", inputs.get("cfg", 1.0 if guider else None)),
             "sampler_name": source(inputs.get("sampler")).get("inputs", {}).get("sampler_name"),
             "positive": guider.get("conditioning", guider.get("positive", inputs.get("positive"))),
-            "negative": guider.get("negative", inputs.get("negative")), "latent_image": inputs.get("latent_image")}
+            "negative": guider.get("negative", inputs.get("negative")), "latent_image": inputs.get("latent_image"),
+            "model": guider.get("model", inputs.get("model"))}
 
 
 def _text(link: Any, source, notes: list[str]) -> tuple[str | None, float | None]:
     """``(text, FLUX.1 guidance)`` of the conditioning ``link``: a CLIPTextEncode's text, through FluxGuidance
-    nodes (their guidance); or a CLIPTextEncodeFlux's (its T5 text, which ``--prompt`` gives both encoders: a CLIP
-    text of its own is said in ``notes``)."""
+    nodes (their guidance) and ControlNet apply nodes (each named in ``notes``, as the flags to give); or a
+    CLIPTextEncodeFlux's (its T5 text, which ``--prompt`` gives both encoders: a CLIP text of its own is said in
+    ``notes``)."""
     node, guidance = source(link), None
     for _ in range(MAX_HOPS):
-        if node.get("class_type") != "FluxGuidance":
+        kind, inputs = node.get("class_type"), node.get("inputs", {})
+        if kind == "FluxGuidance":
+            guidance = guidance if guidance is not None else inputs.get("guidance")
+            link = inputs.get("conditioning")
+        elif kind in CONTROLNET_APPLY:
+            negative = CONTROLNET_APPLY[kind] == "positive" and isinstance(link, list) and link[1:2] == [1]
+            name = source(inputs.get("control_net")).get("inputs", {}).get("control_net_name")
+            if not negative and isinstance(name, str):
+                notes.append(f"its ControlNet is {name} at strength {inputs.get('strength', 1)}: give it as "
+                             "--controlnet FILE --control-image IMAGE --controlnet-scale STRENGTH")
+            link = inputs.get("negative" if negative else CONTROLNET_APPLY[kind])
+        else:
             break
-        guidance = guidance if guidance is not None else node.get("inputs", {}).get("guidance")
-        node = source(node.get("inputs", {}).get("conditioning"))
+        node = source(link)
     inputs = node.get("inputs", {})
     if node.get("class_type") == "CLIPTextEncodeFlux":
         clip, t5 = inputs.get("clip_l"), inputs.get("t5xxl")

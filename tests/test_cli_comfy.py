@@ -158,3 +158,30 @@ def test_from_image_reads_a_comfyui_flux_graph(capsys, tmp_path):
     prompt, _, fields, _ = comfy.settings(graph)
     assert (prompt, fields["Distilled CFG Scale"], fields["Seed"], fields["Steps"], fields["CFG scale"]) == (
         "a cat", 5.0, 4, 3, 1.0)
+
+
+def test_from_image_names_a_comfyui_graphs_controlnet_and_loras(capsys, tmp_path):
+    """A ControlNet between the prompts and the KSampler (ControlNetApplyAdvanced) and a LoRA on the model's way:
+    the prompts are read through them, and each is named on stderr with the flags to give (their files are not
+    read from ComfyUI's folders); the settings draw as before."""
+    graph = comfy_graph()
+    graph["20"] = {"class_type": "ControlNetLoader", "inputs": {"control_net_name": "control_v11p_sd15_canny.pth"}}
+    graph["21"] = {"class_type": "ControlNetApplyAdvanced", "inputs": {
+        "positive": ["6", 0], "negative": ["7", 0], "control_net": ["20", 0], "image": ["22", 0], "strength": 0.7,
+        "start_percent": 0.0, "end_percent": 1.0}}
+    graph["22"] = {"class_type": "LoadImage", "inputs": {"image": "edges.png"}}
+    graph["23"] = {"class_type": "LoraLoader", "inputs": {"lora_name": "ink.safetensors", "strength_model": 0.8,
+                                                          "strength_clip": 0.8, "model": ["4", 0], "clip": ["4", 1]}}
+    graph["3"]["inputs"].update(positive=["21", 0], negative=["21", 1], model=["23", 0])
+    comfy_image(tmp_path / "cn.png", graph)
+    comfy_image(tmp_path / "plain.png", comfy_graph())
+    for name in ("cn", "plain"):
+        code, _, err = run_cli(capsys, "run", "--from-image", str(tmp_path / f"{name}.png"),
+                               "--out", str(tmp_path / f"{name}-out.png"), "--no-progress")
+        assert code == 0, err
+        if name == "cn":
+            assert (f"note: {tmp_path / 'cn.png'}: its ControlNet is control_v11p_sd15_canny.pth at strength 0.7: give "
+                    "it as --controlnet FILE --control-image IMAGE --controlnet-scale STRENGTH") in err
+            assert (f"note: {tmp_path / 'cn.png'}: its LoRA is ink.safetensors at strength 0.8: give it as --lora "
+                    "FILE:STRENGTH") in err
+    assert Image.open(tmp_path / "cn-out.png").tobytes() == Image.open(tmp_path / "plain-out.png").tobytes()
