@@ -1,5 +1,5 @@
-// The adapters another tool's graph or image names, found among the server's model files: its ControlNet and its
-// IP-Adapter (with its CLIP vision encoder), and the images they take, which the page asks to upload.
+// The adapters another tool's graph or image names, found among the server's model files: its LoRAs, its ControlNet
+// and its IP-Adapter (with its CLIP vision encoder), and the images they take, which the page asks to upload.
 import { findEncoder, findModel, otherFamily } from './modelFiles.js';
 
 /** Puts in ``model`` the server's files for the graph's ControlNet ``control`` and IP-Adapter ``ipAdapter`` (either
@@ -26,5 +26,18 @@ export async function findAdapters(control, ipAdapter, model, notes, family) {
     notes.push(name && encoder ? uploads("the IP-Adapter's image", ipAdapter)
       : name ? `CLIP vision model ${wanted} is not among the server's (the IP-Adapter left out)`
         : `IP-Adapter '${ipAdapter.name}' is not among the server's IP-Adapters`);
+  }
+}
+
+/** Puts in ``model.loras`` the server's files for ``loras`` ({name, scale, textEncoderScale}: another tool's names)
+ * made for ``family`` (or of a family that cannot be told), as A1111 skips a LoRA of another family; and in
+ * ``notes`` the others. */
+export async function findLoras(loras, model, notes, family) {
+  for (const lora of loras) {
+    const name = await findModel('loras', lora.name).catch(() => null);
+    const other = name && await otherFamily('loras', name, family);
+    if (name && !other) model.loras.push({ ...lora, name });
+    else notes.push(other ? `LoRA '${name}' left out: it is for ${other} models`
+      : `LoRA '${lora.name}' is not among the server's LoRAs`);
   }
 }

@@ -3,8 +3,8 @@
 // carry), the transformer file the graph names (diffusion_models; or the all-in-one checkpoint it is read from: the
 // folder's own transformer is then not loaded), its LoRAs, its VAE file and its ControlNet.
 import { text2imageGraph } from './graph.js';
-import { findAdapters } from './importAdapters.js';
-import { findFluxFolder, findModel, otherFamily } from './modelFiles.js';
+import { findAdapters, findLoras } from './importAdapters.js';
+import { findFluxFolder, findModel } from './modelFiles.js';
 
 /** {document, notice} for what a FLUX.1 graph sets (fluxSettings' result, or parametersSettings' for Forge's
  * image, whose ``modules`` are its VAE and text encoders; ``from``: "ComfyUI's", "A1111's"), on the server's FLUX.1
@@ -14,7 +14,7 @@ export async function importedFlux(read, from) {
   let { vae } = read;
   const encoders = [...read.encoders];
   for (const module of read.modules || []) { // Forge's VAE and text encoders, by their stems
-    if (!vae && await findModel('vae', module).catch(() => null)) vae = module;
+    if (!vae && await findModel('vae', module).catch(() => null)) vae = module; // found again below
     else encoders.push(module);
   }
   const folder = await findFluxFolder(transformer || checkpoint).catch(() => null);
@@ -34,13 +34,7 @@ export async function importedFlux(read, from) {
       : `${from} checkpoint '${checkpoint}' is not among the server's checkpoints: the graph loads ${folder}'s models`);
   }
   if (encoders.length) notes.push(`the text encoders are ${folder}'s (${encoders.join(', ')} not read)`);
-  for (const lora of loras) {
-    const name = await findModel('loras', lora.name).catch(() => null);
-    const other = name && await otherFamily('loras', name, 'flux');
-    if (name && !other) model.loras.push({ ...lora, name });
-    else notes.push(other ? `LoRA '${name}' left out: it is for ${other} models`
-      : `LoRA '${lora.name}' is not among the server's LoRAs`);
-  }
+  await findLoras(loras, model, notes, 'flux');
   if (vae) {
     model.vae = await findModel('vae', vae).catch(() => null);
     if (!model.vae) notes.push(`VAE '${vae}' is not among the server's VAEs: the graph decodes with ${folder}'s`);

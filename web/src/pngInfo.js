@@ -7,7 +7,7 @@ import { comfySettings, editorPrompt, isComfyEditorGraph, isComfyPrompt } from '
 import { text2imageGraph } from './graph.js';
 import { fluxSettings, isFluxGraph } from './comfyFlux.js';
 import { importedFlux } from './importFlux.js';
-import { findAdapters } from './importAdapters.js';
+import { findAdapters, findLoras } from './importAdapters.js';
 import { findCheckpoint, findModel, modelNames, otherFamily, stemOf } from './modelFiles.js';
 
 const SIGNATURE = [137, 80, 78, 71, 13, 10, 26, 10];
@@ -214,13 +214,8 @@ async function imported(read, repo, from) {
   }
   const model = found && found.family ? { checkpoint: found.name, family: found.family, loras: [] }
     : { repo, loras: [] }; // LoRAs go with the checkpoint they were made for
-  for (const lora of loras) {
-    const name = model.checkpoint ? await findModel('loras', lora.name).catch(() => null) : null;
-    const other = name && await otherFamily('loras', name, found.family);
-    if (name && !other) model.loras.push({ ...lora, name });
-    else if (other) notes.push(`LoRA '${name}' left out: it is for ${other} models`);
-    else notes.push(`LoRA '${lora.name}' ${model.checkpoint ? "is not among the server's LoRAs" : 'left out'}`);
-  }
+  if (model.checkpoint) await findLoras(loras, model, notes, found.family);
+  else loras.forEach(({ name }) => notes.push(`LoRA '${name}' left out`));
   if (vae) { // like the LoRAs, with the checkpoint only: it decodes that model's latents
     model.vae = model.checkpoint ? await findModel('vae', vae).catch(() => null) : null;
     if (!model.vae) notes.push(`VAE '${vae}' ${model.checkpoint ? "is not among the server's VAEs" : 'left out'}`);
