@@ -63,20 +63,7 @@ def settings(graph: Any) -> tuple[str, str | None, dict[str, Any], list[str]]:
     fields = {"Steps": inputs.get("steps"), "Sampler": SAMPLERS.get(inputs.get("sampler_name")),
               "CFG scale": inputs.get("cfg"), "Distilled CFG Scale": guidance, "Seed": inputs.get("seed"),
               "Size": f"{size.get('width')}x{size.get('height')}" if size.get("width") and size.get("height") else None}
-    model = source(inputs.get("model"))
-    for _ in range(MAX_HOPS):  # the LoRAs on the model's way from its loader
-        if not model or model.get("class_type") in ("CheckpointLoaderSimple", "UNETLoader"):
-            break
-        lora = model.get("inputs", {})
-        if model.get("class_type") in LORA_LOADERS and isinstance(lora.get("lora_name"), str):
-            notes.append(f"its LoRA is {lora['lora_name']} at strength {lora.get('strength_model', 1)}: give it as "
-                         "--lora FILE:STRENGTH")
-        model = source(lora.get("model"))
-    unet = next((node["inputs"].get("unet_name") for node in graph.values() if isinstance(node, dict)
-                 and node.get("class_type") == "UNETLoader" and isinstance(node.get("inputs"), dict)), None)
-    if isinstance(unet, str):
-        notes.append(f"its transformer is the UNETLoader's {unet}: give it as --transformer FILE, with a FLUX.1 folder "
-                     "as --model and --preset flux")
+    notes += _model_files(source(inputs.get("model")), source)
     if hires is not None:
         second, (scale, upscaler) = hires
         again = second.get("inputs", {})
@@ -89,10 +76,29 @@ def settings(graph: Any) -> tuple[str, str | None, dict[str, Any], list[str]]:
     return prompt, negative, fields, notes
 
 
+def _model_files(model: dict, source) -> list[str]:
+    """Notes naming the files on the way of ``model`` (the sampler's model node) from its loader, with the flags
+    that give them: its LoRAs, and a UNETLoader's transformer."""
+    notes = []
+    for _ in range(MAX_HOPS):
+        kind, inputs = model.get("class_type"), model.get("inputs", {})
+        if kind in LORA_LOADERS and isinstance(inputs.get("lora_name"), str):
+            notes.append(f"its LoRA is {inputs['lora_name']} at strength {inputs.get('strength_model', 1)}: give it "
+                         "as --lora FILE:STRENGTH")
+        elif kind == "UNETLoader" and isinstance(inputs.get("unet_name"), str):
+            notes.append(f"its transformer is the UNETLoader's {inputs['unet_name']}: give it as --transformer FILE, "
+                         "with a FLUX.1 folder as --model and --preset flux")
+        if not model or kind in ("CheckpointLoaderSimple", "UNETLoader"):
+            break
+        model = source(inputs.get("model"))
+    return notes
+
+
 def sampler_inputs(node: dict, source) -> dict[str, Any]:
     """A sampler's settings as a KSampler's inputs name them (``seed``, ``steps``, ``cfg``, ``sampler_name``,
-    ``positive``, ``negative``, ``latent_image``, ``model``): a KSampler's own; a SamplerCustomAdvanced's from the nodes it
-    takes (RandomNoise, BasicGuider or CFGGuider, KSamplerSelect, BasicScheduler); a SamplerCustom's from both."""
+    ``positive``, ``negative``, ``latent_image``, ``model``): a KSampler's own; a SamplerCustomAdvanced's from the
+    nodes it takes (RandomNoise, BasicGuider or CFGGuider, KSamplerSelect, BasicScheduler); a SamplerCustom's from
+    both."""
     inputs = node.get("inputs", {})
     if node.get("class_type") == "KSampler":
         return inputs
