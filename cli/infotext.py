@@ -144,6 +144,11 @@ def apply(args, path: str) -> None:
     elif distilled is not None and getattr(args, "distilled_guidance", None) is None:
         print(f"note: {path} was drawn by FLUX.1 at Distilled CFG Scale {distilled:g}; give --preset flux and a "
               "FLUX.1 --model to draw with it", file=sys.stderr)
+    modules = [fields[key] for key in sorted(fields) if re.fullmatch(r"Module \d+", key)]
+    if modules and getattr(args, "transformer", None) is None:  # Forge's FLUX.1 from files: a transformer and these
+        print(f"note: {path} was drawn by Forge with the transformer {fields.get('Model', '?')} and "
+              f"{', '.join(modules)}; give the transformer as --transformer FILE and the VAE as --vae FILE (the text "
+              "encoders are --model's)", file=sys.stderr)
     if found["hires"] is not None:
         found["hires_strength"] = _number(fields, "Denoising strength", float)
         found["hires_steps"] = _number(fields, "Hires steps", int) or None  # A1111's 0: the first pass's steps

@@ -137,6 +137,18 @@ def test_distilled_guidance_is_fluxs_own_and_goes_into_the_image_and_back(capsys
     code, _, err = run_cli(capsys, "run", *flags, "--out", str(tmp_path / "c.png"))
     assert code == 0, err
     assert read_infotext(tmp_path / "c.png")[2]["Distilled CFG Scale"] == "3.5"
+    from PIL.PngImagePlugin import PngInfo  # Forge's FLUX.1 image: its Distilled CFG Scale, its model's files named
+
+    info = PngInfo()
+    info.add_text("parameters", "a cat\nSteps: 3, Sampler: Euler, CFG scale: 1, Distilled CFG Scale: 6, Seed: 2, "
+                                "Size: 32x32, Model: flux1-dev, Module 1: ae, Module 2: clip_l, Module 3: t5xxl_fp16")
+    Image.new("RGB", (8, 8)).save(tmp_path / "forge.png", pnginfo=info)
+    code, _, err = run_cli(capsys, "run", "--from-image", str(tmp_path / "forge.png"), "--model", str(repo), "--preset",
+                           "flux-text2image", "--out", str(tmp_path / "d.png"), "--no-progress")
+    assert code == 0, err
+    assert Image.open(tmp_path / "d.png").tobytes() == Image.open(tmp_path / "a.png").tobytes()
+    assert (f"note: {tmp_path / 'forge.png'} was drawn by Forge with the transformer flux1-dev and ae, clip_l, "
+            "t5xxl_fp16; give the transformer as --transformer FILE and the VAE as --vae FILE") in err
 
 
 def read_infotext(path):
