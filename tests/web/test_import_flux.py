@@ -300,3 +300,58 @@ def test_a_flux_graphs_controlnet_loads_from_the_controlnet_folder_and_changes_t
     workflow = page.evaluate("window.diffblocks.workflow()")
     assert_draws(page, flux_server, workflow, without(workflow, "run", "controlnet_conditioning_scale", 0.0),
                  "the ControlNet")
+
+
+def test_a_comfyui_kontext_graph_edits_the_uploaded_image_as_the_python_pipeline_does(
+        page, flux_server, flux_models, tmp_path, shots):
+    """ComfyUI's FLUX.1 Kontext graph (the image VAE-encoded into a ReferenceLatent on the prompt's way, the sampler
+    painting over that latent at denoise 1): the Kontext preset with a Load
+    Image node for the image the notice asks for, at its own size (no FluxKontextImageScale in the graph:
+    auto_resize off). With the image, it draws the pixels the Kontext preset draws from Python with the same files
+    (tolerance 0)."""
+    import torch
+    from PIL import Image
+    from test_import import upload
+    from tiny_models import build_pipeline, make_image
+
+    from diffblocks.components.models import AutoencoderKL, FluxTransformer2DModel
+    from diffblocks.presets import flux
+
+    graph = comfy_flux_dev()
+    del graph["27"], graph["31"], graph["32"]  # no empty latent, no LoRAs
+    graph["30"]["inputs"]["model"] = ["12", 0]
+    graph["6"]["inputs"]["text"] = "make it bold"
+    graph["50"] = {"class_type": "LoadImage", "inputs": {"image": "seven.png", "upload": "image"}}
+    graph["51"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["50", 0], "vae": ["10", 0]}}
+    graph["52"] = {"class_type": "ReferenceLatent", "inputs": {"conditioning": ["6", 0], "latent": ["51", 0]}}
+    graph["26"]["inputs"].update(conditioning=["52", 0], guidance=2.5)
+    graph["13"]["inputs"]["latent_image"] = ["51", 0]
+    open_editor(page, flux_server)
+    drop(page, tmp_path / "kontext.png", comfy_png(graph))
+    wait_for(page, "nodes.run?.type === 'preset:flux-kontext'")
+    workflow = page.evaluate("window.diffblocks.workflow()")
+    expected = json.loads(json.dumps(FLUX_DEV_WORKFLOW))
+    del expected["nodes"]["lora"]
+    expected["nodes"]["vae"]["inputs"]["components"] = LINK("transformer", "components")
+    expected["nodes"]["source"] = {"type": "LoadImage", "inputs": {}}
+    run_inputs = expected["nodes"]["run"]["inputs"]
+    del run_inputs["width"], run_inputs["height"]
+    run_inputs.update(prompt="make it bold", guidance_scale=2.5, image=LINK("source", "image"), auto_resize=False)
+    expected["nodes"]["run"]["type"] = "preset:flux-kontext"
+    assert workflow == expected
+    expect(page.get_by_test_id("notice")).to_contain_text("upload the image to edit (seven.png in ComfyUI's input "
+                                                          "folder) into the Load Image node")
+    make_image(7, size=32).save(tmp_path / "seven.png")
+    upload(page, "source", tmp_path / "seven.png")
+    run(page)
+    page.screenshot(path=str(shots / "38-comfyui-kontext-import.png"))
+
+    repo = flux_models / "diffusers" / "flux-dev"
+    pipe = build_pipeline(flux.KONTEXT_BLOCKS, repo)
+    tuned = flux_models / "diffusion_models" / "flux1-tuned.safetensors"
+    pipe.update_components(transformer=FluxTransformer2DModel.from_single_file(tuned), vae=AutoencoderKL.from_single_file(
+        flux_models / "vae" / "ae.safetensors", config=dict(pipe.vae.config)))
+    expected_image = pipe(prompt="make it bold", image=Image.open(tmp_path / "seven.png").convert("RGB"),
+                          auto_resize=False, guidance_scale=2.5, num_inference_steps=3,
+                          generator=torch.Generator().manual_seed(5), output="images")[0]
+    assert np.array_equal(pixels(flux_server, shown_image(page)), np.asarray(expected_image.convert("RGB")))

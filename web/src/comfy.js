@@ -66,7 +66,7 @@ const MUTED = new Set([2, 4]); // the editor's "never" and "bypass" modes
 export const asText = (value) => (typeof value === 'string' ? value : null);
 
 /** The file a LoadImage node `image` (a source node) loads from ComfyUI's input folder, or null. */
-const imageFile = (image) => (image && image.class_type === 'LoadImage' ? asText(image.inputs.image) : null);
+export const imageFile = (image) => (image && image.class_type === 'LoadImage' ? asText(image.inputs.image) : null);
 
 /** Whether `json` is a graph in ComfyUI's API format. */
 export const isComfyPrompt = (json) => Boolean(json) && typeof json === 'object' && !Array.isArray(json) &&

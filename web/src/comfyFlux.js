@@ -3,8 +3,9 @@
 // VAE (VAELoader: ae.safetensors) from files, condition on the distilled guidance (FluxGuidance, or
 // CLIPTextEncodeFlux) and sample with a KSampler at CFG 1, or with SamplerCustomAdvanced (RandomNoise, BasicGuider or
 // CFGGuider, KSamplerSelect, BasicScheduler) from an EmptySD3LatentImage. Such a graph becomes the FLUX.1
-// text-to-image preset (its ControlNet preset, with a ControlNet) with the same prompt, guidance, seed, steps and size.
-import { CONTROLNET_APPLY, asText, controlOf } from './comfy.js';
+// text-to-image preset (its ControlNet preset, with a ControlNet; Kontext's, with a ReferenceLatent) with the same
+// prompt, guidance, seed, steps and size.
+import { CONTROLNET_APPLY, asText, controlOf, imageFile } from './comfy.js';
 
 // nodes only FLUX.1 graphs hold
 const FLUX_NODES = new Set(['FluxGuidance', 'CLIPTextEncodeFlux', 'ModelSamplingFlux']);
@@ -13,7 +14,8 @@ const EMPTY_LATENTS = new Set(['EmptySD3LatentImage', 'EmptyLatentImage']);
 const LORA_LOADERS = new Set(['LoraLoader', 'LoraLoaderModelOnly']);
 // nodes whose settings carry over, or that carry nothing (outputs, layout, the loaders the folder stands in for)
 const CARRIED = new Set([...FLUX_NODES, ...SAMPLERS, ...EMPTY_LATENTS, ...LORA_LOADERS,
-  ...Object.keys(CONTROLNET_APPLY), 'ControlNetLoader', 'LoadImage', 'UNETLoader',
+  ...Object.keys(CONTROLNET_APPLY), 'ControlNetLoader', 'LoadImage', 'ReferenceLatent', 'FluxKontextImageScale',
+  'VAEEncode', 'UNETLoader',
   'CheckpointLoaderSimple', 'DualCLIPLoader', 'VAELoader', 'CLIPTextEncode', 'ConditioningZeroOut', 'RandomNoise',
   'BasicGuider', 'CFGGuider', 'KSamplerSelect', 'BasicScheduler', 'VAEDecode', 'SaveImage', 'PreviewImage', 'Reroute',
   'PrimitiveNode', 'Note', 'MarkdownNote']);
@@ -54,16 +56,18 @@ export function fluxSettings(prompt) {
   const negative = guider ? guider.inputs.negative : inputs.negative;
   const model = guider ? guider.inputs.model : inputs.model;
 
+  const text = textOf(conditioning, source, number);
+  const { controls, references } = text;
+  const kontext = references.length ? kontextOf(references[references.length - 1], source) : null;
   const latent = source(inputs.latent_image);
-  if (!latent || !EMPTY_LATENTS.has(latent.class_type)) {
+  const empty = latent && EMPTY_LATENTS.has(latent.class_type);
+  if (!empty && !(kontext && latent?.class_type === 'VAEEncode')) { // Kontext's: the image's size
     throw new Error('this ComfyUI FLUX.1 graph does not start from an empty latent (EmptySD3LatentImage): only '
-      + 'text-to-image graphs can be read');
+      + 'text-to-image graphs (and Kontext edits) can be read');
   }
   if (denoise !== null && denoise < 1) {
-    throw new Error(`this ComfyUI FLUX.1 graph denoises ${denoise} of an empty latent`);
+    throw new Error(`this ComfyUI FLUX.1 graph denoises ${denoise} of its latent`);
   }
-  const text = textOf(conditioning, source, number);
-  const { controls } = text;
   if (text.prompt === null) {
     throw new Error("this ComfyUI FLUX.1 graph's prompt is not a CLIPTextEncode or CLIPTextEncodeFlux with its text");
   }
@@ -71,7 +75,7 @@ export function fluxSettings(prompt) {
   const settings = {
     prompt: text.prompt, prompt2: text.prompt2, guidance: text.guidance, seed, steps, cfg: trueCfg ? cfg : null,
     negative: trueCfg ? textOf(negative, source, number).prompt : null,
-    width: number(latent.inputs.width), height: number(latent.inputs.height),
+    width: empty ? number(latent.inputs.width) : null, height: empty ? number(latent.inputs.height) : null,
   };
   if (samplerName && samplerName !== 'euler') {
     leftOut.push(`the sampler '${samplerName}' (FLUX.1 samples with Euler here)`);
@@ -102,22 +106,41 @@ export function fluxSettings(prompt) {
   leftOut.unshift(...[...new Set(Object.values(prompt).map((n) => n && n.class_type))]
     .filter((type) => type && !CARRIED.has(type)).sort());
   if (controls.length > 1) leftOut.push(`${controls.length - 1} more ControlNet${controls.length > 2 ? 's' : ''}`);
-  return { settings, family: 'flux', transformer: unet, checkpoint, encoders, loras,
+  if (references.length > 1) {
+    leftOut.push(`${references.length - 1} more reference image${references.length > 2 ? 's' : ''} (Kontext edits one)`);
+  }
+  return { settings, family: 'flux', transformer: unet, checkpoint, encoders, loras, kontext,
     vae: vaes.length ? asText(vaes[0].inputs.vae_name) : null,
     control: controls.length ? controlOf(controls[controls.length - 1], source, number) : null, ipAdapter: null,
     leftOut };
 }
 
+/** {image (the LoadImage's file in ComfyUI's input folder, or null), from (the node type the image comes from
+ * otherwise), autoResize (whether FluxKontextImageScale takes it to a training resolution)} of Kontext's image:
+ * the pixels a ReferenceLatent node's latent is encoded from. */
+function kontextOf(reference, source) {
+  let image = source(source(reference.inputs.latent)?.inputs.pixels);
+  const autoResize = image?.class_type === 'FluxKontextImageScale';
+  if (autoResize) image = source(image.inputs.image);
+  const file = imageFile(image);
+  return { image: file, from: file ? null : image?.class_type ?? null, autoResize };
+}
+
 /** {prompt (CLIP's), prompt2 (T5's, when it differs), guidance, controls (the ControlNet apply nodes on the way,
- * the sampler's side first)} of the conditioning `link`: a CLIPTextEncode (through FluxGuidance, which sets the
- * guidance, and ControlNet apply nodes) or a CLIPTextEncodeFlux (its clip_l and t5xxl texts and guidance). */
+ * the sampler's side first), references (Kontext's ReferenceLatent nodes)} of the conditioning `link`: a
+ * CLIPTextEncode (through FluxGuidance, which sets the guidance, ControlNet apply nodes and ReferenceLatent nodes)
+ * or a CLIPTextEncodeFlux (its clip_l and t5xxl texts and guidance). */
 function textOf(link, source, number) {
   let node = source(link);
   let guidance = null;
   const controls = [];
+  const references = [];
   for (let hops = 0; node && hops < 100; hops += 1) {
     if (node.class_type === 'FluxGuidance') {
       guidance = guidance ?? number(node.inputs.guidance);
+      link = node.inputs.conditioning;
+    } else if (node.class_type === 'ReferenceLatent') {
+      references.push(node);
       link = node.inputs.conditioning;
     } else if (CONTROLNET_APPLY[node.class_type]) {
       const negative = CONTROLNET_APPLY[node.class_type] === 'positive' && link[1] === 1; // its second output
@@ -132,8 +155,8 @@ function textOf(link, source, number) {
     const clip = asText(node.inputs.clip_l);
     const t5 = asText(node.inputs.t5xxl);
     return { prompt: clip || t5, prompt2: t5 && clip && t5 !== clip ? t5 : null,
-      guidance: guidance ?? number(node.inputs.guidance), controls };
+      guidance: guidance ?? number(node.inputs.guidance), controls, references };
   }
   return { prompt: node && node.class_type === 'CLIPTextEncode' ? asText(node.inputs.text) : null, prompt2: null,
-    guidance, controls };
+    guidance, controls, references };
 }

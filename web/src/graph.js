@@ -181,11 +181,18 @@ export function text2imageGraph(model, settings) {
     if (control.start) inputs.control_guidance_start = control.start;
     if (control.end !== null && control.end !== 1) inputs.control_guidance_end = control.end;
   }
+  const { kontext } = model;
+  if (kontext) { // FLUX.1 Kontext's image to edit: as the control image, ComfyUI's input file
+    nodes.source = { type: 'LoadImage', inputs: {} };
+    inputs.image = LINK('source', 'image');
+    if (!kontext.autoResize) inputs.auto_resize = false; // ComfyUI takes it as it is, without FluxKontextImageScale
+  }
   if (ipAdapter) { // as the control image: ComfyUI's input file, which the page has not
     nodes.reference = { type: 'LoadImage', inputs: {} };
     inputs.ip_adapter_image = LINK('reference', 'image');
   }
-  const task = control && ipAdapter ? 'auto' : control ? 'controlnet' : ipAdapter ? 'ip-adapter' : 'text2image';
+  const task = kontext ? 'kontext' : control && ipAdapter ? 'auto' : control ? 'controlnet'
+    : ipAdapter ? 'ip-adapter' : 'text2image';
   nodes.run = { type: `preset:${family}-${task}`, inputs };
   let images = LINK('run', 'images');
   if (settings.hires) { // a hires fix (A1111's, ComfyUI's second KSampler): the first pass enlarged, painted again
@@ -220,6 +227,7 @@ export function text2imageGraph(model, settings) {
     Object.assign(positions, { controlnet: { x: 0, y: top }, control: { x: 0, y: top + CONTROLNET_HEIGHT } });
   }
   if (ipAdapter) positions.reference = { x: 0, y: control ? top + CONTROLNET_HEIGHT + IMAGE_HEIGHT : top };
+  if (kontext) positions.source = { x: 0, y: top };
   return { nodes, ui: { previews: { output: images }, positions } };
 }
 

@@ -10,7 +10,7 @@ import { findFluxFolder, findModel } from './modelFiles.js';
  * image, whose ``modules`` are its VAE and text encoders; ``from``: "ComfyUI's", "A1111's"), on the server's FLUX.1
  * folder; null when the server has none. */
 export async function importedFlux(read, from) {
-  const { settings, transformer, checkpoint, loras, control, leftOut } = read;
+  const { settings, transformer, checkpoint, loras, control, kontext, leftOut } = read;
   let { vae } = read;
   const encoders = [...read.encoders];
   for (const module of read.modules || []) { // Forge's VAE and text encoders, by their stems
@@ -39,7 +39,13 @@ export async function importedFlux(read, from) {
     model.vae = await findModel('vae', vae).catch(() => null);
     if (!model.vae) notes.push(`VAE '${vae}' is not among the server's VAEs: the graph decodes with ${folder}'s`);
   }
-  await findAdapters(control, null, model, notes, 'flux');
+  if (kontext && control) notes.push(`ControlNet '${control.name}' left out (the Kontext preset takes none)`);
+  else await findAdapters(control, null, model, notes, 'flux');
+  if (kontext) { // the image to edit: ComfyUI's input file, which the page has not
+    model.kontext = kontext;
+    notes.push(`upload the image to edit (${kontext.image ? `${kontext.image} in ComfyUI's input folder`
+      : `made in ComfyUI's graph by ${kontext.from}`}) into the Load Image node`);
+  }
   if (leftOut.length) notes.push(`left out: ${leftOut.join(', ')}`);
   return { document: text2imageGraph(model, settings), notice: notes.length ? notes.join('; ') : null };
 }
