@@ -104,6 +104,19 @@ def comfy_flux_dev():
     }
 
 
+def on_the_files(blocks, flux_models):
+    """``blocks`` bound to the FLUX.1 folder of ``flux_models``, with its transformer file and its VAE file."""
+    from tiny_models import build_pipeline
+
+    from diffblocks.components.models import AutoencoderKL, FluxTransformer2DModel
+
+    pipe = build_pipeline(blocks, flux_models / "diffusers" / "flux-dev")
+    tuned = flux_models / "diffusion_models" / "flux1-tuned.safetensors"
+    vae = AutoencoderKL.from_single_file(flux_models / "vae" / "ae.safetensors", config=dict(pipe.vae.config))
+    pipe.update_components(transformer=FluxTransformer2DModel.from_single_file(tuned), vae=vae)
+    return pipe
+
+
 # what comfy_flux_dev becomes on flux_models
 FLUX_DEV_WORKFLOW = {"nodes": {
     "load": {"type": "LoadComponents", "inputs": {"repo": "flux-dev", "without": ["transformer"]}},
@@ -134,9 +147,6 @@ def test_a_comfyui_flux_graph_runs_on_the_servers_flux_folder_and_the_files_it_n
     none)."""
     import torch
 
-    from tiny_models import build_pipeline
-
-    from diffblocks.components.models import AutoencoderKL, FluxTransformer2DModel
     from diffblocks.presets import flux
 
     open_editor(page, flux_server)
@@ -151,11 +161,7 @@ def test_a_comfyui_flux_graph_runs_on_the_servers_flux_folder_and_the_files_it_n
     page.screenshot(path=str(shots / "37-comfyui-flux-import.png"))
     run(page)
 
-    repo = flux_models / "diffusers" / "flux-dev"
-    pipe = build_pipeline(flux.TEXT2IMAGE_BLOCKS, repo)
-    tuned = flux_models / "diffusion_models" / "flux1-tuned.safetensors"
-    pipe.update_components(transformer=FluxTransformer2DModel.from_single_file(tuned), vae=AutoencoderKL.from_single_file(
-        flux_models / "vae" / "ae.safetensors", config=dict(pipe.vae.config)))
+    pipe = on_the_files(flux.TEXT2IMAGE_BLOCKS, flux_models)
     expected = pipe(prompt="a handwritten seven", guidance_scale=4.0, num_inference_steps=3, height=32, width=32,
                     generator=torch.Generator().manual_seed(5), output="images")[0]
     assert np.array_equal(pixels(flux_server, shown_image(page)), np.asarray(expected.convert("RGB")))
@@ -312,9 +318,8 @@ def test_a_comfyui_kontext_graph_edits_the_uploaded_image_as_the_python_pipeline
     import torch
     from PIL import Image
     from test_import import upload
-    from tiny_models import build_pipeline, make_image
+    from tiny_models import make_image
 
-    from diffblocks.components.models import AutoencoderKL, FluxTransformer2DModel
     from diffblocks.presets import flux
 
     graph = comfy_flux_dev()
@@ -346,11 +351,7 @@ def test_a_comfyui_kontext_graph_edits_the_uploaded_image_as_the_python_pipeline
     run(page)
     page.screenshot(path=str(shots / "38-comfyui-kontext-import.png"))
 
-    repo = flux_models / "diffusers" / "flux-dev"
-    pipe = build_pipeline(flux.KONTEXT_BLOCKS, repo)
-    tuned = flux_models / "diffusion_models" / "flux1-tuned.safetensors"
-    pipe.update_components(transformer=FluxTransformer2DModel.from_single_file(tuned), vae=AutoencoderKL.from_single_file(
-        flux_models / "vae" / "ae.safetensors", config=dict(pipe.vae.config)))
+    pipe = on_the_files(flux.KONTEXT_BLOCKS, flux_models)
     expected_image = pipe(prompt="make it bold", image=Image.open(tmp_path / "seven.png").convert("RGB"),
                           auto_resize=False, guidance_scale=2.5, num_inference_steps=3,
                           generator=torch.Generator().manual_seed(5), output="images")[0]

@@ -107,7 +107,8 @@ export function fluxSettings(prompt) {
     .filter((type) => type && !CARRIED.has(type)).sort());
   if (controls.length > 1) leftOut.push(`${controls.length - 1} more ControlNet${controls.length > 2 ? 's' : ''}`);
   if (references.length > 1) {
-    leftOut.push(`${references.length - 1} more reference image${references.length > 2 ? 's' : ''} (Kontext edits one)`);
+    const more = references.length - 1;
+    leftOut.push(`${more} more reference image${more > 1 ? 's' : ''} (Kontext edits one)`);
   }
   return { settings, family: 'flux', transformer: unet, checkpoint, encoders, loras, kontext,
     vae: vaes.length ? asText(vaes[0].inputs.vae_name) : null,
