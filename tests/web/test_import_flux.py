@@ -356,3 +356,39 @@ def test_a_comfyui_kontext_graph_edits_the_uploaded_image_as_the_python_pipeline
                           auto_resize=False, guidance_scale=2.5, num_inference_steps=3,
                           generator=torch.Generator().manual_seed(5), output="images")[0]
     assert np.array_equal(pixels(flux_server, shown_image(page)), np.asarray(expected_image.convert("RGB")))
+
+
+def test_a_flux_fill_graph_becomes_the_fill_preset_and_inpainting_with_dev_the_inpaint_one(
+        page, flux_server, tmp_path):
+    """ComfyUI's FLUX.1 Fill graph (InpaintModelConditioning: the prompt, the image and its mask from the image's
+    transparency) becomes the Fill preset with Load Image nodes for the image and its mask; the dev model's
+    inpainting (SetLatentNoiseMask over a VAEEncode, at the sampler's denoise) the inpainting preset at that
+    strength."""
+    graph = comfy_flux_dev()
+    del graph["27"]
+    graph["50"] = {"class_type": "LoadImage", "inputs": {"image": "room.png", "upload": "image"}}
+    graph["51"] = {"class_type": "InpaintModelConditioning", "inputs": {
+        "positive": ["26", 0], "negative": ["26", 0], "vae": ["10", 0], "pixels": ["50", 0], "mask": ["50", 1],
+        "noise_mask": True}}
+    graph["22"]["inputs"]["conditioning"] = ["51", 0]
+    graph["13"]["inputs"]["latent_image"] = ["51", 2]
+    expected = json.loads(json.dumps(FLUX_DEV_WORKFLOW))
+    expected["nodes"].update(source={"type": "LoadImage", "inputs": {}}, mask={"type": "LoadImage", "inputs": {}})
+    run_inputs = expected["nodes"]["run"]["inputs"]
+    del run_inputs["width"], run_inputs["height"]
+    run_inputs.update(image=LINK("source", "image"), mask_image=LINK("mask", "image"))
+    open_editor(page, flux_server)
+    for preset, strength in (("fill", None), ("inpaint", 0.7)):
+        if preset == "inpaint":  # the dev model's: the image encoded, the mask on the latent
+            graph["51"] = {"class_type": "SetLatentNoiseMask", "inputs": {"samples": ["52", 0], "mask": ["50", 1]}}
+            graph["52"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["50", 0], "vae": ["10", 0]}}
+            graph["22"]["inputs"]["conditioning"] = ["26", 0]
+            graph["13"]["inputs"]["latent_image"] = ["51", 0]
+            graph["17"]["inputs"]["denoise"] = strength
+            run_inputs["strength"] = strength
+        drop(page, tmp_path / f"{preset}.png", comfy_png(graph))
+        wait_for(page, f"nodes.run?.type === 'preset:flux-{preset}'")
+        expected["nodes"]["run"]["type"] = f"preset:flux-{preset}"
+        assert page.evaluate("window.diffblocks.workflow()") == expected
+        expect(page.get_by_test_id("notice")).to_contain_text("upload the image to inpaint (room.png in ComfyUI's "
+                                                              "input folder) and its mask")

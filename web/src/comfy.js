@@ -37,6 +37,9 @@ const SD_WIDGETS = {
   ImageScale: ['upscale_method', 'width', 'height', 'crop'],
   ImageScaleBy: ['upscale_method', 'scale_by'],
   UpscaleModelLoader: ['model_name'],
+  VAEEncodeForInpaint: ['grow_mask_by'],
+  InpaintModelConditioning: ['noise_mask'],
+  LoadImageMask: ['image', 'channel', 'upload'],
 };
 const WIDGETS = {
   ...SD_WIDGETS,
@@ -56,10 +59,15 @@ const WIDGETS = {
 // the nodes that put a ControlNet on the conditioning on its way to the sampler -> the input it comes through
 export const CONTROLNET_APPLY = { ControlNetApply: 'conditioning', ControlNetApplyAdvanced: 'positive',
   ControlNetApplySD3: 'positive' }; // the last, FLUX.1's in ComfyUI's examples (ControlNetApplyAdvanced with a VAE)
+// nodes the prompts pass through unchanged for what is read here -> the input the positive one comes through
+export const CONDITIONING_PASSES = { ...CONTROLNET_APPLY, InpaintModelConditioning: 'positive' };
+// the latents an inpainting graph samples (inpaintOf)
+const INPAINT_LATENTS = new Set(['VAEEncodeForInpaint', 'InpaintModelConditioning', 'SetLatentNoiseMask']);
 const LORA_LOADERS = new Set(['LoraLoader', 'LoraLoaderModelOnly']);
 const IP_ADAPTERS = new Set(['IPAdapter', 'IPAdapterAdvanced']); // they patch the model on its way, as LoRAs do
 // nodes a text-to-image graph may hold besides those that carry nothing over (outputs, layout)
 const CARRIED = new Set([...Object.keys(SD_WIDGETS), 'VAEDecode', 'VAEEncode', 'ImageUpscaleWithModel', 'SaveImage',
+  'SetLatentNoiseMask',
   'PreviewImage', 'Reroute', 'PrimitiveNode', 'Note', 'MarkdownNote']);
 const MUTED = new Set([2, 4]); // the editor's "never" and "bypass" modes
 
@@ -129,17 +137,19 @@ export function comfySettings(prompt) {
   const controls = []; // the ControlNets on the positive prompt's way, the sampler's side first
   const text = (link, positive = false) => {
     let node = source(link);
-    for (let hops = 0; node && CONTROLNET_APPLY[node.class_type] && hops < 100; hops += 1) {
-      if (positive) controls.push(node);
-      const negative = CONTROLNET_APPLY[node.class_type] === 'positive' && link[1] === 1; // its second output
-      link = node.inputs[negative ? 'negative' : CONTROLNET_APPLY[node.class_type]];
+    for (let hops = 0; node && CONDITIONING_PASSES[node.class_type] && hops < 100; hops += 1) {
+      if (positive && CONTROLNET_APPLY[node.class_type]) controls.push(node);
+      const negative = CONDITIONING_PASSES[node.class_type] === 'positive' && link[1] === 1; // its second output
+      link = node.inputs[negative ? 'negative' : CONDITIONING_PASSES[node.class_type]];
       node = source(link);
     }
     return node && node.class_type === 'CLIPTextEncode' ? asText(node.inputs.text) : null;
   };
   const latent = source(inputs.latent_image);
-  if (!latent || latent.class_type !== 'EmptyLatentImage') {
-    throw new Error('this ComfyUI graph does not start from an EmptyLatentImage: only text-to-image graphs can be read');
+  const inpaint = inpaintOf(latent, source);
+  if (!inpaint && (!latent || latent.class_type !== 'EmptyLatentImage')) {
+    throw new Error('this ComfyUI graph does not start from an EmptyLatentImage: only text-to-image graphs (and '
+      + 'inpainting ones) can be read');
   }
   const prompt_ = text(inputs.positive, true);
   if (prompt_ === null) throw new Error("this ComfyUI graph's positive prompt is not a CLIPTextEncode with its text");
@@ -162,12 +172,14 @@ export function comfySettings(prompt) {
   const vae = vaes.length ? asText(vaes[0].inputs.vae_name) : null;
   const settings = {
     prompt: prompt_, negative: text(inputs.negative), seed: number(inputs.seed), steps: number(inputs.steps),
-    cfg: number(inputs.cfg), width: number(latent.inputs.width), height: number(latent.inputs.height),
-    scheduler: SAMPLERS[inputs.sampler_name],
+    cfg: number(inputs.cfg), width: inpaint ? null : number(latent.inputs.width),
+    height: inpaint ? null : number(latent.inputs.height), scheduler: SAMPLERS[inputs.sampler_name],
+    strength: inpaint && number(inputs.denoise) < 1 ? number(inputs.denoise) : null,
   };
   const leftOut = [...new Set(Object.values(prompt).map((node) => node && node.class_type))]
     .filter((type) => type && !CARRIED.has(type)).sort();
   if (second) settings.hires = hiresOf(second, sampler, latent, source, number, leftOut);
+  if (number(latent.inputs.grow_mask_by) > 0) leftOut.push("VAEEncodeForInpaint's grow_mask_by (the mask as it is)");
   if (refiners) leftOut.push(`the refiner pass (${refiners} more KSamplerAdvanced)`);
   if (controls.length > 1) leftOut.push(`${controls.length - 1} more ControlNet${controls.length > 2 ? 's' : ''}`);
   if (adapters.length > 1) leftOut.push(`${adapters.length - 1} more IP-Adapter${adapters.length > 2 ? 's' : ''}`);
@@ -178,8 +190,27 @@ export function comfySettings(prompt) {
   if (ipAdapter && ((ipAdapter.start ?? 0) > 0 || (ipAdapter.end ?? 1) < 1)) {
     leftOut.push("the IP-Adapter's start and end (it acts on every step)");
   }
-  return { settings, checkpoint: typeof ckpt === 'string' && ckpt ? ckpt : null, loras, vae,
+  return { settings, checkpoint: typeof ckpt === 'string' && ckpt ? ckpt : null, loras, vae, inpaint,
     control: controls.length ? controlOf(controls[controls.length - 1], source, number) : null, ipAdapter, leftOut };
+}
+
+/** {image (the LoadImage's file in ComfyUI's input folder, or null), from (the node type the image comes from
+ * otherwise), mask (a LoadImageMask's file, or null), maskFromAlpha (the mask is the LoadImage's own, read from
+ * its transparency), model (InpaintModelConditioning: an inpainting model's, FLUX.1 Fill's)} of the latent
+ * `latent` an inpainting graph samples: VAEEncodeForInpaint, InpaintModelConditioning, or SetLatentNoiseMask over a
+ * VAEEncode; null for any other latent. */
+export function inpaintOf(latent, source) {
+  if (!latent || !INPAINT_LATENTS.has(latent.class_type)) return null;
+  const { inputs } = latent;
+  const encoded = latent.class_type === 'SetLatentNoiseMask' ? source(inputs.samples) : null;
+  if (encoded && encoded.class_type !== 'VAEEncode') return null;
+  const image = source(encoded ? encoded.inputs.pixels : inputs.pixels);
+  const mask = source(inputs.mask);
+  const file = imageFile(image);
+  return { image: file, from: file ? null : image?.class_type ?? null,
+    mask: mask?.class_type === 'LoadImageMask' ? asText(mask.inputs.image) : null,
+    maskFromAlpha: mask?.class_type === 'LoadImage' && inputs.mask[1] === 1,
+    model: latent.class_type === 'InpaintModelConditioning' };
 }
 
 /** {name (the IPAdapterModelLoader's file), encoder (the CLIPVisionLoader's file, or null), image, from (as

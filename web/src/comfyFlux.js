@@ -5,7 +5,7 @@
 // CFGGuider, KSamplerSelect, BasicScheduler) from an EmptySD3LatentImage. Such a graph becomes the FLUX.1
 // text-to-image preset (its ControlNet preset, with a ControlNet; Kontext's, with a ReferenceLatent) with the same
 // prompt, guidance, seed, steps and size.
-import { CONTROLNET_APPLY, asText, controlOf, imageFile } from './comfy.js';
+import { CONDITIONING_PASSES, CONTROLNET_APPLY, asText, controlOf, imageFile, inpaintOf } from './comfy.js';
 
 // nodes only FLUX.1 graphs hold
 const FLUX_NODES = new Set(['FluxGuidance', 'CLIPTextEncodeFlux', 'ModelSamplingFlux']);
@@ -14,8 +14,8 @@ const EMPTY_LATENTS = new Set(['EmptySD3LatentImage', 'EmptyLatentImage']);
 const LORA_LOADERS = new Set(['LoraLoader', 'LoraLoaderModelOnly']);
 // nodes whose settings carry over, or that carry nothing (outputs, layout, the loaders the folder stands in for)
 const CARRIED = new Set([...FLUX_NODES, ...SAMPLERS, ...EMPTY_LATENTS, ...LORA_LOADERS,
-  ...Object.keys(CONTROLNET_APPLY), 'ControlNetLoader', 'LoadImage', 'ReferenceLatent', 'FluxKontextImageScale',
-  'VAEEncode', 'UNETLoader',
+  ...Object.keys(CONDITIONING_PASSES), 'ControlNetLoader', 'LoadImage', 'LoadImageMask', 'ReferenceLatent',
+  'FluxKontextImageScale', 'VAEEncode', 'SetLatentNoiseMask', 'UNETLoader',
   'CheckpointLoaderSimple', 'DualCLIPLoader', 'VAELoader', 'CLIPTextEncode', 'ConditioningZeroOut', 'RandomNoise',
   'BasicGuider', 'CFGGuider', 'KSamplerSelect', 'BasicScheduler', 'VAEDecode', 'SaveImage', 'PreviewImage', 'Reroute',
   'PrimitiveNode', 'Note', 'MarkdownNote']);
@@ -61,11 +61,12 @@ export function fluxSettings(prompt) {
   const kontext = references.length ? kontextOf(references[references.length - 1], source) : null;
   const latent = source(inputs.latent_image);
   const empty = latent && EMPTY_LATENTS.has(latent.class_type);
-  if (!empty && !(kontext && latent?.class_type === 'VAEEncode')) { // Kontext's: the image's size
+  const inpaint = inpaintOf(latent, source); // Fill's (InpaintModelConditioning), or inpainting with the dev model
+  if (!empty && !inpaint && !(kontext && latent?.class_type === 'VAEEncode')) { // Kontext's: the image's size
     throw new Error('this ComfyUI FLUX.1 graph does not start from an empty latent (EmptySD3LatentImage): only '
-      + 'text-to-image graphs (and Kontext edits) can be read');
+      + 'text-to-image graphs (and inpainting ones, and Kontext edits) can be read');
   }
-  if (denoise !== null && denoise < 1) {
+  if (denoise !== null && denoise < 1 && !inpaint) {
     throw new Error(`this ComfyUI FLUX.1 graph denoises ${denoise} of its latent`);
   }
   if (text.prompt === null) {
@@ -76,6 +77,7 @@ export function fluxSettings(prompt) {
     prompt: text.prompt, prompt2: text.prompt2, guidance: text.guidance, seed, steps, cfg: trueCfg ? cfg : null,
     negative: trueCfg ? textOf(negative, source, number).prompt : null,
     width: empty ? number(latent.inputs.width) : null, height: empty ? number(latent.inputs.height) : null,
+    strength: inpaint && denoise !== null && denoise < 1 ? denoise : null,
   };
   if (samplerName && samplerName !== 'euler') {
     leftOut.push(`the sampler '${samplerName}' (FLUX.1 samples with Euler here)`);
@@ -110,7 +112,7 @@ export function fluxSettings(prompt) {
     const more = references.length - 1;
     leftOut.push(`${more} more reference image${more > 1 ? 's' : ''} (Kontext edits one)`);
   }
-  return { settings, family: 'flux', transformer: unet, checkpoint, encoders, loras, kontext,
+  return { settings, family: 'flux', transformer: unet, checkpoint, encoders, loras, kontext, inpaint,
     vae: vaes.length ? asText(vaes[0].inputs.vae_name) : null,
     control: controls.length ? controlOf(controls[controls.length - 1], source, number) : null, ipAdapter: null,
     leftOut };
@@ -143,10 +145,10 @@ function textOf(link, source, number) {
     } else if (node.class_type === 'ReferenceLatent') {
       references.push(node);
       link = node.inputs.conditioning;
-    } else if (CONTROLNET_APPLY[node.class_type]) {
-      const negative = CONTROLNET_APPLY[node.class_type] === 'positive' && link[1] === 1; // its second output
-      if (!negative) controls.push(node);
-      link = node.inputs[negative ? 'negative' : CONTROLNET_APPLY[node.class_type]];
+    } else if (CONDITIONING_PASSES[node.class_type]) {
+      const negative = CONDITIONING_PASSES[node.class_type] === 'positive' && link[1] === 1; // its second output
+      if (!negative && CONTROLNET_APPLY[node.class_type]) controls.push(node);
+      link = node.inputs[negative ? 'negative' : CONDITIONING_PASSES[node.class_type]];
     } else {
       break;
     }

@@ -181,7 +181,12 @@ export function text2imageGraph(model, settings) {
     if (control.start) inputs.control_guidance_start = control.start;
     if (control.end !== null && control.end !== 1) inputs.control_guidance_end = control.end;
   }
-  const { kontext } = model;
+  const { kontext, inpaint } = model;
+  if (inpaint) { // the image and its mask: ComfyUI's input files (or its image's transparency): the page has neither
+    Object.assign(nodes, { source: { type: 'LoadImage', inputs: {} }, mask: { type: 'LoadImage', inputs: {} } });
+    Object.assign(inputs, { image: LINK('source', 'image'), mask_image: LINK('mask', 'image') });
+    if (settings.strength !== null && settings.strength !== undefined) inputs.strength = settings.strength;
+  }
   if (kontext) { // FLUX.1 Kontext's image to edit: as the control image, ComfyUI's input file
     nodes.source = { type: 'LoadImage', inputs: {} };
     inputs.image = LINK('source', 'image');
@@ -191,8 +196,11 @@ export function text2imageGraph(model, settings) {
     nodes.reference = { type: 'LoadImage', inputs: {} };
     inputs.ip_adapter_image = LINK('reference', 'image');
   }
-  const task = kontext ? 'kontext' : control && ipAdapter ? 'auto' : control ? 'controlnet'
-    : ipAdapter ? 'ip-adapter' : 'text2image';
+  // an inpainting model's graph on FLUX.1 is Fill's; with adapters, the auto preset inpaints with them
+  const inpaintTask = inpaint
+    && (control || ipAdapter ? 'auto' : family === 'flux' && inpaint.model ? 'fill' : 'inpaint');
+  const task = kontext ? 'kontext' : inpaintTask || (control && ipAdapter ? 'auto' : control ? 'controlnet'
+    : ipAdapter ? 'ip-adapter' : 'text2image');
   nodes.run = { type: `preset:${family}-${task}`, inputs };
   let images = LINK('run', 'images');
   if (settings.hires) { // a hires fix (A1111's, ComfyUI's second KSampler): the first pass enlarged, painted again
@@ -228,6 +236,10 @@ export function text2imageGraph(model, settings) {
   }
   if (ipAdapter) positions.reference = { x: 0, y: control ? top + CONTROLNET_HEIGHT + IMAGE_HEIGHT : top };
   if (kontext) positions.source = { x: 0, y: top };
+  if (inpaint) { // below the adapters' images
+    const y = top + (control ? CONTROLNET_HEIGHT + IMAGE_HEIGHT : 0) + (ipAdapter ? IMAGE_HEIGHT : 0);
+    Object.assign(positions, { source: { x: 0, y }, mask: { x: 0, y: y + UPLOADED_HEIGHT } });
+  }
   return { nodes, ui: { previews: { output: images }, positions } };
 }
 
@@ -236,6 +248,7 @@ const COLUMN = 290; // px from one column of nodes to the next
 const HEIGHTS = { LoadFluxTransformer: 250, LoadLoRA: 390, LoadTextualInversion: 250, LoadIPAdapter: 480, LoadVAE: 250 };
 const CONTROLNET_HEIGHT = 260; // a LoadControlNet node, its three inputs shown
 const IMAGE_HEIGHT = 130; // a LoadImage node, its upload button or picture shown
+const UPLOADED_HEIGHT = 260; // a LoadImage node once its picture is uploaded: the mask's below the image's
 
 export const isLink = (value) =>
   Boolean(value) && typeof value === 'object' && !Array.isArray(value) && typeof value.node === 'string' &&

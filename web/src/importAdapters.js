@@ -41,3 +41,12 @@ export async function findLoras(loras, model, notes, family) {
       : `LoRA '${lora.name}' is not among the server's LoRAs`);
   }
 }
+
+/** The notice's request for an inpainting graph's image and mask (inpaintOf's ``inpaint``), which the page has
+ * not: ComfyUI's input files, or its LoadImage's transparency. */
+export function inpaintUploads({ image, from, mask, maskFromAlpha }) {
+  const where = (file, made) => (file ? `${file} in ComfyUI's input folder` : `made in ComfyUI's graph by ${made}`);
+  const maskWhere = maskFromAlpha ? "ComfyUI reads it from the image's transparency" : where(mask, 'a node');
+  return `upload the image to inpaint (${where(image, from)}) and its mask (white where it is painted again; `
+    + `${maskWhere}) into the Load Image nodes`;
+}

@@ -3,14 +3,14 @@
 // carry), the transformer file the graph names (diffusion_models; or the all-in-one checkpoint it is read from: the
 // folder's own transformer is then not loaded), its LoRAs, its VAE file and its ControlNet.
 import { text2imageGraph } from './graph.js';
-import { findAdapters, findLoras } from './importAdapters.js';
+import { findAdapters, findLoras, inpaintUploads } from './importAdapters.js';
 import { findFluxFolder, findModel } from './modelFiles.js';
 
 /** {document, notice} for what a FLUX.1 graph sets (fluxSettings' result, or parametersSettings' for Forge's
  * image, whose ``modules`` are its VAE and text encoders; ``from``: "ComfyUI's", "A1111's"), on the server's FLUX.1
  * folder; null when the server has none. */
 export async function importedFlux(read, from) {
-  const { settings, transformer, checkpoint, loras, control, kontext, leftOut } = read;
+  const { settings, transformer, checkpoint, loras, control, kontext, inpaint, leftOut } = read;
   let { vae } = read;
   const encoders = [...read.encoders];
   for (const module of read.modules || []) { // Forge's VAE and text encoders, by their stems
@@ -41,6 +41,10 @@ export async function importedFlux(read, from) {
   }
   if (kontext && control) notes.push(`ControlNet '${control.name}' left out (the Kontext preset takes none)`);
   else await findAdapters(control, null, model, notes, 'flux');
+  if (inpaint) {
+    model.inpaint = inpaint;
+    notes.push(inpaintUploads(inpaint));
+  }
   if (kontext) { // the image to edit: ComfyUI's input file, which the page has not
     model.kontext = kontext;
     notes.push(`upload the image to edit (${kontext.image ? `${kontext.image} in ComfyUI's input folder`

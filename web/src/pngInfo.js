@@ -7,7 +7,7 @@ import { comfySettings, editorPrompt, isComfyEditorGraph, isComfyPrompt } from '
 import { text2imageGraph } from './graph.js';
 import { fluxSettings, isFluxGraph } from './comfyFlux.js';
 import { importedFlux } from './importFlux.js';
-import { findAdapters, findLoras } from './importAdapters.js';
+import { findAdapters, findLoras, inpaintUploads } from './importAdapters.js';
 import { findCheckpoint, findModel, modelNames, otherFamily, stemOf } from './modelFiles.js';
 
 const SIGNATURE = [137, 80, 78, 71, 13, 10, 26, 10];
@@ -195,7 +195,7 @@ export function controlNetUnits(fields) {
  * the server's model folders have them, else on ``repo``; ``notice`` says what did not carry over (that checkpoint,
  * a LoRA, other nodes) and what to do (upload the image a ControlNet or IP-Adapter takes), or is null. */
 async function imported(read, repo, from) {
-  const { settings, checkpoint, loras, vae, control, ipAdapter, leftOut } = read;
+  const { settings, checkpoint, loras, vae, control, ipAdapter, inpaint, leftOut } = read;
   const notes = [];
   if (read.family === 'flux') { // on the server's FLUX.1 folder; without one, as a checkpoint the server lacks
     const flux = await importedFlux(read, from);
@@ -234,6 +234,10 @@ async function imported(read, repo, from) {
   } else {
     if (control) notes.push(`ControlNet '${control.name}' left out`);
     if (ipAdapter) notes.push(`IP-Adapter '${ipAdapter.name}' left out`);
+  }
+  if (inpaint) { // on any model: the images are all it takes
+    model.inpaint = inpaint;
+    notes.push(inpaintUploads(inpaint));
   }
   if (leftOut.length) notes.push(`left out: ${leftOut.join(', ')}`);
   return {
