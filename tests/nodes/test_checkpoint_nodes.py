@@ -138,10 +138,12 @@ def test_a_vae_file_takes_the_config_of_the_bundles_vae(sd_file, sdxl_repo, sdxl
 
 @pytest.mark.parametrize("width, preset, given, takes", [
     (2048, "sd15-controlnet", "an SDXL", "a Stable Diffusion 1.x / 2.x"),
-    (768, "sdxl-controlnet", "a Stable Diffusion 1.x / 2.x", "an SDXL")])
+    (768, "sdxl-controlnet", "a Stable Diffusion 1.x / 2.x", "an SDXL"),
+    (None, "sd15-controlnet", "a FLUX.1", "a Stable Diffusion 1.x / 2.x")])
 def test_a_controlnet_file_for_another_family_is_refused_before_anything_runs(tmp_path, width, preset, given, takes):
-    """A ControlNet file's family is read off its cross-attention width (a tensor shaped as in real ones is all the
-    file holds: nothing of it loads) when the workflow is checked: a WorkflowError on the preset's controlnet input."""
+    """A ControlNet file's family is read off its cross-attention width, a FLUX.1 one's off its transformer blocks
+    (a tensor shaped as in real ones is all the file holds: nothing of it loads) when the workflow is checked: a
+    WorkflowError on the preset's controlnet input."""
     from node_workflows import link
     from safetensors.torch import save_file
 
@@ -150,7 +152,10 @@ def test_a_controlnet_file_for_another_family_is_refused_before_anything_runs(tm
     from diffblocks.nodes import ArtifactStore, Executor, WorkflowError
 
     file = tmp_path / "control.safetensors"
-    save_file({"control_model.input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight": torch.zeros(8, width)}, file)
+    tensors = ({"double_blocks.0.img_attn.qkv.weight": torch.zeros(1), "controlnet_blocks.0.weight": torch.zeros(1)}
+               if width is None else  # XLabs' FLUX.1 layout
+               {"control_model.input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight": torch.zeros(8, width)})
+    save_file(tensors, file)
     store = ArtifactStore(tmp_path / "artifacts")
     workflow = {"nodes": {
         "cn": {"type": "LoadControlNet", "inputs": {"repo": str(file)}},
