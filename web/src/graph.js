@@ -238,7 +238,7 @@ export function text2imageGraph(model, settings) {
   if (kontext) positions.source = { x: 0, y: top };
   if (inpaint) { // below the adapters' images
     const y = top + (control ? CONTROLNET_HEIGHT + IMAGE_HEIGHT : 0) + (ipAdapter ? IMAGE_HEIGHT : 0);
-    Object.assign(positions, { source: { x: 0, y }, mask: { x: 0, y: y + UPLOADED_HEIGHT } });
+    Object.assign(positions, { source: { x: 0, y }, mask: { x: 0, y: y + IMAGE_HEIGHT } });
   }
   return { nodes, ui: { previews: { output: images }, positions } };
 }
@@ -247,8 +247,7 @@ const COLUMN = 290; // px from one column of nodes to the next
 // the height a chain node takes in its column, its inputs shown
 const HEIGHTS = { LoadFluxTransformer: 250, LoadLoRA: 390, LoadTextualInversion: 250, LoadIPAdapter: 480, LoadVAE: 250 };
 const CONTROLNET_HEIGHT = 260; // a LoadControlNet node, its three inputs shown
-const IMAGE_HEIGHT = 130; // a LoadImage node, its upload button or picture shown
-const UPLOADED_HEIGHT = 260; // a LoadImage node once its picture is uploaded: the mask's below the image's
+const IMAGE_HEIGHT = 260; // a LoadImage node, room for its picture once uploaded (the images stack below it)
 
 export const isLink = (value) =>
   Boolean(value) && typeof value === 'object' && !Array.isArray(value) && typeof value.node === 'string' &&
