@@ -1,5 +1,5 @@
-"""Which family of models (``sd15``, ``sd2``, ``sdxl``; ``flux`` for a model folder) a file is made for, read off its
-tensors' names and shapes:
+"""Which family of models (``sd15``, ``sd2``, ``sdxl``; ``flux`` for a FLUX.1 ControlNet or model folder) a file is
+made for, read off its tensors' names and shapes:
 a ControlNet's and a LoRA's by their cross-attention width (the text embeddings they attend to: 768 wide for SD 1.x,
 1024 for 2.x, 2048 for SDXL), an embedding's by its vectors' width (the text encoder's: 768, 1024, or SDXL's
 ``clip_l``/``clip_g`` pair), the widths as the shipped configs (``family_configs/``) give them. A checkpoint's family
