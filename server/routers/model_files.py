@@ -29,7 +29,7 @@ def models_of(kind: str, state: ServerState = Depends(server_state)) -> list[str
 
 
 @router.get("/{kind}/{name:path}", response_model=ModelFile, responses={404: {"description": "no such kind or model"}},
-            summary="One model file: its size and, for a checkpoint, its family (which preset runs it)")
+            summary="One model file or folder: its size and its family (which preset runs it)")
 def model_file(kind: str, name: str, state: ServerState = Depends(server_state)) -> ModelFile:
     if kind not in KINDS:
         raise RequestError.unknown_model_kind(kind, KINDS)
