@@ -52,17 +52,20 @@ def settings(graph: Any) -> tuple[str, str | None, dict[str, Any], list[str]]:
                          "(one KSampler, or two for a hires fix; FLUX.1's SamplerCustomAdvanced) is read")
     inputs = sampler_inputs(from_empty[0] if hires else samplers[0], source)
     latent = source(inputs.get("latent_image"))
-    if latent.get("class_type") not in EMPTY_LATENTS:
-        raise ValueError("holds a ComfyUI graph that does not start from an EmptyLatentImage; only text-to-image is read")
-    notes = []
+    inpaint = _inpaint_note(latent, source)
+    if latent.get("class_type") not in EMPTY_LATENTS and inpaint is None:
+        raise ValueError("holds a ComfyUI graph that does not start from an EmptyLatentImage; only text-to-image (and "
+                         "inpainting) is read")
+    notes = [inpaint] if inpaint else []
     prompt, guidance = _text(inputs.get("positive"), source, notes)
     negative, _ = _text(inputs.get("negative"), source, [])
     if prompt is None:
         raise ValueError("holds a ComfyUI graph whose positive prompt is not a CLIPTextEncode with its text")
-    size = latent.get("inputs", {})
+    size = latent.get("inputs", {}) if inpaint is None else {}  # an inpainting graph: the image's size
     fields = {"Steps": inputs.get("steps"), "Sampler": SAMPLERS.get(inputs.get("sampler_name")),
               "CFG scale": inputs.get("cfg"), "Distilled CFG Scale": guidance, "Seed": inputs.get("seed"),
-              "Size": f"{size.get('width')}x{size.get('height')}" if size.get("width") and size.get("height") else None}
+              "Size": f"{size.get('width')}x{size.get('height')}" if size.get("width") and size.get("height") else None,
+              "Denoising strength": inputs.get("denoise") if inpaint else None}
     notes += _model_files(source(inputs.get("model")), source)
     if hires is not None:
         second, (scale, upscaler) = hires
@@ -74,6 +77,28 @@ def settings(graph: Any) -> tuple[str, str | None, dict[str, Any], list[str]]:
                 notes.append(f"its second KSampler's own {what} ({again.get(key)}) is not taken: the hires pass takes "
                              "the first's")
     return prompt, negative, fields, notes
+
+
+def _inpaint_note(latent: dict, source) -> str | None:
+    """For the latent of an inpainting graph (VAEEncodeForInpaint, InpaintModelConditioning, SetLatentNoiseMask over
+    a VAEEncode), the note naming its image and mask, to give as flags; None for another latent."""
+    kind, inputs = latent.get("class_type"), latent.get("inputs", {})
+    if kind == "SetLatentNoiseMask":
+        encoded = source(inputs.get("samples"))
+        if encoded.get("class_type") != "VAEEncode":
+            return None
+        pixels = encoded.get("inputs", {}).get("pixels")
+    elif kind in ("VAEEncodeForInpaint", "InpaintModelConditioning"):
+        pixels = inputs.get("pixels")
+    else:
+        return None
+    image, mask = source(pixels), source(inputs.get("mask"))
+    name = image.get("inputs", {}).get("image") if image.get("class_type") == "LoadImage" else None
+    alpha = mask is image and isinstance(inputs.get("mask"), list) and inputs["mask"][1:2] == [1]
+    named = f" ({name})" if name else ""
+    where = "; ComfyUI reads it from the image's transparency" if alpha else ""
+    return (f"an inpainting graph: give its image{named} as --image and its mask (white where it is painted again"
+            f"{where}) as --mask-image, with an inpainting --preset")
 
 
 def _model_files(model: dict, source) -> list[str]:

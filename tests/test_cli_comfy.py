@@ -185,3 +185,29 @@ def test_from_image_names_a_comfyui_graphs_controlnet_and_loras(capsys, tmp_path
             assert (f"note: {tmp_path / 'cn.png'}: its LoRA is ink.safetensors at strength 0.8: give it as --lora "
                     "FILE:STRENGTH") in err
     assert Image.open(tmp_path / "cn-out.png").tobytes() == Image.open(tmp_path / "plain-out.png").tobytes()
+
+
+def test_from_image_reads_a_comfyui_inpainting_graph_given_the_image_and_mask(capsys, tmp_path):
+    """ComfyUI's inpainting graph (VAEEncodeForInpaint over a LoadImage, its mask the image's transparency): its
+    settings and its denoise as the strength, drawing what the flags draw with the image and mask given; stderr
+    says to give them."""
+    import numpy as np
+
+    graph = comfy_graph(latent={"class_type": "VAEEncodeForInpaint", "inputs": {
+        "pixels": ["10", 0], "vae": ["4", 2], "mask": ["10", 1], "grow_mask_by": 0}}, denoise=0.8)
+    graph["10"] = {"class_type": "LoadImage", "inputs": {"image": "four.png"}}
+    comfy_image(tmp_path / "inpaint.png", graph)
+    Image.fromarray((np.indices((32, 32))[1] * 8 % 256).astype("uint8")).convert("RGB").save(tmp_path / "four.png")
+    Image.fromarray(((np.indices((32, 32))[0] > 16) * 255).astype("uint8")).save(tmp_path / "mask.png")
+    images = ["--preset", "sd15-inpaint", "--image", str(tmp_path / "four.png"),
+              "--mask-image", str(tmp_path / "mask.png")]
+    code, _, err = run_cli(capsys, "run", "--from-image", str(tmp_path / "inpaint.png"), *images,
+                           "--out", str(tmp_path / "a.png"), "--no-progress")
+    assert code == 0, err
+    assert (f"note: {tmp_path / 'inpaint.png'}: an inpainting graph: give its image (four.png) as --image and its mask "
+            "(white where it is painted again; ComfyUI reads it from the image's transparency) as --mask-image") in err
+    code, _, err = run_cli(capsys, "run", "--prompt", "a handwritten seven", "--negative-prompt", "blurry", "--steps",
+                           "5", "--seed", "3", "--guidance-scale", "5", "--scheduler", "euler-a", "--strength", "0.8",
+                           *images, "--out", str(tmp_path / "b.png"), "--no-progress")
+    assert code == 0, err
+    assert Image.open(tmp_path / "a.png").tobytes() == Image.open(tmp_path / "b.png").tobytes()
