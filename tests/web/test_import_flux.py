@@ -392,3 +392,30 @@ def test_a_flux_fill_graph_becomes_the_fill_preset_and_inpainting_with_dev_the_i
         assert page.evaluate("window.diffblocks.workflow()") == expected
         expect(page.get_by_test_id("notice")).to_contain_text("upload the image to inpaint (room.png in ComfyUI's "
                                                               "input folder) and its mask")
+
+
+def test_a_flux_hires_fix_becomes_its_two_passes(page, flux_server, tmp_path):
+    """A second SamplerCustomAdvanced painting the first one's latents again, enlarged 1.5 times (LatentUpscaleBy),
+    with its own noise and its scheduler's steps and denoise: a lanczos ScaleImage and the FLUX.1 image-to-image
+    preset at that strength, steps and seed, with the first pass's prompt and guidance."""
+    graph = comfy_flux_dev()
+    graph["60"] = {"class_type": "LatentUpscaleBy", "inputs": {"upscale_method": "bislerp", "scale_by": 1.5,
+                                                               "samples": ["13", 0]}}
+    graph["61"] = {"class_type": "RandomNoise", "inputs": {"noise_seed": 9}}
+    graph["62"] = {"class_type": "BasicScheduler", "inputs": {"scheduler": "simple", "steps": 4, "denoise": 0.5,
+                                                              "model": ["30", 0]}}
+    graph["63"] = {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["61", 0], "guider": ["22", 0],
+                                                                     "sampler": ["16", 0], "sigmas": ["62", 0],
+                                                                     "latent_image": ["60", 0]}}
+    graph["8"]["inputs"]["samples"] = ["63", 0]
+    open_editor(page, flux_server)
+    drop(page, tmp_path / "flux-hires.png", comfy_png(graph))
+    wait_for(page, "nodes.hires?.type === 'preset:flux-image2image'")
+    workflow = page.evaluate("window.diffblocks.workflow()")
+    first = {k: v for k, v in FLUX_DEV_WORKFLOW["nodes"]["run"]["inputs"].items() if k not in ("width", "height")}
+    assert workflow["nodes"]["run"] == FLUX_DEV_WORKFLOW["nodes"]["run"]
+    assert workflow["nodes"]["scale"] == {"type": "ScaleImage", "inputs": {"image": LINK("run", "images"),
+                                                                           "scale_by": 1.5, "method": "lanczos"}}
+    assert workflow["nodes"]["hires"] == {"type": "preset:flux-image2image", "inputs": {
+        **first, "image": LINK("scale", "image"), "strength": 0.5, "num_inference_steps": 4, "seed": 9}}
+    expect(page.get_by_test_id("notice")).to_contain_text("the latent upscale (lanczos instead)")

@@ -5,7 +5,9 @@
 // CFGGuider, KSamplerSelect, BasicScheduler) from an EmptySD3LatentImage. Such a graph becomes the FLUX.1
 // text-to-image preset (its ControlNet preset, with a ControlNet; Kontext's, with a ReferenceLatent) with the same
 // prompt, guidance, seed, steps and size.
-import { CONDITIONING_PASSES, CONTROLNET_APPLY, asText, controlOf, imageFile, inpaintOf } from './comfy.js';
+import {
+  CONDITIONING_PASSES, CONTROLNET_APPLY, asText, controlOf, enlarging, imageFile, inpaintOf,
+} from './comfy.js';
 
 // nodes only FLUX.1 graphs hold
 const FLUX_NODES = new Set(['FluxGuidance', 'CLIPTextEncodeFlux', 'ModelSamplingFlux']);
@@ -15,7 +17,8 @@ const LORA_LOADERS = new Set(['LoraLoader', 'LoraLoaderModelOnly']);
 // nodes whose settings carry over, or that carry nothing (outputs, layout, the loaders the folder stands in for)
 const CARRIED = new Set([...FLUX_NODES, ...SAMPLERS, ...EMPTY_LATENTS, ...LORA_LOADERS,
   ...Object.keys(CONDITIONING_PASSES), 'ControlNetLoader', 'LoadImage', 'LoadImageMask', 'ReferenceLatent',
-  'FluxKontextImageScale', 'VAEEncode', 'SetLatentNoiseMask', 'UNETLoader',
+  'FluxKontextImageScale', 'VAEEncode', 'SetLatentNoiseMask', 'LatentUpscaleBy', 'LatentUpscale', 'ImageScaleBy',
+  'ImageScale', 'ImageUpscaleWithModel', 'UpscaleModelLoader', 'UNETLoader',
   'CheckpointLoaderSimple', 'DualCLIPLoader', 'VAELoader', 'CLIPTextEncode', 'ConditioningZeroOut', 'RandomNoise',
   'BasicGuider', 'CFGGuider', 'KSamplerSelect', 'BasicScheduler', 'VAEDecode', 'SaveImage', 'PreviewImage', 'Reroute',
   'PrimitiveNode', 'Note', 'MarkdownNote']);
@@ -34,27 +37,12 @@ export const isFluxGraph = (prompt) => Object.values(prompt).some((node) => node
  * leftOut}; throws, saying why, for a graph that is not a text-to-image one. */
 export function fluxSettings(prompt) {
   const source = (link) => (Array.isArray(link) ? prompt[String(link[0])] : null);
-  const samplers = Object.values(prompt).filter((node) => node && SAMPLERS.has(node.class_type));
-  if (samplers.length !== 1) {
-    throw new Error(`this ComfyUI FLUX.1 graph has ${samplers.length} samplers: only a text-to-image graph with one `
-      + '(KSampler, SamplerCustomAdvanced or SamplerCustom) can be read');
-  }
-  const sampler = samplers[0];
+  const number = (value) => (typeof value === 'number' ? value : null);
+  const { sampler, second } = samplersOf(prompt, source);
   const { inputs } = sampler;
   const leftOut = [];
-  const number = (value) => (typeof value === 'number' ? value : null);
-  // SamplerCustomAdvanced's settings are on the nodes it takes: its noise, guider, sampler and sigmas
-  const guider = source(inputs.guider);
-  const sigmas = source(inputs.sigmas);
-  const custom = sampler.class_type !== 'KSampler';
-  const seed = custom ? number(source(inputs.noise)?.inputs.noise_seed ?? inputs.noise_seed) : number(inputs.seed);
-  const steps = number(custom ? sigmas?.inputs.steps : inputs.steps);
-  const cfg = number(guider ? guider.inputs.cfg ?? 1 : inputs.cfg);
-  const samplerName = asText(custom ? source(inputs.sampler)?.inputs.sampler_name : inputs.sampler_name);
-  const denoise = number(custom ? sigmas?.inputs.denoise : inputs.denoise);
-  const conditioning = guider ? guider.inputs.conditioning ?? guider.inputs.positive : inputs.positive;
-  const negative = guider ? guider.inputs.negative : inputs.negative;
-  const model = guider ? guider.inputs.model : inputs.model;
+  const { seed, steps, cfg, samplerName, denoise, conditioning, negative, model, sigmas } = sampled(sampler, source,
+    number);
 
   const text = textOf(conditioning, source, number);
   const { controls, references } = text;
@@ -82,7 +70,7 @@ export function fluxSettings(prompt) {
   if (samplerName && samplerName !== 'euler') {
     leftOut.push(`the sampler '${samplerName}' (FLUX.1 samples with Euler here)`);
   }
-  const scheduler = asText(custom ? sigmas?.inputs.scheduler : inputs.scheduler);
+  const scheduler = asText(sigmas ? sigmas.inputs.scheduler : inputs.scheduler);
   if (scheduler && scheduler !== 'simple') leftOut.push(`the scheduler '${scheduler}' (FLUX.1's own sigmas here)`);
 
   const loras = [];
@@ -108,6 +96,12 @@ export function fluxSettings(prompt) {
   leftOut.unshift(...[...new Set(Object.values(prompt).map((n) => n && n.class_type))]
     .filter((type) => type && !CARRIED.has(type)).sort());
   if (controls.length > 1) leftOut.push(`${controls.length - 1} more ControlNet${controls.length > 2 ? 's' : ''}`);
+  if (second) { // a hires fix: the second sampler paints the first one's result again, enlarged on its way
+    const { scale, how } = enlarging(second, sampler, source, settings.width);
+    const again = sampled(second, source, number);
+    settings.hires = { scale, strength: again.denoise ?? 1, steps: again.steps, seed: again.seed };
+    if (how) leftOut.push(`${how} (lanczos instead)`);
+  }
   if (references.length > 1) {
     const more = references.length - 1;
     leftOut.push(`${more} more reference image${more > 1 ? 's' : ''} (Kontext edits one)`);
@@ -116,6 +110,42 @@ export function fluxSettings(prompt) {
     vae: vaes.length ? asText(vaes[0].inputs.vae_name) : null,
     control: controls.length ? controlOf(controls[controls.length - 1], source, number) : null, ipAdapter: null,
     leftOut };
+}
+
+/** {sampler (the one from an empty latent, when there are two), second (the one painting its result again,
+ * enlarged: a hires fix; or null)} of the graph; throws for any other number of samplers. */
+function samplersOf(prompt, source) {
+  const samplers = Object.values(prompt).filter((node) => node && SAMPLERS.has(node.class_type));
+  if (samplers.length === 2) {
+    const first = samplers.find((node) => EMPTY_LATENTS.has(source(node.inputs.latent_image)?.class_type));
+    const second = samplers.find((node) => node !== first);
+    if (first && enlarging(second, first, source, 1)?.scale) return { sampler: first, second };
+  }
+  if (samplers.length !== 1) {
+    throw new Error(`this ComfyUI FLUX.1 graph has ${samplers.length} samplers: only a text-to-image graph with one `
+      + '(KSampler, SamplerCustomAdvanced or SamplerCustom; two for a hires fix) can be read');
+  }
+  return { sampler: samplers[0], second: null };
+}
+
+/** A sampler's settings: a KSampler's own; SamplerCustomAdvanced's on the nodes it takes (its noise, guider,
+ * sampler and sigmas: RandomNoise, BasicGuider or CFGGuider, KSamplerSelect, BasicScheduler). */
+function sampled(sampler, source, number) {
+  const { inputs } = sampler;
+  const guider = source(inputs.guider);
+  const sigmas = source(inputs.sigmas);
+  const custom = sampler.class_type !== 'KSampler';
+  return {
+    seed: custom ? number(source(inputs.noise)?.inputs.noise_seed ?? inputs.noise_seed) : number(inputs.seed),
+    steps: number(custom ? sigmas?.inputs.steps : inputs.steps),
+    cfg: number(guider ? guider.inputs.cfg ?? 1 : inputs.cfg),
+    samplerName: asText(custom ? source(inputs.sampler)?.inputs.sampler_name : inputs.sampler_name),
+    denoise: number(custom ? sigmas?.inputs.denoise : inputs.denoise),
+    conditioning: guider ? guider.inputs.conditioning ?? guider.inputs.positive : inputs.positive,
+    negative: guider ? guider.inputs.negative : inputs.negative,
+    model: guider ? guider.inputs.model : inputs.model,
+    sigmas: custom ? sigmas : null,
+  };
 }
 
 /** {image (the LoadImage's file in ComfyUI's input folder, or null), from (the node type the image comes from
