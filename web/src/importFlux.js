@@ -11,10 +11,12 @@ import { findFluxFolder, findModel } from './modelFiles.js';
  * folder; null when the server has none. */
 export async function importedFlux(read, from) {
   const { settings, transformer, checkpoint, loras, control, kontext, inpaint, leftOut } = read;
-  let { vae } = read;
   const encoders = [...read.encoders];
+  let { vae } = read;
+  let vaeFile = vae ? await findModel('vae', vae).catch(() => null) : null;
   for (const module of read.modules || []) { // Forge's VAE and text encoders, by their stems
-    if (!vae && await findModel('vae', module).catch(() => null)) vae = module; // found again below
+    const file = !vae && await findModel('vae', module).catch(() => null);
+    if (file) [vae, vaeFile] = [module, file];
     else encoders.push(module);
   }
   const folder = await findFluxFolder(transformer || checkpoint).catch(() => null);
@@ -36,7 +38,7 @@ export async function importedFlux(read, from) {
   if (encoders.length) notes.push(`the text encoders are ${folder}'s (${encoders.join(', ')} not read)`);
   await findLoras(loras, model, notes, 'flux');
   if (vae) {
-    model.vae = await findModel('vae', vae).catch(() => null);
+    model.vae = vaeFile;
     if (!model.vae) notes.push(`VAE '${vae}' is not among the server's VAEs: the graph decodes with ${folder}'s`);
   }
   if (kontext && control) notes.push(`ControlNet '${control.name}' left out (the Kontext preset takes none)`);
