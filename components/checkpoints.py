@@ -85,19 +85,63 @@ def load_checkpoint(path: str | os.PathLike, config: str | os.PathLike, torch_dt
     file = single_file(path, revision)
     state_dict = read_weights([file])
     family = checkpoint_family(state_dict)
+    changes = sampling_settings(state_dict, family, shipped_reference(config) is not None)
     dtype = torch_dtype or torch.get_default_dtype()
     models = {}
     for name, prefix in PARTS[family].items():
         part = {key[len(prefix):]: tensor for key, tensor in state_dict.items() if key.startswith(prefix)}
         if part:
             try:
-                models[name] = _build(name, part, config, dtype, revision, f"{file} ({name})")
+                models[name] = _build(name, part, config, dtype, revision, f"{file} ({name})", changes.get(name, {}))
             except WeightsMismatchError as err:
                 reference = shipped_reference(config)
                 if reference is None:
                     raise
                 raise WeightsMismatchError.not_the_reference(err, FAMILY_NAMES[family], reference) from err
     return models
+
+
+# SD 2.x's last transformer block's first norm: its bias spreads wider in the 768 v-prediction models than in the
+# 512 epsilon ones (2.0-base, 2.1-base), as ComfyUI tells them apart
+SD2_V_PROBE, SD2_V_SPREAD = "model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm1.bias", 0.09
+SD2_BASE_SAMPLE_SIZE = 64  # the base models' latents: 512 pixels
+
+
+def sampling_settings(state_dict: Mapping[str, torch.Tensor], family: str, shipped: bool) -> dict[str, dict[str, Any]]:
+    """What a checkpoint's own tensors say of how it samples, over its configs: the changes to make to the
+    ``scheduler``'s config and the ``unet``'s, by component (empty: none).
+
+    - ``v_pred`` (an empty tensor trainers save, as ComfyUI does): the model predicts v; with ``ztsnr`` too, it was
+      trained with zero terminal SNR (NoobAI-XL's v-prediction models and other fine-tunes): the betas rescaled.
+    - An SD 2.x file without that marker, read with the shipped configs (2.1's, a 768 v-prediction model): a 512
+      epsilon model (2.0-base, 2.1-base, their fine-tunes) when its last block's norm bias spreads little.
+      Configs given are taken at their word.
+
+    Raises:
+        ConfigError: an EDM model (Playground v2.5, CosXL), whose sampling diffblocks does not run.
+    """
+    if "edm_mean" in state_dict or "edm_vpred.sigma_max" in state_dict:
+        kind = "Playground v2.5" if "edm_mean" in state_dict else "CosXL"
+        raise ConfigError(f"this checkpoint is an EDM model ({kind}'s kind: its noise levels are continuous), "
+                          "whose sampling diffblocks does not run yet")
+    if "v_pred" in state_dict:
+        return {"scheduler": {"prediction_type": "v_prediction", "rescale_betas_zero_snr": "ztsnr" in state_dict}}
+    probe = state_dict.get(SD2_V_PROBE)
+    if family != "sd2" or not shipped or probe is None or state_dict[CONV_IN].shape[1] != 4:  # inpainting: epsilon
+        return {}
+    if probe.float().std(unbiased=False).item() > SD2_V_SPREAD:
+        return {}  # the shipped configs' own model
+    return {"scheduler": {"prediction_type": "epsilon"}, "unet": {"sample_size": SD2_BASE_SAMPLE_SIZE}}
+
+
+def file_sampling(path: str | os.PathLike, config: str | os.PathLike, revision: str | None = None) -> dict[str, Any]:
+    """:func:`sampling_settings`' scheduler changes for a checkpoint file read with ``config`` (the file
+    memory-mapped)."""
+    from .models.weights import read_weights, single_file
+
+    state_dict = read_weights([single_file(path, revision)])
+    family = checkpoint_family(state_dict)
+    return sampling_settings(state_dict, family, shipped_reference(config) is not None).get("scheduler", {})
 
 
 VAE_PREFIXES = ("first_stage_model.", "vae.")  # a full checkpoint's VAE, or ComfyUI's
@@ -191,11 +235,12 @@ def _filled(cls, settings: Mapping[str, Any], state_dict, table, torch_dtype, wh
     return model.eval()
 
 
-def _build(name: str, part: dict[str, torch.Tensor], config, dtype: torch.dtype, revision, where: str) -> Any:
+def _build(name: str, part: dict[str, torch.Tensor], config, dtype: torch.dtype, revision, where: str,
+           changes: Mapping[str, Any]) -> Any:
     from .models import AutoencoderKL, UNet2DConditionModel
 
     if name == "unet":
-        settings = config_of(UNet2DConditionModel, config, ("unet",), revision)
+        settings = {**config_of(UNet2DConditionModel, config, ("unet",), revision), **changes}
         return _filled(UNet2DConditionModel, settings, part, unet_table(settings), dtype, where)
     if name == "vae":
         settings = config_of(AutoencoderKL, config, ("vae",), revision)

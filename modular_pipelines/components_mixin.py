@@ -198,7 +198,8 @@ class ComponentsMixin:
         """Load the models of an original Stable Diffusion checkpoint (one ``.safetensors`` file with the UNet, VAE
         and text encoders under CompVis / Stability's names, as A1111 and ComfyUI keep them), and every other
         ``from_pretrained`` component (tokenizers, scheduler, and a model the file lacks) as :meth:`load_components`
-        does. The configs describing the file's models are those of the repo the pipeline was initialised from. With
+        does. The configs describing the file's models are those of the repo the pipeline was initialised from; the
+        scheduler's prediction type follows the file where it tells (``checkpoints.sampling_settings``). With
         the configs shipped for the family (which hold no weights), a model the file lacks (a checkpoint shared
         without its VAE) stays unloaded: give it with ``update_components``.
 
@@ -207,7 +208,7 @@ class ComponentsMixin:
             ConfigError: not an SD 1.x / 2.x / SDXL checkpoint (the message says what the file is).
             WeightsMismatchError: the file's models do not fit the repo's configs (another family or size).
         """
-        from ..components.checkpoints import MODEL_PARTS, load_checkpoint, shipped_reference
+        from ..components.checkpoints import MODEL_PARTS, file_sampling, load_checkpoint, shipped_reference
 
         repo = self.pretrained_model_name_or_path
         if repo is None:
@@ -218,6 +219,9 @@ class ComponentsMixin:
         rest = [n for n in self.pretrained_component_names if n not in models and self._specs[n].repo is not None
                 and not (n in MODEL_PARTS and shipped_reference(repo) is not None)]
         self.load_components(rest, torch_dtype=torch_dtype, **kwargs)
+        scheduler, changes = self._components.get("scheduler"), file_sampling(path, repo)
+        if scheduler is not None and changes:  # the file's v-prediction, zero SNR, or SD 2.x base model
+            models["scheduler"] = type(scheduler).from_config({**scheduler.config, **changes})
         self.update_components(**models)
 
     def unload_components(self, names: str | Iterable[str]) -> None:

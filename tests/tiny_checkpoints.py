@@ -89,6 +89,24 @@ def write_checkpoint(pipe, path: Path, dtype: torch.dtype | None = None, extra: 
     return save_tensors(tensors, path)
 
 
+def write_sd2_checkpoint(pipe, path: Path, extra: dict | None = None) -> Path:
+    """``pipe``'s models (a diffusers StableDiffusionPipeline) as an SD 2.x file: its text encoder as OpenCLIP's text
+    tower, which keeps all its layers and a projection (SD 2.x reads the penultimate layer, so diffusers' config
+    has one layer less and no projection): written here with a layer more and a projection, to be left out."""
+    tensors = {f"model.diffusion_model.{k}": v for k, v in to_original(pipe.unet.state_dict(),
+                                                                       unet_table(pipe.unet.config)).items()}
+    tensors.update({f"first_stage_model.{k}": v for k, v in to_original(pipe.vae.state_dict(),
+                                                                        vae_table(pipe.vae.config)).items()})
+    text = open_clip_original(pipe.text_encoder.state_dict())
+    last = pipe.text_encoder.config.num_hidden_layers - 1
+    generator = torch.Generator().manual_seed(5)
+    text.update({k.replace(f"resblocks.{last}.", f"resblocks.{last + 1}."): torch.randn(v.shape, generator=generator)
+                 for k, v in text.items() if k.startswith(f"transformer.resblocks.{last}.")})
+    text["text_projection"] = torch.randn(32, 16, generator=generator)
+    tensors.update({f"cond_stage_model.model.{k}": v for k, v in text.items()})
+    return save_tensors({**tensors, **(extra or {})}, path)
+
+
 def save_tensors(tensors: dict, path: Path, legacy: bool = False) -> Path:
     """``tensors`` in the file kind ``path``'s suffix names: safetensors (``.safetensors``, ``.sft``), a training
     checkpoint (``.ckpt``: see :func:`save_lightning`), or a plain pickled dict (``.pt``, ``.pth``); ``legacy``:

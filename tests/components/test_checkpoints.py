@@ -211,22 +211,12 @@ def test_an_sd2_checkpoint_reads_openclip_without_its_last_layer(sd_repo, sd_fil
     OpenCLIP with a 4th layer and a projection, which must be left out."""
     from PIL import Image
     from test_cli import run_cli
-    from tiny_checkpoints import open_clip_original
+    from tiny_checkpoints import write_sd2_checkpoint
 
     from diffblocks.components.checkpoints import FAMILY_CONFIGS, config_repo
 
     tuned, _ = sd_file
-    tensors = {f"model.diffusion_model.{k}": v for k, v in to_original(tuned.unet.state_dict(),
-                                                                       unet_table(tuned.unet.config)).items()}
-    tensors.update({f"first_stage_model.{k}": v for k, v in to_original(tuned.vae.state_dict(),
-                                                                        vae_table(tuned.vae.config)).items()})
-    text = open_clip_original(tuned.text_encoder.state_dict())
-    torch.manual_seed(5)
-    text.update({k.replace("resblocks.2.", "resblocks.3."): torch.randn_like(v) for k, v in text.items()
-                 if k.startswith("transformer.resblocks.2.")})
-    text["text_projection"] = torch.randn(32, 16)
-    tensors.update({f"cond_stage_model.model.{k}": v for k, v in text.items()})
-    file = write_vae(tmp_path / "sd21-tiny.safetensors", tensors)
+    file = write_sd2_checkpoint(tuned, tmp_path / "sd21-tiny.safetensors")
     assert config_repo("sd2", None, file) == str(FAMILY_CONFIGS / "sd2")
     models = load_checkpoint(file, sd_repo)
     for name in ("unet", "vae", "text_encoder"):
