@@ -1,4 +1,5 @@
-"""Flags that pick a component by name: ``--scheduler``, ``--guider`` (with ``--guidance-scale``), ``--device``."""
+"""Flags that pick a component by name: ``--scheduler`` (with ``--prediction-type``, ``--zero-snr``), ``--guider``
+(with ``--guidance-scale``), ``--device``."""
 
 from __future__ import annotations
 
@@ -33,6 +34,27 @@ def scheduler_class(name: str | None):
     if class_name not in SCHEDULERS:
         raise FlagError.unknown_choice("scheduler", name, [*SCHEDULER_NAMES, *SCHEDULERS], flag="--scheduler")
     return SCHEDULERS[class_name]
+
+
+# what a UNet predicts (the scheduler's prediction_type), by flag value; ComfyUI's ModelSamplingDiscrete's names too
+PREDICTION_TYPES = {"epsilon": "epsilon", "eps": "epsilon", "v_prediction": "v_prediction", "v": "v_prediction"}
+SAMPLING_HELP = ("what the model predicts: epsilon (the noise) or v_prediction, for a model whose file or scheduler "
+                 "does not say (default: the model's; a checkpoint's v_pred marker, ComfyUI's ModelSamplingDiscrete)")
+ZERO_SNR_HELP = ("the model was trained with zero terminal SNR: its scheduler's betas rescaled (default: the model's; "
+                 "a checkpoint's ztsnr marker)")
+
+
+def sampling_changes(args) -> dict:
+    """The changes to the scheduler's config ``--prediction-type`` and ``--zero-snr`` ask for."""
+    changes = {}
+    kind = getattr(args, "prediction_type", None)
+    if kind is not None:
+        if kind.lower() not in PREDICTION_TYPES:
+            raise FlagError.unknown_choice("prediction type", kind, ("epsilon", "v_prediction"), flag="--prediction-type")
+        changes["prediction_type"] = PREDICTION_TYPES[kind.lower()]
+    if getattr(args, "zero_snr", False):
+        changes["rescale_betas_zero_snr"] = True
+    return changes
 
 
 def make_guider(name: str | None, scale: float | None):

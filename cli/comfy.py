@@ -21,6 +21,7 @@ CONTROLNET_APPLY = {"ControlNetApply": "conditioning", "ControlNetApplyAdvanced"
                     "ControlNetApplySD3": "positive"}
 LORA_LOADERS = ("LoraLoader", "LoraLoaderModelOnly")
 EMPTY_LATENTS = ("EmptyLatentImage", "EmptySD3LatentImage")  # the second, FLUX.1's and SD3's
+PREDICTIONS = {"eps": "epsilon", "v_prediction": "v_prediction"}  # ModelSamplingDiscrete's sampling -> ours
 
 
 def settings(graph: Any) -> tuple[str, str | None, dict[str, Any], list[str]]:
@@ -67,6 +68,7 @@ def settings(graph: Any) -> tuple[str, str | None, dict[str, Any], list[str]]:
               "Size": f"{size.get('width')}x{size.get('height')}" if size.get("width") and size.get("height") else None,
               "Denoising strength": inputs.get("denoise") if inpaint else None}
     notes += _model_files(source(inputs.get("model")), source)
+    fields.update(model_sampling(source(inputs.get("model")), source, notes))
     if hires is not None:
         second, (scale, upscaler) = hires
         again = second.get("inputs", {})
@@ -101,22 +103,43 @@ def _inpaint_note(latent: dict, source) -> str | None:
             f"{where}) as --mask-image, with an inpainting --preset")
 
 
-def _model_files(model: dict, source) -> list[str]:
-    """Notes naming the files on the way of ``model`` (the sampler's model node) from its loader, with the flags
-    that give them: its LoRAs, and a UNETLoader's transformer."""
-    notes = []
+def _model_path(model: dict, source):
+    """The nodes on the way of ``model`` (the sampler's model node) back to its loader."""
     for _ in range(MAX_HOPS):
-        kind, inputs = model.get("class_type"), model.get("inputs", {})
+        if not model:
+            return
+        yield model
+        if model.get("class_type") in ("CheckpointLoaderSimple", "UNETLoader"):
+            return
+        model = source(model.get("inputs", {}).get("model"))
+
+
+def _model_files(model: dict, source) -> list[str]:
+    """Notes naming the files on the way of ``model`` from its loader, with the flags that give them: its LoRAs,
+    and a UNETLoader's transformer."""
+    notes = []
+    for node in _model_path(model, source):
+        kind, inputs = node.get("class_type"), node.get("inputs", {})
         if kind in LORA_LOADERS and isinstance(inputs.get("lora_name"), str):
             notes.append(f"its LoRA is {inputs['lora_name']} at strength {inputs.get('strength_model', 1)}: give it "
                          "as --lora FILE:STRENGTH")
         elif kind == "UNETLoader" and isinstance(inputs.get("unet_name"), str):
             notes.append(f"its transformer is the UNETLoader's {inputs['unet_name']}: give it as --transformer FILE, "
                          "with a FLUX.1 folder as --model and --preset flux")
-        if not model or kind in ("CheckpointLoaderSimple", "UNETLoader"):
-            break
-        model = source(inputs.get("model"))
     return notes
+
+
+def model_sampling(model: dict, source, notes: list[str]) -> dict[str, Any]:
+    """The fields of a ModelSamplingDiscrete on the way of ``model`` (what the model predicts, set by hand for a
+    checkpoint that does not say): ``Prediction type`` and ``Zero SNR``, as ``diffblocks run`` writes them; another
+    kind of sampling is named in ``notes``."""
+    node = next((n for n in _model_path(model, source) if n.get("class_type") == "ModelSamplingDiscrete"), {})
+    inputs = node.get("inputs", {})
+    kind = PREDICTIONS.get(inputs.get("sampling"))
+    if node and kind is None:
+        notes.append(f"its ModelSamplingDiscrete's sampling '{inputs.get('sampling')}' is not taken (--prediction-type "
+                     "takes epsilon or v_prediction)")
+    return {"Prediction type": kind, "Zero SNR": True if kind and inputs.get("zsnr") is True else None}
 
 
 def sampler_inputs(node: dict, source) -> dict[str, Any]:

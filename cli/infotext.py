@@ -14,6 +14,7 @@ from typing import Any
 from ..components.errors import FlagError
 from ..components.files import WEIGHTS_SUFFIXES
 from . import comfy
+from .choices import sampling_changes
 from .flags import HIRES_STRENGTH
 
 # one "Key: value" of the last line; a value with a comma in it is quoted (A1111's own pattern)
@@ -49,6 +50,10 @@ def infotext(args, pipe, blocks, size: tuple[int, int], inputs: dict[str, Any], 
               "CFG scale": cfg if distilled is not None else inputs.get("guidance_scale", cfg),
               "Distilled CFG Scale": distilled, "Seed": args.seed if seed is None else seed,
               "Size": f"{size[0]}x{size[1]}", "Model": model_name(args.model)}
+    if getattr(args, "prediction_type", None) is not None or getattr(args, "zero_snr", False):
+        changes = sampling_changes(args)  # what the flags set: the checkpoint's own is read off it again
+        fields.update({"Prediction type": changes.get("prediction_type"),
+                       "Zero SNR": changes.get("rescale_betas_zero_snr")})
     if "strength" in inputs:
         fields["Denoising strength"] = inputs["strength"]
     if getattr(args, "hires", None) is not None:
@@ -121,7 +126,8 @@ def parse(text: str) -> tuple[str, str | None, dict[str, str]]:
 def apply(args, path: str) -> None:
     """Fill the flags left out of ``diffblocks run`` from the parameters of the image at ``path``: prompt, negative
     prompt, steps, sampler (not for FLUX.1: its Euler is flow matching), CFG scale (and FLUX.1's Distilled CFG Scale),
-    seed, size (the first pass's) and the hires pass (its scale, strength and steps). The prompt's extra networks
+    seed, size (the first pass's), the hires pass (its scale, strength and steps) and what the model predicts when
+    it was set by hand (``Prediction type``, ``Zero SNR``: ours, or a ComfyUI graph's ModelSamplingDiscrete). The prompt's extra networks
     (``<lora:ink:0.8>``) are taken out of it, as A1111 does, and named on stderr: give them as ``--lora``. The model
     is not taken: give ``--model``; nor the VAE and ControlNets the image names, named on stderr: give ``--vae``
     and ``--controlnet``."""
@@ -138,6 +144,10 @@ def apply(args, path: str) -> None:
              "seed": _number(fields, "Seed", int), "width": int(size.group(1)) if size else None,
              "height": int(size.group(2)) if size else None, "hires": _number(fields, "Hires upscale", float),
              "scheduler": None if (args.preset or "").startswith("flux") else samplers.get(fields.get("Sampler"))}
+    if not (args.preset or "").startswith("flux"):  # what the model predicts, when set by hand (ours, ComfyUI's)
+        found["prediction_type"] = fields.get("Prediction type")
+        if fields.get("Zero SNR") == "True":
+            args.zero_snr = True
     distilled = _number(fields, "Distilled CFG Scale", float)  # Forge's (and ours) for FLUX.1
     if distilled is not None and (args.preset or "").startswith("flux"):
         found["distilled_guidance"] = distilled

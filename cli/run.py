@@ -7,14 +7,15 @@ import os
 import time
 from collections.abc import Collection
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..components.errors import ConfigError, DiffblocksError, FlagError
 from ..components.files import is_weights_file
 from ..components.spec import ComponentSpec, LazyClass
 from . import infotext
-from .choices import GUIDERS, SCHEDULER_NAMES, make_guider, pick_device, scheduler_class
+from .choices import (GUIDERS, SAMPLING_HELP, SCHEDULER_NAMES, ZERO_SNR_HELP, make_guider, pick_device, sampling_changes,
+                      scheduler_class)
 from .files import (
     checkpoint_arg,
     controlnet_source,
@@ -87,6 +88,7 @@ class Plan:
     guider: Any
     device: str
     hires: Any = None  # --hires: the image-to-image blocks of the second pass
+    sampling: dict = field(default_factory=dict)  # --prediction-type, --zero-snr: the scheduler's config changed
 
 
 def plan_run(args, supplied: Collection[str] | None = None) -> Plan:
@@ -104,6 +106,10 @@ def plan_run(args, supplied: Collection[str] | None = None) -> Plan:
     check_flags_fit(preset, blocks, args, supplied)
     if args.transformer is not None and "transformer" not in {spec.name for spec in blocks.expected_components}:
         raise FlagError.unsupported("--transformer", preset, ["FLUX.1"])
+    sampling = sampling_changes(args)
+    if sampling and preset.startswith("flux"):  # flow matching: the model predicts the velocity
+        raise FlagError.unsupported("--zero-snr" if args.prediction_type is None else "--prediction-type", preset,
+                                    ["SD 1.x / 2.x", "SDXL"])
     hires = None
     if getattr(args, "hires", None) is not None:
         if not preset.endswith("-text2image"):
@@ -123,7 +129,8 @@ def plan_run(args, supplied: Collection[str] | None = None) -> Plan:
                 redux=None if args.redux is None else local_or_repo("--redux", args.redux, "FLUX.1 Redux"),
                 loras=lora_sources(args.lora), embeddings=embedding_sources(args.embedding),
                 scheduler=scheduler_class(args.scheduler),
-                guider=make_guider(args.guider, args.guidance_scale), device=pick_device(args.device), hires=hires)
+                guider=make_guider(args.guider, args.guidance_scale), device=pick_device(args.device), hires=hires,
+                sampling=sampling)
 
 
 @contextmanager
@@ -256,8 +263,9 @@ def build_pipeline(args, plan: Plan):
         add_vae(pipe, plan, args)
     add_adapters(pipe, plan, args)
     with quiet():
-        if plan.scheduler is not None:
-            pipe.update_components(scheduler=plan.scheduler.from_config(pipe.scheduler.config))
+        if plan.scheduler is not None or plan.sampling:
+            scheduler = plan.scheduler or type(pipe.scheduler)
+            pipe.update_components(scheduler=scheduler.from_config({**pipe.scheduler.config, **plan.sampling}))
         if plan.guider is not None:
             pipe.update_components(guider=plan.guider)
     try:
@@ -379,6 +387,8 @@ def add_parser(commands) -> None:
     r.add_argument("--distilled-guidance", type=float, metavar="SCALE", help=DISTILLED_HELP)
     r.add_argument("--scheduler", help=f"one of: {', '.join(SCHEDULER_NAMES)}, or a scheduler class name "
                                        "(default: the model's)")
+    r.add_argument("--prediction-type", help=SAMPLING_HELP)
+    r.add_argument("--zero-snr", action="store_true", help=ZERO_SNR_HELP)
     r.add_argument("--height", type=int, help="image height in pixels, a multiple of 8 (default: the model's)")
     r.add_argument("--width", type=int, help="image width in pixels, a multiple of 8 (default: the model's)")
     r.add_argument("--image", help="input image (image-to-image; inpaint with --mask-image)")

@@ -211,3 +211,32 @@ def test_from_image_reads_a_comfyui_inpainting_graph_given_the_image_and_mask(ca
                            *images, "--out", str(tmp_path / "b.png"), "--no-progress")
     assert code == 0, err
     assert Image.open(tmp_path / "a.png").tobytes() == Image.open(tmp_path / "b.png").tobytes()
+
+
+def test_from_image_reads_a_comfyui_graphs_model_sampling(capsys, tmp_path):
+    """ModelSamplingDiscrete on the model's way (a v-prediction checkpoint whose file does not say so) is
+    --prediction-type and --zero-snr; a sampling those do not take is named."""
+    graph = comfy_graph()
+    graph["20"] = {"class_type": "ModelSamplingDiscrete", "inputs": {"sampling": "v_prediction", "zsnr": True,
+                                                                     "model": ["4", 0]}}
+    graph["3"]["inputs"]["model"] = ["20", 0]
+    comfy_image(tmp_path / "vpred.png", graph)
+    code, _, err = run_cli(capsys, "run", "--from-image", str(tmp_path / "vpred.png"), "--out", str(tmp_path / "a.png"),
+                           "--no-progress")
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "run", "--prompt", "a handwritten seven", "--negative-prompt", "blurry", "--steps",
+                           "5", "--seed", "3", "--guidance-scale", "5", "--scheduler", "euler-a", "--height", "32",
+                           "--width", "32", "--prediction-type", "v_prediction", "--zero-snr",
+                           "--out", str(tmp_path / "b.png"), "--no-progress")
+    assert code == 0, err
+    a, b = Image.open(tmp_path / "a.png"), Image.open(tmp_path / "b.png")
+    assert a.tobytes() == b.tobytes() and a.text["parameters"] == b.text["parameters"]
+    assert "Prediction type: v_prediction, Zero SNR: True" in a.text["parameters"]
+
+    graph["20"]["inputs"]["sampling"] = "lcm"
+    comfy_image(tmp_path / "lcm.png", graph)
+    code, _, err = run_cli(capsys, "run", "--from-image", str(tmp_path / "lcm.png"), "--out", str(tmp_path / "c.png"),
+                           "--no-progress")
+    assert code == 0, err
+    assert "its ModelSamplingDiscrete's sampling 'lcm' is not taken" in err
+    assert "Prediction type" not in Image.open(tmp_path / "c.png").text["parameters"]

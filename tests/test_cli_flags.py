@@ -25,12 +25,14 @@ def cli_pixels(capsys, tmp_path, *argv) -> np.ndarray:
     return np.asarray(Image.open(out).convert("RGB"))
 
 
-def api_pixels(blocks=stable_diffusion.TEXT2IMAGE_BLOCKS, scheduler=None, guider=None, **inputs) -> np.ndarray:
+def api_pixels(blocks=stable_diffusion.TEXT2IMAGE_BLOCKS, scheduler=None, guider=None, sampling=None,
+               **inputs) -> np.ndarray:
     pipe = SequentialPipelineBlocks.from_blocks_dict(blocks).init_pipeline(str(embedded_model_path()))
     pipe.load_components()
     pipe.set_progress_bar_config(disable=True)
-    if scheduler is not None:
-        pipe.update_components(scheduler=scheduler.from_config(pipe.scheduler.config))
+    if scheduler is not None or sampling:
+        pipe.update_components(scheduler=(scheduler or type(pipe.scheduler)).from_config(
+            {**pipe.scheduler.config, **(sampling or {})}))
     if guider is not None:
         pipe.update_components(guider=guider)
     image = pipe(prompt="a handwritten digit seven", num_inference_steps=STEPS,
@@ -64,6 +66,39 @@ def test_scheduler_euler_is_the_api_with_euler_discrete(capsys, tmp_path, plain)
     got = cli_pixels(capsys, tmp_path, "--scheduler", "euler")
     assert np.array_equal(got, api_pixels(scheduler=EulerDiscreteScheduler))
     assert not np.array_equal(got, plain)  # the embedded model's own scheduler is DDIM
+
+
+@pytest.mark.parametrize("flags, scheduler, sampling", [
+    (("--prediction-type", "v_prediction"), None, {"prediction_type": "v_prediction"}),
+    (("--prediction-type", "v", "--zero-snr", "--scheduler", "euler"), EulerDiscreteScheduler,
+     {"prediction_type": "v_prediction", "rescale_betas_zero_snr": True}),
+    (("--zero-snr",), None, {"rescale_betas_zero_snr": True})])
+def test_prediction_type_and_zero_snr_are_the_schedulers_config(capsys, tmp_path, plain, flags, scheduler, sampling):
+    """For a checkpoint whose file does not say how it samples (ComfyUI's ModelSamplingDiscrete): the scheduler's
+    config changed, and the image says so, so that --from-image draws it again."""
+    from test_cli import read_infotext
+
+    got = cli_pixels(capsys, tmp_path, *flags)
+    assert np.array_equal(got, api_pixels(scheduler=scheduler, sampling=sampling))
+    assert not np.array_equal(got, plain)
+    drawn = sorted(tmp_path.iterdir())[-1]
+    _, _, fields = read_infotext(drawn)
+    assert fields.get("Prediction type") == sampling.get("prediction_type")
+    assert fields.get("Zero SNR") == ("True" if sampling.get("rescale_betas_zero_snr") else None)
+    again = cli_pixels(capsys, tmp_path, "--from-image", str(drawn))
+    assert np.array_equal(again, got)
+
+
+def test_prediction_type_is_checked_before_loading(capsys, tmp_path):
+    from test_cli import assert_one_line_error
+
+    code, _, err = run_cli(capsys, "run", "--prompt", "a cat", "--prediction-type", "x0", "--out", str(tmp_path / "a.png"))
+    assert_one_line_error(code, err, "--prediction-type: unknown prediction type 'x0'", "epsilon, v_prediction")
+    code, _, err = run_cli(capsys, "run", "--prompt", "a cat", "--preset", "flux-text2image", "--zero-snr", "--model",
+                           str(tmp_path), "--out", str(tmp_path / "a.png"))
+    assert_one_line_error(code, err, "--zero-snr works with the SD 1.x / 2.x, SDXL workflows, not preset "
+                                     "'flux-text2image'")
+    assert not (tmp_path / "a.png").exists()
 
 
 @pytest.mark.parametrize("name, class_name", [
