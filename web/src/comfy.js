@@ -12,6 +12,23 @@ const SAMPLERS = {
   ddpm: 'DDPMScheduler', dpmpp_2m: 'DPMSolverMultistepScheduler', uni_pc: 'UniPCMultistepScheduler', lcm: 'LCMScheduler',
 };
 
+// ModelSamplingDiscrete's sampling -> what the model predicts (the scheduler's prediction_type)
+const PREDICTIONS = { eps: 'epsilon', v_prediction: 'v_prediction' };
+
+/** {prediction_type, rescale_betas_zero_snr} (the changes to the model's scheduler config) for what a model is
+ * set to predict (`prediction`: 'epsilon' or 'v_prediction', or null) with zero terminal SNR or not; null when
+ * neither is set. */
+export const samplingOf = (prediction, zeroSnr) => (prediction || zeroSnr ? {
+  ...(prediction ? { prediction_type: prediction } : {}), ...(zeroSnr ? { rescale_betas_zero_snr: true } : {}),
+} : null);
+
+/** The notice for a sampler `name` that no scheduler node type is, for `settings` (with their sampling, Euler
+ * takes its place: a scheduler node carries the sampling), or null for one that is. */
+export function samplerLeftOut(name, settings) {
+  if (!name || settings.scheduler) return null;
+  return `the sampler '${name}' (${settings.sampling ? 'Euler' : "the model's own scheduler"} here)`;
+}
+
 // the widgets of the nodes read here, in the order the editor format lists their values
 const SD_WIDGETS = {
   KSampler: ['seed', 'control_after_generate', 'steps', 'cfg', 'sampler_name', 'scheduler', 'denoise'],
@@ -40,6 +57,7 @@ const SD_WIDGETS = {
   VAEEncodeForInpaint: ['grow_mask_by'],
   InpaintModelConditioning: ['noise_mask'],
   LoadImageMask: ['image', 'channel', 'upload'],
+  ModelSamplingDiscrete: ['sampling', 'zsnr'],
 };
 const WIDGETS = {
   ...SD_WIDGETS,
@@ -156,9 +174,11 @@ export function comfySettings(prompt) {
   const number = (value) => (typeof value === 'number' ? value : null);
   const loras = [];
   const adapters = []; // the IP-Adapters on the model's way, the sampler's side first
+  let modelSampling = null; // a ModelSamplingDiscrete on the model's way: what the model is set to predict
   let model = source(inputs.model); // through the nodes that patch the model on its way (LoRAs, IP-Adapters)
   for (let hops = 0; model && model.class_type !== 'CheckpointLoaderSimple' && hops < 100; hops += 1) {
     if (IP_ADAPTERS.has(model.class_type)) adapters.push(model);
+    if (model.class_type === 'ModelSamplingDiscrete' && !modelSampling) modelSampling = model.inputs;
     const { lora_name: name, strength_model: scale, strength_clip: clip } = model.inputs;
     if (LORA_LOADERS.has(model.class_type) && typeof name === 'string') {
       const textEncoderScale = model.class_type === 'LoraLoaderModelOnly' ? 0 : number(clip);
@@ -175,9 +195,15 @@ export function comfySettings(prompt) {
     cfg: number(inputs.cfg), width: inpaint ? null : number(latent.inputs.width),
     height: inpaint ? null : number(latent.inputs.height), scheduler: SAMPLERS[inputs.sampler_name],
     strength: inpaint && number(inputs.denoise) < 1 ? number(inputs.denoise) : null,
+    sampling: modelSampling && samplingOf(PREDICTIONS[modelSampling.sampling], modelSampling.zsnr === true),
   };
   const leftOut = [...new Set(Object.values(prompt).map((node) => node && node.class_type))]
     .filter((type) => type && !CARRIED.has(type)).sort();
+  if (modelSampling && !PREDICTIONS[modelSampling.sampling]) {
+    leftOut.push(`ModelSamplingDiscrete's sampling '${modelSampling.sampling}' (the model's own here)`);
+  }
+  const unknownSampler = samplerLeftOut(asText(inputs.sampler_name), settings);
+  if (unknownSampler) leftOut.push(unknownSampler);
   if (second) settings.hires = hiresOf(second, sampler, latent, source, number, leftOut);
   if (number(latent.inputs.grow_mask_by) > 0) leftOut.push("VAEEncodeForInpaint's grow_mask_by (the mask as it is)");
   if (refiners) leftOut.push(`the refiner pass (${refiners} more KSamplerAdvanced)`);

@@ -100,7 +100,8 @@ export const DEFAULT_WORKFLOW = {
 };
 
 /** A text-to-image document with the settings another tool's image holds: {prompt, negative, steps, seed, width,
- * height, cfg, scheduler (a scheduler node type), hires ({scale, strength, steps, seed}: a hires fix, a second pass
+ * height, cfg, scheduler (a scheduler node type), sampling ({prediction_type, rescale_betas_zero_snr}: the
+ * scheduler node's, Euler's without a type), hires ({scale, strength, steps, seed}: a hires fix, a second pass
  * (its own steps and seed, when given); the auto preset, with the adapters' inputs, when there are adapters: a
  * ControlNet unless ``control.hires`` is false)},
  * each left out when null. ``model``: {repo} (a LoadComponents node, the SD 1.x preset), {repo, family: 'flux'}
@@ -166,8 +167,10 @@ export function text2imageGraph(model, settings) {
     nodes.cfg = { type: 'ClassifierFreeGuidance', inputs: { guidance_scale: cfg } };
     inputs.guider = LINK('cfg', 'guider');
   }
-  if (scheduler) {  // the model's own scheduler config, this sampler's steps
-    nodes.sampler = { type: scheduler, inputs: { scheduler: LINK('load', 'scheduler') } };
+  const { sampling } = settings; // what the model is set to predict: its scheduler config changed (Euler's, if none)
+  if (scheduler || sampling) {  // the model's own scheduler config, this sampler's steps
+    nodes.sampler = { type: scheduler || 'EulerDiscreteScheduler',
+      inputs: { scheduler: LINK('load', 'scheduler'), ...(sampling || {}) } };
     inputs.scheduler = LINK('sampler', 'scheduler');
   }
   const family = model.family === 'sdxl' || model.family === 'flux' ? model.family : 'sd15';

@@ -3,7 +3,7 @@
 // `diffblocks run`) holds its parameters instead ("parameters"), one from ComfyUI its graph in ComfyUI's terms
 // ("prompt", comfy.js): either becomes a text-to-image graph, on the checkpoint it names when the server's model
 // folders have it.
-import { comfySettings, editorPrompt, isComfyEditorGraph, isComfyPrompt } from './comfy.js';
+import { comfySettings, editorPrompt, isComfyEditorGraph, isComfyPrompt, samplerLeftOut, samplingOf } from './comfy.js';
 import { text2imageGraph } from './graph.js';
 import { fluxSettings, isFluxGraph } from './comfyFlux.js';
 import { importedFlux } from './importFlux.js';
@@ -114,7 +114,11 @@ export function parametersSettings(text) {
   const settings = {
     prompt, negative, steps: number('Steps'), seed: number('Seed'), cfg: number('CFG scale'),
     width: size && Number(size[1]), height: size && Number(size[2]), scheduler: SAMPLERS[fields.Sampler],
+    // what the model was set to predict, as diffblocks run writes it (--prediction-type, --zero-snr)
+    sampling: samplingOf(fields['Prediction type'] || null, fields['Zero SNR'] === 'True'),
   };
+  const unknownSampler = samplerLeftOut(fields.Sampler, settings);
+  if (unknownSampler && !('Distilled CFG Scale' in fields)) others.push(unknownSampler);
   const upscaler = fields['Hires upscaler'];
   if (number('Hires upscale')) { // enlarged by lanczos, as diffblocks run --from-image does
     settings.hires = { scale: number('Hires upscale'), strength: number('Denoising strength') ?? HIRES_STRENGTH,

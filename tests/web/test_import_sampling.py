@@ -1,0 +1,65 @@
+"""What a model is set to predict, in another tool's graph or image, imported: ComfyUI's ModelSamplingDiscrete (a
+v-prediction checkpoint whose file does not say so) and ``diffblocks run``'s Prediction type and Zero SNR become
+the scheduler node's ``prediction_type`` and ``rescale_betas_zero_snr``, and draw what ``diffblocks run`` draws."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from page_helpers import expect, node, open_editor, pixels, run, shown_image
+from test_editor import COMFY_PROMPT, DROP_FILE
+
+V_PREDICTION = {"prediction_type": "v_prediction", "rescale_betas_zero_snr": True}
+
+
+def drop(page, server, path):
+    open_editor(page, server)
+    page.evaluate(DROP_FILE, [path.name, "image/png", base64.b64encode(path.read_bytes()).decode()])
+    expect(node(page, "sampler")).to_be_visible()
+    return page.evaluate("window.diffblocks.workflow()")["nodes"]
+
+
+def test_comfyuis_model_sampling_is_the_scheduler_nodes_and_draws_what_run_draws(page, server, tmp_path, shots):
+    """ModelSamplingDiscrete (v_prediction, zsnr) on the model's way: its settings on the scheduler node, which is
+    Euler's where the KSampler's sampler has no node (said in the notice, as before it said nothing)."""
+    from diffblocks.cli import main
+
+    graph = json.loads(json.dumps(COMFY_PROMPT))
+    graph["20"] = {"class_type": "ModelSamplingDiscrete", "inputs": {"sampling": "v_prediction", "zsnr": True,
+                                                                     "model": ["4", 0]}}
+    graph["3"]["inputs"].update(model=["20", 0], sampler_name="dpmpp_2m_sde")
+    info = PngInfo()
+    info.add_text("prompt", json.dumps(graph))
+    Image.new("RGB", (32, 32)).save(tmp_path / "vpred.png", pnginfo=info)
+    nodes = drop(page, server, tmp_path / "vpred.png")
+    assert nodes["sampler"] == {"type": "EulerDiscreteScheduler", "inputs": {
+        "scheduler": {"node": "load", "output": "scheduler"}, **V_PREDICTION}}
+    assert nodes["run"]["inputs"]["scheduler"] == {"node": "sampler", "output": "scheduler"}
+    expect(page.get_by_test_id("notice")).to_contain_text("the sampler 'dpmpp_2m_sde' (Euler here)")
+    assert "ModelSamplingDiscrete" not in page.get_by_test_id("notice").inner_text()  # carried over, not left out
+    run(page)
+    page.screenshot(path=str(shots / "40-model-sampling.png"))
+    assert main(["run", "--prompt", "a handwritten digit four", "--negative-prompt", "blurry, faint", "--steps", "6",
+                 "--seed", "3", "--guidance-scale", "5", "--scheduler", "euler", "--prediction-type", "v_prediction",
+                 "--zero-snr", "--height", "32", "--width", "32", "--device", "cpu", "--no-progress",
+                 "--out", str(tmp_path / "cli.png")]) == 0
+    assert np.array_equal(pixels(server, shown_image(page)), np.asarray(Image.open(tmp_path / "cli.png").convert("RGB")))
+
+
+def test_an_image_run_drew_with_a_prediction_type_draws_again_on_the_page(page, server, tmp_path):
+    """``diffblocks run --prediction-type v --zero-snr``'s image, dropped on the page: its own sampler (DDIM) with
+    those settings, which draws the same pixels again."""
+    from diffblocks.cli import main
+
+    assert main(["run", "--prompt", "a handwritten digit four", "--steps", "6", "--seed", "3", "--prediction-type", "v",
+                 "--zero-snr", "--device", "cpu", "--no-progress", "--out", str(tmp_path / "cli.png")]) == 0
+    nodes = drop(page, server, tmp_path / "cli.png")
+    assert nodes["sampler"]["type"] == "DDIMScheduler"
+    assert {k: nodes["sampler"]["inputs"].get(k) for k in V_PREDICTION} == V_PREDICTION
+    run(page)
+    assert np.array_equal(pixels(server, shown_image(page)), np.asarray(Image.open(tmp_path / "cli.png").convert("RGB")))
