@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..components.errors import BatchError, BatchItemError, FlagError
-from .choices import GUIDERS, SAMPLING_HELP, SCHEDULER_NAMES, ZERO_SNR_HELP, pick_device
+from .choices import GUIDERS, SAMPLING_HELP, SCHEDULE_HELP, SCHEDULER_NAMES, ZERO_SNR_HELP, pick_device
 from . import infotext
 from .files import open_image
 from .flags import check_hires, check_numbers, single, value_of
@@ -145,6 +145,7 @@ def add_parser(commands) -> None:
     b.add_argument("--guider", help=f"one of: {', '.join(GUIDERS)} (default: cfg)")
     b.add_argument("--distilled-guidance", type=float, metavar="SCALE", help=DISTILLED_HELP)
     b.add_argument("--scheduler", help=f"one of: {', '.join(SCHEDULER_NAMES)}, or a scheduler class name")
+    b.add_argument("--schedule-type", help=SCHEDULE_HELP)
     b.add_argument("--prediction-type", help=SAMPLING_HELP)
     b.add_argument("--zero-snr", action="store_true", help=ZERO_SNR_HELP)
     b.add_argument("--negative-prompt", help="what to steer away from (every item's default)")

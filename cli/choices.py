@@ -44,6 +44,32 @@ ZERO_SNR_HELP = ("the model was trained with zero terminal SNR: its scheduler's 
                  "a checkpoint's ztsnr marker)")
 
 
+# A1111's schedule types (ComfyUI's "scheduler" widget) that our sigma-based schedulers take -> their config switch
+SCHEDULE_TYPES = {"karras": "use_karras_sigmas", "exponential": "use_exponential_sigmas"}
+SCHEDULE_HELP = ("the spacing of the noise levels: karras or exponential (A1111's Schedule type, ComfyUI's scheduler; "
+                 "euler, dpm++ and unipc take them; default: the scheduler's)")
+
+
+def schedule_changes(args) -> dict:
+    """The changes to the scheduler's config ``--schedule-type`` asks for."""
+    kind = getattr(args, "schedule_type", None)
+    if kind is None:
+        return {}
+    if kind.lower() not in SCHEDULE_TYPES:
+        raise FlagError.unknown_choice("schedule type", kind, SCHEDULE_TYPES, flag="--schedule-type")
+    return {SCHEDULE_TYPES[kind.lower()]: True}
+
+
+def check_schedule(args, scheduler: type) -> None:
+    """Raise when ``scheduler`` (a class) has no setting for ``--schedule-type``."""
+    import inspect
+
+    changes = schedule_changes(args)
+    if changes and not set(changes) <= set(inspect.signature(scheduler.__init__).parameters):
+        raise FlagError.unusable("--schedule-type", args.schedule_type, f"{scheduler.__name__} has no such spacing "
+                                 "(euler, dpm++ and unipc do: give --scheduler)")
+
+
 def sampling_changes(args) -> dict:
     """The changes to the scheduler's config ``--prediction-type`` and ``--zero-snr`` ask for."""
     changes = {}

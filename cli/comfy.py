@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-# ComfyUI's sampler_name -> A1111's sampler names (its "scheduler", the sigma spacing, is not carried over)
+# ComfyUI's sampler_name -> A1111's sampler names (its "scheduler", the sigma spacing, carried over when karras or
+# exponential: A1111's Schedule type)
 SAMPLERS = {"euler": "Euler", "euler_ancestral": "Euler a", "ddim": "DDIM", "ddpm": "DDPM", "dpmpp_2m": "DPM++ 2M",
             "uni_pc": "UniPC", "lcm": "LCM"}
 # an upscale model's factor, as its name gives it: "4x-UltraSharp", "RealESRGAN_x4plus"
@@ -63,7 +64,9 @@ def settings(graph: Any) -> tuple[str, str | None, dict[str, Any], list[str]]:
     if prompt is None:
         raise ValueError("holds a ComfyUI graph whose positive prompt is not a CLIPTextEncode with its text")
     size = latent.get("inputs", {}) if inpaint is None else {}  # an inpainting graph: the image's size
+    spacing = inputs.get("scheduler") if inputs.get("scheduler") in ("karras", "exponential") else None
     fields = {"Steps": inputs.get("steps"), "Sampler": SAMPLERS.get(inputs.get("sampler_name")),
+              "Schedule type": spacing and spacing.capitalize(),
               "CFG scale": inputs.get("cfg"), "Distilled CFG Scale": guidance, "Seed": inputs.get("seed"),
               "Size": f"{size.get('width')}x{size.get('height')}" if size.get("width") and size.get("height") else None,
               "Denoising strength": inputs.get("denoise") if inpaint else None}

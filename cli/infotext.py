@@ -14,7 +14,7 @@ from typing import Any
 from ..components.errors import FlagError
 from ..components.files import WEIGHTS_SUFFIXES
 from . import comfy
-from .choices import sampling_changes
+from .choices import SCHEDULE_TYPES, sampling_changes
 from .flags import HIRES_STRENGTH
 
 # one "Key: value" of the last line; a value with a comma in it is quoted (A1111's own pattern)
@@ -46,7 +46,10 @@ def infotext(args, pipe, blocks, size: tuple[int, int], inputs: dict[str, Any], 
     distilled = None
     if "guidance_scale" in blocks.input_names:  # FLUX.1's: the guidance the model is conditioned on, as Forge writes it
         distilled = inputs.get("guidance_scale", next(p.default for p in blocks.inputs if p.name == "guidance_scale"))
+    config = getattr(pipe.components.get("scheduler"), "config", {})
+    spacing = next((name for name, switch in SCHEDULE_TYPES.items() if config.get(switch)), None)
     fields = {"Steps": steps, "Sampler": SAMPLERS.get(scheduler, scheduler),
+              "Schedule type": spacing and spacing.capitalize(),  # A1111 1.9's field ("Karras")
               "CFG scale": cfg if distilled is not None else inputs.get("guidance_scale", cfg),
               "Distilled CFG Scale": distilled, "Seed": args.seed if seed is None else seed,
               "Size": f"{size[0]}x{size[1]}", "Model": model_name(args.model)}
@@ -138,12 +141,14 @@ def apply(args, path: str) -> None:
         print(f"note: the prompt of {path} names {', '.join(networks)}, taken out of it as A1111 does; give a LoRA "
               f"as --lora FILE:WEIGHT", file=sys.stderr)
     samplers = {name: scheduler for scheduler, name in reversed(SAMPLERS.items())}  # "Euler": EulerDiscreteScheduler
+    sampler, schedule = _schedule(fields, path)
     size = re.fullmatch(r"(\d+)x(\d+)", fields.get("Size", ""))
     found = {"prompt": [prompt] if prompt else None, "negative_prompt": negative,
              "steps": _number(fields, "Steps", int), "guidance_scale": _number(fields, "CFG scale", float),
              "seed": _number(fields, "Seed", int), "width": int(size.group(1)) if size else None,
              "height": int(size.group(2)) if size else None, "hires": _number(fields, "Hires upscale", float),
-             "scheduler": None if (args.preset or "").startswith("flux") else samplers.get(fields.get("Sampler"))}
+             "scheduler": None if (args.preset or "").startswith("flux") else samplers.get(sampler)}
+    found["schedule_type"] = schedule if found["scheduler"] else None
     if not (args.preset or "").startswith("flux"):  # what the model predicts, when set by hand (ours, ComfyUI's)
         found["prediction_type"] = fields.get("Prediction type")
         if fields.get("Zero SNR") == "True":
@@ -184,6 +189,19 @@ def apply(args, path: str) -> None:
     for name, value in found.items():
         if getattr(args, name, None) is None and value is not None:
             setattr(args, name, value)
+
+
+def _schedule(fields: dict[str, str], path: str) -> tuple[str | None, str | None]:
+    """``(sampler, schedule type)`` of the parameters: A1111 1.9's ``Schedule type`` field, or the older sampler
+    names that end with it (``DPM++ 2M Karras``); a schedule type not taken is named on stderr."""
+    sampler, schedule = fields.get("Sampler"), fields.get("Schedule type")
+    for kind in SCHEDULE_TYPES:
+        if sampler and sampler.lower().endswith(" " + kind):
+            sampler, schedule = sampler[:-len(kind) - 1], kind
+    if schedule and schedule.lower() not in (*SCHEDULE_TYPES, "automatic"):
+        print(f"note: {path} was drawn with the {schedule} schedule type; the sampler's own spacing is taken here",
+              file=sys.stderr)
+    return sampler, schedule.lower() if schedule and schedule.lower() in SCHEDULE_TYPES else None
 
 
 # sd-webui-controlnet's units: "ControlNet 0: \"Module: canny, Model: control_v11p_sd15_canny [d14c016b], ...\""

@@ -14,8 +14,8 @@ from ..components.errors import ConfigError, DiffblocksError, FlagError
 from ..components.files import is_weights_file
 from ..components.spec import ComponentSpec, LazyClass
 from . import infotext
-from .choices import (GUIDERS, SAMPLING_HELP, SCHEDULER_NAMES, ZERO_SNR_HELP, make_guider, pick_device, sampling_changes,
-                      scheduler_class)
+from .choices import (GUIDERS, SAMPLING_HELP, SCHEDULE_HELP, SCHEDULER_NAMES, ZERO_SNR_HELP, check_schedule, make_guider,
+                      pick_device, sampling_changes, schedule_changes, scheduler_class)
 from .files import (
     checkpoint_arg,
     controlnet_source,
@@ -88,7 +88,7 @@ class Plan:
     guider: Any
     device: str
     hires: Any = None  # --hires: the image-to-image blocks of the second pass
-    sampling: dict = field(default_factory=dict)  # --prediction-type, --zero-snr: the scheduler's config changed
+    sampling: dict = field(default_factory=dict)  # --prediction-type, --zero-snr, --schedule-type: its config changed
 
 
 def plan_run(args, supplied: Collection[str] | None = None) -> Plan:
@@ -110,6 +110,9 @@ def plan_run(args, supplied: Collection[str] | None = None) -> Plan:
     if sampling and preset.startswith("flux"):  # flow matching: the model predicts the velocity
         raise FlagError.unsupported("--zero-snr" if args.prediction_type is None else "--prediction-type", preset,
                                     ["SD 1.x / 2.x", "SDXL"])
+    scheduler = scheduler_class(args.scheduler)
+    if scheduler is not None:  # else the model's, checked once loaded
+        check_schedule(args, scheduler)
     hires = None
     if getattr(args, "hires", None) is not None:
         if not preset.endswith("-text2image"):
@@ -128,9 +131,9 @@ def plan_run(args, supplied: Collection[str] | None = None) -> Plan:
                 ip_adapter_encoder=args.ip_adapter_encoder and image_encoder_arg(args.ip_adapter_encoder),
                 redux=None if args.redux is None else local_or_repo("--redux", args.redux, "FLUX.1 Redux"),
                 loras=lora_sources(args.lora), embeddings=embedding_sources(args.embedding),
-                scheduler=scheduler_class(args.scheduler),
+                scheduler=scheduler,
                 guider=make_guider(args.guider, args.guidance_scale), device=pick_device(args.device), hires=hires,
-                sampling=sampling)
+                sampling={**sampling, **schedule_changes(args)})
 
 
 @contextmanager
@@ -265,6 +268,7 @@ def build_pipeline(args, plan: Plan):
     with quiet():
         if plan.scheduler is not None or plan.sampling:
             scheduler = plan.scheduler or type(pipe.scheduler)
+            check_schedule(args, scheduler)
             pipe.update_components(scheduler=scheduler.from_config({**pipe.scheduler.config, **plan.sampling}))
         if plan.guider is not None:
             pipe.update_components(guider=plan.guider)
@@ -387,6 +391,7 @@ def add_parser(commands) -> None:
     r.add_argument("--distilled-guidance", type=float, metavar="SCALE", help=DISTILLED_HELP)
     r.add_argument("--scheduler", help=f"one of: {', '.join(SCHEDULER_NAMES)}, or a scheduler class name "
                                        "(default: the model's)")
+    r.add_argument("--schedule-type", help=SCHEDULE_HELP)
     r.add_argument("--prediction-type", help=SAMPLING_HELP)
     r.add_argument("--zero-snr", action="store_true", help=ZERO_SNR_HELP)
     r.add_argument("--height", type=int, help="image height in pixels, a multiple of 8 (default: the model's)")

@@ -233,6 +233,13 @@ def test_from_image_reads_a_comfyui_graphs_model_sampling(capsys, tmp_path):
     assert a.tobytes() == b.tobytes() and a.text["parameters"] == b.text["parameters"]
     assert "Prediction type: v_prediction, Zero SNR: True" in a.text["parameters"]
 
+    graph["3"]["inputs"].update(sampler_name="dpmpp_2m", scheduler="karras")  # the commonest setting
+    comfy_image(tmp_path / "karras.png", graph)
+    code, _, err = run_cli(capsys, "run", "--from-image", str(tmp_path / "karras.png"), "--out",
+                           str(tmp_path / "k.png"), "--no-progress")
+    assert code == 0, err
+    assert "Sampler: DPM++ 2M, Schedule type: Karras" in Image.open(tmp_path / "k.png").text["parameters"]
+
     graph["20"]["inputs"]["sampling"] = "lcm"
     comfy_image(tmp_path / "lcm.png", graph)
     code, _, err = run_cli(capsys, "run", "--from-image", str(tmp_path / "lcm.png"), "--out", str(tmp_path / "c.png"),

@@ -89,6 +89,46 @@ def test_prediction_type_and_zero_snr_are_the_schedulers_config(capsys, tmp_path
     assert np.array_equal(again, got)
 
 
+@pytest.mark.parametrize("scheduler, spacing", [("dpm++", "karras"), ("euler", "exponential"), ("unipc", "karras")])
+def test_schedule_type_spaces_the_schedulers_noise_levels(capsys, tmp_path, scheduler, spacing):
+    """A1111's Schedule type (ComfyUI's scheduler widget): the scheduler's sigmas switch, written as A1111 1.9 writes
+    it and read back; an older A1111 image names it in its sampler ("DPM++ 2M Karras")."""
+    from test_cli import read_infotext
+
+    from diffblocks.cli.choices import SCHEDULE_TYPES
+
+    cls = scheduler_class(scheduler)
+    got = cli_pixels(capsys, tmp_path, "--scheduler", scheduler, "--schedule-type", spacing.upper())
+    assert np.array_equal(got, api_pixels(scheduler=cls, sampling={SCHEDULE_TYPES[spacing]: True}))
+    assert not np.array_equal(got, api_pixels(scheduler=cls))
+    drawn = sorted(tmp_path.iterdir())[-1]
+    _, _, fields = read_infotext(drawn)
+    assert fields["Schedule type"] == spacing.capitalize()
+    assert np.array_equal(cli_pixels(capsys, tmp_path, "--from-image", str(drawn)), got)
+    if scheduler == "dpm++":
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        info.add_text("parameters", "a handwritten digit seven\nSteps: 3, Sampler: DPM++ 2M Karras, CFG scale: 7.5, "
+                                    "Seed: 3, Size: 32x32, Model: embedded")
+        Image.new("RGB", (32, 32)).save(tmp_path / "old.png", pnginfo=info)
+        assert np.array_equal(cli_pixels(capsys, tmp_path, "--from-image", str(tmp_path / "old.png")), got)
+
+
+def test_a_schedule_type_the_scheduler_lacks_is_one_clear_error(capsys, tmp_path):
+    from test_cli import assert_one_line_error
+
+    for flags in (("--scheduler", "ddim"), ()):  # given, or the model's own (DDIM), read once loaded
+        code, _, err = run_cli(capsys, "run", "--prompt", "a cat", "--schedule-type", "karras", *flags, "--no-progress",
+                               "--out", str(tmp_path / "a.png"))
+        assert_one_line_error(code, err, "--schedule-type karras: DDIMScheduler has no such spacing (euler, dpm++ and "
+                                         "unipc do: give --scheduler)")
+    code, _, err = run_cli(capsys, "run", "--prompt", "a cat", "--schedule-type", "beta", "--scheduler", "euler",
+                           "--out", str(tmp_path / "a.png"))
+    assert_one_line_error(code, err, "--schedule-type: unknown schedule type 'beta'", "karras, exponential")
+    assert not (tmp_path / "a.png").exists()
+
+
 def test_prediction_type_is_checked_before_loading(capsys, tmp_path):
     from test_cli import assert_one_line_error
 

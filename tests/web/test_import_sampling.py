@@ -17,8 +17,12 @@ from test_editor import COMFY_PROMPT, DROP_FILE
 V_PREDICTION = {"prediction_type": "v_prediction", "rescale_betas_zero_snr": True}
 
 
-def drop(page, server, path):
-    open_editor(page, server)
+def drop(page, server, path, again=False):
+    """Drop the image at ``path`` on a fresh editor (``again``: on this one, reset); returns the workflow's nodes."""
+    if again:
+        page.get_by_role("button", name="Reset").click()
+    else:
+        open_editor(page, server)
     page.evaluate(DROP_FILE, [path.name, "image/png", base64.b64encode(path.read_bytes()).decode()])
     expect(node(page, "sampler")).to_be_visible()
     return page.evaluate("window.diffblocks.workflow()")["nodes"]
@@ -63,3 +67,28 @@ def test_an_image_run_drew_with_a_prediction_type_draws_again_on_the_page(page, 
     assert {k: nodes["sampler"]["inputs"].get(k) for k in V_PREDICTION} == V_PREDICTION
     run(page)
     assert np.array_equal(pixels(server, shown_image(page)), np.asarray(Image.open(tmp_path / "cli.png").convert("RGB")))
+
+
+def test_karras_spacing_in_a1111s_and_comfyuis_images_is_the_scheduler_nodes(page, server, tmp_path):
+    """The commonest setting of both: DPM++ 2M with Karras sigmas (A1111's older "DPM++ 2M Karras", ComfyUI's
+    dpmpp_2m sampler with its karras scheduler): the DPM++ node with use_karras_sigmas, which draws what
+    ``diffblocks run --from-image`` draws."""
+    from diffblocks.cli import main
+
+    graph = json.loads(json.dumps(COMFY_PROMPT))
+    graph["3"]["inputs"].update(sampler_name="dpmpp_2m", scheduler="karras")
+    for index, (name, key, text) in enumerate((
+            ("a1111.png", "parameters", "a handwritten digit four\nNegative prompt: blurry, faint\nSteps: 6, Sampler: "
+                                        "DPM++ 2M Karras, CFG scale: 5, Seed: 3, Size: 32x32, Model: embedded"),
+            ("comfy.png", "prompt", json.dumps(graph)))):
+        info = PngInfo()
+        info.add_text(key, text)
+        Image.new("RGB", (32, 32)).save(tmp_path / name, pnginfo=info)
+        nodes = drop(page, server, tmp_path / name, again=index > 0)
+        assert nodes["sampler"] == {"type": "DPMSolverMultistepScheduler", "inputs": {
+            "scheduler": {"node": "load", "output": "scheduler"}, "use_karras_sigmas": True}}
+        run(page)
+        assert main(["run", "--from-image", str(tmp_path / name), "--device", "cpu", "--no-progress",
+                     "--out", str(tmp_path / "cli.png")]) == 0
+        assert np.array_equal(pixels(server, shown_image(page)),
+                              np.asarray(Image.open(tmp_path / "cli.png").convert("RGB")))

@@ -6,7 +6,8 @@
 // size, on the checkpoint it names when the server's model folders have it: the settings carry over, the pixels do
 // not (ComfyUI's samplers draw their noise and take their steps their own way).
 
-// ComfyUI's sampler_name -> our scheduler node types (its "scheduler", the sigma spacing, is not carried over)
+// ComfyUI's sampler_name -> our scheduler node types (its "scheduler", the sigma spacing, carried over when karras or
+// exponential, on the node types that have them)
 const SAMPLERS = {
   euler: 'EulerDiscreteScheduler', euler_ancestral: 'EulerAncestralDiscreteScheduler', ddim: 'DDIMScheduler',
   ddpm: 'DDPMScheduler', dpmpp_2m: 'DPMSolverMultistepScheduler', uni_pc: 'UniPCMultistepScheduler', lcm: 'LCMScheduler',
@@ -15,12 +16,22 @@ const SAMPLERS = {
 // ModelSamplingDiscrete's sampling -> what the model predicts (the scheduler's prediction_type)
 const PREDICTIONS = { eps: 'epsilon', v_prediction: 'v_prediction' };
 
-/** {prediction_type, rescale_betas_zero_snr} (the changes to the model's scheduler config) for what a model is
- * set to predict (`prediction`: 'epsilon' or 'v_prediction', or null) with zero terminal SNR or not; null when
- * neither is set. */
-export const samplingOf = (prediction, zeroSnr) => (prediction || zeroSnr ? {
-  ...(prediction ? { prediction_type: prediction } : {}), ...(zeroSnr ? { rescale_betas_zero_snr: true } : {}),
-} : null);
+// A1111's schedule types (ComfyUI's scheduler widget) -> the switch of the scheduler node types that have it
+const SPACINGS = { karras: 'use_karras_sigmas', exponential: 'use_exponential_sigmas' };
+const SPACED = new Set(['EulerDiscreteScheduler', 'DPMSolverMultistepScheduler', 'UniPCMultistepScheduler']);
+
+/** The changes to the model's scheduler config ({prediction_type, rescale_betas_zero_snr, use_karras_sigmas, ...})
+ * for what a model is set to predict (`prediction`: 'epsilon' or 'v_prediction', or null), with zero terminal SNR
+ * or not, and the `spacing` of the noise levels ('karras', 'exponential', any case; taken when the scheduler node
+ * type `type` has it); null when none is set. */
+export function samplingOf(prediction, zeroSnr, type = null, spacing = null) {
+  const changes = {
+    ...(prediction ? { prediction_type: prediction } : {}), ...(zeroSnr ? { rescale_betas_zero_snr: true } : {}),
+  };
+  const switch_ = SPACED.has(type) && typeof spacing === 'string' ? SPACINGS[spacing.toLowerCase()] : null;
+  if (switch_) changes[switch_] = true;
+  return Object.keys(changes).length ? changes : null;
+}
 
 /** The notice for a sampler `name` that no scheduler node type is, for `settings` (with their sampling, Euler
  * takes its place: a scheduler node carries the sampling), or null for one that is. */
@@ -195,7 +206,8 @@ export function comfySettings(prompt) {
     cfg: number(inputs.cfg), width: inpaint ? null : number(latent.inputs.width),
     height: inpaint ? null : number(latent.inputs.height), scheduler: SAMPLERS[inputs.sampler_name],
     strength: inpaint && number(inputs.denoise) < 1 ? number(inputs.denoise) : null,
-    sampling: modelSampling && samplingOf(PREDICTIONS[modelSampling.sampling], modelSampling.zsnr === true),
+    sampling: samplingOf(modelSampling && PREDICTIONS[modelSampling.sampling], modelSampling?.zsnr === true,
+      SAMPLERS[inputs.sampler_name], inputs.scheduler),
   };
   const leftOut = [...new Set(Object.values(prompt).map((node) => node && node.class_type))]
     .filter((type) => type && !CARRIED.has(type)).sort();

@@ -111,13 +111,17 @@ export function parametersSettings(text) {
   const { negative, fields } = parsed;
   const number = (key) => (fields[key] !== undefined && !Number.isNaN(Number(fields[key])) ? Number(fields[key]) : null);
   const size = /^(\d+)x(\d+)$/.exec(fields.Size || '');
+  // A1111 1.9's Schedule type, or the older sampler names that end with it ("DPM++ 2M Karras")
+  const named = /^(.*) (Karras|Exponential)$/.exec(fields.Sampler || '');
+  const sampler = named ? named[1] : fields.Sampler;
   const settings = {
     prompt, negative, steps: number('Steps'), seed: number('Seed'), cfg: number('CFG scale'),
-    width: size && Number(size[1]), height: size && Number(size[2]), scheduler: SAMPLERS[fields.Sampler],
+    width: size && Number(size[1]), height: size && Number(size[2]), scheduler: SAMPLERS[sampler],
     // what the model was set to predict, as diffblocks run writes it (--prediction-type, --zero-snr)
-    sampling: samplingOf(fields['Prediction type'] || null, fields['Zero SNR'] === 'True'),
+    sampling: samplingOf(fields['Prediction type'] || null, fields['Zero SNR'] === 'True', SAMPLERS[sampler],
+      named ? named[2] : fields['Schedule type']),
   };
-  const unknownSampler = samplerLeftOut(fields.Sampler, settings);
+  const unknownSampler = samplerLeftOut(sampler, settings);
   if (unknownSampler && !('Distilled CFG Scale' in fields)) others.push(unknownSampler);
   const upscaler = fields['Hires upscaler'];
   if (number('Hires upscale')) { // enlarged by lanczos, as diffblocks run --from-image does
