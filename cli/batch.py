@@ -21,8 +21,8 @@ from . import infotext
 from .files import open_image
 from .flags import check_hires, check_numbers, single, value_of
 from .presets import PRESETS
-from .run import (CONFIG_HELP, DISTILLED_HELP, EMBEDDING_HELP, HIRES_HELP, HIRES_STEPS_HELP, HIRES_STRENGTH_HELP,
-                  LORA_HELP, TRANSFORMER_HELP, VAE_HELP, HiresFix, build_pipeline, plan_run)
+from .run import (CLIP_SKIP_HELP, CONFIG_HELP, DISTILLED_HELP, EMBEDDING_HELP, HIRES_HELP, HIRES_STEPS_HELP,
+                  HIRES_STRENGTH_HELP, LORA_HELP, TRANSFORMER_HELP, VAE_HELP, HiresFix, build_pipeline, plan_run)
 
 # flags of `run` that `batch` does not take: absent, as if left out (run's checks read them)
 RUN_ONLY = ("prompt", "ip_adapter", "ip_adapter_image", "ip_adapter_scale", "ip_adapter_encoder", "redux", "redux_image",
@@ -92,6 +92,9 @@ def _batch(args) -> int:
     if args.controlnet is not None and "control_image" not in supplied:
         raise FlagError.needs("--controlnet", '--control-image, or "control_image" on every line of the prompts file')
     plan = plan_run(args, supplied=supplied)
+    if plan.clip_skip is not None:  # every item's, as the preset counts it (a JSONL line may set its own)
+        for item in items:
+            item.inputs.setdefault("clip_skip", plan.clip_skip)
     out_dir.mkdir(parents=True, exist_ok=True)
     state = _state(args.device)
     try:
@@ -146,6 +149,7 @@ def add_parser(commands) -> None:
     b.add_argument("--distilled-guidance", type=float, metavar="SCALE", help=DISTILLED_HELP)
     b.add_argument("--scheduler", help=f"one of: {', '.join(SCHEDULER_NAMES)}, or a scheduler class name")
     b.add_argument("--schedule-type", help=SCHEDULE_HELP)
+    b.add_argument("--clip-skip", type=int, metavar="N", help=CLIP_SKIP_HELP)
     b.add_argument("--prediction-type", help=SAMPLING_HELP)
     b.add_argument("--zero-snr", action="store_true", help=ZERO_SNR_HELP)
     b.add_argument("--negative-prompt", help="what to steer away from (every item's default)")

@@ -70,6 +70,7 @@ def settings(graph: Any) -> tuple[str, str | None, dict[str, Any], list[str]]:
               "CFG scale": inputs.get("cfg"), "Distilled CFG Scale": guidance, "Seed": inputs.get("seed"),
               "Size": f"{size.get('width')}x{size.get('height')}" if size.get("width") and size.get("height") else None,
               "Denoising strength": inputs.get("denoise") if inpaint else None}
+    fields["Clip skip"] = _clip_skip(inputs.get("positive"), source)
     notes += _model_files(source(inputs.get("model")), source)
     fields.update(model_sampling(source(inputs.get("model")), source, notes))
     if hires is not None:
@@ -143,6 +144,25 @@ def model_sampling(model: dict, source, notes: list[str]) -> dict[str, Any]:
         notes.append(f"its ModelSamplingDiscrete's sampling '{inputs.get('sampling')}' is not taken (--prediction-type "
                      "takes epsilon or v_prediction)")
     return {"Prediction type": kind, "Zero SNR": True if kind and inputs.get("zsnr") is True else None}
+
+
+def _clip_skip(link: Any, source) -> int | None:
+    """A1111's Clip skip of a CLIPSetLastLayer on the way of the conditioning ``link``'s text encoder (its
+    ``stop_at_clip_layer`` -2 is A1111's 2), or None."""
+    node = source(link)
+    for _ in range(MAX_HOPS):  # to the text encoding node, through those the conditioning passes
+        if not node or "clip" in node.get("inputs", {}):
+            break
+        inputs = node.get("inputs", {})
+        node = source(inputs.get("conditioning", inputs.get("positive")))
+    for _ in range(MAX_HOPS):  # then along its CLIP: LoRA loaders, CLIPSetLastLayer, to the checkpoint
+        kind, inputs = node.get("class_type"), node.get("inputs", {})
+        if kind == "CLIPSetLastLayer" and isinstance(inputs.get("stop_at_clip_layer"), int):
+            return -inputs["stop_at_clip_layer"]
+        if not node or "clip" not in inputs:
+            return None
+        node = source(inputs["clip"])
+    return None
 
 
 def sampler_inputs(node: dict, source) -> dict[str, Any]:

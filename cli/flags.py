@@ -13,7 +13,8 @@ FLAG_INPUTS = {"--prompt": "prompt", "--negative-prompt": "negative_prompt", "--
                "--mask-image": "mask_image", "--control-image": "control_image",
                "--controlnet-scale": "controlnet_conditioning_scale", "--control-mode": "control_mode",
                "--ip-adapter-image": "ip_adapter_image", "--redux-image": "redux_image",
-               "--distilled-guidance": "guidance_scale"}  # FLUX.1's input; --guidance-scale is the guider's
+               "--distilled-guidance": "guidance_scale",  # FLUX.1's input; --guidance-scale is the guider's
+               "--clip-skip": "clip_skip"}  # A1111's count, made the preset's by clip_skip_input
 HIRES_STRENGTH = 0.5  # --hires-strength by default, A1111's hires denoising strength
 IMAGE_FLAGS = ("--image", "--mask-image", "--control-image", "--ip-adapter-image", "--redux-image")
 # a flag that means nothing without another one
@@ -59,8 +60,8 @@ def given(args, flag: str) -> bool:
 
 
 def check_numbers(args) -> None:
-    """Counts positive, sizes multiples of 8 (every Stable Diffusion VAE divides by 8), strength in (0, 1],
-    scales finite, the distilled guidance not negative."""
+    """Counts positive (clip skip too), sizes multiples of 8 (every Stable Diffusion VAE divides by 8), strength in
+    (0, 1], scales finite, the distilled guidance not negative."""
     for flag in ("--steps", "--rows", "--upscale"):
         if given(args, flag) and value_of(args, flag) <= 0:
             raise FlagError.bad_value(flag, "a positive number", value_of(args, flag))
@@ -73,9 +74,21 @@ def check_numbers(args) -> None:
         for value in values_of(args, flag):
             if not math.isfinite(value):
                 raise FlagError.bad_value(flag, "a finite number", value)
+    if getattr(args, "clip_skip", None) is not None and args.clip_skip < 1:
+        raise FlagError.bad_value("--clip-skip", "a positive number (A1111's: 1 is CLIP's last layer)", args.clip_skip)
     guidance = getattr(args, "distilled_guidance", None)
     if guidance is not None and not (math.isfinite(guidance) and guidance >= 0):
         raise FlagError.bad_value("--distilled-guidance", "a finite number >= 0 (FLUX.1-dev's is 3.5)", guidance)
+
+
+def clip_skip_input(clip_skip: int | None, preset: str) -> int | None:
+    """The preset's ``clip_skip`` for A1111's Clip skip (1: CLIP's last layer; 2: the one before, as most anime
+    SD 1.x models are used): the layers skipped after the last, for SD 1.x / 2.x; SDXL reads the one before the last
+    already and counts from there (A1111's 1 and 2 alike: its own). None: the preset's own."""
+    if clip_skip is None:
+        return None
+    skip = clip_skip - (2 if preset.startswith("sdxl") else 1)
+    return skip if skip > 0 else None
 
 
 def check_hires(args) -> None:

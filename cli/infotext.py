@@ -52,7 +52,8 @@ def infotext(args, pipe, blocks, size: tuple[int, int], inputs: dict[str, Any], 
               "Schedule type": spacing and spacing.capitalize(),  # A1111 1.9's field ("Karras")
               "CFG scale": cfg if distilled is not None else inputs.get("guidance_scale", cfg),
               "Distilled CFG Scale": distilled, "Seed": args.seed if seed is None else seed,
-              "Size": f"{size[0]}x{size[1]}", "Model": model_name(args.model)}
+              "Size": f"{size[0]}x{size[1]}", "Model": model_name(args.model),
+              "Clip skip": args.clip_skip if (getattr(args, "clip_skip", None) or 1) > 1 else None}  # A1111's way
     if getattr(args, "prediction_type", None) is not None or getattr(args, "zero_snr", False):
         changes = sampling_changes(args)  # what the flags set: the checkpoint's own is read off it again
         fields.update({"Prediction type": changes.get("prediction_type"),
@@ -129,7 +130,7 @@ def parse(text: str) -> tuple[str, str | None, dict[str, str]]:
 def apply(args, path: str) -> None:
     """Fill the flags left out of ``diffblocks run`` from the parameters of the image at ``path``: prompt, negative
     prompt, steps, sampler (not for FLUX.1: its Euler is flow matching), CFG scale (and FLUX.1's Distilled CFG Scale),
-    seed, size (the first pass's), the hires pass (its scale, strength and steps) and what the model predicts when
+    seed, size (the first pass's), clip skip, the hires pass (its scale, strength and steps) and what the model predicts when
     it was set by hand (``Prediction type``, ``Zero SNR``: ours, or a ComfyUI graph's ModelSamplingDiscrete). The prompt's extra networks
     (``<lora:ink:0.8>``) are taken out of it, as A1111 does, and named on stderr: give them as ``--lora``. The model
     is not taken: give ``--model``; nor the VAE and ControlNets the image names, named on stderr: give ``--vae``
@@ -149,6 +150,8 @@ def apply(args, path: str) -> None:
              "height": int(size.group(2)) if size else None, "hires": _number(fields, "Hires upscale", float),
              "scheduler": None if (args.preset or "").startswith("flux") else samplers.get(sampler)}
     found["schedule_type"] = schedule if found["scheduler"] else None
+    if not (args.preset or "").startswith("flux"):  # FLUX.1 reads CLIP's pooled output alone
+        found["clip_skip"] = _number(fields, "Clip skip", int)
     if not (args.preset or "").startswith("flux"):  # what the model predicts, when set by hand (ours, ComfyUI's)
         found["prediction_type"] = fields.get("Prediction type")
         if fields.get("Zero SNR") == "True":

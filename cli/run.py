@@ -37,6 +37,7 @@ from .flags import (
     check_hires,
     check_numbers,
     check_pairs,
+    clip_skip_input,
     single,
     value_of,
     values_of,
@@ -63,6 +64,8 @@ DISTILLED_HELP = ("FLUX.1: the guidance the model is conditioned on (FLUX.1-dev'
                   "ComfyUI's FluxGuidance); --guidance-scale is true CFG, with a --negative-prompt")
 HIRES_STEPS_HELP = ("with --hires: the second pass's steps, of which it takes as many as its strength says (20 at 0.5: "
                     "10), as A1111's Hires steps (default: --steps)")
+CLIP_SKIP_HELP = ("A1111's Clip skip: 2 reads CLIP's layer before the last, as most anime SD 1.x models are used "
+                  "(default: the preset's; ComfyUI's CLIPSetLastLayer -2)")
 CONFIG_HELP = ("with --model FILE (.safetensors or .ckpt): the diffusers repo whose configs, tokenizers and scheduler go "
                "with it (default: those of its family's reference repo, shipped with diffblocks: "
                "stable-diffusion-v1-5/stable-diffusion-v1-5, stabilityai/stable-diffusion-2-1, "
@@ -89,6 +92,7 @@ class Plan:
     device: str
     hires: Any = None  # --hires: the image-to-image blocks of the second pass
     sampling: dict = field(default_factory=dict)  # --prediction-type, --zero-snr, --schedule-type: its config changed
+    clip_skip: int | None = None  # --clip-skip, as the preset counts it
 
 
 def plan_run(args, supplied: Collection[str] | None = None) -> Plan:
@@ -133,7 +137,7 @@ def plan_run(args, supplied: Collection[str] | None = None) -> Plan:
                 loras=lora_sources(args.lora), embeddings=embedding_sources(args.embedding),
                 scheduler=scheduler,
                 guider=make_guider(args.guider, args.guidance_scale), device=pick_device(args.device), hires=hires,
-                sampling={**sampling, **schedule_changes(args)})
+                sampling={**sampling, **schedule_changes(args)}, clip_skip=clip_skip_input(args.clip_skip, preset))
 
 
 @contextmanager
@@ -362,6 +366,7 @@ def run(args) -> int:
     for flag in ("--prompt", "--negative-prompt", "--height", "--width", "--steps", "--strength", "--controlnet-scale",
                  "--control-mode", "--distilled-guidance"):
         inputs[FLAG_INPUTS[flag]] = single(value_of(args, flag))
+    inputs["clip_skip"] = plan.clip_skip
     inputs = {k: v for k, v in inputs.items() if v is not None}
     generators = [torch.Generator().manual_seed(args.seed) for _ in args.prompt or [None]]
     render = pipe if plan.hires is None else HiresFix(args, plan, pipe)
@@ -392,6 +397,7 @@ def add_parser(commands) -> None:
     r.add_argument("--scheduler", help=f"one of: {', '.join(SCHEDULER_NAMES)}, or a scheduler class name "
                                        "(default: the model's)")
     r.add_argument("--schedule-type", help=SCHEDULE_HELP)
+    r.add_argument("--clip-skip", type=int, metavar="N", help=CLIP_SKIP_HELP)
     r.add_argument("--prediction-type", help=SAMPLING_HELP)
     r.add_argument("--zero-snr", action="store_true", help=ZERO_SNR_HELP)
     r.add_argument("--height", type=int, help="image height in pixels, a multiple of 8 (default: the model's)")

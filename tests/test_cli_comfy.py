@@ -247,3 +247,23 @@ def test_from_image_reads_a_comfyui_graphs_model_sampling(capsys, tmp_path):
     assert code == 0, err
     assert "its ModelSamplingDiscrete's sampling 'lcm' is not taken" in err
     assert "Prediction type" not in Image.open(tmp_path / "c.png").text["parameters"]
+
+
+def test_from_image_reads_a_comfyui_graphs_clip_skip(capsys, tmp_path):
+    """CLIPSetLastLayer on the prompt's CLIP (through a LoRA loader, as graphs have it): its -2 is --clip-skip 2."""
+    graph = comfy_graph()
+    graph["20"] = {"class_type": "CLIPSetLastLayer", "inputs": {"stop_at_clip_layer": -2, "clip": ["4", 1]}}
+    graph["21"] = {"class_type": "LoraLoader", "inputs": {"lora_name": "ink.safetensors", "strength_model": 0.8,
+                                                          "strength_clip": 0.8, "model": ["4", 0], "clip": ["20", 0]}}
+    graph["6"]["inputs"]["clip"] = graph["7"]["inputs"]["clip"] = ["21", 1]
+    comfy_image(tmp_path / "skip.png", graph)
+    code, _, err = run_cli(capsys, "run", "--from-image", str(tmp_path / "skip.png"), "--out", str(tmp_path / "a.png"),
+                           "--no-progress")
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "run", "--prompt", "a handwritten seven", "--negative-prompt", "blurry", "--steps",
+                           "5", "--seed", "3", "--guidance-scale", "5", "--scheduler", "euler-a", "--height", "32",
+                           "--width", "32", "--clip-skip", "2", "--out", str(tmp_path / "b.png"), "--no-progress")
+    assert code == 0, err
+    a, b = Image.open(tmp_path / "a.png"), Image.open(tmp_path / "b.png")
+    assert a.tobytes() == b.tobytes() and a.text["parameters"] == b.text["parameters"]
+    assert "Clip skip: 2" in a.text["parameters"]

@@ -129,6 +129,38 @@ def test_a_schedule_type_the_scheduler_lacks_is_one_clear_error(capsys, tmp_path
     assert not (tmp_path / "a.png").exists()
 
 
+def test_clip_skip_counts_as_a1111_counts(capsys, tmp_path, plain):
+    """A1111's Clip skip 2 (CLIP's layer before the last) is the preset's clip_skip 1; 1 is its own last layer. It
+    goes into the image as A1111 writes it, and back."""
+    from test_cli import read_infotext
+
+    assert np.array_equal(cli_pixels(capsys, tmp_path, "--clip-skip", "1"), plain)
+    got = cli_pixels(capsys, tmp_path, "--clip-skip", "2")
+    assert np.array_equal(got, api_pixels(clip_skip=1))
+    assert not np.array_equal(got, plain)
+    drawn = sorted(tmp_path.iterdir())[-1]
+    assert read_infotext(drawn)[2]["Clip skip"] == "2"
+    assert np.array_equal(cli_pixels(capsys, tmp_path, "--from-image", str(drawn)), got)
+
+
+def test_clip_skip_on_sdxl_counts_from_the_layer_it_reads():
+    """SDXL reads the layer before the last already (A1111's 1 and 2 alike); diffusers' clip_skip counts from it."""
+    from diffblocks.cli.flags import clip_skip_input
+
+    assert [clip_skip_input(n, "sdxl-text2image") for n in (1, 2, 3)] == [None, None, 1]
+    assert [clip_skip_input(n, "sd15-inpaint") for n in (1, 2, 3)] == [None, 1, 2]
+
+
+def test_clip_skip_is_checked_before_loading(capsys, tmp_path):
+    from test_cli import assert_one_line_error
+
+    code, _, err = run_cli(capsys, "run", "--prompt", "a cat", "--clip-skip", "0", "--out", str(tmp_path / "a.png"))
+    assert_one_line_error(code, err, "--clip-skip", "a positive number (A1111's: 1 is CLIP's last layer)")
+    code, _, err = run_cli(capsys, "run", "--prompt", "a cat", "--preset", "flux-text2image", "--clip-skip", "2",
+                           "--model", str(tmp_path), "--out", str(tmp_path / "a.png"))
+    assert_one_line_error(code, err, "preset 'flux-text2image' takes no --clip-skip")
+
+
 def test_prediction_type_is_checked_before_loading(capsys, tmp_path):
     from test_cli import assert_one_line_error
 

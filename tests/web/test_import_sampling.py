@@ -1,6 +1,7 @@
-"""What a model is set to predict, in another tool's graph or image, imported: ComfyUI's ModelSamplingDiscrete (a
-v-prediction checkpoint whose file does not say so) and ``diffblocks run``'s Prediction type and Zero SNR become
-the scheduler node's ``prediction_type`` and ``rescale_betas_zero_snr``, and draw what ``diffblocks run`` draws."""
+"""How another tool's graph or image samples, imported: ComfyUI's ModelSamplingDiscrete (a v-prediction checkpoint
+whose file does not say so) and ``diffblocks run``'s Prediction type and Zero SNR become the scheduler node's
+``prediction_type`` and ``rescale_betas_zero_snr``; Karras spacing its ``use_karras_sigmas``; A1111's Clip skip and
+ComfyUI's CLIPSetLastLayer the preset's ``clip_skip``. Each draws what ``diffblocks run`` draws."""
 
 from __future__ import annotations
 
@@ -87,6 +88,32 @@ def test_karras_spacing_in_a1111s_and_comfyuis_images_is_the_scheduler_nodes(pag
         nodes = drop(page, server, tmp_path / name, again=index > 0)
         assert nodes["sampler"] == {"type": "DPMSolverMultistepScheduler", "inputs": {
             "scheduler": {"node": "load", "output": "scheduler"}, "use_karras_sigmas": True}}
+        run(page)
+        assert main(["run", "--from-image", str(tmp_path / name), "--device", "cpu", "--no-progress",
+                     "--out", str(tmp_path / "cli.png")]) == 0
+        assert np.array_equal(pixels(server, shown_image(page)),
+                              np.asarray(Image.open(tmp_path / "cli.png").convert("RGB")))
+
+
+def test_clip_skip_in_a1111s_and_comfyuis_images_is_the_presets(page, server, tmp_path):
+    """A1111's Clip skip 2 and ComfyUI's CLIPSetLastLayer -2 (on the prompts' CLIP): the preset's clip_skip 1, which
+    draws what ``diffblocks run --from-image`` draws."""
+    from diffblocks.cli import main
+
+    graph = json.loads(json.dumps(COMFY_PROMPT))
+    graph["20"] = {"class_type": "CLIPSetLastLayer", "inputs": {"stop_at_clip_layer": -2, "clip": ["4", 1]}}
+    graph["6"]["inputs"]["clip"] = graph["7"]["inputs"]["clip"] = ["20", 0]
+    for index, (name, key, text) in enumerate((
+            ("a1111.png", "parameters", "a handwritten digit four\nNegative prompt: blurry, faint\nSteps: 6, Sampler: "
+                                        "Euler a, CFG scale: 5, Seed: 3, Size: 32x32, Model: embedded, Clip skip: 2"),
+            ("comfy.png", "prompt", json.dumps(graph)))):
+        info = PngInfo()
+        info.add_text(key, text)
+        Image.new("RGB", (32, 32)).save(tmp_path / name, pnginfo=info)
+        nodes = drop(page, server, tmp_path / name, again=index > 0)
+        assert nodes["run"]["inputs"]["clip_skip"] == 1
+        if index:
+            assert "CLIPSetLastLayer" not in page.get_by_test_id("notice").inner_text()  # carried over
         run(page)
         assert main(["run", "--from-image", str(tmp_path / name), "--device", "cpu", "--no-progress",
                      "--out", str(tmp_path / "cli.png")]) == 0

@@ -69,6 +69,7 @@ const SD_WIDGETS = {
   InpaintModelConditioning: ['noise_mask'],
   LoadImageMask: ['image', 'channel', 'upload'],
   ModelSamplingDiscrete: ['sampling', 'zsnr'],
+  CLIPSetLastLayer: ['stop_at_clip_layer'],
 };
 const WIDGETS = {
   ...SD_WIDGETS,
@@ -164,7 +165,7 @@ export function comfySettings(prompt) {
   const { sampler, refiners, second } = samplerOf(prompt, source);
   const inputs = { ...sampler.inputs, seed: sampler.inputs.seed ?? sampler.inputs.noise_seed };
   const controls = []; // the ControlNets on the positive prompt's way, the sampler's side first
-  const text = (link, positive = false) => {
+  const textNode = (link, positive = false) => { // the CLIPTextEncode of a conditioning, through the passes
     let node = source(link);
     for (let hops = 0; node && CONDITIONING_PASSES[node.class_type] && hops < 100; hops += 1) {
       if (positive && CONTROLNET_APPLY[node.class_type]) controls.push(node);
@@ -172,7 +173,11 @@ export function comfySettings(prompt) {
       link = node.inputs[negative ? 'negative' : CONDITIONING_PASSES[node.class_type]];
       node = source(link);
     }
-    return node && node.class_type === 'CLIPTextEncode' ? asText(node.inputs.text) : null;
+    return node && node.class_type === 'CLIPTextEncode' ? node : null;
+  };
+  const text = (link, positive = false) => {
+    const node = textNode(link, positive);
+    return node ? asText(node.inputs.text) : null;
   };
   const latent = source(inputs.latent_image);
   const inpaint = inpaintOf(latent, source);
@@ -181,6 +186,11 @@ export function comfySettings(prompt) {
       + 'inpainting ones) can be read');
   }
   const prompt_ = text(inputs.positive, true);
+  let clip = source(textNode(inputs.positive)?.inputs.clip); // its CLIP: through LoRA loaders, to CLIPSetLastLayer
+  for (let hops = 0; clip && clip.class_type !== 'CLIPSetLastLayer' && clip.inputs.clip && hops < 100; hops += 1) {
+    clip = source(clip.inputs.clip);
+  }
+  const stop = clip?.class_type === 'CLIPSetLastLayer' ? clip.inputs.stop_at_clip_layer : null;
   if (prompt_ === null) throw new Error("this ComfyUI graph's positive prompt is not a CLIPTextEncode with its text");
   const number = (value) => (typeof value === 'number' ? value : null);
   const loras = [];
@@ -206,6 +216,7 @@ export function comfySettings(prompt) {
     cfg: number(inputs.cfg), width: inpaint ? null : number(latent.inputs.width),
     height: inpaint ? null : number(latent.inputs.height), scheduler: SAMPLERS[inputs.sampler_name],
     strength: inpaint && number(inputs.denoise) < 1 ? number(inputs.denoise) : null,
+    clipSkip: typeof stop === 'number' && stop < 0 ? -stop : null, // CLIPSetLastLayer's -2 is A1111's 2
     sampling: samplingOf(modelSampling && PREDICTIONS[modelSampling.sampling], modelSampling?.zsnr === true,
       SAMPLERS[inputs.sampler_name], inputs.scheduler),
   };

@@ -101,7 +101,7 @@ export const DEFAULT_WORKFLOW = {
 
 /** A text-to-image document with the settings another tool's image holds: {prompt, negative, steps, seed, width,
  * height, cfg, scheduler (a scheduler node type), sampling ({prediction_type, rescale_betas_zero_snr}: the
- * scheduler node's, Euler's without a type), hires ({scale, strength, steps, seed}: a hires fix, a second pass
+ * scheduler node's, Euler's without a type), clipSkip (A1111's Clip skip: 2 reads CLIP's layer before the last), hires ({scale, strength, steps, seed}: a hires fix, a second pass
  * (its own steps and seed, when given); the auto preset, with the adapters' inputs, when there are adapters: a
  * ControlNet unless ``control.hires`` is false)},
  * each left out when null. ``model``: {repo} (a LoadComponents node, the SD 1.x preset), {repo, family: 'flux'}
@@ -174,6 +174,9 @@ export function text2imageGraph(model, settings) {
     inputs.scheduler = LINK('sampler', 'scheduler');
   }
   const family = model.family === 'sdxl' || model.family === 'flux' ? model.family : 'sd15';
+  // A1111's Clip skip as the preset counts it: from the last layer, SD 1.x's; from the one before it, SDXL's
+  const clipSkip = settings.clipSkip ? settings.clipSkip - (family === 'sdxl' ? 2 : 1) : 0;
+  if (clipSkip > 0 && family !== 'flux') inputs.clip_skip = clipSkip;
   const { control } = model;
   if (control) { // the image is ComfyUI's input file: the page has none, so the node waits for an upload
     const loader = family === 'flux' ? 'LoadFluxControlNet' : 'LoadControlNet';

@@ -117,6 +117,7 @@ export function parametersSettings(text) {
   const settings = {
     prompt, negative, steps: number('Steps'), seed: number('Seed'), cfg: number('CFG scale'),
     width: size && Number(size[1]), height: size && Number(size[2]), scheduler: SAMPLERS[sampler],
+    clipSkip: number('Clip skip'),
     // what the model was set to predict, as diffblocks run writes it (--prediction-type, --zero-snr)
     sampling: samplingOf(fields['Prediction type'] || null, fields['Zero SNR'] === 'True', SAMPLERS[sampler],
       named ? named[2] : fields['Schedule type']),
