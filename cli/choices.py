@@ -19,7 +19,9 @@ GUIDERS = {
 }
 SCHEDULER_NAMES = {"ddim": "DDIMScheduler", "ddpm": "DDPMScheduler", "euler": "EulerDiscreteScheduler",
                    "euler-a": "EulerAncestralDiscreteScheduler", "dpm++": "DPMSolverMultistepScheduler",
-                   "unipc": "UniPCMultistepScheduler", "lcm": "LCMScheduler"}
+                   "dpm++-sde": "DPMSolverMultistepScheduler", "unipc": "UniPCMultistepScheduler", "lcm": "LCMScheduler"}
+# short names that are a scheduler with settings of its own (A1111's DPM++ 2M SDE, ComfyUI's dpmpp_2m_sde)
+SCHEDULER_SETTINGS = {"dpm++-sde": {"algorithm_type": "sde-dpmsolver++"}}
 
 
 def scheduler_class(name: str | None):
@@ -81,6 +83,11 @@ def sampling_changes(args) -> dict:
     if getattr(args, "zero_snr", False):
         changes["rescale_betas_zero_snr"] = True
     return changes
+
+
+def scheduler_settings(name: str | None) -> dict:
+    """The settings a ``--scheduler`` short name brings besides its class (``dpm++-sde``: the SDE algorithm)."""
+    return dict(SCHEDULER_SETTINGS.get((name or "").lower().replace("_", "-"), {}))
 
 
 def make_guider(name: str | None, scale: float | None):

@@ -27,7 +27,8 @@ EXTRA_NETWORK = re.compile(r"<(\w+):([^>]+)>")
 # A1111's names of the samplers our schedulers are (FLUX.1's flow-matching Euler is Forge's "Euler")
 SAMPLERS = {"DDIMScheduler": "DDIM", "DDPMScheduler": "DDPM", "EulerDiscreteScheduler": "Euler",
             "EulerAncestralDiscreteScheduler": "Euler a", "DPMSolverMultistepScheduler": "DPM++ 2M",
-            "UniPCMultistepScheduler": "UniPC", "LCMScheduler": "LCM", "FlowMatchEulerDiscreteScheduler": "Euler"}
+            "UniPCMultistepScheduler": "UniPC", "LCMScheduler": "LCM", "FlowMatchEulerDiscreteScheduler": "Euler",
+            "dpm++-sde": "DPM++ 2M SDE"}  # the last, a --scheduler short name: DPM++ with the SDE algorithm
 
 
 def infotext(args, pipe, blocks, size: tuple[int, int], inputs: dict[str, Any], prompt: str | None = None,
@@ -48,6 +49,8 @@ def infotext(args, pipe, blocks, size: tuple[int, int], inputs: dict[str, Any], 
         distilled = inputs.get("guidance_scale", next(p.default for p in blocks.inputs if p.name == "guidance_scale"))
     config = getattr(pipe.components.get("scheduler"), "config", {})
     spacing = next((name for name, switch in SCHEDULE_TYPES.items() if config.get(switch)), None)
+    if scheduler == "DPMSolverMultistepScheduler" and config.get("algorithm_type") == "sde-dpmsolver++":
+        scheduler = "dpm++-sde"
     fields = {"Steps": steps, "Sampler": SAMPLERS.get(scheduler, scheduler),
               "Schedule type": spacing and spacing.capitalize(),  # A1111 1.9's field ("Karras")
               "CFG scale": cfg if distilled is not None else inputs.get("guidance_scale", cfg),

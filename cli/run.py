@@ -15,7 +15,8 @@ from ..components.files import is_weights_file
 from ..components.spec import ComponentSpec, LazyClass
 from . import infotext
 from .choices import (GUIDERS, SAMPLING_HELP, SCHEDULE_HELP, SCHEDULER_NAMES, ZERO_SNR_HELP, check_schedule, make_guider,
-                      pick_device, sampling_changes, schedule_changes, scheduler_class)
+                      pick_device, sampling_changes, schedule_changes, scheduler_class,
+                      scheduler_settings)
 from .files import (
     checkpoint_arg,
     controlnet_source,
@@ -137,7 +138,8 @@ def plan_run(args, supplied: Collection[str] | None = None) -> Plan:
                 loras=lora_sources(args.lora), embeddings=embedding_sources(args.embedding),
                 scheduler=scheduler,
                 guider=make_guider(args.guider, args.guidance_scale), device=pick_device(args.device), hires=hires,
-                sampling={**sampling, **schedule_changes(args)}, clip_skip=clip_skip_input(args.clip_skip, preset))
+                sampling={**scheduler_settings(args.scheduler), **sampling, **schedule_changes(args)},
+                clip_skip=clip_skip_input(args.clip_skip, preset))
 
 
 @contextmanager

@@ -115,6 +115,24 @@ def test_schedule_type_spaces_the_schedulers_noise_levels(capsys, tmp_path, sche
         assert np.array_equal(cli_pixels(capsys, tmp_path, "--from-image", str(tmp_path / "old.png")), got)
 
 
+def test_dpm_sde_is_dpm_with_the_sde_algorithm_and_reads_back(capsys, tmp_path):
+    """A1111's DPM++ 2M SDE (ComfyUI's dpmpp_2m_sde): DPM++ with its SDE algorithm, noise drawn from the seed; with
+    Karras spacing, as it is most used, written and read back."""
+    from test_cli import read_infotext
+
+    from diffblocks.components.schedulers import DPMSolverMultistepScheduler
+
+    got = cli_pixels(capsys, tmp_path, "--scheduler", "dpm++-sde", "--schedule-type", "karras")
+    assert np.array_equal(got, api_pixels(scheduler=DPMSolverMultistepScheduler, sampling={
+        "algorithm_type": "sde-dpmsolver++", "use_karras_sigmas": True}))
+    assert not np.array_equal(got, api_pixels(scheduler=DPMSolverMultistepScheduler, sampling={
+        "use_karras_sigmas": True}))
+    drawn = sorted(tmp_path.iterdir())[-1]
+    fields = read_infotext(drawn)[2]
+    assert (fields["Sampler"], fields["Schedule type"]) == ("DPM++ 2M SDE", "Karras")
+    assert np.array_equal(cli_pixels(capsys, tmp_path, "--from-image", str(drawn)), got)
+
+
 def test_a_schedule_type_the_scheduler_lacks_is_one_clear_error(capsys, tmp_path):
     from test_cli import assert_one_line_error
 

@@ -11,7 +11,11 @@
 const SAMPLERS = {
   euler: 'EulerDiscreteScheduler', euler_ancestral: 'EulerAncestralDiscreteScheduler', ddim: 'DDIMScheduler',
   ddpm: 'DDPMScheduler', dpmpp_2m: 'DPMSolverMultistepScheduler', uni_pc: 'UniPCMultistepScheduler', lcm: 'LCMScheduler',
+  dpmpp_2m_sde: 'DPMSolverMultistepScheduler', dpmpp_2m_sde_gpu: 'DPMSolverMultistepScheduler',
 };
+// samplers that are a scheduler node type with settings of their own (ComfyUI's and A1111's names)
+export const SAMPLER_SETTINGS = { dpmpp_2m_sde: { algorithm_type: 'sde-dpmsolver++' },
+  dpmpp_2m_sde_gpu: { algorithm_type: 'sde-dpmsolver++' }, 'DPM++ 2M SDE': { algorithm_type: 'sde-dpmsolver++' } };
 
 // ModelSamplingDiscrete's sampling -> what the model predicts (the scheduler's prediction_type)
 const PREDICTIONS = { eps: 'epsilon', v_prediction: 'v_prediction' };
@@ -22,10 +26,11 @@ const SPACED = new Set(['EulerDiscreteScheduler', 'DPMSolverMultistepScheduler',
 
 /** The changes to the model's scheduler config ({prediction_type, rescale_betas_zero_snr, use_karras_sigmas, ...})
  * for what a model is set to predict (`prediction`: 'epsilon' or 'v_prediction', or null), with zero terminal SNR
- * or not, and the `spacing` of the noise levels ('karras', 'exponential', any case; taken when the scheduler node
- * type `type` has it); null when none is set. */
-export function samplingOf(prediction, zeroSnr, type = null, spacing = null) {
+ * or not, the `spacing` of the noise levels ('karras', 'exponential', any case; taken when the scheduler node
+ * type `type` has it) and the settings of the `sampler` named (SAMPLER_SETTINGS); null when none is set. */
+export function samplingOf(prediction, zeroSnr, type = null, spacing = null, sampler = null) {
   const changes = {
+    ...(SAMPLER_SETTINGS[sampler] || {}),
     ...(prediction ? { prediction_type: prediction } : {}), ...(zeroSnr ? { rescale_betas_zero_snr: true } : {}),
   };
   const switch_ = SPACED.has(type) && typeof spacing === 'string' ? SPACINGS[spacing.toLowerCase()] : null;
@@ -218,7 +223,7 @@ export function comfySettings(prompt) {
     strength: inpaint && number(inputs.denoise) < 1 ? number(inputs.denoise) : null,
     clipSkip: typeof stop === 'number' && stop < 0 ? -stop : null, // CLIPSetLastLayer's -2 is A1111's 2
     sampling: samplingOf(modelSampling && PREDICTIONS[modelSampling.sampling], modelSampling?.zsnr === true,
-      SAMPLERS[inputs.sampler_name], inputs.scheduler),
+      SAMPLERS[inputs.sampler_name], inputs.scheduler, inputs.sampler_name),
   };
   const leftOut = [...new Set(Object.values(prompt).map((node) => node && node.class_type))]
     .filter((type) => type && !CARRIED.has(type)).sort();

@@ -44,6 +44,7 @@ export function pngText(buffer) {
 const SAMPLERS = {
   DDIM: 'DDIMScheduler', DDPM: 'DDPMScheduler', Euler: 'EulerDiscreteScheduler', 'Euler a': 'EulerAncestralDiscreteScheduler',
   'DPM++ 2M': 'DPMSolverMultistepScheduler', UniPC: 'UniPCMultistepScheduler', LCM: 'LCMScheduler',
+  'DPM++ 2M SDE': 'DPMSolverMultistepScheduler', // with its SDE algorithm (comfy.js's SAMPLER_SETTINGS)
 };
 // one "Key: value" of the parameters line; a value with a comma in it is quoted (A1111's own pattern)
 const PARAM = /\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)/g;
@@ -120,7 +121,7 @@ export function parametersSettings(text) {
     clipSkip: number('Clip skip'),
     // what the model was set to predict, as diffblocks run writes it (--prediction-type, --zero-snr)
     sampling: samplingOf(fields['Prediction type'] || null, fields['Zero SNR'] === 'True', SAMPLERS[sampler],
-      named ? named[2] : fields['Schedule type']),
+      named ? named[2] : fields['Schedule type'], sampler),
   };
   const unknownSampler = samplerLeftOut(sampler, settings);
   if (unknownSampler && !('Distilled CFG Scale' in fields)) others.push(unknownSampler);
