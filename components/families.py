@@ -47,11 +47,19 @@ def controlnet_config_repo(file: str | os.PathLike) -> str:
 
 def lora_family(file: str | os.PathLike) -> str | None:
     """The family a LoRA file is for, when it adapts the UNet's cross-attention (kohya's, diffusers' and PEFT's
-    names alike); None for one that does not (a text-encoder-only LoRA, FLUX.1's) or of another width."""
+    names alike; LyCORIS' LoHa and LoKr too); None for one that does not (a text-encoder-only LoRA, FLUX.1's) or of
+    another width."""
     from .models.weights import tensor_shapes
 
-    widths = {shape[-1] for key, shape in tensor_shapes(file).items()
-              if CROSS_ATTENTION_KEY.search(key) and key.endswith(LORA_DOWN)}
+    shapes = tensor_shapes(file)
+    widths = {shape[-1] for key, shape in shapes.items()
+              if CROSS_ATTENTION_KEY.search(key) and key.endswith(LORA_DOWN + ("hada_w1_b",))}
+    for key, shape in shapes.items():  # a LoKr's: the product of its two factors' widths
+        if CROSS_ATTENTION_KEY.search(key) and key.endswith((".lokr_w1", ".lokr_w1_b")):
+            layer = key.rpartition(".")[0]
+            second = shapes.get(f"{layer}.lokr_w2", shapes.get(f"{layer}.lokr_w2_b"))
+            if second is not None and len(second) == 2:
+                widths.add(shape[-1] * second[-1])
     return _by_cross_attention(widths)
 
 

@@ -16,8 +16,8 @@ class LoraError(AdapterError):
         """``keys``: the first keys of ``source`` that fit no module (``total`` of them); nothing was applied."""
         shown = ", ".join(keys[:8]) + (f", ... ({total} in all)" if total > 8 else "")
         return cls(f"LoRA {source}: {total} key(s) do not fit this pipeline ({why}): {shown}. Nothing was loaded; "
-                   "is it a LoRA for another model family (SD 1.5 / SDXL) or a format other than LoRA/LoCon "
-                   "(LoHa, LoKr, DoRA)?")
+                   "is it a LoRA for another model family (SD 1.5 / SDXL) or a format other than LoRA/LoCon, "
+                   "LoHa and LoKr (DoRA, or LyCORIS' other kinds)?")
 
     @classmethod
     def no_component(cls, source: str, component: str, present: Iterable[str]) -> "LoraError":

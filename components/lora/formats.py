@@ -9,6 +9,9 @@ These layouts are read:
 - kohya / A1111 (``lora_unet_<module_with_underscores>.lora_down.weight``, ``.lora_up.weight``, ``.alpha``;
   ``lora_te_`` / ``lora_te1_`` / ``lora_te2_`` for the text encoders, ``lora_te3_`` for FLUX.1's T5,
   ``lora_transformer_`` for FLUX.1's transformer named as diffusers names it), LoCon conv layers included;
+- LyCORIS' LoHa and LoKr in kohya's names (``lora_unet_<module>.hada_w1_a``, ``.lokr_w1``, ``.alpha``), as
+  Civitai shares them: A1111 and ComfyUI apply them as weight deltas (a Hadamard product of two low-rank products;
+  a Kronecker product of two factors, each whole or low-rank);
 - XLabs' FLUX.1 LoRAs (``double_blocks.0.processor.qkv_lora1.down.weight``); PEFT-suffixed ones with the
   original's dotted names (``diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight``) read as diffusers'.
 
@@ -40,6 +43,10 @@ DEFAULT_WEIGHT_NAMES = ["pytorch_lora_weights.safetensors", "pytorch_lora_weight
 _KOHYA_PREFIXES = {"lora_unet_": DENOISER, "lora_transformer_": "transformer", "lora_te_": "text_encoder",
                    "lora_te1_": "text_encoder", "lora_te2_": "text_encoder_2", "lora_te3_": "text_encoder_2"}
 _KOHYA_ROLES = {"lora_down.weight": "down", "lora_up.weight": "up", "alpha": "alpha"}
+# LyCORIS' factors (PEFT's LoHa and LoKr layers hold them under the same names)
+LOHA_FACTORS = ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2")
+LOKR_FACTORS = ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2")
+_KOHYA_ROLES.update({name: name for name in LOHA_FACTORS + LOKR_FACTORS})
 # attention-processor LoRA names of the older diffusers layout -> the projection they adapt
 _PROCESSOR_NAMES = {"to_q": "to_q", "to_k": "to_k", "to_v": "to_v", "to_out": "to_out.0"}
 _TEXT_PROCESSOR_NAMES = {"to_q": "q_proj", "to_k": "k_proj", "to_v": "v_proj", "to_out": "out_proj"}
@@ -57,12 +64,21 @@ _PROCESSOR = re.compile(r"^(?P<parent>.*?)\.(?:processor\.)?(?P<proj>to_q|to_k|t
 
 @dataclass
 class LayerLora:
-    """One adapted layer: ``down`` (lora_A), ``up`` (lora_B), ``alpha`` (None: the rank, scale 1)."""
+    """One adapted layer: ``down`` (lora_A), ``up`` (lora_B), ``alpha`` (None: the rank, scale 1); a LoHa's or
+    LoKr's ``factors`` instead of ``down`` and ``up``."""
 
     key: str
     down: torch.Tensor | None = None
     up: torch.Tensor | None = None
     alpha: float | None = None
+    factors: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        """``lora``, ``loha`` or ``lokr``."""
+        if any(name.startswith("hada_") for name in self.factors):
+            return "loha"
+        return "lokr" if self.factors else "lora"
 
     @property
     def rank(self) -> int:
@@ -189,6 +205,8 @@ def _module_of(path: str, component: str) -> str:
 def _set(layer: LayerLora, role: str, value: torch.Tensor) -> None:
     if role == "alpha":
         layer.alpha = float(value.item() if isinstance(value, torch.Tensor) else value)
+    elif role in LOHA_FACTORS + LOKR_FACTORS:
+        layer.factors[role] = value
     else:
         setattr(layer, role, value)
 

@@ -1,8 +1,10 @@
 """LoRA layers on any torch module, with PEFT's layer classes: adding adapters, their scales, fusing, unloading.
 
 PEFT's ``lora.Linear`` / ``lora.Conv2d`` wrap the original module (kept as ``base_layer``) and add
-``base(x) + scale * up(down(x))``; we place them ourselves (``dispatch_default``) instead of going through
-transformers' or diffusers' PEFT integrations, so the UNet and the text encoders are handled alike.
+``base(x) + scale * up(down(x))``; its ``loha`` / ``lokr`` layers add a LyCORIS file's weight delta (a layer of one
+kind wraps one of another where adapters of both kinds adapt one module, as PEFT's mixed models do). We place them
+ourselves (``dispatch_default``) instead of going through transformers' or diffusers' PEFT integrations, so the
+UNet and the text encoders are handled alike.
 
 Fusing does not add into the original weight: the fused weight is a new tensor and the original is kept, so
 unfusing and unloading give back the exact original tensors (and weight-sharing copies, as the node engine makes,
@@ -27,12 +29,21 @@ _ORIGINAL = "_diffblocks_unfused_weight"
 _FUSED = "_diffblocks_fused_layers"  # name -> the PEFT layer a fused model holds outside its module tree
 
 
-def lora_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The PEFT LoRA layers of ``model``, by name (those of a fused model too, which are outside its tree)."""
+def _tuner_layers() -> tuple[type, ...]:
     from peft.tuners.lora import LoraLayer
+    from peft.tuners.lycoris_utils import LycorisLayer
 
-    fused = list(getattr(model, _FUSED, {}).items())
-    return fused + [(name, module) for name, module in model.named_modules() if isinstance(module, LoraLayer)]
+    return LoraLayer, LycorisLayer
+
+
+def lora_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The PEFT layers of ``model`` (LoRA, LoHa, LoKr), by name, outer before inner where one wraps another (a LoHa
+    on a layer a LoRA adapts too); those of a fused model too, which are outside its tree."""
+    kinds = _tuner_layers()
+    found = [(f"{name}.{inner}" if inner else name, module)
+             for name, outer in getattr(model, _FUSED, {}).items() for inner, module in outer.named_modules()
+             if isinstance(module, kinds)]
+    return found + [(name, module) for name, module in model.named_modules() if isinstance(module, kinds)]
 
 
 def loaded_adapters(model: nn.Module) -> list[str]:
@@ -45,33 +56,86 @@ def active_adapters(model: nn.Module) -> list[str]:
 
 
 def add_adapter(model: nn.Module, adapter_name: str, targets: Sequence[Target]) -> None:
-    """Wrap each target module in a PEFT LoRA layer (or add ``adapter_name`` to the one already there) and
-    fill in the LoRA's weights; ``adapter_name`` becomes the only active adapter, at scale 1 (as diffusers)."""
+    """Wrap each target module in a PEFT layer of its kind (LoRA, LoHa or LoKr; or add ``adapter_name`` to the one
+    already there, a layer of another kind wrapping it) and fill in the file's weights; ``adapter_name`` becomes
+    the only active adapter, at scale 1 (as diffusers)."""
+    unfuse(model)  # fused weights hold the adapters of before; the new set is fused again on request
+    for target in targets:
+        parent_name, _, child = target.name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        module = getattr(parent, child)
+        with torch.device("meta"):  # PEFT's random init and dtype moves would be thrown away: skip them
+            module = (_add_lora if target.lora.kind == "lora" else _add_lycoris)(module, adapter_name, target)
+        setattr(parent, child, module)
+    loaded = dict(getattr(model, LOADED_ATTR, {}))
+    loaded[adapter_name] = [t.name for t in targets]
+    object.__setattr__(model, LOADED_ATTR, loaded)
+    set_weights(model, {adapter_name: 1.0})
+
+
+def _add_lora(module: nn.Module, adapter_name: str, target: Target) -> nn.Module:
+    """``module`` with a LoRA layer for ``target`` (the module, wrapped, or a LoRA layer in it given one more)."""
     from peft import LoraConfig
     from peft.tuners.lora import LoraLayer
     from peft.tuners.lora.layer import dispatch_default
 
     config = LoraConfig(r=1, lora_alpha=1, lora_dropout=0.0, init_lora_weights=False, inference_mode=True)
-    unfuse(model)  # fused weights hold the adapters of before; the new set is fused again on request
-    for target in targets:
-        rank, alpha = target.down.shape[0], target.lora.alpha or target.down.shape[0]
-        parent_name, _, child = target.name.rpartition(".")
-        parent = model.get_submodule(parent_name)
-        module = getattr(parent, child)
-        with torch.device("meta"):  # PEFT's random init and dtype moves would be thrown away: skip them
-            if isinstance(module, LoraLayer):
-                module.update_layer(adapter_name, rank, lora_alpha=alpha, config=config)
-            else:
-                module = dispatch_default(module, adapter_name, config, r=rank, lora_alpha=alpha)
-        setattr(parent, child, module)
-        weight = module.get_base_layer().weight
-        for layers, value in ((module.lora_A, target.down), (module.lora_B, target.up)):
-            layers[adapter_name].weight = nn.Parameter(value.to(device=weight.device, dtype=weight.dtype, copy=True),
-                                                       requires_grad=False)
-    loaded = dict(getattr(model, LOADED_ATTR, {}))
-    loaded[adapter_name] = [t.name for t in targets]
-    object.__setattr__(model, LOADED_ATTR, loaded)
-    set_weights(model, {adapter_name: 1.0})
+    rank, alpha = target.down.shape[0], target.lora.alpha or target.down.shape[0]
+    layer = _layer_in(module, LoraLayer)
+    if layer is not None:
+        layer.update_layer(adapter_name, rank, lora_alpha=alpha, config=config)
+    else:
+        module = layer = dispatch_default(module, adapter_name, config, r=rank, lora_alpha=alpha)
+    for layers, value in ((layer.lora_A, target.down), (layer.lora_B, target.up)):
+        layers[adapter_name].weight = _weight_like(layer, value)
+    return module
+
+
+def _add_lycoris(module: nn.Module, adapter_name: str, target: Target) -> nn.Module:
+    """``module`` with a LoHa or LoKr layer holding ``target``'s factors, scaled as A1111 and ComfyUI scale them
+    (alpha over the rank of the low-rank factors; a LoKr of whole factors at 1)."""
+    from peft import LoHaConfig, LoKrConfig
+    from peft.tuners import loha, lokr
+
+    factors = target.lora.factors
+    package, config = (loha, LoHaConfig(r=1)) if target.lora.kind == "loha" else (lokr, LoKrConfig(r=1))
+    lower = factors.get("hada_w1_b", factors.get("lokr_w1_b", factors.get("lokr_w2_b")))
+    rank = lower.shape[0] if lower is not None else None
+    rank, alpha = (rank, target.lora.alpha) if rank and target.lora.alpha else (1, 1.0)
+    kind = package.layer.LoHaLayer if package is loha else package.layer.LoKrLayer
+    layer = _layer_in(module, kind)
+    if layer is None:
+        wrapper = package.layer.Conv2d if isinstance(_base(module), nn.Conv2d) else package.layer.Linear
+        module = layer = wrapper(module, adapter_name, config=config, r=rank, alpha=alpha)
+    else:
+        layer.update_layer(adapter_name, rank, alpha, config=config)
+    for name in layer.adapter_layer_names:  # the file's factors in place of those PEFT's own layout made
+        held = getattr(layer, name)
+        if adapter_name in held:
+            del held[adapter_name]
+        if name in factors:
+            held[adapter_name] = _weight_like(layer, factors[name])
+    return module
+
+
+def _base(module: nn.Module) -> nn.Module:
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return module.get_base_layer() if isinstance(module, BaseTunerLayer) else module
+
+
+def _layer_in(module: nn.Module, kind: type) -> nn.Module | None:
+    """The PEFT layer of ``kind`` among ``module`` and the layers it wraps, if any."""
+    while module is not None:
+        if isinstance(module, kind):
+            return module
+        module = getattr(module, "base_layer", None)
+    return None
+
+
+def _weight_like(layer: nn.Module, value: torch.Tensor) -> nn.Parameter:
+    weight = layer.get_base_layer().weight
+    return nn.Parameter(value.to(device=weight.device, dtype=weight.dtype, copy=True), requires_grad=False)
 
 
 def set_weights(model: nn.Module, weights: dict[str, float]) -> None:
@@ -104,17 +168,21 @@ def fuse(model: nn.Module, lora_scale: float = 1.0) -> None:
     if not lora_layers(model):
         return
     unfuse(model)
-    fused = {}
+    nests: dict[int, list[tuple[str, nn.Module]]] = {}  # a layer and those it wraps share their base module
     for name, layer in lora_layers(model):
-        base = layer.get_base_layer()
-        layer.__dict__[_ORIGINAL] = base.weight  # in __dict__: kept, but not a parameter of the layer
+        nests.setdefault(id(layer.get_base_layer()), []).append((name, layer))
+    fused = {}
+    for (name, outer), *_ in nests.values():
+        base = outer.get_base_layer()
+        outer.__dict__[_ORIGINAL] = base.weight  # in __dict__: kept, but not a parameter of the layer
         base.weight = nn.Parameter(base.weight.detach().clone(), requires_grad=False)
-        scaling = dict(layer.scaling)
-        layer.scale_layer(lora_scale)
-        layer.merge()
-        layer.scaling.update(scaling)  # the adapters' own scales, exactly as before fusing
+        for _, layer in nests[id(base)]:
+            scaling = dict(layer.scaling)
+            layer.scale_layer(lora_scale)
+            layer.merge()
+            layer.scaling.update(scaling)  # the adapters' own scales, exactly as before fusing
         _place(model, name, base)
-        fused[name] = layer
+        fused[name] = outer
     object.__setattr__(model, _FUSED, fused)
     mark_changed(model)
 
@@ -131,8 +199,8 @@ def unfuse(model: nn.Module) -> None:
         original = layer.__dict__.pop(_ORIGINAL, None)
         if original is not None:
             layer.get_base_layer().weight = original
-            layer.merged_adapters.clear()
             restored = True
+        layer.merged_adapters.clear()
     if restored:
         mark_changed(model)
 
@@ -146,10 +214,10 @@ def delete_adapters(model: nn.Module, names: Iterable[str]) -> None:
     names = set(names)
     active = [n for n in active_adapters(model) if n not in names]
     unfuse(model)
-    for name, layer in lora_layers(model):
-        for adapter in names & set(layer.lora_A):
+    for name, layer in reversed(lora_layers(model)):  # inner layers first: an outer one may then step out
+        for adapter in names & set(layer._all_available_adapter_names()):
             layer.delete_adapter(adapter)
-        if not layer.lora_A:
+        if not layer._all_available_adapter_names():
             _restore(model, name, layer)
     loaded = {n: m for n, m in getattr(model, LOADED_ATTR, {}).items() if n not in names}
     if loaded:
@@ -165,7 +233,7 @@ def unload(model: nn.Module) -> None:
     if not lora_layers(model) and not hasattr(model, LOADED_ATTR):
         return
     unfuse(model)
-    for name, layer in lora_layers(model):
+    for name, layer in reversed(lora_layers(model)):  # inner layers first
         _restore(model, name, layer)
     if hasattr(model, LOADED_ATTR):
         object.__delattr__(model, LOADED_ATTR)
@@ -173,7 +241,7 @@ def unload(model: nn.Module) -> None:
 
 
 def _restore(model: nn.Module, name: str, layer: nn.Module) -> None:
-    _place(model, name, layer.get_base_layer())
+    _place(model, name, layer.base_layer)  # what it wraps: the original module, or a layer of another kind
 
 
 def _place(model: nn.Module, name: str, module: nn.Module) -> None:

@@ -27,12 +27,13 @@ _SGM_MIDDLE = re.compile(r"^middle_block_(?P<i>\d+)_(?P<tail>.+)$")
 
 @dataclass
 class Target:
-    """A LoRA layer found in the model: the module's name, and down / up shaped as PEFT's layers hold them."""
+    """A LoRA layer found in the model: the module's name, and down / up shaped as PEFT's layers hold them (None for
+    a LoHa or LoKr: its factors are the file's, as PEFT's layers hold them too)."""
 
     name: str
     lora: LayerLora
-    down: torch.Tensor
-    up: torch.Tensor
+    down: torch.Tensor | None
+    up: torch.Tensor | None
 
 
 def adaptable_modules(model: nn.Module) -> dict[str, nn.Module]:
@@ -135,6 +136,12 @@ def sgm_to_diffusers(model: nn.Module, flat: str) -> str | None:
 
 def _fit(name: str, module: nn.Module | None, lora: LayerLora) -> Target | None:
     """``lora`` shaped as PEFT's ``lora_A`` / ``lora_B`` of ``module``, or None when the shapes do not fit."""
+    if lora.factors and (lora.down is not None or lora.up is not None):  # two kinds in one layer
+        return None
+    if lora.factors and module is not None:
+        delta = lycoris_delta_shape(lora)
+        fits = delta is not None and _count(delta) == module.weight.numel() and delta[0] == module.weight.shape[0]
+        return Target(name, lora, None, None) if fits else None
     if module is None or lora.down is None or lora.up is None:
         return None
     rank = lora.down.shape[0]
@@ -148,6 +155,32 @@ def _fit(name: str, module: nn.Module | None, lora: LayerLora) -> Target | None:
     if lora.down.dim() == 4 and tuple(lora.down.shape) != down_shape:  # a 3x3 LoRA on a 1x1 conv, or the reverse
         return None
     return Target(name, lora, lora.down.reshape(down_shape), lora.up.reshape(up_shape))
+
+
+def lycoris_delta_shape(lora: LayerLora) -> tuple[int, ...] | None:
+    """The shape of the weight delta a LoHa's or LoKr's factors make (PEFT's own products, on the meta device: no
+    work), or None when they are incomplete or do not multiply."""
+    from peft.tuners.loha.layer import make_weight, make_weight_cp
+    from peft.tuners.lokr.layer import make_kron
+    from peft.tuners.lokr.layer import make_weight_cp as make_lokr_cp
+
+    meta = {name: torch.empty(tensor.shape, device="meta") for name, tensor in lora.factors.items()}
+    try:
+        if lora.kind == "loha":
+            w1a, w1b, w2a, w2b = (meta[f"hada_w{i}_{ab}"] for i in (1, 2) for ab in "ab")
+            if "hada_t1" in meta:
+                return tuple(make_weight_cp(meta["hada_t1"], w1a, w1b, meta["hada_t2"], w2a, w2b, scale=1.0).shape)
+            return tuple(make_weight(w1a, w1b, w2a, w2b, scale=torch.tensor(1.0, device="meta")).shape)
+        w1 = meta["lokr_w1"] if "lokr_w1" in meta else meta["lokr_w1_a"] @ meta["lokr_w1_b"]
+        if "lokr_w2" in meta:
+            w2 = meta["lokr_w2"]
+        elif "lokr_t2" in meta:
+            w2 = make_lokr_cp(meta["lokr_t2"], meta["lokr_w2_a"], meta["lokr_w2_b"])
+        else:
+            w2 = meta["lokr_w2_a"] @ meta["lokr_w2_b"]
+        return tuple(make_kron(w1, w2).shape)
+    except (KeyError, RuntimeError, ValueError):  # a factor missing, or shapes that do not multiply
+        return None
 
 
 def _count(shape) -> int:

@@ -181,8 +181,8 @@ def test_sgm_names_outside_resnets_and_attentions(sgm, ours):
 
 def test_unknown_keys_raise_one_error_and_change_nothing():
     model = Toy()
-    state = toy_lora("kohya") | {"lora_unet_proj.hada_w1_a": torch.zeros(2, 2)}
-    with pytest.raises(LoraError, match=r"1 key\(s\) do not fit.*lora_unet_proj\.hada_w1_a.*LoHa"):
+    state = toy_lora("kohya") | {"lora_unet_proj.dora_scale": torch.zeros(1, 6)}
+    with pytest.raises(LoraError, match=r"1 key\(s\) do not fit.*lora_unet_proj\.dora_scale.*DoRA"):
         load(model, state)
     assert isinstance(model.proj, nn.Linear) and lora.loaded_adapters(model) == []
 
