@@ -30,10 +30,17 @@ def set_scheduler_timesteps(scheduler, num_inference_steps=None, device=None, ti
     return scheduler.timesteps, len(scheduler.timesteps)
 
 
+def schedule_steps(scheduler) -> int:
+    """The steps of the scheduler's schedule: its timesteps, a second-order scheduler's counted once per pair
+    (Heun's ``2 * steps - 1`` timesteps are ``steps`` steps)."""
+    order = getattr(scheduler, "order", 1)
+    return (len(scheduler.timesteps) + order - 1) // order
+
+
 def strength_timesteps(scheduler, num_inference_steps: int, strength: float, denoising_start: float | None = None):
     """The tail of the schedule img2img runs: by ``strength``, or from ``denoising_start`` (base+refiner).
 
-    Returns ``(timesteps, num_inference_steps)`` and sets the scheduler's begin index to where the tail starts.
+    Returns ``(timesteps, the loop's length)`` and sets the scheduler's begin index to where the tail starts.
     """
     order = getattr(scheduler, "order", 1)
     if denoising_start is None:
@@ -48,7 +55,8 @@ def strength_timesteps(scheduler, num_inference_steps: int, strength: float, den
         begin = len(scheduler.timesteps) - num_steps
     if hasattr(scheduler, "set_begin_index"):
         scheduler.set_begin_index(begin)
-    return scheduler.timesteps[begin:], num_steps
+    tail = scheduler.timesteps[begin:]
+    return tail, len(tail) if num_steps > 0 else 0  # the model calls the loop makes (a 2nd-order pair: two)
 
 
 def denoising_end_timesteps(scheduler, timesteps, num_inference_steps: int, denoising_end: float | None):

@@ -28,7 +28,7 @@ EXTRA_NETWORK = re.compile(r"<(\w+):([^>]+)>")
 SAMPLERS = {"DDIMScheduler": "DDIM", "DDPMScheduler": "DDPM", "EulerDiscreteScheduler": "Euler",
             "EulerAncestralDiscreteScheduler": "Euler a", "DPMSolverMultistepScheduler": "DPM++ 2M",
             "UniPCMultistepScheduler": "UniPC", "LCMScheduler": "LCM", "FlowMatchEulerDiscreteScheduler": "Euler",
-            "dpm++-sde": "DPM++ 2M SDE"}  # the last, a --scheduler short name: DPM++ with the SDE algorithm
+            "HeunDiscreteScheduler": "Heun", "dpm++-sde": "DPM++ 2M SDE"}  # the last, a --scheduler short name: DPM++ with the SDE algorithm
 
 
 def infotext(args, pipe, blocks, size: tuple[int, int], inputs: dict[str, Any], prompt: str | None = None,

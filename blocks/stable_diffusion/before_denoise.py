@@ -12,7 +12,7 @@ from ...components.spec import ComponentSpec
 from ...modular_pipelines import AutoPipelineBlocks, InputParam, ModularPipelineBlocks, OutputParam
 from ..checks import FINITE_TENSOR, batch_text, check_latents, check_multiple, check_rows, conflict
 from ..common import default_size, execution_device, repeat_to, vae_scale_factor
-from ..scheduling import denoising_end_timesteps, set_scheduler_timesteps, strength_timesteps
+from ..scheduling import denoising_end_timesteps, schedule_steps, set_scheduler_timesteps, strength_timesteps
 from ..vae import encode_image
 from .inputs import (
     DENOISING_END,
@@ -107,8 +107,9 @@ class StableDiffusionImg2ImgSetTimestepsStep(StableDiffusionSetTimestepsStep):
     def __call__(self, components, state):
         block_state = self.get_block_state(state)
         scheduler = components.scheduler
-        _, total = set_scheduler_timesteps(scheduler, block_state.num_inference_steps, execution_device(components),
-                                           block_state.timesteps, block_state.sigmas)
+        set_scheduler_timesteps(scheduler, block_state.num_inference_steps, execution_device(components),
+                                block_state.timesteps, block_state.sigmas)
+        total = schedule_steps(scheduler)
         timesteps, n = strength_timesteps(scheduler, total, block_state.strength, block_state.denoising_start)
         if n < 1:
             raise self.no_steps_error(block_state, total)

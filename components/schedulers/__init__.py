@@ -13,6 +13,7 @@ from .dpm_solver import DPMSolverMultistepScheduler
 from .euler import EulerDiscreteScheduler
 from .euler_ancestral import EulerAncestralDiscreteScheduler
 from .flow_match_euler import FlowMatchEulerDiscreteScheduler
+from .heun import HeunDiscreteScheduler
 from .lcm import LCMScheduler
 from .unipc import UniPCMultistepScheduler
 
@@ -27,6 +28,7 @@ SCHEDULERS: dict[str, type[SchedulerMixin]] = {
         LCMScheduler,
         UniPCMultistepScheduler,
         FlowMatchEulerDiscreteScheduler,
+        HeunDiscreteScheduler,
     )
 }
 
@@ -38,6 +40,7 @@ __all__ = [
     "EulerAncestralDiscreteScheduler",
     "EulerDiscreteScheduler",
     "FrozenConfig",
+    "HeunDiscreteScheduler",
     "LCMScheduler",
     "SchedulerConfig",
     "SchedulerMixin",

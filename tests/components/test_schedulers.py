@@ -31,10 +31,15 @@ PREDICTIONS = {
     "DPMSolverMultistepScheduler": ("epsilon", "v_prediction", "sample"),
     "LCMScheduler": ("epsilon", "v_prediction", "sample"),
     "UniPCMultistepScheduler": ("epsilon", "v_prediction", "sample"),
+    "HeunDiscreteScheduler": ("epsilon", "v_prediction", "sample"),
 }
 
 # (scheduler, config, step kwargs, number of steps)
 VARIANTS = [
+    ("HeunDiscreteScheduler", {**SD, "use_karras_sigmas": True}, {}, STEPS),
+    ("HeunDiscreteScheduler", {**SD, "timestep_spacing": "leading", "steps_offset": 1}, {}, STEPS),
+    ("HeunDiscreteScheduler", {**SD, "use_exponential_sigmas": True, "clip_sample": True}, {}, STEPS),
+    ("HeunDiscreteScheduler", {**SD, "timestep_spacing": "trailing", "prediction_type": "v_prediction"}, {}, 7),
     ("EulerDiscreteScheduler", {**SD, "use_karras_sigmas": True}, {}, STEPS),
     ("EulerDiscreteScheduler", {**SD, "timestep_spacing": "leading", "steps_offset": 1}, {}, STEPS),
     ("EulerDiscreteScheduler", {**SD, **ZSNR}, {}, STEPS),
@@ -212,7 +217,7 @@ def test_add_noise_and_begin_index_mid_schedule(name):
     noisy = theirs.add_noise(clean, noise, start)
     assert_close(ours.add_noise(clean, noise, start), noisy, "add_noise at begin index")
     run_parity(ours, theirs, theirs.timesteps[begin:], noisy)
-    assert ours.step_index in (None, steps)  # DDIM/DDPM look timesteps up and keep no index
+    assert ours.step_index in (None, len(ours.timesteps))  # DDIM/DDPM look timesteps up and keep no index
 
 
 CUSTOM = [
@@ -348,7 +353,8 @@ def test_step_output_forms():
     assert isinstance(out, SchedulerOutput) and out.pred_original_sample is not None
     prev, x0 = ours.step(torch.zeros(SHAPE), ours.timesteps[1], torch.ones(SHAPE), return_dict=False)
     assert prev.shape == x0.shape == SHAPE
-    assert all(cls.order == 1 for cls in SCHEDULERS.values())
+    assert {name: cls.order for name, cls in SCHEDULERS.items() if cls.order != 1} == {"HeunDiscreteScheduler": 2}
+    assert all(cls.order == getattr(diffusers, name).order for name, cls in SCHEDULERS.items())  # img2img reads it
 
 
 SD15_FILE = {  # stable-diffusion-v1-5 scheduler/scheduler_config.json, as published

@@ -72,8 +72,8 @@ def test_an_image_run_drew_with_a_prediction_type_draws_again_on_the_page(page, 
 
 def test_karras_spacing_in_a1111s_and_comfyuis_images_is_the_scheduler_nodes(page, server, tmp_path):
     """The commonest settings of both: DPM++ 2M with Karras sigmas (A1111's older "DPM++ 2M Karras", ComfyUI's
-    dpmpp_2m sampler with its karras scheduler), and DPM++ 2M SDE: the DPM++ node with use_karras_sigmas (and the
-    SDE algorithm), which draws what ``diffblocks run --from-image`` draws."""
+    dpmpp_2m sampler with its karras scheduler), DPM++ 2M SDE, and Heun: the scheduler node with use_karras_sigmas
+    (and the SDE algorithm), which draws what ``diffblocks run --from-image`` draws."""
     from diffblocks.cli import main
 
     graph = json.loads(json.dumps(COMFY_PROMPT))
@@ -88,12 +88,15 @@ def test_karras_spacing_in_a1111s_and_comfyuis_images_is_the_scheduler_nodes(pag
             ("comfy.png", "prompt", json.dumps(graph), settings),
             ("sde.png", "parameters", "a handwritten digit four\nNegative prompt: blurry, faint\nSteps: 6, Sampler: "
                                       "DPM++ 2M SDE, Schedule type: Karras, CFG scale: 5, Seed: 3, Size: 32x32", with_sde),
-            ("comfy-sde.png", "prompt", json.dumps(sde), with_sde))):
+            ("comfy-sde.png", "prompt", json.dumps(sde), with_sde),
+            ("heun.png", "parameters", "a handwritten digit four\nNegative prompt: blurry, faint\nSteps: 6, Sampler: "
+                                       "Heun, Schedule type: Karras, CFG scale: 5, Seed: 3, Size: 32x32", settings))):
         info = PngInfo()
         info.add_text(key, text)
         Image.new("RGB", (32, 32)).save(tmp_path / name, pnginfo=info)
         nodes = drop(page, server, tmp_path / name, again=index > 0)
-        assert nodes["sampler"] == {"type": "DPMSolverMultistepScheduler", "inputs": {
+        kind = "HeunDiscreteScheduler" if name == "heun.png" else "DPMSolverMultistepScheduler"
+        assert nodes["sampler"] == {"type": kind, "inputs": {
             "scheduler": {"node": "load", "output": "scheduler"}, **expected}}
         run(page)
         assert main(["run", "--from-image", str(tmp_path / name), "--device", "cpu", "--no-progress",
