@@ -19,8 +19,8 @@ GUIDERS = {
 }
 SCHEDULER_NAMES = {"ddim": "DDIMScheduler", "ddpm": "DDPMScheduler", "euler": "EulerDiscreteScheduler",
                    "euler-a": "EulerAncestralDiscreteScheduler", "dpm++": "DPMSolverMultistepScheduler",
-                   "dpm++-sde": "DPMSolverMultistepScheduler", "unipc": "UniPCMultistepScheduler", "lcm": "LCMScheduler",
-                   "heun": "HeunDiscreteScheduler"}
+                   "dpm++-sde": "DPMSolverMultistepScheduler", "unipc": "UniPCMultistepScheduler",
+                   "lcm": "LCMScheduler", "heun": "HeunDiscreteScheduler"}
 # short names that are a scheduler with settings of its own (A1111's DPM++ 2M SDE, ComfyUI's dpmpp_2m_sde)
 SCHEDULER_SETTINGS = {"dpm++-sde": {"algorithm_type": "sde-dpmsolver++"}}
 
@@ -79,7 +79,8 @@ def sampling_changes(args) -> dict:
     kind = getattr(args, "prediction_type", None)
     if kind is not None:
         if kind.lower() not in PREDICTION_TYPES:
-            raise FlagError.unknown_choice("prediction type", kind, ("epsilon", "v_prediction"), flag="--prediction-type")
+            raise FlagError.unknown_choice("prediction type", kind, ("epsilon", "v_prediction"),
+                                           flag="--prediction-type")
         changes["prediction_type"] = PREDICTION_TYPES[kind.lower()]
     if getattr(args, "zero_snr", False):
         changes["rescale_betas_zero_snr"] = True

@@ -28,7 +28,8 @@ EXTRA_NETWORK = re.compile(r"<(\w+):([^>]+)>")
 SAMPLERS = {"DDIMScheduler": "DDIM", "DDPMScheduler": "DDPM", "EulerDiscreteScheduler": "Euler",
             "EulerAncestralDiscreteScheduler": "Euler a", "DPMSolverMultistepScheduler": "DPM++ 2M",
             "UniPCMultistepScheduler": "UniPC", "LCMScheduler": "LCM", "FlowMatchEulerDiscreteScheduler": "Euler",
-            "HeunDiscreteScheduler": "Heun", "dpm++-sde": "DPM++ 2M SDE"}  # the last, a --scheduler short name: DPM++ with the SDE algorithm
+            "HeunDiscreteScheduler": "Heun",
+            "dpm++-sde": "DPM++ 2M SDE"}  # a --scheduler short name: DPM++ with the SDE algorithm
 
 
 def infotext(args, pipe, blocks, size: tuple[int, int], inputs: dict[str, Any], prompt: str | None = None,
@@ -133,8 +134,9 @@ def parse(text: str) -> tuple[str, str | None, dict[str, str]]:
 def apply(args, path: str) -> None:
     """Fill the flags left out of ``diffblocks run`` from the parameters of the image at ``path``: prompt, negative
     prompt, steps, sampler (not for FLUX.1: its Euler is flow matching), CFG scale (and FLUX.1's Distilled CFG Scale),
-    seed, size (the first pass's), clip skip, the hires pass (its scale, strength and steps) and what the model predicts when
-    it was set by hand (``Prediction type``, ``Zero SNR``: ours, or a ComfyUI graph's ModelSamplingDiscrete). The prompt's extra networks
+    seed, size (the first pass's), clip skip, the hires pass (its scale, strength and steps) and what the model
+    predicts when it was set by hand (``Prediction type``, ``Zero SNR``: ours, or a ComfyUI graph's
+    ModelSamplingDiscrete). The prompt's extra networks
     (``<lora:ink:0.8>``) are taken out of it, as A1111 does, and named on stderr: give them as ``--lora``. The model
     is not taken: give ``--model``; nor the VAE and ControlNets the image names, named on stderr: give ``--vae``
     and ``--controlnet``."""

@@ -14,9 +14,8 @@ from ..components.errors import ConfigError, DiffblocksError, FlagError
 from ..components.files import is_weights_file
 from ..components.spec import ComponentSpec, LazyClass
 from . import infotext
-from .choices import (GUIDERS, SAMPLING_HELP, SCHEDULE_HELP, SCHEDULER_NAMES, ZERO_SNR_HELP, check_schedule, make_guider,
-                      pick_device, sampling_changes, schedule_changes, scheduler_class,
-                      scheduler_settings)
+from .choices import (GUIDERS, SAMPLING_HELP, SCHEDULE_HELP, SCHEDULER_NAMES, ZERO_SNR_HELP, check_schedule,
+                      make_guider, pick_device, sampling_changes, schedule_changes, scheduler_class, scheduler_settings)
 from .files import (
     checkpoint_arg,
     controlnet_source,

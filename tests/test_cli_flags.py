@@ -140,8 +140,8 @@ def test_a_schedule_type_the_scheduler_lacks_is_one_clear_error(capsys, tmp_path
     for flags in (("--scheduler", "ddim"), ()):  # given, or the model's own (DDIM), read once loaded
         code, _, err = run_cli(capsys, "run", "--prompt", "a cat", "--schedule-type", "karras", *flags, "--no-progress",
                                "--out", str(tmp_path / "a.png"))
-        assert_one_line_error(code, err, "--schedule-type karras: DDIMScheduler has no such spacing (euler, heun, dpm++ "
-                                         "and unipc do: give --scheduler)")
+        assert_one_line_error(code, err, "--schedule-type karras: DDIMScheduler has no such spacing (euler, heun, "
+                                         "dpm++ and unipc do: give --scheduler)")
     code, _, err = run_cli(capsys, "run", "--prompt", "a cat", "--schedule-type", "beta", "--scheduler", "euler",
                            "--out", str(tmp_path / "a.png"))
     assert_one_line_error(code, err, "--schedule-type: unknown schedule type 'beta'", "karras, exponential")
@@ -183,7 +183,8 @@ def test_clip_skip_is_checked_before_loading(capsys, tmp_path):
 def test_prediction_type_is_checked_before_loading(capsys, tmp_path):
     from test_cli import assert_one_line_error
 
-    code, _, err = run_cli(capsys, "run", "--prompt", "a cat", "--prediction-type", "x0", "--out", str(tmp_path / "a.png"))
+    code, _, err = run_cli(capsys, "run", "--prompt", "a cat", "--prediction-type", "x0",
+                           "--out", str(tmp_path / "a.png"))
     assert_one_line_error(code, err, "--prediction-type: unknown prediction type 'x0'", "epsilon, v_prediction")
     code, _, err = run_cli(capsys, "run", "--prompt", "a cat", "--preset", "flux-text2image", "--zero-snr", "--model",
                            str(tmp_path), "--out", str(tmp_path / "a.png"))

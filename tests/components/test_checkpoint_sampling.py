@@ -38,13 +38,14 @@ def test_a_v_prediction_marker_sets_the_scheduler_and_draws_what_it_would(sd_rep
     assert pipe.scheduler.config.rescale_betas_zero_snr is rescaled
     assert pipe.scheduler.config.beta_end == 0.012  # the rest is the repo's
 
-    code, _, err = run_cli(capsys, "run", "--prompt", "a cat", "--model", str(file), "--config", str(sd_repo), "--steps",
-                           "3", "--device", "cpu", "--no-progress", "--out", str(tmp_path / "out.png"))
+    code, _, err = run_cli(capsys, "run", "--prompt", "a cat", "--model", str(file), "--config", str(sd_repo),
+                           "--steps", "3", "--device", "cpu", "--no-progress", "--out", str(tmp_path / "out.png"))
     assert code == 0, err
     expected = pipeline_with(stable_diffusion.TEXT2IMAGE_BLOCKS, sd_repo, tuned)
     expected.update_components(scheduler=type(expected.scheduler).from_config(
         {**expected.scheduler.config, "prediction_type": "v_prediction", "rescale_betas_zero_snr": rescaled}))
-    image = expected(prompt="a cat", num_inference_steps=3, output="images", generator=torch.Generator().manual_seed(0))[0]
+    image = expected(prompt="a cat", num_inference_steps=3, output="images",
+                     generator=torch.Generator().manual_seed(0))[0]
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png").convert("RGB")), np.asarray(image))
     plain = pipeline_with(stable_diffusion.TEXT2IMAGE_BLOCKS, sd_repo, tuned)(
         prompt="a cat", num_inference_steps=3, output="images", generator=torch.Generator().manual_seed(0))[0]
@@ -85,7 +86,8 @@ def sd2_repo(tmp_path_factory):
     shutil.rmtree(repo / "unet")
     unet.save_pretrained(repo / "unet")
     scheduler = json.loads((repo / "scheduler" / "scheduler_config.json").read_text())
-    (repo / "scheduler" / "scheduler_config.json").write_text(json.dumps({**scheduler, "prediction_type": "v_prediction"}))
+    (repo / "scheduler" / "scheduler_config.json").write_text(
+        json.dumps({**scheduler, "prediction_type": "v_prediction"}))
     return repo, StableDiffusionPipeline.from_pretrained(repo, safety_checker=None)
 
 

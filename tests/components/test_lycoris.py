@@ -58,7 +58,8 @@ def loha_delta(state, name, shape):
         one = torch.einsum("ijkl,ip,jr->prkl", factor(state, name, "hada_t1"), f["hada_w1_a"], f["hada_w1_b"])
         two = torch.einsum("ijkl,ip,jr->prkl", factor(state, name, "hada_t2"), f["hada_w2_a"], f["hada_w2_b"])
         return (one * two).reshape(shape), f["hada_w1_b"].shape[0]
-    return ((f["hada_w1_a"] @ f["hada_w1_b"]) * (f["hada_w2_a"] @ f["hada_w2_b"])).reshape(shape), f["hada_w1_b"].shape[0]
+    delta = (f["hada_w1_a"] @ f["hada_w1_b"]) * (f["hada_w2_a"] @ f["hada_w2_b"])
+    return delta.reshape(shape), f["hada_w1_b"].shape[0]
 
 
 def by_hand(model, deltas, x):
@@ -75,7 +76,8 @@ def load(model, state, name="a"):
 @pytest.mark.parametrize("tucker", [False, True])
 def test_a_loha_adds_the_hadamard_product_scaled_by_alpha_over_its_rank(tucker):
     model = Toy()
-    state = loha("proj", 8, 6, rank=2, alpha=1.0) | loha("conv", 4, 8 * 9, rank=3, alpha=6.0, tucker=3 if tucker else None)
+    state = loha("proj", 8, 6, rank=2, alpha=1.0) | loha("conv", 4, 8 * 9, rank=3, alpha=6.0,
+                                                        tucker=3 if tucker else None)
     if tucker:  # Tucker factors take the conv's channels, the cores its kernel
         state["lora_unet_conv.hada_w1_b"] = state["lora_unet_conv.hada_w2_b"] = rand(3, 8)
     proj, proj_rank = loha_delta(state, "proj", (8, 6))

@@ -19,7 +19,8 @@ TOL = 1e-4
 STEPS = 4
 FAMILIES = {
     "sd": SimpleNamespace(preset=stable_diffusion, ref="StableDiffusion{}Pipeline", repo="sd_repo", extra={},
-                          schedulers=["EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler", "HeunDiscreteScheduler"]),
+                          schedulers=["EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler",
+                                      "HeunDiscreteScheduler"]),
     "sdxl": SimpleNamespace(preset=stable_diffusion_xl, ref="StableDiffusionXL{}Pipeline", repo="sdxl_repo",
                             extra={"prompt_2": "a dog"}, schedulers=["EulerAncestralDiscreteScheduler", "UniPCMultistepScheduler"]),
 }
@@ -67,8 +68,9 @@ def test_text2image(request, family, scheduler):
     compare(a, reference(family, "", repo, scheduler)("a cat", generator=gen(), **kwargs))
 
 
-@pytest.mark.parametrize("family, scheduler", [("sd", None), ("sd", "EulerDiscreteScheduler"), ("sd", "HeunDiscreteScheduler"),
-                                               ("sdxl", None), ("sdxl", "DDIMScheduler")])
+@pytest.mark.parametrize("family, scheduler", [("sd", None), ("sd", "EulerDiscreteScheduler"),
+                                               ("sd", "HeunDiscreteScheduler"), ("sdxl", None),
+                                               ("sdxl", "DDIMScheduler")])
 def test_image2image(request, family, scheduler):
     fam = FAMILIES[family]
     repo = request.getfixturevalue(fam.repo)

@@ -37,7 +37,7 @@ def test_comfyuis_model_sampling_is_the_scheduler_nodes_and_draws_what_run_draws
     graph = json.loads(json.dumps(COMFY_PROMPT))
     graph["20"] = {"class_type": "ModelSamplingDiscrete", "inputs": {"sampling": "v_prediction", "zsnr": True,
                                                                      "model": ["4", 0]}}
-    graph["3"]["inputs"].update(model=["20", 0], sampler_name="dpmpp_2m_sde")
+    graph["3"]["inputs"].update(model=["20", 0], sampler_name="lms")
     info = PngInfo()
     info.add_text("prompt", json.dumps(graph))
     Image.new("RGB", (32, 32)).save(tmp_path / "vpred.png", pnginfo=info)
@@ -45,7 +45,7 @@ def test_comfyuis_model_sampling_is_the_scheduler_nodes_and_draws_what_run_draws
     assert nodes["sampler"] == {"type": "EulerDiscreteScheduler", "inputs": {
         "scheduler": {"node": "load", "output": "scheduler"}, **V_PREDICTION}}
     assert nodes["run"]["inputs"]["scheduler"] == {"node": "sampler", "output": "scheduler"}
-    expect(page.get_by_test_id("notice")).to_contain_text("the sampler 'dpmpp_2m_sde' (Euler here)")
+    expect(page.get_by_test_id("notice")).to_contain_text("the sampler 'lms' (Euler here)")
     assert "ModelSamplingDiscrete" not in page.get_by_test_id("notice").inner_text()  # carried over, not left out
     run(page)
     page.screenshot(path=str(shots / "40-model-sampling.png"))
@@ -53,7 +53,8 @@ def test_comfyuis_model_sampling_is_the_scheduler_nodes_and_draws_what_run_draws
                  "--seed", "3", "--guidance-scale", "5", "--scheduler", "euler", "--prediction-type", "v_prediction",
                  "--zero-snr", "--height", "32", "--width", "32", "--device", "cpu", "--no-progress",
                  "--out", str(tmp_path / "cli.png")]) == 0
-    assert np.array_equal(pixels(server, shown_image(page)), np.asarray(Image.open(tmp_path / "cli.png").convert("RGB")))
+    assert np.array_equal(pixels(server, shown_image(page)),
+                          np.asarray(Image.open(tmp_path / "cli.png").convert("RGB")))
 
 
 def test_an_image_run_drew_with_a_prediction_type_draws_again_on_the_page(page, server, tmp_path):
@@ -67,7 +68,8 @@ def test_an_image_run_drew_with_a_prediction_type_draws_again_on_the_page(page, 
     assert nodes["sampler"]["type"] == "DDIMScheduler"
     assert {k: nodes["sampler"]["inputs"].get(k) for k in V_PREDICTION} == V_PREDICTION
     run(page)
-    assert np.array_equal(pixels(server, shown_image(page)), np.asarray(Image.open(tmp_path / "cli.png").convert("RGB")))
+    assert np.array_equal(pixels(server, shown_image(page)),
+                          np.asarray(Image.open(tmp_path / "cli.png").convert("RGB")))
 
 
 def test_karras_spacing_in_a1111s_and_comfyuis_images_is_the_scheduler_nodes(page, server, tmp_path):
@@ -82,15 +84,16 @@ def test_karras_spacing_in_a1111s_and_comfyuis_images_is_the_scheduler_nodes(pag
     sde["3"]["inputs"]["sampler_name"] = "dpmpp_2m_sde_gpu"
     settings = {"use_karras_sigmas": True}
     with_sde = {"use_karras_sigmas": True, "algorithm_type": "sde-dpmsolver++"}
+    a1111 = "a handwritten digit four\nNegative prompt: blurry, faint\nSteps: 6, Sampler: "
     for index, (name, key, text, expected) in enumerate((
-            ("a1111.png", "parameters", "a handwritten digit four\nNegative prompt: blurry, faint\nSteps: 6, Sampler: "
-                                        "DPM++ 2M Karras, CFG scale: 5, Seed: 3, Size: 32x32, Model: embedded", settings),
+            ("a1111.png", "parameters", a1111 + "DPM++ 2M Karras, CFG scale: 5, Seed: 3, Size: 32x32, Model: embedded",
+             settings),
             ("comfy.png", "prompt", json.dumps(graph), settings),
-            ("sde.png", "parameters", "a handwritten digit four\nNegative prompt: blurry, faint\nSteps: 6, Sampler: "
-                                      "DPM++ 2M SDE, Schedule type: Karras, CFG scale: 5, Seed: 3, Size: 32x32", with_sde),
+            ("sde.png", "parameters", a1111 + "DPM++ 2M SDE, Schedule type: Karras, CFG scale: 5, Seed: 3, Size: 32x32",
+             with_sde),
             ("comfy-sde.png", "prompt", json.dumps(sde), with_sde),
-            ("heun.png", "parameters", "a handwritten digit four\nNegative prompt: blurry, faint\nSteps: 6, Sampler: "
-                                       "Heun, Schedule type: Karras, CFG scale: 5, Seed: 3, Size: 32x32", settings))):
+            ("heun.png", "parameters", a1111 + "Heun, Schedule type: Karras, CFG scale: 5, Seed: 3, Size: 32x32",
+             settings))):
         info = PngInfo()
         info.add_text(key, text)
         Image.new("RGB", (32, 32)).save(tmp_path / name, pnginfo=info)

@@ -101,7 +101,8 @@ export const DEFAULT_WORKFLOW = {
 
 /** A text-to-image document with the settings another tool's image holds: {prompt, negative, steps, seed, width,
  * height, cfg, scheduler (a scheduler node type), sampling ({prediction_type, rescale_betas_zero_snr}: the
- * scheduler node's, Euler's without a type), clipSkip (A1111's Clip skip: 2 reads CLIP's layer before the last), hires ({scale, strength, steps, seed}: a hires fix, a second pass
+ * scheduler node's, Euler's without a type), clipSkip (A1111's Clip skip: 2 reads CLIP's layer before the last),
+ * hires ({scale, strength, steps, seed}: a hires fix, a second pass
  * (its own steps and seed, when given); the auto preset, with the adapters' inputs, when there are adapters: a
  * ControlNet unless ``control.hires`` is false)},
  * each left out when null. ``model``: {repo} (a LoadComponents node, the SD 1.x preset), {repo, family: 'flux'}
