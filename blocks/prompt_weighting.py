@@ -17,10 +17,14 @@ punctuation, a bracket or the end: ``t-shirt``, ``a + b`` and ``1+1`` stay plain
 of equal weight are merged, so a prompt without syntax is one fragment of weight 1.0 and tokenizes exactly
 as the plain text encoder tokenizes it.
 
+``BREAK`` (the word, in capitals, outside brackets) ends the chunk the tokens are in, as A1111 does: the next
+tokens start a new one. Chunks end at a comma when one is among their last 20 tokens, the tokens after it moved
+to the next chunk (A1111's comma backtracking, at its default 20).
+
 Where this differs from A1111's ``parse_prompt_attention``: an unbalanced bracket is a
 :class:`~diffblocks.components.errors.PromptSyntaxError` naming its position (A1111 closes it silently at
 the end, or keeps a stray closing bracket as text); a backslash before any other character stays a backslash
-(A1111 drops it); ``BREAK`` is plain text (A1111 starts a new chunk there).
+(A1111 drops it); ``BREAK`` inside brackets is plain text (A1111 weighs the break itself, and it breaks nothing).
 """
 
 from __future__ import annotations
@@ -40,13 +44,17 @@ _EXPLICIT = re.compile(r":\s*([+-]?[.\d]+)\s*\)")  # ":1.3)" closing a "(" (A111
 _LAST_WORD = re.compile(r"[^\s()\[\]{},.:;!?\"\\]+$")
 
 Fragment = tuple[str, float]
+BREAK = None  # a fragment of parse_prompt's list: A1111's BREAK, the end of a chunk
+_BREAK_WORD = re.compile(r"\s*\bBREAK\b\s*")  # A1111's pattern: the spaces around it go too
+COMMA_BACKTRACK = 20  # A1111's default: a full chunk ends at a comma among its last this many tokens
 
 
-def parse_prompt(prompt: str) -> list[Fragment]:
+def parse_prompt(prompt: str) -> list[Fragment | None]:
     """Split ``prompt`` into ``(text, weight)`` fragments by the syntax above.
 
     Returns:
-        The fragments in order, adjacent equal weights merged; ``[("", 1.0)]`` for an empty prompt.
+        The fragments in order, adjacent equal weights merged, :data:`BREAK` (None) where a ``BREAK`` ends a
+        chunk; ``[("", 1.0)]`` for an empty prompt.
 
     Raises:
         PromptSyntaxError: a bracket that closes nothing, closes the other kind, or is never closed; or
@@ -55,36 +63,68 @@ def parse_prompt(prompt: str) -> list[Fragment]:
     return _Parser(prompt).parse()
 
 
-def token_weights(fragments: Sequence[Fragment], tokenize: Callable[[list[str]], list[list[int]]]
-                  ) -> tuple[list[int], list[float]]:
-    """Token ids of ``fragments`` and one weight per token (its fragment's), as A1111 does.
+def token_weights(fragments: Sequence[Fragment | None], tokenize: Callable[[list[str]], list[list[int]]]
+                  ) -> tuple[list[int], list[float], list[int]]:
+    """Token ids of ``fragments``, one weight per token (its fragment's), as A1111 does, and where the BREAKs are.
 
     Args:
-        fragments: ``(text, weight)`` pairs, e.g. from :func:`parse_prompt`.
+        fragments: ``(text, weight)`` pairs and BREAKs, e.g. from :func:`parse_prompt`.
         tokenize: texts -> token ids of each, without start/end tokens.
+
+    Returns:
+        ``(ids, weights, breaks)``: ``breaks`` holds, for each BREAK, the number of tokens before it.
     """
-    ids, weights = [], []
-    for tokens, (_, weight) in zip(tokenize([text for text, _ in fragments]), fragments):
+    texts = [fragment for fragment in fragments if fragment is not BREAK]
+    tokenized = iter(tokenize([text for text, _ in texts]))
+    ids, weights, breaks = [], [], []
+    for fragment in fragments:
+        if fragment is BREAK:
+            breaks.append(len(ids))
+            continue
+        tokens = next(tokenized)
         ids += tokens
-        weights += [weight] * len(tokens)
-    return ids, weights
+        weights += [fragment[1]] * len(tokens)
+    return ids, weights, breaks
 
 
-def chunk_count(tokens: int, size: int) -> int:
-    """How many chunks of ``size`` tokens hold ``tokens`` tokens (at least one: an empty prompt is a chunk)."""
-    return max(1, -(-tokens // size))
-
-
-def chunk_tokens(ids: Sequence[int], weights: Sequence[float], size: int, count: int | None = None
+def chunk_tokens(ids: Sequence[int], weights: Sequence[float], size: int, count: int | None = None,
+                 breaks: Sequence[int] = (), comma: int | None = None, backtrack: int = COMMA_BACKTRACK
                  ) -> list[tuple[list[int], list[float]]]:
-    """Split ids and weights into consecutive chunks of at most ``size`` tokens.
+    """Split ids and weights into chunks of at most ``size`` tokens, as A1111 does: a chunk ends where it is full,
+    at each of ``breaks`` (token counts: a BREAK there ends the chunk, even an empty one), and, when full, after
+    the last ``comma`` (a token id) among its last ``backtrack`` tokens, the tokens after it moved to the next.
 
     Args:
-        count: exactly this many chunks: missing ones are empty (the encoder pads them), tokens beyond
-            ``count * size`` are dropped (as the plain encoder truncates). Default: as many as needed.
+        count: exactly this many chunks: missing ones are empty (the encoder pads them), chunks beyond are
+            dropped (as the plain encoder truncates). Default: as many as needed (at least one).
     """
-    count = chunk_count(len(ids), size) if count is None else count
-    return [(list(ids[k * size:(k + 1) * size]), list(weights[k * size:(k + 1) * size])) for k in range(count)]
+    chunks: list[tuple[list[int], list[float]]] = []
+    chunk: tuple[list[int], list[float]] = ([], [])
+    last_comma = -1
+    pending = sorted(breaks)
+    for position in range(len(ids) + 1):
+        while pending and pending[0] == position:
+            pending.pop(0)
+            chunks.append(chunk)
+            chunk, last_comma = ([], []), -1
+        if position == len(ids):
+            break
+        if comma is not None and ids[position] == comma:
+            last_comma = len(chunk[0])
+        elif backtrack and len(chunk[0]) == size and last_comma != -1 and size - last_comma <= backtrack:
+            keep = last_comma + 1
+            chunks.append((chunk[0][:keep], chunk[1][:keep]))
+            chunk, last_comma = (chunk[0][keep:], chunk[1][keep:]), -1
+        if len(chunk[0]) == size:
+            chunks.append(chunk)
+            chunk, last_comma = ([], []), -1
+        chunk[0].append(ids[position])
+        chunk[1].append(weights[position])
+    if chunk[0] or not chunks:
+        chunks.append(chunk)
+    if count is None:
+        return chunks
+    return (chunks + [([], [])] * count)[:count]
 
 
 def _sign_weight(sign: str, count: int) -> float:
@@ -173,7 +213,11 @@ class _Parser:
 
     def flush(self) -> None:
         if self.text:
-            self.pieces.append(["".join(self.text), 1.0])
+            parts = _BREAK_WORD.split("".join(self.text)) if not self.open else ["".join(self.text)]
+            for index, part in enumerate(parts):
+                if index:
+                    self.pieces.append([BREAK, None])
+                self.pieces.append([part, 1.0])
             self.text = []
 
     def scale(self, start: int, weight: float) -> None:
@@ -185,13 +229,13 @@ def _ends_word(char: str) -> bool:
     return not char.isspace() and char not in _PUNCTUATION and char not in "+-"
 
 
-def _merge(pieces: list[list]) -> list[Fragment]:
+def _merge(pieces: list[list]) -> list[Fragment | None]:
     merged: list[list] = []
     for text, weight in pieces:
-        if not text:
-            continue
-        if merged and merged[-1][1] == weight:
+        if text is BREAK:
+            merged.append([BREAK, None])
+        elif text and merged and merged[-1][0] is not BREAK and merged[-1][1] == weight:
             merged[-1][0] += text
-        else:
+        elif text:
             merged.append([text, weight])
-    return [(text, weight) for text, weight in merged] or [("", 1.0)]
+    return [BREAK if text is BREAK else (text, weight) for text, weight in merged] or [("", 1.0)]

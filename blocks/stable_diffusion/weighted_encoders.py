@@ -6,7 +6,8 @@ Follows AUTOMATIC1111's web UI ("Original" emphasis), not compel:
   every token carries its fragment's weight;
 - tokens are cut into chunks of ``model_max_length - 2`` (75 for CLIP), each encoded as
   ``BOS + chunk + EOS + pad`` (exactly what the tokenizer gives a prompt that fits) and the hidden states of
-  the chunks are concatenated along the sequence axis: a 150-token prompt gives ``[1, 154, dim]``;
+  the chunks are concatenated along the sequence axis: a 150-token prompt gives ``[1, 154, dim]``; a chunk ends
+  early at a ``BREAK``, and a full one after a comma among its last 20 tokens, as in A1111;
 - each chunk's hidden states are multiplied by the token weights, then rescaled so their mean equals the
   unweighted mean. A1111 takes that mean over the whole batch of prompts; here it is per prompt, so a prompt's
   embedding does not depend on the other prompts of its batch (the same for one prompt);
@@ -15,10 +16,11 @@ Follows AUTOMATIC1111's web UI ("Original" emphasis), not compel:
 
 A prompt without weighting syntax that fits one chunk gives bitwise the plain encoder's embeddings;
 ``clip_skip`` applies to the prompt only, as in the plain block (and diffusers).
-A1111's comma backtracking (ending a chunk early at a comma) and ``BREAK`` are not implemented.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 
@@ -27,11 +29,23 @@ from ...components.textual_inversion import expand_prompts
 from ...modular_pipelines.block import current_path
 from ..checks import conflict, missing_one_of
 from ..common import execution_device
-from ..prompt_weighting import chunk_count, chunk_tokens, parse_prompt, token_weights
+from ..prompt_weighting import chunk_tokens, parse_prompt, token_weights
 from .encoders import StableDiffusionTextEncoderStep, as_list, check_prompt_counts
 
-Tokens = tuple[list[int], list[float]]
 NEAR_ZERO_MEAN = 1e-4  # |mean| / mean(|z|) below which a chunk's mean is taken as zero (see emphasize)
+
+
+class Tokens(NamedTuple):
+    """One prompt read for one tokenizer: its token ids, a weight each, its BREAKs (token counts) and the
+    tokenizer's comma (None: none in its vocabulary)."""
+
+    ids: list[int]
+    weights: list[float]
+    breaks: list[int]
+    comma: int | None
+
+    def chunks(self, size: int, count: int | None = None) -> list[tuple[list[int], list[float]]]:
+        return chunk_tokens(self.ids, self.weights, size, count, self.breaks, self.comma)
 
 
 def read_prompts(block, tokenizer, name: str, prompts: list[str]) -> list[Tokens]:
@@ -40,8 +54,10 @@ def read_prompts(block, tokenizer, name: str, prompts: list[str]) -> list[Tokens
         texts = expand_prompts(tokenizer, texts)  # multi-vector textual-inversion tokens
         return tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False).input_ids
 
+    comma = tokenizer.convert_tokens_to_ids(",</w>")  # A1111 looks the comma up so
+    comma = None if comma is None or comma == tokenizer.unk_token_id else comma
     try:
-        return [token_weights(parse_prompt(prompt), tokenize) for prompt in prompts]
+        return [Tokens(*token_weights(parse_prompt(prompt), tokenize), comma) for prompt in prompts]
     except PromptSyntaxError as err:
         raise PromptSyntaxError.in_input(name, current_path(), type(block).__name__, err) from err
 
@@ -58,15 +74,15 @@ def output_chunks(block, tokenizer, block_state, token_lists: list[list[Tokens]]
             raise conflict(block, [name, "prompt"], f"{name} has {embeds.shape[1]} tokens, not a multiple of the "
                                                     f"tokenizer's {length}; weighted prompts are encoded in chunks")
         return embeds.shape[1] // length
-    return max(chunk_count(len(ids), length - 2) for tokens in token_lists for ids, _ in tokens)
+    return max(len(prompt.chunks(length - 2)) for tokens in token_lists for prompt in tokens)
 
 
 def chunk_rows(tokenizer, tokens: list[Tokens], chunks: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(ids, weights, mask)``, each ``[prompts * chunks, model_max_length]``: ``BOS + chunk + EOS + pad``."""
     length = tokenizer.model_max_length
     ids, weights, mask = [], [], []
-    for prompt_ids, prompt_weights in tokens:
-        for chunk_ids, chunk_weights in chunk_tokens(prompt_ids, prompt_weights, length - 2, chunks):
+    for prompt in tokens:
+        for chunk_ids, chunk_weights in prompt.chunks(length - 2, chunks):
             pad = length - 2 - len(chunk_ids)
             ids.append([tokenizer.bos_token_id, *chunk_ids, tokenizer.eos_token_id] + [tokenizer.pad_token_id] * pad)
             weights.append([1.0, *chunk_weights, 1.0] + [1.0] * pad)

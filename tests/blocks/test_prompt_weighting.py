@@ -2,7 +2,7 @@
 
 import pytest
 
-from diffblocks.blocks.prompt_weighting import chunk_count, chunk_tokens, parse_prompt, token_weights
+from diffblocks.blocks.prompt_weighting import BREAK, chunk_tokens, parse_prompt, token_weights
 from diffblocks.components.errors import InputValueError, PromptSyntaxError
 
 UP, DOWN = 1.1, 1 / 1.1
@@ -42,14 +42,21 @@ PARSED = [
     ("(a)-b", [("a", UP), ("-b", 1.0)]),  # a sign before a word char is text
     ("c++", [("c", UP * UP)]),
     ("-- a", [("-- a", 1.0)]),
+    # A1111's BREAK: the word in capitals, outside brackets, its spaces dropped
+    ("a cat BREAK a dog", [("a cat", 1.0), BREAK, ("a dog", 1.0)]),
+    ("(cat) BREAK(dog)", [("cat", UP), BREAK, ("dog", UP)]),
+    ("a BREAK BREAK b", [("a", 1.0), BREAK, BREAK, ("b", 1.0)]),
+    ("(a BREAK b)", [("a BREAK b", UP)]),  # inside brackets: text (A1111 would weigh the break and not break)
+    ("BREAKFAST, Break", [("BREAKFAST, Break", 1.0)]),
 ]
 
 
 @pytest.mark.parametrize("prompt, expected", PARSED, ids=[p or "<empty>" for p, _ in PARSED])
 def test_parse_prompt(prompt, expected):
     got = parse_prompt(prompt)
-    assert [text for text, _ in got] == [text for text, _ in expected]
-    assert [weight for _, weight in got] == pytest.approx([weight for _, weight in expected], rel=1e-12)
+    assert [f if f is BREAK else f[0] for f in got] == [f if f is BREAK else f[0] for f in expected]
+    weights = [[f[1] for f in fragments if f is not BREAK] for fragments in (got, expected)]
+    assert weights[0] == pytest.approx(weights[1], rel=1e-12)
 
 
 BAD = [
@@ -84,13 +91,14 @@ def tokenize(texts):
 
 
 def test_token_weights_give_each_token_its_fragment_weight():
-    ids, weights = token_weights(parse_prompt("ab (cd:1.5) [e]"), tokenize)
+    ids, weights, breaks = token_weights(parse_prompt("ab (cd:1.5) BREAK [e]"), tokenize)
     assert ids == [ord(c) for c in "abcde"]
     assert weights == pytest.approx([1, 1, 1.5, 1.5, DOWN])
+    assert breaks == [4]  # after four tokens
 
 
 def test_token_weights_of_an_empty_prompt():
-    assert token_weights(parse_prompt(""), tokenize) == ([], [])
+    assert token_weights(parse_prompt(""), tokenize) == ([], [], [])
 
 
 @pytest.mark.parametrize("tokens, size, count, expected", [
@@ -104,5 +112,51 @@ def test_chunks(tokens, size, count, expected):
     assert all(len(chunk_ids) <= size and len(chunk_ids) == len(w) for chunk_ids, w in chunks)
     kept = [i for chunk_ids, _ in chunks for i in chunk_ids]
     assert kept == ids[:expected * size]  # in order; beyond ``count`` chunks the tokens are dropped
-    if count is None:
-        assert chunk_count(tokens, size) == expected
+
+
+COMMA = -1
+
+
+def a1111_chunks(ids, size, breaks=(), backtrack=20):
+    """A1111's ``tokenize_line`` (sd_hijack_clip), its steps written out one by one: a BREAK (between fragments)
+    ends the chunk; a comma marks the place; a token arriving at a full chunk ends it, after the last comma
+    when that is within ``backtrack`` tokens of the end."""
+    chunks, chunk, last_comma = [], [], -1
+    for position, token in enumerate([*ids, None]):
+        for _ in range(list(breaks).count(position)):
+            chunks.append(chunk)
+            chunk, last_comma = [], -1
+        if token is None:
+            break
+        if token == COMMA:
+            last_comma = len(chunk)
+        elif len(chunk) == size and last_comma != -1 and len(chunk) - last_comma <= backtrack:
+            chunks.append(chunk[:last_comma + 1])
+            chunk, last_comma = chunk[last_comma + 1:], -1
+        if len(chunk) == size:
+            chunks.append(chunk)
+            chunk, last_comma = [], -1
+        chunk.append(token)
+    return chunks + [chunk] if chunk or not chunks else chunks
+
+
+@pytest.mark.parametrize("ids, breaks, expected", [
+    # a comma 3 tokens before the end of a full chunk: the chunk ends after it, the 3 tokens move on
+    (list(range(71)) + [COMMA] + list(range(100, 110)), (), [72, 10]),
+    # a comma 30 tokens back is too far: the chunk is cut where it is full
+    (list(range(45)) + [COMMA] + list(range(100, 140)), (), [75, 11]),
+    # a comma right at the end: the chunk is full with it, nothing moves
+    (list(range(74)) + [COMMA] + list(range(100, 105)), (), [75, 5]),
+    # BREAK ends a chunk early, an empty one too (two in a row, or one at the start)
+    (list(range(10)), (4,), [4, 6]),
+    (list(range(10)), (4, 4), [4, 0, 6]),
+    (list(range(10)), (0,), [0, 10]),
+    (list(range(10)), (10,), [10]),  # a BREAK at the end ends the last chunk: no empty one after it
+    # after a BREAK the comma marks of the chunk before are forgotten
+    ([COMMA] + list(range(80)), (1,), [1, 75, 5]),
+])
+def test_chunks_end_at_breaks_and_after_commas_as_in_a1111(ids, breaks, expected):
+    chunks = chunk_tokens(ids, [1.0] * len(ids), 75, breaks=breaks, comma=COMMA)
+    assert [len(chunk_ids) for chunk_ids, _ in chunks] == expected
+    assert [chunk_ids for chunk_ids, _ in chunks] == a1111_chunks(ids, 75, breaks)
+    assert [i for chunk_ids, _ in chunks for i in chunk_ids] == ids  # nothing lost, in order

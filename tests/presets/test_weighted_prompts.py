@@ -158,6 +158,19 @@ def test_long_prompt_is_encoded_in_chunks_of_the_tokenizer_window(fam):
         close(ours["pooled_prompt_embeds"], parts[0]["pooled_prompt_embeds"])
 
 
+@pytest.mark.parametrize("prompt, parts", [
+    ("ab cd BREAK ef", ["ab cd", "ef"]),  # BREAK ends the chunk early
+    ("ab cd ef gh, ij kl mn op", ["ab cd ef gh,", "ij kl mn op"]),  # full at "m": it ends after the comma
+])
+def test_break_and_a_comma_near_the_end_of_a_chunk_start_the_next_as_in_a1111(fam, prompt, parts):
+    """Each chunk is the plain encoding of its own text: the tokens up to the BREAK, or up to the comma of a
+    chunk that filled up (the tiny tokenizer's 14 tokens) within 20 tokens of it."""
+    ours = encode(fam.weighted, fam.outputs, prompt=prompt, negative_prompt="ugly")
+    plain = [encode(fam.plain, fam.outputs, prompt=text, negative_prompt="ugly") for text in parts]
+    assert ours["prompt_embeds"].shape[1] == 2 * 16  # two chunks of the tokenizer's 16
+    close(ours["prompt_embeds"], torch.cat([p["prompt_embeds"] for p in plain], dim=1))
+
+
 def test_prompts_are_padded_to_the_longest_negative_and_batch(fam):
     long = " ".join(WORDS_14)
     ours = encode(fam.weighted, fam.outputs, prompt=["a cat", "a dog"], negative_prompt=[long, "ugly"])
