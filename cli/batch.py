@@ -22,7 +22,8 @@ from .files import open_image
 from .flags import check_hires, check_numbers, single, value_of
 from .presets import PRESETS
 from .run import (CLIP_SKIP_HELP, CONFIG_HELP, DISTILLED_HELP, EMBEDDING_HELP, HIRES_HELP, HIRES_STEPS_HELP,
-                  HIRES_STRENGTH_HELP, LORA_HELP, TRANSFORMER_HELP, VAE_HELP, HiresFix, build_pipeline, plan_run)
+                  HIRES_STRENGTH_HELP, LORA_HELP, PLAIN_PROMPTS_HELP, TRANSFORMER_HELP, VAE_HELP, HiresFix,
+                  build_pipeline, plan_run)
 
 # flags of `run` that `batch` does not take: absent, as if left out (run's checks read them)
 RUN_ONLY = ("prompt", "ip_adapter", "ip_adapter_image", "ip_adapter_scale", "ip_adapter_encoder", "redux", "redux_image",
@@ -153,6 +154,7 @@ def add_parser(commands) -> None:
     b.add_argument("--prediction-type", help=SAMPLING_HELP)
     b.add_argument("--zero-snr", action="store_true", help=ZERO_SNR_HELP)
     b.add_argument("--negative-prompt", help="what to steer away from (every item's default)")
+    b.add_argument("--plain-prompts", action="store_true", help=PLAIN_PROMPTS_HELP)
     b.add_argument("--image", help="every item's input image (image-to-image; inpaint with --mask-image); a JSONL "
                    "line's \"image\" (relative to the prompts file) replaces it")
     b.add_argument("--mask-image", help="every item's inpainting mask, white where the image is repainted (a JSONL "

@@ -53,13 +53,16 @@ def choose_preset(args, supplied: Collection[str] = (), family: str | None = Non
 
 def compose_blocks(preset: str, args):
     """The preset's blocks, with the ControlNet denoise loop for ``--controlnet`` and the IP-Adapter step
-    first for ``--ip-adapter`` (the auto presets have both already)."""
+    first for ``--ip-adapter`` (the auto presets have both already); SD's and SDXL's prompts read with A1111's
+    syntax (the weighted text encoder) unless ``--plain-prompts``."""
     from .. import SequentialPipelineBlocks
 
     family, workflow = preset.split("-", 1)
     blocks = load_preset(preset).copy()
     steps = importlib.import_module(f"diffblocks.blocks.{FAMILIES[family]}")
     prefix = PREFIXES[family]
+    if family != "flux" and not getattr(args, "plain_prompts", False):  # A1111's syntax, as its images' prompts
+        blocks["text_encoder"] = getattr(steps, f"{prefix}WeightedTextEncoderStep")
     if args.controlnet is not None and workflow != "controlnet" and "controlnet_input" not in blocks:  # auto has it
         workflows = FLUX_CONTROLNET if family == "flux" else CONTROLNET_DENOISE
         if workflow not in workflows:

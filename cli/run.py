@@ -64,6 +64,8 @@ DISTILLED_HELP = ("FLUX.1: the guidance the model is conditioned on (FLUX.1-dev'
                   "ComfyUI's FluxGuidance); --guidance-scale is true CFG, with a --negative-prompt")
 HIRES_STEPS_HELP = ("with --hires: the second pass's steps, of which it takes as many as its strength says (20 at 0.5: "
                     "10), as A1111's Hires steps (default: --steps)")
+PLAIN_PROMPTS_HELP = ("read SD's and SDXL's prompts as plain text, as diffusers' pipelines do (default: A1111's syntax, "
+                      "as its images hold prompts: (word:1.2) weights, BREAK, any length in chunks of 75 tokens)")
 CLIP_SKIP_HELP = ("A1111's Clip skip: 2 reads CLIP's layer before the last, as most anime SD 1.x models are used "
                   "(default: the preset's; ComfyUI's CLIPSetLastLayer -2)")
 CONFIG_HELP = ("with --model FILE (.safetensors or .ckpt): the diffusers repo whose configs, tokenizers and scheduler go "
@@ -108,6 +110,7 @@ def plan_run(args, supplied: Collection[str] | None = None) -> Plan:
                                                         f"is not (leave --preset out, or give a {presets}- one)")
     blocks = compose_blocks(preset, args)
     check_flags_fit(preset, blocks, args, supplied)
+    check_prompt_syntax(args, preset)
     if args.transformer is not None and "transformer" not in {spec.name for spec in blocks.expected_components}:
         raise FlagError.unsupported("--transformer", preset, ["FLUX.1"])
     sampling = sampling_changes(args)
@@ -346,6 +349,23 @@ def check_prompts(args) -> None:
                                   args.prompt)
 
 
+def check_prompt_syntax(args, preset: str) -> None:
+    """The prompts read with A1111's syntax (SD's and SDXL's, unless ``--plain-prompts``) parse: an unbalanced
+    bracket is one error naming the flag and the place, before anything loads."""
+    from ..blocks.prompt_weighting import parse_prompt
+    from ..components.errors import PromptSyntaxError
+
+    if preset.startswith("flux") or getattr(args, "plain_prompts", False):
+        return
+    for flag in ("--prompt", "--negative-prompt"):
+        for prompt in values_of(args, flag):
+            try:
+                parse_prompt(prompt)
+            except PromptSyntaxError as err:
+                raise FlagError.bad_value(flag, f"a prompt in A1111's syntax ({err}; --plain-prompts reads it as "
+                                                "plain text)", prompt) from err
+
+
 def run(args) -> int:
     """``diffblocks run``: render the prompts (one image each, tiled when several) to ``--out``."""
     import torch
@@ -385,6 +405,7 @@ def add_parser(commands) -> None:
     r = commands.add_parser("run", help="render prompts with a preset (default: the embedded digits model)")
     r.add_argument("--prompt", action="append", help="what to draw; repeat for several images (optional with --redux)")
     r.add_argument("--negative-prompt", help="what to steer away from")
+    r.add_argument("--plain-prompts", action="store_true", help=PLAIN_PROMPTS_HELP)
     r.add_argument("--preset", help=f"one of: {', '.join(PRESETS)}; or sd15 / sdxl to pick the workflow from the "
                                     "flags (default: sd15)")
     r.add_argument("--model", help="model folder or Hub repo, or an SD 1.x / 2.x / SDXL checkpoint file as A1111 and ComfyUI "

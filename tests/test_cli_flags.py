@@ -148,6 +148,47 @@ def test_a_schedule_type_the_scheduler_lacks_is_one_clear_error(capsys, tmp_path
     assert not (tmp_path / "a.png").exists()
 
 
+def test_prompts_read_a1111s_syntax_unless_plain(capsys, tmp_path):
+    """Weights, BREAK and long prompts as A1111 reads them (the weighted text encoder in the preset); with
+    --plain-prompts, as diffusers' pipelines read them (the preset as it is: the brackets are text)."""
+    from diffblocks.blocks.stable_diffusion import StableDiffusionWeightedTextEncoderStep
+
+    prompt, negative = "a (handwritten:1.4) digit, BREAK seven", "(blurry:1.2), faint"
+
+    def drawn(*flags):
+        out = tmp_path / f"{len(flags)}.png"
+        code, _, err = run_cli(capsys, "run", "--prompt", prompt, "--negative-prompt", negative, "--steps", str(STEPS),
+                               "--seed", "3", "--no-progress", "--device", "cpu", "--out", str(out), *flags)
+        assert code == 0, err
+        return np.asarray(Image.open(out).convert("RGB"))
+
+    def api(text_encoder=None):
+        blocks = stable_diffusion.TEXT2IMAGE_BLOCKS.copy()
+        if text_encoder is not None:
+            blocks["text_encoder"] = text_encoder
+        pipe = SequentialPipelineBlocks.from_blocks_dict(blocks).init_pipeline(str(embedded_model_path()))
+        pipe.load_components()
+        pipe.set_progress_bar_config(disable=True)
+        return np.asarray(pipe(prompt=prompt, negative_prompt=negative, num_inference_steps=STEPS,
+                               generator=torch.Generator().manual_seed(3), output="images")[0])
+
+    got, plain = drawn(), drawn("--plain-prompts")
+    assert np.array_equal(got, api(StableDiffusionWeightedTextEncoderStep))
+    assert np.array_equal(plain, api())
+    assert not np.array_equal(got, plain)
+
+
+def test_a_prompt_that_does_not_parse_is_one_error_before_loading(capsys, tmp_path):
+    from test_cli import assert_one_line_error
+
+    code, _, err = run_cli(capsys, "run", "--prompt", "a (cat", "--out", str(tmp_path / "a.png"))
+    assert_one_line_error(code, err, "--prompt must be a prompt in A1111's syntax", "'(' at position 2 is never "
+                                     "closed", "--plain-prompts reads it as plain text")
+    code, _, err = run_cli(capsys, "run", "--prompt", "a (cat", "--plain-prompts", "--no-progress",
+                           "--out", str(tmp_path / "a.png"))
+    assert code == 0, err
+
+
 def test_clip_skip_counts_as_a1111_counts(capsys, tmp_path, plain):
     """A1111's Clip skip 2 (CLIP's layer before the last) is the preset's clip_skip 1; 1 is its own last layer. It
     goes into the image as A1111 writes it, and back."""
