@@ -64,8 +64,8 @@ DISTILLED_HELP = ("FLUX.1: the guidance the model is conditioned on (FLUX.1-dev'
                   "ComfyUI's FluxGuidance); --guidance-scale is true CFG, with a --negative-prompt")
 HIRES_STEPS_HELP = ("with --hires: the second pass's steps, of which it takes as many as its strength says (20 at 0.5: "
                     "10), as A1111's Hires steps (default: --steps)")
-PLAIN_PROMPTS_HELP = ("read SD's and SDXL's prompts as plain text, as diffusers' pipelines do (default: A1111's syntax, "
-                      "as its images hold prompts: (word:1.2) weights, BREAK, any length in chunks of 75 tokens)")
+PLAIN_PROMPTS_HELP = ("read SD's and SDXL's prompts as plain text, as diffusers' pipelines do (default: A1111's "
+                      "syntax, as its images hold prompts: (word:1.2) weights, BREAK, any length in chunks of 75 tokens)")
 CLIP_SKIP_HELP = ("A1111's Clip skip: 2 reads CLIP's layer before the last, as most anime SD 1.x models are used "
                   "(default: the preset's; ComfyUI's CLIPSetLastLayer -2)")
 CONFIG_HELP = ("with --model FILE (.safetensors or .ckpt): the diffusers repo whose configs, tokenizers and scheduler go "
