@@ -15,7 +15,9 @@ from ..components.errors import FlagError
 from ..components.files import WEIGHTS_SUFFIXES
 from . import comfy
 from .choices import SCHEDULE_TYPES, sampling_changes
+from .files import lora_sources
 from .flags import HIRES_STRENGTH
+from .networks import lora_hashes, lora_tags
 
 # one "Key: value" of the last line; a value with a comma in it is quoted (A1111's own pattern)
 PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
@@ -34,9 +36,9 @@ SAMPLERS = {"DDIMScheduler": "DDIM", "DDPMScheduler": "DDPM", "EulerDiscreteSche
 
 def infotext(args, pipe, blocks, size: tuple[int, int], inputs: dict[str, Any], prompt: str | None = None,
              seed: int | None = None) -> str:
-    """What made the first image: its prompt, negative prompt, steps, sampler, guidance (FLUX.1's distilled guidance
-    too), seed, size and model, and
-    the image-to-image strength or the hires pass when there was one. ``prompt`` and ``seed`` (a batch item's)
+    """What made the first image: its prompt (with its LoRAs' tags, as A1111 writes them), negative prompt, steps,
+    sampler, guidance (FLUX.1's distilled guidance too), seed, size, model and LoRA hashes, and the image-to-image
+    strength or the hires pass when there was one. ``prompt`` and ``seed`` (a batch item's)
     stand in for ``args``'; the inputs' negative prompt for ``args``' too."""
     from .. import __version__
 
@@ -68,17 +70,25 @@ def infotext(args, pipe, blocks, size: tuple[int, int], inputs: dict[str, Any], 
         fields.update({"Denoising strength": HIRES_STRENGTH if args.hires_strength is None else args.hires_strength,
                        "Hires upscale": args.hires, "Hires steps": getattr(args, "hires_steps", None),
                        "Hires upscaler": "Lanczos"})
+    loras = lora_sources(getattr(args, "lora", None))
+    fields["Lora hashes"] = lora_hashes(loras)
     fields["Version"] = f"diffblocks {__version__}"
-    return compose((args.prompt or [""])[0] if prompt is None else prompt,
-                   inputs.get("negative_prompt", args.negative_prompt), fields)
+    prompt = (args.prompt or [""])[0] if prompt is None else prompt
+    tags = lora_tags(loras)  # where A1111's prompts hold them (and it takes them out again)
+    return compose(f"{prompt} {tags}" if tags else prompt, inputs.get("negative_prompt", args.negative_prompt), fields)
 
 
 def compose(prompt: str, negative: str | None, fields: dict[str, Any]) -> str:
-    """A1111's infotext: the prompt, ``Negative prompt: ...`` when there is one, then the fields that have a value."""
+    """A1111's infotext: the prompt, ``Negative prompt: ...`` when there is one, then the fields that have a value
+    (quoted, as A1111 quotes them, when they hold a comma, a colon or a line break)."""
     lines = [prompt, *([f"Negative prompt: {negative}"] if negative else [])]
-    lines.append(", ".join(f"{key}: {format(value, 'g') if isinstance(value, float) else value}"
+    lines.append(", ".join(f"{key}: {_quoted(format(value, 'g') if isinstance(value, float) else str(value))}"
                            for key, value in fields.items() if value is not None))
     return "\n".join(lines)
+
+
+def _quoted(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False) if any(c in text for c in ",:\n") else text
 
 
 def read(path: str) -> str:
@@ -143,7 +153,7 @@ def apply(args, path: str) -> None:
     prompt, negative, fields = parse(read(path))
     networks = [match.group(0) for match in EXTRA_NETWORK.finditer(prompt)]
     if networks and args.prompt is None:
-        prompt = EXTRA_NETWORK.sub("", prompt)
+        prompt = EXTRA_NETWORK.sub("", prompt).rstrip()  # the tags diffblocks run writes follow a space
         print(f"note: the prompt of {path} names {', '.join(networks)}, taken out of it as A1111 does; give a LoRA "
               f"as --lora FILE:WEIGHT", file=sys.stderr)
     samplers = {name: scheduler for scheduler, name in reversed(SAMPLERS.items())}  # "Euler": EulerDiscreteScheduler

@@ -266,6 +266,36 @@ def test_lora_matches_the_api_at_its_weight_and_stacks(capsys, tmp_path, loras):
     assert np.array_equal(both, api_pixels(stable_diffusion.TEXT2IMAGE_BLOCKS, with_loras((ink, 1.0), (chalk, -0.5))))
 
 
+def test_the_image_names_its_loras_as_a1111_does_and_they_read_back(capsys, tmp_path, loras):
+    """A ``<lora:NAME:WEIGHT>`` tag each after the prompt and their short hashes (A1111's: the first 12 hex
+    digits of the sha256 of a safetensors file's data, without its header), quoted as A1111 quotes a value with
+    commas; --from-image takes the tags out of the prompt again and names them, and with the files draws the
+    image again."""
+    import hashlib
+
+    from diffblocks.cli.infotext import parse
+
+    ink, chalk = loras / "ink.safetensors", loras / "chalk.safetensors"
+
+    def short(path):
+        data = path.read_bytes()
+        return hashlib.sha256(data[8 + int.from_bytes(data[:8], "little"):]).hexdigest()[:12]
+
+    out = tmp_path / "tagged.png"
+    code, _, err = run_cli(capsys, "run", "--prompt", PROMPT, "--steps", str(STEPS), "--device", "cpu", "--no-progress",
+                           "--lora", f"{ink}:0.7", "--lora", str(chalk), "--out", str(out))
+    assert code == 0, err
+    text = load(out).info["parameters"]
+    assert text.startswith(f"{PROMPT} <lora:ink:0.7> <lora:chalk:1>\n")
+    assert f'Lora hashes: "ink: {short(ink)}, chalk: {short(chalk)}"' in text
+    assert parse(text)[2]["Lora hashes"] == f"ink: {short(ink)}, chalk: {short(chalk)}"  # A1111's reading
+    code, _, err = run_cli(capsys, "run", "--from-image", str(out), "--device", "cpu", "--no-progress",
+                           "--lora", f"{ink}:0.7", "--lora", str(chalk), "--out", str(tmp_path / "again.png"))
+    assert code == 0 and "names <lora:ink:0.7>, <lora:chalk:1>, taken out of it" in err, err
+    again = load(tmp_path / "again.png")
+    assert again.tobytes() == load(out).tobytes() and again.info["parameters"] == text
+
+
 def test_batch_takes_the_lora_too(capsys, tmp_path, loras):
     (tmp_path / "prompts.txt").write_text(PROMPT + "\n")
     code, _, err = run_cli(capsys, "batch", str(tmp_path / "prompts.txt"), "--out-dir", str(tmp_path / "out"), "--steps",
