@@ -107,6 +107,8 @@ def _batch(args) -> int:
             pipe.second.set_progress_bar_config(disable=True)  # one bar for the whole batch
         report = run_batch(pipe, items, out_dir, state, args.batch_size, progress=not args.no_progress,
                            images_dir=images_dir, parameters=_parameters(args, plan, pipe))
+        if state.num_processes > 1:  # leave together: a rank that tore its group down while rank 0 still wrote
+            state.wait_for_everyone()  # the manifest once aborted at exit (gloo, "terminate called ...")
     finally:
         if state.num_processes > 1:
             state.destroy_process_group()
