@@ -111,8 +111,8 @@ def sampling_settings(state_dict: Mapping[str, torch.Tensor], family: str, shipp
     """What a checkpoint's own tensors say of how it samples, over its configs: the changes to make to the
     ``scheduler``'s config and the ``unet``'s, by component (empty: none).
 
-    - ``v_pred`` (an empty tensor trainers save, as ComfyUI does): the model predicts v; with ``ztsnr`` too, it was
-      trained with zero terminal SNR (NoobAI-XL's v-prediction models and other fine-tunes): the betas rescaled.
+    - ``v_pred`` (an empty tensor that ComfyUI and trainers save in v-prediction files): the model predicts v;
+      with ``ztsnr`` too, it was trained with zero terminal SNR (anime SDXL fine-tunes): the betas rescaled.
     - An SD 2.x file without that marker, read with the shipped configs (2.1's, a 768 v-prediction model): a 512
       epsilon model (2.0-base, 2.1-base, their fine-tunes) when its last block's norm bias spreads little.
       Configs given are taken at their word.

@@ -100,8 +100,8 @@ export const DEFAULT_WORKFLOW = {
 };
 
 /** A text-to-image document with the settings another tool's image holds: {prompt, negative, steps, seed, width,
- * height, cfg, scheduler (a scheduler node type), sampling ({prediction_type, rescale_betas_zero_snr}: the
- * scheduler node's, Euler's without a type), clipSkip (A1111's Clip skip: 2 reads CLIP's layer before the last),
+ * height, cfg, scheduler (a scheduler node type), sampling (changes to the model's scheduler config, such as
+ * prediction_type or use_karras_sigmas: the scheduler node's, Euler's without a type), clipSkip (A1111's Clip skip: 2 reads CLIP's layer before the last),
  * hires ({scale, strength, steps, seed}: a hires fix, a second pass
  * (its own steps and seed, when given); the auto preset, with the adapters' inputs, when there are adapters: a
  * ControlNet unless ``control.hires`` is false)},
