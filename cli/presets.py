@@ -6,7 +6,7 @@ import importlib
 from collections.abc import Collection
 
 from ..components.errors import FlagError
-from ..presets.names import FAMILIES, PRESETS
+from ..presets.names import FAMILIES, PRESETS, with_a1111_prompts
 from .flags import FLAG_INPUTS, given
 
 PREFIXES = {"sd15": "StableDiffusion", "sdxl": "StableDiffusionXL", "flux": "Flux"}  # block class names in diffblocks.blocks.*
@@ -58,11 +58,10 @@ def compose_blocks(preset: str, args):
     from .. import SequentialPipelineBlocks
 
     family, workflow = preset.split("-", 1)
-    blocks = load_preset(preset).copy()
+    blocks = load_preset(preset)
+    blocks = blocks.copy() if getattr(args, "plain_prompts", False) else with_a1111_prompts(preset, blocks)
     steps = importlib.import_module(f"diffblocks.blocks.{FAMILIES[family]}")
     prefix = PREFIXES[family]
-    if family != "flux" and not getattr(args, "plain_prompts", False):  # A1111's syntax, as its images' prompts
-        blocks["text_encoder"] = getattr(steps, f"{prefix}WeightedTextEncoderStep")
     if args.controlnet is not None and workflow != "controlnet" and "controlnet_input" not in blocks:  # auto has it
         workflows = FLUX_CONTROLNET if family == "flux" else CONTROLNET_DENOISE
         if workflow not in workflows:

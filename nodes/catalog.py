@@ -2,7 +2,8 @@
 
 - each block class in ``diffblocks.blocks`` (leaf, sequential, loop wrapper and auto blocks) by its class name;
   loop sub-blocks (``__call__(components, block_state, i, t)``) run only inside their loop and are left out;
-- each preset as ``preset:<name>`` (the CLI's names: ``sd15-text2image``, ...);
+- each preset as ``preset:<name>`` (the CLI's names: ``sd15-text2image``, ...), SD's and SDXL's reading prompts in
+  A1111's syntax as the CLI does (``presets.names.with_a1111_prompts``);
 - ``LoadComponents``, ``LoadImage``; the image utilities (``ScaleImage``, ``CropImage``, ``PadImage``,
   ``InvertMask``, ``ImageToMask``); each guider class and each scheduler class;
 - blocks a user registers (:func:`register`) or loads from a trusted modular repo (:func:`register_repo`).
@@ -62,12 +63,12 @@ def _category(module: str) -> str:
 
 def _preset_nodes() -> list[NodeType]:
     from ..modular_pipelines.sequential import SequentialPipelineBlocks
-    from ..presets.names import PRESETS
+    from ..presets.names import PRESETS, with_a1111_prompts
 
     nodes = []
     for name, (module, attr) in PRESETS.items():
         try:
-            blocks = getattr(importlib.import_module(f"diffblocks.presets.{module}"), attr)
+            blocks = with_a1111_prompts(name, getattr(importlib.import_module(f"diffblocks.presets.{module}"), attr))
         except (ImportError, AttributeError):
             continue
         nodes.append(BlockNode(f"preset:{name}", lambda b=blocks: SequentialPipelineBlocks.from_blocks_dict(b),

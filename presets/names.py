@@ -16,3 +16,20 @@ FAMILY_WORKFLOWS = {"sd15": _SD, "sdxl": _SD,
 PRESETS = {f"{family}-{workflow}": (module, WORKFLOWS[workflow])
            for family, module in FAMILIES.items() for workflow in FAMILY_WORKFLOWS[family]}
 """``{name: (module under diffblocks.presets, attribute)}``."""
+
+
+def with_a1111_prompts(name: str, blocks):
+    """A copy of preset ``name``'s ``blocks`` whose SD or SDXL prompts are read in A1111's syntax ((word:1.2)
+    weights, BREAK, any length): the weighted text encoder in place of the plain one, as ``diffblocks run`` and the
+    ``preset:`` node types read prompts (a prompt without that syntax encodes bitwise as the plain one). FLUX.1's
+    presets are left as they are."""
+    import importlib
+
+    family = name.split("-", 1)[0]
+    blocks = blocks.copy()
+    if family == "flux" or "text_encoder" not in blocks:
+        return blocks
+    steps = importlib.import_module(f"diffblocks.blocks.{FAMILIES[family]}")
+    blocks["text_encoder"] = getattr(steps, f"{'StableDiffusionXL' if family == 'sdxl' else 'StableDiffusion'}"
+                                            "WeightedTextEncoderStep")
+    return blocks
