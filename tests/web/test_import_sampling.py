@@ -1,7 +1,8 @@
-"""How another tool's graph or image samples, imported: ComfyUI's ModelSamplingDiscrete (a v-prediction checkpoint
-whose file does not say so) and ``diffblocks run``'s Prediction type and Zero SNR become the scheduler node's
-``prediction_type`` and ``rescale_betas_zero_snr``; Karras spacing its ``use_karras_sigmas``; A1111's Clip skip and
-ComfyUI's CLIPSetLastLayer the preset's ``clip_skip``. Each draws what ``diffblocks run`` draws."""
+"""How another tool's graph or image samples and reads its prompt, imported: ComfyUI's ModelSamplingDiscrete (a
+v-prediction checkpoint whose file does not say so) and ``diffblocks run``'s Prediction type and Zero SNR become the
+scheduler node's ``prediction_type`` and ``rescale_betas_zero_snr``; Karras spacing its ``use_karras_sigmas``;
+A1111's Clip skip and ComfyUI's CLIPSetLastLayer the preset's ``clip_skip``; A1111's weights and BREAK read by the
+preset as by ``diffblocks run``. Each draws what ``diffblocks run`` draws."""
 
 from __future__ import annotations
 
@@ -132,3 +133,27 @@ def test_clip_skip_in_a1111s_and_comfyuis_images_is_the_presets(page, server, tm
                      "--out", str(tmp_path / "cli.png")]) == 0
         assert np.array_equal(pixels(server, shown_image(page)),
                               np.asarray(Image.open(tmp_path / "cli.png").convert("RGB")))
+
+
+def test_a_weighted_a1111_prompt_draws_on_the_page_what_run_draws(page, server, tmp_path):
+    """Weights and BREAK in an A1111 prompt: the page's preset reads them as ``diffblocks run --from-image`` does
+    (A1111's syntax in both), so the pixels are the same."""
+    from diffblocks.cli import main
+
+    info = PngInfo()
+    info.add_text("parameters", "a (handwritten:1.3) digit BREAK four\nNegative prompt: [blurry]\nSteps: 6, Sampler: "
+                                "Euler a, CFG scale: 5, Seed: 3, Size: 32x32, Model: embedded")
+    Image.new("RGB", (32, 32)).save(tmp_path / "weighted.png", pnginfo=info)
+    open_editor(page, server)
+    page.evaluate(DROP_FILE, ["weighted.png", "image/png", base64.b64encode((tmp_path / "weighted.png").read_bytes())
+                              .decode()])
+    expect(node(page, "run").locator('[data-input="prompt"] textarea')).to_have_value(
+        "a (handwritten:1.3) digit BREAK four")
+    run(page)
+    assert main(["run", "--from-image", str(tmp_path / "weighted.png"), "--device", "cpu", "--no-progress",
+                 "--out", str(tmp_path / "cli.png")]) == 0
+    assert main(["run", "--from-image", str(tmp_path / "weighted.png"), "--device", "cpu", "--no-progress",
+                 "--plain-prompts", "--out", str(tmp_path / "plain.png")]) == 0
+    drawn = pixels(server, shown_image(page))
+    assert np.array_equal(drawn, np.asarray(Image.open(tmp_path / "cli.png").convert("RGB")))
+    assert not np.array_equal(drawn, np.asarray(Image.open(tmp_path / "plain.png").convert("RGB")))
