@@ -20,7 +20,7 @@ GUIDERS = {
 SCHEDULER_NAMES = {"ddim": "DDIMScheduler", "ddpm": "DDPMScheduler", "euler": "EulerDiscreteScheduler",
                    "euler-a": "EulerAncestralDiscreteScheduler", "dpm++": "DPMSolverMultistepScheduler",
                    "dpm++-sde": "DPMSolverMultistepScheduler", "unipc": "UniPCMultistepScheduler",
-                   "lcm": "LCMScheduler", "heun": "HeunDiscreteScheduler"}
+                   "lcm": "LCMScheduler", "heun": "HeunDiscreteScheduler", "lms": "LMSDiscreteScheduler"}
 # short names that are a scheduler with settings of its own (A1111's DPM++ 2M SDE, ComfyUI's dpmpp_2m_sde)
 SCHEDULER_SETTINGS = {"dpm++-sde": {"algorithm_type": "sde-dpmsolver++"}}
 
@@ -50,7 +50,7 @@ ZERO_SNR_HELP = ("the model was trained with zero terminal SNR: its scheduler's 
 # A1111's schedule types (ComfyUI's "scheduler" widget) that our sigma-based schedulers take -> their config switch
 SCHEDULE_TYPES = {"karras": "use_karras_sigmas", "exponential": "use_exponential_sigmas"}
 SCHEDULE_HELP = ("the spacing of the noise levels: karras or exponential (A1111's Schedule type, ComfyUI's scheduler; "
-                 "euler, heun, dpm++ and unipc take them; default: the scheduler's)")
+                 "euler, heun, lms, dpm++ and unipc take them; default: the scheduler's)")
 
 
 def schedule_changes(args) -> dict:
@@ -70,7 +70,7 @@ def check_schedule(args, scheduler: type) -> None:
     changes = schedule_changes(args)
     if changes and not set(changes) <= set(inspect.signature(scheduler.__init__).parameters):
         raise FlagError.unusable("--schedule-type", args.schedule_type, f"{scheduler.__name__} has no such spacing "
-                                 "(euler, heun, dpm++ and unipc do: give --scheduler)")
+                                 "(euler, heun, lms, dpm++ and unipc do: give --scheduler)")
 
 
 def sampling_changes(args) -> dict:

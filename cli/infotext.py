@@ -30,7 +30,7 @@ EXTRA_NETWORK = re.compile(r"<(\w+):([^>]+)>")
 SAMPLERS = {"DDIMScheduler": "DDIM", "DDPMScheduler": "DDPM", "EulerDiscreteScheduler": "Euler",
             "EulerAncestralDiscreteScheduler": "Euler a", "DPMSolverMultistepScheduler": "DPM++ 2M",
             "UniPCMultistepScheduler": "UniPC", "LCMScheduler": "LCM", "FlowMatchEulerDiscreteScheduler": "Euler",
-            "HeunDiscreteScheduler": "Heun",
+            "HeunDiscreteScheduler": "Heun", "LMSDiscreteScheduler": "LMS",
             "dpm++-sde": "DPM++ 2M SDE"}  # a --scheduler short name: DPM++ with the SDE algorithm
 
 

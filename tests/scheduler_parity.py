@@ -11,6 +11,9 @@ import torch
 from diffblocks.components.schedulers import SCHEDULERS
 
 ATOL = 1e-6  # max abs difference allowed per step (measured: 0.0, the updates are bit-for-bit equal)
+# LMS: diffusers integrates each step's coefficients numerically (scipy's quad) over an integrand it evaluates in
+# float32; ours are the exact integrals of the same polynomials, so the steps differ by that float32 rounding
+ATOL_BY = {"LMSDiscreteScheduler": 2e-5}
 STEPS = 30
 SHAPE = (2, 4, 8, 8)
 SD = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
@@ -39,9 +42,9 @@ def toy_model(x_in, t, reference, target, step):
     return (out + wobble).float()
 
 
-def assert_close(ours, theirs, what):
+def assert_close(ours, theirs, what, atol=ATOL):
     diff = (ours - theirs).abs().max().item()
-    assert diff <= ATOL, f"{what}: max abs diff {diff:.3g} > {ATOL}"
+    assert diff <= atol, f"{what}: max abs diff {diff:.3g} > {atol}"
 
 
 def assert_same_schedule(ours, theirs):
@@ -58,17 +61,18 @@ def run_parity(ours, theirs, timesteps, sample, step_kw=None, seed=0):
     x_ours, x_theirs = sample.clone(), sample.clone()
     gen_ours, gen_theirs = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
     takes_generator = "generator" in inspect.signature(theirs.step).parameters
+    atol = ATOL_BY.get(type(ours).__name__, ATOL)
     for i, t in enumerate(timesteps):
         in_ours, in_theirs = ours.scale_model_input(x_ours, t), theirs.scale_model_input(x_theirs, t)
-        assert_close(in_ours, in_theirs, f"scale_model_input at step {i}")
+        assert_close(in_ours, in_theirs, f"scale_model_input at step {i}", atol)  # of the samples so far
         output = toy_model(in_theirs, t, theirs, target, i)
         extra = {"generator": gen_theirs} if takes_generator else {}
         res_theirs = theirs.step(output, t, x_theirs, **(step_kw or {}), **extra)
         res_ours = ours.step(output, t, x_ours, generator=gen_ours, **(step_kw or {}))
         assert torch.isfinite(res_theirs.prev_sample).all(), "the reference itself diverged; pick another config"
-        assert_close(res_ours.prev_sample, res_theirs.prev_sample, f"prev_sample at step {i} (t={t})")
+        assert_close(res_ours.prev_sample, res_theirs.prev_sample, f"prev_sample at step {i} (t={t})", atol)
         x0_theirs = getattr(res_theirs, "pred_original_sample", getattr(res_theirs, "denoised", None))
         if x0_theirs is not None:
-            assert_close(res_ours.pred_original_sample, x0_theirs, f"pred_original_sample at step {i}")
+            assert_close(res_ours.pred_original_sample, x0_theirs, f"pred_original_sample at step {i}", atol)
         x_ours, x_theirs = res_ours.prev_sample, res_theirs.prev_sample
     return x_ours

@@ -15,6 +15,7 @@ from .euler_ancestral import EulerAncestralDiscreteScheduler
 from .flow_match_euler import FlowMatchEulerDiscreteScheduler
 from .heun import HeunDiscreteScheduler
 from .lcm import LCMScheduler
+from .lms import LMSDiscreteScheduler
 from .unipc import UniPCMultistepScheduler
 
 SCHEDULERS: dict[str, type[SchedulerMixin]] = {
@@ -29,6 +30,7 @@ SCHEDULERS: dict[str, type[SchedulerMixin]] = {
         UniPCMultistepScheduler,
         FlowMatchEulerDiscreteScheduler,
         HeunDiscreteScheduler,
+        LMSDiscreteScheduler,
     )
 }
 
@@ -42,6 +44,7 @@ __all__ = [
     "FrozenConfig",
     "HeunDiscreteScheduler",
     "LCMScheduler",
+    "LMSDiscreteScheduler",
     "SchedulerConfig",
     "SchedulerMixin",
     "SchedulerOutput",

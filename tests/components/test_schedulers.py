@@ -32,6 +32,7 @@ PREDICTIONS = {
     "LCMScheduler": ("epsilon", "v_prediction", "sample"),
     "UniPCMultistepScheduler": ("epsilon", "v_prediction", "sample"),
     "HeunDiscreteScheduler": ("epsilon", "v_prediction", "sample"),
+    "LMSDiscreteScheduler": ("epsilon", "v_prediction", "sample"),
 }
 
 # (scheduler, config, step kwargs, number of steps)
@@ -40,6 +41,8 @@ VARIANTS = [
     ("HeunDiscreteScheduler", {**SD, "timestep_spacing": "leading", "steps_offset": 1}, {}, STEPS),
     ("HeunDiscreteScheduler", {**SD, "use_exponential_sigmas": True, "clip_sample": True}, {}, STEPS),
     ("HeunDiscreteScheduler", {**SD, "timestep_spacing": "trailing", "prediction_type": "v_prediction"}, {}, 7),
+    ("LMSDiscreteScheduler", {**SD, "use_karras_sigmas": True}, {}, STEPS),
+    ("LMSDiscreteScheduler", {**SD, "timestep_spacing": "leading", "steps_offset": 1}, {"order": 2}, STEPS),
     ("EulerDiscreteScheduler", {**SD, "use_karras_sigmas": True}, {}, STEPS),
     ("EulerDiscreteScheduler", {**SD, "timestep_spacing": "leading", "steps_offset": 1}, {}, STEPS),
     ("EulerDiscreteScheduler", {**SD, **ZSNR}, {}, STEPS),

@@ -20,7 +20,7 @@ STEPS = 4
 FAMILIES = {
     "sd": SimpleNamespace(preset=stable_diffusion, ref="StableDiffusion{}Pipeline", repo="sd_repo", extra={},
                           schedulers=["EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler",
-                                      "HeunDiscreteScheduler"]),
+                                      "HeunDiscreteScheduler", "LMSDiscreteScheduler"]),
     "sdxl": SimpleNamespace(preset=stable_diffusion_xl, ref="StableDiffusionXL{}Pipeline", repo="sdxl_repo",
                             extra={"prompt_2": "a dog"}, schedulers=["EulerAncestralDiscreteScheduler", "UniPCMultistepScheduler"]),
 }

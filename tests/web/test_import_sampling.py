@@ -38,7 +38,7 @@ def test_comfyuis_model_sampling_is_the_scheduler_nodes_and_draws_what_run_draws
     graph = json.loads(json.dumps(COMFY_PROMPT))
     graph["20"] = {"class_type": "ModelSamplingDiscrete", "inputs": {"sampling": "v_prediction", "zsnr": True,
                                                                      "model": ["4", 0]}}
-    graph["3"]["inputs"].update(model=["20", 0], sampler_name="lms")
+    graph["3"]["inputs"].update(model=["20", 0], sampler_name="dpm_2")
     info = PngInfo()
     info.add_text("prompt", json.dumps(graph))
     Image.new("RGB", (32, 32)).save(tmp_path / "vpred.png", pnginfo=info)
@@ -46,7 +46,7 @@ def test_comfyuis_model_sampling_is_the_scheduler_nodes_and_draws_what_run_draws
     assert nodes["sampler"] == {"type": "EulerDiscreteScheduler", "inputs": {
         "scheduler": {"node": "load", "output": "scheduler"}, **V_PREDICTION}}
     assert nodes["run"]["inputs"]["scheduler"] == {"node": "sampler", "output": "scheduler"}
-    expect(page.get_by_test_id("notice")).to_contain_text("the sampler 'lms' (Euler here)")
+    expect(page.get_by_test_id("notice")).to_contain_text("the sampler 'dpm_2' (Euler here)")
     assert "ModelSamplingDiscrete" not in page.get_by_test_id("notice").inner_text()  # carried over, not left out
     run(page)
     page.screenshot(path=str(shots / "40-model-sampling.png"))

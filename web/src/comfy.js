@@ -12,7 +12,7 @@ const SAMPLERS = {
   euler: 'EulerDiscreteScheduler', euler_ancestral: 'EulerAncestralDiscreteScheduler', ddim: 'DDIMScheduler',
   ddpm: 'DDPMScheduler', dpmpp_2m: 'DPMSolverMultistepScheduler', uni_pc: 'UniPCMultistepScheduler', lcm: 'LCMScheduler',
   dpmpp_2m_sde: 'DPMSolverMultistepScheduler', dpmpp_2m_sde_gpu: 'DPMSolverMultistepScheduler',
-  heun: 'HeunDiscreteScheduler',
+  heun: 'HeunDiscreteScheduler', lms: 'LMSDiscreteScheduler',
 };
 // samplers that are a scheduler node type with settings of their own (ComfyUI's and A1111's names)
 export const SAMPLER_SETTINGS = { dpmpp_2m_sde: { algorithm_type: 'sde-dpmsolver++' },
@@ -24,7 +24,7 @@ const PREDICTIONS = { eps: 'epsilon', v_prediction: 'v_prediction' };
 // A1111's schedule types (ComfyUI's scheduler widget) -> the switch of the scheduler node types that have it
 const SPACINGS = { karras: 'use_karras_sigmas', exponential: 'use_exponential_sigmas' };
 const SPACED = new Set(['EulerDiscreteScheduler', 'DPMSolverMultistepScheduler', 'UniPCMultistepScheduler',
-  'HeunDiscreteScheduler']);
+  'HeunDiscreteScheduler', 'LMSDiscreteScheduler']);
 
 /** The changes to the model's scheduler config ({prediction_type, rescale_betas_zero_snr, use_karras_sigmas, ...})
  * for what a model is set to predict (`prediction`: 'epsilon' or 'v_prediction', or null), with zero terminal SNR

@@ -45,7 +45,7 @@ const SAMPLERS = {
   DDIM: 'DDIMScheduler', DDPM: 'DDPMScheduler', Euler: 'EulerDiscreteScheduler', 'Euler a': 'EulerAncestralDiscreteScheduler',
   'DPM++ 2M': 'DPMSolverMultistepScheduler', UniPC: 'UniPCMultistepScheduler', LCM: 'LCMScheduler',
   'DPM++ 2M SDE': 'DPMSolverMultistepScheduler', // with its SDE algorithm (comfy.js's SAMPLER_SETTINGS)
-  Heun: 'HeunDiscreteScheduler',
+  Heun: 'HeunDiscreteScheduler', LMS: 'LMSDiscreteScheduler',
 };
 // one "Key: value" of the parameters line; a value with a comma in it is quoted (A1111's own pattern)
 const PARAM = /\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)/g;
