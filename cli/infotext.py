@@ -191,6 +191,9 @@ def apply(args, path: str) -> None:
                   file=sys.stderr)
     elif args.image is not None:
         found["strength"] = _number(fields, "Denoising strength", float)
+    for key, what in UNTAKEN.items():
+        if fields.get(key):
+            print(f"note: {path} was drawn with {what.format(fields[key])}; not taken here", file=sys.stderr)
     if fields.get("VAE") and getattr(args, "vae", None) is None:
         print(f"note: {path} was decoded by the VAE {fields['VAE']}; give it as --vae FILE", file=sys.stderr)
     units = [(_unit_value(value, "model"), _unit_value(value, "module") or "")
@@ -220,6 +223,14 @@ def _schedule(fields: dict[str, str], path: str) -> tuple[str | None, str | None
         print(f"note: {path} was drawn with the {schedule} schedule type; the sampler's own spacing is taken here",
               file=sys.stderr)
     return sampler, schedule.lower() if schedule and schedule.lower() in SCHEDULE_TYPES else None
+
+
+# A1111's fields that change the image and are not taken -> what the note says of the value
+UNTAKEN = {"Hires prompt": "the hires pass's own prompt (it takes the first pass's)",
+           "Hires negative prompt": "the hires pass's own negative prompt (it takes the first pass's)",
+           "Hires sampler": "the hires pass's own sampler '{}'", "Hires CFG Scale": "the hires pass's own CFG scale {}",
+           "Refiner": "SDXL's refiner pass ({}), which diffblocks does not run",
+           "ADetailer model": "ADetailer's pass ({}: faces found and painted again)"}
 
 
 # sd-webui-controlnet's units: "ControlNet 0: \"Module: canny, Model: control_v11p_sd15_canny [d14c016b], ...\""

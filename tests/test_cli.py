@@ -232,8 +232,9 @@ def test_from_image_renders_the_same_image_again_and_flags_override_it(capsys, t
 
 def test_from_image_takes_a1111s_extra_networks_out_of_the_prompt_and_names_them(capsys, tmp_path):
     """``<lora:ink:0.8>`` in an A1111 prompt is no text to encode: A1111 takes it out, so does ``--from-image``,
-    drawing what the prompt without it draws, and says so on stderr; so it says of a hires upscaler it replaces, and
-    of the VAE, ControlNet and IP-Adapter the image names."""
+    drawing what the prompt without it draws, and says so on stderr; so it says of a hires upscaler it replaces, of
+    the VAE, ControlNet and IP-Adapter the image names, and of the passes it does not run (the hires pass's own
+    prompt and sampler, SDXL's refiner, ADetailer's)."""
     from PIL.PngImagePlugin import PngInfo
 
     info = PngInfo()
@@ -241,7 +242,9 @@ def test_from_image_takes_a1111s_extra_networks_out_of_the_prompt_and_names_them
                                 "Seed: 11, Size: 32x32, Hires upscale: 1.5, Hires upscaler: 4x-UltraSharp, "
                                 "VAE: vae-ft-mse-840000-ema-pruned.safetensors, ControlNet 0: \"Module: canny, Model: "
                                 "control_v11p_sd15_canny [d14c016b], Weight: 1, Guidance Start: 0, Guidance End: 1\", "
-                                "ControlNet 1: \"Module: ip-adapter_clip_sd15, Model: ip-adapter_sd15 [6a3f6166]\"")
+                                "ControlNet 1: \"Module: ip-adapter_clip_sd15, Model: ip-adapter_sd15 [6a3f6166]\", "
+                                "Hires prompt: a bold seven, Hires sampler: DPM++ 2M, Refiner: sd_xl_refiner_1.0 "
+                                "[7440042bbd], Refiner switch at: 0.8, ADetailer model: face_yolov8n.pt")
     Image.new("RGB", (8, 8)).save(tmp_path / "tagged.png", pnginfo=info)
     code, _, err = run_cli(capsys, "run", "--from-image", str(tmp_path / "tagged.png"),
                            "--out", str(tmp_path / "a.png"), "--no-progress")
@@ -256,6 +259,10 @@ def test_from_image_takes_a1111s_extra_networks_out_of_the_prompt_and_names_them
             "as --controlnet FILE --control-image IMAGE") in err
     assert (f"note: {tmp_path / 'tagged.png'} was drawn with the IP-Adapter ip-adapter_sd15; give it as --ip-adapter "
             "FILE --ip-adapter-image IMAGE") in err
+    for what in ("the hires pass's own prompt (it takes the first pass's)", "the hires pass's own sampler 'DPM++ 2M'",
+                 "SDXL's refiner pass (sd_xl_refiner_1.0 [7440042bbd]), which diffblocks does not run",
+                 "ADetailer's pass (face_yolov8n.pt: faces found and painted again)"):
+        assert f"note: {tmp_path / 'tagged.png'} was drawn with {what}; not taken here" in err
     code, _, err = run_cli(capsys, "run", "--prompt", "a handwritten seven", "--steps", "3", "--scheduler", "euler-a",
                            "--seed", "11", "--hires", "1.5", "--out", str(tmp_path / "b.png"), "--no-progress")
     assert code == 0, err

@@ -157,3 +157,22 @@ def test_a_weighted_a1111_prompt_draws_on_the_page_what_run_draws(page, server, 
     drawn = pixels(server, shown_image(page))
     assert np.array_equal(drawn, np.asarray(Image.open(tmp_path / "cli.png").convert("RGB")))
     assert not np.array_equal(drawn, np.asarray(Image.open(tmp_path / "plain.png").convert("RGB")))
+
+
+def test_the_notice_names_the_passes_an_a1111_image_had_that_the_page_does_not_run(page, server, tmp_path):
+    """The hires pass's own prompt and sampler, SDXL's refiner and ADetailer change A1111's image: the notice
+    names them as left out (before, nothing was said)."""
+    info = PngInfo()
+    info.add_text("parameters", "a handwritten digit four\nSteps: 6, Sampler: Euler a, CFG scale: 5, Seed: 3, Size: "
+                                "32x32, Denoising strength: 0.5, Hires upscale: 1.5, Hires prompt: a bold four, Hires "
+                                "sampler: DPM++ 2M, Refiner: sd_xl_refiner_1.0 [7440042bbd], Refiner switch at: 0.8, "
+                                "ADetailer model: face_yolov8n.pt")
+    Image.new("RGB", (32, 32)).save(tmp_path / "passes.png", pnginfo=info)
+    open_editor(page, server)
+    page.evaluate(DROP_FILE, ["passes.png", "image/png", base64.b64encode((tmp_path / "passes.png").read_bytes())
+                              .decode()])
+    notice = page.get_by_test_id("notice")
+    for what in ("the hires pass's own prompt (it takes the first pass's)", "the hires pass's own sampler 'DPM++ 2M'",
+                 "SDXL's refiner pass (sd_xl_refiner_1.0 [7440042bbd]), which diffblocks does not run",
+                 "ADetailer's pass (face_yolov8n.pt: faces found and painted again)"):
+        expect(notice).to_contain_text(what)

@@ -47,6 +47,15 @@ const SAMPLERS = {
   'DPM++ 2M SDE': 'DPMSolverMultistepScheduler', // with its SDE algorithm (comfy.js's SAMPLER_SETTINGS)
   Heun: 'HeunDiscreteScheduler', LMS: 'LMSDiscreteScheduler',
 };
+// A1111's fields that change the image and are not carried over -> how the notice names them
+const UNTAKEN = {
+  'Hires prompt': () => "the hires pass's own prompt (it takes the first pass's)",
+  'Hires negative prompt': () => "the hires pass's own negative prompt",
+  'Hires sampler': (value) => `the hires pass's own sampler '${value}'`,
+  'Hires CFG Scale': (value) => `the hires pass's own CFG scale ${value}`,
+  Refiner: (value) => `SDXL's refiner pass (${value}), which diffblocks does not run`,
+  'ADetailer model': (value) => `ADetailer's pass (${value}: faces found and painted again)`,
+};
 // one "Key: value" of the parameters line; a value with a comma in it is quoted (A1111's own pattern)
 const PARAM = /\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)/g;
 
@@ -126,6 +135,7 @@ export function parametersSettings(text) {
   };
   const unknownSampler = samplerLeftOut(sampler, settings);
   if (unknownSampler && !('Distilled CFG Scale' in fields)) others.push(unknownSampler);
+  for (const [key, what] of Object.entries(UNTAKEN)) if (fields[key]) others.push(what(fields[key]));
   const upscaler = fields['Hires upscaler'];
   if (number('Hires upscale')) { // enlarged by lanczos, as diffblocks run --from-image does
     settings.hires = { scale: number('Hires upscale'), strength: number('Denoising strength') ?? HIRES_STRENGTH,
