@@ -46,6 +46,23 @@ def convert_sigmas(config, sigmas: np.ndarray, num_steps: int) -> np.ndarray | N
     return None
 
 
+def spaced_sigmas(scheduler, num_steps: int, timesteps=None) -> tuple[np.ndarray, np.ndarray]:
+    """``(timesteps, sigmas)`` of ``num_steps`` steps with ``scheduler``'s spacing (or at custom ``timesteps``),
+    its training sigmas interpolated there, or its Karras / exponential / beta sigmas and their timesteps when its
+    config asks (the final zero sigma not added): the schedule of the k-diffusion samplers (Heun, LMS)."""
+    cfg = scheduler.config
+    if timesteps is None:
+        timesteps = spaced_timesteps(cfg.timestep_spacing, cfg.num_train_timesteps, num_steps, cfg.steps_offset,
+                                     integer=False)
+    timesteps = np.asarray(timesteps, dtype=np.float32)
+    train = training_sigmas(scheduler.alphas_cumprod)
+    sigmas = np.interp(timesteps, np.arange(0, len(train)), train)
+    converted = convert_sigmas(cfg, sigmas, num_steps)
+    if converted is None:
+        return timesteps, sigmas
+    return sigma_to_t(converted, np.log(train)), converted
+
+
 class EulerDiscreteScheduler(SigmaSchedulerMixin):
     """Euler sampler over Karras sigmas, the k-diffusion ``sample_euler`` (with optional churn).
 

@@ -7,8 +7,7 @@ import numpy as np
 import torch
 
 from .base import SigmaSchedulerMixin, register_scheduler_config
-from .euler import check_one_sigma_schedule, convert_sigmas
-from .schedules import sigma_to_t, spaced_timesteps, training_sigmas
+from .euler import check_one_sigma_schedule, spaced_sigmas
 from .updates import karras_denoised
 
 
@@ -58,20 +57,10 @@ class HeunDiscreteScheduler(SigmaSchedulerMixin):
 
     def set_timesteps(self, num_inference_steps=None, device=None, timesteps=None) -> None:
         """The schedule of ``num_inference_steps`` sigmas (or of custom ``timesteps``), each after the first twice."""
-        cfg = self.config
         if timesteps is not None:
-            timesteps = np.array(timesteps, dtype=np.float32)
             num_inference_steps = len(timesteps)
-        else:
-            timesteps = spaced_timesteps(
-                cfg.timestep_spacing, cfg.num_train_timesteps, num_inference_steps, cfg.steps_offset, integer=False
-            ).astype(np.float32)
         self.num_inference_steps = num_inference_steps
-        train = training_sigmas(self.alphas_cumprod)
-        sigmas = np.interp(timesteps, np.arange(0, len(train)), train)
-        converted = convert_sigmas(cfg, sigmas, num_inference_steps)
-        if converted is not None:
-            sigmas, timesteps = converted, sigma_to_t(converted, np.log(train))
+        timesteps, sigmas = spaced_sigmas(self, num_inference_steps, timesteps)
         sigmas = torch.from_numpy(np.concatenate([sigmas, [0.0]]).astype(np.float32))
         self.sigmas = torch.cat([sigmas[:1], sigmas[1:-1].repeat_interleave(2), sigmas[-1:]])  # read on the host
         timesteps = torch.from_numpy(np.asarray(timesteps))

@@ -8,8 +8,8 @@ import torch
 from numpy.polynomial import polynomial
 
 from .base import SigmaSchedulerMixin, register_scheduler_config
-from .euler import check_one_sigma_schedule, convert_sigmas
-from .schedules import sigma_to_t, spaced_timesteps, training_sigmas
+from .euler import check_one_sigma_schedule, spaced_sigmas
+from .schedules import training_sigmas
 from .updates import karras_denoised
 
 
@@ -67,16 +67,8 @@ class LMSDiscreteScheduler(SigmaSchedulerMixin):
     def set_timesteps(self, num_inference_steps: int, device=None) -> None:
         """The schedule of ``num_inference_steps`` sigmas with the configured spacing (and Karras / exponential /
         beta sigmas when the config asks)."""
-        cfg = self.config
         self.num_inference_steps = num_inference_steps
-        timesteps = spaced_timesteps(
-            cfg.timestep_spacing, cfg.num_train_timesteps, num_inference_steps, cfg.steps_offset, integer=False
-        ).astype(np.float32)
-        train = training_sigmas(self.alphas_cumprod)
-        sigmas = np.interp(timesteps, np.arange(0, len(train)), train)
-        converted = convert_sigmas(cfg, sigmas, num_inference_steps)
-        if converted is not None:
-            sigmas, timesteps = converted, sigma_to_t(converted, np.log(train))
+        timesteps, sigmas = spaced_sigmas(self, num_inference_steps)
         self.sigmas = torch.from_numpy(np.concatenate([sigmas, [0.0]]).astype(np.float32))  # read on the host
         self.timesteps = torch.from_numpy(np.asarray(timesteps)).to(device=device, dtype=torch.float32)
         self.derivatives = []
