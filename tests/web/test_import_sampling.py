@@ -19,6 +19,24 @@ from test_editor import COMFY_PROMPT, DROP_FILE
 V_PREDICTION = {"prediction_type": "v_prediction", "rescale_betas_zero_snr": True}
 
 
+def image_with(path, key, text):
+    """A blank PNG at ``path`` holding ``text`` as its ``key`` chunk (A1111's "parameters", ComfyUI's "prompt")."""
+    info = PngInfo()
+    info.add_text(key, text)
+    Image.new("RGB", (32, 32)).save(path, pnginfo=info)
+    return path
+
+
+def run_draws_as_cli(page, server, path):
+    """Run the page's workflow; it must draw what ``diffblocks run --from-image`` draws from ``path``."""
+    from diffblocks.cli import main
+
+    run(page)
+    out = path.with_name(path.stem + "-cli.png")
+    assert main(["run", "--from-image", str(path), "--device", "cpu", "--no-progress", "--out", str(out)]) == 0
+    assert np.array_equal(pixels(server, shown_image(page)), np.asarray(Image.open(out).convert("RGB")))
+
+
 def drop(page, server, path, again=False):
     """Drop the image at ``path`` on a fresh editor (``again``: on this one, reset); returns the workflow's nodes."""
     if again:
@@ -77,8 +95,6 @@ def test_karras_spacing_in_a1111s_and_comfyuis_images_is_the_scheduler_nodes(pag
     """The commonest settings of both: DPM++ 2M with Karras sigmas (A1111's older "DPM++ 2M Karras", ComfyUI's
     dpmpp_2m sampler with its karras scheduler), DPM++ 2M SDE, and Heun: the scheduler node with use_karras_sigmas
     (and the SDE algorithm), which draws what ``diffblocks run --from-image`` draws."""
-    from diffblocks.cli import main
-
     graph = json.loads(json.dumps(COMFY_PROMPT))
     graph["3"]["inputs"].update(sampler_name="dpmpp_2m", scheduler="karras")
     sde = json.loads(json.dumps(graph))
@@ -95,25 +111,16 @@ def test_karras_spacing_in_a1111s_and_comfyuis_images_is_the_scheduler_nodes(pag
             ("comfy-sde.png", "prompt", json.dumps(sde), with_sde),
             ("heun.png", "parameters", a1111 + "Heun, Schedule type: Karras, CFG scale: 5, Seed: 3, Size: 32x32",
              settings))):
-        info = PngInfo()
-        info.add_text(key, text)
-        Image.new("RGB", (32, 32)).save(tmp_path / name, pnginfo=info)
-        nodes = drop(page, server, tmp_path / name, again=index > 0)
+        nodes = drop(page, server, image_with(tmp_path / name, key, text), again=index > 0)
         kind = "HeunDiscreteScheduler" if name == "heun.png" else "DPMSolverMultistepScheduler"
         assert nodes["sampler"] == {"type": kind, "inputs": {
             "scheduler": {"node": "load", "output": "scheduler"}, **expected}}
-        run(page)
-        assert main(["run", "--from-image", str(tmp_path / name), "--device", "cpu", "--no-progress",
-                     "--out", str(tmp_path / "cli.png")]) == 0
-        assert np.array_equal(pixels(server, shown_image(page)),
-                              np.asarray(Image.open(tmp_path / "cli.png").convert("RGB")))
+        run_draws_as_cli(page, server, tmp_path / name)
 
 
 def test_clip_skip_in_a1111s_and_comfyuis_images_is_the_presets(page, server, tmp_path):
     """A1111's Clip skip 2 and ComfyUI's CLIPSetLastLayer -2 (on the prompts' CLIP): the preset's clip_skip 1, which
     draws what ``diffblocks run --from-image`` draws."""
-    from diffblocks.cli import main
-
     graph = json.loads(json.dumps(COMFY_PROMPT))
     graph["20"] = {"class_type": "CLIPSetLastLayer", "inputs": {"stop_at_clip_layer": -2, "clip": ["4", 1]}}
     graph["6"]["inputs"]["clip"] = graph["7"]["inputs"]["clip"] = ["20", 0]
@@ -121,18 +128,11 @@ def test_clip_skip_in_a1111s_and_comfyuis_images_is_the_presets(page, server, tm
             ("a1111.png", "parameters", "a handwritten digit four\nNegative prompt: blurry, faint\nSteps: 6, Sampler: "
                                         "Euler a, CFG scale: 5, Seed: 3, Size: 32x32, Model: embedded, Clip skip: 2"),
             ("comfy.png", "prompt", json.dumps(graph)))):
-        info = PngInfo()
-        info.add_text(key, text)
-        Image.new("RGB", (32, 32)).save(tmp_path / name, pnginfo=info)
-        nodes = drop(page, server, tmp_path / name, again=index > 0)
+        nodes = drop(page, server, image_with(tmp_path / name, key, text), again=index > 0)
         assert nodes["run"]["inputs"]["clip_skip"] == 1
         if index:
             assert "CLIPSetLastLayer" not in page.get_by_test_id("notice").inner_text()  # carried over
-        run(page)
-        assert main(["run", "--from-image", str(tmp_path / name), "--device", "cpu", "--no-progress",
-                     "--out", str(tmp_path / "cli.png")]) == 0
-        assert np.array_equal(pixels(server, shown_image(page)),
-                              np.asarray(Image.open(tmp_path / "cli.png").convert("RGB")))
+        run_draws_as_cli(page, server, tmp_path / name)
 
 
 def test_a_weighted_a1111_prompt_draws_on_the_page_what_run_draws(page, server, tmp_path):
