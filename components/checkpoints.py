@@ -77,9 +77,17 @@ def load_checkpoint(path: str | os.PathLike, config: str | os.PathLike, torch_dt
     filled from the memory-mapped file; a part the file lacks is left out (load it from ``config``).
 
     Raises:
-        MissingFileError, CorruptedFileError: the file. ConfigError: not an SD 1.x / 2.x / SDXL checkpoint.
+        MissingFileError, CorruptedFileError: the file. ConfigError: not an SD 1.x / 2.x / SDXL checkpoint, or an
+        EDM model (:func:`sampling_settings`).
         WeightsMismatchError: a part's tensors do not fit ``config``'s model (another family or size).
     """
+    return read_checkpoint(path, config, torch_dtype, revision)[0]
+
+
+def read_checkpoint(path: str | os.PathLike, config: str | os.PathLike, torch_dtype: torch.dtype | None = None,
+                    revision: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """:func:`load_checkpoint`'s models, and the changes the file asks of the scheduler's config
+    (:func:`sampling_settings`), from one reading of the file."""
     from .models.weights import read_weights, single_file
 
     file = single_file(path, revision)
@@ -98,7 +106,7 @@ def load_checkpoint(path: str | os.PathLike, config: str | os.PathLike, torch_dt
                 if reference is None:
                     raise
                 raise WeightsMismatchError.not_the_reference(err, FAMILY_NAMES[family], reference) from err
-    return models
+    return models, changes.get("scheduler", {})
 
 
 # SD 2.x's last transformer block's first norm: its bias spreads wider in the 768 v-prediction models than in the
@@ -132,16 +140,6 @@ def sampling_settings(state_dict: Mapping[str, torch.Tensor], family: str, shipp
     if probe.float().std(unbiased=False).item() > SD2_V_SPREAD:
         return {}  # the shipped configs' own model
     return {"scheduler": {"prediction_type": "epsilon"}, "unet": {"sample_size": SD2_BASE_SAMPLE_SIZE}}
-
-
-def file_sampling(path: str | os.PathLike, config: str | os.PathLike, revision: str | None = None) -> dict[str, Any]:
-    """:func:`sampling_settings`' scheduler changes for a checkpoint file read with ``config`` (the file
-    memory-mapped)."""
-    from .models.weights import read_weights, single_file
-
-    state_dict = read_weights([single_file(path, revision)])
-    family = checkpoint_family(state_dict)
-    return sampling_settings(state_dict, family, shipped_reference(config) is not None).get("scheduler", {})
 
 
 VAE_PREFIXES = ("first_stage_model.", "vae.")  # a full checkpoint's VAE, or ComfyUI's

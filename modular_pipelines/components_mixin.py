@@ -208,18 +208,18 @@ class ComponentsMixin:
             ConfigError: not an SD 1.x / 2.x / SDXL checkpoint (the message says what the file is).
             WeightsMismatchError: the file's models do not fit the repo's configs (another family or size).
         """
-        from ..components.checkpoints import MODEL_PARTS, file_sampling, load_checkpoint, shipped_reference
+        from ..components.checkpoints import MODEL_PARTS, read_checkpoint, shipped_reference
 
         repo = self.pretrained_model_name_or_path
         if repo is None:
             raise ComponentLoadError("load_single_file needs the configs of a repo of the checkpoint's family: "
                                      "init_pipeline(repo) first (e.g. 'stable-diffusion-v1-5/stable-diffusion-v1-5')")
-        models = {name: model for name, model in load_checkpoint(path, repo, torch_dtype=torch_dtype).items()
-                  if name in self._specs}
+        models, changes = read_checkpoint(path, repo, torch_dtype=torch_dtype)
+        models = {name: model for name, model in models.items() if name in self._specs}
         rest = [n for n in self.pretrained_component_names if n not in models and self._specs[n].repo is not None
                 and not (n in MODEL_PARTS and shipped_reference(repo) is not None)]
         self.load_components(rest, torch_dtype=torch_dtype, **kwargs)
-        scheduler, changes = self._components.get("scheduler"), file_sampling(path, repo)
+        scheduler = self._components.get("scheduler")
         if scheduler is not None and changes:  # the file's v-prediction, zero SNR, or SD 2.x base model
             models["scheduler"] = type(scheduler).from_config({**scheduler.config, **changes})
         self.update_components(**models)
