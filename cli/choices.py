@@ -48,9 +48,9 @@ ZERO_SNR_HELP = ("the model was trained with zero terminal SNR: its scheduler's 
 
 
 # A1111's schedule types (ComfyUI's "scheduler" widget) that our sigma-based schedulers take -> their config switch
-SCHEDULE_TYPES = {"karras": "use_karras_sigmas", "exponential": "use_exponential_sigmas"}
-SCHEDULE_HELP = ("the spacing of the noise levels: karras or exponential (A1111's Schedule type, ComfyUI's scheduler; "
-                 "euler, heun, lms, dpm++ and unipc take them; default: the scheduler's)")
+SCHEDULE_TYPES = {"karras": "use_karras_sigmas", "exponential": "use_exponential_sigmas", "beta": "use_beta_sigmas"}
+SCHEDULE_HELP = ("the spacing of the noise levels: karras, exponential or beta (A1111's Schedule type, ComfyUI's "
+                 "scheduler; euler, heun, lms, dpm++ and unipc take them; beta needs scipy; default: the scheduler's)")
 
 
 def schedule_changes(args) -> dict:

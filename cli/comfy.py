@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-# ComfyUI's sampler_name -> A1111's sampler names (its "scheduler", the sigma spacing, carried over when karras or
-# exponential: A1111's Schedule type)
+# ComfyUI's sampler_name -> A1111's sampler names (its "scheduler", the sigma spacing, carried over when karras,
+# exponential or beta: A1111's Schedule type)
 SAMPLERS = {"euler": "Euler", "euler_ancestral": "Euler a", "ddim": "DDIM", "ddpm": "DDPM", "dpmpp_2m": "DPM++ 2M",
             "dpmpp_2m_sde": "DPM++ 2M SDE", "dpmpp_2m_sde_gpu": "DPM++ 2M SDE", "uni_pc": "UniPC", "lcm": "LCM",
             "heun": "Heun", "lms": "LMS"}
@@ -65,7 +65,7 @@ def settings(graph: Any) -> tuple[str, str | None, dict[str, Any], list[str]]:
     if prompt is None:
         raise ValueError("holds a ComfyUI graph whose positive prompt is not a CLIPTextEncode with its text")
     size = latent.get("inputs", {}) if inpaint is None else {}  # an inpainting graph: the image's size
-    spacing = inputs.get("scheduler") if inputs.get("scheduler") in ("karras", "exponential") else None
+    spacing = inputs.get("scheduler") if inputs.get("scheduler") in ("karras", "exponential", "beta") else None
     fields = {"Steps": inputs.get("steps"), "Sampler": SAMPLERS.get(inputs.get("sampler_name")),
               "Schedule type": spacing and spacing.capitalize(),
               "CFG scale": inputs.get("cfg"), "Distilled CFG Scale": guidance, "Seed": inputs.get("seed"),

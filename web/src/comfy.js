@@ -6,8 +6,8 @@
 // size, on the checkpoint it names when the server's model folders have it: the settings carry over, the pixels do
 // not (ComfyUI's samplers draw their noise and take their steps their own way).
 
-// ComfyUI's sampler_name -> our scheduler node types (its "scheduler", the sigma spacing, carried over when karras or
-// exponential, on the node types that have them)
+// ComfyUI's sampler_name -> our scheduler node types (its "scheduler", the sigma spacing, carried over when karras,
+// exponential or beta, on the node types that have them)
 const SAMPLERS = {
   euler: 'EulerDiscreteScheduler', euler_ancestral: 'EulerAncestralDiscreteScheduler', ddim: 'DDIMScheduler',
   ddpm: 'DDPMScheduler', dpmpp_2m: 'DPMSolverMultistepScheduler', uni_pc: 'UniPCMultistepScheduler', lcm: 'LCMScheduler',
@@ -22,7 +22,7 @@ export const SAMPLER_SETTINGS = { dpmpp_2m_sde: { algorithm_type: 'sde-dpmsolver
 const PREDICTIONS = { eps: 'epsilon', v_prediction: 'v_prediction' };
 
 // A1111's schedule types (ComfyUI's scheduler widget) -> the switch of the scheduler node types that have it
-const SPACINGS = { karras: 'use_karras_sigmas', exponential: 'use_exponential_sigmas' };
+const SPACINGS = { karras: 'use_karras_sigmas', exponential: 'use_exponential_sigmas', beta: 'use_beta_sigmas' };
 const SPACED = new Set(['EulerDiscreteScheduler', 'DPMSolverMultistepScheduler', 'UniPCMultistepScheduler',
   'HeunDiscreteScheduler', 'LMSDiscreteScheduler']);
 

@@ -123,7 +123,7 @@ export function parametersSettings(text) {
   const number = (key) => (fields[key] !== undefined && !Number.isNaN(Number(fields[key])) ? Number(fields[key]) : null);
   const size = /^(\d+)x(\d+)$/.exec(fields.Size || '');
   // A1111 1.9's Schedule type, or the older sampler names that end with it ("DPM++ 2M Karras")
-  const named = /^(.*) (Karras|Exponential)$/.exec(fields.Sampler || '');
+  const named = /^(.*) (Karras|Exponential)$/.exec(fields.Sampler || ''); // (Beta came after such names)
   const sampler = named ? named[1] : fields.Sampler;
   const settings = {
     prompt, negative, steps: number('Steps'), seed: number('Seed'), cfg: number('CFG scale'),
