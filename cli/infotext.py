@@ -230,7 +230,8 @@ UNTAKEN = {"Hires prompt": "the hires pass's own prompt (it takes the first pass
            "Hires negative prompt": "the hires pass's own negative prompt (it takes the first pass's)",
            "Hires sampler": "the hires pass's own sampler '{}'", "Hires CFG Scale": "the hires pass's own CFG scale {}",
            "Refiner": "SDXL's refiner pass ({}), which diffblocks does not run",
-           "ADetailer model": "ADetailer's pass ({}: faces found and painted again)"}
+           "ADetailer model": "ADetailer's pass ({}: faces found and painted again)",
+           "Emphasis": "A1111's '{}' emphasis (prompt weights are read with its Original one here)"}
 
 
 # sd-webui-controlnet's units: "ControlNet 0: \"Module: canny, Model: control_v11p_sd15_canny [d14c016b], ...\""

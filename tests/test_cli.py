@@ -244,7 +244,8 @@ def test_from_image_takes_a1111s_extra_networks_out_of_the_prompt_and_names_them
                                 "control_v11p_sd15_canny [d14c016b], Weight: 1, Guidance Start: 0, Guidance End: 1\", "
                                 "ControlNet 1: \"Module: ip-adapter_clip_sd15, Model: ip-adapter_sd15 [6a3f6166]\", "
                                 "Hires prompt: a bold seven, Hires sampler: DPM++ 2M, Refiner: sd_xl_refiner_1.0 "
-                                "[7440042bbd], Refiner switch at: 0.8, ADetailer model: face_yolov8n.pt")
+                                "[7440042bbd], Refiner switch at: 0.8, ADetailer model: face_yolov8n.pt, Emphasis: No "
+                                "norm")
     Image.new("RGB", (8, 8)).save(tmp_path / "tagged.png", pnginfo=info)
     code, _, err = run_cli(capsys, "run", "--from-image", str(tmp_path / "tagged.png"),
                            "--out", str(tmp_path / "a.png"), "--no-progress")
@@ -261,7 +262,8 @@ def test_from_image_takes_a1111s_extra_networks_out_of_the_prompt_and_names_them
             "FILE --ip-adapter-image IMAGE") in err
     for what in ("the hires pass's own prompt (it takes the first pass's)", "the hires pass's own sampler 'DPM++ 2M'",
                  "SDXL's refiner pass (sd_xl_refiner_1.0 [7440042bbd]), which diffblocks does not run",
-                 "ADetailer's pass (face_yolov8n.pt: faces found and painted again)"):
+                 "ADetailer's pass (face_yolov8n.pt: faces found and painted again)",
+                 "A1111's 'No norm' emphasis (prompt weights are read with its Original one here)"):
         assert f"note: {tmp_path / 'tagged.png'} was drawn with {what}; not taken here" in err
     code, _, err = run_cli(capsys, "run", "--prompt", "a handwritten seven", "--steps", "3", "--scheduler", "euler-a",
                            "--seed", "11", "--hires", "1.5", "--out", str(tmp_path / "b.png"), "--no-progress")

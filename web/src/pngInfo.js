@@ -55,6 +55,7 @@ const UNTAKEN = {
   'Hires CFG Scale': (value) => `the hires pass's own CFG scale ${value}`,
   Refiner: (value) => `SDXL's refiner pass (${value}), which diffblocks does not run`,
   'ADetailer model': (value) => `ADetailer's pass (${value}: faces found and painted again)`,
+  Emphasis: (value) => `A1111's '${value}' emphasis (prompt weights are read with its Original one)`,
 };
 // one "Key: value" of the parameters line; a value with a comma in it is quoted (A1111's own pattern)
 const PARAM = /\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)/g;
