@@ -208,6 +208,12 @@ class SchedulerMixin(ConfigMixin):
                 f"{type(self).__name__}.step takes one of scheduler.timesteps, not the loop index {timestep}"
             )
 
+    def _begin_step(self, timestep) -> None:
+        """What a sigma-indexed ``step`` does first: refuse a loop index, find the step index on the first step."""
+        self._reject_loop_index(timestep)
+        if self._step_index is None:
+            self._init_step_index(timestep)
+
     def _init_step_index(self, timestep) -> None:
         if self._begin_index is None:
             if isinstance(timestep, torch.Tensor):

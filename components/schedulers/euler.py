@@ -213,9 +213,7 @@ class EulerDiscreteScheduler(SigmaSchedulerMixin):
         Raises:
             ConfigError: an integer loop index was passed instead of a timestep value.
         """
-        self._reject_loop_index(timestep)
-        if self._step_index is None:
-            self._init_step_index(timestep)
+        self._begin_step(timestep)
         sample = sample.to(torch.float32)
         sigma = self.sigmas[self._step_index]
         gamma = min(s_churn / (len(self.sigmas) - 1), 2**0.5 - 1) if s_tmin <= sigma <= s_tmax else 0.0

@@ -88,9 +88,7 @@ class EulerAncestralDiscreteScheduler(SigmaSchedulerMixin):
         Raises:
             ConfigError: an integer loop index was passed instead of a timestep value.
         """
-        self._reject_loop_index(timestep)
-        if self._step_index is None:
-            self._init_step_index(timestep)
+        self._begin_step(timestep)
         sigma = self.sigmas[self._step_index]
         sample = sample.to(torch.float32)
         denoised = karras_denoised(self.config.prediction_type, model_output, sample, sigma)

@@ -181,9 +181,7 @@ class FlowMatchEulerDiscreteScheduler(SchedulerMixin):
         Raises:
             ConfigError: an integer loop index was passed instead of a timestep value.
         """
-        self._reject_loop_index(timestep)
-        if self._step_index is None:
-            self._init_step_index(timestep)
+        self._begin_step(timestep)
         sample = sample.to(torch.float32)
         sigma, sigma_next = self.sigmas[self._step_index], self.sigmas[self._step_index + 1]
         x0 = sample - sigma * model_output

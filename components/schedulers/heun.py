@@ -79,9 +79,7 @@ class HeunDiscreteScheduler(SigmaSchedulerMixin):
         Raises:
             ConfigError: an integer loop index was passed instead of a timestep value.
         """
-        self._reject_loop_index(timestep)
-        if self._step_index is None:
-            self._init_step_index(timestep)
+        self._begin_step(timestep)
         first = self.state_in_first_order
         if first:
             sigma, sigma_next = self.sigmas[self._step_index], self.sigmas[self._step_index + 1]

@@ -85,9 +85,7 @@ class LMSDiscreteScheduler(SigmaSchedulerMixin):
         Raises:
             ConfigError: an integer loop index was passed instead of a timestep value.
         """
-        self._reject_loop_index(timestep)
-        if self._step_index is None:
-            self._init_step_index(timestep)
+        self._begin_step(timestep)
         sigma = self.sigmas[self._step_index]
         denoised = karras_denoised(self.config.prediction_type, model_output, sample, sigma)
         self.derivatives = [*self.derivatives, (sample - denoised) / sigma][-order:]
