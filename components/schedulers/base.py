@@ -284,6 +284,17 @@ class SigmaSchedulerMixin(SchedulerMixin):
         return alpha_t * original_samples + sigma_t * noise
 
 
+class KarrasSchedulerMixin(SigmaSchedulerMixin):
+    """The k-diffusion samplers (Euler, Euler ancestral, Heun, LMS): their latents start at the largest sigma."""
+
+    @property
+    def init_noise_sigma(self):
+        """Standard deviation of the initial latents: sigma_max (or sqrt(sigma_max^2 + 1) for leading)."""
+        if self.config.timestep_spacing in ("linspace", "trailing"):
+            return self.sigmas.max()
+        return (self.sigmas.max() ** 2 + 1) ** 0.5
+
+
 def _expand_to(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     values = values.flatten()
     while values.ndim < like.ndim:

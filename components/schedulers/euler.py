@@ -7,7 +7,7 @@ import torch
 
 from ..errors import ConfigError
 from ..noise import randn_tensor
-from .base import SigmaSchedulerMixin, register_scheduler_config
+from .base import KarrasSchedulerMixin, register_scheduler_config
 from .schedules import (
     beta_sigmas,
     exponential_sigmas,
@@ -63,7 +63,7 @@ def spaced_sigmas(scheduler, num_steps: int, timesteps=None) -> tuple[np.ndarray
     return sigma_to_t(converted, np.log(train)), converted
 
 
-class EulerDiscreteScheduler(SigmaSchedulerMixin):
+class EulerDiscreteScheduler(KarrasSchedulerMixin):
     """Euler sampler over Karras sigmas, the k-diffusion ``sample_euler`` (with optional churn).
 
     Model input is scaled by ``1 / sqrt(sigma^2 + 1)``; each step moves x along ``(x - x0) / sigma`` to the
@@ -113,14 +113,6 @@ class EulerDiscreteScheduler(SigmaSchedulerMixin):
     @staticmethod
     def _continuous_timesteps(sigmas: torch.Tensor) -> torch.Tensor:
         return torch.Tensor([0.25 * sigma.log() for sigma in sigmas])
-
-    @property
-    def init_noise_sigma(self):
-        """Standard deviation of the initial latents: sigma_max (or sqrt(sigma_max^2 + 1) for leading)."""
-        max_sigma = self.sigmas.max()
-        if self.config.timestep_spacing in ("linspace", "trailing"):
-            return max_sigma
-        return (max_sigma**2 + 1) ** 0.5
 
     def set_timesteps(self, num_inference_steps=None, device=None, timesteps=None, sigmas=None) -> None:
         """Choose the inference schedule: a step count, or custom ``timesteps``, or custom ``sigmas``.

@@ -7,12 +7,12 @@ import torch
 
 from ..errors import ConfigError
 from ..noise import randn_tensor
-from .base import SigmaSchedulerMixin, register_scheduler_config
+from .base import KarrasSchedulerMixin, register_scheduler_config
 from .schedules import spaced_timesteps, training_sigmas
 from .updates import ancestral_sigmas, euler_update, karras_denoised
 
 
-class EulerAncestralDiscreteScheduler(SigmaSchedulerMixin):
+class EulerAncestralDiscreteScheduler(KarrasSchedulerMixin):
     """Ancestral Euler sampler: step to ``sigma_down`` deterministically, then add noise of ``sigma_up``.
 
     Stochastic: each step draws one noise tensor through :func:`~diffblocks.components.noise.randn_tensor`
@@ -42,13 +42,6 @@ class EulerAncestralDiscreteScheduler(SigmaSchedulerMixin):
         self.timesteps = torch.from_numpy(np.linspace(0, num_train_timesteps - 1, num_train_timesteps)[::-1].copy())
         self.is_scale_input_called = False
         self._reset_step_index()
-
-    @property
-    def init_noise_sigma(self):
-        """Standard deviation of the initial latents: sigma_max (or sqrt(sigma_max^2 + 1) for leading)."""
-        if self.config.timestep_spacing in ("linspace", "trailing"):
-            return self.sigmas.max()
-        return (self.sigmas.max() ** 2 + 1) ** 0.5
 
     def set_timesteps(self, num_inference_steps=None, device=None, timesteps=None, sigmas=None) -> None:
         """Build the schedule for ``num_inference_steps`` steps with the configured spacing.

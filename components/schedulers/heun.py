@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import SigmaSchedulerMixin, register_scheduler_config
+from .base import KarrasSchedulerMixin, register_scheduler_config
 from .euler import check_one_sigma_schedule, spaced_sigmas
 from .updates import karras_denoised
 
 
-class HeunDiscreteScheduler(SigmaSchedulerMixin):
+class HeunDiscreteScheduler(KarrasSchedulerMixin):
     """Heun sampler: an Euler step to the next sigma, then a correction with the slope the model gives there (the
     mean of both slopes, from the first sample). Each sigma but the first is visited twice, so ``timesteps`` holds
     ``2 * steps - 1`` entries: the model runs that many times. Config keys as diffusers' class of the same name.
@@ -42,13 +42,6 @@ class HeunDiscreteScheduler(SigmaSchedulerMixin):
         self._init_noise_schedule()
         self.num_inference_steps = None
         self.set_timesteps(num_train_timesteps)
-
-    @property
-    def init_noise_sigma(self):
-        """Standard deviation of the initial latents: sigma_max (or sqrt(sigma_max^2 + 1) for leading)."""
-        if self.config.timestep_spacing in ("linspace", "trailing"):
-            return self.sigmas.max()
-        return (self.sigmas.max() ** 2 + 1) ** 0.5
 
     @property
     def state_in_first_order(self) -> bool:

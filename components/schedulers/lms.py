@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from numpy.polynomial import polynomial
 
-from .base import SigmaSchedulerMixin, register_scheduler_config
+from .base import KarrasSchedulerMixin, register_scheduler_config
 from .euler import check_one_sigma_schedule, spaced_sigmas
 from .schedules import training_sigmas
 from .updates import karras_denoised
@@ -25,7 +25,7 @@ def lms_coefficient(sigmas: torch.Tensor, index: int, order: int, which: int) ->
                  - polynomial.polyval(float(sigmas[index]), antiderivative))
 
 
-class LMSDiscreteScheduler(SigmaSchedulerMixin):
+class LMSDiscreteScheduler(KarrasSchedulerMixin):
     """Linear multistep sampler: each step combines the slopes ``(x - x0) / sigma`` of the last (up to) ``order``
     steps, each weighted by the integral of its Lagrange polynomial over the step. Deterministic. Config keys as
     diffusers' class of the same name."""
@@ -56,13 +56,6 @@ class LMSDiscreteScheduler(SigmaSchedulerMixin):
         self.derivatives: list[torch.Tensor] = []
         self.is_scale_input_called = False
         self._reset_step_index()
-
-    @property
-    def init_noise_sigma(self):
-        """Standard deviation of the initial latents: sigma_max (or sqrt(sigma_max^2 + 1) for leading)."""
-        if self.config.timestep_spacing in ("linspace", "trailing"):
-            return self.sigmas.max()
-        return (self.sigmas.max() ** 2 + 1) ** 0.5
 
     def set_timesteps(self, num_inference_steps: int, device=None) -> None:
         """The schedule of ``num_inference_steps`` sigmas with the configured spacing (and Karras / exponential /
