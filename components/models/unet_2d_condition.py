@@ -16,6 +16,7 @@ from .embeddings import GaussianFourierProjection, TimestepEmbedding, Timesteps,
 from .mid_blocks import UNetMidBlock2D, UNetMidBlock2DCrossAttn
 from .modeling import ModelMixin
 from .outputs import UNet2DConditionOutput
+from .freeu import FreeU
 from .unet_blocks import CrossAttnSpec, ResnetSpec, block_class
 
 _OWNER = "UNet2DConditionModel"
@@ -220,6 +221,24 @@ class UNet2DConditionModel(ModelMixin, AttentionProcessorMixin):
             self.up_blocks.append(cls(skip_channels, prev_channels, channels[i], resnet, **kwargs))
 
     # --- forward ----------------------------------------------------------------------------------
+
+    def enable_freeu(self, s1: float, s2: float, b1: float, b2: float, version: int = 1) -> None:
+        """FreeU from now on (:class:`~.freeu.FreeU`: ``b1``/``b2`` amplify the backbone features of the two deepest
+        decoder stages, ``s1``/``s2`` damp the low frequencies of their skip connections; ``version`` 2 is
+        ComfyUI's FreeU_V2). diffusers' signature; this model's weights are not touched."""
+        settings = FreeU(b1=b1, b2=b2, s1=s1, s2=s2, version=version)
+        for block in self.up_blocks:
+            block.freeu = settings
+
+    def disable_freeu(self) -> None:
+        """Draw without FreeU again."""
+        for block in self.up_blocks:
+            block.freeu = None
+
+    @property
+    def freeu(self) -> FreeU | None:
+        """The FreeU settings in use, or None."""
+        return self.up_blocks[0].freeu
 
     def forward(
         self,

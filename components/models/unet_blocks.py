@@ -16,6 +16,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .attention import SpatialSelfAttention
+from .freeu import FreeU
 from .resnet import Downsample2D, ResnetBlock2D, Upsample2D
 from .transformer_2d import Transformer2DModel
 
@@ -178,6 +179,7 @@ class UpBlock2D(nn.Module):
     """
 
     has_cross_attention = False
+    freeu: FreeU | None = None  # set by the UNet's enable_freeu
 
     def __init__(
         self,
@@ -218,7 +220,10 @@ class UpBlock2D(nn.Module):
         **context: Any,
     ) -> torch.Tensor:
         for index, resnet in enumerate(self.resnets):
-            hidden_states = torch.cat([hidden_states, res_hidden_states_tuple[-1 - index]], dim=1)
+            skip = res_hidden_states_tuple[-1 - index]
+            if self.freeu is not None:
+                hidden_states, skip = self.freeu.apply(self.resolution_idx, hidden_states, skip)
+            hidden_states = torch.cat([hidden_states, skip], dim=1)
             hidden_states = self.attend(index, resnet(hidden_states, temb), **context)
         return _resample(hidden_states, self.upsamplers, temb, output_size=upsample_size)
 

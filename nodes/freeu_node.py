@@ -1,0 +1,65 @@
+"""``FreeU``: a components bundle whose UNet draws with FreeU (ComfyUI's ``FreeU`` and ``FreeU_V2`` nodes).
+
+FreeU is a setting of the UNet's up blocks, and the UNet in the ComponentsManager is shared by every workflow, so
+it goes on a weight-sharing copy of its module tree (as ``LoadLoRA`` does): no memory for the weights, and the
+shared UNet stays as it was. It follows the LoRAs and adapters before it; a second FreeU node replaces the first's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .adapter_nodes import weight_sharing_copy
+from .bundle import ComponentsBundle
+from .node_type import NodeInput, NodeOutput, NodeType, RunContext
+
+# ComfyUI's defaults (FreeU_V2's: 1.3, 1.4, 0.9, 0.2; the paper's SD 1.x values: 1.5, 1.6, 0.9, 0.2)
+FACTORS = {"b1": (1.1, "backbone factor of the deepest decoder stage (above 1 amplifies it)"),
+           "b2": (1.2, "backbone factor of the second stage"),
+           "s1": (0.9, "skip factor of the deepest stage: its low frequencies scaled (below 1 damps them)"),
+           "s2": (0.2, "skip factor of the second stage")}
+
+
+class FreeUNode(NodeType):
+    name = "FreeU"
+    category = "models"
+    description = ("FreeU for the bundle's UNet (SD 1.x, 2.x, SDXL): its two deepest decoder stages amplify the "
+                   "backbone's features and damp the low frequencies of the skip connections; no weights. Version 2 "
+                   "is ComfyUI's FreeU_V2. Outputs the bundle with the UNet set so.")
+
+    def __init__(self):
+        self.inputs = {
+            "components": NodeInput({"description": "the bundle whose UNet draws with FreeU"}, required=True,
+                                    socket="components"),
+            **{name: NodeInput({"type": "number", "default": default, "description": description})
+               for name, (default, description) in FACTORS.items()},
+            "version": NodeInput({"type": "integer", "enum": [1, 2], "default": 1,
+                                  "description": "1: the paper's (diffusers'); 2: ComfyUI's FreeU_V2, the backbone "
+                                                 "factor weighed by the features' own strength"}),
+        }
+        self.outputs = {"components": NodeOutput("components"), "unet": NodeOutput("UNet2DConditionModel")}
+
+    def check_value(self, name: str, value: Any) -> str | None:
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if name in FACTORS and not (is_number and value == value and abs(value) != float("inf")):
+            return f"must be a finite number, got {value!r}"
+        if name == "version" and (isinstance(value, bool) or value not in (1, 2)):
+            return f"must be 1 or 2, got {value!r}"
+        return None
+
+    def run(self, ctx: RunContext, values: dict[str, Any]) -> dict[str, Any]:
+        from ..components.spec import LOAD_ID_ATTR, load_id_of
+
+        bundle: ComponentsBundle = values["components"]
+        unet = bundle.components.get("unet")
+        if unet is None or not hasattr(unet, "enable_freeu"):
+            held = ", ".join(sorted(n for n, c in bundle.components.items() if c is not None))
+            raise ValueError(f"FreeU needs a bundle with an SD or SDXL UNet (UNet2DConditionModel); it holds {held}")
+        factors = {name: float(values.get(name, default)) for name, (default, _) in FACTORS.items()}
+        version = int(values.get("version", 1))
+        twin = weight_sharing_copy(unet)
+        twin.enable_freeu(**factors, version=version)
+        where = ",".join(f"{name}={value!r}" for name, value in factors.items())
+        object.__setattr__(twin, LOAD_ID_ATTR, f"{load_id_of(unet) or 'memory'}+freeu{version}:{where}")
+        return {"components": ComponentsBundle({**bundle.components, "unet": twin}, bundle.config, bundle.source),
+                "unet": twin}
