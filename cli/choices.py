@@ -45,6 +45,10 @@ SAMPLING_HELP = ("what the model predicts: epsilon (the noise) or v_prediction, 
                  "does not say (default: the model's; a checkpoint's v_pred marker, ComfyUI's ModelSamplingDiscrete)")
 ZERO_SNR_HELP = ("the model was trained with zero terminal SNR: its scheduler's betas rescaled (default: the model's; "
                  "a checkpoint's ztsnr marker)")
+FREEU_HELP = ("FreeU, as B1,B2,S1,S2: the UNet's two deepest decoder stages amplify their features by B1, B2 and "
+              "damp the low frequencies of their skip connections by S1, S2; no weights (the paper's: SD 1.x "
+              "1.5,1.6,0.9,0.2, SDXL 1.3,1.4,0.9,0.2; ComfyUI's FreeU node, Forge's FreeU)")
+FREEU_VERSION_HELP = "with --freeu: 1, the paper's (default), or 2, ComfyUI's FreeU_V2 (Forge's FreeU)"
 
 
 # A1111's schedule types (ComfyUI's "scheduler" widget) that our sigma-based schedulers take -> their config switch

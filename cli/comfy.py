@@ -24,6 +24,7 @@ CONTROLNET_APPLY = {"ControlNetApply": "conditioning", "ControlNetApplyAdvanced"
 LORA_LOADERS = ("LoraLoader", "LoraLoaderModelOnly")
 EMPTY_LATENTS = ("EmptyLatentImage", "EmptySD3LatentImage")  # the second, FLUX.1's and SD3's
 PREDICTIONS = {"eps": "epsilon", "v_prediction": "v_prediction"}  # ModelSamplingDiscrete's sampling -> ours
+FREEU_NODES = {"FreeU": 1, "FreeU_V2": 2}  # -> the version
 
 
 def settings(graph: Any) -> tuple[str, str | None, dict[str, Any], list[str]]:
@@ -74,6 +75,7 @@ def settings(graph: Any) -> tuple[str, str | None, dict[str, Any], list[str]]:
     fields["Clip skip"] = _clip_skip(inputs.get("positive"), source)
     notes += _model_files(source(inputs.get("model")), source)
     fields.update(model_sampling(source(inputs.get("model")), source, notes))
+    fields.update(freeu(source(inputs.get("model")), source))
     if hires is not None:
         second, (scale, upscaler) = hires
         again = second.get("inputs", {})
@@ -132,6 +134,17 @@ def _model_files(model: dict, source) -> list[str]:
             notes.append(f"its transformer is the UNETLoader's {inputs['unet_name']}: give it as --transformer FILE, "
                          "with a FLUX.1 folder as --model and --preset flux")
     return notes
+
+
+def freeu(model: dict, source) -> dict[str, Any]:
+    """Forge's FreeU fields (``freeu_enabled``, ``freeu_b1`` ... ``freeu_s2``; ``freeu_version`` 1, as
+    ``diffblocks run`` writes it, for FreeU, Forge's own being FreeU_V2) for the FreeU or FreeU_V2 node on the way
+    of ``model`` nearest the sampler; none without one."""
+    node = next((n for n in _model_path(model, source) if n.get("class_type") in FREEU_NODES), None)
+    factors = {f"freeu_{k}": (node or {}).get("inputs", {}).get(k) for k in ("b1", "b2", "s1", "s2")}
+    if node is None or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in factors.values()):
+        return {}
+    return {"freeu_enabled": True, **factors, "freeu_version": 1 if FREEU_NODES[node["class_type"]] == 1 else None}
 
 
 def model_sampling(model: dict, source, notes: list[str]) -> dict[str, Any]:

@@ -91,6 +91,25 @@ def clip_skip_input(clip_skip: int | None, preset: str) -> int | None:
     return skip if skip > 0 else None
 
 
+def freeu_setting(args, preset: str) -> dict[str, Any] | None:
+    """``--freeu B1,B2,S1,S2`` and ``--freeu-version`` as ``enable_freeu``'s keywords; None without ``--freeu``.
+    Raises ``FlagError`` for anything but four finite numbers, or for FLUX.1 (a transformer: no skip connections)."""
+    text, version = getattr(args, "freeu", None), getattr(args, "freeu_version", None)
+    if text is None:
+        if version is not None:
+            raise FlagError.needs("--freeu-version", "--freeu")
+        return None
+    if preset.startswith("flux"):
+        raise FlagError.unsupported("--freeu", preset, ["SD 1.x / 2.x", "SDXL"])
+    try:
+        numbers = [float(part) for part in text.split(",")]
+    except ValueError:
+        numbers = []
+    if len(numbers) != 4 or not all(math.isfinite(n) for n in numbers):
+        raise FlagError.bad_value("--freeu", "four numbers B1,B2,S1,S2 (the paper's for SD 1.x: 1.5,1.6,0.9,0.2)", text)
+    return {**dict(zip(("b1", "b2", "s1", "s2"), numbers)), "version": version or 1}
+
+
 def check_hires(args) -> None:
     """``--hires`` enlarges (a factor in (1, 8]); ``--hires-strength`` in (0, 1] and ``--hires-steps`` positive, each
     only with ``--hires``."""

@@ -16,7 +16,7 @@ from ..components.files import WEIGHTS_SUFFIXES
 from . import comfy
 from .choices import SCHEDULE_TYPES, sampling_changes
 from .files import lora_sources
-from .flags import HIRES_STRENGTH
+from .flags import HIRES_STRENGTH, freeu_setting
 from .networks import lora_hashes, lora_tags
 
 # one "Key: value" of the last line; a value with a comma in it is quoted (A1111's own pattern)
@@ -25,6 +25,8 @@ PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 # an extra network in an A1111 prompt (<lora:NAME:WEIGHT>, <hypernet:NAME:WEIGHT>, ...): A1111 takes it out before
 # encoding the prompt
 EXTRA_NETWORK = re.compile(r"<(\w+):([^>]+)>")
+
+FREEU_FACTORS = ("b1", "b2", "s1", "s2")
 
 # A1111's names of the samplers our schedulers are (FLUX.1's flow-matching Euler is Forge's "Euler")
 SAMPLERS = {"DDIMScheduler": "DDIM", "DDPMScheduler": "DDPM", "EulerDiscreteScheduler": "Euler",
@@ -64,6 +66,10 @@ def infotext(args, pipe, blocks, size: tuple[int, int], inputs: dict[str, Any], 
         changes = sampling_changes(args)  # what the flags set: the checkpoint's own is read off it again
         fields.update({"Prediction type": changes.get("prediction_type"),
                        "Zero SNR": changes.get("rescale_betas_zero_snr")})
+    freeu = freeu_setting(args, args.preset or "")
+    if freeu is not None:  # as Forge writes its FreeU (FreeU_V2: our version is said when it is the paper's)
+        fields.update({"freeu_enabled": True, **{f"freeu_{k}": freeu[k] for k in FREEU_FACTORS},
+                       "freeu_version": 1 if freeu["version"] == 1 else None})
     if "strength" in inputs:
         fields["Denoising strength"] = inputs["strength"]
     if getattr(args, "hires", None) is not None:
@@ -146,7 +152,8 @@ def apply(args, path: str) -> None:
     prompt, steps, sampler (not for FLUX.1: its Euler is flow matching), CFG scale (and FLUX.1's Distilled CFG Scale),
     seed, size (the first pass's), clip skip, the hires pass (its scale, strength and steps) and what the model
     predicts when it was set by hand (``Prediction type``, ``Zero SNR``: ours, or a ComfyUI graph's
-    ModelSamplingDiscrete). The prompt's extra networks
+    ModelSamplingDiscrete), FreeU (Forge's ``freeu_*`` fields: its FreeU_V2 unless ``freeu_version`` says 1; ours,
+    or a ComfyUI graph's FreeU node). The prompt's extra networks
     (``<lora:ink:0.8>``) are taken out of it, as A1111 does, and named on stderr: give them as ``--lora``. The model
     is not taken: give ``--model``; nor the VAE and ControlNets the image names, named on stderr: give ``--vae``
     and ``--controlnet``."""
@@ -171,6 +178,14 @@ def apply(args, path: str) -> None:
         found["prediction_type"] = fields.get("Prediction type")
         if fields.get("Zero SNR") == "True":
             args.zero_snr = True
+    factors = [_number(fields, f"freeu_{k}", float) for k in FREEU_FACTORS]  # Forge's FreeU (ours; ComfyUI's nodes)
+    if fields.get("freeu_enabled") == "True" and getattr(args, "freeu", None) is None:
+        if (args.preset or "").startswith("flux") or None in factors:
+            why = "its factors are not numbers" if None in factors else "FLUX.1 does not take it"
+            print(f"note: {path} was drawn with FreeU ({why}); not taken here", file=sys.stderr)
+        else:
+            args.freeu = ",".join(format(factor, "g") for factor in factors)
+            args.freeu_version = _number(fields, "freeu_version", int) or 2
     distilled = _number(fields, "Distilled CFG Scale", float)  # Forge's (and ours) for FLUX.1
     if distilled is not None and (args.preset or "").startswith("flux"):
         found["distilled_guidance"] = distilled

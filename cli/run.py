@@ -14,8 +14,9 @@ from ..components.errors import ConfigError, DiffblocksError, FlagError
 from ..components.files import is_weights_file
 from ..components.spec import ComponentSpec, LazyClass
 from . import infotext
-from .choices import (GUIDERS, SAMPLING_HELP, SCHEDULE_HELP, SCHEDULER_NAMES, ZERO_SNR_HELP, check_schedule,
-                      make_guider, pick_device, sampling_changes, schedule_changes, scheduler_class, scheduler_settings)
+from .choices import (FREEU_HELP, FREEU_VERSION_HELP, GUIDERS, SAMPLING_HELP, SCHEDULE_HELP, SCHEDULER_NAMES,
+                      ZERO_SNR_HELP, check_schedule, make_guider, pick_device, sampling_changes, schedule_changes,
+                      scheduler_class, scheduler_settings)
 from .files import (
     checkpoint_arg,
     controlnet_source,
@@ -38,6 +39,7 @@ from .flags import (
     check_numbers,
     check_pairs,
     clip_skip_input,
+    freeu_setting,
     single,
     value_of,
     values_of,
@@ -95,6 +97,7 @@ class Plan:
     hires: Any = None  # --hires: the image-to-image blocks of the second pass
     sampling: dict = field(default_factory=dict)  # --prediction-type, --zero-snr, --schedule-type: its config changed
     clip_skip: int | None = None  # --clip-skip, as the preset counts it
+    freeu: dict | None = None  # --freeu, --freeu-version: enable_freeu's keywords
 
 
 def plan_run(args, supplied: Collection[str] | None = None) -> Plan:
@@ -111,6 +114,7 @@ def plan_run(args, supplied: Collection[str] | None = None) -> Plan:
     blocks = compose_blocks(preset, args)
     check_flags_fit(preset, blocks, args, supplied)
     check_prompt_syntax(args, preset)
+    freeu = freeu_setting(args, preset)
     if args.transformer is not None and "transformer" not in {spec.name for spec in blocks.expected_components}:
         raise FlagError.unsupported("--transformer", preset, ["FLUX.1"])
     sampling = sampling_changes(args)
@@ -141,7 +145,7 @@ def plan_run(args, supplied: Collection[str] | None = None) -> Plan:
                 scheduler=scheduler,
                 guider=make_guider(args.guider, args.guidance_scale), device=pick_device(args.device), hires=hires,
                 sampling={**scheduler_settings(args.scheduler), **sampling, **schedule_changes(args)},
-                clip_skip=clip_skip_input(args.clip_skip, preset))
+                clip_skip=clip_skip_input(args.clip_skip, preset), freeu=freeu)
 
 
 @contextmanager
@@ -273,6 +277,8 @@ def build_pipeline(args, plan: Plan):
     if plan.vae is not None:
         add_vae(pipe, plan, args)
     add_adapters(pipe, plan, args)
+    if plan.freeu is not None:
+        pipe.unet.enable_freeu(**plan.freeu)
     with quiet():
         if plan.scheduler is not None or plan.sampling:
             scheduler = plan.scheduler or type(pipe.scheduler)
@@ -422,6 +428,8 @@ def add_parser(commands) -> None:
     r.add_argument("--clip-skip", type=int, metavar="N", help=CLIP_SKIP_HELP)
     r.add_argument("--prediction-type", help=SAMPLING_HELP)
     r.add_argument("--zero-snr", action="store_true", help=ZERO_SNR_HELP)
+    r.add_argument("--freeu", metavar="B1,B2,S1,S2", help=FREEU_HELP)
+    r.add_argument("--freeu-version", type=int, choices=(1, 2), help=FREEU_VERSION_HELP)
     r.add_argument("--height", type=int, help="image height in pixels, a multiple of 8 (default: the model's)")
     r.add_argument("--width", type=int, help="image width in pixels, a multiple of 8 (default: the model's)")
     r.add_argument("--image", help="input image (image-to-image; inpaint with --mask-image)")

@@ -56,6 +56,8 @@ const SD_WIDGETS = {
   VAELoader: ['vae_name'],
   LoraLoader: ['lora_name', 'strength_model', 'strength_clip'],
   LoraLoaderModelOnly: ['lora_name', 'strength_model'],
+  FreeU: ['b1', 'b2', 's1', 's2'],
+  FreeU_V2: ['b1', 'b2', 's1', 's2'],
   CLIPTextEncode: ['text'],
   EmptyLatentImage: ['width', 'height', 'batch_size'],
   ControlNetLoader: ['control_net_name'],
@@ -102,6 +104,15 @@ export const CONDITIONING_PASSES = { ...CONTROLNET_APPLY, InpaintModelConditioni
 const INPAINT_LATENTS = new Set(['VAEEncodeForInpaint', 'InpaintModelConditioning', 'SetLatentNoiseMask']);
 const LORA_LOADERS = new Set(['LoraLoader', 'LoraLoaderModelOnly']);
 const IP_ADAPTERS = new Set(['IPAdapter', 'IPAdapterAdvanced']); // they patch the model on its way, as LoRAs do
+const FREEU_VERSIONS = { FreeU: 1, FreeU_V2: 2 }; // ComfyUI's FreeU nodes -> our FreeU node's version
+
+/** {b1, b2, s1, s2, version} for FreeU's factors `factors` (ComfyUI's node inputs, or Forge's fields read as
+ * numbers), or null when one is not a finite number. */
+export function freeuOf(factors, version) {
+  const [b1, b2, s1, s2] = ['b1', 'b2', 's1', 's2'].map((key) => factors[key]);
+  const finite = [b1, b2, s1, s2].every((value) => typeof value === 'number' && Number.isFinite(value));
+  return finite ? { b1, b2, s1, s2, version } : null;
+}
 // nodes a text-to-image graph may hold besides those that carry nothing over (outputs, layout)
 const CARRIED = new Set([...Object.keys(SD_WIDGETS), 'VAEDecode', 'VAEEncode', 'ImageUpscaleWithModel', 'SaveImage',
   'SetLatentNoiseMask',
@@ -203,10 +214,16 @@ export function comfySettings(prompt) {
   const loras = [];
   const adapters = []; // the IP-Adapters on the model's way, the sampler's side first
   let modelSampling = null; // a ModelSamplingDiscrete on the model's way: what the model is set to predict
+  let freeu; // the FreeU node on the model's way nearest the sampler (null: one whose factors are not numbers)
+  const leftOut = [];
   let model = source(inputs.model); // through the nodes that patch the model on its way (LoRAs, IP-Adapters)
   for (let hops = 0; model && model.class_type !== 'CheckpointLoaderSimple' && hops < 100; hops += 1) {
     if (IP_ADAPTERS.has(model.class_type)) adapters.push(model);
     if (model.class_type === 'ModelSamplingDiscrete' && !modelSampling) modelSampling = model.inputs;
+    if (FREEU_VERSIONS[model.class_type] && freeu === undefined) {
+      freeu = freeuOf(model.inputs, FREEU_VERSIONS[model.class_type]);
+      if (!freeu) leftOut.push(`the ${model.class_type} node (its factors are not numbers)`);
+    }
     const { lora_name: name, strength_model: scale, strength_clip: clip } = model.inputs;
     if (LORA_LOADERS.has(model.class_type) && typeof name === 'string') {
       const textEncoderScale = model.class_type === 'LoraLoaderModelOnly' ? 0 : number(clip);
@@ -227,8 +244,9 @@ export function comfySettings(prompt) {
     sampling: samplingOf(modelSampling && PREDICTIONS[modelSampling.sampling], modelSampling?.zsnr === true,
       SAMPLERS[inputs.sampler_name], inputs.scheduler, inputs.sampler_name),
   };
-  const leftOut = [...new Set(Object.values(prompt).map((node) => node && node.class_type))]
-    .filter((type) => type && !CARRIED.has(type)).sort();
+  if (freeu) settings.freeu = freeu;
+  leftOut.push(...[...new Set(Object.values(prompt).map((node) => node && node.class_type))]
+    .filter((type) => type && !CARRIED.has(type)).sort());
   if (modelSampling && !PREDICTIONS[modelSampling.sampling]) {
     leftOut.push(`ModelSamplingDiscrete's sampling '${modelSampling.sampling}' (the model's own here)`);
   }

@@ -101,10 +101,11 @@ export const DEFAULT_WORKFLOW = {
 
 /** A text-to-image document with the settings another tool's image holds: {prompt, negative, steps, seed, width,
  * height, cfg, scheduler (a scheduler node type), sampling (changes to the model's scheduler config, such as
- * prediction_type or use_karras_sigmas: the scheduler node's, Euler's without a type), clipSkip (A1111's Clip skip: 2 reads CLIP's layer before the last),
- * hires ({scale, strength, steps, seed}: a hires fix, a second pass
- * (its own steps and seed, when given); the auto preset, with the adapters' inputs, when there are adapters: a
- * ControlNet unless ``control.hires`` is false)},
+ * prediction_type or use_karras_sigmas: the scheduler node's, Euler's without a type), clipSkip (A1111's Clip skip: 2
+ * reads CLIP's layer before the last), freeu ({b1, b2, s1, s2, version}: a FreeU node after the LoRAs and adapters;
+ * not for FLUX.1), hires ({scale, strength, steps, seed}: a hires fix, a second pass (its own steps and seed, when
+ * given); the auto preset, with the adapters' inputs, when there are adapters: a ControlNet unless ``control.hires``
+ * is false)},
  * each left out when null. ``model``: {repo} (a LoadComponents node, the SD 1.x preset), {repo, family: 'flux'}
  * (a FLUX.1 folder, the FLUX.1 preset; the settings' ``guidance`` and ``prompt2`` are its) or {checkpoint, family} (a
  * LoadCheckpoint node of the server's model folders, the preset of its family: sdxl's, else SD 1.x's, which runs
@@ -146,6 +147,12 @@ export function text2imageGraph(model, settings) {
       image_encoder: ipAdapter.encoder } };
     if (ipAdapter.weight !== null && ipAdapter.weight !== 1) chain.ipadapter.inputs.scale = ipAdapter.weight;
     bundle = LINK('ipadapter', 'components');
+  }
+  const { freeu } = settings;
+  if (freeu && model.family !== 'flux') { // on the UNet the LoRAs and adapters left (a transformer has no skips)
+    const { b1, b2, s1, s2, version } = freeu;
+    chain.freeu = { type: 'FreeU', inputs: { components: bundle, b1, b2, s1, s2, version } };
+    bundle = LINK('freeu', 'components');
   }
   if (model.vae) {
     chain.vae = { type: 'LoadVAE', inputs: { file: model.vae, components: bundle } };
@@ -252,7 +259,8 @@ export function text2imageGraph(model, settings) {
 
 const COLUMN = 290; // px from one column of nodes to the next
 // the height a chain node takes in its column, its inputs shown
-const HEIGHTS = { LoadFluxTransformer: 250, LoadLoRA: 390, LoadTextualInversion: 250, LoadIPAdapter: 480, LoadVAE: 250 };
+const HEIGHTS = { LoadFluxTransformer: 250, LoadLoRA: 390, LoadTextualInversion: 250, LoadIPAdapter: 480, LoadVAE: 250,
+  FreeU: 390 };
 const CONTROLNET_HEIGHT = 260; // a LoadControlNet node, its three inputs shown
 const IMAGE_HEIGHT = 260; // a LoadImage node, room for its picture once uploaded (the images stack below it)
 

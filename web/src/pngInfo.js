@@ -3,7 +3,8 @@
 // `diffblocks run`) holds its parameters instead ("parameters"), one from ComfyUI its graph in ComfyUI's terms
 // ("prompt", comfy.js): either becomes a text-to-image graph, on the checkpoint it names when the server's model
 // folders have it.
-import { comfySettings, editorPrompt, isComfyEditorGraph, isComfyPrompt, samplerLeftOut, samplingOf } from './comfy.js';
+import { comfySettings, editorPrompt, freeuOf, isComfyEditorGraph, isComfyPrompt, samplerLeftOut, samplingOf,
+} from './comfy.js';
 import { text2imageGraph } from './graph.js';
 import { fluxSettings, isFluxGraph } from './comfyFlux.js';
 import { importedFlux } from './importFlux.js';
@@ -134,6 +135,12 @@ export function parametersSettings(text) {
     sampling: samplingOf(fields['Prediction type'] || null, fields['Zero SNR'] === 'True', SAMPLERS[sampler],
       named ? named[2] : fields['Schedule type'], sampler),
   };
+  if (fields.freeu_enabled === 'True') { // Forge's FreeU (its FreeU_V2; diffblocks run says freeu_version 1)
+    const freeu = freeuOf({ b1: number('freeu_b1'), b2: number('freeu_b2'), s1: number('freeu_s1'),
+      s2: number('freeu_s2') }, number('freeu_version') ?? 2);
+    if (freeu) settings.freeu = freeu;
+    else others.push("Forge's FreeU (its factors are not numbers)");
+  }
   const unknownSampler = samplerLeftOut(sampler, settings);
   if (unknownSampler && !('Distilled CFG Scale' in fields)) others.push(unknownSampler);
   for (const [key, what] of Object.entries(UNTAKEN)) if (fields[key]) others.push(what(fields[key]));
