@@ -20,7 +20,8 @@ GUIDERS = {
 SCHEDULER_NAMES = {"ddim": "DDIMScheduler", "ddpm": "DDPMScheduler", "euler": "EulerDiscreteScheduler",
                    "euler-a": "EulerAncestralDiscreteScheduler", "dpm++": "DPMSolverMultistepScheduler",
                    "dpm++-sde": "DPMSolverMultistepScheduler", "unipc": "UniPCMultistepScheduler",
-                   "lcm": "LCMScheduler", "heun": "HeunDiscreteScheduler", "lms": "LMSDiscreteScheduler"}
+                   "lcm": "LCMScheduler", "heun": "HeunDiscreteScheduler", "lms": "LMSDiscreteScheduler",
+                   "dpm2": "KDPM2DiscreteScheduler", "dpm2-a": "KDPM2AncestralDiscreteScheduler"}
 # short names that are a scheduler with settings of its own (A1111's DPM++ 2M SDE, ComfyUI's dpmpp_2m_sde)
 SCHEDULER_SETTINGS = {"dpm++-sde": {"algorithm_type": "sde-dpmsolver++"}}
 
@@ -54,7 +55,8 @@ FREEU_VERSION_HELP = "with --freeu: 1, the paper's (default), or 2, ComfyUI's Fr
 # A1111's schedule types (ComfyUI's "scheduler" widget) that our sigma-based schedulers take -> their config switch
 SCHEDULE_TYPES = {"karras": "use_karras_sigmas", "exponential": "use_exponential_sigmas", "beta": "use_beta_sigmas"}
 SCHEDULE_HELP = ("the spacing of the noise levels: karras, exponential or beta (A1111's Schedule type, ComfyUI's "
-                 "scheduler; euler, heun, lms, dpm++ and unipc take them; beta needs scipy; default: the scheduler's)")
+                 "scheduler; euler, heun, lms, dpm2, dpm2-a, dpm++ and unipc take them; beta needs scipy; default: the "
+                 "scheduler's)")
 
 
 def schedule_changes(args) -> dict:
@@ -74,7 +76,8 @@ def check_schedule(args, scheduler: type) -> None:
     changes = schedule_changes(args)
     if changes and not set(changes) <= set(inspect.signature(scheduler.__init__).parameters):
         raise FlagError.unusable("--schedule-type", args.schedule_type, f"{scheduler.__name__} has no such spacing "
-                                 "(euler, heun, lms, dpm++ and unipc do: give --scheduler)")
+                                 "(euler, heun, lms, dpm2, dpm2-a, dpm++ and unipc do: give "
+                                 "--scheduler)")
 
 
 def sampling_changes(args) -> dict:

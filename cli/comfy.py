@@ -13,7 +13,7 @@ from typing import Any
 # exponential or beta: A1111's Schedule type)
 SAMPLERS = {"euler": "Euler", "euler_ancestral": "Euler a", "ddim": "DDIM", "ddpm": "DDPM", "dpmpp_2m": "DPM++ 2M",
             "dpmpp_2m_sde": "DPM++ 2M SDE", "dpmpp_2m_sde_gpu": "DPM++ 2M SDE", "uni_pc": "UniPC", "lcm": "LCM",
-            "heun": "Heun", "lms": "LMS"}
+            "heun": "Heun", "lms": "LMS", "dpm_2": "DPM2", "dpm_2_ancestral": "DPM2 a"}
 # an upscale model's factor, as its name gives it: "4x-UltraSharp", "RealESRGAN_x4plus"
 MODEL_FACTOR = re.compile(r"(?:^|[^\d])([2-8])x|x([2-8])(?:\D|$)", re.I)
 MAX_HOPS = 100  # nodes followed from one sampler to another (a graph may loop)

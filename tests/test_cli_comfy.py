@@ -267,3 +267,19 @@ def test_from_image_reads_a_comfyui_graphs_clip_skip(capsys, tmp_path):
     a, b = Image.open(tmp_path / "a.png"), Image.open(tmp_path / "b.png")
     assert a.tobytes() == b.tobytes() and a.text["parameters"] == b.text["parameters"]
     assert "Clip skip: 2" in a.text["parameters"]
+
+
+@pytest.mark.parametrize("sampler, flag", [("dpm_2", "dpm2"), ("dpm_2_ancestral", "dpm2-a")])
+def test_from_image_reads_comfyuis_dpm2_samplers(capsys, tmp_path, sampler, flag):
+    """ComfyUI's dpm_2 and dpm_2_ancestral with its karras scheduler: A1111's DPM2 and DPM2 a, Karras."""
+    comfy_image(tmp_path / "comfy.png", comfy_graph(sampler_name=sampler, scheduler="karras"))
+    code, _, err = run_cli(capsys, "run", "--from-image", str(tmp_path / "comfy.png"), "--out", str(tmp_path / "a.png"),
+                           "--no-progress")
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "run", "--prompt", "a handwritten seven", "--negative-prompt", "blurry", "--steps",
+                           "5", "--seed", "3", "--guidance-scale", "5", "--scheduler", flag, "--schedule-type",
+                           "karras", "--height", "32", "--width", "32", "--out", str(tmp_path / "b.png"), "--no-progress")
+    assert code == 0, err
+    a, b = Image.open(tmp_path / "a.png"), Image.open(tmp_path / "b.png")
+    assert a.tobytes() == b.tobytes() and a.text["parameters"] == b.text["parameters"]
+    assert f"Sampler: {'DPM2 a' if flag == 'dpm2-a' else 'DPM2'}, Schedule type: Karras" in a.text["parameters"]

@@ -90,7 +90,8 @@ def test_prediction_type_and_zero_snr_are_the_schedulers_config(capsys, tmp_path
 
 
 @pytest.mark.parametrize("scheduler, spacing", [("dpm++", "karras"), ("euler", "exponential"), ("unipc", "karras"),
-                                                ("heun", "karras"), ("lms", "karras"), ("euler", "beta")])
+                                                ("heun", "karras"), ("lms", "karras"), ("euler", "beta"),
+                                                ("dpm2", "exponential"), ("dpm2-a", "karras")])
 def test_schedule_type_spaces_the_schedulers_noise_levels(capsys, tmp_path, scheduler, spacing):
     """A1111's Schedule type (ComfyUI's scheduler widget): the scheduler's sigmas switch, written as A1111 1.9 writes
     it and read back; an older A1111 image names it in its sampler ("DPM++ 2M Karras")."""
@@ -141,7 +142,7 @@ def test_a_schedule_type_the_scheduler_lacks_is_one_clear_error(capsys, tmp_path
         code, _, err = run_cli(capsys, "run", "--prompt", "a cat", "--schedule-type", "karras", *flags, "--no-progress",
                                "--out", str(tmp_path / "a.png"))
         assert_one_line_error(code, err, "--schedule-type karras: DDIMScheduler has no such spacing (euler, heun, "
-                                         "lms, dpm++ and unipc do: give --scheduler)")
+                                         "lms, dpm2, dpm2-a, dpm++ and unipc do: give --scheduler)")
     code, _, err = run_cli(capsys, "run", "--prompt", "a cat", "--schedule-type", "beta2", "--scheduler", "euler",
                            "--out", str(tmp_path / "a.png"))
     assert_one_line_error(code, err, "--schedule-type: unknown schedule type 'beta2'", "karras, exponential, beta")
@@ -240,7 +241,8 @@ def test_prediction_type_is_checked_before_loading(capsys, tmp_path):
     ("unipc", "UniPCMultistepScheduler"), ("lcm", "LCMScheduler"), ("ddpm", "DDPMScheduler"),
     ("UniPCMultistepScheduler", "UniPCMultistepScheduler"), ("eulerdiscretescheduler", "EulerDiscreteScheduler"),
     ("heun", "HeunDiscreteScheduler"), ("dpm++-sde", "DPMSolverMultistepScheduler"), ("lms", "LMSDiscreteScheduler"),
-    ("EulerDiscrete", "EulerDiscreteScheduler"),
+    ("EulerDiscrete", "EulerDiscreteScheduler"), ("dpm2", "KDPM2DiscreteScheduler"),
+    ("DPM2-A", "KDPM2AncestralDiscreteScheduler"), ("kdpm2discretescheduler", "KDPM2DiscreteScheduler"),
 ])
 def test_scheduler_names(name, class_name):
     assert scheduler_class(name) is SCHEDULERS[class_name]

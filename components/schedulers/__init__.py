@@ -14,6 +14,7 @@ from .euler import EulerDiscreteScheduler
 from .euler_ancestral import EulerAncestralDiscreteScheduler
 from .flow_match_euler import FlowMatchEulerDiscreteScheduler
 from .heun import HeunDiscreteScheduler
+from .kdpm2 import KDPM2AncestralDiscreteScheduler, KDPM2DiscreteScheduler
 from .lcm import LCMScheduler
 from .lms import LMSDiscreteScheduler
 from .unipc import UniPCMultistepScheduler
@@ -31,6 +32,8 @@ SCHEDULERS: dict[str, type[SchedulerMixin]] = {
         FlowMatchEulerDiscreteScheduler,
         HeunDiscreteScheduler,
         LMSDiscreteScheduler,
+        KDPM2DiscreteScheduler,
+        KDPM2AncestralDiscreteScheduler,
     )
 }
 
@@ -43,6 +46,8 @@ __all__ = [
     "EulerDiscreteScheduler",
     "FrozenConfig",
     "HeunDiscreteScheduler",
+    "KDPM2AncestralDiscreteScheduler",
+    "KDPM2DiscreteScheduler",
     "LCMScheduler",
     "LMSDiscreteScheduler",
     "SchedulerConfig",

@@ -46,10 +46,12 @@ def convert_sigmas(config, sigmas: np.ndarray, num_steps: int) -> np.ndarray | N
     return None
 
 
-def spaced_sigmas(scheduler, num_steps: int, timesteps=None) -> tuple[np.ndarray, np.ndarray]:
+def spaced_sigmas(scheduler, num_steps: int, timesteps=None,
+                  round_karras: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``(timesteps, sigmas)`` of ``num_steps`` steps with ``scheduler``'s spacing (or at custom ``timesteps``),
     its training sigmas interpolated there, or its Karras / exponential / beta sigmas and their timesteps when its
-    config asks (the final zero sigma not added): the schedule of the k-diffusion samplers (Heun, LMS)."""
+    config asks (the final zero sigma not added; Karras sigmas' timesteps rounded with ``round_karras``, as the DPM2
+    samplers have them): the schedule of the k-diffusion samplers (Heun, LMS, DPM2)."""
     cfg = scheduler.config
     if timesteps is None:
         timesteps = spaced_timesteps(cfg.timestep_spacing, cfg.num_train_timesteps, num_steps, cfg.steps_offset,
@@ -60,7 +62,8 @@ def spaced_sigmas(scheduler, num_steps: int, timesteps=None) -> tuple[np.ndarray
     converted = convert_sigmas(cfg, sigmas, num_steps)
     if converted is None:
         return timesteps, sigmas
-    return sigma_to_t(converted, np.log(train)), converted
+    timesteps = sigma_to_t(converted, np.log(train))
+    return (timesteps.round() if round_karras and cfg.use_karras_sigmas else timesteps), converted
 
 
 class EulerDiscreteScheduler(KarrasSchedulerMixin):

@@ -33,6 +33,8 @@ PREDICTIONS = {
     "UniPCMultistepScheduler": ("epsilon", "v_prediction", "sample"),
     "HeunDiscreteScheduler": ("epsilon", "v_prediction", "sample"),
     "LMSDiscreteScheduler": ("epsilon", "v_prediction", "sample"),
+    "KDPM2DiscreteScheduler": ("epsilon", "v_prediction"),
+    "KDPM2AncestralDiscreteScheduler": ("epsilon", "v_prediction"),
 }
 
 # (scheduler, config, step kwargs, number of steps)
@@ -42,6 +44,14 @@ VARIANTS = [
     ("HeunDiscreteScheduler", {**SD, "use_exponential_sigmas": True, "clip_sample": True}, {}, STEPS),
     ("HeunDiscreteScheduler", {**SD, "timestep_spacing": "trailing", "prediction_type": "v_prediction"}, {}, 7),
     ("LMSDiscreteScheduler", {**SD, "use_karras_sigmas": True}, {}, STEPS),
+    ("KDPM2DiscreteScheduler", {**SD, "use_karras_sigmas": True}, {}, STEPS),
+    ("KDPM2DiscreteScheduler", {**SD, "timestep_spacing": "leading", "steps_offset": 1}, {}, STEPS),
+    ("KDPM2DiscreteScheduler", {**SD, "use_exponential_sigmas": True, "prediction_type": "v_prediction"}, {}, STEPS),
+    ("KDPM2DiscreteScheduler", {**SD, "timestep_spacing": "trailing"}, {}, 7),
+    ("KDPM2AncestralDiscreteScheduler", {**SD, "use_karras_sigmas": True}, {}, STEPS),
+    ("KDPM2AncestralDiscreteScheduler", {**SD, "timestep_spacing": "leading", "steps_offset": 1}, {}, STEPS),
+    ("KDPM2AncestralDiscreteScheduler", {**SD, "timestep_spacing": "trailing", "prediction_type": "v_prediction"},
+     {}, 7),
     ("LMSDiscreteScheduler", {**SD, "timestep_spacing": "leading", "steps_offset": 1}, {"order": 2}, STEPS),
     ("EulerDiscreteScheduler", {**SD, "use_karras_sigmas": True}, {}, STEPS),
     ("EulerDiscreteScheduler", {**SD, "timestep_spacing": "leading", "steps_offset": 1}, {}, STEPS),
@@ -356,7 +366,8 @@ def test_step_output_forms():
     assert isinstance(out, SchedulerOutput) and out.pred_original_sample is not None
     prev, x0 = ours.step(torch.zeros(SHAPE), ours.timesteps[1], torch.ones(SHAPE), return_dict=False)
     assert prev.shape == x0.shape == SHAPE
-    assert {name: cls.order for name, cls in SCHEDULERS.items() if cls.order != 1} == {"HeunDiscreteScheduler": 2}
+    assert {name: cls.order for name, cls in SCHEDULERS.items() if cls.order != 1} == {
+        "HeunDiscreteScheduler": 2, "KDPM2DiscreteScheduler": 2, "KDPM2AncestralDiscreteScheduler": 2}
     assert all(cls.order == getattr(diffusers, name).order for name, cls in SCHEDULERS.items())  # img2img reads it
 
 

@@ -20,9 +20,10 @@ STEPS = 4
 FAMILIES = {
     "sd": SimpleNamespace(preset=stable_diffusion, ref="StableDiffusion{}Pipeline", repo="sd_repo", extra={},
                           schedulers=["EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler",
-                                      "HeunDiscreteScheduler", "LMSDiscreteScheduler"]),
+                                      "HeunDiscreteScheduler", "LMSDiscreteScheduler", "KDPM2DiscreteScheduler"]),
     "sdxl": SimpleNamespace(preset=stable_diffusion_xl, ref="StableDiffusionXL{}Pipeline", repo="sdxl_repo",
-                            extra={"prompt_2": "a dog"}, schedulers=["EulerAncestralDiscreteScheduler", "UniPCMultistepScheduler"]),
+                            extra={"prompt_2": "a dog"}, schedulers=["EulerAncestralDiscreteScheduler", "UniPCMultistepScheduler",
+                                                                     "KDPM2AncestralDiscreteScheduler"]),
 }
 
 
@@ -69,7 +70,8 @@ def test_text2image(request, family, scheduler):
 
 
 @pytest.mark.parametrize("family, scheduler", [("sd", None), ("sd", "EulerDiscreteScheduler"),
-                                               ("sd", "HeunDiscreteScheduler"), ("sdxl", None),
+                                               ("sd", "HeunDiscreteScheduler"), ("sd", "KDPM2DiscreteScheduler"),
+                                               ("sdxl", "KDPM2AncestralDiscreteScheduler"), ("sdxl", None),
                                                ("sdxl", "DDIMScheduler")])
 def test_image2image(request, family, scheduler):
     fam = FAMILIES[family]
