@@ -17,6 +17,7 @@ from . import comfy
 from .choices import SCHEDULE_TYPES, sampling_changes
 from .files import lora_sources
 from .flags import HIRES_STRENGTH, freeu_setting
+from .hashes import file_sha256
 from .networks import lora_hashes, lora_tags
 
 # one "Key: value" of the last line; a value with a comma in it is quoted (A1111's own pattern)
@@ -32,14 +33,16 @@ FREEU_FACTORS = ("b1", "b2", "s1", "s2")
 SAMPLERS = {"DDIMScheduler": "DDIM", "DDPMScheduler": "DDPM", "EulerDiscreteScheduler": "Euler",
             "EulerAncestralDiscreteScheduler": "Euler a", "DPMSolverMultistepScheduler": "DPM++ 2M",
             "UniPCMultistepScheduler": "UniPC", "LCMScheduler": "LCM", "FlowMatchEulerDiscreteScheduler": "Euler",
-            "HeunDiscreteScheduler": "Heun", "LMSDiscreteScheduler": "LMS",
+            "HeunDiscreteScheduler": "Heun", "LMSDiscreteScheduler": "LMS", "KDPM2DiscreteScheduler": "DPM2",
+            "KDPM2AncestralDiscreteScheduler": "DPM2 a",
             "dpm++-sde": "DPM++ 2M SDE"}  # a --scheduler short name: DPM++ with the SDE algorithm
 
 
 def infotext(args, pipe, blocks, size: tuple[int, int], inputs: dict[str, Any], prompt: str | None = None,
              seed: int | None = None) -> str:
     """What made the first image: its prompt (with its LoRAs' tags, as A1111 writes them), negative prompt, steps,
-    sampler, guidance (FLUX.1's distilled guidance too), seed, size, model and LoRA hashes, and the image-to-image
+    sampler, guidance (FLUX.1's distilled guidance too), seed, size, model and VAE (and their files' hashes), LoRA
+    hashes, FreeU, and the image-to-image
     strength or the hires pass when there was one. ``prompt`` and ``seed`` (a batch item's)
     stand in for ``args``'; the inputs' negative prompt for ``args``' too."""
     from .. import __version__
@@ -60,7 +63,9 @@ def infotext(args, pipe, blocks, size: tuple[int, int], inputs: dict[str, Any], 
               "Schedule type": spacing and spacing.capitalize(),  # A1111 1.9's field ("Karras")
               "CFG scale": cfg if distilled is not None else inputs.get("guidance_scale", cfg),
               "Distilled CFG Scale": distilled, "Seed": args.seed if seed is None else seed,
-              "Size": f"{size[0]}x{size[1]}", "Model": model_name(args.model),
+              "Size": f"{size[0]}x{size[1]}", "Model hash": short_file_hash(args.model), "Model": model_name(args.model),
+              "VAE hash": short_file_hash(getattr(args, "vae", None)),
+              "VAE": Path(args.vae).name if getattr(args, "vae", None) else None,
               "Clip skip": args.clip_skip if (getattr(args, "clip_skip", None) or 1) > 1 else None}  # A1111's way
     if getattr(args, "prediction_type", None) is not None or getattr(args, "zero_snr", False):
         changes = sampling_changes(args)  # what the flags set: the checkpoint's own is read off it again
@@ -264,6 +269,15 @@ def _number(fields: dict[str, str], key: str, kind: type):
         return kind(fields[key])
     except (KeyError, ValueError):
         return None
+
+
+def short_file_hash(value: str | None) -> str | None:
+    """A1111's ``Model hash`` / ``VAE hash`` of a local weights file: the first 10 hex digits of its sha256
+    (remembered across runs: ``hashes``); None for a folder, a Hub name or nothing."""
+    path = Path(value).expanduser() if value else None
+    if path is None or not path.is_file() or path.suffix.lower() not in WEIGHTS_SUFFIXES:
+        return None
+    return file_sha256(path)[:10]
 
 
 def model_name(model: str | None) -> str:

@@ -4,12 +4,9 @@ it takes out of the prompt again, and what the node editor's import and ``--from
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import os
 from pathlib import Path
 
-from ..components.files import SAFETENSORS_SUFFIXES
+from .hashes import file_sha256
 
 
 def lora_names(sources: list[tuple[str, str | None, float]]) -> list[tuple[str, float, Path | None]]:
@@ -42,17 +39,4 @@ def lora_hashes(sources) -> str | None:
 def short_hash(path: Path) -> str:
     """A1111's short hash of a LoRA file: the first 12 hex digits of its sha256, a safetensors file's without its
     header (kohya's "addnet" hash, so that editing the metadata keeps it)."""
-    stat = path.stat()
-    return _sha256(str(path.resolve()), stat.st_mtime_ns, stat.st_size)[:12]
-
-
-@functools.lru_cache(maxsize=32)
-def _sha256(path: str, mtime_ns: int, size: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        if Path(path).suffix.lower() in SAFETENSORS_SUFFIXES:
-            header = int.from_bytes(file.read(8), "little")
-            file.seek(8 + header, os.SEEK_SET)
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(path, addnet=True)[:12]

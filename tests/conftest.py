@@ -1,6 +1,16 @@
+import os
+
 import pytest
 import torch
 from tiny_models import make_sd_repo, make_sdxl_repo
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hashes_in_a_temporary_cache(tmp_path_factory):
+    """The model-file hashes ``run`` remembers go to this session's folder (subprocesses too), not ~/.cache."""
+    os.environ["DIFFBLOCKS_HASHES"] = str(tmp_path_factory.mktemp("cache") / "hashes.json")
+    yield
+    os.environ.pop("DIFFBLOCKS_HASHES", None)
 
 
 def pytest_collection_modifyitems(config, items):
