@@ -91,15 +91,14 @@ def drop(page, path, info=None, document=None):
 def test_a_comfyui_graph_runs_on_the_checkpoint_and_lora_it_names_and_draws_what_their_weights_draw(
         page, import_server, tmp_path, shots):
     """ComfyUI's ckpt_name as saved on Windows (``sd15\\digits.safetensors``), reached through a LoraLoader and a
-    FreeU node: the graph loads that file from the server's checkpoints with the SD 1.x preset, and the LoRA with
-    LoadLoRA at its strength_model and strength_clip; FreeU is left out, and the page says so. Given the
+    RescaleCFG node: the graph loads that file from the server's checkpoints with the SD 1.x preset, and the LoRA with
+    LoadLoRA at its strength_model and strength_clip; RescaleCFG is left out, and the page says so. Given the
     checkpoint's configs, it draws the very pixels the same LoRA draws on the model the file was written from."""
     prompt = json.loads(json.dumps(COMFY_PROMPT))
     prompt["4"]["inputs"]["ckpt_name"] = "sd15\\digits.safetensors"
     prompt["12"] = {"class_type": "LoraLoader", "inputs": {"lora_name": "ink.safetensors", "strength_model": 0.8,
                                                           "strength_clip": 0.5, "model": ["4", 0], "clip": ["4", 1]}}
-    prompt["13"] = {"class_type": "FreeU_V2", "inputs": {"b1": 1.3, "b2": 1.4, "s1": 0.9, "s2": 0.2,
-                                                        "model": ["12", 0]}}
+    prompt["13"] = {"class_type": "RescaleCFG", "inputs": {"multiplier": 0.7, "model": ["12", 0]}}
     prompt["3"]["inputs"]["model"] = ["13", 0]
     info = PngInfo()
     info.add_text("prompt", json.dumps(prompt))
@@ -109,7 +108,7 @@ def test_a_comfyui_graph_runs_on_the_checkpoint_and_lora_it_names_and_draws_what
     wait_for(page, "nodes.load.type === 'LoadCheckpoint'")
     assert page.evaluate("window.diffblocks.workflow()") == on_checkpoint("sd15/digits.safetensors", lora=lora)
     notice = page.get_by_test_id("notice")
-    expect(notice).to_contain_text("left out: FreeU_V2")
+    expect(notice).to_contain_text("left out: RescaleCFG")
     expect(notice).not_to_contain_text("checkpoint")
     page.screenshot(path=str(shots / "30-comfyui-import.png"))
 

@@ -56,7 +56,7 @@ def test_comfyuis_model_sampling_is_the_scheduler_nodes_and_draws_what_run_draws
     graph = json.loads(json.dumps(COMFY_PROMPT))
     graph["20"] = {"class_type": "ModelSamplingDiscrete", "inputs": {"sampling": "v_prediction", "zsnr": True,
                                                                      "model": ["4", 0]}}
-    graph["3"]["inputs"].update(model=["20", 0], sampler_name="dpm_2")
+    graph["3"]["inputs"].update(model=["20", 0], sampler_name="dpmpp_sde")
     info = PngInfo()
     info.add_text("prompt", json.dumps(graph))
     Image.new("RGB", (32, 32)).save(tmp_path / "vpred.png", pnginfo=info)
@@ -64,7 +64,7 @@ def test_comfyuis_model_sampling_is_the_scheduler_nodes_and_draws_what_run_draws
     assert nodes["sampler"] == {"type": "EulerDiscreteScheduler", "inputs": {
         "scheduler": {"node": "load", "output": "scheduler"}, **V_PREDICTION}}
     assert nodes["run"]["inputs"]["scheduler"] == {"node": "sampler", "output": "scheduler"}
-    expect(page.get_by_test_id("notice")).to_contain_text("the sampler 'dpm_2' (Euler here)")
+    expect(page.get_by_test_id("notice")).to_contain_text("the sampler 'dpmpp_sde' (Euler here)")
     assert "ModelSamplingDiscrete" not in page.get_by_test_id("notice").inner_text()  # carried over, not left out
     run(page)
     page.screenshot(path=str(shots / "40-model-sampling.png"))
@@ -93,7 +93,7 @@ def test_an_image_run_drew_with_a_prediction_type_draws_again_on_the_page(page, 
 
 def test_karras_spacing_in_a1111s_and_comfyuis_images_is_the_scheduler_nodes(page, server, tmp_path):
     """The commonest settings of both: DPM++ 2M with Karras sigmas (A1111's older "DPM++ 2M Karras", ComfyUI's
-    dpmpp_2m sampler with its karras scheduler), DPM++ 2M SDE, Heun, and Euler with ComfyUI's beta scheduler: the
+    dpmpp_2m sampler with its karras scheduler), DPM++ 2M SDE, Heun, DPM2 a, and Euler with ComfyUI's beta scheduler: the
     scheduler node with use_karras_sigmas (and the SDE algorithm; use_beta_sigmas), which draws what ``diffblocks run
     --from-image`` draws."""
     graph = json.loads(json.dumps(COMFY_PROMPT))
@@ -114,9 +114,11 @@ def test_karras_spacing_in_a1111s_and_comfyuis_images_is_the_scheduler_nodes(pag
             ("comfy-sde.png", "prompt", json.dumps(sde), with_sde),
             ("heun.png", "parameters", a1111 + "Heun, Schedule type: Karras, CFG scale: 5, Seed: 3, Size: 32x32",
              settings),
+            ("dpm2a.png", "parameters", a1111 + "DPM2 a Karras, CFG scale: 5, Seed: 3, Size: 32x32", settings),
             ("beta.png", "prompt", json.dumps(beta), {"use_beta_sigmas": True}))):
         nodes = drop(page, server, image_with(tmp_path / name, key, text), again=index > 0)
-        kind = {"heun.png": "HeunDiscreteScheduler", "beta.png": "EulerDiscreteScheduler"}.get(
+        kind = {"heun.png": "HeunDiscreteScheduler", "beta.png": "EulerDiscreteScheduler",
+                "dpm2a.png": "KDPM2AncestralDiscreteScheduler"}.get(
             name, "DPMSolverMultistepScheduler")
         assert nodes["sampler"] == {"type": kind, "inputs": {
             "scheduler": {"node": "load", "output": "scheduler"}, **expected}}

@@ -12,7 +12,8 @@ const SAMPLERS = {
   euler: 'EulerDiscreteScheduler', euler_ancestral: 'EulerAncestralDiscreteScheduler', ddim: 'DDIMScheduler',
   ddpm: 'DDPMScheduler', dpmpp_2m: 'DPMSolverMultistepScheduler', uni_pc: 'UniPCMultistepScheduler', lcm: 'LCMScheduler',
   dpmpp_2m_sde: 'DPMSolverMultistepScheduler', dpmpp_2m_sde_gpu: 'DPMSolverMultistepScheduler',
-  heun: 'HeunDiscreteScheduler', lms: 'LMSDiscreteScheduler',
+  heun: 'HeunDiscreteScheduler', lms: 'LMSDiscreteScheduler', dpm_2: 'KDPM2DiscreteScheduler',
+  dpm_2_ancestral: 'KDPM2AncestralDiscreteScheduler',
 };
 // samplers that are a scheduler node type with settings of their own (ComfyUI's and A1111's names)
 export const SAMPLER_SETTINGS = { dpmpp_2m_sde: { algorithm_type: 'sde-dpmsolver++' },
@@ -24,7 +25,7 @@ const PREDICTIONS = { eps: 'epsilon', v_prediction: 'v_prediction' };
 // A1111's schedule types (ComfyUI's scheduler widget) -> the switch of the scheduler node types that have it
 const SPACINGS = { karras: 'use_karras_sigmas', exponential: 'use_exponential_sigmas', beta: 'use_beta_sigmas' };
 const SPACED = new Set(['EulerDiscreteScheduler', 'DPMSolverMultistepScheduler', 'UniPCMultistepScheduler',
-  'HeunDiscreteScheduler', 'LMSDiscreteScheduler']);
+  'HeunDiscreteScheduler', 'LMSDiscreteScheduler', 'KDPM2DiscreteScheduler', 'KDPM2AncestralDiscreteScheduler']);
 
 /** The changes to the model's scheduler config ({prediction_type, rescale_betas_zero_snr, use_karras_sigmas, ...})
  * for what a model is set to predict (`prediction`: 'epsilon' or 'v_prediction', or null), with zero terminal SNR

@@ -46,7 +46,8 @@ const SAMPLERS = {
   DDIM: 'DDIMScheduler', DDPM: 'DDPMScheduler', Euler: 'EulerDiscreteScheduler', 'Euler a': 'EulerAncestralDiscreteScheduler',
   'DPM++ 2M': 'DPMSolverMultistepScheduler', UniPC: 'UniPCMultistepScheduler', LCM: 'LCMScheduler',
   'DPM++ 2M SDE': 'DPMSolverMultistepScheduler', // with its SDE algorithm (comfy.js's SAMPLER_SETTINGS)
-  Heun: 'HeunDiscreteScheduler', LMS: 'LMSDiscreteScheduler',
+  Heun: 'HeunDiscreteScheduler', LMS: 'LMSDiscreteScheduler', DPM2: 'KDPM2DiscreteScheduler',
+  'DPM2 a': 'KDPM2AncestralDiscreteScheduler',
 };
 // A1111's fields that change the image and are not carried over -> how the notice names them
 const UNTAKEN = {
