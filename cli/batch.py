@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..components.errors import BatchError, BatchItemError, FlagError
 from .choices import (FREEU_HELP, FREEU_VERSION_HELP, GUIDERS, SAMPLING_HELP, SCHEDULE_HELP, SCHEDULER_NAMES,
-                      ZERO_SNR_HELP, pick_device)
+                      VAE_TILING_HELP, ZERO_SNR_HELP, pick_device)
 from . import infotext
 from .files import open_image
 from .flags import check_hires, check_numbers, single, value_of
@@ -158,6 +158,7 @@ def add_parser(commands) -> None:
     b.add_argument("--zero-snr", action="store_true", help=ZERO_SNR_HELP)
     b.add_argument("--freeu", metavar="B1,B2,S1,S2", help=FREEU_HELP)
     b.add_argument("--freeu-version", type=int, choices=(1, 2), help=FREEU_VERSION_HELP)
+    b.add_argument("--vae-tiling", action="store_true", help=VAE_TILING_HELP)
     b.add_argument("--negative-prompt", help="what to steer away from (every item's default)")
     b.add_argument("--plain-prompts", action="store_true", help=PLAIN_PROMPTS_HELP)
     b.add_argument("--image", help="every item's input image (image-to-image; inpaint with --mask-image); a JSONL "

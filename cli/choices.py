@@ -50,6 +50,9 @@ FREEU_HELP = ("FreeU, as B1,B2,S1,S2: the UNet's two deepest decoder stages ampl
               "damp the low frequencies of their skip connections by S1, S2; no weights (the paper's: SD 1.x "
               "1.5,1.6,0.9,0.2, SDXL 1.3,1.4,0.9,0.2; ComfyUI's FreeU node, Forge's FreeU)")
 FREEU_VERSION_HELP = "with --freeu: 1, the paper's (default), or 2, ComfyUI's FreeU_V2 (Forge's FreeU)"
+VAE_TILING_HELP = ("encode and decode images larger than the VAE's own size (SD 1.x: 512 px, SDXL and FLUX.1: 1024) in "
+                   "overlapping tiles, for large images on little memory (diffusers' enable_tiling, A1111's Tiled VAE, "
+                   "ComfyUI's VAEDecodeTiled; the seams differ slightly from a whole decode)")
 
 
 # A1111's schedule types (ComfyUI's "scheduler" widget) that our sigma-based schedulers take -> their config switch

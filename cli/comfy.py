@@ -76,6 +76,8 @@ def settings(graph: Any) -> tuple[str, str | None, dict[str, Any], list[str]]:
     notes += _model_files(source(inputs.get("model")), source)
     fields.update(model_sampling(source(inputs.get("model")), source, notes))
     fields.update(freeu(source(inputs.get("model")), source))
+    if any(isinstance(node, dict) and node.get("class_type") == "VAEDecodeTiled" for node in graph.values()):
+        notes.append("its VAEDecodeTiled decodes in tiles: give --vae-tiling (tiles of the VAE's own size)")
     if hires is not None:
         second, (scale, upscaler) = hires
         again = second.get("inputs", {})

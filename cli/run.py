@@ -15,8 +15,8 @@ from ..components.files import is_weights_file
 from ..components.spec import ComponentSpec, LazyClass
 from . import infotext
 from .choices import (FREEU_HELP, FREEU_VERSION_HELP, GUIDERS, SAMPLING_HELP, SCHEDULE_HELP, SCHEDULER_NAMES,
-                      ZERO_SNR_HELP, check_schedule, make_guider, pick_device, sampling_changes, schedule_changes,
-                      scheduler_class, scheduler_settings)
+                      VAE_TILING_HELP, ZERO_SNR_HELP, check_schedule, make_guider, pick_device, sampling_changes,
+                      schedule_changes, scheduler_class, scheduler_settings)
 from .files import (
     checkpoint_arg,
     controlnet_source,
@@ -279,6 +279,8 @@ def build_pipeline(args, plan: Plan):
     add_adapters(pipe, plan, args)
     if plan.freeu is not None:
         pipe.unet.enable_freeu(**plan.freeu)
+    if getattr(args, "vae_tiling", False) and pipe.components.get("vae") is not None:
+        pipe.vae.enable_tiling()
     with quiet():
         if plan.scheduler is not None or plan.sampling:
             scheduler = plan.scheduler or type(pipe.scheduler)
@@ -430,6 +432,7 @@ def add_parser(commands) -> None:
     r.add_argument("--zero-snr", action="store_true", help=ZERO_SNR_HELP)
     r.add_argument("--freeu", metavar="B1,B2,S1,S2", help=FREEU_HELP)
     r.add_argument("--freeu-version", type=int, choices=(1, 2), help=FREEU_VERSION_HELP)
+    r.add_argument("--vae-tiling", action="store_true", help=VAE_TILING_HELP)
     r.add_argument("--height", type=int, help="image height in pixels, a multiple of 8 (default: the model's)")
     r.add_argument("--width", type=int, help="image width in pixels, a multiple of 8 (default: the model's)")
     r.add_argument("--image", help="input image (image-to-image; inpaint with --mask-image)")

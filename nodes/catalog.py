@@ -21,7 +21,7 @@ from ..components.errors import BlockDeclarationError
 from ..modular_pipelines.block import ModularPipelineBlocks
 from .adapter_nodes import LoadControlNet, LoadFluxControlNet, LoadFluxIPAdapter, LoadIPAdapter, LoadRedux
 from .embedding_nodes import LoadTextualInversion
-from .freeu_node import FreeUNode
+from .patch_nodes import FreeUNode, TiledVAENode
 from .lora_nodes import LoadLoRA
 from .block_nodes import BlockNode
 from .bundle import component_socket
@@ -106,6 +106,7 @@ def _build() -> dict[str, NodeType]:
     types["LoadLoRA"] = LoadLoRA()
     types["LoadTextualInversion"] = LoadTextualInversion()
     types["FreeU"] = FreeUNode()
+    types["TiledVAE"] = TiledVAENode()
     types["LoadComponents"] = LoadComponents(_component_outputs(types.values()))
     types["LoadCheckpoint"] = LoadCheckpoint(_component_outputs(types.values()))
     return types

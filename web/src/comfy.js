@@ -115,7 +115,10 @@ export function freeuOf(factors, version) {
   return finite ? { b1, b2, s1, s2, version } : null;
 }
 // nodes a text-to-image graph may hold besides those that carry nothing over (outputs, layout)
-const CARRIED = new Set([...Object.keys(SD_WIDGETS), 'VAEDecode', 'VAEEncode', 'ImageUpscaleWithModel', 'SaveImage',
+// ComfyUI's decoders: a tiled one is the page's TiledVAE node (its tile size the VAE's own)
+export const DECODERS = new Set(['VAEDecode', 'VAEDecodeTiled']);
+export const tiledDecode = (prompt) => Object.values(prompt).some((node) => node?.class_type === 'VAEDecodeTiled');
+const CARRIED = new Set([...Object.keys(SD_WIDGETS), ...DECODERS, 'VAEEncode', 'ImageUpscaleWithModel', 'SaveImage',
   'SetLatentNoiseMask',
   'PreviewImage', 'Reroute', 'PrimitiveNode', 'Note', 'MarkdownNote']);
 const MUTED = new Set([2, 4]); // the editor's "never" and "bypass" modes
@@ -233,7 +236,7 @@ export function comfySettings(prompt) {
     model = source(model.inputs.model);
   }
   const ckpt = model && model.inputs.ckpt_name;
-  const vaes = Object.values(prompt).filter((node) => node && node.class_type === 'VAEDecode')
+  const vaes = Object.values(prompt).filter((node) => node && DECODERS.has(node.class_type))
     .map((node) => source(node.inputs.vae)).filter((node) => node && node.class_type === 'VAELoader');
   const vae = vaes.length ? asText(vaes[0].inputs.vae_name) : null;
   const settings = {
@@ -245,6 +248,7 @@ export function comfySettings(prompt) {
     sampling: samplingOf(modelSampling && PREDICTIONS[modelSampling.sampling], modelSampling?.zsnr === true,
       SAMPLERS[inputs.sampler_name], inputs.scheduler, inputs.sampler_name),
   };
+  if (tiledDecode(prompt)) settings.tiledVae = true;
   if (freeu) settings.freeu = freeu;
   leftOut.push(...[...new Set(Object.values(prompt).map((node) => node && node.class_type))]
     .filter((type) => type && !CARRIED.has(type)).sort());
@@ -357,7 +361,7 @@ export function enlarging(second, first, source, width) {
       if (!(typeof inputs.width === 'number' && inputs.width > 0)) return null;
       if (!sized && scale !== null) scale *= width ? inputs.width / width : 1;
       sized = true;
-    } else if (type !== 'VAEDecode' && type !== 'VAEEncode') {
+    } else if (!DECODERS.has(type) && type !== 'VAEEncode') {
       return null;
     }
     if (type.startsWith('Latent')) how = how || 'the latent upscale';

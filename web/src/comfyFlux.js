@@ -6,7 +6,7 @@
 // text-to-image preset (its ControlNet preset, with a ControlNet; Kontext's, with a ReferenceLatent) with the same
 // prompt, guidance, seed, steps and size.
 import {
-  CONDITIONING_PASSES, CONTROLNET_APPLY, asText, controlOf, enlarging, imageFile, inpaintOf,
+  CONDITIONING_PASSES, CONTROLNET_APPLY, DECODERS, asText, controlOf, enlarging, imageFile, inpaintOf, tiledDecode,
 } from './comfy.js';
 
 // nodes only FLUX.1 graphs hold
@@ -20,7 +20,7 @@ const CARRIED = new Set([...FLUX_NODES, ...SAMPLERS, ...EMPTY_LATENTS, ...LORA_L
   'FluxKontextImageScale', 'VAEEncode', 'SetLatentNoiseMask', 'LatentUpscaleBy', 'LatentUpscale', 'ImageScaleBy',
   'ImageScale', 'ImageUpscaleWithModel', 'UpscaleModelLoader', 'UNETLoader',
   'CheckpointLoaderSimple', 'DualCLIPLoader', 'VAELoader', 'CLIPTextEncode', 'ConditioningZeroOut', 'RandomNoise',
-  'BasicGuider', 'CFGGuider', 'KSamplerSelect', 'BasicScheduler', 'VAEDecode', 'SaveImage', 'PreviewImage', 'Reroute',
+  'BasicGuider', 'CFGGuider', 'KSamplerSelect', 'BasicScheduler', ...DECODERS, 'SaveImage', 'PreviewImage', 'Reroute',
   'PrimitiveNode', 'Note', 'MarkdownNote']);
 // ModelSamplingFlux's shifts when they are FLUX.1-dev's scheduler's (its dynamic shifting, which the folder's has)
 const FLUX_SHIFTS = { max_shift: 1.15, base_shift: 0.5 };
@@ -66,6 +66,7 @@ export function fluxSettings(prompt) {
     negative: trueCfg ? textOf(negative, source, number).prompt : null,
     width: empty ? number(latent.inputs.width) : null, height: empty ? number(latent.inputs.height) : null,
     strength: inpaint && denoise !== null && denoise < 1 ? denoise : null,
+    tiledVae: tiledDecode(prompt) || null,
   };
   if (samplerName && samplerName !== 'euler') {
     leftOut.push(`the sampler '${samplerName}' (FLUX.1 samples with Euler here)`);
@@ -91,7 +92,7 @@ export function fluxSettings(prompt) {
   const checkpoint = node?.class_type === 'CheckpointLoaderSimple' ? asText(node.inputs.ckpt_name) : null;
   const encoders = Object.values(prompt).filter((n) => n && n.class_type === 'DualCLIPLoader')
     .flatMap((n) => [asText(n.inputs.clip_name1), asText(n.inputs.clip_name2)]).filter(Boolean);
-  const vaes = Object.values(prompt).filter((n) => n && n.class_type === 'VAEDecode')
+  const vaes = Object.values(prompt).filter((n) => n && DECODERS.has(n.class_type))
     .map((n) => source(n.inputs.vae)).filter((n) => n && n.class_type === 'VAELoader');
   leftOut.unshift(...[...new Set(Object.values(prompt).map((n) => n && n.class_type))]
     .filter((type) => type && !CARRIED.has(type)).sort());

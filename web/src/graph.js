@@ -103,9 +103,9 @@ export const DEFAULT_WORKFLOW = {
  * height, cfg, scheduler (a scheduler node type), sampling (changes to the model's scheduler config, such as
  * prediction_type or use_karras_sigmas: the scheduler node's, Euler's without a type), clipSkip (A1111's Clip skip: 2
  * reads CLIP's layer before the last), freeu ({b1, b2, s1, s2, version}: a FreeU node after the LoRAs and adapters;
- * not for FLUX.1), hires ({scale, strength, steps, seed}: a hires fix, a second pass (its own steps and seed, when
- * given); the auto preset, with the adapters' inputs, when there are adapters: a ControlNet unless ``control.hires``
- * is false)},
+ * not for FLUX.1), tiledVae (true: a TiledVAE node last in the chain), hires ({scale, strength, steps, seed}: a
+ * hires fix, a second pass (its own steps and seed, when given); the auto preset, with the adapters' inputs, when
+ * there are adapters: a ControlNet unless ``control.hires`` is false)},
  * each left out when null. ``model``: {repo} (a LoadComponents node, the SD 1.x preset), {repo, family: 'flux'}
  * (a FLUX.1 folder, the FLUX.1 preset; the settings' ``guidance`` and ``prompt2`` are its) or {checkpoint, family} (a
  * LoadCheckpoint node of the server's model folders, the preset of its family: sdxl's, else SD 1.x's, which runs
@@ -157,6 +157,10 @@ export function text2imageGraph(model, settings) {
   if (model.vae) {
     chain.vae = { type: 'LoadVAE', inputs: { file: model.vae, components: bundle } };
     bundle = LINK('vae', 'components');
+  }
+  if (settings.tiledVae) { // ComfyUI's VAEDecodeTiled: the VAE, the loaded one or the file's, works in tiles
+    chain.tiles = { type: 'TiledVAE', inputs: { components: bundle } };
+    bundle = LINK('tiles', 'components');
   }
   const inputs = { components: bundle, prompt };
   if (settings.prompt2) inputs.prompt_2 = settings.prompt2; // FLUX.1's T5 prompt, when it has its own
@@ -260,7 +264,7 @@ export function text2imageGraph(model, settings) {
 const COLUMN = 290; // px from one column of nodes to the next
 // the height a chain node takes in its column, its inputs shown
 const HEIGHTS = { LoadFluxTransformer: 250, LoadLoRA: 390, LoadTextualInversion: 250, LoadIPAdapter: 480, LoadVAE: 250,
-  FreeU: 390 };
+  FreeU: 390, TiledVAE: 110 };
 const CONTROLNET_HEIGHT = 260; // a LoadControlNet node, its three inputs shown
 const IMAGE_HEIGHT = 260; // a LoadImage node, room for its picture once uploaded (the images stack below it)
 

@@ -1,5 +1,6 @@
-"""A workflow with a ``FreeU`` node equals the pipeline whose UNet has FreeU enabled, bitwise (tolerance 0); the
-shared UNet, and a plain workflow run afterwards, stay as they were; the node stacks on a LoRA's UNet."""
+"""A workflow with a ``FreeU`` node equals the pipeline whose UNet has FreeU enabled, one with a ``TiledVAE`` node the
+pipeline whose VAE decodes in tiles, bitwise (tolerance 0); the shared models, and a plain workflow run afterwards,
+stay as they were."""
 
 import pytest
 import torch
@@ -8,7 +9,7 @@ from tiny_models import build_pipeline
 
 from diffblocks.nodes import ArtifactStore, Executor, NodeRunError, catalog
 from diffblocks.nodes.catalog import node_type
-from diffblocks.presets import stable_diffusion
+from diffblocks.presets import embedded_model_path, stable_diffusion
 
 STEPS = 2
 FACTORS = dict(b1=1.5, b2=1.6, s1=0.9, s2=0.2)
@@ -61,3 +62,23 @@ def test_a_bundle_without_a_conditioned_unet_is_named(tmp_path):
     problem = caught.value.error_json()
     assert problem["node"] == "freeu"
     assert problem["message"].startswith("FreeU failed: FreeU needs a bundle with an SD or SDXL UNet")
+
+
+def test_tiled_vae_workflows_equal_the_pipeline_with_tiling_and_leave_the_shared_vae_alone(tmp_path):
+    """The embedded model's VAE is 32 px: at 64 px the TiledVAE node's decode is the pipeline's with tiling on."""
+    executor = Executor(artifacts=ArtifactStore(tmp_path))
+    plain = preset_text2image("embedded", steps=STEPS, height=64, width=64)
+    before = executor.run(plain)["run"]["images"]
+    tiled = preset_text2image("embedded", steps=STEPS, height=64, width=64)
+    tiled["nodes"]["tiles"] = {"type": "TiledVAE", "inputs": {"components": link("load", "components")}}
+    tiled["nodes"]["run"]["inputs"]["components"] = link("tiles", "components")
+    got = executor.run(tiled)["run"]["images"]
+
+    pipe = build_pipeline(stable_diffusion.TEXT2IMAGE_BLOCKS, embedded_model_path())
+    pipe.vae.enable_tiling()
+    call = dict(prompt="a cat", num_inference_steps=STEPS, height=64, width=64, output_type="pt", output="images")
+    assert torch.equal(got, pipe(generator=torch.Generator().manual_seed(0), **call))
+    assert not torch.equal(got, before)
+    vaes = [c for c in executor.components_manager.components.values() if hasattr(c, "enable_tiling")]
+    assert len(vaes) == 1 and not vaes[0].use_tiling  # the shared VAE
+    assert torch.equal(executor.run(plain)["run"]["images"], before)

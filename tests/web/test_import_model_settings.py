@@ -1,6 +1,6 @@
-"""FreeU imported: ComfyUI's FreeU and FreeU_V2 nodes on the model's way, Forge's ``freeu_*`` fields and ``diffblocks
-run --freeu``'s become a FreeU node between the loader and the preset, which draws what ``diffblocks run
---from-image`` draws from the same image."""
+"""Model settings imported: ComfyUI's FreeU and FreeU_V2 nodes on the model's way, Forge's ``freeu_*`` fields and
+``diffblocks run --freeu``'s become a FreeU node between the loader and the preset, ComfyUI's VAEDecodeTiled a
+TiledVAE node; each draws what ``diffblocks run --from-image`` draws from the same image."""
 
 from __future__ import annotations
 
@@ -45,3 +45,27 @@ def test_forges_and_runs_freeu_fields_are_a_freeu_node(page, server, tmp_path):
     nodes = drop(page, server, image_with(tmp_path / "bad.png", "parameters", a1111.replace("1.6", "x")), again=True)
     assert "freeu" not in nodes
     expect(page.get_by_test_id("notice")).to_contain_text("Forge's FreeU (its factors are not numbers)")
+
+
+def test_comfyuis_tiled_decode_is_a_tiled_vae_node(page, server, tmp_path):
+    """VAEDecodeTiled: a TiledVAE node last in the chain; at 64 px (the embedded VAE's own size is 32) it draws what
+    ``diffblocks run --from-image --vae-tiling`` draws, which ``run`` is told to give (a note)."""
+    import numpy as np
+    from PIL import Image
+
+    from diffblocks.cli import main
+    from page_helpers import pixels, run, shown_image
+
+    graph = json.loads(json.dumps(COMFY_PROMPT))
+    graph["5"]["inputs"].update(width=64, height=64)
+    graph["8"] = {"class_type": "VAEDecodeTiled", "inputs": {"samples": ["3", 0], "vae": ["4", 2], "tile_size": 512,
+                                                             "overlap": 64}}
+    nodes = drop(page, server, image_with(tmp_path / "tiled.png", "prompt", json.dumps(graph)))
+    assert nodes["tiles"] == {"type": "TiledVAE", "inputs": {"components": LOAD}}
+    assert nodes["run"]["inputs"]["components"] == {"node": "tiles", "output": "components"}
+    assert "VAEDecodeTiled" not in page.get_by_test_id("notice").inner_text()  # carried over
+    run(page)
+    out = tmp_path / "cli.png"
+    assert main(["run", "--from-image", str(tmp_path / "tiled.png"), "--vae-tiling", "--device", "cpu",
+                 "--no-progress", "--out", str(out)]) == 0
+    assert np.array_equal(pixels(server, shown_image(page)), np.asarray(Image.open(out).convert("RGB")))
