@@ -251,7 +251,9 @@ UNTAKEN = {"Hires prompt": "the hires pass's own prompt (it takes the first pass
            "Hires sampler": "the hires pass's own sampler '{}'", "Hires CFG Scale": "the hires pass's own CFG scale {}",
            "Refiner": "SDXL's refiner pass ({}), which diffblocks does not run",
            "ADetailer model": "ADetailer's pass ({}: faces found and painted again)",
-           "Emphasis": "A1111's '{}' emphasis (prompt weights are read with its Original one here)"}
+           "Emphasis": "A1111's '{}' emphasis (prompt weights are read with its Original one here)",
+           "Variation seed": "A1111's variation seed {} (noise of two seeds blended; the seed's alone here)",
+           "Seed resize from": "A1111's seed resize from {} (noise drawn at that size, then cut)"}
 
 
 # sd-webui-controlnet's units: "ControlNet 0: \"Module: canny, Model: control_v11p_sd15_canny [d14c016b], ...\""

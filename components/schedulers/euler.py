@@ -28,6 +28,16 @@ def check_one_sigma_schedule(owner: str, config) -> None:
         raise ConfigError(f"{owner}: only one of {', '.join(SIGMA_SCHEDULES)} can be set, got {', '.join(chosen)}")
 
 
+def init_k_sampler(scheduler, predictions: tuple[str, ...]) -> None:
+    """What the k-diffusion samplers' ``__init__`` does first (Heun, LMS, DPM2): check the sigma spacing, timestep
+    spacing and ``predictions`` (the prediction types they take), then build the training noise schedule."""
+    check_one_sigma_schedule(type(scheduler).__name__, scheduler._config)
+    scheduler._check_choice("timestep_spacing", ("linspace", "leading", "trailing"))
+    scheduler._check_choice("prediction_type", predictions)
+    scheduler._init_noise_schedule()
+    scheduler.num_inference_steps = None
+
+
 def convert_sigmas(config, sigmas: np.ndarray, num_steps: int) -> np.ndarray | None:
     """Karras / exponential / beta sigmas between ``config.sigma_min/max`` (or the ends of ``sigmas``).
 

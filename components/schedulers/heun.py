@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from .base import KarrasSchedulerMixin, register_scheduler_config
-from .euler import check_one_sigma_schedule, spaced_sigmas
+from .euler import init_k_sampler, spaced_sigmas
 from .updates import karras_denoised
 
 
@@ -36,11 +36,7 @@ class HeunDiscreteScheduler(KarrasSchedulerMixin):
         timestep_spacing: str = "linspace",
         steps_offset: int = 0,
     ):
-        check_one_sigma_schedule(type(self).__name__, self._config)
-        self._check_choice("timestep_spacing", ("linspace", "leading", "trailing"))
-        self._check_choice("prediction_type", ("epsilon", "v_prediction", "sample"))
-        self._init_noise_schedule()
-        self.num_inference_steps = None
+        init_k_sampler(self, ("epsilon", "v_prediction", "sample"))
         self.set_timesteps(num_train_timesteps)
 
     @property

@@ -9,7 +9,7 @@ import torch
 
 from ..noise import randn_tensor
 from .base import KarrasSchedulerMixin, register_scheduler_config
-from .euler import check_one_sigma_schedule, spaced_sigmas
+from .euler import init_k_sampler, spaced_sigmas
 from .schedules import training_sigmas
 from .updates import karras_denoised
 
@@ -52,11 +52,7 @@ class KDPM2DiscreteScheduler(KarrasSchedulerMixin):
         timestep_spacing: str = "linspace",
         steps_offset: int = 0,
     ):
-        check_one_sigma_schedule(type(self).__name__, self._config)
-        self._check_choice("timestep_spacing", ("linspace", "leading", "trailing"))
-        self._check_choice("prediction_type", ("epsilon", "v_prediction"))
-        self._init_noise_schedule()
-        self.num_inference_steps = None
+        init_k_sampler(self, ("epsilon", "v_prediction"))
         self.set_timesteps(num_train_timesteps)
 
     @property

@@ -8,7 +8,7 @@ import torch
 from numpy.polynomial import polynomial
 
 from .base import KarrasSchedulerMixin, register_scheduler_config
-from .euler import check_one_sigma_schedule, spaced_sigmas
+from .euler import init_k_sampler, spaced_sigmas
 from .schedules import training_sigmas
 from .updates import karras_denoised
 
@@ -45,11 +45,7 @@ class LMSDiscreteScheduler(KarrasSchedulerMixin):
         timestep_spacing: str = "linspace",
         steps_offset: int = 0,
     ):
-        check_one_sigma_schedule(type(self).__name__, self._config)
-        self._check_choice("timestep_spacing", ("linspace", "leading", "trailing"))
-        self._check_choice("prediction_type", ("epsilon", "v_prediction", "sample"))
-        self._init_noise_schedule()
-        self.num_inference_steps = None
+        init_k_sampler(self, ("epsilon", "v_prediction", "sample"))
         sigmas = training_sigmas(self.alphas_cumprod)[::-1].copy()
         self.sigmas = torch.from_numpy(np.concatenate([sigmas, [0.0]]).astype(np.float32))
         self.timesteps = torch.from_numpy(np.linspace(0, num_train_timesteps - 1, num_train_timesteps)[::-1].copy())
