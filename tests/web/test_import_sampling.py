@@ -173,7 +173,8 @@ def test_the_notice_names_the_passes_an_a1111_image_had_that_the_page_does_not_r
     info.add_text("parameters", "a handwritten digit four\nSteps: 6, Sampler: Euler a, CFG scale: 5, Seed: 3, Size: "
                                 "32x32, Denoising strength: 0.5, Hires upscale: 1.5, Hires prompt: a bold four, Hires "
                                 "sampler: DPM++ 2M, Refiner: sd_xl_refiner_1.0 [7440042bbd], Refiner switch at: 0.8, "
-                                "ADetailer model: face_yolov8n.pt, Emphasis: No norm")
+                                "ADetailer model: face_yolov8n.pt, Emphasis: No norm, Variation seed: 42, Variation "
+                                "seed strength: 0.3")
     Image.new("RGB", (32, 32)).save(tmp_path / "passes.png", pnginfo=info)
     open_editor(page, server)
     page.evaluate(DROP_FILE, ["passes.png", "image/png", base64.b64encode((tmp_path / "passes.png").read_bytes())
@@ -182,5 +183,6 @@ def test_the_notice_names_the_passes_an_a1111_image_had_that_the_page_does_not_r
     for what in ("the hires pass's own prompt (it takes the first pass's)", "the hires pass's own sampler 'DPM++ 2M'",
                  "SDXL's refiner pass (sd_xl_refiner_1.0 [7440042bbd]), which diffblocks does not run",
                  "ADetailer's pass (face_yolov8n.pt: faces found and painted again)",
-                 "A1111's 'No norm' emphasis (prompt weights are read with its Original one)"):
+                 "A1111's 'No norm' emphasis (prompt weights are read with its Original one)",
+                 "A1111's variation seed 42 (noise of two seeds blended; the seed's alone here)"):
         expect(notice).to_contain_text(what)

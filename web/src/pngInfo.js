@@ -58,6 +58,8 @@ const UNTAKEN = {
   Refiner: (value) => `SDXL's refiner pass (${value}), which diffblocks does not run`,
   'ADetailer model': (value) => `ADetailer's pass (${value}: faces found and painted again)`,
   Emphasis: (value) => `A1111's '${value}' emphasis (prompt weights are read with its Original one)`,
+  'Variation seed': (value) => `A1111's variation seed ${value} (noise of two seeds blended; the seed's alone here)`,
+  'Seed resize from': (value) => `A1111's seed resize from ${value} (noise drawn at that size, then cut)`,
 };
 // one "Key: value" of the parameters line; a value with a comma in it is quoted (A1111's own pattern)
 const PARAM = /\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)/g;
