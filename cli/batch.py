@@ -22,9 +22,9 @@ from . import infotext
 from .files import open_image
 from .flags import check_hires, check_numbers, single, value_of
 from .presets import PRESETS
-from .run import (CLIP_SKIP_HELP, CONFIG_HELP, DISTILLED_HELP, EMBEDDING_HELP, HIRES_HELP, HIRES_STEPS_HELP,
-                  HIRES_STRENGTH_HELP, LORA_HELP, PLAIN_PROMPTS_HELP, TRANSFORMER_HELP, VAE_HELP, HiresFix,
-                  build_pipeline, plan_run)
+from .hires import HIRES_HELP, HIRES_STEPS_HELP, HIRES_STRENGTH_HELP, HIRES_UPSCALER_HELP, HiresFix
+from .run import (CLIP_SKIP_HELP, CONFIG_HELP, DISTILLED_HELP, EMBEDDING_HELP, LORA_HELP, PLAIN_PROMPTS_HELP,
+                  TRANSFORMER_HELP, VAE_HELP, build_pipeline, plan_run)
 
 # flags of `run` that `batch` does not take: absent, as if left out (run's checks read them)
 RUN_ONLY = ("prompt", "ip_adapter", "ip_adapter_image", "ip_adapter_scale", "ip_adapter_encoder", "redux", "redux_image",
@@ -180,6 +180,7 @@ def add_parser(commands) -> None:
     b.add_argument("--hires", type=float, metavar="SCALE", help=HIRES_HELP)
     b.add_argument("--hires-strength", type=float, help=HIRES_STRENGTH_HELP)
     b.add_argument("--hires-steps", type=int, help=HIRES_STEPS_HELP)
+    b.add_argument("--hires-upscaler", metavar="NAME", help=HIRES_UPSCALER_HELP)
     b.add_argument("--device", help="cpu, cuda, ... (default: this process's device under a launcher, else cuda "
                                     "when available)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")

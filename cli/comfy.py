@@ -233,9 +233,10 @@ def _text(link: Any, source, notes: list[str]) -> tuple[str | None, float | None
 
 def enlarging(second: dict, first: dict, source) -> tuple[dict, tuple[float, str]] | None:
     """``(second, (scale, upscaler))`` when the KSampler ``second`` paints ``first``'s result again, enlarged on its
-    way: in latent space (LatentUpscaleBy, LatentUpscale: A1111's "Latent" upscaler) or as an image, between a
-    VAEDecode and a VAEEncode (ImageScaleBy, ImageScale: their method; ImageUpscaleWithModel: the model, by the
-    factor its name gives); None for any other graph, or a factor not known. ``source`` finds a link's node."""
+    way: in latent space (LatentUpscaleBy, LatentUpscale: A1111's "Latent" upscalers, by their method) or as an
+    image, between a VAEDecode and a VAEEncode (ImageScaleBy, ImageScale: their method; ImageUpscaleWithModel: the
+    model, by the factor its name gives); None for any other graph, or a factor not known. ``source`` finds a
+    link's node."""
     width = source(first.get("inputs", {}).get("latent_image")).get("inputs", {}).get("width")
     scale, sized, upscaler = 1.0, False, None  # after an ImageScale / LatentUpscale to a size, what came before is moot
     node = source(second.get("inputs", {}).get("latent_image"))
@@ -260,10 +261,11 @@ def enlarging(second: dict, first: dict, source) -> tuple[dict, tuple[float, str
             if not isinstance(to, (int, float)) or to <= 0 or not width:
                 return None
             scale, sized = (scale if sized else scale * to / width), True
-        elif kind not in ("VAEDecode", "VAEEncode"):
+        elif kind not in ("VAEDecode", "VAEDecodeTiled", "VAEEncode"):
             return None
-        if kind.startswith("Latent"):
-            upscaler = upscaler or "Latent"
+        if kind.startswith("Latent"):  # its method as A1111 names its Latent upscalers (bislerp: no such one here)
+            method = str(inputs.get("upscale_method", "nearest-exact"))
+            upscaler = upscaler or ("Latent" if method == "bilinear" else f"Latent ({method})")
         elif kind.startswith("ImageScale"):  # the method of the last one, unless a model upscales too
             upscaler = upscaler or str(inputs.get("upscale_method", "lanczos")).capitalize()
         node = source(inputs.get("samples") or inputs.get("pixels") or inputs.get("image"))

@@ -18,6 +18,7 @@ from .choices import SCHEDULE_TYPES, sampling_changes
 from .files import lora_sources
 from .flags import HIRES_STRENGTH, freeu_setting
 from .hashes import file_sha256
+from .hires import LATENT_UPSCALERS, slug, upscaler_name
 from .networks import lora_hashes, lora_tags
 
 # one "Key: value" of the last line; a value with a comma in it is quoted (A1111's own pattern)
@@ -80,7 +81,7 @@ def infotext(args, pipe, blocks, size: tuple[int, int], inputs: dict[str, Any], 
     if getattr(args, "hires", None) is not None:
         fields.update({"Denoising strength": HIRES_STRENGTH if args.hires_strength is None else args.hires_strength,
                        "Hires upscale": args.hires, "Hires steps": getattr(args, "hires_steps", None),
-                       "Hires upscaler": "Lanczos"})
+                       "Hires upscaler": upscaler_name(getattr(args, "hires_upscaler", None)) or "Lanczos"})
     loras = lora_sources(getattr(args, "lora", None))
     fields["Lora hashes"] = lora_hashes(loras)
     fields["Version"] = f"diffblocks {__version__}"
@@ -206,9 +207,13 @@ def apply(args, path: str) -> None:
         found["hires_strength"] = _number(fields, "Denoising strength", float)
         found["hires_steps"] = _number(fields, "Hires steps", int) or None  # A1111's 0: the first pass's steps
         upscaler = fields.get("Hires upscaler", "Lanczos")
-        if getattr(args, "hires", None) is None and upscaler.lower() not in ("lanczos", "none"):
+        known = upscaler_name(upscaler)
+        latent_flux = known in LATENT_UPSCALERS and (args.preset or "").startswith("flux")
+        if getattr(args, "hires", None) is None and (latent_flux or known is None and upscaler.lower() != "none"):
             print(f"note: {path} was enlarged by the {upscaler} upscaler; the hires pass here enlarges by lanczos",
                   file=sys.stderr)
+        elif known is not None and not latent_flux:
+            found["hires_upscaler"] = slug(known)
     elif args.image is not None:
         found["strength"] = _number(fields, "Denoising strength", float)
     for key, what in UNTAKEN.items():

@@ -32,7 +32,6 @@ from .files import (
 )
 from .flags import (
     FLAG_INPUTS,
-    HIRES_STRENGTH,
     IMAGE_FLAGS,
     check_controlnet_counts,
     check_hires,
@@ -44,6 +43,8 @@ from .flags import (
     value_of,
     values_of,
 )
+from .hires import (HIRES_HELP, HIRES_STEPS_HELP, HIRES_STRENGTH_HELP, HIRES_UPSCALER_HELP, HiresFix,
+                    check_upscaler)
 from .presets import PRESETS, check_flags_fit, choose_preset, compose_blocks
 
 
@@ -58,14 +59,8 @@ EMBEDDING_HELP = ("a textual-inversion embedding (A1111 .pt / .safetensors, or d
 VAE_HELP = ("a VAE in one file (.safetensors, .ckpt or .pt, as A1111 and ComfyUI keep them: "
             "vae-ft-mse-840000-ema-pruned, sdxl_vae, FLUX.1's ae; or owner/name/FILE) in place of --model's; its "
             "config is --model's")
-HIRES_HELP = ("hires fix, as in A1111: enlarge the text-to-image result SCALE times (lanczos) and paint it again with "
-              "image-to-image (1.5-2 is usual)")
-HIRES_STRENGTH_HELP = ("with --hires: how much the second pass repaints (in (0, 1]; default 0.5, A1111's denoising "
-                       "strength)")
 DISTILLED_HELP = ("FLUX.1: the guidance the model is conditioned on (FLUX.1-dev's 3.5; Forge's Distilled CFG Scale, "
                   "ComfyUI's FluxGuidance); --guidance-scale is true CFG, with a --negative-prompt")
-HIRES_STEPS_HELP = ("with --hires: the second pass's steps, of which it takes as many as its strength says (20 at 0.5: "
-                    "10), as A1111's Hires steps (default: --steps)")
 PLAIN_PROMPTS_HELP = ("read SD's and SDXL's prompts as plain text, as diffusers' pipelines do (default: A1111's "
                       "syntax, as its images hold prompts: (word:1.2) weights, BREAK, any length in chunks of 75 tokens)")
 CLIP_SKIP_HELP = ("A1111's Clip skip: 2 reads CLIP's layer before the last, as most anime SD 1.x models are used "
@@ -95,6 +90,7 @@ class Plan:
     guider: Any
     device: str
     hires: Any = None  # --hires: the image-to-image blocks of the second pass
+    hires_upscaler: str = "Lanczos"  # --hires-upscaler, as A1111 names it
     sampling: dict = field(default_factory=dict)  # --prediction-type, --zero-snr, --schedule-type: its config changed
     clip_skip: int | None = None  # --clip-skip, as the preset counts it
     freeu: dict | None = None  # --freeu, --freeu-version: enable_freeu's keywords
@@ -114,7 +110,7 @@ def plan_run(args, supplied: Collection[str] | None = None) -> Plan:
     blocks = compose_blocks(preset, args)
     check_flags_fit(preset, blocks, args, supplied)
     check_prompt_syntax(args, preset)
-    freeu = freeu_setting(args, preset)
+    freeu, upscaler = freeu_setting(args, preset), check_upscaler(args, preset)
     if args.transformer is not None and "transformer" not in {spec.name for spec in blocks.expected_components}:
         raise FlagError.unsupported("--transformer", preset, ["FLUX.1"])
     sampling = sampling_changes(args)
@@ -145,7 +141,8 @@ def plan_run(args, supplied: Collection[str] | None = None) -> Plan:
                 scheduler=scheduler,
                 guider=make_guider(args.guider, args.guidance_scale), device=pick_device(args.device), hires=hires,
                 sampling={**scheduler_settings(args.scheduler), **sampling, **schedule_changes(args)},
-                clip_skip=clip_skip_input(args.clip_skip, preset), freeu=freeu)
+                clip_skip=clip_skip_input(args.clip_skip, preset), freeu=freeu,
+                hires_upscaler=upscaler)
 
 
 @contextmanager
@@ -296,40 +293,6 @@ def build_pipeline(args, plan: Plan):
     return pipe
 
 
-class HiresFix:
-    """A1111's hires fix around a text-to-image pipeline, called as it is: its images enlarged ``--hires`` times
-    (lanczos, sides rounded to a multiple of 8) and painted again by image-to-image at ``--hires-strength``, with
-    the first pass's models, inputs and seeds (each generator's own seed, drawn anew)."""
-
-    def __init__(self, args, plan: Plan, pipe):
-        self.first, self.scale = pipe, args.hires
-        self.strength = HIRES_STRENGTH if args.hires_strength is None else args.hires_strength
-        self.steps = getattr(args, "hires_steps", None)
-        self.second = plan.hires.init_pipeline(plan.model)
-        with quiet():
-            self.second.update_components(**{name: component for name, component in pipe.components.items()
-                                             if name in self.second.component_names and component is not None})
-        self.second.set_progress_bar_config(disable=args.no_progress, desc="hires")
-
-    def __call__(self, generator, **inputs) -> list:
-        import torch
-        from PIL import Image
-
-        from ..components.image_processor import scaled_size
-
-        images = self.first(generator=generator, **inputs)
-        self.first_size = images[0].size
-        size = scaled_size(images[0].size, self.scale)
-        upscaled = [image.resize(size, Image.Resampling.LANCZOS) for image in images]
-        seeds = [g.initial_seed() for g in (generator if isinstance(generator, list) else [generator])]
-        # the enlarged size is said: FLUX.1's image-to-image would paint at the model's default size otherwise
-        rest = {k: v for k, v in inputs.items() if k not in ("height", "width")}
-        if self.steps is not None:
-            rest["num_inference_steps"] = self.steps
-        return self.second(image=single(upscaled), width=size[0], height=size[1], strength=self.strength,
-                           generator=[torch.Generator().manual_seed(seed) for seed in seeds], **rest)
-
-
 def grid(images: list, rows: int, upscale: int):
     """Tile ``images`` (PIL, all one size) into ``rows`` rows, each enlarged ``upscale`` times, with white
     gaps of ``2 * upscale`` pixels between them."""
@@ -468,6 +431,7 @@ def add_parser(commands) -> None:
     r.add_argument("--hires", type=float, metavar="SCALE", help=HIRES_HELP)
     r.add_argument("--hires-strength", type=float, help=HIRES_STRENGTH_HELP)
     r.add_argument("--hires-steps", type=int, help=HIRES_STEPS_HELP)
+    r.add_argument("--hires-upscaler", metavar="NAME", help=HIRES_UPSCALER_HELP)
     r.add_argument("--rows", type=int, default=1, help="rows of the grid when there are several prompts")
     r.add_argument("--upscale", type=int, default=1, help="enlarge the saved picture this many times")
     r.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")

@@ -141,6 +141,22 @@ def scaled_size(size: tuple[int, int], scale_by: float = 1.0, width: int = 0, he
     return tuple(max(multiple_of, math.floor(side / multiple_of + 0.5) * multiple_of) for side in sides)
 
 
+# how latents are enlarged, by name (A1111's Latent hires upscalers, ComfyUI's LatentUpscaleBy methods but bislerp)
+# -> (torch's interpolation mode, antialiased)
+LATENT_SCALING = {"bilinear": ("bilinear", False), "bilinear-antialiased": ("bilinear", True),
+                  "bicubic": ("bicubic", False), "bicubic-antialiased": ("bicubic", True),
+                  "nearest": ("nearest", False), "nearest-exact": ("nearest-exact", False), "area": ("area", False)}
+
+
+def scale_latents(latents: torch.Tensor, scale_by: float, method: str = "bilinear") -> torch.Tensor:
+    """``latents`` (batch, channels, h, w) enlarged ``scale_by`` times by ``method`` (a ``LATENT_SCALING`` name),
+    each side rounded to the nearest whole latent pixel (halves up), as ``scaled_size`` rounds an image's to a
+    multiple of the VAE's 8: what image-to-image takes as its image for a hires pass without decoding."""
+    width, height = scaled_size((latents.shape[-1], latents.shape[-2]), scale_by, multiple_of=1)
+    mode, antialias = LATENT_SCALING[method]
+    return torch.nn.functional.interpolate(latents, size=(height, width), mode=mode, antialias=antialias)
+
+
 def to_mode(image: PIL.Image.Image, mode: str) -> PIL.Image.Image:
     """``image`` as ``mode`` ("RGB" or "L"), as image libraries convert: alpha dropped, palettes expanded,
     CMYK to RGB, 16-bit (``I;16``, and ``I`` above 255) scaled to 8 bits rather than clipped."""

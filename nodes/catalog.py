@@ -27,6 +27,7 @@ from .block_nodes import BlockNode
 from .bundle import component_socket
 from .config_nodes import GuiderNode, SchedulerNode
 from .image_nodes import IMAGE_NODES
+from .latent_nodes import ScaleLatents
 from .loader_nodes import LoadCheckpoint, LoadComponents, LoadFluxTransformer, LoadImage, LoadVAE
 from .node_type import NodeType
 
@@ -96,6 +97,7 @@ def _build() -> dict[str, NodeType]:
     types["LoadImage"] = LoadImage()
     for cls in IMAGE_NODES:
         types[cls.name] = cls()
+    types["ScaleLatents"] = ScaleLatents()
     types["LoadFluxTransformer"] = LoadFluxTransformer()
     types["LoadVAE"] = LoadVAE()
     types["LoadControlNet"] = LoadControlNet()

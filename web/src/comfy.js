@@ -320,31 +320,39 @@ export function controlOf(apply, source, number) {
   };
 }
 
-/** {scale, strength, steps, seed} of a hires fix's second pass: the KSampler `second` painting again, at its denoise,
+// how the ScaleLatents node enlarges latents (image_processor.LATENT_SCALING)
+export const LATENT_SCALING = new Set(['bilinear', 'bilinear-antialiased', 'bicubic', 'bicubic-antialiased', 'nearest',
+  'nearest-exact', 'area']);
+
+/** {scale, strength, steps, seed, latent (how its latents are enlarged, as ScaleLatents takes it; null: the image,
+ * by lanczos)} of a hires fix's second pass: the KSampler `second` painting again, at its denoise,
  * what `first` made, enlarged on its way (see enlarging); null, said in `leftOut`, when the factor is unknown. What
  * is not carried over goes in `leftOut` too. */
 function hiresOf(second, first, latent, source, number, leftOut) {
-  const { scale, how } = enlarging(second, first, source, number(latent.inputs.width));
+  const { scale, how, latent: method } = enlarging(second, first, source, number(latent.inputs.width));
   if (scale === null) {
     leftOut.push(`the second pass (${how}: its factor is not known here)`);
     return null;
   }
-  if (how) leftOut.push(`${how} (lanczos instead)`);
+  const scaling = LATENT_SCALING.has(method) ? method : null; // the latents enlarged as ComfyUI does (not bislerp)
+  if (how && !scaling) leftOut.push(`${how}${method ? ` by ${method}` : ''} (lanczos instead)`);
   for (const [key, what] of [['cfg', 'CFG'], ['sampler_name', 'sampler']]) {
     if (second.inputs[key] !== first.inputs[key]) leftOut.push(`the second pass's own ${what} (it takes the first's)`);
   }
   return { scale, strength: number(second.inputs.denoise) ?? 1, steps: number(second.inputs.steps),
-    seed: number(second.inputs.seed) };
+    seed: number(second.inputs.seed), latent: scaling };
 }
 
 /** {scale (null when not known), how (what enlarges the image in ComfyUI's graph when it is not lanczos on pixels,
- * or null)} of the nodes between the first pass's latents and the second KSampler's: LatentUpscaleBy / LatentUpscale,
- * or VAEDecode, ImageScaleBy / ImageScale / ImageUpscaleWithModel (an upscale model, by the factor its name gives:
- * "4x-UltraSharp") and VAEEncode, ``width`` the first pass's; null when they do not lead from `first` to `second`. */
+ * or null), latent (the upscale_method when only latents are enlarged, else null)} of the nodes between the first
+ * pass's latents and the second KSampler's: LatentUpscaleBy / LatentUpscale, or VAEDecode, ImageScaleBy / ImageScale
+ * / ImageUpscaleWithModel (an upscale model, by the factor its name gives: "4x-UltraSharp") and VAEEncode, ``width``
+ * the first pass's; null when they do not lead from `first` to `second`. */
 export function enlarging(second, first, source, width) {
   let scale = 1;
   let sized = false; // an ImageScale / LatentUpscale to a size: what comes before it does not change the result
   let how = null;
+  let latent; // the method of the latent upscale when only latents are enlarged (null: pixels are too)
   let node = source(second.inputs.latent_image);
   for (let hops = 0; node && node !== first && hops < 100; hops += 1) {
     const { inputs } = node;
@@ -364,10 +372,14 @@ export function enlarging(second, first, source, width) {
     } else if (!DECODERS.has(type) && type !== 'VAEEncode') {
       return null;
     }
-    if (type.startsWith('Latent')) how = how || 'the latent upscale';
+    if (type.startsWith('Latent')) {
+      how = how || 'the latent upscale';
+      if (latent === undefined) latent = asText(inputs.upscale_method) || 'nearest-exact';
+    } else if (type.startsWith('Image')) latent = null;
     node = source(inputs.samples ?? inputs.pixels ?? inputs.image);
   }
-  return node === first ? { scale: scale === null ? null : Math.round(scale * 1000) / 1000, how } : null;
+  return node === first ? { scale: scale === null ? null : Math.round(scale * 1000) / 1000, how,
+    latent: latent || null } : null;
 }
 
 /** The graph's sampler (one KSampler, with a second one painting its enlarged result again: a hires fix; or, with

@@ -103,9 +103,10 @@ export const DEFAULT_WORKFLOW = {
  * height, cfg, scheduler (a scheduler node type), sampling (changes to the model's scheduler config, such as
  * prediction_type or use_karras_sigmas: the scheduler node's, Euler's without a type), clipSkip (A1111's Clip skip: 2
  * reads CLIP's layer before the last), freeu ({b1, b2, s1, s2, version}: a FreeU node after the LoRAs and adapters;
- * not for FLUX.1), tiledVae (true: a TiledVAE node last in the chain), hires ({scale, strength, steps, seed}: a
- * hires fix, a second pass (its own steps and seed, when given); the auto preset, with the adapters' inputs, when
- * there are adapters: a ControlNet unless ``control.hires`` is false)},
+ * not for FLUX.1), tiledVae (true: a TiledVAE node last in the chain), hires ({scale, strength, steps, seed,
+ * latent}: a hires fix, a second pass (its own steps and seed, when given; ``latent``: how a ScaleLatents node
+ * enlarges the first pass's latents, else a ScaleImage node its image); the auto preset, with the adapters' inputs,
+ * when there are adapters: a ControlNet unless ``control.hires`` is false)},
  * each left out when null. ``model``: {repo} (a LoadComponents node, the SD 1.x preset), {repo, family: 'flux'}
  * (a FLUX.1 folder, the FLUX.1 preset; the settings' ``guidance`` and ``prompt2`` are its) or {checkpoint, family} (a
  * LoadCheckpoint node of the server's model folders, the preset of its family: sdxl's, else SD 1.x's, which runs
@@ -228,9 +229,17 @@ export function text2imageGraph(model, settings) {
     const kept = (name) => (name.startsWith('control') ? controlled : !name.startsWith('ip_adapter') || Boolean(ipAdapter));
     const again = Object.fromEntries(Object.entries(inputs).filter(([name]) => name !== 'width' && name !== 'height'
       && kept(name)));
-    nodes.scale = { type: 'ScaleImage', inputs: { image: images, scale_by: settings.hires.scale, method: 'lanczos' } };
+    const { latent } = settings.hires; // enlarged as latents (A1111's Latent upscalers): no decode between the passes
+    const scaleBy = settings.hires.scale;
+    if (latent && family !== 'flux') {
+      inputs.output_type = 'latent';
+      nodes.scale = { type: 'ScaleLatents', inputs: { latents: images, scale_by: scaleBy, method: latent } };
+    } else {
+      nodes.scale = { type: 'ScaleImage', inputs: { image: images, scale_by: scaleBy, method: 'lanczos' } };
+    }
     nodes.hires = { type: `preset:${family}-${controlled || ipAdapter ? 'auto' : 'image2image'}`,
-      inputs: { ...again, image: LINK('scale', 'image'), strength: settings.hires.strength } };
+      inputs: { ...again, image: LINK('scale', nodes.scale.type === 'ScaleLatents' ? 'latents' : 'image'),
+        strength: settings.hires.strength } };
     const { steps: hiresSteps, seed: hiresSeed } = settings.hires; // ComfyUI's second KSampler has its own
     if (hiresSteps !== null && hiresSteps !== undefined) nodes.hires.inputs.num_inference_steps = hiresSteps;
     if (hiresSeed !== null && hiresSeed !== undefined) nodes.hires.inputs.seed = hiresSeed;

@@ -49,6 +49,12 @@ const SAMPLERS = {
   Heun: 'HeunDiscreteScheduler', LMS: 'LMSDiscreteScheduler', DPM2: 'KDPM2DiscreteScheduler',
   'DPM2 a': 'KDPM2AncestralDiscreteScheduler',
 };
+// A1111's Latent hires upscalers -> how the ScaleLatents node enlarges the latents
+const LATENT_UPSCALERS = {
+  Latent: 'bilinear', 'Latent (antialiased)': 'bilinear-antialiased', 'Latent (bicubic)': 'bicubic',
+  'Latent (bicubic antialiased)': 'bicubic-antialiased', 'Latent (nearest)': 'nearest',
+  'Latent (nearest-exact)': 'nearest-exact', 'Latent (area)': 'area',
+};
 // A1111's fields that change the image and are not carried over -> how the notice names them
 const UNTAKEN = {
   'Hires prompt': () => "the hires pass's own prompt (it takes the first pass's)",
@@ -148,10 +154,13 @@ export function parametersSettings(text) {
   if (unknownSampler && !('Distilled CFG Scale' in fields)) others.push(unknownSampler);
   for (const [key, what] of Object.entries(UNTAKEN)) if (fields[key]) others.push(what(fields[key]));
   const upscaler = fields['Hires upscaler'];
-  if (number('Hires upscale')) { // enlarged by lanczos, as diffblocks run --from-image does
+  if (number('Hires upscale')) { // enlarged by lanczos, or as latents, as diffblocks run --from-image does
     settings.hires = { scale: number('Hires upscale'), strength: number('Denoising strength') ?? HIRES_STRENGTH,
-      steps: number('Hires steps') || null }; // its 0: the first pass's steps
-    if (upscaler && !/^(lanczos|none)$/i.test(upscaler)) others.push(`the ${upscaler} upscaler (lanczos instead)`);
+      steps: number('Hires steps') || null, latent: LATENT_UPSCALERS[upscaler] || null }; // 0: the first pass's
+    const flux = number('Distilled CFG Scale') !== null; // FLUX.1's latents are not enlarged here
+    if (upscaler && (flux || !LATENT_UPSCALERS[upscaler]) && !/^(lanczos|none)$/i.test(upscaler)) {
+      others.push(`the ${upscaler} upscaler (lanczos instead)`);
+    }
   }
   const { control, ipAdapter, leftOut } = controlNetUnits(fields);
   if (number('Distilled CFG Scale') !== null) { // Forge's FLUX.1: its guidance, and CFG above 1 is true CFG
