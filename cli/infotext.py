@@ -43,9 +43,8 @@ def infotext(args, pipe, blocks, size: tuple[int, int], inputs: dict[str, Any], 
              seed: int | None = None) -> str:
     """What made the first image: its prompt (with its LoRAs' tags, as A1111 writes them), negative prompt, steps,
     sampler, guidance (FLUX.1's distilled guidance too), seed, size, model and VAE (and their files' hashes), LoRA
-    hashes, FreeU, and the image-to-image
-    strength or the hires pass when there was one. ``prompt`` and ``seed`` (a batch item's)
-    stand in for ``args``'; the inputs' negative prompt for ``args``' too."""
+    hashes, FreeU, and the image-to-image strength or the hires pass when there was one. ``prompt`` and ``seed`` (a
+    batch item's) stand in for ``args``'; the inputs' negative prompt for ``args``' too."""
     from .. import __version__
 
     steps = inputs.get("num_inference_steps")
@@ -64,7 +63,8 @@ def infotext(args, pipe, blocks, size: tuple[int, int], inputs: dict[str, Any], 
               "Schedule type": spacing and spacing.capitalize(),  # A1111 1.9's field ("Karras")
               "CFG scale": cfg if distilled is not None else inputs.get("guidance_scale", cfg),
               "Distilled CFG Scale": distilled, "Seed": args.seed if seed is None else seed,
-              "Size": f"{size[0]}x{size[1]}", "Model hash": short_file_hash(args.model), "Model": model_name(args.model),
+              "Size": f"{size[0]}x{size[1]}", "Model hash": short_file_hash(args.model),
+              "Model": model_name(args.model),
               "VAE hash": short_file_hash(getattr(args, "vae", None)),
               "VAE": Path(args.vae).name if getattr(args, "vae", None) else None,
               "Clip skip": args.clip_skip if (getattr(args, "clip_skip", None) or 1) > 1 else None}  # A1111's way

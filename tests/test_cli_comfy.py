@@ -278,7 +278,8 @@ def test_from_image_reads_comfyuis_dpm2_samplers(capsys, tmp_path, sampler, flag
     assert code == 0, err
     code, _, err = run_cli(capsys, "run", "--prompt", "a handwritten seven", "--negative-prompt", "blurry", "--steps",
                            "5", "--seed", "3", "--guidance-scale", "5", "--scheduler", flag, "--schedule-type",
-                           "karras", "--height", "32", "--width", "32", "--out", str(tmp_path / "b.png"), "--no-progress")
+                           "karras", "--height", "32", "--width", "32", "--out", str(tmp_path / "b.png"),
+                           "--no-progress")
     assert code == 0, err
     a, b = Image.open(tmp_path / "a.png"), Image.open(tmp_path / "b.png")
     assert a.tobytes() == b.tobytes() and a.text["parameters"] == b.text["parameters"]

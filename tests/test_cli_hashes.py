@@ -78,7 +78,8 @@ def test_run_writes_the_hashes_of_its_model_and_vae_files_as_a1111(sd_repo, sd_f
     from diffblocks.components.checkpoint_names import vae_table
 
     tuned, checkpoint = sd_file
-    vae = write_vae(tmp_path / "vae-ft-mse.safetensors", to_original(tuned.vae.state_dict(), vae_table(tuned.vae.config)))
+    vae = write_vae(tmp_path / "vae-ft-mse.safetensors",
+                    to_original(tuned.vae.state_dict(), vae_table(tuned.vae.config)))
     code, _, err = run_cli(capsys, "run", "--prompt", "a cat", "--model", str(checkpoint), "--config", str(sd_repo),
                            "--vae", str(vae), "--steps", "2", "--device", "cpu", "--no-progress",
                            "--out", str(tmp_path / "a.png"))

@@ -38,7 +38,8 @@ def drawn(capsys, out, *argv) -> np.ndarray:
 
 
 @pytest.mark.parametrize("flag, mode, antialias, name", [
-    ("latent", "bilinear", False, "Latent"), ("latent-bicubic-antialiased", "bicubic", True, "Latent (bicubic antialiased)"),
+    ("latent", "bilinear", False, "Latent"),
+    ("latent-bicubic-antialiased", "bicubic", True, "Latent (bicubic antialiased)"),
     ("Latent (nearest-exact)", "nearest-exact", False, "Latent (nearest-exact)")])
 def test_a_latent_upscaler_enlarges_the_latents_between_the_passes(capsys, tmp_path, flag, mode, antialias, name):
     got = drawn(capsys, tmp_path / "a.png", "--hires-upscaler", flag)

@@ -12,12 +12,14 @@ from diffblocks.components.models import UNet2DConditionModel  # noqa: E402
 from diffblocks.components.models.freeu import FreeU, fourier_filter  # noqa: E402
 
 # three up blocks, so that FreeU's two stages and one stage it leaves alone are all there
-SD = dict(block_out_channels=(32, 64, 64), down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+SD = dict(block_out_channels=(32, 64, 64),
+          down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
           up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
           attention_head_dim=2, layers_per_block=1, norm_num_groups=8, sample_size=16)
 SDXL = dict(SD, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
             up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"), use_linear_projection=True,
-            addition_embed_type="text_time", addition_time_embed_dim=8, projection_class_embeddings_input_dim=32 + 6 * 8)
+            addition_embed_type="text_time", addition_time_embed_dim=8,
+            projection_class_embeddings_input_dim=32 + 6 * 8)
 PAPER_SD = dict(s1=0.9, s2=0.2, b1=1.5, b2=1.6)
 
 

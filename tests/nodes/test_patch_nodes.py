@@ -25,8 +25,8 @@ def with_freeu(workflow, source="load", **inputs):
 
 def test_freeu_is_in_the_catalog_with_comfyuis_defaults():
     described = catalog()["FreeU"]
-    assert {name: described["inputs"][name]["schema"]["default"] for name in ("b1", "b2", "s1", "s2", "version")} == dict(
-        b1=1.1, b2=1.2, s1=0.9, s2=0.2, version=1)
+    defaults = {name: described["inputs"][name]["schema"]["default"] for name in ("b1", "b2", "s1", "s2", "version")}
+    assert defaults == dict(b1=1.1, b2=1.2, s1=0.9, s2=0.2, version=1)
     assert described["inputs"]["components"]["socket"] == "components"
     assert node_type("FreeU").check_value("b1", float("inf")) == "must be a finite number, got inf"
     assert node_type("FreeU").check_value("version", True) == "must be 1 or 2, got True"

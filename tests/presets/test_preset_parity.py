@@ -22,8 +22,9 @@ FAMILIES = {
                           schedulers=["EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler",
                                       "HeunDiscreteScheduler", "LMSDiscreteScheduler", "KDPM2DiscreteScheduler"]),
     "sdxl": SimpleNamespace(preset=stable_diffusion_xl, ref="StableDiffusionXL{}Pipeline", repo="sdxl_repo",
-                            extra={"prompt_2": "a dog"}, schedulers=["EulerAncestralDiscreteScheduler", "UniPCMultistepScheduler",
-                                                                     "KDPM2AncestralDiscreteScheduler"]),
+                            extra={"prompt_2": "a dog"},
+                            schedulers=["EulerAncestralDiscreteScheduler", "UniPCMultistepScheduler",
+                                        "KDPM2AncestralDiscreteScheduler"]),
 }
 
 

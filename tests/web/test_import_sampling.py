@@ -93,9 +93,9 @@ def test_an_image_run_drew_with_a_prediction_type_draws_again_on_the_page(page, 
 
 def test_karras_spacing_in_a1111s_and_comfyuis_images_is_the_scheduler_nodes(page, server, tmp_path):
     """The commonest settings of both: DPM++ 2M with Karras sigmas (A1111's older "DPM++ 2M Karras", ComfyUI's
-    dpmpp_2m sampler with its karras scheduler), DPM++ 2M SDE, Heun, DPM2 a, and Euler with ComfyUI's beta scheduler: the
-    scheduler node with use_karras_sigmas (and the SDE algorithm; use_beta_sigmas), which draws what ``diffblocks run
-    --from-image`` draws."""
+    dpmpp_2m sampler with its karras scheduler), DPM++ 2M SDE, Heun, DPM2 a, and Euler with ComfyUI's beta scheduler:
+    the scheduler node with use_karras_sigmas (and the SDE algorithm; use_beta_sigmas), which draws what
+    ``diffblocks run --from-image`` draws."""
     graph = json.loads(json.dumps(COMFY_PROMPT))
     graph["3"]["inputs"].update(sampler_name="dpmpp_2m", scheduler="karras")
     sde = json.loads(json.dumps(graph))
