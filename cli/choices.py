@@ -55,11 +55,25 @@ VAE_TILING_HELP = ("encode and decode images larger than the VAE's own size (SD 
                    "ComfyUI's VAEDecodeTiled; the seams differ slightly from a whole decode)")
 
 
-# A1111's schedule types (ComfyUI's "scheduler" widget) that our sigma-based schedulers take -> their config switch
-SCHEDULE_TYPES = {"karras": "use_karras_sigmas", "exponential": "use_exponential_sigmas", "beta": "use_beta_sigmas"}
-SCHEDULE_HELP = ("the spacing of the noise levels: karras, exponential or beta (A1111's Schedule type, ComfyUI's "
-                 "scheduler; euler, heun, lms, dpm2, dpm2-a, dpm++ and unipc take them; beta needs scipy; default: the "
-                 "scheduler's)")
+# A1111's schedule types (ComfyUI's "scheduler" widget) that our schedulers take -> the change to their config:
+# Karras / exponential / beta sigmas (the sigma-based schedulers), or trailing timesteps (SGM Uniform, Simple: the
+# last training timestep first, then evenly spaced, as Lightning / Turbo / Hyper-SD models are sampled; every
+# scheduler but LCM's)
+SCHEDULE_TYPES = {"karras": {"use_karras_sigmas": True}, "exponential": {"use_exponential_sigmas": True},
+                  "beta": {"use_beta_sigmas": True}, "sgm uniform": {"timestep_spacing": "trailing"},
+                  "simple": {"timestep_spacing": "trailing"}}
+SCHEDULE_NAMES = {"karras": "Karras", "exponential": "Exponential", "beta": "Beta", "sgm uniform": "SGM Uniform",
+                  "simple": "Simple"}  # as A1111 writes them
+SCHEDULE_HELP = ("the spacing of the noise levels: karras, exponential or beta (euler, heun, lms, dpm2, dpm2-a, dpm++ "
+                 "and unipc take them; beta needs scipy), or sgm-uniform / simple (trailing timesteps, as Lightning "
+                 "and Turbo models want); A1111's Schedule type, ComfyUI's scheduler (default: the scheduler's)")
+
+
+def schedule_key(name: str | None) -> str | None:
+    """``SCHEDULE_TYPES``' key for a schedule type as a flag, A1111 or ComfyUI write it (``sgm_uniform``,
+    ``SGM Uniform``, ``sgm-uniform``); None for one not there."""
+    key = " ".join((name or "").lower().replace("_", " ").replace("-", " ").split())
+    return key if key in SCHEDULE_TYPES else None
 
 
 def schedule_changes(args) -> dict:
@@ -67,9 +81,10 @@ def schedule_changes(args) -> dict:
     kind = getattr(args, "schedule_type", None)
     if kind is None:
         return {}
-    if kind.lower() not in SCHEDULE_TYPES:
-        raise FlagError.unknown_choice("schedule type", kind, SCHEDULE_TYPES, flag="--schedule-type")
-    return {SCHEDULE_TYPES[kind.lower()]: True}
+    if schedule_key(kind) is None:
+        raise FlagError.unknown_choice("schedule type", kind, [k.replace(" ", "-") for k in SCHEDULE_TYPES],
+                                       flag="--schedule-type")
+    return dict(SCHEDULE_TYPES[schedule_key(kind)])
 
 
 def check_schedule(args, scheduler: type) -> None:

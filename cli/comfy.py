@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .choices import SCHEDULE_NAMES, schedule_key
+
 # ComfyUI's sampler_name -> A1111's sampler names (its "scheduler", the sigma spacing, carried over when karras,
-# exponential or beta: A1111's Schedule type)
+# exponential, beta, sgm_uniform or simple: A1111's Schedule type)
 SAMPLERS = {"euler": "Euler", "euler_ancestral": "Euler a", "ddim": "DDIM", "ddpm": "DDPM", "dpmpp_2m": "DPM++ 2M",
             "dpmpp_2m_sde": "DPM++ 2M SDE", "dpmpp_2m_sde_gpu": "DPM++ 2M SDE", "uni_pc": "UniPC", "lcm": "LCM",
             "heun": "Heun", "lms": "LMS", "dpm_2": "DPM2", "dpm_2_ancestral": "DPM2 a"}
@@ -66,9 +68,9 @@ def settings(graph: Any) -> tuple[str, str | None, dict[str, Any], list[str]]:
     if prompt is None:
         raise ValueError("holds a ComfyUI graph whose positive prompt is not a CLIPTextEncode with its text")
     size = latent.get("inputs", {}) if inpaint is None else {}  # an inpainting graph: the image's size
-    spacing = inputs.get("scheduler") if inputs.get("scheduler") in ("karras", "exponential", "beta") else None
+    spacing = schedule_key(inputs.get("scheduler")) if isinstance(inputs.get("scheduler"), str) else None
     fields = {"Steps": inputs.get("steps"), "Sampler": SAMPLERS.get(inputs.get("sampler_name")),
-              "Schedule type": spacing and spacing.capitalize(),
+              "Schedule type": spacing and SCHEDULE_NAMES[spacing],
               "CFG scale": inputs.get("cfg"), "Distilled CFG Scale": guidance, "Seed": inputs.get("seed"),
               "Size": f"{size.get('width')}x{size.get('height')}" if size.get("width") and size.get("height") else None,
               "Denoising strength": inputs.get("denoise") if inpaint else None}

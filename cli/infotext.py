@@ -14,7 +14,7 @@ from typing import Any
 from ..components.errors import FlagError
 from ..components.files import WEIGHTS_SUFFIXES
 from . import comfy
-from .choices import SCHEDULE_TYPES, sampling_changes
+from .choices import SCHEDULE_NAMES, SCHEDULE_TYPES, sampling_changes, schedule_key
 from .files import lora_sources
 from .flags import HIRES_STRENGTH, freeu_setting
 from .hashes import file_sha256
@@ -56,11 +56,15 @@ def infotext(args, pipe, blocks, size: tuple[int, int], inputs: dict[str, Any], 
     if "guidance_scale" in blocks.input_names:  # FLUX.1's: the guidance the model is conditioned on, as Forge writes it
         distilled = inputs.get("guidance_scale", next(p.default for p in blocks.inputs if p.name == "guidance_scale"))
     config = getattr(pipe.components.get("scheduler"), "config", {})
-    spacing = next((name for name, switch in SCHEDULE_TYPES.items() if config.get(switch)), None)
+    # the schedule type asked for, else the sigma spacing the scheduler has (its own trailing timesteps are not named:
+    # a zero-SNR model's scheduler has them too)
+    spacing = schedule_key(getattr(args, "schedule_type", None)) or next(
+        (name for name, change in SCHEDULE_TYPES.items()
+         if "timestep_spacing" not in change and all(config.get(k) == v for k, v in change.items())), None)
     if scheduler == "DPMSolverMultistepScheduler" and config.get("algorithm_type") == "sde-dpmsolver++":
         scheduler = "dpm++-sde"
     fields = {"Steps": steps, "Sampler": SAMPLERS.get(scheduler, scheduler),
-              "Schedule type": spacing and spacing.capitalize(),  # A1111 1.9's field ("Karras")
+              "Schedule type": spacing and SCHEDULE_NAMES[spacing],  # A1111 1.9's field ("Karras")
               "CFG scale": cfg if distilled is not None else inputs.get("guidance_scale", cfg),
               "Distilled CFG Scale": distilled, "Seed": args.seed if seed is None else seed,
               "Size": f"{size[0]}x{size[1]}", "Model hash": short_file_hash(args.model),
@@ -241,13 +245,13 @@ def _schedule(fields: dict[str, str], path: str) -> tuple[str | None, str | None
     """``(sampler, schedule type)`` of the parameters: A1111 1.9's ``Schedule type`` field, or the older sampler
     names that end with it (``DPM++ 2M Karras``); a schedule type not taken is named on stderr."""
     sampler, schedule = fields.get("Sampler"), fields.get("Schedule type")
-    for kind in SCHEDULE_TYPES:
+    for kind in ("karras", "exponential"):  # the older names' suffixes
         if sampler and sampler.lower().endswith(" " + kind):
             sampler, schedule = sampler[:-len(kind) - 1], kind
-    if schedule and schedule.lower() not in (*SCHEDULE_TYPES, "automatic"):
+    if schedule and schedule_key(schedule) is None and schedule.lower() != "automatic":
         print(f"note: {path} was drawn with the {schedule} schedule type; the sampler's own spacing is taken here",
               file=sys.stderr)
-    return sampler, schedule.lower() if schedule and schedule.lower() in SCHEDULE_TYPES else None
+    return sampler, schedule_key(schedule)
 
 
 # A1111's fields that change the image and are not taken -> what the note says of the value

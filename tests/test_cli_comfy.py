@@ -71,20 +71,20 @@ def comfy_hires_graph(**second):
 
 def test_from_image_reads_a_comfyui_hires_fix(capsys, tmp_path):
     """ComfyUI's hires fix (a second KSampler painting the first one's enlarged result again) is the hires pass: its
-    factor, denoise and steps, as the flags given by hand draw it; what it does not take is said on stderr (the
-    latent upscale, the second KSampler's own seed). An upscale model and an image scale: their product, the model
+    factor, denoise, steps and latent upscale method, as the flags given by hand draw it; what it does not take is
+    said on stderr (the second KSampler's own seed). An upscale model and an image scale: their product, the model
     named."""
     graph = comfy_hires_graph(seed=99)
     comfy_image(tmp_path / "hires.png", graph)
     code, _, err = run_cli(capsys, "run", "--from-image", str(tmp_path / "hires.png"), "--out", str(tmp_path / "a.png"),
                            "--no-progress")
     assert code == 0, err
-    assert f"note: {tmp_path / 'hires.png'} was enlarged by the Latent upscaler; the hires pass here enlarges by" in err
+    assert "upscaler" not in err  # its latents enlarged as ComfyUI enlarges them
     assert f"note: {tmp_path / 'hires.png'}: its second KSampler's own seed (99) is not taken" in err
     code, _, err = run_cli(capsys, "run", "--prompt", "a handwritten seven", "--negative-prompt", "blurry", "--steps",
                            "5", "--seed", "3", "--guidance-scale", "5", "--scheduler", "euler-a", "--height", "32",
                            "--width", "32", "--hires", "1.5", "--hires-strength", "0.6", "--hires-steps", "8",
-                           "--out", str(tmp_path / "b.png"), "--no-progress")
+                           "--hires-upscaler", "latent-nearest-exact", "--out", str(tmp_path / "b.png"), "--no-progress")
     assert code == 0, err
     a, b = Image.open(tmp_path / "a.png"), Image.open(tmp_path / "b.png")
     assert a.size == (48, 48) and a.tobytes() == b.tobytes()
@@ -284,3 +284,19 @@ def test_from_image_reads_comfyuis_dpm2_samplers(capsys, tmp_path, sampler, flag
     a, b = Image.open(tmp_path / "a.png"), Image.open(tmp_path / "b.png")
     assert a.tobytes() == b.tobytes() and a.text["parameters"] == b.text["parameters"]
     assert f"Sampler: {'DPM2 a' if flag == 'dpm2-a' else 'DPM2'}, Schedule type: Karras" in a.text["parameters"]
+
+
+def test_from_image_reads_comfyuis_sgm_uniform_scheduler_as_trailing_timesteps(capsys, tmp_path):
+    """ComfyUI's sgm_uniform scheduler (Lightning / Turbo graphs): A1111's SGM Uniform, trailing timesteps."""
+    comfy_image(tmp_path / "comfy.png", comfy_graph(sampler_name="euler", scheduler="sgm_uniform"))
+    code, _, err = run_cli(capsys, "run", "--from-image", str(tmp_path / "comfy.png"), "--out", str(tmp_path / "a.png"),
+                           "--no-progress")
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "run", "--prompt", "a handwritten seven", "--negative-prompt", "blurry", "--steps",
+                           "5", "--seed", "3", "--guidance-scale", "5", "--scheduler", "euler", "--schedule-type",
+                           "sgm-uniform", "--height", "32", "--width", "32", "--out", str(tmp_path / "b.png"),
+                           "--no-progress")
+    assert code == 0, err
+    a, b = Image.open(tmp_path / "a.png"), Image.open(tmp_path / "b.png")
+    assert a.tobytes() == b.tobytes() and a.text["parameters"] == b.text["parameters"]
+    assert "Sampler: Euler, Schedule type: SGM Uniform" in a.text["parameters"]

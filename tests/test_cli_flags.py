@@ -91,21 +91,23 @@ def test_prediction_type_and_zero_snr_are_the_schedulers_config(capsys, tmp_path
 
 @pytest.mark.parametrize("scheduler, spacing", [("dpm++", "karras"), ("euler", "exponential"), ("unipc", "karras"),
                                                 ("heun", "karras"), ("lms", "karras"), ("euler", "beta"),
-                                                ("dpm2", "exponential"), ("dpm2-a", "karras")])
+                                                ("dpm2", "exponential"), ("dpm2-a", "karras"),
+                                                ("euler", "sgm_uniform"), ("ddim", "Simple")])
 def test_schedule_type_spaces_the_schedulers_noise_levels(capsys, tmp_path, scheduler, spacing):
-    """A1111's Schedule type (ComfyUI's scheduler widget): the scheduler's sigmas switch, written as A1111 1.9 writes
-    it and read back; an older A1111 image names it in its sampler ("DPM++ 2M Karras")."""
+    """A1111's Schedule type (ComfyUI's scheduler widget): the scheduler's sigmas switch (SGM Uniform and Simple:
+    trailing timesteps), written as A1111 1.9 writes it and read back; an older A1111 image names it in its sampler
+    ("DPM++ 2M Karras")."""
     from test_cli import read_infotext
 
-    from diffblocks.cli.choices import SCHEDULE_TYPES
+    from diffblocks.cli.choices import SCHEDULE_NAMES, SCHEDULE_TYPES, schedule_key
 
     cls = scheduler_class(scheduler)
     got = cli_pixels(capsys, tmp_path, "--scheduler", scheduler, "--schedule-type", spacing.upper())
-    assert np.array_equal(got, api_pixels(scheduler=cls, sampling={SCHEDULE_TYPES[spacing]: True}))
+    assert np.array_equal(got, api_pixels(scheduler=cls, sampling=SCHEDULE_TYPES[schedule_key(spacing)]))
     assert not np.array_equal(got, api_pixels(scheduler=cls))
     drawn = sorted(tmp_path.iterdir())[-1]
     _, _, fields = read_infotext(drawn)
-    assert fields["Schedule type"] == spacing.capitalize()
+    assert fields["Schedule type"] == SCHEDULE_NAMES[schedule_key(spacing)]
     assert np.array_equal(cli_pixels(capsys, tmp_path, "--from-image", str(drawn)), got)
     if scheduler == "dpm++":
         from PIL.PngImagePlugin import PngInfo
@@ -145,7 +147,8 @@ def test_a_schedule_type_the_scheduler_lacks_is_one_clear_error(capsys, tmp_path
                                          "lms, dpm2, dpm2-a, dpm++ and unipc do: give --scheduler)")
     code, _, err = run_cli(capsys, "run", "--prompt", "a cat", "--schedule-type", "beta2", "--scheduler", "euler",
                            "--out", str(tmp_path / "a.png"))
-    assert_one_line_error(code, err, "--schedule-type: unknown schedule type 'beta2'", "karras, exponential, beta")
+    assert_one_line_error(code, err, "--schedule-type: unknown schedule type 'beta2'",
+                          "karras, exponential, beta, sgm-uniform, simple")
     assert not (tmp_path / "a.png").exists()
 
 

@@ -115,7 +115,8 @@ def test_a_comfyui_controlnet_graph_loads_the_controlnet_and_waits_for_its_image
 
 def test_a_comfyui_hires_fix_keeps_the_ip_adapter_on_its_second_pass(page, import_server, tmp_path):
     """ComfyUI's second KSampler takes the model the IP-Adapter patched, as the first does: the hires pass is the auto
-    preset with the IP-Adapter's image and the components through its loader."""
+    preset with the IP-Adapter's image and the components through its loader (and the first pass's latents,
+    enlarged by a ScaleLatents node, as its image)."""
     def hires_fix(prompt):
         prompt["40"] = {"class_type": "LatentUpscaleBy", "inputs": {"upscale_method": "nearest-exact", "scale_by": 1.5,
                                                                      "samples": ["3", 0]}}
@@ -126,9 +127,11 @@ def test_a_comfyui_hires_fix_keeps_the_ip_adapter_on_its_second_pass(page, impor
     drop_comfy(page, import_server, tmp_path, comfy_ip_adapter, hires_fix)
     wait_for(page, "nodes.hires && nodes.hires.type === 'preset:sd15-auto'")
     workflow = page.evaluate("window.diffblocks.workflow()")
-    first = {k: v for k, v in workflow["nodes"]["run"]["inputs"].items() if k not in ("width", "height")}
+    first = {k: v for k, v in workflow["nodes"]["run"]["inputs"].items()
+             if k not in ("width", "height", "output_type")}
     assert first["ip_adapter_image"] == {"node": "reference", "output": "image"}
-    assert workflow["nodes"]["hires"]["inputs"] == {**first, "image": {"node": "scale", "output": "image"},
+    assert workflow["nodes"]["run"]["inputs"]["output_type"] == "latent"
+    assert workflow["nodes"]["hires"]["inputs"] == {**first, "image": {"node": "scale", "output": "latents"},
                                                     "strength": 0.5, "num_inference_steps": 6, "seed": 3}
 
 

@@ -93,15 +93,17 @@ def test_an_image_run_drew_with_a_prediction_type_draws_again_on_the_page(page, 
 
 def test_karras_spacing_in_a1111s_and_comfyuis_images_is_the_scheduler_nodes(page, server, tmp_path):
     """The commonest settings of both: DPM++ 2M with Karras sigmas (A1111's older "DPM++ 2M Karras", ComfyUI's
-    dpmpp_2m sampler with its karras scheduler), DPM++ 2M SDE, Heun, DPM2 a, and Euler with ComfyUI's beta scheduler:
-    the scheduler node with use_karras_sigmas (and the SDE algorithm; use_beta_sigmas), which draws what
-    ``diffblocks run --from-image`` draws."""
+    dpmpp_2m sampler with its karras scheduler), DPM++ 2M SDE, Heun, DPM2 a, and Euler with ComfyUI's beta and
+    sgm_uniform schedulers: the scheduler node with use_karras_sigmas (and the SDE algorithm; use_beta_sigmas;
+    trailing timesteps), which draws what ``diffblocks run --from-image`` draws."""
     graph = json.loads(json.dumps(COMFY_PROMPT))
     graph["3"]["inputs"].update(sampler_name="dpmpp_2m", scheduler="karras")
     sde = json.loads(json.dumps(graph))
     sde["3"]["inputs"]["sampler_name"] = "dpmpp_2m_sde_gpu"
     beta = json.loads(json.dumps(graph))
     beta["3"]["inputs"].update(sampler_name="euler", scheduler="beta")
+    sgm = json.loads(json.dumps(graph))
+    sgm["3"]["inputs"].update(sampler_name="euler", scheduler="sgm_uniform")
     settings = {"use_karras_sigmas": True}
     with_sde = {"use_karras_sigmas": True, "algorithm_type": "sde-dpmsolver++"}
     a1111 = "a handwritten digit four\nNegative prompt: blurry, faint\nSteps: 6, Sampler: "
@@ -115,10 +117,11 @@ def test_karras_spacing_in_a1111s_and_comfyuis_images_is_the_scheduler_nodes(pag
             ("heun.png", "parameters", a1111 + "Heun, Schedule type: Karras, CFG scale: 5, Seed: 3, Size: 32x32",
              settings),
             ("dpm2a.png", "parameters", a1111 + "DPM2 a Karras, CFG scale: 5, Seed: 3, Size: 32x32", settings),
-            ("beta.png", "prompt", json.dumps(beta), {"use_beta_sigmas": True}))):
+            ("beta.png", "prompt", json.dumps(beta), {"use_beta_sigmas": True}),
+            ("sgm.png", "prompt", json.dumps(sgm), {"timestep_spacing": "trailing"}))):
         nodes = drop(page, server, image_with(tmp_path / name, key, text), again=index > 0)
         kind = {"heun.png": "HeunDiscreteScheduler", "beta.png": "EulerDiscreteScheduler",
-                "dpm2a.png": "KDPM2AncestralDiscreteScheduler"}.get(
+                "sgm.png": "EulerDiscreteScheduler", "dpm2a.png": "KDPM2AncestralDiscreteScheduler"}.get(
             name, "DPMSolverMultistepScheduler")
         assert nodes["sampler"] == {"type": kind, "inputs": {
             "scheduler": {"node": "load", "output": "scheduler"}, **expected}}

@@ -22,22 +22,26 @@ export const SAMPLER_SETTINGS = { dpmpp_2m_sde: { algorithm_type: 'sde-dpmsolver
 // ModelSamplingDiscrete's sampling -> what the model predicts (the scheduler's prediction_type)
 const PREDICTIONS = { eps: 'epsilon', v_prediction: 'v_prediction' };
 
-// A1111's schedule types (ComfyUI's scheduler widget) -> the switch of the scheduler node types that have it
-const SPACINGS = { karras: 'use_karras_sigmas', exponential: 'use_exponential_sigmas', beta: 'use_beta_sigmas' };
+// A1111's schedule types (ComfyUI's scheduler widget, its names) -> the change to the scheduler node types that have
+// it: their sigma spacing, or trailing timesteps (SGM Uniform and Simple: Lightning / Turbo models' sampling)
+const SPACINGS = { karras: { use_karras_sigmas: true }, exponential: { use_exponential_sigmas: true },
+  beta: { use_beta_sigmas: true }, sgm_uniform: { timestep_spacing: 'trailing' },
+  simple: { timestep_spacing: 'trailing' } };
 const SPACED = new Set(['EulerDiscreteScheduler', 'DPMSolverMultistepScheduler', 'UniPCMultistepScheduler',
   'HeunDiscreteScheduler', 'LMSDiscreteScheduler', 'KDPM2DiscreteScheduler', 'KDPM2AncestralDiscreteScheduler']);
 
 /** The changes to the model's scheduler config ({prediction_type, rescale_betas_zero_snr, use_karras_sigmas, ...})
  * for what a model is set to predict (`prediction`: 'epsilon' or 'v_prediction', or null), with zero terminal SNR
- * or not, the `spacing` of the noise levels ('karras', 'exponential', any case; taken when the scheduler node
- * type `type` has it) and the settings of the `sampler` named (SAMPLER_SETTINGS); null when none is set. */
+ * or not, the `spacing` of the noise levels ('karras', 'exponential', 'sgm_uniform', 'SGM Uniform', any case;
+ * taken when the scheduler node type `type` has it) and the settings of the `sampler` named (SAMPLER_SETTINGS); null when none is set. */
 export function samplingOf(prediction, zeroSnr, type = null, spacing = null, sampler = null) {
   const changes = {
     ...(SAMPLER_SETTINGS[sampler] || {}),
     ...(prediction ? { prediction_type: prediction } : {}), ...(zeroSnr ? { rescale_betas_zero_snr: true } : {}),
   };
-  const switch_ = SPACED.has(type) && typeof spacing === 'string' ? SPACINGS[spacing.toLowerCase()] : null;
-  if (switch_) changes[switch_] = true;
+  const change = SPACED.has(type) && typeof spacing === 'string'
+    ? SPACINGS[spacing.toLowerCase().replace(/[ -]/g, '_')] : null;
+  Object.assign(changes, change || {});
   return Object.keys(changes).length ? changes : null;
 }
 
