@@ -25,6 +25,7 @@ from PIL import ImageFilter, ImageOps
 
 from .errors import ConfigError
 from .config import ConfigMixin, register_to_config
+from .latent_scaling import LATENT_SCALING
 
 PIL_RESAMPLING = {
     "linear": PIL.Image.Resampling.BILINEAR,
@@ -139,13 +140,6 @@ def scaled_size(size: tuple[int, int], scale_by: float = 1.0, width: int = 0, he
     else:
         sides = (old_width * scale_by, old_height * scale_by)
     return tuple(max(multiple_of, math.floor(side / multiple_of + 0.5) * multiple_of) for side in sides)
-
-
-# how latents are enlarged, by name (A1111's Latent hires upscalers, ComfyUI's LatentUpscaleBy methods but bislerp)
-# -> (torch's interpolation mode, antialiased)
-LATENT_SCALING = {"bilinear": ("bilinear", False), "bilinear-antialiased": ("bilinear", True),
-                  "bicubic": ("bicubic", False), "bicubic-antialiased": ("bicubic", True),
-                  "nearest": ("nearest", False), "nearest-exact": ("nearest-exact", False), "area": ("area", False)}
 
 
 def scale_latents(latents: torch.Tensor, scale_by: float, method: str = "bilinear") -> torch.Tensor:

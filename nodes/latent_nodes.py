@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..components.image_processor import LATENT_SCALING
+from ..components.latent_scaling import LATENT_SCALING
 from .node_type import NodeInput, NodeOutput, NodeType, RunContext
 
 MAX_SCALE = 8.0
