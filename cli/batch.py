@@ -28,7 +28,7 @@ from .run import (CLIP_SKIP_HELP, CONFIG_HELP, DISTILLED_HELP, EMBEDDING_HELP, L
 
 # flags of `run` that `batch` does not take: absent, as if left out (run's checks read them)
 RUN_ONLY = ("prompt", "ip_adapter", "ip_adapter_image", "ip_adapter_scale", "ip_adapter_encoder", "redux", "redux_image",
-            "rows", "upscale")
+            "rows", "upscale", "variation_seed", "variation_strength")
 # flags whose value is every item's default for a pipeline input (a JSONL line may set its own)
 DEFAULT_INPUTS = {"steps": "num_inference_steps", "negative_prompt": "negative_prompt", "height": "height",
                   "width": "width", "strength": "strength", "controlnet_scale": "controlnet_conditioning_scale",

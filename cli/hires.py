@@ -97,7 +97,7 @@ class HiresFix:
             size = (enlarged.shape[-1] * factor, enlarged.shape[-2] * factor)
         seeds = [g.initial_seed() for g in (generator if isinstance(generator, list) else [generator])]
         # the enlarged size is said: FLUX.1's image-to-image would paint at the model's default size otherwise
-        rest = {k: v for k, v in inputs.items() if k not in ("height", "width")}
+        rest = {k: v for k, v in inputs.items() if k not in ("height", "width", "latents")}  # the first pass's noise
         if self.steps is not None:
             rest["num_inference_steps"] = self.steps
         return self.second(image=enlarged, width=size[0], height=size[1], strength=self.strength,

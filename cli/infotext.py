@@ -67,6 +67,8 @@ def infotext(args, pipe, blocks, size: tuple[int, int], inputs: dict[str, Any], 
               "Schedule type": spacing and SCHEDULE_NAMES[spacing],  # A1111 1.9's field ("Karras")
               "CFG scale": cfg if distilled is not None else inputs.get("guidance_scale", cfg),
               "Distilled CFG Scale": distilled, "Seed": args.seed if seed is None else seed,
+              "Variation seed": getattr(args, "variation_seed", None),
+              "Variation seed strength": getattr(args, "variation_strength", None),
               "Size": f"{size[0]}x{size[1]}", "Model hash": short_file_hash(args.model),
               "Model": model_name(args.model),
               "VAE hash": short_file_hash(getattr(args, "vae", None)),
@@ -220,6 +222,13 @@ def apply(args, path: str) -> None:
             found["hires_upscaler"] = slug(known)
     elif args.image is not None:
         found["strength"] = _number(fields, "Denoising strength", float)
+    variation = (_number(fields, "Variation seed", int), _number(fields, "Variation seed strength", float))
+    if None not in variation and variation[1] > 0:  # A1111 writes them when its strength is above 0
+        if args.image is None and not (args.preset or "").startswith("flux"):
+            found["variation_seed"], found["variation_strength"] = variation
+        else:
+            print(f"note: {path} was drawn with A1111's variation seed {variation[0]} (noise of two seeds blended); "
+                  "not taken here: it is for SD and SDXL text-to-image", file=sys.stderr)
     for key, what in UNTAKEN.items():
         if fields.get(key):
             print(f"note: {path} was drawn with {what.format(fields[key])}; not taken here", file=sys.stderr)
@@ -261,7 +270,6 @@ UNTAKEN = {"Hires prompt": "the hires pass's own prompt (it takes the first pass
            "Refiner": "SDXL's refiner pass ({}), which diffblocks does not run",
            "ADetailer model": "ADetailer's pass ({}: faces found and painted again)",
            "Emphasis": "A1111's '{}' emphasis (prompt weights are read with its Original one here)",
-           "Variation seed": "A1111's variation seed {} (noise of two seeds blended; the seed's alone here)",
            "Seed resize from": "A1111's seed resize from {} (noise drawn at that size, then cut)"}
 
 

@@ -46,6 +46,7 @@ from .flags import (
 from .hires import (HIRES_HELP, HIRES_STEPS_HELP, HIRES_STRENGTH_HELP, HIRES_UPSCALER_HELP, HiresFix,
                     check_upscaler)
 from .presets import PRESETS, check_flags_fit, choose_preset, compose_blocks
+from .variation import VARIATION_SEED_HELP, VARIATION_STRENGTH_HELP, check_variation, variation_latents
 
 
 LORA_HELP = ("a LoRA (diffusers or kohya .safetensors / .bin file, a folder holding one, or a Hub repo owner/name[/FILE]) "
@@ -91,6 +92,7 @@ class Plan:
     device: str
     hires: Any = None  # --hires: the image-to-image blocks of the second pass
     hires_upscaler: str = "Lanczos"  # --hires-upscaler, as A1111 names it
+    variation: tuple[int, float] | None = None  # --variation-seed, --variation-strength
     sampling: dict = field(default_factory=dict)  # --prediction-type, --zero-snr, --schedule-type: its config changed
     clip_skip: int | None = None  # --clip-skip, as the preset counts it
     freeu: dict | None = None  # --freeu, --freeu-version: enable_freeu's keywords
@@ -111,6 +113,7 @@ def plan_run(args, supplied: Collection[str] | None = None) -> Plan:
     check_flags_fit(preset, blocks, args, supplied)
     check_prompt_syntax(args, preset)
     freeu, upscaler = freeu_setting(args, preset), check_upscaler(args, preset)
+    variation = check_variation(args, preset)
     if args.transformer is not None and "transformer" not in {spec.name for spec in blocks.expected_components}:
         raise FlagError.unsupported("--transformer", preset, ["FLUX.1"])
     sampling = sampling_changes(args)
@@ -142,7 +145,7 @@ def plan_run(args, supplied: Collection[str] | None = None) -> Plan:
                 guider=make_guider(args.guider, args.guidance_scale), device=pick_device(args.device), hires=hires,
                 sampling={**scheduler_settings(args.scheduler), **sampling, **schedule_changes(args)},
                 clip_skip=clip_skip_input(args.clip_skip, preset), freeu=freeu,
-                hires_upscaler=upscaler)
+                hires_upscaler=upscaler, variation=variation)
 
 
 @contextmanager
@@ -361,6 +364,8 @@ def run(args) -> int:
     inputs["clip_skip"] = plan.clip_skip
     inputs = {k: v for k, v in inputs.items() if v is not None}
     generators = [torch.Generator().manual_seed(args.seed) for _ in args.prompt or [None]]
+    if plan.variation is not None:  # each image's noise, drawn from its generator, turned towards the variation's
+        inputs["latents"] = variation_latents(pipe, generators, inputs, plan.variation)
     render = pipe if plan.hires is None else HiresFix(args, plan, pipe)
     images = render(generator=generators, output_type="pil", output="images", **inputs)
     picture = grid(images, args.rows, args.upscale) if len(images) > 1 or args.upscale > 1 else images[0]
@@ -384,6 +389,8 @@ def add_parser(commands) -> None:
     r.add_argument("--config", metavar="PATH_OR_REPO", help=CONFIG_HELP)
     r.add_argument("--steps", type=int, help="denoising steps (default: the preset's)")
     r.add_argument("--seed", type=int, help="noise seed, the same for every prompt (default 0)")
+    r.add_argument("--variation-seed", type=int, help=VARIATION_SEED_HELP)
+    r.add_argument("--variation-strength", type=float, help=VARIATION_STRENGTH_HELP)
     r.add_argument("--guidance-scale", type=float, help="guidance strength (default: the guider's)")
     r.add_argument("--guider", help=f"one of: {', '.join(GUIDERS)} (default: cfg)")
     r.add_argument("--distilled-guidance", type=float, metavar="SCALE", help=DISTILLED_HELP)
