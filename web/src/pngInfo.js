@@ -166,7 +166,7 @@ export function parametersSettings(text) {
   if (number('Distilled CFG Scale') !== null) { // Forge's FLUX.1: its guidance, and CFG above 1 is true CFG
     const trueCfg = settings.cfg !== null && settings.cfg > 1;
     const modules = Object.keys(fields).filter((key) => /^Module \d+$/.test(key)).sort().map((key) => fields[key]);
-    return { settings: { ...settings, guidance: number('Distilled CFG Scale'), scheduler: null,
+    return { settings: { ...settings, guidance: number('Distilled CFG Scale'), scheduler: null, sampling: null,
       cfg: trueCfg ? settings.cfg : null, negative: trueCfg ? negative : null }, family: 'flux',
     transformer: fields.Model || null, checkpoint: null, modules, encoders: [], loras, vae: fields.VAE || null,
     control: null, ipAdapter: null, leftOut: [...others, ...leftOut] };
