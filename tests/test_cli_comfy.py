@@ -84,7 +84,8 @@ def test_from_image_reads_a_comfyui_hires_fix(capsys, tmp_path):
     code, _, err = run_cli(capsys, "run", "--prompt", "a handwritten seven", "--negative-prompt", "blurry", "--steps",
                            "5", "--seed", "3", "--guidance-scale", "5", "--scheduler", "euler-a", "--height", "32",
                            "--width", "32", "--hires", "1.5", "--hires-strength", "0.6", "--hires-steps", "8",
-                           "--hires-upscaler", "latent-nearest-exact", "--out", str(tmp_path / "b.png"), "--no-progress")
+                           "--hires-upscaler", "latent-nearest-exact", "--out", str(tmp_path / "b.png"),
+                           "--no-progress")
     assert code == 0, err
     a, b = Image.open(tmp_path / "a.png"), Image.open(tmp_path / "b.png")
     assert a.size == (48, 48) and a.tobytes() == b.tobytes()

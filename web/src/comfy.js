@@ -33,7 +33,8 @@ const SPACED = new Set(['EulerDiscreteScheduler', 'DPMSolverMultistepScheduler',
 /** The changes to the model's scheduler config ({prediction_type, rescale_betas_zero_snr, use_karras_sigmas, ...})
  * for what a model is set to predict (`prediction`: 'epsilon' or 'v_prediction', or null), with zero terminal SNR
  * or not, the `spacing` of the noise levels ('karras', 'exponential', 'sgm_uniform', 'SGM Uniform', any case;
- * taken when the scheduler node type `type` has it) and the settings of the `sampler` named (SAMPLER_SETTINGS); null when none is set. */
+ * taken when the scheduler node type `type` has it) and the settings of the `sampler` named (SAMPLER_SETTINGS);
+ * null when none is set. */
 export function samplingOf(prediction, zeroSnr, type = null, spacing = null, sampler = null) {
   const changes = {
     ...(SAMPLER_SETTINGS[sampler] || {}),
