@@ -63,9 +63,6 @@ def variation_latents(pipe, generators: list, inputs: dict, variation: tuple[int
     encoder = pipe.components.get("text_encoder") or pipe.components.get("text_encoder_2")
     dtype = encoder.dtype if encoder is not None else pipe.unet.dtype
     device = execution_device(pipe)
-    noises = []
-    for generator in generators:
-        noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-        other = randn_tensor(shape, generator=torch.Generator().manual_seed(seed), device=device, dtype=dtype)
-        noises.append(slerp(strength, noise[0], other[0])[None])
-    return torch.cat(noises)
+    other = randn_tensor(shape, generator=torch.Generator().manual_seed(seed), device=device, dtype=dtype)[0]
+    noises = [randn_tensor(shape, generator=generator, device=device, dtype=dtype)[0] for generator in generators]
+    return torch.stack([slerp(strength, noise, other) for noise in noises])

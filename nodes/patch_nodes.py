@@ -10,6 +10,7 @@ stay as they were.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .adapter_nodes import weight_sharing_copy
@@ -44,7 +45,7 @@ class FreeUNode(NodeType):
 
     def check_value(self, name: str, value: Any) -> str | None:
         is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if name in FACTORS and not (is_number and value == value and abs(value) != float("inf")):
+        if name in FACTORS and not (is_number and math.isfinite(value)):
             return f"must be a finite number, got {value!r}"
         if name == "version" and (isinstance(value, bool) or value not in (1, 2)):
             return f"must be 1 or 2, got {value!r}"
